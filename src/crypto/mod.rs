@@ -1,0 +1,10 @@
+//! Cryptographic primitives: the 128-bit [`Block`], fixed-key AES and the correlation-robust
+//! hashes built on it, the AES-CTR PRG, base oblivious transfer on Ristretto and OT extension.
+//!
+//! Nothing here knows about circuits or networks; `gc` and `protocol` build on these pieces.
+
+pub mod aes;
+pub mod block;
+
+pub use self::aes::{FixedKeyAes, FIXED_KEY_AES};
+pub use self::block::Block;

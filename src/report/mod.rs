@@ -1,0 +1,1 @@
+//! Plots (plotters), tables, Markdown, CSV and JSON drawn from measured results.
