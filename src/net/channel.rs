@@ -1,0 +1,336 @@
+//! The [`Channel`] trait every protocol in pibench talks through, and its two transports.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::crypto::Block;
+
+/// Errors of the channel layer.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The peer closed the connection.
+    #[error("peer disconnected during {context}")]
+    Disconnected {
+        /// Phase and layer in which it happened.
+        context: String,
+    },
+    /// The peer sent nothing within the time-out.
+    #[error("peer stalled: no data for {timeout:?} during {context}")]
+    Timeout {
+        /// The time-out that expired.
+        timeout: Duration,
+        /// Phase and layer in which it happened.
+        context: String,
+    },
+    /// The peer sent something that does not parse.
+    #[error("protocol error during {context}: {message}")]
+    Protocol {
+        /// Phase and layer in which it happened.
+        context: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// Any other I/O failure.
+    #[error("i/o error during {context}: {source}")]
+    Io {
+        /// Phase and layer in which it happened.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The phase of a private inference, for accounting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Setup before either phase: handshake, base OTs.
+    Setup,
+    /// Input-independent preprocessing.
+    Offline,
+    /// Work that needs the client's input.
+    Online,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Setup => "setup",
+            Phase::Offline => "offline",
+            Phase::Online => "online",
+        })
+    }
+}
+
+/// A reliable, ordered, bidirectional byte stream to the other party.
+///
+/// Sends may be buffered until [`Channel::flush`] or the next [`Channel::recv`]; implementations
+/// must flush before blocking on a receive so that two parties cannot deadlock on buffered data.
+pub trait Channel: Send {
+    /// Queue `bytes` for the peer.
+    fn send(&mut self, bytes: &[u8]) -> Result<(), NetError>;
+    /// Fill `buf` exactly with the peer's next bytes.
+    fn recv(&mut self, buf: &mut [u8]) -> Result<(), NetError>;
+    /// Push queued bytes to the peer.
+    fn flush(&mut self) -> Result<(), NetError>;
+    /// Attribute the traffic that follows to `phase` and, if given, `layer` (for accounting and
+    /// for error messages). Transports that do not count ignore it.
+    fn set_scope(&mut self, phase: Phase, layer: Option<&str>) {
+        let _ = (phase, layer);
+    }
+}
+
+/// Typed helpers over any [`Channel`].
+pub trait ChannelExt: Channel {
+    /// Send blocks as their little-endian bytes.
+    fn send_blocks(&mut self, blocks: &[Block]) -> Result<(), NetError> {
+        // Chunked so a million-block send does not allocate a second copy of itself.
+        let mut buf = [0u8; 16 * 256];
+        for chunk in blocks.chunks(256) {
+            for (i, b) in chunk.iter().enumerate() {
+                buf[16 * i..16 * i + 16].copy_from_slice(&b.to_bytes());
+            }
+            self.send(&buf[..16 * chunk.len()])?;
+        }
+        Ok(())
+    }
+    /// Receive exactly `out.len()` blocks.
+    fn recv_blocks(&mut self, out: &mut [Block]) -> Result<(), NetError> {
+        let mut buf = [0u8; 16 * 256];
+        for chunk in out.chunks_mut(256) {
+            let n = 16 * chunk.len();
+            self.recv(&mut buf[..n])?;
+            for (i, b) in chunk.iter_mut().enumerate() {
+                *b = Block::from_bytes(buf[16 * i..16 * i + 16].try_into().expect("16 bytes"));
+            }
+        }
+        Ok(())
+    }
+    /// Send a `u64` little-endian.
+    fn send_u64(&mut self, v: u64) -> Result<(), NetError> {
+        self.send(&v.to_le_bytes())
+    }
+    /// Receive a `u64` little-endian.
+    fn recv_u64(&mut self) -> Result<u64, NetError> {
+        let mut b = [0u8; 8];
+        self.recv(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    /// Send a slice of `u64`s little-endian.
+    fn send_u64s(&mut self, vs: &[u64]) -> Result<(), NetError> {
+        let mut buf = [0u8; 8 * 512];
+        for chunk in vs.chunks(512) {
+            for (i, v) in chunk.iter().enumerate() {
+                buf[8 * i..8 * i + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            self.send(&buf[..8 * chunk.len()])?;
+        }
+        Ok(())
+    }
+    /// Receive exactly `out.len()` `u64`s.
+    fn recv_u64s(&mut self, out: &mut [u64]) -> Result<(), NetError> {
+        let mut buf = [0u8; 8 * 512];
+        for chunk in out.chunks_mut(512) {
+            self.recv(&mut buf[..8 * chunk.len()])?;
+            for (i, v) in chunk.iter_mut().enumerate() {
+                *v = u64::from_le_bytes(buf[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<C: Channel + ?Sized> ChannelExt for C {}
+
+impl<C: Channel + ?Sized> Channel for Box<C> {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        (**self).send(bytes)
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> Result<(), NetError> {
+        (**self).recv(buf)
+    }
+    fn flush(&mut self) -> Result<(), NetError> {
+        (**self).flush()
+    }
+    fn set_scope(&mut self, phase: Phase, layer: Option<&str>) {
+        (**self).set_scope(phase, layer)
+    }
+}
+
+/// The default time-out of a receive.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A TCP connection with buffered writes and a read time-out.
+pub struct TcpChannel {
+    reader: BufReader<TcpStream>,
+    writer: BufWriter<TcpStream>,
+    timeout: Duration,
+    context: String,
+}
+
+impl TcpChannel {
+    /// Wrap a connected stream; every receive fails after `timeout` without data.
+    pub fn new(stream: TcpStream, timeout: Duration) -> std::io::Result<Self> {
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(timeout))?;
+        let reader = BufReader::with_capacity(1 << 20, stream.try_clone()?);
+        let writer = BufWriter::with_capacity(1 << 20, stream);
+        Ok(TcpChannel { reader, writer, timeout, context: Phase::Setup.to_string() })
+    }
+
+    fn map_err(&self, e: std::io::Error) -> NetError {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            WouldBlock | TimedOut => NetError::Timeout { timeout: self.timeout, context: self.context.clone() },
+            UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => {
+                NetError::Disconnected { context: self.context.clone() }
+            }
+            _ => NetError::Io { context: self.context.clone(), source: e },
+        }
+    }
+}
+
+impl Channel for TcpChannel {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        self.writer.write_all(bytes).map_err(|e| self.map_err(e))
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> Result<(), NetError> {
+        if !self.writer.buffer().is_empty() {
+            self.flush()?;
+        }
+        self.reader.read_exact(buf).map_err(|e| self.map_err(e))
+    }
+    fn flush(&mut self) -> Result<(), NetError> {
+        self.writer.flush().map_err(|e| self.map_err(e))
+    }
+    fn set_scope(&mut self, phase: Phase, layer: Option<&str>) {
+        self.context = match layer {
+            Some(l) => format!("{phase} phase, layer {l}"),
+            None => format!("{phase} phase"),
+        };
+    }
+}
+
+/// One end of an in-memory channel (a pair of queues), for tests and single-process runs.
+pub struct MemChannel {
+    tx: mpsc::Sender<Vec<u8>>,
+    rx: mpsc::Receiver<Vec<u8>>,
+    out: Vec<u8>,
+    inbuf: Vec<u8>,
+    inpos: usize,
+    timeout: Duration,
+    context: String,
+}
+
+/// Two connected in-memory channel ends.
+pub fn mem_pair(timeout: Duration) -> (MemChannel, MemChannel) {
+    let (tx_a, rx_b) = mpsc::channel();
+    let (tx_b, rx_a) = mpsc::channel();
+    let mk = |tx, rx| MemChannel {
+        tx,
+        rx,
+        out: Vec::new(),
+        inbuf: Vec::new(),
+        inpos: 0,
+        timeout,
+        context: Phase::Setup.to_string(),
+    };
+    (mk(tx_a, rx_a), mk(tx_b, rx_b))
+}
+
+const MEM_CHUNK: usize = 1 << 16;
+
+impl Channel for MemChannel {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        self.out.extend_from_slice(bytes);
+        if self.out.len() >= MEM_CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> Result<(), NetError> {
+        if !self.out.is_empty() {
+            self.flush()?;
+        }
+        let mut filled = 0;
+        while filled < buf.len() {
+            if self.inpos == self.inbuf.len() {
+                self.inbuf = match self.rx.recv_timeout(self.timeout) {
+                    Ok(v) => v,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        return Err(NetError::Timeout { timeout: self.timeout, context: self.context.clone() })
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        return Err(NetError::Disconnected { context: self.context.clone() })
+                    }
+                };
+                self.inpos = 0;
+            }
+            let n = (buf.len() - filled).min(self.inbuf.len() - self.inpos);
+            buf[filled..filled + n].copy_from_slice(&self.inbuf[self.inpos..self.inpos + n]);
+            filled += n;
+            self.inpos += n;
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), NetError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::take(&mut self.out);
+        self.tx.send(data).map_err(|_| NetError::Disconnected { context: self.context.clone() })
+    }
+    fn set_scope(&mut self, phase: Phase, layer: Option<&str>) {
+        self.context = match layer {
+            Some(l) => format!("{phase} phase, layer {l}"),
+            None => format!("{phase} phase"),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_pair_round_trip_and_timeout() {
+        let (mut a, mut b) = mem_pair(Duration::from_millis(200));
+        let t = std::thread::spawn(move || {
+            let mut buf = [0u8; 5];
+            b.recv(&mut buf).unwrap();
+            b.send_u64(u64::from(buf[4])).unwrap();
+            b.flush().unwrap();
+            b
+        });
+        a.send(b"hello").unwrap();
+        a.flush().unwrap();
+        assert_eq!(a.recv_u64().unwrap(), u64::from(b'o'));
+        let _b = t.join().unwrap();
+        let mut buf = [0u8; 1];
+        assert!(matches!(a.recv(&mut buf), Err(NetError::Timeout { .. })));
+    }
+
+    #[test]
+    fn tcp_round_trip_blocks() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut ch = TcpChannel::new(s, Duration::from_secs(5)).unwrap();
+            let mut blocks = vec![Block::ZERO; 1000];
+            ch.recv_blocks(&mut blocks).unwrap();
+            ch.send_blocks(&blocks).unwrap();
+            ch.flush().unwrap();
+        });
+        let mut ch = TcpChannel::new(TcpStream::connect(addr).unwrap(), Duration::from_secs(5)).unwrap();
+        let blocks: Vec<Block> = (0..1000u128).map(|i| Block(i * 0x1_0000_0001)).collect();
+        ch.send_blocks(&blocks).unwrap();
+        let mut back = vec![Block::ZERO; 1000];
+        ch.recv_blocks(&mut back).unwrap();
+        assert_eq!(blocks, back);
+        t.join().unwrap();
+    }
+}
