@@ -6,4 +6,6 @@ pub mod card;
 pub mod graph;
 
 pub use card::{Accuracy, ModelCard};
-pub use graph::{BnPath, ChannelAffine, Conv2d, Layer, Linear, Mask, Network, Op, Shape, SiteInfo, ValueId};
+pub use graph::{
+    BnPath, ChannelAffine, Conv2d, Layer, Linear, Mask, Network, Op, Shape, SiteInfo, ValueId,
+};

@@ -44,7 +44,9 @@ pub enum NetError {
 }
 
 /// The phase of a private inference, for accounting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// Setup before either phase: handshake, base OTs.
@@ -178,17 +180,30 @@ impl TcpChannel {
         stream.set_read_timeout(Some(timeout))?;
         let reader = BufReader::with_capacity(1 << 20, stream.try_clone()?);
         let writer = BufWriter::with_capacity(1 << 20, stream);
-        Ok(TcpChannel { reader, writer, timeout, context: Phase::Setup.to_string() })
+        Ok(TcpChannel {
+            reader,
+            writer,
+            timeout,
+            context: Phase::Setup.to_string(),
+        })
     }
 
     fn map_err(&self, e: std::io::Error) -> NetError {
         use std::io::ErrorKind::*;
         match e.kind() {
-            WouldBlock | TimedOut => NetError::Timeout { timeout: self.timeout, context: self.context.clone() },
+            WouldBlock | TimedOut => NetError::Timeout {
+                timeout: self.timeout,
+                context: self.context.clone(),
+            },
             UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => {
-                NetError::Disconnected { context: self.context.clone() }
+                NetError::Disconnected {
+                    context: self.context.clone(),
+                }
             }
-            _ => NetError::Io { context: self.context.clone(), source: e },
+            _ => NetError::Io {
+                context: self.context.clone(),
+                source: e,
+            },
         }
     }
 }
@@ -261,10 +276,15 @@ impl Channel for MemChannel {
                 self.inbuf = match self.rx.recv_timeout(self.timeout) {
                     Ok(v) => v,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
-                        return Err(NetError::Timeout { timeout: self.timeout, context: self.context.clone() })
+                        return Err(NetError::Timeout {
+                            timeout: self.timeout,
+                            context: self.context.clone(),
+                        })
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        return Err(NetError::Disconnected { context: self.context.clone() })
+                        return Err(NetError::Disconnected {
+                            context: self.context.clone(),
+                        })
                     }
                 };
                 self.inpos = 0;
@@ -281,7 +301,9 @@ impl Channel for MemChannel {
             return Ok(());
         }
         let data = std::mem::take(&mut self.out);
-        self.tx.send(data).map_err(|_| NetError::Disconnected { context: self.context.clone() })
+        self.tx.send(data).map_err(|_| NetError::Disconnected {
+            context: self.context.clone(),
+        })
     }
     fn set_scope(&mut self, phase: Phase, layer: Option<&str>) {
         self.context = match layer {
@@ -325,7 +347,8 @@ mod tests {
             ch.send_blocks(&blocks).unwrap();
             ch.flush().unwrap();
         });
-        let mut ch = TcpChannel::new(TcpStream::connect(addr).unwrap(), Duration::from_secs(5)).unwrap();
+        let mut ch =
+            TcpChannel::new(TcpStream::connect(addr).unwrap(), Duration::from_secs(5)).unwrap();
         let blocks: Vec<Block> = (0..1000u128).map(|i| Block(i * 0x1_0000_0001)).collect();
         ch.send_blocks(&blocks).unwrap();
         let mut back = vec![Block::ZERO; 1000];
