@@ -134,6 +134,23 @@ pub struct Step {
     pub out_shape: Shape,
 }
 
+impl Step {
+    /// The step's kind as a short name for tables.
+    pub fn kind_name(&self) -> &'static str {
+        match &self.kind {
+            StepKind::Linear(l) => match l.kind {
+                LinearKind::Conv(_) => "conv2d",
+                LinearKind::Fc { .. } => "linear",
+                LinearKind::ChannelScale { .. } => "batchnorm",
+            },
+            StepKind::Relu { .. } => "relu",
+            StepKind::Add { .. } => "add",
+            StepKind::SumPool { .. } => "avgpool",
+            StepKind::Flatten => "flatten",
+        }
+    }
+}
+
 /// A network lowered to the ring.
 #[derive(Clone, Debug)]
 pub struct FixedNetwork {

@@ -1,0 +1,188 @@
+//! The results schema: one measured private inference, as JSON that every table and plot is
+//! redrawn from. Field names are stable; add, never rename.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ModelCard;
+use crate::protocol::prepro::Backend;
+use crate::ring::Ring;
+
+/// Cost of one phase (or of one layer in one phase).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhaseCost {
+    /// Wall-clock seconds from the phase's start until both parties finished it.
+    pub seconds: f64,
+    /// The server's wall-clock seconds in the phase (including waiting for the client).
+    pub seconds_server: f64,
+    /// The client's wall-clock seconds in the phase (including waiting for the server).
+    pub seconds_client: f64,
+    /// Bytes the client sent.
+    pub bytes_client_to_server: u64,
+    /// Bytes the server sent.
+    pub bytes_server_to_client: u64,
+    /// Flights (changes of direction) as counted at the server.
+    pub rounds: u64,
+}
+
+impl PhaseCost {
+    /// Bytes in both directions.
+    pub fn bytes(&self) -> u64 {
+        self.bytes_client_to_server + self.bytes_server_to_client
+    }
+}
+
+/// Cost of one layer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerCost {
+    /// Layer name (`input`/`output` for the transfers at either end).
+    pub name: String,
+    /// Op kind.
+    pub kind: String,
+    /// Elements of the layer's output.
+    pub elements: u64,
+    /// ReLUs kept (ReLU sites only).
+    pub relus_kept: u64,
+    /// Multiply-accumulates (linear layers only).
+    pub macs: u64,
+    /// Offline cost.
+    pub offline: PhaseCost,
+    /// Online cost.
+    pub online: PhaseCost,
+}
+
+/// A phase's cost estimated on a network link: measured compute + bytes / bandwidth + rounds ×
+/// one-way latency.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinkEstimate {
+    /// Link name (`lan`, `wan`, `mobile` or a custom spec).
+    pub link: String,
+    /// Estimated offline seconds.
+    pub offline_seconds: f64,
+    /// Estimated online seconds.
+    pub online_seconds: f64,
+    /// Whether this was measured through an emulated (throttled) channel rather than estimated.
+    pub emulated: bool,
+}
+
+/// Local (SecureML) truncation of linearized elements: how often and how risky.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LocalTruncation {
+    /// Elements truncated locally in one inference.
+    pub count: u64,
+    /// Largest bit length of a truncated value (ℓx), from the oracle run.
+    pub max_value_bits: u32,
+    /// Probability that one local truncation wraps: 2^(ℓx + 1 − ℓ).
+    pub failure_probability_per_element: f64,
+    /// Union bound over the inference: count × the above.
+    pub failure_probability: f64,
+}
+
+/// The machine a result was measured on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// CPU model name.
+    pub cpu: String,
+    /// Logical cores.
+    pub cores: usize,
+    /// Operating system.
+    pub os: String,
+    /// Whether AES-NI was detected.
+    pub aes_ni: bool,
+}
+
+impl Machine {
+    /// Describe this machine.
+    pub fn this() -> Self {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        #[cfg(target_arch = "x86_64")]
+        let aes_ni = std::arch::is_x86_feature_detected!("aes");
+        #[cfg(not(target_arch = "x86_64"))]
+        let aes_ni = false;
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            os: std::env::consts::OS.into(),
+            aes_ni,
+        }
+    }
+}
+
+/// The model as run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Bundle path.
+    pub path: String,
+    /// The bundle's card.
+    pub card: ModelCard,
+    /// Batch-norm path (`clean`/`adv`).
+    pub bn_path: String,
+    /// Fingerprint of architecture and masks (hex).
+    pub fingerprint: String,
+    /// ReLU elements over all sites.
+    pub total_relus: u64,
+    /// ReLUs kept: the budget.
+    pub budget: u64,
+    /// Multiply-accumulates of one inference.
+    pub macs: u64,
+}
+
+/// One measured private inference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// pibench version.
+    pub pibench_version: String,
+    /// The model.
+    pub model: ModelInfo,
+    /// ℓ and f.
+    pub ring: Ring,
+    /// Linear preprocessing backend.
+    pub backend: Backend,
+    /// Worker threads (rayon) per process.
+    pub threads: usize,
+    /// `tcp-loopback`, `memory`, `tcp`.
+    pub transport: String,
+    /// Where it ran.
+    pub machine: Machine,
+    /// Setup (handshake, base OTs).
+    pub setup: PhaseCost,
+    /// Offline phase in total.
+    pub offline: PhaseCost,
+    /// Online phase in total.
+    pub online: PhaseCost,
+    /// Per layer.
+    pub layers: Vec<LayerCost>,
+    /// Bytes the client stores between the phases.
+    pub client_storage_bytes: u64,
+    /// Bytes the server stores between the phases.
+    pub server_storage_bytes: u64,
+    /// Peak resident memory of the measuring process (both parties when run in one process).
+    pub peak_rss_bytes: u64,
+    /// AND gates per garbled ReLU.
+    pub and_gates_per_relu: u64,
+    /// Secure logits equal the fixed-point oracle's (within the local-truncation tolerance) and
+    /// give the same class.
+    pub correct: bool,
+    /// Secure logits equal the oracle's bit for bit.
+    pub exact: bool,
+    /// Largest |secure − oracle| logit difference.
+    pub max_logit_diff_vs_oracle: f64,
+    /// Largest |oracle − f32| logit difference (the fixed-point error).
+    pub max_logit_diff_fixed_vs_f32: f64,
+    /// The class of the secure logits.
+    pub predicted_class: usize,
+    /// The class of the f32 logits.
+    pub f32_class: usize,
+    /// The secure logits.
+    pub logits: Vec<f64>,
+    /// Local truncation statistics.
+    pub local_truncation: LocalTruncation,
+    /// Estimates (and emulated measurements) per link.
+    pub links: Vec<LinkEstimate>,
+}

@@ -1,0 +1,135 @@
+//! Linear-layer preprocessing backends: for each linear step the client obtains `M·c − s` for its
+//! share `c` of the step's input and the server's fresh mask `s`, without the client learning M.
+//!
+//! `dealer` is a trusted third party that knows M and sees the client's share: it costs the two
+//! parties nothing and exists to measure everything else. Results label it wherever they appear.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rand::RngCore;
+use rand_core::{OsRng, SeedableRng};
+
+use super::ProtocolError;
+use crate::plain::{FixedNetwork, StepKind};
+
+/// Which preprocessing backend produced the linear correlations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A trusted dealer (no traffic between the parties; not a real two-party protocol).
+    Dealer,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Dealer => "dealer",
+        })
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "dealer" => Ok(Backend::Dealer),
+            "he" => Err(
+                "the `he` backend (homomorphic encryption) is not implemented yet; use `dealer`"
+                    .into(),
+            ),
+            other => Err(format!(
+                "unknown preprocessing backend `{other}` (expected `dealer`)"
+            )),
+        }
+    }
+}
+
+/// The client's half of a backend.
+pub trait ClientPreprocessing: Send {
+    /// `M·c − s` for linear step `step` and the client's (already truncated) input share `c`.
+    fn correlate(&mut self, step: usize, c: &[u64]) -> Result<Vec<u64>, ProtocolError>;
+}
+
+/// The server's half of a backend.
+pub trait ServerPreprocessing: Send {
+    /// The server's mask `s` of linear step `step`.
+    fn mask(&mut self, step: usize) -> Result<Vec<u64>, ProtocolError>;
+}
+
+/// A trusted dealer shared by both parties of one process. It draws `s` on first touch of a
+/// step by either party, so neither waits for the other.
+#[derive(Clone)]
+pub struct Dealer {
+    net: Arc<FixedNetwork>,
+    masks: Arc<Mutex<HashMap<usize, Vec<u64>>>>,
+    seed: [u8; 32],
+}
+
+impl Dealer {
+    /// A dealer for `net` (with weights), seeded from the OS.
+    pub fn new(net: Arc<FixedNetwork>) -> Self {
+        let mut seed = [0u8; 32];
+        OsRng.fill_bytes(&mut seed);
+        Dealer {
+            net,
+            masks: Arc::default(),
+            seed,
+        }
+    }
+
+    fn mask_of(&self, step: usize) -> Result<Vec<u64>, ProtocolError> {
+        let out_len = self
+            .net
+            .steps
+            .get(step)
+            .filter(|s| matches!(s.kind, StepKind::Linear(_)))
+            .ok_or_else(|| {
+                ProtocolError::Internal(format!(
+                    "dealer asked for step {step}, which is not linear"
+                ))
+            })?
+            .out_shape
+            .elements();
+        let mut masks = self
+            .masks
+            .lock()
+            .map_err(|_| ProtocolError::Internal("dealer lock poisoned".into()))?;
+        let ring = self.net.ring;
+        Ok(masks
+            .entry(step)
+            .or_insert_with(|| {
+                let mut seed = self.seed;
+                seed[..8]
+                    .iter_mut()
+                    .zip((step as u64).to_le_bytes())
+                    .for_each(|(a, b)| *a ^= b);
+                let mut rng = rand_chacha::ChaCha12Rng::from_seed(seed);
+                (0..out_len).map(|_| ring.reduce(rng.next_u64())).collect()
+            })
+            .clone())
+    }
+}
+
+impl ClientPreprocessing for Dealer {
+    fn correlate(&mut self, step: usize, c: &[u64]) -> Result<Vec<u64>, ProtocolError> {
+        let s = self.mask_of(step)?;
+        let StepKind::Linear(l) = &self.net.steps[step].kind else {
+            return Err(ProtocolError::Internal(format!(
+                "step {step} is not linear"
+            )));
+        };
+        let ring = self.net.ring;
+        let mut mc = l.apply(&ring, c);
+        mc.iter_mut()
+            .zip(&s)
+            .for_each(|(v, &si)| *v = ring.sub(*v, si));
+        Ok(mc)
+    }
+}
+
+impl ServerPreprocessing for Dealer {
+    fn mask(&mut self, step: usize) -> Result<Vec<u64>, ProtocolError> {
+        self.mask_of(step)
+    }
+}
