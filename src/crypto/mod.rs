@@ -5,6 +5,9 @@
 
 pub mod aes;
 pub mod block;
+pub mod ot;
+pub mod prg;
 
 pub use self::aes::{FixedKeyAes, FIXED_KEY_AES};
 pub use self::block::Block;
+pub use self::prg::Prg;

@@ -16,8 +16,8 @@ pub enum NetError {
         /// Phase and layer in which it happened.
         context: String,
     },
-    /// The peer sent nothing within the time-out.
-    #[error("peer stalled: no data for {timeout:?} during {context}")]
+    /// The peer sent nothing (or, for a write, read nothing) within the time-out.
+    #[error("peer stalled: no progress for {timeout:?} during {context}")]
     Timeout {
         /// The time-out that expired.
         timeout: Duration,
@@ -32,6 +32,9 @@ pub enum NetError {
         /// What was wrong.
         message: String,
     },
+    /// The peer is not the party we expected: another program, role, protocol version or model.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] crate::net::handshake::HandshakeError),
     /// Any other I/O failure.
     #[error("i/o error during {context}: {source}")]
     Io {
@@ -64,6 +67,70 @@ impl std::fmt::Display for Phase {
             Phase::Offline => "offline",
             Phase::Online => "online",
         })
+    }
+}
+
+/// Where in the protocol the channel is: a phase and optionally a layer.
+///
+/// Every transport keeps one so that its errors can say where they happened; [`Scope::set`] reuses
+/// the layer string's allocation, so moving from layer to layer costs no allocation once the
+/// longest name has been seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    phase: Phase,
+    layer: Option<String>,
+}
+
+impl Scope {
+    /// The scope at connection time: the setup phase, no layer.
+    pub fn new() -> Self {
+        Scope {
+            phase: Phase::Setup,
+            layer: None,
+        }
+    }
+
+    /// Move to `phase` and `layer`.
+    pub fn set(&mut self, phase: Phase, layer: Option<&str>) {
+        self.phase = phase;
+        match (layer, &mut self.layer) {
+            (None, slot) => *slot = None,
+            (Some(l), Some(cur)) => {
+                cur.clear();
+                cur.push_str(l);
+            }
+            (Some(l), slot) => *slot = Some(l.to_owned()),
+        }
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The current layer, if any.
+    pub fn layer(&self) -> Option<&str> {
+        self.layer.as_deref()
+    }
+
+    /// The scope as an error context, e.g. `online phase, layer relu3`.
+    pub fn context(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Scope::new()
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.layer {
+            Some(l) => write!(f, "{} phase, layer {l}", self.phase),
+            None => write!(f, "{} phase", self.phase),
+        }
     }
 }
 
@@ -165,27 +232,39 @@ impl<C: Channel + ?Sized> Channel for Box<C> {
 /// The default time-out of a receive.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A TCP connection with buffered writes and a read time-out.
+/// A TCP connection with buffered writes and read and write time-outs.
 pub struct TcpChannel {
     reader: BufReader<TcpStream>,
     writer: BufWriter<TcpStream>,
     timeout: Duration,
-    context: String,
+    scope: Scope,
 }
 
 impl TcpChannel {
-    /// Wrap a connected stream; every receive fails after `timeout` without data.
+    /// Wrap a connected stream; every receive fails after `timeout` without data, and every
+    /// write after `timeout` without progress (a peer that stops reading cannot hang us either).
     pub fn new(stream: TcpStream, timeout: Duration) -> std::io::Result<Self> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
         let reader = BufReader::with_capacity(1 << 20, stream.try_clone()?);
         let writer = BufWriter::with_capacity(1 << 20, stream);
         Ok(TcpChannel {
             reader,
             writer,
             timeout,
-            context: Phase::Setup.to_string(),
+            scope: Scope::new(),
         })
+    }
+
+    /// The address of the peer.
+    pub fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.writer.get_ref().peer_addr()
+    }
+
+    /// The time-out of every receive and write.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn map_err(&self, e: std::io::Error) -> NetError {
@@ -193,18 +272,29 @@ impl TcpChannel {
         match e.kind() {
             WouldBlock | TimedOut => NetError::Timeout {
                 timeout: self.timeout,
-                context: self.context.clone(),
+                context: self.scope.context(),
             },
-            UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => {
+            UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe | WriteZero => {
                 NetError::Disconnected {
-                    context: self.context.clone(),
+                    context: self.scope.context(),
                 }
             }
             _ => NetError::Io {
-                context: self.context.clone(),
+                context: self.scope.context(),
                 source: e,
             },
         }
+    }
+}
+
+impl std::fmt::Debug for TcpChannel {
+    // Buffered bytes may be labels or shares: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpChannel")
+            .field("peer", &self.peer_addr().ok())
+            .field("timeout", &self.timeout)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
     }
 }
 
@@ -222,10 +312,7 @@ impl Channel for TcpChannel {
         self.writer.flush().map_err(|e| self.map_err(e))
     }
     fn set_scope(&mut self, phase: Phase, layer: Option<&str>) {
-        self.context = match layer {
-            Some(l) => format!("{phase} phase, layer {l}"),
-            None => format!("{phase} phase"),
-        };
+        self.scope.set(phase, layer);
     }
 }
 
@@ -237,7 +324,7 @@ pub struct MemChannel {
     inbuf: Vec<u8>,
     inpos: usize,
     timeout: Duration,
-    context: String,
+    scope: Scope,
 }
 
 /// Two connected in-memory channel ends.
@@ -251,12 +338,22 @@ pub fn mem_pair(timeout: Duration) -> (MemChannel, MemChannel) {
         inbuf: Vec::new(),
         inpos: 0,
         timeout,
-        context: Phase::Setup.to_string(),
+        scope: Scope::new(),
     };
     (mk(tx_a, rx_a), mk(tx_b, rx_b))
 }
 
 const MEM_CHUNK: usize = 1 << 16;
+
+impl std::fmt::Debug for MemChannel {
+    // Buffered bytes may be labels or shares: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemChannel")
+            .field("timeout", &self.timeout)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Channel for MemChannel {
     fn send(&mut self, bytes: &[u8]) -> Result<(), NetError> {
@@ -278,12 +375,12 @@ impl Channel for MemChannel {
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         return Err(NetError::Timeout {
                             timeout: self.timeout,
-                            context: self.context.clone(),
+                            context: self.scope.context(),
                         })
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => {
                         return Err(NetError::Disconnected {
-                            context: self.context.clone(),
+                            context: self.scope.context(),
                         })
                     }
                 };
@@ -302,14 +399,11 @@ impl Channel for MemChannel {
         }
         let data = std::mem::take(&mut self.out);
         self.tx.send(data).map_err(|_| NetError::Disconnected {
-            context: self.context.clone(),
+            context: self.scope.context(),
         })
     }
     fn set_scope(&mut self, phase: Phase, layer: Option<&str>) {
-        self.context = match layer {
-            Some(l) => format!("{phase} phase, layer {l}"),
-            None => format!("{phase} phase"),
-        };
+        self.scope.set(phase, layer);
     }
 }
 
@@ -333,6 +427,55 @@ mod tests {
         let _b = t.join().unwrap();
         let mut buf = [0u8; 1];
         assert!(matches!(a.recv(&mut buf), Err(NetError::Timeout { .. })));
+    }
+
+    #[test]
+    fn mem_peer_dropping_mid_message_is_disconnected_with_scope() {
+        let (mut a, b) = mem_pair(Duration::from_secs(10));
+        let t = std::thread::spawn(move || {
+            let mut b = b;
+            b.send(&[1, 2, 3, 4]).unwrap(); // half of a u64
+            b.flush().unwrap();
+        });
+        t.join().unwrap();
+        a.set_scope(Phase::Online, Some("relu3"));
+        let e = a.recv_u64().unwrap_err();
+        assert!(matches!(e, NetError::Disconnected { .. }), "{e}");
+        assert!(e.to_string().contains("online phase, layer relu3"), "{e}");
+        // Sending to a vanished peer is a disconnect too, not a panic.
+        a.send(&[0u8; 8]).unwrap();
+        assert!(matches!(a.flush(), Err(NetError::Disconnected { .. })));
+    }
+
+    #[test]
+    fn mem_silent_peer_times_out_with_scope() {
+        let (mut a, b) = mem_pair(Duration::from_millis(50));
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            let mut b = b;
+            b.send(&[9u8; 3]).unwrap();
+            b.flush().unwrap();
+            // Alive but silent until the other side has given up.
+            let _ = done_rx.recv();
+        });
+        a.set_scope(Phase::Offline, None);
+        let e = a.recv_u64().unwrap_err();
+        done_tx.send(()).unwrap();
+        t.join().unwrap();
+        assert!(matches!(e, NetError::Timeout { .. }), "{e}");
+        assert!(e.to_string().contains("offline phase"), "{e}");
+    }
+
+    #[test]
+    fn scope_display_and_reuse() {
+        let mut s = Scope::new();
+        assert_eq!(s.to_string(), "setup phase");
+        s.set(Phase::Online, Some("layer4.1.relu2"));
+        assert_eq!(s.to_string(), "online phase, layer layer4.1.relu2");
+        s.set(Phase::Online, Some("fc"));
+        assert_eq!((s.phase(), s.layer()), (Phase::Online, Some("fc")));
+        s.set(Phase::Offline, None);
+        assert_eq!(s.layer(), None);
     }
 
     #[test]

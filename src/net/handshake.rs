@@ -1,0 +1,371 @@
+//! The first exchange of every connection: each side proves it speaks pibench, plays the other
+//! role, runs the same protocol version and holds the same public model (architecture and masks,
+//! summarised as a [`Fingerprint`]).
+//!
+//! Wire format of the hello each side sends, 45 bytes:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0..8 | magic `PIBENCH\x01` |
+//! | 8 | role: 0 client, 1 server |
+//! | 9..13 | protocol version, `u32` little-endian |
+//! | 13..45 | model fingerprint (SHA-256) |
+//!
+//! Both sides send their hello before reading the peer's, so the exchange costs one one-way
+//! latency, and both see the same two hellos: on any mismatch both return the same kind of error.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use super::channel::{Channel, NetError, Phase};
+
+/// The magic that opens every pibench connection.
+pub const MAGIC: [u8; 8] = *b"PIBENCH\x01";
+
+/// The length in bytes of a hello message.
+pub const HELLO_LEN: usize = 8 + 1 + 4 + 32;
+
+/// The layer name under which the handshake's traffic is counted (in [`Phase::Setup`]).
+pub const HANDSHAKE_LAYER: &str = "handshake";
+
+/// Which party a side plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Holds the input, evaluates the garbled circuits, learns the logits.
+    Client,
+    /// Holds the weights, garbles.
+    Server,
+}
+
+impl Role {
+    fn to_byte(self) -> u8 {
+        match self {
+            Role::Client => 0,
+            Role::Server => 1,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Role> {
+        match b {
+            0 => Some(Role::Client),
+            1 => Some(Role::Server),
+            _ => None,
+        }
+    }
+
+    /// The other role.
+    pub fn peer(self) -> Role {
+        match self {
+            Role::Client => Role::Server,
+            Role::Server => Role::Client,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Client => "client",
+            Role::Server => "server",
+        })
+    }
+}
+
+/// A 32-byte SHA-256 digest identifying what both parties must agree on (architecture, shapes,
+/// masks, ring parameters — whatever the caller feeds in). Public data only: it is sent in clear.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// SHA-256 of `bytes`.
+    pub fn of(bytes: &[u8]) -> Fingerprint {
+        Fingerprint(Sha256::digest(bytes).into())
+    }
+
+    /// SHA-256 over several parts, each preceded by its length as a `u64` little-endian, so that
+    /// moving bytes from one part to the next changes the fingerprint.
+    pub fn of_parts(parts: &[&[u8]]) -> Fingerprint {
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update((p.len() as u64).to_le_bytes());
+            h.update(p);
+        }
+        Fingerprint(h.finalize().into())
+    }
+
+    /// The first 8 bytes in hex: enough to tell two fingerprints apart in a message.
+    pub fn short_hex(&self) -> String {
+        hex(&self.0[..8])
+    }
+
+    /// All 32 bytes in hex.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({})", self.short_hex())
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.short_hex())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use fmt::Write;
+    let mut s = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Why a handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The peer's first bytes are not a pibench hello.
+    #[error("peer is not a pibench endpoint (first bytes {got}, expected {expected})", got = hex(got), expected = hex(&MAGIC))]
+    BadMagic {
+        /// The 8 bytes received instead of the magic.
+        got: [u8; 8],
+    },
+    /// The peer's role byte is not a role.
+    #[error("peer sent an unknown role byte {0:#04x}")]
+    BadRole(u8),
+    /// Both sides play the same role (two clients or two servers).
+    #[error("both sides are {0}s: connect a client to a server")]
+    SameRole(Role),
+    /// The protocol versions differ.
+    #[error("protocol version mismatch: we run version {ours}, the peer runs version {theirs}")]
+    Version {
+        /// Our version.
+        ours: u32,
+        /// The peer's version.
+        theirs: u32,
+    },
+    /// The model fingerprints differ: the peer runs another architecture or other masks.
+    #[error("model fingerprint mismatch: ours is {ours}, the peer's is {theirs} (different architecture or masks)")]
+    Fingerprint {
+        /// Our fingerprint.
+        ours: Fingerprint,
+        /// The peer's fingerprint.
+        theirs: Fingerprint,
+    },
+}
+
+/// The hello of one side.
+fn hello(role: Role, version: u32, fingerprint: &Fingerprint) -> [u8; HELLO_LEN] {
+    let mut m = [0u8; HELLO_LEN];
+    m[..8].copy_from_slice(&MAGIC);
+    m[8] = role.to_byte();
+    m[9..13].copy_from_slice(&version.to_le_bytes());
+    m[13..].copy_from_slice(&fingerprint.0);
+    m
+}
+
+/// Check the peer's hello against ours. Checked in this order: magic, role, version,
+/// fingerprint, so the reported difference is the most basic one.
+fn check(
+    peer: &[u8; HELLO_LEN],
+    role: Role,
+    version: u32,
+    fingerprint: &Fingerprint,
+) -> Result<(), HandshakeError> {
+    let magic: [u8; 8] = peer[..8].try_into().expect("8 bytes");
+    if magic != MAGIC {
+        return Err(HandshakeError::BadMagic { got: magic });
+    }
+    let peer_role = Role::from_byte(peer[8]).ok_or(HandshakeError::BadRole(peer[8]))?;
+    if peer_role == role {
+        return Err(HandshakeError::SameRole(role));
+    }
+    let theirs = u32::from_le_bytes(peer[9..13].try_into().expect("4 bytes"));
+    if theirs != version {
+        return Err(HandshakeError::Version {
+            ours: version,
+            theirs,
+        });
+    }
+    let theirs = Fingerprint(peer[13..].try_into().expect("32 bytes"));
+    if theirs != *fingerprint {
+        return Err(HandshakeError::Fingerprint {
+            ours: *fingerprint,
+            theirs,
+        });
+    }
+    Ok(())
+}
+
+/// Exchange hellos with the peer and check that it is a pibench endpoint of the other role with
+/// the same protocol `version` and model `fingerprint`.
+///
+/// Sets the channel's scope to ([`Phase::Setup`], [`HANDSHAKE_LAYER`]) so that its bytes are
+/// counted and its errors located there; the caller sets the next scope. A peer that stalls or
+/// disconnects gives the channel's `Timeout` / `Disconnected`; a mismatch gives
+/// [`NetError::Handshake`] on both sides.
+pub fn handshake<C: Channel + ?Sized>(
+    ch: &mut C,
+    role: Role,
+    version: u32,
+    fingerprint: &Fingerprint,
+) -> Result<(), NetError> {
+    ch.set_scope(Phase::Setup, Some(HANDSHAKE_LAYER));
+    ch.send(&hello(role, version, fingerprint))?;
+    ch.flush()?;
+    let mut peer = [0u8; HELLO_LEN];
+    // The magic first: a peer speaking another protocol is reported as such even if it sends
+    // fewer bytes than a hello and then waits.
+    ch.recv(&mut peer[..8])?;
+    let magic: [u8; 8] = peer[..8].try_into().expect("8 bytes");
+    if magic != MAGIC {
+        return Err(HandshakeError::BadMagic { got: magic }.into());
+    }
+    ch.recv(&mut peer[8..])?;
+    check(&peer, role, version, fingerprint)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::channel::mem_pair;
+    use std::time::Duration;
+
+    fn fp(s: &str) -> Fingerprint {
+        Fingerprint::of(s.as_bytes())
+    }
+
+    /// Run a handshake on both ends of an in-memory pair; results of (client, server).
+    fn both(
+        client: (Role, u32, Fingerprint),
+        server: (Role, u32, Fingerprint),
+    ) -> (Result<(), NetError>, Result<(), NetError>) {
+        let (mut a, mut b) = mem_pair(Duration::from_secs(5));
+        let t = std::thread::spawn(move || handshake(&mut b, server.0, server.1, &server.2));
+        let ra = handshake(&mut a, client.0, client.1, &client.2);
+        (ra, t.join().unwrap())
+    }
+
+    #[test]
+    fn fingerprint_is_sha256() {
+        // FIPS 180-2 test vector: SHA-256("abc").
+        assert_eq!(
+            fp("abc").to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(fp("abc").short_hex(), "ba7816bf8f01cfea");
+        assert_ne!(
+            Fingerprint::of_parts(&[b"ab", b"c"]),
+            Fingerprint::of_parts(&[b"a", b"bc"])
+        );
+    }
+
+    #[test]
+    fn matching_peers_pass() {
+        let (a, b) = both((Role::Client, 3, fp("m")), (Role::Server, 3, fp("m")));
+        a.unwrap();
+        b.unwrap();
+    }
+
+    #[test]
+    fn version_mismatch_fails_on_both_sides() {
+        let (a, b) = both((Role::Client, 3, fp("m")), (Role::Server, 4, fp("m")));
+        for (r, ours, theirs) in [(a, 3, 4), (b, 4, 3)] {
+            let e = r.unwrap_err();
+            match &e {
+                NetError::Handshake(HandshakeError::Version { ours: o, theirs: t }) => {
+                    assert_eq!((*o, *t), (ours, theirs));
+                }
+                other => panic!("unexpected {other}"),
+            }
+            let msg = e.to_string();
+            assert!(
+                msg.contains("version") && msg.contains('3') && msg.contains('4'),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn fingerprint_mismatch_fails_on_both_sides_with_short_hex() {
+        let (f1, f2) = (fp("resnet18 masks A"), fp("resnet18 masks B"));
+        let (a, b) = both((Role::Client, 1, f1), (Role::Server, 1, f2));
+        for r in [a, b] {
+            let e = r.unwrap_err();
+            assert!(
+                matches!(e, NetError::Handshake(HandshakeError::Fingerprint { .. })),
+                "{e}"
+            );
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&f1.short_hex()) && msg.contains(&f2.short_hex()),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn same_role_is_rejected() {
+        let (a, b) = both((Role::Client, 1, fp("m")), (Role::Client, 1, fp("m")));
+        for r in [a, b] {
+            assert!(matches!(
+                r,
+                Err(NetError::Handshake(HandshakeError::SameRole(Role::Client)))
+            ));
+        }
+    }
+
+    #[test]
+    fn garbage_magic_is_rejected() {
+        let (mut a, mut b) = mem_pair(Duration::from_secs(5));
+        let t = std::thread::spawn(move || {
+            // An HTTP client, say; it then waits for an answer.
+            b.send(b"GET / HTTP/1.1\r\n").unwrap();
+            b.flush().unwrap();
+            let mut hello = [0u8; HELLO_LEN];
+            b.recv(&mut hello).unwrap();
+            hello
+        });
+        let e = handshake(&mut a, Role::Server, 1, &fp("m")).unwrap_err();
+        assert!(
+            matches!(e, NetError::Handshake(HandshakeError::BadMagic { .. })),
+            "{e}"
+        );
+        assert!(e.to_string().contains("not a pibench endpoint"), "{e}");
+        // Our own hello went out intact.
+        let sent = t.join().unwrap();
+        assert_eq!(&sent[..8], &MAGIC);
+    }
+
+    #[test]
+    fn bad_role_byte_is_rejected() {
+        let mut peer = hello(Role::Server, 1, &fp("m"));
+        peer[8] = 9;
+        let e = check(&peer, Role::Client, 1, &fp("m")).unwrap_err();
+        assert!(matches!(e, HandshakeError::BadRole(9)));
+    }
+
+    #[test]
+    fn silent_peer_times_out_in_setup_scope() {
+        let (mut a, _b) = mem_pair(Duration::from_millis(50));
+        let e = handshake(&mut a, Role::Client, 1, &fp("m")).unwrap_err();
+        assert!(matches!(e, NetError::Timeout { .. }));
+        assert!(
+            e.to_string().contains("setup phase, layer handshake"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn debug_shows_short_hex_only() {
+        let f = fp("abc");
+        assert_eq!(format!("{f:?}"), "Fingerprint(ba7816bf8f01cfea)");
+    }
+}
