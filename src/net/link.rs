@@ -126,6 +126,21 @@ impl Link {
             + rounds as f64 * self.one_way_delay().as_secs_f64()
     }
 
+    /// [`Link::estimate`] from the counters one party measured: `role`'s bytes sent travel up if
+    /// it is the client and down if it is the server; its rounds are taken as the flights.
+    pub fn estimate_for(
+        &self,
+        role: crate::net::handshake::Role,
+        compute_secs: f64,
+        counters: &crate::net::meter::Counters,
+    ) -> f64 {
+        let (up, down) = match role {
+            crate::net::handshake::Role::Client => (counters.bytes_sent, counters.bytes_received),
+            crate::net::handshake::Role::Server => (counters.bytes_received, counters.bytes_sent),
+        };
+        self.estimate(compute_secs, up, down, counters.rounds)
+    }
+
     /// Parse a preset name (`lan`, `wan`, `mobile`) or a custom link `BW,RTT` where `BW` is one
     /// bandwidth for both directions or `UP/DOWN`. Bandwidths are bits per second with a unit
     /// `bit`, `kbit`, `mbit`, `gbit`, `tbit` (or `bps`, `kbps`, `mbps`, `gbps`, `tbps`, also
@@ -377,6 +392,23 @@ mod tests {
         // Direction matters on an asymmetric link.
         let m = Link::mobile();
         assert!(m.estimate(0.0, 0, 1 << 20, 0) > m.estimate(0.0, 1 << 20, 0, 0));
+        // The two parties' mirrored counters give the same estimate.
+        use crate::net::{handshake::Role, meter::Counters};
+        let client = Counters {
+            bytes_sent: 10,
+            bytes_received: 5000,
+            rounds: 3,
+            recv_wait_ns: 0,
+        };
+        let server = Counters {
+            bytes_sent: 5000,
+            bytes_received: 10,
+            rounds: 3,
+            recv_wait_ns: 0,
+        };
+        let e = l.estimate_for(Role::Client, 0.1, &client);
+        assert_eq!(e, l.estimate(0.1, 10, 5000, 3));
+        assert_eq!(e, l.estimate_for(Role::Server, 0.1, &server));
     }
 
     #[test]
