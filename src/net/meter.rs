@@ -536,6 +536,62 @@ mod tests {
         assert_eq!(back, a);
     }
 
+    proptest::proptest! {
+        /// Counting checked against a direct computation from the sequence of operations:
+        /// bytes per scope, and flights = maximal runs of one direction, attributed to the scope
+        /// where they start.
+        #[test]
+        fn counts_match_the_operation_sequence(
+            ops in proptest::collection::vec((0usize..4, proptest::bool::ANY, 0usize..50), 1..60),
+        ) {
+            const SCOPES: [(Phase, Option<&str>); 4] = [
+                (Phase::Setup, None),
+                (Phase::Offline, Some("a")),
+                (Phase::Online, Some("a")),
+                (Phase::Online, Some("b")),
+            ];
+            let (a, mut b) = mem_pair(Duration::from_secs(5));
+            let mut a = Metered::new(a);
+            let mut expected = [Counters::default(); 4];
+            let mut last_dir = None;
+            let buf = [0u8; 50];
+            let mut rbuf = [0u8; 50];
+            for &(scope, sending, n) in &ops {
+                let (phase, layer) = SCOPES[scope];
+                a.set_scope(phase, layer);
+                let e = &mut expected[scope];
+                if sending {
+                    a.send(&buf[..n]).unwrap();
+                    a.flush().unwrap();
+                    b.recv(&mut rbuf[..n]).unwrap();
+                    e.bytes_sent += n as u64;
+                } else {
+                    b.send(&buf[..n]).unwrap();
+                    b.flush().unwrap();
+                    a.recv(&mut rbuf[..n]).unwrap();
+                    e.bytes_received += n as u64;
+                }
+                if n > 0 && last_dir != Some(sending) {
+                    e.rounds += 1;
+                    last_dir = Some(sending);
+                }
+            }
+            let st = a.stats();
+            for (i, &(phase, layer)) in SCOPES.iter().enumerate() {
+                let got = match layer {
+                    None => st.phase(phase).unattributed,
+                    Some(l) => st.layer(phase, l).copied().unwrap_or_default(),
+                };
+                proptest::prop_assert_eq!(got.bytes_sent, expected[i].bytes_sent);
+                proptest::prop_assert_eq!(got.bytes_received, expected[i].bytes_received);
+                proptest::prop_assert_eq!(got.rounds, expected[i].rounds);
+            }
+            let sum = expected.iter().fold(Counters::default(), |acc, c| acc.plus(c));
+            proptest::prop_assert_eq!(st.total.bytes_total(), sum.bytes_total());
+            proptest::prop_assert_eq!(st.total.rounds, sum.rounds);
+        }
+    }
+
     #[test]
     fn errors_carry_the_scope() {
         let (a, _b) = mem_pair(Duration::from_millis(50));
