@@ -203,7 +203,9 @@ impl std::str::FromStr for BnPath {
         match s {
             "clean" => Ok(BnPath::Clean),
             "adv" => Ok(BnPath::Adv),
-            other => Err(format!("unknown batch-norm path `{other}` (expected `clean` or `adv`)")),
+            other => Err(format!(
+                "unknown batch-norm path `{other}` (expected `clean` or `adv`)"
+            )),
         }
     }
 }
