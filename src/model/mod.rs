@@ -1,11 +1,32 @@
 //! Model bundles: the on-disk format, its validation, the network graph (ops, public shapes,
 //! masks, private weights), batch-norm folding, the dual-BN path choice, mask allocation and
 //! synthetic-model generation.
+//!
+//! - [`bundle`]: [`Bundle::open`] / [`Bundle::from_bytes`] and [`Bundle::network`], with every
+//!   check of docs/FORMAT.md;
+//! - [`raw`]: the stored graph as serde structs; [`graph`]: the loaded [`Network`] IR;
+//! - [`writer`]: [`BundleWriter`]; [`synth`]: synthetic weights;
+//! - [`arch`], [`gen`]: architecture builders and `pibench gen`; [`inspect`]: `pibench inspect`;
+//! - [`bundled`]: the models shipped in `models/`.
 
+pub mod arch;
+pub mod bundle;
+pub mod bundled;
 pub mod card;
+pub mod error;
+pub mod gen;
 pub mod graph;
+pub mod inspect;
+pub mod raw;
+pub mod synth;
+pub mod writer;
 
+pub use bundle::{Bundle, FORMAT_VERSION};
 pub use card::{Accuracy, ModelCard};
+pub use error::ModelError;
+pub use gen::{generate, Allocation, GenSpec};
 pub use graph::{
     BnPath, ChannelAffine, Conv2d, Layer, Linear, Mask, Network, Op, Shape, SiteInfo, ValueId,
 };
+pub use inspect::Inspection;
+pub use writer::BundleWriter;
