@@ -479,13 +479,14 @@ def load_checkpoint(path: str) -> Any:
         raise ExportError(f"checkpoint `{path}` does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as first:  # noqa: BLE001
+    except Exception:  # noqa: BLE001
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as e:  # noqa: BLE001
             raise ExportError(f"cannot read `{path}` as a PyTorch checkpoint: {e}") from None
-        print(f"note: `{path}` holds pickled objects besides tensors ({str(first).splitlines()[0][:120]}...); "
-              f"loaded it with weights_only=False", file=sys.stderr)
+        print(f"note: `{path}` pickles objects besides tensors (e.g. RLNet's argparse `opt`); loaded it with "
+              f"torch.load(weights_only=False), which runs pickle code: only export checkpoints you trust",
+              file=sys.stderr)
         return obj
 
 
@@ -666,12 +667,39 @@ def export(ckpt: Any, layout: str = "auto", arch: Optional[str] = None, dataset:
     return Bundle(b.tensors, b.graph(out), card, b.sites, sorted(b.ignored), warnings)
 
 
+_ST_DTYPES = {torch.float32: "F32", torch.uint8: "U8", torch.float64: "F64", torch.int64: "I64"}
+
+
+def save_safetensors(tensors: Dict[str, torch.Tensor], path: str, metadata: Dict[str, str]) -> None:
+    """Writes a safetensors file byte-for-byte deterministically: header keys sorted, tensors
+    laid out contiguously in name order, header padded with spaces to 8 bytes (the official
+    writer's header order varies from run to run, which would make regenerated files differ)."""
+    header: Dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
+    chunks = []
+    offset = 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        if t.dtype not in _ST_DTYPES:
+            raise ExportError(f"tensor `{name}` has dtype {t.dtype}, which the bundle writer does not handle")
+        data = t.numpy().astype(t.numpy().dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    head = json.dumps(header, separators=(",", ":"), sort_keys=False).encode("utf-8")
+    head += b" " * (-len(head) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(len(head).to_bytes(8, "little"))
+        f.write(head)
+        for c in chunks:
+            f.write(c)
+    os.replace(tmp, path)
+
+
 def write_bundle(bundle: Bundle, path: str) -> None:
     """Writes ``bundle`` as a safetensors file with the FORMAT.md metadata."""
-    from safetensors.torch import save_file
-
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_file(bundle.tensors, path, metadata={
+    save_safetensors(bundle.tensors, path, {
         "pibench.format": FORMAT_VERSION,
         "pibench.graph": json.dumps(bundle.graph, separators=(",", ":")),
         "pibench.card": json.dumps(bundle.card, separators=(",", ":")),
