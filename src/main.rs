@@ -1,1 +1,136 @@
-fn main() {}
+//! The `pibench` command line: parses arguments and calls the library. No logic lives here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use pibench::bench::relu::relu_bench;
+use pibench::bench::run::{run_local, InputSpec, RunOptions, Transport};
+use pibench::model::BnPath;
+use pibench::net::link::Link;
+use pibench::protocol::prepro::Backend;
+use pibench::ring::Ring;
+
+/// Measure what cryptographic private inference really costs for ReLU-linearized networks.
+#[derive(Parser)]
+#[command(name = "pibench", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args, Clone)]
+struct RingArgs {
+    /// Ring bit width ℓ (shares live in Z_2^ℓ).
+    #[arg(long, default_value_t = 64)]
+    ell: u32,
+    /// Fractional bits f of the fixed-point encoding.
+    #[arg(long, default_value_t = 12)]
+    frac: u32,
+}
+
+impl RingArgs {
+    fn ring(&self) -> Result<Ring> {
+        Ok(Ring::new(self.ell, self.frac)?)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a full two-party private inference of MODEL (both parties in this process) and
+    /// measure it per layer and phase.
+    Run {
+        /// The model bundle (.safetensors).
+        model: PathBuf,
+        /// Batch-norm path of dual-BN (RLNet) models: clean or adv.
+        #[arg(long, default_value = "clean")]
+        bn: BnPath,
+        /// Linear preprocessing backend.
+        #[arg(long = "offline", default_value = "dealer")]
+        backend: Backend,
+        /// Input image: .json array or .safetensors (`input`/`inputs`); default a seeded random image.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Seed of the random input when no --input is given.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write the result as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Links to estimate costs for (lan, wan, mobile or BW,RTT like 1gbit,10ms); repeatable.
+        #[arg(long = "link")]
+        links: Vec<String>,
+        /// Connect the parties through memory instead of loopback TCP.
+        #[arg(long)]
+        memory: bool,
+        /// Receive time-out in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        #[command(flatten)]
+        ring: RingArgs,
+    },
+    /// Price N garbled ReLUs alone: base OT, OT extension, garbling, transfer, evaluation and
+    /// decoding between two parties over loopback TCP.
+    ReluBench {
+        /// Number of ReLUs.
+        #[arg(long, default_value_t = 100_000)]
+        relus: usize,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ring: RingArgs,
+    },
+}
+
+fn links(specs: &[String]) -> Result<Vec<Link>> {
+    if specs.is_empty() {
+        return Ok(Link::presets());
+    }
+    specs.iter().map(|s| Link::parse(s).with_context(|| format!("--link {s}"))).collect()
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        None => {
+            anyhow::bail!("the default job (a sweep of models/) is not wired yet; try `pibench run models/<bundle>`")
+        }
+        Some(Command::Run { model, bn, backend, input, seed, json, links: l, memory, timeout, ring }) => {
+            let opts = RunOptions {
+                model,
+                bn,
+                ring: ring.ring()?,
+                backend,
+                input: input.map_or(InputSpec::Random { seed }, InputSpec::File),
+                transport: if memory { Transport::Memory } else { Transport::TcpLoopback },
+                links: links(&l)?,
+                timeout: Duration::from_secs(timeout),
+                progress: true,
+            };
+            let result = run_local(&opts)?;
+            println!("{}", pibench::bench::table::run_table(&result));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&result)?).with_context(|| format!("writing {}", path.display()))?;
+                println!("result written to {}", path.display());
+            }
+            if !result.correct {
+                anyhow::bail!("secure logits differ from the fixed-point oracle");
+            }
+        }
+        Some(Command::ReluBench { relus, json, ring }) => {
+            let r = relu_bench(relus, ring.ring()?, Duration::from_secs(120))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("{}", pibench::bench::table::relu_table(&r));
+            }
+            if !r.correct {
+                anyhow::bail!("a decoded ReLU output was wrong");
+            }
+        }
+    }
+    Ok(())
+}

@@ -16,7 +16,10 @@
 //! [`server`] and [`client`] mirror each other step for step; [`engine`] holds the OT and
 //! garbling calls they share.
 
+pub mod client;
+pub mod engine;
 pub mod prepro;
+pub mod server;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +36,9 @@ pub enum ProtocolError {
     /// The channel failed (disconnect, time-out, bad message), with phase and layer.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// Oblivious transfer failed.
+    #[error("oblivious transfer: {0}")]
+    Ot(#[from] crate::crypto::ot::OtError),
     /// The network cannot be run (lowering or input).
     #[error(transparent)]
     Plain(#[from] PlainError),
@@ -62,20 +68,10 @@ pub fn sites_of(net: &FixedNetwork) -> Vec<SitePlan> {
         if let StepKind::Relu { keep, trunc, .. } = &step.kind {
             let kept: Vec<u32> = match keep {
                 None => (0..step.out_shape.elements() as u32).collect(),
-                Some(k) => k
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &b)| b)
-                    .map(|(j, _)| j as u32)
-                    .collect(),
+                Some(k) => k.iter().enumerate().filter(|(_, &b)| b).map(|(j, _)| j as u32).collect(),
             };
             let n = kept.len() as u64;
-            out.push(SitePlan {
-                step: i,
-                kept,
-                trunc: *trunc,
-                instance_base: base,
-            });
+            out.push(SitePlan { step: i, kept, trunc: *trunc, instance_base: base });
             base += n;
         }
     }
@@ -102,27 +98,26 @@ pub struct StepTiming {
 pub struct PartyTimings {
     /// One entry per step and phase, in order.
     pub steps: Vec<StepTiming>,
+    /// Ticked once per recorded step, when set.
+    #[serde(skip)]
+    pub progress: Option<indicatif::ProgressBar>,
 }
 
 impl PartyTimings {
     /// Append one entry.
     pub fn record(&mut self, step: usize, name: &str, kind: &str, phase: Phase, seconds: f64) {
-        self.steps.push(StepTiming {
-            step,
-            name: name.to_string(),
-            kind: kind.to_string(),
-            phase,
-            seconds,
-        });
+        self.steps.push(StepTiming { step, name: name.to_string(), kind: kind.to_string(), phase, seconds });
+        if let Some(pb) = &self.progress {
+            if step != usize::MAX {
+                pb.inc(1);
+                pb.set_message(format!("{phase} {name}"));
+            }
+        }
     }
 
     /// Total seconds in `phase`.
     pub fn total(&self, phase: Phase) -> f64 {
-        self.steps
-            .iter()
-            .filter(|s| s.phase == phase)
-            .map(|s| s.seconds)
-            .sum()
+        self.steps.iter().filter(|s| s.phase == phase).map(|s| s.seconds).sum()
     }
 }
 
@@ -146,11 +141,10 @@ pub(crate) fn slot(v: ValueId) -> usize {
 }
 
 pub(crate) fn value(values: &[Option<Vec<u64>>], v: ValueId) -> Result<&Vec<u64>, ProtocolError> {
-    values.get(slot(v)).and_then(Option::as_ref).ok_or_else(|| {
-        ProtocolError::Internal(format!(
-            "value {v:?} read before it was computed or after it was freed"
-        ))
-    })
+    values
+        .get(slot(v))
+        .and_then(Option::as_ref)
+        .ok_or_else(|| ProtocolError::Internal(format!("value {v:?} read before it was computed or after it was freed")))
 }
 
 /// Drop values no later step reads, so memory follows the live set.
@@ -160,4 +154,35 @@ pub(crate) fn free_dead(values: &mut [Option<Vec<u64>>], last: &[usize], step: u
             *v = None;
         }
     }
+}
+
+/// A fingerprint of everything both parties must agree on: protocol version, ring, every step's
+/// kind, geometry, shape and truncation, and the masks. Weights are not part of it.
+pub fn fingerprint(net: &FixedNetwork) -> crate::net::Fingerprint {
+    use crate::plain::LinearKind;
+    let mut desc = format!("pibench-protocol-{PROTOCOL_VERSION};ring={},{};input={:?};", net.ring.ell, net.ring.frac, net.input_shape);
+    let mut masks: Vec<u8> = Vec::new();
+    for step in &net.steps {
+        desc.push_str(&format!("{}:{:?}:{:?}:{}:", step.name, step.inputs, step.out_shape, step.out_scale));
+        match &step.kind {
+            StepKind::Linear(l) => {
+                let k = match &l.kind {
+                    LinearKind::Conv(g) => format!("conv{g:?}"),
+                    LinearKind::Fc { out_features } => format!("fc{out_features}"),
+                    LinearKind::ChannelScale { channels, plane } => format!("scale{channels}x{plane}"),
+                };
+                desc.push_str(&format!("{k}/{}/{};", l.input_trunc, l.weight.len()));
+            }
+            StepKind::Relu { site, keep, trunc } => {
+                desc.push_str(&format!("relu{site}/{trunc}/{};", keep.is_some()));
+                if let Some(k) = keep {
+                    masks.extend(k.iter().map(|&b| b as u8));
+                }
+            }
+            StepKind::Add { shift_a, shift_b } => desc.push_str(&format!("add{shift_a},{shift_b};")),
+            StepKind::SumPool { in_shape, kernel, stride } => desc.push_str(&format!("pool{in_shape:?}{kernel}{stride};")),
+            StepKind::Flatten => desc.push_str("flatten;"),
+        }
+    }
+    crate::net::Fingerprint::of_parts(&[desc.as_bytes(), &masks])
 }

@@ -11,6 +11,7 @@ use rand::RngCore;
 use rand_core::{OsRng, SeedableRng};
 
 use super::ProtocolError;
+use crate::net::{Channel, ChannelExt};
 use crate::plain::{FixedNetwork, StepKind};
 
 /// Which preprocessing backend produced the linear correlations.
@@ -47,14 +48,15 @@ impl std::str::FromStr for Backend {
 
 /// The client's half of a backend.
 pub trait ClientPreprocessing: Send {
-    /// `M·c − s` for linear step `step` and the client's (already truncated) input share `c`.
-    fn correlate(&mut self, step: usize, c: &[u64]) -> Result<Vec<u64>, ProtocolError>;
+    /// `M·c − s` for linear step `step` and the client's (already truncated) input share `c`;
+    /// `ch` is the channel to the server, for backends that talk.
+    fn correlate(&mut self, ch: &mut dyn Channel, step: usize, c: &[u64]) -> Result<Vec<u64>, ProtocolError>;
 }
 
 /// The server's half of a backend.
 pub trait ServerPreprocessing: Send {
-    /// The server's mask `s` of linear step `step`.
-    fn mask(&mut self, step: usize) -> Result<Vec<u64>, ProtocolError>;
+    /// The server's mask `s` of linear step `step`; `ch` is the channel to the client.
+    fn mask(&mut self, ch: &mut dyn Channel, step: usize) -> Result<Vec<u64>, ProtocolError>;
 }
 
 /// A trusted dealer shared by both parties of one process. It draws `s` on first touch of a
@@ -111,25 +113,70 @@ impl Dealer {
     }
 }
 
-impl ClientPreprocessing for Dealer {
-    fn correlate(&mut self, step: usize, c: &[u64]) -> Result<Vec<u64>, ProtocolError> {
+impl Dealer {
+    /// `(M·c − s, s)` for step `step`.
+    fn deal(&self, step: usize, c: &[u64]) -> Result<(Vec<u64>, Vec<u64>), ProtocolError> {
         let s = self.mask_of(step)?;
         let StepKind::Linear(l) = &self.net.steps[step].kind else {
-            return Err(ProtocolError::Internal(format!(
-                "step {step} is not linear"
-            )));
+            return Err(ProtocolError::Internal(format!("step {step} is not linear")));
         };
         let ring = self.net.ring;
         let mut mc = l.apply(&ring, c);
-        mc.iter_mut()
-            .zip(&s)
-            .for_each(|(v, &si)| *v = ring.sub(*v, si));
-        Ok(mc)
+        mc.iter_mut().zip(&s).for_each(|(v, &si)| *v = ring.sub(*v, si));
+        Ok((mc, s))
+    }
+}
+
+impl ClientPreprocessing for Dealer {
+    fn correlate(&mut self, _ch: &mut dyn Channel, step: usize, c: &[u64]) -> Result<Vec<u64>, ProtocolError> {
+        Ok(self.deal(step, c)?.0)
     }
 }
 
 impl ServerPreprocessing for Dealer {
-    fn mask(&mut self, step: usize) -> Result<Vec<u64>, ProtocolError> {
+    fn mask(&mut self, _ch: &mut dyn Channel, step: usize) -> Result<Vec<u64>, ProtocolError> {
         self.mask_of(step)
+    }
+}
+
+/// The dealer for two processes: the server's process plays the trusted dealer, so the client
+/// sends its share to it and gets `M·c − s` back over the channel. Those bytes are the dealer's
+/// deliveries, counted in the linear layer's offline traffic; like every dealer result, this is
+/// not a two-party protocol (the server process sees the client's masks).
+pub struct RemoteDealerClient;
+
+impl ClientPreprocessing for RemoteDealerClient {
+    fn correlate(&mut self, ch: &mut dyn Channel, _step: usize, c: &[u64]) -> Result<Vec<u64>, ProtocolError> {
+        ch.send_u64s(c)?;
+        ch.flush()?;
+        let n = ch.recv_u64()? as usize;
+        if n > 1 << 28 {
+            return Err(ProtocolError::Internal(format!("dealer announced {n} values")));
+        }
+        let mut out = vec![0u64; n];
+        ch.recv_u64s(&mut out)?;
+        Ok(out)
+    }
+}
+
+/// The server side of [`RemoteDealerClient`]: a [`Dealer`] answering over the channel.
+pub struct RemoteDealerServer(pub Dealer);
+
+impl ServerPreprocessing for RemoteDealerServer {
+    fn mask(&mut self, ch: &mut dyn Channel, step: usize) -> Result<Vec<u64>, ProtocolError> {
+        let net = &self.0.net;
+        let in_len = match net.steps.get(step).map(|s| s.inputs[0]) {
+            Some(crate::model::ValueId::Input) => net.input_shape.elements(),
+            Some(crate::model::ValueId::Layer(j)) => net.steps[j].out_shape.elements(),
+            None => return Err(ProtocolError::Internal(format!("no step {step}"))),
+        };
+        let mut c = vec![0u64; in_len];
+        ch.recv_u64s(&mut c)?;
+        c.iter_mut().for_each(|v| *v = net.ring.reduce(*v));
+        let (mc, s) = self.0.deal(step, &c)?;
+        ch.send_u64(mc.len() as u64)?;
+        ch.send_u64s(&mc)?;
+        ch.flush()?;
+        Ok(s)
     }
 }

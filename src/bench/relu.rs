@@ -1,0 +1,211 @@
+//! `pibench relu-bench`: the complete life of N garbled ReLUs between two parties over loopback
+//! TCP — base OT, OT extension, garbling, transfer, evaluation, decoding — and what each costs.
+//! This is what a user runs to price a ReLU alone.
+
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::ot::{CotReceiver, CotSender};
+use crate::crypto::prg::Prg;
+use crate::crypto::Block;
+use crate::gc::{relu_plain, Delta};
+use crate::net::{Channel, ChannelExt, Metered, Phase};
+use crate::protocol::engine::{client_choices, encode_server_labels, ReluEngine, CHUNK};
+use crate::protocol::ProtocolError;
+use crate::ring::Ring;
+
+use super::run::BenchError;
+
+/// The measured cost of N ReLUs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReluBenchResult {
+    /// ReLUs.
+    pub relus: usize,
+    /// ℓ and f.
+    pub ring: Ring,
+    /// AND gates per ReLU.
+    pub and_gates_per_relu: usize,
+    /// Microseconds per ReLU, offline + online (setup amortized in).
+    pub us_per_relu: f64,
+    /// Microseconds per ReLU of the offline phase (OT extension, garbling, table transfer).
+    pub us_per_relu_offline: f64,
+    /// Microseconds per ReLU of the online phase (labels, evaluation, decoding).
+    pub us_per_relu_online: f64,
+    /// Seconds of setup (128 base OTs), once per session.
+    pub setup_seconds: f64,
+    /// Bytes of setup in both directions.
+    pub setup_bytes: u64,
+    /// Offline bytes per ReLU, both directions, with the setup's base OTs amortized in.
+    pub offline_bytes_per_relu: f64,
+    /// Offline bytes per ReLU, client to server (the OT extension matrix).
+    pub offline_bytes_per_relu_client_to_server: f64,
+    /// Offline bytes per ReLU, server to client (garbled tables).
+    pub offline_bytes_per_relu_server_to_client: f64,
+    /// Online bytes per ReLU, both directions.
+    pub online_bytes_per_relu: f64,
+    /// Online bytes per ReLU, client to server (output colour bits).
+    pub online_bytes_per_relu_client_to_server: f64,
+    /// Online bytes per ReLU, server to client (the server's input labels).
+    pub online_bytes_per_relu_server_to_client: f64,
+    /// Rayon threads.
+    pub threads: usize,
+    /// Every decoded output equals the plain ReLU of the shares.
+    pub correct: bool,
+}
+
+struct Timed {
+    setup: f64,
+    offline: f64,
+    online: f64,
+}
+
+fn server<C: Channel>(ch: &mut Metered<C>, n: usize, ring: Ring) -> Result<(Timed, Vec<u64>, Vec<u64>), ProtocolError> {
+    let mut rng = Prg::from_entropy();
+    let ell = ring.ell as usize;
+    let t = Instant::now();
+    ch.set_scope(Phase::Setup, Some("base-ot"));
+    let delta = Delta::random(&mut rng);
+    let mut cot = CotSender::setup(ch, delta.block(), &mut rng)?;
+    ch.flush()?;
+    let setup = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    ch.set_scope(Phase::Offline, Some("relu"));
+    let engine = ReluEngine::new(ring, ring.frac)?;
+    let mut ev_zero = vec![Block::ZERO; n * 2 * ell];
+    cot.send(ch, &mut ev_zero)?;
+    let seed = Block::random(&mut rng);
+    let mut prg = Prg::from_seed(seed);
+    let mut decode = vec![0u64; n];
+    let tb = engine.table_blocks();
+    let mut gb_zero = vec![Block::ZERO; CHUNK * ell];
+    let mut tables = vec![Block::ZERO; CHUNK * tb];
+    for (c, dec) in decode.chunks_mut(CHUNK).enumerate() {
+        let m = dec.len();
+        let first = c * CHUNK;
+        prg.fill_blocks(&mut gb_zero[..m * ell]);
+        engine.garble(&delta, &gb_zero[..m * ell], &ev_zero[first * 2 * ell..(first + m) * 2 * ell], first as u64, &mut tables[..m * tb], dec)?;
+        ch.send_blocks(&tables[..m * tb])?;
+    }
+    ch.flush()?;
+    let mut ready = [0u8; 1];
+    ch.recv(&mut ready)?;
+    let offline = t.elapsed().as_secs_f64();
+
+    // The server's shares: uniformly random ring elements.
+    let a: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
+    let t = Instant::now();
+    ch.set_scope(Phase::Online, Some("relu"));
+    let mut prg = Prg::from_seed(seed);
+    let mut zero = vec![Block::ZERO; CHUNK * ell];
+    let mut labels = vec![Block::ZERO; CHUNK * ell];
+    for chunk in a.chunks(CHUNK) {
+        let m = chunk.len();
+        prg.fill_blocks(&mut zero[..m * ell]);
+        encode_server_labels(chunk, ell, &zero[..m * ell], &delta, &mut labels[..m * ell]);
+        ch.send_blocks(&labels[..m * ell])?;
+    }
+    ch.flush()?;
+    let bytes_per = ell.div_ceil(8);
+    let mut buf = vec![0u8; n * bytes_per];
+    ch.recv(&mut buf)?;
+    let z: Vec<u64> = decode
+        .iter()
+        .enumerate()
+        .map(|(k, d)| {
+            let mut w = [0u8; 8];
+            w[..bytes_per].copy_from_slice(&buf[k * bytes_per..(k + 1) * bytes_per]);
+            ring.reduce(u64::from_le_bytes(w) ^ d)
+        })
+        .collect();
+    let online = t.elapsed().as_secs_f64();
+    Ok((Timed { setup, offline, online }, a, z))
+}
+
+fn client<C: Channel>(ch: &mut Metered<C>, n: usize, ring: Ring) -> Result<(Vec<u64>, Vec<u64>), ProtocolError> {
+    let mut rng = Prg::from_entropy();
+    let ell = ring.ell as usize;
+    ch.set_scope(Phase::Setup, Some("base-ot"));
+    let mut cot = CotReceiver::setup(ch, &mut rng)?;
+    ch.flush()?;
+
+    ch.set_scope(Phase::Offline, Some("relu"));
+    let engine = ReluEngine::new(ring, ring.frac)?;
+    let c: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
+    let r: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
+    let mut choices = Vec::new();
+    client_choices(&c, &r, ell, &mut choices);
+    let mut labels = vec![Block::ZERO; n * 2 * ell];
+    cot.receive(ch, &choices, &mut labels)?;
+    drop(choices);
+    let tb = engine.table_blocks();
+    let mut tables = vec![Block::ZERO; n * tb];
+    for chunk in tables.chunks_mut(CHUNK * tb) {
+        ch.recv_blocks(chunk)?;
+    }
+    ch.send(&[1])?;
+    ch.flush()?;
+
+    ch.set_scope(Phase::Online, Some("relu"));
+    let mut words = vec![0u64; n];
+    let mut gb = vec![Block::ZERO; CHUNK * ell];
+    for (k, w) in words.chunks_mut(CHUNK).enumerate() {
+        let m = w.len();
+        let first = k * CHUNK;
+        ch.recv_blocks(&mut gb[..m * ell])?;
+        engine.evaluate(&gb[..m * ell], &labels[first * 2 * ell..(first + m) * 2 * ell], &tables[first * tb..(first + m) * tb], first as u64, w)?;
+    }
+    let bytes_per = ell.div_ceil(8);
+    let mut buf = Vec::with_capacity(n * bytes_per);
+    for w in &words {
+        buf.extend_from_slice(&w.to_le_bytes()[..bytes_per]);
+    }
+    ch.send(&buf)?;
+    ch.flush()?;
+    Ok((c, r))
+}
+
+/// Run N ReLUs between two threads over loopback TCP and measure everything.
+pub fn relu_bench(n: usize, ring: Ring, timeout: Duration) -> Result<ReluBenchResult, BenchError> {
+    if n == 0 {
+        return Err(BenchError::Input { path: "--relus".into(), reason: "need at least one ReLU".into() });
+    }
+    let listener = crate::net::tcp::Listener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let accept = std::thread::spawn(move || listener.accept(timeout, timeout));
+    let c = crate::net::tcp::connect(addr, timeout)?;
+    let s = accept.join().map_err(|_| BenchError::Panic("accept".into()))??;
+    let (mut s, mut c) = (Metered::new(s), Metered::new(c));
+    let hs = std::thread::spawn(move || server(&mut s, n, ring).map(|r| (r, s.stats())));
+    let hc = std::thread::spawn(move || client(&mut c, n, ring));
+    let rs = hs.join().map_err(|_| BenchError::Panic("server".into()))?;
+    let rc = hc.join().map_err(|_| BenchError::Panic("client".into()))?;
+    let ((timed, a, z), stats) = rs.map_err(BenchError::Server)?;
+    let (cs, rs_) = rc.map_err(BenchError::Client)?;
+    let correct = (0..n).all(|j| z[j] == relu_plain(a[j], cs[j], rs_[j], ring.ell as usize, ring.frac as usize));
+    let nf = n as f64;
+    let setup_bytes = stats.setup.total.bytes_total();
+    let off = stats.offline.total;
+    let on = stats.online.total;
+    let engine = ReluEngine::new(ring, ring.frac).map_err(BenchError::Server)?;
+    Ok(ReluBenchResult {
+        relus: n,
+        ring,
+        and_gates_per_relu: engine.and_gates(),
+        us_per_relu: (timed.setup + timed.offline + timed.online) * 1e6 / nf,
+        us_per_relu_offline: timed.offline * 1e6 / nf,
+        us_per_relu_online: timed.online * 1e6 / nf,
+        setup_seconds: timed.setup,
+        setup_bytes,
+        offline_bytes_per_relu: (setup_bytes + off.bytes_total()) as f64 / nf,
+        offline_bytes_per_relu_client_to_server: off.bytes_received as f64 / nf,
+        offline_bytes_per_relu_server_to_client: off.bytes_sent as f64 / nf,
+        online_bytes_per_relu: on.bytes_total() as f64 / nf,
+        online_bytes_per_relu_client_to_server: on.bytes_received as f64 / nf,
+        online_bytes_per_relu_server_to_client: on.bytes_sent as f64 / nf,
+        threads: rayon::current_num_threads(),
+        correct,
+    })
+}

@@ -1,0 +1,481 @@
+//! One measured private inference: load, lower, run both parties (in one process over loopback
+//! TCP or memory, or as two processes), check against the oracle, and assemble a [`RunResult`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use rand::{Rng, SeedableRng};
+
+use super::result::*;
+use crate::model::{bundle::Bundle, BnPath, Network};
+use crate::net::link::Link;
+use crate::net::{handshake, Channel, ChannelStats, Metered, Phase, Role};
+use crate::plain::{self, FixedNetwork, FixedOutput, StepKind};
+use crate::protocol::prepro::{Backend, ClientPreprocessing, Dealer, ServerPreprocessing};
+use crate::protocol::{self, client, server, PartyTimings, ProtocolError, PROTOCOL_VERSION};
+use crate::ring::Ring;
+
+/// Errors of a measured run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The model could not be loaded.
+    #[error("loading {path}: {source}")]
+    Model {
+        /// Bundle path.
+        path: String,
+        /// Why.
+        #[source]
+        source: crate::model::ModelError,
+    },
+    /// Plain inference or lowering failed.
+    #[error(transparent)]
+    Plain(#[from] plain::PlainError),
+    /// The server failed.
+    #[error("server: {0}")]
+    Server(ProtocolError),
+    /// The client failed.
+    #[error("client: {0}")]
+    Client(ProtocolError),
+    /// The channel could not be set up.
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
+    /// The input file is unusable.
+    #[error("input {path}: {reason}")]
+    Input {
+        /// File.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A party thread panicked (a bug).
+    #[error("a party thread panicked: {0}")]
+    Panic(String),
+}
+
+/// Where the client's image comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputSpec {
+    /// A seeded random image, roughly normalized like CIFAR (N(0,1) clipped to ±2.5).
+    Random {
+        /// Seed.
+        seed: u64,
+    },
+    /// A file: `.json` (a flat array of numbers) or `.safetensors` (tensor `input`, or the first
+    /// image of `inputs` `[N, C, H, W]`).
+    File(PathBuf),
+}
+
+/// How the two parties are connected in a one-process run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// A TCP connection over 127.0.0.1.
+    TcpLoopback,
+    /// In-memory queues.
+    Memory,
+}
+
+/// Everything that defines one run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The bundle.
+    pub model: PathBuf,
+    /// Batch-norm path for dual-BN bundles.
+    pub bn: BnPath,
+    /// ℓ and f.
+    pub ring: Ring,
+    /// Linear preprocessing backend.
+    pub backend: Backend,
+    /// The input.
+    pub input: InputSpec,
+    /// Transport.
+    pub transport: Transport,
+    /// Links to estimate costs for.
+    pub links: Vec<Link>,
+    /// Receive time-out.
+    pub timeout: Duration,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+impl RunOptions {
+    /// Defaults for `model`: clean path, ℓ = 64, f = 12, dealer, random input seed 0, loopback
+    /// TCP, the three link presets, 60 s time-out, no progress bars.
+    pub fn new(model: impl Into<PathBuf>) -> Self {
+        RunOptions {
+            model: model.into(),
+            bn: BnPath::Clean,
+            ring: Ring::default(),
+            backend: Backend::Dealer,
+            input: InputSpec::Random { seed: 0 },
+            transport: Transport::TcpLoopback,
+            links: Link::presets(),
+            timeout: Duration::from_secs(60),
+            progress: false,
+        }
+    }
+}
+
+/// Load a bundle and build its network for `bn`.
+pub fn load_network(path: &Path, bn: BnPath) -> Result<Network, BenchError> {
+    let err = |source| BenchError::Model { path: path.display().to_string(), source };
+    Bundle::open(path).map_err(err)?.network(bn).map_err(err)
+}
+
+/// Read or draw the client's input for `net`.
+pub fn load_input(spec: &InputSpec, net: &Network) -> Result<Vec<f32>, BenchError> {
+    let n = net.input_shape.elements();
+    match spec {
+        InputSpec::Random { seed } => {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(*seed);
+            Ok((0..n)
+                .map(|_| {
+                    let (u1, u2): (f64, f64) = (rng.gen::<f64>().max(1e-12), rng.gen());
+                    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()).clamp(-2.5, 2.5) as f32
+                })
+                .collect())
+        }
+        InputSpec::File(path) => {
+            let bad = |reason: String| BenchError::Input { path: path.display().to_string(), reason };
+            let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            let values: Vec<f32> = if path.extension().is_some_and(|e| e == "json") {
+                serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a JSON array of numbers: {e}")))?
+            } else {
+                let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+                let t = st.tensor("input").or_else(|_| st.tensor("inputs")).map_err(|_| bad("no tensor `input` or `inputs`".into()))?;
+                if t.dtype() != safetensors::Dtype::F32 {
+                    return Err(bad(format!("tensor has dtype {:?}, expected F32", t.dtype())));
+                }
+                t.data().chunks_exact(4).take(n).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            };
+            if values.len() != n {
+                return Err(bad(format!("{} values, the model expects {n} ({:?})", values.len(), net.input_shape.dims())));
+            }
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(bad("contains NaN or infinity".into()));
+            }
+            Ok(values)
+        }
+    }
+}
+
+/// What one party reports back from its thread or process.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct PartyReport {
+    /// Per step timings.
+    pub timings: PartyTimings,
+    /// Channel statistics at this party.
+    pub stats: ChannelStats,
+    /// Seconds of setup, offline, online (this party's wall clock).
+    pub setup_secs: f64,
+    /// Offline seconds.
+    pub offline_secs: f64,
+    /// Online seconds.
+    pub online_secs: f64,
+    /// Bytes stored between the phases.
+    pub storage_bytes: u64,
+}
+
+fn bar(mp: &MultiProgress, len: usize, label: &str, show: bool) -> Option<ProgressBar> {
+    if !show {
+        return None;
+    }
+    let pb = mp.add(ProgressBar::new(len as u64));
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>16} [{bar:32}] {pos}/{len} layers {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(label.to_string());
+    Some(pb)
+}
+
+/// The server's whole session over `ch`.
+pub fn server_session<C: Channel>(
+    ch: &mut Metered<C>,
+    net: &FixedNetwork,
+    pre: &mut dyn ServerPreprocessing,
+    progress: Option<ProgressBar>,
+) -> Result<PartyReport, ProtocolError> {
+    let mut rng = crate::crypto::prg::Prg::from_entropy();
+    let fp = protocol::fingerprint(net);
+    let t0 = Instant::now();
+    handshake(ch, Role::Server, PROTOCOL_VERSION, &fp)?;
+    let (mut cot, delta) = server::setup(ch, &mut rng)?;
+    let setup_secs = t0.elapsed().as_secs_f64();
+    let mut timings = PartyTimings::default();
+    timings.progress = progress.clone();
+    let t1 = Instant::now();
+    let state = server::offline(ch, net, pre, &mut cot, delta, &mut rng, &mut timings)?;
+    // The client says when it has stored everything; online starts after that.
+    ch.set_scope(Phase::Offline, Some("ready"));
+    let mut ready = [0u8; 1];
+    ch.recv(&mut ready)?;
+    let offline_secs = t1.elapsed().as_secs_f64();
+    let storage_bytes = state.storage_bytes();
+    let t2 = Instant::now();
+    server::online(ch, net, state, &mut timings)?;
+    let online_secs = t2.elapsed().as_secs_f64();
+    if let Some(pb) = progress {
+        pb.finish_with_message("done");
+    }
+    Ok(PartyReport { timings, stats: ch.stats(), setup_secs, offline_secs, online_secs, storage_bytes })
+}
+
+/// The client's whole session over `ch`; returns its report and the logits.
+pub fn client_session<C: Channel>(
+    ch: &mut Metered<C>,
+    net: &FixedNetwork,
+    pre: &mut dyn ClientPreprocessing,
+    input: &[f32],
+    progress: Option<ProgressBar>,
+) -> Result<(PartyReport, Vec<f64>), ProtocolError> {
+    let mut rng = crate::crypto::prg::Prg::from_entropy();
+    let fp = protocol::fingerprint(net);
+    let t0 = Instant::now();
+    handshake(ch, Role::Client, PROTOCOL_VERSION, &fp)?;
+    let mut cot = client::setup(ch, &mut rng)?;
+    let setup_secs = t0.elapsed().as_secs_f64();
+    let mut timings = PartyTimings::default();
+    timings.progress = progress.clone();
+    let t1 = Instant::now();
+    let state = client::offline(ch, net, pre, &mut cot, &mut rng, &mut timings)?;
+    ch.set_scope(Phase::Offline, Some("ready"));
+    ch.send(&[1])?;
+    ch.flush()?;
+    let offline_secs = t1.elapsed().as_secs_f64();
+    let storage_bytes = state.storage_bytes();
+    let t2 = Instant::now();
+    let logits = client::online(ch, net, state, input, &mut timings)?;
+    let online_secs = t2.elapsed().as_secs_f64();
+    if let Some(pb) = progress {
+        pb.finish_with_message("done");
+    }
+    Ok((PartyReport { timings, stats: ch.stats(), setup_secs, offline_secs, online_secs, storage_bytes }, logits))
+}
+
+fn join<T>(h: std::thread::JoinHandle<T>) -> Result<T, BenchError> {
+    h.join().map_err(|e| BenchError::Panic(e.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| e.downcast_ref::<String>().cloned()).unwrap_or_default()))
+}
+
+/// Both parties in this process: the complete measured run.
+pub fn run_local(opts: &RunOptions) -> Result<RunResult, BenchError> {
+    let net = load_network(&opts.model, opts.bn)?;
+    let input = load_input(&opts.input, &net)?;
+    let fixed = Arc::new(FixedNetwork::lower(&net, opts.ring)?);
+    let oracle = fixed.forward(&input)?;
+    let f32_logits = plain::forward_f32(&net, &input)?;
+    let dealer = match opts.backend {
+        Backend::Dealer => Dealer::new(fixed.clone()),
+    };
+    let mp = MultiProgress::new();
+    let steps = fixed.steps.len();
+    let pb_s = bar(&mp, steps * 2, "server", opts.progress);
+    let pb_c = bar(&mp, steps * 2, "client", opts.progress);
+    let wall = Instant::now();
+    let (server_rep, client_rep, logits, transport) = match opts.transport {
+        Transport::Memory => {
+            let (a, b) = crate::net::mem_pair(opts.timeout);
+            let (rs, rc) = run_pair(Metered::new(a), Metered::new(b), &fixed, dealer, &input, pb_s, pb_c)?;
+            (rs.0, rc.0, rc.1, "memory")
+        }
+        Transport::TcpLoopback => {
+            let listener = crate::net::tcp::Listener::bind("127.0.0.1:0")?;
+            let addr = listener.local_addr()?;
+            let timeout = opts.timeout;
+            let accept = std::thread::spawn(move || listener.accept(timeout, timeout));
+            let c = crate::net::tcp::connect(addr, timeout)?;
+            let s = join(accept)??;
+            let (rs, rc) = run_pair(Metered::new(s), Metered::new(c), &fixed, dealer, &input, pb_s, pb_c)?;
+            (rs.0, rc.0, rc.1, "tcp-loopback")
+        }
+    };
+    let _total_wall = wall.elapsed();
+    Ok(assemble(opts, &net, &fixed, &oracle, &f32_logits, server_rep, client_rep, logits, transport))
+}
+
+#[allow(clippy::type_complexity)]
+fn run_pair<C: Channel + 'static>(
+    mut s: Metered<C>,
+    mut c: Metered<C>,
+    fixed: &Arc<FixedNetwork>,
+    dealer: Dealer,
+    input: &[f32],
+    pb_s: Option<ProgressBar>,
+    pb_c: Option<ProgressBar>,
+) -> Result<((PartyReport,), (PartyReport, Vec<f64>)), BenchError> {
+    let (fs, fc) = (fixed.clone(), fixed.clone());
+    let (mut ds, mut dc) = (dealer.clone(), dealer);
+    let input = input.to_vec();
+    let hs = std::thread::spawn(move || server_session(&mut s, &fs, &mut ds, pb_s));
+    let hc = std::thread::spawn(move || client_session(&mut c, &fc, &mut dc, &input, pb_c));
+    let rs = join(hs)?;
+    let rc = join(hc)?;
+    // Report the root cause: when one side fails the other usually sees a disconnect.
+    match (rs, rc) {
+        (Ok(s), Ok(c)) => Ok(((s,), c)),
+        (Err(e), Ok(_)) => Err(BenchError::Server(e)),
+        (Ok(_), Err(e)) => Err(BenchError::Client(e)),
+        (Err(es), Err(ec)) => {
+            if matches!(es, ProtocolError::Net(crate::net::NetError::Disconnected { .. })) {
+                Err(BenchError::Client(ec))
+            } else {
+                Err(BenchError::Server(es))
+            }
+        }
+    }
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), 0 where unknown.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn phase_cost(server: &PartyReport, client: &PartyReport, phase: Phase, layer: Option<&str>) -> PhaseCost {
+    let counters = match layer {
+        None => Some(server.stats.phase(phase).total),
+        Some(l) => server.stats.layer(phase, l).copied(),
+    }
+    .unwrap_or_default();
+    let secs = |r: &PartyReport| match layer {
+        None => match phase {
+            Phase::Setup => r.setup_secs,
+            Phase::Offline => r.offline_secs,
+            Phase::Online => r.online_secs,
+        },
+        Some(l) => r.timings.steps.iter().filter(|t| t.phase == phase && t.name == l).fold(0.0, |acc, t| acc + t.seconds),
+    };
+    let (ss, cs) = (secs(server), secs(client));
+    PhaseCost {
+        seconds: ss.max(cs),
+        seconds_server: ss,
+        seconds_client: cs,
+        bytes_client_to_server: counters.bytes_received,
+        bytes_server_to_client: counters.bytes_sent,
+        rounds: counters.rounds,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    opts: &RunOptions,
+    net: &Network,
+    fixed: &FixedNetwork,
+    oracle: &FixedOutput,
+    f32_logits: &[f32],
+    server: PartyReport,
+    client: PartyReport,
+    logits: Vec<f64>,
+    transport: &str,
+) -> RunResult {
+    let mut layers = Vec::new();
+    let mut push = |name: &str, kind: &str, elements: u64, relus_kept: u64, macs: u64| {
+        layers.push(LayerCost {
+            name: name.into(),
+            kind: kind.into(),
+            elements,
+            relus_kept,
+            macs,
+            offline: phase_cost(&server, &client, Phase::Offline, Some(name)),
+            online: phase_cost(&server, &client, Phase::Online, Some(name)),
+        })
+    };
+    push("input", "input", fixed.input_shape.elements() as u64, 0, 0);
+    for step in &fixed.steps {
+        let elements = step.out_shape.elements() as u64;
+        let (kept, macs) = match &step.kind {
+            StepKind::Relu { keep: None, .. } => (elements, 0),
+            StepKind::Relu { keep: Some(k), .. } => (k.iter().filter(|&&b| b).count() as u64, 0),
+            StepKind::Linear(l) => (0, l.macs(step.out_shape.elements())),
+            _ => (0, 0),
+        };
+        push(&step.name, step.kind_name(), elements, kept, macs);
+    }
+    push("ready", "sync", 0, 0, 0);
+    let out_elements = match fixed.output {
+        crate::model::ValueId::Input => fixed.input_shape.elements(),
+        crate::model::ValueId::Layer(i) => fixed.steps[i].out_shape.elements(),
+    } as u64;
+    push("output", "output", out_elements, 0, 0);
+    let setup = phase_cost(&server, &client, Phase::Setup, None);
+    let offline = phase_cost(&server, &client, Phase::Offline, None);
+    let online = phase_cost(&server, &client, Phase::Online, None);
+
+    let max_diff = logits.iter().zip(&oracle.logits).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let exact = logits == oracle.logits;
+    let argmax = |v: &[f64]| v.iter().enumerate().fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0;
+    let predicted = argmax(&logits);
+    let oracle_class = argmax(&oracle.logits);
+    let scale = oracle.logits.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let correct = predicted == oracle_class && max_diff <= 0.01 * scale;
+    let fixed_err = oracle.logits.iter().zip(f32_logits).map(|(a, &b)| (a - b as f64).abs()).fold(0.0, f64::max);
+    let per_elem = if oracle.local_truncations > 0 { opts.ring.local_trunc_failure_probability(oracle.max_local_trunc_bits) } else { 0.0 };
+    let budget = fixed.kept_relus() as u64;
+    let and_gates = if budget > 0 {
+        crate::protocol::engine::ReluEngine::new(opts.ring, opts.ring.frac).map(|e| e.and_gates() as u64).unwrap_or(0)
+    } else {
+        0
+    };
+    let links = opts
+        .links
+        .iter()
+        .map(|l| LinkEstimate {
+            link: l.name.clone(),
+            offline_seconds: l.estimate(
+                setup.seconds + offline.seconds,
+                setup.bytes_client_to_server + offline.bytes_client_to_server,
+                setup.bytes_server_to_client + offline.bytes_server_to_client,
+                setup.rounds + offline.rounds,
+            ),
+            online_seconds: l.estimate(online.seconds, online.bytes_client_to_server, online.bytes_server_to_client, online.rounds),
+            emulated: false,
+        })
+        .collect();
+    RunResult {
+        pibench_version: env!("CARGO_PKG_VERSION").into(),
+        model: ModelInfo {
+            path: opts.model.display().to_string(),
+            card: net.card.clone(),
+            bn_path: opts.bn.to_string(),
+            fingerprint: protocol::fingerprint(fixed).to_hex(),
+            total_relus: net.total_relus() as u64,
+            budget,
+            macs: net.macs(),
+        },
+        ring: opts.ring,
+        backend: opts.backend,
+        threads: rayon::current_num_threads(),
+        transport: transport.into(),
+        machine: Machine::this(),
+        setup,
+        offline,
+        online,
+        layers,
+        client_storage_bytes: client.storage_bytes,
+        server_storage_bytes: server.storage_bytes,
+        peak_rss_bytes: peak_rss_bytes(),
+        and_gates_per_relu: and_gates,
+        correct,
+        exact,
+        max_logit_diff_vs_oracle: max_diff,
+        max_logit_diff_fixed_vs_f32: fixed_err,
+        predicted_class: predicted,
+        f32_class: plain::f32::argmax(f32_logits),
+        logits,
+        local_truncation: LocalTruncation {
+            count: oracle.local_truncations,
+            max_value_bits: oracle.max_local_trunc_bits,
+            failure_probability_per_element: per_elem,
+            failure_probability: (per_elem * oracle.local_truncations as f64).min(1.0),
+        },
+        links,
+    }
+}

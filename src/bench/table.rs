@@ -1,0 +1,139 @@
+//! Human-readable tables of results, for the terminal.
+
+use std::fmt::Write;
+
+use super::relu::ReluBenchResult;
+use super::result::RunResult;
+
+/// Bytes as B/KB/MB/GB (decimal).
+pub fn human_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} KB", b / 1e3)
+    } else {
+        format!("{b} B")
+    }
+}
+
+/// The per-layer table and totals of one run.
+pub fn run_table(r: &RunResult) -> String {
+    let mut s = String::new();
+    let name = r.model.card.name.clone().unwrap_or_else(|| r.model.path.clone());
+    let _ = writeln!(
+        s,
+        "{name}  ({} {}, method {}, bn {}, budget {} of {} ReLUs, ℓ={} f={}, backend {}{}, {} threads, {})",
+        r.model.card.architecture,
+        r.model.card.dataset,
+        r.model.card.method,
+        r.model.bn_path,
+        r.model.budget,
+        r.model.total_relus,
+        r.ring.ell,
+        r.ring.frac,
+        r.backend,
+        if r.backend.to_string() == "dealer" { " (trusted dealer, not two-party)" } else { "" },
+        r.threads,
+        r.transport,
+    );
+    let _ = writeln!(
+        s,
+        "{:<22} {:<9} {:>8} {:>9} | {:>8} {:>10} {:>10} {:>4} | {:>8} {:>10} {:>10} {:>4}",
+        "layer", "kind", "ReLUs", "MACs", "off s", "off c→s", "off s→c", "rnd", "on s", "on c→s", "on s→c", "rnd"
+    );
+    for l in &r.layers {
+        if l.offline.bytes() == 0 && l.online.bytes() == 0 && l.offline.seconds < 1e-4 && l.online.seconds < 1e-4 {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "{:<22} {:<9} {:>8} {:>8.1}M | {:>8.3} {:>10} {:>10} {:>4} | {:>8.3} {:>10} {:>10} {:>4}",
+            l.name,
+            l.kind,
+            l.relus_kept,
+            l.macs as f64 / 1e6,
+            l.offline.seconds,
+            human_bytes(l.offline.bytes_client_to_server),
+            human_bytes(l.offline.bytes_server_to_client),
+            l.offline.rounds,
+            l.online.seconds,
+            human_bytes(l.online.bytes_client_to_server),
+            human_bytes(l.online.bytes_server_to_client),
+            l.online.rounds,
+        );
+    }
+    for (label, p) in [("setup", &r.setup), ("offline", &r.offline), ("online", &r.online)] {
+        let _ = writeln!(
+            s,
+            "{label:<8} {:>8.3} s wall (server {:.3} s, client {:.3} s), {} client→server, {} server→client, {} rounds",
+            p.seconds,
+            p.seconds_server,
+            p.seconds_client,
+            human_bytes(p.bytes_client_to_server),
+            human_bytes(p.bytes_server_to_client),
+            p.rounds
+        );
+    }
+    let _ = writeln!(
+        s,
+        "client storage {}, peak RSS {}, {} AND gates per ReLU",
+        human_bytes(r.client_storage_bytes),
+        human_bytes(r.peak_rss_bytes),
+        r.and_gates_per_relu
+    );
+    for l in &r.links {
+        let _ = writeln!(
+            s,
+            "on {:<8} offline {:>8.3} s, online {:>8.3} s{}",
+            l.link,
+            l.offline_seconds,
+            l.online_seconds,
+            if l.emulated { " (emulated)" } else { " (estimated)" }
+        );
+    }
+    let _ = writeln!(
+        s,
+        "local truncations {} (max {} bits, failure probability ≤ {:.2e})",
+        r.local_truncation.count, r.local_truncation.max_value_bits, r.local_truncation.failure_probability
+    );
+    let _ = writeln!(
+        s,
+        "class {} (f32 class {}); secure vs fixed-point oracle: {} (max logit diff {:.2e}{}); fixed vs f32 max diff {:.2e}",
+        r.predicted_class,
+        r.f32_class,
+        if r.correct { "CORRECT" } else { "WRONG" },
+        r.max_logit_diff_vs_oracle,
+        if r.exact { ", bit-exact" } else { "" },
+        r.max_logit_diff_fixed_vs_f32
+    );
+    s
+}
+
+/// The result of `relu-bench`.
+pub fn relu_table(r: &ReluBenchResult) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{} ReLUs, ℓ={} f={}, {} AND gates each, {} threads", r.relus, r.ring.ell, r.ring.frac, r.and_gates_per_relu, r.threads);
+    let _ = writeln!(
+        s,
+        "time   {:>8.3} µs/ReLU total = {:.3} offline + {:.3} online (+ setup {:.1} ms once)",
+        r.us_per_relu, r.us_per_relu_offline, r.us_per_relu_online, r.setup_seconds * 1e3
+    );
+    let _ = writeln!(
+        s,
+        "bytes  offline {:.0} B/ReLU ({:.0} client→server, {:.0} server→client; setup {} amortized in)",
+        r.offline_bytes_per_relu,
+        r.offline_bytes_per_relu_client_to_server,
+        r.offline_bytes_per_relu_server_to_client,
+        human_bytes(r.setup_bytes)
+    );
+    let _ = writeln!(
+        s,
+        "       online  {:.0} B/ReLU ({:.0} client→server, {:.0} server→client)",
+        r.online_bytes_per_relu, r.online_bytes_per_relu_client_to_server, r.online_bytes_per_relu_server_to_client
+    );
+    let _ = writeln!(s, "check  {}", if r.correct { "every output correct" } else { "WRONG OUTPUTS" });
+    s
+}

@@ -1,0 +1,203 @@
+//! The server: holds the weights, garbles every kept ReLU, computes the linear layers on its
+//! shares. Mirror image of [`super::client`].
+
+use std::time::Instant;
+
+use rand_core::{CryptoRng, RngCore};
+
+use super::engine::{encode_server_labels, ReluEngine, CHUNK};
+use super::prepro::ServerPreprocessing;
+use super::{sites_of, PartyTimings, ProtocolError, SitePlan};
+use crate::crypto::ot::CotSender;
+use crate::crypto::prg::Prg;
+use crate::crypto::Block;
+use crate::gc::Delta;
+use crate::net::{Channel, ChannelExt, Phase};
+use crate::plain::{FixedNetwork, StepKind};
+use crate::ring::kernels;
+
+/// What the server keeps from the offline phase for one ReLU site.
+struct ServerSite {
+    plan: SitePlan,
+    /// Seed of the server's input zero-labels, regenerated online instead of stored.
+    label_seed: Block,
+    /// Per kept element, the colour bits of the output zero-labels.
+    decode: Vec<u64>,
+}
+
+/// The server's state between the offline and the online phase.
+pub struct ServerState {
+    delta: Delta,
+    masks: Vec<Option<Vec<u64>>>,
+    sites: Vec<ServerSite>,
+}
+
+impl ServerState {
+    /// Bytes the server stores between the phases.
+    pub fn storage_bytes(&self) -> u64 {
+        let masks: usize = self.masks.iter().flatten().map(|m| m.len() * 8).sum();
+        let sites: usize = self.sites.iter().map(|s| s.decode.len() * 8 + 16 + s.plan.kept.len() * 4).sum();
+        (masks + sites + 16) as u64
+    }
+}
+
+/// Setup: a fresh Δ for this session and the base OTs of the correlated-OT extension.
+pub fn setup<C: Channel + ?Sized, R: RngCore + CryptoRng>(ch: &mut C, rng: &mut R) -> Result<(CotSender, Delta), ProtocolError> {
+    ch.set_scope(Phase::Setup, Some("base-ot"));
+    let delta = Delta::random(rng);
+    let cot = CotSender::setup(ch, delta.block(), rng)?;
+    ch.flush()?;
+    Ok((cot, delta))
+}
+
+/// Offline: masks from the preprocessing backend for every linear step; for every ReLU site the
+/// client's input labels by correlated OT and the garbled tables, streamed to the client.
+pub fn offline<C: Channel, R: RngCore + CryptoRng>(
+    ch: &mut C,
+    net: &FixedNetwork,
+    pre: &mut dyn ServerPreprocessing,
+    cot: &mut CotSender,
+    delta: Delta,
+    rng: &mut R,
+    timings: &mut PartyTimings,
+) -> Result<ServerState, ProtocolError> {
+    let mut masks = vec![None; net.steps.len()];
+    let mut sites = Vec::new();
+    let plans = sites_of(net);
+    let mut plan_iter = plans.into_iter();
+    for (i, step) in net.steps.iter().enumerate() {
+        let t0 = Instant::now();
+        ch.set_scope(Phase::Offline, Some(&step.name));
+        match &step.kind {
+            StepKind::Linear(_) => masks[i] = Some(pre.mask(ch, i)?),
+            StepKind::Relu { .. } => {
+                let plan = plan_iter.next().ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
+                let engine = ReluEngine::new(net.ring, plan.trunc)?;
+                let ell = engine.ell;
+                let n = plan.kept.len();
+                // The client's input labels: zero-labels here, K ⊕ bΔ at the client.
+                let mut ev_zero = vec![Block::ZERO; n * 2 * ell];
+                if n > 0 {
+                    cot.send(ch, &mut ev_zero)?;
+                }
+                let label_seed = Block::random(rng);
+                let mut prg = Prg::from_seed(label_seed);
+                let mut decode = vec![0u64; n];
+                let mut gb_zero = vec![Block::ZERO; CHUNK * ell];
+                let mut tables = vec![Block::ZERO; CHUNK * engine.table_blocks()];
+                for (c, dec) in decode.chunks_mut(CHUNK).enumerate() {
+                    let m = dec.len();
+                    prg.fill_blocks(&mut gb_zero[..m * ell]);
+                    let first = c * CHUNK;
+                    engine.garble(
+                        &delta,
+                        &gb_zero[..m * ell],
+                        &ev_zero[first * 2 * ell..(first + m) * 2 * ell],
+                        plan.instance_base + first as u64,
+                        &mut tables[..m * engine.table_blocks()],
+                        dec,
+                    )?;
+                    ch.send_blocks(&tables[..m * engine.table_blocks()])?;
+                }
+                ch.flush()?;
+                sites.push(ServerSite { plan, label_seed, decode });
+            }
+            _ => {}
+        }
+        timings.record(i, &step.name, step.kind_name(), Phase::Offline, t0.elapsed().as_secs_f64());
+    }
+    Ok(ServerState { delta, masks, sites })
+}
+
+/// Online: receive `x − r`, run every layer on the server's shares, and send the logits' share.
+pub fn online<C: Channel + ?Sized>(
+    ch: &mut C,
+    net: &FixedNetwork,
+    state: ServerState,
+    timings: &mut PartyTimings,
+) -> Result<(), ProtocolError> {
+    let ring = net.ring;
+    let t_in = Instant::now();
+    ch.set_scope(Phase::Online, Some("input"));
+    let mut x0 = vec![0u64; net.input_shape.elements()];
+    ch.recv_u64s(&mut x0)?;
+    x0.iter_mut().for_each(|v| *v = ring.reduce(*v));
+    timings.record(usize::MAX, "input", "input", Phase::Online, t_in.elapsed().as_secs_f64());
+    let mut values: Vec<Option<Vec<u64>>> = vec![None; net.steps.len() + 1];
+    values[0] = Some(x0);
+    let last_use = super::last_uses(net);
+    let mut sites = state.sites.into_iter();
+    for (i, step) in net.steps.iter().enumerate() {
+        let t0 = Instant::now();
+        ch.set_scope(Phase::Online, Some(&step.name));
+        let x = super::value(&values, step.inputs[0])?;
+        let out = match &step.kind {
+            StepKind::Linear(l) => {
+                let xin: Vec<u64> = if l.input_trunc > 0 {
+                    x.iter().map(|&v| ring.trunc_share_server(v, l.input_trunc)).collect()
+                } else {
+                    x.clone()
+                };
+                let mut y = l.apply(&ring, &xin);
+                let s = state.masks[i].as_ref().ok_or_else(|| ProtocolError::Internal(format!("no mask for step {i}")))?;
+                y.iter_mut().zip(s).for_each(|(v, &si)| *v = ring.add(*v, si));
+                l.add_bias(&ring, &mut y);
+                y
+            }
+            StepKind::Relu { trunc, .. } => {
+                let site = sites.next().ok_or_else(|| ProtocolError::Internal("site out of step".into()))?;
+                let ell = ring.ell as usize;
+                let n = site.plan.kept.len();
+                let mut out: Vec<u64> = if *trunc > 0 {
+                    x.iter().map(|&v| ring.trunc_share_server(v, *trunc)).collect()
+                } else {
+                    x.clone()
+                };
+                if n > 0 {
+                    let mut prg = Prg::from_seed(site.label_seed);
+                    let mut zero = vec![Block::ZERO; CHUNK * ell];
+                    let mut labels = vec![Block::ZERO; CHUNK * ell];
+                    let mut vals = Vec::with_capacity(CHUNK);
+                    for chunk in site.plan.kept.chunks(CHUNK) {
+                        let m = chunk.len();
+                        prg.fill_blocks(&mut zero[..m * ell]);
+                        vals.clear();
+                        vals.extend(chunk.iter().map(|&j| x[j as usize]));
+                        encode_server_labels(&vals, ell, &zero[..m * ell], &state.delta, &mut labels[..m * ell]);
+                        ch.send_blocks(&labels[..m * ell])?;
+                    }
+                    ch.flush()?;
+                    let bytes_per = ell.div_ceil(8);
+                    let mut buf = vec![0u8; n * bytes_per];
+                    ch.recv(&mut buf)?;
+                    for ((k, &j), dec) in site.plan.kept.iter().enumerate().zip(&site.decode) {
+                        let mut w = [0u8; 8];
+                        w[..bytes_per].copy_from_slice(&buf[k * bytes_per..(k + 1) * bytes_per]);
+                        out[j as usize] = ring.reduce(u64::from_le_bytes(w) ^ dec);
+                    }
+                }
+                out
+            }
+            StepKind::Add { shift_a, shift_b } => {
+                let y = super::value(&values, step.inputs[1])?;
+                x.iter().zip(y).map(|(&a, &b)| ring.add(ring.shl(a, *shift_a), ring.shl(b, *shift_b))).collect()
+            }
+            StepKind::SumPool { in_shape: (c, h, w), kernel, stride } => {
+                let mut y = kernels::sum_pool(x, *c, *h, *w, *kernel, *stride);
+                y.iter_mut().for_each(|v| *v = ring.reduce(*v));
+                y
+            }
+            StepKind::Flatten => x.clone(),
+        };
+        values[i + 1] = Some(out);
+        super::free_dead(&mut values, &last_use, i);
+        timings.record(i, &step.name, step.kind_name(), Phase::Online, t0.elapsed().as_secs_f64());
+    }
+    let t_out = Instant::now();
+    ch.set_scope(Phase::Online, Some("output"));
+    let out = super::value(&values, net.output)?;
+    ch.send_u64s(out)?;
+    ch.flush()?;
+    timings.record(usize::MAX, "output", "output", Phase::Online, t_out.elapsed().as_secs_f64());
+    Ok(())
+}
