@@ -71,6 +71,65 @@ enum Command {
         #[command(flatten)]
         ring: RingArgs,
     },
+    /// Serve MODEL to one client: the server's side of `run` as its own process.
+    Serve {
+        /// The model bundle.
+        model: PathBuf,
+        /// Address to listen on, e.g. 127.0.0.1:7000.
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        listen: String,
+        /// Batch-norm path of dual-BN models.
+        #[arg(long, default_value = "clean")]
+        bn: BnPath,
+        /// Receive time-out in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        #[command(flatten)]
+        ring: RingArgs,
+    },
+    /// The client's side of `run` as its own process: connect to `pibench serve`. The client
+    /// loads the same bundle for the public architecture and masks (and, being a benchmark,
+    /// to check the result against the plain oracle).
+    Client {
+        /// Server address.
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        connect: String,
+        /// The model bundle (the same file the server serves).
+        #[arg(long)]
+        model: PathBuf,
+        /// Batch-norm path of dual-BN models (must match the server's).
+        #[arg(long, default_value = "clean")]
+        bn: BnPath,
+        /// Input image (.json or .safetensors); default a seeded random image.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Seed of the random input when no --input is given.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write the result as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Links to estimate costs for; repeatable.
+        #[arg(long = "link")]
+        links: Vec<String>,
+        /// Receive time-out in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        #[command(flatten)]
+        ring: RingArgs,
+    },
+    /// Show a bundle: its card, every op, every ReLU site with its shape and kept ReLUs, the
+    /// budget, and MACs per layer.
+    Inspect {
+        /// The model bundle.
+        model: PathBuf,
+        /// Batch-norm path of dual-BN models.
+        #[arg(long, default_value = "clean")]
+        bn: BnPath,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Price N garbled ReLUs alone: base OT, OT extension, garbling, transfer, evaluation and
     /// decoding between two parties over loopback TCP.
     ReluBench {
@@ -118,6 +177,47 @@ fn main() -> Result<()> {
             }
             if !result.correct {
                 anyhow::bail!("secure logits differ from the fixed-point oracle");
+            }
+        }
+        Some(Command::Serve { model, listen, bn, timeout, ring }) => {
+            let mut opts = RunOptions::new(model);
+            opts.bn = bn;
+            opts.ring = ring.ring()?;
+            opts.timeout = Duration::from_secs(timeout);
+            opts.progress = true;
+            pibench::bench::run::serve(&opts, &listen)?;
+            eprintln!("pibench serve: session finished");
+        }
+        Some(Command::Client { connect, model, bn, input, seed, json, links: l, timeout, ring }) => {
+            let opts = RunOptions {
+                model,
+                bn,
+                ring: ring.ring()?,
+                backend: Backend::Dealer,
+                input: input.map_or(InputSpec::Random { seed }, InputSpec::File),
+                transport: Transport::TcpLoopback,
+                links: links(&l)?,
+                timeout: Duration::from_secs(timeout),
+                progress: true,
+            };
+            let result = pibench::bench::run::client(&opts, &connect)?;
+            println!("{}", pibench::bench::table::run_table(&result));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&result)?).with_context(|| format!("writing {}", path.display()))?;
+                println!("result written to {}", path.display());
+            }
+            if !result.correct {
+                anyhow::bail!("secure logits differ from the fixed-point oracle");
+            }
+        }
+        Some(Command::Inspect { model, bn, json }) => {
+            let bundle = pibench::model::Bundle::open(&model).with_context(|| format!("loading {}", model.display()))?;
+            let net = bundle.network(bn).with_context(|| format!("building {}", model.display()))?;
+            let inspection = pibench::model::Inspection::of(&net);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inspection)?);
+            } else {
+                println!("{inspection}");
             }
         }
         Some(Command::ReluBench { relus, json, ring }) => {

@@ -46,6 +46,28 @@ def cifar_inputs(n: int, g: torch.Generator) -> torch.Tensor:
     return (x - mean) / std
 
 
+def decisive_inputs(pool: torch.Tensor, paths) -> torch.Tensor:
+    """The first N_INPUTS images of `pool` whose top two logits differ by at least 5% of the
+    largest logit on every BN path: a near tie makes "same class" a coin toss at any precision,
+    which would test rounding luck rather than the fixed-point implementation."""
+    with torch.no_grad():
+        outs = [f(pool) for f in paths.values()]
+    keep = []
+    for i in range(pool.shape[0]):
+        ok = True
+        for out in outs:
+            top = torch.topk(out[i], 2).values
+            if float(top[0] - top[1]) < 0.05 * float(out[i].abs().max()):
+                ok = False
+        if ok:
+            keep.append(i)
+        if len(keep) == N_INPUTS:
+            break
+    if len(keep) < N_INPUTS:
+        raise SystemExit("not enough decisive inputs in the pool; enlarge it")
+    return pool[keep].contiguous()
+
+
 def random_masks(shapes: List[tuple], g: torch.Generator, ones_site: int, zeros_site: int) -> List[torch.Tensor]:
     """About 30% kept per site, one all-ones and one all-zeros site; int64 like RLNet's."""
     masks = []
@@ -173,8 +195,9 @@ def make(out_dir: str, keep_checkpoints: Optional[str]) -> float:
         for i, (name, kind, note) in enumerate(FIXTURES):
             g = torch.Generator().manual_seed(SEED + i)
             calib = cifar_inputs(64, g)
-            inputs = cifar_inputs(N_INPUTS, g)
+            pool = cifar_inputs(8 * N_INPUTS, g)
             model, ckpt, paths, _ = build(kind, g, calib)
+            inputs = decisive_inputs(pool, paths)
             ckpt_path = os.path.join(ckpt_dir, f"{name}.pth")
             torch.save(ckpt, ckpt_path)
 

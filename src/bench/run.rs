@@ -263,9 +263,14 @@ fn join<T>(h: std::thread::JoinHandle<T>) -> Result<T, BenchError> {
 pub fn run_local(opts: &RunOptions) -> Result<RunResult, BenchError> {
     let net = load_network(&opts.model, opts.bn)?;
     let input = load_input(&opts.input, &net)?;
-    let fixed = Arc::new(FixedNetwork::lower(&net, opts.ring)?);
-    let oracle = fixed.forward(&input)?;
-    let f32_logits = plain::forward_f32(&net, &input)?;
+    run_network(&net, &input, opts)
+}
+
+/// Both parties in this process on an already loaded network (`opts.model` is only recorded).
+pub fn run_network(net: &Network, input: &[f32], opts: &RunOptions) -> Result<RunResult, BenchError> {
+    let fixed = Arc::new(FixedNetwork::lower(net, opts.ring)?);
+    let oracle = fixed.forward(input)?;
+    let f32_logits = plain::forward_f32(net, input)?;
     let dealer = match opts.backend {
         Backend::Dealer => Dealer::new(fixed.clone()),
     };
@@ -273,11 +278,10 @@ pub fn run_local(opts: &RunOptions) -> Result<RunResult, BenchError> {
     let steps = fixed.steps.len();
     let pb_s = bar(&mp, steps * 2, "server", opts.progress);
     let pb_c = bar(&mp, steps * 2, "client", opts.progress);
-    let wall = Instant::now();
     let (server_rep, client_rep, logits, transport) = match opts.transport {
         Transport::Memory => {
             let (a, b) = crate::net::mem_pair(opts.timeout);
-            let (rs, rc) = run_pair(Metered::new(a), Metered::new(b), &fixed, dealer, &input, pb_s, pb_c)?;
+            let (rs, rc) = run_pair(Metered::new(a), Metered::new(b), &fixed, dealer, input, pb_s, pb_c)?;
             (rs.0, rc.0, rc.1, "memory")
         }
         Transport::TcpLoopback => {
@@ -287,12 +291,11 @@ pub fn run_local(opts: &RunOptions) -> Result<RunResult, BenchError> {
             let accept = std::thread::spawn(move || listener.accept(timeout, timeout));
             let c = crate::net::tcp::connect(addr, timeout)?;
             let s = join(accept)??;
-            let (rs, rc) = run_pair(Metered::new(s), Metered::new(c), &fixed, dealer, &input, pb_s, pb_c)?;
+            let (rs, rc) = run_pair(Metered::new(s), Metered::new(c), &fixed, dealer, input, pb_s, pb_c)?;
             (rs.0, rc.0, rc.1, "tcp-loopback")
         }
     };
-    let _total_wall = wall.elapsed();
-    Ok(assemble(opts, &net, &fixed, &oracle, &f32_logits, server_rep, client_rep, logits, transport))
+    Ok(assemble(opts, net, &fixed, &oracle, &f32_logits, server_rep, client_rep, logits, transport))
 }
 
 #[allow(clippy::type_complexity)]
@@ -478,4 +481,60 @@ fn assemble(
         },
         links,
     }
+}
+
+/// `pibench serve`: load the model, accept one client on `listen`, run the server's side, and
+/// hand the client this party's measurements at the end so it can write the complete result.
+pub fn serve(opts: &RunOptions, listen: &str) -> Result<PartyReport, BenchError> {
+    let net = load_network(&opts.model, opts.bn)?;
+    let fixed = Arc::new(FixedNetwork::lower(&net, opts.ring)?);
+    let listener = crate::net::tcp::Listener::bind(listen)?;
+    eprintln!("pibench serve: {} listening on {}", opts.model.display(), listener.local_addr()?);
+    let stream = listener.accept(Duration::from_secs(3600), opts.timeout)?;
+    let mut ch = Metered::new(stream);
+    let mut pre = crate::protocol::prepro::RemoteDealerServer(Dealer::new(fixed.clone()));
+    let mp = MultiProgress::new();
+    let pb = bar(&mp, fixed.steps.len() * 2, "server", opts.progress);
+    let report = server_session(&mut ch, &fixed, &mut pre, pb).map_err(BenchError::Server)?;
+    send_report(&mut ch, &report).map_err(BenchError::Server)?;
+    Ok(report)
+}
+
+/// `pibench client`: connect to a server, run the client's side on `input`, collect the
+/// server's measurements and assemble the complete result (checked against the oracle, which
+/// this benchmark client can compute because it loads the same bundle).
+pub fn client(opts: &RunOptions, connect: &str) -> Result<RunResult, BenchError> {
+    let net = load_network(&opts.model, opts.bn)?;
+    let input = load_input(&opts.input, &net)?;
+    let fixed = Arc::new(FixedNetwork::lower(&net, opts.ring)?);
+    let oracle = fixed.forward(&input)?;
+    let f32_logits = plain::forward_f32(&net, &input)?;
+    let stream = crate::net::tcp::connect(connect, opts.timeout)?;
+    let mut ch = Metered::new(stream);
+    let mut pre = crate::protocol::prepro::RemoteDealerClient;
+    let mp = MultiProgress::new();
+    let pb = bar(&mp, fixed.steps.len() * 2, "client", opts.progress);
+    let (client_rep, logits) = client_session(&mut ch, &fixed, &mut pre, &input, pb).map_err(BenchError::Client)?;
+    let server_rep = recv_report(&mut ch).map_err(BenchError::Client)?;
+    Ok(assemble(opts, &net, &fixed, &oracle, &f32_logits, server_rep, client_rep, logits, "tcp"))
+}
+
+fn send_report<C: Channel>(ch: &mut C, report: &PartyReport) -> Result<(), ProtocolError> {
+    let json = serde_json::to_vec(report).map_err(|e| ProtocolError::Internal(e.to_string()))?;
+    ch.set_scope(Phase::Online, Some("report"));
+    crate::net::ChannelExt::send_u64(ch, json.len() as u64)?;
+    ch.send(&json)?;
+    ch.flush()?;
+    Ok(())
+}
+
+fn recv_report<C: Channel>(ch: &mut C) -> Result<PartyReport, ProtocolError> {
+    ch.set_scope(Phase::Online, Some("report"));
+    let n = crate::net::ChannelExt::recv_u64(ch)? as usize;
+    if n > 64 << 20 {
+        return Err(ProtocolError::Internal(format!("server report of {n} bytes")));
+    }
+    let mut buf = vec![0u8; n];
+    ch.recv(&mut buf)?;
+    serde_json::from_slice(&buf).map_err(|e| ProtocolError::Internal(format!("server report: {e}")))
 }

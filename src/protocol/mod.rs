@@ -117,7 +117,7 @@ impl PartyTimings {
 
     /// Total seconds in `phase`.
     pub fn total(&self, phase: Phase) -> f64 {
-        self.steps.iter().filter(|s| s.phase == phase).map(|s| s.seconds).sum()
+        self.steps.iter().filter(|s| s.phase == phase).fold(0.0, |acc, s| acc + s.seconds)
     }
 }
 
