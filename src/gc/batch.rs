@@ -248,35 +248,34 @@ impl Kernel {
     }
 }
 
-/// Garbles AND gate `k` (in gate order) of lanes `0..g`: input zero-labels `x`, `y`; writes
-/// lane `j`'s `[T_G, T_E]` to `tables[j·stride + 2k ..]` and its output zero-label to `out[j]`.
+/// Garbles AND gate `k` (in gate order) of lanes `0..g`, on wires `[a, b, out]` of `labels`
+/// (`out` may equal `a` or `b`): writes lane `j`'s `[T_G, T_E]` to `tables[j·stride + 2k ..]`
+/// and its output zero-label to lane `j` of `labels[out]`.
 trait GarbleAnd {
     #[allow(clippy::too_many_arguments)]
     fn and(
         &mut self,
-        x: &Lanes,
-        y: &Lanes,
+        labels: &mut [Lanes],
+        wires: [usize; 3],
         k: usize,
         g: usize,
         tables: &mut [Block],
         stride: usize,
-        out: &mut Lanes,
     );
 }
 
-/// Evaluates AND gate `k` of lanes `0..g`: input labels `x`, `y`, lane `j`'s tables at
-/// `tables[j·stride + 2k ..]`; writes the output label to `out[j]`.
+/// Evaluates AND gate `k` of lanes `0..g` on wires `[a, b, out]` of `labels`, lane `j`'s
+/// tables at `tables[j·stride + 2k ..]`.
 trait EvalAnd {
     #[allow(clippy::too_many_arguments)]
     fn and(
         &mut self,
-        x: &Lanes,
-        y: &Lanes,
+        labels: &mut [Lanes],
+        wires: [usize; 3],
         k: usize,
         g: usize,
         tables: &[Block],
         stride: usize,
-        out: &mut Lanes,
     );
 }
 
@@ -303,8 +302,14 @@ fn garble_gates<K: GarbleAnd>(
             Gate::Not { a, out } => labels[out as usize] = labels[a as usize].xor(&dl),
             Gate::Const { value, out } => labels[out as usize] = Lanes::splat(d.select(value)),
             Gate::And { a, b, out } => {
-                let (x, y) = (labels[a as usize], labels[b as usize]);
-                kern.and(&x, &y, k, g, tables, stride, &mut labels[out as usize]);
+                kern.and(
+                    labels,
+                    [a as usize, b as usize, out as usize],
+                    k,
+                    g,
+                    tables,
+                    stride,
+                );
                 k += 1;
             }
         }
@@ -330,8 +335,14 @@ fn eval_gates<K: EvalAnd>(
             Gate::Not { a, out } => labels[out as usize] = labels[a as usize],
             Gate::Const { out, .. } => labels[out as usize] = Lanes::ZERO,
             Gate::And { a, b, out } => {
-                let (x, y) = (labels[a as usize], labels[b as usize]);
-                kern.and(&x, &y, k, g, tables, stride, &mut labels[out as usize]);
+                kern.and(
+                    labels,
+                    [a as usize, b as usize, out as usize],
+                    k,
+                    g,
+                    tables,
+                    stride,
+                );
                 k += 1;
             }
         }
@@ -358,14 +369,15 @@ impl GarbleAnd for PortableGarble {
     #[inline(always)]
     fn and(
         &mut self,
-        x: &Lanes,
-        y: &Lanes,
+        labels: &mut [Lanes],
+        wires: [usize; 3],
         k: usize,
         g: usize,
         tables: &mut [Block],
         stride: usize,
-        out: &mut Lanes,
     ) {
+        let (x, y) = (labels[wires[0]], labels[wires[1]]);
+        let out = &mut labels[wires[2]];
         let d = self.d;
         let mut h = [Block::ZERO; 4 * GROUP];
         let mut tw = [Block::ZERO; 4 * GROUP];
@@ -414,14 +426,15 @@ impl EvalAnd for PortableEval {
     #[inline(always)]
     fn and(
         &mut self,
-        x: &Lanes,
-        y: &Lanes,
+        labels: &mut [Lanes],
+        wires: [usize; 3],
         k: usize,
         g: usize,
         tables: &[Block],
         stride: usize,
-        out: &mut Lanes,
     ) {
+        let (x, y) = (labels[wires[0]], labels[wires[1]]);
+        let out = &mut labels[wires[2]];
         let mut h = [Block::ZERO; 2 * GROUP];
         let mut tw = [Block::ZERO; 2 * GROUP];
         let mut scratch = [Block::ZERO; 2 * GROUP];
@@ -452,19 +465,18 @@ impl GarbleAnd for VaesGarble {
     #[inline(always)]
     fn and(
         &mut self,
-        x: &Lanes,
-        y: &Lanes,
+        labels: &mut [Lanes],
+        wires: [usize; 3],
         k: usize,
         g: usize,
         tables: &mut [Block],
         stride: usize,
-        out: &mut Lanes,
     ) {
         // SAFETY: a `GarbleKernel` is only built inside `garble_gates_vaes`, which runs only
         // after `RoundKeys::detect` confirmed the CPU features.
         #[allow(unused_unsafe)]
         unsafe {
-            self.0.and(x, y, k, g, tables, stride, out)
+            self.0.and(labels, wires, k, g, tables, stride)
         }
     }
 }
@@ -477,18 +489,17 @@ impl EvalAnd for VaesEval {
     #[inline(always)]
     fn and(
         &mut self,
-        x: &Lanes,
-        y: &Lanes,
+        labels: &mut [Lanes],
+        wires: [usize; 3],
         k: usize,
         g: usize,
         tables: &[Block],
         stride: usize,
-        out: &mut Lanes,
     ) {
         // SAFETY: as for `VaesGarble`.
         #[allow(unused_unsafe)]
         unsafe {
-            self.0.and(x, y, k, g, tables, stride, out)
+            self.0.and(labels, wires, k, g, tables, stride)
         }
     }
 }

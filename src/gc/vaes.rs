@@ -100,18 +100,31 @@ fn store_lane(w: &mut Lanes, j: usize, v: __m128i) {
     unsafe { _mm_storeu_si128(words.as_mut_ptr().cast(), v) }
 }
 
-#[inline(always)]
-fn store(b: &mut Block, v: __m128i) {
-    // SAFETY: as for `load`.
-    unsafe { _mm_storeu_si128((b as *mut Block).cast(), v) }
-}
-
 /// All ones if the lsb (colour) of `v` is 1, all zeros otherwise: a mask, not a branch.
+/// `one` is `[1, 1]` as 64-bit elements.
 #[target_feature(enable = "sse2")]
 #[inline]
-fn colour_mask(v: __m128i) -> __m128i {
+fn colour_mask(v: __m128i, one: __m128i) -> __m128i {
     let lo = _mm_shuffle_epi32::<0x44>(v);
-    _mm_sub_epi64(_mm_setzero_si128(), _mm_and_si128(lo, _mm_set_epi64x(1, 1)))
+    _mm_sub_epi64(_mm_setzero_si128(), _mm_and_si128(lo, one))
+}
+
+/// Two consecutive blocks (a `[T_G, T_E]` pair) as one 256-bit value, `pair[0]` low.
+#[target_feature(enable = "avx")]
+#[inline]
+fn load_pair(pair: &[Block]) -> __m256i {
+    assert_eq!(pair.len(), 2);
+    // SAFETY: two `Block`s are 32 readable bytes; the load is unaligned.
+    unsafe { _mm256_loadu_si256(pair.as_ptr().cast()) }
+}
+
+/// Stores a 256-bit value into two consecutive blocks, the low half first.
+#[target_feature(enable = "avx")]
+#[inline]
+fn store_pair(pair: &mut [Block], v: __m256i) {
+    assert_eq!(pair.len(), 2);
+    // SAFETY: two `Block`s are 32 writable bytes; the store is unaligned.
+    unsafe { _mm256_storeu_si256(pair.as_mut_ptr().cast(), v) }
 }
 
 /// π on `LANES` 512-bit registers (four blocks each).
@@ -179,30 +192,34 @@ impl GarbleKernel {
         }
     }
 
-    /// Garbles AND gate `k` for lanes `0..g`: inputs' zero-labels `x`, `y`; writes `[T_G, T_E]`
-    /// of lane `j` to `tables[j·stride + 2k ..]` and the output zero-label to `out[j]`.
+    /// Garbles AND gate `k` for lanes `0..g` on wires `[a, b, out]` of `labels` (`out` may be
+    /// `a` or `b`: inputs are read before the output is written); writes `[T_G, T_E]` of lane
+    /// `j` to `tables[j·stride + 2k ..]`.
     #[target_feature(enable = "avx512f,avx512vl,vaes")]
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn and(
         &self,
-        x: &Lanes,
-        y: &Lanes,
+        labels: &mut [Lanes],
+        [a, b, o]: [usize; 3],
         k: usize,
         g: usize,
         tables: &mut [Block],
         stride: usize,
-        out: &mut Lanes,
     ) {
         let kv = _mm512_maskz_set1_epi64(0x55, (2 * k) as i64);
+        let one = _mm_set_epi64x(1, 1);
         for j0 in (0..g).step_by(LANES) {
+            let mut a0 = [_mm_setzero_si128(); LANES];
+            let mut b0 = [_mm_setzero_si128(); LANES];
             let mut s = [_mm512_setzero_si512(); LANES];
             let mut tw = [_mm512_setzero_si512(); LANES];
             for l in 0..LANES {
                 let j = (j0 + l) % GROUP;
-                let a = _mm256_broadcastsi128_si256(load_lane(x, j));
-                let b = _mm256_broadcastsi128_si256(load_lane(y, j));
-                let ab = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(a), b);
+                a0[l] = load_lane(&labels[a], j);
+                b0[l] = load_lane(&labels[b], j);
+                let aa = _mm256_broadcastsi128_si256(a0[l]);
+                let bb = _mm256_broadcastsi128_si256(b0[l]);
+                let ab = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(aa), bb);
                 s[l] = _mm512_xor_si512(ab, self.dd);
                 tw[l] = _mm512_or_si512(self.inst[j], kv);
             }
@@ -212,6 +229,7 @@ impl GarbleKernel {
                 s2[l] = _mm512_xor_si512(s2[l], tw[l]);
             }
             aes512(&self.rk, &mut s2);
+            let out = &mut labels[o];
             for l in 0..LANES.min(g - j0) {
                 let j = j0 + l;
                 let h = _mm512_xor_si512(s[l], s2[l]);
@@ -219,17 +237,14 @@ impl GarbleKernel {
                 let ha1 = _mm512_extracti32x4_epi32::<1>(h);
                 let hb0 = _mm512_extracti32x4_epi32::<2>(h);
                 let hb1 = _mm512_extracti32x4_epi32::<3>(h);
-                let (a0, b0) = (load_lane(x, j), load_lane(y, j));
-                let (ma, mb) = (colour_mask(a0), colour_mask(b0));
+                let (ma, mb) = (colour_mask(a0[l], one), colour_mask(b0[l], one));
                 let hb = _mm_xor_si128(hb0, hb1);
                 let tg = _mm_xor_si128(_mm_xor_si128(ha0, ha1), _mm_and_si128(self.d, mb));
-                let te = _mm_xor_si128(hb, a0);
+                let te = _mm_xor_si128(hb, a0[l]);
                 let wg = _mm_xor_si128(ha0, _mm_and_si128(tg, ma));
                 let we = _mm_xor_si128(hb0, _mm_and_si128(hb, mb));
                 let base = j * stride + 2 * k;
-                let dst = &mut tables[base..base + 2];
-                store(&mut dst[0], tg);
-                store(&mut dst[1], te);
+                store_pair(&mut tables[base..base + 2], _mm256_set_m128i(te, tg));
                 store_lane(out, j, _mm_xor_si128(wg, we));
             }
         }
@@ -256,28 +271,29 @@ impl EvalKernel {
         }
     }
 
-    /// Evaluates AND gate `k` for lanes `0..g`: input labels `x`, `y`, tables of lane `j` at
-    /// `tables[j·stride + 2k ..]`; writes the output label to `out[j]`.
+    /// Evaluates AND gate `k` for lanes `0..g` on wires `[a, b, out]` of `labels`, the tables
+    /// of lane `j` at `tables[j·stride + 2k ..]`.
     #[target_feature(enable = "avx512f,avx512vl,vaes")]
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn and(
         &self,
-        x: &Lanes,
-        y: &Lanes,
+        labels: &mut [Lanes],
+        [a, b, o]: [usize; 3],
         k: usize,
         g: usize,
         tables: &[Block],
         stride: usize,
-        out: &mut Lanes,
     ) {
         let kv = _mm256_set_epi64x(0, (2 * k) as i64, 0, (2 * k) as i64);
+        let one = _mm256_set1_epi64x(1);
         for j0 in (0..g).step_by(LANES) {
+            let mut ab = [_mm256_setzero_si256(); LANES];
             let mut s = [_mm256_setzero_si256(); LANES];
             let mut tw = [_mm256_setzero_si256(); LANES];
             for l in 0..LANES {
                 let j = (j0 + l) % GROUP;
-                s[l] = _mm256_set_m128i(load_lane(y, j), load_lane(x, j));
+                ab[l] = _mm256_set_m128i(load_lane(&labels[b], j), load_lane(&labels[a], j));
+                s[l] = ab[l];
                 tw[l] = _mm256_or_si256(self.inst[j], kv);
             }
             aes256(&self.rk, &mut s);
@@ -286,18 +302,22 @@ impl EvalKernel {
                 s2[l] = _mm256_xor_si256(s2[l], tw[l]);
             }
             aes256(&self.rk, &mut s2);
+            let out = &mut labels[o];
             for l in 0..LANES.min(g - j0) {
                 let j = j0 + l;
+                // [H(A), H(B)] ⊕ ([T_G, T_E ⊕ A] ∧ [colour(A), colour(B)]) = [W_G, W_E].
                 let h = _mm256_xor_si256(s[l], s2[l]);
-                let ha = _mm256_castsi256_si128(h);
-                let hb = _mm256_extracti128_si256::<1>(h);
-                let (la, lb) = (load_lane(x, j), load_lane(y, j));
                 let base = j * stride + 2 * k;
-                let src = &tables[base..base + 2];
-                let (tg, te) = (load(&src[0]), load(&src[1]));
-                let wg = _mm_xor_si128(ha, _mm_and_si128(tg, colour_mask(la)));
-                let we = _mm_xor_si128(hb, _mm_and_si128(_mm_xor_si128(te, la), colour_mask(lb)));
-                store_lane(out, j, _mm_xor_si128(wg, we));
+                let t = load_pair(&tables[base..base + 2]);
+                let zero_a = _mm256_permute2x128_si256::<0x08>(ab[l], ab[l]);
+                let m = _mm256_sub_epi64(
+                    _mm256_setzero_si256(),
+                    _mm256_and_si256(_mm256_shuffle_epi32::<0x44>(ab[l]), one),
+                );
+                let w = _mm256_xor_si256(h, _mm256_and_si256(_mm256_xor_si256(t, zero_a), m));
+                let lo = _mm256_castsi256_si128(w);
+                let hi = _mm256_extracti128_si256::<1>(w);
+                store_lane(out, j, _mm_xor_si128(lo, hi));
             }
         }
     }
@@ -330,9 +350,10 @@ mod tests {
         let stride = 10;
         let (first, k, g) = (u64::MAX - 3, 4, 13);
         let mut tables = vec![Block::ZERO; GROUP * stride];
-        let mut out = Lanes([0; 2 * GROUP]);
+        let mut labels = [x, y, Lanes([0; 2 * GROUP])];
         // SAFETY: `detect` returned keys, so the CPU has every feature these kernels enable.
-        unsafe { EvalKernel::new(&keys, first).and(&x, &y, k, g, &tables, stride, &mut out) };
+        unsafe { EvalKernel::new(&keys, first).and(&mut labels, [0, 1, 2], k, g, &tables, stride) };
+        let out = labels[2];
         for j in 0..g {
             // With all-zero tables the output is H(A, t₀) ⊕ H(B, t₁) ⊕ lsb(B)·A.
             let (a, b) = (x.lane(j), y.lane(j));
@@ -343,7 +364,14 @@ mod tests {
         let d = Block(0x1234_5678_9abc_def0_0fed_cba9_8765_4321);
         // SAFETY: as above.
         unsafe {
-            GarbleKernel::new(&keys, d, first).and(&x, &y, k, g, &mut tables, stride, &mut out)
+            GarbleKernel::new(&keys, d, first).and(
+                &mut labels,
+                [0, 1, 2],
+                k,
+                g,
+                &mut tables,
+                stride,
+            )
         };
         for j in 0..g {
             let (a, b) = (x.lane(j), y.lane(j));
