@@ -19,7 +19,7 @@ pub struct FixedKeyAes {
 
 /// The fixed key: the first 16 bytes of the SHA-256 of "pibench fixed-key AES". Any public
 /// constant serves; it is fixed so that both parties use the same permutation without talking.
-const FIXED_KEY: [u8; 16] = [
+pub(crate) const FIXED_KEY: [u8; 16] = [
     0x5c, 0x1e, 0x0d, 0x8a, 0x42, 0x9b, 0x77, 0xe3, 0x19, 0xc4, 0x6f, 0x02, 0xb8, 0x3d, 0xa1, 0x55,
 ];
 

@@ -1,0 +1,1335 @@
+//! The fast engine: garble and evaluate many instances of one circuit at once, interleaved,
+//! parallel and streamed.
+//!
+//! # How it goes fast
+//!
+//! Instances are processed in groups of [`GROUP`]: the engine walks the gate list once per group
+//! and applies each gate to every instance of the group, with the labels stored wire-major
+//! (`labels[wire · GROUP + lane]`). Every AND gate's hashes for the whole group (4 per instance
+//! for the garbler, 2 for the evaluator) go through one
+//! [`tccr_batch`](crate::crypto::aes::FixedKeyAes::tccr_batch) call, which keeps the AES pipeline
+//! full; the per-gate dispatch is paid once per group, nothing is allocated per gate, and nothing
+//! touches a channel per gate. Groups are spread over cores with rayon (`*_par`), and the
+//! streaming calls garble a bounded chunk of instances at a time and write it to the channel.
+//!
+//! # Table layout (what is stored and what goes on the wire)
+//!
+//! The garbled tables of `n` instances are one contiguous `[Block]` of
+//! `n · 2 · and_count` blocks, instance-major: instance `i` (counted from the first instance of
+//! the call) owns blocks `[i · 2A, (i + 1) · 2A)` with `A = and_count`, and within it the `k`-th
+//! AND gate of the gate list owns `[2k] = T_G` (garbler half) and `[2k + 1] = T_E` (evaluator
+//! half). On the wire each block is its 16 little-endian bytes
+//! ([`ChannelExt::send_blocks`]). The layout does not depend on [`GROUP`], on the number of
+//! threads or on chunk sizes, so tables garbled in one way can be evaluated in any other.
+//!
+//! # Instance numbers
+//!
+//! Each call names the global number `first_instance` of its first instance; instance `i` of the
+//! call is `first_instance + i`, and its AND gates are hashed with
+//! [`and_tweaks`](super::halfgates::and_tweaks)`(first_instance + i, k)`. Within one Δ, every
+//! instance number must be used at most once (across all calls and circuits) and the evaluator
+//! must use the same numbers as the garbler.
+//!
+//! # Label arrays
+//!
+//! Garbler zero-labels `gb_zero[i · gi + w]` and evaluator zero-labels `ev_zero[i · ei + w]`
+//! (`gi`, `ei` the circuit's input counts) for instance `i`; the evaluator's actual labels use
+//! the same layout. Output colours `out_lsb[i · no + o]` (`no` outputs per instance).
+
+use rayon::prelude::*;
+
+use super::circuit::{check_len, Circuit, Gate};
+use super::halfgates::Delta;
+use super::GcError;
+use crate::crypto::{Block, FIXED_KEY_AES};
+use crate::net::channel::{Channel, ChannelExt};
+
+/// Instances interleaved gate by gate: each AND gate hashes `4 · GROUP` blocks (garbler) or
+/// `2 · GROUP` (evaluator) in one batched AES call.
+pub const GROUP: usize = 16;
+
+/// Instances per rayon task in the parallel calls.
+const PAR_INSTANCES: usize = 8 * GROUP;
+
+/// A reasonable chunk for the streaming calls: tables of 4096 64-bit ReLUs are about 11 MiB.
+pub const DEFAULT_STREAM_CHUNK: usize = 4096;
+
+/// Number of table blocks for `n` instances of `circuit`: `n · 2 · and_count`.
+pub fn table_blocks(circuit: &Circuit, n: usize) -> usize {
+    n * 2 * circuit.and_count()
+}
+
+/// Number of bytes the tables of `n` instances of `circuit` take on the wire and in storage.
+pub fn table_bytes(circuit: &Circuit, n: usize) -> u64 {
+    16 * table_blocks(circuit, n) as u64
+}
+
+/// Per-group working memory, allocated once per call (or per rayon task), never per gate.
+struct Workspace {
+    labels: Vec<Lanes>,
+}
+
+impl Workspace {
+    fn new(circuit: &Circuit) -> Self {
+        Workspace {
+            labels: vec![Lanes::ZERO; circuit.wires()],
+        }
+    }
+}
+
+/// One wire's labels for a whole group: lane `j` is words `2j` (low half) and `2j + 1` (high
+/// half), the memory image of `[Block; GROUP]` on a little-endian machine. Kept as `u64` words
+/// because LLVM vectorises loops over them, while it keeps `u128` in register pairs.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct Lanes(pub(crate) [u64; 2 * GROUP]);
+
+impl Lanes {
+    const ZERO: Lanes = Lanes([0; 2 * GROUP]);
+
+    /// Every lane holds `b`.
+    #[inline(always)]
+    fn splat(b: Block) -> Lanes {
+        let (lo, hi) = (b.0 as u64, (b.0 >> 64) as u64);
+        Lanes(core::array::from_fn(|i| if i % 2 == 0 { lo } else { hi }))
+    }
+
+    /// Lane `j`.
+    #[inline(always)]
+    pub(crate) fn lane(&self, j: usize) -> Block {
+        Block(u128::from(self.0[2 * j]) | (u128::from(self.0[2 * j + 1]) << 64))
+    }
+
+    /// Sets lane `j`.
+    #[inline(always)]
+    pub(crate) fn set_lane(&mut self, j: usize, b: Block) {
+        self.0[2 * j] = b.0 as u64;
+        self.0[2 * j + 1] = (b.0 >> 64) as u64;
+    }
+
+    /// Lane-wise XOR.
+    #[inline(always)]
+    fn xor(&self, other: &Lanes) -> Lanes {
+        let mut o = Lanes::ZERO;
+        for i in 0..2 * GROUP {
+            o.0[i] = self.0[i] ^ other.0[i];
+        }
+        o
+    }
+}
+
+/// The checked shape of a batch call.
+#[derive(Clone, Copy)]
+struct Shape {
+    n: usize,
+    gi: usize,
+    ei: usize,
+    no: usize,
+    tb: usize,
+}
+
+/// Infers `n` from the output slice and checks every other slice against it.
+fn shape(
+    circuit: &Circuit,
+    gb: &[Block],
+    ev: &[Block],
+    tables_len: Option<usize>,
+    first_instance: u64,
+    out_lsb_len: usize,
+) -> Result<Shape, GcError> {
+    let no = circuit.outputs().len();
+    if no == 0 {
+        return Err(GcError::Params(
+            "a circuit without outputs cannot be batched".into(),
+        ));
+    }
+    if !out_lsb_len.is_multiple_of(no) {
+        return Err(GcError::Length {
+            what: "output colours (a multiple of the outputs)",
+            expected: no,
+            got: out_lsb_len,
+        });
+    }
+    let n = out_lsb_len / no;
+    let (gi, ei, tb) = (
+        circuit.garbler_inputs(),
+        circuit.evaluator_inputs(),
+        2 * circuit.and_count(),
+    );
+    check_len("garbler labels", n * gi, gb.len())?;
+    check_len("evaluator labels", n * ei, ev.len())?;
+    if let Some(t) = tables_len {
+        check_len("garbled tables", n * tb, t)?;
+    }
+    if n > 0 && first_instance.checked_add(n as u64 - 1).is_none() {
+        return Err(GcError::InstanceOverflow {
+            first: first_instance,
+            n,
+        });
+    }
+    Ok(Shape { n, gi, ei, no, tb })
+}
+
+/// Splits a batch into rayon jobs of at most [`PAR_INSTANCES`] instances:
+/// `(first instance within the call, count, its tables, its output colours)`.
+fn jobs<'t, 'l, T>(
+    s: Shape,
+    mut tables: &'t mut [T],
+    mut out_lsb: &'l mut [bool],
+) -> Vec<(usize, usize, &'t mut [T], &'l mut [bool])> {
+    let mut v = Vec::with_capacity(s.n.div_ceil(PAR_INSTANCES));
+    let mut i0 = 0;
+    while i0 < s.n {
+        let m = PAR_INSTANCES.min(s.n - i0);
+        let (t, tr) = std::mem::take(&mut tables).split_at_mut(m * s.tb);
+        let (l, lr) = std::mem::take(&mut out_lsb).split_at_mut(m * s.no);
+        v.push((i0, m, t, l));
+        (tables, out_lsb) = (tr, lr);
+        i0 += m;
+    }
+    v
+}
+
+/// The instance part of the tweaks of each lane: `(first + j) · 2⁶⁴`.
+#[inline(always)]
+fn lane_tweaks(first: u64) -> [u128; GROUP] {
+    core::array::from_fn(|j| (first.wrapping_add(j as u64) as u128) << 64)
+}
+
+/// Loads the labels of `g` instances into the wire-major workspace.
+#[inline(always)]
+fn load_inputs(labels: &mut [Lanes], g: usize, gb: &[Block], gi: usize, ev: &[Block], ei: usize) {
+    for j in 0..g {
+        for (w, &l) in gb[j * gi..(j + 1) * gi].iter().enumerate() {
+            labels[w].set_lane(j, l);
+        }
+        for (w, &l) in ev[j * ei..(j + 1) * ei].iter().enumerate() {
+            labels[gi + w].set_lane(j, l);
+        }
+    }
+}
+
+/// Writes the colour bits of the output labels of `g` instances.
+#[inline(always)]
+fn store_outputs(labels: &[Lanes], g: usize, outputs: &[u32], out_lsb: &mut [bool]) {
+    let no = outputs.len();
+    for j in 0..g {
+        for (o, &w) in outputs.iter().enumerate() {
+            out_lsb[j * no + o] = labels[w as usize].0[2 * j] & 1 == 1;
+        }
+    }
+}
+
+/// The AND-gate kernel, chosen once per [`Garbler`] / [`Evaluator`] from the CPU's features.
+#[derive(Clone, Copy, Debug)]
+enum Kernel {
+    /// Batched fixed-key AES through the `aes` crate ([`FIXED_KEY_AES`]); runs anywhere.
+    Portable,
+    /// VAES on 256/512-bit registers, fused with the half-gates arithmetic.
+    #[cfg(target_arch = "x86_64")]
+    Vaes(super::vaes::RoundKeys),
+}
+
+impl Kernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(keys) = super::vaes::RoundKeys::detect() {
+            return Kernel::Vaes(keys);
+        }
+        Kernel::Portable
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Kernel::Portable => "portable",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vaes(_) => "vaes",
+        }
+    }
+}
+
+/// Garbles AND gate `k` (in gate order) of lanes `0..g`, on wires `[a, b, out]` of `labels`
+/// (`out` may equal `a` or `b`): writes lane `j`'s `[T_G, T_E]` to `tables[j·stride + 2k ..]`
+/// and its output zero-label to lane `j` of `labels[out]`.
+trait GarbleAnd {
+    #[allow(clippy::too_many_arguments)]
+    fn and(
+        &mut self,
+        labels: &mut [Lanes],
+        wires: [usize; 3],
+        k: usize,
+        g: usize,
+        tables: &mut [Block],
+        stride: usize,
+    );
+}
+
+/// Evaluates AND gate `k` of lanes `0..g` on wires `[a, b, out]` of `labels`, lane `j`'s
+/// tables at `tables[j·stride + 2k ..]`.
+trait EvalAnd {
+    #[allow(clippy::too_many_arguments)]
+    fn and(
+        &mut self,
+        labels: &mut [Lanes],
+        wires: [usize; 3],
+        k: usize,
+        g: usize,
+        tables: &[Block],
+        stride: usize,
+    );
+}
+
+/// The garbler's gate loop over one group (labels already loaded). XOR, NOT and constants run
+/// on all `GROUP` lanes (lanes past `g` hold garbage nobody reads), which keeps them branch-free
+/// fixed-width loops.
+#[inline(always)]
+fn garble_gates<K: GarbleAnd>(
+    c: &Circuit,
+    d: Block,
+    labels: &mut [Lanes],
+    g: usize,
+    tables: &mut [Block],
+    kern: &mut K,
+) {
+    let stride = 2 * c.and_count();
+    let dl = Lanes::splat(d);
+    let mut k = 0usize;
+    for gate in c.gates() {
+        match *gate {
+            Gate::Xor { a, b, out } => {
+                labels[out as usize] = labels[a as usize].xor(&labels[b as usize])
+            }
+            Gate::Not { a, out } => labels[out as usize] = labels[a as usize].xor(&dl),
+            Gate::Const { value, out } => labels[out as usize] = Lanes::splat(d.select(value)),
+            Gate::And { a, b, out } => {
+                kern.and(
+                    labels,
+                    [a as usize, b as usize, out as usize],
+                    k,
+                    g,
+                    tables,
+                    stride,
+                );
+                k += 1;
+            }
+        }
+    }
+}
+
+/// The evaluator's gate loop over one group; mirrors [`garble_gates`].
+#[inline(always)]
+fn eval_gates<K: EvalAnd>(
+    c: &Circuit,
+    labels: &mut [Lanes],
+    g: usize,
+    tables: &[Block],
+    kern: &mut K,
+) {
+    let stride = 2 * c.and_count();
+    let mut k = 0usize;
+    for gate in c.gates() {
+        match *gate {
+            Gate::Xor { a, b, out } => {
+                labels[out as usize] = labels[a as usize].xor(&labels[b as usize])
+            }
+            Gate::Not { a, out } => labels[out as usize] = labels[a as usize],
+            Gate::Const { out, .. } => labels[out as usize] = Lanes::ZERO,
+            Gate::And { a, b, out } => {
+                kern.and(
+                    labels,
+                    [a as usize, b as usize, out as usize],
+                    k,
+                    g,
+                    tables,
+                    stride,
+                );
+                k += 1;
+            }
+        }
+    }
+}
+
+/// The portable garbler kernel: one [`FixedKeyAes::tccr_batch`](crate::crypto::aes::FixedKeyAes::tccr_batch)
+/// over the group's `4g` hash inputs per AND gate.
+struct PortableGarble {
+    d: Block,
+    inst: [u128; GROUP],
+}
+
+impl PortableGarble {
+    fn new(d: Block, first: u64) -> Self {
+        PortableGarble {
+            d,
+            inst: lane_tweaks(first),
+        }
+    }
+}
+
+impl GarbleAnd for PortableGarble {
+    #[inline(always)]
+    fn and(
+        &mut self,
+        labels: &mut [Lanes],
+        wires: [usize; 3],
+        k: usize,
+        g: usize,
+        tables: &mut [Block],
+        stride: usize,
+    ) {
+        let (x, y) = (labels[wires[0]], labels[wires[1]]);
+        let out = &mut labels[wires[2]];
+        let d = self.d;
+        let mut h = [Block::ZERO; 4 * GROUP];
+        let mut tw = [Block::ZERO; 4 * GROUP];
+        let mut scratch = [Block::ZERO; 4 * GROUP];
+        let kk = (k as u128) << 1;
+        for j in 0..g {
+            let (t0, t1) = (Block(self.inst[j] | kk), Block(self.inst[j] | kk | 1));
+            h[4 * j..4 * j + 4].copy_from_slice(&[
+                x.lane(j),
+                x.lane(j) ^ d,
+                y.lane(j),
+                y.lane(j) ^ d,
+            ]);
+            tw[4 * j..4 * j + 4].copy_from_slice(&[t0, t0, t1, t1]);
+        }
+        FIXED_KEY_AES.tccr_batch(&tw[..4 * g], &mut h[..4 * g], &mut scratch[..4 * g]);
+        for j in 0..g {
+            let (a0, b0) = (x.lane(j), y.lane(j));
+            let (ha0, ha1, hb0, hb1) = (h[4 * j], h[4 * j + 1], h[4 * j + 2], h[4 * j + 3]);
+            let tg = ha0 ^ ha1 ^ d.select(b0.lsb());
+            let te = hb0 ^ hb1 ^ a0;
+            let wg = ha0 ^ tg.select(a0.lsb());
+            let we = hb0 ^ (hb0 ^ hb1).select(b0.lsb());
+            let base = j * stride + 2 * k;
+            tables[base] = tg;
+            tables[base + 1] = te;
+            out.set_lane(j, wg ^ we);
+        }
+    }
+}
+
+/// The portable evaluator kernel: one batched hash over the group's `2g` inputs per AND gate.
+struct PortableEval {
+    inst: [u128; GROUP],
+}
+
+impl PortableEval {
+    fn new(first: u64) -> Self {
+        PortableEval {
+            inst: lane_tweaks(first),
+        }
+    }
+}
+
+impl EvalAnd for PortableEval {
+    #[inline(always)]
+    fn and(
+        &mut self,
+        labels: &mut [Lanes],
+        wires: [usize; 3],
+        k: usize,
+        g: usize,
+        tables: &[Block],
+        stride: usize,
+    ) {
+        let (x, y) = (labels[wires[0]], labels[wires[1]]);
+        let out = &mut labels[wires[2]];
+        let mut h = [Block::ZERO; 2 * GROUP];
+        let mut tw = [Block::ZERO; 2 * GROUP];
+        let mut scratch = [Block::ZERO; 2 * GROUP];
+        let kk = (k as u128) << 1;
+        for j in 0..g {
+            h[2 * j] = x.lane(j);
+            h[2 * j + 1] = y.lane(j);
+            tw[2 * j] = Block(self.inst[j] | kk);
+            tw[2 * j + 1] = Block(self.inst[j] | kk | 1);
+        }
+        FIXED_KEY_AES.tccr_batch(&tw[..2 * g], &mut h[..2 * g], &mut scratch[..2 * g]);
+        for j in 0..g {
+            let (la, lb) = (x.lane(j), y.lane(j));
+            let base = j * stride + 2 * k;
+            let (tg, te) = (tables[base], tables[base + 1]);
+            let wg = h[2 * j] ^ tg.select(la.lsb());
+            let we = h[2 * j + 1] ^ (te ^ la).select(lb.lsb());
+            out.set_lane(j, wg ^ we);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct VaesGarble(super::vaes::GarbleKernel);
+
+#[cfg(target_arch = "x86_64")]
+impl GarbleAnd for VaesGarble {
+    #[inline(always)]
+    fn and(
+        &mut self,
+        labels: &mut [Lanes],
+        wires: [usize; 3],
+        k: usize,
+        g: usize,
+        tables: &mut [Block],
+        stride: usize,
+    ) {
+        // SAFETY: a `GarbleKernel` is only built inside `garble_gates_vaes`, which runs only
+        // after `RoundKeys::detect` confirmed the CPU features.
+        #[allow(unused_unsafe)]
+        unsafe {
+            self.0.and(labels, wires, k, g, tables, stride)
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct VaesEval(super::vaes::EvalKernel);
+
+#[cfg(target_arch = "x86_64")]
+impl EvalAnd for VaesEval {
+    #[inline(always)]
+    fn and(
+        &mut self,
+        labels: &mut [Lanes],
+        wires: [usize; 3],
+        k: usize,
+        g: usize,
+        tables: &[Block],
+        stride: usize,
+    ) {
+        // SAFETY: as for `VaesGarble`.
+        #[allow(unused_unsafe)]
+        unsafe {
+            self.0.and(labels, wires, k, g, tables, stride)
+        }
+    }
+}
+
+/// [`garble_gates`] compiled with the VAES kernel's features, so the whole gate loop (XOR gates
+/// included) uses wide registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "aes,avx2,avx512f,avx512vl,vaes")]
+fn garble_gates_vaes(
+    c: &Circuit,
+    keys: &super::vaes::RoundKeys,
+    d: Block,
+    labels: &mut [Lanes],
+    g: usize,
+    first: u64,
+    tables: &mut [Block],
+) {
+    let mut kern = VaesGarble(super::vaes::GarbleKernel::new(keys, d, first));
+    garble_gates(c, d, labels, g, tables, &mut kern)
+}
+
+/// [`eval_gates`] compiled with the VAES kernel's features.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "aes,avx2,avx512f,avx512vl,vaes")]
+fn eval_gates_vaes(
+    c: &Circuit,
+    keys: &super::vaes::RoundKeys,
+    labels: &mut [Lanes],
+    g: usize,
+    first: u64,
+    tables: &[Block],
+) {
+    let mut kern = VaesEval(super::vaes::EvalKernel::new(keys, first));
+    eval_gates(c, labels, g, tables, &mut kern)
+}
+
+/// Garbles many instances of one circuit under one Δ (see the module docs for every layout).
+pub struct Garbler<'a> {
+    circuit: &'a Circuit,
+    delta: Delta,
+    kernel: Kernel,
+}
+
+impl<'a> Garbler<'a> {
+    /// A garbler of `circuit` under `delta`.
+    pub fn new(circuit: &'a Circuit, delta: &Delta) -> Self {
+        Garbler {
+            circuit,
+            delta: delta.clone(),
+            kernel: Kernel::detect(),
+        }
+    }
+
+    /// The same garbler on the portable AND-gate kernel (for comparison and tests; the tables
+    /// are identical).
+    pub fn portable(self) -> Self {
+        Garbler {
+            kernel: Kernel::Portable,
+            ..self
+        }
+    }
+
+    /// The AND-gate kernel in use: `"vaes"` or `"portable"`.
+    pub fn kernel(&self) -> &'static str {
+        self.kernel.name()
+    }
+
+    /// The circuit being garbled.
+    pub fn circuit(&self) -> &Circuit {
+        self.circuit
+    }
+
+    /// Garbles `n = out_lsb.len() / outputs` instances on the calling thread.
+    ///
+    /// Instance `i` uses garbler zero-labels `gb_zero[i·gi..]` and evaluator zero-labels
+    /// `ev_zero[i·ei..]`; writes its tables to `tables[i·2A..]` (`n · 2 · and_count` blocks in
+    /// all) and the colours of its output zero-labels to `out_lsb[i·no..]`, which are what
+    /// [`decode`](super::halfgates::decode) needs. `first_instance` is the global number of
+    /// instance 0 in the session.
+    pub fn garble_batch(
+        &self,
+        gb_zero: &[Block],
+        ev_zero: &[Block],
+        first_instance: u64,
+        tables: &mut [Block],
+        out_lsb: &mut [bool],
+    ) -> Result<(), GcError> {
+        let s = shape(
+            self.circuit,
+            gb_zero,
+            ev_zero,
+            Some(tables.len()),
+            first_instance,
+            out_lsb.len(),
+        )?;
+        let mut ws = Workspace::new(self.circuit);
+        self.garble_range(
+            &mut ws,
+            s,
+            gb_zero,
+            ev_zero,
+            first_instance,
+            tables,
+            out_lsb,
+        );
+        Ok(())
+    }
+
+    /// [`Garbler::garble_batch`] spread over the rayon thread pool; same inputs, same outputs.
+    pub fn garble_batch_par(
+        &self,
+        gb_zero: &[Block],
+        ev_zero: &[Block],
+        first_instance: u64,
+        tables: &mut [Block],
+        out_lsb: &mut [bool],
+    ) -> Result<(), GcError> {
+        let s = shape(
+            self.circuit,
+            gb_zero,
+            ev_zero,
+            Some(tables.len()),
+            first_instance,
+            out_lsb.len(),
+        )?;
+        jobs(s, tables, out_lsb).into_par_iter().for_each_init(
+            || Workspace::new(self.circuit),
+            |ws, (i0, m, tab, lsb)| {
+                let sub = Shape { n: m, ..s };
+                let gb = &gb_zero[i0 * s.gi..(i0 + m) * s.gi];
+                let ev = &ev_zero[i0 * s.ei..(i0 + m) * s.ei];
+                self.garble_range(ws, sub, gb, ev, first_instance + i0 as u64, tab, lsb);
+            },
+        );
+        Ok(())
+    }
+
+    /// Garbles in chunks of `chunk` instances (in parallel) and writes each chunk's tables to
+    /// `chan` in order, so memory stays bounded by one chunk whatever `n` is; flushes at the
+    /// end. Arguments as for [`Garbler::garble_batch`], without the tables. Returns the bytes
+    /// sent (`table_bytes(circuit, n)`).
+    pub fn garble_stream<C: Channel + ?Sized>(
+        &self,
+        chan: &mut C,
+        gb_zero: &[Block],
+        ev_zero: &[Block],
+        first_instance: u64,
+        out_lsb: &mut [bool],
+        chunk: usize,
+    ) -> Result<u64, GcError> {
+        let s = shape(
+            self.circuit,
+            gb_zero,
+            ev_zero,
+            None,
+            first_instance,
+            out_lsb.len(),
+        )?;
+        let chunk = chunk.max(1);
+        let mut buf = vec![Block::ZERO; chunk.min(s.n) * s.tb];
+        let mut sent = 0u64;
+        let mut i0 = 0;
+        while i0 < s.n {
+            let m = chunk.min(s.n - i0);
+            let tab = &mut buf[..m * s.tb];
+            self.garble_batch_par(
+                &gb_zero[i0 * s.gi..(i0 + m) * s.gi],
+                &ev_zero[i0 * s.ei..(i0 + m) * s.ei],
+                first_instance + i0 as u64,
+                tab,
+                &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
+            )?;
+            chan.send_blocks(tab)?;
+            sent += 16 * tab.len() as u64;
+            i0 += m;
+        }
+        chan.flush()?;
+        Ok(sent)
+    }
+
+    /// Garbles `s.n` instances, group by group. Lengths are already checked.
+    #[allow(clippy::too_many_arguments)]
+    fn garble_range(
+        &self,
+        ws: &mut Workspace,
+        s: Shape,
+        gb_zero: &[Block],
+        ev_zero: &[Block],
+        first: u64,
+        tables: &mut [Block],
+        out_lsb: &mut [bool],
+    ) {
+        let mut i0 = 0;
+        while i0 < s.n {
+            let g = GROUP.min(s.n - i0);
+            self.garble_group(
+                ws,
+                g,
+                &gb_zero[i0 * s.gi..(i0 + g) * s.gi],
+                &ev_zero[i0 * s.ei..(i0 + g) * s.ei],
+                first.wrapping_add(i0 as u64),
+                &mut tables[i0 * s.tb..(i0 + g) * s.tb],
+                &mut out_lsb[i0 * s.no..(i0 + g) * s.no],
+            );
+            i0 += g;
+        }
+    }
+
+    /// One group of `g ≤ GROUP` instances, interleaved gate by gate.
+    #[allow(clippy::too_many_arguments)]
+    fn garble_group(
+        &self,
+        ws: &mut Workspace,
+        g: usize,
+        gb_zero: &[Block],
+        ev_zero: &[Block],
+        first: u64,
+        tables: &mut [Block],
+        out_lsb: &mut [bool],
+    ) {
+        let c = self.circuit;
+        let d = self.delta.block();
+        let labels = &mut ws.labels[..];
+        load_inputs(
+            labels,
+            g,
+            gb_zero,
+            c.garbler_inputs(),
+            ev_zero,
+            c.evaluator_inputs(),
+        );
+        match self.kernel {
+            Kernel::Portable => {
+                garble_gates(c, d, labels, g, tables, &mut PortableGarble::new(d, first))
+            }
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Kernel::Vaes` is only built from `RoundKeys::detect`, which checked the
+            // CPU features `garble_gates_vaes` enables.
+            Kernel::Vaes(keys) => unsafe {
+                garble_gates_vaes(c, &keys, d, labels, g, first, tables)
+            },
+        }
+        store_outputs(labels, g, c.outputs(), out_lsb);
+    }
+}
+
+/// Evaluates many garbled instances of one circuit (see the module docs for every layout).
+pub struct Evaluator<'a> {
+    circuit: &'a Circuit,
+    kernel: Kernel,
+}
+
+impl<'a> Evaluator<'a> {
+    /// An evaluator of `circuit`.
+    pub fn new(circuit: &'a Circuit) -> Self {
+        Evaluator {
+            circuit,
+            kernel: Kernel::detect(),
+        }
+    }
+
+    /// The same evaluator on the portable AND-gate kernel (for comparison and tests).
+    pub fn portable(self) -> Self {
+        Evaluator {
+            kernel: Kernel::Portable,
+            ..self
+        }
+    }
+
+    /// The AND-gate kernel in use: `"vaes"` or `"portable"`.
+    pub fn kernel(&self) -> &'static str {
+        self.kernel.name()
+    }
+
+    /// The circuit being evaluated.
+    pub fn circuit(&self) -> &Circuit {
+        self.circuit
+    }
+
+    /// Evaluates `n = out_lsb.len() / outputs` instances on the calling thread, from the
+    /// garbler's input labels `gb_labels[i·gi..]`, the evaluator's `ev_labels[i·ei..]` and the
+    /// tables `tables[i·2A..]`; writes the colour of each output label to `out_lsb[i·no..]`
+    /// (what the garbler needs to decode). `first_instance` must be the garbler's.
+    pub fn eval_batch(
+        &self,
+        gb_labels: &[Block],
+        ev_labels: &[Block],
+        tables: &[Block],
+        first_instance: u64,
+        out_lsb: &mut [bool],
+    ) -> Result<(), GcError> {
+        let s = shape(
+            self.circuit,
+            gb_labels,
+            ev_labels,
+            Some(tables.len()),
+            first_instance,
+            out_lsb.len(),
+        )?;
+        let mut ws = Workspace::new(self.circuit);
+        self.eval_range(
+            &mut ws,
+            s,
+            gb_labels,
+            ev_labels,
+            tables,
+            first_instance,
+            out_lsb,
+        );
+        Ok(())
+    }
+
+    /// [`Evaluator::eval_batch`] spread over the rayon thread pool; same inputs, same outputs.
+    pub fn eval_batch_par(
+        &self,
+        gb_labels: &[Block],
+        ev_labels: &[Block],
+        tables: &[Block],
+        first_instance: u64,
+        out_lsb: &mut [bool],
+    ) -> Result<(), GcError> {
+        let s = shape(
+            self.circuit,
+            gb_labels,
+            ev_labels,
+            Some(tables.len()),
+            first_instance,
+            out_lsb.len(),
+        )?;
+        let mut empty: [Block; 0] = [];
+        // Only the output colours are split mutably; tables are read through the job's range.
+        jobs(Shape { tb: 0, ..s }, &mut empty[..], out_lsb)
+            .into_par_iter()
+            .for_each_init(
+                || Workspace::new(self.circuit),
+                |ws, (i0, m, _, lsb)| {
+                    let sub = Shape { n: m, ..s };
+                    let gb = &gb_labels[i0 * s.gi..(i0 + m) * s.gi];
+                    let ev = &ev_labels[i0 * s.ei..(i0 + m) * s.ei];
+                    let tab = &tables[i0 * s.tb..(i0 + m) * s.tb];
+                    self.eval_range(ws, sub, gb, ev, tab, first_instance + i0 as u64, lsb);
+                },
+            );
+        Ok(())
+    }
+
+    /// Receives the tables of `n = tables.len() / (2 · and_count)` instances into `tables`
+    /// (the protocol's offline step: the client stores them to evaluate online). Returns the
+    /// bytes received.
+    pub fn recv_tables<C: Channel + ?Sized>(
+        &self,
+        chan: &mut C,
+        tables: &mut [Block],
+    ) -> Result<u64, GcError> {
+        let tb = 2 * self.circuit.and_count();
+        if tb == 0 {
+            check_len("garbled tables", 0, tables.len())?;
+        } else if !tables.len().is_multiple_of(tb) {
+            return Err(GcError::Length {
+                what: "garbled tables (a multiple of 2·and_count)",
+                expected: tb,
+                got: tables.len(),
+            });
+        }
+        chan.recv_blocks(tables)?;
+        Ok(16 * tables.len() as u64)
+    }
+
+    /// Receives tables from `chan` chunk by chunk and evaluates each chunk (in parallel) as it
+    /// arrives, so memory stays bounded by one chunk: the counterpart of
+    /// [`Garbler::garble_stream`], whatever chunk size the garbler used. Arguments as for
+    /// [`Evaluator::eval_batch`], without the tables. Returns the bytes received.
+    pub fn eval_stream<C: Channel + ?Sized>(
+        &self,
+        chan: &mut C,
+        gb_labels: &[Block],
+        ev_labels: &[Block],
+        first_instance: u64,
+        out_lsb: &mut [bool],
+        chunk: usize,
+    ) -> Result<u64, GcError> {
+        let s = shape(
+            self.circuit,
+            gb_labels,
+            ev_labels,
+            None,
+            first_instance,
+            out_lsb.len(),
+        )?;
+        let chunk = chunk.max(1);
+        let mut buf = vec![Block::ZERO; chunk.min(s.n) * s.tb];
+        let mut received = 0u64;
+        let mut i0 = 0;
+        while i0 < s.n {
+            let m = chunk.min(s.n - i0);
+            let tab = &mut buf[..m * s.tb];
+            chan.recv_blocks(tab)?;
+            received += 16 * tab.len() as u64;
+            self.eval_batch_par(
+                &gb_labels[i0 * s.gi..(i0 + m) * s.gi],
+                &ev_labels[i0 * s.ei..(i0 + m) * s.ei],
+                tab,
+                first_instance + i0 as u64,
+                &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
+            )?;
+            i0 += m;
+        }
+        Ok(received)
+    }
+
+    /// Evaluates `s.n` instances, group by group. Lengths are already checked.
+    #[allow(clippy::too_many_arguments)]
+    fn eval_range(
+        &self,
+        ws: &mut Workspace,
+        s: Shape,
+        gb: &[Block],
+        ev: &[Block],
+        tables: &[Block],
+        first: u64,
+        out_lsb: &mut [bool],
+    ) {
+        let mut i0 = 0;
+        while i0 < s.n {
+            let g = GROUP.min(s.n - i0);
+            self.eval_group(
+                ws,
+                g,
+                &gb[i0 * s.gi..(i0 + g) * s.gi],
+                &ev[i0 * s.ei..(i0 + g) * s.ei],
+                &tables[i0 * s.tb..(i0 + g) * s.tb],
+                first.wrapping_add(i0 as u64),
+                &mut out_lsb[i0 * s.no..(i0 + g) * s.no],
+            );
+            i0 += g;
+        }
+    }
+
+    /// One group of `g ≤ GROUP` instances, interleaved gate by gate; mirrors
+    /// [`Garbler::garble_group`].
+    #[allow(clippy::too_many_arguments)]
+    fn eval_group(
+        &self,
+        ws: &mut Workspace,
+        g: usize,
+        gb: &[Block],
+        ev: &[Block],
+        tables: &[Block],
+        first: u64,
+        out_lsb: &mut [bool],
+    ) {
+        let c = self.circuit;
+        let labels = &mut ws.labels[..];
+        load_inputs(labels, g, gb, c.garbler_inputs(), ev, c.evaluator_inputs());
+        match self.kernel {
+            Kernel::Portable => eval_gates(c, labels, g, tables, &mut PortableEval::new(first)),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as in `Garbler::garble_group`.
+            Kernel::Vaes(keys) => unsafe { eval_gates_vaes(c, &keys, labels, g, first, tables) },
+        }
+        store_outputs(labels, g, c.outputs(), out_lsb);
+    }
+}
+
+/// Sends colour bits packed eight to a byte (bit `i` of the stream in bit `i % 8` of byte
+/// `i / 8`): how the evaluator returns output colours. Returns the bytes sent.
+pub fn send_bits<C: Channel + ?Sized>(chan: &mut C, bits: &[bool]) -> Result<u64, GcError> {
+    let bytes = pack_bits(bits);
+    chan.send(&bytes)?;
+    Ok(bytes.len() as u64)
+}
+
+/// Receives `bits.len()` colour bits sent by [`send_bits`]. Returns the bytes received.
+pub fn recv_bits<C: Channel + ?Sized>(chan: &mut C, bits: &mut [bool]) -> Result<u64, GcError> {
+    let mut bytes = vec![0u8; bits.len().div_ceil(8)];
+    chan.recv(&mut bytes)?;
+    for (i, b) in bits.iter_mut().enumerate() {
+        *b = (bytes[i / 8] >> (i % 8)) & 1 == 1;
+    }
+    Ok(bytes.len() as u64)
+}
+
+/// Packs bits eight to a byte, bit `i` in bit `i % 8` of byte `i / 8`.
+pub fn pack_bits(bits: &[bool]) -> Vec<u8> {
+    let mut bytes = vec![0u8; bits.len().div_ceil(8)];
+    for (i, &b) in bits.iter().enumerate() {
+        bytes[i / 8] |= u8::from(b) << (i % 8);
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gc::circuit::{bits_to_words, words_to_bits};
+    use crate::gc::halfgates::{decode, encode, eval_reference, garble_reference};
+    use crate::gc::relu::{relu_circuit, relu_plain};
+    use crate::net::channel::mem_pair;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha12Rng;
+
+    /// Random plain ReLU inputs and labels for `n` instances, with edge values mixed in.
+    struct Batch {
+        a: Vec<u64>,
+        c: Vec<u64>,
+        r: Vec<u64>,
+        gb_zero: Vec<Block>,
+        ev_zero: Vec<Block>,
+    }
+
+    fn batch(rng: &mut ChaCha12Rng, n: usize, ell: usize) -> Batch {
+        let m = if ell == 64 {
+            u64::MAX
+        } else {
+            (1u64 << ell) - 1
+        };
+        let edges = [0, 1, m, m - 1, 1u64 << (ell - 1), (1u64 << (ell - 1)) - 1];
+        let mut val = |i: usize| {
+            if i.is_multiple_of(5) {
+                edges[rng.gen_range(0..edges.len())]
+            } else {
+                rng.gen::<u64>() & m
+            }
+        };
+        let a: Vec<u64> = (0..n).map(&mut val).collect();
+        let c: Vec<u64> = (0..n).map(&mut val).collect();
+        let r: Vec<u64> = (0..n).map(&mut val).collect();
+        let gb_zero = (0..n * ell).map(|_| Block::random(rng)).collect();
+        let ev_zero = (0..n * 2 * ell).map(|_| Block::random(rng)).collect();
+        Batch {
+            a,
+            c,
+            r,
+            gb_zero,
+            ev_zero,
+        }
+    }
+
+    /// The labels the evaluator would hold: the garbler encodes `a`, OT delivers `c ‖ r`.
+    fn labels(b: &Batch, ell: usize, delta: &Delta) -> (Vec<Block>, Vec<Block>) {
+        let mut gl = vec![Block::ZERO; b.gb_zero.len()];
+        encode(&b.gb_zero, &words_to_bits(&b.a, ell), delta, &mut gl).unwrap();
+        let mut ebits = Vec::new();
+        for i in 0..b.c.len() {
+            ebits.extend(words_to_bits(&[b.c[i]], ell));
+            ebits.extend(words_to_bits(&[b.r[i]], ell));
+        }
+        let mut el = vec![Block::ZERO; b.ev_zero.len()];
+        encode(&b.ev_zero, &ebits, delta, &mut el).unwrap();
+        (gl, el)
+    }
+
+    fn check_decoded(b: &Batch, ell: usize, frac: usize, zero_lsb: &[bool], eval_lsb: &[bool]) {
+        let mut bits = vec![false; zero_lsb.len()];
+        decode(zero_lsb, eval_lsb, &mut bits).unwrap();
+        let z = bits_to_words(&bits, ell).unwrap();
+        for (i, &zi) in z.iter().enumerate() {
+            assert_eq!(
+                zi,
+                relu_plain(b.a[i], b.c[i], b.r[i], ell, frac),
+                "instance {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn garbled_relu_batch_decodes_to_reference() {
+        let (ell, frac) = (64, 12);
+        let circ = relu_circuit(ell, frac).unwrap();
+        let mut rng = ChaCha12Rng::seed_from_u64(42);
+        let delta = Delta::random(&mut rng);
+        // Not a multiple of GROUP, so the tail group is exercised.
+        let n = 3 * GROUP + 5;
+        let b = batch(&mut rng, n, ell);
+        let g = Garbler::new(&circ, &delta);
+        let mut tables = vec![Block::ZERO; table_blocks(&circ, n)];
+        let mut zero_lsb = vec![false; n * ell];
+        g.garble_batch(&b.gb_zero, &b.ev_zero, 1000, &mut tables, &mut zero_lsb)
+            .unwrap();
+        let (gl, el) = labels(&b, ell, &delta);
+        let mut eval_lsb = vec![false; n * ell];
+        Evaluator::new(&circ)
+            .eval_batch(&gl, &el, &tables, 1000, &mut eval_lsb)
+            .unwrap();
+        check_decoded(&b, ell, frac, &zero_lsb, &eval_lsb);
+    }
+
+    #[test]
+    fn batch_engine_equals_reference_garbler() {
+        let (ell, frac) = (16, 5);
+        let circ = relu_circuit(ell, frac).unwrap();
+        let mut rng = ChaCha12Rng::seed_from_u64(3);
+        let delta = Delta::random(&mut rng);
+        let n = GROUP + 3;
+        let b = batch(&mut rng, n, ell);
+        let mut tables = vec![Block::ZERO; table_blocks(&circ, n)];
+        let mut zero_lsb = vec![false; n * ell];
+        Garbler::new(&circ, &delta)
+            .garble_batch(&b.gb_zero, &b.ev_zero, 77, &mut tables, &mut zero_lsb)
+            .unwrap();
+        let (gl, el) = labels(&b, ell, &delta);
+        let tb = 2 * circ.and_count();
+        let mut eval_lsb = vec![false; n * ell];
+        Evaluator::new(&circ)
+            .eval_batch(&gl, &el, &tables, 77, &mut eval_lsb)
+            .unwrap();
+        for i in 0..n {
+            let (t, out0) = garble_reference(
+                &circ,
+                &delta,
+                &b.gb_zero[i * ell..(i + 1) * ell],
+                &b.ev_zero[i * 2 * ell..(i + 1) * 2 * ell],
+                77 + i as u64,
+            )
+            .unwrap();
+            assert_eq!(
+                &tables[i * tb..(i + 1) * tb],
+                &t[..],
+                "tables of instance {i}"
+            );
+            let lsb: Vec<bool> = out0.iter().map(|l| l.lsb()).collect();
+            assert_eq!(&zero_lsb[i * ell..(i + 1) * ell], &lsb[..]);
+            let outl = eval_reference(
+                &circ,
+                &gl[i * ell..(i + 1) * ell],
+                &el[i * 2 * ell..(i + 1) * 2 * ell],
+                &t,
+                77 + i as u64,
+            )
+            .unwrap();
+            let lsb: Vec<bool> = outl.iter().map(|l| l.lsb()).collect();
+            assert_eq!(&eval_lsb[i * ell..(i + 1) * ell], &lsb[..]);
+        }
+    }
+
+    #[test]
+    fn several_batches_with_distinct_instance_numbers() {
+        let (ell, frac) = (32, 8);
+        let circ = relu_circuit(ell, frac).unwrap();
+        let mut rng = ChaCha12Rng::seed_from_u64(5);
+        let delta = Delta::random(&mut rng);
+        let g = Garbler::new(&circ, &delta);
+        let e = Evaluator::new(&circ);
+        let mut first = 0u64;
+        let mut all_tables = Vec::new();
+        for n in [1usize, GROUP, 2 * GROUP + 1, 300] {
+            let b = batch(&mut rng, n, ell);
+            let mut tables = vec![Block::ZERO; table_blocks(&circ, n)];
+            let mut zero_lsb = vec![false; n * ell];
+            g.garble_batch_par(&b.gb_zero, &b.ev_zero, first, &mut tables, &mut zero_lsb)
+                .unwrap();
+            let (gl, el) = labels(&b, ell, &delta);
+            let mut eval_lsb = vec![false; n * ell];
+            e.eval_batch_par(&gl, &el, &tables, first, &mut eval_lsb)
+                .unwrap();
+            check_decoded(&b, ell, frac, &zero_lsb, &eval_lsb);
+            // Evaluating under the wrong instance numbers must not decode (tweaks are bound).
+            let mut wrong = vec![false; n * ell];
+            e.eval_batch(&gl, &el, &tables, first + 1, &mut wrong)
+                .unwrap();
+            assert_ne!(wrong, eval_lsb);
+            first += n as u64;
+            all_tables.push(tables);
+        }
+        // Same zero-labels, different instance numbers: different tables.
+        let b = batch(&mut rng, 2, ell);
+        let mut t1 = vec![Block::ZERO; table_blocks(&circ, 2)];
+        let mut t2 = t1.clone();
+        let mut lsb = vec![false; 2 * ell];
+        g.garble_batch(&b.gb_zero, &b.ev_zero, 10, &mut t1, &mut lsb)
+            .unwrap();
+        g.garble_batch(&b.gb_zero, &b.ev_zero, 12, &mut t2, &mut lsb)
+            .unwrap();
+        assert!(t1.iter().zip(&t2).all(|(x, y)| x != y));
+    }
+
+    #[test]
+    fn parallel_equals_sequential() {
+        let circ = relu_circuit(64, 12).unwrap();
+        let mut rng = ChaCha12Rng::seed_from_u64(9);
+        let delta = Delta::random(&mut rng);
+        let n = 2 * PAR_INSTANCES + 7;
+        let b = batch(&mut rng, n, 64);
+        let g = Garbler::new(&circ, &delta);
+        let mut t1 = vec![Block::ZERO; table_blocks(&circ, n)];
+        let mut t2 = t1.clone();
+        let (mut l1, mut l2) = (vec![false; n * 64], vec![false; n * 64]);
+        g.garble_batch(&b.gb_zero, &b.ev_zero, 5, &mut t1, &mut l1)
+            .unwrap();
+        g.garble_batch_par(&b.gb_zero, &b.ev_zero, 5, &mut t2, &mut l2)
+            .unwrap();
+        assert!(t1 == t2 && l1 == l2);
+        let (gl, el) = labels(&b, 64, &delta);
+        let (mut e1, mut e2) = (vec![false; n * 64], vec![false; n * 64]);
+        let e = Evaluator::new(&circ);
+        e.eval_batch(&gl, &el, &t1, 5, &mut e1).unwrap();
+        e.eval_batch_par(&gl, &el, &t1, 5, &mut e2).unwrap();
+        assert_eq!(e1, e2);
+        check_decoded(&b, 64, 12, &l1, &e1);
+    }
+
+    #[test]
+    fn streaming_and_stored_tables_over_a_channel() {
+        let (ell, frac) = (64, 12);
+        let circ = relu_circuit(ell, frac).unwrap();
+        let mut rng = ChaCha12Rng::seed_from_u64(11);
+        let delta = Delta::random(&mut rng);
+        let n = 1000;
+        let b = batch(&mut rng, n, ell);
+        let (gl, el) = labels(&b, ell, &delta);
+        let (mut cg, mut ce) = mem_pair(std::time::Duration::from_secs(30));
+        let (gz, ez) = (b.gb_zero.clone(), b.ev_zero.clone());
+        let circ2 = circ.clone();
+        let d2 = delta.clone();
+        let garbler = std::thread::spawn(move || {
+            let g = Garbler::new(&circ2, &d2);
+            let mut zl = vec![false; n * ell];
+            // Two sessions on the same channel: streamed (chunk 300), then streamed again to be
+            // stored by the evaluator, with later instance numbers.
+            let s1 = g.garble_stream(&mut cg, &gz, &ez, 0, &mut zl, 300).unwrap();
+            let mut zl2 = vec![false; n * ell];
+            let s2 = g
+                .garble_stream(&mut cg, &gz, &ez, n as u64, &mut zl2, 7)
+                .unwrap();
+            let mut ev1 = vec![false; n * ell];
+            let mut ev2 = vec![false; n * ell];
+            let r1 = recv_bits(&mut cg, &mut ev1).unwrap();
+            let r2 = recv_bits(&mut cg, &mut ev2).unwrap();
+            (s1, s2, r1 + r2, zl, zl2, ev1, ev2)
+        });
+        let e = Evaluator::new(&circ);
+        let mut o1 = vec![false; n * ell];
+        let got1 = e.eval_stream(&mut ce, &gl, &el, 0, &mut o1, 128).unwrap();
+        let mut stored = vec![Block::ZERO; table_blocks(&circ, n)];
+        let got2 = e.recv_tables(&mut ce, &mut stored).unwrap();
+        let mut o2 = vec![false; n * ell];
+        e.eval_batch_par(&gl, &el, &stored, n as u64, &mut o2)
+            .unwrap();
+        let sent_bits = send_bits(&mut ce, &o1).unwrap() + send_bits(&mut ce, &o2).unwrap();
+        ce.flush().unwrap();
+        let (s1, s2, rbits, zl, zl2, ev1, ev2) = garbler.join().unwrap();
+        let expect = table_bytes(&circ, n);
+        assert_eq!((s1, s2, got1, got2), (expect, expect, expect, expect));
+        assert_eq!(expect, n as u64 * 177 * 32);
+        assert_eq!(rbits, sent_bits);
+        assert_eq!(sent_bits, 2 * (n * ell).div_ceil(8) as u64);
+        check_decoded(&b, ell, frac, &zl, &ev1);
+        check_decoded(&b, ell, frac, &zl2, &ev2);
+    }
+
+    #[test]
+    fn bad_lengths_are_errors_not_panics() {
+        let circ = relu_circuit(8, 2).unwrap();
+        let d = Delta::from_block(Block(1)).unwrap();
+        let g = Garbler::new(&circ, &d);
+        let mut t = vec![Block::ZERO; table_blocks(&circ, 2)];
+        let mut l = vec![false; 16];
+        let gz = vec![Block::ZERO; 16];
+        let ez = vec![Block::ZERO; 32];
+        assert!(g.garble_batch(&gz, &ez, 0, &mut t, &mut l).is_ok());
+        assert!(matches!(
+            g.garble_batch(&gz[1..], &ez, 0, &mut t, &mut l),
+            Err(GcError::Length { .. })
+        ));
+        assert!(matches!(
+            g.garble_batch(&gz, &ez, 0, &mut t[1..], &mut l),
+            Err(GcError::Length { .. })
+        ));
+        assert!(matches!(
+            g.garble_batch(&gz, &ez, 0, &mut t, &mut l[1..]),
+            Err(GcError::Length { .. })
+        ));
+        assert!(matches!(
+            g.garble_batch(&gz, &ez, u64::MAX, &mut t, &mut l),
+            Err(GcError::InstanceOverflow { .. })
+        ));
+        let e = Evaluator::new(&circ);
+        assert!(e.eval_batch_par(&gz, &ez[2..], &t, 0, &mut l).is_err());
+        let (mut a, _b) = mem_pair(std::time::Duration::from_millis(50));
+        assert!(matches!(
+            e.recv_tables(&mut a, &mut t[1..]),
+            Err(GcError::Length { .. })
+        ));
+        // A peer that never sends: a time-out error, not a hang.
+        assert!(matches!(
+            e.recv_tables(&mut a, &mut t),
+            Err(GcError::Net(_))
+        ));
+    }
+
+    #[test]
+    fn portable_and_detected_kernels_agree() {
+        let circ = relu_circuit(64, 12).unwrap();
+        let mut rng = ChaCha12Rng::seed_from_u64(13);
+        let delta = Delta::random(&mut rng);
+        let n = GROUP + 9;
+        let b = batch(&mut rng, n, 64);
+        let fast = Garbler::new(&circ, &delta);
+        let slow = Garbler::new(&circ, &delta).portable();
+        assert_eq!(slow.kernel(), "portable");
+        let mut t1 = vec![Block::ZERO; table_blocks(&circ, n)];
+        let mut t2 = t1.clone();
+        let (mut l1, mut l2) = (vec![false; n * 64], vec![false; n * 64]);
+        fast.garble_batch(&b.gb_zero, &b.ev_zero, 1 << 40, &mut t1, &mut l1)
+            .unwrap();
+        slow.garble_batch(&b.gb_zero, &b.ev_zero, 1 << 40, &mut t2, &mut l2)
+            .unwrap();
+        assert!(
+            t1 == t2 && l1 == l2,
+            "kernel {} differs from portable",
+            fast.kernel()
+        );
+        let (gl, el) = labels(&b, 64, &delta);
+        let (mut e1, mut e2) = (vec![false; n * 64], vec![false; n * 64]);
+        Evaluator::new(&circ)
+            .eval_batch(&gl, &el, &t1, 1 << 40, &mut e1)
+            .unwrap();
+        Evaluator::new(&circ)
+            .portable()
+            .eval_batch(&gl, &el, &t1, 1 << 40, &mut e2)
+            .unwrap();
+        assert_eq!(e1, e2);
+        check_decoded(&b, 64, 12, &l1, &e1);
+    }
+
+    #[test]
+    fn bits_pack_little_endian() {
+        let bits = [
+            true, false, false, false, false, false, false, false, true, true,
+        ];
+        assert_eq!(pack_bits(&bits), vec![1, 3]);
+    }
+}

@@ -1,0 +1,313 @@
+//! The half-gates garbling scheme (Zahur–Rosulek–Evans, Eurocrypt 2015) with free XOR and
+//! point-and-permute, hashed with the tweakable circular correlation-robust hash of Guo, Katz,
+//! Wang and Yu (2020): the global offset [`Delta`], the tweak schedule, encoding of inputs,
+//! decoding of outputs, and a one-instance reference garbler and evaluator.
+//!
+//! Labels: every wire `w` has a zero-label `W⁰` known to the garbler; the label of value `v` is
+//! `W⁰ ⊕ v·Δ`. The evaluator holds exactly one label per wire. XOR gates XOR labels; a NOT gate
+//! is `W⁰ ← W⁰ ⊕ Δ` for the garbler and a copy for the evaluator; a constant `v` has zero-label
+//! `v·Δ` and the evaluator's label is the all-zero block.
+//!
+//! An AND gate with inputs `a`, `b` (zero-labels `A⁰`, `B⁰`, colours `pa = lsb A⁰`, `pb = lsb B⁰`)
+//! produces two ciphertexts, hashed with the two tweaks of [`and_tweaks`]:
+//!
+//! ```text
+//! T_G = H(A⁰, t₀) ⊕ H(A⁰⊕Δ, t₀) ⊕ pb·Δ        W_G⁰ = H(A⁰, t₀) ⊕ pa·T_G
+//! T_E = H(B⁰, t₁) ⊕ H(B⁰⊕Δ, t₁) ⊕ A⁰          W_E⁰ = H(B⁰, t₁) ⊕ pb·(T_E ⊕ A⁰)
+//! output zero-label W⁰ = W_G⁰ ⊕ W_E⁰
+//! ```
+//!
+//! and the evaluator, holding `A`, `B` with colours `sa`, `sb`, computes
+//! `W = H(A, t₀) ⊕ sa·T_G ⊕ H(B, t₁) ⊕ sb·(T_E ⊕ A)`. `H(x, t) = π(π(x) ⊕ t) ⊕ π(x)`
+//! ([`FixedKeyAes::tccr`](crate::crypto::aes::FixedKeyAes::tccr)).
+//!
+//! Every colour-dependent choice is a mask ([`Block::select`]), never a branch.
+
+use rand_core::{CryptoRng, RngCore};
+
+use super::circuit::{check_len, Circuit, Gate};
+use super::GcError;
+use crate::crypto::{Block, FIXED_KEY_AES};
+
+/// The global free-XOR offset Δ of a garbling session: a random block with lsb 1.
+///
+/// Draw a fresh one per session with [`Delta::random`]; every label of the session differs from
+/// its partner by Δ, so Δ must never reach the evaluator. `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Delta(Block);
+
+impl Delta {
+    /// A fresh uniformly random Δ (127 random bits, lsb forced to 1).
+    pub fn random<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        Delta(Block::random(rng).with_lsb(true))
+    }
+
+    /// Δ from a block chosen elsewhere (for instance by a correlated-OT sender, whose correlation
+    /// must equal the garbling offset). Fails unless its lsb is 1.
+    pub fn from_block(block: Block) -> Result<Self, GcError> {
+        if block.lsb() {
+            Ok(Delta(block))
+        } else {
+            Err(GcError::DeltaLsb)
+        }
+    }
+
+    /// The offset as a block.
+    #[inline(always)]
+    pub fn block(&self) -> Block {
+        self.0
+    }
+}
+
+impl core::fmt::Debug for Delta {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Delta(..)")
+    }
+}
+
+/// The two hash tweaks of AND gate `and_index` (counting AND gates only, in gate order) of
+/// instance `instance`: `t₀` for the garbler half, `t₁ = t₀ ⊕ 1` for the evaluator half.
+///
+/// `t₀ = instance · 2⁶⁴ + 2 · and_index`, so tweaks are unique across a session as long as every
+/// instance number is used once per Δ, whatever circuits the instances run.
+#[inline(always)]
+pub fn and_tweaks(instance: u64, and_index: usize) -> (Block, Block) {
+    let t = ((instance as u128) << 64) | ((and_index as u128) << 1);
+    (Block(t), Block(t | 1))
+}
+
+/// The label of each bit: `out[i] = zero[i] ⊕ bits[i]·Δ`, without branching on the bits.
+///
+/// This is how the garbler turns its own input bits into the labels it sends.
+pub fn encode(
+    zero: &[Block],
+    bits: &[bool],
+    delta: &Delta,
+    out: &mut [Block],
+) -> Result<(), GcError> {
+    check_len("bits to encode", zero.len(), bits.len())?;
+    check_len("encoded labels", zero.len(), out.len())?;
+    let d = delta.block();
+    for ((o, &z), &b) in out.iter_mut().zip(zero).zip(bits) {
+        *o = z ^ d.select(b);
+    }
+    Ok(())
+}
+
+/// Output decoding: `bits[i] = eval_lsb[i] ⊕ zero_lsb[i]`, from the colour bits the evaluator
+/// sends and the colours of the garbler's output zero-labels.
+pub fn decode(zero_lsb: &[bool], eval_lsb: &[bool], bits: &mut [bool]) -> Result<(), GcError> {
+    check_len("evaluator output colours", zero_lsb.len(), eval_lsb.len())?;
+    check_len("decoded bits", zero_lsb.len(), bits.len())?;
+    for ((o, &z), &e) in bits.iter_mut().zip(zero_lsb).zip(eval_lsb) {
+        *o = z ^ e;
+    }
+    Ok(())
+}
+
+/// Garbles one instance, gate by gate: the reference the batched engine is tested against.
+///
+/// Returns the garbled tables (`2 · and_count` blocks: `[T_G, T_E]` per AND gate in gate order)
+/// and the output zero-labels.
+pub fn garble_reference(
+    circuit: &Circuit,
+    delta: &Delta,
+    gb_zero: &[Block],
+    ev_zero: &[Block],
+    instance: u64,
+) -> Result<(Vec<Block>, Vec<Block>), GcError> {
+    check_len(
+        "garbler zero-labels",
+        circuit.garbler_inputs(),
+        gb_zero.len(),
+    )?;
+    check_len(
+        "evaluator zero-labels",
+        circuit.evaluator_inputs(),
+        ev_zero.len(),
+    )?;
+    let d = delta.block();
+    let aes = &*FIXED_KEY_AES;
+    let mut w = vec![Block::ZERO; circuit.wires()];
+    w[..gb_zero.len()].copy_from_slice(gb_zero);
+    w[gb_zero.len()..gb_zero.len() + ev_zero.len()].copy_from_slice(ev_zero);
+    let mut tables = Vec::with_capacity(2 * circuit.and_count());
+    let mut k = 0;
+    for g in circuit.gates() {
+        match *g {
+            Gate::Xor { a, b, out } => w[out as usize] = w[a as usize] ^ w[b as usize],
+            Gate::Not { a, out } => w[out as usize] = w[a as usize] ^ d,
+            Gate::Const { value, out } => w[out as usize] = d.select(value),
+            Gate::And { a, b, out } => {
+                let (a0, b0) = (w[a as usize], w[b as usize]);
+                let (t0, t1) = and_tweaks(instance, k);
+                k += 1;
+                let (ha0, ha1) = (aes.tccr(t0, a0), aes.tccr(t0, a0 ^ d));
+                let (hb0, hb1) = (aes.tccr(t1, b0), aes.tccr(t1, b0 ^ d));
+                let tg = ha0 ^ ha1 ^ d.select(b0.lsb());
+                let te = hb0 ^ hb1 ^ a0;
+                let wg = ha0 ^ tg.select(a0.lsb());
+                let we = hb0 ^ (te ^ a0).select(b0.lsb());
+                tables.push(tg);
+                tables.push(te);
+                w[out as usize] = wg ^ we;
+            }
+        }
+    }
+    Ok((
+        tables,
+        circuit.outputs().iter().map(|&o| w[o as usize]).collect(),
+    ))
+}
+
+/// Evaluates one garbled instance gate by gate: the reference for the batched evaluator.
+/// Returns the output labels.
+pub fn eval_reference(
+    circuit: &Circuit,
+    gb_labels: &[Block],
+    ev_labels: &[Block],
+    tables: &[Block],
+    instance: u64,
+) -> Result<Vec<Block>, GcError> {
+    check_len("garbler labels", circuit.garbler_inputs(), gb_labels.len())?;
+    check_len(
+        "evaluator labels",
+        circuit.evaluator_inputs(),
+        ev_labels.len(),
+    )?;
+    check_len("garbled tables", 2 * circuit.and_count(), tables.len())?;
+    let aes = &*FIXED_KEY_AES;
+    let mut w = vec![Block::ZERO; circuit.wires()];
+    w[..gb_labels.len()].copy_from_slice(gb_labels);
+    w[gb_labels.len()..gb_labels.len() + ev_labels.len()].copy_from_slice(ev_labels);
+    let mut k = 0;
+    for g in circuit.gates() {
+        match *g {
+            Gate::Xor { a, b, out } => w[out as usize] = w[a as usize] ^ w[b as usize],
+            Gate::Not { a, out } => w[out as usize] = w[a as usize],
+            Gate::Const { out, .. } => w[out as usize] = Block::ZERO,
+            Gate::And { a, b, out } => {
+                let (la, lb) = (w[a as usize], w[b as usize]);
+                let (t0, t1) = and_tweaks(instance, k);
+                let (tg, te) = (tables[2 * k], tables[2 * k + 1]);
+                k += 1;
+                let wg = aes.tccr(t0, la) ^ tg.select(la.lsb());
+                let we = aes.tccr(t1, lb) ^ (te ^ la).select(lb.lsb());
+                w[out as usize] = wg ^ we;
+            }
+        }
+    }
+    Ok(circuit.outputs().iter().map(|&o| w[o as usize]).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gc::circuit::{BinaryGates, CircuitBuilder};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha12Rng;
+
+    /// Every two-input function of one garbler and one evaluator bit, through AND, XOR, NOT and
+    /// constants, garbled and evaluated for all four inputs.
+    #[test]
+    fn every_gate_kind_garbles_correctly() {
+        let mut b = CircuitBuilder::new();
+        let x = b.garbler_input().unwrap();
+        let y = b.evaluator_input().unwrap();
+        let and = b.and(&x, &y);
+        let xor = b.xor(&x, &y);
+        let nx = b.not(&x);
+        let nand = b.not(&and);
+        let or_ = {
+            let ny = b.not(&y);
+            let t = b.and(&nx, &ny);
+            b.not(&t)
+        };
+        let and_nx = b.and(&nx, &y);
+        for o in [
+            and,
+            xor,
+            nx,
+            nand,
+            or_,
+            and_nx,
+            b.constant(true),
+            b.constant(false),
+        ] {
+            b.output(&o);
+        }
+        let c = b.finish();
+        let mut rng = ChaCha12Rng::seed_from_u64(7);
+        for trial in 0..8 {
+            let delta = Delta::random(&mut rng);
+            let gz = [Block::random(&mut rng)];
+            let ez = [Block::random(&mut rng)];
+            let (tables, out0) = garble_reference(&c, &delta, &gz, &ez, trial).unwrap();
+            assert_eq!(tables.len(), 2 * c.and_count());
+            for (xb, yb) in [(false, false), (false, true), (true, false), (true, true)] {
+                let mut gl = [Block::ZERO];
+                let mut el = [Block::ZERO];
+                encode(&gz, &[xb], &delta, &mut gl).unwrap();
+                encode(&ez, &[yb], &delta, &mut el).unwrap();
+                let outl = eval_reference(&c, &gl, &el, &tables, trial).unwrap();
+                let want = [
+                    xb & yb,
+                    xb ^ yb,
+                    !xb,
+                    !(xb & yb),
+                    xb | yb,
+                    !xb & yb,
+                    true,
+                    false,
+                ];
+                for (i, (l, z)) in outl.iter().zip(&out0).enumerate() {
+                    // The evaluator ends with exactly one of the two labels of each output.
+                    let v = *l == *z ^ delta.block();
+                    assert!(v || *l == *z, "output {i} is neither label");
+                    assert_eq!(v, want[i], "output {i} for inputs {xb} {yb}");
+                    let mut bit = [false];
+                    decode(&[z.lsb()], &[l.lsb()], &mut bit).unwrap();
+                    assert_eq!(bit[0], want[i]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tweaks_are_unique_and_delta_has_colour_bit() {
+        let mut seen = std::collections::HashSet::new();
+        for inst in [0u64, 1, 2, u64::MAX] {
+            for k in 0..50 {
+                let (t0, t1) = and_tweaks(inst, k);
+                assert!(seen.insert(t0.0) && seen.insert(t1.0));
+            }
+        }
+        let mut rng = ChaCha12Rng::seed_from_u64(1);
+        for _ in 0..32 {
+            assert!(Delta::random(&mut rng).block().lsb());
+        }
+        assert!(matches!(
+            Delta::from_block(Block(2)),
+            Err(GcError::DeltaLsb)
+        ));
+        assert_eq!(
+            format!("{:?}", Delta::from_block(Block(3)).unwrap()),
+            "Delta(..)"
+        );
+    }
+
+    #[test]
+    fn wrong_lengths_are_errors() {
+        let mut b = CircuitBuilder::new();
+        let x = b.garbler_input().unwrap();
+        let y = b.evaluator_input().unwrap();
+        let z = b.and(&x, &y);
+        b.output(&z);
+        let c = b.finish();
+        let d = Delta::from_block(Block(1)).unwrap();
+        assert!(garble_reference(&c, &d, &[], &[Block::ZERO], 0).is_err());
+        assert!(eval_reference(&c, &[Block::ZERO], &[Block::ZERO], &[Block::ZERO], 0).is_err());
+        assert!(encode(&[Block::ZERO], &[], &d, &mut [Block::ZERO]).is_err());
+        assert!(decode(&[true], &[true, false], &mut [false]).is_err());
+    }
+}
