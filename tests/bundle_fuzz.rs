@@ -35,7 +35,11 @@ fn bases() -> &'static [BundleWriter; 2] {
                     stored.f32(&format!("{}.weight", l.name), &dims, &c.weight);
                 }
                 pibench::model::Op::Linear(li) => {
-                    stored.f32("linear.weight", &[li.out_features, li.in_features], &li.weight);
+                    stored.f32(
+                        "linear.weight",
+                        &[li.out_features, li.in_features],
+                        &li.weight,
+                    );
                     stored.f32("linear.bias", &[li.out_features], &li.bias);
                 }
                 _ => {}

@@ -84,9 +84,17 @@ fn tiny() -> BundleWriter {
             w.f32(&name, &[3], &v);
         }
     }
-    w.f32("conv2.weight", &[3, 3, 1, 1], &[0.5, -0.25, 0.125, 1.0, 0.0, -1.0, 0.3, 0.3, 0.3]);
+    w.f32(
+        "conv2.weight",
+        &[3, 3, 1, 1],
+        &[0.5, -0.25, 0.125, 1.0, 0.0, -1.0, 0.3, 0.3, 0.3],
+    );
     w.f32("conv2.bias", &[3], &[0.01, 0.02, 0.03]);
-    w.f32("fc.weight", &[5, 3], &(0..15).map(|i| i as f32 / 10.0).collect::<Vec<_>>());
+    w.f32(
+        "fc.weight",
+        &[5, 3],
+        &(0..15).map(|i| i as f32 / 10.0).collect::<Vec<_>>(),
+    );
     w.f32("fc.bias", &[5], &[0.0, 1.0, 2.0, 3.0, 4.0]);
     w.u8("mask.0", &[3, 4, 4], &mask0());
     w
@@ -117,14 +125,22 @@ fn the_tiny_bundle_loads_with_folding_and_sites() {
     );
     // The relu reads the folded conv; the add reads relu1 and the folded conv2.
     assert_eq!(net.layers[1].inputs, vec![ValueId::Layer(0)]);
-    assert_eq!(net.layers[3].inputs, vec![ValueId::Layer(1), ValueId::Layer(2)]);
+    assert_eq!(
+        net.layers[3].inputs,
+        vec![ValueId::Layer(1), ValueId::Layer(2)]
+    );
     assert_eq!(net.output, ValueId::Layer(7));
 }
 
 fn folded(w: &[f32], b: &[f32], prefix: &str, salt: f32) -> (Vec<f32>, Vec<f32>) {
     let p: HashMap<String, Vec<f32>> = bn_params(prefix, salt).into_iter().collect();
     let get = |s: &str| &p[&format!("{prefix}.{s}")];
-    let (g, be, m, v) = (get("weight"), get("bias"), get("running_mean"), get("running_var"));
+    let (g, be, m, v) = (
+        get("weight"),
+        get("bias"),
+        get("running_mean"),
+        get("running_var"),
+    );
     let per = w.len() / 3;
     let mut wf = w.to_vec();
     let mut bf = vec![0.0; 3];
@@ -139,7 +155,10 @@ fn folded(w: &[f32], b: &[f32], prefix: &str, salt: f32) -> (Vec<f32>, Vec<f32>)
 }
 
 fn close(a: &[f32], b: &[f32]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-6 * (1.0 + y.abs()))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= 1e-6 * (1.0 + y.abs()))
 }
 
 #[test]
@@ -189,18 +208,32 @@ fn batch_norm_after_a_conv_read_twice_stays_a_channel_affine() {
     assert!((a.shift[0] as f64 - (0.1 - 0.05 * s0)).abs() < 1e-6);
     let conv2 = net.layers.iter().find(|l| l.name == "conv2").unwrap();
     let Op::Conv2d(c) = &conv2.op else { panic!() };
-    assert_eq!(c.bias, vec![0.01, 0.02, 0.03], "unfolded conv keeps its own bias");
+    assert_eq!(
+        c.bias,
+        vec![0.01, 0.02, 0.03],
+        "unfolded conv keeps its own bias"
+    );
 }
 
 #[test]
 fn masks_load_as_keep_flags() {
     let net = load(&tiny()).unwrap();
-    let Op::Relu { site: 0, mask: Some(m) } = &net.layers[1].op else {
+    let Op::Relu {
+        site: 0,
+        mask: Some(m),
+    } = &net.layers[1].op
+    else {
         panic!()
     };
     let want: Vec<bool> = mask0().iter().map(|&v| v == 1).collect();
     assert_eq!(m.keep, want);
-    assert!(matches!(net.layers[4].op, Op::Relu { site: 1, mask: None }));
+    assert!(matches!(
+        net.layers[4].op,
+        Op::Relu {
+            site: 1,
+            mask: None
+        }
+    ));
 }
 
 // ---------------------------------------------------------------- one test per bad case
@@ -221,7 +254,9 @@ fn missing_tensor() {
 fn missing_weight_without_synthetic_seed() {
     let mut w = tiny();
     w.remove("conv1.weight");
-    assert!(matches!(load(&w), Err(ModelError::MissingTensor { ref tensor, .. }) if tensor == "conv1.weight"));
+    assert!(
+        matches!(load(&w), Err(ModelError::MissingTensor { ref tensor, .. }) if tensor == "conv1.weight")
+    );
 }
 
 #[test]
@@ -267,13 +302,22 @@ fn synthetic_weights_are_materialized_and_missing_biases_are_zero() {
 #[test]
 fn wrong_dtype() {
     let mut w = tiny();
-    let bytes: Vec<u8> = [1.0f64, 1.0, 1.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let bytes: Vec<u8> = [1.0f64, 1.0, 1.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     w.raw("bn2.weight", Dtype::F64, &[3], bytes);
     match load(&w) {
         Err(ModelError::WrongDtype {
-            tensor, found, expected, ..
+            tensor,
+            found,
+            expected,
+            ..
         }) => {
-            assert_eq!((tensor.as_str(), found.as_str(), expected), ("bn2.weight", "F64", "F32"));
+            assert_eq!(
+                (tensor.as_str(), found.as_str(), expected),
+                ("bn2.weight", "F64", "F32")
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -283,7 +327,9 @@ fn wrong_dtype() {
 fn mask_of_wrong_dtype() {
     let mut w = tiny();
     w.f32("mask.0", &[3, 4, 4], &[1.0; 48]);
-    assert!(matches!(load(&w), Err(ModelError::WrongDtype { ref tensor, expected: "U8", .. }) if tensor == "mask.0"));
+    assert!(
+        matches!(load(&w), Err(ModelError::WrongDtype { ref tensor, expected: "U8", .. }) if tensor == "mask.0")
+    );
 }
 
 #[test]
@@ -294,7 +340,10 @@ fn wrong_shape() {
         Err(ModelError::WrongShape {
             op, tensor, found, ..
         }) => {
-            assert_eq!((op.as_str(), tensor.as_str()), ("bn1", "bn1.BN_c.running_mean"));
+            assert_eq!(
+                (op.as_str(), tensor.as_str()),
+                ("bn1", "bn1.BN_c.running_mean")
+            );
             assert_eq!(found, vec![4]);
         }
         other => panic!("{other:?}"),
@@ -314,7 +363,10 @@ fn mask_shape_differs_from_its_activation() {
     w.u8("mask.0", &[3, 16], &mask0());
     match load(&w) {
         Err(ModelError::MaskShape {
-            op, activation, mask, ..
+            op,
+            activation,
+            mask,
+            ..
         }) => {
             assert_eq!(op, "relu1");
             assert_eq!((activation, mask), (vec![3, 4, 4], vec![3, 16]));
@@ -331,7 +383,10 @@ fn mask_value_other_than_0_or_1() {
     w.u8("mask.0", &[3, 4, 4], &m);
     match load(&w) {
         Err(ModelError::MaskValue {
-            tensor, element, value, ..
+            tensor,
+            element,
+            value,
+            ..
         }) => assert_eq!((tensor.as_str(), element, value), ("mask.0", 7, 2)),
         other => panic!("{other:?}"),
     }
@@ -344,7 +399,9 @@ fn unknown_op() {
     g["ops"][6]["op"] = json!("gelu");
     w.metadata_override(KEY_GRAPH, Some(&g.to_string()));
     match Bundle::from_bytes(&w.to_bytes().unwrap()) {
-        Err(ModelError::UnknownOp { index, name, op, .. }) => {
+        Err(ModelError::UnknownOp {
+            index, name, op, ..
+        }) => {
             assert_eq!((index, name.as_str(), op.as_str()), (6, "relu2", "gelu"));
         }
         other => panic!("{other:?}"),
@@ -357,7 +414,10 @@ fn newer_format_version() {
     w.metadata_override(KEY_FORMAT, Some("2"));
     assert!(matches!(
         Bundle::from_bytes(&w.to_bytes().unwrap()),
-        Err(ModelError::NewerFormat { found: 2, supported: 1 })
+        Err(ModelError::NewerFormat {
+            found: 2,
+            supported: 1
+        })
     ));
 }
 
@@ -366,7 +426,10 @@ fn truncated_file() {
     let bytes = tiny().to_bytes().unwrap();
     for cut in [0, 5, 8, 20, bytes.len() / 2, bytes.len() - 1] {
         assert!(
-            matches!(Bundle::from_bytes(&bytes[..cut]), Err(ModelError::Corrupt { .. })),
+            matches!(
+                Bundle::from_bytes(&bytes[..cut]),
+                Err(ModelError::Corrupt { .. })
+            ),
             "cut at {cut}"
         );
     }
@@ -376,7 +439,10 @@ fn truncated_file() {
 fn corrupt_file() {
     let mut bytes = tiny().to_bytes().unwrap();
     bytes[8] = b'[';
-    assert!(matches!(Bundle::from_bytes(&bytes), Err(ModelError::Corrupt { .. })));
+    assert!(matches!(
+        Bundle::from_bytes(&bytes),
+        Err(ModelError::Corrupt { .. })
+    ));
     assert!(matches!(
         Bundle::from_bytes(b"this is not a safetensors file"),
         Err(ModelError::Corrupt { .. })
@@ -391,7 +457,9 @@ fn file_without_pibench_metadata() {
     let bytes = safetensors::serialize([("w", view)], &None).unwrap();
     assert!(matches!(
         Bundle::from_bytes(&bytes),
-        Err(ModelError::MissingMetadata { key: "pibench.format" })
+        Err(ModelError::MissingMetadata {
+            key: "pibench.format"
+        })
     ));
 }
 
@@ -401,7 +469,9 @@ fn missing_metadata_entry() {
     w.metadata_override(KEY_GRAPH, None);
     assert!(matches!(
         Bundle::from_bytes(&w.to_bytes().unwrap()),
-        Err(ModelError::MissingMetadata { key: "pibench.graph" })
+        Err(ModelError::MissingMetadata {
+            key: "pibench.graph"
+        })
     ));
 }
 
@@ -460,7 +530,10 @@ fn add_operand_shapes_differ() {
     match load(&w) {
         Err(ModelError::ShapeMismatch { op, reason }) => {
             assert_eq!(op, "add");
-            assert!(reason.contains("[3, 4, 4]") && reason.contains("[2, 4, 4]"), "{reason}");
+            assert!(
+                reason.contains("[3, 4, 4]") && reason.contains("[2, 4, 4]"),
+                "{reason}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -531,14 +604,26 @@ fn card_budget_disagrees_with_the_masks() {
 fn card_total_relus_disagrees_with_the_graph() {
     let mut w = tiny();
     w.card_mut().total_relus = Some(557_056);
-    assert!(matches!(load(&w), Err(ModelError::CardMismatch { field: "total_relus", .. })));
+    assert!(matches!(
+        load(&w),
+        Err(ModelError::CardMismatch {
+            field: "total_relus",
+            ..
+        })
+    ));
 }
 
 #[test]
 fn card_classes_disagree_with_the_output() {
     let mut w = tiny();
     w.card_mut().classes = 10;
-    assert!(matches!(load(&w), Err(ModelError::CardMismatch { field: "classes", .. })));
+    assert!(matches!(
+        load(&w),
+        Err(ModelError::CardMismatch {
+            field: "classes",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -547,7 +632,9 @@ fn non_finite_weight() {
     let mut v = conv1_weight();
     v[10] = f32::NAN;
     w.f32("conv1.weight", &[3, 2, 3, 3], &v);
-    assert!(matches!(load(&w), Err(ModelError::BadValue { ref tensor, .. }) if tensor == "conv1.weight"));
+    assert!(
+        matches!(load(&w), Err(ModelError::BadValue { ref tensor, .. }) if tensor == "conv1.weight")
+    );
 }
 
 #[test]

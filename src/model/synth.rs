@@ -63,11 +63,13 @@ pub fn he_normal(seed: u64, name: &str, elements: usize, fan_in: usize) -> Vec<f
     let mut out = vec![0f32; elements];
     let scale = (2.0 / fan_in.max(1) as f64).sqrt();
     let base = tensor_rng(seed, name);
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(j, chunk)| {
-        let mut rng = base.clone();
-        rng.set_word_pos(2 * (CHUNK as u128) * j as u128);
-        fill_standard_normal(&mut rng, scale, chunk);
-    });
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(j, chunk)| {
+            let mut rng = base.clone();
+            rng.set_word_pos(2 * (CHUNK as u128) * j as u128);
+            fill_standard_normal(&mut rng, scale, chunk);
+        });
     out
 }
 
