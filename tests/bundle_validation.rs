@@ -333,6 +333,13 @@ fn mask_of_wrong_dtype() {
 }
 
 #[test]
+fn bool_masks_are_accepted() {
+    let mut w = tiny();
+    w.raw("mask.0", Dtype::BOOL, &[3, 4, 4], mask0());
+    assert_eq!(load(&w).unwrap().kept_relus(), 64);
+}
+
+#[test]
 fn wrong_shape() {
     let mut w = tiny();
     w.f32("bn1.BN_c.running_mean", &[4], &[0.0; 4]);

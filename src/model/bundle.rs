@@ -943,7 +943,8 @@ impl<'a> Builder<'a> {
 
     fn mask(&self, op: &str, tensor: &str, shape: Shape) -> Result<Mask, ModelError> {
         let meta = self.meta(op, tensor)?;
-        if meta.dtype != Dtype::U8 {
+        // torch.bool masks serialize as BOOL, one 0/1 byte each: accept them as U8.
+        if meta.dtype != Dtype::U8 && meta.dtype != Dtype::BOOL {
             return Err(ModelError::WrongDtype {
                 op: op.to_string(),
                 tensor: tensor.to_string(),
