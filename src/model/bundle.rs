@@ -33,8 +33,9 @@ pub const KEY_SYNTHETIC: &str = "pibench.synthetic";
 /// Largest activation accepted, in elements (64 Mi: a 512×512×256 map), so corrupt shapes
 /// cannot ask for absurd buffers downstream.
 pub const MAX_ACTIVATION_ELEMENTS: usize = 1 << 26;
-/// Largest single weight tensor accepted, in elements (256 Mi, 1 GiB of f32).
-pub const MAX_TENSOR_ELEMENTS: usize = 1 << 28;
+/// Largest single weight tensor accepted, in elements (128 Mi, 512 MiB of f32; VGG16's largest
+/// layer has 103 Mi).
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 27;
 /// Most synthetic weight elements one network may materialize in total (1 GiB of f32).
 pub const MAX_SYNTHETIC_ELEMENTS: usize = 1 << 28;
 
@@ -942,7 +943,8 @@ impl<'a> Builder<'a> {
 
     fn mask(&self, op: &str, tensor: &str, shape: Shape) -> Result<Mask, ModelError> {
         let meta = self.meta(op, tensor)?;
-        if meta.dtype != Dtype::U8 {
+        // torch.bool masks serialize as BOOL, one 0/1 byte each: accept them as U8.
+        if meta.dtype != Dtype::U8 && meta.dtype != Dtype::BOOL {
             return Err(ModelError::WrongDtype {
                 op: op.to_string(),
                 tensor: tensor.to_string(),

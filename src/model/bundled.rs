@@ -157,6 +157,23 @@ mod tests {
     }
 
     #[test]
+    fn bundled_budgets() {
+        // round(fraction × elements) summed over the 17 sites of full-width ResNet18 on CIFAR.
+        for (file, budget) in [
+            ("resnet18-c10-rlnet-50k.safetensors", 49_968),
+            ("resnet18-c10-senet-82k.safetensors", 82_657),
+            ("resnet18-c10-rlnet-150k.safetensors", 148_897),
+            ("resnet18-c10-senet-all.safetensors", 557_056),
+        ] {
+            let card = Bundle::open(models_dir().join(file))
+                .unwrap()
+                .card()
+                .clone();
+            assert_eq!(card.budget, Some(budget), "{file}");
+        }
+    }
+
+    #[test]
     fn committed_models_match_their_generator() {
         // One model regenerated in memory must carry the same tensors as the committed file.
         let m = &BUNDLED[1];

@@ -681,6 +681,66 @@ mod tests {
         }
     }
 
+    /// Whole-network f32 inference with this module's calibration kernels.
+    fn run(net: &Network, image: &[f32]) -> Vec<f32> {
+        let images = vec![image.to_vec()];
+        let mut acts: Vec<Vec<Vec<f32>>> = Vec::new();
+        for layer in &net.layers {
+            let ins: Vec<&[f32]> = layer
+                .inputs
+                .iter()
+                .map(|&v| value(v, 0, &images, &acts))
+                .collect();
+            let out = forward(layer, &ins, net.shape_of(layer.inputs[0]));
+            acts.push(vec![out]);
+        }
+        value(net.output, 0, &images, &acts).to_vec()
+    }
+
+    #[test]
+    fn folded_and_unfolded_networks_compute_the_same_logits_on_both_paths() {
+        let spec = small(Layout::RlnetDualBn, Allocation::Uniform(0.4));
+        let bundle = Bundle::from_vec(generate(&spec).unwrap().to_bytes().unwrap()).unwrap();
+        let mut image = vec![0f32; 3 * 32 * 32];
+        fill_standard_normal(&mut tensor_rng(99, "test image"), 1.0, &mut image);
+        let mut per_path = Vec::new();
+        for path in [BnPath::Clean, BnPath::Adv] {
+            let folded = bundle.network(path).unwrap();
+            let unfolded = bundle.network_unfolded(path).unwrap();
+            assert!(folded.layers.len() < unfolded.layers.len());
+            let (a, b) = (run(&folded, &image), run(&unfolded, &image));
+            assert_eq!(a.len(), 10);
+            for (x, y) in a.iter().zip(&b) {
+                assert!(
+                    (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                    "{path}: {x} vs {y}"
+                );
+            }
+            per_path.push(a);
+        }
+        assert_ne!(
+            per_path[0], per_path[1],
+            "the two batch-norm paths must differ"
+        );
+    }
+
+    #[test]
+    fn tiny_imagenet_uses_64x64_inputs_and_200_classes() {
+        let mut spec = small(
+            Layout::RlnetSingleBn,
+            "ResNet18_tiny_imagenet_relu300k".parse().unwrap(),
+        );
+        spec.arch.dataset = Dataset::TinyImageNet;
+        spec.calibration_images = 1;
+        let b = Bundle::from_vec(generate(&spec).unwrap().to_bytes().unwrap()).unwrap();
+        let net = b.network(BnPath::Clean).unwrap();
+        assert_eq!(net.input_shape, Shape::Chw(3, 64, 64));
+        assert_eq!(net.shape_of(net.output), Shape::Flat(200));
+        // Width 4 is 1/16 of ResNet18: 4 × 557,056 / 16 ReLU elements.
+        assert_eq!(net.total_relus(), 139_264);
+        assert_eq!(b.card().name.as_deref(), Some("resnet18-tin-senet-300k-w4"));
+    }
+
     #[test]
     fn allocation_strings_round_trip_and_reject_nonsense() {
         for s in [

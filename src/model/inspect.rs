@@ -23,7 +23,7 @@ pub struct OpInfo {
     pub output_shape: Vec<usize>,
     /// Multiply-accumulates per inference.
     pub macs: u64,
-    /// Extra facts: kernel/stride/padding, `bn folded`, mask keep counts.
+    /// Extra facts: channels, kernel, stride, padding; kept/total for a ReLU site.
     pub detail: String,
 }
 
@@ -186,8 +186,7 @@ impl fmt::Display for Inspection {
             "op", "kind", "inputs", "output", "MACs"
         )?;
         for o in &self.ops {
-            writeln!(
-                f,
+            let line = format!(
                 "{:<nw$}  {:<9}  {:<iw$}  {:>13}  {:>13}  {}",
                 o.name,
                 o.kind,
@@ -195,7 +194,8 @@ impl fmt::Display for Inspection {
                 dims(&o.output_shape),
                 o.macs,
                 o.detail
-            )?;
+            );
+            writeln!(f, "{}", line.trim_end())?;
         }
         writeln!(f)?;
         let sw = self
