@@ -706,6 +706,12 @@ def export(
         warnings.append("3-BN checkpoint: exported clean = BN_c and adv = BN_a; the BN_r tensors are ignored")
     if layout == "rlnet" and raw_masks is None:
         warnings.append("no `mask_epoch` in the checkpoint: every ReLU site is kept whole")
+    lam = re.search(r"_A?TA(\d+(?:\.\d+)?)\.pth", os.path.basename(source or ""))
+    if lam and bn in ("dual", "triple") and _accuracy(rest):
+        # RLNet's validate_dualBN runs each val_lambda through BN index lambda and saves
+        # `{model}_stage2_best_TA{lambda}.pth`: its accuracies belong to that path.
+        path = "clean (BN_c)" if float(lam.group(1)) == 0 else "adv (BN_a)"
+        note_parts.append(f"accuracies measured on the {path} path (val_lambda {lam.group(1)} in the file name)")
     if notes:
         note_parts.append(notes)
     accuracy = _accuracy(rest)

@@ -352,6 +352,9 @@ def test_card_fields():
     assert c["method"] == "rlnet" and c["layout"] == "rlnet-dual-bn" and c["classes"] == 10
     assert c["dataset"] == "cifar10" and c["input_shape"] == [3, 32, 32] and c["synthetic"] is False
     assert c["budget"] == sum(int(t.sum()) for t in masks)
+    assert "clean (BN_c) path" in c["notes"]
+    b = E.export(ck, source="CustomResNet18_stage2_best_ATA1.0.pth")
+    assert "adv (BN_a) path" in b.card["notes"]
     single = _randomize_bn(M.RLNetResNet(width=8, num_classes=100), 16)
     b = E.export({"model": single.state_dict(), "mask_epoch": _random_masks(single, (3, 32, 32), 16)})
     assert b.card["method"] == "senet" and b.card["layout"] == "rlnet-single-bn" and b.card["dataset"] == "cifar100"
