@@ -44,12 +44,31 @@ DATASETS: Dict[str, Tuple[Tuple[int, int, int], int]] = {
     "tiny-imagenet": ((3, 64, 64), 200),
     "imagenet": ((3, 224, 224), 1000),
 }
-_DATASET_ALIASES = {"tiny_imagenet": "tiny-imagenet", "tinyimagenet": "tiny-imagenet", "c10": "cifar10", "c100": "cifar100"}
+_DATASET_ALIASES = {
+    "tiny_imagenet": "tiny-imagenet",
+    "tinyimagenet": "tiny-imagenet",
+    "c10": "cifar10",
+    "c100": "cifar100",
+}
 
 #: Top-level checkpoint entries that carry no tensors the network computes with.
 _IGNORABLE_TOP = {
-    "epoch", "opt", "optimizer", "arch", "args", "scheduler", "lr_scheduler", "scaler", "amp",
-    "best_acc", "robust_acc", "best_robust_acc", "natural acc", "best_prec1", "acc", "mask_epoch",
+    "epoch",
+    "opt",
+    "optimizer",
+    "arch",
+    "args",
+    "scheduler",
+    "lr_scheduler",
+    "scaler",
+    "amp",
+    "best_acc",
+    "robust_acc",
+    "best_robust_acc",
+    "natural acc",
+    "best_prec1",
+    "acc",
+    "mask_epoch",
 }
 _STATE_DICT_KEYS = ("model", "state_dict", "net", "model_state_dict")
 
@@ -155,8 +174,15 @@ class GraphBuilder:
         ow = (wd + 2 * padding - kw) // stride + 1
         if oh < 1 or ow < 1:
             raise ExportError(f"op `{name}`: a {kh}x{kw} kernel does not fit a {h}x{wd} input")
-        op = {"op": "conv2d", "name": name, "input": inp, "weight": weight, "bias": bias,
-              "stride": stride, "padding": padding}
+        op = {
+            "op": "conv2d",
+            "name": name,
+            "input": inp,
+            "weight": weight,
+            "bias": bias,
+            "stride": stride,
+            "padding": padding,
+        }
         return self._add(op, (o, oh, ow))
 
     def bn(self, name: str, inp: str, prefix: str) -> str:
@@ -180,8 +206,14 @@ class GraphBuilder:
                     self._ignore(k)
             else:
                 self.bn_kinds.add("dual")
-            op = {"op": "dual_batchnorm", "name": name, "input": inp, "eps": 1e-5,
-                  "clean": params(f"{prefix}.BN_c"), "adv": params(f"{prefix}.BN_a")}
+            op = {
+                "op": "dual_batchnorm",
+                "name": name,
+                "input": inp,
+                "eps": 1e-5,
+                "clean": params(f"{prefix}.BN_c"),
+                "adv": params(f"{prefix}.BN_a"),
+            }
         else:
             self.bn_kinds.add("single")
             op = {"op": "batchnorm", "name": name, "input": inp, "eps": 1e-5, **params(prefix)}
@@ -252,8 +284,9 @@ class GraphBuilder:
             self.ignored.add(key)
 
     def unused_keys(self) -> List[str]:
-        return sorted(k for k in self.sd if k not in self.used and k not in self.ignored
-                      and not k.endswith("num_batches_tracked"))
+        return sorted(
+            k for k in self.sd if k not in self.used and k not in self.ignored and not k.endswith("num_batches_tracked")
+        )
 
     def graph(self, output: str) -> Dict[str, Any]:
         return {"input": {"name": "input", "shape": list(self.shapes["input"])}, "output": output, "ops": self.ops}
@@ -275,18 +308,22 @@ class MaskList:
         if self.masks is None:
             return None, ""
         if self.next >= len(self.masks):
-            raise ExportError(f"the checkpoint has {len(self.masks)} masks in `mask_epoch`, but the network has more ReLU sites")
+            raise ExportError(
+                f"the checkpoint has {len(self.masks)} masks in `mask_epoch`, but the network has more ReLU sites"
+            )
         m = self.masks[self.next]
         origin = f"mask_epoch[{self.next}]"
         self.next += 1
         try:
             return torch.as_tensor(m), origin
-        except Exception as e:  # noqa: BLE001 - any non-tensor entry is a bad checkpoint
+        except Exception as e:
             raise ExportError(f"{origin} is not a tensor ({type(m).__name__}): {e}") from None
 
     def finish(self, sites: int) -> None:
         if self.masks is not None and self.next != len(self.masks):
-            raise ExportError(f"the checkpoint has {len(self.masks)} masks in `mask_epoch`, but the network has {sites} ReLU sites")
+            raise ExportError(
+                f"the checkpoint has {len(self.masks)} masks in `mask_epoch`, but the network has {sites} ReLU sites"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,8 +358,10 @@ def _build_resnet(b: GraphBuilder, sd, style: str, masks: MaskList, binarize: Op
     blocks = _resnet_blocks(sd)
     if 0 in blocks:
         raise ExportError(f"ResNet layout needs blocks in layer1..layer4, found counts {blocks}")
-    arch = {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet34"}.get(tuple(blocks), "resnet-" + "-".join(map(str, blocks)))
-    in_c, in_h, in_w = b.shape("input")
+    arch = {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet34"}.get(
+        tuple(blocks), "resnet-" + "-".join(map(str, blocks))
+    )
+    in_w = b.shape("input")[2]
 
     def site(name, inp, alpha_key=None):
         if style == "snl":
@@ -368,8 +407,11 @@ def _build_resnet(b: GraphBuilder, sd, style: str, masks: MaskList, binarize: Op
             h = b.conv(f"{p}.conv2", h, f"{p}.conv2.weight", 1, 1)
             h = b.bn(f"{p}.bn2", h, f"{p}.bn2")
             proj = None
-            for conv_k, bn_k in ((f"{p}.conv_sc", f"{p}.bn_sc"), (f"{p}.shortcut.0", f"{p}.shortcut.1"),
-                                 (f"{p}.downsample.0", f"{p}.downsample.1")):
+            for conv_k, bn_k in (
+                (f"{p}.conv_sc", f"{p}.bn_sc"),
+                (f"{p}.shortcut.0", f"{p}.shortcut.1"),
+                (f"{p}.downsample.0", f"{p}.downsample.1"),
+            ):
                 if f"{conv_k}.weight" in sd:
                     proj = (conv_k, bn_k)
                     break
@@ -379,8 +421,10 @@ def _build_resnet(b: GraphBuilder, sd, style: str, masks: MaskList, binarize: Op
                 h = b.add(f"{p}.add", h, s)
             elif style != "rlnet":
                 if b.shape(inp) != b.shape(h):
-                    raise ExportError(f"block `{p}` changes shape {list(b.shape(inp))} -> {list(b.shape(h))} "
-                                      f"but has no projection shortcut")
+                    raise ExportError(
+                        f"block `{p}` changes shape {list(b.shape(inp))} -> {list(b.shape(h))} "
+                        f"but has no projection shortcut"
+                    )
                 h = b.add(f"{p}.add", h, inp)
             # style == "rlnet" without projection: CustomResNet adds no skip connection at all.
             x = site(f"{p}.relu2", h, f"{p}.alpha2.alphas")
@@ -460,9 +504,11 @@ def _binarize(alpha: torch.Tensor, key: str, threshold: Optional[float]) -> torc
     """SNL stores binarized alphas (``(a > threshold).float()``); re-binarize only on request."""
     if threshold is None:
         if not bool(((alpha == 0) | (alpha == 1)).all()):
-            raise ExportError(f"SNL mask `{key}` is not binary (values such as "
-                              f"{alpha[(alpha != 0) & (alpha != 1)].flatten()[:3].tolist()}); a checkpoint saved "
-                              f"before SNL's final thresholding needs --snl-threshold (SNL uses 0.01)")
+            raise ExportError(
+                f"SNL mask `{key}` is not binary (values such as "
+                f"{alpha[(alpha != 0) & (alpha != 1)].flatten()[:3].tolist()}); a checkpoint saved "
+                f"before SNL's final thresholding needs --snl-threshold (SNL uses 0.01)"
+            )
         return alpha
     return (alpha > threshold).to(torch.uint8)
 
@@ -479,14 +525,16 @@ def load_checkpoint(path: str) -> Any:
         raise ExportError(f"checkpoint `{path}` does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001
+    except Exception:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise ExportError(f"cannot read `{path}` as a PyTorch checkpoint: {e}") from None
-        print(f"note: `{path}` pickles objects besides tensors (e.g. RLNet's argparse `opt`); loaded it with "
-              f"torch.load(weights_only=False), which runs pickle code: only export checkpoints you trust",
-              file=sys.stderr)
+        print(
+            f"note: `{path}` pickles objects besides tensors (e.g. RLNet's argparse `opt`); loaded it with "
+            f"torch.load(weights_only=False), which runs pickle code: only export checkpoints you trust",
+            file=sys.stderr,
+        )
         return obj
 
 
@@ -502,8 +550,10 @@ def split_checkpoint(ckpt: Any) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]
     else:
         found = [k for k in _STATE_DICT_KEYS if isinstance(ckpt.get(k), dict)]
         if not found:
-            raise ExportError("unknown checkpoint layout: no state dict found; top-level keys not understood: "
-                              + ", ".join(map(str, ckpt.keys())))
+            raise ExportError(
+                "unknown checkpoint layout: no state dict found; top-level keys not understood: "
+                + ", ".join(map(str, ckpt.keys()))
+            )
         sd = dict(ckpt[found[0]])
         rest = {k: v for k, v in ckpt.items() if k != found[0]}
         unknown = [k for k in rest if k not in _IGNORABLE_TOP]
@@ -513,7 +563,7 @@ def split_checkpoint(ckpt: Any) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]
     if non_tensor:
         raise ExportError("state dict entries that are not tensors: " + ", ".join(non_tensor))
     if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     return sd, rest, warnings
 
 
@@ -521,7 +571,8 @@ def split_checkpoint(ckpt: Any) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]
 _KNOWN_KEY = re.compile(
     r"^(conv1\.weight|bn1\.|linear\.|fc\.|"
     r"layer\d+\.\d+\.(conv[12]|bn[12]|conv_sc|bn_sc|shortcut\.[01]|downsample\.[01]|alpha[12])\.|"
-    r"block\d\.layer\.\d+\.(conv[12]|bn[12]|convShortcut|alpha[12])\.)")
+    r"block\d\.layer\.\d+\.(conv[12]|bn[12]|convShortcut|alpha[12])\.)"
+)
 
 
 def detect_layout(sd: Dict[str, torch.Tensor]) -> Tuple[str, str]:
@@ -547,7 +598,12 @@ def _list(keys: Sequence[str], limit: int = 40) -> str:
 
 def _accuracy(rest: Dict[str, Any]) -> Dict[str, float]:
     acc: Dict[str, float] = {}
-    for key, field_ in (("best_acc", "clean"), ("natural acc", "clean"), ("robust_acc", "adv"), ("best_robust_acc", "adv")):
+    for key, field_ in (
+        ("best_acc", "clean"),
+        ("natural acc", "clean"),
+        ("robust_acc", "adv"),
+        ("best_robust_acc", "adv"),
+    ):
         if key in rest and field_ not in acc:
             try:
                 acc[field_] = round(float(rest[key]), 4)
@@ -558,7 +614,9 @@ def _accuracy(rest: Dict[str, Any]) -> Dict[str, float]:
 
 def _dataset_from(rest: Dict[str, Any], classes: int) -> str:
     opt = rest.get("opt")
-    name = getattr(opt, "dataset", None) if opt is not None and not isinstance(opt, dict) else (opt or {}).get("dataset")
+    name = (
+        getattr(opt, "dataset", None) if opt is not None and not isinstance(opt, dict) else (opt or {}).get("dataset")
+    )
     if isinstance(name, str):
         name = _DATASET_ALIASES.get(name.lower(), name.lower())
         if name in DATASETS:
@@ -569,10 +627,19 @@ def _dataset_from(rest: Dict[str, Any], classes: int) -> str:
     raise ExportError(f"cannot tell the dataset of a {classes}-class model; pass --dataset")
 
 
-def export(ckpt: Any, layout: str = "auto", arch: Optional[str] = None, dataset: Optional[str] = None,
-           name: Optional[str] = None, source: Optional[str] = None, method: Optional[str] = None,
-           snl_threshold: Optional[float] = None, attack: Optional[str] = None, npa: Optional[float] = None,
-           notes: Optional[str] = None) -> Bundle:
+def export(
+    ckpt: Any,
+    layout: str = "auto",
+    arch: Optional[str] = None,
+    dataset: Optional[str] = None,
+    name: Optional[str] = None,
+    source: Optional[str] = None,
+    method: Optional[str] = None,
+    snl_threshold: Optional[float] = None,
+    attack: Optional[str] = None,
+    npa: Optional[float] = None,
+    notes: Optional[str] = None,
+) -> Bundle:
     """Turns a loaded checkpoint into a :class:`Bundle` (nothing written)."""
     sd, rest, warnings = split_checkpoint(ckpt)
     detected, family = detect_layout(sd)
@@ -639,6 +706,12 @@ def export(ckpt: Any, layout: str = "auto", arch: Optional[str] = None, dataset:
         warnings.append("3-BN checkpoint: exported clean = BN_c and adv = BN_a; the BN_r tensors are ignored")
     if layout == "rlnet" and raw_masks is None:
         warnings.append("no `mask_epoch` in the checkpoint: every ReLU site is kept whole")
+    lam = re.search(r"_A?TA(\d+(?:\.\d+)?)\.pth", os.path.basename(source or ""))
+    if lam and bn in ("dual", "triple") and _accuracy(rest):
+        # RLNet's validate_dualBN runs each val_lambda through BN index lambda and saves
+        # `{model}_stage2_best_TA{lambda}.pth`: its accuracies belong to that path.
+        path = "clean (BN_c)" if float(lam.group(1)) == 0 else "adv (BN_a)"
+        note_parts.append(f"accuracies measured on the {path} path (val_lambda {lam.group(1)} in the file name)")
     if notes:
         note_parts.append(notes)
     accuracy = _accuracy(rest)
@@ -647,7 +720,8 @@ def export(ckpt: Any, layout: str = "auto", arch: Optional[str] = None, dataset:
     if attack is not None:
         accuracy["attack"] = attack
     card: Dict[str, Any] = {
-        "name": name or (os.path.splitext(os.path.basename(source))[0] if source else f"{found_arch}-{dataset}-{method}"),
+        "name": name
+        or (os.path.splitext(os.path.basename(source))[0] if source else f"{found_arch}-{dataset}-{method}"),
         "architecture": found_arch,
         "dataset": dataset,
         "input_shape": list(input_shape),
@@ -682,7 +756,11 @@ def save_safetensors(tensors: Dict[str, torch.Tensor], path: str, metadata: Dict
         if t.dtype not in _ST_DTYPES:
             raise ExportError(f"tensor `{name}` has dtype {t.dtype}, which the bundle writer does not handle")
         data = t.numpy().astype(t.numpy().dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        header[name] = {
+            "dtype": _ST_DTYPES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
         chunks.append(data)
         offset += len(data)
     head = json.dumps(header, separators=(",", ":"), sort_keys=False).encode("utf-8")
@@ -699,11 +777,15 @@ def save_safetensors(tensors: Dict[str, torch.Tensor], path: str, metadata: Dict
 def write_bundle(bundle: Bundle, path: str) -> None:
     """Writes ``bundle`` as a safetensors file with the FORMAT.md metadata."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_safetensors(bundle.tensors, path, {
-        "pibench.format": FORMAT_VERSION,
-        "pibench.graph": json.dumps(bundle.graph, separators=(",", ":")),
-        "pibench.card": json.dumps(bundle.card, separators=(",", ":")),
-    })
+    save_safetensors(
+        bundle.tensors,
+        path,
+        {
+            "pibench.format": FORMAT_VERSION,
+            "pibench.graph": json.dumps(bundle.graph, separators=(",", ":")),
+            "pibench.card": json.dumps(bundle.card, separators=(",", ":")),
+        },
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -711,23 +793,45 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description="Export an RLNet / SNL / torchvision-style checkpoint to a pibench bundle.")
     p.add_argument("checkpoint", help="a torch.save file")
     p.add_argument("-o", "--output", required=True, help="the bundle to write (.safetensors)")
-    p.add_argument("--layout", default="auto", choices=["auto", "rlnet", "snl", "torchvision"])
+    p.add_argument(
+        "--layout",
+        default="auto",
+        choices=["auto", "rlnet", "snl", "torchvision"],
+        help="checkpoint layout (default: recognised from the state-dict keys)",
+    )
     p.add_argument("--arch", choices=["resnet18", "resnet34", "wrn-22-8"], help="check the architecture is this one")
-    p.add_argument("--dataset", help="cifar10, cifar100, tiny-imagenet or imagenet (sets the input size; "
-                                     "default: from the checkpoint's opt.dataset or its class count)")
+    p.add_argument(
+        "--dataset",
+        help="cifar10, cifar100, tiny-imagenet or imagenet (sets the input size; "
+        "default: from the checkpoint's opt.dataset or its class count)",
+    )
     p.add_argument("--name", help="model name for the card (default: the checkpoint's file name)")
     p.add_argument("--method", help="override the card's method (rlnet, senet, snl, dense, ...)")
-    p.add_argument("--snl-threshold", type=float, default=None,
-                   help="binarize SNL alphas as SNL does, alpha > T (only for checkpoints saved before binarization)")
+    p.add_argument(
+        "--snl-threshold",
+        type=float,
+        default=None,
+        help="binarize SNL alphas as SNL does, alpha > T (only for checkpoints saved before binarization)",
+    )
     p.add_argument("--attack", help="card: the attack behind the adversarial accuracy, e.g. 'PGD-20, eps 8/255'")
     p.add_argument("--npa", type=float, help="card: natural-perturbation accuracy (percent)")
     p.add_argument("--notes", help="card: free text")
     args = p.parse_args(argv)
     try:
         ckpt = load_checkpoint(args.checkpoint)
-        bundle = export(ckpt, layout=args.layout, arch=args.arch, dataset=args.dataset, name=args.name,
-                        source=args.checkpoint, method=args.method, snl_threshold=args.snl_threshold,
-                        attack=args.attack, npa=args.npa, notes=args.notes)
+        bundle = export(
+            ckpt,
+            layout=args.layout,
+            arch=args.arch,
+            dataset=args.dataset,
+            name=args.name,
+            source=args.checkpoint,
+            method=args.method,
+            snl_threshold=args.snl_threshold,
+            attack=args.attack,
+            npa=args.npa,
+            notes=args.notes,
+        )
         write_bundle(bundle, args.output)
     except ExportError as e:
         print(f"export_checkpoint: error: {e}", file=sys.stderr)
@@ -735,8 +839,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for w in bundle.warnings:
         print(f"warning: {w}", file=sys.stderr)
     c = bundle.card
-    print(f"{args.output}: {c['architecture']} {c['dataset']} layout {c['layout']} method {c['method']}: "
-          f"{len(bundle.sites)} ReLU sites, {c['budget']:,} of {c['total_relus']:,} ReLUs kept")
+    print(
+        f"{args.output}: {c['architecture']} {c['dataset']} layout {c['layout']} method {c['method']}: "
+        f"{len(bundle.sites)} ReLU sites, {c['budget']:,} of {c['total_relus']:,} ReLUs kept"
+    )
     return 0
 
 

@@ -18,16 +18,16 @@ import json
 import os
 import sys
 import tempfile
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import bundle_interp  # noqa: E402
-import export_checkpoint as exporter  # noqa: E402
-import pibench_models as M  # noqa: E402
+import bundle_interp
+import export_checkpoint as exporter
+import pibench_models as M
 
 SEED = 20240517
 N_INPUTS = 4
@@ -82,8 +82,13 @@ def random_masks(shapes: List[tuple], g: torch.Generator, ones_site: int, zeros_
     return masks
 
 
-def calibrate_bn(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                 bn_filter: Callable[[str], bool], g: torch.Generator) -> None:
+def calibrate_bn(
+    model: nn.Module,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    bn_filter: Callable[[str], bool],
+    g: torch.Generator,
+) -> None:
     """Sets the running statistics of the selected BNs to the batch statistics of ``x`` (so
     activations stay well scaled through 17 layers), then perturbs them and draws random
     affine parameters, so that folding and the choice of BN path really matter."""
@@ -114,7 +119,7 @@ def random_weights(model: nn.Module, g: torch.Generator) -> None:
                 fan_in = m.weight[0].numel()
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
             elif isinstance(m, nn.Linear):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features ** 0.5)
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features**0.5)
                 m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
 
 
@@ -122,7 +127,7 @@ def snl_set_alphas(model: nn.Module, masks: List[torch.Tensor]) -> None:
     alphas = [m for m in model.modules() if isinstance(m, M.LearnableAlpha)]
     assert len(alphas) == len(masks)
     with torch.no_grad():
-        for a, m in zip(alphas, masks):
+        for a, m in zip(alphas, masks, strict=True):
             a.alphas.copy_(m.to(torch.float32).unsqueeze(0))  # SNL: binarized .float()
 
 
@@ -157,8 +162,12 @@ def build(kind: str, g: torch.Generator, calib: torch.Tensor):
         calibrate_bn(model, lambda x: model(x, masks, "adv"), adv_calib, lambda n_: ".BN_a" in n_, g)
         paths = {"clean": lambda x: model(x, masks, "clean"), "adv": lambda x: model(x, masks, "adv")}
         # RLNet's `<model>_last.pth`: {opt, model, mask_epoch}; opt is its argparse Namespace.
-        opt = argparse.Namespace(model_s="CustomResNet18" if "resnet" in kind else "Custom_wrn_22_8",
-                                 dataset="cifar10", use2BN=True, use3BN=False)
+        opt = argparse.Namespace(
+            model_s="CustomResNet18" if "resnet" in kind else "Custom_wrn_22_8",
+            dataset="cifar10",
+            use2BN=True,
+            use3BN=False,
+        )
         ckpt = {"opt": opt, "model": model.state_dict(), "mask_epoch": masks}
     elif kind.startswith("snl"):
         calibrate_bn(model, model, calib, lambda n_: True, g)
@@ -196,14 +205,19 @@ def make(out_dir: str, keep_checkpoints: Optional[str]) -> float:
             g = torch.Generator().manual_seed(SEED + i)
             calib = cifar_inputs(64, g)
             pool = cifar_inputs(8 * N_INPUTS, g)
-            model, ckpt, paths, _ = build(kind, g, calib)
+            _, ckpt, paths, _ = build(kind, g, calib)
             inputs = decisive_inputs(pool, paths)
             ckpt_path = os.path.join(ckpt_dir, f"{name}.pth")
             torch.save(ckpt, ckpt_path)
 
             # Export from the file, as a user would.
-            bundle = exporter.export(exporter.load_checkpoint(ckpt_path), name=name, source=ckpt_path,
-                                     dataset="cifar10", notes=f"pibench parity fixture: {note}, random weights")
+            bundle = exporter.export(
+                exporter.load_checkpoint(ckpt_path),
+                name=name,
+                source=ckpt_path,
+                dataset="cifar10",
+                notes=f"pibench parity fixture: {note}, random weights",
+            )
             bundle.card["synthetic"] = True  # weights are random, not trained
             bundle_path = os.path.join(out_dir, f"{name}.safetensors")
             exporter.write_bundle(bundle, bundle_path)
@@ -216,26 +230,36 @@ def make(out_dir: str, keep_checkpoints: Optional[str]) -> float:
                 errors[p] = bundle_interp.max_rel_error(got, ref.double().numpy())
                 worst = max(worst, errors[p])
 
-            sites = [{"site": s.index, "name": s.op, "shape": list(s.shape), "elements": s.elements, "kept": s.kept}
-                     for s in bundle.sites]
+            sites = [
+                {"site": s.index, "name": s.op, "shape": list(s.shape), "elements": s.elements, "kept": s.kept}
+                for s in bundle.sites
+            ]
             io = {"inputs": inputs.contiguous(), "logits_clean": logits["clean"]}
             if "adv" in logits:
                 io["logits_adv"] = logits["adv"]
-            exporter.save_safetensors(io, os.path.join(out_dir, f"{name}.io.safetensors"), metadata={
-                "pibench.io": "1",
-                "model": f"{name}.safetensors",
-                "bn_paths": json.dumps(sorted(logits)),
-                "kept": json.dumps([s["kept"] for s in sites]),
-                "sites": json.dumps(sites, separators=(",", ":")),
-                "budget": str(bundle.budget),
-                "total_relus": str(bundle.total_relus),
-                "interp_max_rel_error": json.dumps({p: float(f"{e:.3e}") for p, e in errors.items()}),
-                "generator": f"tools/make_fixtures.py, seed {SEED}",
-            })
-            size = sum(os.path.getsize(os.path.join(out_dir, f)) for f in (f"{name}.safetensors", f"{name}.io.safetensors"))
+            exporter.save_safetensors(
+                io,
+                os.path.join(out_dir, f"{name}.io.safetensors"),
+                metadata={
+                    "pibench.io": "1",
+                    "model": f"{name}.safetensors",
+                    "bn_paths": json.dumps(sorted(logits)),
+                    "kept": json.dumps([s["kept"] for s in sites]),
+                    "sites": json.dumps(sites, separators=(",", ":")),
+                    "budget": str(bundle.budget),
+                    "total_relus": str(bundle.total_relus),
+                    "interp_max_rel_error": json.dumps({p: float(f"{e:.3e}") for p, e in errors.items()}),
+                    "generator": f"tools/make_fixtures.py, seed {SEED}",
+                },
+            )
+            size = sum(
+                os.path.getsize(os.path.join(out_dir, f)) for f in (f"{name}.safetensors", f"{name}.io.safetensors")
+            )
             errs = ", ".join(f"{p} {e:.2e}" for p, e in errors.items())
-            print(f"{name:26s} {len(sites):2d} sites  budget {bundle.budget:6d}/{bundle.total_relus:6d}  "
-                  f"{size / 1024:7.1f} KiB  interpreter vs PyTorch max rel err: {errs}")
+            print(
+                f"{name:26s} {len(sites):2d} sites  budget {bundle.budget:6d}/{bundle.total_relus:6d}  "
+                f"{size / 1024:7.1f} KiB  interpreter vs PyTorch max rel err: {errs}"
+            )
             if max(errors.values()) > TOLERANCE:
                 raise SystemExit(f"{name}: the bundle's graph does not reproduce PyTorch ({errs} > {TOLERANCE})")
     print(f"worst max relative error {worst:.2e} (tolerance {TOLERANCE})")

@@ -110,8 +110,11 @@ def _small_rlnet(bn="dual", seed=0):
 
 
 def test_unknown_layout_refused_with_key_list():
-    vgg = {"features.0.weight": torch.zeros(8, 3, 3, 3), "features.1.running_mean": torch.zeros(8),
-           "classifier.weight": torch.zeros(10, 8)}
+    vgg = {
+        "features.0.weight": torch.zeros(8, 3, 3, 3),
+        "features.1.running_mean": torch.zeros(8),
+        "classifier.weight": torch.zeros(10, 8),
+    }
     r, _ = _run_cli({"state_dict": vgg, "arch": "vgg"})
     assert r.returncode == 2, r
     assert "unknown checkpoint layout" in r.stderr
@@ -125,8 +128,9 @@ def test_extra_key_refused_with_key_list():
     sd = m.state_dict()
     sd["layer1.0.se.fc.weight"] = torch.zeros(4, 8)
     sd["layer3.1.bn2.BN_x.weight"] = torch.zeros(32)
-    msg = _expect_error({"model": sd, "mask_epoch": masks}, "not understood", "layer1.0.se.fc.weight",
-                        "layer3.1.bn2.BN_x.weight")
+    msg = _expect_error(
+        {"model": sd, "mask_epoch": masks}, "not understood", "layer1.0.se.fc.weight", "layer3.1.bn2.BN_x.weight"
+    )
     assert "conv1.weight" not in msg.split(":", 1)[1]  # only the unknown keys are listed
     r, _ = _run_cli({"model": sd, "mask_epoch": masks})
     assert r.returncode == 2 and "layer1.0.se.fc.weight" in r.stderr and "Traceback" not in r.stderr
@@ -193,8 +197,9 @@ def test_rlnet_wrn_needs_32x32_input():
 
 
 def test_cli_refuses_missing_file():
-    r = subprocess.run([sys.executable, EXPORTER, "/nonexistent/x.pth", "-o", "/tmp/never.safetensors"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, EXPORTER, "/nonexistent/x.pth", "-o", "/tmp/never.safetensors"], capture_output=True, text=True
+    )
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -333,8 +338,13 @@ def test_dual_bn_paths_really_differ():
 
 def test_card_fields():
     m, masks = _small_rlnet()
-    ck = {"epoch": 99, "model": m.state_dict(), "best_acc": torch.tensor(91.25), "robust_acc": 43.5,
-          "mask_epoch": masks}
+    ck = {
+        "epoch": 99,
+        "model": m.state_dict(),
+        "best_acc": torch.tensor(91.25),
+        "robust_acc": 43.5,
+        "mask_epoch": masks,
+    }
     b = E.export(ck, source="/x/CustomResNet18_stage2_best_TA0.0.pth", attack="PGD-20, eps 8/255", npa=80.0)
     c = b.card
     assert c["accuracy"] == {"clean": 91.25, "adv": 43.5, "npa": 80.0, "attack": "PGD-20, eps 8/255"}
@@ -342,6 +352,9 @@ def test_card_fields():
     assert c["method"] == "rlnet" and c["layout"] == "rlnet-dual-bn" and c["classes"] == 10
     assert c["dataset"] == "cifar10" and c["input_shape"] == [3, 32, 32] and c["synthetic"] is False
     assert c["budget"] == sum(int(t.sum()) for t in masks)
+    assert "clean (BN_c) path" in c["notes"]
+    b = E.export(ck, source="CustomResNet18_stage2_best_ATA1.0.pth")
+    assert "adv (BN_a) path" in b.card["notes"]
     single = _randomize_bn(M.RLNetResNet(width=8, num_classes=100), 16)
     b = E.export({"model": single.state_dict(), "mask_epoch": _random_masks(single, (3, 32, 32), 16)})
     assert b.card["method"] == "senet" and b.card["layout"] == "rlnet-single-bn" and b.card["dataset"] == "cifar100"
@@ -406,7 +419,9 @@ def test_committed_fixtures_are_consistent():
         relus = [op for op in graph["ops"] if op["op"] == "relu"]
         kept = [int(tensors[op["mask"]].sum()) if op["mask"] else None for op in relus]
         meta_kept = json.loads(meta["kept"])
-        assert [k if k is not None else s["elements"] for k, s in zip(kept, json.loads(meta["sites"]))] == meta_kept
+        assert [
+            k if k is not None else s["elements"] for k, s in zip(kept, json.loads(meta["sites"]), strict=True)
+        ] == meta_kept
         assert sum(meta_kept) == card["budget"] == int(meta["budget"])
         if card["method"] != "dense":
             assert 0 in meta_kept  # an all-zeros site
@@ -420,7 +435,7 @@ if __name__ == "__main__":
         try:
             f()
             print(f"ok      {n}")
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             failed += 1
             print(f"FAILED  {n}: {type(e).__name__}: {e}")
     print(f"{len(tests) - failed} passed, {failed} failed")
