@@ -148,7 +148,7 @@ impl CotSender {
 
     /// Run `out.len()` correlated OTs.
     ///
-    /// out[j] = q_j, the zero-labels; the receiver gets q_j ^ b_j*delta.
+    /// `out[j] = q_j`, the zero-labels; the receiver gets `q_j ^ b_j*delta`.
     pub fn send<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,

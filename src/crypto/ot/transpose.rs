@@ -9,13 +9,18 @@
 //! Three implementations compute the same function: [`transpose_naive`] (bit by bit, the
 //! reference), a portable one on 8 × 8 bit tiles held in `u64`s, and on x86-64 an SSE2 one that
 //! gathers a byte from each of 16 rows and peels off their bits with `_mm_movemask_epi8` (the
-//! technique of emp-tool's `sse_trans`). [`transpose_128xn`] picks the fastest available.
+//! technique of emp-tool's `sse_trans`), plus AVX2 and AVX-512BW variants doing 32 and 64 rows
+//! per mask.
+//! [`transpose_128xn`] picks the fastest the CPU has, detected at run time.
 
 use crate::crypto::Block;
 
 /// Checks the shape contract shared by every implementation.
 fn check_shape(input: &[u8], n: usize, out: &[Block]) {
-    assert!(n % 8 == 0, "transpose: n = {n} is not a multiple of 8");
+    assert!(
+        n.is_multiple_of(8),
+        "transpose: n = {n} is not a multiple of 8"
+    );
     assert_eq!(
         input.len(),
         16 * n,
@@ -34,7 +39,13 @@ fn check_shape(input: &[u8], n: usize, out: &[Block]) {
 pub fn transpose_128xn(input: &[u8], n: usize, out: &mut [Block]) {
     #[cfg(target_arch = "x86_64")]
     {
-        transpose_sse2(input, n, out)
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            transpose_avx512(input, n, out)
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            transpose_avx2(input, n, out)
+        } else {
+            transpose_sse2(input, n, out)
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -74,22 +85,33 @@ fn transpose8x8(mut x: u64) -> u64 {
 pub fn transpose_portable(input: &[u8], n: usize, out: &mut [Block]) {
     check_shape(input, n, out);
     let row_bytes = n / 8;
-    for (c, rows) in out.chunks_exact_mut(8).enumerate() {
-        // Output rows 8c..8c+8 come from byte column c of all 128 input rows.
-        let mut acc = [0u128; 8];
-        for g in 0..16 {
-            let mut tile = 0u64;
-            for k in 0..8 {
-                tile |= (input[(8 * g + k) * row_bytes + c] as u64) << (8 * k);
-            }
-            // Byte k of the transposed tile holds bit k of the 8 gathered bytes.
-            let t = transpose8x8(tile);
-            for (b, a) in acc.iter_mut().enumerate() {
-                *a |= ((t >> (8 * b)) as u8 as u128) << (8 * g);
-            }
+    // Copy 8 bytes of every row into a local tile first: the rows are a power of two apart and
+    // gathering from all 128 directly would thrash a few cache sets (see the SSE2 kernel).
+    let mut tile = [0u64; 128];
+    for t0 in (0..row_bytes).step_by(8) {
+        let tw = 8.min(row_bytes - t0);
+        for (i, t) in tile.iter_mut().enumerate() {
+            let mut bytes = [0u8; 8];
+            bytes[..tw].copy_from_slice(&input[i * row_bytes + t0..][..tw]);
+            *t = u64::from_le_bytes(bytes);
         }
-        for (o, a) in rows.iter_mut().zip(acc) {
-            *o = Block(a);
+        for c in 0..tw {
+            // Output rows 8(t0+c)..+8 come from byte c of the tile's 128 rows.
+            let mut acc = [0u128; 8];
+            for g in 0..16 {
+                let mut sq = 0u64;
+                for k in 0..8 {
+                    sq |= ((tile[8 * g + k] >> (8 * c)) & 0xff) << (8 * k);
+                }
+                // Byte b of the transposed square holds bit b of the 8 gathered bytes.
+                let t = transpose8x8(sq);
+                for (b, a) in acc.iter_mut().enumerate() {
+                    *a |= ((t >> (8 * b)) as u8 as u128) << (8 * g);
+                }
+            }
+            for (o, a) in out[8 * (t0 + c)..][..8].iter_mut().zip(acc) {
+                *o = Block(a);
+            }
         }
     }
 }
@@ -102,31 +124,208 @@ pub fn transpose_sse2(input: &[u8], n: usize, out: &mut [Block]) {
     unsafe { transpose_sse2_kernel(input, n / 8, out) }
 }
 
+/// Bytes per input row in one tile: a tile is 128 rows × 16 bytes, a 128 × 128 bit block.
+const TILE_BYTES: usize = 16;
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse2")]
 fn transpose_sse2_kernel(input: &[u8], row_bytes: usize, out: &mut [Block]) {
-    use core::arch::x86_64::{_mm_movemask_epi8, _mm_set_epi64x, _mm_slli_epi64};
+    use core::arch::x86_64::{
+        __m128i, _mm_loadu_si128, _mm_movemask_epi8, _mm_slli_epi64, _mm_unpackhi_epi8,
+        _mm_unpacklo_epi8,
+    };
 
-    for (c, rows) in out.chunks_exact_mut(8).enumerate() {
-        let mut acc = [0u128; 8];
-        for g in 0..8 {
-            // Byte c of input rows 16g..16g+16: lane k's top bit is bit 7 of row 16g+k.
-            let mut lanes = [0u8; 16];
-            for (k, l) in lanes.iter_mut().enumerate() {
-                *l = input[(16 * g + k) * row_bytes + c];
+    // Output rows as eight u16 lanes each: lane g of row j holds bit j of input rows 16g..16g+16.
+    // SAFETY: a `Block` is 16 bytes with alignment ≥ 2 and every bit pattern is valid for both
+    // types; the view covers exactly `out` and `out` is not used while it lives.
+    let out16: &mut [u16] =
+        unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u16>(), 8 * out.len()) };
+
+    // The input rows are `row_bytes` apart, a power of two in OT extension: gathering from all
+    // 128 of them at once would hit a handful of cache sets and thrash. Copy one 128 × 16-byte
+    // tile to a contiguous buffer first, then transpose it from L1.
+    let mut tile = [[0u8; TILE_BYTES]; 128];
+    for t0 in (0..row_bytes).step_by(TILE_BYTES) {
+        let tw = TILE_BYTES.min(row_bytes - t0);
+        if tw == TILE_BYTES {
+            // Fixed-length copies compile to one 16-byte load and store each.
+            for (i, row) in tile.iter_mut().enumerate() {
+                let src: &[u8; TILE_BYTES] = input[i * row_bytes + t0..][..TILE_BYTES]
+                    .try_into()
+                    .expect("16 bytes");
+                *row = *src;
             }
-            let x = u128::from_le_bytes(lanes);
-            let mut v = _mm_set_epi64x((x >> 64) as i64, x as i64);
-            for b in (0..8).rev() {
-                // The 16 top bits are bit b of the 16 rows: output row 8c+b, bits 16g..16g+16.
-                acc[b] |= (_mm_movemask_epi8(v) as u16 as u128) << (16 * g);
-                // Shifting 64-bit lanes moves each byte's bit b-1 to its top; bits carried into
-                // the next byte land at its bottom and are never read.
-                v = _mm_slli_epi64::<1>(v);
+        } else {
+            for (i, row) in tile.iter_mut().enumerate() {
+                row[..tw].copy_from_slice(&input[i * row_bytes + t0..i * row_bytes + t0 + tw]);
             }
         }
-        for (o, a) in rows.iter_mut().zip(acc) {
-            *o = Block(a);
+        for g in 0..8 {
+            // 16 rows × 16 bytes → 16 vectors, vector c holding byte c of the 16 rows. Each
+            // pass interleaves vector i with vector i+8, which rotates the 8-bit (row, column)
+            // index of every byte left by one; four passes swap row and column.
+            // SAFETY: each row of `tile` is 16 readable bytes; unaligned loads are allowed.
+            let mut v: [__m128i; 16] = core::array::from_fn(|k| unsafe {
+                _mm_loadu_si128(tile[16 * g + k].as_ptr().cast())
+            });
+            for _ in 0..4 {
+                let w = v;
+                for i in 0..8 {
+                    v[2 * i] = _mm_unpacklo_epi8(w[i], w[i + 8]);
+                    v[2 * i + 1] = _mm_unpackhi_epi8(w[i], w[i + 8]);
+                }
+            }
+            for (c, vc) in v.iter_mut().enumerate().take(tw) {
+                let base = 8 * (t0 + c);
+                for b in (0..8).rev() {
+                    // The 16 top bits are bit b of the 16 rows: output row 8(t0+c)+b, lane g.
+                    out16[8 * (base + b) + g] = _mm_movemask_epi8(*vc) as u16;
+                    // Shifting 64-bit lanes moves each byte's next bit to its top; bits
+                    // carried into the neighbouring byte land at its bottom and are never read.
+                    *vc = _mm_slli_epi64::<1>(*vc);
+                }
+            }
+        }
+    }
+}
+
+/// The AVX2 transpose: as the SSE2 one, with two 16-row groups side by side in the two
+/// 128-bit lanes of each vector, so one `_mm256_movemask_epi8` yields 32 bits. Same contract as
+/// [`transpose_128xn`].
+///
+/// # Panics
+/// Also if the CPU lacks AVX2 (check with `is_x86_feature_detected!("avx2")`).
+#[cfg(target_arch = "x86_64")]
+pub fn transpose_avx2(input: &[u8], n: usize, out: &mut [Block]) {
+    check_shape(input, n, out);
+    assert!(
+        std::arch::is_x86_feature_detected!("avx2"),
+        "transpose_avx2: the CPU lacks AVX2"
+    );
+    // SAFETY: AVX2 is present, checked just above.
+    unsafe { transpose_avx2_kernel(input, n / 8, out) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn transpose_avx2_kernel(input: &[u8], row_bytes: usize, out: &mut [Block]) {
+    use core::arch::x86_64::{
+        __m256i, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_slli_epi64, _mm256_unpackhi_epi8,
+        _mm256_unpacklo_epi8,
+    };
+
+    // Output rows as four u32 lanes: lane h of row j holds bit j of input rows 32h..32h+32.
+    // SAFETY: a `Block` is 16 bytes with alignment ≥ 4 and every bit pattern is valid for both
+    // types; the view covers exactly `out` and `out` is not used while it lives.
+    let out32: &mut [u32] =
+        unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u32>(), 4 * out.len()) };
+
+    // The tile, laid out so that slot 16h+k holds row 32h+k in its low 16 bytes and row
+    // 32h+16+k in its high 16 bytes: one 256-bit load then feeds both lanes.
+    let mut tile = [[0u8; 2 * TILE_BYTES]; 64];
+    for t0 in (0..row_bytes).step_by(TILE_BYTES) {
+        let tw = TILE_BYTES.min(row_bytes - t0);
+        for i in 0..128 {
+            let slot =
+                &mut tile[16 * (i / 32) + i % 16][TILE_BYTES * ((i / 16) % 2)..][..TILE_BYTES];
+            if tw == TILE_BYTES {
+                let src: &[u8; TILE_BYTES] = input[i * row_bytes + t0..][..TILE_BYTES]
+                    .try_into()
+                    .expect("16 bytes");
+                slot.copy_from_slice(src);
+            } else {
+                slot[..tw].copy_from_slice(&input[i * row_bytes + t0..][..tw]);
+            }
+        }
+        for h in 0..4 {
+            // SAFETY: each slot is 32 readable bytes; unaligned loads are allowed.
+            let mut v: [__m256i; 16] = core::array::from_fn(|k| unsafe {
+                _mm256_loadu_si256(tile[16 * h + k].as_ptr().cast())
+            });
+            // The 16 × 16 byte transpose of the SSE2 kernel, in both lanes at once.
+            for _ in 0..4 {
+                let w = v;
+                for i in 0..8 {
+                    v[2 * i] = _mm256_unpacklo_epi8(w[i], w[i + 8]);
+                    v[2 * i + 1] = _mm256_unpackhi_epi8(w[i], w[i + 8]);
+                }
+            }
+            for (c, vc) in v.iter_mut().enumerate().take(tw) {
+                let base = 8 * (t0 + c);
+                for b in (0..8).rev() {
+                    out32[4 * (base + b) + h] = _mm256_movemask_epi8(*vc) as u32;
+                    *vc = _mm256_slli_epi64::<1>(*vc);
+                }
+            }
+        }
+    }
+}
+
+/// The AVX-512BW transpose: four 16-row groups in the four 128-bit lanes, 64 bits per mask.
+/// Same contract as [`transpose_128xn`].
+///
+/// # Panics
+/// Also if the CPU lacks AVX-512BW (check with `is_x86_feature_detected!("avx512bw")`).
+#[cfg(target_arch = "x86_64")]
+pub fn transpose_avx512(input: &[u8], n: usize, out: &mut [Block]) {
+    check_shape(input, n, out);
+    assert!(
+        std::arch::is_x86_feature_detected!("avx512bw"),
+        "transpose_avx512: the CPU lacks AVX-512BW"
+    );
+    // SAFETY: AVX-512BW (which implies AVX-512F) is present, checked just above.
+    unsafe { transpose_avx512_kernel(input, n / 8, out) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw")]
+fn transpose_avx512_kernel(input: &[u8], row_bytes: usize, out: &mut [Block]) {
+    use core::arch::x86_64::{
+        __m512i, _mm512_loadu_si512, _mm512_movepi8_mask, _mm512_slli_epi64, _mm512_unpackhi_epi8,
+        _mm512_unpacklo_epi8,
+    };
+
+    // Output rows as two u64 lanes: lane h of row j holds bit j of input rows 64h..64h+64.
+    // SAFETY: a `Block` is 16 bytes with alignment ≥ 8 and every bit pattern is valid for both
+    // types; the view covers exactly `out` and `out` is not used while it lives.
+    let out64: &mut [u64] =
+        unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u64>(), 2 * out.len()) };
+
+    // Slot 16h+k holds rows 64h+k, 64h+16+k, 64h+32+k, 64h+48+k in its four 16-byte lanes.
+    let mut tile = [[0u8; 4 * TILE_BYTES]; 32];
+    for t0 in (0..row_bytes).step_by(TILE_BYTES) {
+        let tw = TILE_BYTES.min(row_bytes - t0);
+        for i in 0..128 {
+            let slot =
+                &mut tile[16 * (i / 64) + i % 16][TILE_BYTES * ((i / 16) % 4)..][..TILE_BYTES];
+            if tw == TILE_BYTES {
+                let src: &[u8; TILE_BYTES] = input[i * row_bytes + t0..][..TILE_BYTES]
+                    .try_into()
+                    .expect("16 bytes");
+                slot.copy_from_slice(src);
+            } else {
+                slot[..tw].copy_from_slice(&input[i * row_bytes + t0..][..tw]);
+            }
+        }
+        for h in 0..2 {
+            // SAFETY: each slot is 64 readable bytes; unaligned loads are allowed.
+            let mut v: [__m512i; 16] = core::array::from_fn(|k| unsafe {
+                _mm512_loadu_si512(tile[16 * h + k].as_ptr().cast())
+            });
+            for _ in 0..4 {
+                let w = v;
+                for i in 0..8 {
+                    v[2 * i] = _mm512_unpacklo_epi8(w[i], w[i + 8]);
+                    v[2 * i + 1] = _mm512_unpackhi_epi8(w[i], w[i + 8]);
+                }
+            }
+            for (c, vc) in v.iter_mut().enumerate().take(tw) {
+                let base = 8 * (t0 + c);
+                for b in (0..8).rev() {
+                    out64[2 * (base + b) + h] = _mm512_movepi8_mask(*vc);
+                    *vc = _mm512_slli_epi64::<1>(*vc);
+                }
+            }
         }
     }
 }
@@ -193,6 +392,16 @@ mod tests {
                 let mut got = vec![Block::ZERO; n];
                 transpose_sse2(&input, n, &mut got);
                 prop_assert_eq!(&got, &expect);
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    let mut got = vec![Block::ZERO; n];
+                    transpose_avx2(&input, n, &mut got);
+                    prop_assert_eq!(&got, &expect);
+                }
+                if std::arch::is_x86_feature_detected!("avx512bw") {
+                    let mut got = vec![Block::ZERO; n];
+                    transpose_avx512(&input, n, &mut got);
+                    prop_assert_eq!(&got, &expect);
+                }
             }
             let mut got = vec![Block::ZERO; n];
             transpose_128xn(&input, n, &mut got);
