@@ -34,5 +34,9 @@ fn bench_conv(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_conv);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = bench_conv
+}
 criterion_main!(benches);

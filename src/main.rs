@@ -130,6 +130,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write an architecture-true synthetic bundle: seeded weights, calibrated batch norms, and
+    /// masks allocated per site.
+    Gen {
+        /// Layout: rlnet-dual-bn, rlnet-single-bn or snl.
+        #[arg(long, default_value = "rlnet-dual-bn")]
+        layout: String,
+        /// Dataset: cifar10, cifar100 or tiny-imagenet.
+        #[arg(long, default_value = "cifar10")]
+        dataset: String,
+        /// Base width (64 for ResNet18; smaller for quick tests).
+        #[arg(long, default_value_t = 64)]
+        width: usize,
+        /// Allocation: all, uniform:<f>, one of RLNet's lists (e.g. ResNet18_C10_relu82k),
+        /// fractions:<f,..> or counts:<k,..>.
+        #[arg(long, default_value = "all")]
+        alloc: String,
+        /// Seed of weights, masks and batch-norm parameters.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Method label for the card (default from the layout: rlnet, senet, snl).
+        #[arg(long)]
+        method: Option<String>,
+        /// Output file.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// Price N garbled ReLUs alone: base OT, OT extension, garbling, transfer, evaluation and
     /// decoding between two parties over loopback TCP.
     ReluBench {
@@ -219,6 +245,20 @@ fn main() -> Result<()> {
             } else {
                 println!("{inspection}");
             }
+        }
+        Some(Command::Gen { layout, dataset, width, alloc, seed, method, out }) => {
+            use pibench::model::arch::ArchSpec;
+            let arch = ArchSpec {
+                layout: layout.parse().map_err(|e| anyhow::anyhow!("--layout: {e}"))?,
+                dataset: dataset.parse().map_err(|e| anyhow::anyhow!("--dataset: {e}"))?,
+                width,
+            };
+            let allocation = alloc.parse().map_err(|e| anyhow::anyhow!("--alloc: {e}"))?;
+            let mut spec = pibench::model::GenSpec::new(arch, allocation, seed);
+            spec.method = method;
+            pibench::model::generate(&spec)?.write(&out)?;
+            let net = pibench::model::Bundle::open(&out)?.network(BnPath::Clean)?;
+            println!("wrote {} ({} of {} ReLUs kept, {} sites)", out.display(), net.kept_relus(), net.total_relus(), net.sites().len());
         }
         Some(Command::ReluBench { relus, json, ring }) => {
             let r = relu_bench(relus, ring.ring()?, Duration::from_secs(120))?;

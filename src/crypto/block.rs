@@ -64,6 +64,23 @@ impl Block {
     }
 }
 
+/// The little-endian byte image of a slice of blocks, without copying (what goes on the wire).
+pub fn blocks_as_bytes(blocks: &[Block]) -> &[u8] {
+    #[cfg(target_endian = "big")]
+    compile_error!("pibench assumes a little-endian target");
+    // SAFETY: `Block` is `repr(transparent)` over `u128`: 16 bytes, no padding, every bit
+    // initialized; on a little-endian target its memory is exactly `to_bytes()`. `u8` has
+    // alignment 1, and the length is 16 bytes per block.
+    unsafe { core::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), blocks.len() * 16) }
+}
+
+/// Mutable byte view of a slice of blocks, to receive into it without copying.
+pub fn blocks_as_bytes_mut(blocks: &mut [Block]) -> &mut [u8] {
+    // SAFETY: as in `blocks_as_bytes`; additionally every byte pattern is a valid `u128`, so
+    // writing arbitrary bytes leaves valid blocks.
+    unsafe { core::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast::<u8>(), blocks.len() * 16) }
+}
+
 impl fmt::Debug for Block {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Block(..)")
@@ -118,6 +135,16 @@ mod tests {
         assert!(!b.with_lsb(false).lsb());
         assert_eq!(b.select(true), b);
         assert_eq!(b.select(false), Block::ZERO);
+    }
+
+    #[test]
+    fn byte_views_are_the_little_endian_images() {
+        let mut blocks = [Block(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10), Block(7)];
+        let bytes = blocks_as_bytes(&blocks).to_vec();
+        assert_eq!(&bytes[..16], &blocks[0].to_bytes());
+        assert_eq!(&bytes[16..], &blocks[1].to_bytes());
+        blocks_as_bytes_mut(&mut blocks)[16] = 9;
+        assert_eq!(blocks[1], Block(9));
     }
 
     #[test]

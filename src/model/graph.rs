@@ -42,7 +42,7 @@ pub enum ValueId {
 }
 
 /// A 2-D convolution (batch norm folded in when it followed).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Conv2d {
     /// Output channels.
     pub out_channels: usize,
@@ -61,7 +61,7 @@ pub struct Conv2d {
 }
 
 /// A fully connected layer `y = W x + b`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Linear {
     /// Output size.
     pub out_features: usize,
@@ -74,12 +74,40 @@ pub struct Linear {
 }
 
 /// A batch norm that could not be folded: `y[c] = scale[c] · x[c] + shift[c]`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ChannelAffine {
     /// Per-channel multiplier γ/σ.
     pub scale: Vec<f32>,
     /// Per-channel offset β − μ·γ/σ.
     pub shift: Vec<f32>,
+}
+
+// The weights are the server's secret: `Debug` shows shapes only.
+impl std::fmt::Debug for Conv2d {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conv2d")
+            .field("out_channels", &self.out_channels)
+            .field("in_channels", &self.in_channels)
+            .field("kernel", &self.kernel)
+            .field("stride", &self.stride)
+            .field("padding", &self.padding)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Linear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Linear")
+            .field("out_features", &self.out_features)
+            .field("in_features", &self.in_features)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ChannelAffine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelAffine").field("channels", &self.scale.len()).finish_non_exhaustive()
+    }
 }
 
 /// The per-element ReLU mask of one site: `true` keeps the ReLU, `false` makes it the identity.

@@ -156,27 +156,11 @@ pub trait Channel: Send {
 pub trait ChannelExt: Channel {
     /// Send blocks as their little-endian bytes.
     fn send_blocks(&mut self, blocks: &[Block]) -> Result<(), NetError> {
-        // Chunked so a million-block send does not allocate a second copy of itself.
-        let mut buf = [0u8; 16 * 256];
-        for chunk in blocks.chunks(256) {
-            for (i, b) in chunk.iter().enumerate() {
-                buf[16 * i..16 * i + 16].copy_from_slice(&b.to_bytes());
-            }
-            self.send(&buf[..16 * chunk.len()])?;
-        }
-        Ok(())
+        self.send(crate::crypto::block::blocks_as_bytes(blocks))
     }
     /// Receive exactly `out.len()` blocks.
     fn recv_blocks(&mut self, out: &mut [Block]) -> Result<(), NetError> {
-        let mut buf = [0u8; 16 * 256];
-        for chunk in out.chunks_mut(256) {
-            let n = 16 * chunk.len();
-            self.recv(&mut buf[..n])?;
-            for (i, b) in chunk.iter_mut().enumerate() {
-                *b = Block::from_bytes(buf[16 * i..16 * i + 16].try_into().expect("16 bytes"));
-            }
-        }
-        Ok(())
+        self.recv(crate::crypto::block::blocks_as_bytes_mut(out))
     }
     /// Send a `u64` little-endian.
     fn send_u64(&mut self, v: u64) -> Result<(), NetError> {

@@ -34,8 +34,8 @@ pub enum LinearKind {
     },
 }
 
-/// A linear layer on the ring: `y = M x + b`, M private to the server.
-#[derive(Clone, Debug)]
+/// A linear layer on the ring: `y = M x + b`, M private to the server (`Debug` omits it).
+#[derive(Clone)]
 pub struct LinearStep {
     /// What M is.
     pub kind: LinearKind,
@@ -45,6 +45,12 @@ pub struct LinearStep {
     pub bias: Vec<u64>,
     /// Bits the input is locally truncated by before M is applied (to bring it to scale f).
     pub input_trunc: u32,
+}
+
+impl std::fmt::Debug for LinearStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinearStep").field("kind", &self.kind).field("input_trunc", &self.input_trunc).finish_non_exhaustive()
+    }
 }
 
 impl LinearStep {
