@@ -31,6 +31,9 @@
 //! Every call continues the seeds' PRG streams, so one setup serves any number of calls (one
 //! per layer, say) and no pseudorandom column is ever used twice. Both parties count the OTs
 //! run so far; the chosen-message mode uses that count as its unique hash tweak.
+//!
+//! After any error the two parties' streams and counts may disagree: drop both ends and run
+//! a fresh setup rather than calling again.
 
 use core::fmt;
 
