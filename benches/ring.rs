@@ -15,21 +15,35 @@ fn shapes() -> Vec<(&'static str, ConvGeometry)> {
         stride,
         padding: 1,
     };
-    vec![("layer1 64x32x32", g(64, 32, 64, 1)), ("layer2 128x16x16", g(128, 16, 128, 1)), ("layer4 512x4x4", g(512, 4, 512, 1))]
+    vec![
+        ("layer1 64x32x32", g(64, 32, 64, 1)),
+        ("layer2 128x16x16", g(128, 16, 128, 1)),
+        ("layer4 512x4x4", g(512, 4, 512, 1)),
+    ]
 }
 
 fn bench_conv(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv3x3");
-    group.measurement_time(Duration::from_secs(3)).sample_size(10);
+    group
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(10);
     for (name, g) in shapes() {
         let macs = (g.out_channels * g.out_h() * g.out_w() * g.patch_len()) as u64;
         group.throughput(Throughput::Elements(macs));
-        let x: Vec<u64> = (0..g.in_channels * g.in_h * g.in_w).map(|i| (i as u64).wrapping_mul(0x9e37_79b9)).collect();
-        let w: Vec<u64> = (0..g.out_channels * g.patch_len()).map(|i| (i as u64).wrapping_mul(0x85eb_ca6b)).collect();
-        group.bench_with_input(BenchmarkId::new("u64 ring", name), &g, |b, g| b.iter(|| conv2d(&x, &w, None, g)));
+        let x: Vec<u64> = (0..g.in_channels * g.in_h * g.in_w)
+            .map(|i| (i as u64).wrapping_mul(0x9e37_79b9))
+            .collect();
+        let w: Vec<u64> = (0..g.out_channels * g.patch_len())
+            .map(|i| (i as u64).wrapping_mul(0x85eb_ca6b))
+            .collect();
+        group.bench_with_input(BenchmarkId::new("u64 ring", name), &g, |b, g| {
+            b.iter(|| conv2d(&x, &w, None, g))
+        });
         let xf: Vec<f32> = x.iter().map(|&v| (v % 1000) as f32 / 1000.0).collect();
         let wf: Vec<f32> = w.iter().map(|&v| (v % 1000) as f32 / 1000.0).collect();
-        group.bench_with_input(BenchmarkId::new("f32", name), &g, |b, g| b.iter(|| conv2d(&xf, &wf, None, g)));
+        group.bench_with_input(BenchmarkId::new("f32", name), &g, |b, g| {
+            b.iter(|| conv2d(&xf, &wf, None, g))
+        });
     }
     group.finish();
 }

@@ -174,7 +174,10 @@ fn links(specs: &[String]) -> Result<Vec<Link>> {
     if specs.is_empty() {
         return Ok(Link::presets());
     }
-    specs.iter().map(|s| Link::parse(s).with_context(|| format!("--link {s}"))).collect()
+    specs
+        .iter()
+        .map(|s| Link::parse(s).with_context(|| format!("--link {s}")))
+        .collect()
 }
 
 fn main() -> Result<()> {
@@ -183,14 +186,29 @@ fn main() -> Result<()> {
         None => {
             anyhow::bail!("the default job (a sweep of models/) is not wired yet; try `pibench run models/<bundle>`")
         }
-        Some(Command::Run { model, bn, backend, input, seed, json, links: l, memory, timeout, ring }) => {
+        Some(Command::Run {
+            model,
+            bn,
+            backend,
+            input,
+            seed,
+            json,
+            links: l,
+            memory,
+            timeout,
+            ring,
+        }) => {
             let opts = RunOptions {
                 model,
                 bn,
                 ring: ring.ring()?,
                 backend,
                 input: input.map_or(InputSpec::Random { seed }, InputSpec::File),
-                transport: if memory { Transport::Memory } else { Transport::TcpLoopback },
+                transport: if memory {
+                    Transport::Memory
+                } else {
+                    Transport::TcpLoopback
+                },
                 links: links(&l)?,
                 timeout: Duration::from_secs(timeout),
                 progress: true,
@@ -198,14 +216,21 @@ fn main() -> Result<()> {
             let result = run_local(&opts)?;
             println!("{}", pibench::bench::table::run_table(&result));
             if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&result)?).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, serde_json::to_string_pretty(&result)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
                 println!("result written to {}", path.display());
             }
             if !result.correct {
                 anyhow::bail!("secure logits differ from the fixed-point oracle");
             }
         }
-        Some(Command::Serve { model, listen, bn, timeout, ring }) => {
+        Some(Command::Serve {
+            model,
+            listen,
+            bn,
+            timeout,
+            ring,
+        }) => {
             let mut opts = RunOptions::new(model);
             opts.bn = bn;
             opts.ring = ring.ring()?;
@@ -214,7 +239,17 @@ fn main() -> Result<()> {
             pibench::bench::run::serve(&opts, &listen)?;
             eprintln!("pibench serve: session finished");
         }
-        Some(Command::Client { connect, model, bn, input, seed, json, links: l, timeout, ring }) => {
+        Some(Command::Client {
+            connect,
+            model,
+            bn,
+            input,
+            seed,
+            json,
+            links: l,
+            timeout,
+            ring,
+        }) => {
             let opts = RunOptions {
                 model,
                 bn,
@@ -229,7 +264,8 @@ fn main() -> Result<()> {
             let result = pibench::bench::run::client(&opts, &connect)?;
             println!("{}", pibench::bench::table::run_table(&result));
             if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&result)?).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, serde_json::to_string_pretty(&result)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
                 println!("result written to {}", path.display());
             }
             if !result.correct {
@@ -237,8 +273,11 @@ fn main() -> Result<()> {
             }
         }
         Some(Command::Inspect { model, bn, json }) => {
-            let bundle = pibench::model::Bundle::open(&model).with_context(|| format!("loading {}", model.display()))?;
-            let net = bundle.network(bn).with_context(|| format!("building {}", model.display()))?;
+            let bundle = pibench::model::Bundle::open(&model)
+                .with_context(|| format!("loading {}", model.display()))?;
+            let net = bundle
+                .network(bn)
+                .with_context(|| format!("building {}", model.display()))?;
             let inspection = pibench::model::Inspection::of(&net);
             if json {
                 println!("{}", serde_json::to_string_pretty(&inspection)?);
@@ -246,11 +285,23 @@ fn main() -> Result<()> {
                 println!("{inspection}");
             }
         }
-        Some(Command::Gen { layout, dataset, width, alloc, seed, method, out }) => {
+        Some(Command::Gen {
+            layout,
+            dataset,
+            width,
+            alloc,
+            seed,
+            method,
+            out,
+        }) => {
             use pibench::model::arch::ArchSpec;
             let arch = ArchSpec {
-                layout: layout.parse().map_err(|e| anyhow::anyhow!("--layout: {e}"))?,
-                dataset: dataset.parse().map_err(|e| anyhow::anyhow!("--dataset: {e}"))?,
+                layout: layout
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--layout: {e}"))?,
+                dataset: dataset
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--dataset: {e}"))?,
                 width,
             };
             let allocation = alloc.parse().map_err(|e| anyhow::anyhow!("--alloc: {e}"))?;
@@ -258,7 +309,13 @@ fn main() -> Result<()> {
             spec.method = method;
             pibench::model::generate(&spec)?.write(&out)?;
             let net = pibench::model::Bundle::open(&out)?.network(BnPath::Clean)?;
-            println!("wrote {} ({} of {} ReLUs kept, {} sites)", out.display(), net.kept_relus(), net.total_relus(), net.sites().len());
+            println!(
+                "wrote {} ({} of {} ReLUs kept, {} sites)",
+                out.display(),
+                net.kept_relus(),
+                net.total_relus(),
+                net.sites().len()
+            );
         }
         Some(Command::ReluBench { relus, json, ring }) => {
             let r = relu_bench(relus, ring.ring()?, Duration::from_secs(120))?;

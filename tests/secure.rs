@@ -10,7 +10,9 @@ use pibench::model::{BnPath, Bundle, Mask, Network, Op};
 use pibench::ring::Ring;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.safetensors"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.safetensors"))
 }
 
 const FIXTURES: [&str; 5] = [
@@ -34,7 +36,11 @@ fn with_masks(mut net: Network, masks: Masks) -> Network {
             match masks {
                 Masks::Bundled => {}
                 Masks::AllOnes => *mask = None,
-                Masks::AllZeros => *mask = Some(Mask { keep: vec![false; layer.out_shape.elements()] }),
+                Masks::AllZeros => {
+                    *mask = Some(Mask {
+                        keep: vec![false; layer.out_shape.elements()],
+                    })
+                }
             }
         }
     }
@@ -57,22 +63,42 @@ fn check(name: &str, bn: BnPath, masks: Masks, transport: Transport, ring: Ring,
     o.bn = bn;
     o.ring = ring;
     let r = run_network(&net, &input, &o).unwrap_or_else(|e| panic!("{name} {bn} {masks:?}: {e}"));
-    assert!(r.correct, "{name} {bn} {masks:?}: secure differs from the oracle by {}", r.max_logit_diff_vs_oracle);
+    assert!(
+        r.correct,
+        "{name} {bn} {masks:?}: secure differs from the oracle by {}",
+        r.max_logit_diff_vs_oracle
+    );
     if r.local_truncation.count == 0 {
         // Without local truncation the protocol is exact: bit-for-bit the oracle.
-        assert!(r.exact, "{name} {bn} {masks:?}: not bit-exact without local truncation");
+        assert!(
+            r.exact,
+            "{name} {bn} {masks:?}: not bit-exact without local truncation"
+        );
     }
     let kept: u64 = r.layers.iter().map(|l| l.relus_kept).sum();
     assert_eq!(kept, r.model.budget);
     // Every kept ReLU moves exactly ℓ labels online and ℓ bits back; linearized ones nothing.
     let ell = ring.ell as u64;
     for l in r.layers.iter().filter(|l| l.kind == "relu") {
-        assert_eq!(l.online.bytes_server_to_client, l.relus_kept * ell * 16, "{name} {}", l.name);
-        assert_eq!(l.online.bytes_client_to_server, l.relus_kept * ell.div_ceil(8), "{name} {}", l.name);
+        assert_eq!(
+            l.online.bytes_server_to_client,
+            l.relus_kept * ell * 16,
+            "{name} {}",
+            l.name
+        );
+        assert_eq!(
+            l.online.bytes_client_to_server,
+            l.relus_kept * ell.div_ceil(8),
+            "{name} {}",
+            l.name
+        );
     }
     if matches!(masks, Masks::AllZeros) {
         assert_eq!(r.model.budget, 0);
-        assert_eq!(r.offline.bytes_server_to_client, 0, "{name}: no kept ReLU, no garbled tables");
+        assert_eq!(
+            r.offline.bytes_server_to_client, 0,
+            "{name}: no kept ReLU, no garbled tables"
+        );
     }
 }
 
@@ -80,7 +106,11 @@ fn check(name: &str, bn: BnPath, masks: Masks, transport: Transport, ring: Ring,
 fn every_fixture_both_paths_all_mask_kinds_in_memory() {
     for name in FIXTURES {
         let dual = Bundle::open(fixture(name)).unwrap().has_dual_bn();
-        let paths: &[BnPath] = if dual { &[BnPath::Clean, BnPath::Adv] } else { &[BnPath::Clean] };
+        let paths: &[BnPath] = if dual {
+            &[BnPath::Clean, BnPath::Adv]
+        } else {
+            &[BnPath::Clean]
+        };
         for &bn in paths {
             for masks in [Masks::Bundled, Masks::AllOnes, Masks::AllZeros] {
                 check(name, bn, masks, Transport::Memory, Ring::default(), 1);
@@ -91,9 +121,30 @@ fn every_fixture_both_paths_all_mask_kinds_in_memory() {
 
 #[test]
 fn over_tcp_loopback_and_other_rings() {
-    check("rlnet-resnet18-w8-c10", BnPath::Adv, Masks::Bundled, Transport::TcpLoopback, Ring::default(), 2);
-    check("snl-resnet18-w8-c10", BnPath::Clean, Masks::Bundled, Transport::TcpLoopback, Ring::new(48, 12).unwrap(), 3);
-    check("plain-resnet18-w8-c10", BnPath::Clean, Masks::AllOnes, Transport::Memory, Ring::new(64, 16).unwrap(), 4);
+    check(
+        "rlnet-resnet18-w8-c10",
+        BnPath::Adv,
+        Masks::Bundled,
+        Transport::TcpLoopback,
+        Ring::default(),
+        2,
+    );
+    check(
+        "snl-resnet18-w8-c10",
+        BnPath::Clean,
+        Masks::Bundled,
+        Transport::TcpLoopback,
+        Ring::new(48, 12).unwrap(),
+        3,
+    );
+    check(
+        "plain-resnet18-w8-c10",
+        BnPath::Clean,
+        Masks::AllOnes,
+        Transport::Memory,
+        Ring::new(64, 16).unwrap(),
+        4,
+    );
 }
 
 #[test]
@@ -105,7 +156,12 @@ fn the_fixture_inputs_give_the_f32_class() {
     let io = std::fs::read(path.with_extension("io.safetensors")).unwrap();
     let io = safetensors::SafeTensors::deserialize(&io).unwrap();
     let t = io.tensor("inputs").unwrap();
-    let x: Vec<f32> = t.data().chunks_exact(4).take(3 * 32 * 32).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let x: Vec<f32> = t
+        .data()
+        .chunks_exact(4)
+        .take(3 * 32 * 32)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     let mut o = opts(&path, Transport::Memory);
     o.ring = Ring::new(64, 16).unwrap();
     let r = run_network(&net, &x, &o).unwrap();
@@ -115,8 +171,14 @@ fn the_fixture_inputs_give_the_f32_class() {
 
 #[test]
 fn mismatched_models_are_refused_by_both_sides() {
-    let a = Bundle::open(fixture("rlnet-resnet18-w8-c10")).unwrap().network(BnPath::Clean).unwrap();
-    let b = Bundle::open(fixture("snl-resnet18-w8-c10")).unwrap().network(BnPath::Clean).unwrap();
+    let a = Bundle::open(fixture("rlnet-resnet18-w8-c10"))
+        .unwrap()
+        .network(BnPath::Clean)
+        .unwrap();
+    let b = Bundle::open(fixture("snl-resnet18-w8-c10"))
+        .unwrap()
+        .network(BnPath::Clean)
+        .unwrap();
     let fa = std::sync::Arc::new(pibench::plain::FixedNetwork::lower(&a, Ring::default()).unwrap());
     let fb = std::sync::Arc::new(pibench::plain::FixedNetwork::lower(&b, Ring::default()).unwrap());
     let (s, c) = pibench::net::mem_pair(Duration::from_secs(10));
@@ -130,7 +192,10 @@ fn mismatched_models_are_refused_by_both_sides() {
     let mut d = pibench::protocol::prepro::Dealer::new(fb.clone());
     let rc = pibench::bench::run::client_session(&mut c, &fb, &mut d, &input, None).map(|_| ());
     let rs = hs.join().unwrap();
-    for (side, r) in [("server", rs.unwrap_err().to_string()), ("client", rc.unwrap_err().to_string())] {
+    for (side, r) in [
+        ("server", rs.unwrap_err().to_string()),
+        ("client", rc.unwrap_err().to_string()),
+    ] {
         assert!(r.contains("fingerprint"), "{side}: {r}");
     }
 }
@@ -141,16 +206,25 @@ fn a_server_that_dies_mid_run_makes_the_client_fail_cleanly() {
     // first site's tables and is killed (its socket closes).
     let path = fixture("rlnet-resnet18-w8-c10");
     let net = Bundle::open(&path).unwrap().network(BnPath::Clean).unwrap();
-    let fixed = std::sync::Arc::new(pibench::plain::FixedNetwork::lower(&net, Ring::default()).unwrap());
+    let fixed =
+        std::sync::Arc::new(pibench::plain::FixedNetwork::lower(&net, Ring::default()).unwrap());
     let listener = pibench::net::tcp::Listener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let f2 = fixed.clone();
     let server = std::thread::spawn(move || {
         use pibench::net::Channel;
-        let ch = listener.accept(Duration::from_secs(10), Duration::from_secs(10)).unwrap();
+        let ch = listener
+            .accept(Duration::from_secs(10), Duration::from_secs(10))
+            .unwrap();
         let mut ch = pibench::net::Metered::new(ch);
         let fp = pibench::protocol::fingerprint(&f2);
-        pibench::net::handshake(&mut ch, pibench::net::Role::Server, pibench::protocol::PROTOCOL_VERSION, &fp).unwrap();
+        pibench::net::handshake(
+            &mut ch,
+            pibench::net::Role::Server,
+            pibench::protocol::PROTOCOL_VERSION,
+            &fp,
+        )
+        .unwrap();
         let mut rng = pibench::crypto::prg::Prg::from_entropy();
         let _ = pibench::protocol::server::setup(&mut ch, &mut rng).unwrap();
         ch.send(&[0u8; 1000]).unwrap();
@@ -162,11 +236,23 @@ fn a_server_that_dies_mid_run_makes_the_client_fail_cleanly() {
     let mut ch = pibench::net::Metered::new(ch);
     let mut d = pibench::protocol::prepro::Dealer::new(fixed.clone());
     let t = Instant::now();
-    let err = pibench::bench::run::client_session(&mut ch, &fixed, &mut d, &[0.0; 3072], None).unwrap_err().to_string();
+    let err = pibench::bench::run::client_session(&mut ch, &fixed, &mut d, &[0.0; 3072], None)
+        .unwrap_err()
+        .to_string();
     server.join().unwrap();
-    assert!(t.elapsed() < timeout + Duration::from_secs(5), "the client hung for {:?}", t.elapsed());
-    assert!(err.contains("offline"), "the error should name the phase: {err}");
-    assert!(err.contains("disconnected") || err.contains("stalled") || err.contains("no progress"), "{err}");
+    assert!(
+        t.elapsed() < timeout + Duration::from_secs(5),
+        "the client hung for {:?}",
+        t.elapsed()
+    );
+    assert!(
+        err.contains("offline"),
+        "the error should name the phase: {err}"
+    );
+    assert!(
+        err.contains("disconnected") || err.contains("stalled") || err.contains("no progress"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -178,20 +264,42 @@ fn two_processes_over_loopback() {
     drop(listener);
     let addr = format!("127.0.0.1:{port}");
     let mut server = std::process::Command::new(bin)
-        .args(["serve", model.to_str().unwrap(), "--listen", &addr, "--timeout", "30"])
+        .args([
+            "serve",
+            model.to_str().unwrap(),
+            "--listen",
+            &addr,
+            "--timeout",
+            "30",
+        ])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("client.json");
     let out = std::process::Command::new(bin)
-        .args(["client", "--connect", &addr, "--model", model.to_str().unwrap(), "--json", json.to_str().unwrap(), "--timeout", "30"])
+        .args([
+            "client",
+            "--connect",
+            &addr,
+            "--model",
+            model.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "--timeout",
+            "30",
+        ])
         .output()
         .unwrap();
     let status = server.wait().unwrap();
-    assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(status.success());
-    let r: pibench::bench::RunResult = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let r: pibench::bench::RunResult =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert!(r.correct);
     assert_eq!(r.transport, "tcp");
     assert!(r.online.bytes_server_to_client > 0 && r.offline.bytes_server_to_client > 0);

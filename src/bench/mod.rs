@@ -5,4 +5,6 @@ pub mod result;
 pub mod run;
 pub mod table;
 
-pub use result::{LayerCost, LinkEstimate, LocalTruncation, Machine, ModelInfo, PhaseCost, RunResult};
+pub use result::{
+    LayerCost, LinkEstimate, LocalTruncation, Machine, ModelInfo, PhaseCost, RunResult,
+};

@@ -61,7 +61,11 @@ struct Timed {
     online: f64,
 }
 
-fn server<C: Channel>(ch: &mut Metered<C>, n: usize, ring: Ring) -> Result<(Timed, Vec<u64>, Vec<u64>), ProtocolError> {
+fn server<C: Channel>(
+    ch: &mut Metered<C>,
+    n: usize,
+    ring: Ring,
+) -> Result<(Timed, Vec<u64>, Vec<u64>), ProtocolError> {
     let mut rng = Prg::from_entropy();
     let ell = ring.ell as usize;
     let t = Instant::now();
@@ -86,7 +90,14 @@ fn server<C: Channel>(ch: &mut Metered<C>, n: usize, ring: Ring) -> Result<(Time
         let m = dec.len();
         let first = c * CHUNK;
         prg.fill_blocks(&mut gb_zero[..m * ell]);
-        engine.garble(&delta, &gb_zero[..m * ell], &ev_zero[first * 2 * ell..(first + m) * 2 * ell], first as u64, &mut tables[..m * tb], dec)?;
+        engine.garble(
+            &delta,
+            &gb_zero[..m * ell],
+            &ev_zero[first * 2 * ell..(first + m) * 2 * ell],
+            first as u64,
+            &mut tables[..m * tb],
+            dec,
+        )?;
         ch.send_blocks(&tables[..m * tb])?;
     }
     ch.flush()?;
@@ -121,10 +132,22 @@ fn server<C: Channel>(ch: &mut Metered<C>, n: usize, ring: Ring) -> Result<(Time
         })
         .collect();
     let online = t.elapsed().as_secs_f64();
-    Ok((Timed { setup, offline, online }, a, z))
+    Ok((
+        Timed {
+            setup,
+            offline,
+            online,
+        },
+        a,
+        z,
+    ))
 }
 
-fn client<C: Channel>(ch: &mut Metered<C>, n: usize, ring: Ring) -> Result<(Vec<u64>, Vec<u64>), ProtocolError> {
+fn client<C: Channel>(
+    ch: &mut Metered<C>,
+    n: usize,
+    ring: Ring,
+) -> Result<(Vec<u64>, Vec<u64>), ProtocolError> {
     let mut rng = Prg::from_entropy();
     let ell = ring.ell as usize;
     ch.set_scope(Phase::Setup, Some("base-ot"));
@@ -155,7 +178,13 @@ fn client<C: Channel>(ch: &mut Metered<C>, n: usize, ring: Ring) -> Result<(Vec<
         let m = w.len();
         let first = k * CHUNK;
         ch.recv_blocks(&mut gb[..m * ell])?;
-        engine.evaluate(&gb[..m * ell], &labels[first * 2 * ell..(first + m) * 2 * ell], &tables[first * tb..(first + m) * tb], first as u64, w)?;
+        engine.evaluate(
+            &gb[..m * ell],
+            &labels[first * 2 * ell..(first + m) * 2 * ell],
+            &tables[first * tb..(first + m) * tb],
+            first as u64,
+            w,
+        )?;
     }
     let bytes_per = ell.div_ceil(8);
     let mut buf = Vec::with_capacity(n * bytes_per);
@@ -170,13 +199,18 @@ fn client<C: Channel>(ch: &mut Metered<C>, n: usize, ring: Ring) -> Result<(Vec<
 /// Run N ReLUs between two threads over loopback TCP and measure everything.
 pub fn relu_bench(n: usize, ring: Ring, timeout: Duration) -> Result<ReluBenchResult, BenchError> {
     if n == 0 {
-        return Err(BenchError::Input { path: "--relus".into(), reason: "need at least one ReLU".into() });
+        return Err(BenchError::Input {
+            path: "--relus".into(),
+            reason: "need at least one ReLU".into(),
+        });
     }
     let listener = crate::net::tcp::Listener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let accept = std::thread::spawn(move || listener.accept(timeout, timeout));
     let c = crate::net::tcp::connect(addr, timeout)?;
-    let s = accept.join().map_err(|_| BenchError::Panic("accept".into()))??;
+    let s = accept
+        .join()
+        .map_err(|_| BenchError::Panic("accept".into()))??;
     let (mut s, mut c) = (Metered::new(s), Metered::new(c));
     let hs = std::thread::spawn(move || server(&mut s, n, ring).map(|r| (r, s.stats())));
     let hc = std::thread::spawn(move || client(&mut c, n, ring));
@@ -184,7 +218,8 @@ pub fn relu_bench(n: usize, ring: Ring, timeout: Duration) -> Result<ReluBenchRe
     let rc = hc.join().map_err(|_| BenchError::Panic("client".into()))?;
     let ((timed, a, z), stats) = rs.map_err(BenchError::Server)?;
     let (cs, rs_) = rc.map_err(BenchError::Client)?;
-    let correct = (0..n).all(|j| z[j] == relu_plain(a[j], cs[j], rs_[j], ring.ell as usize, ring.frac as usize));
+    let correct = (0..n)
+        .all(|j| z[j] == relu_plain(a[j], cs[j], rs_[j], ring.ell as usize, ring.frac as usize));
     let nf = n as f64;
     let setup_bytes = stats.setup.total.bytes_total();
     let off = stats.offline.total;

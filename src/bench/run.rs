@@ -27,7 +27,7 @@ pub enum BenchError {
         path: String,
         /// Why.
         #[source]
-        source: crate::model::ModelError,
+        source: Box<crate::model::ModelError>,
     },
     /// Plain inference or lowering failed.
     #[error(transparent)]
@@ -119,7 +119,10 @@ impl RunOptions {
 
 /// Load a bundle and build its network for `bn`.
 pub fn load_network(path: &Path, bn: BnPath) -> Result<Network, BenchError> {
-    let err = |source| BenchError::Model { path: path.display().to_string(), source };
+    let err = |source: crate::model::ModelError| BenchError::Model {
+        path: path.display().to_string(),
+        source: Box::new(source),
+    };
     Bundle::open(path).map_err(err)?.network(bn).map_err(err)
 }
 
@@ -132,25 +135,45 @@ pub fn load_input(spec: &InputSpec, net: &Network) -> Result<Vec<f32>, BenchErro
             Ok((0..n)
                 .map(|_| {
                     let (u1, u2): (f64, f64) = (rng.gen::<f64>().max(1e-12), rng.gen());
-                    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()).clamp(-2.5, 2.5) as f32
+                    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()).clamp(-2.5, 2.5)
+                        as f32
                 })
                 .collect())
         }
         InputSpec::File(path) => {
-            let bad = |reason: String| BenchError::Input { path: path.display().to_string(), reason };
+            let bad = |reason: String| BenchError::Input {
+                path: path.display().to_string(),
+                reason,
+            };
             let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
             let values: Vec<f32> = if path.extension().is_some_and(|e| e == "json") {
-                serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a JSON array of numbers: {e}")))?
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| bad(format!("not a JSON array of numbers: {e}")))?
             } else {
-                let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-                let t = st.tensor("input").or_else(|_| st.tensor("inputs")).map_err(|_| bad("no tensor `input` or `inputs`".into()))?;
+                let st = safetensors::SafeTensors::deserialize(&bytes)
+                    .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+                let t = st
+                    .tensor("input")
+                    .or_else(|_| st.tensor("inputs"))
+                    .map_err(|_| bad("no tensor `input` or `inputs`".into()))?;
                 if t.dtype() != safetensors::Dtype::F32 {
-                    return Err(bad(format!("tensor has dtype {:?}, expected F32", t.dtype())));
+                    return Err(bad(format!(
+                        "tensor has dtype {:?}, expected F32",
+                        t.dtype()
+                    )));
                 }
-                t.data().chunks_exact(4).take(n).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+                t.data()
+                    .chunks_exact(4)
+                    .take(n)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
             };
             if values.len() != n {
-                return Err(bad(format!("{} values, the model expects {n} ({:?})", values.len(), net.input_shape.dims())));
+                return Err(bad(format!(
+                    "{} values, the model expects {n} ({:?})",
+                    values.len(),
+                    net.input_shape.dims()
+                )));
             }
             if values.iter().any(|v| !v.is_finite()) {
                 return Err(bad("contains NaN or infinity".into()));
@@ -204,8 +227,10 @@ pub fn server_session<C: Channel>(
     handshake(ch, Role::Server, PROTOCOL_VERSION, &fp)?;
     let (mut cot, delta) = server::setup(ch, &mut rng)?;
     let setup_secs = t0.elapsed().as_secs_f64();
-    let mut timings = PartyTimings::default();
-    timings.progress = progress.clone();
+    let mut timings = PartyTimings {
+        progress: progress.clone(),
+        ..Default::default()
+    };
     let t1 = Instant::now();
     let state = server::offline(ch, net, pre, &mut cot, delta, &mut rng, &mut timings)?;
     // The client says when it has stored everything; online starts after that.
@@ -220,7 +245,14 @@ pub fn server_session<C: Channel>(
     if let Some(pb) = progress {
         pb.finish_with_message("done");
     }
-    Ok(PartyReport { timings, stats: ch.stats(), setup_secs, offline_secs, online_secs, storage_bytes })
+    Ok(PartyReport {
+        timings,
+        stats: ch.stats(),
+        setup_secs,
+        offline_secs,
+        online_secs,
+        storage_bytes,
+    })
 }
 
 /// The client's whole session over `ch`; returns its report and the logits.
@@ -237,8 +269,10 @@ pub fn client_session<C: Channel>(
     handshake(ch, Role::Client, PROTOCOL_VERSION, &fp)?;
     let mut cot = client::setup(ch, &mut rng)?;
     let setup_secs = t0.elapsed().as_secs_f64();
-    let mut timings = PartyTimings::default();
-    timings.progress = progress.clone();
+    let mut timings = PartyTimings {
+        progress: progress.clone(),
+        ..Default::default()
+    };
     let t1 = Instant::now();
     let state = client::offline(ch, net, pre, &mut cot, &mut rng, &mut timings)?;
     ch.set_scope(Phase::Offline, Some("ready"));
@@ -252,11 +286,28 @@ pub fn client_session<C: Channel>(
     if let Some(pb) = progress {
         pb.finish_with_message("done");
     }
-    Ok((PartyReport { timings, stats: ch.stats(), setup_secs, offline_secs, online_secs, storage_bytes }, logits))
+    Ok((
+        PartyReport {
+            timings,
+            stats: ch.stats(),
+            setup_secs,
+            offline_secs,
+            online_secs,
+            storage_bytes,
+        },
+        logits,
+    ))
 }
 
 fn join<T>(h: std::thread::JoinHandle<T>) -> Result<T, BenchError> {
-    h.join().map_err(|e| BenchError::Panic(e.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| e.downcast_ref::<String>().cloned()).unwrap_or_default()))
+    h.join().map_err(|e| {
+        BenchError::Panic(
+            e.downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| e.downcast_ref::<String>().cloned())
+                .unwrap_or_default(),
+        )
+    })
 }
 
 /// Both parties in this process: the complete measured run.
@@ -267,7 +318,11 @@ pub fn run_local(opts: &RunOptions) -> Result<RunResult, BenchError> {
 }
 
 /// Both parties in this process on an already loaded network (`opts.model` is only recorded).
-pub fn run_network(net: &Network, input: &[f32], opts: &RunOptions) -> Result<RunResult, BenchError> {
+pub fn run_network(
+    net: &Network,
+    input: &[f32],
+    opts: &RunOptions,
+) -> Result<RunResult, BenchError> {
     let fixed = Arc::new(FixedNetwork::lower(net, opts.ring)?);
     let oracle = fixed.forward(input)?;
     let f32_logits = plain::forward_f32(net, input)?;
@@ -281,7 +336,15 @@ pub fn run_network(net: &Network, input: &[f32], opts: &RunOptions) -> Result<Ru
     let (server_rep, client_rep, logits, transport) = match opts.transport {
         Transport::Memory => {
             let (a, b) = crate::net::mem_pair(opts.timeout);
-            let (rs, rc) = run_pair(Metered::new(a), Metered::new(b), &fixed, dealer, input, pb_s, pb_c)?;
+            let (rs, rc) = run_pair(
+                Metered::new(a),
+                Metered::new(b),
+                &fixed,
+                dealer,
+                input,
+                pb_s,
+                pb_c,
+            )?;
             (rs.0, rc.0, rc.1, "memory")
         }
         Transport::TcpLoopback => {
@@ -291,11 +354,29 @@ pub fn run_network(net: &Network, input: &[f32], opts: &RunOptions) -> Result<Ru
             let accept = std::thread::spawn(move || listener.accept(timeout, timeout));
             let c = crate::net::tcp::connect(addr, timeout)?;
             let s = join(accept)??;
-            let (rs, rc) = run_pair(Metered::new(s), Metered::new(c), &fixed, dealer, input, pb_s, pb_c)?;
+            let (rs, rc) = run_pair(
+                Metered::new(s),
+                Metered::new(c),
+                &fixed,
+                dealer,
+                input,
+                pb_s,
+                pb_c,
+            )?;
             (rs.0, rc.0, rc.1, "tcp-loopback")
         }
     };
-    Ok(assemble(opts, net, &fixed, &oracle, &f32_logits, server_rep, client_rep, logits, transport))
+    Ok(assemble(
+        opts,
+        net,
+        &fixed,
+        &oracle,
+        &f32_logits,
+        server_rep,
+        client_rep,
+        logits,
+        transport,
+    ))
 }
 
 #[allow(clippy::type_complexity)]
@@ -321,7 +402,10 @@ fn run_pair<C: Channel + 'static>(
         (Err(e), Ok(_)) => Err(BenchError::Server(e)),
         (Ok(_), Err(e)) => Err(BenchError::Client(e)),
         (Err(es), Err(ec)) => {
-            if matches!(es, ProtocolError::Net(crate::net::NetError::Disconnected { .. })) {
+            if matches!(
+                es,
+                ProtocolError::Net(crate::net::NetError::Disconnected { .. })
+            ) {
                 Err(BenchError::Client(ec))
             } else {
                 Err(BenchError::Server(es))
@@ -335,14 +419,21 @@ pub fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
         })
         .map_or(0, |kb| kb * 1024)
 }
 
-fn phase_cost(server: &PartyReport, client: &PartyReport, phase: Phase, layer: Option<&str>) -> PhaseCost {
+fn phase_cost(
+    server: &PartyReport,
+    client: &PartyReport,
+    phase: Phase,
+    layer: Option<&str>,
+) -> PhaseCost {
     let counters = match layer {
         None => Some(server.stats.phase(phase).total),
         Some(l) => server.stats.layer(phase, l).copied(),
@@ -354,7 +445,12 @@ fn phase_cost(server: &PartyReport, client: &PartyReport, phase: Phase, layer: O
             Phase::Offline => r.offline_secs,
             Phase::Online => r.online_secs,
         },
-        Some(l) => r.timings.steps.iter().filter(|t| t.phase == phase && t.name == l).fold(0.0, |acc, t| acc + t.seconds),
+        Some(l) => r
+            .timings
+            .steps
+            .iter()
+            .filter(|t| t.phase == phase && t.name == l)
+            .fold(0.0, |acc, t| acc + t.seconds),
     };
     let (ss, cs) = (secs(server), secs(client));
     PhaseCost {
@@ -412,18 +508,45 @@ fn assemble(
     let offline = phase_cost(&server, &client, Phase::Offline, None);
     let online = phase_cost(&server, &client, Phase::Online, None);
 
-    let max_diff = logits.iter().zip(&oracle.logits).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let max_diff = logits
+        .iter()
+        .zip(&oracle.logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
     let exact = logits == oracle.logits;
-    let argmax = |v: &[f64]| v.iter().enumerate().fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0;
+    let argmax = |v: &[f64]| {
+        v.iter()
+            .enumerate()
+            .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &x)| {
+                if x > bv {
+                    (i, x)
+                } else {
+                    (bi, bv)
+                }
+            })
+            .0
+    };
     let predicted = argmax(&logits);
     let oracle_class = argmax(&oracle.logits);
     let scale = oracle.logits.iter().fold(1.0f64, |m, v| m.max(v.abs()));
     let correct = predicted == oracle_class && max_diff <= 0.01 * scale;
-    let fixed_err = oracle.logits.iter().zip(f32_logits).map(|(a, &b)| (a - b as f64).abs()).fold(0.0, f64::max);
-    let per_elem = if oracle.local_truncations > 0 { opts.ring.local_trunc_failure_probability(oracle.max_local_trunc_bits) } else { 0.0 };
+    let fixed_err = oracle
+        .logits
+        .iter()
+        .zip(f32_logits)
+        .map(|(a, &b)| (a - b as f64).abs())
+        .fold(0.0, f64::max);
+    let per_elem = if oracle.local_truncations > 0 {
+        opts.ring
+            .local_trunc_failure_probability(oracle.max_local_trunc_bits)
+    } else {
+        0.0
+    };
     let budget = fixed.kept_relus() as u64;
     let and_gates = if budget > 0 {
-        crate::protocol::engine::ReluEngine::new(opts.ring, opts.ring.frac).map(|e| e.and_gates() as u64).unwrap_or(0)
+        crate::protocol::engine::ReluEngine::new(opts.ring, opts.ring.frac)
+            .map(|e| e.and_gates() as u64)
+            .unwrap_or(0)
     } else {
         0
     };
@@ -438,7 +561,12 @@ fn assemble(
                 setup.bytes_server_to_client + offline.bytes_server_to_client,
                 setup.rounds + offline.rounds,
             ),
-            online_seconds: l.estimate(online.seconds, online.bytes_client_to_server, online.bytes_server_to_client, online.rounds),
+            online_seconds: l.estimate(
+                online.seconds,
+                online.bytes_client_to_server,
+                online.bytes_server_to_client,
+                online.rounds,
+            ),
             emulated: false,
         })
         .collect();
@@ -489,7 +617,11 @@ pub fn serve(opts: &RunOptions, listen: &str) -> Result<PartyReport, BenchError>
     let net = load_network(&opts.model, opts.bn)?;
     let fixed = Arc::new(FixedNetwork::lower(&net, opts.ring)?);
     let listener = crate::net::tcp::Listener::bind(listen)?;
-    eprintln!("pibench serve: {} listening on {}", opts.model.display(), listener.local_addr()?);
+    eprintln!(
+        "pibench serve: {} listening on {}",
+        opts.model.display(),
+        listener.local_addr()?
+    );
     let stream = listener.accept(Duration::from_secs(3600), opts.timeout)?;
     let mut ch = Metered::new(stream);
     let mut pre = crate::protocol::prepro::RemoteDealerServer(Dealer::new(fixed.clone()));
@@ -514,9 +646,20 @@ pub fn client(opts: &RunOptions, connect: &str) -> Result<RunResult, BenchError>
     let mut pre = crate::protocol::prepro::RemoteDealerClient;
     let mp = MultiProgress::new();
     let pb = bar(&mp, fixed.steps.len() * 2, "client", opts.progress);
-    let (client_rep, logits) = client_session(&mut ch, &fixed, &mut pre, &input, pb).map_err(BenchError::Client)?;
+    let (client_rep, logits) =
+        client_session(&mut ch, &fixed, &mut pre, &input, pb).map_err(BenchError::Client)?;
     let server_rep = recv_report(&mut ch).map_err(BenchError::Client)?;
-    Ok(assemble(opts, &net, &fixed, &oracle, &f32_logits, server_rep, client_rep, logits, "tcp"))
+    Ok(assemble(
+        opts,
+        &net,
+        &fixed,
+        &oracle,
+        &f32_logits,
+        server_rep,
+        client_rep,
+        logits,
+        "tcp",
+    ))
 }
 
 fn send_report<C: Channel>(ch: &mut C, report: &PartyReport) -> Result<(), ProtocolError> {
@@ -532,7 +675,9 @@ fn recv_report<C: Channel>(ch: &mut C) -> Result<PartyReport, ProtocolError> {
     ch.set_scope(Phase::Online, Some("report"));
     let n = crate::net::ChannelExt::recv_u64(ch)? as usize;
     if n > 64 << 20 {
-        return Err(ProtocolError::Internal(format!("server report of {n} bytes")));
+        return Err(ProtocolError::Internal(format!(
+            "server report of {n} bytes"
+        )));
     }
     let mut buf = vec![0u8; n];
     ch.recv(&mut buf)?;

@@ -22,7 +22,12 @@ pub fn human_bytes(b: u64) -> String {
 /// The per-layer table and totals of one run.
 pub fn run_table(r: &RunResult) -> String {
     let mut s = String::new();
-    let name = r.model.card.name.clone().unwrap_or_else(|| r.model.path.clone());
+    let name = r
+        .model
+        .card
+        .name
+        .clone()
+        .unwrap_or_else(|| r.model.path.clone());
     let _ = writeln!(
         s,
         "{name}  ({} {}, method {}, bn {}, budget {} of {} ReLUs, ℓ={} f={}, backend {}{}, {} threads, {})",
@@ -42,10 +47,25 @@ pub fn run_table(r: &RunResult) -> String {
     let _ = writeln!(
         s,
         "{:<22} {:<9} {:>8} {:>9} | {:>8} {:>10} {:>10} {:>4} | {:>8} {:>10} {:>10} {:>4}",
-        "layer", "kind", "ReLUs", "MACs", "off s", "off c→s", "off s→c", "rnd", "on s", "on c→s", "on s→c", "rnd"
+        "layer",
+        "kind",
+        "ReLUs",
+        "MACs",
+        "off s",
+        "off c→s",
+        "off s→c",
+        "rnd",
+        "on s",
+        "on c→s",
+        "on s→c",
+        "rnd"
     );
     for l in &r.layers {
-        if l.offline.bytes() == 0 && l.online.bytes() == 0 && l.offline.seconds < 1e-4 && l.online.seconds < 1e-4 {
+        if l.offline.bytes() == 0
+            && l.online.bytes() == 0
+            && l.offline.seconds < 1e-4
+            && l.online.seconds < 1e-4
+        {
             continue;
         }
         let _ = writeln!(
@@ -65,7 +85,11 @@ pub fn run_table(r: &RunResult) -> String {
             l.online.rounds,
         );
     }
-    for (label, p) in [("setup", &r.setup), ("offline", &r.offline), ("online", &r.online)] {
+    for (label, p) in [
+        ("setup", &r.setup),
+        ("offline", &r.offline),
+        ("online", &r.online),
+    ] {
         let _ = writeln!(
             s,
             "{label:<8} {:>8.3} s wall (server {:.3} s, client {:.3} s), {} client→server, {} server→client, {} rounds",
@@ -91,13 +115,19 @@ pub fn run_table(r: &RunResult) -> String {
             l.link,
             l.offline_seconds,
             l.online_seconds,
-            if l.emulated { " (emulated)" } else { " (estimated)" }
+            if l.emulated {
+                " (emulated)"
+            } else {
+                " (estimated)"
+            }
         );
     }
     let _ = writeln!(
         s,
         "local truncations {} (max {} bits, failure probability ≤ {:.2e})",
-        r.local_truncation.count, r.local_truncation.max_value_bits, r.local_truncation.failure_probability
+        r.local_truncation.count,
+        r.local_truncation.max_value_bits,
+        r.local_truncation.failure_probability
     );
     let _ = writeln!(
         s,
@@ -115,11 +145,18 @@ pub fn run_table(r: &RunResult) -> String {
 /// The result of `relu-bench`.
 pub fn relu_table(r: &ReluBenchResult) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{} ReLUs, ℓ={} f={}, {} AND gates each, {} threads", r.relus, r.ring.ell, r.ring.frac, r.and_gates_per_relu, r.threads);
+    let _ = writeln!(
+        s,
+        "{} ReLUs, ℓ={} f={}, {} AND gates each, {} threads",
+        r.relus, r.ring.ell, r.ring.frac, r.and_gates_per_relu, r.threads
+    );
     let _ = writeln!(
         s,
         "time   {:>8.3} µs/ReLU total = {:.3} offline + {:.3} online (+ setup {:.1} ms once)",
-        r.us_per_relu, r.us_per_relu_offline, r.us_per_relu_online, r.setup_seconds * 1e3
+        r.us_per_relu,
+        r.us_per_relu_offline,
+        r.us_per_relu_online,
+        r.setup_seconds * 1e3
     );
     let _ = writeln!(
         s,
@@ -132,8 +169,18 @@ pub fn relu_table(r: &ReluBenchResult) -> String {
     let _ = writeln!(
         s,
         "       online  {:.0} B/ReLU ({:.0} client→server, {:.0} server→client)",
-        r.online_bytes_per_relu, r.online_bytes_per_relu_client_to_server, r.online_bytes_per_relu_server_to_client
+        r.online_bytes_per_relu,
+        r.online_bytes_per_relu_client_to_server,
+        r.online_bytes_per_relu_server_to_client
     );
-    let _ = writeln!(s, "check  {}", if r.correct { "every output correct" } else { "WRONG OUTPUTS" });
+    let _ = writeln!(
+        s,
+        "check  {}",
+        if r.correct {
+            "every output correct"
+        } else {
+            "WRONG OUTPUTS"
+        }
+    );
     s
 }

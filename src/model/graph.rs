@@ -106,7 +106,9 @@ impl std::fmt::Debug for Linear {
 
 impl std::fmt::Debug for ChannelAffine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChannelAffine").field("channels", &self.scale.len()).finish_non_exhaustive()
+        f.debug_struct("ChannelAffine")
+            .field("channels", &self.scale.len())
+            .finish_non_exhaustive()
     }
 }
 

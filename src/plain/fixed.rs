@@ -49,7 +49,10 @@ pub struct LinearStep {
 
 impl std::fmt::Debug for LinearStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LinearStep").field("kind", &self.kind).field("input_trunc", &self.input_trunc).finish_non_exhaustive()
+        f.debug_struct("LinearStep")
+            .field("kind", &self.kind)
+            .field("input_trunc", &self.input_trunc)
+            .finish_non_exhaustive()
     }
 }
 

@@ -17,6 +17,7 @@ pub enum ToyMasks {
     Random,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn conv(
     rng: &mut ChaCha8Rng,
     name: &str,
@@ -78,8 +79,10 @@ fn relu(
 
 /// A 3×8×8-input network: conv-relu, a residual block with a projection shortcut, average pool,
 /// linear to 5 classes; 3 ReLU sites.
+#[allow(clippy::vec_init_then_push)]
 pub fn toy_network(seed: u64, masks: ToyMasks) -> Network {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+
     let mut layers = Vec::new();
     layers.push(conv(&mut rng, "conv0", 3, 4, 3, 1, ValueId::Input, 8)); // 0
     layers.push(relu(

@@ -33,13 +33,20 @@ pub struct ClientState {
 impl ClientState {
     /// Bytes the client stores between the phases (the quantity Delphi's storage figures count).
     pub fn storage_bytes(&self) -> u64 {
-        let sites: usize = self.sites.iter().map(|s| (s.tables.len() + s.labels.len()) * 16 + s.plan.kept.len() * 4).sum();
+        let sites: usize = self
+            .sites
+            .iter()
+            .map(|s| (s.tables.len() + s.labels.len()) * 16 + s.plan.kept.len() * 4)
+            .sum();
         ((self.r0.len() + self.out_share.len()) * 8 + sites) as u64
     }
 }
 
 /// Setup: the base OTs of the correlated-OT extension.
-pub fn setup<C: Channel + ?Sized, R: RngCore + CryptoRng>(ch: &mut C, rng: &mut R) -> Result<CotReceiver, ProtocolError> {
+pub fn setup<C: Channel + ?Sized, R: RngCore + CryptoRng>(
+    ch: &mut C,
+    rng: &mut R,
+) -> Result<CotReceiver, ProtocolError> {
     ch.set_scope(Phase::Setup, Some("base-ot"));
     let cot = CotReceiver::setup(ch, rng)?;
     ch.flush()?;
@@ -58,7 +65,9 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
     timings: &mut PartyTimings,
 ) -> Result<ClientState, ProtocolError> {
     let ring = net.ring;
-    let r0: Vec<u64> = (0..net.input_shape.elements()).map(|_| ring.reduce(rng.next_u64())).collect();
+    let r0: Vec<u64> = (0..net.input_shape.elements())
+        .map(|_| ring.reduce(rng.next_u64()))
+        .collect();
     let mut values: Vec<Option<Vec<u64>>> = vec![None; net.steps.len() + 1];
     values[0] = Some(r0.clone());
     let last_use = super::last_uses(net);
@@ -72,19 +81,25 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
         let out = match &step.kind {
             StepKind::Linear(l) => {
                 let cin: Vec<u64> = if l.input_trunc > 0 {
-                    c.iter().map(|&v| ring.trunc_share_client(v, l.input_trunc)).collect()
+                    c.iter()
+                        .map(|&v| ring.trunc_share_client(v, l.input_trunc))
+                        .collect()
                 } else {
                     c.clone()
                 };
                 pre.correlate(ch, i, &cin)?
             }
             StepKind::Relu { trunc, .. } => {
-                let plan = plan_iter.next().ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
+                let plan = plan_iter
+                    .next()
+                    .ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
                 let engine = ReluEngine::new(ring, plan.trunc)?;
                 let ell = engine.ell;
                 let n = plan.kept.len();
                 let mut out: Vec<u64> = if *trunc > 0 {
-                    c.iter().map(|&v| ring.trunc_share_client(v, *trunc)).collect()
+                    c.iter()
+                        .map(|&v| ring.trunc_share_client(v, *trunc))
+                        .collect()
                 } else {
                     c.clone()
                 };
@@ -102,14 +117,25 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                 for chunk in tables.chunks_mut(CHUNK * engine.table_blocks()) {
                     ch.recv_blocks(chunk)?;
                 }
-                sites.push(ClientSite { plan, tables, labels });
+                sites.push(ClientSite {
+                    plan,
+                    tables,
+                    labels,
+                });
                 out
             }
             StepKind::Add { shift_a, shift_b } => {
                 let y = super::value(&values, step.inputs[1])?;
-                c.iter().zip(y).map(|(&a, &b)| ring.add(ring.shl(a, *shift_a), ring.shl(b, *shift_b))).collect()
+                c.iter()
+                    .zip(y)
+                    .map(|(&a, &b)| ring.add(ring.shl(a, *shift_a), ring.shl(b, *shift_b)))
+                    .collect()
             }
-            StepKind::SumPool { in_shape: (ch_, h, w), kernel, stride } => {
+            StepKind::SumPool {
+                in_shape: (ch_, h, w),
+                kernel,
+                stride,
+            } => {
                 let mut y = kernels::sum_pool(c, *ch_, *h, *w, *kernel, *stride);
                 y.iter_mut().for_each(|v| *v = ring.reduce(*v));
                 y
@@ -118,10 +144,20 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
         };
         values[i + 1] = Some(out);
         super::free_dead(&mut values, &last_use, i);
-        timings.record(i, &step.name, step.kind_name(), Phase::Offline, t0.elapsed().as_secs_f64());
+        timings.record(
+            i,
+            &step.name,
+            step.kind_name(),
+            Phase::Offline,
+            t0.elapsed().as_secs_f64(),
+        );
     }
     let out_share = super::value(&values, net.output)?.clone();
-    Ok(ClientState { r0, sites, out_share })
+    Ok(ClientState {
+        r0,
+        sites,
+        out_share,
+    })
 }
 
 /// Online: send `x − r`, evaluate every site's garbled ReLUs on the server's labels, return the
@@ -137,16 +173,30 @@ pub fn online<C: Channel + ?Sized>(
     let t_in = Instant::now();
     ch.set_scope(Phase::Online, Some("input"));
     let x = net.encode_input(input)?;
-    let masked: Vec<u64> = x.iter().zip(&state.r0).map(|(&v, &r)| ring.sub(v, r)).collect();
+    let masked: Vec<u64> = x
+        .iter()
+        .zip(&state.r0)
+        .map(|(&v, &r)| ring.sub(v, r))
+        .collect();
     ch.send_u64s(&masked)?;
     ch.flush()?;
-    timings.record(usize::MAX, "input", "input", Phase::Online, t_in.elapsed().as_secs_f64());
+    timings.record(
+        usize::MAX,
+        "input",
+        "input",
+        Phase::Online,
+        t_in.elapsed().as_secs_f64(),
+    );
     let mut sites = state.sites.into_iter();
     for (i, step) in net.steps.iter().enumerate() {
-        let StepKind::Relu { .. } = step.kind else { continue };
+        let StepKind::Relu { .. } = step.kind else {
+            continue;
+        };
         let t0 = Instant::now();
         ch.set_scope(Phase::Online, Some(&step.name));
-        let site = sites.next().ok_or_else(|| ProtocolError::Internal("site out of step".into()))?;
+        let site = sites
+            .next()
+            .ok_or_else(|| ProtocolError::Internal("site out of step".into()))?;
         let n = site.plan.kept.len();
         if n > 0 {
             let engine = ReluEngine::new(ring, site.plan.trunc)?;
@@ -174,7 +224,13 @@ pub fn online<C: Channel + ?Sized>(
             ch.send(&buf)?;
             ch.flush()?;
         }
-        timings.record(i, &step.name, step.kind_name(), Phase::Online, t0.elapsed().as_secs_f64());
+        timings.record(
+            i,
+            &step.name,
+            step.kind_name(),
+            Phase::Online,
+            t0.elapsed().as_secs_f64(),
+        );
     }
     let t_out = Instant::now();
     ch.set_scope(Phase::Online, Some("output"));
@@ -185,6 +241,12 @@ pub fn online<C: Channel + ?Sized>(
         .zip(&state.out_share)
         .map(|(&a, &c)| ring.decode(ring.add(a, c), net.output_scale))
         .collect();
-    timings.record(usize::MAX, "output", "output", Phase::Online, t_out.elapsed().as_secs_f64());
+    timings.record(
+        usize::MAX,
+        "output",
+        "output",
+        Phase::Online,
+        t_out.elapsed().as_secs_f64(),
+    );
     Ok(logits)
 }

@@ -27,8 +27,13 @@ pub struct ReluEngine {
 impl ReluEngine {
     /// The engine for ReLUs on `ring` truncating by `trunc` bits.
     pub fn new(ring: Ring, trunc: u32) -> Result<Self, ProtocolError> {
-        let circuit = relu_circuit(ring.ell as usize, trunc as usize).map_err(|e| ProtocolError::Internal(e.to_string()))?;
-        Ok(ReluEngine { circuit, ell: ring.ell as usize, trunc: trunc as usize })
+        let circuit = relu_circuit(ring.ell as usize, trunc as usize)
+            .map_err(|e| ProtocolError::Internal(e.to_string()))?;
+        Ok(ReluEngine {
+            circuit,
+            ell: ring.ell as usize,
+            trunc: trunc as usize,
+        })
     }
 
     /// AND gates per ReLU.
@@ -84,12 +89,21 @@ impl ReluEngine {
 
 fn pack_words(bits: &[bool], ell: usize, words: &mut [u64]) {
     for (w, chunk) in words.iter_mut().zip(bits.chunks(ell)) {
-        *w = chunk.iter().enumerate().fold(0u64, |acc, (i, &b)| acc | ((b as u64) << i));
+        *w = chunk
+            .iter()
+            .enumerate()
+            .fold(0u64, |acc, (i, &b)| acc | ((b as u64) << i));
     }
 }
 
 /// The server's labels for its share values: `zero ⊕ bit·Δ`, without branching on the bit.
-pub fn encode_server_labels(values: &[u64], ell: usize, zero: &[Block], delta: &Delta, out: &mut [Block]) {
+pub fn encode_server_labels(
+    values: &[u64],
+    ell: usize,
+    zero: &[Block],
+    delta: &Delta,
+    out: &mut [Block],
+) {
     let d = delta.block();
     for (i, &v) in values.iter().enumerate() {
         for b in 0..ell {

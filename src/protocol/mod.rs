@@ -68,10 +68,20 @@ pub fn sites_of(net: &FixedNetwork) -> Vec<SitePlan> {
         if let StepKind::Relu { keep, trunc, .. } = &step.kind {
             let kept: Vec<u32> = match keep {
                 None => (0..step.out_shape.elements() as u32).collect(),
-                Some(k) => k.iter().enumerate().filter(|(_, &b)| b).map(|(j, _)| j as u32).collect(),
+                Some(k) => k
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &b)| b)
+                    .map(|(j, _)| j as u32)
+                    .collect(),
             };
             let n = kept.len() as u64;
-            out.push(SitePlan { step: i, kept, trunc: *trunc, instance_base: base });
+            out.push(SitePlan {
+                step: i,
+                kept,
+                trunc: *trunc,
+                instance_base: base,
+            });
             base += n;
         }
     }
@@ -106,7 +116,13 @@ pub struct PartyTimings {
 impl PartyTimings {
     /// Append one entry.
     pub fn record(&mut self, step: usize, name: &str, kind: &str, phase: Phase, seconds: f64) {
-        self.steps.push(StepTiming { step, name: name.to_string(), kind: kind.to_string(), phase, seconds });
+        self.steps.push(StepTiming {
+            step,
+            name: name.to_string(),
+            kind: kind.to_string(),
+            phase,
+            seconds,
+        });
         if let Some(pb) = &self.progress {
             if step != usize::MAX {
                 pb.inc(1);
@@ -117,7 +133,10 @@ impl PartyTimings {
 
     /// Total seconds in `phase`.
     pub fn total(&self, phase: Phase) -> f64 {
-        self.steps.iter().filter(|s| s.phase == phase).fold(0.0, |acc, s| acc + s.seconds)
+        self.steps
+            .iter()
+            .filter(|s| s.phase == phase)
+            .fold(0.0, |acc, s| acc + s.seconds)
     }
 }
 
@@ -141,10 +160,11 @@ pub(crate) fn slot(v: ValueId) -> usize {
 }
 
 pub(crate) fn value(values: &[Option<Vec<u64>>], v: ValueId) -> Result<&Vec<u64>, ProtocolError> {
-    values
-        .get(slot(v))
-        .and_then(Option::as_ref)
-        .ok_or_else(|| ProtocolError::Internal(format!("value {v:?} read before it was computed or after it was freed")))
+    values.get(slot(v)).and_then(Option::as_ref).ok_or_else(|| {
+        ProtocolError::Internal(format!(
+            "value {v:?} read before it was computed or after it was freed"
+        ))
+    })
 }
 
 /// Drop values no later step reads, so memory follows the live set.
@@ -160,16 +180,24 @@ pub(crate) fn free_dead(values: &mut [Option<Vec<u64>>], last: &[usize], step: u
 /// kind, geometry, shape and truncation, and the masks. Weights are not part of it.
 pub fn fingerprint(net: &FixedNetwork) -> crate::net::Fingerprint {
     use crate::plain::LinearKind;
-    let mut desc = format!("pibench-protocol-{PROTOCOL_VERSION};ring={},{};input={:?};", net.ring.ell, net.ring.frac, net.input_shape);
+    let mut desc = format!(
+        "pibench-protocol-{PROTOCOL_VERSION};ring={},{};input={:?};",
+        net.ring.ell, net.ring.frac, net.input_shape
+    );
     let mut masks: Vec<u8> = Vec::new();
     for step in &net.steps {
-        desc.push_str(&format!("{}:{:?}:{:?}:{}:", step.name, step.inputs, step.out_shape, step.out_scale));
+        desc.push_str(&format!(
+            "{}:{:?}:{:?}:{}:",
+            step.name, step.inputs, step.out_shape, step.out_scale
+        ));
         match &step.kind {
             StepKind::Linear(l) => {
                 let k = match &l.kind {
                     LinearKind::Conv(g) => format!("conv{g:?}"),
                     LinearKind::Fc { out_features } => format!("fc{out_features}"),
-                    LinearKind::ChannelScale { channels, plane } => format!("scale{channels}x{plane}"),
+                    LinearKind::ChannelScale { channels, plane } => {
+                        format!("scale{channels}x{plane}")
+                    }
                 };
                 desc.push_str(&format!("{k}/{}/{};", l.input_trunc, l.weight.len()));
             }
@@ -179,8 +207,14 @@ pub fn fingerprint(net: &FixedNetwork) -> crate::net::Fingerprint {
                     masks.extend(k.iter().map(|&b| b as u8));
                 }
             }
-            StepKind::Add { shift_a, shift_b } => desc.push_str(&format!("add{shift_a},{shift_b};")),
-            StepKind::SumPool { in_shape, kernel, stride } => desc.push_str(&format!("pool{in_shape:?}{kernel}{stride};")),
+            StepKind::Add { shift_a, shift_b } => {
+                desc.push_str(&format!("add{shift_a},{shift_b};"))
+            }
+            StepKind::SumPool {
+                in_shape,
+                kernel,
+                stride,
+            } => desc.push_str(&format!("pool{in_shape:?}{kernel}{stride};")),
             StepKind::Flatten => desc.push_str("flatten;"),
         }
     }

@@ -50,7 +50,12 @@ impl std::str::FromStr for Backend {
 pub trait ClientPreprocessing: Send {
     /// `M·c − s` for linear step `step` and the client's (already truncated) input share `c`;
     /// `ch` is the channel to the server, for backends that talk.
-    fn correlate(&mut self, ch: &mut dyn Channel, step: usize, c: &[u64]) -> Result<Vec<u64>, ProtocolError>;
+    fn correlate(
+        &mut self,
+        ch: &mut dyn Channel,
+        step: usize,
+        c: &[u64],
+    ) -> Result<Vec<u64>, ProtocolError>;
 }
 
 /// The server's half of a backend.
@@ -118,17 +123,26 @@ impl Dealer {
     fn deal(&self, step: usize, c: &[u64]) -> Result<(Vec<u64>, Vec<u64>), ProtocolError> {
         let s = self.mask_of(step)?;
         let StepKind::Linear(l) = &self.net.steps[step].kind else {
-            return Err(ProtocolError::Internal(format!("step {step} is not linear")));
+            return Err(ProtocolError::Internal(format!(
+                "step {step} is not linear"
+            )));
         };
         let ring = self.net.ring;
         let mut mc = l.apply(&ring, c);
-        mc.iter_mut().zip(&s).for_each(|(v, &si)| *v = ring.sub(*v, si));
+        mc.iter_mut()
+            .zip(&s)
+            .for_each(|(v, &si)| *v = ring.sub(*v, si));
         Ok((mc, s))
     }
 }
 
 impl ClientPreprocessing for Dealer {
-    fn correlate(&mut self, _ch: &mut dyn Channel, step: usize, c: &[u64]) -> Result<Vec<u64>, ProtocolError> {
+    fn correlate(
+        &mut self,
+        _ch: &mut dyn Channel,
+        step: usize,
+        c: &[u64],
+    ) -> Result<Vec<u64>, ProtocolError> {
         Ok(self.deal(step, c)?.0)
     }
 }
@@ -146,12 +160,19 @@ impl ServerPreprocessing for Dealer {
 pub struct RemoteDealerClient;
 
 impl ClientPreprocessing for RemoteDealerClient {
-    fn correlate(&mut self, ch: &mut dyn Channel, _step: usize, c: &[u64]) -> Result<Vec<u64>, ProtocolError> {
+    fn correlate(
+        &mut self,
+        ch: &mut dyn Channel,
+        _step: usize,
+        c: &[u64],
+    ) -> Result<Vec<u64>, ProtocolError> {
         ch.send_u64s(c)?;
         ch.flush()?;
         let n = ch.recv_u64()? as usize;
         if n > 1 << 28 {
-            return Err(ProtocolError::Internal(format!("dealer announced {n} values")));
+            return Err(ProtocolError::Internal(format!(
+                "dealer announced {n} values"
+            )));
         }
         let mut out = vec![0u64; n];
         ch.recv_u64s(&mut out)?;

@@ -36,13 +36,20 @@ impl ServerState {
     /// Bytes the server stores between the phases.
     pub fn storage_bytes(&self) -> u64 {
         let masks: usize = self.masks.iter().flatten().map(|m| m.len() * 8).sum();
-        let sites: usize = self.sites.iter().map(|s| s.decode.len() * 8 + 16 + s.plan.kept.len() * 4).sum();
+        let sites: usize = self
+            .sites
+            .iter()
+            .map(|s| s.decode.len() * 8 + 16 + s.plan.kept.len() * 4)
+            .sum();
         (masks + sites + 16) as u64
     }
 }
 
 /// Setup: a fresh Δ for this session and the base OTs of the correlated-OT extension.
-pub fn setup<C: Channel + ?Sized, R: RngCore + CryptoRng>(ch: &mut C, rng: &mut R) -> Result<(CotSender, Delta), ProtocolError> {
+pub fn setup<C: Channel + ?Sized, R: RngCore + CryptoRng>(
+    ch: &mut C,
+    rng: &mut R,
+) -> Result<(CotSender, Delta), ProtocolError> {
     ch.set_scope(Phase::Setup, Some("base-ot"));
     let delta = Delta::random(rng);
     let cot = CotSender::setup(ch, delta.block(), rng)?;
@@ -71,7 +78,9 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
         match &step.kind {
             StepKind::Linear(_) => masks[i] = Some(pre.mask(ch, i)?),
             StepKind::Relu { .. } => {
-                let plan = plan_iter.next().ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
+                let plan = plan_iter
+                    .next()
+                    .ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
                 let engine = ReluEngine::new(net.ring, plan.trunc)?;
                 let ell = engine.ell;
                 let n = plan.kept.len();
@@ -100,13 +109,27 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                     ch.send_blocks(&tables[..m * engine.table_blocks()])?;
                 }
                 ch.flush()?;
-                sites.push(ServerSite { plan, label_seed, decode });
+                sites.push(ServerSite {
+                    plan,
+                    label_seed,
+                    decode,
+                });
             }
             _ => {}
         }
-        timings.record(i, &step.name, step.kind_name(), Phase::Offline, t0.elapsed().as_secs_f64());
+        timings.record(
+            i,
+            &step.name,
+            step.kind_name(),
+            Phase::Offline,
+            t0.elapsed().as_secs_f64(),
+        );
     }
-    Ok(ServerState { delta, masks, sites })
+    Ok(ServerState {
+        delta,
+        masks,
+        sites,
+    })
 }
 
 /// Online: receive `x − r`, run every layer on the server's shares, and send the logits' share.
@@ -122,7 +145,13 @@ pub fn online<C: Channel + ?Sized>(
     let mut x0 = vec![0u64; net.input_shape.elements()];
     ch.recv_u64s(&mut x0)?;
     x0.iter_mut().for_each(|v| *v = ring.reduce(*v));
-    timings.record(usize::MAX, "input", "input", Phase::Online, t_in.elapsed().as_secs_f64());
+    timings.record(
+        usize::MAX,
+        "input",
+        "input",
+        Phase::Online,
+        t_in.elapsed().as_secs_f64(),
+    );
     let mut values: Vec<Option<Vec<u64>>> = vec![None; net.steps.len() + 1];
     values[0] = Some(x0);
     let last_use = super::last_uses(net);
@@ -134,22 +163,32 @@ pub fn online<C: Channel + ?Sized>(
         let out = match &step.kind {
             StepKind::Linear(l) => {
                 let xin: Vec<u64> = if l.input_trunc > 0 {
-                    x.iter().map(|&v| ring.trunc_share_server(v, l.input_trunc)).collect()
+                    x.iter()
+                        .map(|&v| ring.trunc_share_server(v, l.input_trunc))
+                        .collect()
                 } else {
                     x.clone()
                 };
                 let mut y = l.apply(&ring, &xin);
-                let s = state.masks[i].as_ref().ok_or_else(|| ProtocolError::Internal(format!("no mask for step {i}")))?;
-                y.iter_mut().zip(s).for_each(|(v, &si)| *v = ring.add(*v, si));
+                let s = state.masks[i]
+                    .as_ref()
+                    .ok_or_else(|| ProtocolError::Internal(format!("no mask for step {i}")))?;
+                y.iter_mut()
+                    .zip(s)
+                    .for_each(|(v, &si)| *v = ring.add(*v, si));
                 l.add_bias(&ring, &mut y);
                 y
             }
             StepKind::Relu { trunc, .. } => {
-                let site = sites.next().ok_or_else(|| ProtocolError::Internal("site out of step".into()))?;
+                let site = sites
+                    .next()
+                    .ok_or_else(|| ProtocolError::Internal("site out of step".into()))?;
                 let ell = ring.ell as usize;
                 let n = site.plan.kept.len();
                 let mut out: Vec<u64> = if *trunc > 0 {
-                    x.iter().map(|&v| ring.trunc_share_server(v, *trunc)).collect()
+                    x.iter()
+                        .map(|&v| ring.trunc_share_server(v, *trunc))
+                        .collect()
                 } else {
                     x.clone()
                 };
@@ -163,7 +202,13 @@ pub fn online<C: Channel + ?Sized>(
                         prg.fill_blocks(&mut zero[..m * ell]);
                         vals.clear();
                         vals.extend(chunk.iter().map(|&j| x[j as usize]));
-                        encode_server_labels(&vals, ell, &zero[..m * ell], &state.delta, &mut labels[..m * ell]);
+                        encode_server_labels(
+                            &vals,
+                            ell,
+                            &zero[..m * ell],
+                            &state.delta,
+                            &mut labels[..m * ell],
+                        );
                         ch.send_blocks(&labels[..m * ell])?;
                     }
                     ch.flush()?;
@@ -180,9 +225,16 @@ pub fn online<C: Channel + ?Sized>(
             }
             StepKind::Add { shift_a, shift_b } => {
                 let y = super::value(&values, step.inputs[1])?;
-                x.iter().zip(y).map(|(&a, &b)| ring.add(ring.shl(a, *shift_a), ring.shl(b, *shift_b))).collect()
+                x.iter()
+                    .zip(y)
+                    .map(|(&a, &b)| ring.add(ring.shl(a, *shift_a), ring.shl(b, *shift_b)))
+                    .collect()
             }
-            StepKind::SumPool { in_shape: (c, h, w), kernel, stride } => {
+            StepKind::SumPool {
+                in_shape: (c, h, w),
+                kernel,
+                stride,
+            } => {
                 let mut y = kernels::sum_pool(x, *c, *h, *w, *kernel, *stride);
                 y.iter_mut().for_each(|v| *v = ring.reduce(*v));
                 y
@@ -191,13 +243,25 @@ pub fn online<C: Channel + ?Sized>(
         };
         values[i + 1] = Some(out);
         super::free_dead(&mut values, &last_use, i);
-        timings.record(i, &step.name, step.kind_name(), Phase::Online, t0.elapsed().as_secs_f64());
+        timings.record(
+            i,
+            &step.name,
+            step.kind_name(),
+            Phase::Online,
+            t0.elapsed().as_secs_f64(),
+        );
     }
     let t_out = Instant::now();
     ch.set_scope(Phase::Online, Some("output"));
     let out = super::value(&values, net.output)?;
     ch.send_u64s(out)?;
     ch.flush()?;
-    timings.record(usize::MAX, "output", "output", Phase::Online, t_out.elapsed().as_secs_f64());
+    timings.record(
+        usize::MAX,
+        "output",
+        "output",
+        Phase::Online,
+        t_out.elapsed().as_secs_f64(),
+    );
     Ok(())
 }
