@@ -385,3 +385,30 @@ fn load_dir_reads_run_files_and_rejects_bad_ones() {
         other => panic!("expected a parse error, got {other:?}"),
     }
 }
+
+#[test]
+fn a_single_model_without_links_or_staged_layer_names_still_reports() {
+    let mut r = run(&spec("toy", "dense", 4_096), &TRUTH, 0, 0.0);
+    r.links.clear();
+    for (i, l) in r.layers.iter_mut().enumerate() {
+        l.name = format!("l{i}");
+    }
+    r.layers.truncate(12);
+    let keep = std::env::var_os("PIBENCH_REPORT_DEMO_DIR_TOY");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = keep
+        .as_ref()
+        .map_or(tmp.path().to_path_buf(), std::path::PathBuf::from);
+    let s = write_report(&[r], &dir, &ReportOptions::default()).unwrap();
+    let stems: Vec<&str> = s.plots.iter().map(|p| p.stem.as_str()).collect();
+    assert_eq!(
+        stems,
+        [
+            "latency_vs_budget",
+            "communication_vs_budget",
+            "layer_breakdown"
+        ]
+    );
+    let md = std::fs::read_to_string(&s.report_md).unwrap();
+    assert!(md.contains("toy") && !md.contains("## Links"));
+}

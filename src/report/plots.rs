@@ -1162,8 +1162,13 @@ fn breakdown_chart(g: &ModelGroup) -> BarChart {
             },
         ],
         footnote: Some(format!(
-            "Median over {} run(s), measured compute without a link model. Left bar of each pair: offline; right: online.",
-            g.runs.len()
+            "Median over {} run(s), measured compute without a link model. Left bar of each pair: offline; right: online.{}",
+            g.runs.len(),
+            if g.backend == "dealer" {
+                " Dealer backend: the linear layers' offline cost is not measured."
+            } else {
+                ""
+            }
         )),
     }
 }

@@ -169,6 +169,8 @@ pub struct ModelGroup {
     pub relu_sites: u64,
     /// Linear layers (convolutions and fully connected).
     pub linear_layers: u64,
+    /// Linear preprocessing backend of its first run (`dealer`, `he`).
+    pub backend: String,
     /// Indices into [`Sweep::runs`].
     pub runs: Vec<usize>,
     /// Setup phase.
@@ -562,6 +564,7 @@ fn build_group(key: ModelKey, idx: Vec<usize>, runs: &[RunResult]) -> ModelGroup
         macs: first.model.macs,
         relu_sites,
         linear_layers,
+        backend: first.backend.to_string(),
         setup: PhaseStat::of(rs.iter().map(|r| &r.setup)),
         offline: PhaseStat::of(rs.iter().map(|r| &r.offline)),
         online: PhaseStat::of(rs.iter().map(|r| &r.online)),
