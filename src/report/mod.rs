@@ -1,1 +1,168 @@
-//! Plots (plotters), tables, Markdown, CSV and JSON drawn from measured results.
+//! Plots (plotters), tables, Markdown, CSV and JSON drawn from measured results, and the cost
+//! model fitted on them.
+//!
+//! The entry point is [`write_report`]: from a set of [`RunResult`]s it writes `results.csv`
+//! (one row per run), `costmodel.json` (the fitted [`CostModel`]), the plots (SVG, and PNG when
+//! a font is available) and `report.md`, which embeds the plots and says how to reproduce it.
+//! Link latencies are presented as the results carry them (`RunResult::links`, computed by the
+//! runner); this module computes no link figures of its own except the cost model's predictions.
+
+pub mod costmodel;
+pub mod markdown;
+pub mod plots;
+pub mod sweep;
+
+use std::path::{Path, PathBuf};
+
+use crate::bench::RunResult;
+
+pub use costmodel::{CostModel, Fit, LinkParams, Prediction, Workload};
+pub use plots::{PlotFile, PlotSet};
+pub use sweep::{LinkStat, ModelGroup, ModelKey, PhaseStat, Stat, Sweep};
+
+/// Why a report could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// No results were given.
+    #[error("no results to report")]
+    NoResults,
+    /// A results directory held no run files.
+    #[error("no run results (*.json) in {0}")]
+    NoResultsIn(PathBuf),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON file did not parse (or could not be written).
+    #[error("{path}: not a valid pibench JSON file: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A plot could not be drawn.
+    #[error("plot {plot}: {reason}")]
+    Plot {
+        /// The plot's file stem.
+        plot: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A link description was not understood.
+    #[error("invalid link {spec:?}: {reason} (expected lan, wan, mobile, or BW,RTT such as 1gbit,10ms or 865mbit/135mbit,0ms)")]
+    BadLink {
+        /// The text given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The cost model cannot be fitted or loaded.
+    #[error("cost model: {0}")]
+    CostModel(String),
+}
+
+/// What to put in a report.
+#[derive(Clone, Debug)]
+pub struct ReportOptions {
+    /// The report's title.
+    pub title: String,
+    /// The model (name or label) whose per-layer breakdown is plotted; default: the model with
+    /// the largest budget.
+    pub breakdown_model: Option<String>,
+    /// The link of the method comparison and accuracy plots; default `wan` when present, else
+    /// the first link the results carry.
+    pub compare_link: Option<String>,
+    /// The TrueType font for PNG text. When it cannot be read, SVGs are still written (text is
+    /// rendered by the viewer) and PNGs are skipped with a warning.
+    pub font_path: PathBuf,
+    /// Whether to write PNGs next to the SVGs.
+    pub png: bool,
+    /// The command that reproduces this report, shown in its "how to reproduce" section.
+    pub reproduce_command: String,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            title: "pibench: private inference cost of ReLU-linearized networks".into(),
+            breakdown_model: None,
+            compare_link: None,
+            font_path: PathBuf::from(plots::DEFAULT_FONT),
+            png: true,
+            reproduce_command: "pibench sweep models/*.safetensors --out reports/".into(),
+        }
+    }
+}
+
+/// What [`write_report`] wrote.
+#[derive(Clone, Debug)]
+pub struct ReportSummary {
+    /// `report.md`.
+    pub report_md: PathBuf,
+    /// `results.csv`.
+    pub results_csv: PathBuf,
+    /// `costmodel.json`, when the sweep could be fitted (at least two budgets).
+    pub costmodel_json: Option<PathBuf>,
+    /// The fitted cost model.
+    pub cost_model: Option<CostModel>,
+    /// The plots written.
+    pub plots: Vec<PlotFile>,
+    /// What was skipped and why (missing font, no accuracies, no RLNet/SeNet pair, ...).
+    pub notes: Vec<String>,
+}
+
+/// Write `results.csv`, `costmodel.json`, the plots and `report.md` into `out_dir` (created if
+/// needed).
+pub fn write_report(
+    results: &[RunResult],
+    out_dir: &Path,
+    opts: &ReportOptions,
+) -> Result<ReportSummary, ReportError> {
+    let sweep = Sweep::from_results(results.to_vec())?;
+    std::fs::create_dir_all(out_dir).map_err(|e| ReportError::Io {
+        path: out_dir.to_path_buf(),
+        source: e,
+    })?;
+    let mut notes = Vec::new();
+
+    let results_csv = out_dir.join("results.csv");
+    sweep.save_csv(&results_csv)?;
+
+    let (cost_model, costmodel_json) = match CostModel::fit(&sweep) {
+        Ok(m) => {
+            let p = out_dir.join("costmodel.json");
+            m.save(&p)?;
+            (Some(m), Some(p))
+        }
+        Err(e) => {
+            notes.push(format!("Cost model not fitted: {e}."));
+            (None, None)
+        }
+    };
+
+    let plot_set = plots::write_plots(&sweep, out_dir, opts)?;
+    notes.extend(plot_set.notes.iter().cloned());
+
+    let report_md = out_dir.join("report.md");
+    let text = markdown::render(&sweep, cost_model.as_ref(), &plot_set, &notes, opts);
+    std::fs::write(&report_md, text).map_err(|e| ReportError::Io {
+        path: report_md.clone(),
+        source: e,
+    })?;
+
+    Ok(ReportSummary {
+        report_md,
+        results_csv,
+        costmodel_json,
+        cost_model,
+        plots: plot_set.files,
+        notes,
+    })
+}

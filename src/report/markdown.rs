@@ -1,0 +1,555 @@
+//! `report.md`: the setup (machine, ring, backend), a latency and a communication table per
+//! network, the plots, the cost model with its error on every measured model, and how to
+//! reproduce it all.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use super::costmodel::{CostModel, LinkParams};
+use super::plots::{fmt_budget, method_display, PlotSet};
+use super::sweep::{ModelGroup, Stat, Sweep};
+use super::ReportOptions;
+
+/// Render the report. `notes` are listed under "Notes" (skipped plots, font warnings, ...).
+pub fn render(
+    sweep: &Sweep,
+    model: Option<&CostModel>,
+    plots: &PlotSet,
+    notes: &[String],
+    opts: &ReportOptions,
+) -> String {
+    let mut s = String::new();
+    let _ = write_all(&mut s, sweep, model, plots, notes, opts);
+    s
+}
+
+fn distinct<T: Ord + Clone>(it: impl Iterator<Item = T>) -> Vec<T> {
+    it.collect::<BTreeSet<T>>().into_iter().collect()
+}
+
+fn write_all(
+    s: &mut String,
+    sweep: &Sweep,
+    model: Option<&CostModel>,
+    plots: &PlotSet,
+    notes: &[String],
+    opts: &ReportOptions,
+) -> std::fmt::Result {
+    let runs = &sweep.runs;
+    writeln!(s, "# {}\n", opts.title)?;
+    let versions = distinct(runs.iter().map(|r| r.pibench_version.clone()));
+    writeln!(
+        s,
+        "Generated {} by pibench {} from {} run(s) of {} model(s).\n",
+        utc_date(),
+        versions.join(", "),
+        runs.len(),
+        sweep.groups.len()
+    )?;
+
+    let backends = distinct(runs.iter().map(|r| r.backend.to_string()));
+    if backends.iter().any(|b| b == "dealer") {
+        writeln!(
+            s,
+            "> **Linear preprocessing backend: `dealer`.** The correlations of the linear layers \
+             were produced by a trusted dealer, not by a two-party protocol: offline figures \
+             cover the garbled ReLUs and their OTs only, and leave out the (homomorphic) cost of \
+             the linear layers' preprocessing. Online figures are those of the real two-party \
+             protocol.\n"
+        )?;
+    }
+    let bad: usize = runs.iter().filter(|r| !r.correct).count();
+    if bad > 0 {
+        writeln!(
+            s,
+            "> **{bad} of {} run(s) did not match the fixed-point oracle** (see the `correct` \
+             column below and `results.csv`).\n",
+            runs.len()
+        )?;
+    }
+
+    // ---- setup
+    writeln!(s, "## Setup\n")?;
+    writeln!(s, "| | |\n|---|---|")?;
+    for m in distinct(runs.iter().map(|r| {
+        format!(
+            "{}, {} logical cores, {}, AES-NI {}",
+            r.machine.cpu,
+            r.machine.cores,
+            r.machine.os,
+            if r.machine.aes_ni { "yes" } else { "no" }
+        )
+    })) {
+        writeln!(s, "| machine | {} |", esc(&m))?;
+    }
+    writeln!(
+        s,
+        "| threads per party | {} |",
+        distinct(runs.iter().map(|r| r.threads))
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    writeln!(
+        s,
+        "| transport | {} |",
+        distinct(runs.iter().map(|r| r.transport.clone())).join(", ")
+    )?;
+    for (ell, frac) in distinct(runs.iter().map(|r| (r.ring.ell, r.ring.frac))) {
+        writeln!(
+            s,
+            "| ring | Z_2^ℓ with ℓ = {ell}, f = {frac} fractional bits |"
+        )?;
+    }
+    for b in &backends {
+        let what = if b == "dealer" {
+            "dealer — a trusted dealer, **not** two-party"
+        } else {
+            b.as_str()
+        };
+        writeln!(s, "| linear preprocessing | {what} |")?;
+    }
+    let gates = distinct(runs.iter().map(|r| r.and_gates_per_relu));
+    writeln!(
+        s,
+        "| AND gates per garbled ReLU | {} |",
+        gates
+            .iter()
+            .map(|g| g.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    let worst = runs
+        .iter()
+        .map(|r| r.local_truncation.failure_probability)
+        .fold(0.0, f64::max);
+    writeln!(
+        s,
+        "| local truncation | worst failure probability per inference {worst:.2e} (union bound) |\n"
+    )?;
+
+    // ---- links
+    let cols = sweep.link_columns();
+    if !cols.is_empty() {
+        writeln!(s, "## Links\n")?;
+        writeln!(
+            s,
+            "| link | bandwidth, RTT | emulated runs |\n|---|---|---|"
+        )?;
+        let mut names: Vec<String> = Vec::new();
+        for c in &cols {
+            if !names.contains(&c.0) {
+                names.push(c.0.clone());
+            }
+        }
+        for name in &names {
+            let desc = LinkParams::parse(name).map_or("(custom)".to_string(), |l| l.describe());
+            let emu = cols.iter().any(|c| &c.0 == name && c.1);
+            writeln!(
+                s,
+                "| {} | {} | {} |",
+                esc(name),
+                desc,
+                if emu { "yes" } else { "no" }
+            )?;
+        }
+        writeln!(
+            s,
+            "\nLink latencies are modelled per phase as measured compute + bytes / bandwidth + \
+             rounds × RTT/2 (the parties never overlap transfer and compute, so this is an upper \
+             bound for a pipelined implementation); where a run was also made through a throttled \
+             channel (`--emulate`), the table shows *model / emulated*.\n"
+        )?;
+    }
+
+    // ---- results
+    writeln!(s, "## Results\n")?;
+    writeln!(
+        s,
+        "Medians over the runs of each model; (min–max) when the runs spread by more than 2%. \
+         Times in seconds, data in MB (10⁶ bytes).\n"
+    )?;
+    let nets = distinct(
+        sweep
+            .groups
+            .iter()
+            .map(|g| (g.architecture.clone(), g.dataset.clone())),
+    );
+    let link_names = sweep.link_names();
+    for (arch, data) in nets {
+        let gs: Vec<&ModelGroup> = sweep
+            .groups
+            .iter()
+            .filter(|g| g.architecture == arch && g.dataset == data)
+            .collect();
+        writeln!(s, "### {arch} on {data}\n")?;
+        write!(
+            s,
+            "| model | method | BN | ReLUs kept | runs | offline s | online s |"
+        )?;
+        for l in &link_names {
+            write!(s, " {l} offline s | {l} online s |")?;
+        }
+        writeln!(s)?;
+        writeln!(s, "|{}", "---|".repeat(7 + 2 * link_names.len()))?;
+        for g in &gs {
+            write!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                esc(&g.name),
+                method_display(&g.method),
+                if g.key.bn_path.is_empty() {
+                    "-"
+                } else {
+                    &g.key.bn_path
+                },
+                thousands(g.budget),
+                g.runs.len(),
+                stat(&g.offline.seconds, 3),
+                stat(&g.online.seconds, 3)
+            )?;
+            for l in &link_names {
+                for phase in 0..2 {
+                    let pick = |e| {
+                        g.link(l, e)
+                            .map(|ls| if phase == 0 { ls.offline } else { ls.online })
+                    };
+                    let cell = match (pick(false), pick(true)) {
+                        (Some(m), Some(e)) => format!("{} / {}", stat(&m, 3), stat(&e, 3)),
+                        (Some(m), None) => stat(&m, 3),
+                        (None, Some(e)) => format!("– / {}", stat(&e, 3)),
+                        (None, None) => "–".into(),
+                    };
+                    write!(s, " {cell} |")?;
+                }
+            }
+            writeln!(s)?;
+        }
+        writeln!(s)?;
+        writeln!(
+            s,
+            "| model | offline MB c→s | offline MB s→c | online MB c→s | online MB s→c | rounds offline | rounds online | client storage MB | peak RSS MB | correct |"
+        )?;
+        writeln!(s, "|---|---|---|---|---|---|---|---|---|---|")?;
+        for g in &gs {
+            writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{}{} |",
+                esc(&g.label()),
+                mb(g.offline.bytes_client_to_server.median),
+                mb(g.offline.bytes_server_to_client.median),
+                mb(g.online.bytes_client_to_server.median),
+                mb(g.online.bytes_server_to_client.median),
+                g.offline.rounds.median,
+                g.online.rounds.median,
+                mb(g.client_storage_bytes.median),
+                mb(g.peak_rss_bytes.median),
+                g.correct,
+                g.runs.len(),
+                if g.exact == g.runs.len() {
+                    " (exact)"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        writeln!(s)?;
+    }
+
+    // ---- plots
+    writeln!(s, "## Plots\n")?;
+    if plots.files.is_empty() {
+        writeln!(s, "No plots were drawn.\n")?;
+    }
+    for p in &plots.files {
+        let svg = file_name(&p.svg);
+        writeln!(s, "### {}\n", p.title)?;
+        match &p.png {
+            Some(png) => writeln!(s, "![{}]({})\n\n[SVG]({svg})\n", p.title, file_name(png))?,
+            None => writeln!(s, "![{}]({svg})\n", p.title)?,
+        }
+    }
+
+    // ---- cost model
+    writeln!(s, "## Cost model\n")?;
+    match model {
+        None => writeln!(s, "Not fitted (see the notes below).\n")?,
+        Some(m) => write_costmodel(s, m, sweep)?,
+    }
+
+    if !notes.is_empty() {
+        writeln!(s, "## Notes\n")?;
+        for n in notes {
+            writeln!(s, "- {n}")?;
+        }
+        writeln!(s)?;
+    }
+
+    // ---- reproduce
+    writeln!(s, "## How to reproduce\n")?;
+    writeln!(
+        s,
+        "Every figure above is redrawn from the per-run JSON files; `results.csv` has one row per \
+         run and `costmodel.json` the fitted cost model.\n"
+    )?;
+    writeln!(s, "```sh")?;
+    writeln!(s, "cargo run --release                # the default job: sweep the bundled models, write reports/")?;
+    writeln!(s, "{}", opts.reproduce_command)?;
+    writeln!(s, "pibench predict MODEL --link wan   # estimate a bundle from costmodel.json without running it")?;
+    writeln!(s, "```")?;
+    Ok(())
+}
+
+fn write_costmodel(s: &mut String, m: &CostModel, sweep: &Sweep) -> std::fmt::Result {
+    writeln!(
+        s,
+        "Fitted on {} model(s) ({} runs, one point per model: the median of its runs), each \
+         quantity as `fixed + per_relu × ReLUs kept` (plus `per_mac × MACs` when the sweep has \
+         enough models with different MAC counts; rounds as `fixed + per_site × ReLU sites`), \
+         by least squares on relative error. A link's latency is then predicted as compute + \
+         bytes / bandwidth + rounds × RTT/2.\n",
+        m.models, m.runs
+    )?;
+    writeln!(
+        s,
+        "| quantity | fixed | per ReLU | per MAC | per site | R² | max error | median error |"
+    )?;
+    writeln!(s, "|---|---|---|---|---|---|---|---|")?;
+    for (name, f) in m.fits() {
+        let term = |t: &str, v: f64| {
+            if f.terms.iter().any(|x| x == t) {
+                format!("{v:.4e}")
+            } else {
+                "–".into()
+            }
+        };
+        writeln!(
+            s,
+            "| {name} | {} | {} | {} | {} | {:.4} | {:.1}% | {:.1}% |",
+            term("fixed", f.fixed),
+            term("relu", f.per_relu),
+            term("mac", f.per_mac),
+            term("site", f.per_site),
+            f.r2,
+            f.max_rel_error * 100.0,
+            f.median_rel_error * 100.0
+        )?;
+    }
+    writeln!(s)?;
+    let checks = m.check(sweep);
+    let any_ho = checks.iter().any(|c| c.predicted_held_out.is_some());
+    // Summary per quantity, in the order the checks come (compute first, then links).
+    let mut quantities: Vec<&str> = Vec::new();
+    for c in &checks {
+        if !quantities.contains(&c.quantity.as_str()) {
+            quantities.push(&c.quantity);
+        }
+    }
+    writeln!(
+        s,
+        "Predicted against measured seconds (medians of each model's runs). {}\n",
+        if any_ho {
+            "*Held out*: predicted by a cost model fitted without that bundle's runs — the honest \
+             figure for a bundle the cost model has not seen."
+        } else {
+            "(With four or more models the report also shows leave-one-model-out errors.)"
+        }
+    )?;
+    if any_ho {
+        writeln!(
+            s,
+            "| quantity | models | largest error | median error | largest held-out error |"
+        )?;
+        writeln!(s, "|---|---|---|---|---|")?;
+    } else {
+        writeln!(s, "| quantity | models | largest error | median error |")?;
+        writeln!(s, "|---|---|---|---|")?;
+    }
+    for q in &quantities {
+        let cs: Vec<_> = checks.iter().filter(|c| c.quantity == *q).collect();
+        let errs: Vec<f64> = cs.iter().map(|c| c.rel_error().abs()).collect();
+        let max = errs.iter().copied().fold(0.0, f64::max);
+        let med = Stat::of(&errs).median;
+        write!(
+            s,
+            "| {q} | {} | {} | {} |",
+            cs.len(),
+            pct_abs(max),
+            pct_abs(med)
+        )?;
+        if any_ho {
+            let ho = cs
+                .iter()
+                .filter_map(|c| c.rel_error_held_out())
+                .map(f64::abs)
+                .fold(0.0, f64::max);
+            write!(s, " {} |", pct_abs(ho))?;
+        }
+        writeln!(s)?;
+    }
+    let max_in = checks
+        .iter()
+        .map(|c| c.rel_error().abs())
+        .fold(0.0, f64::max);
+    let max_ho = checks
+        .iter()
+        .filter_map(|c| c.rel_error_held_out())
+        .map(f64::abs)
+        .fold(0.0, f64::max);
+    writeln!(
+        s,
+        "\nLargest error on the measured models: {}{} (target: within 15%).\n",
+        pct_abs(max_in),
+        if any_ho {
+            format!("; held out: {}", pct_abs(max_ho))
+        } else {
+            String::new()
+        }
+    )?;
+
+    writeln!(s, "<details><summary>Per model</summary>\n")?;
+    if any_ho {
+        writeln!(
+            s,
+            "| model | quantity | measured s | predicted s | error | held-out error |"
+        )?;
+        writeln!(s, "|---|---|---|---|---|---|")?;
+    } else {
+        writeln!(s, "| model | quantity | measured s | predicted s | error |")?;
+        writeln!(s, "|---|---|---|---|---|")?;
+    }
+    for c in &checks {
+        write!(
+            s,
+            "| {} | {} | {:.3} | {:.3} | {} |",
+            esc(&c.model),
+            c.quantity,
+            c.measured,
+            c.predicted,
+            pct(c.rel_error())
+        )?;
+        if any_ho {
+            write!(s, " {} |", c.rel_error_held_out().map_or("–".into(), pct))?;
+        }
+        writeln!(s)?;
+    }
+    writeln!(s, "\n</details>\n")?;
+    Ok(())
+}
+
+fn pct_abs(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.1}%", x * 100.0)
+    } else {
+        "∞".into()
+    }
+}
+
+fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:+.1}%", x * 100.0)
+    } else {
+        "∞".into()
+    }
+}
+
+fn stat(st: &Stat, digits: usize) -> String {
+    if st.n == 0 {
+        return "–".into();
+    }
+    if st.has_spread() {
+        format!(
+            "{:.d$} ({:.d$}–{:.d$})",
+            st.median,
+            st.min,
+            st.max,
+            d = digits
+        )
+    } else {
+        format!("{:.d$}", st.median, d = digits)
+    }
+}
+
+fn mb(bytes: f64) -> String {
+    let m = bytes / 1e6;
+    if m >= 100.0 {
+        format!("{m:.0}")
+    } else if m >= 1.0 {
+        format!("{m:.1}")
+    } else {
+        format!("{m:.3}")
+    }
+}
+
+/// `50 000`-style thousands with the short form: `50 000 (50k)`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push('\u{202f}');
+        }
+        out.push(c);
+    }
+    if n >= 1000 {
+        format!("{out} ({})", fmt_budget(n))
+    } else {
+        out
+    }
+}
+
+/// Escape a table cell.
+fn esc(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+fn file_name(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Today's date (UTC) as YYYY-MM-DD, from the system clock.
+fn utc_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+    }
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(thousands(557_056), "557\u{202f}056 (557k)");
+        assert_eq!(thousands(12), "12");
+        assert_eq!(mb(2_500_000.0), "2.5");
+        assert_eq!(pct(0.123), "+12.3%");
+        assert_eq!(esc("a|b"), "a\\|b");
+    }
+}

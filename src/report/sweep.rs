@@ -1,0 +1,643 @@
+//! A sweep: many measured runs, grouped by model (bundle path + batch-norm path), with the median
+//! and spread of every figure a table or plot needs, and the one-row-per-run `results.csv`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::bench::{LayerCost, PhaseCost, RunResult};
+
+use super::ReportError;
+
+/// Median and spread of one figure over the runs of a group.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Stat {
+    /// The median (mean of the two middle values for an even count).
+    pub median: f64,
+    /// The smallest value.
+    pub min: f64,
+    /// The largest value.
+    pub max: f64,
+    /// How many values.
+    pub n: usize,
+}
+
+impl Stat {
+    /// The statistics of `values`; all zero for an empty slice. NaNs are ignored.
+    pub fn of(values: &[f64]) -> Stat {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+        if v.is_empty() {
+            return Stat::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Stat {
+            median,
+            min: v[0],
+            max: v[n - 1],
+            n,
+        }
+    }
+
+    /// Whether the spread is large enough to be worth showing next to the median (more than 2%).
+    pub fn has_spread(&self) -> bool {
+        self.n > 1 && (self.max - self.min) > 0.02 * self.median.abs().max(f64::MIN_POSITIVE)
+    }
+}
+
+/// Median and spread of one phase's figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PhaseStat {
+    /// Wall-clock seconds (measured compute, loopback or in-memory transport).
+    pub seconds: Stat,
+    /// Bytes client → server.
+    pub bytes_client_to_server: Stat,
+    /// Bytes server → client.
+    pub bytes_server_to_client: Stat,
+    /// Rounds (flights).
+    pub rounds: Stat,
+}
+
+impl PhaseStat {
+    fn of<'a>(phases: impl Iterator<Item = &'a PhaseCost> + Clone) -> PhaseStat {
+        let col = |f: fn(&PhaseCost) -> f64| Stat::of(&phases.clone().map(f).collect::<Vec<_>>());
+        PhaseStat {
+            seconds: col(|p| p.seconds),
+            bytes_client_to_server: col(|p| p.bytes_client_to_server as f64),
+            bytes_server_to_client: col(|p| p.bytes_server_to_client as f64),
+            rounds: col(|p| p.rounds as f64),
+        }
+    }
+
+    /// Median bytes in both directions.
+    pub fn bytes(&self) -> f64 {
+        self.bytes_client_to_server.median + self.bytes_server_to_client.median
+    }
+}
+
+/// One link's latency over the runs of a group, estimated or emulated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkStat {
+    /// Link name as the results carry it.
+    pub link: String,
+    /// Whether these are measurements through a throttled channel rather than estimates.
+    pub emulated: bool,
+    /// Offline seconds on the link.
+    pub offline: Stat,
+    /// Online seconds on the link.
+    pub online: Stat,
+}
+
+/// Median per-layer costs of a group (layers matched by position and name across runs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerStat {
+    /// Layer name.
+    pub name: String,
+    /// Op kind.
+    pub kind: String,
+    /// ReLUs kept (ReLU sites).
+    pub relus_kept: u64,
+    /// MACs (linear layers).
+    pub macs: u64,
+    /// Median offline seconds.
+    pub offline_seconds: f64,
+    /// Median online seconds.
+    pub online_seconds: f64,
+    /// Median offline bytes (both directions).
+    pub offline_bytes: f64,
+    /// Median online bytes (both directions).
+    pub online_bytes: f64,
+}
+
+impl LayerStat {
+    /// Whether this layer's cost belongs to the garbled-circuit (ReLU) side rather than the
+    /// linear/local side.
+    pub fn is_relu(&self) -> bool {
+        is_relu_kind(&self.kind)
+    }
+}
+
+/// Whether a layer kind is evaluated in a garbled circuit.
+pub(crate) fn is_relu_kind(kind: &str) -> bool {
+    matches!(kind, "relu" | "maxpool")
+}
+
+/// Whether a layer kind is a linear layer with its own preprocessing (a MAC-carrying op).
+pub(crate) fn is_linear_kind(kind: &str) -> bool {
+    matches!(kind, "conv2d" | "linear")
+}
+
+/// The identity of a model in a sweep: its bundle and the batch-norm path it was run with.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModelKey {
+    /// Bundle path.
+    pub path: String,
+    /// Batch-norm path (`clean`/`adv`).
+    pub bn_path: String,
+}
+
+/// The runs of one model and their statistics.
+#[derive(Clone, Debug)]
+pub struct ModelGroup {
+    /// Which model.
+    pub key: ModelKey,
+    /// A short name for tables and plots (the card's name, else the bundle's file stem).
+    pub name: String,
+    /// Linearization method from the card (`rlnet`, `senet`, `snl`, ...), lower case.
+    pub method: String,
+    /// Architecture from the card.
+    pub architecture: String,
+    /// Dataset from the card.
+    pub dataset: String,
+    /// ReLUs kept (the budget actually run).
+    pub budget: u64,
+    /// The budget the card names (the training target, e.g. 50 000), else `budget`: models of
+    /// different methods are compared at equal nominal budgets.
+    pub nominal_budget: u64,
+    /// Accuracies from the card.
+    pub accuracy: Option<crate::model::Accuracy>,
+    /// ReLU elements over all sites.
+    pub total_relus: u64,
+    /// Multiply-accumulates of one inference.
+    pub macs: u64,
+    /// ReLU sites with at least one kept ReLU.
+    pub relu_sites: u64,
+    /// Linear layers (convolutions and fully connected).
+    pub linear_layers: u64,
+    /// Linear preprocessing backend of its first run (`dealer`, `he`).
+    pub backend: String,
+    /// Indices into [`Sweep::runs`].
+    pub runs: Vec<usize>,
+    /// Setup phase.
+    pub setup: PhaseStat,
+    /// Offline phase.
+    pub offline: PhaseStat,
+    /// Online phase.
+    pub online: PhaseStat,
+    /// Bytes the client stores between the phases.
+    pub client_storage_bytes: Stat,
+    /// Peak resident memory.
+    pub peak_rss_bytes: Stat,
+    /// Runs whose secure result matched the oracle.
+    pub correct: usize,
+    /// Runs whose secure logits matched the oracle bit for bit.
+    pub exact: usize,
+    /// Per link (estimated, and emulated where run), in preset order then by name.
+    pub links: Vec<LinkStat>,
+    /// Median per-layer costs (empty when the runs disagree on the layer list).
+    pub layers: Vec<LayerStat>,
+}
+
+impl ModelGroup {
+    /// The name with the batch-norm path when it is not the default clean path.
+    pub fn label(&self) -> String {
+        if self.key.bn_path.is_empty() || self.key.bn_path == "clean" {
+            self.name.clone()
+        } else {
+            format!("{} ({} BN)", self.name, self.key.bn_path)
+        }
+    }
+
+    /// The link statistics for `link`, estimated (`emulated == false`) or emulated.
+    pub fn link(&self, link: &str, emulated: bool) -> Option<&LinkStat> {
+        self.links
+            .iter()
+            .find(|l| l.link == link && l.emulated == emulated)
+    }
+}
+
+/// A set of measured runs grouped by model.
+#[derive(Clone, Debug)]
+pub struct Sweep {
+    /// Every run, in the order given (or file-name order when loaded from a directory).
+    pub runs: Vec<RunResult>,
+    /// The groups, sorted by architecture, dataset, method, budget, name and BN path.
+    pub groups: Vec<ModelGroup>,
+}
+
+/// Sort key of link names: presets first in a fixed order, then the rest by name.
+pub(crate) fn link_order(name: &str) -> (usize, String) {
+    let rank = match name {
+        "lan" => 0,
+        "wan" => 1,
+        "mobile" => 2,
+        _ => 3,
+    };
+    (rank, name.to_string())
+}
+
+/// The short name of a run's model.
+pub(crate) fn model_name(run: &RunResult) -> String {
+    if let Some(n) = run.model.card.name.as_ref().filter(|n| !n.is_empty()) {
+        return n.clone();
+    }
+    let stem = Path::new(&run.model.path)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if stem.is_empty() {
+        format!(
+            "{}-{}-{}",
+            run.model.card.architecture, run.model.card.method, run.model.budget
+        )
+    } else {
+        stem
+    }
+}
+
+/// ReLU sites with at least one kept ReLU and linear layers, from a run's per-layer costs.
+pub(crate) fn structure_of(run: &RunResult) -> (u64, u64) {
+    let sites = run
+        .layers
+        .iter()
+        .filter(|l| is_relu_kind(&l.kind) && l.relus_kept > 0)
+        .count() as u64;
+    let linear = run
+        .layers
+        .iter()
+        .filter(|l| is_linear_kind(&l.kind))
+        .count() as u64;
+    (sites, linear)
+}
+
+impl Sweep {
+    /// Group `runs` by model. Fails on an empty set.
+    pub fn from_results(runs: Vec<RunResult>) -> Result<Sweep, ReportError> {
+        if runs.is_empty() {
+            return Err(ReportError::NoResults);
+        }
+        let mut by_key: BTreeMap<ModelKey, Vec<usize>> = BTreeMap::new();
+        for (i, r) in runs.iter().enumerate() {
+            let key = ModelKey {
+                path: r.model.path.clone(),
+                bn_path: r.model.bn_path.clone(),
+            };
+            by_key.entry(key).or_default().push(i);
+        }
+        let mut groups: Vec<ModelGroup> = by_key
+            .into_iter()
+            .map(|(key, idx)| build_group(key, idx, &runs))
+            .collect();
+        groups.sort_by(|a, b| {
+            (
+                &a.architecture,
+                &a.dataset,
+                &a.method,
+                a.budget,
+                &a.name,
+                &a.key,
+            )
+                .cmp(&(
+                    &b.architecture,
+                    &b.dataset,
+                    &b.method,
+                    b.budget,
+                    &b.name,
+                    &b.key,
+                ))
+        });
+        Ok(Sweep { runs, groups })
+    }
+
+    /// Load every `*.json` file of `dir` (not recursive) as a [`RunResult`]. A file that is a
+    /// JSON array of results contributes all of them. Files that fail to parse are an error
+    /// naming the file: a report silently missing runs would be presented as complete.
+    pub fn load_dir(dir: &Path) -> Result<Sweep, ReportError> {
+        let rd = std::fs::read_dir(dir).map_err(|e| ReportError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        let mut files: Vec<PathBuf> = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| ReportError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            })?;
+            let p = entry.path();
+            let is_json = p.extension().is_some_and(|e| e == "json");
+            // costmodel.json lives next to results in a report directory; it is not a run.
+            let is_costmodel = p.file_name().is_some_and(|n| n == "costmodel.json");
+            if is_json && !is_costmodel && p.is_file() {
+                files.push(p);
+            }
+        }
+        files.sort();
+        let mut runs = Vec::new();
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|e| ReportError::Io {
+                path: f.clone(),
+                source: e,
+            })?;
+            let parsed: Result<Vec<RunResult>, _> = if text.trim_start().starts_with('[') {
+                serde_json::from_str(&text)
+            } else {
+                serde_json::from_str::<RunResult>(&text).map(|r| vec![r])
+            };
+            runs.extend(parsed.map_err(|e| ReportError::Parse {
+                path: f.clone(),
+                source: e,
+            })?);
+        }
+        if runs.is_empty() {
+            return Err(ReportError::NoResultsIn(dir.to_path_buf()));
+        }
+        Sweep::from_results(runs)
+    }
+
+    /// The runs of a group.
+    pub fn runs_of<'a>(&'a self, g: &'a ModelGroup) -> impl Iterator<Item = &'a RunResult> + 'a {
+        g.runs.iter().map(move |&i| &self.runs[i])
+    }
+
+    /// Every (link, emulated) pair present in any run, in preset order.
+    pub fn link_columns(&self) -> Vec<(String, bool)> {
+        let mut cols: Vec<(String, bool)> = Vec::new();
+        for r in &self.runs {
+            for l in &r.links {
+                let c = (l.link.clone(), l.emulated);
+                if !cols.contains(&c) {
+                    cols.push(c);
+                }
+            }
+        }
+        cols.sort_by_key(|c| (link_order(&c.0), c.1));
+        cols
+    }
+
+    /// Estimated (not emulated) link names present in the sweep, in preset order.
+    pub fn link_names(&self) -> Vec<String> {
+        self.link_columns()
+            .into_iter()
+            .filter(|(_, e)| !e)
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// The CSV header of [`Sweep::to_csv`].
+    pub fn csv_header(&self) -> Vec<String> {
+        let mut h: Vec<String> = [
+            "model",
+            "method",
+            "architecture",
+            "dataset",
+            "budget",
+            "total_relus",
+            "macs",
+            "bn_path",
+            "path",
+            "backend",
+            "ell",
+            "frac",
+            "threads",
+            "transport",
+            "setup_s",
+            "offline_s",
+            "online_s",
+            "offline_bytes_c2s",
+            "offline_bytes_s2c",
+            "online_bytes_c2s",
+            "online_bytes_s2c",
+            "offline_rounds",
+            "online_rounds",
+            "client_storage_bytes",
+            "server_storage_bytes",
+            "peak_rss_bytes",
+            "correct",
+            "exact",
+            "max_logit_diff_vs_oracle",
+            "local_trunc_failure_prob",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for (link, emulated) in self.link_columns() {
+            let tag = if emulated {
+                format!("{link}_emulated")
+            } else {
+                link
+            };
+            h.push(format!("{tag}_offline_s"));
+            h.push(format!("{tag}_online_s"));
+        }
+        h
+    }
+
+    /// `results.csv`: a header and one row per run.
+    pub fn to_csv(&self) -> String {
+        let cols = self.link_columns();
+        let mut out = String::new();
+        push_csv_row(&mut out, &self.csv_header());
+        for r in &self.runs {
+            let mut row: Vec<String> = vec![
+                model_name(r),
+                r.model.card.method.clone(),
+                r.model.card.architecture.clone(),
+                r.model.card.dataset.clone(),
+                r.model.budget.to_string(),
+                r.model.total_relus.to_string(),
+                r.model.macs.to_string(),
+                r.model.bn_path.clone(),
+                r.model.path.clone(),
+                r.backend.to_string(),
+                r.ring.ell.to_string(),
+                r.ring.frac.to_string(),
+                r.threads.to_string(),
+                r.transport.clone(),
+                fmt_f(r.setup.seconds),
+                fmt_f(r.offline.seconds),
+                fmt_f(r.online.seconds),
+                r.offline.bytes_client_to_server.to_string(),
+                r.offline.bytes_server_to_client.to_string(),
+                r.online.bytes_client_to_server.to_string(),
+                r.online.bytes_server_to_client.to_string(),
+                r.offline.rounds.to_string(),
+                r.online.rounds.to_string(),
+                r.client_storage_bytes.to_string(),
+                r.server_storage_bytes.to_string(),
+                r.peak_rss_bytes.to_string(),
+                r.correct.to_string(),
+                r.exact.to_string(),
+                fmt_f(r.max_logit_diff_vs_oracle),
+                format!("{:e}", r.local_truncation.failure_probability),
+            ];
+            for (link, emulated) in &cols {
+                match r
+                    .links
+                    .iter()
+                    .find(|l| &l.link == link && l.emulated == *emulated)
+                {
+                    Some(l) => {
+                        row.push(fmt_f(l.offline_seconds));
+                        row.push(fmt_f(l.online_seconds));
+                    }
+                    None => {
+                        row.push(String::new());
+                        row.push(String::new());
+                    }
+                }
+            }
+            push_csv_row(&mut out, &row);
+        }
+        out
+    }
+
+    /// Write [`Sweep::to_csv`] to `path`.
+    pub fn save_csv(&self, path: &Path) -> Result<(), ReportError> {
+        std::fs::write(path, self.to_csv()).map_err(|e| ReportError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })
+    }
+}
+
+fn fmt_f(x: f64) -> String {
+    format!("{x:.6}")
+}
+
+/// Append one RFC 4180 row: fields with commas, quotes or line breaks are quoted.
+fn push_csv_row(out: &mut String, fields: &[String]) {
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if f.contains([',', '"', '\n', '\r']) {
+            let _ = write!(out, "\"{}\"", f.replace('"', "\"\""));
+        } else {
+            out.push_str(f);
+        }
+    }
+    out.push('\n');
+}
+
+fn build_group(key: ModelKey, idx: Vec<usize>, runs: &[RunResult]) -> ModelGroup {
+    let rs: Vec<&RunResult> = idx.iter().map(|&i| &runs[i]).collect();
+    let first = rs[0];
+    let col =
+        |f: &dyn Fn(&RunResult) -> f64| Stat::of(&rs.iter().map(|r| f(r)).collect::<Vec<_>>());
+
+    let mut link_keys: Vec<(String, bool)> = Vec::new();
+    for r in &rs {
+        for l in &r.links {
+            let k = (l.link.clone(), l.emulated);
+            if !link_keys.contains(&k) {
+                link_keys.push(k);
+            }
+        }
+    }
+    link_keys.sort_by_key(|c| (link_order(&c.0), c.1));
+    let links = link_keys
+        .into_iter()
+        .map(|(link, emulated)| {
+            let pick = |f: fn(&crate::bench::LinkEstimate) -> f64| {
+                Stat::of(
+                    &rs.iter()
+                        .flat_map(|r| r.links.iter())
+                        .filter(|l| l.link == link && l.emulated == emulated)
+                        .map(f)
+                        .collect::<Vec<_>>(),
+                )
+            };
+            LinkStat {
+                offline: pick(|l| l.offline_seconds),
+                online: pick(|l| l.online_seconds),
+                link,
+                emulated,
+            }
+        })
+        .collect();
+
+    let (relu_sites, linear_layers) = structure_of(first);
+    ModelGroup {
+        name: model_name(first),
+        method: first.model.card.method.to_lowercase(),
+        architecture: first.model.card.architecture.clone(),
+        dataset: first.model.card.dataset.clone(),
+        budget: first.model.budget,
+        nominal_budget: first.model.card.budget.unwrap_or(first.model.budget),
+        accuracy: first.model.card.accuracy.clone(),
+        total_relus: first.model.total_relus,
+        macs: first.model.macs,
+        relu_sites,
+        linear_layers,
+        backend: first.backend.to_string(),
+        setup: PhaseStat::of(rs.iter().map(|r| &r.setup)),
+        offline: PhaseStat::of(rs.iter().map(|r| &r.offline)),
+        online: PhaseStat::of(rs.iter().map(|r| &r.online)),
+        client_storage_bytes: col(&|r| r.client_storage_bytes as f64),
+        peak_rss_bytes: col(&|r| r.peak_rss_bytes as f64),
+        correct: rs.iter().filter(|r| r.correct).count(),
+        exact: rs.iter().filter(|r| r.exact).count(),
+        links,
+        layers: layer_stats(&rs),
+        runs: idx,
+        key,
+    }
+}
+
+/// Median per-layer costs, when every run has the same layer list.
+fn layer_stats(rs: &[&RunResult]) -> Vec<LayerStat> {
+    let first = &rs[0].layers;
+    let same = rs.iter().all(|r| {
+        r.layers.len() == first.len()
+            && r.layers
+                .iter()
+                .zip(first)
+                .all(|(a, b)| a.name == b.name && a.kind == b.kind)
+    });
+    if !same {
+        return Vec::new();
+    }
+    (0..first.len())
+        .map(|i| {
+            let med = |f: fn(&LayerCost) -> f64| {
+                Stat::of(&rs.iter().map(|r| f(&r.layers[i])).collect::<Vec<_>>()).median
+            };
+            let l = &first[i];
+            LayerStat {
+                name: l.name.clone(),
+                kind: l.kind.clone(),
+                relus_kept: l.relus_kept,
+                macs: l.macs,
+                offline_seconds: med(|l| l.offline.seconds),
+                online_seconds: med(|l| l.online.seconds),
+                offline_bytes: med(|l| l.offline.bytes() as f64),
+                online_bytes: med(|l| l.online.bytes() as f64),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_median_and_spread() {
+        let s = Stat::of(&[3.0, 1.0, 2.0]);
+        assert_eq!((s.median, s.min, s.max, s.n), (2.0, 1.0, 3.0, 3));
+        let s = Stat::of(&[4.0, 1.0, 2.0, 3.0]);
+        assert_eq!(s.median, 2.5);
+        assert!(s.has_spread());
+        assert_eq!(Stat::of(&[]).n, 0);
+        assert!(!Stat::of(&[5.0, 5.0]).has_spread());
+    }
+
+    #[test]
+    fn csv_quotes_fields_with_commas() {
+        let mut s = String::new();
+        push_csv_row(&mut s, &["a,b".into(), "c\"d".into(), "e".into()]);
+        assert_eq!(s, "\"a,b\",\"c\"\"d\",e\n");
+    }
+
+    #[test]
+    fn links_sort_presets_first() {
+        let mut v = vec!["zzz", "mobile", "lan", "abc", "wan"];
+        v.sort_by_key(|n| link_order(n));
+        assert_eq!(v, ["lan", "wan", "mobile", "abc", "zzz"]);
+    }
+}
