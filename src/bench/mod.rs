@@ -2,6 +2,7 @@
 
 pub mod relu;
 pub mod result;
+pub mod sweep;
 pub mod run;
 pub mod table;
 

@@ -68,12 +68,15 @@ pub enum InputSpec {
 }
 
 /// How the two parties are connected in a one-process run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Transport {
     /// A TCP connection over 127.0.0.1.
     TcpLoopback,
     /// In-memory queues.
     Memory,
+    /// In-memory queues throttled to a link's bandwidth and delayed by its one-way latency, so
+    /// the link model can be checked against a real run.
+    Emulated(Link),
 }
 
 /// Everything that defines one run.
@@ -333,7 +336,7 @@ pub fn run_network(
     let steps = fixed.steps.len();
     let pb_s = bar(&mp, steps * 2, "server", opts.progress);
     let pb_c = bar(&mp, steps * 2, "client", opts.progress);
-    let (server_rep, client_rep, logits, transport) = match opts.transport {
+    let (server_rep, client_rep, logits, transport) = match &opts.transport {
         Transport::Memory => {
             let (a, b) = crate::net::mem_pair(opts.timeout);
             let (rs, rc) = run_pair(
@@ -364,6 +367,11 @@ pub fn run_network(
                 pb_c,
             )?;
             (rs.0, rc.0, rc.1, "tcp-loopback")
+        }
+        Transport::Emulated(link) => {
+            let (c, s) = crate::net::emulate::emulated_pair(link, opts.timeout);
+            let (rs, rc) = run_pair(Metered::new(s), Metered::new(c), &fixed, dealer, input, pb_s, pb_c)?;
+            (rs.0, rc.0, rc.1, "emulated")
         }
     };
     Ok(assemble(
@@ -550,7 +558,7 @@ fn assemble(
     } else {
         0
     };
-    let links = opts
+    let mut links: Vec<LinkEstimate> = opts
         .links
         .iter()
         .map(|l| LinkEstimate {
@@ -570,6 +578,14 @@ fn assemble(
             emulated: false,
         })
         .collect();
+    if let Transport::Emulated(link) = &opts.transport {
+        links.push(LinkEstimate {
+            link: link.name.clone(),
+            offline_seconds: setup.seconds + offline.seconds,
+            online_seconds: online.seconds,
+            emulated: true,
+        });
+    }
     RunResult {
         pibench_version: env!("CARGO_PKG_VERSION").into(),
         model: ModelInfo {
