@@ -1458,8 +1458,8 @@ mod tests {
             let mut eval_lsb = vec![false; n * ell];
             Evaluator::new(&circ).eval_batch_par(&gl, &el, &tables, first, &mut eval_lsb).unwrap();
             let z = decode_words(&zero_lsb, &eval_lsb, ell).unwrap();
-            for i in 0..n {
-                proptest::prop_assert_eq!(z[i], relu_plain(b.a[i], b.c[i], b.r[i], ell, frac));
+            for (i, &zi) in z.iter().enumerate() {
+                proptest::prop_assert_eq!(zi, relu_plain(b.a[i], b.c[i], b.r[i], ell, frac));
             }
         }
     }
