@@ -4,13 +4,23 @@
 //! # How it goes fast
 //!
 //! Instances are processed in groups of [`GROUP`]: the engine walks the gate list once per group
-//! and applies each gate to every instance of the group, with the labels stored wire-major
-//! (`labels[wire · GROUP + lane]`). Every AND gate's hashes for the whole group (4 per instance
-//! for the garbler, 2 for the evaluator) go through one
-//! [`tccr_batch`](crate::crypto::aes::FixedKeyAes::tccr_batch) call, which keeps the AES pipeline
-//! full; the per-gate dispatch is paid once per group, nothing is allocated per gate, and nothing
-//! touches a channel per gate. Groups are spread over cores with rayon (`*_par`), and the
-//! streaming calls garble a bounded chunk of instances at a time and write it to the channel.
+//! and applies each gate to every instance of the group, with the labels stored wire-major (one
+//! 64-byte-aligned `Lanes` value per wire holding that wire's label in every instance of the
+//! group). XOR and NOT gates are then a few vector instructions per group; the per-gate dispatch
+//! is paid once per group, nothing is allocated per gate, and nothing touches a channel per gate.
+//! Every AND gate's hashes for the whole group (4 per instance for the garbler, 2 for the
+//! evaluator) are computed together by the AND-gate kernel, chosen once per [`Garbler`] /
+//! [`Evaluator`]:
+//!
+//! - `vaes` (x86-64 with VAES and AVX-512, detected at run time): fixed-key AES on 512-bit
+//!   (garbler) or 256-bit (evaluator) registers, eight instances in flight, fused with the
+//!   half-gates arithmetic (`super::vaes`);
+//! - `portable` (anywhere): one [`tccr_batch`](crate::crypto::aes::FixedKeyAes::tccr_batch)
+//!   call per AND gate and group.
+//!
+//! Both produce identical tables (tested). Groups are spread over cores with rayon (`*_par`), and
+//! the streaming calls garble a bounded chunk of instances at a time while a helper thread moves
+//! the previous chunk over the channel.
 //!
 //! # Table layout (what is stored and what goes on the wire)
 //!
