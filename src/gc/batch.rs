@@ -4,13 +4,23 @@
 //! # How it goes fast
 //!
 //! Instances are processed in groups of [`GROUP`]: the engine walks the gate list once per group
-//! and applies each gate to every instance of the group, with the labels stored wire-major
-//! (`labels[wire · GROUP + lane]`). Every AND gate's hashes for the whole group (4 per instance
-//! for the garbler, 2 for the evaluator) go through one
-//! [`tccr_batch`](crate::crypto::aes::FixedKeyAes::tccr_batch) call, which keeps the AES pipeline
-//! full; the per-gate dispatch is paid once per group, nothing is allocated per gate, and nothing
-//! touches a channel per gate. Groups are spread over cores with rayon (`*_par`), and the
-//! streaming calls garble a bounded chunk of instances at a time and write it to the channel.
+//! and applies each gate to every instance of the group, with the labels stored wire-major (one
+//! 64-byte-aligned `Lanes` value per wire holding that wire's label in every instance of the
+//! group). XOR and NOT gates are then a few vector instructions per group; the per-gate dispatch
+//! is paid once per group, nothing is allocated per gate, and nothing touches a channel per gate.
+//! Every AND gate's hashes for the whole group (4 per instance for the garbler, 2 for the
+//! evaluator) are computed together by the AND-gate kernel, chosen once per [`Garbler`] /
+//! [`Evaluator`]:
+//!
+//! - `vaes` (x86-64 with VAES and AVX-512, detected at run time): fixed-key AES on 512-bit
+//!   (garbler) or 256-bit (evaluator) registers, eight instances in flight, fused with the
+//!   half-gates arithmetic (`super::vaes`);
+//! - `portable` (anywhere): one [`tccr_batch`](crate::crypto::aes::FixedKeyAes::tccr_batch)
+//!   call per AND gate and group.
+//!
+//! Both produce identical tables (tested). Groups are spread over cores with rayon (`*_par`), and
+//! the streaming calls garble a bounded chunk of instances at a time while a helper thread moves
+//! the previous chunk over the channel.
 //!
 //! # Table layout (what is stored and what goes on the wire)
 //!
@@ -35,6 +45,8 @@
 //! Garbler zero-labels `gb_zero[i · gi + w]` and evaluator zero-labels `ev_zero[i · ei + w]`
 //! (`gi`, `ei` the circuit's input counts) for instance `i`; the evaluator's actual labels use
 //! the same layout. Output colours `out_lsb[i · no + o]` (`no` outputs per instance).
+
+use std::sync::mpsc;
 
 use rayon::prelude::*;
 
@@ -638,9 +650,10 @@ impl<'a> Garbler<'a> {
     }
 
     /// Garbles in chunks of `chunk` instances (in parallel) and writes each chunk's tables to
-    /// `chan` in order, so memory stays bounded by one chunk whatever `n` is; flushes at the
-    /// end. Arguments as for [`Garbler::garble_batch`], without the tables. Returns the bytes
-    /// sent (`table_bytes(circuit, n)`).
+    /// `chan` in order; flushes at the end. A helper thread sends chunk `i` while chunk `i + 1`
+    /// is garbled, so memory stays bounded by two chunks whatever `n` is. Arguments as for
+    /// [`Garbler::garble_batch`], without the tables. Returns the bytes sent
+    /// (`table_bytes(circuit, n)`).
     pub fn garble_stream<C: Channel + ?Sized>(
         &self,
         chan: &mut C,
@@ -659,25 +672,47 @@ impl<'a> Garbler<'a> {
             out_lsb.len(),
         )?;
         let chunk = chunk.max(1);
-        let mut buf = vec![Block::ZERO; chunk.min(s.n) * s.tb];
-        let mut sent = 0u64;
-        let mut i0 = 0;
-        while i0 < s.n {
-            let m = chunk.min(s.n - i0);
-            let tab = &mut buf[..m * s.tb];
-            self.garble_batch_par(
-                &gb_zero[i0 * s.gi..(i0 + m) * s.gi],
-                &ev_zero[i0 * s.ei..(i0 + m) * s.ei],
-                first_instance + i0 as u64,
-                tab,
-                &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
-            )?;
-            chan.send_blocks(tab)?;
-            sent += 16 * tab.len() as u64;
-            i0 += m;
+        let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<Block>, usize)>(1);
+        let (free_tx, free_rx) = mpsc::channel::<Vec<Block>>();
+        for _ in 0..2.min(s.n.div_ceil(chunk)) {
+            free_tx
+                .send(vec![Block::ZERO; chunk.min(s.n) * s.tb])
+                .expect("receiver alive");
         }
-        chan.flush()?;
-        Ok(sent)
+        std::thread::scope(|scope| {
+            let sender = scope.spawn(move || -> Result<u64, GcError> {
+                let mut sent = 0u64;
+                for (buf, len) in full_rx {
+                    chan.send_blocks(&buf[..len])?;
+                    sent += 16 * len as u64;
+                    // The garbler may already be done and gone; then the buffer is just freed.
+                    let _ = free_tx.send(buf);
+                }
+                chan.flush()?;
+                Ok(sent)
+            });
+            let mut garbled = Ok(());
+            let mut i0 = 0;
+            while i0 < s.n {
+                let m = chunk.min(s.n - i0);
+                // A closed queue means the sender failed: its error is reported below.
+                let Ok(mut buf) = free_rx.recv() else { break };
+                garbled = self.garble_batch_par(
+                    &gb_zero[i0 * s.gi..(i0 + m) * s.gi],
+                    &ev_zero[i0 * s.ei..(i0 + m) * s.ei],
+                    first_instance + i0 as u64,
+                    &mut buf[..m * s.tb],
+                    &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
+                );
+                if garbled.is_err() || full_tx.send((buf, m * s.tb)).is_err() {
+                    break;
+                }
+                i0 += m;
+            }
+            drop(full_tx);
+            let sent = join(sender)?;
+            garbled.map(|()| sent)
+        })
     }
 
     /// Garbles `s.n` instances, group by group. Lengths are already checked.
@@ -869,9 +904,10 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Receives tables from `chan` chunk by chunk and evaluates each chunk (in parallel) as it
-    /// arrives, so memory stays bounded by one chunk: the counterpart of
-    /// [`Garbler::garble_stream`], whatever chunk size the garbler used. Arguments as for
-    /// [`Evaluator::eval_batch`], without the tables. Returns the bytes received.
+    /// arrives: the counterpart of [`Garbler::garble_stream`], whatever chunk size the garbler
+    /// used. A helper thread receives chunk `i + 1` while chunk `i` is evaluated, so memory
+    /// stays bounded by two chunks. Arguments as for [`Evaluator::eval_batch`], without the
+    /// tables. Returns the bytes received.
     pub fn eval_stream<C: Channel + ?Sized>(
         &self,
         chan: &mut C,
@@ -890,24 +926,56 @@ impl<'a> Evaluator<'a> {
             out_lsb.len(),
         )?;
         let chunk = chunk.max(1);
-        let mut buf = vec![Block::ZERO; chunk.min(s.n) * s.tb];
-        let mut received = 0u64;
-        let mut i0 = 0;
-        while i0 < s.n {
-            let m = chunk.min(s.n - i0);
-            let tab = &mut buf[..m * s.tb];
-            chan.recv_blocks(tab)?;
-            received += 16 * tab.len() as u64;
-            self.eval_batch_par(
-                &gb_labels[i0 * s.gi..(i0 + m) * s.gi],
-                &ev_labels[i0 * s.ei..(i0 + m) * s.ei],
-                tab,
-                first_instance + i0 as u64,
-                &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
-            )?;
-            i0 += m;
+        let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<Block>, usize)>(1);
+        let (free_tx, free_rx) = mpsc::channel::<Vec<Block>>();
+        for _ in 0..2.min(s.n.div_ceil(chunk)) {
+            free_tx
+                .send(vec![Block::ZERO; chunk.min(s.n) * s.tb])
+                .expect("receiver alive");
         }
-        Ok(received)
+        std::thread::scope(|scope| {
+            let receiver = scope.spawn(move || -> Result<u64, GcError> {
+                let mut received = 0u64;
+                let mut i0 = 0;
+                while i0 < s.n {
+                    let m = chunk.min(s.n - i0);
+                    // A closed queue means the evaluator stopped; nothing more is needed.
+                    let Ok(mut buf) = free_rx.recv() else { break };
+                    chan.recv_blocks(&mut buf[..m * s.tb])?;
+                    received += 16 * (m * s.tb) as u64;
+                    if full_tx.send((buf, m * s.tb)).is_err() {
+                        break;
+                    }
+                    i0 += m;
+                }
+                Ok(received)
+            });
+            let mut evaluated = Ok(());
+            let mut i0 = 0;
+            // A closed queue before the end means the receiver failed: its error is reported below.
+            while i0 < s.n {
+                let Ok((buf, len)) = full_rx.recv() else {
+                    break;
+                };
+                let m = chunk.min(s.n - i0);
+                evaluated = self.eval_batch_par(
+                    &gb_labels[i0 * s.gi..(i0 + m) * s.gi],
+                    &ev_labels[i0 * s.ei..(i0 + m) * s.ei],
+                    &buf[..len],
+                    first_instance + i0 as u64,
+                    &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
+                );
+                if evaluated.is_err() {
+                    break;
+                }
+                let _ = free_tx.send(buf);
+                i0 += m;
+            }
+            drop(full_rx);
+            drop(free_tx);
+            let received = join(receiver)?;
+            evaluated.map(|()| received)
+        })
     }
 
     /// Evaluates `s.n` instances, group by group. Lengths are already checked.
@@ -964,6 +1032,14 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// Joins a streaming helper thread, passing its panic on unchanged.
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    match h.join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
 /// Sends colour bits packed eight to a byte (bit `i` of the stream in bit `i % 8` of byte
 /// `i / 8`): how the evaluator returns output colours. Returns the bytes sent.
 pub fn send_bits<C: Channel + ?Sized>(chan: &mut C, bits: &[bool]) -> Result<u64, GcError> {
@@ -995,7 +1071,9 @@ pub fn pack_bits(bits: &[bool]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::gc::circuit::{bits_to_words, words_to_bits};
-    use crate::gc::halfgates::{decode, encode, eval_reference, garble_reference};
+    use crate::gc::halfgates::{
+        decode, decode_words, encode, encode_words, eval_reference, garble_reference,
+    };
     use crate::gc::relu::{relu_circuit, relu_plain};
     use crate::net::channel::mem_pair;
     use rand::{Rng, SeedableRng};
@@ -1323,6 +1401,77 @@ mod tests {
             .unwrap();
         assert_eq!(e1, e2);
         check_decoded(&b, 64, 12, &l1, &e1);
+    }
+
+    #[test]
+    fn streams_report_a_vanished_peer_and_handle_empty_batches() {
+        let (ell, frac) = (16, 4);
+        let circ = relu_circuit(ell, frac).unwrap();
+        let mut rng = ChaCha12Rng::seed_from_u64(17);
+        let delta = Delta::random(&mut rng);
+        let n = 100;
+        let b = batch(&mut rng, n, ell);
+        let g = Garbler::new(&circ, &delta);
+        let e = Evaluator::new(&circ);
+        let mut lsb = vec![false; n * ell];
+        let timeout = std::time::Duration::from_millis(300);
+        // The evaluator is gone before anything is sent.
+        let (mut cg, ce) = mem_pair(timeout);
+        drop(ce);
+        let r = g.garble_stream(&mut cg, &b.gb_zero, &b.ev_zero, 0, &mut lsb, 16);
+        assert!(matches!(r, Err(GcError::Net(_))), "{r:?}");
+        // The garbler sends a third of the tables, then disappears.
+        let mut tables = vec![Block::ZERO; table_blocks(&circ, n)];
+        g.garble_batch(&b.gb_zero, &b.ev_zero, 0, &mut tables, &mut lsb)
+            .unwrap();
+        let (mut cg, mut ce) = mem_pair(timeout);
+        cg.send_blocks(&tables[..tables.len() / 3]).unwrap();
+        cg.flush().unwrap();
+        drop(cg);
+        let (gl, el) = labels(&b, ell, &delta);
+        let r = e.eval_stream(&mut ce, &gl, &el, 0, &mut lsb, 16);
+        assert!(matches!(r, Err(GcError::Net(_))), "{r:?}");
+        // Nothing to do is not an error, and sends nothing.
+        let (mut cg, mut ce) = mem_pair(timeout);
+        assert_eq!(
+            g.garble_stream(&mut cg, &[], &[], 0, &mut [], 16).unwrap(),
+            0
+        );
+        assert_eq!(e.eval_stream(&mut ce, &[], &[], 0, &mut [], 16).unwrap(), 0);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// The whole engine (parallel garbling, word encoding, parallel evaluation, word
+        /// decoding) against `relu_plain`, for random (ℓ, f), batch sizes and instance numbers.
+        #[test]
+        fn engine_matches_reference(
+            ell in 1usize..=64,
+            frac_seed in 0usize..64,
+            n in 1usize..40,
+            first in proptest::prelude::any::<u64>(),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let frac = frac_seed % ell;
+            let first = first.min(u64::MAX - n as u64);
+            let circ = relu_circuit(ell, frac).unwrap();
+            let mut rng = ChaCha12Rng::seed_from_u64(seed);
+            let delta = Delta::random(&mut rng);
+            let b = batch(&mut rng, n, ell);
+            let mut tables = vec![Block::ZERO; table_blocks(&circ, n)];
+            let mut zero_lsb = vec![false; n * ell];
+            Garbler::new(&circ, &delta).garble_batch_par(&b.gb_zero, &b.ev_zero, first, &mut tables, &mut zero_lsb).unwrap();
+            let mut gl = vec![Block::ZERO; n * ell];
+            encode_words(&b.gb_zero, &b.a, ell, &delta, &mut gl).unwrap();
+            let (_, el) = labels(&b, ell, &delta);
+            let mut eval_lsb = vec![false; n * ell];
+            Evaluator::new(&circ).eval_batch_par(&gl, &el, &tables, first, &mut eval_lsb).unwrap();
+            let z = decode_words(&zero_lsb, &eval_lsb, ell).unwrap();
+            for (i, &zi) in z.iter().enumerate() {
+                proptest::prop_assert_eq!(zi, relu_plain(b.a[i], b.c[i], b.r[i], ell, frac));
+            }
+        }
     }
 
     #[test]

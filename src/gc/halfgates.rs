@@ -105,6 +105,37 @@ pub fn decode(zero_lsb: &[bool], eval_lsb: &[bool], bits: &mut [bool]) -> Result
     Ok(())
 }
 
+/// [`encode`] for ring words: the labels of the low `ell` bits of each word (bit 0 first),
+/// `out[i·ell + b] = zero[i·ell + b] ⊕ bit_b(words[i])·Δ`. This is how the garbler sends the
+/// labels of its shares online.
+pub fn encode_words(
+    zero: &[Block],
+    words: &[u64],
+    ell: usize,
+    delta: &Delta,
+    out: &mut [Block],
+) -> Result<(), GcError> {
+    if !(1..=64).contains(&ell) {
+        return Err(GcError::Params(format!("words of {ell} bits")));
+    }
+    check_len("zero-labels (words · ell)", words.len() * ell, zero.len())?;
+    check_len("encoded labels", zero.len(), out.len())?;
+    let d = delta.block();
+    for (i, &w) in words.iter().enumerate() {
+        for b in 0..ell {
+            out[i * ell + b] = zero[i * ell + b] ^ d.select((w >> b) & 1 == 1);
+        }
+    }
+    Ok(())
+}
+
+/// [`decode`] for ring words: each run of `ell` output colours (bit 0 first) becomes a word.
+pub fn decode_words(zero_lsb: &[bool], eval_lsb: &[bool], ell: usize) -> Result<Vec<u64>, GcError> {
+    let mut bits = vec![false; zero_lsb.len()];
+    decode(zero_lsb, eval_lsb, &mut bits)?;
+    super::circuit::bits_to_words(&bits, ell)
+}
+
 /// Garbles one instance, gate by gate: the reference the batched engine is tested against.
 ///
 /// Returns the garbled tables (`2 · and_count` blocks: `[T_G, T_E]` per AND gate in gate order)
