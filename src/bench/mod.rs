@@ -2,8 +2,8 @@
 
 pub mod relu;
 pub mod result;
-pub mod sweep;
 pub mod run;
+pub mod sweep;
 pub mod table;
 
 pub use result::{

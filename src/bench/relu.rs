@@ -78,28 +78,14 @@ fn server<C: Channel>(
     let t = Instant::now();
     ch.set_scope(Phase::Offline, Some("relu"));
     let engine = ReluEngine::new(ring, ring.frac)?;
-    let mut ev_zero = vec![Block::ZERO; n * 2 * ell];
+    let mut ev_zero = crate::crypto::block::zeroed_blocks(n * 2 * ell);
     cot.send(ch, &mut ev_zero)?;
     let seed = Block::random(&mut rng);
-    let mut prg = Prg::from_seed(seed);
     let mut decode = vec![0u64; n];
-    let tb = engine.table_blocks();
-    let mut gb_zero = vec![Block::ZERO; CHUNK * ell];
-    let mut tables = vec![Block::ZERO; CHUNK * tb];
-    for (c, dec) in decode.chunks_mut(CHUNK).enumerate() {
-        let m = dec.len();
-        let first = c * CHUNK;
-        prg.fill_blocks(&mut gb_zero[..m * ell]);
-        engine.garble(
-            &delta,
-            &gb_zero[..m * ell],
-            &ev_zero[first * 2 * ell..(first + m) * 2 * ell],
-            first as u64,
-            &mut tables[..m * tb],
-            dec,
-        )?;
-        ch.send_blocks(&tables[..m * tb])?;
-    }
+    let mut gb_zero = crate::crypto::block::zeroed_blocks(n * ell);
+    Prg::from_seed(seed).fill_blocks(&mut gb_zero);
+    engine.garble_stream(ch, &delta, &gb_zero, &ev_zero, 0, &mut decode)?;
+    drop(gb_zero);
     ch.flush()?;
     let mut ready = [0u8; 1];
     ch.recv(&mut ready)?;
@@ -160,11 +146,11 @@ fn client<C: Channel>(
     let r: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
     let mut choices = Vec::new();
     client_choices(&c, &r, ell, &mut choices);
-    let mut labels = vec![Block::ZERO; n * 2 * ell];
+    let mut labels = crate::crypto::block::zeroed_blocks(n * 2 * ell);
     cot.receive(ch, &choices, &mut labels)?;
     drop(choices);
     let tb = engine.table_blocks();
-    let mut tables = vec![Block::ZERO; n * tb];
+    let mut tables = crate::crypto::block::zeroed_blocks(n * tb);
     for chunk in tables.chunks_mut(CHUNK * tb) {
         ch.recv_blocks(chunk)?;
     }

@@ -370,7 +370,15 @@ pub fn run_network(
         }
         Transport::Emulated(link) => {
             let (c, s) = crate::net::emulate::emulated_pair(link, opts.timeout);
-            let (rs, rc) = run_pair(Metered::new(s), Metered::new(c), &fixed, dealer, input, pb_s, pb_c)?;
+            let (rs, rc) = run_pair(
+                Metered::new(s),
+                Metered::new(c),
+                &fixed,
+                dealer,
+                input,
+                pb_s,
+                pb_c,
+            )?;
             (rs.0, rc.0, rc.1, "emulated")
         }
     };

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::result::RunResult;
-use super::run::{load_input, load_network, run_network, BenchError, InputSpec, RunOptions, Transport};
+use super::run::{
+    load_input, load_network, run_network, BenchError, InputSpec, RunOptions, Transport,
+};
 use crate::model::BnPath;
 use crate::net::link::Link;
 use crate::report::{write_report, ReportOptions, ReportSummary};
@@ -114,14 +116,19 @@ pub enum SweepError {
 /// The bundles in a directory, sorted.
 pub fn bundles_in(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
 }
 
 fn stem(p: &Path) -> String {
-    p.file_stem().map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
+    p.file_stem()
+        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
 }
 
 /// Run the sweep and write the report.
@@ -131,12 +138,21 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
     }
     let t0 = Instant::now();
     let runs_dir = opts.out.join("runs");
-    std::fs::create_dir_all(&runs_dir).map_err(|e| SweepError::Io { path: runs_dir.display().to_string(), source: e })?;
+    std::fs::create_dir_all(&runs_dir).map_err(|e| SweepError::Io {
+        path: runs_dir.display().to_string(),
+        source: e,
+    })?;
     // Plan first, so the progress bar knows the total.
     let mut plan = Vec::new();
     for model in &opts.models {
         let dual = crate::model::Bundle::open(model)
-            .map_err(|e| SweepError::Run { model: model.display().to_string(), source: BenchError::Model { path: model.display().to_string(), source: Box::new(e) } })?
+            .map_err(|e| SweepError::Run {
+                model: model.display().to_string(),
+                source: BenchError::Model {
+                    path: model.display().to_string(),
+                    source: Box::new(e),
+                },
+            })?
             .has_dual_bn();
         for &bn in &opts.bn_paths {
             if bn == BnPath::Adv && !dual {
@@ -155,9 +171,11 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
     let pb = if opts.progress {
         let pb = ProgressBar::new(plan.len() as u64);
         pb.set_style(
-            ProgressStyle::with_template("sweep [{elapsed_precise}] [{bar:40}] {pos}/{len} runs, eta {eta} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "sweep [{elapsed_precise}] [{bar:40}] {pos}/{len} runs, eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         Some(pb)
     } else {
@@ -167,11 +185,24 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
     let mut loaded: Option<(PathBuf, BnPath, crate::model::Network)> = None;
     for (model, bn, input, rep, emulate) in plan {
         if let Some(pb) = &pb {
-            pb.set_message(format!("{} {bn}{}", stem(&model), emulate.as_ref().map_or(String::new(), |l| format!(" emulated {}", l.name))));
+            pb.set_message(format!(
+                "{} {bn}{}",
+                stem(&model),
+                emulate
+                    .as_ref()
+                    .map_or(String::new(), |l| format!(" emulated {}", l.name))
+            ));
         }
-        let run_err = |source| SweepError::Run { model: model.display().to_string(), source };
+        let run_err = |source| SweepError::Run {
+            model: model.display().to_string(),
+            source,
+        };
         if !matches!(&loaded, Some((p, b, _)) if *p == model && *b == bn) {
-            loaded = Some((model.clone(), bn, load_network(&model, bn).map_err(run_err)?));
+            loaded = Some((
+                model.clone(),
+                bn,
+                load_network(&model, bn).map_err(run_err)?,
+            ));
         }
         let net = &loaded.as_ref().expect("loaded above").2;
         if let Some(link) = &emulate {
@@ -196,13 +227,27 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
         let r = run_network(net, &x, &ro).map_err(run_err)?;
         let name = match &emulate {
             None => format!("{}-{bn}-input{input}-rep{rep}.json", stem(&model)),
-            Some(l) => format!("{}-{bn}-input{input}-emulated-{}.json", stem(&model), l.name.replace([',', '/'], "_")),
+            Some(l) => format!(
+                "{}-{bn}-input{input}-emulated-{}.json",
+                stem(&model),
+                l.name.replace([',', '/'], "_")
+            ),
         };
         let path = runs_dir.join(name);
-        let json = serde_json::to_string_pretty(&r).map_err(|e| SweepError::Io { path: path.display().to_string(), source: e.into() })?;
-        std::fs::write(&path, json).map_err(|e| SweepError::Io { path: path.display().to_string(), source: e })?;
+        let json = serde_json::to_string_pretty(&r).map_err(|e| SweepError::Io {
+            path: path.display().to_string(),
+            source: e.into(),
+        })?;
+        std::fs::write(&path, json).map_err(|e| SweepError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
         if !r.correct {
-            return Err(SweepError::Incorrect { model: model.display().to_string(), diff: r.max_logit_diff_vs_oracle, json: path.display().to_string() });
+            return Err(SweepError::Incorrect {
+                model: model.display().to_string(),
+                diff: r.max_logit_diff_vs_oracle,
+                json: path.display().to_string(),
+            });
         }
         results.push(r);
         if let Some(pb) = &pb {
@@ -216,9 +261,17 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
     let mut ro = ReportOptions::default();
     ro.reproduce_command = format!(
         "cargo run --release   # or: pibench sweep {} --out {}",
-        opts.models.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(" "),
+        opts.models
+            .iter()
+            .map(|m| m.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
         opts.out.display()
     );
     let report = write_report(&results, &opts.out, &ro)?;
-    Ok(SweepOutcome { results, report, seconds })
+    Ok(SweepOutcome {
+        results,
+        report,
+        seconds,
+    })
 }

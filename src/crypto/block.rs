@@ -64,6 +64,34 @@ impl Block {
     }
 }
 
+/// `n` zero blocks in a fresh vector. Large vectors (garbled tables, labels: hundreds of MB)
+/// are backed by transparent huge pages where the OS allows, which cuts the page faults of
+/// first touch by 512×; the contents are the same either way.
+pub fn zeroed_blocks(n: usize) -> Vec<Block> {
+    const HUGE: usize = 4 << 20;
+    let mut v: Vec<Block> = Vec::with_capacity(n);
+    #[cfg(target_os = "linux")]
+    if n * 16 >= HUGE {
+        let start = v.as_mut_ptr() as usize;
+        let page = 2 << 20;
+        let aligned = start.div_ceil(page) * page;
+        let end = start + n * 16;
+        if end > aligned + page {
+            // SAFETY: the range lies inside the allocation just made and is only advised,
+            // never read or written here; madvise has no effect on memory contents.
+            unsafe {
+                libc::madvise(
+                    aligned as *mut libc::c_void,
+                    (end - aligned) / page * page,
+                    libc::MADV_HUGEPAGE,
+                );
+            }
+        }
+    }
+    v.resize(n, Block::ZERO);
+    v
+}
+
 /// The little-endian byte image of a slice of blocks, without copying (what goes on the wire).
 pub fn blocks_as_bytes(blocks: &[Block]) -> &[u8] {
     #[cfg(target_endian = "big")]

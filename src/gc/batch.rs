@@ -676,7 +676,7 @@ impl<'a> Garbler<'a> {
         let (free_tx, free_rx) = mpsc::channel::<Vec<Block>>();
         for _ in 0..2.min(s.n.div_ceil(chunk)) {
             free_tx
-                .send(vec![Block::ZERO; chunk.min(s.n) * s.tb])
+                .send(crate::crypto::block::zeroed_blocks(chunk.min(s.n) * s.tb))
                 .expect("receiver alive");
         }
         std::thread::scope(|scope| {
@@ -930,7 +930,7 @@ impl<'a> Evaluator<'a> {
         let (free_tx, free_rx) = mpsc::channel::<Vec<Block>>();
         for _ in 0..2.min(s.n.div_ceil(chunk)) {
             free_tx
-                .send(vec![Block::ZERO; chunk.min(s.n) * s.tb])
+                .send(crate::crypto::block::zeroed_blocks(chunk.min(s.n) * s.tb))
                 .expect("receiver alive");
         }
         std::thread::scope(|scope| {

@@ -304,6 +304,10 @@ impl Channel for TcpChannel {
 pub struct MemChannel {
     tx: mpsc::Sender<Vec<u8>>,
     rx: mpsc::Receiver<Vec<u8>>,
+    /// Consumed receive buffers go back to the peer, which refills them: no allocation (and no
+    /// page faults) per message once the pool is warm.
+    recycle_tx: mpsc::Sender<Vec<u8>>,
+    pool_rx: mpsc::Receiver<Vec<u8>>,
     out: Vec<u8>,
     inbuf: Vec<u8>,
     inpos: usize,
@@ -315,19 +319,26 @@ pub struct MemChannel {
 pub fn mem_pair(timeout: Duration) -> (MemChannel, MemChannel) {
     let (tx_a, rx_b) = mpsc::channel();
     let (tx_b, rx_a) = mpsc::channel();
-    let mk = |tx, rx| MemChannel {
+    let (recycle_a, pool_b) = mpsc::channel();
+    let (recycle_b, pool_a) = mpsc::channel();
+    let mk = |tx, rx, recycle_tx, pool_rx| MemChannel {
         tx,
         rx,
+        recycle_tx,
+        pool_rx,
         out: Vec::new(),
         inbuf: Vec::new(),
         inpos: 0,
         timeout,
         scope: Scope::new(),
     };
-    (mk(tx_a, rx_a), mk(tx_b, rx_b))
+    (
+        mk(tx_a, rx_a, recycle_a, pool_a),
+        mk(tx_b, rx_b, recycle_b, pool_b),
+    )
 }
 
-const MEM_CHUNK: usize = 1 << 16;
+const MEM_CHUNK: usize = 1 << 20;
 
 impl std::fmt::Debug for MemChannel {
     // Buffered bytes may be labels or shares: never printed.
@@ -340,10 +351,23 @@ impl std::fmt::Debug for MemChannel {
 }
 
 impl Channel for MemChannel {
-    fn send(&mut self, bytes: &[u8]) -> Result<(), NetError> {
-        self.out.extend_from_slice(bytes);
-        if self.out.len() >= MEM_CHUNK {
-            self.flush()?;
+    fn send(&mut self, mut bytes: &[u8]) -> Result<(), NetError> {
+        while !bytes.is_empty() {
+            if self.out.capacity() == 0 {
+                self.out = self
+                    .pool_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(MEM_CHUNK));
+                self.out.clear();
+            }
+            let n = bytes
+                .len()
+                .min(MEM_CHUNK.saturating_sub(self.out.len()).max(1));
+            self.out.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.out.len() >= MEM_CHUNK {
+                self.flush()?;
+            }
         }
         Ok(())
     }
@@ -354,7 +378,7 @@ impl Channel for MemChannel {
         let mut filled = 0;
         while filled < buf.len() {
             if self.inpos == self.inbuf.len() {
-                self.inbuf = match self.rx.recv_timeout(self.timeout) {
+                let fresh = match self.rx.recv_timeout(self.timeout) {
                     Ok(v) => v,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         return Err(NetError::Timeout {
@@ -368,6 +392,11 @@ impl Channel for MemChannel {
                         })
                     }
                 };
+                let used = std::mem::replace(&mut self.inbuf, fresh);
+                if used.capacity() >= MEM_CHUNK {
+                    // The peer may be gone; then the buffer is simply freed.
+                    let _ = self.recycle_tx.send(used);
+                }
                 self.inpos = 0;
             }
             let n = (buf.len() - filled).min(self.inbuf.len() - self.inpos);

@@ -108,12 +108,12 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                 for (&j, &r) in plan.kept.iter().zip(&masks) {
                     out[j as usize] = r;
                 }
-                let mut labels = vec![Block::ZERO; n * 2 * ell];
+                let mut labels = crate::crypto::block::zeroed_blocks(n * 2 * ell);
                 if n > 0 {
                     client_choices(&kept_c, &masks, ell, &mut choices);
                     cot.receive(ch, &choices, &mut labels)?;
                 }
-                let mut tables = vec![Block::ZERO; n * engine.table_blocks()];
+                let mut tables = crate::crypto::block::zeroed_blocks(n * engine.table_blocks());
                 for chunk in tables.chunks_mut(CHUNK * engine.table_blocks()) {
                     ch.recv_blocks(chunk)?;
                 }

@@ -8,6 +8,7 @@
 
 use crate::crypto::Block;
 use crate::gc::{relu_circuit, Circuit, Delta, Evaluator, Garbler};
+use crate::net::Channel;
 use crate::ring::Ring;
 
 use super::ProtocolError;
@@ -63,6 +64,29 @@ impl ReluEngine {
         Garbler::new(&self.circuit, delta)
             .garble_batch_par(gb_zero, ev_zero, instance_base, tables, &mut lsb)
             .map_err(|e| ProtocolError::Internal(e.to_string()))?;
+        pack_words(&lsb, self.ell, decode);
+        Ok(())
+    }
+
+    /// Garble `n` instances and stream their tables to `ch` in chunks of [`CHUNK`], sending one
+    /// chunk while the next is garbled; writes one decoding word per instance.
+    pub fn garble_stream<C: Channel + ?Sized>(
+        &self,
+        ch: &mut C,
+        delta: &Delta,
+        gb_zero: &[Block],
+        ev_zero: &[Block],
+        instance_base: u64,
+        decode: &mut [u64],
+    ) -> Result<(), ProtocolError> {
+        let n = decode.len();
+        let mut lsb = vec![false; n * self.ell];
+        Garbler::new(&self.circuit, delta)
+            .garble_stream(ch, gb_zero, ev_zero, instance_base, &mut lsb, CHUNK)
+            .map_err(|e| match e {
+                crate::gc::GcError::Net(n) => ProtocolError::Net(n),
+                other => ProtocolError::Internal(other.to_string()),
+            })?;
         pack_words(&lsb, self.ell, decode);
         Ok(())
     }

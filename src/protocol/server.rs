@@ -85,28 +85,24 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                 let ell = engine.ell;
                 let n = plan.kept.len();
                 // The client's input labels: zero-labels here, K ⊕ bΔ at the client.
-                let mut ev_zero = vec![Block::ZERO; n * 2 * ell];
+                let mut ev_zero = crate::crypto::block::zeroed_blocks(n * 2 * ell);
                 if n > 0 {
                     cot.send(ch, &mut ev_zero)?;
                 }
                 let label_seed = Block::random(rng);
-                let mut prg = Prg::from_seed(label_seed);
                 let mut decode = vec![0u64; n];
-                let mut gb_zero = vec![Block::ZERO; CHUNK * ell];
-                let mut tables = vec![Block::ZERO; CHUNK * engine.table_blocks()];
-                for (c, dec) in decode.chunks_mut(CHUNK).enumerate() {
-                    let m = dec.len();
-                    prg.fill_blocks(&mut gb_zero[..m * ell]);
-                    let first = c * CHUNK;
-                    engine.garble(
+                if n > 0 {
+                    // Regenerated from the seed online instead of stored.
+                    let mut gb_zero = crate::crypto::block::zeroed_blocks(n * ell);
+                    Prg::from_seed(label_seed).fill_blocks(&mut gb_zero);
+                    engine.garble_stream(
+                        ch,
                         &delta,
-                        &gb_zero[..m * ell],
-                        &ev_zero[first * 2 * ell..(first + m) * 2 * ell],
-                        plan.instance_base + first as u64,
-                        &mut tables[..m * engine.table_blocks()],
-                        dec,
+                        &gb_zero,
+                        &ev_zero,
+                        plan.instance_base,
+                        &mut decode,
                     )?;
-                    ch.send_blocks(&tables[..m * engine.table_blocks()])?;
                 }
                 ch.flush()?;
                 sites.push(ServerSite {
