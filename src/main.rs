@@ -130,6 +130,46 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run many models (several inputs, repeats, optional emulated links) and write every run's
+    /// JSON, results.csv, the plots, the cost model and report.md.
+    Sweep {
+        /// Model bundles; default: every bundle in models/.
+        models: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+        /// Inputs per model (seeded random images).
+        #[arg(long, default_value_t = 2)]
+        inputs: usize,
+        /// Repeats per input.
+        #[arg(long, default_value_t = 2)]
+        repeats: usize,
+        /// Also run the adversarial batch-norm path of dual-BN models.
+        #[arg(long)]
+        both_bn: bool,
+        /// Links to estimate (default lan, wan, mobile); repeatable.
+        #[arg(long = "link")]
+        links: Vec<String>,
+        /// Links to also run through a throttled channel (default lan); repeatable; `none` for none.
+        #[arg(long = "emulate")]
+        emulate: Vec<String>,
+        /// Largest budget an emulated run is made for.
+        #[arg(long, default_value_t = 60_000)]
+        emulate_max_budget: u64,
+        #[command(flatten)]
+        ring: RingArgs,
+    },
+    /// Estimate a bundle's cost on a link without running it, from a sweep's fitted cost model.
+    Predict {
+        /// The model bundle.
+        model: PathBuf,
+        /// Link: lan, wan, mobile or BW,RTT (e.g. 1gbit,10ms).
+        #[arg(long, default_value = "lan")]
+        link: String,
+        /// The cost model a sweep wrote.
+        #[arg(long, default_value = "reports/costmodel.json")]
+        costmodel: PathBuf,
+    },
     /// Write an architecture-true synthetic bundle: seeded weights, calibrated batch norms, and
     /// masks allocated per site.
     Gen {
@@ -170,6 +210,35 @@ enum Command {
     },
 }
 
+fn run_sweep(opts: &pibench::bench::sweep::SweepOptions) -> Result<()> {
+    eprintln!(
+        "pibench: sweeping {} models ({} inputs × {} repeats each, links {}) into {}",
+        opts.models.len(),
+        opts.inputs,
+        opts.repeats,
+        opts.links
+            .iter()
+            .map(|l| l.name.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+        opts.out.display()
+    );
+    let outcome = pibench::bench::sweep::sweep(opts)?;
+    if let Some(cm) = &outcome.report.cost_model {
+        println!("{cm}");
+    }
+    for note in &outcome.report.notes {
+        println!("note: {note}");
+    }
+    println!(
+        "{} runs, all correct, in {:.1} s. Report: {}",
+        outcome.results.len(),
+        outcome.seconds,
+        outcome.report.report_md.display()
+    );
+    Ok(())
+}
+
 fn links(specs: &[String]) -> Result<Vec<Link>> {
     if specs.is_empty() {
         return Ok(Link::presets());
@@ -184,7 +253,59 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         None => {
-            anyhow::bail!("the default job (a sweep of models/) is not wired yet; try `pibench run models/<bundle>`")
+            let models = pibench::bench::sweep::bundles_in(&pibench::model::bundled::models_dir());
+            let opts = pibench::bench::sweep::SweepOptions::new(models, "reports");
+            run_sweep(&opts)?;
+        }
+        Some(Command::Sweep {
+            models,
+            out,
+            inputs,
+            repeats,
+            both_bn,
+            links: l,
+            emulate,
+            emulate_max_budget,
+            ring,
+        }) => {
+            let models = if models.is_empty() {
+                pibench::bench::sweep::bundles_in(&pibench::model::bundled::models_dir())
+            } else {
+                models
+            };
+            let mut opts = pibench::bench::sweep::SweepOptions::new(models, out);
+            opts.inputs = inputs;
+            opts.repeats = repeats;
+            if both_bn {
+                opts.bn_paths = vec![BnPath::Clean, BnPath::Adv];
+            }
+            opts.links = links(&l)?;
+            if !emulate.is_empty() {
+                opts.emulate = if emulate.iter().any(|e| e == "none") {
+                    vec![]
+                } else {
+                    links(&emulate)?
+                };
+            }
+            opts.emulate_max_budget = emulate_max_budget;
+            opts.ring = ring.ring()?;
+            run_sweep(&opts)?;
+        }
+        Some(Command::Predict {
+            model,
+            link,
+            costmodel,
+        }) => {
+            use pibench::report::costmodel::{CostModel, LinkParams, Workload};
+            let cm = CostModel::load(&costmodel).with_context(|| {
+                format!(
+                    "loading {} (run `pibench sweep` first)",
+                    costmodel.display()
+                )
+            })?;
+            let net = pibench::model::Bundle::open(&model)?.network(BnPath::Clean)?;
+            let p = cm.predict(&Workload::of_network(&net), &LinkParams::parse(&link)?);
+            println!("{} on {link}: {p}", model.display());
         }
         Some(Command::Run {
             model,

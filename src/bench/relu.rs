@@ -78,11 +78,11 @@ fn server<C: Channel>(
     let t = Instant::now();
     ch.set_scope(Phase::Offline, Some("relu"));
     let engine = ReluEngine::new(ring, ring.frac)?;
-    let mut ev_zero = crate::crypto::block::zeroed_blocks(n * 2 * ell);
+    let mut ev_zero = crate::crypto::buffer::BlockBuf::with_len(n * 2 * ell);
     cot.send(ch, &mut ev_zero)?;
     let seed = Block::random(&mut rng);
     let mut decode = vec![0u64; n];
-    let mut gb_zero = crate::crypto::block::zeroed_blocks(n * ell);
+    let mut gb_zero = crate::crypto::buffer::BlockBuf::with_len(n * ell);
     Prg::from_seed(seed).fill_blocks(&mut gb_zero);
     engine.garble_stream(ch, &delta, &gb_zero, &ev_zero, 0, &mut decode)?;
     drop(gb_zero);
@@ -146,11 +146,11 @@ fn client<C: Channel>(
     let r: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
     let mut choices = Vec::new();
     client_choices(&c, &r, ell, &mut choices);
-    let mut labels = crate::crypto::block::zeroed_blocks(n * 2 * ell);
+    let mut labels = crate::crypto::buffer::BlockBuf::with_len(n * 2 * ell);
     cot.receive(ch, &choices, &mut labels)?;
     drop(choices);
     let tb = engine.table_blocks();
-    let mut tables = crate::crypto::block::zeroed_blocks(n * tb);
+    let mut tables = crate::crypto::buffer::BlockBuf::with_len(n * tb);
     for chunk in tables.chunks_mut(CHUNK * tb) {
         ch.recv_blocks(chunk)?;
     }

@@ -258,16 +258,18 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
         pb.finish_with_message("done");
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let mut ro = ReportOptions::default();
-    ro.reproduce_command = format!(
-        "cargo run --release   # or: pibench sweep {} --out {}",
-        opts.models
-            .iter()
-            .map(|m| m.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" "),
-        opts.out.display()
-    );
+    let ro = ReportOptions {
+        reproduce_command: format!(
+            "cargo run --release   # or: pibench sweep {} --out {}",
+            opts.models
+                .iter()
+                .map(|m| m.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            opts.out.display()
+        ),
+        ..ReportOptions::default()
+    };
     let report = write_report(&results, &opts.out, &ro)?;
     Ok(SweepOutcome {
         results,

@@ -71,7 +71,7 @@ pub fn zeroed_blocks(n: usize) -> Vec<Block> {
     const HUGE: usize = 4 << 20;
     let mut v: Vec<Block> = Vec::with_capacity(n);
     #[cfg(target_os = "linux")]
-    if n * 16 >= HUGE {
+    if n * 16 >= HUGE && std::env::var_os("PIBENCH_NO_THP").is_none() {
         let start = v.as_mut_ptr() as usize;
         let page = 2 << 20;
         let aligned = start.div_ceil(page) * page;

@@ -5,6 +5,7 @@
 
 pub mod aes;
 pub mod block;
+pub mod buffer;
 pub mod ot;
 pub mod prg;
 

@@ -672,11 +672,13 @@ impl<'a> Garbler<'a> {
             out_lsb.len(),
         )?;
         let chunk = chunk.max(1);
-        let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<Block>, usize)>(1);
-        let (free_tx, free_rx) = mpsc::channel::<Vec<Block>>();
+        let (full_tx, full_rx) = mpsc::sync_channel::<(crate::crypto::buffer::BlockBuf, usize)>(1);
+        let (free_tx, free_rx) = mpsc::channel::<crate::crypto::buffer::BlockBuf>();
         for _ in 0..2.min(s.n.div_ceil(chunk)) {
             free_tx
-                .send(crate::crypto::block::zeroed_blocks(chunk.min(s.n) * s.tb))
+                .send(crate::crypto::buffer::BlockBuf::with_len(
+                    chunk.min(s.n) * s.tb,
+                ))
                 .expect("receiver alive");
         }
         std::thread::scope(|scope| {
@@ -926,11 +928,13 @@ impl<'a> Evaluator<'a> {
             out_lsb.len(),
         )?;
         let chunk = chunk.max(1);
-        let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<Block>, usize)>(1);
-        let (free_tx, free_rx) = mpsc::channel::<Vec<Block>>();
+        let (full_tx, full_rx) = mpsc::sync_channel::<(crate::crypto::buffer::BlockBuf, usize)>(1);
+        let (free_tx, free_rx) = mpsc::channel::<crate::crypto::buffer::BlockBuf>();
         for _ in 0..2.min(s.n.div_ceil(chunk)) {
             free_tx
-                .send(crate::crypto::block::zeroed_blocks(chunk.min(s.n) * s.tb))
+                .send(crate::crypto::buffer::BlockBuf::with_len(
+                    chunk.min(s.n) * s.tb,
+                ))
                 .expect("receiver alive");
         }
         std::thread::scope(|scope| {

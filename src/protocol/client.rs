@@ -18,9 +18,9 @@ use crate::ring::kernels;
 struct ClientSite {
     plan: SitePlan,
     /// Garbled tables of the kept elements, in order.
-    tables: Vec<Block>,
+    tables: crate::crypto::buffer::BlockBuf,
     /// The client's input labels (`2ℓ` per kept element).
-    labels: Vec<Block>,
+    labels: crate::crypto::buffer::BlockBuf,
 }
 
 /// The client's stored preprocessing: everything the online phase needs besides the input.
@@ -108,12 +108,13 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                 for (&j, &r) in plan.kept.iter().zip(&masks) {
                     out[j as usize] = r;
                 }
-                let mut labels = crate::crypto::block::zeroed_blocks(n * 2 * ell);
+                let mut labels = crate::crypto::buffer::BlockBuf::with_len(n * 2 * ell);
                 if n > 0 {
                     client_choices(&kept_c, &masks, ell, &mut choices);
                     cot.receive(ch, &choices, &mut labels)?;
                 }
-                let mut tables = crate::crypto::block::zeroed_blocks(n * engine.table_blocks());
+                let mut tables =
+                    crate::crypto::buffer::BlockBuf::with_len(n * engine.table_blocks());
                 for chunk in tables.chunks_mut(CHUNK * engine.table_blocks()) {
                     ch.recv_blocks(chunk)?;
                 }

@@ -85,7 +85,7 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                 let ell = engine.ell;
                 let n = plan.kept.len();
                 // The client's input labels: zero-labels here, K ⊕ bΔ at the client.
-                let mut ev_zero = crate::crypto::block::zeroed_blocks(n * 2 * ell);
+                let mut ev_zero = crate::crypto::buffer::BlockBuf::with_len(n * 2 * ell);
                 if n > 0 {
                     cot.send(ch, &mut ev_zero)?;
                 }
@@ -93,7 +93,7 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                 let mut decode = vec![0u64; n];
                 if n > 0 {
                     // Regenerated from the seed online instead of stored.
-                    let mut gb_zero = crate::crypto::block::zeroed_blocks(n * ell);
+                    let mut gb_zero = crate::crypto::buffer::BlockBuf::with_len(n * ell);
                     Prg::from_seed(label_seed).fill_blocks(&mut gb_zero);
                     engine.garble_stream(
                         ch,
