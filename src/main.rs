@@ -170,6 +170,23 @@ enum Command {
         #[arg(long, default_value = "reports/costmodel.json")]
         costmodel: PathBuf,
     },
+    /// Time the plain reference inferences (f32 and fixed point) of MODEL and report the
+    /// fixed-point logit error.
+    Plain {
+        /// The model bundle.
+        model: PathBuf,
+        /// Batch-norm path of dual-BN models.
+        #[arg(long, default_value = "clean")]
+        bn: BnPath,
+        /// Seeded random inputs to run.
+        #[arg(long, default_value_t = 5)]
+        inputs: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ring: RingArgs,
+    },
     /// Write an architecture-true synthetic bundle: seeded weights, calibrated batch norms, and
     /// masks allocated per site.
     Gen {
@@ -404,6 +421,26 @@ fn main() -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&inspection)?);
             } else {
                 println!("{inspection}");
+            }
+        }
+        Some(Command::Plain { model, bn, inputs, json, ring }) => {
+            let t = pibench::bench::plaintime::plain_timing(&model, bn, ring.ring()?, inputs)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                println!(
+                    "{}: {:.0} M MACs; f32 {:.1} ms, fixed point (ℓ={}, f={}) {:.1} ms per inference (median of {}); max |fixed − f32| logit error {:.3e}; same class on {}/{} inputs",
+                    t.model,
+                    t.macs as f64 / 1e6,
+                    t.f32_seconds * 1e3,
+                    t.ring.ell,
+                    t.ring.frac,
+                    t.fixed_seconds * 1e3,
+                    t.inputs,
+                    t.max_logit_error,
+                    t.same_class,
+                    t.inputs
+                );
             }
         }
         Some(Command::Gen {

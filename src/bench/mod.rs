@@ -1,5 +1,6 @@
 //! One measured run, sweeps, and the results schema that every report is redrawn from.
 
+pub mod plaintime;
 pub mod relu;
 pub mod result;
 pub mod run;
