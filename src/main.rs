@@ -423,7 +423,13 @@ fn main() -> Result<()> {
                 println!("{inspection}");
             }
         }
-        Some(Command::Plain { model, bn, inputs, json, ring }) => {
+        Some(Command::Plain {
+            model,
+            bn,
+            inputs,
+            json,
+            ring,
+        }) => {
             let t = pibench::bench::plaintime::plain_timing(&model, bn, ring.ring()?, inputs)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&t)?);

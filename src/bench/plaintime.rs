@@ -37,7 +37,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Run `inputs` seeded inputs through both plain inferences.
-pub fn plain_timing(model: &std::path::Path, bn: BnPath, ring: Ring, inputs: usize) -> Result<PlainTiming, BenchError> {
+pub fn plain_timing(
+    model: &std::path::Path,
+    bn: BnPath,
+    ring: Ring,
+    inputs: usize,
+) -> Result<PlainTiming, BenchError> {
     let net = load_network(model, bn)?;
     let fixed = FixedNetwork::lower(&net, ring)?;
     let (mut tf, mut tx) = (Vec::new(), Vec::new());
@@ -50,8 +55,18 @@ pub fn plain_timing(model: &std::path::Path, bn: BnPath, ring: Ring, inputs: usi
         let t = Instant::now();
         let q = fixed.forward(&x)?;
         tx.push(t.elapsed().as_secs_f64());
-        err = q.logits.iter().zip(&f).map(|(a, &b)| (a - b as f64).abs()).fold(err, f64::max);
-        let qc = q.logits.iter().enumerate().fold((0, f64::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0;
+        err = q
+            .logits
+            .iter()
+            .zip(&f)
+            .map(|(a, &b)| (a - b as f64).abs())
+            .fold(err, f64::max);
+        let qc = q
+            .logits
+            .iter()
+            .enumerate()
+            .fold((0, f64::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+            .0;
         same += usize::from(qc == plain::f32::argmax(&f));
     }
     Ok(PlainTiming {
