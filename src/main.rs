@@ -65,6 +65,10 @@ enum Command {
         /// Connect the parties through memory instead of loopback TCP.
         #[arg(long)]
         memory: bool,
+        /// Run through an emulated link instead (bandwidth and delay enforced in the channel):
+        /// lan, wan, mobile or BW,RTT.
+        #[arg(long)]
+        emulate: Option<String>,
         /// Receive time-out in seconds.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
@@ -333,6 +337,7 @@ fn main() -> Result<()> {
             json,
             links: l,
             memory,
+            emulate,
             timeout,
             ring,
         }) => {
@@ -342,10 +347,12 @@ fn main() -> Result<()> {
                 ring: ring.ring()?,
                 backend,
                 input: input.map_or(InputSpec::Random { seed }, InputSpec::File),
-                transport: if memory {
-                    Transport::Memory
-                } else {
-                    Transport::TcpLoopback
+                transport: match (emulate, memory) {
+                    (Some(link), _) => Transport::Emulated(
+                        Link::parse(&link).with_context(|| format!("--emulate {link}"))?,
+                    ),
+                    (None, true) => Transport::Memory,
+                    (None, false) => Transport::TcpLoopback,
                 },
                 links: links(&l)?,
                 timeout: Duration::from_secs(timeout),

@@ -517,8 +517,19 @@ fn push_csv_row(out: &mut String, fields: &[String]) {
 fn build_group(key: ModelKey, idx: Vec<usize>, runs: &[RunResult]) -> ModelGroup {
     let rs: Vec<&RunResult> = idx.iter().map(|&i| &runs[i]).collect();
     let first = rs[0];
-    let col =
-        |f: &dyn Fn(&RunResult) -> f64| Stat::of(&rs.iter().map(|r| f(r)).collect::<Vec<_>>());
+    // Runs through an emulated link measure compute *and* that link's transfers: they count for
+    // their link's emulated figures only, never for the compute statistics.
+    let measured: Vec<&RunResult> = if rs.iter().any(|r| r.transport != "emulated") {
+        rs.iter()
+            .copied()
+            .filter(|r| r.transport != "emulated")
+            .collect()
+    } else {
+        rs.clone()
+    };
+    let col = |f: &dyn Fn(&RunResult) -> f64| {
+        Stat::of(&measured.iter().map(|r| f(r)).collect::<Vec<_>>())
+    };
 
     let mut link_keys: Vec<(String, bool)> = Vec::new();
     for r in &rs {
