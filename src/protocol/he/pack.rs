@@ -250,7 +250,10 @@ impl Plan {
             }
             for yy in 0..self.th {
                 let y = y0 + yy;
-                if y >= self.hout1 || y % self.stride != 0 || y / self.stride >= self.out_h {
+                if y >= self.hout1
+                    || !y.is_multiple_of(self.stride)
+                    || y / self.stride >= self.out_h
+                {
                     continue;
                 }
                 for ox in 0..self.out_w {

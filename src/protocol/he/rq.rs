@@ -5,6 +5,8 @@
 //! Everything here is public-parameter arithmetic; the only data-dependent branches are the
 //! modular reductions' final conditional subtractions, which the compiler turns into selects.
 
+#![allow(clippy::needless_range_loop)] // limb and RNS loops index several arrays at once
+
 use rand::Rng;
 use rand_core::RngCore;
 
@@ -45,13 +47,13 @@ fn is_prime(n: u64) -> bool {
     }
     const BASES: [u64; 12] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37];
     for &b in &BASES {
-        if n % b == 0 {
+        if n.is_multiple_of(b) {
             return n == b;
         }
     }
     let mut d = n - 1;
     let mut s = 0;
-    while d % 2 == 0 {
+    while d.is_multiple_of(2) {
         d /= 2;
         s += 1;
     }
