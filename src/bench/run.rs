@@ -302,6 +302,26 @@ pub fn client_session<C: Channel>(
     ))
 }
 
+/// The server's and the client's preprocessing backends of one in-process run.
+type Backends = (Box<dyn ServerPreprocessing>, Box<dyn ClientPreprocessing>);
+
+/// Both halves of `backend` for one inference on `fixed` (fresh keys for `he`).
+fn backends(backend: Backend, fixed: &Arc<FixedNetwork>) -> Result<Backends, BenchError> {
+    Ok(match backend {
+        Backend::Dealer => {
+            let d = Dealer::new(fixed.clone());
+            (Box::new(d.clone()), Box::new(d))
+        }
+        Backend::He => {
+            let he = |e: crate::protocol::he::HeError| BenchError::Server(e.into());
+            (
+                Box::new(crate::protocol::he::HeServer::new(fixed.clone()).map_err(he)?),
+                Box::new(crate::protocol::he::HeClient::new(fixed.clone()).map_err(he)?),
+            )
+        }
+    })
+}
+
 fn join<T>(h: std::thread::JoinHandle<T>) -> Result<T, BenchError> {
     h.join().map_err(|e| {
         BenchError::Panic(
@@ -329,9 +349,7 @@ pub fn run_network(
     let fixed = Arc::new(FixedNetwork::lower(net, opts.ring)?);
     let oracle = fixed.forward(input)?;
     let f32_logits = plain::forward_f32(net, input)?;
-    let dealer = match opts.backend {
-        Backend::Dealer => Dealer::new(fixed.clone()),
-    };
+    let dealer = backends(opts.backend, &fixed)?;
     let mp = MultiProgress::new();
     let steps = fixed.steps.len();
     let pb_s = bar(&mp, steps * 2, "server", opts.progress);
@@ -400,16 +418,16 @@ fn run_pair<C: Channel + 'static>(
     mut s: Metered<C>,
     mut c: Metered<C>,
     fixed: &Arc<FixedNetwork>,
-    dealer: Dealer,
+    backends: Backends,
     input: &[f32],
     pb_s: Option<ProgressBar>,
     pb_c: Option<ProgressBar>,
 ) -> Result<((PartyReport,), (PartyReport, Vec<f64>)), BenchError> {
     let (fs, fc) = (fixed.clone(), fixed.clone());
-    let (mut ds, mut dc) = (dealer.clone(), dealer);
+    let (mut ds, mut dc) = backends;
     let input = input.to_vec();
-    let hs = std::thread::spawn(move || server_session(&mut s, &fs, &mut ds, pb_s));
-    let hc = std::thread::spawn(move || client_session(&mut c, &fc, &mut dc, &input, pb_c));
+    let hs = std::thread::spawn(move || server_session(&mut s, &fs, ds.as_mut(), pb_s));
+    let hc = std::thread::spawn(move || client_session(&mut c, &fc, dc.as_mut(), &input, pb_c));
     let rs = join(hs)?;
     let rc = join(hc)?;
     // Report the root cause: when one side fails the other usually sees a disconnect.
@@ -654,10 +672,18 @@ pub fn serve(opts: &RunOptions, listen: &str) -> Result<PartyReport, BenchError>
     );
     let stream = listener.accept(Duration::from_secs(3600), opts.timeout)?;
     let mut ch = Metered::new(stream);
-    let mut pre = crate::protocol::prepro::RemoteDealerServer(Dealer::new(fixed.clone()));
+    let mut pre: Box<dyn ServerPreprocessing> = match opts.backend {
+        Backend::Dealer => Box::new(crate::protocol::prepro::RemoteDealerServer(Dealer::new(
+            fixed.clone(),
+        ))),
+        Backend::He => Box::new(
+            crate::protocol::he::HeServer::new(fixed.clone())
+                .map_err(|e| BenchError::Server(e.into()))?,
+        ),
+    };
     let mp = MultiProgress::new();
     let pb = bar(&mp, fixed.steps.len() * 2, "server", opts.progress);
-    let report = server_session(&mut ch, &fixed, &mut pre, pb).map_err(BenchError::Server)?;
+    let report = server_session(&mut ch, &fixed, pre.as_mut(), pb).map_err(BenchError::Server)?;
     send_report(&mut ch, &report).map_err(BenchError::Server)?;
     Ok(report)
 }
@@ -673,11 +699,17 @@ pub fn client(opts: &RunOptions, connect: &str) -> Result<RunResult, BenchError>
     let f32_logits = plain::forward_f32(&net, &input)?;
     let stream = crate::net::tcp::connect(connect, opts.timeout)?;
     let mut ch = Metered::new(stream);
-    let mut pre = crate::protocol::prepro::RemoteDealerClient;
+    let mut pre: Box<dyn ClientPreprocessing> = match opts.backend {
+        Backend::Dealer => Box::new(crate::protocol::prepro::RemoteDealerClient),
+        Backend::He => Box::new(
+            crate::protocol::he::HeClient::new(fixed.clone())
+                .map_err(|e| BenchError::Client(e.into()))?,
+        ),
+    };
     let mp = MultiProgress::new();
     let pb = bar(&mp, fixed.steps.len() * 2, "client", opts.progress);
     let (client_rep, logits) =
-        client_session(&mut ch, &fixed, &mut pre, &input, pb).map_err(BenchError::Client)?;
+        client_session(&mut ch, &fixed, pre.as_mut(), &input, pb).map_err(BenchError::Client)?;
     let server_rep = recv_report(&mut ch).map_err(BenchError::Client)?;
     Ok(assemble(
         opts,

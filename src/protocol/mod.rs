@@ -18,6 +18,7 @@
 
 pub mod client;
 pub mod engine;
+pub mod he;
 pub mod prepro;
 pub mod server;
 

@@ -20,12 +20,15 @@ use crate::plain::{FixedNetwork, StepKind};
 pub enum Backend {
     /// A trusted dealer (no traffic between the parties; not a real two-party protocol).
     Dealer,
+    /// Homomorphic encryption between the two parties ([`super::he`]).
+    He,
 }
 
 impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Backend::Dealer => "dealer",
+            Backend::He => "he",
         })
     }
 }
@@ -35,12 +38,9 @@ impl std::str::FromStr for Backend {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "dealer" => Ok(Backend::Dealer),
-            "he" => Err(
-                "the `he` backend (homomorphic encryption) is not implemented yet; use `dealer`"
-                    .into(),
-            ),
+            "he" => Ok(Backend::He),
             other => Err(format!(
-                "unknown preprocessing backend `{other}` (expected `dealer`)"
+                "unknown preprocessing backend `{other}` (expected `dealer` or `he`)"
             )),
         }
     }

@@ -1,0 +1,398 @@
+//! Coefficient packing of a linear step (Cheetah-style): where each input element, weight and
+//! output lands in the polynomials, computed identically by both parties from public geometry.
+//!
+//! Every linear step is viewed as a convolution `[C, H, W] → [M, H', W']` with a `kh × kw`
+//! kernel, stride and padding (fc: 1×1 on a 1×1 image; channel scale: a diagonal 1×1). The
+//! padded input is cut into row tiles of `rows = th + kh − 1` padded rows, each channel's tile a
+//! block of `P = rows · Wp` coefficients. An input polynomial holds `cb` channels (block `i` at
+//! `i·P`); a weight polynomial holds, for `mb` output channels, the reversed kernels: entry
+//! `(o, c, di, dj)` at `o·cb·P + (cb−1−c)·P + (kh−1−di)·Wp + (kw−1−dj)`. With `mb·cb·P ≤ N` the
+//! product's coefficient `o·cb·P + O + y·Wp + x`, `O = (cb−1)·P + (kh−1)·Wp + kw−1`, is exactly
+//! the stride-1 output `(o, y, x)` of the tile: every other pair of terms, including the
+//! negacyclic wrap-around, lands elsewhere (docs/HE.md has the argument).
+
+use super::rq::N;
+use super::HeError;
+use crate::plain::{LinearKind, LinearStep};
+
+/// The packing of one linear step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    c: usize,
+    m: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+    wp: usize,
+    out_h: usize,
+    out_w: usize,
+    /// Stride-1 output rows of the padded input.
+    hout1: usize,
+    /// Stride-1 output rows per tile.
+    th: usize,
+    /// Padded rows per tile.
+    rows: usize,
+    /// Coefficients per channel tile.
+    plane: usize,
+    /// Channels per input polynomial.
+    cb: usize,
+    /// Output channels per weight polynomial.
+    mb: usize,
+    diag: bool,
+}
+
+impl Plan {
+    /// The packing of linear step `step` of kind `kind` on an input of `in_len` elements.
+    pub fn new(step: usize, kind: &LinearKind, in_len: usize) -> Result<Plan, HeError> {
+        let bad = |why: String| HeError::Geometry { step, why };
+        let (c, h, w, m, kh, kw, stride, pad, diag) = match kind {
+            LinearKind::Conv(g) => (
+                g.in_channels,
+                g.in_h,
+                g.in_w,
+                g.out_channels,
+                g.kh,
+                g.kw,
+                g.stride,
+                g.padding,
+                false,
+            ),
+            LinearKind::Fc { out_features } => (in_len, 1, 1, *out_features, 1, 1, 1, 0, false),
+            LinearKind::ChannelScale { channels, plane } => {
+                (*channels, 1, *plane, *channels, 1, 1, 1, 0, true)
+            }
+        };
+        if c == 0 || m == 0 || h == 0 || w == 0 || kh == 0 || kw == 0 || stride == 0 {
+            return Err(bad("empty geometry".into()));
+        }
+        if c * h * w != in_len {
+            return Err(bad(format!(
+                "input of {in_len} elements, geometry needs {}",
+                c * h * w
+            )));
+        }
+        let (hp, wp) = (h + 2 * pad, w + 2 * pad);
+        if hp < kh || wp < kw {
+            return Err(bad("kernel larger than the padded input".into()));
+        }
+        if kh * wp > N {
+            return Err(bad(format!(
+                "a {kh}-row strip of the padded input ({wp} wide) exceeds N = {N}"
+            )));
+        }
+        let hout1 = hp - kh + 1;
+        let th = hout1.min(N / wp - kh + 1);
+        let rows = th + kh - 1;
+        let plane = rows * wp;
+        let k = N / plane;
+        let tiles = hout1.div_ceil(th);
+        // Pick the channel split minimizing ciphertexts moved (uploads are seeded, so half a
+        // ciphertext) plus a small charge per polynomial product.
+        let mut best = (f64::INFINITY, 1, 1);
+        for cb in 1..=c.min(k) {
+            let mb = m.min(k / cb);
+            let (ci, mi) = (c.div_ceil(cb) as f64, m.div_ceil(mb) as f64);
+            let cost = tiles as f64 * (0.5 * ci + mi + 0.05 * ci * mi);
+            if cost < best.0 {
+                best = (cost, cb, mb);
+            }
+        }
+        Ok(Plan {
+            c,
+            m,
+            h,
+            w,
+            kh,
+            kw,
+            stride,
+            pad,
+            wp,
+            out_h: (hp - kh) / stride + 1,
+            out_w: (wp - kw) / stride + 1,
+            hout1,
+            th,
+            rows,
+            plane,
+            cb: best.1,
+            mb: best.2,
+            diag,
+        })
+    }
+
+    /// Row tiles.
+    pub fn tiles(&self) -> usize {
+        self.hout1.div_ceil(self.th)
+    }
+    /// Input-channel blocks.
+    pub fn c_blocks(&self) -> usize {
+        self.c.div_ceil(self.cb)
+    }
+    /// Output-channel blocks.
+    pub fn m_blocks(&self) -> usize {
+        self.m.div_ceil(self.mb)
+    }
+    /// Input ciphertexts (tile-major).
+    pub fn input_cts(&self) -> usize {
+        self.tiles() * self.c_blocks()
+    }
+    /// Output ciphertexts (tile-major).
+    pub fn output_cts(&self) -> usize {
+        self.tiles() * self.m_blocks()
+    }
+    /// Index of the input ciphertext of `tile` and channel block `cb`.
+    pub fn input_index(&self, tile: usize, cb: usize) -> usize {
+        tile * self.c_blocks() + cb
+    }
+    /// Output elements.
+    pub fn out_len(&self) -> usize {
+        self.m * self.out_h * self.out_w
+    }
+    /// An upper bound on the products summed into any one output coefficient.
+    pub fn terms_per_coefficient(&self) -> usize {
+        self.c_blocks() * self.cb * self.mb * self.kh * self.kw
+    }
+
+    /// The plaintext polynomials of the client's share, in input-ciphertext order.
+    pub fn pack_input(&self, x: &[u64]) -> Vec<Vec<u64>> {
+        let mut out = Vec::with_capacity(self.input_cts());
+        for tile in 0..self.tiles() {
+            let y0 = tile * self.th;
+            for cbk in 0..self.c_blocks() {
+                let mut poly = vec![0u64; N];
+                for cl in 0..self.cb {
+                    let c = cbk * self.cb + cl;
+                    if c >= self.c {
+                        break;
+                    }
+                    for r in 0..self.rows {
+                        let Some(hh) = (y0 + r).checked_sub(self.pad).filter(|&v| v < self.h)
+                        else {
+                            continue;
+                        };
+                        for ww in 0..self.w {
+                            poly[cl * self.plane + r * self.wp + ww + self.pad] =
+                                x[(c * self.h + hh) * self.w + ww];
+                        }
+                    }
+                }
+                out.push(poly);
+            }
+        }
+        out
+    }
+
+    /// The centered weights `[M][C][kh][kw]` (a channel scale expanded to its diagonal).
+    pub fn centered_weights(&self, lin: &LinearStep, ell: u32) -> Vec<i64> {
+        let center = |v: u64| -> i64 {
+            if ell == 64 {
+                v as i64
+            } else if v >= 1u64 << (ell - 1) {
+                v as i64 - (1i64 << (ell - 1)) * 2
+            } else {
+                v as i64
+            }
+        };
+        if self.diag {
+            let mut out = vec![0i64; self.c * self.m];
+            for (c, &v) in lin.weight.iter().enumerate().take(self.c) {
+                out[c * self.c + c] = center(v);
+            }
+            out
+        } else {
+            lin.weight.iter().map(|&v| center(v)).collect()
+        }
+    }
+
+    /// The weight polynomial of output block `mbk` and input block `cbk` (signed
+    /// coefficients), or `None` when it is all zero.
+    pub fn weight_poly(&self, weights: &[i64], mbk: usize, cbk: usize) -> Option<Vec<i64>> {
+        let mut poly = vec![0i64; N];
+        let mut any = false;
+        let ksz = self.kh * self.kw;
+        for ol in 0..self.mb {
+            let o = mbk * self.mb + ol;
+            if o >= self.m {
+                break;
+            }
+            for cl in 0..self.cb {
+                let c = cbk * self.cb + cl;
+                if c >= self.c {
+                    break;
+                }
+                let base = ol * self.cb * self.plane + (self.cb - 1 - cl) * self.plane;
+                for di in 0..self.kh {
+                    for dj in 0..self.kw {
+                        let v = weights[(o * self.c + c) * ksz + di * self.kw + dj];
+                        if v != 0 {
+                            any = true;
+                            poly[base + (self.kh - 1 - di) * self.wp + (self.kw - 1 - dj)] = v;
+                        }
+                    }
+                }
+            }
+        }
+        any.then_some(poly)
+    }
+
+    /// For output ciphertext `k` (tile-major), the `(coefficient, output index)` pairs it holds.
+    pub fn outputs(&self, k: usize) -> Vec<(usize, usize)> {
+        let (tile, mbk) = (k / self.m_blocks(), k % self.m_blocks());
+        let y0 = tile * self.th;
+        let base = (self.cb - 1) * self.plane + (self.kh - 1) * self.wp + (self.kw - 1);
+        let mut out = Vec::new();
+        for ol in 0..self.mb {
+            let o = mbk * self.mb + ol;
+            if o >= self.m {
+                break;
+            }
+            for yy in 0..self.th {
+                let y = y0 + yy;
+                if y >= self.hout1
+                    || !y.is_multiple_of(self.stride)
+                    || y / self.stride >= self.out_h
+                {
+                    continue;
+                }
+                for ox in 0..self.out_w {
+                    let x = ox * self.stride;
+                    let coef = ol * self.cb * self.plane + base + yy * self.wp + x;
+                    out.push((coef, (o * self.out_h + y / self.stride) * self.out_w + ox));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::kernels::ConvGeometry;
+
+    /// Negacyclic product over the integers, for checking the packing in the clear.
+    fn negacyclic(a: &[i128], b: &[i64]) -> Vec<i128> {
+        let mut out = vec![0i128; N];
+        for (j, &bj) in b.iter().enumerate() {
+            if bj == 0 {
+                continue;
+            }
+            for (i, &ai) in a.iter().enumerate() {
+                if ai == 0 {
+                    continue;
+                }
+                let k = i + j;
+                if k < N {
+                    out[k] += ai * bj as i128;
+                } else {
+                    out[k - N] -= ai * bj as i128;
+                }
+            }
+        }
+        out
+    }
+
+    fn check(kind: LinearKind, in_len: usize, wlen: usize) {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let plan = Plan::new(0, &kind, in_len).unwrap();
+        let x: Vec<u64> = (0..in_len).map(|_| rng.gen_range(0..1000)).collect();
+        let weight: Vec<u64> = (0..wlen).map(|_| rng.gen_range(0..50)).collect();
+        let lin = LinearStep {
+            kind,
+            weight,
+            bias: vec![],
+            input_trunc: 0,
+        };
+        let ring = crate::ring::Ring::new(64, 12).unwrap();
+        let want = lin.apply(&ring, &x);
+        let ws = plan.centered_weights(&lin, 64);
+        let polys = plan.pack_input(&x);
+        let mut got = vec![u64::MAX; plan.out_len()];
+        for k in 0..plan.output_cts() {
+            let (tile, mbk) = (k / plan.m_blocks(), k % plan.m_blocks());
+            let mut acc = vec![0i128; N];
+            for cbk in 0..plan.c_blocks() {
+                if let Some(w) = plan.weight_poly(&ws, mbk, cbk) {
+                    let a: Vec<i128> = polys[plan.input_index(tile, cbk)]
+                        .iter()
+                        .map(|&v| v as i128)
+                        .collect();
+                    for (s, v) in acc.iter_mut().zip(negacyclic(&a, &w)) {
+                        *s += v;
+                    }
+                }
+            }
+            for (coef, idx) in plan.outputs(k) {
+                got[idx] = acc[coef] as u64;
+            }
+        }
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn packing_computes_convolutions() {
+        for (c, h, m, k, s, p) in [(3, 8, 5, 3, 1, 1), (4, 9, 6, 3, 2, 1), (5, 6, 3, 1, 2, 0)] {
+            let g = ConvGeometry {
+                in_channels: c,
+                in_h: h,
+                in_w: h,
+                out_channels: m,
+                kh: k,
+                kw: k,
+                stride: s,
+                padding: p,
+            };
+            check(LinearKind::Conv(g), c * h * h, m * c * k * k);
+        }
+    }
+
+    #[test]
+    fn packing_tiles_tall_images() {
+        // 2 × 120 × 100 forces several row tiles (a 100-wide row, N = 8192).
+        let g = ConvGeometry {
+            in_channels: 2,
+            in_h: 120,
+            in_w: 100,
+            out_channels: 2,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            padding: 1,
+        };
+        let plan = Plan::new(0, &LinearKind::Conv(g), 2 * 120 * 100).unwrap();
+        assert!(plan.tiles() > 1);
+        check(LinearKind::Conv(g), 2 * 120 * 100, 2 * 2 * 9);
+    }
+
+    #[test]
+    fn packing_computes_fc_and_scale() {
+        check(LinearKind::Fc { out_features: 7 }, 40, 280);
+        check(
+            LinearKind::ChannelScale {
+                channels: 3,
+                plane: 10,
+            },
+            30,
+            3,
+        );
+    }
+
+    #[test]
+    fn impossible_geometry_is_refused() {
+        let g = ConvGeometry {
+            in_channels: 1,
+            in_h: 4,
+            in_w: 9000,
+            out_channels: 1,
+            kh: 1,
+            kw: 1,
+            stride: 1,
+            padding: 0,
+        };
+        assert!(Plan::new(0, &LinearKind::Conv(g), 36000).is_err());
+        assert!(Plan::new(0, &LinearKind::Fc { out_features: 2 }, 0).is_err());
+    }
+}
