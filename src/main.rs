@@ -82,6 +82,9 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:7000.
         #[arg(long, default_value = "127.0.0.1:7000")]
         listen: String,
+        /// Linear preprocessing backend (the client must use the same).
+        #[arg(long = "offline", default_value = "dealer")]
+        backend: Backend,
         /// Batch-norm path of dual-BN models.
         #[arg(long, default_value = "clean")]
         bn: BnPath,
@@ -98,6 +101,9 @@ enum Command {
         /// Server address.
         #[arg(long, default_value = "127.0.0.1:7000")]
         connect: String,
+        /// Linear preprocessing backend (the server must use the same).
+        #[arg(long = "offline", default_value = "dealer")]
+        backend: Backend,
         /// The model bundle (the same file the server serves).
         #[arg(long)]
         model: PathBuf,
@@ -157,6 +163,9 @@ enum Command {
         /// Links to also run through a throttled channel (default lan); repeatable; `none` for none.
         #[arg(long = "emulate")]
         emulate: Vec<String>,
+        /// Linear preprocessing backend.
+        #[arg(long = "offline", default_value = "dealer")]
+        backend: Backend,
         /// Largest budget an emulated run is made for.
         #[arg(long, default_value_t = 60_000)]
         emulate_max_budget: u64,
@@ -274,9 +283,23 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         None => {
+            // The default job: every bundled model with the dealer backend (online costs and the
+            // ReLUs' offline costs), then the RLNet bundles once more with real two-party linear
+            // preprocessing (homomorphic encryption) for the full offline cost.
             let models = pibench::bench::sweep::bundles_in(&pibench::model::bundled::models_dir());
-            let opts = pibench::bench::sweep::SweepOptions::new(models, "reports");
+            let opts = pibench::bench::sweep::SweepOptions::new(models.clone(), "reports");
             run_sweep(&opts)?;
+            let rlnet: Vec<PathBuf> = models
+                .into_iter()
+                .filter(|m| m.to_string_lossy().contains("rlnet"))
+                .collect();
+            let mut he = pibench::bench::sweep::SweepOptions::new(rlnet, "reports/he");
+            he.backend = Backend::He;
+            he.inputs = 1;
+            he.repeats = 1;
+            he.emulate = vec![];
+            he.warmup = false;
+            run_sweep(&he)?;
         }
         Some(Command::Sweep {
             models,
@@ -286,6 +309,7 @@ fn main() -> Result<()> {
             both_bn,
             links: l,
             emulate,
+            backend,
             emulate_max_budget,
             ring,
         }) => {
@@ -309,6 +333,7 @@ fn main() -> Result<()> {
                 };
             }
             opts.emulate_max_budget = emulate_max_budget;
+            opts.backend = backend;
             opts.ring = ring.ring()?;
             run_sweep(&opts)?;
         }
@@ -372,12 +397,14 @@ fn main() -> Result<()> {
         Some(Command::Serve {
             model,
             listen,
+            backend,
             bn,
             timeout,
             ring,
         }) => {
             let mut opts = RunOptions::new(model);
             opts.bn = bn;
+            opts.backend = backend;
             opts.ring = ring.ring()?;
             opts.timeout = Duration::from_secs(timeout);
             opts.progress = true;
@@ -386,6 +413,7 @@ fn main() -> Result<()> {
         }
         Some(Command::Client {
             connect,
+            backend,
             model,
             bn,
             input,
@@ -399,7 +427,7 @@ fn main() -> Result<()> {
                 model,
                 bn,
                 ring: ring.ring()?,
-                backend: Backend::Dealer,
+                backend,
                 input: input.map_or(InputSpec::Random { seed }, InputSpec::File),
                 transport: Transport::TcpLoopback,
                 links: links(&l)?,

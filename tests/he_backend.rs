@@ -29,3 +29,58 @@ fn he_is_a_known_backend() {
     assert_eq!("he".parse::<Backend>(), Ok(Backend::He));
     assert!("ckks".parse::<Backend>().is_err());
 }
+
+/// Every committed fixture, every BN path: the `he` backend gives the oracle's logits, and where
+/// no element is truncated locally (all ReLUs kept on the ResNets) bit for bit — the same result
+/// the `dealer` backend gives, since both deliver exactly `M·c − s`.
+#[test]
+fn he_backend_on_every_fixture_and_bn_path() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for name in [
+        "rlnet-resnet18-w8-c10",
+        "snl-resnet18-w8-c10",
+        "plain-resnet18-w8-c10",
+        "rlnet-wrn16-2-b4-c10",
+        "snl-wrn16-2-b4-c10",
+    ] {
+        let path = dir.join(format!("{name}.safetensors"));
+        let bundle = Bundle::open(&path).unwrap();
+        let paths: &[BnPath] = if bundle.has_dual_bn() {
+            &[BnPath::Clean, BnPath::Adv]
+        } else {
+            &[BnPath::Clean]
+        };
+        for &bn in paths {
+            let mut net = bundle.network(bn).unwrap();
+            if name == "plain-resnet18-w8-c10" {
+                for l in &mut net.layers {
+                    if let pibench::model::Op::Relu { mask, .. } = &mut l.op {
+                        *mask = None;
+                    }
+                }
+            }
+            let mut o = RunOptions::new(&path);
+            o.timeout = Duration::from_secs(120);
+            o.links = vec![];
+            o.bn = bn;
+            o.backend = Backend::He;
+            o.transport = pibench::bench::run::Transport::Memory;
+            let input = load_input(&InputSpec::Random { seed: 5 }, &net).unwrap();
+            let he = run_network(&net, &input, &o).unwrap();
+            assert!(
+                he.correct,
+                "{name} {bn}: he differs from the oracle by {}",
+                he.max_logit_diff_vs_oracle
+            );
+            if he.local_truncation.count == 0 {
+                assert!(he.exact, "{name} {bn}: not bit-exact");
+                o.backend = Backend::Dealer;
+                let dealer = run_network(&net, &input, &o).unwrap();
+                assert_eq!(
+                    he.logits, dealer.logits,
+                    "{name} {bn}: he and dealer differ"
+                );
+            }
+        }
+    }
+}

@@ -217,7 +217,7 @@ fn a_server_that_dies_mid_run_makes_the_client_fail_cleanly() {
             .accept(Duration::from_secs(10), Duration::from_secs(10))
             .unwrap();
         let mut ch = pibench::net::Metered::new(ch);
-        let fp = pibench::protocol::fingerprint(&f2);
+        let fp = pibench::protocol::fingerprint(&f2, pibench::protocol::prepro::Backend::Dealer);
         pibench::net::handshake(
             &mut ch,
             pibench::net::Role::Server,

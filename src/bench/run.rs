@@ -225,7 +225,7 @@ pub fn server_session<C: Channel>(
     progress: Option<ProgressBar>,
 ) -> Result<PartyReport, ProtocolError> {
     let mut rng = crate::crypto::prg::Prg::from_entropy();
-    let fp = protocol::fingerprint(net);
+    let fp = protocol::fingerprint(net, pre.backend());
     let t0 = Instant::now();
     handshake(ch, Role::Server, PROTOCOL_VERSION, &fp)?;
     let (mut cot, delta) = server::setup(ch, &mut rng)?;
@@ -267,7 +267,7 @@ pub fn client_session<C: Channel>(
     progress: Option<ProgressBar>,
 ) -> Result<(PartyReport, Vec<f64>), ProtocolError> {
     let mut rng = crate::crypto::prg::Prg::from_entropy();
-    let fp = protocol::fingerprint(net);
+    let fp = protocol::fingerprint(net, pre.backend());
     let t0 = Instant::now();
     handshake(ch, Role::Client, PROTOCOL_VERSION, &fp)?;
     let mut cot = client::setup(ch, &mut rng)?;
@@ -624,7 +624,7 @@ fn assemble(
             path: opts.model.display().to_string(),
             card: net.card.clone(),
             bn_path: opts.bn.to_string(),
-            fingerprint: protocol::fingerprint(fixed).to_hex(),
+            fingerprint: protocol::fingerprint(fixed, opts.backend).to_hex(),
             total_relus: net.total_relus() as u64,
             budget,
             macs: net.macs(),

@@ -30,6 +30,8 @@ pub struct SweepOptions {
     pub bn_paths: Vec<BnPath>,
     /// ℓ and f.
     pub ring: Ring,
+    /// Linear preprocessing backend.
+    pub backend: crate::protocol::prepro::Backend,
     /// Links to estimate.
     pub links: Vec<Link>,
     /// Links to also run through an emulated (throttled) channel, on models whose budget is at
@@ -56,6 +58,7 @@ impl SweepOptions {
             repeats: 2,
             bn_paths: vec![BnPath::Clean],
             ring: Ring::default(),
+            backend: crate::protocol::prepro::Backend::Dealer,
             links: Link::presets(),
             emulate: vec![Link::lan()],
             emulate_max_budget: 60_000,
@@ -209,6 +212,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
             let net = load_network(&model, BnPath::Clean).map_err(run_err)?;
             let mut ro = RunOptions::new(&model);
             ro.ring = opts.ring;
+            ro.backend = opts.backend;
             ro.links = opts.links.clone();
             ro.timeout = opts.timeout;
             let x = load_input(&ro.input, &net).map_err(run_err)?;
@@ -260,6 +264,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
         let mut ro = RunOptions::new(&model);
         ro.bn = bn;
         ro.ring = opts.ring;
+        ro.backend = opts.backend;
         ro.input = InputSpec::Random { seed: input };
         ro.links = opts.links.clone();
         ro.timeout = opts.timeout;

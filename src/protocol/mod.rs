@@ -178,13 +178,15 @@ pub(crate) fn free_dead(values: &mut [Option<Vec<u64>>], last: &[usize], step: u
 }
 
 /// A fingerprint of everything both parties must agree on: protocol version, ring, every step's
-/// kind, geometry, shape and truncation, and the masks. Weights are not part of it.
-pub fn fingerprint(net: &FixedNetwork) -> crate::net::Fingerprint {
+/// kind, geometry, shape and truncation, the masks, and the linear preprocessing backend.
+/// Weights are not part of it.
+pub fn fingerprint(net: &FixedNetwork, backend: prepro::Backend) -> crate::net::Fingerprint {
     use crate::plain::LinearKind;
-    let mut desc = format!(
-        "pibench-protocol-{PROTOCOL_VERSION};ring={},{};input={:?};",
-        net.ring.ell, net.ring.frac, net.input_shape
-    );
+    let mut desc = format!("backend={backend};")
+        + &format!(
+            "pibench-protocol-{PROTOCOL_VERSION};ring={},{};input={:?};",
+            net.ring.ell, net.ring.frac, net.input_shape
+        );
     let mut masks: Vec<u8> = Vec::new();
     for step in &net.steps {
         desc.push_str(&format!(

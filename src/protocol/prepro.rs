@@ -48,6 +48,8 @@ impl std::str::FromStr for Backend {
 
 /// The client's half of a backend.
 pub trait ClientPreprocessing: Send {
+    /// Which backend this is (part of the handshake: both parties must use the same).
+    fn backend(&self) -> Backend;
     /// `M·c − s` for linear step `step` and the client's (already truncated) input share `c`;
     /// `ch` is the channel to the server, for backends that talk.
     fn correlate(
@@ -60,6 +62,8 @@ pub trait ClientPreprocessing: Send {
 
 /// The server's half of a backend.
 pub trait ServerPreprocessing: Send {
+    /// Which backend this is (part of the handshake: both parties must use the same).
+    fn backend(&self) -> Backend;
     /// The server's mask `s` of linear step `step`; `ch` is the channel to the client.
     fn mask(&mut self, ch: &mut dyn Channel, step: usize) -> Result<Vec<u64>, ProtocolError>;
 }
@@ -137,6 +141,10 @@ impl Dealer {
 }
 
 impl ClientPreprocessing for Dealer {
+    fn backend(&self) -> Backend {
+        Backend::Dealer
+    }
+
     fn correlate(
         &mut self,
         _ch: &mut dyn Channel,
@@ -148,6 +156,10 @@ impl ClientPreprocessing for Dealer {
 }
 
 impl ServerPreprocessing for Dealer {
+    fn backend(&self) -> Backend {
+        Backend::Dealer
+    }
+
     fn mask(&mut self, _ch: &mut dyn Channel, step: usize) -> Result<Vec<u64>, ProtocolError> {
         self.mask_of(step)
     }
@@ -160,6 +172,10 @@ impl ServerPreprocessing for Dealer {
 pub struct RemoteDealerClient;
 
 impl ClientPreprocessing for RemoteDealerClient {
+    fn backend(&self) -> Backend {
+        Backend::Dealer
+    }
+
     fn correlate(
         &mut self,
         ch: &mut dyn Channel,
@@ -184,6 +200,10 @@ impl ClientPreprocessing for RemoteDealerClient {
 pub struct RemoteDealerServer(pub Dealer);
 
 impl ServerPreprocessing for RemoteDealerServer {
+    fn backend(&self) -> Backend {
+        Backend::Dealer
+    }
+
     fn mask(&mut self, ch: &mut dyn Channel, step: usize) -> Result<Vec<u64>, ProtocolError> {
         let net = &self.0.net;
         let in_len = match net.steps.get(step).map(|s| s.inputs[0]) {

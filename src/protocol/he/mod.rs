@@ -189,6 +189,10 @@ impl HeClient {
 }
 
 impl ClientPreprocessing for HeClient {
+    fn backend(&self) -> crate::protocol::prepro::Backend {
+        crate::protocol::prepro::Backend::He
+    }
+
     fn correlate(
         &mut self,
         ch: &mut dyn Channel,
@@ -278,6 +282,10 @@ impl HeServer {
 }
 
 impl ServerPreprocessing for HeServer {
+    fn backend(&self) -> crate::protocol::prepro::Backend {
+        crate::protocol::prepro::Backend::He
+    }
+
     fn mask(&mut self, ch: &mut dyn Channel, step: usize) -> Result<Vec<u64>, ProtocolError> {
         let ctx = self.ctx.clone();
         let ell = ctx.ell;
