@@ -12,7 +12,7 @@ use crate::crypto::prg::Prg;
 use crate::crypto::Block;
 use crate::gc::{relu_plain, Delta};
 use crate::net::{Channel, ChannelExt, Metered, Phase};
-use crate::protocol::engine::{client_choices, encode_server_labels, ReluEngine, CHUNK};
+use crate::protocol::engine::{client_choices, server_online_site, ReluEngine, CHUNK};
 use crate::protocol::ProtocolError;
 use crate::ring::Ring;
 
@@ -95,28 +95,7 @@ fn server<C: Channel>(
     let a: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
     let t = Instant::now();
     ch.set_scope(Phase::Online, Some("relu"));
-    let mut prg = Prg::from_seed(seed);
-    let mut zero = vec![Block::ZERO; CHUNK * ell];
-    let mut labels = vec![Block::ZERO; CHUNK * ell];
-    for chunk in a.chunks(CHUNK) {
-        let m = chunk.len();
-        prg.fill_blocks(&mut zero[..m * ell]);
-        encode_server_labels(chunk, ell, &zero[..m * ell], &delta, &mut labels[..m * ell]);
-        ch.send_blocks(&labels[..m * ell])?;
-    }
-    ch.flush()?;
-    let bytes_per = ell.div_ceil(8);
-    let mut buf = vec![0u8; n * bytes_per];
-    ch.recv(&mut buf)?;
-    let z: Vec<u64> = decode
-        .iter()
-        .enumerate()
-        .map(|(k, d)| {
-            let mut w = [0u8; 8];
-            w[..bytes_per].copy_from_slice(&buf[k * bytes_per..(k + 1) * bytes_per]);
-            ring.reduce(u64::from_le_bytes(w) ^ d)
-        })
-        .collect();
+    let z = server_online_site(ch, ell, &a, seed, &delta, &decode)?;
     let online = t.elapsed().as_secs_f64();
     Ok((
         Timed {
@@ -158,27 +137,7 @@ fn client<C: Channel>(
     ch.flush()?;
 
     ch.set_scope(Phase::Online, Some("relu"));
-    let mut words = vec![0u64; n];
-    let mut gb = vec![Block::ZERO; CHUNK * ell];
-    for (k, w) in words.chunks_mut(CHUNK).enumerate() {
-        let m = w.len();
-        let first = k * CHUNK;
-        ch.recv_blocks(&mut gb[..m * ell])?;
-        engine.evaluate(
-            &gb[..m * ell],
-            &labels[first * 2 * ell..(first + m) * 2 * ell],
-            &tables[first * tb..(first + m) * tb],
-            first as u64,
-            w,
-        )?;
-    }
-    let bytes_per = ell.div_ceil(8);
-    let mut buf = Vec::with_capacity(n * bytes_per);
-    for w in &words {
-        buf.extend_from_slice(&w.to_le_bytes()[..bytes_per]);
-    }
-    ch.send(&buf)?;
-    ch.flush()?;
+    engine.client_online_site(ch, n, &labels, &tables, 0)?;
     Ok((c, r))
 }
 

@@ -160,6 +160,31 @@ impl Step {
     }
 }
 
+/// A local step (add, sum pool, flatten): the same map on the oracle's values and on each
+/// party's shares, since it is linear and needs no weights. `y` is the second operand of an add.
+/// `None` for steps that are not local.
+pub fn apply_local(ring: &Ring, kind: &StepKind, x: &[u64], y: Option<&[u64]>) -> Option<Vec<u64>> {
+    match kind {
+        StepKind::Add { shift_a, shift_b } => Some(
+            x.iter()
+                .zip(y.unwrap_or(&[]))
+                .map(|(&a, &b)| ring.add(ring.shl(a, *shift_a), ring.shl(b, *shift_b)))
+                .collect(),
+        ),
+        StepKind::SumPool {
+            in_shape: (c, h, w),
+            kernel,
+            stride,
+        } => {
+            let mut out = kernels::sum_pool(x, *c, *h, *w, *kernel, *stride);
+            out.iter_mut().for_each(|v| *v = ring.reduce(*v));
+            Some(out)
+        }
+        StepKind::Flatten => Some(x.to_vec()),
+        StepKind::Linear(_) | StepKind::Relu { .. } => None,
+    }
+}
+
 /// A network lowered to the ring.
 #[derive(Clone, Debug)]
 pub struct FixedNetwork {
@@ -392,23 +417,13 @@ impl FixedNetwork {
                             .collect(),
                     }
                 }
-                StepKind::Add { shift_a, shift_b } => {
-                    let y = &values[idx(step.inputs[1])];
-                    x.iter()
-                        .zip(y)
-                        .map(|(&a, &b)| ring.add(ring.shl(a, *shift_a), ring.shl(b, *shift_b)))
-                        .collect()
+                local => {
+                    let y = step.inputs.get(1).map(|&v| values[idx(v)].as_slice());
+                    apply_local(&ring, local, x, y).ok_or_else(|| PlainError::Malformed {
+                        layer: step.name.clone(),
+                        reason: "not a local step".into(),
+                    })?
                 }
-                StepKind::SumPool {
-                    in_shape: (c, h, w),
-                    kernel,
-                    stride,
-                } => {
-                    let mut y = kernels::sum_pool(x, *c, *h, *w, *kernel, *stride);
-                    y.iter_mut().for_each(|v| *v = ring.reduce(*v));
-                    y
-                }
-                StepKind::Flatten => x.clone(),
             };
             values.push(out);
         }

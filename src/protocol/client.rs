@@ -9,10 +9,8 @@ use super::engine::{client_choices, ReluEngine, CHUNK};
 use super::prepro::ClientPreprocessing;
 use super::{sites_of, PartyTimings, ProtocolError, SitePlan};
 use crate::crypto::ot::CotReceiver;
-use crate::crypto::Block;
 use crate::net::{Channel, ChannelExt, Phase};
 use crate::plain::{FixedNetwork, StepKind};
-use crate::ring::kernels;
 
 /// What the client stores from the offline phase for one ReLU site.
 struct ClientSite {
@@ -125,23 +123,14 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                 });
                 out
             }
-            StepKind::Add { shift_a, shift_b } => {
-                let y = super::value(&values, step.inputs[1])?;
-                c.iter()
-                    .zip(y)
-                    .map(|(&a, &b)| ring.add(ring.shl(a, *shift_a), ring.shl(b, *shift_b)))
-                    .collect()
+            local => {
+                let y = match step.inputs.get(1) {
+                    Some(&v) => Some(super::value(&values, v)?.as_slice()),
+                    None => None,
+                };
+                crate::plain::fixed::apply_local(&ring, local, c, y)
+                    .ok_or_else(|| ProtocolError::Internal(format!("step {i} is not local")))?
             }
-            StepKind::SumPool {
-                in_shape: (ch_, h, w),
-                kernel,
-                stride,
-            } => {
-                let mut y = kernels::sum_pool(c, *ch_, *h, *w, *kernel, *stride);
-                y.iter_mut().for_each(|v| *v = ring.reduce(*v));
-                y
-            }
-            StepKind::Flatten => c.clone(),
         };
         values[i + 1] = Some(out);
         super::free_dead(&mut values, &last_use, i);
@@ -201,29 +190,13 @@ pub fn online<C: Channel + ?Sized>(
         let n = site.plan.kept.len();
         if n > 0 {
             let engine = ReluEngine::new(ring, site.plan.trunc)?;
-            let ell = engine.ell;
-            let tb = engine.table_blocks();
-            let mut words = vec![0u64; n];
-            let mut gb = vec![Block::ZERO; CHUNK * ell];
-            for (c, w) in words.chunks_mut(CHUNK).enumerate() {
-                let m = w.len();
-                let first = c * CHUNK;
-                ch.recv_blocks(&mut gb[..m * ell])?;
-                engine.evaluate(
-                    &gb[..m * ell],
-                    &site.labels[first * 2 * ell..(first + m) * 2 * ell],
-                    &site.tables[first * tb..(first + m) * tb],
-                    site.plan.instance_base + first as u64,
-                    w,
-                )?;
-            }
-            let bytes_per = ell.div_ceil(8);
-            let mut buf = Vec::with_capacity(n * bytes_per);
-            for w in &words {
-                buf.extend_from_slice(&w.to_le_bytes()[..bytes_per]);
-            }
-            ch.send(&buf)?;
-            ch.flush()?;
+            engine.client_online_site(
+                ch,
+                n,
+                &site.labels,
+                &site.tables,
+                site.plan.instance_base,
+            )?;
         }
         timings.record(
             i,

@@ -145,3 +145,83 @@ pub fn client_choices(c: &[u64], r: &[u64], ell: usize, out: &mut Vec<bool>) {
         out.extend((0..ell).map(|b| (ri >> b) & 1 == 1));
     }
 }
+
+/// Online, server side of one site: send the labels of its share values `values` (one per
+/// kept element, in order) from the zero-labels regenerated from `label_seed`, then receive the
+/// client's output colour words and decode them with `decode`. Returns `relu(y) − r` per kept
+/// element.
+pub fn server_online_site<C: Channel + ?Sized>(
+    ch: &mut C,
+    ell: usize,
+    values: &[u64],
+    label_seed: Block,
+    delta: &Delta,
+    decode: &[u64],
+) -> Result<Vec<u64>, ProtocolError> {
+    let mut prg = crate::crypto::prg::Prg::from_seed(label_seed);
+    let mut zero = vec![Block::ZERO; CHUNK * ell];
+    let mut labels = vec![Block::ZERO; CHUNK * ell];
+    for chunk in values.chunks(CHUNK) {
+        let m = chunk.len();
+        prg.fill_blocks(&mut zero[..m * ell]);
+        encode_server_labels(chunk, ell, &zero[..m * ell], delta, &mut labels[..m * ell]);
+        crate::net::ChannelExt::send_blocks(ch, &labels[..m * ell])?;
+    }
+    ch.flush()?;
+    let bytes_per = ell.div_ceil(8);
+    let mut buf = vec![0u8; values.len() * bytes_per];
+    ch.recv(&mut buf)?;
+    let mask = if ell == 64 {
+        u64::MAX
+    } else {
+        (1u64 << ell) - 1
+    };
+    Ok(buf
+        .chunks_exact(bytes_per)
+        .zip(decode)
+        .map(|(b, d)| {
+            let mut w = [0u8; 8];
+            w[..bytes_per].copy_from_slice(b);
+            (u64::from_le_bytes(w) ^ d) & mask
+        })
+        .collect())
+}
+
+impl ReluEngine {
+    /// Online, client side of one site of `n` kept elements: receive the server's labels chunk
+    /// by chunk, evaluate each chunk from the stored `labels` and `tables`, and return the
+    /// output colour words (ℓ bits per element, packed to ⌈ℓ/8⌉ bytes).
+    pub fn client_online_site<C: Channel + ?Sized>(
+        &self,
+        ch: &mut C,
+        n: usize,
+        labels: &[Block],
+        tables: &[Block],
+        instance_base: u64,
+    ) -> Result<(), ProtocolError> {
+        let ell = self.ell;
+        let tb = self.table_blocks();
+        let mut words = vec![0u64; n];
+        let mut gb = vec![Block::ZERO; CHUNK * ell];
+        for (c, w) in words.chunks_mut(CHUNK).enumerate() {
+            let m = w.len();
+            let first = c * CHUNK;
+            crate::net::ChannelExt::recv_blocks(ch, &mut gb[..m * ell])?;
+            self.evaluate(
+                &gb[..m * ell],
+                &labels[first * 2 * ell..(first + m) * 2 * ell],
+                &tables[first * tb..(first + m) * tb],
+                instance_base + first as u64,
+                w,
+            )?;
+        }
+        let bytes_per = ell.div_ceil(8);
+        let buf: Vec<u8> = words
+            .iter()
+            .flat_map(|w| w.to_le_bytes().into_iter().take(bytes_per))
+            .collect();
+        ch.send(&buf)?;
+        ch.flush()?;
+        Ok(())
+    }
+}

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::engine::{encode_server_labels, ReluEngine, CHUNK};
+use super::engine::ReluEngine;
 use super::prepro::ServerPreprocessing;
 use super::{sites_of, PartyTimings, ProtocolError, SitePlan};
 use crate::crypto::ot::CotSender;
@@ -14,7 +14,6 @@ use crate::crypto::Block;
 use crate::gc::Delta;
 use crate::net::{Channel, ChannelExt, Phase};
 use crate::plain::{FixedNetwork, StepKind};
-use crate::ring::kernels;
 
 /// What the server keeps from the offline phase for one ReLU site.
 struct ServerSite {
@@ -189,53 +188,29 @@ pub fn online<C: Channel + ?Sized>(
                     x.clone()
                 };
                 if n > 0 {
-                    let mut prg = Prg::from_seed(site.label_seed);
-                    let mut zero = vec![Block::ZERO; CHUNK * ell];
-                    let mut labels = vec![Block::ZERO; CHUNK * ell];
-                    let mut vals = Vec::with_capacity(CHUNK);
-                    for chunk in site.plan.kept.chunks(CHUNK) {
-                        let m = chunk.len();
-                        prg.fill_blocks(&mut zero[..m * ell]);
-                        vals.clear();
-                        vals.extend(chunk.iter().map(|&j| x[j as usize]));
-                        encode_server_labels(
-                            &vals,
-                            ell,
-                            &zero[..m * ell],
-                            &state.delta,
-                            &mut labels[..m * ell],
-                        );
-                        ch.send_blocks(&labels[..m * ell])?;
-                    }
-                    ch.flush()?;
-                    let bytes_per = ell.div_ceil(8);
-                    let mut buf = vec![0u8; n * bytes_per];
-                    ch.recv(&mut buf)?;
-                    for ((k, &j), dec) in site.plan.kept.iter().enumerate().zip(&site.decode) {
-                        let mut w = [0u8; 8];
-                        w[..bytes_per].copy_from_slice(&buf[k * bytes_per..(k + 1) * bytes_per]);
-                        out[j as usize] = ring.reduce(u64::from_le_bytes(w) ^ dec);
+                    let vals: Vec<u64> = site.plan.kept.iter().map(|&j| x[j as usize]).collect();
+                    let z = super::engine::server_online_site(
+                        ch,
+                        ell,
+                        &vals,
+                        site.label_seed,
+                        &state.delta,
+                        &site.decode,
+                    )?;
+                    for (&j, zj) in site.plan.kept.iter().zip(z) {
+                        out[j as usize] = zj;
                     }
                 }
                 out
             }
-            StepKind::Add { shift_a, shift_b } => {
-                let y = super::value(&values, step.inputs[1])?;
-                x.iter()
-                    .zip(y)
-                    .map(|(&a, &b)| ring.add(ring.shl(a, *shift_a), ring.shl(b, *shift_b)))
-                    .collect()
+            local => {
+                let y = match step.inputs.get(1) {
+                    Some(&v) => Some(super::value(&values, v)?.as_slice()),
+                    None => None,
+                };
+                crate::plain::fixed::apply_local(&ring, local, x, y)
+                    .ok_or_else(|| ProtocolError::Internal(format!("step {i} is not local")))?
             }
-            StepKind::SumPool {
-                in_shape: (c, h, w),
-                kernel,
-                stride,
-            } => {
-                let mut y = kernels::sum_pool(x, *c, *h, *w, *kernel, *stride);
-                y.iter_mut().for_each(|v| *v = ring.reduce(*v));
-                y
-            }
-            StepKind::Flatten => x.clone(),
         };
         values[i + 1] = Some(out);
         super::free_dead(&mut values, &last_use, i);
