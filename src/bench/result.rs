@@ -162,7 +162,8 @@ pub struct RunResult {
     pub client_storage_bytes: u64,
     /// Bytes the server stores between the phases.
     pub server_storage_bytes: u64,
-    /// Peak resident memory of the measuring process (both parties when run in one process).
+    /// Peak resident memory during the run (both parties when run in one process; in a sweep it
+    /// includes large buffers pooled by the process's earlier runs).
     pub peak_rss_bytes: u64,
     /// AND gates per garbled ReLU.
     pub and_gates_per_relu: u64,
