@@ -82,8 +82,9 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:7000.
         #[arg(long, default_value = "127.0.0.1:7000")]
         listen: String,
-        /// Linear preprocessing backend (the client must use the same).
-        #[arg(long = "offline", default_value = "dealer")]
+        /// Linear preprocessing backend (the client must use the same). `dealer` here means the
+        /// server's process plays the dealer and sees the client's masks, hence its input.
+        #[arg(long = "offline", default_value = "he")]
         backend: Backend,
         /// Batch-norm path of dual-BN models.
         #[arg(long, default_value = "clean")]
@@ -101,8 +102,9 @@ enum Command {
         /// Server address.
         #[arg(long, default_value = "127.0.0.1:7000")]
         connect: String,
-        /// Linear preprocessing backend (the server must use the same).
-        #[arg(long = "offline", default_value = "dealer")]
+        /// Linear preprocessing backend (the server must use the same). With `dealer` the
+        /// server's process plays the dealer and sees this client's input.
+        #[arg(long = "offline", default_value = "he")]
         backend: Backend,
         /// The model bundle (the same file the server serves).
         #[arg(long)]
@@ -408,6 +410,9 @@ fn main() -> Result<()> {
             opts.ring = ring.ring()?;
             opts.timeout = Duration::from_secs(timeout);
             opts.progress = true;
+            if backend == Backend::Dealer {
+                eprintln!("warning: --offline dealer: this server process plays the trusted dealer and sees the client's masks, hence its input; use --offline he for a private run");
+            }
             pibench::bench::run::serve(&opts, &listen)?;
             eprintln!("pibench serve: session finished");
         }
@@ -434,6 +439,9 @@ fn main() -> Result<()> {
                 timeout: Duration::from_secs(timeout),
                 progress: true,
             };
+            if opts.backend == Backend::Dealer {
+                eprintln!("warning: --offline dealer: the server's process plays the trusted dealer and sees this client's masks, hence its input");
+            }
             let result = pibench::bench::run::client(&opts, &connect)?;
             println!("{}", pibench::bench::table::run_table(&result));
             if let Some(path) = json {

@@ -54,8 +54,9 @@ fn write_all(
             "> **Linear preprocessing backend: `dealer`.** The correlations of the linear layers \
              were produced by a trusted dealer, not by a two-party protocol: offline figures \
              cover the garbled ReLUs and their OTs only, and leave out the (homomorphic) cost of \
-             the linear layers' preprocessing. Online figures are those of the real two-party \
-             protocol.\n"
+             the linear layers' preprocessing (in two-process runs, where the server's process \
+             plays the dealer, the dealer's deliveries are counted as linear-layer traffic). \
+             Online figures are those of the real two-party protocol.\n"
         )?;
     }
     let bad: usize = runs.iter().filter(|r| !r.correct).count();

@@ -61,9 +61,11 @@ fn mask(bit: bool) -> u128 {
 }
 
 /// The tweak of OT number `index` (counted over the life of a setup) in the chosen-message mode.
+/// The top bit is set so these tweaks never meet the garbling tweaks (`instance·2^64 + 2k (+1)`,
+/// top bit clear) used with the same Δ.
 #[inline(always)]
 fn tweak(index: u64) -> Block {
-    Block(index as u128)
+    Block((1u128 << 127) | index as u128)
 }
 
 /// The COT sender: the garbler, who holds `Δ` and obtains the zero-labels.
