@@ -174,6 +174,12 @@ enum Command {
         #[command(flatten)]
         ring: RingArgs,
     },
+    /// Redraw a report (CSV, plots, cost model, report.md) from the run JSONs a sweep wrote.
+    Report {
+        /// The sweep's output directory (its runs are read from DIR/runs).
+        #[arg(default_value = "reports")]
+        dir: PathBuf,
+    },
     /// Estimate a bundle's cost on a link without running it, from a sweep's fitted cost model.
     Predict {
         /// The model bundle.
@@ -338,6 +344,21 @@ fn main() -> Result<()> {
             opts.backend = backend;
             opts.ring = ring.ring()?;
             run_sweep(&opts)?;
+        }
+        Some(Command::Report { dir }) => {
+            let sweep = pibench::report::sweep::Sweep::load_dir(&dir.join("runs"))?;
+            let opts = pibench::report::ReportOptions {
+                reproduce_command:
+                    "cargo run --release   # or: pibench sweep models/*.safetensors --out reports/"
+                        .into(),
+                ..Default::default()
+            };
+            let summary = pibench::report::write_report(&sweep.runs, &dir, &opts)?;
+            println!(
+                "report redrawn from {} runs: {}",
+                sweep.runs.len(),
+                summary.report_md.display()
+            );
         }
         Some(Command::Predict {
             model,

@@ -150,6 +150,9 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
     })?;
     // Plan first, so the progress bar knows the total.
     let mut plan = Vec::new();
+    // Models innermost: every model sees the same drift of the machine (frequency, neighbours)
+    // over the sweep, so comparisons between models stay fair.
+    let mut configs = Vec::new();
     for model in &opts.models {
         let dual = crate::model::Bundle::open(model)
             .map_err(|e| SweepError::Run {
@@ -164,14 +167,19 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
             if bn == BnPath::Adv && !dual {
                 continue;
             }
-            for input in 0..opts.inputs {
-                for rep in 0..opts.repeats {
-                    plan.push((model.clone(), bn, input as u64, rep, None));
-                }
+            configs.push((model.clone(), bn));
+        }
+    }
+    for input in 0..opts.inputs {
+        for rep in 0..opts.repeats {
+            for (model, bn) in &configs {
+                plan.push((model.clone(), *bn, input as u64, rep, None));
             }
-            for link in &opts.emulate {
-                plan.push((model.clone(), bn, 0, 0, Some(link.clone())));
-            }
+        }
+    }
+    for link in &opts.emulate {
+        for (model, bn) in &configs {
+            plan.push((model.clone(), *bn, 0, 0, Some(link.clone())));
         }
     }
     let pb = if opts.progress {
@@ -229,7 +237,8 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
         }
     }
     let mut results = Vec::new();
-    let mut loaded: Option<(PathBuf, BnPath, crate::model::Network)> = None;
+    let mut loaded: std::collections::HashMap<(PathBuf, BnPath), crate::model::Network> =
+        std::collections::HashMap::new();
     for (model, bn, input, rep, emulate) in plan {
         if let Some(pb) = &pb {
             pb.set_message(format!(
@@ -244,14 +253,12 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
             model: model.display().to_string(),
             source,
         };
-        if !matches!(&loaded, Some((p, b, _)) if *p == model && *b == bn) {
-            loaded = Some((
-                model.clone(),
-                bn,
-                load_network(&model, bn).map_err(run_err)?,
-            ));
+        let key = (model.clone(), bn);
+        if !loaded.contains_key(&key) {
+            let net = load_network(&model, bn).map_err(run_err)?;
+            loaded.insert(key.clone(), net);
         }
-        let net = &loaded.as_ref().expect("loaded above").2;
+        let net = &loaded[&key];
         if let Some(link) = &emulate {
             if net.kept_relus() as u64 > opts.emulate_max_budget {
                 if let Some(pb) = &pb {

@@ -208,7 +208,7 @@ impl Layer {
 }
 
 /// Which batch-norm path of a dual-BN (RLNet) model is used. A public choice, made at load.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BnPath {
     /// `BN_c`, trained on clean inputs (λ = 0).
