@@ -50,6 +50,8 @@ use std::sync::mpsc;
 
 use rayon::prelude::*;
 
+use crate::crypto::buffer::BlockBuf;
+
 use super::circuit::{check_len, Circuit, Gate};
 use super::halfgates::Delta;
 use super::GcError;
@@ -672,15 +674,7 @@ impl<'a> Garbler<'a> {
             out_lsb.len(),
         )?;
         let chunk = chunk.max(1);
-        let (full_tx, full_rx) = mpsc::sync_channel::<(crate::crypto::buffer::BlockBuf, usize)>(1);
-        let (free_tx, free_rx) = mpsc::channel::<crate::crypto::buffer::BlockBuf>();
-        for _ in 0..2.min(s.n.div_ceil(chunk)) {
-            free_tx
-                .send(crate::crypto::buffer::BlockBuf::with_len(
-                    chunk.min(s.n) * s.tb,
-                ))
-                .expect("receiver alive");
-        }
+        let (full_tx, full_rx, free_tx, free_rx) = table_ring(s.n, s.tb, chunk);
         std::thread::scope(|scope| {
             let sender = scope.spawn(move || -> Result<u64, GcError> {
                 let mut sent = 0u64;
@@ -928,15 +922,7 @@ impl<'a> Evaluator<'a> {
             out_lsb.len(),
         )?;
         let chunk = chunk.max(1);
-        let (full_tx, full_rx) = mpsc::sync_channel::<(crate::crypto::buffer::BlockBuf, usize)>(1);
-        let (free_tx, free_rx) = mpsc::channel::<crate::crypto::buffer::BlockBuf>();
-        for _ in 0..2.min(s.n.div_ceil(chunk)) {
-            free_tx
-                .send(crate::crypto::buffer::BlockBuf::with_len(
-                    chunk.min(s.n) * s.tb,
-                ))
-                .expect("receiver alive");
-        }
+        let (full_tx, full_rx, free_tx, free_rx) = table_ring(s.n, s.tb, chunk);
         std::thread::scope(|scope| {
             let receiver = scope.spawn(move || -> Result<u64, GcError> {
                 let mut received = 0u64;
@@ -1069,6 +1055,28 @@ pub fn pack_bits(bits: &[bool]) -> Vec<u8> {
         bytes[i / 8] |= u8::from(b) << (i % 8);
     }
     bytes
+}
+
+/// Queues of a double-buffered table stream: `full` carries filled chunk buffers (with their
+/// used length) to the other thread, `free` brings them back; at most two chunks exist.
+#[allow(clippy::type_complexity)]
+fn table_ring(
+    n: usize,
+    table_blocks: usize,
+    chunk: usize,
+) -> (
+    mpsc::SyncSender<(BlockBuf, usize)>,
+    mpsc::Receiver<(BlockBuf, usize)>,
+    mpsc::Sender<BlockBuf>,
+    mpsc::Receiver<BlockBuf>,
+) {
+    let (full_tx, full_rx) = mpsc::sync_channel(1);
+    let (free_tx, free_rx) = mpsc::channel();
+    for _ in 0..2.min(n.div_ceil(chunk)) {
+        // Cannot fail: the receiving end is alive, returned below.
+        let _ = free_tx.send(BlockBuf::with_len(chunk.min(n) * table_blocks));
+    }
+    (full_tx, full_rx, free_tx, free_rx)
 }
 
 #[cfg(test)]

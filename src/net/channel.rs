@@ -300,6 +300,24 @@ impl Channel for TcpChannel {
     }
 }
 
+/// The next message of an in-process queue, or the channel error a peer that stalls
+/// (`Timeout`) or is gone (`Disconnected`) must give, naming `scope`.
+pub(crate) fn recv_queue<T>(
+    rx: &mpsc::Receiver<T>,
+    timeout: Duration,
+    scope: &Scope,
+) -> Result<T, NetError> {
+    rx.recv_timeout(timeout).map_err(|e| match e {
+        mpsc::RecvTimeoutError::Timeout => NetError::Timeout {
+            timeout,
+            context: scope.context(),
+        },
+        mpsc::RecvTimeoutError::Disconnected => NetError::Disconnected {
+            context: scope.context(),
+        },
+    })
+}
+
 /// One end of an in-memory channel (a pair of queues), for tests and single-process runs.
 pub struct MemChannel {
     tx: mpsc::Sender<Vec<u8>>,
@@ -378,20 +396,7 @@ impl Channel for MemChannel {
         let mut filled = 0;
         while filled < buf.len() {
             if self.inpos == self.inbuf.len() {
-                let fresh = match self.rx.recv_timeout(self.timeout) {
-                    Ok(v) => v,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        return Err(NetError::Timeout {
-                            timeout: self.timeout,
-                            context: self.scope.context(),
-                        })
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        return Err(NetError::Disconnected {
-                            context: self.scope.context(),
-                        })
-                    }
-                };
+                let fresh = recv_queue(&self.rx, self.timeout, &self.scope)?;
                 let used = std::mem::replace(&mut self.inbuf, fresh);
                 if used.capacity() >= MEM_CHUNK {
                     // The peer may be gone; then the buffer is simply freed.

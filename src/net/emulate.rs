@@ -288,20 +288,7 @@ impl Channel for EmulatedChannel {
         let mut filled = 0;
         while filled < buf.len() {
             if self.inpos == self.inbuf.len() {
-                let p = match self.rx.recv_timeout(self.timeout) {
-                    Ok(p) => p,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        return Err(NetError::Timeout {
-                            timeout: self.timeout,
-                            context: self.scope.context(),
-                        })
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        return Err(NetError::Disconnected {
-                            context: self.scope.context(),
-                        })
-                    }
-                };
+                let p = super::channel::recv_queue(&self.rx, self.timeout, &self.scope)?;
                 self.clock.sleep_until(p.ready_at);
                 self.inbuf = p.data;
                 self.inpos = 0;
