@@ -26,9 +26,9 @@ use std::sync::Arc;
 
 use super::prepro::{ClientPreprocessing, ServerPreprocessing};
 use super::ProtocolError;
-use crate::net::{Channel, ChannelExt};
+use crate::net::Channel;
 use crate::plain::{FixedNetwork, StepKind};
-use pack::Plan;
+use pack::{Plan, WireCost};
 use rq::{Context, Poly, L, N};
 
 /// Statistical security of noise flooding (bits).
@@ -86,9 +86,14 @@ pub fn check_ring(ell: u32) -> Result<(), HeError> {
     }
 }
 
-fn linear_plan(net: &FixedNetwork, step: usize, in_len: usize) -> Result<Plan, HeError> {
+fn linear_plan(
+    net: &FixedNetwork,
+    ctx: &Context,
+    step: usize,
+    in_len: usize,
+) -> Result<Plan, HeError> {
     match net.steps.get(step).map(|s| &s.kind) {
-        Some(StepKind::Linear(l)) => Plan::new(step, &l.kind, in_len),
+        Some(StepKind::Linear(l)) => Plan::new(step, &l.kind, in_len, &WireCost::of(ctx)),
         _ => Err(HeError::NotLinear(step)),
     }
 }
@@ -101,20 +106,53 @@ fn input_len(net: &FixedNetwork, step: usize) -> Result<usize, HeError> {
     }
 }
 
-fn send_poly(ch: &mut dyn Channel, p: &[u64]) -> Result<(), ProtocolError> {
-    ch.send_u64s(p)?;
-    Ok(())
+/// The wire form of a polynomial given in coefficient form: every coefficient rounded to its
+/// top bits ([`Context::compress`]), [`Context::upload_bytes`] little-endian bytes each.
+fn compress_poly(ctx: &Context, b: &[u64]) -> Vec<u8> {
+    let w = ctx.upload_bytes;
+    let mut out = vec![0u8; N * w];
+    for (k, dst) in out.chunks_exact_mut(w).enumerate() {
+        let v = ctx.compress(std::array::from_fn(|i| b[i * N + k]));
+        let bytes: Vec<u8> = v.iter().flat_map(|l| l.to_le_bytes()).collect();
+        dst.copy_from_slice(&bytes[..w]);
+    }
+    out
 }
 
-fn recv_poly(ctx: &Context, ch: &mut dyn Channel) -> Result<Poly, ProtocolError> {
+/// The inverse of [`compress_poly`], into NTT form. Any bytes give some polynomial: a peer's
+/// garbage cannot break the arithmetic.
+fn recv_compressed(ctx: &Context, ch: &mut dyn Channel) -> Result<Poly, ProtocolError> {
+    let w = ctx.upload_bytes;
+    let mut buf = vec![0u8; N * w];
+    ch.recv(&mut buf)?;
     let mut p = rq::zero();
-    ch.recv_u64s(&mut p)?;
-    // Reduce rather than trust the peer: out-of-range residues must not break the arithmetic.
-    for (i, chunk) in p.chunks_mut(N).enumerate() {
-        let q = ctx.p(i);
-        chunk.iter_mut().for_each(|v| *v %= q);
+    for (k, src) in buf.chunks_exact(w).enumerate() {
+        let mut limbs = [0u8; 32];
+        limbs[..w].copy_from_slice(src);
+        let v: rq::Big = std::array::from_fn(|j| {
+            u64::from_le_bytes(limbs[8 * j..8 * j + 8].try_into().expect("8 bytes"))
+        });
+        for (i, r) in ctx.expand(&v).into_iter().enumerate() {
+            p[i * N + k] = r;
+        }
     }
+    rq::ntt(ctx, &mut p);
     Ok(p)
+}
+
+/// Bytes of one modulus-switched reply coefficient.
+fn reply_width(ctx: &Context) -> usize {
+    ctx.reply_bits.div_ceil(8) as usize
+}
+
+fn put_reply(ctx: &Context, out: &mut Vec<u8>, y: u128) {
+    out.extend_from_slice(&y.to_le_bytes()[..reply_width(ctx)]);
+}
+
+fn get_reply(ctx: &Context, src: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    b[..src.len()].copy_from_slice(src);
+    u128::from_le_bytes(b) & rq::low_mask(ctx.reply_bits)
 }
 
 fn recv_seed(ch: &mut dyn Channel) -> Result<[u8; 32], ProtocolError> {
@@ -158,26 +196,56 @@ impl HeClient {
         })
     }
 
-    /// `(seed, b̂)` with `b = −a·s + e + Δ·m`, `a` expanded from `seed`, all in NTT form.
-    fn encrypt(&self, m: &[u64], seed: [u8; 32], err_seed: [u8; 32]) -> Poly {
+    /// The wire form of `b = −a·s + e + Δ·m` (coefficient form, compressed), `a` expanded
+    /// from `seed` in NTT form.
+    fn encrypt(&self, m: &[u64], seed: [u8; 32], err_seed: [u8; 32]) -> Vec<u8> {
         let ctx = &self.ctx;
-        let mut erng = ChaCha20Rng::from_seed(err_seed);
-        let e = rq::cbd(&mut erng);
-        let mut b = rq::from_signed(ctx, &e);
-        for i in 0..L {
-            let p = ctx.p(i);
-            let d = ctx.delta_mod[i];
-            for (x, &mv) in b[i * N..(i + 1) * N].iter_mut().zip(m) {
-                *x = (*x + rq::mulmod(d, mv % p, p)) % p;
-            }
-        }
-        rq::ntt(ctx, &mut b);
         let a = rq::uniform_from_seed(ctx, seed);
         let mut as_ = rq::zero();
         rq::mul_fixed(ctx, &a, &self.s, &self.s_comp, &mut as_);
+        rq::intt(ctx, &mut as_);
+        let mut erng = ChaCha20Rng::from_seed(err_seed);
+        let mut b = rq::from_signed(ctx, &rq::cbd(&mut erng));
+        for i in 0..L {
+            let p = ctx.p(i);
+            for (x, &mv) in b[i * N..(i + 1) * N].iter_mut().zip(m) {
+                let s = *x + ctx.delta_times(i, mv);
+                *x = if s >= p { s - p } else { s };
+            }
+        }
         rq::neg_assign(ctx, &mut as_);
         rq::add_assign(ctx, &mut b, &as_);
-        b
+        compress_poly(ctx, &b)
+    }
+
+    /// Decrypts the coefficients `coefs` of a modulus-switched reply `(y0 at coefs, y1)`.
+    fn decrypt_reply(&self, y0: &[u128], y1: &[u128], coefs: &[usize]) -> Vec<u64> {
+        let ctx = &self.ctx;
+        // |y1·s| ≤ N·2^K < p0·p1/2: the first two primes carry the product exactly.
+        let mut zs = vec![0u64; 2 * N];
+        for (i, z) in zs.chunks_mut(N).enumerate() {
+            for (zk, &y) in z.iter_mut().zip(y1) {
+                *zk = ctx.lift(y)[i];
+            }
+            let pr = &ctx.primes[i];
+            pr.ntt(z);
+            let r = i * N..(i + 1) * N;
+            for ((zk, &sv), &ss) in z.iter_mut().zip(&self.s[r.clone()]).zip(&self.s_comp[r]) {
+                *zk = rq::mul_shoup(*zk, sv, ss, pr.p);
+            }
+            pr.intt(z);
+        }
+        // y0 + y1·s ≈ 2^(K−ℓ)·m + noise (mod 2^K), |noise| < 2^(K−ℓ−1): round away the noise.
+        let shift = ctx.reply_bits - ctx.ell;
+        coefs
+            .iter()
+            .zip(y0)
+            .map(|(&c, &v0)| {
+                let ys = ctx.crt2_mod_reply(zs[c], zs[N + c]);
+                let v = (v0 + ys) & rq::low_mask(ctx.reply_bits);
+                (((v + (1u128 << (shift - 1))) >> shift) & rq::low_mask(ctx.ell)) as u64
+            })
+            .collect()
     }
 
     fn seeds(&mut self) -> ([u8; 32], [u8; 32]) {
@@ -205,46 +273,41 @@ impl ClientPreprocessing for HeClient {
             let (seed, eseed) = self.seeds();
             let pk0 = self.encrypt(&[0u64; N], seed, eseed);
             ch.send(&seed)?;
-            send_poly(ch, &pk0)?;
+            ch.send(&pk0)?;
             self.pk_sent = true;
         }
-        let plan = linear_plan(&self.net, step, c.len())?;
+        let plan = linear_plan(&self.net, &ctx, step, c.len())?;
         let polys = plan.pack_input(c);
         let seeds: Vec<_> = polys.iter().map(|_| self.seeds()).collect();
-        let cts: Vec<Poly> = polys
+        let cts: Vec<Vec<u8>> = polys
             .par_iter()
             .zip(&seeds)
             .map(|(m, &(s, e))| self.encrypt(m, s, e))
             .collect();
         for ((seed, _), ct) in seeds.iter().zip(&cts) {
             ch.send(seed)?;
-            send_poly(ch, ct)?;
+            ch.send(ct)?;
         }
         ch.flush()?;
         drop(cts);
-        let n_out = plan.output_cts();
-        let mut results = Vec::with_capacity(n_out);
-        for _ in 0..n_out {
-            let c0 = recv_poly(&ctx, ch)?;
-            let c1 = recv_poly(&ctx, ch)?;
-            results.push((c0, c1));
+        let w = reply_width(&ctx);
+        let mut replies = Vec::with_capacity(plan.output_cts());
+        for k in 0..plan.output_cts() {
+            let coefs: Vec<(usize, usize)> = plan.outputs(k);
+            let mut buf = vec![0u8; (N + coefs.len()) * w];
+            ch.recv(&mut buf)?;
+            replies.push((coefs, buf));
         }
         let mut out = vec![0u64; plan.out_len()];
-        let decoded: Vec<Vec<(usize, u64)>> = results
+        let decoded: Vec<Vec<(usize, u64)>> = replies
             .par_iter()
-            .enumerate()
-            .map(|(k, (c0, c1))| {
-                let mut x = rq::zero();
-                rq::mul_fixed(&ctx, c1, &self.s, &self.s_comp, &mut x);
-                rq::add_assign(&ctx, &mut x, c0);
-                rq::intt(&ctx, &mut x);
-                plan.outputs(k)
-                    .into_iter()
-                    .map(|(coef, idx)| {
-                        let res: [u64; L] = std::array::from_fn(|i| x[i * N + coef]);
-                        (idx, ctx.decode(res))
-                    })
-                    .collect()
+            .map(|(coefs, buf)| {
+                let (b1, b0) = buf.split_at(N * w);
+                let y1: Vec<u128> = b1.chunks_exact(w).map(|c| get_reply(&ctx, c)).collect();
+                let y0: Vec<u128> = b0.chunks_exact(w).map(|c| get_reply(&ctx, c)).collect();
+                let pos: Vec<usize> = coefs.iter().map(|&(c, _)| c).collect();
+                let vals = self.decrypt_reply(&y0, &y1, &pos);
+                coefs.iter().map(|&(_, idx)| idx).zip(vals).collect()
             })
             .collect();
         for (idx, v) in decoded.into_iter().flatten() {
@@ -290,29 +353,25 @@ impl ServerPreprocessing for HeServer {
         let ctx = self.ctx.clone();
         let ell = ctx.ell;
         let in_len = input_len(&self.net, step)?;
-        let plan = linear_plan(&self.net, step, in_len)?;
+        let plan = linear_plan(&self.net, &ctx, step, in_len)?;
         let StepKind::Linear(lin) = &self.net.steps[step].kind else {
             return Err(HeError::NotLinear(step).into());
         };
         let weights = plan.centered_weights(lin, ell);
-        // Noise budget: |noise| < T·2^(wb+ℓ) + 2^20 (see docs/HE.md); flooding must exceed it
-        // by 2^FLOOD_SECURITY and stay below Δ/8.
         let wmax = weights.iter().map(|w| w.unsigned_abs()).max().unwrap_or(0);
         let wb = 64 - wmax.leading_zeros();
         let terms = plan.terms_per_coefficient();
-        let log_t = usize::BITS - terms.saturating_sub(1).leading_zeros();
         let fb = self.flood_bits();
-        let noise_bits = (ell + wb + log_t + 1).max(20) + 1;
-        if noise_bits + FLOOD_SECURITY > fb - 1 {
+        // Flooding must exceed the noise by 2^FLOOD_SECURITY and stay below Δ/4.
+        if noise_bits(&ctx, terms, wb) + FLOOD_SECURITY >= fb {
+            let max_weight_bits = (0..wb)
+                .rev()
+                .find(|&b| noise_bits(&ctx, terms, b) + FLOOD_SECURITY < fb)
+                .map_or(-1, i64::from);
             return Err(HeError::WeightsTooLarge {
                 step,
                 weight_bits: wb,
-                max_weight_bits: fb as i64
-                    - 2
-                    - FLOOD_SECURITY as i64
-                    - ell as i64
-                    - log_t as i64
-                    - 1,
+                max_weight_bits,
                 terms,
                 ell,
             }
@@ -320,7 +379,7 @@ impl ServerPreprocessing for HeServer {
         }
         if self.pk.is_none() {
             let seed = recv_seed(ch)?;
-            let pk0 = recv_poly(&ctx, ch)?;
+            let pk0 = recv_compressed(&ctx, ch)?;
             let pk1 = rq::uniform_from_seed(&ctx, seed);
             let (c0, c1) = (rq::companions(&ctx, &pk0), rq::companions(&ctx, &pk1));
             self.pk = Some((pk0, c0, pk1, c1));
@@ -329,7 +388,7 @@ impl ServerPreprocessing for HeServer {
         let mut cts = Vec::with_capacity(n_in);
         for _ in 0..n_in {
             let seed = recv_seed(ch)?;
-            let b = recv_poly(&ctx, ch)?;
+            let b = recv_compressed(&ctx, ch)?;
             cts.push((b, rq::uniform_from_seed(&ctx, seed)));
         }
         let pk = self.pk.as_ref().expect("set above");
@@ -367,34 +426,34 @@ impl ServerPreprocessing for HeServer {
                 }
                 acc.into_iter()
                     .map(|(a0, a1)| {
+                        let ctx: &Context = &ctx;
                         let reduce = |a: Vec<u128>| -> Poly {
                             a.chunks(N)
                                 .enumerate()
-                                .flat_map(|(i, c)| {
-                                    let p = ctx.p(i) as u128;
-                                    c.iter().map(move |&v| (v % p) as u64)
-                                })
+                                .flat_map(|(i, c)| c.iter().map(move |&v| ctx.reduce_u128(i, v)))
                                 .collect()
                         };
                         let (mut c0, mut c1) = (reduce(a0), reduce(a1));
-                        // Fresh encryption of zero under the client's key, flooding, mask.
-                        let mut u = rq::from_signed(&ctx, &rq::ternary(&mut rng));
-                        rq::ntt(&ctx, &mut u);
+                        // Fresh encryption of zero under the client's key (its products in NTT
+                        // form, its errors added in coefficient form), flooding, mask.
+                        let mut u = rq::from_signed(ctx, &rq::ternary(&mut rng));
+                        rq::ntt(ctx, &mut u);
                         let mut t0 = rq::zero();
-                        rq::mul_fixed(&ctx, &u, &pk.0, &pk.1, &mut t0);
-                        rq::add_assign(&ctx, &mut c0, &t0);
-                        rq::mul_fixed(&ctx, &u, &pk.2, &pk.3, &mut t0);
-                        rq::add_assign(&ctx, &mut c1, &t0);
-                        let mut e1 = rq::from_signed(&ctx, &rq::cbd(&mut rng));
-                        rq::ntt(&ctx, &mut e1);
-                        rq::add_assign(&ctx, &mut c1, &e1);
+                        rq::mul_fixed(ctx, &u, &pk.0, &pk.1, &mut t0);
+                        rq::add_assign(ctx, &mut c0, &t0);
+                        rq::mul_fixed(ctx, &u, &pk.2, &pk.3, &mut t0);
+                        rq::add_assign(ctx, &mut c1, &t0);
+                        rq::intt(ctx, &mut c0);
+                        rq::intt(ctx, &mut c1);
+                        let e1 = rq::from_signed(ctx, &rq::cbd(&mut rng));
+                        rq::add_assign(ctx, &mut c1, &e1);
                         let e0 = rq::cbd(&mut rng);
                         let mut z = rq::zero();
                         let mut r = vec![0u64; N];
                         for k in 0..N {
                             let rk = rng.next_u64() & ring_mask(ell);
                             r[k] = rk;
-                            let f = rq::flood_residues(&ctx, &mut rng, fb);
+                            let f = rq::flood_residues(ctx, &mut rng, fb);
                             for i in 0..L {
                                 let p = ctx.p(i);
                                 let e = if e0[k] >= 0 {
@@ -402,12 +461,11 @@ impl ServerPreprocessing for HeServer {
                                 } else {
                                     p - e0[k].unsigned_abs()
                                 };
-                                let dr = rq::mulmod(ctx.delta_mod[i], rk % p, p);
+                                let dr = ctx.delta_times(i, rk);
                                 z[i * N + k] = (e + f[i] + p - dr) % p;
                             }
                         }
-                        rq::ntt(&ctx, &mut z);
-                        rq::add_assign(&ctx, &mut c0, &z);
+                        rq::add_assign(ctx, &mut c0, &z);
                         (c0, c1, r)
                     })
                     .collect()
@@ -419,15 +477,43 @@ impl ServerPreprocessing for HeServer {
         for k in 0..n_out {
             let (tile, mb) = (k / plan.m_blocks(), k % plan.m_blocks());
             let (c0, c1, r) = &per_block[mb][tile];
-            send_poly(ch, c0)?;
-            send_poly(ch, c1)?;
-            for (coef, idx) in plan.outputs(k) {
+            // Modulus-switched to 2^K: all of c1, and c0 only where the client decrypts (the
+            // other coefficients are never sent).
+            let coefs = plan.outputs(k);
+            let mut wire = Vec::with_capacity((N + coefs.len()) * reply_width(&ctx));
+            for j in 0..N {
+                put_reply(
+                    &ctx,
+                    &mut wire,
+                    ctx.switch(std::array::from_fn(|i| c1[i * N + j])),
+                );
+            }
+            for &(coef, idx) in &coefs {
+                put_reply(
+                    &ctx,
+                    &mut wire,
+                    ctx.switch(std::array::from_fn(|i| c0[i * N + coef])),
+                );
                 s[idx] = r[coef];
             }
+            ch.send(&wire)?;
         }
         ch.flush()?;
         Ok(s)
     }
+}
+
+/// Bits of a bound on the noise of any coefficient of a result before flooding (docs/HE.md):
+/// `T·2^wb·(2^(d−1) + 2^ℓ + η)` from the weights times the input noise (compression error and
+/// fresh error) and times the `q mod t` rounding, plus `N·(2^(d−1) + 2η) + η` from the
+/// re-randomizing encryption of zero; one bit of margin.
+fn noise_bits(ctx: &Context, terms: usize, wb: u32) -> u32 {
+    let eta = f64::from(rq::CBD_ETA);
+    let half_step = 2f64.powi(ctx.drop_bits as i32 - 1);
+    let from_weights =
+        terms as f64 * 2f64.powi(wb as i32) * (half_step + 2f64.powi(ctx.ell as i32) + eta);
+    let from_pk = N as f64 * (half_step + 2.0 * eta) + eta;
+    (from_weights + from_pk).log2().ceil() as u32 + 1
 }
 
 fn ring_mask(ell: u32) -> u64 {

@@ -15,6 +15,29 @@ use super::rq::N;
 use super::HeError;
 use crate::plain::{LinearKind, LinearStep};
 
+/// What moving one ciphertext costs on the wire, which the packing minimizes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WireCost {
+    /// Bytes of one uploaded input ciphertext (seed and compressed `b`).
+    pub upload_ct: f64,
+    /// Bytes of one modulus-switched reply coefficient.
+    pub reply_coef: f64,
+}
+
+impl WireCost {
+    /// The costs of the context's parameters.
+    pub fn of(ctx: &super::rq::Context) -> Self {
+        WireCost {
+            upload_ct: 32.0 + (N * ctx.upload_bytes) as f64,
+            reply_coef: ctx.reply_bits.div_ceil(8) as f64,
+        }
+    }
+}
+
+/// Bytes of traffic one polynomial product is worth (about 30 µs of server time at 1 Gbit/s),
+/// so that equal-traffic packings prefer fewer products.
+const PRODUCT_COST: f64 = 4096.0;
+
 /// The packing of one linear step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -45,8 +68,14 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The packing of linear step `step` of kind `kind` on an input of `in_len` elements.
-    pub fn new(step: usize, kind: &LinearKind, in_len: usize) -> Result<Plan, HeError> {
+    /// The packing of linear step `step` of kind `kind` on an input of `in_len` elements, with
+    /// the channel split that moves the fewest bytes under `wire`.
+    pub fn new(
+        step: usize,
+        kind: &LinearKind,
+        in_len: usize,
+        wire: &WireCost,
+    ) -> Result<Plan, HeError> {
         let bad = |why: String| HeError::Geometry { step, why };
         let (c, h, w, m, kh, kw, stride, pad, diag) = match kind {
             LinearKind::Conv(g) => (
@@ -89,15 +118,20 @@ impl Plan {
         let plane = rows * wp;
         let k = N / plane;
         let tiles = hout1.div_ceil(th);
-        // Pick the channel split minimizing ciphertexts moved (uploads are seeded, so half a
-        // ciphertext) plus a small charge per polynomial product.
+        let (out_h, out_w) = ((hp - kh) / stride + 1, (wp - kw) / stride + 1);
+        // Pick the channel split minimizing bytes moved: uploads, plus per reply the whole
+        // `c1` and the valid coefficients of `c0`, plus a charge per polynomial product.
         let mut best = (f64::INFINITY, 1, 1);
         for cb in 1..=c.min(k) {
-            let mb = m.min(k / cb);
-            let (ci, mi) = (c.div_ceil(cb) as f64, m.div_ceil(mb) as f64);
-            let cost = tiles as f64 * (0.5 * ci + mi + 0.05 * ci * mi);
-            if cost < best.0 {
-                best = (cost, cb, mb);
+            for mb in 1..=m.min(k / cb) {
+                let (ci, mi) = (c.div_ceil(cb) as f64, m.div_ceil(mb) as f64);
+                let valid = (mb * out_h * out_w) as f64 / tiles as f64;
+                let reply = (N as f64 + valid) * wire.reply_coef;
+                let cost =
+                    tiles as f64 * (ci * wire.upload_ct + mi * reply + ci * mi * PRODUCT_COST);
+                if cost < best.0 {
+                    best = (cost, cb, mb);
+                }
             }
         }
         Ok(Plan {
@@ -110,8 +144,8 @@ impl Plan {
             stride,
             pad,
             wp,
-            out_h: (hp - kh) / stride + 1,
-            out_w: (wp - kw) / stride + 1,
+            out_h,
+            out_w,
             hout1,
             th,
             rows,
@@ -272,6 +306,11 @@ mod tests {
     use super::*;
     use crate::ring::kernels::ConvGeometry;
 
+    const TEST_WIRE: WireCost = WireCost {
+        upload_ct: 155_680.0,
+        reply_coef: 10.0,
+    };
+
     /// Negacyclic product over the integers, for checking the packing in the clear.
     fn negacyclic(a: &[i128], b: &[i64]) -> Vec<i128> {
         let mut out = vec![0i128; N];
@@ -297,7 +336,7 @@ mod tests {
     fn check(kind: LinearKind, in_len: usize, wlen: usize) {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        let plan = Plan::new(0, &kind, in_len).unwrap();
+        let plan = Plan::new(0, &kind, in_len, &TEST_WIRE).unwrap();
         let x: Vec<u64> = (0..in_len).map(|_| rng.gen_range(0..1000)).collect();
         let weight: Vec<u64> = (0..wlen).map(|_| rng.gen_range(0..50)).collect();
         let lin = LinearStep {
@@ -362,7 +401,7 @@ mod tests {
             stride: 1,
             padding: 1,
         };
-        let plan = Plan::new(0, &LinearKind::Conv(g), 2 * 120 * 100).unwrap();
+        let plan = Plan::new(0, &LinearKind::Conv(g), 2 * 120 * 100, &TEST_WIRE).unwrap();
         assert!(plan.tiles() > 1);
         check(LinearKind::Conv(g), 2 * 120 * 100, 2 * 2 * 9);
     }
@@ -392,7 +431,7 @@ mod tests {
             stride: 1,
             padding: 0,
         };
-        assert!(Plan::new(0, &LinearKind::Conv(g), 36000).is_err());
-        assert!(Plan::new(0, &LinearKind::Fc { out_features: 2 }, 0).is_err());
+        assert!(Plan::new(0, &LinearKind::Conv(g), 36000, &TEST_WIRE).is_err());
+        assert!(Plan::new(0, &LinearKind::Fc { out_features: 2 }, 0, &TEST_WIRE).is_err());
     }
 }

@@ -91,6 +91,13 @@ pub fn mul_shoup(x: u64, w: u64, ws: u64, p: u64) -> u64 {
     }
 }
 
+/// `x·w mod p` up to one extra p: the result is in [0, 2p) (Harvey's lazy reduction).
+#[inline(always)]
+fn mul_shoup_lazy(x: u64, w: u64, ws: u64, p: u64) -> u64 {
+    let q = ((x as u128 * ws as u128) >> 64) as u64;
+    x.wrapping_mul(w).wrapping_sub(q.wrapping_mul(p))
+}
+
 /// One RNS prime with its NTT tables.
 pub struct Prime {
     /// The prime p ≡ 1 mod 2N.
@@ -143,8 +150,11 @@ impl Prime {
     }
 
     /// In-place forward negacyclic NTT (input in natural order, output bit-reversed).
+    /// Harvey's lazy butterflies: values stay in [0, 4p) between stages (p < 2^54), reduced once
+    /// at the end.
     pub fn ntt(&self, a: &mut [u64]) {
         let p = self.p;
+        let two_p = 2 * p;
         let mut t = N;
         let mut m = 1;
         while m < N {
@@ -154,20 +164,24 @@ impl Prime {
                 let (w, ws) = (self.psi[m + i], self.psi_s[m + i]);
                 let (lo, hi) = a[j1..j1 + 2 * t].split_at_mut(t);
                 for (u, v) in lo.iter_mut().zip(hi.iter_mut()) {
-                    let x = *u;
-                    let y = mul_shoup(*v, w, ws, p);
-                    let s = x + y;
-                    *u = if s >= p { s - p } else { s };
-                    *v = if x >= y { x - y } else { x + p - y };
+                    let x = if *u >= two_p { *u - two_p } else { *u };
+                    let y = mul_shoup_lazy(*v, w, ws, p);
+                    *u = x + y;
+                    *v = x + two_p - y;
                 }
             }
             m <<= 1;
         }
+        for x in a.iter_mut() {
+            let y = if *x >= two_p { *x - two_p } else { *x };
+            *x = if y >= p { y - p } else { y };
+        }
     }
 
-    /// In-place inverse of [`Prime::ntt`].
+    /// In-place inverse of [`Prime::ntt`] (input in [0, 2p), output in [0, p)).
     pub fn intt(&self, a: &mut [u64]) {
         let p = self.p;
+        let two_p = 2 * p;
         let mut t = 1;
         let mut m = N;
         while m > 1 {
@@ -177,12 +191,10 @@ impl Prime {
                 let (w, ws) = (self.ipsi[h + i], self.ipsi_s[h + i]);
                 let (lo, hi) = a[j1..j1 + 2 * t].split_at_mut(t);
                 for (u, v) in lo.iter_mut().zip(hi.iter_mut()) {
-                    let x = *u;
-                    let y = *v;
+                    let (x, y) = (*u, *v);
                     let s = x + y;
-                    *u = if s >= p { s - p } else { s };
-                    let d = if x >= y { x - y } else { x + p - y };
-                    *v = mul_shoup(d, w, ws, p);
+                    *u = if s >= two_p { s - two_p } else { s };
+                    *v = mul_shoup_lazy(x + two_p - y, w, ws, p);
                 }
             }
             t <<= 1;
@@ -253,6 +265,51 @@ fn big_shr(a: &Big, k: u32) -> Big {
     out
 }
 
+fn big_add(a: &Big, b: &Big) -> Big {
+    let mut out = [0u64; 4];
+    let mut carry = false;
+    for i in 0..4 {
+        let (s1, c1) = a[i].overflowing_add(b[i]);
+        let (s2, c2) = s1.overflowing_add(carry as u64);
+        out[i] = s2;
+        carry = c1 | c2;
+    }
+    out
+}
+
+fn big_div_u64(a: &Big, p: u64) -> Big {
+    let mut out = [0u64; 4];
+    let mut r = 0u128;
+    for i in (0..4).rev() {
+        let cur = (r << 64) | a[i] as u128;
+        out[i] = (cur / p as u128) as u64;
+        r = cur % p as u128;
+    }
+    out
+}
+
+/// The mask of the low `bits` bits (bits ≤ 128).
+pub fn low_mask(bits: u32) -> u128 {
+    if bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    }
+}
+
+/// `Σ_j v_j·w_j mod p` for limbs `v_j` and Shoup pairs `w_j` (e.g. `2^(64j) mod p`).
+#[inline(always)]
+fn reduce_limbs(v: &Big, w: &[(u64, u64); 4], p: u64) -> u64 {
+    v.iter().zip(w).fold(0u64, |acc, (&limb, &(w, ws))| {
+        let s = acc + mul_shoup(limb, w, ws, p);
+        if s >= p {
+            s - p
+        } else {
+            s
+        }
+    })
+}
+
 fn big_mod(a: &Big, p: u64) -> u64 {
     a.iter()
         .rev()
@@ -285,6 +342,39 @@ pub struct Context {
     pub log_delta: u32,
     /// Garner constants: inv[i][j] = p_j^{-1} mod p_i for j < i.
     garner: [[u64; L]; L],
+    /// Shoup companions of `delta_mod`.
+    delta_s: [u64; L],
+    /// Shoup companions of `garner`.
+    garner_s: [[u64; L]; L],
+    /// `2^(64·j) mod p_i` with Shoup companions, to reduce a big integer.
+    limb_pow: [[(u64, u64); 4]; L],
+    /// Bits K of a modulus-switched reply coefficient (see [`reply_bits`]).
+    pub reply_bits: u32,
+    /// Low bits d dropped from each uploaded coefficient (see [`upload_drop_bits`]).
+    pub drop_bits: u32,
+    /// Bytes of one compressed upload coefficient.
+    pub upload_bytes: usize,
+    /// `(q/p_i)^{-1} mod p_i` with its Shoup companion (CRT reconstruction).
+    hat_inv: [(u64, u64); L],
+    /// `floor(2^(K+64) / p_i)`: fixed-point `2^K/p_i` with 64 fractional bits.
+    switch_f: [u128; L],
+    /// `2^(64·j + d) mod p_i` with Shoup companions, to expand a compressed upload.
+    expand: [[(u64, u64); 4]; L],
+    /// `p_0^{-1} mod p_1` (two-prime CRT of the client's `y1·s`).
+    p0_inv_p1: u64,
+}
+
+/// Bits K of each modulus-switched reply coefficient: ℓ + 16 rounded up to whole bytes, so the
+/// rounding error of the switch (≤ N/2 + 1) and the flooded noise (< 2^(K−ℓ−2)) stay below
+/// 2^(K−ℓ−1) and decryption remains exact.
+pub fn reply_bits(ell: u32) -> u32 {
+    (ell + 16).div_ceil(8) * 8
+}
+
+/// Low bits d = ℓ + 1 dropped from each coefficient of an uploaded `b`: the rounding error
+/// (≤ 2^ℓ) is then no larger than the `q mod t` term the noise budget already carries.
+pub fn upload_drop_bits(ell: u32) -> u32 {
+    ell + 1
 }
 
 impl Context {
@@ -312,15 +402,153 @@ impl Context {
                 garner[i][j] = powmod(ps[j] % ps[i], ps[i] - 2, ps[i]);
             }
         }
+        let reply = reply_bits(ell);
+        let drop = upload_drop_bits(ell);
+        let mut hat_inv = [(0u64, 0u64); L];
+        let mut switch_f = [0u128; L];
+        let mut expand = [[(0u64, 0u64); 4]; L];
+        for i in 0..L {
+            let p = ps[i];
+            let hat = ps
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .fold(1u64, |a, (_, &pj)| mulmod(a, pj, p));
+            let inv = powmod(hat, p - 2, p);
+            hat_inv[i] = (inv, shoup(inv, p));
+            let mut pow: Big = [0; 4];
+            pow[((reply + 64) / 64) as usize] = 1u64 << ((reply + 64) % 64);
+            let f = big_div_u64(&pow, p);
+            assert!(f[2] == 0 && f[3] == 0, "2^(K+64)/p fits 128 bits");
+            switch_f[i] = f[0] as u128 | (f[1] as u128) << 64;
+            for (j, e) in expand[i].iter_mut().enumerate() {
+                let v = powmod(2, 64 * j as u64 + drop as u64, p);
+                *e = (v, shoup(v, p));
+            }
+        }
+        let mut garner_s = [[0u64; L]; L];
+        let mut limb_pow = [[(0u64, 0u64); 4]; L];
+        for i in 0..L {
+            for j in 0..i {
+                garner_s[i][j] = shoup(garner[i][j], ps[i]);
+            }
+            for (j, e) in limb_pow[i].iter_mut().enumerate() {
+                let v = powmod(2, 64 * j as u64, ps[i]);
+                *e = (v, shoup(v, ps[i]));
+            }
+        }
+        let upload_bits = big_log2(&q) + 1 - drop + 1;
         Context {
-            primes: ps.into_iter().map(Prime::new).collect(),
+            primes: ps.iter().copied().map(Prime::new).collect(),
             q,
             q_half: big_shr(&q, 1),
             ell,
             delta_mod,
             log_delta: big_log2(&delta),
             garner,
+            garner_s,
+            limb_pow,
+            delta_s: std::array::from_fn(|i| shoup(delta_mod[i], ps[i])),
+            reply_bits: reply,
+            drop_bits: drop,
+            upload_bytes: upload_bits.div_ceil(8) as usize,
+            hat_inv,
+            switch_f,
+            expand,
+            p0_inv_p1: powmod(ps[0] % ps[1], ps[1] - 2, ps[1]),
         }
+    }
+
+    /// `Δ·m mod p_i` for any 64-bit `m`.
+    #[inline(always)]
+    pub fn delta_times(&self, i: usize, m: u64) -> u64 {
+        mul_shoup(m, self.delta_mod[i], self.delta_s[i], self.p(i))
+    }
+
+    /// The integer in [0, q) with residues `res` (Garner's mixed radix).
+    fn to_big(&self, res: [u64; L]) -> Big {
+        let mut v = [0u64; L];
+        for i in 0..L {
+            let p = self.p(i);
+            let mut x = res[i] % p;
+            for j in 0..i {
+                // v[j] < p_j < 2p_i: one conditional subtraction reduces it.
+                let vj = if v[j] >= p { v[j] - p } else { v[j] };
+                let d = if x >= vj { x - vj } else { x + p - vj };
+                x = mul_shoup(d, self.garner[i][j], self.garner_s[i][j], p);
+            }
+            v[i] = x;
+        }
+        let mut x: Big = [v[L - 1], 0, 0, 0];
+        for j in (0..L - 1).rev() {
+            x = big_mul_add(&x, self.p(j), v[j]);
+        }
+        x
+    }
+
+    /// Modulus switching of one coefficient to 2^K ([`reply_bits`]): `round(x·2^K/q) mod 2^K`
+    /// up to an error of at most 1/2 + 2^−8, from `x/q ≡ Σ_i [x·(q/p_i)^{-1}]_{p_i} / p_i
+    /// (mod 1)` in 64-bit fixed point, with no big-integer division.
+    pub fn switch(&self, res: [u64; L]) -> u128 {
+        let (mut int, mut frac) = (0u128, 0u128);
+        for i in 0..L {
+            let p = self.p(i);
+            let (h, hs) = self.hat_inv[i];
+            let y = mul_shoup(res[i], h, hs, p) as u128;
+            let f = self.switch_f[i];
+            let lo = y * (f as u64 as u128);
+            int = int.wrapping_add(y * (f >> 64)).wrapping_add(lo >> 64);
+            frac += lo as u64 as u128;
+        }
+        let v = int.wrapping_add((frac + (1 << 63)) >> 64);
+        v & low_mask(self.reply_bits)
+    }
+
+    /// Residues of a reply coefficient `y < 2^K` lifted to R_q.
+    pub fn lift(&self, y: u128) -> [u64; L] {
+        self.residues(&[y as u64, (y >> 64) as u64, 0, 0])
+    }
+
+    /// `v mod p_i` for a 128-bit accumulator.
+    #[inline(always)]
+    pub fn reduce_u128(&self, i: usize, v: u128) -> u64 {
+        reduce_limbs(
+            &[v as u64, (v >> 64) as u64, 0, 0],
+            &self.limb_pow[i],
+            self.p(i),
+        )
+    }
+
+    /// Residues of a 256-bit integer.
+    pub fn residues(&self, v: &Big) -> [u64; L] {
+        std::array::from_fn(|i| reduce_limbs(v, &self.limb_pow[i], self.p(i)))
+    }
+
+    /// The exact integer with residues `(r0, r1)` modulo `p0·p1`, centered, reduced mod 2^K.
+    /// Correct for any integer of magnitude below `p0·p1/2` (≈ 2^107).
+    pub fn crt2_mod_reply(&self, r0: u64, r1: u64) -> u128 {
+        let (p0, p1) = (self.p(0), self.p(1));
+        let d = (r1 % p1 + p1 - r0 % p1) % p1;
+        let k = mulmod(d, self.p0_inv_p1, p1);
+        let m = p0 as u128 * p1 as u128;
+        let mut z = r0 as u128 + p0 as u128 * k as u128;
+        if z > m / 2 {
+            z = z.wrapping_sub(m);
+        }
+        z & low_mask(self.reply_bits)
+    }
+
+    /// The compressed upload of one coefficient: `round(x / 2^d)` (at most
+    /// [`Context::upload_bytes`] bytes, little-endian limbs).
+    pub fn compress(&self, res: [u64; L]) -> Big {
+        let mut half: Big = [0; 4];
+        half[(self.drop_bits - 1) as usize / 64] = 1u64 << ((self.drop_bits - 1) % 64);
+        big_shr(&big_add(&self.to_big(res), &half), self.drop_bits)
+    }
+
+    /// Residues of `v·2^d` for a compressed upload coefficient `v` (any 256-bit value).
+    pub fn expand(&self, v: &Big) -> [u64; L] {
+        std::array::from_fn(|i| reduce_limbs(v, &self.expand[i], self.p(i)))
     }
 
     /// The prime values.
@@ -330,21 +558,7 @@ impl Context {
 
     /// Decode one coefficient given by its residues: `round(t·x/q) mod t`.
     pub fn decode(&self, res: [u64; L]) -> u64 {
-        // Garner mixed radix: x = v0 + p0(v1 + p1(v2 + p2 v3)).
-        let mut v = [0u64; L];
-        for i in 0..L {
-            let p = self.p(i);
-            let mut x = res[i] % p;
-            for j in 0..i {
-                let d = (x + p - v[j] % p) % p;
-                x = mulmod(d, self.garner[i][j], p);
-            }
-            v[i] = x;
-        }
-        let mut x: Big = [v[L - 1], 0, 0, 0];
-        for j in (0..L - 1).rev() {
-            x = big_mul_add(&x, self.p(j), v[j]);
-        }
+        let x = self.to_big(res);
         // floor(x·2^ℓ/q) by ℓ restoring steps (x < q), then round with the remainder.
         let mut quo = 0u64;
         let mut rem = x;
@@ -381,11 +595,9 @@ pub fn from_signed(ctx: &Context, coeffs: &[i64]) -> Poly {
     for (i, pr) in ctx.primes.iter().enumerate() {
         let p = pr.p;
         for (o, &c) in out[i * N..(i + 1) * N].iter_mut().zip(coeffs) {
-            *o = if c >= 0 {
-                c as u64 % p
-            } else {
-                p - ((c.unsigned_abs()) % p)
-            } % p;
+            let m = c.unsigned_abs();
+            let r = if m < p { m } else { m % p };
+            *o = if c >= 0 || r == 0 { r } else { p - r };
         }
     }
     out
@@ -509,14 +721,15 @@ pub fn flood_residues<R: RngCore>(ctx: &Context, rng: &mut R, bits: u32) -> [u64
     }
     let mut half: Big = [0; 4];
     half[((bits - 1) / 64) as usize] = 1u64 << ((bits - 1) % 64);
-    let mut out = [0u64; L];
-    for (i, o) in out.iter_mut().enumerate() {
+    let (a, h) = (ctx.residues(&v), ctx.residues(&half));
+    std::array::from_fn(|i| {
         let p = ctx.p(i);
-        let a = big_mod(&v, p);
-        let h = big_mod(&half, p);
-        *o = if a >= h { a - h } else { a + p - h };
-    }
-    out
+        if a[i] >= h[i] {
+            a[i] - h[i]
+        } else {
+            a[i] + p - h[i]
+        }
+    })
 }
 
 #[cfg(test)]
@@ -568,6 +781,95 @@ mod tests {
         mul_fixed(&ctx, &pa, &pb, &pbs, &mut prod);
         intt(&ctx, &mut prod);
         assert_eq!(prod, from_signed(&ctx, &want));
+    }
+
+    fn random_residues(ctx: &Context, rng: &mut impl RngCore) -> [u64; L] {
+        std::array::from_fn(|i| rng.next_u64() % ctx.p(i))
+    }
+
+    /// `round(x·2^bits/q) mod 2^bits` by restoring division (the slow, obviously exact way).
+    fn reference_switch(ctx: &Context, x: &Big, bits: u32) -> u128 {
+        let (mut quo, mut rem) = (0u128, *x);
+        for _ in 0..bits {
+            rem = big_shl1(&rem);
+            quo <<= 1;
+            if big_ge(&rem, &ctx.q) {
+                rem = big_sub(&rem, &ctx.q);
+                quo |= 1;
+            }
+        }
+        if big_ge(&big_shl1(&rem), &ctx.q) {
+            quo += 1;
+        }
+        quo & low_mask(bits)
+    }
+
+    #[test]
+    fn modulus_switching_rounds_to_within_one() {
+        for ell in [20u32, 41, 64] {
+            let ctx = Context::new(ell);
+            let k = ctx.reply_bits;
+            assert!(k >= ell + 16 && k.is_multiple_of(8));
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+            for _ in 0..2000 {
+                let res = random_residues(&ctx, &mut rng);
+                let want = reference_switch(&ctx, &ctx.to_big(res), k);
+                let got = ctx.switch(res);
+                let diff = got.wrapping_sub(want) & low_mask(k);
+                assert!(diff <= 1 || diff == low_mask(k), "ℓ={ell}: {got} vs {want}");
+            }
+            // Lifting a switched value and reconstructing it is the identity.
+            let y = 0xdead_beef_1234_5678_9abc_u128 & low_mask(k);
+            let r = ctx.lift(y);
+            assert_eq!(ctx.crt2_mod_reply(r[0], r[1]), y);
+        }
+    }
+
+    #[test]
+    fn two_prime_crt_recovers_signed_integers_mod_2k() {
+        let ctx = Context::new(64);
+        let k = ctx.reply_bits;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        for _ in 0..1000 {
+            // |z| < 2^100, below p0·p1/2.
+            let mag = (rng.next_u64() as u128) << 36 | rng.next_u64() as u128 >> 28;
+            let z: i128 = if rng.next_u32() & 1 == 1 {
+                -(mag as i128)
+            } else {
+                mag as i128
+            };
+            let res = |p: u64| z.rem_euclid(p as i128) as u64;
+            let got = ctx.crt2_mod_reply(res(ctx.p(0)), res(ctx.p(1)));
+            assert_eq!(got, (z as u128) & low_mask(k));
+        }
+    }
+
+    #[test]
+    fn upload_compression_errs_by_at_most_half_a_step() {
+        for ell in [16u32, 64] {
+            let ctx = Context::new(ell);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+            let bound: Big = {
+                let mut h = [0u64; 4];
+                h[(ctx.drop_bits - 1) as usize / 64] = 1u64 << ((ctx.drop_bits - 1) % 64);
+                h
+            };
+            for _ in 0..2000 {
+                let res = random_residues(&ctx, &mut rng);
+                let v = ctx.compress(res);
+                assert!(big_log2(&v) < 8 * ctx.upload_bytes as u32);
+                // err = expand(v) − x mod q, centered, must be within ±2^(d−1).
+                let back = ctx.expand(&v);
+                let err: [u64; L] = std::array::from_fn(|i| {
+                    let p = ctx.p(i);
+                    (back[i] + p - res[i]) % p
+                });
+                let e = ctx.to_big(err);
+                let small = !big_ge(&e, &big_add(&bound, &[1, 0, 0, 0]));
+                let neg_small = !big_ge(&big_sub(&ctx.q, &e), &big_add(&bound, &[1, 0, 0, 0]));
+                assert!(small || neg_small, "ℓ={ell}");
+            }
+        }
     }
 
     #[test]
