@@ -186,4 +186,33 @@ pub struct RunResult {
     pub local_truncation: LocalTruncation,
     /// Estimates (and emulated measurements) per link.
     pub links: Vec<LinkEstimate>,
+    /// The linear layers' two-party preprocessing against the SIMD yardstick (`he` runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub he: Option<HeTraffic>,
+}
+
+/// The `he` backend's linear preprocessing, measured, next to what Delphi-style SIMD packing
+/// would move for the same steps (an estimate counting ciphertexts only, no rotation keys; see
+/// `protocol::he::baseline`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeTraffic {
+    /// Wall seconds of the linear steps' offline phase.
+    pub seconds: f64,
+    /// Bytes client → server over the linear steps (keys and input ciphertexts).
+    pub bytes_client_to_server: u64,
+    /// Bytes server → client over the linear steps (results).
+    pub bytes_server_to_client: u64,
+    /// SIMD packing with whole ciphertexts both ways, as Delphi sends them.
+    pub simd_bytes_as_sent: u64,
+    /// SIMD packing with this crate's ciphertext compression.
+    pub simd_bytes_compressed: u64,
+    /// Plaintext primes the SIMD CRT needs for exact shares.
+    pub simd_crt_primes: u32,
+}
+
+impl HeTraffic {
+    /// Measured bytes both ways.
+    pub fn bytes(&self) -> u64 {
+        self.bytes_client_to_server + self.bytes_server_to_client
+    }
 }

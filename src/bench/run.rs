@@ -603,6 +603,23 @@ fn assemble(
             emulated: true,
         });
     }
+    let he = (opts.backend == crate::protocol::prepro::Backend::He)
+        .then(|| crate::protocol::he::baseline::simd_baseline(fixed).ok())
+        .flatten()
+        .map(|b| {
+            let mut t = HeTraffic {
+                simd_bytes_as_sent: b.bytes_as_sent,
+                simd_bytes_compressed: b.bytes_compressed,
+                simd_crt_primes: b.crt_primes,
+                ..HeTraffic::default()
+            };
+            for l in layers.iter().filter(|l| l.macs > 0 && l.relus_kept == 0) {
+                t.seconds += l.offline.seconds;
+                t.bytes_client_to_server += l.offline.bytes_client_to_server;
+                t.bytes_server_to_client += l.offline.bytes_server_to_client;
+            }
+            t
+        });
     RunResult {
         pibench_version: env!("CARGO_PKG_VERSION").into(),
         model: ModelInfo {
@@ -641,6 +658,7 @@ fn assemble(
             failure_probability: (per_elem * oracle.local_truncations as f64).min(1.0),
         },
         links,
+        he,
     }
 }
 

@@ -256,6 +256,7 @@ fn write_all(
             )?;
         }
         writeln!(s)?;
+        write_he_table(s, sweep, &gs)?;
     }
 
     // ---- plots
@@ -481,6 +482,52 @@ fn mb(bytes: f64) -> String {
     } else {
         format!("{m:.3}")
     }
+}
+
+/// The `he` backend's linear preprocessing per model against Delphi-style SIMD packing.
+fn write_he_table(s: &mut String, sweep: &Sweep, gs: &[&ModelGroup]) -> std::fmt::Result {
+    let rows: Vec<(&ModelGroup, Vec<crate::bench::result::HeTraffic>)> = gs
+        .iter()
+        .map(|g| {
+            (
+                *g,
+                g.runs.iter().filter_map(|&i| sweep.runs[i].he).collect(),
+            )
+        })
+        .filter(|(_, h): &(_, Vec<_>)| !h.is_empty())
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        s,
+        "HE linear preprocessing (all linear steps, both parties) against what Delphi-style SIMD \
+         packing would move for the same steps (an estimate: ciphertexts only, rotation keys not \
+         counted; exact Z_2^ℓ shares need a CRT over several plaintext primes):\n"
+    )?;
+    writeln!(
+        s,
+        "| model | HE s | MB c→s | MB s→c | MB total | SIMD as Delphi sends, MB | SIMD with our compression, MB | CRT primes |"
+    )?;
+    writeln!(s, "|---|---|---|---|---|---|---|---|")?;
+    for (g, h) in rows {
+        let mut secs: Vec<f64> = h.iter().map(|t| t.seconds).collect();
+        secs.sort_by(f64::total_cmp);
+        let t = h[0];
+        writeln!(
+            s,
+            "| {} | {:.2} | {} | {} | {} | {} | {} | {} |",
+            esc(&g.label()),
+            secs[secs.len() / 2],
+            mb(t.bytes_client_to_server as f64),
+            mb(t.bytes_server_to_client as f64),
+            mb(t.bytes() as f64),
+            mb(t.simd_bytes_as_sent as f64),
+            mb(t.simd_bytes_compressed as f64),
+            t.simd_crt_primes
+        )?;
+    }
+    writeln!(s)
 }
 
 /// `50 000`-style thousands with the short form: `50 000 (50k)`.

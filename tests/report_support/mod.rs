@@ -305,6 +305,7 @@ pub fn run(s: &Spec, t: &Truth, rep: u32, noise: f64) -> RunResult {
             failure_probability: (557_056 - s.budget) as f64 * 2f64.powi(20 + 1 - 64),
         },
         links,
+        he: None,
     }
 }
 

@@ -15,6 +15,7 @@
 //! uniform mask to *every* coefficient (the unused ones too), so the client learns only
 //! `M·c − s`. Keys are fresh per backend instance (one per inference). See `docs/HE.md`.
 
+pub mod baseline;
 pub mod pack;
 pub mod rq;
 

@@ -241,34 +241,36 @@ impl Plan {
     }
 
     /// The weight polynomial of output block `mbk` and input block `cbk` (signed
-    /// coefficients), or `None` when it is all zero.
+    /// coefficients), or `None` when the block is zero by the step's public structure (the
+    /// off-diagonal blocks of a channel scale). A block whose weights merely happen to be zero
+    /// is still returned, so the server's work does not depend on the weights' values.
     pub fn weight_poly(&self, weights: &[i64], mbk: usize, cbk: usize) -> Option<Vec<i64>> {
+        let (o0, c0) = (mbk * self.mb, cbk * self.cb);
+        if self.diag && (o0 + self.mb <= c0 || c0 + self.cb <= o0) {
+            return None;
+        }
         let mut poly = vec![0i64; N];
-        let mut any = false;
         let ksz = self.kh * self.kw;
         for ol in 0..self.mb {
-            let o = mbk * self.mb + ol;
+            let o = o0 + ol;
             if o >= self.m {
                 break;
             }
             for cl in 0..self.cb {
-                let c = cbk * self.cb + cl;
+                let c = c0 + cl;
                 if c >= self.c {
                     break;
                 }
                 let base = ol * self.cb * self.plane + (self.cb - 1 - cl) * self.plane;
                 for di in 0..self.kh {
                     for dj in 0..self.kw {
-                        let v = weights[(o * self.c + c) * ksz + di * self.kw + dj];
-                        if v != 0 {
-                            any = true;
-                            poly[base + (self.kh - 1 - di) * self.wp + (self.kw - 1 - dj)] = v;
-                        }
+                        poly[base + (self.kh - 1 - di) * self.wp + (self.kw - 1 - dj)] =
+                            weights[(o * self.c + c) * ksz + di * self.kw + dj];
                     }
                 }
             }
         }
-        any.then_some(poly)
+        Some(poly)
     }
 
     /// For output ciphertext `k` (tile-major), the `(coefficient, output index)` pairs it holds.
@@ -417,6 +419,47 @@ mod tests {
             30,
             3,
         );
+    }
+
+    #[test]
+    fn skipped_blocks_depend_on_structure_not_on_weight_values() {
+        // All-zero conv weights: every block is still computed (no timing signal).
+        let g = ConvGeometry {
+            in_channels: 8,
+            in_h: 8,
+            in_w: 8,
+            out_channels: 8,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            padding: 1,
+        };
+        let plan = Plan::new(0, &LinearKind::Conv(g), 8 * 64, &TEST_WIRE).unwrap();
+        let zeros = vec![0i64; 8 * 8 * 9];
+        for mbk in 0..plan.m_blocks() {
+            for cbk in 0..plan.c_blocks() {
+                assert!(plan.weight_poly(&zeros, mbk, cbk).is_some());
+            }
+        }
+        // A channel scale skips exactly the off-diagonal blocks, whatever the weights.
+        let kind = LinearKind::ChannelScale {
+            channels: 600,
+            plane: 16,
+        };
+        let plan = Plan::new(0, &kind, 600 * 16, &TEST_WIRE).unwrap();
+        assert!(plan.c_blocks() > 1, "the test needs several blocks");
+        let ones = vec![1i64; 600 * 600];
+        let mut computed = 0;
+        for mbk in 0..plan.m_blocks() {
+            for cbk in 0..plan.c_blocks() {
+                let w = plan.weight_poly(&ones, mbk, cbk);
+                let overlaps = (mbk * plan.mb..(mbk + 1) * plan.mb)
+                    .any(|o| (cbk * plan.cb..(cbk + 1) * plan.cb).contains(&o));
+                assert_eq!(w.is_some(), overlaps);
+                computed += w.is_some() as usize;
+            }
+        }
+        assert!(computed < plan.m_blocks() * plan.c_blocks());
     }
 
     #[test]
