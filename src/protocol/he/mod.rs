@@ -608,8 +608,8 @@ mod tests {
 
     #[test]
     fn conv_fc_and_scale_give_exact_shares() {
-        for ell in [64u32, 41] {
-            let ring = Ring::new(ell, 12).unwrap();
+        for (ell, frac) in [(64u32, 12u32), (41, 12), (20, 6)] {
+            let ring = Ring::new(ell, frac).unwrap();
             let g = ConvGeometry {
                 in_channels: 6,
                 in_h: 9,
