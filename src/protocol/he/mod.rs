@@ -87,15 +87,60 @@ pub fn check_ring(ell: u32) -> Result<(), HeError> {
     }
 }
 
-fn linear_plan(
-    net: &FixedNetwork,
-    ctx: &Context,
-    step: usize,
-    in_len: usize,
-) -> Result<Plan, HeError> {
-    match net.steps.get(step).map(|s| &s.kind) {
-        Some(StepKind::Linear(l)) => Plan::new(step, &l.kind, in_len, &WireCost::of(ctx)),
-        _ => Err(HeError::NotLinear(step)),
+/// Every linear step's packing, and which steps reuse the input ciphertexts uploaded for an
+/// earlier step (same input value, same input truncation, compatible geometry: a 1×1
+/// shortcut beside its block's first 3×3 conv). Both parties derive it from public geometry.
+#[derive(Clone, Debug, Default)]
+struct Schedule {
+    /// Per step: its plan and, when it reuses another step's input ciphertexts, that step.
+    steps: Vec<Option<(Plan, Option<usize>)>>,
+}
+
+impl Schedule {
+    fn new(net: &FixedNetwork, ctx: &Context) -> Result<Self, HeError> {
+        let wire = WireCost::of(ctx);
+        let mut steps: Vec<Option<(Plan, Option<usize>)>> = Vec::with_capacity(net.steps.len());
+        for (j, step) in net.steps.iter().enumerate() {
+            let StepKind::Linear(l) = &step.kind else {
+                steps.push(None);
+                continue;
+            };
+            let key = |i: usize| match &net.steps[i].kind {
+                StepKind::Linear(li) => Some((net.steps[i].inputs.first(), li.input_trunc)),
+                _ => None,
+            };
+            let shared = (0..j).rev().find_map(|i| {
+                let (base, None) = steps[i].as_ref()? else {
+                    return None;
+                };
+                if key(i) != key(j) {
+                    return None;
+                }
+                Plan::on_input_of(&l.kind, base, &wire).map(|p| (p, Some(i)))
+            });
+            let entry = match shared {
+                Some(e) => e,
+                None => (Plan::new(j, &l.kind, input_len(net, j)?, &wire)?, None),
+            };
+            steps.push(Some(entry));
+        }
+        Ok(Schedule { steps })
+    }
+
+    /// The plan of linear step `step` and the step whose input ciphertexts it reuses.
+    fn get(&self, step: usize) -> Result<(&Plan, Option<usize>), HeError> {
+        match self.steps.get(step) {
+            Some(Some((p, base))) => Ok((p, *base)),
+            _ => Err(HeError::NotLinear(step)),
+        }
+    }
+
+    /// How many later steps reuse the input ciphertexts of `step`.
+    fn sharers(&self, step: usize) -> usize {
+        self.steps
+            .iter()
+            .filter(|e| matches!(e, Some((_, Some(b))) if *b == step))
+            .count()
     }
 }
 
@@ -164,12 +209,14 @@ fn recv_seed(ch: &mut dyn Channel) -> Result<[u8; 32], ProtocolError> {
 
 /// The client's half: holds the fresh secret key of this inference.
 pub struct HeClient {
-    net: Arc<FixedNetwork>,
     ctx: Arc<Context>,
     s: Poly,
     s_comp: Vec<u64>,
     rng: ChaCha20Rng,
     pk_sent: bool,
+    schedule: Schedule,
+    /// The input shares uploaded for steps whose ciphertexts later steps reuse.
+    uploaded: std::collections::HashMap<usize, Vec<u64>>,
 }
 
 impl std::fmt::Debug for HeClient {
@@ -187,13 +234,15 @@ impl HeClient {
         let mut s = rq::from_signed(&ctx, &rq::ternary(&mut rng));
         rq::ntt(&ctx, &mut s);
         let s_comp = rq::companions(&ctx, &s);
+        let schedule = Schedule::new(&net, &ctx)?;
         Ok(HeClient {
-            net,
             ctx,
             s,
             s_comp,
             rng,
             pk_sent: false,
+            schedule,
+            uploaded: Default::default(),
         })
     }
 
@@ -277,20 +326,32 @@ impl ClientPreprocessing for HeClient {
             ch.send(&pk0)?;
             self.pk_sent = true;
         }
-        let plan = linear_plan(&self.net, &ctx, step, c.len())?;
-        let polys = plan.pack_input(c);
-        let seeds: Vec<_> = polys.iter().map(|_| self.seeds()).collect();
-        let cts: Vec<Vec<u8>> = polys
-            .par_iter()
-            .zip(&seeds)
-            .map(|(m, &(s, e))| self.encrypt(m, s, e))
-            .collect();
-        for ((seed, _), ct) in seeds.iter().zip(&cts) {
-            ch.send(seed)?;
-            ch.send(ct)?;
+        let (plan, base) = self.schedule.get(step)?;
+        let plan = plan.clone();
+        if let Some(b) = base {
+            // The server reuses the ciphertexts of step b: they must carry this very share.
+            if self.uploaded.get(&b).map(Vec::as_slice) != Some(c) {
+                return Err(ProtocolError::Internal(format!(
+                    "he backend: step {step} reuses the input of step {b} but got another share"
+                )));
+            }
+        } else {
+            let polys = plan.pack_input(c);
+            let seeds: Vec<_> = polys.iter().map(|_| self.seeds()).collect();
+            let cts: Vec<Vec<u8>> = polys
+                .par_iter()
+                .zip(&seeds)
+                .map(|(m, &(s, e))| self.encrypt(m, s, e))
+                .collect();
+            for ((seed, _), ct) in seeds.iter().zip(&cts) {
+                ch.send(seed)?;
+                ch.send(ct)?;
+            }
+            ch.flush()?;
+            if self.schedule.sharers(step) > 0 {
+                self.uploaded.insert(step, c.to_vec());
+            }
         }
-        ch.flush()?;
-        drop(cts);
         let w = reply_width(&ctx);
         let mut replies = Vec::with_capacity(plan.output_cts());
         for k in 0..plan.output_cts() {
@@ -318,11 +379,17 @@ impl ClientPreprocessing for HeClient {
     }
 }
 
+/// A step's input ciphertexts on the server, `(b, a)` in NTT form.
+type InputCts = Vec<(Poly, Poly)>;
+
 /// The server's half: holds the weights and the client's public key.
 pub struct HeServer {
     net: Arc<FixedNetwork>,
     ctx: Arc<Context>,
     pk: Option<(Poly, Vec<u64>, Poly, Vec<u64>)>,
+    schedule: Schedule,
+    /// Input ciphertexts kept for later steps that reuse them, with how many such steps remain.
+    kept: std::collections::HashMap<usize, (Arc<InputCts>, usize)>,
 }
 
 impl std::fmt::Debug for HeServer {
@@ -336,7 +403,14 @@ impl HeServer {
     pub fn new(net: Arc<FixedNetwork>) -> Result<Self, HeError> {
         check_ring(net.ring.ell)?;
         let ctx = Arc::new(Context::new(net.ring.ell));
-        Ok(HeServer { net, ctx, pk: None })
+        let schedule = Schedule::new(&net, &ctx)?;
+        Ok(HeServer {
+            net,
+            ctx,
+            pk: None,
+            schedule,
+            kept: Default::default(),
+        })
     }
 
     /// The bits of uniform flooding noise: below Δ/8, so decryption stays exact.
@@ -353,8 +427,8 @@ impl ServerPreprocessing for HeServer {
     fn mask(&mut self, ch: &mut dyn Channel, step: usize) -> Result<Vec<u64>, ProtocolError> {
         let ctx = self.ctx.clone();
         let ell = ctx.ell;
-        let in_len = input_len(&self.net, step)?;
-        let plan = linear_plan(&self.net, &ctx, step, in_len)?;
+        let (plan, base) = self.schedule.get(step)?;
+        let plan = plan.clone();
         let StepKind::Linear(lin) = &self.net.steps[step].kind else {
             return Err(HeError::NotLinear(step).into());
         };
@@ -385,13 +459,36 @@ impl ServerPreprocessing for HeServer {
             let (c0, c1) = (rq::companions(&ctx, &pk0), rq::companions(&ctx, &pk1));
             self.pk = Some((pk0, c0, pk1, c1));
         }
-        let n_in = plan.input_cts();
-        let mut cts = Vec::with_capacity(n_in);
-        for _ in 0..n_in {
-            let seed = recv_seed(ch)?;
-            let b = recv_compressed(&ctx, ch)?;
-            cts.push((b, rq::uniform_from_seed(&ctx, seed)));
-        }
+        let cts = match base {
+            Some(b) => {
+                let (cts, left) = self.kept.get_mut(&b).ok_or_else(|| {
+                    ProtocolError::Internal(format!(
+                        "he backend: step {step} reuses the input of step {b}, not preprocessed"
+                    ))
+                })?;
+                let cts = cts.clone();
+                *left -= 1;
+                if *left == 0 {
+                    self.kept.remove(&b);
+                }
+                cts
+            }
+            None => {
+                let n_in = plan.input_cts();
+                let mut cts = Vec::with_capacity(n_in);
+                for _ in 0..n_in {
+                    let seed = recv_seed(ch)?;
+                    let b = recv_compressed(&ctx, ch)?;
+                    cts.push((b, rq::uniform_from_seed(&ctx, seed)));
+                }
+                let cts = Arc::new(cts);
+                let sharers = self.schedule.sharers(step);
+                if sharers > 0 {
+                    self.kept.insert(step, (cts.clone(), sharers));
+                }
+                cts
+            }
+        };
         let pk = self.pk.as_ref().expect("set above");
         let n_out = plan.output_cts();
         let task_seeds: Vec<[u8; 32]> = (0..plan.m_blocks())

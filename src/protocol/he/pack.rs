@@ -65,6 +65,10 @@ pub struct Plan {
     /// Output channels per weight polynomial.
     mb: usize,
     diag: bool,
+    /// The weights' own kernel, `(kh_w, kw_w)`, centered at offset `koff` inside the packing
+    /// kernel `kh × kw` (smaller only when the step reuses another step's input packing).
+    kw_kernel: (usize, usize),
+    koff: usize,
 }
 
 impl Plan {
@@ -153,6 +157,61 @@ impl Plan {
             cb: best.1,
             mb: best.2,
             diag,
+            kw_kernel: (kh, kw),
+            koff: 0,
+        })
+    }
+
+    /// The packing of conv step `step` on the input ciphertexts already made for `base` (an
+    /// earlier step on the same input), or `None` when they cannot serve: same input geometry,
+    /// and a square kernel `k ≤ base.kh` whose padding makes it the centre of base's kernel,
+    /// `base.pad − pad = (base.kh − k)/2` (a 1×1 shortcut beside a 3×3 conv with padding 1).
+    /// The step is then computed as base's kernel size with zero weights around its own.
+    pub fn on_input_of(kind: &LinearKind, base: &Plan, wire: &WireCost) -> Option<Plan> {
+        let LinearKind::Conv(g) = kind else {
+            return None;
+        };
+        let fits = !base.diag
+            && base.kw_kernel == (base.kh, base.kw)
+            && base.kh == base.kw
+            && g.kh == g.kw
+            && (g.in_channels, g.in_h, g.in_w) == (base.c, base.h, base.w)
+            && g.kh <= base.kh
+            && (base.kh - g.kh).is_multiple_of(2)
+            && g.stride > 0
+            && g.out_channels > 0
+            && base.pad.checked_sub(g.padding) == Some((base.kh - g.kh) / 2);
+        if !fits {
+            return None;
+        }
+        let hp = base.h + 2 * base.pad;
+        let (out_h, out_w) = (
+            (hp - base.kh) / g.stride + 1,
+            (base.wp - base.kw) / g.stride + 1,
+        );
+        debug_assert_eq!((out_h, out_w), (g.out_h(), g.out_w()));
+        let (m, k, tiles) = (g.out_channels, N / base.plane, base.tiles());
+        // The input split is fixed (base's); pick the output split for bytes.
+        let mut best = (f64::INFINITY, 1);
+        for mb in 1..=m.min(k / base.cb) {
+            let mi = m.div_ceil(mb) as f64;
+            let valid = (mb * out_h * out_w) as f64 / tiles as f64;
+            let cost = tiles as f64
+                * (mi * (N as f64 + valid) * wire.reply_coef
+                    + base.c_blocks() as f64 * mi * PRODUCT_COST);
+            if cost < best.0 {
+                best = (cost, mb);
+            }
+        }
+        Some(Plan {
+            m,
+            stride: g.stride,
+            out_h,
+            out_w,
+            mb: best.1,
+            kw_kernel: (g.kh, g.kw),
+            koff: (base.kh - g.kh) / 2,
+            ..base.clone()
         })
     }
 
@@ -186,7 +245,7 @@ impl Plan {
     }
     /// An upper bound on the products summed into any one output coefficient.
     pub fn terms_per_coefficient(&self) -> usize {
-        self.c_blocks() * self.cb * self.mb * self.kh * self.kw
+        self.c_blocks() * self.cb * self.mb * self.kw_kernel.0 * self.kw_kernel.1
     }
 
     /// The plaintext polynomials of the client's share, in input-ciphertext order.
@@ -250,7 +309,8 @@ impl Plan {
             return None;
         }
         let mut poly = vec![0i64; N];
-        let ksz = self.kh * self.kw;
+        let (kh_w, kw_w) = self.kw_kernel;
+        let ksz = kh_w * kw_w;
         for ol in 0..self.mb {
             let o = o0 + ol;
             if o >= self.m {
@@ -262,10 +322,11 @@ impl Plan {
                     break;
                 }
                 let base = ol * self.cb * self.plane + (self.cb - 1 - cl) * self.plane;
-                for di in 0..self.kh {
-                    for dj in 0..self.kw {
-                        poly[base + (self.kh - 1 - di) * self.wp + (self.kw - 1 - dj)] =
-                            weights[(o * self.c + c) * ksz + di * self.kw + dj];
+                for di in 0..kh_w {
+                    for dj in 0..kw_w {
+                        let (pi, pj) = (di + self.koff, dj + self.koff);
+                        poly[base + (self.kh - 1 - pi) * self.wp + (self.kw - 1 - pj)] =
+                            weights[(o * self.c + c) * ksz + di * kw_w + dj];
                     }
                 }
             }
@@ -336,9 +397,13 @@ mod tests {
     }
 
     fn check(kind: LinearKind, in_len: usize, wlen: usize) {
+        let plan = Plan::new(0, &kind, in_len, &TEST_WIRE).unwrap();
+        check_plan(&plan, kind, in_len, wlen);
+    }
+
+    fn check_plan(plan: &Plan, kind: LinearKind, in_len: usize, wlen: usize) {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        let plan = Plan::new(0, &kind, in_len, &TEST_WIRE).unwrap();
         let x: Vec<u64> = (0..in_len).map(|_| rng.gen_range(0..1000)).collect();
         let weight: Vec<u64> = (0..wlen).map(|_| rng.gen_range(0..50)).collect();
         let lin = LinearStep {
@@ -388,6 +453,34 @@ mod tests {
             };
             check(LinearKind::Conv(g), c * h * h, m * c * k * k);
         }
+    }
+
+    #[test]
+    fn a_shortcut_reuses_the_input_packing_of_its_sibling_conv() {
+        let conv = |k: usize, stride: usize, padding: usize, out: usize| ConvGeometry {
+            in_channels: 5,
+            in_h: 10,
+            in_w: 10,
+            out_channels: out,
+            kh: k,
+            kw: k,
+            stride,
+            padding,
+        };
+        let base = Plan::new(0, &LinearKind::Conv(conv(3, 2, 1, 4)), 500, &TEST_WIRE).unwrap();
+        let sc = LinearKind::Conv(conv(1, 2, 0, 6));
+        let plan = Plan::on_input_of(&sc, &base, &TEST_WIRE).expect("compatible");
+        assert_eq!(plan.pack_input(&[1; 500]), base.pack_input(&[1; 500]));
+        check_plan(&plan, sc, 500, 6 * 5);
+        // Same geometry at stride 1 and a 3×3 on a 3×3 share too; mismatched padding does not.
+        assert!(
+            Plan::on_input_of(&LinearKind::Conv(conv(3, 1, 1, 2)), &base, &TEST_WIRE).is_some()
+        );
+        assert!(
+            Plan::on_input_of(&LinearKind::Conv(conv(1, 1, 1, 2)), &base, &TEST_WIRE).is_none()
+        );
+        let fc = LinearKind::Fc { out_features: 3 };
+        assert!(Plan::on_input_of(&fc, &base, &TEST_WIRE).is_none());
     }
 
     #[test]
