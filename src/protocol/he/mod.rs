@@ -10,10 +10,12 @@
 //! key-switching. Strided convolutions are computed at stride 1 and sub-sampled; fully connected
 //! layers are 1×1 convolutions on a 1×1 image; per-channel scales are diagonal 1×1 convolutions.
 //!
-//! The server re-randomizes every result with a fresh public-key encryption of zero and floods
-//! its noise with a uniform term 2^40 times larger than the proven noise bound, and adds a fresh
-//! uniform mask to *every* coefficient (the unused ones too), so the client learns only
-//! `M·c − s`. Keys are fresh per backend instance (one per inference). See `docs/HE.md`.
+//! The server re-randomizes every result with a fresh public-key encryption of zero, floods its
+//! noise with a uniform term large enough that everything an inference reveals is within
+//! statistical distance 2^−40 of noise-free, masks it with a fresh uniform `R`, switches it to
+//! modulus 2^K and sends `c0` only at the output coefficients, so the client learns only
+//! `M·c − s`. Uploads are compressed (low bits dropped). Keys are fresh per backend instance
+//! (one per inference). See `docs/HE.md`.
 
 pub mod baseline;
 pub mod pack;
@@ -32,7 +34,8 @@ use crate::plain::{FixedNetwork, StepKind};
 use pack::{Plan, WireCost};
 use rq::{Context, Poly, L, N};
 
-/// Statistical security of noise flooding (bits).
+/// Statistical security of noise flooding (bits), per inference: the statistical distances of
+/// all the coefficients an inference reveals to the client add up to at most 2^−40.
 pub const FLOOD_SECURITY: u32 = 40;
 
 /// Errors of the `he` backend.
@@ -51,19 +54,17 @@ pub enum HeError {
     },
     /// The server's weights are too large for the noise budget of the 128-bit parameters.
     #[error(
-        "step {step}: weights of {weight_bits} bits (with {terms} terms per output and ℓ = {ell}) \
-         exceed the noise budget of the 128-bit HE parameters (at most {max_weight_bits} weight \
-         bits here); use a smaller ℓ"
+        "step {step}: weights whose largest per-output L1 norm is about 2^{l1_bits} exceed the \
+         noise budget of the 128-bit HE parameters at ℓ = {ell} (at most 2^{max_l1_bits} for \
+         statistical distance 2^-40 per inference); use a smaller ℓ"
     )]
     WeightsTooLarge {
         /// The step.
         step: usize,
-        /// Bits of the largest centered weight.
-        weight_bits: u32,
-        /// Largest weight bits the budget allows.
-        max_weight_bits: i64,
-        /// Products summed into one coefficient.
-        terms: usize,
+        /// Bits of the largest per-output-coefficient L1 norm of the centered weights.
+        l1_bits: u32,
+        /// Largest L1 bits the budget allows (negative: none).
+        max_l1_bits: i64,
         /// ℓ.
         ell: u32,
     },
@@ -404,6 +405,7 @@ impl HeServer {
         check_ring(net.ring.ell)?;
         let ctx = Arc::new(Context::new(net.ring.ell));
         let schedule = Schedule::new(&net, &ctx)?;
+        check_noise_budget(&net, &ctx, &schedule)?;
         Ok(HeServer {
             net,
             ctx,
@@ -413,10 +415,54 @@ impl HeServer {
         })
     }
 
-    /// The bits of uniform flooding noise: below Δ/8, so decryption stays exact.
+    /// The bits of uniform flooding noise.
     fn flood_bits(&self) -> u32 {
-        self.ctx.log_delta - 2
+        flood_bits(&self.ctx)
     }
+}
+
+/// Bits `fb` of the uniform flood: |flood| ≤ 2^(fb−1) ≤ Δ/4, which after the switch to 2^K is
+/// at most 2^(K−ℓ−2); with the switch's rounding (≤ 4129) that stays below 2^(K−ℓ−1) for
+/// K − ℓ ≥ 16, so decryption is exact.
+fn flood_bits(ctx: &Context) -> u32 {
+    ctx.log_delta - 1
+}
+
+/// Refuses, at load time, a network whose weights the flooding cannot hide: for every linear
+/// step, `noise + FLOOD_SECURITY + log2(coefficients revealed per inference) ≤ flood bits`.
+fn check_noise_budget(
+    net: &FixedNetwork,
+    ctx: &Context,
+    schedule: &Schedule,
+) -> Result<(), HeError> {
+    let revealed: usize = schedule
+        .steps
+        .iter()
+        .flatten()
+        .map(|(p, _)| p.out_len())
+        .sum();
+    let log_rev = usize::BITS - revealed.saturating_sub(1).leading_zeros();
+    let fb = flood_bits(ctx);
+    let fits = |l1: f64| noise_bits(ctx, l1) + FLOOD_SECURITY + log_rev <= fb;
+    for (step, entry) in schedule.steps.iter().enumerate() {
+        let (Some((plan, _)), StepKind::Linear(lin)) = (entry, &net.steps[step].kind) else {
+            continue;
+        };
+        let l1 = plan.max_output_l1(&plan.centered_weights(lin, ctx.ell));
+        if !fits(l1) {
+            let max_l1_bits = (0..=128)
+                .rev()
+                .find(|&b| fits(2f64.powi(b)))
+                .map_or(-1, i64::from);
+            return Err(HeError::WeightsTooLarge {
+                step,
+                l1_bits: l1.log2().ceil() as u32,
+                max_l1_bits,
+                ell: ctx.ell,
+            });
+        }
+    }
+    Ok(())
 }
 
 impl ServerPreprocessing for HeServer {
@@ -433,25 +479,7 @@ impl ServerPreprocessing for HeServer {
             return Err(HeError::NotLinear(step).into());
         };
         let weights = plan.centered_weights(lin, ell);
-        let wmax = weights.iter().map(|w| w.unsigned_abs()).max().unwrap_or(0);
-        let wb = 64 - wmax.leading_zeros();
-        let terms = plan.terms_per_coefficient();
         let fb = self.flood_bits();
-        // Flooding must exceed the noise by 2^FLOOD_SECURITY and stay below Δ/4.
-        if noise_bits(&ctx, terms, wb) + FLOOD_SECURITY >= fb {
-            let max_weight_bits = (0..wb)
-                .rev()
-                .find(|&b| noise_bits(&ctx, terms, b) + FLOOD_SECURITY < fb)
-                .map_or(-1, i64::from);
-            return Err(HeError::WeightsTooLarge {
-                step,
-                weight_bits: wb,
-                max_weight_bits,
-                terms,
-                ell,
-            }
-            .into());
-        }
         if self.pk.is_none() {
             let seed = recv_seed(ch)?;
             let pk0 = recv_compressed(&ctx, ch)?;
@@ -601,17 +629,19 @@ impl ServerPreprocessing for HeServer {
     }
 }
 
-/// Bits of a bound on the noise of any coefficient of a result before flooding (docs/HE.md):
-/// `T·2^wb·(2^(d−1) + 2^ℓ + η)` from the weights times the input noise (compression error and
-/// fresh error) and times the `q mod t` rounding, plus `N·(2^(d−1) + 2η) + η` from the
-/// re-randomizing encryption of zero; one bit of margin.
-fn noise_bits(ctx: &Context, terms: usize, wb: u32) -> u32 {
+/// Bits of a bound on the noise, before flooding, of an output coefficient whose weights have
+/// L1 norm `l1` (docs/HE.md): `(l1 + 1)·2^ℓ` from the `(q mod t)·k` rounding of the message
+/// `Σ w·m − R` (|k| ≤ l1 + 1), `l1·(2^(d−1) + η)` from the weights times the inputs' noise
+/// (compression error and fresh error), and `N·(2^(d−1) + η) + N·η + η` from the re-randomizing
+/// encryption of zero (`(e_pk + ε_pk)·u`, `e1·s`, `e0`).
+fn noise_bits(ctx: &Context, l1: f64) -> u32 {
     let eta = f64::from(rq::CBD_ETA);
     let half_step = 2f64.powi(ctx.drop_bits as i32 - 1);
-    let from_weights =
-        terms as f64 * 2f64.powi(wb as i32) * (half_step + 2f64.powi(ctx.ell as i32) + eta);
+    let rounding = (l1 + 1.0) * 2f64.powi(ctx.ell as i32);
+    let from_inputs = l1 * (half_step + eta);
     let from_pk = N as f64 * (half_step + 2.0 * eta) + eta;
-    (from_weights + from_pk).log2().ceil() as u32 + 1
+    // f64 rounds the sum by a relative 2^−52 at most: one more bit covers it.
+    (rounding + from_inputs + from_pk).log2().ceil() as u32 + 1
 }
 
 fn ring_mask(ell: u32) -> u64 {
@@ -755,10 +785,8 @@ mod tests {
             Shape::Flat(64),
             Shape::Flat(10),
         );
-        let s = HeServer::new(net).unwrap();
-        let mut s = s;
-        let (mut a, _b) = crate::net::mem_pair(Duration::from_secs(5));
-        let err = s.mask(&mut a, 0).unwrap_err().to_string();
+        // Refused when the model is loaded, before any client connects.
+        let err = HeServer::new(net).unwrap_err().to_string();
         assert!(err.contains("noise budget"), "{err}");
         assert!(check_ring(0).is_err() && check_ring(65).is_err());
         assert!(check_ring(48).is_ok());

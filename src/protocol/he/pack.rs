@@ -243,9 +243,14 @@ impl Plan {
     pub fn out_len(&self) -> usize {
         self.m * self.out_h * self.out_w
     }
-    /// An upper bound on the products summed into any one output coefficient.
-    pub fn terms_per_coefficient(&self) -> usize {
-        self.c_blocks() * self.cb * self.mb * self.kw_kernel.0 * self.kw_kernel.1
+    /// The largest L1 norm, over output channels, of the weights feeding one output
+    /// coefficient (the factor by which the inputs' noise can grow there).
+    pub fn max_output_l1(&self, weights: &[i64]) -> f64 {
+        let per = weights.len() / self.m.max(1);
+        weights
+            .chunks(per.max(1))
+            .map(|w| w.iter().map(|&v| v.unsigned_abs() as f64).sum::<f64>())
+            .fold(0.0, f64::max)
     }
 
     /// The plaintext polynomials of the client's share, in input-ciphertext order.

@@ -2,8 +2,10 @@
 //! number-theoretic transform, samplers, and the exact big-integer decoding of `round(t·x/q)`
 //! for a power-of-two plaintext modulus t = 2^ℓ.
 //!
-//! Everything here is public-parameter arithmetic; the only data-dependent branches are the
-//! modular reductions' final conditional subtractions, which the compiler turns into selects.
+//! Not hardened against timing: conversions of signed values branch on the sign, and a few
+//! reductions use hardware division, whose latency can depend on the value on some CPUs. The
+//! backend targets the semi-honest model, where the parties do not time each other's work
+//! (docs/HE.md lists this under "not done").
 
 #![allow(clippy::needless_range_loop)] // limb and RNS loops index several arrays at once
 
@@ -365,7 +367,7 @@ pub struct Context {
 }
 
 /// Bits K of each modulus-switched reply coefficient: ℓ + 16 rounded up to whole bytes, so the
-/// rounding error of the switch (≤ N/2 + 1) and the flooded noise (< 2^(K−ℓ−2)) stay below
+/// rounding error of the switch (≤ (N+1)(1/2 + 2^−8) ≈ 4129) and the flooded noise (≤ 2^(K−ℓ−2)) stay below
 /// 2^(K−ℓ−1) and decryption remains exact.
 pub fn reply_bits(ell: u32) -> u32 {
     (ell + 16).div_ceil(8) * 8
