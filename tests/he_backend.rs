@@ -84,3 +84,42 @@ fn he_backend_on_every_fixture_and_bn_path() {
         }
     }
 }
+
+/// The bundled ResNet18: the `he` backend's measured linear-layer traffic is below what
+/// Delphi-style SIMD packing would send for the same network (the traffic target), and
+/// the reported totals are the linear layers' own bytes.
+#[test]
+fn he_traffic_on_resnet18_is_below_delphi_style_packing() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/resnet18-c10-rlnet-50k.safetensors");
+    let net = Bundle::open(&path).unwrap().network(BnPath::Clean).unwrap();
+    let mut o = RunOptions::new(&path);
+    o.timeout = Duration::from_secs(300);
+    o.links = vec![];
+    o.backend = Backend::He;
+    o.transport = pibench::bench::run::Transport::Memory;
+    let input = load_input(&InputSpec::Random { seed: 9 }, &net).unwrap();
+    let r = run_network(&net, &input, &o).unwrap();
+    assert!(r.correct);
+    let he = r.he.expect("he runs report their linear traffic");
+    let linear: u64 = r
+        .layers
+        .iter()
+        .filter(|l| l.kind == "conv2d" || l.kind == "linear")
+        .map(|l| l.offline.bytes_client_to_server + l.offline.bytes_server_to_client)
+        .sum();
+    assert_eq!(he.bytes(), linear);
+    assert_eq!(
+        he.simd_crt_primes, 3,
+        "Z_2^64 shares need three ≤60-bit primes"
+    );
+    assert!(
+        he.bytes() < he.simd_bytes_as_sent,
+        "{} bytes against {} for SIMD packing",
+        he.bytes(),
+        he.simd_bytes_as_sent
+    );
+    // A dealer run reports no HE traffic.
+    o.backend = Backend::Dealer;
+    assert!(run_network(&net, &input, &o).unwrap().he.is_none());
+}

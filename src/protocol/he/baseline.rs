@@ -98,6 +98,52 @@ pub fn simd_baseline(net: &FixedNetwork) -> Result<SimdBaseline, HeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Shape, ValueId};
+    use crate::plain::{LinearStep, Step};
+    use crate::ring::kernels::ConvGeometry;
+    use crate::ring::Ring;
+
+    #[test]
+    fn a_resnet_conv_costs_three_primes_of_eight_channel_ciphertexts() {
+        let ring = Ring::new(64, 12).unwrap();
+        let g = ConvGeometry {
+            in_channels: 64,
+            in_h: 32,
+            in_w: 32,
+            out_channels: 64,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            padding: 1,
+        };
+        // Weights of 13 bits: 64 + 13 + ⌈log2 576⌉ + 41 = 128 bits → three 60-bit primes.
+        let weight = (0..64 * 64 * 9).map(|i| (i % 8000) as u64).collect();
+        let net = FixedNetwork {
+            ring,
+            input_shape: Shape::Chw(64, 32, 32),
+            steps: vec![Step {
+                name: "conv".into(),
+                inputs: vec![ValueId::Input],
+                kind: StepKind::Linear(LinearStep {
+                    kind: LinearKind::Conv(g),
+                    weight,
+                    bias: vec![],
+                    input_trunc: 0,
+                }),
+                out_scale: 12,
+                out_shape: Shape::Chw(64, 32, 32),
+            }],
+            output: ValueId::Layer(0),
+            output_scale: 12,
+        };
+        let b = simd_baseline(&net).unwrap();
+        assert_eq!(b.crt_primes, 3);
+        assert_eq!((b.ciphertexts_up, b.ciphertexts_down), (24, 24));
+        assert_eq!(b.bytes_as_sent, 48 * 2 * 8192 * 4 * 8);
+        let ctx = Context::new(64);
+        let up = 24 * (32 + 8192 * ctx.upload_bytes as u64);
+        assert_eq!(b.bytes_compressed, up + 24 * 2 * 8192 * 10);
+    }
 
     #[test]
     fn slots_fill_by_channels_and_split_large_planes() {
