@@ -198,10 +198,13 @@ pub struct RunResult {
 pub struct HeTraffic {
     /// Wall seconds of the linear steps' offline phase.
     pub seconds: f64,
-    /// Bytes client → server over the linear steps (keys and input ciphertexts).
+    /// Bytes client → server over the linear steps (input ciphertexts).
     pub bytes_client_to_server: u64,
     /// Bytes server → client over the linear steps (results).
     pub bytes_server_to_client: u64,
+    /// Bytes of the key exchange (the client's public key; metered in the setup phase).
+    #[serde(default)]
+    pub key_bytes: u64,
     /// SIMD packing with whole ciphertexts both ways, as Delphi sends them.
     pub simd_bytes_as_sent: u64,
     /// SIMD packing with this crate's ciphertext compression.
@@ -211,8 +214,8 @@ pub struct HeTraffic {
 }
 
 impl HeTraffic {
-    /// Measured bytes both ways.
+    /// Measured bytes both ways, keys included.
     pub fn bytes(&self) -> u64 {
-        self.bytes_client_to_server + self.bytes_server_to_client
+        self.bytes_client_to_server + self.bytes_server_to_client + self.key_bytes
     }
 }

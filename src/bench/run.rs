@@ -607,7 +607,14 @@ fn assemble(
         .then(|| crate::protocol::he::baseline::simd_baseline(fixed).ok())
         .flatten()
         .map(|b| {
+            let keys = phase_cost(
+                &server,
+                &client,
+                Phase::Setup,
+                Some(crate::protocol::he::KEY_SCOPE),
+            );
             let mut t = HeTraffic {
+                key_bytes: keys.bytes_client_to_server + keys.bytes_server_to_client,
                 simd_bytes_as_sent: b.bytes_as_sent,
                 simd_bytes_compressed: b.bytes_compressed,
                 simd_crt_primes: b.crt_primes,

@@ -125,12 +125,13 @@ pub fn run_table(r: &RunResult) -> String {
     if let Some(he) = &r.he {
         let _ = writeln!(
             s,
-            "he linear   {:.3} s, {} client→server + {} server→client = {}; Delphi-style SIMD \
-             packing ({} CRT primes, rotation keys not counted) would move {} as Delphi sends \
-             ciphertexts, {} with our compression",
+            "he linear   {:.3} s, {} client→server + {} server→client + {} keys = {}; \
+             Delphi-style SIMD packing ({} CRT primes, rotation keys not counted) would move {} \
+             as Delphi sends ciphertexts, {} with our compression",
             he.seconds,
             human_bytes(he.bytes_client_to_server),
             human_bytes(he.bytes_server_to_client),
+            human_bytes(he.key_bytes),
             human_bytes(he.bytes()),
             he.simd_crt_primes,
             human_bytes(he.simd_bytes_as_sent),

@@ -507,20 +507,21 @@ fn write_he_table(s: &mut String, sweep: &Sweep, gs: &[&ModelGroup]) -> std::fmt
     )?;
     writeln!(
         s,
-        "| model | HE s | MB c→s | MB s→c | MB total | SIMD as Delphi sends, MB | SIMD with our compression, MB | CRT primes |"
+        "| model | HE s | MB c→s | MB s→c | keys MB | MB total | SIMD as Delphi sends, MB | SIMD with our compression, MB | CRT primes |"
     )?;
-    writeln!(s, "|---|---|---|---|---|---|---|---|")?;
+    writeln!(s, "|---|---|---|---|---|---|---|---|---|")?;
     for (g, h) in rows {
         let mut secs: Vec<f64> = h.iter().map(|t| t.seconds).collect();
         secs.sort_by(f64::total_cmp);
         let t = h[0];
         writeln!(
             s,
-            "| {} | {:.2} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
             esc(&g.label()),
             secs[secs.len() / 2],
             mb(t.bytes_client_to_server as f64),
             mb(t.bytes_server_to_client as f64),
+            mb(t.key_bytes as f64),
             mb(t.bytes() as f64),
             mb(t.simd_bytes_as_sent as f64),
             mb(t.simd_bytes_compressed as f64),

@@ -29,10 +29,13 @@ use std::sync::Arc;
 
 use super::prepro::{ClientPreprocessing, ServerPreprocessing};
 use super::ProtocolError;
-use crate::net::Channel;
+use crate::net::{Channel, Phase};
 use crate::plain::{FixedNetwork, StepKind};
 use pack::{Plan, WireCost};
 use rq::{Context, Poly, L, N};
+
+/// The metering scope (in the setup phase) of the public-key exchange.
+pub const KEY_SCOPE: &str = "he-keys";
 
 /// Statistical security of noise flooding (bits), per inference: the statistical distances of
 /// all the coefficients an inference reveals to the client add up to at most 2^−40.
@@ -216,6 +219,8 @@ pub struct HeClient {
     rng: ChaCha20Rng,
     pk_sent: bool,
     schedule: Schedule,
+    /// Step names, to return to a step's metering scope after the key exchange.
+    names: Vec<String>,
     /// The input shares uploaded for steps whose ciphertexts later steps reuse.
     uploaded: std::collections::HashMap<usize, Vec<u64>>,
 }
@@ -244,6 +249,7 @@ impl HeClient {
             pk_sent: false,
             schedule,
             uploaded: Default::default(),
+            names: net.steps.iter().map(|s| s.name.clone()).collect(),
         })
     }
 
@@ -320,11 +326,15 @@ impl ClientPreprocessing for HeClient {
     ) -> Result<Vec<u64>, ProtocolError> {
         let ctx = self.ctx.clone();
         if !self.pk_sent {
-            // Public key (b = −a·s + e, a from a seed) for the server's re-randomization.
+            // Public key (b = −a·s + e, a from a seed) for the server's re-randomization; metered
+            // as setup, like the base OTs: once per session, before any input.
             let (seed, eseed) = self.seeds();
             let pk0 = self.encrypt(&[0u64; N], seed, eseed);
+            ch.set_scope(Phase::Setup, Some(KEY_SCOPE));
             ch.send(&seed)?;
             ch.send(&pk0)?;
+            ch.flush()?;
+            ch.set_scope(Phase::Offline, self.names.get(step).map(String::as_str));
             self.pk_sent = true;
         }
         let (plan, base) = self.schedule.get(step)?;
@@ -481,8 +491,10 @@ impl ServerPreprocessing for HeServer {
         let weights = plan.centered_weights(lin, ell);
         let fb = self.flood_bits();
         if self.pk.is_none() {
+            ch.set_scope(Phase::Setup, Some(KEY_SCOPE));
             let seed = recv_seed(ch)?;
             let pk0 = recv_compressed(&ctx, ch)?;
+            ch.set_scope(Phase::Offline, Some(&self.net.steps[step].name));
             let pk1 = rq::uniform_from_seed(&ctx, seed);
             let (c0, c1) = (rq::companions(&ctx, &pk0), rq::companions(&ctx, &pk1));
             self.pk = Some((pk0, c0, pk1, c1));
