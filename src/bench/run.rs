@@ -680,8 +680,8 @@ pub fn serve(opts: &RunOptions, listen: &str) -> Result<PartyReport, BenchError>
         opts.model.display(),
         listener.local_addr()?
     );
-    let stream = listener.accept(Duration::from_secs(3600), opts.timeout)?;
-    let mut ch = Metered::new(stream);
+    // The backend first: a model the `he` parameters cannot carry is refused before any
+    // client connects.
     let mut pre: Box<dyn ServerPreprocessing> = match opts.backend {
         Backend::Dealer => Box::new(crate::protocol::prepro::RemoteDealerServer(Dealer::new(
             fixed.clone(),
@@ -691,6 +691,8 @@ pub fn serve(opts: &RunOptions, listen: &str) -> Result<PartyReport, BenchError>
                 .map_err(|e| BenchError::Server(e.into()))?,
         ),
     };
+    let stream = listener.accept(Duration::from_secs(3600), opts.timeout)?;
+    let mut ch = Metered::new(stream);
     let mp = MultiProgress::new();
     let pb = bar(&mp, fixed.steps.len() * 2, "server", opts.progress);
     let report = server_session(&mut ch, &fixed, pre.as_mut(), pb).map_err(BenchError::Server)?;

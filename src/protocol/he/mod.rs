@@ -57,14 +57,14 @@ pub enum HeError {
     },
     /// The server's weights are too large for the noise budget of the 128-bit parameters.
     #[error(
-        "step {step}: weights whose largest per-output L1 norm is about 2^{l1_bits} exceed the \
+        "step {step}: weights whose largest per-block L1 norm is about 2^{l1_bits} exceed the \
          noise budget of the 128-bit HE parameters at ℓ = {ell} (at most 2^{max_l1_bits} for \
          statistical distance 2^-40 per inference); use a smaller ℓ"
     )]
     WeightsTooLarge {
         /// The step.
         step: usize,
-        /// Bits of the largest per-output-coefficient L1 norm of the centered weights.
+        /// Bits of the largest L1 norm of one weight polynomial block (all its output channels).
         l1_bits: u32,
         /// Largest L1 bits the budget allows (negative: none).
         max_l1_bits: i64,
@@ -221,8 +221,9 @@ pub struct HeClient {
     schedule: Schedule,
     /// Step names, to return to a step's metering scope after the key exchange.
     names: Vec<String>,
-    /// The input shares uploaded for steps whose ciphertexts later steps reuse.
-    uploaded: std::collections::HashMap<usize, Vec<u64>>,
+    /// The input shares uploaded for steps whose ciphertexts later steps reuse, with how many
+    /// such steps remain.
+    uploaded: std::collections::HashMap<usize, (Vec<u64>, usize)>,
 }
 
 impl std::fmt::Debug for HeClient {
@@ -339,12 +340,32 @@ impl ClientPreprocessing for HeClient {
         }
         let (plan, base) = self.schedule.get(step)?;
         let plan = plan.clone();
+        if c.len() != plan.in_len() {
+            return Err(HeError::Geometry {
+                step,
+                why: format!(
+                    "a share of {} elements, the step needs {}",
+                    c.len(),
+                    plan.in_len()
+                ),
+            }
+            .into());
+        }
         if let Some(b) = base {
             // The server reuses the ciphertexts of step b: they must carry this very share.
-            if self.uploaded.get(&b).map(Vec::as_slice) != Some(c) {
+            let Some((share, left)) = self.uploaded.get_mut(&b) else {
+                return Err(ProtocolError::Internal(format!(
+                    "he backend: step {step} reuses the input of step {b}, not preprocessed"
+                )));
+            };
+            if share.as_slice() != c {
                 return Err(ProtocolError::Internal(format!(
                     "he backend: step {step} reuses the input of step {b} but got another share"
                 )));
+            }
+            *left -= 1;
+            if *left == 0 {
+                self.uploaded.remove(&b);
             }
         } else {
             let polys = plan.pack_input(c);
@@ -359,8 +380,9 @@ impl ClientPreprocessing for HeClient {
                 ch.send(ct)?;
             }
             ch.flush()?;
-            if self.schedule.sharers(step) > 0 {
-                self.uploaded.insert(step, c.to_vec());
+            let sharers = self.schedule.sharers(step);
+            if sharers > 0 {
+                self.uploaded.insert(step, (c.to_vec(), sharers));
             }
         }
         let w = reply_width(&ctx);
@@ -453,20 +475,23 @@ fn check_noise_budget(
         .sum();
     let log_rev = usize::BITS - revealed.saturating_sub(1).leading_zeros();
     let fb = flood_bits(ctx);
-    let fits = |l1: f64| noise_bits(ctx, l1) + FLOOD_SECURITY + log_rev <= fb;
+    let fits = |l1: f64, block: f64| noise_bits(ctx, l1, block) + FLOOD_SECURITY + log_rev <= fb;
     for (step, entry) in schedule.steps.iter().enumerate() {
         let (Some((plan, _)), StepKind::Linear(lin)) = (entry, &net.steps[step].kind) else {
             continue;
         };
-        let l1 = plan.max_output_l1(&plan.centered_weights(lin, ctx.ell));
-        if !fits(l1) {
+        let weights = plan.centered_weights(lin, ctx.ell);
+        let (l1, block) = (plan.max_output_l1(&weights), plan.max_block_l1(&weights));
+        if !fits(l1, block) {
+            // The limit, stated for the block norm at this step's ratio of block to channel.
+            let ratio = block / l1.max(1.0);
             let max_l1_bits = (0..=128)
                 .rev()
-                .find(|&b| fits(2f64.powi(b)))
+                .find(|&b| fits(2f64.powi(b) / ratio, 2f64.powi(b)))
                 .map_or(-1, i64::from);
             return Err(HeError::WeightsTooLarge {
                 step,
-                l1_bits: l1.log2().ceil() as u32,
+                l1_bits: block.log2().ceil() as u32,
                 max_l1_bits,
                 ell: ctx.ell,
             });
@@ -641,16 +666,17 @@ impl ServerPreprocessing for HeServer {
     }
 }
 
-/// Bits of a bound on the noise, before flooding, of an output coefficient whose weights have
-/// L1 norm `l1` (docs/HE.md): `(l1 + 1)·2^ℓ` from the `(q mod t)·k` rounding of the message
-/// `Σ w·m − R` (|k| ≤ l1 + 1), `l1·(2^(d−1) + η)` from the weights times the inputs' noise
-/// (compression error and fresh error), and `N·(2^(d−1) + η) + N·η + η` from the re-randomizing
-/// encryption of zero (`(e_pk + ε_pk)·u`, `e1·s`, `e0`).
-fn noise_bits(ctx: &Context, l1: f64) -> u32 {
+/// Bits of a bound on the noise, before flooding, of an output coefficient (docs/HE.md), with
+/// `l1` the largest L1 norm of one output channel's weights and `block` that of a whole weight
+/// polynomial block: `(l1 + 1)·2^ℓ` from the `(q mod t)·k` rounding of the message `Σ w·m − R`
+/// (|k| ≤ l1 + 1), `block·(2^(d−1) + η)` from the weights times the inputs' noise (compression
+/// error and fresh error, present at every input coefficient), and `N·(2^(d−1) + η) + N·η + η`
+/// from the re-randomizing encryption of zero (`(e_pk + ε_pk)·u`, `e1·s`, `e0`).
+fn noise_bits(ctx: &Context, l1: f64, block: f64) -> u32 {
     let eta = f64::from(rq::CBD_ETA);
     let half_step = 2f64.powi(ctx.drop_bits as i32 - 1);
     let rounding = (l1 + 1.0) * 2f64.powi(ctx.ell as i32);
-    let from_inputs = l1 * (half_step + eta);
+    let from_inputs = block * (half_step + eta);
     let from_pk = N as f64 * (half_step + 2.0 * eta) + eta;
     // f64 rounds the sum by a relative 2^−52 at most: one more bit covers it.
     (rounding + from_inputs + from_pk).log2().ceil() as u32 + 1

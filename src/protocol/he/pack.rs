@@ -243,14 +243,34 @@ impl Plan {
     pub fn out_len(&self) -> usize {
         self.m * self.out_h * self.out_w
     }
-    /// The largest L1 norm, over output channels, of the weights feeding one output
-    /// coefficient (the factor by which the inputs' noise can grow there).
+    /// The largest L1 norm, over output channels, of one channel's weights: it bounds the
+    /// integer message `Σ w·m` at an output coefficient, hence the `(q mod t)·k` rounding term.
     pub fn max_output_l1(&self, weights: &[i64]) -> f64 {
-        let per = weights.len() / self.m.max(1);
-        weights
-            .chunks(per.max(1))
-            .map(|w| w.iter().map(|&v| v.unsigned_abs() as f64).sum::<f64>())
+        self.channel_l1(weights).into_iter().fold(0.0, f64::max)
+    }
+
+    /// The largest L1 norm, over output-channel blocks, of the block's weights (all `mb`
+    /// channels): every coefficient of a weight polynomial meets some input coefficient's noise
+    /// at every output position, padding and unused positions included, so this — not one
+    /// channel's norm — bounds how the inputs' noise grows at an output coefficient.
+    pub fn max_block_l1(&self, weights: &[i64]) -> f64 {
+        self.channel_l1(weights)
+            .chunks(self.mb)
+            .map(|b| b.iter().sum::<f64>())
             .fold(0.0, f64::max)
+    }
+
+    fn channel_l1(&self, weights: &[i64]) -> Vec<f64> {
+        let per = (weights.len() / self.m.max(1)).max(1);
+        weights
+            .chunks(per)
+            .map(|w| w.iter().map(|&v| v.unsigned_abs() as f64).sum::<f64>())
+            .collect()
+    }
+
+    /// Elements of the step's input.
+    pub fn in_len(&self) -> usize {
+        self.c * self.h * self.w
     }
 
     /// The plaintext polynomials of the client's share, in input-ciphertext order.
@@ -486,6 +506,46 @@ mod tests {
         );
         let fc = LinearKind::Fc { out_features: 3 };
         assert!(Plan::on_input_of(&fc, &base, &TEST_WIRE).is_none());
+    }
+
+    #[test]
+    fn a_shortcut_reuses_a_multi_tile_packing() {
+        // 3 × 100 × 90: a 92-wide padded row gives several row tiles.
+        let conv = |k: usize, padding: usize, out: usize| ConvGeometry {
+            in_channels: 3,
+            in_h: 100,
+            in_w: 90,
+            out_channels: out,
+            kh: k,
+            kw: k,
+            stride: 2,
+            padding,
+        };
+        let n = 3 * 100 * 90;
+        let base = Plan::new(0, &LinearKind::Conv(conv(3, 1, 2)), n, &TEST_WIRE).unwrap();
+        assert!(base.tiles() > 1);
+        let sc = LinearKind::Conv(conv(1, 0, 4));
+        let plan = Plan::on_input_of(&sc, &base, &TEST_WIRE).expect("compatible");
+        check_plan(&plan, sc, n, 4 * 3);
+    }
+
+    #[test]
+    fn the_noise_factor_counts_every_channel_of_a_weight_block() {
+        let g = ConvGeometry {
+            in_channels: 16,
+            in_h: 4,
+            in_w: 4,
+            out_channels: 32,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            padding: 1,
+        };
+        let plan = Plan::new(0, &LinearKind::Conv(g), 16 * 16, &TEST_WIRE).unwrap();
+        assert!(plan.mb > 1, "the test needs several channels per block");
+        let ones = vec![1i64; 32 * 16 * 9];
+        assert_eq!(plan.max_output_l1(&ones), (16 * 9) as f64);
+        assert_eq!(plan.max_block_l1(&ones), (plan.mb * 16 * 9) as f64);
     }
 
     #[test]
