@@ -303,10 +303,11 @@ fn main() -> Result<()> {
                 .collect();
             let mut he = pibench::bench::sweep::SweepOptions::new(rlnet, "reports/he");
             he.backend = Backend::He;
+            // Three repeats and a warm-up: HE time varies by ±10 % run to run on two shared
+            // cores, and the cost model's held-out check needs medians, not single runs.
             he.inputs = 1;
-            he.repeats = 1;
+            he.repeats = 3;
             he.emulate = vec![];
-            he.warmup = false;
             run_sweep(&he)?;
         }
         Some(Command::Sweep {
