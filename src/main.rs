@@ -31,6 +31,45 @@ struct RingArgs {
     frac: u32,
 }
 
+/// The input of a measured inference and where its result goes (`run` and `client`).
+#[derive(clap::Args, Clone)]
+struct MeasureArgs {
+    /// Input image: .json array or .safetensors (`input`/`inputs`); default a seeded random image.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Seed of the random input when no --input is given.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the result as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Links to estimate costs for (lan, wan, mobile or BW,RTT like 1gbit,10ms); repeatable.
+    #[arg(long = "link")]
+    links: Vec<String>,
+}
+
+impl MeasureArgs {
+    fn input(&self) -> InputSpec {
+        self.input
+            .clone()
+            .map_or(InputSpec::Random { seed: self.seed }, InputSpec::File)
+    }
+
+    /// Print the run's table, write its JSON if asked, and fail when it is not correct.
+    fn finish(&self, result: &pibench::bench::result::RunResult) -> Result<()> {
+        println!("{}", pibench::bench::table::run_table(result));
+        if let Some(path) = &self.json {
+            std::fs::write(path, serde_json::to_string_pretty(result)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("result written to {}", path.display());
+        }
+        if !result.correct {
+            anyhow::bail!("secure logits differ from the fixed-point oracle");
+        }
+        Ok(())
+    }
+}
+
 impl RingArgs {
     fn ring(&self) -> Result<Ring> {
         Ok(Ring::new(self.ell, self.frac)?)
@@ -50,18 +89,8 @@ enum Command {
         /// Linear preprocessing backend.
         #[arg(long = "offline", default_value = "dealer")]
         backend: Backend,
-        /// Input image: .json array or .safetensors (`input`/`inputs`); default a seeded random image.
-        #[arg(long)]
-        input: Option<PathBuf>,
-        /// Seed of the random input when no --input is given.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Write the result as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Links to estimate costs for (lan, wan, mobile or BW,RTT like 1gbit,10ms); repeatable.
-        #[arg(long = "link")]
-        links: Vec<String>,
+        #[command(flatten)]
+        measure: MeasureArgs,
         /// Connect the parties through memory instead of loopback TCP.
         #[arg(long)]
         memory: bool,
@@ -112,18 +141,8 @@ enum Command {
         /// Batch-norm path of dual-BN models (must match the server's).
         #[arg(long, default_value = "clean")]
         bn: BnPath,
-        /// Input image (.json or .safetensors); default a seeded random image.
-        #[arg(long)]
-        input: Option<PathBuf>,
-        /// Seed of the random input when no --input is given.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Write the result as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Links to estimate costs for; repeatable.
-        #[arg(long = "link")]
-        links: Vec<String>,
+        #[command(flatten)]
+        measure: MeasureArgs,
         /// Receive time-out in seconds.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
@@ -381,10 +400,7 @@ fn main() -> Result<()> {
             model,
             bn,
             backend,
-            input,
-            seed,
-            json,
-            links: l,
+            measure,
             memory,
             emulate,
             timeout,
@@ -395,7 +411,7 @@ fn main() -> Result<()> {
                 bn,
                 ring: ring.ring()?,
                 backend,
-                input: input.map_or(InputSpec::Random { seed }, InputSpec::File),
+                input: measure.input(),
                 transport: match (emulate, memory) {
                     (Some(link), _) => Transport::Emulated(
                         Link::parse(&link).with_context(|| format!("--emulate {link}"))?,
@@ -403,20 +419,11 @@ fn main() -> Result<()> {
                     (None, true) => Transport::Memory,
                     (None, false) => Transport::TcpLoopback,
                 },
-                links: links(&l)?,
+                links: links(&measure.links)?,
                 timeout: Duration::from_secs(timeout),
                 progress: true,
             };
-            let result = run_local(&opts)?;
-            println!("{}", pibench::bench::table::run_table(&result));
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&result)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                println!("result written to {}", path.display());
-            }
-            if !result.correct {
-                anyhow::bail!("secure logits differ from the fixed-point oracle");
-            }
+            measure.finish(&run_local(&opts)?)?;
         }
         Some(Command::Serve {
             model,
@@ -443,10 +450,7 @@ fn main() -> Result<()> {
             backend,
             model,
             bn,
-            input,
-            seed,
-            json,
-            links: l,
+            measure,
             timeout,
             ring,
         }) => {
@@ -455,25 +459,16 @@ fn main() -> Result<()> {
                 bn,
                 ring: ring.ring()?,
                 backend,
-                input: input.map_or(InputSpec::Random { seed }, InputSpec::File),
+                input: measure.input(),
                 transport: Transport::TcpLoopback,
-                links: links(&l)?,
+                links: links(&measure.links)?,
                 timeout: Duration::from_secs(timeout),
                 progress: true,
             };
             if opts.backend == Backend::Dealer {
                 eprintln!("warning: --offline dealer: the server's process plays the trusted dealer and sees this client's masks, hence its input");
             }
-            let result = pibench::bench::run::client(&opts, &connect)?;
-            println!("{}", pibench::bench::table::run_table(&result));
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&result)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                println!("result written to {}", path.display());
-            }
-            if !result.correct {
-                anyhow::bail!("secure logits differ from the fixed-point oracle");
-            }
+            measure.finish(&pibench::bench::run::client(&opts, &connect)?)?;
         }
         Some(Command::Inspect { model, bn, json }) => {
             let bundle = pibench::model::Bundle::open(&model)

@@ -132,6 +132,16 @@ pub fn bundles_in(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// One run's JSON at `path`.
+fn write_run(path: &Path, r: &RunResult) -> Result<(), SweepError> {
+    let io = |source: std::io::Error| SweepError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let json = serde_json::to_string_pretty(r).map_err(|e| io(e.into()))?;
+    std::fs::write(path, json).map_err(io)
+}
+
 fn stem(p: &Path) -> String {
     p.file_stem()
         .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
@@ -225,15 +235,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
             ro.timeout = opts.timeout;
             let x = load_input(&ro.input, &net).map_err(run_err)?;
             let r = run_network(&net, &x, &ro).map_err(run_err)?;
-            let path = opts.out.join(format!("warmup-{}.json", stem(&model)));
-            let json = serde_json::to_string_pretty(&r).map_err(|e| SweepError::Io {
-                path: path.display().to_string(),
-                source: e.into(),
-            })?;
-            std::fs::write(&path, json).map_err(|e| SweepError::Io {
-                path: path.display().to_string(),
-                source: e,
-            })?;
+            write_run(&opts.out.join(format!("warmup-{}.json", stem(&model))), &r)?;
         }
     }
     let mut results = Vec::new();
@@ -289,14 +291,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
             ),
         };
         let path = runs_dir.join(name);
-        let json = serde_json::to_string_pretty(&r).map_err(|e| SweepError::Io {
-            path: path.display().to_string(),
-            source: e.into(),
-        })?;
-        std::fs::write(&path, json).map_err(|e| SweepError::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
+        write_run(&path, &r)?;
         if !r.correct {
             return Err(SweepError::Incorrect {
                 model: model.display().to_string(),

@@ -2,7 +2,7 @@
 
 use super::PlainError;
 use crate::model::{Network, Op, Shape, ValueId};
-use crate::ring::kernels::{self, ConvGeometry};
+use crate::ring::kernels;
 
 /// Every value of the network for one input: index 0 is the input, index i + 1 the output of
 /// layer i.
@@ -33,16 +33,7 @@ pub fn forward_f32_values(net: &Network, input: &[f32]) -> Result<Vec<Vec<f32>>,
                 let Shape::Chw(ci, h, w) = in_shape else {
                     return Err(malformed("conv2d on a flat value"));
                 };
-                let g = ConvGeometry {
-                    in_channels: ci,
-                    in_h: h,
-                    in_w: w,
-                    out_channels: c.out_channels,
-                    kh: c.kernel.0,
-                    kw: c.kernel.1,
-                    stride: c.stride,
-                    padding: c.padding,
-                };
+                let g = super::conv_geometry(c, (ci, h, w));
                 kernels::conv2d(x, &c.weight, Some(&c.bias), &g)
             }
             Op::Linear(l) => kernels::linear(x, &l.weight, Some(&l.bias), l.out_features),

@@ -245,16 +245,7 @@ impl FixedNetwork {
             let (kind, out_scale, out_div) = match &layer.op {
                 Op::Conv2d(c) => {
                     let Shape::Chw(ci, h, w) = in_shape else { return Err(unsupported("conv2d on a flat value")) };
-                    let g = ConvGeometry {
-                        in_channels: ci,
-                        in_h: h,
-                        in_w: w,
-                        out_channels: c.out_channels,
-                        kh: c.kernel.0,
-                        kw: c.kernel.1,
-                        stride: c.stride,
-                        padding: c.padding,
-                    };
+                    let g = super::conv_geometry(c, (ci, h, w));
                     let inv = 1.0 / d_in as f32;
                     let step = LinearStep {
                         kind: LinearKind::Conv(g),

@@ -8,6 +8,23 @@ pub mod toy;
 pub use self::f32::{forward_f32, forward_f32_values};
 pub use fixed::{FixedNetwork, FixedOutput, LinearKind, LinearStep, Step, StepKind};
 
+/// The kernel geometry of conv op `c` on a `[C, H, W]` input.
+pub(crate) fn conv_geometry(
+    c: &crate::model::graph::Conv2d,
+    (in_channels, in_h, in_w): (usize, usize, usize),
+) -> crate::ring::kernels::ConvGeometry {
+    crate::ring::kernels::ConvGeometry {
+        in_channels,
+        in_h,
+        in_w,
+        out_channels: c.out_channels,
+        kh: c.kernel.0,
+        kw: c.kernel.1,
+        stride: c.stride,
+        padding: c.padding,
+    }
+}
+
 /// Errors of plain inference and of lowering a network to fixed point.
 #[derive(Debug, thiserror::Error)]
 pub enum PlainError {

@@ -53,11 +53,7 @@ pub fn simd_baseline(net: &FixedNetwork) -> Result<SimdBaseline, HeError> {
         let StepKind::Linear(lin) = &step.kind else {
             continue;
         };
-        let in_len = match step.inputs.first() {
-            Some(crate::model::ValueId::Input) => net.input_shape.elements(),
-            Some(crate::model::ValueId::Layer(j)) => net.steps[*j].out_shape.elements(),
-            None => return Err(HeError::NotLinear(i)),
-        };
+        let in_len = super::input_len(net, i)?;
         let plan = Plan::new(i, &lin.kind, in_len, &wire)?;
         let wmax = plan
             .centered_weights(lin, net.ring.ell)

@@ -163,7 +163,10 @@ fn compress_poly(ctx: &Context, b: &[u64]) -> Vec<u8> {
     let mut out = vec![0u8; N * w];
     for (k, dst) in out.chunks_exact_mut(w).enumerate() {
         let v = ctx.compress(std::array::from_fn(|i| b[i * N + k]));
-        let bytes: Vec<u8> = v.iter().flat_map(|l| l.to_le_bytes()).collect();
+        let mut bytes = [0u8; 32];
+        for (chunk, limb) in bytes.chunks_exact_mut(8).zip(v) {
+            chunk.copy_from_slice(&limb.to_le_bytes());
+        }
         dst.copy_from_slice(&bytes[..w]);
     }
     out
@@ -283,7 +286,7 @@ impl HeClient {
         let mut zs = vec![0u64; 2 * N];
         for (i, z) in zs.chunks_mut(N).enumerate() {
             for (zk, &y) in z.iter_mut().zip(y1) {
-                *zk = ctx.lift(y)[i];
+                *zk = ctx.reduce_u128(i, y);
             }
             let pr = &ctx.primes[i];
             pr.ntt(z);
@@ -514,7 +517,7 @@ impl ServerPreprocessing for HeServer {
             return Err(HeError::NotLinear(step).into());
         };
         let weights = plan.centered_weights(lin, ell);
-        let fb = self.flood_bits();
+        let flood = rq::Flood::new(&ctx, self.flood_bits());
         if self.pk.is_none() {
             ch.set_scope(Phase::Setup, Some(KEY_SCOPE));
             let seed = recv_seed(ch)?;
@@ -616,7 +619,7 @@ impl ServerPreprocessing for HeServer {
                         for k in 0..N {
                             let rk = rng.next_u64() & ring_mask(ell);
                             r[k] = rk;
-                            let f = rq::flood_residues(ctx, &mut rng, fb);
+                            let f = flood.sample(ctx, &mut rng);
                             for i in 0..L {
                                 let p = ctx.p(i);
                                 let e = if e0[k] >= 0 {
@@ -624,8 +627,10 @@ impl ServerPreprocessing for HeServer {
                                 } else {
                                     p - e0[k].unsigned_abs()
                                 };
-                                let dr = ctx.delta_times(i, rk);
-                                z[i * N + k] = (e + f[i] + p - dr) % p;
+                                // e, f[i] < p and p − Δr ≤ p: below 3p.
+                                let v = e + f[i] + (p - ctx.delta_times(i, rk));
+                                let v = if v >= p { v - p } else { v };
+                                z[i * N + k] = if v >= p { v - p } else { v };
                             }
                         }
                         rq::add_assign(ctx, &mut c0, &z);

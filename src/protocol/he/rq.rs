@@ -508,7 +508,7 @@ impl Context {
 
     /// Residues of a reply coefficient `y < 2^K` lifted to R_q.
     pub fn lift(&self, y: u128) -> [u64; L] {
-        self.residues(&[y as u64, (y >> 64) as u64, 0, 0])
+        std::array::from_fn(|i| self.reduce_u128(i, y))
     }
 
     /// `v mod p_i` for a 128-bit accumulator.
@@ -705,33 +705,50 @@ pub fn neg_assign(ctx: &Context, a: &mut [u64]) {
     }
 }
 
-/// A random big integer of `bits` bits, reduced modulo each prime, minus 2^(bits−1): uniform in
-/// [−2^(bits−1), 2^(bits−1)). Used for noise flooding.
-pub fn flood_residues<R: RngCore>(ctx: &Context, rng: &mut R, bits: u32) -> [u64; L] {
-    let mut v: Big = [0; 4];
-    for (i, limb) in v.iter_mut().enumerate() {
-        let lo = 64 * i as u32;
-        if lo >= bits {
-            break;
+/// Noise flooding: integers uniform in [−2^(bits−1), 2^(bits−1)), as residues. The offset
+/// 2^(bits−1) is reduced once, not per sample.
+#[derive(Clone, Copy, Debug)]
+pub struct Flood {
+    bits: u32,
+    half: [u64; L],
+}
+
+impl Flood {
+    /// Flooding of `bits` bits (1 ≤ bits ≤ 256).
+    pub fn new(ctx: &Context, bits: u32) -> Self {
+        let mut half: Big = [0; 4];
+        half[((bits - 1) / 64) as usize] = 1u64 << ((bits - 1) % 64);
+        Flood {
+            bits,
+            half: ctx.residues(&half),
         }
-        let r = rng.next_u64();
-        *limb = if bits - lo >= 64 {
-            r
-        } else {
-            r & ((1u64 << (bits - lo)) - 1)
-        };
     }
-    let mut half: Big = [0; 4];
-    half[((bits - 1) / 64) as usize] = 1u64 << ((bits - 1) % 64);
-    let (a, h) = (ctx.residues(&v), ctx.residues(&half));
-    std::array::from_fn(|i| {
-        let p = ctx.p(i);
-        if a[i] >= h[i] {
-            a[i] - h[i]
-        } else {
-            a[i] + p - h[i]
+
+    /// One sample: a uniform `bits`-bit integer minus 2^(bits−1), reduced modulo each prime.
+    pub fn sample<R: RngCore>(&self, ctx: &Context, rng: &mut R) -> [u64; L] {
+        let mut v: Big = [0; 4];
+        for (i, limb) in v.iter_mut().enumerate() {
+            let lo = 64 * i as u32;
+            if lo >= self.bits {
+                break;
+            }
+            let r = rng.next_u64();
+            *limb = if self.bits - lo >= 64 {
+                r
+            } else {
+                r & ((1u64 << (self.bits - lo)) - 1)
+            };
         }
-    })
+        let a = ctx.residues(&v);
+        std::array::from_fn(|i| {
+            let (p, h) = (ctx.p(i), self.half[i]);
+            if a[i] >= h {
+                a[i] - h
+            } else {
+                a[i] + p - h
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -871,6 +888,32 @@ mod tests {
                 let neg_small = !big_ge(&big_sub(&ctx.q, &e), &big_add(&bound, &[1, 0, 0, 0]));
                 assert!(small || neg_small, "ℓ={ell}");
             }
+        }
+    }
+
+    #[test]
+    fn flooding_samples_are_centred_and_in_range() {
+        let ctx = Context::new(64);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+        for bits in [10u32, 70, 149] {
+            let flood = Flood::new(&ctx, bits);
+            let (mut neg, mut pos) = (0, 0);
+            for _ in 0..500 {
+                let x = ctx.to_big(flood.sample(&ctx, &mut rng));
+                // x ∈ [0, 2^(bits−1)) or x ∈ [q − 2^(bits−1), q).
+                let mut half: Big = [0; 4];
+                half[((bits - 1) / 64) as usize] = 1u64 << ((bits - 1) % 64);
+                if big_ge(&x, &half) {
+                    assert!(big_ge(&x, &big_sub(&ctx.q, &half)), "bits={bits}");
+                    neg += 1;
+                } else {
+                    pos += 1;
+                }
+            }
+            assert!(
+                neg > 150 && pos > 150,
+                "bits={bits}: {neg} negative, {pos} non-negative"
+            );
         }
     }
 
