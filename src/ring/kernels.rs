@@ -1,10 +1,74 @@
-//! Dense kernels shared by the plain f32 reference and the ring: matrix product, convolution by
-//! im2col, matrix-vector product, pooling.
+//! Dense kernels shared by the plain f32 reference, the ring and the batched evaluator: matrix
+//! product, convolution by im2col over a batch of images, its adjoint, matrix-vector product,
+//! pooling.
 //!
-//! One generic code path serves `f32` and `u64` (wrapping, i.e. exact arithmetic mod 2^64, which
-//! the caller reduces mod 2^ℓ). The fast kernel is checked against the naive loops in the tests.
+//! One generic code path serves `f32`, `f64` and `u64` (wrapping, i.e. exact arithmetic mod 2^64,
+//! which the caller reduces mod 2^ℓ). Only the matrix product differs per element type: `f32` and
+//! `f64` call the `gemm` crate (packed, vectorised, multi-threaded), `u64` our own tiled loop
+//! (no well-kept crate multiplies in Z_2^64). The fast kernels are checked against the naive
+//! loops in the tests.
 
 use rayon::prelude::*;
+
+/// A matrix operand given by a slice and its row and column strides (in elements), so that a
+/// transpose is a view, not a copy.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a, T> {
+    /// The elements.
+    pub data: &'a [T],
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// Distance between consecutive rows.
+    pub row_stride: usize,
+    /// Distance between consecutive columns.
+    pub col_stride: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A row-major `rows × cols` matrix.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose (a view).
+    pub fn t(self) -> Self {
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    fn is_row_major(&self) -> bool {
+        (self.col_stride == 1 || self.cols <= 1) && (self.row_stride == self.cols || self.rows <= 1)
+    }
+
+    /// Panics unless every addressed element lies inside `data` (a caller bug, never input).
+    fn check(&self) {
+        if self.rows > 0 && self.cols > 0 {
+            let last = (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride;
+            assert!(last < self.data.len(), "matrix view out of bounds");
+        }
+    }
+
+    #[inline(always)]
+    fn at(&self, r: usize, c: usize) -> T
+    where
+        T: Copy,
+    {
+        self.data[r * self.row_stride + c * self.col_stride]
+    }
+}
 
 /// An element the kernels can multiply and accumulate.
 pub trait Elem: Copy + Default + Send + Sync + PartialEq + std::fmt::Debug + 'static {
@@ -12,6 +76,12 @@ pub trait Elem: Copy + Default + Send + Sync + PartialEq + std::fmt::Debug + 'st
     fn mul_add(acc: Self, a: Self, b: Self) -> Self;
     /// `a + b` (wrapping for integers).
     fn plus(a: Self, b: Self) -> Self;
+
+    /// `c = a · b`, or `c += a · b` when `accumulate`; `c` is row-major `a.rows × b.cols`.
+    /// The default is our own tiled product (row-major operands) or plain loops.
+    fn matmul(a: MatRef<'_, Self>, b: MatRef<'_, Self>, c: &mut [Self], accumulate: bool) {
+        matmul_portable(a, b, c, accumulate)
+    }
 }
 
 impl Elem for u64 {
@@ -34,6 +104,102 @@ impl Elem for f32 {
     fn plus(a: Self, b: Self) -> Self {
         a + b
     }
+    fn matmul(a: MatRef<'_, Self>, b: MatRef<'_, Self>, c: &mut [Self], accumulate: bool) {
+        matmul_gemm(a, b, c, accumulate, 1.0, 0.0)
+    }
+}
+
+impl Elem for f64 {
+    #[inline(always)]
+    fn mul_add(acc: Self, a: Self, b: Self) -> Self {
+        acc + a * b
+    }
+    #[inline(always)]
+    fn plus(a: Self, b: Self) -> Self {
+        a + b
+    }
+    fn matmul(a: MatRef<'_, Self>, b: MatRef<'_, Self>, c: &mut [Self], accumulate: bool) {
+        matmul_gemm(a, b, c, accumulate, 1.0, 0.0)
+    }
+}
+
+/// Below this many multiply-accumulates a product runs on one thread.
+const PARALLEL_MACS: usize = 1 << 18;
+
+/// The `gemm` crate's product for floating-point elements.
+fn matmul_gemm<T: Elem>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: &mut [T],
+    accumulate: bool,
+    one: T,
+    zero: T,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "matmul inner dimensions differ");
+    assert_eq!(c.len(), m * n, "matmul output size");
+    a.check();
+    b.check();
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.iter_mut().for_each(|v| *v = zero);
+        }
+        return;
+    }
+    let parallelism = if m * n * k >= PARALLEL_MACS {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `check` proved every element the strides address lies inside `a.data` and
+    // `b.data`; `c` is a distinct, exclusively borrowed row-major m×n buffer.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            one,
+            one,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Our own product: the tiled kernel for row-major operands, plain loops otherwise.
+fn matmul_portable<T: Elem>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "matmul inner dimensions differ");
+    assert_eq!(c.len(), m * n, "matmul output size");
+    a.check();
+    b.check();
+    if !accumulate && a.is_row_major() && b.is_row_major() {
+        gemm(&a.data[..m * k], &b.data[..k * n], c, m, k, n);
+        return;
+    }
+    c.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, row)| {
+        for (j, out) in row.iter_mut().enumerate() {
+            let dot = (0..k).fold(T::default(), |acc, t| {
+                T::mul_add(acc, a.at(i, t), b.at(t, j))
+            });
+            *out = if accumulate { T::plus(*out, dot) } else { dot };
+        }
+    });
 }
 
 /// The geometry of a 2-D convolution on one image.
@@ -112,89 +278,261 @@ pub fn gemm<T: Elem>(a: &[T], b: &[T], out: &mut [T], m: usize, k: usize, n: usi
         });
 }
 
-/// Lay out the patches of `input` (`[C, H, W]`) as the columns of a `[C·kh·kw, H'·W']` matrix.
-pub fn im2col<T: Elem>(input: &[T], g: &ConvGeometry) -> Vec<T> {
+/// Lay out the patches of `images` images `[N, C, H, W]` as the columns of a
+/// `[C·kh·kw, N·H'·W']` matrix: column `n·H'·W' + p` is image n's patch at output position p,
+/// row `(c·kh + i)·kw + j` matches the weight layout `[O, C, kh, kw]`.
+pub fn im2col_batch<T: Elem>(input: &[T], images: usize, g: &ConvGeometry) -> Vec<T> {
     let (oh, ow) = (g.out_h(), g.out_w());
-    let n = oh * ow;
-    let mut col = vec![T::default(); g.patch_len() * n];
-    col.par_chunks_mut(n).enumerate().for_each(|(row, dst)| {
-        let c = row / (g.kh * g.kw);
-        let ki = (row / g.kw) % g.kh;
-        let kj = row % g.kw;
-        let plane = &input[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
-        for oy in 0..oh {
-            let iy = (oy * g.stride + ki) as isize - g.padding as isize;
-            let dst_row = &mut dst[oy * ow..(oy + 1) * ow];
-            if iy < 0 || iy >= g.in_h as isize {
-                continue; // zero padding: already zero
-            }
-            let src = &plane[iy as usize * g.in_w..(iy as usize + 1) * g.in_w];
-            for (ox, d) in dst_row.iter_mut().enumerate() {
-                let ix = (ox * g.stride + kj) as isize - g.padding as isize;
-                if ix >= 0 && (ix as usize) < g.in_w {
-                    *d = src[ix as usize];
+    let per_out = oh * ow;
+    let plane_len = g.in_h * g.in_w;
+    let per_in = g.in_channels * plane_len;
+    assert_eq!(input.len(), images * per_in, "im2col input size");
+    let mut col = vec![T::default(); g.patch_len() * images * per_out];
+    if per_out == 0 {
+        return col;
+    }
+    col.par_chunks_mut(images * per_out)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let c = row / (g.kh * g.kw);
+            let ki = (row / g.kw) % g.kh;
+            let kj = row % g.kw;
+            for (n, dst) in dst.chunks_mut(per_out).enumerate() {
+                let plane = &input[n * per_in + c * plane_len..n * per_in + (c + 1) * plane_len];
+                for oy in 0..oh {
+                    let iy = (oy * g.stride + ki) as isize - g.padding as isize;
+                    if iy < 0 || iy >= g.in_h as isize {
+                        continue; // zero padding: already zero
+                    }
+                    let src = &plane[iy as usize * g.in_w..(iy as usize + 1) * g.in_w];
+                    for (ox, d) in dst[oy * ow..(oy + 1) * ow].iter_mut().enumerate() {
+                        let ix = (ox * g.stride + kj) as isize - g.padding as isize;
+                        if ix >= 0 && (ix as usize) < g.in_w {
+                            *d = src[ix as usize];
+                        }
+                    }
                 }
             }
-        }
-    });
+        });
     col
 }
 
-/// 2-D convolution of one image: `input [C,H,W]`, `weight [O,C,kh,kw]`, `bias [O]` (optional),
-/// returning `[O, H', W']`.
-pub fn conv2d<T: Elem>(input: &[T], weight: &[T], bias: Option<&[T]>, g: &ConvGeometry) -> Vec<T> {
-    assert_eq!(
-        input.len(),
-        g.in_channels * g.in_h * g.in_w,
-        "conv2d input size"
-    );
+/// The adjoint of [`im2col_batch`]: every column entry is added back to the input element it was
+/// read from, giving `[N, C, H, W]` (padding positions are dropped).
+pub fn col2im_batch<T: Elem>(col: &[T], images: usize, g: &ConvGeometry) -> Vec<T> {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let per_out = oh * ow;
+    let plane_len = g.in_h * g.in_w;
+    let per_in = g.in_channels * plane_len;
+    assert_eq!(col.len(), g.patch_len() * images * per_out, "col2im size");
+    let mut out = vec![T::default(); images * per_in];
+    let taps = g.kh * g.kw;
+    // One task per (image, channel) plane: the taps of one channel only ever write its plane.
+    out.par_chunks_mut(plane_len.max(1))
+        .enumerate()
+        .for_each(|(nc, plane)| {
+            let (n, c) = (nc / g.in_channels, nc % g.in_channels);
+            for tap in 0..taps {
+                let (ki, kj) = (tap / g.kw, tap % g.kw);
+                let row = c * taps + tap;
+                let src = &col[row * images * per_out + n * per_out..][..per_out];
+                for oy in 0..oh {
+                    let iy = (oy * g.stride + ki) as isize - g.padding as isize;
+                    if iy < 0 || iy >= g.in_h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[iy as usize * g.in_w..(iy as usize + 1) * g.in_w];
+                    for ox in 0..ow {
+                        let ix = (ox * g.stride + kj) as isize - g.padding as isize;
+                        if ix >= 0 && (ix as usize) < g.in_w {
+                            dst[ix as usize] = T::plus(dst[ix as usize], src[oy * ow + ox]);
+                        }
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// Elements of im2col scratch a convolution holds at once: a large batch runs in chunks of
+/// images, so memory stays bounded whatever the batch.
+const COL_BUDGET: usize = 1 << 22;
+
+/// Images per chunk for geometry `g`.
+fn images_per_chunk(g: &ConvGeometry, images: usize) -> usize {
+    let per_image = (g.patch_len() * g.out_h() * g.out_w()).max(1);
+    (COL_BUDGET / per_image).clamp(1, images.max(1))
+}
+
+/// 2-D convolution of a batch: `input [N, C, H, W]`, `weight [O, C, kh, kw]`, `bias [O]`
+/// (optional), returning `[N, O, H', W']`. One matrix product per chunk of images.
+pub fn conv2d_batch<T: Elem>(
+    input: &[T],
+    images: usize,
+    weight: &[T],
+    bias: Option<&[T]>,
+    g: &ConvGeometry,
+) -> Vec<T> {
+    let per_in = g.in_channels * g.in_h * g.in_w;
+    assert_eq!(input.len(), images * per_in, "conv2d input size");
     assert_eq!(
         weight.len(),
         g.out_channels * g.patch_len(),
         "conv2d weight size"
     );
-    let n = g.out_h() * g.out_w();
-    let mut out = vec![T::default(); g.out_channels * n];
-    if g.kh == 1 && g.kw == 1 && g.stride == 1 && g.padding == 0 {
-        gemm(weight, input, &mut out, g.out_channels, g.in_channels, n);
-    } else {
-        let col = im2col(input, g);
-        gemm(weight, &col, &mut out, g.out_channels, g.patch_len(), n);
+    let per_out = g.out_h() * g.out_w();
+    let o = g.out_channels;
+    let mut out = vec![T::default(); images * o * per_out];
+    let w = MatRef::row_major(weight, o, g.patch_len());
+    let pointwise = g.kh == 1 && g.kw == 1 && g.stride == 1 && g.padding == 0;
+    let chunk = images_per_chunk(g, images);
+    let mut start = 0;
+    while start < images {
+        let nb = chunk.min(images - start);
+        let x = &input[start * per_in..(start + nb) * per_in];
+        let dst = &mut out[start * o * per_out..(start + nb) * o * per_out];
+        if nb == 1 {
+            if pointwise {
+                T::matmul(w, MatRef::row_major(x, g.in_channels, per_out), dst, false);
+            } else {
+                let col = im2col_batch(x, 1, g);
+                T::matmul(
+                    w,
+                    MatRef::row_major(&col, g.patch_len(), per_out),
+                    dst,
+                    false,
+                );
+            }
+        } else {
+            let col = im2col_batch(x, nb, g);
+            let mut tmp = vec![T::default(); o * nb * per_out];
+            T::matmul(
+                w,
+                MatRef::row_major(&col, g.patch_len(), nb * per_out),
+                &mut tmp,
+                false,
+            );
+            // [O, N·P] to [N, O, P].
+            dst.par_chunks_mut(o * per_out)
+                .enumerate()
+                .for_each(|(n, img)| {
+                    for (ch, row) in img.chunks_mut(per_out).enumerate() {
+                        row.copy_from_slice(&tmp[(ch * nb + n) * per_out..][..per_out]);
+                    }
+                });
+        }
+        start += nb;
     }
     if let Some(bias) = bias {
-        out.par_chunks_mut(n)
-            .zip(bias)
-            .for_each(|(row, &b)| row.iter_mut().for_each(|x| *x = T::plus(*x, b)));
+        add_channel_bias(&mut out, bias, per_out);
     }
     out
 }
 
-/// `W x + b` for `W [O, I]`.
-pub fn linear<T: Elem>(x: &[T], weight: &[T], bias: Option<&[T]>, out_features: usize) -> Vec<T> {
-    let in_features = x.len();
+/// The gradient of [`conv2d_batch`] with respect to its input: `grad_out [N, O, H', W']` to
+/// `[N, C, H, W]` (the transposed convolution `im2colᵀ · Wᵀ`).
+pub fn conv2d_backward_input_batch<T: Elem>(
+    grad_out: &[T],
+    images: usize,
+    weight: &[T],
+    g: &ConvGeometry,
+) -> Vec<T> {
+    let per_out = g.out_h() * g.out_w();
+    let o = g.out_channels;
+    let per_in = g.in_channels * g.in_h * g.in_w;
+    assert_eq!(grad_out.len(), images * o * per_out, "conv2d gradient size");
+    assert_eq!(weight.len(), o * g.patch_len(), "conv2d weight size");
+    let wt = MatRef::row_major(weight, o, g.patch_len()).t();
+    let mut out = vec![T::default(); images * per_in];
+    let chunk = images_per_chunk(g, images);
+    let mut start = 0;
+    while start < images {
+        let nb = chunk.min(images - start);
+        let gy = &grad_out[start * o * per_out..(start + nb) * o * per_out];
+        // [N, O, P] to [O, N·P].
+        let gathered: Vec<T>;
+        let gy = if nb == 1 {
+            gy
+        } else {
+            let mut t = vec![T::default(); o * nb * per_out];
+            t.par_chunks_mut(nb * per_out)
+                .enumerate()
+                .for_each(|(ch, row)| {
+                    for (n, dst) in row.chunks_mut(per_out).enumerate() {
+                        dst.copy_from_slice(&gy[(n * o + ch) * per_out..][..per_out]);
+                    }
+                });
+            gathered = t;
+            &gathered
+        };
+        let mut gcol = vec![T::default(); g.patch_len() * nb * per_out];
+        T::matmul(wt, MatRef::row_major(gy, o, nb * per_out), &mut gcol, false);
+        let gx = col2im_batch(&gcol, nb, g);
+        out[start * per_in..(start + nb) * per_in].copy_from_slice(&gx);
+        start += nb;
+    }
+    out
+}
+
+/// 2-D convolution of one image (`[C,H,W]` to `[O,H',W']`): [`conv2d_batch`] of one.
+pub fn conv2d<T: Elem>(input: &[T], weight: &[T], bias: Option<&[T]>, g: &ConvGeometry) -> Vec<T> {
+    conv2d_batch(input, 1, weight, bias, g)
+}
+
+/// Add `bias[c]` to every element of channel `c` of `[N, C, P]` data.
+fn add_channel_bias<T: Elem>(out: &mut [T], bias: &[T], plane: usize) {
+    let channels = bias.len();
+    out.par_chunks_mut(plane.max(1))
+        .enumerate()
+        .for_each(|(i, row)| {
+            let b = bias[i % channels];
+            row.iter_mut().for_each(|x| *x = T::plus(*x, b));
+        });
+}
+
+/// `x Wᵀ + b` for a batch `x [N, I]` and `W [O, I]`, returning `[N, O]`.
+pub fn linear_batch<T: Elem>(
+    x: &[T],
+    images: usize,
+    weight: &[T],
+    bias: Option<&[T]>,
+    out_features: usize,
+) -> Vec<T> {
+    assert!(images > 0 && x.len() % images == 0, "linear input size");
+    let in_features = x.len() / images;
     assert_eq!(
         weight.len(),
         out_features * in_features,
         "linear weight size"
     );
-    (0..out_features)
-        .into_par_iter()
-        .map(|o| {
-            let row = &weight[o * in_features..(o + 1) * in_features];
-            let dot = row
-                .iter()
-                .zip(x)
-                .fold(T::default(), |acc, (&w, &v)| T::mul_add(acc, w, v));
-            match bias {
-                Some(b) => T::plus(dot, b[o]),
-                None => dot,
-            }
-        })
-        .collect()
+    // (W Xᵀ)ᵀ: W stays row-major, so our own tiled kernel serves the ring as well.
+    let mut t = vec![T::default(); out_features * images];
+    T::matmul(
+        MatRef::row_major(weight, out_features, in_features),
+        MatRef::row_major(x, images, in_features).t(),
+        &mut t,
+        false,
+    );
+    let mut out = vec![T::default(); images * out_features];
+    for (n, row) in out.chunks_mut(out_features.max(1)).enumerate() {
+        for (o, v) in row.iter_mut().enumerate() {
+            *v = t[o * images + n];
+        }
+    }
+    if let Some(bias) = bias {
+        add_channel_bias(&mut out, bias, 1);
+    }
+    out
+}
+
+/// `W x + b` for one vector `x` and `W [O, I]`: [`linear_batch`] of one.
+pub fn linear<T: Elem>(x: &[T], weight: &[T], bias: Option<&[T]>, out_features: usize) -> Vec<T> {
+    linear_batch(x, 1, weight, bias, out_features)
 }
 
 /// Sum (not average) over `kernel × kernel` windows with `stride`, no padding: `[C,H,W]` to
-/// `[C,H',W']`. The division of an average pool is folded elsewhere.
+/// `[C,H',W']`. The division of an average pool is folded elsewhere. A batch `[N, C, H, W]` is
+/// pooled as `N·C` channels.
 pub fn sum_pool<T: Elem>(
     input: &[T],
     c: usize,
@@ -292,6 +630,114 @@ mod tests {
                 prop_assert_eq!(out[i * n + j], want);
             }}
         }
+    }
+
+    /// A small deterministic generator for test data.
+    fn lcg(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed | 1;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(30))]
+        #[test]
+        fn conv_batch_matches_per_image(
+            images in 1usize..6, cin in 1usize..4, cout in 1usize..5, h in 3usize..9, w in 3usize..9,
+            k in prop::sample::select(vec![1usize, 3]), stride in 1usize..3, pad in 0usize..2,
+            seed in any::<u64>(),
+        ) {
+            let g = ConvGeometry { in_channels: cin, in_h: h, in_w: w, out_channels: cout, kh: k, kw: k, stride, padding: pad };
+            let mut next = lcg(seed);
+            let input: Vec<u64> = (0..images * cin * h * w).map(|_| next()).collect();
+            let weight: Vec<u64> = (0..cout * cin * k * k).map(|_| next()).collect();
+            let bias: Vec<u64> = (0..cout).map(|_| next()).collect();
+            let batch = conv2d_batch(&input, images, &weight, Some(&bias), &g);
+            let per_in = cin * h * w;
+            let per_out = cout * g.out_h() * g.out_w();
+            for n in 0..images {
+                let mut want = naive_conv(&input[n * per_in..(n + 1) * per_in], &weight, &g);
+                for (i, v) in want.iter_mut().enumerate() {
+                    *v = v.wrapping_add(bias[i / (g.out_h() * g.out_w())]);
+                }
+                prop_assert_eq!(&batch[n * per_out..(n + 1) * per_out], &want[..]);
+            }
+            // Floating point through the gemm crate: small integers are exact in f64.
+            let to_f = |v: &u64| (*v % 17) as f64 - 8.0;
+            let xf: Vec<f64> = input.iter().map(to_f).collect();
+            let wf: Vec<f64> = weight.iter().map(to_f).collect();
+            let xi: Vec<u64> = xf.iter().map(|&v| v as i64 as u64).collect();
+            let wi: Vec<u64> = wf.iter().map(|&v| v as i64 as u64).collect();
+            let yf = conv2d_batch(&xf, images, &wf, None, &g);
+            let yi = conv2d_batch(&xi, images, &wi, None, &g);
+            for (a, b) in yf.iter().zip(&yi) {
+                prop_assert_eq!(*a as i64, *b as i64);
+            }
+        }
+
+        #[test]
+        fn conv_backward_is_the_adjoint(
+            images in 1usize..4, cin in 1usize..4, cout in 1usize..4, h in 3usize..8, w in 3usize..8,
+            k in prop::sample::select(vec![1usize, 3]), stride in 1usize..3, pad in 0usize..2,
+            seed in any::<u64>(),
+        ) {
+            // <conv(x), y> = <x, conv_backward(y)>, exactly in integers.
+            let g = ConvGeometry { in_channels: cin, in_h: h, in_w: w, out_channels: cout, kh: k, kw: k, stride, padding: pad };
+            let mut next = lcg(seed);
+            let small = |v: u64| ((v % 9) as i64 - 4) as f64;
+            let x: Vec<f64> = (0..images * cin * h * w).map(|_| small(next())).collect();
+            let wt: Vec<f64> = (0..cout * cin * k * k).map(|_| small(next())).collect();
+            let y: Vec<f64> = (0..images * cout * g.out_h() * g.out_w()).map(|_| small(next())).collect();
+            let cx = conv2d_batch(&x, images, &wt, None, &g);
+            let by = conv2d_backward_input_batch(&y, images, &wt, &g);
+            let lhs: f64 = cx.iter().zip(&y).map(|(a, b)| a * b).sum();
+            let rhs: f64 = x.iter().zip(&by).map(|(a, b)| a * b).sum();
+            prop_assert_eq!(lhs, rhs);
+        }
+
+        #[test]
+        fn matmul_views_match_naive(m in 1usize..20, k in 1usize..20, n in 1usize..20, ta: bool, tb: bool, acc: bool, seed in any::<u64>()) {
+            let mut next = lcg(seed);
+            let a: Vec<f64> = (0..m * k).map(|_| (next() % 7) as f64).collect();
+            let b: Vec<f64> = (0..k * n).map(|_| (next() % 7) as f64).collect();
+            let av = if ta { MatRef::row_major(&a, k, m).t() } else { MatRef::row_major(&a, m, k) };
+            let bv = if tb { MatRef::row_major(&b, n, k).t() } else { MatRef::row_major(&b, k, n) };
+            let au: Vec<u64> = a.iter().map(|&v| v as u64).collect();
+            let bu: Vec<u64> = b.iter().map(|&v| v as u64).collect();
+            let auv = MatRef { data: &au[..], rows: av.rows, cols: av.cols, row_stride: av.row_stride, col_stride: av.col_stride };
+            let buv = MatRef { data: &bu[..], rows: bv.rows, cols: bv.cols, row_stride: bv.row_stride, col_stride: bv.col_stride };
+            let init: Vec<f64> = (0..m * n).map(|i| i as f64).collect();
+            let mut cf = init.clone();
+            let mut cu: Vec<u64> = init.iter().map(|&v| v as u64).collect();
+            f64::matmul(av, bv, &mut cf, acc);
+            u64::matmul(auv, buv, &mut cu, acc);
+            for i in 0..m { for j in 0..n {
+                let dot: f64 = (0..k).map(|t| av.at(i, t) * bv.at(t, j)).sum();
+                let want = if acc { init[i * n + j] + dot } else { dot };
+                prop_assert_eq!(cf[i * n + j], want);
+                prop_assert_eq!(cu[i * n + j], want as u64);
+            }}
+        }
+    }
+
+    #[test]
+    fn linear_batch_matches_rows() {
+        let x = [1u64, 2, 3, 4, 5, 6];
+        let w = [1u64, 0, 0, 0, 1, 1];
+        assert_eq!(
+            linear_batch(&x, 2, &w, Some(&[10, 20]), 2),
+            vec![11, 25, 14, 31]
+        );
+        let xf = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let wf = [1.0f32, 0.0, 0.0, 0.0, 1.0, 1.0];
+        assert_eq!(
+            linear_batch(&xf, 2, &wf, Some(&[10.0, 20.0]), 2),
+            vec![11.0, 25.0, 14.0, 31.0]
+        );
     }
 
     #[test]
