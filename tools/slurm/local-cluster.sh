@@ -14,12 +14,16 @@
 #   PIBENCH_SLURM_DIR   state directory (default ${TMPDIR:-/tmp}/pibench-slurm)
 #   PIBENCH_SLURM_PORT  slurmctld port; slurmd uses the next one (default 16817, away from a
 #                       system Slurm's 6817/6818)
+#   PIBENCH_SLURM_SCHED SchedulerParameters (default batch_sched_delay=0: start a batch job as
+#                       soon as a CPU is free rather than up to 3 s later; empty for Slurm's own
+#                       defaults, e.g. to measure tools/slurm/overhead.sh as a stock cluster runs)
 # The node is called `localhost`, its partition `local`; CPUs and memory are what `slurmd -C`
 # detects.
 set -euo pipefail
 
 DIR=${PIBENCH_SLURM_DIR:-${TMPDIR:-/tmp}/pibench-slurm}
 PORT=${PIBENCH_SLURM_PORT:-16817}
+SCHED=${PIBENCH_SLURM_SCHED-batch_sched_delay=0}
 CONF=$DIR/slurm.conf
 MUNGE_SOCKET=$DIR/munge/munge.socket
 export SLURM_CONF=$CONF
@@ -110,6 +114,7 @@ AccountingStorageType=accounting_storage/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
+${SCHED:+SchedulerParameters=$SCHED}
 MpiDefault=none
 SwitchType=switch/none
 MailProg=/bin/true
