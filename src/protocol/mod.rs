@@ -13,14 +13,15 @@
 //!   elements are truncated locally by each party (SecureML) and cost nothing;
 //! - add, sum pool, flatten: local on both shares.
 //!
-//! [`server`] and [`client`] mirror each other step for step; [`engine`] holds the OT and
-//! garbling calls they share.
+//! [`server`] and [`client`] mirror each other step for step; [`site`] is one ReLU site's
+//! offline and online step for each party.
 
 pub mod client;
-pub mod engine;
 pub mod he;
 pub mod prepro;
 pub mod server;
+pub mod session;
+pub mod site;
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,12 @@ pub enum ProtocolError {
     /// Oblivious transfer failed.
     #[error("oblivious transfer: {0}")]
     Ot(#[from] crate::crypto::ot::OtError),
+    /// The garbling engine refused its arguments (a bug: the protocol sizes them).
+    #[error("garbling: {0}")]
+    Gc(crate::gc::GcError),
+    /// The `he` preprocessing backend failed.
+    #[error("he backend: {0}")]
+    He(#[from] he::HeError),
     /// The network cannot be run (lowering or input).
     #[error(transparent)]
     Plain(#[from] PlainError),
@@ -49,6 +56,17 @@ pub enum ProtocolError {
     /// A broken invariant inside pibench (a bug, reported instead of a panic).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A channel failure inside the garbling engine is reported as the channel failure it is (with
+/// its phase and layer), so that a peer's disconnect reads the same wherever it is noticed.
+impl From<crate::gc::GcError> for ProtocolError {
+    fn from(e: crate::gc::GcError) -> Self {
+        match e {
+            crate::gc::GcError::Net(n) => ProtocolError::Net(n),
+            other => ProtocolError::Gc(other),
+        }
+    }
 }
 
 /// The public plan of one ReLU site, computed identically by both parties.
@@ -107,14 +125,22 @@ pub struct StepTiming {
     pub seconds: f64,
 }
 
+/// Watches a party's progress (a progress bar, for instance): told of every step it finishes.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// The step named `name` of `phase` is done.
+    fn step_done(&self, phase: Phase, name: &str);
+    /// The party's session is over.
+    fn finished(&self) {}
+}
+
 /// A party's per-step timings.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PartyTimings {
     /// One entry per step and phase, in order.
     pub steps: Vec<StepTiming>,
-    /// Ticked once per recorded step, when set.
+    /// Told of every recorded step (not of the input and output transfers), when set.
     #[serde(skip)]
-    pub progress: Option<indicatif::ProgressBar>,
+    pub observer: Option<std::sync::Arc<dyn Observer>>,
 }
 
 impl PartyTimings {
@@ -127,11 +153,8 @@ impl PartyTimings {
             phase,
             seconds,
         });
-        if let Some(pb) = &self.progress {
-            if let StepRef::Step(_) = step {
-                pb.inc(1);
-                pb.set_message(format!("{phase} {name}"));
-            }
+        if let (Some(o), StepRef::Step(_)) = (&self.observer, step) {
+            o.step_done(phase, name);
         }
     }
 
