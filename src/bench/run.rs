@@ -13,11 +13,11 @@ use crate::model::{bundle::Bundle, BnPath, Network, StepGraph};
 use crate::net::link::Link;
 use crate::net::{Channel, Metered, Phase};
 use crate::plain::{self, FixedNetwork, FixedOutput, StepKind};
-use crate::protocol::prepro::{Backend, Halves};
+use crate::protocol::prepro::Backend;
 use crate::protocol::session::{
     client_session, recv_report, send_report, server_session, PartyReport, READY_SCOPE,
 };
-use crate::protocol::{self, Observer, ProtocolError};
+use crate::protocol::{self, Halves, Observer, ProtocolError};
 use crate::ring::Ring;
 
 /// Errors of a measured run.

@@ -23,7 +23,16 @@ pub mod server;
 pub mod session;
 pub mod site;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+
+// Each backend's halves are built here, above both `prepro` (the traits every backend
+// implements, and the dealer) and `he`, so that neither of those depends on the other.
+use prepro::{
+    Backend, ClientPreprocessing, Dealer, RemoteDealerClient, RemoteDealerServer,
+    ServerPreprocessing,
+};
 
 use crate::model::StepRef;
 use crate::net::{NetError, Phase};
@@ -66,6 +75,47 @@ impl From<crate::gc::GcError> for ProtocolError {
             crate::gc::GcError::Net(n) => ProtocolError::Net(n),
             other => ProtocolError::Gc(other),
         }
+    }
+}
+
+/// The server's and the client's halves of a backend, for both parties in one process.
+pub type Halves = (Box<dyn ServerPreprocessing>, Box<dyn ClientPreprocessing>);
+
+impl Backend {
+    /// Both halves for one inference on `net` with both parties in this process: one dealer
+    /// shared by the two, or a fresh `he` key pair.
+    pub fn halves(self, net: &Arc<FixedNetwork>) -> Result<Halves, ProtocolError> {
+        match self {
+            Backend::Dealer => {
+                let d = Dealer::new(net.clone());
+                Ok((Box::new(d.clone()), Box::new(d)))
+            }
+            Backend::He => Ok((self.server_half(net)?, self.client_half(net)?)),
+        }
+    }
+
+    /// The server's half when the client is another process (whose dealer, for `dealer`, is
+    /// this server's process). Fails, before any client connects, on a model the backend cannot
+    /// carry.
+    pub fn server_half(
+        self,
+        net: &Arc<FixedNetwork>,
+    ) -> Result<Box<dyn ServerPreprocessing>, ProtocolError> {
+        Ok(match self {
+            Backend::Dealer => Box::new(RemoteDealerServer(Dealer::new(net.clone()))),
+            Backend::He => Box::new(he::HeServer::new(net.clone())?),
+        })
+    }
+
+    /// The client's half when the server is another process.
+    pub fn client_half(
+        self,
+        net: &Arc<FixedNetwork>,
+    ) -> Result<Box<dyn ClientPreprocessing>, ProtocolError> {
+        Ok(match self {
+            Backend::Dealer => Box::new(RemoteDealerClient),
+            Backend::He => Box::new(he::HeClient::new(net.clone())?),
+        })
     }
 }
 
@@ -170,7 +220,7 @@ impl PartyTimings {
 /// A fingerprint of everything both parties must agree on: protocol version, ring, every step's
 /// kind, geometry, shape and truncation, the masks, and the linear preprocessing backend.
 /// Weights are not part of it.
-pub fn fingerprint(net: &FixedNetwork, backend: prepro::Backend) -> crate::net::Fingerprint {
+pub fn fingerprint(net: &FixedNetwork, backend: Backend) -> crate::net::Fingerprint {
     use crate::plain::LinearKind;
     let mut desc = format!("backend={backend};")
         + &format!(
@@ -216,10 +266,8 @@ pub fn fingerprint(net: &FixedNetwork, backend: prepro::Backend) -> crate::net::
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
-    use super::prepro::Dealer;
     use super::*;
     use crate::crypto::prg::Prg;
     use crate::plain::toy::{toy_input, toy_network, ToyMasks};

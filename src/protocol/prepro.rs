@@ -47,47 +47,6 @@ impl std::str::FromStr for Backend {
     }
 }
 
-/// The server's and the client's halves of a backend, for both parties in one process.
-pub type Halves = (Box<dyn ServerPreprocessing>, Box<dyn ClientPreprocessing>);
-
-impl Backend {
-    /// Both halves for one inference on `net` with both parties in this process: one dealer
-    /// shared by the two, or a fresh `he` key pair.
-    pub fn halves(self, net: &Arc<FixedNetwork>) -> Result<Halves, ProtocolError> {
-        match self {
-            Backend::Dealer => {
-                let d = Dealer::new(net.clone());
-                Ok((Box::new(d.clone()), Box::new(d)))
-            }
-            Backend::He => Ok((self.server_half(net)?, self.client_half(net)?)),
-        }
-    }
-
-    /// The server's half when the client is another process (whose dealer, for `dealer`, is
-    /// this server's process). Fails, before any client connects, on a model the backend cannot
-    /// carry.
-    pub fn server_half(
-        self,
-        net: &Arc<FixedNetwork>,
-    ) -> Result<Box<dyn ServerPreprocessing>, ProtocolError> {
-        Ok(match self {
-            Backend::Dealer => Box::new(RemoteDealerServer(Dealer::new(net.clone()))),
-            Backend::He => Box::new(super::he::HeServer::new(net.clone())?),
-        })
-    }
-
-    /// The client's half when the server is another process.
-    pub fn client_half(
-        self,
-        net: &Arc<FixedNetwork>,
-    ) -> Result<Box<dyn ClientPreprocessing>, ProtocolError> {
-        Ok(match self {
-            Backend::Dealer => Box::new(RemoteDealerClient),
-            Backend::He => Box::new(super::he::HeClient::new(net.clone())?),
-        })
-    }
-}
-
 /// The client's half of a backend.
 pub trait ClientPreprocessing: Send {
     /// Which backend this is (part of the handshake: both parties must use the same).
