@@ -469,7 +469,7 @@ fn assemble(
     let mut links: Vec<LinkEstimate> = modelled
         .iter()
         .map(|l| LinkEstimate {
-            link: l.name.clone(),
+            link: l.clone(),
             offline_seconds: l.estimate(
                 setup.seconds + offline.seconds,
                 setup.bytes_client_to_server + offline.bytes_client_to_server,
@@ -487,7 +487,7 @@ fn assemble(
         .collect();
     if let Transport::Emulated(link) = &opts.transport {
         links.push(LinkEstimate {
-            link: link.name.clone(),
+            link: link.clone(),
             offline_seconds: setup.seconds + offline.seconds,
             online_seconds: online.seconds,
             emulated: true,
