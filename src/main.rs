@@ -385,7 +385,7 @@ fn main() -> Result<()> {
             link,
             costmodel,
         }) => {
-            use pibench::report::costmodel::{CostModel, LinkParams, Workload};
+            use pibench::report::costmodel::{CostModel, Workload};
             let cm = CostModel::load(&costmodel).with_context(|| {
                 format!(
                     "loading {} (run `pibench sweep` first)",
@@ -393,7 +393,7 @@ fn main() -> Result<()> {
                 )
             })?;
             let net = pibench::model::Bundle::open(&model)?.network(BnPath::Clean)?;
-            let p = cm.predict(&Workload::of_network(&net), &LinkParams::parse(&link)?);
+            let p = cm.predict(&Workload::of_network(&net), &Link::parse(&link)?);
             println!("{} on {link}: {p}", model.display());
         }
         Some(Command::Run {

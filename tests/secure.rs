@@ -186,11 +186,12 @@ fn mismatched_models_are_refused_by_both_sides() {
     let fa2 = fa.clone();
     let hs = std::thread::spawn(move || {
         let mut d = pibench::protocol::prepro::Dealer::new(fa2.clone());
-        pibench::bench::run::server_session(&mut s, &fa2, &mut d, None).map(|_| ())
+        pibench::protocol::session::server_session(&mut s, &fa2, &mut d, None).map(|_| ())
     });
     let input = vec![0.1f32; 3 * 32 * 32];
     let mut d = pibench::protocol::prepro::Dealer::new(fb.clone());
-    let rc = pibench::bench::run::client_session(&mut c, &fb, &mut d, &input, None).map(|_| ());
+    let rc =
+        pibench::protocol::session::client_session(&mut c, &fb, &mut d, &input, None).map(|_| ());
     let rs = hs.join().unwrap();
     for (side, r) in [
         ("server", rs.unwrap_err().to_string()),
@@ -236,9 +237,10 @@ fn a_server_that_dies_mid_run_makes_the_client_fail_cleanly() {
     let mut ch = pibench::net::Metered::new(ch);
     let mut d = pibench::protocol::prepro::Dealer::new(fixed.clone());
     let t = Instant::now();
-    let err = pibench::bench::run::client_session(&mut ch, &fixed, &mut d, &[0.0; 3072], None)
-        .unwrap_err()
-        .to_string();
+    let err =
+        pibench::protocol::session::client_session(&mut ch, &fixed, &mut d, &[0.0; 3072], None)
+            .unwrap_err()
+            .to_string();
     server.join().unwrap();
     assert!(
         t.elapsed() < timeout + Duration::from_secs(5),

@@ -1,19 +1,18 @@
 //! `pibench relu-bench`: the complete life of N garbled ReLUs between two parties over loopback
 //! TCP — base OT, OT extension, garbling, transfer, evaluation, decoding — and what each costs.
-//! This is what a user runs to price a ReLU alone.
+//! This is what a user runs to price a ReLU alone: one ReLU site of the protocol
+//! ([`crate::protocol::site`]), measured.
 
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::ot::{CotReceiver, CotSender};
 use crate::crypto::prg::Prg;
-use crate::crypto::Block;
-use crate::gc::{relu_plain, Delta};
-use crate::net::{Channel, ChannelExt, Metered, Phase};
-use crate::protocol::engine::{client_choices, server_online_site, ReluEngine, CHUNK};
-use crate::protocol::ProtocolError;
+use crate::gc::relu_plain;
+use crate::net::{Channel, Metered, Phase};
+use crate::protocol::site::{ClientSite, ReluEngine, ServerSite};
+use crate::protocol::{self, session, ProtocolError};
 use crate::ring::Ring;
 
 use super::run::BenchError;
@@ -67,35 +66,22 @@ fn server<C: Channel>(
     ring: Ring,
 ) -> Result<(Timed, Vec<u64>, Vec<u64>), ProtocolError> {
     let mut rng = Prg::from_entropy();
-    let ell = ring.ell as usize;
     let t = Instant::now();
-    ch.set_scope(Phase::Setup, Some("base-ot"));
-    let delta = Delta::random(&mut rng);
-    let mut cot = CotSender::setup(ch, delta.block(), &mut rng)?;
-    ch.flush()?;
+    let (mut cot, delta) = protocol::server::setup(ch, &mut rng)?;
     let setup = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     ch.set_scope(Phase::Offline, Some("relu"));
     let engine = ReluEngine::new(ring, ring.frac)?;
-    let mut ev_zero = crate::crypto::buffer::BlockBuf::with_len(n * 2 * ell);
-    cot.send(ch, &mut ev_zero)?;
-    let seed = Block::random(&mut rng);
-    let mut decode = vec![0u64; n];
-    let mut gb_zero = crate::crypto::buffer::BlockBuf::with_len(n * ell);
-    Prg::from_seed(seed).fill_blocks(&mut gb_zero);
-    engine.garble_stream(ch, &delta, &gb_zero, &ev_zero, 0, &mut decode)?;
-    drop(gb_zero);
-    ch.flush()?;
-    let mut ready = [0u8; 1];
-    ch.recv(&mut ready)?;
+    let site = ServerSite::offline(ch, &engine, n, 0, &mut cot, &delta, &mut rng)?;
+    session::await_ready(ch)?;
     let offline = t.elapsed().as_secs_f64();
 
     // The server's shares: uniformly random ring elements.
     let a: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
     let t = Instant::now();
     ch.set_scope(Phase::Online, Some("relu"));
-    let z = server_online_site(ch, ell, &a, seed, &delta, &decode)?;
+    let z = site.online(ch, &delta, &a)?;
     let online = t.elapsed().as_secs_f64();
     Ok((
         Timed {
@@ -114,30 +100,17 @@ fn client<C: Channel>(
     ring: Ring,
 ) -> Result<(Vec<u64>, Vec<u64>), ProtocolError> {
     let mut rng = Prg::from_entropy();
-    let ell = ring.ell as usize;
-    ch.set_scope(Phase::Setup, Some("base-ot"));
-    let mut cot = CotReceiver::setup(ch, &mut rng)?;
-    ch.flush()?;
+    let mut cot = protocol::client::setup(ch, &mut rng)?;
 
     ch.set_scope(Phase::Offline, Some("relu"));
     let engine = ReluEngine::new(ring, ring.frac)?;
     let c: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
     let r: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
-    let mut choices = Vec::new();
-    client_choices(&c, &r, ell, &mut choices);
-    let mut labels = crate::crypto::buffer::BlockBuf::with_len(n * 2 * ell);
-    cot.receive(ch, &choices, &mut labels)?;
-    drop(choices);
-    let tb = engine.table_blocks();
-    let mut tables = crate::crypto::buffer::BlockBuf::with_len(n * tb);
-    for chunk in tables.chunks_mut(CHUNK * tb) {
-        ch.recv_blocks(chunk)?;
-    }
-    ch.send(&[1])?;
-    ch.flush()?;
+    let site = ClientSite::offline(ch, &engine, &c, &r, 0, &mut cot, &mut Vec::new())?;
+    session::signal_ready(ch)?;
 
     ch.set_scope(Phase::Online, Some("relu"));
-    engine.client_online_site(ch, n, &labels, &tables, 0)?;
+    site.online(ch, &engine)?;
     Ok((c, r))
 }
 
@@ -188,4 +161,31 @@ pub fn relu_bench(n: usize, ring: Ring, timeout: Duration) -> Result<ReluBenchRe
         threads: rayon::current_num_threads(),
         correct,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_few_relus_decode_correctly_and_cost_what_the_protocol_says() {
+        for ring in [Ring::default(), Ring::new(41, 12).unwrap()] {
+            let n = 1000;
+            let r = relu_bench(n, ring, Duration::from_secs(30)).unwrap();
+            assert!(r.correct, "{ring:?}");
+            let ell = ring.ell as f64;
+            // Online: ℓ labels to the client, ⌈ℓ/8⌉ bytes of colours back, per ReLU.
+            assert_eq!(r.online_bytes_per_relu_server_to_client, ell * 16.0);
+            assert_eq!(
+                r.online_bytes_per_relu_client_to_server,
+                f64::from(ring.ell.div_ceil(8))
+            );
+            // Offline, server to client: the garbled tables (two blocks per AND gate).
+            assert_eq!(
+                r.offline_bytes_per_relu_server_to_client,
+                (r.and_gates_per_relu * 32) as f64
+            );
+        }
+        assert!(relu_bench(0, Ring::default(), Duration::from_secs(1)).is_err());
+    }
 }

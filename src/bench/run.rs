@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
@@ -11,10 +11,13 @@ use rand::{Rng, SeedableRng};
 use super::result::*;
 use crate::model::{bundle::Bundle, BnPath, Network, StepGraph};
 use crate::net::link::Link;
-use crate::net::{handshake, Channel, ChannelStats, Metered, Phase, Role};
+use crate::net::{Channel, Metered, Phase};
 use crate::plain::{self, FixedNetwork, FixedOutput, StepKind};
-use crate::protocol::prepro::{Backend, ClientPreprocessing, Dealer, ServerPreprocessing};
-use crate::protocol::{self, client, server, PartyTimings, ProtocolError, PROTOCOL_VERSION};
+use crate::protocol::prepro::Backend;
+use crate::protocol::session::{
+    client_session, recv_report, send_report, server_session, PartyReport, READY_SCOPE,
+};
+use crate::protocol::{self, Halves, Observer, ProtocolError};
 use crate::ring::Ring;
 
 /// Errors of a measured run.
@@ -186,24 +189,19 @@ pub fn load_input(spec: &InputSpec, net: &Network) -> Result<Vec<f32>, BenchErro
     }
 }
 
-/// What one party reports back from its thread or process.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct PartyReport {
-    /// Per step timings.
-    pub timings: PartyTimings,
-    /// Channel statistics at this party.
-    pub stats: ChannelStats,
-    /// Seconds of setup, offline, online (this party's wall clock).
-    pub setup_secs: f64,
-    /// Offline seconds.
-    pub offline_secs: f64,
-    /// Online seconds.
-    pub online_secs: f64,
-    /// Bytes stored between the phases.
-    pub storage_bytes: u64,
+/// A party's progress bar: one tick per step.
+impl Observer for ProgressBar {
+    fn step_done(&self, phase: Phase, name: &str) {
+        self.inc(1);
+        self.set_message(format!("{phase} {name}"));
+    }
+
+    fn finished(&self) {
+        self.finish_with_message("done");
+    }
 }
 
-fn bar(mp: &MultiProgress, len: usize, label: &str, show: bool) -> Option<ProgressBar> {
+fn bar(mp: &MultiProgress, len: usize, label: &str, show: bool) -> Option<Arc<dyn Observer>> {
     if !show {
         return None;
     }
@@ -214,112 +212,7 @@ fn bar(mp: &MultiProgress, len: usize, label: &str, show: bool) -> Option<Progre
             .progress_chars("=> "),
     );
     pb.set_prefix(label.to_string());
-    Some(pb)
-}
-
-/// The server's whole session over `ch`.
-pub fn server_session<C: Channel>(
-    ch: &mut Metered<C>,
-    net: &FixedNetwork,
-    pre: &mut dyn ServerPreprocessing,
-    progress: Option<ProgressBar>,
-) -> Result<PartyReport, ProtocolError> {
-    let mut rng = crate::crypto::prg::Prg::from_entropy();
-    let fp = protocol::fingerprint(net, pre.backend());
-    let t0 = Instant::now();
-    handshake(ch, Role::Server, PROTOCOL_VERSION, &fp)?;
-    let (mut cot, delta) = server::setup(ch, &mut rng)?;
-    let setup_secs = t0.elapsed().as_secs_f64();
-    let mut timings = PartyTimings {
-        progress: progress.clone(),
-        ..Default::default()
-    };
-    let t1 = Instant::now();
-    let state = server::offline(ch, net, pre, &mut cot, delta, &mut rng, &mut timings)?;
-    // The client says when it has stored everything; online starts after that.
-    ch.set_scope(Phase::Offline, Some("ready"));
-    let mut ready = [0u8; 1];
-    ch.recv(&mut ready)?;
-    let offline_secs = t1.elapsed().as_secs_f64();
-    let storage_bytes = state.storage_bytes();
-    let t2 = Instant::now();
-    server::online(ch, net, state, &mut timings)?;
-    let online_secs = t2.elapsed().as_secs_f64();
-    if let Some(pb) = progress {
-        pb.finish_with_message("done");
-    }
-    Ok(PartyReport {
-        timings,
-        stats: ch.stats(),
-        setup_secs,
-        offline_secs,
-        online_secs,
-        storage_bytes,
-    })
-}
-
-/// The client's whole session over `ch`; returns its report and the logits.
-pub fn client_session<C: Channel>(
-    ch: &mut Metered<C>,
-    net: &FixedNetwork,
-    pre: &mut dyn ClientPreprocessing,
-    input: &[f32],
-    progress: Option<ProgressBar>,
-) -> Result<(PartyReport, Vec<f64>), ProtocolError> {
-    let mut rng = crate::crypto::prg::Prg::from_entropy();
-    let fp = protocol::fingerprint(net, pre.backend());
-    let t0 = Instant::now();
-    handshake(ch, Role::Client, PROTOCOL_VERSION, &fp)?;
-    let mut cot = client::setup(ch, &mut rng)?;
-    let setup_secs = t0.elapsed().as_secs_f64();
-    let mut timings = PartyTimings {
-        progress: progress.clone(),
-        ..Default::default()
-    };
-    let t1 = Instant::now();
-    let state = client::offline(ch, net, pre, &mut cot, &mut rng, &mut timings)?;
-    ch.set_scope(Phase::Offline, Some("ready"));
-    ch.send(&[1])?;
-    ch.flush()?;
-    let offline_secs = t1.elapsed().as_secs_f64();
-    let storage_bytes = state.storage_bytes();
-    let t2 = Instant::now();
-    let logits = client::online(ch, net, state, input, &mut timings)?;
-    let online_secs = t2.elapsed().as_secs_f64();
-    if let Some(pb) = progress {
-        pb.finish_with_message("done");
-    }
-    Ok((
-        PartyReport {
-            timings,
-            stats: ch.stats(),
-            setup_secs,
-            offline_secs,
-            online_secs,
-            storage_bytes,
-        },
-        logits,
-    ))
-}
-
-/// The server's and the client's preprocessing backends of one in-process run.
-type Backends = (Box<dyn ServerPreprocessing>, Box<dyn ClientPreprocessing>);
-
-/// Both halves of `backend` for one inference on `fixed` (fresh keys for `he`).
-fn backends(backend: Backend, fixed: &Arc<FixedNetwork>) -> Result<Backends, BenchError> {
-    Ok(match backend {
-        Backend::Dealer => {
-            let d = Dealer::new(fixed.clone());
-            (Box::new(d.clone()), Box::new(d))
-        }
-        Backend::He => {
-            let he = |e: crate::protocol::he::HeError| BenchError::Server(e.into());
-            (
-                Box::new(crate::protocol::he::HeServer::new(fixed.clone()).map_err(he)?),
-                Box::new(crate::protocol::he::HeClient::new(fixed.clone()).map_err(he)?),
-            )
-        }
-    })
+    Some(Arc::new(pb))
 }
 
 fn join<T>(h: std::thread::JoinHandle<T>) -> Result<T, BenchError> {
@@ -349,7 +242,7 @@ pub fn run_network(
     let fixed = Arc::new(FixedNetwork::lower(net, opts.ring)?);
     let oracle = fixed.forward(input)?;
     let f32_logits = plain::forward_f32(net, input)?;
-    let dealer = backends(opts.backend, &fixed)?;
+    let halves = opts.backend.halves(&fixed).map_err(BenchError::Server)?;
     let mp = MultiProgress::new();
     let steps = fixed.steps.len();
     let pb_s = bar(&mp, steps * 2, "server", opts.progress);
@@ -380,7 +273,7 @@ pub fn run_network(
         Metered::new(server_end),
         Metered::new(client_end),
         &fixed,
-        dealer,
+        halves,
         input,
         pb_s,
         pb_c,
@@ -403,13 +296,13 @@ fn run_pair<C: Channel + 'static>(
     mut s: Metered<C>,
     mut c: Metered<C>,
     fixed: &Arc<FixedNetwork>,
-    backends: Backends,
+    halves: Halves,
     input: &[f32],
-    pb_s: Option<ProgressBar>,
-    pb_c: Option<ProgressBar>,
+    pb_s: Option<Arc<dyn Observer>>,
+    pb_c: Option<Arc<dyn Observer>>,
 ) -> Result<((PartyReport,), (PartyReport, Vec<f64>)), BenchError> {
     let (fs, fc) = (fixed.clone(), fixed.clone());
-    let (mut ds, mut dc) = backends;
+    let (mut ds, mut dc) = halves;
     let input = input.to_vec();
     let hs = std::thread::spawn(move || server_session(&mut s, &fs, ds.as_mut(), pb_s));
     let hc = std::thread::spawn(move || client_session(&mut c, &fc, dc.as_mut(), &input, pb_c));
@@ -517,7 +410,7 @@ fn assemble(
         };
         push(&step.name, step.kind_name(), elements, kept, macs);
     }
-    push("ready", "sync", 0, 0, 0);
+    push(READY_SCOPE, "sync", 0, 0, 0);
     let out_elements = fixed.shape_of(fixed.output).elements() as u64;
     push("output", "output", out_elements, 0, 0);
     let setup = phase_cost(&server, &client, Phase::Setup, None);
@@ -560,7 +453,7 @@ fn assemble(
     };
     let budget = fixed.kept_relus() as u64;
     let and_gates = if budget > 0 {
-        crate::protocol::engine::ReluEngine::new(opts.ring, opts.ring.frac)
+        crate::protocol::site::ReluEngine::new(opts.ring, opts.ring.frac)
             .map(|e| e.and_gates() as u64)
             .unwrap_or(0)
     } else {
@@ -576,7 +469,7 @@ fn assemble(
     let mut links: Vec<LinkEstimate> = modelled
         .iter()
         .map(|l| LinkEstimate {
-            link: l.name.clone(),
+            link: l.clone(),
             offline_seconds: l.estimate(
                 setup.seconds + offline.seconds,
                 setup.bytes_client_to_server + offline.bytes_client_to_server,
@@ -594,7 +487,7 @@ fn assemble(
         .collect();
     if let Transport::Emulated(link) = &opts.transport {
         links.push(LinkEstimate {
-            link: link.name.clone(),
+            link: link.clone(),
             offline_seconds: setup.seconds + offline.seconds,
             online_seconds: online.seconds,
             emulated: true,
@@ -679,15 +572,10 @@ pub fn serve(opts: &RunOptions, listen: &str) -> Result<PartyReport, BenchError>
     );
     // The backend first: a model the `he` parameters cannot carry is refused before any
     // client connects.
-    let mut pre: Box<dyn ServerPreprocessing> = match opts.backend {
-        Backend::Dealer => Box::new(crate::protocol::prepro::RemoteDealerServer(Dealer::new(
-            fixed.clone(),
-        ))),
-        Backend::He => Box::new(
-            crate::protocol::he::HeServer::new(fixed.clone())
-                .map_err(|e| BenchError::Server(e.into()))?,
-        ),
-    };
+    let mut pre = opts
+        .backend
+        .server_half(&fixed)
+        .map_err(BenchError::Server)?;
     let stream = listener.accept(Duration::from_secs(3600), opts.timeout)?;
     let mut ch = Metered::new(stream);
     let mp = MultiProgress::new();
@@ -708,13 +596,10 @@ pub fn client(opts: &RunOptions, connect: &str) -> Result<RunResult, BenchError>
     let f32_logits = plain::forward_f32(&net, &input)?;
     let stream = crate::net::tcp::connect(connect, opts.timeout)?;
     let mut ch = Metered::new(stream);
-    let mut pre: Box<dyn ClientPreprocessing> = match opts.backend {
-        Backend::Dealer => Box::new(crate::protocol::prepro::RemoteDealerClient),
-        Backend::He => Box::new(
-            crate::protocol::he::HeClient::new(fixed.clone())
-                .map_err(|e| BenchError::Client(e.into()))?,
-        ),
-    };
+    let mut pre = opts
+        .backend
+        .client_half(&fixed)
+        .map_err(BenchError::Client)?;
     let mp = MultiProgress::new();
     let pb = bar(&mp, fixed.steps.len() * 2, "client", opts.progress);
     let (client_rep, logits) =
@@ -731,26 +616,4 @@ pub fn client(opts: &RunOptions, connect: &str) -> Result<RunResult, BenchError>
         logits,
         "tcp",
     ))
-}
-
-fn send_report<C: Channel>(ch: &mut C, report: &PartyReport) -> Result<(), ProtocolError> {
-    let json = serde_json::to_vec(report).map_err(|e| ProtocolError::Internal(e.to_string()))?;
-    ch.set_scope(Phase::Online, Some("report"));
-    crate::net::ChannelExt::send_u64(ch, json.len() as u64)?;
-    ch.send(&json)?;
-    ch.flush()?;
-    Ok(())
-}
-
-fn recv_report<C: Channel>(ch: &mut C) -> Result<PartyReport, ProtocolError> {
-    ch.set_scope(Phase::Online, Some("report"));
-    let n = crate::net::ChannelExt::recv_u64(ch)? as usize;
-    if n > 64 << 20 {
-        return Err(ProtocolError::Internal(format!(
-            "server report of {n} bytes"
-        )));
-    }
-    let mut buf = vec![0u8; n];
-    ch.recv(&mut buf)?;
-    serde_json::from_slice(&buf).map_err(|e| ProtocolError::Internal(format!("server report: {e}")))
 }

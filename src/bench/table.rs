@@ -112,7 +112,7 @@ pub fn run_table(r: &RunResult) -> String {
         let _ = writeln!(
             s,
             "on {:<8} offline {:>8.3} s, online {:>8.3} s{}",
-            l.link,
+            l.link.name,
             l.offline_seconds,
             l.online_seconds,
             if l.emulated {

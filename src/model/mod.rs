@@ -4,12 +4,12 @@
 //!
 //! - [`bundle`]: [`Bundle::open`] / [`Bundle::from_bytes`] and [`Bundle::network`], with every
 //!   check of docs/FORMAT.md;
-//! - [`raw`]: the stored graph as serde structs; [`graph`]: the loaded [`Network`] IR;
+//! - [`raw`]: the stored graph as serde structs; [`graph`]: the loaded [`Network`] IR and the
+//!   [`StepGraph`] view every evaluator walks;
 //! - [`writer`]: [`BundleWriter`]; [`synth`]: synthetic weights;
 //! - [`arch`], [`gen`]: architecture builders and `pibench gen`; [`inspect`]: `pibench inspect`;
 //! - [`bundled`]: the models shipped in `models/`;
-//! - [`walk`]: one walk over a network's steps ([`StepGraph`], [`ValueStore`]) for every
-//!   evaluator.
+//! - [`walk`]: one walk over a network's steps ([`ValueStore`]) for every evaluator.
 
 pub mod arch;
 pub mod bundle;
@@ -29,8 +29,9 @@ pub use card::{Accuracy, ModelCard};
 pub use error::ModelError;
 pub use gen::{generate, Allocation, GenSpec};
 pub use graph::{
-    BnPath, ChannelAffine, Conv2d, Layer, Linear, Mask, Network, Op, Shape, SiteInfo, ValueId,
+    BnPath, ChannelAffine, Conv2d, Layer, Linear, Mask, Network, Op, Shape, SiteInfo, StepGraph,
+    ValueId,
 };
 pub use inspect::Inspection;
-pub use walk::{StepGraph, StepRef, ValueStore, WalkError};
+pub use walk::{StepRef, ValueStore, WalkError};
 pub use writer::BundleWriter;

@@ -2,7 +2,7 @@
 //! fixed-point oracle and both parties of the protocol, each with its own value type (`Vec<f32>`,
 //! a party's shares as `Vec<u64>`, or a batch of images).
 //!
-//! A program is anything that is a [`StepGraph`]: steps in forward order, each reading the input
+//! A program is anything that is a [`StepGraph`] (the network, its fixed-point lowering): steps in forward order, each reading the input
 //! or earlier steps' outputs ([`ValueId`]). The [`ValueStore`] holds the values that are still
 //! live and frees each one after the last step that reads it, so memory follows the live set;
 //! [`walk`] visits the steps in order, hands each its input values, stores its output and returns
@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::graph::{Network, Shape, ValueId};
+use super::graph::{StepGraph, ValueId};
 
 /// A position in a party's run over the steps: the input transfer, one step, or the output
 /// transfer.
@@ -34,58 +34,17 @@ impl std::fmt::Display for StepRef {
     }
 }
 
-/// A program of steps in forward order; step `i` computes `ValueId::Layer(i)` from the input or
-/// earlier steps' outputs.
-pub trait StepGraph {
-    /// The shape of the input.
-    fn input_shape(&self) -> Shape;
-    /// Number of steps.
-    fn step_count(&self) -> usize;
-    /// The values step `step` reads, in operand order.
-    fn step_inputs(&self, step: usize) -> &[ValueId];
-    /// The shape of step `step`'s output.
-    fn step_shape(&self, step: usize) -> Shape;
-    /// The value holding the program's output.
-    fn output(&self) -> ValueId;
-
-    /// The shape of a value.
-    fn shape_of(&self, v: ValueId) -> Shape {
-        match v {
-            ValueId::Input => self.input_shape(),
-            ValueId::Layer(i) => self.step_shape(i),
+/// For each value of `graph` ([`slot`] order), its last reader: a step,
+/// [`StepRef::Output`] for the program's output, or `None` when nothing reads it.
+pub fn last_uses<G: StepGraph + ?Sized>(graph: &G) -> Vec<Option<StepRef>> {
+    let mut last = vec![None; graph.step_count() + 1];
+    for i in 0..graph.step_count() {
+        for &v in graph.step_inputs(i) {
+            last[slot(v)] = Some(StepRef::Step(i));
         }
     }
-
-    /// For each value ([`slot`] order), the last reader: a step, [`StepRef::Output`] for the
-    /// program's output, or `None` when nothing reads it.
-    fn last_uses(&self) -> Vec<Option<StepRef>> {
-        let mut last = vec![None; self.step_count() + 1];
-        for i in 0..self.step_count() {
-            for &v in self.step_inputs(i) {
-                last[slot(v)] = Some(StepRef::Step(i));
-            }
-        }
-        last[slot(self.output())] = Some(StepRef::Output);
-        last
-    }
-}
-
-impl StepGraph for Network {
-    fn input_shape(&self) -> Shape {
-        self.input_shape
-    }
-    fn step_count(&self) -> usize {
-        self.layers.len()
-    }
-    fn step_inputs(&self, step: usize) -> &[ValueId] {
-        &self.layers[step].inputs
-    }
-    fn step_shape(&self, step: usize) -> Shape {
-        self.layers[step].out_shape
-    }
-    fn output(&self) -> ValueId {
-        self.output
-    }
+    last[slot(graph.output())] = Some(StepRef::Output);
+    last
 }
 
 /// The position of a value in a table of every value: 0 for the input, `i + 1` for step `i`.
@@ -120,7 +79,7 @@ pub struct ValueStore<V> {
 impl<V> ValueStore<V> {
     /// A store for `graph` holding `input`, which frees every value after its last reader.
     pub fn new<G: StepGraph + ?Sized>(graph: &G, input: V) -> Self {
-        Self::with_policy(graph, input, Some(graph.last_uses()))
+        Self::with_policy(graph, input, Some(last_uses(graph)))
     }
 
     /// A store for `graph` holding `input` that frees nothing (to inspect every value).
@@ -241,6 +200,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Shape;
 
     /// input → a → b; c = a + b; output c. `d` reads the input and nothing reads it.
     struct Chain {
@@ -281,7 +241,7 @@ mod tests {
     fn values_are_freed_after_their_last_reader_and_the_output_is_kept() {
         let g = chain();
         assert_eq!(
-            g.last_uses(),
+            last_uses(&g),
             vec![
                 Some(StepRef::Step(3)),
                 Some(StepRef::Step(2)),

@@ -11,8 +11,8 @@
 use rayon::prelude::*;
 
 use super::PlainError;
-use crate::model::walk::{walk, StepGraph};
-use crate::model::{Network, Op, Shape, ValueId};
+use crate::model::walk::walk;
+use crate::model::{Network, Op, Shape, StepGraph, ValueId};
 use crate::ring::kernels::{self, ConvGeometry};
 use crate::ring::Ring;
 

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::engine::{client_choices, ReluEngine, CHUNK};
 use super::prepro::ClientPreprocessing;
+use super::site::{ClientSite, ReluEngine};
 use super::{sites_of, PartyTimings, ProtocolError, SitePlan};
 use crate::crypto::ot::CotReceiver;
 use crate::model::walk::walk;
@@ -14,19 +14,10 @@ use crate::model::StepRef;
 use crate::net::{Channel, ChannelExt, Phase};
 use crate::plain::{FixedNetwork, Share, StepKind};
 
-/// What the client stores from the offline phase for one ReLU site.
-struct ClientSite {
-    plan: SitePlan,
-    /// Garbled tables of the kept elements, in order.
-    tables: crate::crypto::buffer::BlockBuf,
-    /// The client's input labels (`2ℓ` per kept element).
-    labels: crate::crypto::buffer::BlockBuf,
-}
-
 /// The client's stored preprocessing: everything the online phase needs besides the input.
 pub struct ClientState {
     r0: Vec<u64>,
-    sites: Vec<ClientSite>,
+    sites: Vec<(SitePlan, ClientSite)>,
     out_share: Vec<u64>,
 }
 
@@ -36,7 +27,7 @@ impl ClientState {
         let sites: usize = self
             .sites
             .iter()
-            .map(|s| (s.tables.len() + s.labels.len()) * 16 + s.plan.kept.len() * 4)
+            .map(|(plan, site)| site.storage_bytes() as usize + plan.kept.len() * 4)
             .sum();
         ((self.r0.len() + self.out_share.len()) * 8 + sites) as u64
     }
@@ -89,7 +80,6 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                         .next()
                         .ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
                     let engine = ReluEngine::new(ring, plan.trunc)?;
-                    let ell = engine.ell;
                     let n = plan.kept.len();
                     let mut out = Share::Client.trunc_all(&ring, c, *trunc);
                     let kept_c: Vec<u64> = plan.kept.iter().map(|&j| c[j as usize]).collect();
@@ -100,21 +90,16 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                     for (&j, &r) in plan.kept.iter().zip(&relu_out_mask) {
                         out[j as usize] = r;
                     }
-                    let mut labels = crate::crypto::buffer::BlockBuf::with_len(n * 2 * ell);
-                    if n > 0 {
-                        client_choices(&kept_c, &relu_out_mask, ell, &mut choices);
-                        cot.receive(ch, &choices, &mut labels)?;
-                    }
-                    let mut tables =
-                        crate::crypto::buffer::BlockBuf::with_len(n * engine.table_blocks());
-                    for chunk in tables.chunks_mut(CHUNK * engine.table_blocks()) {
-                        ch.recv_blocks(chunk)?;
-                    }
-                    sites.push(ClientSite {
-                        plan,
-                        tables,
-                        labels,
-                    });
+                    let site = ClientSite::offline(
+                        ch,
+                        &engine,
+                        &kept_c,
+                        &relu_out_mask,
+                        plan.instance_base,
+                        cot,
+                        &mut choices,
+                    )?;
+                    sites.push((plan, site));
                     out
                 }
                 kind => net.local_step(i, kind, ins)?,
@@ -170,19 +155,12 @@ pub fn online<C: Channel + ?Sized>(
         };
         let t0 = Instant::now();
         ch.set_scope(Phase::Online, Some(&step.name));
-        let site = sites
+        let (plan, site) = sites
             .next()
             .ok_or_else(|| ProtocolError::Internal("site out of step".into()))?;
-        let n = site.plan.kept.len();
-        if n > 0 {
-            let engine = ReluEngine::new(ring, site.plan.trunc)?;
-            engine.client_online_site(
-                ch,
-                n,
-                &site.labels,
-                &site.tables,
-                site.plan.instance_base,
-            )?;
+        if !site.is_empty() {
+            let engine = ReluEngine::new(ring, plan.trunc)?;
+            site.online(ch, &engine)?;
         }
         timings.record(
             StepRef::Step(i),

@@ -13,16 +13,26 @@
 //!   elements are truncated locally by each party (SecureML) and cost nothing;
 //! - add, sum pool, flatten: local on both shares.
 //!
-//! [`server`] and [`client`] mirror each other step for step; [`engine`] holds the OT and
-//! garbling calls they share.
+//! [`server`] and [`client`] mirror each other step for step; [`site`] is one ReLU site's
+//! offline and online step for each party.
 
 pub mod client;
-pub mod engine;
 pub mod he;
 pub mod prepro;
 pub mod server;
+pub mod session;
+pub mod site;
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+// Each backend's halves are built here, above both `prepro` (the traits every backend
+// implements, and the dealer) and `he`, so that neither of those depends on the other.
+use prepro::{
+    Backend, ClientPreprocessing, Dealer, RemoteDealerClient, RemoteDealerServer,
+    ServerPreprocessing,
+};
 
 use crate::model::StepRef;
 use crate::net::{NetError, Phase};
@@ -40,6 +50,12 @@ pub enum ProtocolError {
     /// Oblivious transfer failed.
     #[error("oblivious transfer: {0}")]
     Ot(#[from] crate::crypto::ot::OtError),
+    /// The garbling engine refused its arguments (a bug: the protocol sizes them).
+    #[error("garbling: {0}")]
+    Gc(crate::gc::GcError),
+    /// The `he` preprocessing backend failed.
+    #[error("he backend: {0}")]
+    He(#[from] he::HeError),
     /// The network cannot be run (lowering or input).
     #[error(transparent)]
     Plain(#[from] PlainError),
@@ -49,6 +65,58 @@ pub enum ProtocolError {
     /// A broken invariant inside pibench (a bug, reported instead of a panic).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A channel failure inside the garbling engine is reported as the channel failure it is (with
+/// its phase and layer), so that a peer's disconnect reads the same wherever it is noticed.
+impl From<crate::gc::GcError> for ProtocolError {
+    fn from(e: crate::gc::GcError) -> Self {
+        match e {
+            crate::gc::GcError::Net(n) => ProtocolError::Net(n),
+            other => ProtocolError::Gc(other),
+        }
+    }
+}
+
+/// The server's and the client's halves of a backend, for both parties in one process.
+pub type Halves = (Box<dyn ServerPreprocessing>, Box<dyn ClientPreprocessing>);
+
+impl Backend {
+    /// Both halves for one inference on `net` with both parties in this process: one dealer
+    /// shared by the two, or a fresh `he` key pair.
+    pub fn halves(self, net: &Arc<FixedNetwork>) -> Result<Halves, ProtocolError> {
+        match self {
+            Backend::Dealer => {
+                let d = Dealer::new(net.clone());
+                Ok((Box::new(d.clone()), Box::new(d)))
+            }
+            Backend::He => Ok((self.server_half(net)?, self.client_half(net)?)),
+        }
+    }
+
+    /// The server's half when the client is another process (whose dealer, for `dealer`, is
+    /// this server's process). Fails, before any client connects, on a model the backend cannot
+    /// carry.
+    pub fn server_half(
+        self,
+        net: &Arc<FixedNetwork>,
+    ) -> Result<Box<dyn ServerPreprocessing>, ProtocolError> {
+        Ok(match self {
+            Backend::Dealer => Box::new(RemoteDealerServer(Dealer::new(net.clone()))),
+            Backend::He => Box::new(he::HeServer::new(net.clone())?),
+        })
+    }
+
+    /// The client's half when the server is another process.
+    pub fn client_half(
+        self,
+        net: &Arc<FixedNetwork>,
+    ) -> Result<Box<dyn ClientPreprocessing>, ProtocolError> {
+        Ok(match self {
+            Backend::Dealer => Box::new(RemoteDealerClient),
+            Backend::He => Box::new(he::HeClient::new(net.clone())?),
+        })
+    }
 }
 
 /// The public plan of one ReLU site, computed identically by both parties.
@@ -107,14 +175,22 @@ pub struct StepTiming {
     pub seconds: f64,
 }
 
+/// Watches a party's progress (a progress bar, for instance): told of every step it finishes.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// The step named `name` of `phase` is done.
+    fn step_done(&self, phase: Phase, name: &str);
+    /// The party's session is over.
+    fn finished(&self) {}
+}
+
 /// A party's per-step timings.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PartyTimings {
     /// One entry per step and phase, in order.
     pub steps: Vec<StepTiming>,
-    /// Ticked once per recorded step, when set.
+    /// Told of every recorded step (not of the input and output transfers), when set.
     #[serde(skip)]
-    pub progress: Option<indicatif::ProgressBar>,
+    pub observer: Option<std::sync::Arc<dyn Observer>>,
 }
 
 impl PartyTimings {
@@ -127,11 +203,8 @@ impl PartyTimings {
             phase,
             seconds,
         });
-        if let Some(pb) = &self.progress {
-            if let StepRef::Step(_) = step {
-                pb.inc(1);
-                pb.set_message(format!("{phase} {name}"));
-            }
+        if let (Some(o), StepRef::Step(_)) = (&self.observer, step) {
+            o.step_done(phase, name);
         }
     }
 
@@ -147,7 +220,7 @@ impl PartyTimings {
 /// A fingerprint of everything both parties must agree on: protocol version, ring, every step's
 /// kind, geometry, shape and truncation, the masks, and the linear preprocessing backend.
 /// Weights are not part of it.
-pub fn fingerprint(net: &FixedNetwork, backend: prepro::Backend) -> crate::net::Fingerprint {
+pub fn fingerprint(net: &FixedNetwork, backend: Backend) -> crate::net::Fingerprint {
     use crate::plain::LinearKind;
     let mut desc = format!("backend={backend};")
         + &format!(
@@ -193,10 +266,8 @@ pub fn fingerprint(net: &FixedNetwork, backend: prepro::Backend) -> crate::net::
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
-    use super::prepro::Dealer;
     use super::*;
     use crate::crypto::prg::Prg;
     use crate::plain::toy::{toy_input, toy_network, ToyMasks};

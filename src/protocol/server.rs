@@ -5,33 +5,22 @@ use std::time::Instant;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::engine::ReluEngine;
 use super::prepro::ServerPreprocessing;
+use super::site::{ReluEngine, ServerSite};
 use super::{sites_of, PartyTimings, ProtocolError, SitePlan};
 use crate::crypto::ot::CotSender;
-use crate::crypto::prg::Prg;
-use crate::crypto::Block;
 use crate::gc::Delta;
 use crate::model::walk::walk;
 use crate::model::StepRef;
 use crate::net::{Channel, ChannelExt, Phase};
 use crate::plain::{FixedNetwork, Share, StepKind};
 
-/// What the server keeps from the offline phase for one ReLU site.
-struct ServerSite {
-    plan: SitePlan,
-    /// Seed of the server's input zero-labels, regenerated online instead of stored.
-    label_seed: Block,
-    /// Per kept element, the colour bits of the output zero-labels.
-    decode: Vec<u64>,
-}
-
 /// The server's state between the offline and the online phase.
 pub struct ServerState {
     delta: Delta,
     /// Per linear step, its mask `s` (the client holds `M·c − s`).
     linear_masks: Vec<Option<Vec<u64>>>,
-    sites: Vec<ServerSite>,
+    sites: Vec<(SitePlan, ServerSite)>,
 }
 
 impl ServerState {
@@ -46,7 +35,7 @@ impl ServerState {
         let sites: usize = self
             .sites
             .iter()
-            .map(|s| s.decode.len() * 8 + 16 + s.plan.kept.len() * 4)
+            .map(|(plan, site)| site.storage_bytes() as usize + plan.kept.len() * 4)
             .sum();
         (masks + sites + 16) as u64
     }
@@ -89,34 +78,16 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                     .next()
                     .ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
                 let engine = ReluEngine::new(net.ring, plan.trunc)?;
-                let ell = engine.ell;
-                let n = plan.kept.len();
-                // The client's input labels: zero-labels here, K ⊕ bΔ at the client.
-                let mut ev_zero = crate::crypto::buffer::BlockBuf::with_len(n * 2 * ell);
-                if n > 0 {
-                    cot.send(ch, &mut ev_zero)?;
-                }
-                let label_seed = Block::random(rng);
-                let mut decode = vec![0u64; n];
-                if n > 0 {
-                    // Regenerated from the seed online instead of stored.
-                    let mut gb_zero = crate::crypto::buffer::BlockBuf::with_len(n * ell);
-                    Prg::from_seed(label_seed).fill_blocks(&mut gb_zero);
-                    engine.garble_stream(
-                        ch,
-                        &delta,
-                        &gb_zero,
-                        &ev_zero,
-                        plan.instance_base,
-                        &mut decode,
-                    )?;
-                }
-                ch.flush()?;
-                sites.push(ServerSite {
-                    plan,
-                    label_seed,
-                    decode,
-                });
+                let site = ServerSite::offline(
+                    ch,
+                    &engine,
+                    plan.kept.len(),
+                    plan.instance_base,
+                    cot,
+                    &delta,
+                    rng,
+                )?;
+                sites.push((plan, site));
             }
             _ => {}
         }
@@ -180,23 +151,14 @@ pub fn online<C: Channel + ?Sized>(
                 y
             }
             StepKind::Relu { trunc, .. } => {
-                let site = sites
+                let (plan, site) = sites
                     .next()
                     .ok_or_else(|| ProtocolError::Internal("site out of step".into()))?;
-                let ell = ring.ell as usize;
-                let n = site.plan.kept.len();
                 let mut out = Share::Server.trunc_all(&ring, x, *trunc);
-                if n > 0 {
-                    let vals: Vec<u64> = site.plan.kept.iter().map(|&j| x[j as usize]).collect();
-                    let z = super::engine::server_online_site(
-                        ch,
-                        ell,
-                        &vals,
-                        site.label_seed,
-                        &delta,
-                        &site.decode,
-                    )?;
-                    for (&j, zj) in site.plan.kept.iter().zip(z) {
+                if !plan.kept.is_empty() {
+                    let vals: Vec<u64> = plan.kept.iter().map(|&j| x[j as usize]).collect();
+                    let z = site.online(ch, &delta, &vals)?;
+                    for (&j, zj) in plan.kept.iter().zip(z) {
                         out[j as usize] = zj;
                     }
                 }

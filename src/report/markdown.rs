@@ -5,10 +5,11 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::costmodel::{CostModel, LinkParams};
+use super::costmodel::CostModel;
 use super::plots::{fmt_budget, method_display, PlotSet};
 use super::sweep::{ModelGroup, Stat, Sweep};
 use super::ReportOptions;
+use crate::net::link::Link;
 
 /// Render the report. `notes` are listed under "Notes" (skipped plots, font warnings, ...).
 pub fn render(
@@ -145,7 +146,9 @@ fn write_all(
             }
         }
         for name in &names {
-            let desc = LinkParams::parse(name).map_or("(custom)".to_string(), |l| l.describe());
+            let desc = sweep
+                .link_named(name)
+                .map_or_else(String::new, Link::describe);
             let emu = cols.iter().any(|c| &c.0 == name && c.1);
             writeln!(
                 s,

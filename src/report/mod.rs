@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bench::RunResult;
 
-pub use costmodel::{CostModel, Fit, LinkParams, Prediction, Workload};
+pub use costmodel::{CostModel, Fit, Prediction, Workload};
 pub use plots::{PlotFile, PlotSet};
 pub use sweep::{LinkStat, ModelGroup, ModelKey, PhaseStat, Stat, Sweep};
 
@@ -53,14 +53,6 @@ pub enum ReportError {
         /// The plot's file stem.
         plot: String,
         /// What went wrong.
-        reason: String,
-    },
-    /// A link description was not understood.
-    #[error("invalid link {spec:?}: {reason} (expected lan, wan, mobile, or BW,RTT such as 1gbit,10ms or 865mbit/135mbit,0ms)")]
-    BadLink {
-        /// The text given.
-        spec: String,
-        /// What is wrong with it.
         reason: String,
     },
     /// The cost model cannot be fitted or loaded.

@@ -229,7 +229,7 @@ pub fn run(s: &Spec, t: &Truth, rep: u32, noise: f64) -> RunResult {
         ("mobile", 865e6, 135e6, 0.0),
     ] {
         links.push(LinkEstimate {
-            link: name.into(),
+            link: pibench::net::link::Link::parse(name).unwrap(),
             offline_seconds: est(name, up, down, rtt, &offline),
             online_seconds: est(name, up, down, rtt, &online),
             emulated: false,

@@ -77,12 +77,6 @@ pub enum HeError {
     NotLinear(usize),
 }
 
-impl From<HeError> for ProtocolError {
-    fn from(e: HeError) -> Self {
-        ProtocolError::Internal(format!("he backend: {e}"))
-    }
-}
-
 /// Check that the `he` backend can run at ring width ℓ.
 pub fn check_ring(ell: u32) -> Result<(), HeError> {
     if (1..=64).contains(&ell) {

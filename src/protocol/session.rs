@@ -1,0 +1,173 @@
+//! One party's whole session over a metered channel — handshake, setup, offline, the client's
+//! "ready" signal, online — with the party's own measurements, and the report a server process
+//! hands its client at the end of a two-process run.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::prepro::{ClientPreprocessing, ServerPreprocessing};
+use super::{client, fingerprint, server, Observer, PartyTimings, ProtocolError, PROTOCOL_VERSION};
+use crate::crypto::prg::Prg;
+use crate::net::{handshake, Channel, ChannelExt, ChannelStats, Metered, Phase, Role};
+use crate::plain::FixedNetwork;
+
+/// The metering scope (offline) of the client's "ready" signal.
+pub const READY_SCOPE: &str = "ready";
+
+/// The metering scope (online) of the server's report to its client in a two-process run.
+pub const REPORT_SCOPE: &str = "report";
+
+/// Largest server report a client accepts, in bytes.
+const MAX_REPORT_BYTES: usize = 64 << 20;
+
+/// What one party measured of its session.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct PartyReport {
+    /// Per step timings.
+    pub timings: PartyTimings,
+    /// Channel statistics at this party.
+    pub stats: ChannelStats,
+    /// Seconds of setup, offline, online (this party's wall clock).
+    pub setup_secs: f64,
+    /// Offline seconds.
+    pub offline_secs: f64,
+    /// Online seconds.
+    pub online_secs: f64,
+    /// Bytes stored between the phases.
+    pub storage_bytes: u64,
+}
+
+/// The client's signal that it has stored all of its preprocessing: online starts after it, so
+/// the offline and online phases are measured apart.
+pub fn signal_ready<C: Channel + ?Sized>(ch: &mut C) -> Result<(), ProtocolError> {
+    ch.set_scope(Phase::Offline, Some(READY_SCOPE));
+    ch.send(&[1])?;
+    ch.flush()?;
+    Ok(())
+}
+
+/// The server's side of [`signal_ready`]: wait for the client's signal.
+pub fn await_ready<C: Channel + ?Sized>(ch: &mut C) -> Result<(), ProtocolError> {
+    ch.set_scope(Phase::Offline, Some(READY_SCOPE));
+    let mut ready = [0u8; 1];
+    ch.recv(&mut ready)?;
+    Ok(())
+}
+
+/// The server's whole session over `ch`; `observer` is told of every step.
+pub fn server_session<C: Channel>(
+    ch: &mut Metered<C>,
+    net: &FixedNetwork,
+    pre: &mut dyn ServerPreprocessing,
+    observer: Option<Arc<dyn Observer>>,
+) -> Result<PartyReport, ProtocolError> {
+    let mut rng = Prg::from_entropy();
+    let fp = fingerprint(net, pre.backend());
+    let t0 = Instant::now();
+    handshake(ch, Role::Server, PROTOCOL_VERSION, &fp)?;
+    let (mut cot, delta) = server::setup(ch, &mut rng)?;
+    let setup_secs = t0.elapsed().as_secs_f64();
+    let mut timings = PartyTimings {
+        observer,
+        ..Default::default()
+    };
+    let t1 = Instant::now();
+    let state = server::offline(ch, net, pre, &mut cot, delta, &mut rng, &mut timings)?;
+    await_ready(ch)?;
+    let offline_secs = t1.elapsed().as_secs_f64();
+    let storage_bytes = state.storage_bytes();
+    let t2 = Instant::now();
+    server::online(ch, net, state, &mut timings)?;
+    let online_secs = t2.elapsed().as_secs_f64();
+    Ok(finish(
+        ch,
+        timings,
+        [setup_secs, offline_secs, online_secs],
+        storage_bytes,
+    ))
+}
+
+/// The client's whole session over `ch` on `input`; returns its report and the logits.
+/// `observer` is told of every step.
+pub fn client_session<C: Channel>(
+    ch: &mut Metered<C>,
+    net: &FixedNetwork,
+    pre: &mut dyn ClientPreprocessing,
+    input: &[f32],
+    observer: Option<Arc<dyn Observer>>,
+) -> Result<(PartyReport, Vec<f64>), ProtocolError> {
+    let mut rng = Prg::from_entropy();
+    let fp = fingerprint(net, pre.backend());
+    let t0 = Instant::now();
+    handshake(ch, Role::Client, PROTOCOL_VERSION, &fp)?;
+    let mut cot = client::setup(ch, &mut rng)?;
+    let setup_secs = t0.elapsed().as_secs_f64();
+    let mut timings = PartyTimings {
+        observer,
+        ..Default::default()
+    };
+    let t1 = Instant::now();
+    let state = client::offline(ch, net, pre, &mut cot, &mut rng, &mut timings)?;
+    signal_ready(ch)?;
+    let offline_secs = t1.elapsed().as_secs_f64();
+    let storage_bytes = state.storage_bytes();
+    let t2 = Instant::now();
+    let logits = client::online(ch, net, state, input, &mut timings)?;
+    let online_secs = t2.elapsed().as_secs_f64();
+    let report = finish(
+        ch,
+        timings,
+        [setup_secs, offline_secs, online_secs],
+        storage_bytes,
+    );
+    Ok((report, logits))
+}
+
+/// A party's report at the end of its session (the observer is told the session is over):
+/// `secs` are the setup, offline and online seconds.
+fn finish<C: Channel>(
+    ch: &Metered<C>,
+    timings: PartyTimings,
+    [setup_secs, offline_secs, online_secs]: [f64; 3],
+    storage_bytes: u64,
+) -> PartyReport {
+    if let Some(o) = &timings.observer {
+        o.finished();
+    }
+    PartyReport {
+        timings,
+        stats: ch.stats(),
+        setup_secs,
+        offline_secs,
+        online_secs,
+        storage_bytes,
+    }
+}
+
+/// The server's last message in a two-process run: its own report, so the client can assemble
+/// the complete result.
+pub fn send_report<C: Channel + ?Sized>(
+    ch: &mut C,
+    report: &PartyReport,
+) -> Result<(), ProtocolError> {
+    let json = serde_json::to_vec(report).map_err(|e| ProtocolError::Internal(e.to_string()))?;
+    ch.set_scope(Phase::Online, Some(REPORT_SCOPE));
+    ch.send_u64(json.len() as u64)?;
+    ch.send(&json)?;
+    ch.flush()?;
+    Ok(())
+}
+
+/// The client's side of [`send_report`].
+pub fn recv_report<C: Channel + ?Sized>(ch: &mut C) -> Result<PartyReport, ProtocolError> {
+    ch.set_scope(Phase::Online, Some(REPORT_SCOPE));
+    let n = ch.recv_u64()? as usize;
+    if n > MAX_REPORT_BYTES {
+        return Err(ProtocolError::Internal(format!(
+            "server report of {n} bytes"
+        )));
+    }
+    let mut buf = vec![0u8; n];
+    ch.recv(&mut buf)?;
+    serde_json::from_slice(&buf).map_err(|e| ProtocolError::Internal(format!("server report: {e}")))
+}
