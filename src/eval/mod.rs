@@ -1,0 +1,3 @@
+//! Accuracy under private inference: `pibench eval`.
+
+pub mod results;
