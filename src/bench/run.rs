@@ -9,7 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 
 use super::result::*;
-use crate::model::{bundle::Bundle, BnPath, Network};
+use crate::model::{bundle::Bundle, BnPath, Network, StepGraph};
 use crate::net::link::Link;
 use crate::net::{handshake, Channel, ChannelStats, Metered, Phase, Role};
 use crate::plain::{self, FixedNetwork, FixedOutput, StepKind};
@@ -518,10 +518,7 @@ fn assemble(
         push(&step.name, step.kind_name(), elements, kept, macs);
     }
     push("ready", "sync", 0, 0, 0);
-    let out_elements = match fixed.output {
-        crate::model::ValueId::Input => fixed.input_shape.elements(),
-        crate::model::ValueId::Layer(i) => fixed.steps[i].out_shape.elements(),
-    } as u64;
+    let out_elements = fixed.shape_of(fixed.output).elements() as u64;
     push("output", "output", out_elements, 0, 0);
     let setup = phase_cost(&server, &client, Phase::Setup, None);
     let offline = phase_cost(&server, &client, Phase::Offline, None);

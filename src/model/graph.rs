@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::card::ModelCard;
+use super::walk::StepGraph;
 
 /// The shape of one activation (no batch dimension).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,12 +274,9 @@ pub struct SiteInfo {
 }
 
 impl Network {
-    /// The shape of a value.
+    /// The shape of a value ([`StepGraph::shape_of`], here without importing the trait).
     pub fn shape_of(&self, v: ValueId) -> Shape {
-        match v {
-            ValueId::Input => self.input_shape,
-            ValueId::Layer(i) => self.layers[i].out_shape,
-        }
+        StepGraph::shape_of(self, v)
     }
 
     /// Every ReLU site in forward order.

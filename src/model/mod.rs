@@ -7,7 +7,9 @@
 //! - [`raw`]: the stored graph as serde structs; [`graph`]: the loaded [`Network`] IR;
 //! - [`writer`]: [`BundleWriter`]; [`synth`]: synthetic weights;
 //! - [`arch`], [`gen`]: architecture builders and `pibench gen`; [`inspect`]: `pibench inspect`;
-//! - [`bundled`]: the models shipped in `models/`.
+//! - [`bundled`]: the models shipped in `models/`;
+//! - [`walk`]: one walk over a network's steps ([`StepGraph`], [`ValueStore`]) for every
+//!   evaluator.
 
 pub mod arch;
 pub mod bundle;
@@ -19,6 +21,7 @@ pub mod graph;
 pub mod inspect;
 pub mod raw;
 pub mod synth;
+pub mod walk;
 pub mod writer;
 
 pub use bundle::{Bundle, FORMAT_VERSION};
@@ -29,4 +32,5 @@ pub use graph::{
     BnPath, ChannelAffine, Conv2d, Layer, Linear, Mask, Network, Op, Shape, SiteInfo, ValueId,
 };
 pub use inspect::Inspection;
+pub use walk::{StepGraph, StepRef, ValueStore, WalkError};
 pub use writer::BundleWriter;

@@ -11,6 +11,7 @@
 use rayon::prelude::*;
 
 use super::PlainError;
+use crate::model::walk::{walk, StepGraph};
 use crate::model::{Network, Op, Shape, ValueId};
 use crate::ring::kernels::{self, ConvGeometry};
 use crate::ring::Ring;
@@ -161,13 +162,14 @@ impl Step {
 }
 
 /// A local step (add, sum pool, flatten): the same map on the oracle's values and on each
-/// party's shares, since it is linear and needs no weights. `y` is the second operand of an add.
-/// `None` for steps that are not local.
-pub fn apply_local(ring: &Ring, kind: &StepKind, x: &[u64], y: Option<&[u64]>) -> Option<Vec<u64>> {
+/// party's shares, since it is linear and needs no weights. `ins` are the step's operands.
+/// `None` for steps that are not local (and for an add without its second operand).
+pub fn apply_local<X: AsRef<[u64]>>(ring: &Ring, kind: &StepKind, ins: &[X]) -> Option<Vec<u64>> {
+    let x = ins.first()?.as_ref();
     match kind {
         StepKind::Add { shift_a, shift_b } => Some(
             x.iter()
-                .zip(y.unwrap_or(&[]))
+                .zip(ins.get(1)?.as_ref())
                 .map(|(&a, &b)| ring.add(ring.shl(a, *shift_a), ring.shl(b, *shift_b)))
                 .collect(),
         ),
@@ -182,6 +184,33 @@ pub fn apply_local(ring: &Ring, kind: &StepKind, x: &[u64], y: Option<&[u64]>) -
         }
         StepKind::Flatten => Some(x.to_vec()),
         StepKind::Linear(_) | StepKind::Relu { .. } => None,
+    }
+}
+
+/// Whose value a truncation applies to: the oracle's exact value (floor division) or one
+/// party's additive share (SecureML local truncation, within one ulp of the oracle's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Share {
+    /// The plain value: exact floor division.
+    Oracle,
+    /// The server's share.
+    Server,
+    /// The client's share.
+    Client,
+}
+
+impl Share {
+    /// Truncate every element of `x` by `bits` as this holder does (a copy when `bits` is 0).
+    pub fn trunc_all(self, ring: &Ring, x: &[u64], bits: u32) -> Vec<u64> {
+        if bits == 0 {
+            return x.to_vec();
+        }
+        let f = |v: u64| match self {
+            Share::Oracle => ring.trunc(v, bits),
+            Share::Server => ring.trunc_share_server(v, bits),
+            Share::Client => ring.trunc_share_client(v, bits),
+        };
+        x.iter().map(|&v| f(v)).collect()
     }
 }
 
@@ -212,6 +241,24 @@ pub struct FixedOutput {
     pub max_local_trunc_bits: u32,
     /// Elements locally truncated.
     pub local_truncations: u64,
+}
+
+impl StepGraph for FixedNetwork {
+    fn input_shape(&self) -> Shape {
+        self.input_shape
+    }
+    fn step_count(&self) -> usize {
+        self.steps.len()
+    }
+    fn step_inputs(&self, step: usize) -> &[ValueId] {
+        &self.steps[step].inputs
+    }
+    fn step_shape(&self, step: usize) -> Shape {
+        self.steps[step].out_shape
+    }
+    fn output(&self) -> ValueId {
+        self.output
+    }
 }
 
 impl FixedNetwork {
@@ -354,29 +401,20 @@ impl FixedNetwork {
     pub fn forward(&self, input: &[f32]) -> Result<FixedOutput, PlainError> {
         let ring = self.ring;
         let x0 = self.encode_input(input)?;
-        let mut values: Vec<Vec<u64>> = Vec::with_capacity(self.steps.len() + 1);
-        values.push(x0);
-        let idx = |v: ValueId| match v {
-            ValueId::Input => 0,
-            ValueId::Layer(i) => i + 1,
-        };
         let mut max_bits = 0u32;
         let mut local = 0u64;
         let bits = |v: u64| 64 - ring.to_signed(v).unsigned_abs().leading_zeros();
-        for step in &self.steps {
-            let x = &values[idx(step.inputs[0])];
-            let out = match &step.kind {
+        let raw = walk(self, x0, |i, ins| -> Result<Vec<u64>, PlainError> {
+            let step = &self.steps[i];
+            let x = ins[0];
+            Ok(match &step.kind {
                 StepKind::Linear(l) => {
-                    let xin: Vec<u64>;
-                    let xr = if l.input_trunc > 0 {
+                    if l.input_trunc > 0 {
                         local += x.len() as u64;
                         max_bits = max_bits.max(x.iter().map(|&v| bits(v)).max().unwrap_or(0));
-                        xin = x.iter().map(|&v| ring.trunc(v, l.input_trunc)).collect();
-                        &xin
-                    } else {
-                        x
-                    };
-                    let mut y = l.apply(&ring, xr);
+                    }
+                    let xin = Share::Oracle.trunc_all(&ring, x, l.input_trunc);
+                    let mut y = l.apply(&ring, &xin);
                     l.add_bias(&ring, &mut y);
                     y
                 }
@@ -408,17 +446,9 @@ impl FixedNetwork {
                             .collect(),
                     }
                 }
-                local => {
-                    let y = step.inputs.get(1).map(|&v| values[idx(v)].as_slice());
-                    apply_local(&ring, local, x, y).ok_or_else(|| PlainError::Malformed {
-                        layer: step.name.clone(),
-                        reason: "not a local step".into(),
-                    })?
-                }
-            };
-            values.push(out);
-        }
-        let raw = std::mem::take(&mut values[idx(self.output)]);
+                kind => self.local_step(i, kind, ins)?,
+            })
+        })?;
         let logits = raw
             .iter()
             .map(|&v| ring.decode(v, self.output_scale))
@@ -428,6 +458,23 @@ impl FixedNetwork {
             logits,
             max_local_trunc_bits: max_bits,
             local_truncations: local,
+        })
+    }
+
+    /// Local step `i` (add, sum pool, flatten) on its operands `ins`: the oracle's values or
+    /// either party's shares alike.
+    pub fn local_step<X: AsRef<[u64]>>(
+        &self,
+        i: usize,
+        kind: &StepKind,
+        ins: &[X],
+    ) -> Result<Vec<u64>, PlainError> {
+        apply_local(&self.ring, kind, ins).ok_or_else(|| PlainError::Malformed {
+            layer: self
+                .steps
+                .get(i)
+                .map_or_else(String::new, |s| s.name.clone()),
+            reason: "not a local step, or an add without two operands".into(),
         })
     }
 

@@ -6,7 +6,7 @@ pub mod fixed;
 pub mod toy;
 
 pub use self::f32::{forward_f32, forward_f32_values};
-pub use fixed::{FixedNetwork, FixedOutput, LinearKind, LinearStep, Step, StepKind};
+pub use fixed::{FixedNetwork, FixedOutput, LinearKind, LinearStep, Share, Step, StepKind};
 
 /// The kernel geometry of conv op `c` on a `[C, H, W]` input.
 pub(crate) fn conv_geometry(
@@ -48,6 +48,9 @@ pub enum PlainError {
         /// Why.
         reason: String,
     },
+    /// A step reads a value that is not there (a bug, or a hand-built network out of order).
+    #[error(transparent)]
+    Walk(#[from] crate::model::WalkError),
     /// The network is malformed (should have been caught at load).
     #[error("malformed network at layer `{layer}`: {reason}")]
     Malformed {

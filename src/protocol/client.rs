@@ -9,8 +9,10 @@ use super::engine::{client_choices, ReluEngine, CHUNK};
 use super::prepro::ClientPreprocessing;
 use super::{sites_of, PartyTimings, ProtocolError, SitePlan};
 use crate::crypto::ot::CotReceiver;
+use crate::model::walk::walk;
+use crate::model::StepRef;
 use crate::net::{Channel, ChannelExt, Phase};
-use crate::plain::{FixedNetwork, StepKind};
+use crate::plain::{FixedNetwork, Share, StepKind};
 
 /// What the client stores from the offline phase for one ReLU site.
 struct ClientSite {
@@ -66,83 +68,67 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
     let r0: Vec<u64> = (0..net.input_shape.elements())
         .map(|_| ring.reduce(rng.next_u64()))
         .collect();
-    let mut values: Vec<Option<Vec<u64>>> = vec![None; net.steps.len() + 1];
-    values[0] = Some(r0.clone());
-    let last_use = super::last_uses(net);
     let mut sites = Vec::new();
     let mut plan_iter = sites_of(net).into_iter();
     let mut choices = Vec::new();
-    for (i, step) in net.steps.iter().enumerate() {
-        let t0 = Instant::now();
-        ch.set_scope(Phase::Offline, Some(&step.name));
-        let c = super::value(&values, step.inputs[0])?;
-        let out = match &step.kind {
-            StepKind::Linear(l) => {
-                let cin: Vec<u64> = if l.input_trunc > 0 {
-                    c.iter()
-                        .map(|&v| ring.trunc_share_client(v, l.input_trunc))
-                        .collect()
-                } else {
-                    c.clone()
-                };
-                pre.correlate(ch, i, &cin)?
-            }
-            StepKind::Relu { trunc, .. } => {
-                let plan = plan_iter
-                    .next()
-                    .ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
-                let engine = ReluEngine::new(ring, plan.trunc)?;
-                let ell = engine.ell;
-                let n = plan.kept.len();
-                let mut out: Vec<u64> = if *trunc > 0 {
-                    c.iter()
-                        .map(|&v| ring.trunc_share_client(v, *trunc))
-                        .collect()
-                } else {
-                    c.clone()
-                };
-                let kept_c: Vec<u64> = plan.kept.iter().map(|&j| c[j as usize]).collect();
-                let masks: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
-                for (&j, &r) in plan.kept.iter().zip(&masks) {
-                    out[j as usize] = r;
+    let out_share = walk(
+        net,
+        r0.clone(),
+        |i, ins| -> Result<Vec<u64>, ProtocolError> {
+            let step = &net.steps[i];
+            let t0 = Instant::now();
+            ch.set_scope(Phase::Offline, Some(&step.name));
+            let c = ins[0];
+            let out = match &step.kind {
+                StepKind::Linear(l) => {
+                    let cin = Share::Client.trunc_all(&ring, c, l.input_trunc);
+                    pre.correlate(ch, i, &cin)?
                 }
-                let mut labels = crate::crypto::buffer::BlockBuf::with_len(n * 2 * ell);
-                if n > 0 {
-                    client_choices(&kept_c, &masks, ell, &mut choices);
-                    cot.receive(ch, &choices, &mut labels)?;
+                StepKind::Relu { trunc, .. } => {
+                    let plan = plan_iter
+                        .next()
+                        .ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
+                    let engine = ReluEngine::new(ring, plan.trunc)?;
+                    let ell = engine.ell;
+                    let n = plan.kept.len();
+                    let mut out = Share::Client.trunc_all(&ring, c, *trunc);
+                    let kept_c: Vec<u64> = plan.kept.iter().map(|&j| c[j as usize]).collect();
+                    // The kept elements' next share: a fresh mask r', the circuit outputs
+                    // relu(y) − r' to the server.
+                    let relu_out_mask: Vec<u64> =
+                        (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
+                    for (&j, &r) in plan.kept.iter().zip(&relu_out_mask) {
+                        out[j as usize] = r;
+                    }
+                    let mut labels = crate::crypto::buffer::BlockBuf::with_len(n * 2 * ell);
+                    if n > 0 {
+                        client_choices(&kept_c, &relu_out_mask, ell, &mut choices);
+                        cot.receive(ch, &choices, &mut labels)?;
+                    }
+                    let mut tables =
+                        crate::crypto::buffer::BlockBuf::with_len(n * engine.table_blocks());
+                    for chunk in tables.chunks_mut(CHUNK * engine.table_blocks()) {
+                        ch.recv_blocks(chunk)?;
+                    }
+                    sites.push(ClientSite {
+                        plan,
+                        tables,
+                        labels,
+                    });
+                    out
                 }
-                let mut tables =
-                    crate::crypto::buffer::BlockBuf::with_len(n * engine.table_blocks());
-                for chunk in tables.chunks_mut(CHUNK * engine.table_blocks()) {
-                    ch.recv_blocks(chunk)?;
-                }
-                sites.push(ClientSite {
-                    plan,
-                    tables,
-                    labels,
-                });
-                out
-            }
-            local => {
-                let y = match step.inputs.get(1) {
-                    Some(&v) => Some(super::value(&values, v)?.as_slice()),
-                    None => None,
-                };
-                crate::plain::fixed::apply_local(&ring, local, c, y)
-                    .ok_or_else(|| ProtocolError::Internal(format!("step {i} is not local")))?
-            }
-        };
-        values[i + 1] = Some(out);
-        super::free_dead(&mut values, &last_use, i);
-        timings.record(
-            i,
-            &step.name,
-            step.kind_name(),
-            Phase::Offline,
-            t0.elapsed().as_secs_f64(),
-        );
-    }
-    let out_share = super::value(&values, net.output)?.clone();
+                kind => net.local_step(i, kind, ins)?,
+            };
+            timings.record(
+                StepRef::Step(i),
+                &step.name,
+                step.kind_name(),
+                Phase::Offline,
+                t0.elapsed().as_secs_f64(),
+            );
+            Ok(out)
+        },
+    )?;
     Ok(ClientState {
         r0,
         sites,
@@ -171,7 +157,7 @@ pub fn online<C: Channel + ?Sized>(
     ch.send_u64s(&masked)?;
     ch.flush()?;
     timings.record(
-        usize::MAX,
+        StepRef::Input,
         "input",
         "input",
         Phase::Online,
@@ -199,7 +185,7 @@ pub fn online<C: Channel + ?Sized>(
             )?;
         }
         timings.record(
-            i,
+            StepRef::Step(i),
             &step.name,
             step.kind_name(),
             Phase::Online,
@@ -216,7 +202,7 @@ pub fn online<C: Channel + ?Sized>(
         .map(|(&a, &c)| ring.decode(ring.add(a, c), net.output_scale))
         .collect();
     timings.record(
-        usize::MAX,
+        StepRef::Output,
         "output",
         "output",
         Phase::Online,

@@ -24,12 +24,12 @@ pub mod server;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::ValueId;
+use crate::model::StepRef;
 use crate::net::{NetError, Phase};
 use crate::plain::{FixedNetwork, PlainError, StepKind};
 
 /// The protocol version exchanged in the handshake; bump on any wire change.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Errors of a private inference.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,9 @@ pub enum ProtocolError {
     /// The network cannot be run (lowering or input).
     #[error(transparent)]
     Plain(#[from] PlainError),
+    /// A step read a value that is not there (a bug, reported instead of a panic).
+    #[error("internal error: {0}")]
+    Walk(#[from] crate::model::WalkError),
     /// A broken invariant inside pibench (a bug, reported instead of a panic).
     #[error("internal error: {0}")]
     Internal(String),
@@ -92,8 +95,8 @@ pub fn sites_of(net: &FixedNetwork) -> Vec<SitePlan> {
 /// Time spent by one party on one step in one phase.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepTiming {
-    /// Step index (`usize::MAX` for the input and output transfers).
-    pub step: usize,
+    /// The step, or the input or output transfer.
+    pub step: StepRef,
     /// Layer name.
     pub name: String,
     /// Op kind.
@@ -116,7 +119,7 @@ pub struct PartyTimings {
 
 impl PartyTimings {
     /// Append one entry.
-    pub fn record(&mut self, step: usize, name: &str, kind: &str, phase: Phase, seconds: f64) {
+    pub fn record(&mut self, step: StepRef, name: &str, kind: &str, phase: Phase, seconds: f64) {
         self.steps.push(StepTiming {
             step,
             name: name.to_string(),
@@ -125,7 +128,7 @@ impl PartyTimings {
             seconds,
         });
         if let Some(pb) = &self.progress {
-            if step != usize::MAX {
+            if let StepRef::Step(_) = step {
                 pb.inc(1);
                 pb.set_message(format!("{phase} {name}"));
             }
@@ -138,42 +141,6 @@ impl PartyTimings {
             .iter()
             .filter(|s| s.phase == phase)
             .fold(0.0, |acc, s| acc + s.seconds)
-    }
-}
-
-/// For each value (0 = input, i + 1 = step i), the last step that reads it.
-pub(crate) fn last_uses(net: &FixedNetwork) -> Vec<usize> {
-    let mut last = vec![0usize; net.steps.len() + 1];
-    for (i, step) in net.steps.iter().enumerate() {
-        for &v in &step.inputs {
-            last[slot(v)] = i;
-        }
-    }
-    last[slot(net.output)] = usize::MAX;
-    last
-}
-
-pub(crate) fn slot(v: ValueId) -> usize {
-    match v {
-        ValueId::Input => 0,
-        ValueId::Layer(i) => i + 1,
-    }
-}
-
-pub(crate) fn value(values: &[Option<Vec<u64>>], v: ValueId) -> Result<&Vec<u64>, ProtocolError> {
-    values.get(slot(v)).and_then(Option::as_ref).ok_or_else(|| {
-        ProtocolError::Internal(format!(
-            "value {v:?} read before it was computed or after it was freed"
-        ))
-    })
-}
-
-/// Drop values no later step reads, so memory follows the live set.
-pub(crate) fn free_dead(values: &mut [Option<Vec<u64>>], last: &[usize], step: usize) {
-    for (v, &l) in values.iter_mut().zip(last) {
-        if l == step {
-            *v = None;
-        }
     }
 }
 
@@ -222,4 +189,101 @@ pub fn fingerprint(net: &FixedNetwork, backend: prepro::Backend) -> crate::net::
         }
     }
     crate::net::Fingerprint::of_parts(&[desc.as_bytes(), &masks])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::prepro::Dealer;
+    use super::*;
+    use crate::crypto::prg::Prg;
+    use crate::plain::toy::{toy_input, toy_network, ToyMasks};
+    use crate::plain::FixedOutput;
+    use crate::ring::Ring;
+
+    /// Server and client of one inference on `fixed`, in memory with a dealer: the client's
+    /// logits, both parties' timings, and the oracle's output.
+    fn run(
+        fixed: &Arc<FixedNetwork>,
+        input: &[f32],
+    ) -> (Vec<f64>, PartyTimings, PartyTimings, FixedOutput) {
+        let (mut s, mut c) = crate::net::mem_pair(Duration::from_secs(30));
+        let dealer = Dealer::new(fixed.clone());
+        let (fs, mut ds) = (fixed.clone(), dealer.clone());
+        let server = std::thread::spawn(move || -> Result<PartyTimings, ProtocolError> {
+            let mut rng = Prg::from_entropy();
+            let mut t = PartyTimings::default();
+            let (mut cot, delta) = server::setup(&mut s, &mut rng)?;
+            let state = server::offline(&mut s, &fs, &mut ds, &mut cot, delta, &mut rng, &mut t)?;
+            server::online(&mut s, &fs, state, &mut t)?;
+            Ok(t)
+        });
+        let mut dc = dealer;
+        let mut rng = Prg::from_entropy();
+        let mut tc = PartyTimings::default();
+        let mut cot = client::setup(&mut c, &mut rng).unwrap();
+        let state = client::offline(&mut c, fixed, &mut dc, &mut cot, &mut rng, &mut tc).unwrap();
+        let logits = client::online(&mut c, fixed, state, input, &mut tc).unwrap();
+        let ts = server.join().expect("server thread").unwrap();
+        (logits, ts, tc, fixed.forward(input).unwrap())
+    }
+
+    #[test]
+    fn all_relu_toy_network_equals_the_oracle_bit_for_bit() {
+        for seed in 0..3 {
+            let net = toy_network(seed, ToyMasks::All);
+            let fixed = Arc::new(FixedNetwork::lower(&net, Ring::default()).unwrap());
+            let (logits, _, _, oracle) = run(&fixed, &toy_input(seed));
+            // Nothing is truncated locally, so nothing may differ.
+            assert_eq!(oracle.local_truncations, 0);
+            assert_eq!(logits, oracle.logits, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn linearized_elements_stay_within_local_truncation_of_the_oracle() {
+        for masks in [ToyMasks::None, ToyMasks::Random] {
+            for seed in 0..3 {
+                let net = toy_network(seed, masks);
+                let ring = Ring::new(64, 16).unwrap();
+                let fixed = Arc::new(FixedNetwork::lower(&net, ring).unwrap());
+                let (logits, _, _, oracle) = run(&fixed, &toy_input(seed));
+                assert!(oracle.local_truncations > 0, "{masks:?}");
+                // Each local truncation is off by at most one ulp (2^-16); the toy's weights
+                // carry that to the logits as a few ulps, far below 10^-3.
+                for (g, w) in logits.iter().zip(&oracle.logits) {
+                    assert!((g - w).abs() < 1e-3, "{masks:?} seed {seed}: {g} vs {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn timings_name_the_input_every_step_and_the_output() {
+        let net = toy_network(7, ToyMasks::Random);
+        let fixed = Arc::new(FixedNetwork::lower(&net, Ring::default()).unwrap());
+        let (_, ts, tc, _) = run(&fixed, &toy_input(7));
+        let steps = |t: &PartyTimings, phase: Phase| -> Vec<StepRef> {
+            t.steps
+                .iter()
+                .filter(|s| s.phase == phase)
+                .map(|s| s.step)
+                .collect()
+        };
+        let every: Vec<StepRef> = (0..fixed.steps.len()).map(StepRef::Step).collect();
+        // Offline both parties visit every step; online the server computes every step and
+        // the client only evaluates the ReLU sites, between the input and the output.
+        assert_eq!(steps(&ts, Phase::Offline), every);
+        assert_eq!(steps(&tc, Phase::Offline), every);
+        let mut server_online = vec![StepRef::Input];
+        server_online.extend(&every);
+        server_online.push(StepRef::Output);
+        assert_eq!(steps(&ts, Phase::Online), server_online);
+        let mut client_online = vec![StepRef::Input];
+        client_online.extend(sites_of(&fixed).iter().map(|site| StepRef::Step(site.step)));
+        client_online.push(StepRef::Output);
+        assert_eq!(steps(&tc, Phase::Online), client_online);
+    }
 }

@@ -11,6 +11,7 @@ use rand::RngCore;
 use rand_core::{OsRng, SeedableRng};
 
 use super::ProtocolError;
+use crate::model::StepGraph;
 use crate::net::{Channel, ChannelExt};
 use crate::plain::{FixedNetwork, StepKind};
 
@@ -65,7 +66,8 @@ pub trait ServerPreprocessing: Send {
     /// Which backend this is (part of the handshake: both parties must use the same).
     fn backend(&self) -> Backend;
     /// The server's mask `s` of linear step `step`; `ch` is the channel to the client.
-    fn mask(&mut self, ch: &mut dyn Channel, step: usize) -> Result<Vec<u64>, ProtocolError>;
+    fn linear_mask(&mut self, ch: &mut dyn Channel, step: usize)
+        -> Result<Vec<u64>, ProtocolError>;
 }
 
 /// A trusted dealer shared by both parties of one process. It draws `s` on first touch of a
@@ -89,7 +91,7 @@ impl Dealer {
         }
     }
 
-    fn mask_of(&self, step: usize) -> Result<Vec<u64>, ProtocolError> {
+    fn linear_mask_of(&self, step: usize) -> Result<Vec<u64>, ProtocolError> {
         let out_len = self
             .net
             .steps
@@ -125,7 +127,7 @@ impl Dealer {
 impl Dealer {
     /// `(M·c − s, s)` for step `step`.
     fn deal(&self, step: usize, c: &[u64]) -> Result<(Vec<u64>, Vec<u64>), ProtocolError> {
-        let s = self.mask_of(step)?;
+        let s = self.linear_mask_of(step)?;
         let StepKind::Linear(l) = &self.net.steps[step].kind else {
             return Err(ProtocolError::Internal(format!(
                 "step {step} is not linear"
@@ -160,8 +162,12 @@ impl ServerPreprocessing for Dealer {
         Backend::Dealer
     }
 
-    fn mask(&mut self, _ch: &mut dyn Channel, step: usize) -> Result<Vec<u64>, ProtocolError> {
-        self.mask_of(step)
+    fn linear_mask(
+        &mut self,
+        _ch: &mut dyn Channel,
+        step: usize,
+    ) -> Result<Vec<u64>, ProtocolError> {
+        self.linear_mask_of(step)
     }
 }
 
@@ -204,11 +210,14 @@ impl ServerPreprocessing for RemoteDealerServer {
         Backend::Dealer
     }
 
-    fn mask(&mut self, ch: &mut dyn Channel, step: usize) -> Result<Vec<u64>, ProtocolError> {
+    fn linear_mask(
+        &mut self,
+        ch: &mut dyn Channel,
+        step: usize,
+    ) -> Result<Vec<u64>, ProtocolError> {
         let net = &self.0.net;
-        let in_len = match net.steps.get(step).map(|s| s.inputs[0]) {
-            Some(crate::model::ValueId::Input) => net.input_shape.elements(),
-            Some(crate::model::ValueId::Layer(j)) => net.steps[j].out_shape.elements(),
+        let in_len = match net.steps.get(step).and_then(|s| s.inputs.first()) {
+            Some(&v) => net.shape_of(v).elements(),
             None => return Err(ProtocolError::Internal(format!("no step {step}"))),
         };
         let mut c = vec![0u64; in_len];

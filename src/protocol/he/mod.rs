@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use super::prepro::{ClientPreprocessing, ServerPreprocessing};
 use super::ProtocolError;
+use crate::model::StepGraph;
 use crate::net::{Channel, Phase};
 use crate::plain::{FixedNetwork, StepKind};
 use pack::{Plan, WireCost};
@@ -149,10 +150,9 @@ impl Schedule {
 }
 
 fn input_len(net: &FixedNetwork, step: usize) -> Result<usize, HeError> {
-    match net.steps.get(step).map(|s| s.inputs.first().copied()) {
-        Some(Some(crate::model::ValueId::Input)) => Ok(net.input_shape.elements()),
-        Some(Some(crate::model::ValueId::Layer(j))) => Ok(net.steps[j].out_shape.elements()),
-        _ => Err(HeError::NotLinear(step)),
+    match net.steps.get(step).and_then(|s| s.inputs.first()) {
+        Some(&v) => Ok(net.shape_of(v).elements()),
+        None => Err(HeError::NotLinear(step)),
     }
 }
 
@@ -508,7 +508,11 @@ impl ServerPreprocessing for HeServer {
         crate::protocol::prepro::Backend::He
     }
 
-    fn mask(&mut self, ch: &mut dyn Channel, step: usize) -> Result<Vec<u64>, ProtocolError> {
+    fn linear_mask(
+        &mut self,
+        ch: &mut dyn Channel,
+        step: usize,
+    ) -> Result<Vec<u64>, ProtocolError> {
         let ctx = self.ctx.clone();
         let ell = ctx.ell;
         let (plan, base) = self.schedule.get(step)?;
@@ -738,7 +742,7 @@ mod tests {
         let ns = net.clone();
         let server = std::thread::spawn(move || {
             let mut s = HeServer::new(ns)?;
-            s.mask(&mut a, 0)
+            s.linear_mask(&mut a, 0)
         });
         let mut cl = HeClient::new(net.clone())?;
         let got = cl.correlate(&mut b, 0, c);
