@@ -22,7 +22,7 @@ pub mod synth;
 pub mod writer;
 
 pub use bundle::{Bundle, FORMAT_VERSION};
-pub use card::{Accuracy, ModelCard};
+pub use card::{Accuracy, ModelCard, PixelScale, Preprocessing, PreprocessingError};
 pub use error::ModelError;
 pub use gen::{generate, Allocation, GenSpec};
 pub use graph::{
