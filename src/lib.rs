@@ -15,6 +15,7 @@
 pub mod bench;
 pub mod crypto;
 pub mod eval;
+pub mod data;
 pub mod gc;
 pub mod model;
 pub mod net;
