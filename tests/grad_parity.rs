@@ -4,9 +4,14 @@
 //! on every batch-norm path, with batch norm folded and unfolded, through the CIFAR-10 input
 //! normalization.
 //!
-//! PyTorch computed in float64. The f32 evaluator must match to 1e-4 relative (gradient vector
-//! norm, and each element against the largest), the f64 evaluator to 1e-6 (the references are
-//! stored as f32).
+//! PyTorch computed in float64. The f64 evaluator must match everything to 1e-6 relative (the
+//! references are stored as f32): same semantics. The f32 evaluator must match logits and losses
+//! to 1e-4, and its gradients must equal, to 1e-4, the f64 backward pass replaying the f32 pass's
+//! ReLU and max-pool decisions: f32 rounding can put a pre-activation within an ulp of zero on
+//! the other side of a ReLU's kink, which changes the gradient of that element's path (PyTorch in
+//! f32 has the same effect); so the f32 gradient is only required within 1e-2 of PyTorch's, and
+//! the test prints how close it is (about 5e-7 without such a flip). Relative errors are
+//! `‖got − want‖ / ‖want‖`, and each element within ten times that against the largest.
 
 use std::path::{Path, PathBuf};
 
