@@ -14,6 +14,7 @@
 
 pub mod bench;
 pub mod crypto;
+pub mod eval;
 pub mod gc;
 pub mod model;
 pub mod net;
