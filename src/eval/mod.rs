@@ -23,7 +23,10 @@
 
 pub mod attack;
 pub mod float;
+pub mod pi;
 pub mod results;
+pub mod secure;
+pub mod stats;
 
 pub use attack::{fgsm, pgd, Attack, Pgd};
 pub use float::{cross_entropy, FloatNet, LossGrad, Preprocess, Real, Tape};
