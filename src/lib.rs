@@ -14,8 +14,8 @@
 
 pub mod bench;
 pub mod crypto;
-pub mod eval;
 pub mod data;
+pub mod eval;
 pub mod gc;
 pub mod model;
 pub mod net;

@@ -23,6 +23,7 @@
 
 pub mod attack;
 pub mod float;
+pub mod job;
 pub mod pi;
 pub mod results;
 pub mod secure;

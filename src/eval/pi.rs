@@ -43,10 +43,10 @@ use rand_chacha::{ChaCha12Rng, ChaCha8Rng};
 use rand_core::{RngCore, SeedableRng};
 use rayon::prelude::*;
 
+use crate::model::walk::{slot, StepGraph, StepRef};
 use crate::plain::fixed::apply_local;
 use crate::plain::{FixedNetwork, LinearKind, LinearStep, PlainError, StepKind};
 use crate::protocol::prepro::Dealer;
-use crate::model::walk::{slot, StepGraph, StepRef};
 use crate::protocol::ProtocolError;
 use crate::ring::{kernels, Ring};
 
