@@ -14,6 +14,8 @@
 
 pub mod bench;
 pub mod crypto;
+pub mod data;
+pub mod eval;
 pub mod gc;
 pub mod model;
 pub mod net;

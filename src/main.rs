@@ -253,6 +253,73 @@ enum Command {
         #[arg(long, short)]
         out: PathBuf,
     },
+    /// Accuracy under private inference: clean (CA), corrupted (NPA) and adversarial (AdvA), each
+    /// in f32, the fixed-point oracle and the exact PI arithmetic.
+    Eval {
+        /// The model bundle.
+        model: PathBuf,
+        /// The test set: CIFAR-10/100 binary or Python, Tiny-ImageNet val/, images+labels .npy
+        /// or safetensors.
+        #[arg(long)]
+        data: PathBuf,
+        /// A CIFAR-10-C / CIFAR-100-C directory for NPA (else corruptions are generated).
+        #[arg(long)]
+        corrupted: Option<PathBuf>,
+        /// Corruptions for NPA: `all`, `none` or a comma list (generated unless --corrupted).
+        #[arg(long, default_value = "all")]
+        corrupt: String,
+        /// Severities (RLNet's NPA averages 1 to 5).
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
+        severities: Vec<u8>,
+        /// The attack for AdvA: pgd, fgsm or none.
+        #[arg(long, default_value = "pgd")]
+        attack: pibench::eval::job::AttackKind,
+        /// L∞ radius in [0,1] pixels (a number or a fraction like 8/255).
+        #[arg(long, default_value = "8/255", value_parser = pibench::eval::job::parse_fraction)]
+        eps: f32,
+        /// PGD step size.
+        #[arg(long, default_value = "2/255", value_parser = pibench::eval::job::parse_fraction)]
+        step: f32,
+        /// PGD steps (RLNet's validation uses 7, its paper's tables 20).
+        #[arg(long, default_value_t = 7)]
+        steps: usize,
+        /// Start PGD at the image instead of a random point of the ε-ball.
+        #[arg(long)]
+        no_random_start: bool,
+        /// Ring widths ℓ to evaluate (a list sweeps every (ℓ, f) pair).
+        #[arg(long, value_delimiter = ',', default_value = "64")]
+        ell: Vec<u32>,
+        /// Fractional bits f (a list sweeps every (ℓ, f) pair).
+        #[arg(long, value_delimiter = ',', default_value = "12")]
+        frac: Vec<u32>,
+        /// Keep the first N test images.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Images per batch.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Seed of every random draw (PGD start, generated corruptions, PI shares).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Also run the first K images through the real two-party protocol.
+        #[arg(long, default_value_t = 0)]
+        secure: usize,
+        /// Evaluate shard K of N (contiguous blocks of the test images); merge with eval-merge.
+        #[arg(long)]
+        shard: Option<pibench::eval::job::Shard>,
+        /// Write the result as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Merge the JSON results of `eval --shard K/N` runs into the result of one unsharded run.
+    EvalMerge {
+        /// The shards' JSON files.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// Write the merged result as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Price N garbled ReLUs alone: base OT, OT extension, garbling, transfer, evaluation and
     /// decoding between two parties over loopback TCP.
     ReluBench {
@@ -293,6 +360,22 @@ fn run_sweep(opts: &pibench::bench::sweep::SweepOptions) -> Result<()> {
         outcome.seconds,
         outcome.report.report_md.display()
     );
+    Ok(())
+}
+
+/// Write an eval result's JSON (first, so nothing is lost), then print its table.
+fn write_eval(
+    report: &pibench::eval::job::EvalReport,
+    json: Option<&std::path::Path>,
+) -> Result<()> {
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    print!("{}", report.table());
+    if let Some(path) = json {
+        println!("result written to {}", path.display());
+    }
     Ok(())
 }
 
@@ -508,6 +591,58 @@ fn main() -> Result<()> {
                     t.inputs
                 );
             }
+        }
+        Some(Command::Eval {
+            model,
+            data,
+            corrupted,
+            corrupt,
+            severities,
+            attack,
+            eps,
+            step,
+            steps,
+            no_random_start,
+            ell,
+            frac,
+            limit,
+            batch,
+            seed,
+            secure,
+            shard,
+            json,
+        }) => {
+            let opts = pibench::eval::job::EvalOptions::from_cli(pibench::eval::job::CliChoices {
+                model,
+                data,
+                corrupted,
+                corrupt,
+                severities,
+                attack,
+                eps,
+                step,
+                steps,
+                random_start: !no_random_start,
+                ell,
+                frac,
+                limit,
+                batch,
+                seed,
+                secure,
+                shard,
+            })?;
+            let bar = pibench::eval::job::Bar::new("eval");
+            let report = pibench::eval::job::evaluate(&opts, &bar)?;
+            bar.0.finish_and_clear();
+            write_eval(&report, json.as_deref())?;
+        }
+        Some(Command::EvalMerge { shards, json }) => {
+            let read = shards
+                .iter()
+                .map(|p| Ok((p.clone(), pibench::eval::job::EvalReport::read(p)?)))
+                .collect::<Result<Vec<_>>>()?;
+            let report = pibench::eval::job::EvalReport::merge(read)?;
+            write_eval(&report, json.as_deref())?;
         }
         Some(Command::Gen {
             layout,

@@ -25,7 +25,7 @@ pub mod walk;
 pub mod writer;
 
 pub use bundle::{Bundle, FORMAT_VERSION};
-pub use card::{Accuracy, ModelCard};
+pub use card::{Accuracy, ModelCard, PixelScale, Preprocessing, PreprocessingError};
 pub use error::ModelError;
 pub use gen::{generate, Allocation, GenSpec};
 pub use graph::{

@@ -84,6 +84,13 @@ impl Dealer {
     pub fn new(net: Arc<FixedNetwork>) -> Self {
         let mut seed = [0u8; 32];
         OsRng.fill_bytes(&mut seed);
+        Self::with_seed(net, seed)
+    }
+
+    /// A dealer whose masks are a function of `seed` (step `i`'s mask `s` is ChaCha12 keyed by
+    /// `seed` with `i` XORed into its first 8 bytes): for tests and for replaying a run exactly
+    /// (`eval::pi` reproduces a protocol run bit for bit from it). Never for a real deployment.
+    pub fn with_seed(net: Arc<FixedNetwork>, seed: [u8; 32]) -> Self {
         Dealer {
             net,
             masks: Arc::default(),
@@ -125,8 +132,9 @@ impl Dealer {
 }
 
 impl Dealer {
-    /// `(M·c − s, s)` for step `step`.
-    fn deal(&self, step: usize, c: &[u64]) -> Result<(Vec<u64>, Vec<u64>), ProtocolError> {
+    /// `(M·c − s, s)` for linear step `step` and the client's (already truncated) input share `c`:
+    /// the client's and the server's halves of the correlation.
+    pub fn deal(&self, step: usize, c: &[u64]) -> Result<(Vec<u64>, Vec<u64>), ProtocolError> {
         let s = self.linear_mask_of(step)?;
         let StepKind::Linear(l) = &self.net.steps[step].kind else {
             return Err(ProtocolError::Internal(format!(
