@@ -115,7 +115,7 @@ pub enum PixelScale {
 pub struct PreprocessingError(pub String);
 
 /// Named presets: what the training code of each dataset feeds its models (docs/EXPORT.md).
-const PRESETS: [(&str, [f32; 3], [f32; 3]); 3] = [
+const PRESETS: [(&str, [f32; 3], [f32; 3]); 4] = [
     // RLNet (dataset/cifar10.py, helper/attack.py) and SNL (datasets.py)
     (
         "cifar10",
@@ -155,7 +155,7 @@ impl Preprocessing {
         }
     }
 
-    /// `none`, a preset name (`cifar10`, `cifar100`, `tiny-imagenet`: SNL's values) or
+    /// `none`, a preset name (`cifar10`, `cifar100`, `tiny-imagenet`: SNL's values, `imagenet`) or
     /// `R,G,B/R,G,B` (mean/std), as the exporter's `--normalize` takes.
     pub fn parse(spec: &str) -> Result<Preprocessing, PreprocessingError> {
         let spec = spec.trim();
