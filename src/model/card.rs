@@ -134,6 +134,8 @@ const PRESETS: [(&str, [f32; 3], [f32; 3]); 4] = [
         [0.480, 0.448, 0.398],
         [0.277, 0.269, 0.282],
     ),
+    // torchvision's ImageNet statistics
+    ("imagenet", [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
 ];
 
 impl Preprocessing {
