@@ -51,6 +51,62 @@ _DATASET_ALIASES = {
     "c100": "cifar100",
 }
 
+#: ``--normalize`` presets: per-channel (mean, std) applied after ``x/255`` by the training code.
+#: ``cifar10`` / ``cifar100``: RLNet (``dataset/cifar10.py``, ``dataset/cifar100.py``, and
+#: ``helper/attack.py``'s ``normalize``, which its robust loops apply to ``x/255`` batches) and
+#: SNL (``datasets.py``); ``tiny-imagenet``: SNL's ``_TINY_MEAN``/``_TINY_STD`` (RLNet feeds
+#: Tiny-ImageNet unnormalized: ``none``); ``imagenet``: torchvision's.
+NORMALIZE_PRESETS: Dict[str, Tuple[Tuple[float, float, float], Tuple[float, float, float]]] = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+    "tiny-imagenet": ((0.480, 0.448, 0.398), (0.277, 0.269, 0.282)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def parse_normalize(spec: str, channels: int = 3) -> Dict[str, Any]:
+    """The card's ``preprocessing`` record for ``--normalize``: ``none``, a preset name, or
+    ``R,G,B/R,G,B`` (mean/std, one value per input channel)."""
+    spec = spec.strip()
+    if spec == "none":
+        return {"scale": "unit", "name": "none"}
+    if spec in NORMALIZE_PRESETS:
+        mean, std = NORMALIZE_PRESETS[spec]
+        return {"scale": "unit", "mean": list(mean), "std": list(std), "name": spec}
+    if "/" not in spec:
+        raise ExportError(
+            f"--normalize `{spec}`: expected none, one of {', '.join(NORMALIZE_PRESETS)}, or MEAN/STD "
+            "such as 0.5,0.5,0.5/0.25,0.25,0.25"
+        )
+    try:
+        mean, std = ([float(v) for v in part.split(",")] for part in spec.split("/", 1))
+    except ValueError:
+        raise ExportError(f"--normalize `{spec}`: mean and std must be comma-separated numbers") from None
+    if len(mean) != channels or len(std) != channels:
+        raise ExportError(f"--normalize `{spec}`: {len(mean)} mean and {len(std)} std values for {channels} channels")
+    if not all(math.isfinite(v) for v in mean) or not all(math.isfinite(v) and v > 0 for v in std):
+        raise ExportError(f"--normalize `{spec}`: mean must be finite and std finite and positive")
+    return {"scale": "unit", "mean": mean, "std": std}
+
+
+def default_normalize(layout: str, dataset: str) -> Tuple[str, Optional[str]]:
+    """What the training code of ``layout`` feeds its models on ``dataset``: (spec, warning or None)."""
+    if layout == "rlnet":
+        # RLNet normalizes CIFAR inside its loops (attacker.normalize) and not Tiny-ImageNet.
+        if dataset in ("cifar10", "cifar100"):
+            return dataset, None
+        if dataset == "tiny-imagenet":
+            return "none", None
+    if layout == "snl" and dataset in NORMALIZE_PRESETS:
+        return dataset, None
+    if dataset in NORMALIZE_PRESETS:
+        return dataset, (
+            f"assumed the usual {dataset} input normalization for a {layout} checkpoint; "
+            "pass --normalize to record what the model was trained on"
+        )
+    return "none", f"no known input normalization for {dataset}: recorded none (x/255); pass --normalize"
+
+
 #: Top-level checkpoint entries that carry no tensors the network computes with.
 _IGNORABLE_TOP = {
     "epoch",
@@ -639,6 +695,7 @@ def export(
     attack: Optional[str] = None,
     npa: Optional[float] = None,
     notes: Optional[str] = None,
+    normalize: Optional[str] = None,
 ) -> Bundle:
     """Turns a loaded checkpoint into a :class:`Bundle` (nothing written)."""
     sd, rest, warnings = split_checkpoint(ckpt)
@@ -736,6 +793,11 @@ def export(
     if source:
         card["source"] = os.path.basename(source)
     card["synthetic"] = False
+    if normalize is None:
+        normalize, why = default_normalize(layout, dataset)
+        if why:
+            warnings.append(why)
+    card["preprocessing"] = parse_normalize(normalize, input_shape[0])
     if note_parts:
         card["notes"] = "; ".join(note_parts)
     return Bundle(b.tensors, b.graph(out), card, b.sites, sorted(b.ignored), warnings)
@@ -788,6 +850,13 @@ def write_bundle(bundle: Bundle, path: str) -> None:
     )
 
 
+def _describe_pre(pre: Dict[str, Any]) -> str:
+    if "mean" not in pre:
+        return "no normalization"
+    label = f" ({pre['name']})" if "name" in pre else ""
+    return f"(x - {pre['mean']}) / {pre['std']}{label}"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point; returns the exit status."""
     p = argparse.ArgumentParser(description="Export an RLNet / SNL / torchvision-style checkpoint to a pibench bundle.")
@@ -816,6 +885,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--attack", help="card: the attack behind the adversarial accuracy, e.g. 'PGD-20, eps 8/255'")
     p.add_argument("--npa", type=float, help="card: natural-perturbation accuracy (percent)")
     p.add_argument("--notes", help="card: free text")
+    p.add_argument(
+        "--normalize",
+        help="the input preprocessing the model was trained with, after x/255: none, cifar10, cifar100, "
+        "tiny-imagenet (SNL's values), imagenet, or MEAN/STD as R,G,B/R,G,B (default: what the "
+        "checkpoint's training code does: RLNet and SNL normalize CIFAR with the dataset's mean/std, "
+        "RLNet feeds Tiny-ImageNet unnormalized, SNL normalizes it; see docs/EXPORT.md)",
+    )
     args = p.parse_args(argv)
     try:
         ckpt = load_checkpoint(args.checkpoint)
@@ -831,6 +907,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             attack=args.attack,
             npa=args.npa,
             notes=args.notes,
+            normalize=args.normalize,
         )
         write_bundle(bundle, args.output)
     except ExportError as e:
@@ -841,7 +918,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     c = bundle.card
     print(
         f"{args.output}: {c['architecture']} {c['dataset']} layout {c['layout']} method {c['method']}: "
-        f"{len(bundle.sites)} ReLU sites, {c['budget']:,} of {c['total_relus']:,} ReLUs kept"
+        f"{len(bundle.sites)} ReLU sites, {c['budget']:,} of {c['total_relus']:,} ReLUs kept; "
+        f"input x/255 then {_describe_pre(c['preprocessing'])}"
     )
     return 0
 

@@ -394,6 +394,62 @@ def test_cli_writes_format_v1_bundle():
 
 
 # ------------------------------------------------------------------------------------------
+# input preprocessing (--normalize)
+# ------------------------------------------------------------------------------------------
+
+
+def test_normalize_defaults_follow_each_training_code():
+    c10 = {"scale": "unit", "mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010], "name": "cifar10"}
+    m, masks = _small_rlnet()
+    b = E.export({"model": m.state_dict(), "mask_epoch": masks})
+    # RLNet normalizes CIFAR inside its training and attack loops (helper/attack.py).
+    assert b.card["preprocessing"] == c10 and not b.warnings
+    single = _randomize_bn(M.RLNetResNet(width=8, num_classes=100), 16)
+    pre = E.export({"model": single.state_dict()}).card["preprocessing"]
+    assert pre["name"] == "cifar100" and pre["mean"] == [0.5071, 0.4867, 0.4408]
+    snl = _randomize_bn(M.SNLResNet(width=8, num_classes=100), 9)
+    _set_alphas(snl, 9)
+    assert E.export({"state_dict": snl.state_dict()}).card["preprocessing"]["name"] == "cifar100"
+    snl_t = _randomize_bn(M.SNLResNet(width=8, num_classes=200, input_size=64), 10)
+    _set_alphas(snl_t, 10)
+    pre = E.export({"state_dict": snl_t.state_dict()}).card["preprocessing"]
+    assert pre["name"] == "tiny-imagenet" and pre["std"] == [0.277, 0.269, 0.282]
+    # RLNet feeds Tiny-ImageNet unnormalized (attack.py: mean 0, std 1).
+    assert E.default_normalize("rlnet", "tiny-imagenet") == ("none", None)
+    # Unknown training code: the dataset's usual values, with a warning saying so.
+    tv = _randomize_bn(M.TorchvisionResNet(width=8), 11)
+    b = E.export(tv.state_dict())
+    assert b.card["preprocessing"] == c10 and any("--normalize" in w for w in b.warnings)
+
+
+def test_normalize_explicit_values_and_refusals():
+    m, masks = _small_rlnet()
+    ck = {"model": m.state_dict(), "mask_epoch": masks}
+    assert E.export(ck, normalize="none").card["preprocessing"] == {"scale": "unit", "name": "none"}
+    pre = E.export(ck, normalize="0.5,0.5,0.5/0.25,0.25,0.25").card["preprocessing"]
+    assert pre == {"scale": "unit", "mean": [0.5] * 3, "std": [0.25] * 3}
+    for bad, needle in [
+        ("cifar", "expected none"),
+        ("0.5,0.5/0.2,0.2", "2 mean and 2 std values for 3 channels"),
+        ("a,b,c/1,1,1", "comma-separated numbers"),
+        ("0,0,0/0,1,1", "positive"),
+    ]:
+        _expect_error(ck, needle, normalize=bad)
+
+
+def test_cli_records_normalize_in_the_card():
+    m, masks = _small_rlnet()
+    ck = {"model": m.state_dict(), "mask_epoch": masks}
+    r, meta = _run_cli(ck, "--normalize", "cifar100")
+    assert r.returncode == 0, r.stderr
+    pre = json.loads(meta["pibench.card"])["preprocessing"]
+    assert pre["name"] == "cifar100" and len(pre["mean"]) == 3 and pre["scale"] == "unit"
+    assert "cifar100" in r.stdout
+    r, _ = _run_cli(ck, "--normalize", "1,2/3")
+    assert r.returncode == 2 and "--normalize" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------
 # committed fixtures
 # ------------------------------------------------------------------------------------------
 

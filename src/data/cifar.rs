@@ -142,12 +142,13 @@ pub fn open_pickle(path: &Path, opts: &DataOptions) -> Result<StoredSet, DataErr
     let labels = pickle::int_list(path, key, &dict[key])?;
     let n = array.shape[0];
     if labels.len() != n {
-        return Err(DataError::CountMismatch {
-            images: path.to_path_buf(),
-            n_images: n,
-            labels: path.join(key),
-            n_labels: labels.len(),
-        });
+        return Err(DataError::malformed(
+            path,
+            format!(
+                "`data` holds {n} images but `{key}` holds {} labels",
+                labels.len()
+            ),
+        ));
     }
     let len = opts.keep(n);
     let labels = check_labels(path, &labels[..len], which.classes(), 0)?;

@@ -1,7 +1,7 @@
 //! Datasets as users keep them on disk, and corruptions of them: what `pibench eval` feeds a
 //! model.
 //!
-//! - [`open`] reads a test set in any of the layouts below and returns an [`ImageSet`], which
+//! - [`open`] reads a test set in any layout pibench knows and returns an [`ImageSet`], which
 //!   yields [`Batch`]es of NCHW `f32` images in `[0, 1]` plus labels. Memory is bounded by a
 //!   batch: files are read by seeking, except pickles (whole file as u8) and Tiny-ImageNet
 //!   (one JPEG per image, decoded per batch).
@@ -11,14 +11,8 @@
 //! - The model's input preprocessing (`(x − mean) / std` on these `[0, 1]` images) belongs to the
 //!   model card: [`crate::model::card::Preprocessing`].
 //!
-//! | layout (`--data PATH`) | recognised by |
-//! |---|---|
-//! | CIFAR-10 binary | `test_batch.bin` / `data_batch_N.bin`, or a directory holding `test_batch.bin` (`cifar-10-batches-bin/`): records of 1 label byte + 3072 pixel bytes (CHW) |
-//! | CIFAR-100 binary | `test.bin` / `train.bin`, or a directory holding `test.bin` (`cifar-100-binary/`): coarse label byte, fine label byte, 3072 pixel bytes; the fine label is used |
-//! | CIFAR-10 / CIFAR-100 Python | a pickle (`cifar-10-batches-py/test_batch`, `cifar-100-python/test`) or its directory: a dict with `data` (uint8 `[N, 3072]`) and `labels` (CIFAR-10) or `fine_labels` (CIFAR-100) |
-//! | Tiny-ImageNet | `tiny-imagenet-200/` or its `val/`: `val/images/*.JPEG` + `val/val_annotations.txt`, or `val/<wnid>/[images/]*.JPEG` (the ImageFolder layout); see [`tiny`] |
-//! | images + labels `.npy` | a directory with `images.npy` and `labels.npy`, or a file `S.npy` with `S_labels.npy` (else `labels.npy`) beside it; images uint8 `[N,H,W,C]` / `[N,C,H,W]` / `[N,H,W]` or float32 in `[0, 1]` |
-//! | safetensors | a `.safetensors` file with tensors `images` (as the `.npy` images) and `labels` (any integer dtype) |
+//! The layouts recognised ([`detect`]), the Tiny-ImageNet class order, the errors and the
+//! generated corruptions' fidelity are described in docs/DATA.md.
 //!
 //! **`--limit N`** ([`DataOptions::limit`]) keeps the **first `N` images in file order** (for
 //! CIFAR-C: the first `N` of every severity block, i.e. the corruptions of the same `N` clean test

@@ -301,12 +301,12 @@ pub fn open_safetensors(path: &Path, opts: &DataOptions) -> Result<StoredSet, Da
             format!("not a safetensors file (header length {header_len} in a {size}-byte file)"),
         ));
     }
-    let mut head = vec![0u8; 8 + header_len as usize];
-    head[..8].copy_from_slice(&len8);
-    f.read_exact(&mut head[8..]).map_err(DataError::io(path))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&head).map_err(|e| {
-        DataError::malformed(path, format!("not a valid safetensors header: {e:?}"))
-    })?;
+    let mut head = vec![0u8; header_len as usize];
+    f.read_exact(&mut head).map_err(DataError::io(path))?;
+    // The header alone (SafeTensors::read_metadata wants the whole file in memory); offsets
+    // and sizes are checked below for the two tensors we read.
+    let meta: safetensors::tensor::Metadata = serde_json::from_slice(&head)
+        .map_err(|e| DataError::malformed(path, format!("not a valid safetensors header: {e}")))?;
     let data_start = 8 + header_len;
     let tensors = meta.tensors();
     let get = |name: &str| {
@@ -323,7 +323,18 @@ pub fn open_safetensors(path: &Path, opts: &DataOptions) -> Result<StoredSet, Da
     let img = get("images")?;
     let lab = get("labels")?;
     for (name, info) in [("images", img), ("labels", lab)] {
-        if data_start + info.data_offsets.1 as u64 > size {
+        let (s, e) = info.data_offsets;
+        let bytes = info
+            .shape
+            .iter()
+            .try_fold(info.dtype.size(), |a, &d| a.checked_mul(d));
+        if e < s || bytes != Some(e - s) {
+            return Err(DataError::malformed(
+                path,
+                format!("tensor `{name}`: its offsets do not fit its shape and dtype"),
+            ));
+        }
+        if data_start + e as u64 > size {
             return Err(DataError::malformed(
                 path,
                 format!("truncated: tensor `{name}` runs past the end of the file"),
@@ -365,12 +376,13 @@ pub fn open_safetensors(path: &Path, opts: &DataOptions) -> Result<StoredSet, Da
     f.read_exact(&mut raw).map_err(DataError::io(path))?;
     let labels = decode_int_tensor(path, lab.dtype, &raw)?;
     if labels.len() != n {
-        return Err(DataError::CountMismatch {
-            images: path.join("images"),
-            n_images: n,
-            labels: path.join("labels"),
-            n_labels: labels.len(),
-        });
+        return Err(DataError::malformed(
+            path,
+            format!(
+                "`images` holds {n} images but `labels` holds {} labels",
+                labels.len()
+            ),
+        ));
     }
     finish(records, labels, path, "images + labels (safetensors)", opts)
 }

@@ -150,6 +150,20 @@ impl Bundle {
                 key: KEY_CARD,
                 reason: e.to_string(),
             })?;
+        if let Some(pre) = &card.preprocessing {
+            let channels = graph.input.shape.first().copied().unwrap_or(0);
+            pre.validate(channels)
+                .map_err(|e| ModelError::InvalidMetadata {
+                    key: KEY_CARD,
+                    reason: e.to_string(),
+                })?;
+        } else if !card.synthetic {
+            // One warning per bundle loaded; synthetic bundles have no trained input statistics
+            // to get wrong.
+            if let Some(w) = card.missing_preprocessing_warning() {
+                eprintln!("warning: {w}");
+            }
+        }
         let synthetic = match meta.get(KEY_SYNTHETIC) {
             None => None,
             Some(text) => Some(serde_json::from_str::<Synthetic>(text).map_err(|e| {

@@ -115,7 +115,7 @@ pub enum PixelScale {
 pub struct PreprocessingError(pub String);
 
 /// Named presets: what the training code of each dataset feeds its models (docs/EXPORT.md).
-const PRESETS: [(&str, [f32; 3], [f32; 3]); 3] = [
+const PRESETS: [(&str, [f32; 3], [f32; 3]); 4] = [
     // RLNet (dataset/cifar10.py, helper/attack.py) and SNL (datasets.py)
     (
         "cifar10",
@@ -134,6 +134,8 @@ const PRESETS: [(&str, [f32; 3], [f32; 3]); 3] = [
         [0.480, 0.448, 0.398],
         [0.277, 0.269, 0.282],
     ),
+    // torchvision's ImageNet statistics
+    ("imagenet", [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
 ];
 
 impl Preprocessing {
@@ -155,7 +157,7 @@ impl Preprocessing {
         }
     }
 
-    /// `none`, a preset name (`cifar10`, `cifar100`, `tiny-imagenet`: SNL's values) or
+    /// `none`, a preset name (`cifar10`, `cifar100`, `tiny-imagenet`: SNL's values, `imagenet`) or
     /// `R,G,B/R,G,B` (mean/std), as the exporter's `--normalize` takes.
     pub fn parse(spec: &str) -> Result<Preprocessing, PreprocessingError> {
         let spec = spec.trim();
@@ -318,4 +320,79 @@ pub struct Accuracy {
     /// The attack behind `adv`.
     #[serde(default)]
     pub attack: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_and_explicit_values_parse() {
+        let c10 = Preprocessing::parse("cifar10").unwrap();
+        assert_eq!(c10.mean.as_deref(), Some(&[0.4914f32, 0.4822, 0.4465][..]));
+        assert_eq!(c10.std.as_deref(), Some(&[0.2023f32, 0.1994, 0.2010][..]));
+        assert_eq!(c10.label(), "cifar10");
+        assert!(Preprocessing::parse("none").unwrap().is_identity());
+        let p = Preprocessing::parse("0.5,0.5,0.5/0.25, 0.5,1").unwrap();
+        assert_eq!(p.std, Some(vec![0.25, 0.5, 1.0]));
+        assert_eq!(p.label(), "0.5,0.5,0.5/0.25,0.5,1");
+        for bad in [
+            "cifar",
+            "0.5,0.5/0.1,0.1,0.1",
+            "a,b,c/1,1,1",
+            "0,0,0/1,0,1",
+            "0,0,0/1,-1,1",
+        ] {
+            assert!(Preprocessing::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn apply_is_torchvision_normalize_and_backward_its_jacobian() {
+        let p = Preprocessing::parse("0.5,0.25/0.5,2").unwrap();
+        // Two images of 2 channels × 2 pixels.
+        let x = [0.0f32, 1.0, 0.25, 0.75, 0.5, 0.5, 1.0, 0.0];
+        let mut y = x;
+        p.apply(&mut y, 2, 2).unwrap();
+        assert_eq!(y, [-1.0, 1.0, 0.0, 0.25, 0.0, 0.0, 0.375, -0.125]);
+        // y = a·x + b per channel, with a and b from affine().
+        let ab = p.affine(2);
+        for (i, (&xi, &yi)) in x.iter().zip(&y).enumerate() {
+            let (a, b) = ab[(i / 2) % 2];
+            assert!((a * xi + b - yi).abs() < 1e-6);
+        }
+        let mut g = [1.0f32; 8];
+        p.backward(&mut g, 2, 2).unwrap();
+        assert_eq!(g, [2.0, 2.0, 0.5, 0.5, 2.0, 2.0, 0.5, 0.5]);
+        assert!(p.apply(&mut [0.0; 6], 2, 2).is_err());
+        assert!(p.apply(&mut [0.0; 12], 3, 2).is_err());
+        let mut same = x;
+        Preprocessing::unit().apply(&mut same, 2, 2).unwrap();
+        assert_eq!(same, x);
+    }
+
+    #[test]
+    fn card_json_round_trips_and_old_cards_default_to_unit() {
+        let old = r#"{"architecture":"resnet18","dataset":"cifar10","input_shape":[3,32,32],"classes":10,"method":"rlnet"}"#;
+        let card: ModelCard = serde_json::from_str(old).unwrap();
+        assert!(card.preprocessing.is_none());
+        assert!(card.preprocessing().is_identity());
+        assert!(card.missing_preprocessing_warning().is_some());
+        // An old card serialises as before (no `preprocessing` key).
+        assert!(!serde_json::to_string(&card)
+            .unwrap()
+            .contains("preprocessing"));
+        let new = r#"{"architecture":"resnet18","dataset":"cifar10","input_shape":[3,32,32],"classes":10,"method":"rlnet",
+            "preprocessing":{"scale":"unit","mean":[0.4914,0.4822,0.4465],"std":[0.2023,0.1994,0.201],"name":"cifar10"}}"#;
+        let card: ModelCard = serde_json::from_str(new).unwrap();
+        assert_eq!(
+            card.preprocessing(),
+            Preprocessing::parse("cifar10").unwrap()
+        );
+        assert!(card.missing_preprocessing_warning().is_none());
+        let back: ModelCard = serde_json::from_str(&serde_json::to_string(&card).unwrap()).unwrap();
+        assert_eq!(back, card);
+        let unknown = new.replace("\"unit\"", "\"percent\"");
+        assert!(serde_json::from_str::<ModelCard>(&unknown).is_err());
+    }
 }

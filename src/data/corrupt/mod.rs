@@ -8,27 +8,10 @@
 //! seed gives the same bytes on every machine. Results are `uint8(clip(…) · 255)`, truncated as
 //! the reference's `np.uint8` does.
 //!
-//! How closely each follows the reference (the random draws can never match NumPy's stream, so
-//! "faithful" means: the same algorithm, parameters and distributions, and bit-equal output for
-//! the same random draws up to floating-point rounding):
-//!
-//! | corruption | fidelity | how |
-//! |---|---|---|
-//! | `gaussian_noise` | faithful | `x + N(0, c)`, c = .04 … .10 |
-//! | `shot_noise` | faithful | `Poisson(x·c)/c`, c = 500 … 50 (`rand_distr`'s Poisson) |
-//! | `impulse_noise` | faithful | scikit-image `random_noise(mode='s&p')`: each element flipped with probability c = .01 … .07, to 0 or 1 with even odds |
-//! | `defocus_blur` | faithful | the reference's disk kernel (17×17, anti-aliased by OpenCV's 3×3 Gaussian) applied as OpenCV `filter2D` with `BORDER_REFLECT_101` |
-//! | `glass_blur` | faithful | SciPy Gaussian (`nearest`), 8-bit truncation, the reference's local pixel swaps (offsets in `[−d, d)`, as `np.random.randint`), Gaussian again; loop bounds follow the image size instead of the hard-coded 32 |
-//! | `motion_blur` | approximation | ImageMagick's `MotionBlurImage` kernel re-implemented (one-sided Gaussian of `2·ceil(radius)+1` taps along a uniform angle in ±45°, edge pixels repeated, 8-bit rounding); ImageMagick's Q16/HDRI quantum arithmetic is not reproduced |
-//! | `zoom_blur` | faithful | mean of the image and its `clipped_zoom`s by SciPy `zoom(order=1)`; the zoom factors are NumPy's `arange(1, 1.06, .01)` … (7, 12, 16, 21 and 26 factors: `arange` includes the end point for the first two) |
-//! | `snow` | approximation | the reference's snow layer (normal, `clipped_zoom`, threshold, 8-bit) with the re-implemented motion blur (angle in [−135°, −45°]) and OpenCV's grey weights |
-//! | `frost` | approximation | the reference blends with crops of its frost photographs, which we do not ship; a frost texture is synthesised instead (diamond-square base + random ice needles, coloured and scaled to the photographs' statistics; see [`frost_texture`]) and blended with the reference weights |
-//! | `fog` | faithful | the reference's diamond-square `plasma_fractal` (map side the next power of two ≥ the image) |
-//! | `brightness` | faithful | scikit-image `rgb2hsv` / `hsv2rgb` with `V + c` |
-//! | `contrast` | faithful | `(x − mean) · c + mean` per channel |
-//! | `elastic_transform` | approximation | random affine (OpenCV `getAffineTransform`) + smoothed random displacement (SciPy Gaussian, `reflect`) + SciPy `map_coordinates(order=1, mode='reflect')`; OpenCV's `warpAffine` quantises coordinates to 1/32 px, this does not; sizes scale with the image side (32 for CIFAR) |
-//! | `pixelate` | faithful | Pillow `resize(BOX)` down to `int(side·c)` and back, with Pillow's 8-bit fixed-point weights |
-//! | `jpeg_compression` | approximation | the `image` crate's baseline JPEG encoder at the reference quality (80, 65, 58, 50, 40) and `jpeg-decoder`; Pillow uses libjpeg, whose quantisation tables are the same IJG scaling but whose DCT, chroma subsampling and rounding differ |
+//! How closely each follows the reference is tabled in docs/DATA.md ("Generated corruptions");
+//! [`Corruption::is_faithful`] says it in code. The random draws can never match NumPy's
+//! stream, so "faithful" means the same algorithm, parameters and distributions, and the same
+//! output for the same draws up to floating-point rounding.
 //!
 //! Images with one channel are corrupted as grey RGB (replicated) and channel 0 is kept.
 
