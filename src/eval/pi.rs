@@ -351,13 +351,10 @@ struct Deviations {
 impl Deviations {
     #[inline(always)]
     fn count(&mut self, d: i64) {
-        if d != 0 {
-            if d.unsigned_abs() == 1 {
-                self.ulp += 1;
-            } else {
-                self.wrapped += 1;
-            }
-        }
+        // Without branches: whether a truncation is off by one is a coin toss.
+        let a = d.unsigned_abs();
+        self.ulp += u64::from(a == 1);
+        self.wrapped += u64::from(a > 1);
     }
 }
 
@@ -565,28 +562,33 @@ impl BatchEvaluator {
         for (i, step) in net.steps.iter().enumerate() {
             let out_slot = i + 1;
             let need_out = need(out_slot);
-            let input = values[slot(step.inputs[0])]
-                .as_ref()
-                .ok_or_else(|| PiError::Internal(format!("step {i} reads a freed value")))?;
+            let in_slot = slot(step.inputs[0]);
+            let freed = || PiError::Internal(format!("step {i} reads a freed value"));
             let per_out = step.out_shape.elements();
             let out = match &step.kind {
                 StepKind::Linear(l) => {
+                    let truncated = if l.input_trunc > 0 {
+                        let mut v = self.owned(&mut values, in_slot, i).ok_or_else(freed)?;
+                        truncate(&ring, &mut v, l.input_trunc, pi, n, &mut dev)?;
+                        Some(v)
+                    } else {
+                        None
+                    };
+                    let input = match &truncated {
+                        Some(v) => v,
+                        None => values[in_slot].as_ref().ok_or_else(freed)?,
+                    };
                     let per = input.x.len() / n;
-                    let (x_in, c_in) = self.truncate_input(l, input, per, pi, &mut dev)?;
-                    let x_in = x_in.as_deref().unwrap_or(&input.x);
-                    let c_in = c_in.as_deref().or(input.c.as_deref());
-                    let y = self.linear(i, l, x_in, n)?;
+                    let y = self.linear(i, l, &input.x, n)?;
                     let c = match sources.as_deref_mut() {
                         Some(src) if need_out => {
+                            let c_in = input.c.as_deref().filter(|_| all_shares);
                             let mut c = vec![0u64; n * per_out];
                             c.par_chunks_mut(per_out)
                                 .zip(src.par_iter_mut())
                                 .enumerate()
                                 .try_for_each(|(img, (c, s))| {
-                                    let cin = match c_in {
-                                        Some(ci) if all_shares => &ci[img * per..(img + 1) * per],
-                                        _ => &[],
-                                    };
+                                    let cin = c_in.map_or(&[][..], |ci| &ci[img * per..][..per]);
                                     s.linear(&ring, i, cin, c)
                                 })?;
                             Some(c)
@@ -596,23 +598,23 @@ impl BatchEvaluator {
                     Value { x: y, c }
                 }
                 StepKind::Relu { keep, trunc, .. } => {
-                    let keep = keep.as_deref();
+                    let mut v = self.owned(&mut values, in_slot, i).ok_or_else(freed)?;
                     self.relu(
                         i,
-                        input,
-                        keep,
+                        &mut v,
+                        keep.as_deref(),
                         *trunc,
                         n,
                         need_out,
                         sources.as_deref_mut(),
                         &mut dev,
-                    )?
+                    )?;
+                    v
                 }
                 local => {
+                    let input = values[in_slot].as_ref().ok_or_else(freed)?;
                     let second = match step.inputs.get(1) {
-                        Some(&v) => Some(values[slot(v)].as_ref().ok_or_else(|| {
-                            PiError::Internal(format!("step {i} reads a freed value"))
-                        })?),
+                        Some(&v) => Some(values[slot(v)].as_ref().ok_or_else(freed)?),
                         None => None,
                     };
                     let per_a = input.x.len() / n;
@@ -678,142 +680,87 @@ impl BatchEvaluator {
             .collect())
     }
 
-    /// The locally truncated input of linear step `l` (exact floor in the Fixed arithmetic),
-    /// and in Pi the client's truncated share; `None`s when the step truncates nothing.
-    #[allow(clippy::type_complexity)]
-    fn truncate_input(
-        &self,
-        l: &LinearStep,
-        input: &Value,
-        per: usize,
-        pi: bool,
-        dev: &mut [Deviations],
-    ) -> Result<(Option<Vec<u64>>, Option<Vec<u64>>), PiError> {
-        let ring = self.net.ring;
-        let t = l.input_trunc;
-        if t == 0 {
-            return Ok((None, None));
+    /// The value in `slot` as a buffer step `step` may overwrite: moved out when `step` is its
+    /// last reader (and reads it once), copied otherwise. `None` if it was freed.
+    fn owned(&self, values: &mut [Option<Value>], slot_: usize, step: usize) -> Option<Value> {
+        let readers = self.net.steps[step]
+            .inputs
+            .iter()
+            .filter(|&&v| slot(v) == slot_)
+            .count();
+        if self.last_use[slot_] == step && readers == 1 {
+            values[slot_].take()
+        } else {
+            values[slot_].as_ref().map(|v| Value {
+                x: v.x.clone(),
+                c: v.c.clone(),
+            })
         }
-        let mut x = vec![0u64; input.x.len()];
-        if !pi {
-            x.par_iter_mut()
-                .zip(input.x.par_iter())
-                .for_each(|(o, &v)| *o = ring.trunc(v, t));
-            return Ok((Some(x), None));
-        }
-        let c_in = input.c.as_deref().ok_or_else(|| {
-            PiError::Internal("a locally truncated value has no client share".into())
-        })?;
-        let mut c = vec![0u64; input.x.len()];
-        x.par_chunks_mut(per)
-            .zip(c.par_chunks_mut(per))
-            .zip(input.x.par_chunks(per).zip(c_in.par_chunks(per)))
-            .zip(dev.par_iter_mut())
-            .for_each(|(((xo, co), (xi, ci)), d)| {
-                for j in 0..xo.len() {
-                    let (y, ct, e) = local_trunc(&ring, xi[j], ci[j], t);
-                    xo[j] = y;
-                    co[j] = ct;
-                    d.count(e);
-                }
-            });
-        Ok((Some(x), Some(c)))
     }
 
-    /// A ReLU site on a batch.
+    /// A ReLU site on a batch, in place.
     #[allow(clippy::too_many_arguments)]
     fn relu<S: ShareSource>(
         &self,
         step: usize,
-        input: &Value,
+        v: &mut Value,
         keep: Option<&[bool]>,
         t: u32,
         n: usize,
         need_out: bool,
         sources: Option<&mut [S]>,
         dev: &mut [Deviations],
-    ) -> Result<Value, PiError> {
+    ) -> Result<(), PiError> {
         let ring = self.net.ring;
-        let per = input.x.len() / n;
-        let mut x = vec![0u64; input.x.len()];
+        let per = v.x.len() / n;
         let Some(sources) = sources else {
             // The oracle: exact floor everywhere.
-            x.par_chunks_mut(per)
-                .zip(input.x.par_chunks(per))
-                .for_each(|(xo, xi)| {
-                    for j in 0..xo.len() {
-                        xo[j] = match keep {
-                            Some(k) if !k[j] => ring.trunc(xi[j], t),
-                            _ => relu_trunc(&ring, xi[j], t),
-                        };
-                    }
-                });
-            return Ok(Value { x, c: None });
+            v.x.par_chunks_mut(per)
+                .for_each(|x| relu_fixed(&ring, x, keep, t));
+            v.c = None;
+            return Ok(());
         };
         let linearized = keep.is_some_and(|k| k.iter().any(|&b| !b));
-        let c_in = match input.c.as_deref() {
-            Some(c) => Some(c),
-            None if linearized && (t > 0 || need_out) => {
-                return Err(PiError::Internal(format!(
-                    "ReLU step {step}: a linearized element has no client share"
-                )))
-            }
-            None => None,
-        };
-        let mut c = if need_out {
-            Some(vec![0u64; input.x.len()])
-        } else {
-            None
-        };
+        if v.c.is_none() && linearized && (t > 0 || need_out) {
+            return Err(PiError::Internal(format!(
+                "ReLU step {step}: a linearized element has no client share"
+            )));
+        }
+        if v.c.is_none() && need_out {
+            // Every element kept: the shares are all fresh masks.
+            v.c = Some(vec![0u64; v.x.len()]);
+        }
         let kept = self.kept[step];
-        // Chunk-parallel over images; the share output chunk is empty when not needed.
-        let c_chunks: Vec<&mut [u64]> = match c.as_mut() {
-            Some(c) => c.chunks_mut(per).collect(),
-            None => (0..n).map(|_| &mut [][..]).collect(),
+        let c_chunks: Vec<Option<&mut [u64]>> = match v.c.as_mut() {
+            Some(c) => c.chunks_mut(per).map(Some).collect(),
+            None => (0..n).map(|_| None).collect(),
         };
-        x.par_chunks_mut(per)
+        v.x.par_chunks_mut(per)
             .zip(c_chunks)
             .zip(sources.par_iter_mut())
             .zip(dev.par_iter_mut())
-            .enumerate()
-            .try_for_each(|(img, (((xo, co), src), d))| -> Result<(), PiError> {
-                let xi = &input.x[img * per..(img + 1) * per];
-                let ci = c_in.map(|c| &c[img * per..(img + 1) * per]);
+            .try_for_each(|(((x, c), src), d)| -> Result<(), PiError> {
                 let mut masks = Vec::new();
                 if need_out {
                     masks = vec![0u64; kept];
                     src.relu(&ring, step, &mut masks)?;
                 }
-                let mut next_mask = masks.into_iter();
-                for j in 0..xo.len() {
-                    let kept_j = keep.is_none_or(|k| k[j]);
-                    if kept_j {
-                        xo[j] = relu_trunc(&ring, xi[j], t);
+                match (keep, c) {
+                    (_, None) => relu_fixed(&ring, x, keep, t),
+                    (None, Some(c)) => {
+                        x.iter_mut().for_each(|v| *v = relu_trunc(&ring, *v, t));
                         if need_out {
-                            co[j] = next_mask.next().ok_or_else(|| {
-                                PiError::Internal(format!("ReLU step {step}: too few masks"))
-                            })?;
-                        }
-                    } else if t > 0 {
-                        let ci = ci.ok_or_else(|| {
-                            PiError::Internal(format!("ReLU step {step}: no client share"))
-                        })?;
-                        let (y, ct, e) = local_trunc(&ring, xi[j], ci[j], t);
-                        xo[j] = y;
-                        d.count(e);
-                        if need_out {
-                            co[j] = ct;
-                        }
-                    } else {
-                        xo[j] = xi[j];
-                        if need_out {
-                            co[j] = ci.map_or(0, |c| c[j]);
+                            c.copy_from_slice(&masks);
                         }
                     }
+                    (Some(k), Some(c)) => relu_pi(&ring, x, c, k, t, need_out, &masks, d),
                 }
                 Ok(())
             })?;
-        Ok(Value { x, c })
+        if !need_out {
+            v.c = None;
+        }
+        Ok(())
     }
 
     /// `M·x + b` on the ring for a batch of `n` images.
@@ -843,80 +790,55 @@ impl BatchEvaluator {
         let fw = self.float[step]
             .as_ref()
             .ok_or_else(|| PiError::Internal(format!("step {step} has no prepared weights")))?;
-        // Which images the f64 product computes exactly.
-        let fits: Vec<bool> = match self.path {
-            LinearPath::Ring => vec![false; n],
-            LinearPath::Auto => x
-                .par_chunks(per_in)
-                .map(|img| {
-                    let max = img
-                        .iter()
-                        .map(|&v| ring.to_signed(v).unsigned_abs())
-                        .max()
-                        .unwrap_or(0) as u128;
-                    fw.row_l1 < F64_EXACT && max < F64_EXACT && fw.row_l1 * max < F64_EXACT
-                })
-                .collect(),
-        };
-        let float_imgs: Vec<usize> = (0..n).filter(|&i| fits[i]).collect();
-        let ring_imgs: Vec<usize> = (0..n).filter(|&i| !fits[i]).collect();
-        let gather = |imgs: &[usize]| -> Option<Vec<u64>> {
-            (imgs.len() != n).then(|| {
-                imgs.iter()
-                    .flat_map(|&i| &x[i * per_in..(i + 1) * per_in])
-                    .copied()
-                    .collect()
-            })
-        };
         let per_out = match &l.kind {
             LinearKind::Conv(g) => g.out_channels * g.out_h() * g.out_w(),
             LinearKind::Fc { out_features } => *out_features,
             LinearKind::ChannelScale { .. } => unreachable!("handled above"),
         };
-        let mut y = vec![0u64; n * per_out];
-        let bias_plane = per_out / l.bias.len().max(1);
-        // Scatter `sub` (images `imgs`, in order) into `y`, adding the bias on the ring.
-        let scatter = |y: &mut Vec<u64>, imgs: &[usize], sub: &[u64]| {
-            let mut chunks: Vec<&mut [u64]> = y.chunks_mut(per_out).collect();
-            let dst: Vec<&mut [u64]> = if imgs.len() == n {
-                chunks
-            } else {
-                let mut picked = Vec::with_capacity(imgs.len());
-                let mut it = imgs.iter().peekable();
-                for (i, c) in chunks.drain(..).enumerate() {
-                    if it.peek() == Some(&&i) {
-                        picked.push(c);
-                        it.next();
-                    }
-                }
-                picked
-            };
-            dst.into_par_iter()
-                .zip(sub.par_chunks(per_out))
-                .for_each(|(o, s)| {
-                    for (k, (o, &v)) in o.iter_mut().zip(s).enumerate() {
-                        *o = ring.add(ring.reduce(v), l.bias[k / bias_plane.max(1)]);
-                    }
-                });
+        // The signed representatives as f64 and, per image, whether the f64 product is exact:
+        // every partial sum is an integer of magnitude ≤ row_l1 · max|x| < 2^53.
+        let (xf, fits): (Vec<f64>, Vec<bool>) = match self.path {
+            LinearPath::Ring => (Vec::new(), vec![false; n]),
+            LinearPath::Auto => {
+                let mut xf = vec![0f64; x.len()];
+                let fits = xf
+                    .par_chunks_mut(per_in)
+                    .zip(x.par_chunks(per_in))
+                    .map(|(o, img)| {
+                        let mut max = 0u64;
+                        for (o, &v) in o.iter_mut().zip(img) {
+                            let s = ring.to_signed(v);
+                            max = max.max(s.unsigned_abs());
+                            *o = s as f64;
+                        }
+                        let max = max as u128;
+                        fw.row_l1 < F64_EXACT && max < F64_EXACT && fw.row_l1 * max < F64_EXACT
+                    })
+                    .collect();
+                (xf, fits)
+            }
         };
+        let float_imgs: Vec<usize> = (0..n).filter(|&i| fits[i]).collect();
+        let ring_imgs: Vec<usize> = (0..n).filter(|&i| !fits[i]).collect();
+        let mut y = vec![0u64; n * per_out];
         if !float_imgs.is_empty() {
-            let sub = gather(&float_imgs);
-            let xs = sub.as_deref().unwrap_or(x);
-            let xf: Vec<f64> = xs.par_iter().map(|&v| ring.to_signed(v) as f64).collect();
+            let sub = gather(&xf, per_in, &float_imgs, n);
+            let xs = sub.as_deref().unwrap_or(&xf);
             let k = float_imgs.len();
             let yf = match &l.kind {
-                LinearKind::Conv(g) => kernels::conv2d_batch(&xf, k, &fw.weight, None, g),
+                LinearKind::Conv(g) => kernels::conv2d_batch(xs, k, &fw.weight, None, g),
                 LinearKind::Fc { out_features } => {
-                    kernels::linear_batch(&xf, k, &fw.weight, None, *out_features)
+                    kernels::linear_batch(xs, k, &fw.weight, None, *out_features)
                 }
                 LinearKind::ChannelScale { .. } => unreachable!("handled above"),
             };
-            drop(xf);
-            let yi: Vec<u64> = yf.par_iter().map(|&v| v as i64 as u64).collect();
-            scatter(&mut y, &float_imgs, &yi);
+            // Exact integers below 2^53: `as i64` is exact, and two's complement is the ring.
+            scatter(&ring, l, &mut y, per_out, &float_imgs, &yf, |v| {
+                v as i64 as u64
+            });
         }
         if !ring_imgs.is_empty() {
-            let sub = gather(&ring_imgs);
+            let sub = gather(x, per_in, &ring_imgs, n);
             let xs = sub.as_deref().unwrap_or(x);
             let k = ring_imgs.len();
             let yr = match &l.kind {
@@ -926,9 +848,132 @@ impl BatchEvaluator {
                 }
                 LinearKind::ChannelScale { .. } => unreachable!("handled above"),
             };
-            scatter(&mut y, &ring_imgs, &yr);
+            scatter(&ring, l, &mut y, per_out, &ring_imgs, &yr, |v| v);
         }
         Ok(y)
+    }
+}
+
+/// The images `imgs` of a batch of `n` (`per` values each), or `None` when that is all of them.
+fn gather<T: Copy + Send + Sync>(x: &[T], per: usize, imgs: &[usize], n: usize) -> Option<Vec<T>> {
+    (imgs.len() != n).then(|| {
+        imgs.iter()
+            .flat_map(|&i| &x[i * per..(i + 1) * per])
+            .copied()
+            .collect()
+    })
+}
+
+/// Write the products `sub` of images `imgs` (in order) into the batch `y` as ring elements
+/// (`to_ring`, then reduced) plus the step's bias.
+fn scatter<T: Copy + Send + Sync>(
+    ring: &Ring,
+    l: &LinearStep,
+    y: &mut [u64],
+    per_out: usize,
+    imgs: &[usize],
+    sub: &[T],
+    to_ring: impl Fn(T) -> u64 + Sync,
+) {
+    let bias_plane = (per_out / l.bias.len().max(1)).max(1);
+    let mut picked: Vec<&mut [u64]> = Vec::with_capacity(imgs.len());
+    let mut wanted = imgs.iter().peekable();
+    for (i, chunk) in y.chunks_mut(per_out).enumerate() {
+        if wanted.peek() == Some(&&i) {
+            picked.push(chunk);
+            wanted.next();
+        }
+    }
+    picked
+        .into_par_iter()
+        .zip(sub.par_chunks(per_out))
+        .for_each(|(o, s)| {
+            for ((o, s), &b) in o
+                .chunks_mut(bias_plane)
+                .zip(s.chunks(bias_plane))
+                .zip(&l.bias)
+            {
+                for (o, &v) in o.iter_mut().zip(s) {
+                    *o = ring.add(ring.reduce(to_ring(v)), b);
+                }
+            }
+        });
+}
+
+/// Local truncation by `t` of every value of a batch in place: exact floor in the Fixed
+/// arithmetic, the two shares' local truncation in Pi (counting deviations per image).
+fn truncate(
+    ring: &Ring,
+    v: &mut Value,
+    t: u32,
+    pi: bool,
+    n: usize,
+    dev: &mut [Deviations],
+) -> Result<(), PiError> {
+    if !pi {
+        v.x.par_iter_mut().for_each(|x| *x = ring.trunc(*x, t));
+        return Ok(());
+    }
+    let per = v.x.len() / n;
+    let c = v
+        .c
+        .as_mut()
+        .ok_or_else(|| PiError::Internal("a locally truncated value has no client share".into()))?;
+    v.x.par_chunks_mut(per)
+        .zip(c.par_chunks_mut(per))
+        .zip(dev.par_iter_mut())
+        .for_each(|((x, c), d)| {
+            for (x, c) in x.iter_mut().zip(c.iter_mut()) {
+                let (y, ct, e) = local_trunc(ring, *x, *c, t);
+                *x = y;
+                *c = ct;
+                d.count(e);
+            }
+        });
+    Ok(())
+}
+
+/// A ReLU site on one image in the Fixed arithmetic, in place: kept elements `relu(x >> t)`,
+/// the others `x >> t` (exact floor). Also the Pi arithmetic of a site without client shares
+/// (then nothing linearized truncates).
+fn relu_fixed(ring: &Ring, x: &mut [u64], keep: Option<&[bool]>, t: u32) {
+    match keep {
+        None => x.iter_mut().for_each(|v| *v = relu_trunc(ring, *v, t)),
+        Some(k) => x.iter_mut().zip(k).for_each(|(v, &kept)| {
+            *v = if kept {
+                relu_trunc(ring, *v, t)
+            } else {
+                ring.trunc(*v, t)
+            }
+        }),
+    }
+}
+
+/// A ReLU site on one image in the Pi arithmetic, in place on the values `x` and the client's
+/// shares `c`: kept elements exact with the next fresh mask as share (when `need_out`),
+/// linearized ones truncated locally. Branch-free per element: the kept pattern is irregular.
+#[allow(clippy::too_many_arguments)]
+fn relu_pi(
+    ring: &Ring,
+    x: &mut [u64],
+    c: &mut [u64],
+    keep: &[bool],
+    t: u32,
+    need_out: bool,
+    masks: &[u64],
+    d: &mut Deviations,
+) {
+    let mut next = 0usize;
+    for ((x, c), &kept) in x.iter_mut().zip(c.iter_mut()).zip(keep) {
+        let exact = relu_trunc(ring, *x, t);
+        let (y, ct, e) = local_trunc(ring, *x, *c, t);
+        *x = if kept { exact } else { y };
+        if need_out {
+            let m = masks.get(next).copied().unwrap_or(0);
+            *c = if kept { m } else { ct };
+            next += usize::from(kept);
+        }
+        d.count(if kept { 0 } else { e });
     }
 }
 
