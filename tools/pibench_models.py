@@ -554,9 +554,19 @@ class TorchvisionResNet(nn.Module):
 def relu_site_shapes(model: nn.Module, input_shape: Sequence[int], **forward_kwargs) -> List[tuple]:
     """The ``[C,H,W]`` shape of every ReLU site of ``model`` in forward order.
 
-    Found by running one all-ReLU forward pass, so it follows the module's own code.
+    Found by running one all-ReLU forward pass, so it follows the module's own code; the pass runs
+    in eval mode, so a model in training mode keeps its batch-norm running statistics.
     """
     x = torch.zeros(1, *input_shape)
+    was = model.training
+    model.eval()
+    try:
+        return _site_shapes(model, x, forward_kwargs)
+    finally:
+        model.train(was)
+
+
+def _site_shapes(model: nn.Module, x: torch.Tensor, forward_kwargs) -> List[tuple]:
     with torch.no_grad():
         if isinstance(model, (SNLResNet, SNLWideResNet)):
             shapes: List[tuple] = []

@@ -95,7 +95,7 @@ def test_losses():
     fs = [torch.rand(2, 8, 8, 8), torch.rand(2, 16, 4, 4)]
     assert float(losses.attention(fs, fs)) == 0.0
     # Attention maps are per-sample L2-normalized: a scaled feature map has the same attention.
-    assert float(losses.attention([3 * f for f in fs], fs)) < 1e-12
+    assert float(losses.attention([3 * f for f in fs], fs)) < 1e-10
     assert float(losses.attention(fs, [torch.rand_like(f) for f in fs])) > 0
 
 
@@ -194,6 +194,8 @@ def test_checkpoint_round_trip_in_rlnet_format():
         assert all(m.dtype == torch.int64 and tuple(m.shape) == s for m, s in zip(ck["mask_epoch"], shapes))
         loaded, lmasks, _ = nets.load(path)
         assert loaded.bn_kind == "dual" and all(torch.equal(a, b) for a, b in zip(lmasks, masks))
+        # Loading leaves every tensor as saved (finding the site shapes must not touch BN stats).
+        assert loaded.training and all(torch.equal(v, ck["model"][k]) for k, v in loaded.state_dict().items())
         ck["mask_epoch"] = ck["mask_epoch"][:-1]
         torch.save(ck, path)
         try:

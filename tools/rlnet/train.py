@@ -57,9 +57,9 @@ PAPER = {
 #: CPU core (decays at the same fractions of the run), batch 64 for more steps per epoch.
 DIGITS = {
     "teacher": Hyper(epochs=30, lr=0.05, lr_decay_epochs=[19, 23], batch_size=64),
-    "stage1": Hyper(epochs=8, lr=0.05, batch_size=64),
-    "stage2-rlnet": Hyper(epochs=15, lr=0.01, lr_decay_epochs=[9, 11], batch_size=64),
-    "stage2-senet": Hyper(epochs=15, lr=0.01, lr_decay_epochs=[9, 11], batch_size=64, gamma=0.1),
+    "stage1": Hyper(epochs=6, lr=0.05, batch_size=64),
+    "stage2-rlnet": Hyper(epochs=10, lr=0.01, lr_decay_epochs=[6, 8], batch_size=64),
+    "stage2-senet": Hyper(epochs=10, lr=0.01, lr_decay_epochs=[6, 8], batch_size=64, gamma=0.1),
 }
 
 #: A few steps per stage (tests).
@@ -286,6 +286,35 @@ def cmd_data(args) -> Dict[str, Any]:
     return out
 
 
+def cmd_summary(args) -> Dict[str, Any]:
+    """Prints a Markdown table of the ``final`` records of every log in a directory."""
+    rows: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    for fname in sorted(os.listdir(args.log_dir)):
+        if not fname.endswith(".jsonl"):
+            continue
+        final = last_final(os.path.join(args.log_dir, fname))
+        if final is None:
+            continue
+        key = fname[: -len(".jsonl")].rsplit("-", 1)[0] if "-stage" in fname else fname[: -len(".jsonl")]
+        rows.setdefault(key, {})[final["stage"]] = final
+
+    def mins(r, field):
+        return f"{r[field] / 60:.1f}" if r and field in r else "–"
+
+    print("| model | budget | clean % | PGD-20 % | teacher / stage 1 / stage 2: wall min (CPU min) |")
+    print("|---|---:|---:|---:|---|")
+    order = sorted(rows, key=lambda k: (k.split("-")[0], "teacher" not in k, rows[k].get("stage2", rows[k].get("teacher", {})).get("budget", 0)))
+    for key in order:
+        st = rows[key]
+        final = st.get("stage2") or st.get("teacher") or st.get("stage1")
+        times = " / ".join(f"{mins(st.get(s), 'train_seconds')} ({mins(st.get(s), 'train_cpu_seconds')})"
+                           for s in ("teacher", "stage1", "stage2") if s in st)
+        clean = final.get("clean_bn_c", final.get("clean"))
+        adv = final.get("pgd_bn_a", final.get("pgd"))
+        print(f"| {key} | {final['budget']:,} | {clean} | {adv} | {times} |")
+    return rows
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="See tools/rlnet/README.md.")
@@ -338,11 +367,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     dp.add_argument("--out", required=True)
     dp.add_argument("--with-train", action="store_true", help="also write the training split (data_batch_1.bin)")
 
+    sm = sub.add_parser("summary", help="a Markdown table of the final records of a log directory")
+    sm.add_argument("log_dir")
+
     args = p.parse_args(argv)
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
     try:
-        {"teacher": cmd_teacher, "stage1": cmd_stage1, "stage2": cmd_stage2, "pipeline": cmd_pipeline, "data": cmd_data}[args.cmd](args)
+        {"teacher": cmd_teacher, "stage1": cmd_stage1, "stage2": cmd_stage2, "pipeline": cmd_pipeline, "data": cmd_data,
+         "summary": cmd_summary}[args.cmd](args)
     except (D.DataError, nets.CheckpointError, ValueError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2

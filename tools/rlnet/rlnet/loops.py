@@ -20,10 +20,8 @@ through ``BN_a`` and seen adversarially through ``BN_a``. The teacher always giv
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -82,7 +80,7 @@ class _Meter:
         return {k: round(self.sums[k] / self.counts[k], 4) for k in self.sums}
 
 
-def _batches(train: Split, info: DatasetInfo, h: Hyper, device):
+def _batches(train: Split, info: DatasetInfo, h: Hyper):
     for i, idx in enumerate(batches(len(train), h.batch_size, shuffle=True)):
         if h.max_batches is not None and i >= h.max_batches:
             break
@@ -100,7 +98,7 @@ def teacher_epoch(model, norm: Normalizer, train: Split, info: DatasetInfo, h: H
     """One teacher epoch: robust dual-BN (clean + AugMix + PGD) or clean single-BN."""
     model.train()
     meter = _Meter()
-    for x, y in _batches(train, info, h, device):
+    for x, y in _batches(train, info, h):
         if not robust:
             x, y = x.to(device), y.to(device)
             logits, _ = run(model, x, norm)
@@ -132,14 +130,14 @@ def _teacher_view(teacher, norm, x, record=True):
 
 
 def stage1_epoch(student, teacher, norm: Normalizer, train: Split, info: DatasetInfo, h: Hyper, opt,
-                 masks: Sequence[torch.Tensor], keep: Sequence[int], robust: bool, device) -> (Dict[str, float], List[torch.Tensor]):
+                 masks: Sequence[torch.Tensor], keep: Sequence[int], robust: bool, device) -> Tuple[Dict[str, float], List[torch.Tensor]]:
     """One stage-1 epoch with ``masks``; returns the metrics and the next epoch's masks."""
     student.train()
     teacher.eval()
     meter = _Meter()
     scores = [torch.zeros_like(m) for m in masks]
     kd = lambda s, t: losses.kd(s, t, h.kd_t)  # noqa: E731
-    for x, y in _batches(train, info, h, device):
+    for x, y in _batches(train, info, h):
         s = x.shape[0] // 2 if robust else x.shape[0]
         xa = augment.augmix(x[:s]).to(device) if robust else None
         x, y = x.to(device), y.to(device)
@@ -180,7 +178,7 @@ def stage2_epoch(student, teacher, norm: Normalizer, train: Split, info: Dataset
     at_sites = layer_sites()
     layers = lambda sites: [sites[i] for i in at_sites]  # noqa: E731
     kd = lambda s, t: losses.kd(s, t, h.kd_t)  # noqa: E731
-    for x, y in _batches(train, info, h, device):
+    for x, y in _batches(train, info, h):
         s = x.shape[0] // 2 if robust else x.shape[0]
         xa = augment.augmix(x[:s]).to(device) if robust else None
         x, y = x.to(device), y.to(device)
@@ -207,7 +205,7 @@ def stage2_epoch(student, teacher, norm: Normalizer, train: Split, info: Dataset
 
 
 def accuracy(model, norm: Normalizer, test: Split, device, masks=None, path: str = "clean",
-             pgd_steps: int = 0, eps: float = 8 / 255, alpha: float = 2 / 255, batch: int = 250) -> (float, Optional[float]):
+             pgd_steps: int = 0, eps: float = 8 / 255, alpha: float = 2 / 255, batch: int = 250) -> Tuple[float, Optional[float]]:
     """(clean accuracy, PGD accuracy or None) in percent on ``path``; PGD with cross-entropy and
     a random start, crafted on the same path (RLNet's ``validate_dualBN``)."""
     model.eval()

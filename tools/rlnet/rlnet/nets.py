@@ -59,11 +59,9 @@ def build(role: str, width: int, classes: int, bn: str) -> nn.Module:
 
 
 def site_shapes(model: nn.Module, input_shape: Sequence[int] = (3, 32, 32)) -> List[Tuple[int, ...]]:
-    """``[C,H,W]`` of every ReLU site in forward order."""
-    was = model.training
-    shapes = M.relu_site_shapes(model, input_shape)
-    model.train(was)
-    return shapes
+    """``[C,H,W]`` of every ReLU site in forward order (one forward pass in eval mode: the
+    batch-norm running statistics stay as they are)."""
+    return M.relu_site_shapes(model, input_shape)
 
 
 def layer_sites(blocks: Sequence[int] = RESNET18) -> List[int]:
