@@ -43,12 +43,16 @@ DATASETS: Dict[str, Tuple[Tuple[int, int, int], int]] = {
     "cifar100": ((3, 32, 32), 100),
     "tiny-imagenet": ((3, 64, 64), 200),
     "imagenet": ((3, 224, 224), 1000),
+    # scikit-learn's UCI digits upsampled to 32x32x3 (tools/rlnet/data.py)
+    "digits-32": ((3, 32, 32), 10),
 }
 _DATASET_ALIASES = {
     "tiny_imagenet": "tiny-imagenet",
     "tinyimagenet": "tiny-imagenet",
     "c10": "cifar10",
     "c100": "cifar100",
+    "digits32": "digits-32",
+    "digits": "digits-32",
 }
 
 #: ``--normalize`` presets: per-channel (mean, std) applied after ``x/255`` by the training code.
@@ -184,6 +188,7 @@ class GraphBuilder:
         self.tensors: Dict[str, torch.Tensor] = {}
         self.sites: List[Site] = []
         self.bn_kinds: set = set()
+        self.single_bn: List[str] = []
 
     # -- tensors -----------------------------------------------------------------------------
 
@@ -272,6 +277,7 @@ class GraphBuilder:
             }
         else:
             self.bn_kinds.add("single")
+            self.single_bn.append(prefix)
             op = {"op": "batchnorm", "name": name, "input": inp, "eps": 1e-5, **params(prefix)}
         return self._add(op, self.shape(inp))
 
@@ -741,7 +747,17 @@ def export(
         raise ExportError(f"state-dict keys not understood by the {layout} {found_arch} layout: " + _list(unused))
 
     bn = "triple" if "triple" in b.bn_kinds else "dual" if "dual" in b.bn_kinds else "single"
-    if len(b.bn_kinds) > 1:
+    kinds = set(b.bn_kinds)
+    shared_shortcut_bn = (
+        layout == "torchvision"
+        and kinds == {"dual", "single"}
+        and all(p.endswith(".shortcut.1") for p in b.single_bn)
+    )
+    if shared_shortcut_bn:
+        # RLNet's teacher (models/resnetv2.py) with use2BN keeps a plain BatchNorm2d in its
+        # projection shortcuts: one parameter set that both paths use.
+        kinds = {"dual"}
+    if len(kinds) > 1:
         raise ExportError(f"mixed batch-norm kinds in one network: {sorted(b.bn_kinds)}")
     card_layout = {"rlnet": f"rlnet-{bn}-bn", "snl": "snl", "torchvision": "torchvision"}[layout]
     if layout == "torchvision" and bn != "single":
@@ -761,6 +777,8 @@ def export(
     if bn == "triple":
         note_parts.append("3-BN checkpoint: clean = BN_c, adv = BN_a, BN_r ignored")
         warnings.append("3-BN checkpoint: exported clean = BN_c and adv = BN_a; the BN_r tensors are ignored")
+    if shared_shortcut_bn:
+        note_parts.append("dual BN except the projection shortcuts' single BN, used on both paths (RLNet resnetv2)")
     if layout == "rlnet" and raw_masks is None:
         warnings.append("no `mask_epoch` in the checkpoint: every ReLU site is kept whole")
     lam = re.search(r"_A?TA(\d+(?:\.\d+)?)\.pth", os.path.basename(source or ""))
@@ -871,7 +889,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--arch", choices=["resnet18", "resnet34", "wrn-22-8"], help="check the architecture is this one")
     p.add_argument(
         "--dataset",
-        help="cifar10, cifar100, tiny-imagenet or imagenet (sets the input size; "
+        help="cifar10, cifar100, tiny-imagenet, imagenet or digits-32 (sets the input size; "
         "default: from the checkpoint's opt.dataset or its class count)",
     )
     p.add_argument("--name", help="model name for the card (default: the checkpoint's file name)")

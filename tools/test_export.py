@@ -1,7 +1,8 @@
 """Developer tests for the exporter, the model definitions and the committed fixtures.
 
 Run with ``python3 -m pytest tools`` or, without pytest, ``python3 tools/test_export.py``.
-They need PyTorch, numpy and safetensors (CI without PyTorch does not run them).
+They need PyTorch, numpy and safetensors (`tools/requirements.txt`); `cargo test --release` runs them
+through `tests/python_tools.rs`.
 """
 
 from __future__ import annotations
@@ -334,6 +335,27 @@ def test_dual_bn_paths_really_differ():
     b = E.export({"model": m.state_dict(), "mask_epoch": masks})
     x = torch.randn(2, 3, 32, 32)
     assert not np.allclose(_interp(b, x, "clean"), _interp(b, x, "adv"))
+
+
+def test_rlnet_resnetv2_dual_bn_teacher_exports_with_its_single_shortcut_bn():
+    # RLNet's teacher (models/resnetv2.py, use2BN) keeps a plain BatchNorm2d in its shortcuts.
+    torch.manual_seed(16)
+    m = _randomize_bn(M.RLNetTeacherResNet(width=8, bn="dual"), 16)
+    sd = m.state_dict()
+    assert "layer2.0.shortcut.1.running_mean" in sd and "layer2.0.bn1.BN_c.running_mean" in sd
+    b = E.export({"model": sd}, dataset="digits-32")
+    assert b.card["layout"] == "torchvision-dual-bn" and b.card["method"] == "dense"
+    assert b.card["dataset"] == "digits-32" and "shortcut" in b.card["notes"]
+    x = torch.rand(2, 3, 32, 32)
+    for path in ("clean", "adv"):
+        _close(b, x, m(x, path=path), path)
+    assert sum(op["op"] == "add" for op in b.graph["ops"]) == 8  # textbook skips, unlike CustomResNet18
+    # A single BN anywhere else in a dual-BN network is still refused.
+    bad = dict(sd)
+    for f in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+        bad[f"layer1.0.bn1.{f}"] = bad.pop(f"layer1.0.bn1.BN_c.{f}")
+        bad.pop(f"layer1.0.bn1.BN_a.{f}")
+    _expect_error({"model": bad}, "mixed batch-norm kinds", dataset="cifar10")
 
 
 def test_card_fields():
