@@ -43,7 +43,7 @@ use rand_chacha::{ChaCha12Rng, ChaCha8Rng};
 use rand_core::{RngCore, SeedableRng};
 use rayon::prelude::*;
 
-use crate::model::walk::{slot, StepGraph, StepRef};
+use crate::model::walk::{last_uses, slot, StepRef};
 use crate::plain::fixed::apply_local;
 use crate::plain::{FixedNetwork, LinearKind, LinearStep, PlainError, StepKind};
 use crate::protocol::prepro::Dealer;
@@ -433,7 +433,7 @@ impl BatchEvaluator {
             })
             .collect();
         BatchEvaluator {
-            last_use: net.last_uses(),
+            last_use: last_uses(net.as_ref()),
             needs_share: share_needs(&net),
             float,
             kept,
@@ -688,7 +688,7 @@ impl BatchEvaluator {
             .iter()
             .filter(|&&v| slot(v) == slot_)
             .count();
-        if self.last_use[slot_] == step && readers == 1 {
+        if self.last_use[slot_] == Some(StepRef::Step(step)) && readers == 1 {
             values[slot_].take()
         } else {
             values[slot_].as_ref().map(|v| Value {
