@@ -489,7 +489,7 @@ fn mb(bytes: f64) -> String {
 
 /// The `he` backend's linear preprocessing per model against Delphi-style SIMD packing.
 fn write_he_table(s: &mut String, sweep: &Sweep, gs: &[&ModelGroup]) -> std::fmt::Result {
-    let rows: Vec<(&ModelGroup, Vec<crate::bench::result::HeTraffic>)> = gs
+    let rows: Vec<(&ModelGroup, Vec<crate::results::HeTraffic>)> = gs
         .iter()
         .map(|g| {
             (

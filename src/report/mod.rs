@@ -14,7 +14,7 @@ pub mod sweep;
 
 use std::path::{Path, PathBuf};
 
-use crate::bench::RunResult;
+use crate::results::RunResult;
 
 pub use costmodel::{CostModel, Fit, Prediction, Workload};
 pub use plots::{PlotFile, PlotSet};
