@@ -23,3 +23,4 @@ pub mod protocol;
 pub mod report;
 pub mod results;
 pub mod ring;
+pub mod rlwe;

@@ -19,7 +19,6 @@
 
 pub mod baseline;
 pub mod pack;
-pub mod rq;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -32,6 +31,7 @@ use super::ProtocolError;
 use crate::model::StepGraph;
 use crate::net::{Channel, Phase};
 use crate::plain::{FixedNetwork, StepKind};
+use crate::rlwe as rq;
 use pack::{Plan, WireCost};
 use rq::{Context, Poly, L, N};
 
