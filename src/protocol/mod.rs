@@ -221,6 +221,26 @@ impl PartyTimings {
         }
     }
 
+    /// Record the time since `t0` spent on `at` (a step of `net`, or the input or output
+    /// transfer) in `phase`.
+    pub fn record_step(
+        &mut self,
+        net: &FixedNetwork,
+        at: StepRef,
+        phase: Phase,
+        t0: std::time::Instant,
+    ) {
+        let (name, kind) = match at {
+            StepRef::Input => ("input", "input"),
+            StepRef::Output => ("output", "output"),
+            StepRef::Step(i) => net
+                .steps
+                .get(i)
+                .map_or(("?", "?"), |s| (s.name.as_str(), s.kind_name())),
+        };
+        self.record(at, name, kind, phase, t0.elapsed().as_secs_f64());
+    }
+
     /// Total seconds in `phase`.
     pub fn total(&self, phase: Phase) -> f64 {
         self.steps
