@@ -56,7 +56,7 @@ impl MeasureArgs {
     }
 
     /// Print the run's table, write its JSON if asked, and fail when it is not correct.
-    fn finish(&self, result: &pibench::bench::result::RunResult) -> Result<()> {
+    fn finish(&self, result: &pibench::results::RunResult) -> Result<()> {
         println!("{}", pibench::bench::table::run_table(result));
         if let Some(path) = &self.json {
             std::fs::write(path, serde_json::to_string_pretty(result)?)
@@ -347,7 +347,7 @@ fn run_sweep(opts: &pibench::bench::sweep::SweepOptions) -> Result<()> {
             .join(", "),
         opts.out.display()
     );
-    let outcome = pibench::bench::sweep::sweep(opts)?;
+    let outcome = pibench::job::sweep_and_report(opts)?;
     if let Some(cm) = &outcome.report.cost_model {
         println!("{cm}");
     }
@@ -393,24 +393,10 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         None => {
-            // The default job: every bundled model with the dealer backend (online costs and the
-            // ReLUs' offline costs), then the RLNet bundles once more with real two-party linear
-            // preprocessing (homomorphic encryption) for the full offline cost.
-            let models = pibench::bench::sweep::bundles_in(&pibench::model::bundled::models_dir());
-            let opts = pibench::bench::sweep::SweepOptions::new(models.clone(), "reports");
-            run_sweep(&opts)?;
-            let rlnet: Vec<PathBuf> = models
-                .into_iter()
-                .filter(|m| m.to_string_lossy().contains("rlnet"))
-                .collect();
-            let mut he = pibench::bench::sweep::SweepOptions::new(rlnet, "reports/he");
-            he.backend = Backend::He;
-            // Three repeats and a warm-up: HE time varies by ±10 % run to run on two shared
-            // cores, and the cost model's held-out check needs medians, not single runs.
-            he.inputs = 1;
-            he.repeats = 3;
-            he.emulate = vec![];
-            run_sweep(&he)?;
+            // The default job (`pibench::job::default_sweeps`).
+            for opts in pibench::job::default_sweeps() {
+                run_sweep(&opts)?;
+            }
         }
         Some(Command::Sweep {
             models,

@@ -300,7 +300,7 @@ fn two_processes_over_loopback() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(status.success());
-    let r: pibench::bench::RunResult =
+    let r: pibench::results::RunResult =
         serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert!(r.correct);
     assert_eq!(r.transport, "tcp");

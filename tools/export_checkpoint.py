@@ -25,6 +25,7 @@ with the list of keys not understood (exit status 2, no traceback).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -414,6 +415,36 @@ def _wrn_blocks(sd) -> List[int]:
     return counts
 
 
+def _site(
+    b: GraphBuilder,
+    sd,
+    style: str,
+    masks: MaskList,
+    binarize: Optional[float],
+    name: str,
+    inp: str,
+    alpha_key: Optional[str] = None,
+) -> str:
+    """One ReLU site: SNL's mask is its binarized alpha parameter ``alpha_key``; the other styles
+    take the next mask of ``masks``."""
+    if style == "snl":
+        if alpha_key not in sd:
+            raise ExportError(f"SNL mask parameter `{alpha_key}` is missing")
+        b.used.add(alpha_key)
+        return b.relu(name, inp, _binarize(sd[alpha_key], alpha_key, binarize), f"from `{alpha_key}`")
+    m, origin = masks.take()
+    return b.relu(name, inp, m, origin)
+
+
+def _snl_stem_stride(sd, alpha_key: str, in_w: int) -> int:
+    """SNL's first-conv stride is a run-time option (its ``args.stride``), so the checkpoint does
+    not say it; the first site's alphas fix the map size after it. 1 when they do not tell."""
+    a = sd.get(alpha_key)
+    if a is not None and a.dim() == 4 and a.shape[-1] and in_w % a.shape[-1] == 0:
+        return in_w // a.shape[-1]
+    return 1
+
+
 def _build_resnet(b: GraphBuilder, sd, style: str, masks: MaskList, binarize: Optional[float]) -> Tuple[str, str]:
     """ResNet with BasicBlocks. ``style``: ``rlnet`` (skip only via projection, stem ReLU),
     ``snl`` (no stem ReLU, alphas), ``torchvision`` (textbook). Returns (output, architecture)."""
@@ -424,15 +455,7 @@ def _build_resnet(b: GraphBuilder, sd, style: str, masks: MaskList, binarize: Op
         tuple(blocks), "resnet-" + "-".join(map(str, blocks))
     )
     in_w = b.shape("input")[2]
-
-    def site(name, inp, alpha_key=None):
-        if style == "snl":
-            if alpha_key not in sd:
-                raise ExportError(f"SNL mask parameter `{alpha_key}` is missing")
-            b.used.add(alpha_key)
-            return b.relu(name, inp, _binarize(sd[alpha_key], alpha_key, binarize), f"from `{alpha_key}`")
-        m, origin = masks.take()
-        return b.relu(name, inp, m, origin)
+    site = functools.partial(_site, b, sd, style, masks, binarize)
 
     w = b.sd.get("conv1.weight")
     if w is None:
@@ -443,10 +466,7 @@ def _build_resnet(b: GraphBuilder, sd, style: str, masks: MaskList, binarize: Op
     elif k == 3:
         stem_stride, stem_pad = 1, 1
         if style == "snl":
-            # SNL's conv1 stride is a run-time option (args.stride); its alphas fix the map size.
-            a = sd.get("layer1.0.alpha1.alphas")
-            if a is not None and a.dim() == 4 and a.shape[-1] and in_w % a.shape[-1] == 0:
-                stem_stride = in_w // a.shape[-1]
+            stem_stride = _snl_stem_stride(sd, "layer1.0.alpha1.alphas", in_w)
     else:
         raise ExportError(f"stem `conv1.weight` is {k}x{k}; only 3x3 (CIFAR) and 7x7 (ImageNet) stems are known")
     x = b.conv("conv1", "input", "conv1.weight", stem_stride, stem_pad)
@@ -512,21 +532,9 @@ def _build_wrn(b: GraphBuilder, sd, style: str, masks: MaskList, binarize: Optio
     widen = c1 // c0 if c0 and c1 % c0 == 0 else 0
     arch = f"wrn-{6 * n + 4}-{widen}"
     in_w = b.shape("input")[2]
+    site = functools.partial(_site, b, sd, style, masks, binarize)
 
-    def site(name, inp, alpha_key):
-        if style == "snl":
-            if alpha_key not in sd:
-                raise ExportError(f"SNL mask parameter `{alpha_key}` is missing")
-            b.used.add(alpha_key)
-            return b.relu(name, inp, _binarize(sd[alpha_key], alpha_key, binarize), f"from `{alpha_key}`")
-        m, origin = masks.take()
-        return b.relu(name, inp, m, origin)
-
-    stride0 = 1
-    if style == "snl":
-        a = sd.get("block1.layer.0.alpha1.alphas")
-        if a is not None and a.dim() == 4 and a.shape[-1] and in_w % a.shape[-1] == 0:
-            stride0 = in_w // a.shape[-1]
+    stride0 = _snl_stem_stride(sd, "block1.layer.0.alpha1.alphas", in_w) if style == "snl" else 1
     x = b.conv("conv1", "input", "conv1.weight", stride0, 1)
     for g in range(3):
         for i in range(n):

@@ -24,6 +24,7 @@ sys.path.insert(0, HERE)
 import bundle_interp  # noqa: E402
 import export_checkpoint as E  # noqa: E402
 import pibench_models as M  # noqa: E402
+import random_nets as RN  # noqa: E402
 
 EXPORTER = os.path.join(HERE, "export_checkpoint.py")
 FIXTURES = os.path.join(os.path.dirname(HERE), "tests", "fixtures")
@@ -35,31 +36,15 @@ FIXTURES = os.path.join(os.path.dirname(HERE), "tests", "fixtures")
 
 
 def _randomize_bn(model: nn.Module, seed: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(0.2 * torch.randn(c, generator=g))
-                m.running_var.copy_(0.5 + 1.5 * torch.rand(c, generator=g))
-                m.weight.copy_(0.5 + torch.rand(c, generator=g))
-                m.bias.copy_(0.2 * torch.randn(c, generator=g))
-            elif isinstance(m, nn.Linear):
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-    return model.eval()
+    return RN.random_bn(model, RN.seeded(seed))
 
 
 def _random_masks(model, input_shape, seed, p=0.3):
-    g = torch.Generator().manual_seed(seed)
-    return [(torch.rand(s, generator=g) < p).to(torch.int64) for s in M.relu_site_shapes(model, input_shape)]
+    return RN.random_masks(M.relu_site_shapes(model, input_shape), RN.seeded(seed), p)
 
 
 def _set_alphas(model, seed, p=0.3):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, M.LearnableAlpha):
-                m.alphas.copy_((torch.rand(m.alphas.shape, generator=g) < p).float())
+    RN.random_alphas(model, RN.seeded(seed), p)
 
 
 def _run_cli(ckpt, *extra):

@@ -8,7 +8,6 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 
-use super::result::*;
 use crate::model::{bundle::Bundle, BnPath, Network, StepGraph};
 use crate::net::link::Link;
 use crate::net::{Channel, Metered, Phase};
@@ -18,6 +17,7 @@ use crate::protocol::session::{
     client_session, recv_report, send_report, server_session, PartyReport, READY_SCOPE,
 };
 use crate::protocol::{self, Halves, Observer, ProtocolError};
+use crate::results::*;
 use crate::ring::Ring;
 
 /// Errors of a measured run.

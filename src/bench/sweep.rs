@@ -1,18 +1,17 @@
 //! `pibench sweep`: many models, several inputs each, repeats, optional emulated links; every
-//! run's JSON, then the report (CSV, plots, cost model, report.md).
+//! run's JSON. The report drawn from them is [`crate::job`]'s step.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::result::RunResult;
 use super::run::{
     load_input, load_network, run_network, BenchError, InputSpec, RunOptions, Transport,
 };
 use crate::model::BnPath;
 use crate::net::link::Link;
-use crate::report::{write_report, ReportOptions, ReportSummary};
+use crate::results::RunResult;
 use crate::ring::Ring;
 
 /// What a sweep runs.
@@ -69,13 +68,11 @@ impl SweepOptions {
     }
 }
 
-/// What a sweep produced.
+/// What a sweep measured.
 #[derive(Debug)]
 pub struct SweepOutcome {
     /// Every run.
     pub results: Vec<RunResult>,
-    /// The report written.
-    pub report: ReportSummary,
     /// Wall-clock seconds of the whole sweep.
     pub seconds: f64,
 }
@@ -111,9 +108,6 @@ pub enum SweepError {
         #[source]
         source: std::io::Error,
     },
-    /// The report could not be written.
-    #[error(transparent)]
-    Report(#[from] crate::report::ReportError),
     /// Nothing to sweep.
     #[error("no models given (and none found in {0})")]
     NoModels(String),
@@ -147,7 +141,7 @@ fn stem(p: &Path) -> String {
         .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
 }
 
-/// Run the sweep and write the report.
+/// Run the sweep: every run's JSON in `runs/` under the output directory.
 pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
     if opts.models.is_empty() {
         return Err(SweepError::NoModels(opts.out.display().to_string()));
@@ -308,22 +302,5 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
         pb.finish_with_message("done");
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let ro = ReportOptions {
-        reproduce_command: format!(
-            "cargo run --release   # or: pibench sweep {} --out {}",
-            opts.models
-                .iter()
-                .map(|m| m.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
-            opts.out.display()
-        ),
-        ..ReportOptions::default()
-    };
-    let report = write_report(&results, &opts.out, &ro)?;
-    Ok(SweepOutcome {
-        results,
-        report,
-        seconds,
-    })
+    Ok(SweepOutcome { results, seconds })
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::relu::ReluBenchResult;
-use super::result::RunResult;
+use crate::results::RunResult;
 
 /// Bytes as B/KB/MB/GB (decimal).
 pub fn human_bytes(b: u64) -> String {

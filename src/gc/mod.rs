@@ -8,7 +8,9 @@
 //!   one-instance reference garbler/evaluator that the fast engine is checked against.
 //! - [`relu`]: the ReLU gadget on ℓ-bit additive shares and its plaintext reference.
 //! - [`batch`]: the fast engine: many instances of one circuit interleaved gate by gate, spread
-//!   over cores, streamed over a [`Channel`](crate::net::channel::Channel) in bounded memory.
+//!   over cores, streamed over a [`Channel`](crate::net::channel::Channel) in bounded memory;
+//!   its AND-gate kernels (`kernel::{portable, vaes}`, one picked per CPU) hash a whole group of
+//!   instances at once.
 //!
 //! The garbled-table layout (shared by every routine here, and what goes on the wire) is
 //! documented on [`batch`].
@@ -16,9 +18,8 @@
 pub mod batch;
 pub mod circuit;
 pub mod halfgates;
+mod kernel;
 pub mod relu;
-#[cfg(target_arch = "x86_64")]
-mod vaes;
 
 pub use self::batch::{Evaluator, Garbler};
 pub use self::circuit::{BinaryGates, Circuit, CircuitBuilder, Gate, PlainGates, WireId};

@@ -127,9 +127,13 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Why a handshake failed.
+/// Why a handshake failed: the peer is not the party we expected (another program, role,
+/// protocol version or model), or the channel failed during the exchange.
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
+    /// The channel failed during the exchange: the peer disconnected or stalled.
+    #[error(transparent)]
+    Net(#[from] NetError),
     /// The peer's first bytes are not a pibench hello.
     #[error("peer is not a pibench endpoint (first bytes {got}, expected {expected})", got = hex(got), expected = hex(&MAGIC))]
     BadMagic {
@@ -208,14 +212,14 @@ fn check(
 ///
 /// Sets the channel's scope to ([`Phase::Setup`], [`HANDSHAKE_LAYER`]) so that its bytes are
 /// counted and its errors located there; the caller sets the next scope. A peer that stalls or
-/// disconnects gives the channel's `Timeout` / `Disconnected`; a mismatch gives
-/// [`NetError::Handshake`] on both sides.
+/// disconnects gives the channel's `Timeout` / `Disconnected` ([`HandshakeError::Net`]); a
+/// mismatch gives the same [`HandshakeError`] on both sides.
 pub fn handshake<C: Channel + ?Sized>(
     ch: &mut C,
     role: Role,
     version: u32,
     fingerprint: &Fingerprint,
-) -> Result<(), NetError> {
+) -> Result<(), HandshakeError> {
     ch.set_scope(Phase::Setup, Some(HANDSHAKE_LAYER));
     ch.send(&hello(role, version, fingerprint))?;
     ch.flush()?;
@@ -225,7 +229,7 @@ pub fn handshake<C: Channel + ?Sized>(
     ch.recv(&mut peer[..8])?;
     let magic: [u8; 8] = peer[..8].try_into().expect("8 bytes");
     if magic != MAGIC {
-        return Err(HandshakeError::BadMagic { got: magic }.into());
+        return Err(HandshakeError::BadMagic { got: magic });
     }
     ch.recv(&mut peer[8..])?;
     check(&peer, role, version, fingerprint)?;
@@ -246,7 +250,7 @@ mod tests {
     fn both(
         client: (Role, u32, Fingerprint),
         server: (Role, u32, Fingerprint),
-    ) -> (Result<(), NetError>, Result<(), NetError>) {
+    ) -> (Result<(), HandshakeError>, Result<(), HandshakeError>) {
         let (mut a, mut b) = mem_pair(Duration::from_secs(5));
         let t = std::thread::spawn(move || handshake(&mut b, server.0, server.1, &server.2));
         let ra = handshake(&mut a, client.0, client.1, &client.2);
@@ -280,7 +284,7 @@ mod tests {
         for (r, ours, theirs) in [(a, 3, 4), (b, 4, 3)] {
             let e = r.unwrap_err();
             match &e {
-                NetError::Handshake(HandshakeError::Version { ours: o, theirs: t }) => {
+                HandshakeError::Version { ours: o, theirs: t } => {
                     assert_eq!((*o, *t), (ours, theirs));
                 }
                 other => panic!("unexpected {other}"),
@@ -299,10 +303,7 @@ mod tests {
         let (a, b) = both((Role::Client, 1, f1), (Role::Server, 1, f2));
         for r in [a, b] {
             let e = r.unwrap_err();
-            assert!(
-                matches!(e, NetError::Handshake(HandshakeError::Fingerprint { .. })),
-                "{e}"
-            );
+            assert!(matches!(e, HandshakeError::Fingerprint { .. }), "{e}");
             let msg = e.to_string();
             assert!(
                 msg.contains(&f1.short_hex()) && msg.contains(&f2.short_hex()),
@@ -315,10 +316,7 @@ mod tests {
     fn same_role_is_rejected() {
         let (a, b) = both((Role::Client, 1, fp("m")), (Role::Client, 1, fp("m")));
         for r in [a, b] {
-            assert!(matches!(
-                r,
-                Err(NetError::Handshake(HandshakeError::SameRole(Role::Client)))
-            ));
+            assert!(matches!(r, Err(HandshakeError::SameRole(Role::Client))));
         }
     }
 
@@ -334,10 +332,7 @@ mod tests {
             hello
         });
         let e = handshake(&mut a, Role::Server, 1, &fp("m")).unwrap_err();
-        assert!(
-            matches!(e, NetError::Handshake(HandshakeError::BadMagic { .. })),
-            "{e}"
-        );
+        assert!(matches!(e, HandshakeError::BadMagic { .. }), "{e}");
         assert!(e.to_string().contains("not a pibench endpoint"), "{e}");
         // Our own hello went out intact.
         let sent = t.join().unwrap();
@@ -356,7 +351,7 @@ mod tests {
     fn silent_peer_times_out_in_setup_scope() {
         let (mut a, _b) = mem_pair(Duration::from_millis(50));
         let e = handshake(&mut a, Role::Client, 1, &fp("m")).unwrap_err();
-        assert!(matches!(e, NetError::Timeout { .. }));
+        assert!(matches!(e, HandshakeError::Net(NetError::Timeout { .. })));
         assert!(
             e.to_string().contains("setup phase, layer handshake"),
             "{e}"

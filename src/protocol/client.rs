@@ -104,13 +104,7 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                 }
                 kind => net.local_step(i, kind, ins)?,
             };
-            timings.record(
-                StepRef::Step(i),
-                &step.name,
-                step.kind_name(),
-                Phase::Offline,
-                t0.elapsed().as_secs_f64(),
-            );
+            timings.record_step(net, StepRef::Step(i), Phase::Offline, t0);
             Ok(out)
         },
     )?;
@@ -141,13 +135,7 @@ pub fn online<C: Channel + ?Sized>(
         .collect();
     ch.send_u64s(&masked)?;
     ch.flush()?;
-    timings.record(
-        StepRef::Input,
-        "input",
-        "input",
-        Phase::Online,
-        t_in.elapsed().as_secs_f64(),
-    );
+    timings.record_step(net, StepRef::Input, Phase::Online, t_in);
     let mut sites = state.sites.into_iter();
     for (i, step) in net.steps.iter().enumerate() {
         let StepKind::Relu { .. } = step.kind else {
@@ -162,13 +150,7 @@ pub fn online<C: Channel + ?Sized>(
             let engine = ReluEngine::new(ring, plan.trunc)?;
             site.online(ch, &engine)?;
         }
-        timings.record(
-            StepRef::Step(i),
-            &step.name,
-            step.kind_name(),
-            Phase::Online,
-            t0.elapsed().as_secs_f64(),
-        );
+        timings.record_step(net, StepRef::Step(i), Phase::Online, t0);
     }
     let t_out = Instant::now();
     ch.set_scope(Phase::Online, Some("output"));
@@ -179,12 +161,6 @@ pub fn online<C: Channel + ?Sized>(
         .zip(&state.out_share)
         .map(|(&a, &c)| ring.decode(ring.add(a, c), net.output_scale))
         .collect();
-    timings.record(
-        StepRef::Output,
-        "output",
-        "output",
-        Phase::Online,
-        t_out.elapsed().as_secs_f64(),
-    );
+    timings.record_step(net, StepRef::Output, Phase::Online, t_out);
     Ok(logits)
 }

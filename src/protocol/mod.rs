@@ -47,6 +47,9 @@ pub enum ProtocolError {
     /// The channel failed (disconnect, time-out, bad message), with phase and layer.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// The peer is not the party we expected: another program, role, protocol version or model.
+    #[error("handshake failed: {0}")]
+    Handshake(crate::net::HandshakeError),
     /// Oblivious transfer failed.
     #[error("oblivious transfer: {0}")]
     Ot(#[from] crate::crypto::ot::OtError),
@@ -116,6 +119,16 @@ impl Backend {
             Backend::Dealer => Box::new(RemoteDealerClient),
             Backend::He => Box::new(he::HeClient::new(net.clone())?),
         })
+    }
+}
+
+/// A channel failure during the handshake is the channel failure it is, as everywhere else.
+impl From<crate::net::HandshakeError> for ProtocolError {
+    fn from(e: crate::net::HandshakeError) -> Self {
+        match e {
+            crate::net::HandshakeError::Net(n) => ProtocolError::Net(n),
+            other => ProtocolError::Handshake(other),
+        }
     }
 }
 
@@ -206,6 +219,26 @@ impl PartyTimings {
         if let (Some(o), StepRef::Step(_)) = (&self.observer, step) {
             o.step_done(phase, name);
         }
+    }
+
+    /// Record the time since `t0` spent on `at` (a step of `net`, or the input or output
+    /// transfer) in `phase`.
+    pub fn record_step(
+        &mut self,
+        net: &FixedNetwork,
+        at: StepRef,
+        phase: Phase,
+        t0: std::time::Instant,
+    ) {
+        let (name, kind) = match at {
+            StepRef::Input => ("input", "input"),
+            StepRef::Output => ("output", "output"),
+            StepRef::Step(i) => net
+                .steps
+                .get(i)
+                .map_or(("?", "?"), |s| (s.name.as_str(), s.kind_name())),
+        };
+        self.record(at, name, kind, phase, t0.elapsed().as_secs_f64());
     }
 
     /// Total seconds in `phase`.

@@ -51,6 +51,11 @@ impl std::str::FromStr for Backend {
 pub trait ClientPreprocessing: Send {
     /// Which backend this is (part of the handshake: both parties must use the same).
     fn backend(&self) -> Backend;
+    /// The backend's own setup, once per session before the offline phase (the `he` backend's
+    /// public key); `ch` is the channel to the server. Nothing by default.
+    fn setup(&mut self, _ch: &mut dyn Channel) -> Result<(), ProtocolError> {
+        Ok(())
+    }
     /// `M·c − s` for linear step `step` and the client's (already truncated) input share `c`;
     /// `ch` is the channel to the server, for backends that talk.
     fn correlate(
@@ -65,6 +70,11 @@ pub trait ClientPreprocessing: Send {
 pub trait ServerPreprocessing: Send {
     /// Which backend this is (part of the handshake: both parties must use the same).
     fn backend(&self) -> Backend;
+    /// The backend's own setup, once per session before the offline phase (the `he` backend's
+    /// public key); `ch` is the channel to the client. Nothing by default.
+    fn setup(&mut self, _ch: &mut dyn Channel) -> Result<(), ProtocolError> {
+        Ok(())
+    }
     /// The server's mask `s` of linear step `step`; `ch` is the channel to the client.
     fn linear_mask(&mut self, ch: &mut dyn Channel, step: usize)
         -> Result<Vec<u64>, ProtocolError>;

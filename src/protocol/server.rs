@@ -91,13 +91,7 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
             }
             _ => {}
         }
-        timings.record(
-            StepRef::Step(i),
-            &step.name,
-            step.kind_name(),
-            Phase::Offline,
-            t0.elapsed().as_secs_f64(),
-        );
+        timings.record_step(net, StepRef::Step(i), Phase::Offline, t0);
     }
     Ok(ServerState {
         delta,
@@ -119,13 +113,7 @@ pub fn online<C: Channel + ?Sized>(
     let mut x0 = vec![0u64; net.input_shape.elements()];
     ch.recv_u64s(&mut x0)?;
     x0.iter_mut().for_each(|v| *v = ring.reduce(*v));
-    timings.record(
-        StepRef::Input,
-        "input",
-        "input",
-        Phase::Online,
-        t_in.elapsed().as_secs_f64(),
-    );
+    timings.record_step(net, StepRef::Input, Phase::Online, t_in);
     let ServerState {
         delta,
         linear_masks,
@@ -166,25 +154,13 @@ pub fn online<C: Channel + ?Sized>(
             }
             kind => net.local_step(i, kind, ins)?,
         };
-        timings.record(
-            StepRef::Step(i),
-            &step.name,
-            step.kind_name(),
-            Phase::Online,
-            t0.elapsed().as_secs_f64(),
-        );
+        timings.record_step(net, StepRef::Step(i), Phase::Online, t0);
         Ok(out)
     })?;
     let t_out = Instant::now();
     ch.set_scope(Phase::Online, Some("output"));
     ch.send_u64s(&out)?;
     ch.flush()?;
-    timings.record(
-        StepRef::Output,
-        "output",
-        "output",
-        Phase::Online,
-        t_out.elapsed().as_secs_f64(),
-    );
+    timings.record_step(net, StepRef::Output, Phase::Online, t_out);
     Ok(())
 }

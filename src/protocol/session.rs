@@ -66,6 +66,7 @@ pub fn server_session<C: Channel>(
     let t0 = Instant::now();
     handshake(ch, Role::Server, PROTOCOL_VERSION, &fp)?;
     let (mut cot, delta) = server::setup(ch, &mut rng)?;
+    pre.setup(ch)?;
     let setup_secs = t0.elapsed().as_secs_f64();
     let mut timings = PartyTimings {
         observer,
@@ -101,6 +102,7 @@ pub fn client_session<C: Channel>(
     let t0 = Instant::now();
     handshake(ch, Role::Client, PROTOCOL_VERSION, &fp)?;
     let mut cot = client::setup(ch, &mut rng)?;
+    pre.setup(ch)?;
     let setup_secs = t0.elapsed().as_secs_f64();
     let mut timings = PartyTimings {
         observer,

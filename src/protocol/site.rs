@@ -15,12 +15,12 @@ use super::ProtocolError;
 use crate::crypto::buffer::BlockBuf;
 use crate::crypto::ot::{CotReceiver, CotSender};
 use crate::crypto::prg::Prg;
-use crate::crypto::Block;
+use crate::crypto::{Block, BlockChannel};
 use crate::gc::batch::{table_blocks, DEFAULT_STREAM_CHUNK as CHUNK};
 use crate::gc::circuit::bits_to_words;
 use crate::gc::halfgates::encode_words;
 use crate::gc::{relu_circuit, Circuit, Delta, Evaluator, Garbler};
-use crate::net::{Channel, ChannelExt};
+use crate::net::Channel;
 use crate::ring::Ring;
 
 /// The ReLU circuit of one ring and truncation, shared by garbler and evaluator.

@@ -16,8 +16,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bench::RunResult;
 use crate::net::link::Link;
+use crate::results::RunResult;
 
 use super::sweep::{link_order, structure_of, Sweep};
 use super::ReportError;

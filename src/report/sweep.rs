@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::bench::{LayerCost, PhaseCost, RunResult};
 use crate::net::link::Link;
+use crate::results::{LayerCost, PhaseCost, RunResult};
 
 use super::ReportError;
 
@@ -557,7 +557,7 @@ fn build_group(key: ModelKey, idx: Vec<usize>, runs: &[RunResult]) -> ModelGroup
     let links = link_keys
         .into_iter()
         .map(|(link, emulated)| {
-            let pick = |f: fn(&crate::bench::LinkEstimate) -> f64| {
+            let pick = |f: fn(&crate::results::LinkEstimate) -> f64| {
                 Stat::of(
                     &rs.iter()
                         .flat_map(|r| r.links.iter())

@@ -2,11 +2,11 @@
 //! from known linear formulas (so a fit can be checked against them), deterministic "noise".
 #![allow(dead_code)]
 
-use pibench::bench::{
-    LayerCost, LinkEstimate, LocalTruncation, Machine, ModelInfo, PhaseCost, RunResult,
-};
 use pibench::model::{Accuracy, ModelCard};
 use pibench::protocol::prepro::Backend;
+use pibench::results::{
+    LayerCost, LinkEstimate, LocalTruncation, Machine, ModelInfo, PhaseCost, RunResult,
+};
 use pibench::ring::Ring;
 
 /// The true cost formulas behind the synthetic runs.

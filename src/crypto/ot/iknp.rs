@@ -41,7 +41,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::transpose::transpose_128xn;
 use super::{base, blocks_as_bytes, blocks_as_bytes_mut, OtError};
-use crate::crypto::{Block, Prg, FIXED_KEY_AES};
+use crate::crypto::{Block, BlockChannel, Prg, FIXED_KEY_AES};
 use crate::net::{Channel, ChannelExt};
 
 /// OTs per chunk: bounds memory to two 128 × `CHUNK_OTS` bit matrices per party (512 KiB) and

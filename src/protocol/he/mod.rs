@@ -19,7 +19,6 @@
 
 pub mod baseline;
 pub mod pack;
-pub mod rq;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -32,6 +31,7 @@ use super::ProtocolError;
 use crate::model::StepGraph;
 use crate::net::{Channel, Phase};
 use crate::plain::{FixedNetwork, StepKind};
+use crate::rlwe as rq;
 use pack::{Plan, WireCost};
 use rq::{Context, Poly, L, N};
 
@@ -216,8 +216,6 @@ pub struct HeClient {
     rng: ChaCha20Rng,
     pk_sent: bool,
     schedule: Schedule,
-    /// Step names, to return to a step's metering scope after the key exchange.
-    names: Vec<String>,
     /// The input shares uploaded for steps whose ciphertexts later steps reuse, with how many
     /// such steps remain.
     uploaded: std::collections::HashMap<usize, (Vec<u64>, usize)>,
@@ -247,7 +245,6 @@ impl HeClient {
             pk_sent: false,
             schedule,
             uploaded: Default::default(),
-            names: net.steps.iter().map(|s| s.name.clone()).collect(),
         })
     }
 
@@ -316,6 +313,19 @@ impl ClientPreprocessing for HeClient {
         crate::protocol::prepro::Backend::He
     }
 
+    /// Sends the public key (`b = −a·s + e`, `a` from a seed) the server re-randomizes with;
+    /// metered as setup, like the base OTs: once per session, before any input.
+    fn setup(&mut self, ch: &mut dyn Channel) -> Result<(), ProtocolError> {
+        let (seed, eseed) = self.seeds();
+        let pk0 = self.encrypt(&[0u64; N], seed, eseed);
+        ch.set_scope(Phase::Setup, Some(KEY_SCOPE));
+        ch.send(&seed)?;
+        ch.send(&pk0)?;
+        ch.flush()?;
+        self.pk_sent = true;
+        Ok(())
+    }
+
     fn correlate(
         &mut self,
         ch: &mut dyn Channel,
@@ -324,16 +334,9 @@ impl ClientPreprocessing for HeClient {
     ) -> Result<Vec<u64>, ProtocolError> {
         let ctx = self.ctx.clone();
         if !self.pk_sent {
-            // Public key (b = −a·s + e, a from a seed) for the server's re-randomization; metered
-            // as setup, like the base OTs: once per session, before any input.
-            let (seed, eseed) = self.seeds();
-            let pk0 = self.encrypt(&[0u64; N], seed, eseed);
-            ch.set_scope(Phase::Setup, Some(KEY_SCOPE));
-            ch.send(&seed)?;
-            ch.send(&pk0)?;
-            ch.flush()?;
-            ch.set_scope(Phase::Offline, self.names.get(step).map(String::as_str));
-            self.pk_sent = true;
+            return Err(ProtocolError::Internal(
+                "he backend: no public key sent (setup was not run)".into(),
+            ));
         }
         let (plan, base) = self.schedule.get(step)?;
         let plan = plan.clone();
@@ -411,6 +414,10 @@ impl ClientPreprocessing for HeClient {
 
 /// A step's input ciphertexts on the server, `(b, a)` in NTT form.
 type InputCts = Vec<(Poly, Poly)>;
+
+/// One reply ciphertext before the modulus switch: `(c0, c1)` in coefficient form and the
+/// uniform mask `R` it carries.
+type Reply = (Poly, Poly, Vec<u64>);
 
 /// The server's half: holds the weights and the client's public key.
 pub struct HeServer {
@@ -497,35 +504,18 @@ fn check_noise_budget(
     Ok(())
 }
 
-impl ServerPreprocessing for HeServer {
-    fn backend(&self) -> crate::protocol::prepro::Backend {
-        crate::protocol::prepro::Backend::He
-    }
-
-    fn linear_mask(
+impl HeServer {
+    /// The input ciphertexts of linear step `step`: received from the client, or those of the
+    /// earlier step `base` whose input this step reuses.
+    fn receive_inputs(
         &mut self,
         ch: &mut dyn Channel,
         step: usize,
-    ) -> Result<Vec<u64>, ProtocolError> {
+        plan: &Plan,
+        base: Option<usize>,
+    ) -> Result<Arc<InputCts>, ProtocolError> {
         let ctx = self.ctx.clone();
-        let ell = ctx.ell;
-        let (plan, base) = self.schedule.get(step)?;
-        let plan = plan.clone();
-        let StepKind::Linear(lin) = &self.net.steps[step].kind else {
-            return Err(HeError::NotLinear(step).into());
-        };
-        let weights = plan.centered_weights(lin, ell);
-        let flood = rq::Flood::new(&ctx, self.flood_bits());
-        if self.pk.is_none() {
-            ch.set_scope(Phase::Setup, Some(KEY_SCOPE));
-            let seed = recv_seed(ch)?;
-            let pk0 = recv_compressed(&ctx, ch)?;
-            ch.set_scope(Phase::Offline, Some(&self.net.steps[step].name));
-            let pk1 = rq::uniform_from_seed(&ctx, seed);
-            let (c0, c1) = (rq::companions(&ctx, &pk0), rq::companions(&ctx, &pk1));
-            self.pk = Some((pk0, c0, pk1, c1));
-        }
-        let cts = match base {
+        Ok(match base {
             Some(b) => {
                 let (cts, left) = self.kept.get_mut(&b).ok_or_else(|| {
                     ProtocolError::Internal(format!(
@@ -554,9 +544,23 @@ impl ServerPreprocessing for HeServer {
                 }
                 cts
             }
-        };
-        let pk = self.pk.as_ref().expect("set above");
-        let n_out = plan.output_cts();
+        })
+    }
+
+    /// `Enc(M·c − R)` per output-channel block and row tile, re-randomized under the client's
+    /// public key and flooded; `R` is the fresh uniform mask of each output ciphertext.
+    fn compute(
+        &self,
+        plan: &Plan,
+        weights: &[i64],
+        cts: &InputCts,
+    ) -> Result<Vec<Vec<Reply>>, ProtocolError> {
+        let ctx = self.ctx.clone();
+        let ell = ctx.ell;
+        let flood = rq::Flood::new(&ctx, self.flood_bits());
+        let pk = self.pk.as_ref().ok_or_else(|| {
+            ProtocolError::Internal("he backend: no public key (setup was not run)".into())
+        })?;
         let task_seeds: Vec<[u8; 32]> = (0..plan.m_blocks())
             .map(|_| {
                 let mut s = [0u8; 32];
@@ -565,7 +569,7 @@ impl ServerPreprocessing for HeServer {
             })
             .collect();
         // Per output-channel block: all its row tiles (weights transformed once per block pair).
-        let per_block: Vec<Vec<(Poly, Poly, Vec<u64>)>> = task_seeds
+        Ok(task_seeds
             .par_iter()
             .enumerate()
             .map(|(mb, &seed)| {
@@ -573,7 +577,7 @@ impl ServerPreprocessing for HeServer {
                 let tiles = plan.tiles();
                 let mut acc = vec![(vec![0u128; L * N], vec![0u128; L * N]); tiles];
                 for cb in 0..plan.c_blocks() {
-                    let Some(w) = plan.weight_poly(&weights, mb, cb) else {
+                    let Some(w) = plan.weight_poly(weights, mb, cb) else {
                         continue;
                     };
                     let mut w = rq::from_signed(&ctx, &w);
@@ -636,27 +640,36 @@ impl ServerPreprocessing for HeServer {
                     })
                     .collect()
             })
-            .collect();
-        drop(cts);
+            .collect())
+    }
+
+    /// The replies, modulus-switched to 2^K, in wire order; returns the server's mask `s`.
+    fn reply(
+        &self,
+        ch: &mut dyn Channel,
+        plan: &Plan,
+        per_block: &[Vec<Reply>],
+    ) -> Result<Vec<u64>, ProtocolError> {
+        let ctx: &Context = &self.ctx;
         let mut s = vec![0u64; plan.out_len()];
         // Wire order is tile-major: output ct k = tile·m_blocks + mb.
-        for k in 0..n_out {
+        for k in 0..plan.output_cts() {
             let (tile, mb) = (k / plan.m_blocks(), k % plan.m_blocks());
             let (c0, c1, r) = &per_block[mb][tile];
             // Modulus-switched to 2^K: all of c1, and c0 only where the client decrypts (the
             // other coefficients are never sent).
             let coefs = plan.outputs(k);
-            let mut wire = Vec::with_capacity((N + coefs.len()) * reply_width(&ctx));
+            let mut wire = Vec::with_capacity((N + coefs.len()) * reply_width(ctx));
             for j in 0..N {
                 put_reply(
-                    &ctx,
+                    ctx,
                     &mut wire,
                     ctx.switch(std::array::from_fn(|i| c1[i * N + j])),
                 );
             }
             for &(coef, idx) in &coefs {
                 put_reply(
-                    &ctx,
+                    ctx,
                     &mut wire,
                     ctx.switch(std::array::from_fn(|i| c0[i * N + coef])),
                 );
@@ -666,6 +679,41 @@ impl ServerPreprocessing for HeServer {
         }
         ch.flush()?;
         Ok(s)
+    }
+}
+
+impl ServerPreprocessing for HeServer {
+    fn backend(&self) -> crate::protocol::prepro::Backend {
+        crate::protocol::prepro::Backend::He
+    }
+
+    /// Receives the client's public key (`b = −a·s + e`, `a` from a seed), metered as setup.
+    fn setup(&mut self, ch: &mut dyn Channel) -> Result<(), ProtocolError> {
+        let ctx = &self.ctx;
+        ch.set_scope(Phase::Setup, Some(KEY_SCOPE));
+        let seed = recv_seed(ch)?;
+        let pk0 = recv_compressed(ctx, ch)?;
+        let pk1 = rq::uniform_from_seed(ctx, seed);
+        let (c0, c1) = (rq::companions(ctx, &pk0), rq::companions(ctx, &pk1));
+        self.pk = Some((pk0, c0, pk1, c1));
+        Ok(())
+    }
+
+    fn linear_mask(
+        &mut self,
+        ch: &mut dyn Channel,
+        step: usize,
+    ) -> Result<Vec<u64>, ProtocolError> {
+        let (plan, base) = self.schedule.get(step)?;
+        let plan = plan.clone();
+        let StepKind::Linear(lin) = &self.net.steps[step].kind else {
+            return Err(HeError::NotLinear(step).into());
+        };
+        let weights = plan.centered_weights(lin, self.ctx.ell);
+        let cts = self.receive_inputs(ch, step, &plan, base)?;
+        let per_block = self.compute(&plan, &weights, &cts)?;
+        drop(cts);
+        self.reply(ch, &plan, &per_block)
     }
 }
 
@@ -736,10 +784,11 @@ mod tests {
         let ns = net.clone();
         let server = std::thread::spawn(move || {
             let mut s = HeServer::new(ns)?;
+            s.setup(&mut a)?;
             s.linear_mask(&mut a, 0)
         });
         let mut cl = HeClient::new(net.clone())?;
-        let got = cl.correlate(&mut b, 0, c);
+        let got = cl.setup(&mut b).and_then(|()| cl.correlate(&mut b, 0, c));
         let s = server.join().expect("server thread")?;
         Ok((got?, s))
     }

@@ -1,5 +1,6 @@
 //! The results schema: one measured private inference, as JSON that every table and plot is
-//! redrawn from. Field names are stable; add, never rename.
+//! redrawn from. `bench` writes it, `report` reads it. Field names are stable; add, never
+//! rename.
 
 use serde::{Deserialize, Serialize};
 
