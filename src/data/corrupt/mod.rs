@@ -477,7 +477,7 @@ fn snow(x: &Planes, s: usize, rng: &mut impl Rng) -> Planes {
 /// contrast are calibrated to the photographs' statistics (mean RGB from (78, 149, 166), the
 /// blue-green `frost1.png`, to (201, 205, 215), the white `frost2/3.png`; pixel s.d. 15–27), but
 /// the structure only resembles frost: this is the one corruption we cannot match without them.
-pub fn frost_texture(h: usize, w: usize, rng: &mut impl Rng) -> Planes {
+pub(crate) fn frost_texture(h: usize, w: usize, rng: &mut impl Rng) -> Planes {
     let side = h.max(w).next_power_of_two().max(2);
     let base = ops::plasma_fractal(side, 2.0, |lo, hi| uniform(rng, lo, hi));
     let mut ice = vec![0.0f64; h * w];
