@@ -22,7 +22,7 @@ fn test_split() -> (Vec<Vec<f32>>, Vec<usize>) {
     let path = root().join("data/digits32/test_batch.bin");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(
-        !bytes.is_empty() && bytes.len() % RECORD == 0,
+        !bytes.is_empty() && bytes.len().is_multiple_of(RECORD),
         "{}: {} bytes is not a whole number of CIFAR records",
         path.display(),
         bytes.len()
