@@ -89,8 +89,9 @@ def test_initial_mask_is_spatial_and_repeated_over_channels():
 
 
 def test_losses():
+    torch.manual_seed(3)
     a = torch.randn(4, 10)
-    assert abs(float(losses.kd(a, a, 4.0))) < 1e-6
+    assert abs(float(losses.kd(a, a, 4.0))) < 1e-5  # float32 rounding of a zero KL, times T^2
     assert float(losses.kd(a, torch.randn(4, 10), 4.0)) > 0
     fs = [torch.rand(2, 8, 8, 8), torch.rand(2, 16, 4, 4)]
     assert float(losses.attention(fs, fs)) == 0.0
