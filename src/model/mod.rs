@@ -7,7 +7,7 @@
 //! - [`raw`]: the stored graph as serde structs; [`graph`]: the loaded [`Network`] IR;
 //! - [`writer`]: [`BundleWriter`]; [`synth`]: synthetic weights;
 //! - [`arch`], [`gen`]: architecture builders and `pibench gen`; [`inspect`]: `pibench inspect`;
-//! - [`bundled`]: the models shipped in `models/`.
+//! - [`bundled`]: the models shipped in `models/`; [`public`]: weight-free bundles for clients.
 
 pub mod arch;
 pub mod bundle;
@@ -17,6 +17,7 @@ pub mod error;
 pub mod gen;
 pub mod graph;
 pub mod inspect;
+pub mod public;
 pub mod raw;
 pub mod synth;
 pub mod writer;
@@ -29,4 +30,5 @@ pub use graph::{
     BnPath, ChannelAffine, Conv2d, Layer, Linear, Mask, Network, Op, Shape, SiteInfo, ValueId,
 };
 pub use inspect::Inspection;
+pub use public::public_bundle;
 pub use writer::BundleWriter;

@@ -85,7 +85,18 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                 } else {
                     c.clone()
                 };
-                pre.correlate(ch, i, &cin)?
+                let out = pre.correlate(ch, i, &cin)?;
+                // Whatever the backend, a share of the wrong length must not reach the next
+                // step's indexing.
+                if out.len() != step.out_shape.elements() {
+                    return Err(ProtocolError::Peer(format!(
+                        "the preprocessing of step `{}` delivered {} values, its output has {}",
+                        step.name,
+                        out.len(),
+                        step.out_shape.elements()
+                    )));
+                }
+                out
             }
             StepKind::Relu { trunc, .. } => {
                 let plan = plan_iter

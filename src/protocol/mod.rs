@@ -29,7 +29,7 @@ use crate::net::{NetError, Phase};
 use crate::plain::{FixedNetwork, PlainError, StepKind};
 
 /// The protocol version exchanged in the handshake; bump on any wire change.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Errors of a private inference.
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +43,53 @@ pub enum ProtocolError {
     /// The network cannot be run (lowering or input).
     #[error(transparent)]
     Plain(#[from] PlainError),
+    /// The `he` backend cannot run this network or ring (parameters, geometry, noise budget).
+    #[error("he backend: {0}")]
+    He(#[from] he::HeError),
+    /// The peer sent something the public architecture rules out (a count or size other than
+    /// the one both parties derive from the model, a malformed report): a misbehaving or
+    /// mismatched peer, not a bug on this side.
+    #[error("the peer misbehaved: {0}")]
+    Peer(String),
     /// A broken invariant inside pibench (a bug, reported instead of a panic).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl ProtocolError {
+    /// Whether this is the channel reporting that the peer went away, however deeply wrapped:
+    /// when both parties fail, the other party's error is the root cause.
+    pub fn is_disconnect(&self) -> bool {
+        matches!(self.net(), Some(NetError::Disconnected { .. }))
+    }
+
+    /// Whether this is a party giving up on a silent peer (not a link too slow for the
+    /// time-out): when the other party failed for a reason of its own, that reason is the root
+    /// cause and this only its echo.
+    pub fn is_peer_silence(&self) -> bool {
+        matches!(self.net(), Some(NetError::Timeout { .. }))
+    }
+
+    /// The channel error inside, however wrapped.
+    fn net(&self) -> Option<&NetError> {
+        match self {
+            ProtocolError::Net(e) | ProtocolError::Ot(crate::crypto::ot::OtError::Net(e)) => {
+                Some(e)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The public parameters both parties must agree on, named by the command-line flag that sets
+/// them, so that a handshake mismatch says which flag differs (the fingerprint covers them too).
+pub fn public_params(net: &FixedNetwork, backend: prepro::Backend) -> Vec<(&'static str, String)> {
+    vec![
+        ("--offline", backend.to_string()),
+        ("--ell", net.ring.ell.to_string()),
+        ("--frac", net.ring.frac.to_string()),
+        ("--bn", net.bn_path.to_string()),
+    ]
 }
 
 /// The public plan of one ReLU site, computed identically by both parties.
@@ -177,12 +221,12 @@ pub(crate) fn free_dead(values: &mut [Option<Vec<u64>>], last: &[usize], step: u
     }
 }
 
-/// A fingerprint of everything both parties must agree on: protocol version, ring, every step's
-/// kind, geometry, shape and truncation, the masks, and the linear preprocessing backend.
-/// Weights are not part of it.
+/// A fingerprint of everything both parties must agree on: protocol version, ring, batch-norm
+/// path, every step's kind, geometry, shape and truncation, the masks, and the linear
+/// preprocessing backend. Weights are not part of it.
 pub fn fingerprint(net: &FixedNetwork, backend: prepro::Backend) -> crate::net::Fingerprint {
     use crate::plain::LinearKind;
-    let mut desc = format!("backend={backend};")
+    let mut desc = format!("backend={backend};bn={};", net.bn_path)
         + &format!(
             "pibench-protocol-{PROTOCOL_VERSION};ring={},{};input={:?};",
             net.ring.ell, net.ring.frac, net.input_shape
