@@ -2,7 +2,8 @@
 //! lie about a size, every differing public parameter and a busy server end in a clear error on
 //! the honest side, never a panic, a huge allocation or a hang.
 
-use std::path::{Path, PathBuf};
+mod cli_support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +19,7 @@ use pibench::protocol::prepro::{
 use pibench::protocol::{fingerprint, public_params, ProtocolError, PROTOCOL_VERSION};
 use pibench::ring::Ring;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(format!("{name}.safetensors"))
-}
+use cli_support::{fixture, spawn_serve};
 
 fn lowered(name: &str, bn: BnPath, ring: Ring) -> Arc<FixedNetwork> {
     let net = Bundle::open(fixture(name)).unwrap().network(bn).unwrap();
@@ -141,23 +138,19 @@ fn a_different_ring_or_backend_is_named_at_the_handshake() {
     let base = lowered(name, BnPath::Clean, Ring::default());
     let dealer = |n: &Arc<FixedNetwork>| Dealer::new(n.clone());
 
-    let frac = lowered(name, BnPath::Clean, Ring::new(64, 16).unwrap());
-    let r = sessions(
-        base.clone(),
-        Box::new(dealer(&base)),
-        frac.clone(),
-        Box::new(dealer(&frac)),
-    );
-    assert_param_mismatch(r, "--frac");
-
-    let ell = lowered(name, BnPath::Clean, Ring::new(48, 12).unwrap());
-    let r = sessions(
-        base.clone(),
-        Box::new(dealer(&base)),
-        ell.clone(),
-        Box::new(dealer(&ell)),
-    );
-    assert_param_mismatch(r, "--ell");
+    for (ring, flag) in [
+        (Ring::new(64, 16).unwrap(), "--frac"),
+        (Ring::new(48, 12).unwrap(), "--ell"),
+    ] {
+        let other = lowered(name, BnPath::Clean, ring);
+        let r = sessions(
+            base.clone(),
+            Box::new(dealer(&base)),
+            other.clone(),
+            Box::new(dealer(&other)),
+        );
+        assert_param_mismatch(r, flag);
+    }
 
     let he = pibench::protocol::he::HeClient::new(base.clone()).unwrap();
     let r = sessions(
@@ -190,20 +183,7 @@ fn a_different_batch_norm_path_is_caught_at_the_handshake() {
 
 #[test]
 fn a_second_client_is_told_the_server_is_busy() {
-    let bin = env!("CARGO_BIN_EXE_pibench");
-    let model = fixture("snl-resnet18-w8-c10");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut server = std::process::Command::new(bin)
-        .args(["serve", model.to_str().unwrap(), "--listen", &addr])
-        .args(["--offline", "dealer", "--timeout", "20"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut server, addr) = spawn_serve(&fixture("snl-resnet18-w8-c10"), &[]);
     // The first client connects and stays silent: the server accepts it (connections are
     // accepted in arrival order) and is busy with it from then on.
     let first = pibench::net::tcp::connect(addr.as_str(), Duration::from_secs(20)).unwrap();

@@ -355,12 +355,7 @@ mod tests {
         assert!(check_instances(u64::MAX, 1, 177).is_err());
         assert!(check_instances(u64::MAX, 0, 177).is_ok());
         // And the garbler itself applies it.
-        let mut b = CircuitBuilder::new();
-        let x = b.garbler_input().unwrap();
-        let y = b.evaluator_input().unwrap();
-        let z = b.and(&x, &y);
-        b.output(&z);
-        let circ = b.finish();
+        let circ = one_and();
         let mut rng = ChaCha12Rng::seed_from_u64(3);
         let delta = Delta::random(&mut rng);
         let e =
@@ -402,14 +397,19 @@ mod tests {
         );
     }
 
-    #[test]
-    fn wrong_lengths_are_errors() {
+    /// One garbler input AND one evaluator input.
+    fn one_and() -> Circuit {
         let mut b = CircuitBuilder::new();
         let x = b.garbler_input().unwrap();
         let y = b.evaluator_input().unwrap();
         let z = b.and(&x, &y);
         b.output(&z);
-        let c = b.finish();
+        b.finish()
+    }
+
+    #[test]
+    fn wrong_lengths_are_errors() {
+        let c = one_and();
         let d = Delta::from_block(Block(1)).unwrap();
         assert!(garble_reference(&c, &d, &[], &[Block::ZERO], 0).is_err());
         assert!(eval_reference(&c, &[Block::ZERO], &[Block::ZERO], &[Block::ZERO], 0).is_err());

@@ -560,46 +560,27 @@ mod tests {
 
     #[test]
     fn a_link_slower_than_the_time_out_times_out_and_names_the_link() {
-        // 1 kbit/s: 1000 bytes take 8 s, far beyond a 3 s time-out.
-        let link = Link::parse("1kbit,0ms").unwrap();
-        let clock = Arc::new(ManualClock::new());
-        let (mut c, mut s) = emulated_pair_with(
-            &link,
-            Duration::from_secs(3),
-            EmulationOptions::default(),
-            clock.clone(),
-        );
-        c.send(&[0u8; 1000]).unwrap();
-        c.flush().unwrap();
-        s.set_scope(Phase::Setup, Some("base-ot"));
-        let mut buf = [0u8; 1000];
-        let e = s.recv(&mut buf).unwrap_err();
-        assert!(matches!(e, NetError::LinkTimeout { .. }), "{e}");
-        let msg = e.to_string();
-        assert!(
-            msg.contains("emulated link") && msg.contains(&link.name),
-            "{msg}"
-        );
-        assert!(msg.contains("setup phase, layer base-ot"), "{msg}");
-        // It gave up at the time-out, not when the chunk arrived.
-        assert_eq!(clock.now(), Duration::from_secs(3));
-    }
-
-    #[test]
-    fn a_delay_longer_than_the_time_out_times_out_and_names_the_link() {
-        let link = Link::parse("1gbit,10s").unwrap();
-        let clock = Arc::new(ManualClock::new());
-        let (mut c, mut s) = emulated_pair_with(
-            &link,
-            Duration::from_secs(3),
-            EmulationOptions::default(),
-            clock,
-        );
-        c.send_u64(1).unwrap();
-        c.flush().unwrap();
-        let e = s.recv_u64().unwrap_err();
-        assert!(matches!(e, NetError::LinkTimeout { .. }), "{e}");
-        assert!(e.to_string().contains("emulated link"), "{e}");
+        // 1 kbit/s: 1000 bytes take 8 s; a 10 s RTT delays every chunk 5 s. Both beyond 3 s.
+        for (spec, bytes) in [("1kbit,0ms", 1000), ("1gbit,10s", 8)] {
+            let link = Link::parse(spec).unwrap();
+            let clock = Arc::new(ManualClock::new());
+            let (mut c, mut s) = emulated_pair_with(
+                &link,
+                Duration::from_secs(3),
+                EmulationOptions::default(),
+                clock.clone(),
+            );
+            c.send(&vec![0u8; bytes]).unwrap();
+            c.flush().unwrap();
+            s.set_scope(Phase::Setup, Some("base-ot"));
+            let e = s.recv(&mut vec![0u8; bytes]).unwrap_err();
+            assert!(matches!(e, NetError::LinkTimeout { .. }), "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains("emulated link") && msg.contains(spec), "{msg}");
+            assert!(msg.contains("setup phase, layer base-ot"), "{msg}");
+            // It gave up at the time-out, not when the chunk arrived.
+            assert_eq!(clock.now(), Duration::from_secs(3));
+        }
     }
 
     #[test]
