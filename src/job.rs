@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::bench::sweep::{bundles_in, sweep, SweepError, SweepOptions};
+use crate::bench::sweep::{bundles_in, sweep, Existing, SweepError, SweepOptions};
 use crate::protocol::prepro::Backend;
 use crate::report::{write_report, ReportError, ReportOptions, ReportSummary};
 use crate::results::RunResult;
@@ -47,7 +47,14 @@ pub fn sweep_and_report(opts: &SweepOptions) -> Result<SweepReport, JobError> {
         ),
         ..ReportOptions::default()
     };
-    let report = write_report(&outcome.results, &opts.out, &ro)?;
+    // With --append the report covers the earlier runs too (the outcome lists this sweep's).
+    let all: Vec<RunResult> = outcome
+        .earlier
+        .iter()
+        .chain(&outcome.results)
+        .cloned()
+        .collect();
+    let report = write_report(&all, &opts.out, &ro)?;
     Ok(SweepReport {
         results: outcome.results,
         report,
@@ -61,7 +68,9 @@ pub fn sweep_and_report(opts: &SweepOptions) -> Result<SweepReport, JobError> {
 /// `reports/he/`.
 pub fn default_sweeps() -> Vec<SweepOptions> {
     let models = bundles_in(&crate::model::bundled::models_dir());
-    let dealer = SweepOptions::new(models.clone(), "reports");
+    let mut dealer = SweepOptions::new(models.clone(), "reports");
+    // The default job regenerates reports/: it replaces the previous one.
+    dealer.existing = Existing::Force;
     let rlnet: Vec<PathBuf> = models
         .into_iter()
         .filter(|m| m.to_string_lossy().contains("rlnet"))
@@ -73,6 +82,7 @@ pub fn default_sweeps() -> Vec<SweepOptions> {
     he.inputs = 1;
     he.repeats = 3;
     he.emulate = vec![];
+    he.existing = Existing::Force;
     vec![dealer, he]
 }
 

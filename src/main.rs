@@ -1,6 +1,8 @@
 //! The `pibench` command line: parses arguments and calls the library. No logic lives here.
 
+use std::io::Write;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -55,18 +57,56 @@ impl MeasureArgs {
             .map_or(InputSpec::Random { seed: self.seed }, InputSpec::File)
     }
 
-    /// Print the run's table, write its JSON if asked, and fail when it is not correct.
+    /// Write the run's JSON if asked (first: nothing is lost if stdout is gone), print its table,
+    /// and fail when it is not correct.
     fn finish(&self, result: &pibench::results::RunResult) -> Result<()> {
-        println!("{}", pibench::bench::table::run_table(result));
         if let Some(path) = &self.json {
             std::fs::write(path, serde_json::to_string_pretty(result)?)
                 .with_context(|| format!("writing {}", path.display()))?;
-            println!("result written to {}", path.display());
         }
-        if !result.correct {
+        out(pibench::bench::table::run_table(result))?;
+        if let Some(path) = &self.json {
+            out(format!("result written to {}", path.display()))?;
+        }
+        if result.oracle_checked && !result.correct {
             anyhow::bail!("secure logits differ from the fixed-point oracle");
         }
         Ok(())
+    }
+}
+
+/// Stdout was closed by the reader (`pibench ... | head`): a normal end, not an error.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout closed")]
+struct StdoutClosed;
+
+/// Print one line of results; a closed pipe becomes [`StdoutClosed`] instead of a panic.
+fn out(text: impl std::fmt::Display) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        r => Ok(r?),
+    }
+}
+
+/// A receive time-out in whole seconds: at least 1 (0 would mean "fail at once"), at most
+/// [`pibench::net::MAX_TIMEOUT_SECS`].
+fn timeout_secs(s: &str) -> Result<u64, String> {
+    let max = pibench::net::MAX_TIMEOUT_SECS;
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1 second".into()),
+        Ok(v) if v > max => Err(format!("must be at most {max} seconds (one year)")),
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("not a whole number of seconds: {e}")),
+    }
+}
+
+/// A count that must be positive (`--inputs`, `--repeats`, `--relus`).
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("not a positive whole number: {e}")),
     }
 }
 
@@ -98,9 +138,13 @@ enum Command {
         /// lan, wan, mobile or BW,RTT.
         #[arg(long)]
         emulate: Option<String>,
-        /// Receive time-out in seconds.
-        #[arg(long, default_value_t = 120)]
+        /// Receive time-out in seconds (1 to one year).
+        #[arg(long, default_value_t = 120, value_parser = timeout_secs)]
         timeout: u64,
+        /// With `--offline he`: how many inferences the noise flooding must cover together
+        /// (the per-inference target is 40 + ⌈log2 N⌉ bits of statistical security).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        he_queries: u64,
         #[command(flatten)]
         ring: RingArgs,
     },
@@ -118,15 +162,23 @@ enum Command {
         /// Batch-norm path of dual-BN models.
         #[arg(long, default_value = "clean")]
         bn: BnPath,
-        /// Receive time-out in seconds.
-        #[arg(long, default_value_t = 120)]
+        /// Receive time-out in seconds (1 to one year).
+        #[arg(long, default_value_t = 120, value_parser = timeout_secs)]
         timeout: u64,
+        /// With `--offline he`: how many inferences the noise flooding must cover together
+        /// (the per-inference target is 40 + ⌈log2 N⌉ bits of statistical security).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        he_queries: u64,
+        /// Benchmark option: send the client this server's per-step timings at the end (by
+        /// default the server shares nothing beyond the protocol's messages).
+        #[arg(long)]
+        send_timings: bool,
         #[command(flatten)]
         ring: RingArgs,
     },
     /// The client's side of `run` as its own process: connect to `pibench serve`. The client
-    /// loads the same bundle for the public architecture and masks (and, being a benchmark,
-    /// to check the result against the plain oracle).
+    /// needs the public architecture and masks: the public bundle (`pibench public`) is
+    /// enough; with the full bundle it also checks the result against the plain oracle.
     Client {
         /// Server address.
         #[arg(long, default_value = "127.0.0.1:7000")]
@@ -135,7 +187,7 @@ enum Command {
         /// server's process plays the dealer and sees this client's input.
         #[arg(long = "offline", default_value = "he")]
         backend: Backend,
-        /// The model bundle (the same file the server serves).
+        /// The model bundle: the public bundle of the server's model, or the full bundle.
         #[arg(long)]
         model: PathBuf,
         /// Batch-norm path of dual-BN models (must match the server's).
@@ -143,8 +195,8 @@ enum Command {
         bn: BnPath,
         #[command(flatten)]
         measure: MeasureArgs,
-        /// Receive time-out in seconds.
-        #[arg(long, default_value_t = 120)]
+        /// Receive time-out in seconds (1 to one year).
+        #[arg(long, default_value_t = 120, value_parser = timeout_secs)]
         timeout: u64,
         #[command(flatten)]
         ring: RingArgs,
@@ -170,11 +222,18 @@ enum Command {
         #[arg(long, default_value = "reports")]
         out: PathBuf,
         /// Inputs per model (seeded random images).
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = positive)]
         inputs: usize,
         /// Repeats per input.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = positive)]
         repeats: usize,
+        /// When OUT already holds files: delete its earlier run files and start afresh.
+        #[arg(long, conflicts_with = "append")]
+        force: bool,
+        /// When OUT already holds files: add to its runs (same ring and backend) and draw the
+        /// report from all of them.
+        #[arg(long)]
+        append: bool,
         /// Also run the adversarial batch-norm path of dual-BN models.
         #[arg(long)]
         both_bn: bool,
@@ -219,7 +278,7 @@ enum Command {
         #[arg(long, default_value = "clean")]
         bn: BnPath,
         /// Seeded random inputs to run.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = positive)]
         inputs: usize,
         /// Print JSON.
         #[arg(long)]
@@ -320,11 +379,20 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Write the public bundle of MODEL: graph, shapes, masks and card, without the weights;
+    /// what a `client` needs.
+    Public {
+        /// The full model bundle.
+        model: PathBuf,
+        /// Output file.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// Price N garbled ReLUs alone: base OT, OT extension, garbling, transfer, evaluation and
     /// decoding between two parties over loopback TCP.
     ReluBench {
-        /// Number of ReLUs.
-        #[arg(long, default_value_t = 100_000)]
+        /// Number of ReLUs (refused when both parties' buffers cannot fit in memory).
+        #[arg(long, default_value_t = 100_000, value_parser = positive)]
         relus: usize,
         /// Print JSON instead of the table.
         #[arg(long)]
@@ -349,18 +417,24 @@ fn run_sweep(opts: &pibench::bench::sweep::SweepOptions) -> Result<()> {
     );
     let outcome = pibench::job::sweep_and_report(opts)?;
     if let Some(cm) = &outcome.report.cost_model {
-        println!("{cm}");
+        out(cm)?;
     }
     for note in &outcome.report.notes {
-        println!("note: {note}");
+        out(format!("note: {note}"))?;
     }
-    println!(
+    out(format!(
         "{} runs, all correct, in {:.1} s. Report: {}",
         outcome.results.len(),
         outcome.seconds,
         outcome.report.report_md.display()
-    );
-    Ok(())
+    ))
+}
+
+fn flood(queries: u64) -> pibench::protocol::he::FloodTarget {
+    pibench::protocol::he::FloodTarget {
+        queries,
+        ..Default::default()
+    }
 }
 
 /// Write an eval result's JSON (first, so nothing is lost), then print its table.
@@ -372,9 +446,9 @@ fn write_eval(
         std::fs::write(path, serde_json::to_string_pretty(report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    print!("{}", report.table());
+    out(report.table().trim_end())?;
     if let Some(path) = json {
-        println!("result written to {}", path.display());
+        out(format!("result written to {}", path.display()))?;
     }
     Ok(())
 }
@@ -389,8 +463,20 @@ fn links(specs: &[String]) -> Result<Vec<Link>> {
         .collect()
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output has gone (`| head`): everything asked for was written
+        // before the table, so this is a normal end.
+        Err(e) if e.is::<StdoutClosed>() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         None => {
             // The default job (`pibench::job::default_sweeps`).
@@ -403,6 +489,8 @@ fn main() -> Result<()> {
             out,
             inputs,
             repeats,
+            force,
+            append,
             both_bn,
             links: l,
             emulate,
@@ -418,6 +506,11 @@ fn main() -> Result<()> {
             let mut opts = pibench::bench::sweep::SweepOptions::new(models, out);
             opts.inputs = inputs;
             opts.repeats = repeats;
+            opts.existing = match (force, append) {
+                (true, _) => pibench::bench::sweep::Existing::Force,
+                (_, true) => pibench::bench::sweep::Existing::Append,
+                _ => pibench::bench::sweep::Existing::Refuse,
+            };
             if both_bn {
                 opts.bn_paths = vec![BnPath::Clean, BnPath::Adv];
             }
@@ -443,11 +536,11 @@ fn main() -> Result<()> {
                 ..Default::default()
             };
             let summary = pibench::report::write_report(&sweep.runs, &dir, &opts)?;
-            println!(
+            out(format!(
                 "report redrawn from {} runs: {}",
                 sweep.runs.len(),
                 summary.report_md.display()
-            );
+            ))?;
         }
         Some(Command::Predict {
             model,
@@ -463,7 +556,7 @@ fn main() -> Result<()> {
             })?;
             let net = pibench::model::Bundle::open(&model)?.network(BnPath::Clean)?;
             let p = cm.predict(&Workload::of_network(&net), &Link::parse(&link)?);
-            println!("{} on {link}: {p}", model.display());
+            out(format!("{} on {link}: {p}", model.display()))?;
         }
         Some(Command::Run {
             model,
@@ -473,10 +566,10 @@ fn main() -> Result<()> {
             memory,
             emulate,
             timeout,
+            he_queries,
             ring,
         }) => {
             let opts = RunOptions {
-                model,
                 bn,
                 ring: ring.ring()?,
                 backend,
@@ -491,6 +584,8 @@ fn main() -> Result<()> {
                 links: links(&measure.links)?,
                 timeout: Duration::from_secs(timeout),
                 progress: true,
+                flood: flood(he_queries),
+                ..RunOptions::new(model)
             };
             measure.finish(&run_local(&opts)?)?;
         }
@@ -500,6 +595,8 @@ fn main() -> Result<()> {
             backend,
             bn,
             timeout,
+            he_queries,
+            send_timings,
             ring,
         }) => {
             let mut opts = RunOptions::new(model);
@@ -508,6 +605,8 @@ fn main() -> Result<()> {
             opts.ring = ring.ring()?;
             opts.timeout = Duration::from_secs(timeout);
             opts.progress = true;
+            opts.flood = flood(he_queries);
+            opts.send_timings = send_timings;
             if backend == Backend::Dealer {
                 eprintln!("warning: --offline dealer: this server process plays the trusted dealer and sees the client's masks, hence its input; use --offline he for a private run");
             }
@@ -524,7 +623,6 @@ fn main() -> Result<()> {
             ring,
         }) => {
             let opts = RunOptions {
-                model,
                 bn,
                 ring: ring.ring()?,
                 backend,
@@ -533,6 +631,7 @@ fn main() -> Result<()> {
                 links: links(&measure.links)?,
                 timeout: Duration::from_secs(timeout),
                 progress: true,
+                ..RunOptions::new(model)
             };
             if opts.backend == Backend::Dealer {
                 eprintln!("warning: --offline dealer: the server's process plays the trusted dealer and sees this client's masks, hence its input");
@@ -547,9 +646,9 @@ fn main() -> Result<()> {
                 .with_context(|| format!("building {}", model.display()))?;
             let inspection = pibench::model::Inspection::of(&net);
             if json {
-                println!("{}", serde_json::to_string_pretty(&inspection)?);
+                out(serde_json::to_string_pretty(&inspection)?)?;
             } else {
-                println!("{inspection}");
+                out(inspection)?;
             }
         }
         Some(Command::Plain {
@@ -561,9 +660,9 @@ fn main() -> Result<()> {
         }) => {
             let t = pibench::bench::plaintime::plain_timing(&model, bn, ring.ring()?, inputs)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&t)?);
+                out(serde_json::to_string_pretty(&t)?)?;
             } else {
-                println!(
+                out(format!(
                     "{}: {:.0} M MACs; f32 {:.1} ms, fixed point (ℓ={}, f={}) {:.1} ms per inference (median of {}); max |fixed − f32| logit error {:.3e}; same class on {}/{} inputs",
                     t.model,
                     t.macs as f64 / 1e6,
@@ -575,7 +674,7 @@ fn main() -> Result<()> {
                     t.max_logit_error,
                     t.same_class,
                     t.inputs
-                );
+                ))?;
             }
         }
         Some(Command::Eval {
@@ -654,20 +753,32 @@ fn main() -> Result<()> {
             spec.method = method;
             pibench::model::generate(&spec)?.write(&out)?;
             let net = pibench::model::Bundle::open(&out)?.network(BnPath::Clean)?;
-            println!(
+            self::out(format!(
                 "wrote {} ({} of {} ReLUs kept, {} sites)",
                 out.display(),
                 net.kept_relus(),
                 net.total_relus(),
                 net.sites().len()
-            );
+            ))?;
+        }
+        Some(Command::Public { model, out }) => {
+            let bundle = pibench::model::Bundle::open(&model)
+                .with_context(|| format!("loading {}", model.display()))?;
+            pibench::model::public_bundle(&bundle)?
+                .write(&out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            self::out(format!(
+                "wrote {}: the public bundle of {} (graph, shapes, masks, card; no weights)",
+                out.display(),
+                model.display()
+            ))?;
         }
         Some(Command::ReluBench { relus, json, ring }) => {
             let r = relu_bench(relus, ring.ring()?, Duration::from_secs(120))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                out(serde_json::to_string_pretty(&r)?)?;
             } else {
-                println!("{}", pibench::bench::table::relu_table(&r));
+                out(pibench::bench::table::relu_table(&r))?;
             }
             if !r.correct {
                 anyhow::bail!("a decoded ReLU output was wrong");

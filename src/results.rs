@@ -199,6 +199,11 @@ pub struct RunResult {
     pub predicted_class: usize,
     /// The class of the f32 logits.
     pub f32_class: usize,
+    /// Whether the logits were checked against the oracle at all: false for a client holding
+    /// only the public bundle (no weights), whose `correct`, `exact` and oracle figures are then
+    /// empty.
+    #[serde(default = "yes")]
+    pub oracle_checked: bool,
     /// The secure logits.
     pub logits: Vec<f64>,
     /// Local truncation statistics.
@@ -208,6 +213,10 @@ pub struct RunResult {
     /// The linear layers' two-party preprocessing against the SIMD yardstick (`he` runs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub he: Option<HeTraffic>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The `he` backend's linear preprocessing, measured, next to what Delphi-style SIMD packing

@@ -219,10 +219,13 @@ fn a_server_that_dies_mid_run_makes_the_client_fail_cleanly() {
             .unwrap();
         let mut ch = pibench::net::Metered::new(ch);
         let fp = pibench::protocol::fingerprint(&f2, pibench::protocol::prepro::Backend::Dealer);
-        pibench::net::handshake(
+        let params =
+            pibench::protocol::public_params(&f2, pibench::protocol::prepro::Backend::Dealer);
+        pibench::net::handshake_with(
             &mut ch,
             pibench::net::Role::Server,
             pibench::protocol::PROTOCOL_VERSION,
+            &params,
             &fp,
         )
         .unwrap();
@@ -273,6 +276,8 @@ fn two_processes_over_loopback() {
             &addr,
             "--timeout",
             "30",
+            // The benchmark option that hands the client the server's timings.
+            "--send-timings",
         ])
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -114,6 +114,28 @@ fn client<C: Channel>(
     Ok((c, r))
 }
 
+/// Bytes both parties of [`relu_bench`] hold at their peak for `n` ReLUs of `ell` bits with
+/// `table_blocks` garbled-table blocks each: the client's input labels (2ℓ blocks), tables and
+/// choice bits; the server's OT zero-labels (2ℓ), its own zero-labels (ℓ) and output colours;
+/// the shares and decoding words. Computed in u128: a huge `n` cannot overflow it.
+pub fn relu_bench_bytes(n: usize, ell: usize, table_blocks: usize) -> u128 {
+    let per = (2 * ell * 16) * 2 + ell * 16 + table_blocks * 16 + 2 * ell + ell + 5 * 8;
+    n as u128 * per as u128
+}
+
+/// Memory the kernel says is available to new allocations (Linux `MemAvailable`), if known.
+pub fn available_memory_bytes() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()
+        .map(|kb| kb * 1024)
+}
+
 /// Run N ReLUs between two threads over loopback TCP and measure everything.
 pub fn relu_bench(n: usize, ring: Ring, timeout: Duration) -> Result<ReluBenchResult, BenchError> {
     if n == 0 {
@@ -121,6 +143,19 @@ pub fn relu_bench(n: usize, ring: Ring, timeout: Duration) -> Result<ReluBenchRe
             path: "--relus".into(),
             reason: "need at least one ReLU".into(),
         });
+    }
+    // Both parties live in this process and hold every ReLU's labels and tables at once:
+    // refuse what cannot fit before allocating (an allocation failure aborts the process).
+    let engine = ReluEngine::new(ring, ring.frac).map_err(BenchError::Server)?;
+    let needed = relu_bench_bytes(n, ring.ell as usize, engine.table_blocks());
+    if let Some(available) = available_memory_bytes() {
+        if needed > u128::from(available) {
+            return Err(BenchError::TooLarge {
+                what: format!("--relus {n}"),
+                needed_gb: needed as f64 / 1e9,
+                available_gb: available as f64 / 1e9,
+            });
+        }
     }
     let listener = crate::net::tcp::Listener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -142,7 +177,6 @@ pub fn relu_bench(n: usize, ring: Ring, timeout: Duration) -> Result<ReluBenchRe
     let setup_bytes = stats.setup.total.bytes_total();
     let off = stats.offline.total;
     let on = stats.online.total;
-    let engine = ReluEngine::new(ring, ring.frac).map_err(BenchError::Server)?;
     Ok(ReluBenchResult {
         relus: n,
         ring,
@@ -187,5 +221,17 @@ mod tests {
             );
         }
         assert!(relu_bench(0, Ring::default(), Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn a_count_beyond_memory_is_refused_before_allocating() {
+        let ring = Ring::default();
+        let e = relu_bench(1_000_000_000_000, ring, Duration::from_secs(5)).unwrap_err();
+        assert!(matches!(e, BenchError::TooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("--relus 1000000000000"), "{e}");
+        // About 11 KB per ReLU at ℓ = 64: the figure the message is built from.
+        let per = relu_bench_bytes(1, 64, 354);
+        assert!((10_000..12_000).contains(&per), "{per}");
+        assert!(relu_bench_bytes(usize::MAX, 64, 354) > u128::from(u64::MAX));
     }
 }

@@ -55,6 +55,28 @@ pub enum BenchError {
     /// A party thread panicked (a bug).
     #[error("a party thread panicked: {0}")]
     Panic(String),
+    /// A request that cannot fit in this machine's memory, refused before allocating.
+    #[error(
+        "{what} needs about {needed_gb:.1} GB of memory, more than this machine has available \
+         ({available_gb:.1} GB); ask for less"
+    )]
+    TooLarge {
+        /// What was asked for (e.g. `--relus 1000000000000`).
+        what: String,
+        /// Estimated bytes needed, in GB.
+        needed_gb: f64,
+        /// Bytes available, in GB.
+        available_gb: f64,
+    },
+    /// A public (weight-free) bundle where the weights are needed.
+    #[error(
+        "{path} is a public bundle (graph, shapes, masks and card, no weights): only `client` \
+         accepts it; serve or run the full bundle"
+    )]
+    PublicBundle {
+        /// The bundle.
+        path: String,
+    },
 }
 
 /// Where the client's image comes from.
@@ -103,6 +125,11 @@ pub struct RunOptions {
     pub timeout: Duration,
     /// Show progress bars.
     pub progress: bool,
+    /// The statistical target of the `he` server's noise flooding.
+    pub flood: crate::protocol::he::FloodTarget,
+    /// `serve` only: hand the client this party's per-step timings at the end (a benchmark
+    /// option; by default the server shares nothing beyond the protocol).
+    pub send_timings: bool,
 }
 
 impl RunOptions {
@@ -119,17 +146,32 @@ impl RunOptions {
             links: Link::presets(),
             timeout: Duration::from_secs(60),
             progress: false,
+            flood: Default::default(),
+            send_timings: false,
         }
     }
 }
 
-/// Load a bundle and build its network for `bn`.
+/// Load a bundle and build its network for `bn`. A public bundle is refused: its placeholder
+/// weights would give meaningless results.
 pub fn load_network(path: &Path, bn: BnPath) -> Result<Network, BenchError> {
+    match load_client_network(path, bn)? {
+        (_, true) => Err(BenchError::PublicBundle {
+            path: path.display().to_string(),
+        }),
+        (net, false) => Ok(net),
+    }
+}
+
+/// Load a full or a public bundle (what a client needs: architecture, shapes and masks) and
+/// build its network for `bn`; the flag says whether it was public (weights are placeholders).
+pub fn load_client_network(path: &Path, bn: BnPath) -> Result<(Network, bool), BenchError> {
     let err = |source: crate::model::ModelError| BenchError::Model {
         path: path.display().to_string(),
         source: Box::new(source),
     };
-    Bundle::open(path).map_err(err)?.network(bn).map_err(err)
+    let bundle = Bundle::open(path).map_err(err)?;
+    Ok((bundle.network(bn).map_err(err)?, bundle.is_public()))
 }
 
 /// Read or draw the client's input for `net`.
@@ -158,16 +200,21 @@ pub fn load_input(spec: &InputSpec, net: &Network) -> Result<Vec<f32>, BenchErro
             } else {
                 let st = safetensors::SafeTensors::deserialize(&bytes)
                     .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-                let t = st
-                    .tensor("input")
-                    .or_else(|_| st.tensor("inputs"))
-                    .map_err(|_| bad("no tensor `input` or `inputs`".into()))?;
+                let (name, t) = match st.tensor("input") {
+                    Ok(t) => ("input", t),
+                    Err(_) => (
+                        "inputs",
+                        st.tensor("inputs")
+                            .map_err(|_| bad("no tensor `input` or `inputs`".into()))?,
+                    ),
+                };
                 if t.dtype() != safetensors::Dtype::F32 {
                     return Err(bad(format!(
                         "tensor has dtype {:?}, expected F32",
                         t.dtype()
                     )));
                 }
+                check_input_shape(name, t.shape(), &net.input_shape.dims()).map_err(bad)?;
                 t.data()
                     .chunks_exact(4)
                     .take(n)
@@ -186,6 +233,30 @@ pub fn load_input(spec: &InputSpec, net: &Network) -> Result<Vec<f32>, BenchErro
             }
             Ok(values)
         }
+    }
+}
+
+/// The shapes an input tensor may have: `input` is one image `[C, H, W]` (or `[1, C, H, W]`, or
+/// flat), `inputs` a batch `[N, C, H, W]` whose first image is used.
+fn check_input_shape(name: &str, shape: &[usize], want: &[usize]) -> Result<(), String> {
+    let n: usize = want.iter().product();
+    let ok = match (name, shape) {
+        ("input", s) if s == want || s == [n] => true,
+        ("input", [1, rest @ ..]) => rest == want,
+        ("inputs", [b, rest @ ..]) => *b >= 1 && rest == want,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        let expected = if name == "input" {
+            format!("{want:?}, [1, ..{want:?}] or [{n}]")
+        } else {
+            format!("[N, ..{want:?}] with N ≥ 1")
+        };
+        Err(format!(
+            "tensor `{name}` has shape {shape:?}, the model expects {expected}"
+        ))
     }
 }
 
@@ -242,7 +313,10 @@ pub fn run_network(
     let fixed = Arc::new(FixedNetwork::lower(net, opts.ring)?);
     let oracle = fixed.forward(input)?;
     let f32_logits = plain::forward_f32(net, input)?;
-    let halves = opts.backend.halves(&fixed).map_err(BenchError::Server)?;
+    let halves = opts
+        .backend
+        .halves(&fixed, opts.flood)
+        .map_err(BenchError::Server)?;
     let mp = MultiProgress::new();
     let steps = fixed.steps.len();
     let pb_s = bar(&mp, steps * 2, "server", opts.progress);
@@ -282,8 +356,7 @@ pub fn run_network(
         opts,
         net,
         &fixed,
-        &oracle,
-        &f32_logits,
+        Some((&oracle, &f32_logits)),
         server_rep,
         client_rep,
         logits,
@@ -314,10 +387,8 @@ fn run_pair<C: Channel + 'static>(
         (Err(e), Ok(_)) => Err(BenchError::Server(e)),
         (Ok(_), Err(e)) => Err(BenchError::Client(e)),
         (Err(es), Err(ec)) => {
-            if matches!(
-                es,
-                ProtocolError::Net(crate::net::NetError::Disconnected { .. })
-            ) {
+            let echo = |e: &ProtocolError| e.is_disconnect() || e.is_peer_silence();
+            if es.is_disconnect() || (echo(&es) && !echo(&ec)) {
                 Err(BenchError::Client(ec))
             } else {
                 Err(BenchError::Server(es))
@@ -380,8 +451,7 @@ fn assemble(
     opts: &RunOptions,
     net: &Network,
     fixed: &FixedNetwork,
-    oracle: &FixedOutput,
-    f32_logits: &[f32],
+    check: Option<(&FixedOutput, &[f32])>,
     server: PartyReport,
     client: PartyReport,
     logits: Vec<f64>,
@@ -417,12 +487,21 @@ fn assemble(
     let offline = phase_cost(&server, &client, Phase::Offline, None);
     let online = phase_cost(&server, &client, Phase::Online, None);
 
+    // Without weights (a client holding only the public bundle) there is no oracle to check
+    // against: every oracle figure stays empty and the result says it was not checked.
+    let no_oracle = FixedOutput {
+        raw: vec![],
+        logits: vec![],
+        max_local_trunc_bits: 0,
+        local_truncations: 0,
+    };
+    let (oracle, f32_logits) = check.unwrap_or((&no_oracle, &[]));
     let max_diff = logits
         .iter()
         .zip(&oracle.logits)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
-    let exact = logits == oracle.logits;
+    let exact = check.is_some() && logits == oracle.logits;
     let argmax = |v: &[f64]| {
         v.iter()
             .enumerate()
@@ -438,7 +517,7 @@ fn assemble(
     let predicted = argmax(&logits);
     let oracle_class = argmax(&oracle.logits);
     let scale = oracle.logits.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    let correct = predicted == oracle_class && max_diff <= 0.01 * scale;
+    let correct = check.is_some() && predicted == oracle_class && max_diff <= 0.01 * scale;
     let fixed_err = oracle
         .logits
         .iter()
@@ -546,7 +625,12 @@ fn assemble(
         max_logit_diff_vs_oracle: max_diff,
         max_logit_diff_fixed_vs_f32: fixed_err,
         predicted_class: predicted,
-        f32_class: plain::f32::argmax(f32_logits),
+        f32_class: if check.is_some() {
+            plain::f32::argmax(f32_logits)
+        } else {
+            predicted
+        },
+        oracle_checked: check.is_some(),
         logits,
         local_truncation: LocalTruncation {
             count: oracle.local_truncations,
@@ -574,26 +658,34 @@ pub fn serve(opts: &RunOptions, listen: &str) -> Result<PartyReport, BenchError>
     // client connects.
     let mut pre = opts
         .backend
-        .server_half(&fixed)
+        .server_half(&fixed, opts.flood)
         .map_err(BenchError::Server)?;
     let stream = listener.accept(Duration::from_secs(3600), opts.timeout)?;
+    // Further clients are told at once that this server is busy, not left to time out.
+    let _busy = listener.turn_away();
     let mut ch = Metered::new(stream);
     let mp = MultiProgress::new();
     let pb = bar(&mp, fixed.steps.len() * 2, "server", opts.progress);
     let report = server_session(&mut ch, &fixed, pre.as_mut(), pb).map_err(BenchError::Server)?;
-    send_report(&mut ch, &report).map_err(BenchError::Server)?;
+    send_report(&mut ch, opts.send_timings.then_some(&report)).map_err(BenchError::Server)?;
     Ok(report)
 }
 
 /// `pibench client`: connect to a server, run the client's side on `input`, collect the
-/// server's measurements and assemble the complete result (checked against the oracle, which
-/// this benchmark client can compute because it loads the same bundle).
+/// server's measurements if it shares them and assemble the complete result. With the full
+/// bundle the result is checked against the oracle; with a public bundle (no weights) it cannot
+/// be and says so.
 pub fn client(opts: &RunOptions, connect: &str) -> Result<RunResult, BenchError> {
-    let net = load_network(&opts.model, opts.bn)?;
+    let (net, public) = load_client_network(&opts.model, opts.bn)?;
     let input = load_input(&opts.input, &net)?;
     let fixed = Arc::new(FixedNetwork::lower(&net, opts.ring)?);
-    let oracle = fixed.forward(&input)?;
-    let f32_logits = plain::forward_f32(&net, &input)?;
+    // Refuses an input the ring cannot represent before anything is sent.
+    fixed.encode_input(&input)?;
+    let check = if public {
+        None
+    } else {
+        Some((fixed.forward(&input)?, plain::forward_f32(&net, &input)?))
+    };
     let stream = crate::net::tcp::connect(connect, opts.timeout)?;
     let mut ch = Metered::new(stream);
     let mut pre = opts
@@ -604,13 +696,19 @@ pub fn client(opts: &RunOptions, connect: &str) -> Result<RunResult, BenchError>
     let pb = bar(&mp, fixed.steps.len() * 2, "client", opts.progress);
     let (client_rep, logits) =
         client_session(&mut ch, &fixed, pre.as_mut(), &input, pb).map_err(BenchError::Client)?;
-    let server_rep = recv_report(&mut ch).map_err(BenchError::Client)?;
+    // A server that keeps its timings to itself: its traffic is ours seen from the other end,
+    // its seconds unknown (zero).
+    let server_rep = recv_report(&mut ch)
+        .map_err(BenchError::Client)?
+        .unwrap_or_else(|| PartyReport {
+            stats: ch.stats().as_seen_by_peer(),
+            ..PartyReport::default()
+        });
     Ok(assemble(
         opts,
         &net,
         &fixed,
-        &oracle,
-        &f32_logits,
+        check.as_ref().map(|(o, f)| (o, f.as_slice())),
         server_rep,
         client_rep,
         logits,

@@ -1081,6 +1081,7 @@ mod tests {
             steps: vec![step],
             output: ValueId::Layer(0),
             output_scale: 2 * ring.frac,
+            bn_path: crate::model::BnPath::Clean,
         };
         (net, 3 * 6 * 5)
     }

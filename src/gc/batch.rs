@@ -124,12 +124,7 @@ fn shape(
     if let Some(t) = tables_len {
         check_len("garbled tables", n * tb, t)?;
     }
-    if n > 0 && first_instance.checked_add(n as u64 - 1).is_none() {
-        return Err(GcError::InstanceOverflow {
-            first: first_instance,
-            n,
-        });
-    }
+    super::halfgates::check_instances(first_instance, n, circuit.and_count())?;
     Ok(Shape { n, gi, ei, no, tb })
 }
 
@@ -1078,7 +1073,8 @@ mod tests {
             seed in proptest::prelude::any::<u64>(),
         ) {
             let frac = frac_seed % ell;
-            let first = first.min(u64::MAX - n as u64);
+            // Instance numbers stay below 2^63 (garbling and OT tweaks apart).
+            let first = first.min(crate::gc::halfgates::INSTANCE_LIMIT - n as u64);
             let circ = relu_circuit(ell, frac).unwrap();
             let mut rng = ChaCha12Rng::seed_from_u64(seed);
             let delta = Delta::random(&mut rng);

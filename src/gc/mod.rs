@@ -51,7 +51,10 @@ pub enum GcError {
     #[error("a garbling offset Δ must have lsb 1")]
     DeltaLsb,
     /// The instance range of a call overflows the 64-bit instance numbering.
-    #[error("instance numbers {first}..{first}+{n} overflow u64")]
+    #[error(
+        "instance numbers {first}..{first}+{n} reach 2^63, where garbling tweaks would meet the \
+         OT tweaks of the same Δ"
+    )]
     InstanceOverflow {
         /// First instance of the call.
         first: u64,

@@ -32,6 +32,8 @@ pub const KEY_GRAPH: &str = "pibench.graph";
 pub const KEY_CARD: &str = "pibench.card";
 /// Metadata key of the synthetic-weight seed.
 pub const KEY_SYNTHETIC: &str = "pibench.synthetic";
+/// Metadata key marking a public bundle (weights withheld; see [`super::public`]).
+pub const KEY_PUBLIC: &str = "pibench.public";
 
 /// Largest activation accepted, in elements (64 Mi: a 512×512×256 map), so corrupt shapes
 /// cannot ask for absurd buffers downstream.
@@ -62,6 +64,7 @@ pub struct Bundle {
     graph: RawGraph,
     card: ModelCard,
     synthetic: Option<Synthetic>,
+    public: bool,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -74,6 +77,7 @@ impl std::fmt::Debug for Bundle {
             .field("ops", &self.graph.ops.len())
             .field("card", &self.card)
             .field("synthetic", &self.synthetic)
+            .field("public", &self.public)
             .finish()
     }
 }
@@ -176,6 +180,15 @@ impl Bundle {
                 }
             })?),
         };
+        // A public bundle's weights are placeholders: it must say so, and be synthetic so that
+        // the placeholders are materialized rather than missing.
+        let public = meta.contains_key(KEY_PUBLIC);
+        if public && synthetic.is_none() {
+            return Err(ModelError::InvalidMetadata {
+                key: KEY_PUBLIC,
+                reason: format!("a public bundle must also have `{KEY_SYNTHETIC}`"),
+            });
+        }
         Ok(Bundle {
             bytes,
             tensors,
@@ -183,6 +196,7 @@ impl Bundle {
             graph,
             card,
             synthetic,
+            public,
         })
     }
 
@@ -204,6 +218,12 @@ impl Bundle {
     /// The synthetic-weight seed, if the bundle has one.
     pub fn synthetic(&self) -> Option<Synthetic> {
         self.synthetic
+    }
+
+    /// Whether this is a public bundle (graph, shapes, masks and card; weights withheld and
+    /// replaced by placeholders): enough for a client, useless for computing.
+    pub fn is_public(&self) -> bool {
+        self.public
     }
 
     /// Whether the graph has a `dual_batchnorm` op (so the batch-norm path matters).
@@ -237,13 +257,26 @@ impl Bundle {
     /// mask, folds batch norm into the preceding convolution where it may, materializes
     /// synthetic weights, and checks the card against the result.
     pub fn network(&self, bn_path: BnPath) -> Result<Network, ModelError> {
+        self.check_bn_path(bn_path)?;
         Builder::new(self, bn_path, true)?.build()
+    }
+
+    /// Refuses the `adv` path of a model without dual batch norm: it would silently run the
+    /// clean weights under another name.
+    fn check_bn_path(&self, bn_path: BnPath) -> Result<(), ModelError> {
+        if bn_path == BnPath::Adv && !self.has_dual_bn() {
+            return Err(ModelError::NoSuchBnPath {
+                requested: bn_path.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// As [`Bundle::network`] but with every batch norm kept as its own
     /// [`Op::ChannelAffine`] layer named after the batch-norm op: for checking folding and for
     /// calibrating batch-norm statistics.
     pub fn network_unfolded(&self, bn_path: BnPath) -> Result<Network, ModelError> {
+        self.check_bn_path(bn_path)?;
         Builder::new(self, bn_path, false)?.build()
     }
 }
@@ -496,6 +529,7 @@ impl<'a> Builder<'a> {
             output,
         };
         check_card(&net, &g.input.shape)?;
+        check_finite_parameters(&net)?;
         Ok(net)
     }
 
@@ -1097,6 +1131,31 @@ fn decode_f32(op: &str, tensor: &str, data: &[u8]) -> Result<Vec<f32>, ModelErro
         });
     }
     Ok(out)
+}
+
+/// Every stored value is finite (checked when decoded), but batch norm can overflow: folding
+/// multiplies weights by `gamma / sqrt(var + eps)`, which itself may be huge. Checked on the
+/// built network so the error names the op that holds the overflowed value.
+fn check_finite_parameters(net: &Network) -> Result<(), ModelError> {
+    for layer in &net.layers {
+        let params: [(&'static str, &[f32]); 2] = match &layer.op {
+            Op::Conv2d(c) => [("weight", &c.weight), ("bias", &c.bias)],
+            Op::Linear(l) => [("weight", &l.weight), ("bias", &l.bias)],
+            Op::ChannelAffine(a) => [("scale", &a.scale), ("shift", &a.shift)],
+            _ => continue,
+        };
+        for (what, values) in params {
+            if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+                return Err(ModelError::NonFiniteParameter {
+                    op: layer.name.clone(),
+                    what,
+                    index,
+                    value: values[index],
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The card must describe the network it comes with.

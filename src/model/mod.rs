@@ -8,7 +8,7 @@
 //!   [`StepGraph`] view every evaluator walks;
 //! - [`writer`]: [`BundleWriter`]; [`synth`]: synthetic weights;
 //! - [`arch`], [`gen`]: architecture builders and `pibench gen`; [`inspect`]: `pibench inspect`;
-//! - [`bundled`]: the models shipped in `models/`;
+//! - [`bundled`]: the models shipped in `models/`; [`public`]: weight-free bundles for clients;
 //! - [`walk`]: one walk over a network's steps ([`ValueStore`]) for every evaluator.
 
 pub mod arch;
@@ -19,6 +19,7 @@ pub mod error;
 pub mod gen;
 pub mod graph;
 pub mod inspect;
+pub mod public;
 pub mod raw;
 pub mod synth;
 pub mod walk;
@@ -33,5 +34,6 @@ pub use graph::{
     ValueId,
 };
 pub use inspect::Inspection;
+pub use public::public_bundle;
 pub use walk::{StepRef, ValueStore, WalkError};
 pub use writer::BundleWriter;

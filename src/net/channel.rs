@@ -22,6 +22,16 @@ pub enum NetError {
         /// Phase and layer in which it happened.
         context: String,
     },
+    /// An emulated link is too slow for the time-out: its delay or bandwidth would make this
+    /// party wait longer than the time-out for the next chunk (or to push its own out). Not the
+    /// peer's fault: the link and the time-out do not fit together.
+    #[error("time-out of {timeout:?} during {detail}; use a longer --timeout or a faster link")]
+    LinkTimeout {
+        /// The time-out that expired.
+        timeout: Duration,
+        /// Phase and layer, the link, what it delays and by how much.
+        detail: String,
+    },
     /// The peer sent something that does not parse.
     #[error("protocol error during {context}: {message}")]
     Protocol {

@@ -214,6 +214,40 @@ impl Share {
     }
 }
 
+/// `values · factor` encoded with `scale` fractional bits, refusing a value the ring cannot
+/// represent (its encoding would saturate and the oracle would silently compute another
+/// network).
+fn encode_parameters(
+    ring: &Ring,
+    layer: &crate::model::Layer,
+    what: &'static str,
+    values: &[f32],
+    factor: f32,
+    scale: u32,
+) -> Result<Vec<u64>, PlainError> {
+    let limit = ring.encodable_limit(scale);
+    values
+        .iter()
+        .enumerate()
+        .map(|(index, &v)| {
+            let v = f64::from(v * factor);
+            if v.abs() < limit {
+                Ok(ring.encode(v, scale))
+            } else {
+                Err(PlainError::ParameterRange {
+                    layer: layer.name.clone(),
+                    detail: format!(
+                        "{} {what} {index} = {v:e} (the range at ℓ = {} with {scale} fractional \
+                         bits is ±{limit})",
+                        layer.op.kind(),
+                        ring.ell
+                    ),
+                })
+            }
+        })
+        .collect()
+}
+
 /// A network lowered to the ring.
 #[derive(Clone, Debug)]
 pub struct FixedNetwork {
@@ -227,6 +261,8 @@ pub struct FixedNetwork {
     pub output: ValueId,
     /// Fractional bits of the logits.
     pub output_scale: u32,
+    /// The batch-norm path the weights were taken from (public: both parties must agree on it).
+    pub bn_path: crate::model::BnPath,
 }
 
 /// The result of a fixed-point inference.
@@ -277,7 +313,6 @@ impl FixedNetwork {
             ValueId::Input => 1,
             ValueId::Layer(i) => table[i],
         };
-        let enc = |v: f32, s: u32| ring.encode(v as f64, s);
         let mut steps = Vec::with_capacity(net.layers.len());
         for layer in &net.layers {
             let x = layer.inputs[0];
@@ -289,6 +324,10 @@ impl FixedNetwork {
                 reason: reason.into(),
             };
             let in_shape = net.shape_of(x);
+            // Weights at f fractional bits (divided by any pending pooling), biases at 2f.
+            let enc = |what: &'static str, values: &[f32], factor: f32, s: u32| {
+                encode_parameters(&ring, layer, what, values, factor, s)
+            };
             let (kind, out_scale, out_div) = match &layer.op {
                 Op::Conv2d(c) => {
                     let Shape::Chw(ci, h, w) = in_shape else { return Err(unsupported("conv2d on a flat value")) };
@@ -296,8 +335,8 @@ impl FixedNetwork {
                     let inv = 1.0 / d_in as f32;
                     let step = LinearStep {
                         kind: LinearKind::Conv(g),
-                        weight: c.weight.iter().map(|&w| enc(w * inv, f)).collect(),
-                        bias: c.bias.iter().map(|&b| enc(b, 2 * f)).collect(),
+                        weight: enc("weight", &c.weight, inv, f)?,
+                        bias: enc("bias", &c.bias, 1.0, 2 * f)?,
                         input_trunc: s_in.saturating_sub(f),
                     };
                     (StepKind::Linear(step), 2 * f, 1)
@@ -306,8 +345,8 @@ impl FixedNetwork {
                     let inv = 1.0 / d_in as f32;
                     let step = LinearStep {
                         kind: LinearKind::Fc { out_features: l.out_features },
-                        weight: l.weight.iter().map(|&w| enc(w * inv, f)).collect(),
-                        bias: l.bias.iter().map(|&b| enc(b, 2 * f)).collect(),
+                        weight: enc("weight", &l.weight, inv, f)?,
+                        bias: enc("bias", &l.bias, 1.0, 2 * f)?,
                         input_trunc: s_in.saturating_sub(f),
                     };
                     (StepKind::Linear(step), 2 * f, 1)
@@ -317,8 +356,8 @@ impl FixedNetwork {
                     let inv = 1.0 / d_in as f32;
                     let step = LinearStep {
                         kind: LinearKind::ChannelScale { channels: c, plane: h * w },
-                        weight: a.scale.iter().map(|&v| enc(v * inv, f)).collect(),
-                        bias: a.shift.iter().map(|&b| enc(b, 2 * f)).collect(),
+                        weight: enc("weight", &a.scale, inv, f)?,
+                        bias: enc("bias", &a.shift, 1.0, 2 * f)?,
                         input_trunc: s_in.saturating_sub(f),
                     };
                     (StepKind::Linear(step), 2 * f, 1)
@@ -378,6 +417,7 @@ impl FixedNetwork {
             steps,
             output: net.output,
             output_scale,
+            bn_path: net.bn_path,
         })
     }
 
@@ -391,10 +431,22 @@ impl FixedNetwork {
                 shape: self.input_shape.dims(),
             });
         }
-        Ok(input
-            .iter()
-            .map(|&v| self.ring.encode(v as f64, self.ring.frac))
-            .collect())
+        let (ring, f) = (self.ring, self.ring.frac);
+        let limit = ring.encodable_limit(f);
+        let outside = |v: f32| {
+            let a = f64::from(v).abs();
+            a.is_nan() || a >= limit
+        };
+        if let Some(index) = input.iter().position(|&v| outside(v)) {
+            return Err(PlainError::InputRange {
+                index,
+                value: f64::from(input[index]),
+                limit,
+                ell: ring.ell,
+                frac: f,
+            });
+        }
+        Ok(input.iter().map(|&v| ring.encode(v as f64, f)).collect())
     }
 
     /// Run the fixed-point oracle on one input.

@@ -73,7 +73,18 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
             let out = match &step.kind {
                 StepKind::Linear(l) => {
                     let cin = Share::Client.trunc_all(&ring, c, l.input_trunc);
-                    pre.correlate(ch, i, &cin)?
+                    let out = pre.correlate(ch, i, &cin)?;
+                    // Whatever the backend, a share of the wrong length must not reach the next
+                    // step's indexing.
+                    if out.len() != step.out_shape.elements() {
+                        return Err(ProtocolError::Peer(format!(
+                            "the preprocessing of step `{}` delivered {} values, its output has {}",
+                            step.name,
+                            out.len(),
+                            step.out_shape.elements()
+                        )));
+                    }
+                    out
                 }
                 StepKind::Relu { trunc, .. } => {
                     let plan = plan_iter

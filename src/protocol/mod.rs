@@ -56,7 +56,8 @@ pub enum ProtocolError {
     /// The garbling engine refused its arguments (a bug: the protocol sizes them).
     #[error("garbling: {0}")]
     Gc(crate::gc::GcError),
-    /// The `he` preprocessing backend failed.
+    /// The `he` backend cannot run this network or ring (parameters, geometry, noise budget), or
+    /// failed.
     #[error("he backend: {0}")]
     He(#[from] he::HeError),
     /// The network cannot be run (lowering or input).
@@ -65,6 +66,11 @@ pub enum ProtocolError {
     /// A step read a value that is not there (a bug, reported instead of a panic).
     #[error("internal error: {0}")]
     Walk(#[from] crate::model::WalkError),
+    /// The peer sent something the public architecture rules out (a count or size other than
+    /// the one both parties derive from the model, a malformed report): a misbehaving or
+    /// mismatched peer, not a bug on this side.
+    #[error("the peer misbehaved: {0}")]
+    Peer(String),
     /// A broken invariant inside pibench (a bug, reported instead of a panic).
     #[error("internal error: {0}")]
     Internal(String),
@@ -87,26 +93,31 @@ pub type Halves = (Box<dyn ServerPreprocessing>, Box<dyn ClientPreprocessing>);
 impl Backend {
     /// Both halves for one inference on `net` with both parties in this process: one dealer
     /// shared by the two, or a fresh `he` key pair.
-    pub fn halves(self, net: &Arc<FixedNetwork>) -> Result<Halves, ProtocolError> {
+    pub fn halves(
+        self,
+        net: &Arc<FixedNetwork>,
+        flood: he::FloodTarget,
+    ) -> Result<Halves, ProtocolError> {
         match self {
             Backend::Dealer => {
                 let d = Dealer::new(net.clone());
                 Ok((Box::new(d.clone()), Box::new(d)))
             }
-            Backend::He => Ok((self.server_half(net)?, self.client_half(net)?)),
+            Backend::He => Ok((self.server_half(net, flood)?, self.client_half(net)?)),
         }
     }
 
     /// The server's half when the client is another process (whose dealer, for `dealer`, is
     /// this server's process). Fails, before any client connects, on a model the backend cannot
-    /// carry.
+    /// carry. `flood` sets the `he` server's noise flooding (the queries it must withstand).
     pub fn server_half(
         self,
         net: &Arc<FixedNetwork>,
+        flood: he::FloodTarget,
     ) -> Result<Box<dyn ServerPreprocessing>, ProtocolError> {
         Ok(match self {
             Backend::Dealer => Box::new(RemoteDealerServer(Dealer::new(net.clone()))),
-            Backend::He => Box::new(he::HeServer::new(net.clone())?),
+            Backend::He => Box::new(he::HeServer::with_target(net.clone(), flood)?),
         })
     }
 
@@ -116,7 +127,7 @@ impl Backend {
         net: &Arc<FixedNetwork>,
     ) -> Result<Box<dyn ClientPreprocessing>, ProtocolError> {
         Ok(match self {
-            Backend::Dealer => Box::new(RemoteDealerClient),
+            Backend::Dealer => Box::new(RemoteDealerClient::new(net.clone())),
             Backend::He => Box::new(he::HeClient::new(net.clone())?),
         })
     }
@@ -130,6 +141,42 @@ impl From<crate::net::HandshakeError> for ProtocolError {
             other => ProtocolError::Handshake(other),
         }
     }
+}
+
+impl ProtocolError {
+    /// Whether this is the channel reporting that the peer went away, however deeply wrapped:
+    /// when both parties fail, the other party's error is the root cause.
+    pub fn is_disconnect(&self) -> bool {
+        matches!(self.net(), Some(NetError::Disconnected { .. }))
+    }
+
+    /// Whether this is a party giving up on a silent peer (not a link too slow for the
+    /// time-out): when the other party failed for a reason of its own, that reason is the root
+    /// cause and this only its echo.
+    pub fn is_peer_silence(&self) -> bool {
+        matches!(self.net(), Some(NetError::Timeout { .. }))
+    }
+
+    /// The channel error inside, however wrapped.
+    fn net(&self) -> Option<&NetError> {
+        match self {
+            ProtocolError::Net(e) | ProtocolError::Ot(crate::crypto::ot::OtError::Net(e)) => {
+                Some(e)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The public parameters both parties must agree on, named by the command-line flag that sets
+/// them, so that a handshake mismatch says which flag differs (the fingerprint covers them too).
+pub fn public_params(net: &FixedNetwork, backend: prepro::Backend) -> Vec<(&'static str, String)> {
+    vec![
+        ("--offline", backend.to_string()),
+        ("--ell", net.ring.ell.to_string()),
+        ("--frac", net.ring.frac.to_string()),
+        ("--bn", net.bn_path.to_string()),
+    ]
 }
 
 /// The public plan of one ReLU site, computed identically by both parties.
@@ -250,12 +297,12 @@ impl PartyTimings {
     }
 }
 
-/// A fingerprint of everything both parties must agree on: protocol version, ring, every step's
-/// kind, geometry, shape and truncation, the masks, and the linear preprocessing backend.
-/// Weights are not part of it.
+/// A fingerprint of everything both parties must agree on: protocol version, ring, batch-norm
+/// path, every step's kind, geometry, shape and truncation, the masks, and the linear
+/// preprocessing backend. Weights are not part of it.
 pub fn fingerprint(net: &FixedNetwork, backend: Backend) -> crate::net::Fingerprint {
     use crate::plain::LinearKind;
-    let mut desc = format!("backend={backend};")
+    let mut desc = format!("backend={backend};bn={};", net.bn_path)
         + &format!(
             "pibench-protocol-{PROTOCOL_VERSION};ring={},{};input={:?};",
             net.ring.ell, net.ring.frac, net.input_shape

@@ -193,7 +193,17 @@ impl ServerPreprocessing for Dealer {
 /// sends its share to it and gets `M·c − s` back over the channel. Those bytes are the dealer's
 /// deliveries, counted in the linear layer's offline traffic; like every dealer result, this is
 /// not a two-party protocol (the server process sees the client's masks).
-pub struct RemoteDealerClient;
+pub struct RemoteDealerClient {
+    /// The public architecture: how many values each step's delivery must hold.
+    net: Arc<FixedNetwork>,
+}
+
+impl RemoteDealerClient {
+    /// The client of a remote dealer for `net` (only its public shapes are used).
+    pub fn new(net: Arc<FixedNetwork>) -> Self {
+        RemoteDealerClient { net }
+    }
+}
 
 impl ClientPreprocessing for RemoteDealerClient {
     fn backend(&self) -> Backend {
@@ -203,19 +213,31 @@ impl ClientPreprocessing for RemoteDealerClient {
     fn correlate(
         &mut self,
         ch: &mut dyn Channel,
-        _step: usize,
+        step: usize,
         c: &[u64],
     ) -> Result<Vec<u64>, ProtocolError> {
+        let s = self
+            .net
+            .steps
+            .get(step)
+            .filter(|s| matches!(s.kind, StepKind::Linear(_)))
+            .ok_or_else(|| ProtocolError::Internal(format!("step {step} is not a linear step")))?;
+        let expected = s.out_shape.elements();
         ch.send_u64s(c)?;
         ch.flush()?;
-        let n = ch.recv_u64()? as usize;
-        if n > 1 << 28 {
-            return Err(ProtocolError::Internal(format!(
-                "dealer announced {n} values"
+        // The count comes from the peer: checked against the public shape before anything is
+        // allocated, so a lying dealer can neither crash the client nor make it allocate.
+        let n = ch.recv_u64()?;
+        if n != expected as u64 {
+            return Err(ProtocolError::Peer(format!(
+                "the dealer announced {n} values for step `{}`, whose output has {expected}",
+                s.name
             )));
         }
-        let mut out = vec![0u64; n];
+        let mut out = vec![0u64; expected];
         ch.recv_u64s(&mut out)?;
+        let ring = self.net.ring;
+        out.iter_mut().for_each(|v| *v = ring.reduce(*v));
         Ok(out)
     }
 }

@@ -6,9 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::prepro::{ClientPreprocessing, ServerPreprocessing};
-use super::{client, fingerprint, server, Observer, PartyTimings, ProtocolError, PROTOCOL_VERSION};
+use super::{
+    client, fingerprint, public_params, server, Observer, PartyTimings, ProtocolError,
+    PROTOCOL_VERSION,
+};
 use crate::crypto::prg::Prg;
-use crate::net::{handshake, Channel, ChannelExt, ChannelStats, Metered, Phase, Role};
+use crate::net::{handshake_with, Channel, ChannelExt, ChannelStats, Metered, Phase, Role};
 use crate::plain::FixedNetwork;
 
 /// The metering scope (offline) of the client's "ready" signal.
@@ -64,7 +67,8 @@ pub fn server_session<C: Channel>(
     let mut rng = Prg::from_entropy();
     let fp = fingerprint(net, pre.backend());
     let t0 = Instant::now();
-    handshake(ch, Role::Server, PROTOCOL_VERSION, &fp)?;
+    let params = public_params(net, pre.backend());
+    handshake_with(ch, Role::Server, PROTOCOL_VERSION, &params, &fp)?;
     let (mut cot, delta) = server::setup(ch, &mut rng)?;
     pre.setup(ch)?;
     let setup_secs = t0.elapsed().as_secs_f64();
@@ -100,7 +104,8 @@ pub fn client_session<C: Channel>(
     let mut rng = Prg::from_entropy();
     let fp = fingerprint(net, pre.backend());
     let t0 = Instant::now();
-    handshake(ch, Role::Client, PROTOCOL_VERSION, &fp)?;
+    let params = public_params(net, pre.backend());
+    handshake_with(ch, Role::Client, PROTOCOL_VERSION, &params, &fp)?;
     let mut cot = client::setup(ch, &mut rng)?;
     pre.setup(ch)?;
     let setup_secs = t0.elapsed().as_secs_f64();
@@ -147,12 +152,16 @@ fn finish<C: Channel>(
 }
 
 /// The server's last message in a two-process run: its own report, so the client can assemble
-/// the complete result.
+/// the complete result, or an empty report (length 0) when the server does not share its
+/// measurements.
 pub fn send_report<C: Channel + ?Sized>(
     ch: &mut C,
-    report: &PartyReport,
+    report: Option<&PartyReport>,
 ) -> Result<(), ProtocolError> {
-    let json = serde_json::to_vec(report).map_err(|e| ProtocolError::Internal(e.to_string()))?;
+    let json = match report {
+        Some(r) => serde_json::to_vec(r).map_err(|e| ProtocolError::Internal(e.to_string()))?,
+        None => Vec::new(),
+    };
     ch.set_scope(Phase::Online, Some(REPORT_SCOPE));
     ch.send_u64(json.len() as u64)?;
     ch.send(&json)?;
@@ -160,16 +169,22 @@ pub fn send_report<C: Channel + ?Sized>(
     Ok(())
 }
 
-/// The client's side of [`send_report`].
-pub fn recv_report<C: Channel + ?Sized>(ch: &mut C) -> Result<PartyReport, ProtocolError> {
+/// The client's side of [`send_report`]: `None` when the server shares no measurements. A size
+/// beyond the limit or a malformed report is the peer's fault.
+pub fn recv_report<C: Channel + ?Sized>(ch: &mut C) -> Result<Option<PartyReport>, ProtocolError> {
     ch.set_scope(Phase::Online, Some(REPORT_SCOPE));
-    let n = ch.recv_u64()? as usize;
-    if n > MAX_REPORT_BYTES {
-        return Err(ProtocolError::Internal(format!(
-            "server report of {n} bytes"
+    let n = ch.recv_u64()?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if n > MAX_REPORT_BYTES as u64 {
+        return Err(ProtocolError::Peer(format!(
+            "the server announced a report of {n} bytes (at most {MAX_REPORT_BYTES} accepted)"
         )));
     }
-    let mut buf = vec![0u8; n];
+    let mut buf = vec![0u8; n as usize];
     ch.recv(&mut buf)?;
-    serde_json::from_slice(&buf).map_err(|e| ProtocolError::Internal(format!("server report: {e}")))
+    serde_json::from_slice(&buf)
+        .map(Some)
+        .map_err(|e| ProtocolError::Peer(format!("the server's report is not valid: {e}")))
 }

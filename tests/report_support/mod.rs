@@ -297,6 +297,7 @@ pub fn run(s: &Spec, t: &Truth, rep: u32, noise: f64) -> RunResult {
         max_logit_diff_fixed_vs_f32: 0.002,
         predicted_class: 3,
         f32_class: 3,
+        oracle_checked: true,
         logits: vec![0.0; 100],
         local_truncation: LocalTruncation {
             count: 557_056 - s.budget,

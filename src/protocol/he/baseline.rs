@@ -131,6 +131,7 @@ mod tests {
             }],
             output: ValueId::Layer(0),
             output_scale: 12,
+            bn_path: crate::model::BnPath::Clean,
         };
         let b = simd_baseline(&net).unwrap();
         assert_eq!(b.crt_primes, 3);

@@ -38,9 +38,48 @@ use rq::{Context, Poly, L, N};
 /// The metering scope (in the setup phase) of the public-key exchange.
 pub const KEY_SCOPE: &str = "he-keys";
 
-/// Statistical security of noise flooding (bits), per inference: the statistical distances of
-/// all the coefficients an inference reveals to the client add up to at most 2^−40.
+/// The default statistical security of noise flooding (bits): everything the client learns
+/// stays within statistical distance 2^−40 of what `M·c − s` alone reveals.
 pub const FLOOD_SECURITY: u32 = 40;
+
+/// What noise flooding must achieve, a server-side parameter with a documented default.
+///
+/// Each inference reveals flooded coefficients; their statistical distances add up over one
+/// inference and over every inference the same client runs on the same weights. The server
+/// therefore floods every inference to `2^−(security_bits + ⌈log2 queries⌉)`, so that
+/// `queries` inferences together stay within `2^−security_bits`. The default, 40 bits for one
+/// query, makes no allowance for repeated queries; a server that answers many
+/// queries on the same weights should say how many (`--he-queries`), and a model whose weights
+/// leave too little noise room for that target is refused at load
+/// ([`HeError::WeightsTooLarge`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FloodTarget {
+    /// Statistical security over all the queries together, in bits.
+    pub security_bits: u32,
+    /// How many inferences the target must cover (at least 1).
+    pub queries: u64,
+}
+
+impl Default for FloodTarget {
+    fn default() -> Self {
+        FloodTarget {
+            security_bits: FLOOD_SECURITY,
+            queries: 1,
+        }
+    }
+}
+
+impl FloodTarget {
+    /// The statistical security each inference must achieve: `security_bits + ⌈log2 queries⌉`.
+    pub fn bits_per_inference(&self) -> u32 {
+        self.security_bits + ceil_log2(self.queries.max(1))
+    }
+}
+
+/// ⌈log2 n⌉ for n ≥ 1.
+fn ceil_log2(n: u64) -> u32 {
+    u64::BITS - n.saturating_sub(1).leading_zeros()
+}
 
 /// Errors of the `he` backend.
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +99,12 @@ pub enum HeError {
     #[error(
         "step {step}: weights whose largest per-block L1 norm is about 2^{l1_bits} exceed the \
          noise budget of the 128-bit HE parameters at ℓ = {ell} (at most 2^{max_l1_bits} for \
-         statistical distance 2^-40 per inference); use a smaller ℓ"
+         statistical distance 2^-{target_bits} per inference); use a smaller ℓ or fewer \
+         --he-queries"
     )]
     WeightsTooLarge {
+        /// The per-inference statistical target (bits) that could not be met.
+        target_bits: u32,
         /// The step.
         step: usize,
         /// Bits of the largest L1 norm of one weight polynomial block (all its output channels).
@@ -221,6 +263,12 @@ pub struct HeClient {
     uploaded: std::collections::HashMap<usize, (Vec<u64>, usize)>,
 }
 
+impl Drop for HeClient {
+    fn drop(&mut self) {
+        self.wipe_key();
+    }
+}
+
 impl std::fmt::Debug for HeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HeClient").finish_non_exhaustive()
@@ -298,6 +346,13 @@ impl HeClient {
                 (((v + (1u128 << (shift - 1))) >> shift) & rq::low_mask(ctx.ell)) as u64
             })
             .collect()
+    }
+
+    /// Overwrites the secret key of this inference (and its Shoup companions, which determine
+    /// it) with zeros; run on drop.
+    fn wipe_key(&mut self) {
+        zeroize::Zeroize::zeroize(self.s.as_mut_slice());
+        zeroize::Zeroize::zeroize(self.s_comp.as_mut_slice());
     }
 
     fn seeds(&mut self) -> ([u8; 32], [u8; 32]) {
@@ -423,6 +478,7 @@ type Reply = (Poly, Poly, Vec<u64>);
 pub struct HeServer {
     net: Arc<FixedNetwork>,
     ctx: Arc<Context>,
+    target: FloodTarget,
     pk: Option<(Poly, Vec<u64>, Poly, Vec<u64>)>,
     schedule: Schedule,
     /// Input ciphertexts kept for later steps that reuse them, with how many such steps remain.
@@ -436,19 +492,31 @@ impl std::fmt::Debug for HeServer {
 }
 
 impl HeServer {
-    /// A server for `net` (with weights).
+    /// A server for `net` (with weights) flooding to the default [`FloodTarget`].
     pub fn new(net: Arc<FixedNetwork>) -> Result<Self, HeError> {
+        HeServer::with_target(net, FloodTarget::default())
+    }
+
+    /// A server for `net` (with weights) flooding to `target`; refuses weights whose noise
+    /// leaves the flood too little room for it.
+    pub fn with_target(net: Arc<FixedNetwork>, target: FloodTarget) -> Result<Self, HeError> {
         check_ring(net.ring.ell)?;
         let ctx = Arc::new(Context::new(net.ring.ell));
         let schedule = Schedule::new(&net, &ctx)?;
-        check_noise_budget(&net, &ctx, &schedule)?;
+        check_noise_budget(&net, &ctx, &schedule, target)?;
         Ok(HeServer {
             net,
             ctx,
+            target,
             pk: None,
             schedule,
             kept: Default::default(),
         })
+    }
+
+    /// The statistical target this server floods to.
+    pub fn target(&self) -> FloodTarget {
+        self.target
     }
 
     /// The bits of uniform flooding noise.
@@ -465,11 +533,13 @@ fn flood_bits(ctx: &Context) -> u32 {
 }
 
 /// Refuses, at load time, a network whose weights the flooding cannot hide: for every linear
-/// step, `noise + FLOOD_SECURITY + log2(coefficients revealed per inference) ≤ flood bits`.
+/// step, `noise + target bits per inference + log2(coefficients revealed per inference) ≤
+/// flood bits`.
 fn check_noise_budget(
     net: &FixedNetwork,
     ctx: &Context,
     schedule: &Schedule,
+    target: FloodTarget,
 ) -> Result<(), HeError> {
     let revealed: usize = schedule
         .steps
@@ -477,9 +547,10 @@ fn check_noise_budget(
         .flatten()
         .map(|(p, _)| p.out_len())
         .sum();
-    let log_rev = usize::BITS - revealed.saturating_sub(1).leading_zeros();
+    let log_rev = ceil_log2(revealed as u64);
     let fb = flood_bits(ctx);
-    let fits = |l1: f64, block: f64| noise_bits(ctx, l1, block) + FLOOD_SECURITY + log_rev <= fb;
+    let target_bits = target.bits_per_inference();
+    let fits = |l1: f64, block: f64| noise_bits(ctx, l1, block) + target_bits + log_rev <= fb;
     for (step, entry) in schedule.steps.iter().enumerate() {
         let (Some((plan, _)), StepKind::Linear(lin)) = (entry, &net.steps[step].kind) else {
             continue;
@@ -494,6 +565,7 @@ fn check_noise_budget(
                 .find(|&b| fits(2f64.powi(b) / ratio, 2f64.powi(b)))
                 .map_or(-1, i64::from);
             return Err(HeError::WeightsTooLarge {
+                target_bits,
                 step,
                 l1_bits: block.log2().ceil() as u32,
                 max_l1_bits,
@@ -775,6 +847,7 @@ mod tests {
             }],
             output: ValueId::Layer(0),
             output_scale: ring.frac,
+            bn_path: crate::model::BnPath::Clean,
         })
     }
 
@@ -862,6 +935,92 @@ mod tests {
                 Shape::Chw(4, 4, 4),
             );
         }
+    }
+
+    #[test]
+    fn the_secret_key_is_wiped() {
+        let ring = Ring::new(64, 12).unwrap();
+        let net = one_step_net(
+            ring,
+            LinearKind::Fc { out_features: 2 },
+            small_weights(&ring, 2 * 4, 4),
+            Shape::Flat(4),
+            Shape::Flat(2),
+        );
+        let mut c = HeClient::new(net).unwrap();
+        assert!(c.s.iter().any(|&v| v != 0) && c.s_comp.iter().any(|&v| v != 0));
+        c.wipe_key();
+        assert!(c.s.iter().all(|&v| v == 0) && c.s_comp.iter().all(|&v| v == 0));
+        assert_eq!(c.s.len(), L * N);
+    }
+
+    #[test]
+    fn more_queries_leave_less_room_for_weights() {
+        let ring = Ring::new(64, 12).unwrap();
+        let net_of = |bits: u32| {
+            one_step_net(
+                ring,
+                LinearKind::Fc { out_features: 10 },
+                small_weights(&ring, 10 * 64, bits),
+                Shape::Flat(64),
+                Shape::Flat(10),
+            )
+        };
+        // The widest weights one query allows...
+        let (bits, net) = (1..60)
+            .rev()
+            .map(|b| (b, net_of(b)))
+            .find(|(_, n)| HeServer::new(n.clone()).is_ok())
+            .unwrap();
+        assert_eq!(
+            HeServer::new(net.clone())
+                .unwrap()
+                .target()
+                .bits_per_inference(),
+            40
+        );
+        // ... are refused when the same weights must survive 2^20 queries: 60 bits per inference.
+        let many = FloodTarget {
+            security_bits: 40,
+            queries: 1 << 20,
+        };
+        assert_eq!(many.bits_per_inference(), 60);
+        let err = HeServer::with_target(net, many).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HeError::WeightsTooLarge {
+                    target_bits: 60,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("2^-60 per inference"), "{err}");
+        // And 20 bits narrower weights fit the larger target.
+        assert!(HeServer::with_target(net_of(bits.saturating_sub(20).max(1)), many).is_ok());
+        assert_eq!(ceil_log2(1), 0);
+        assert_eq!(ceil_log2(3), 2);
+        assert_eq!(ceil_log2(1 << 20), 20);
+    }
+
+    /// The homomorphicencryption.org security standard (Albrecht et al., 2018), ternary secret,
+    /// σ ≈ 3.2: N = 8192 allows log2 q ≤ 218 for 128-bit classical security (202 for 128-bit
+    /// quantum, which these parameters do not claim). The figure the README and docs/HE.md state.
+    #[test]
+    fn log_q_is_within_the_he_standard_for_128_bit_classical_security() {
+        let ctx = Context::new(64);
+        let log_q: f64 = (0..L).map(|i| (ctx.p(i) as f64).log2()).sum();
+        assert_eq!(N, 8192);
+        assert!(log_q <= 218.0, "log2 q = {log_q}");
+        assert!(
+            log_q > 202.0,
+            "the docs say the quantum bound is not met; log2 q = {log_q}"
+        );
+        assert!(
+            (log_q - 215.9).abs() < 0.1,
+            "docs/HE.md states 215.9; log2 q = {log_q}"
+        );
     }
 
     #[test]
