@@ -161,19 +161,18 @@ class RLNetBasicBlock(nn.Module):
         return feed.relu(out)
 
 
-class RLNetResNet(nn.Module):
-    """RLNet ``CustomResNet18``/``34`` (``use2BN``/``use3BN`` as ``bn='dual'``/``'triple'``).
+class _ResNetTrunk(nn.Module):
+    """The CIFAR ResNet trunk RLNet's student and teacher share: stem conv + BN + masked ReLU
+    (an ImageNet stem with max-pool when ``imagenet_stem``), four stages of ``block``, average
+    pool, linear. Parameter names are RLNet's own, so its checkpoints load unchanged."""
 
-    ``width`` is the stem width (64 in the original; smaller for test fixtures).
-    ``forward(x, masks, path)`` takes one ``[C,H,W]`` 0/1 mask per ReLU site in forward order
-    (17 for ResNet18) and ``path`` ``'clean'`` or ``'adv'``.
-    """
+    block: type
 
-    def __init__(self, num_blocks=(2, 2, 2, 2), num_classes=10, width=64, bn="single"):
+    def __init__(self, num_blocks, num_classes, width, bn, imagenet_stem=False):
         super().__init__()
         self.bn_kind = bn
         w = width
-        if num_classes == 1000:
+        if imagenet_stem:
             self.conv1 = nn.Conv2d(3, w, 7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         else:
@@ -189,7 +188,7 @@ class RLNetResNet(nn.Module):
     def _make_layer(self, planes, n, stride, bn):
         blocks = []
         for s in [stride] + [1] * (n - 1):
-            blocks.append(RLNetBasicBlock(self.in_planes, planes, s, bn))
+            blocks.append(self.block(self.in_planes, planes, s, bn))
             self.in_planes = planes
         return nn.Sequential(*blocks)
 
@@ -198,7 +197,7 @@ class RLNetResNet(nn.Module):
         idx = BN_INDEX[self.bn_kind][path]
         feed = _MaskFeed(masks) if feed is None else feed
         out = feed.relu(_apply_norm(self.bn1, self.conv1(x), idx))
-        if x.shape[-1] == 224:  # the original's ImageNet test
+        if hasattr(self, "maxpool") and x.shape[-1] == 224:  # the original's ImageNet test
             out = self.maxpool(out)
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             for block in layer:
@@ -206,6 +205,20 @@ class RLNetResNet(nn.Module):
         feed.finish(self)
         out = F.adaptive_avg_pool2d(out, (1, 1)).flatten(1)
         return self.linear(out)
+
+
+class RLNetResNet(_ResNetTrunk):
+    """RLNet ``CustomResNet18``/``34`` (``use2BN``/``use3BN`` as ``bn='dual'``/``'triple'``).
+
+    ``width`` is the stem width (64 in the original; smaller for test fixtures).
+    ``forward(x, masks, path)`` takes one ``[C,H,W]`` 0/1 mask per ReLU site in forward order
+    (17 for ResNet18) and ``path`` ``'clean'`` or ``'adv'``.
+    """
+
+    block = RLNetBasicBlock
+
+    def __init__(self, num_blocks=(2, 2, 2, 2), num_classes=10, width=64, bn="single"):
+        super().__init__(num_blocks, num_classes, width, bn, imagenet_stem=num_classes == 1000)
 
 
 class RLNetTeacherBlock(nn.Module):
@@ -231,7 +244,7 @@ class RLNetTeacherBlock(nn.Module):
         return feed.relu(out + self.shortcut(x))
 
 
-class RLNetTeacherResNet(nn.Module):
+class RLNetTeacherResNet(_ResNetTrunk):
     """RLNet's all-ReLU teacher ``ResNet18`` (``models/resnetv2.py``, ``use2BN`` as ``bn='dual'``).
 
     Same 17 ReLU sites as ``RLNetResNet`` (stem, then ``relu1``/``relu2`` of every block) but
@@ -239,38 +252,12 @@ class RLNetTeacherResNet(nn.Module):
     original takes no masks; they are accepted so one training loop drives both).
     """
 
+    block = RLNetTeacherBlock
+
     def __init__(self, num_blocks=(2, 2, 2, 2), num_classes=10, width=64, bn="single"):
-        super().__init__()
         if bn == "triple":
             raise ValueError("RLNet's 3-BN teacher is another module (resnetv2_3BN); not modelled here")
-        self.bn_kind = bn
-        w = width
-        self.conv1 = nn.Conv2d(3, w, 3, stride=1, padding=1, bias=False)
-        self.bn1 = _norm(bn, w)
-        self.in_planes = w
-        self.layer1 = self._make_layer(w, num_blocks[0], 1, bn)
-        self.layer2 = self._make_layer(2 * w, num_blocks[1], 2, bn)
-        self.layer3 = self._make_layer(4 * w, num_blocks[2], 2, bn)
-        self.layer4 = self._make_layer(8 * w, num_blocks[3], 2, bn)
-        self.linear = nn.Linear(8 * w, num_classes)
-
-    def _make_layer(self, planes, n, stride, bn):
-        blocks = []
-        for s in [stride] + [1] * (n - 1):
-            blocks.append(RLNetTeacherBlock(self.in_planes, planes, s, bn))
-            self.in_planes = planes
-        return nn.Sequential(*blocks)
-
-    def forward(self, x, masks: Optional[Sequence[torch.Tensor]] = None, path: str = "clean", feed=None):
-        idx = BN_INDEX[self.bn_kind][path]
-        feed = _MaskFeed(masks) if feed is None else feed
-        out = feed.relu(_apply_norm(self.bn1, self.conv1(x), idx))
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
-            for block in layer:
-                out = block(out, feed, idx)
-        feed.finish(self)
-        out = F.adaptive_avg_pool2d(out, (1, 1)).flatten(1)
-        return self.linear(out)
+        super().__init__(num_blocks, num_classes, width, bn)
 
 
 class RLNetWideBlock(nn.Module):

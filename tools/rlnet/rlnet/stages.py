@@ -15,7 +15,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -109,6 +109,31 @@ def _budget(shapes, masks) -> Dict[str, Any]:
     return {"budget": sum(kept), "total_relus": total, "kept_per_site": kept}
 
 
+def _train(stage: str, h: Hyper, opt, log: JsonLog, one_epoch) -> Tuple[float, float]:
+    """``h.epochs`` epochs of ``one_epoch()`` (returning the epoch's metrics and clean test
+    accuracy) under the learning-rate schedule, each logged; returns wall and CPU seconds."""
+    t0, c0 = time.time(), time.process_time()
+    for epoch in range(1, h.epochs + 1):
+        lr = lr_at(h, epoch)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        te = time.time()
+        m, test_acc = one_epoch()
+        log.write({"stage": stage, "event": "epoch", "epoch": epoch, "lr": lr, **m, "test_acc_clean": test_acc,
+                   "seconds": round(time.time() - te, 2)})
+    return time.time() - t0, time.process_time() - c0
+
+
+def _evaluate(model, norm, test, c: Common, masks, robust: bool, pgd_steps: int, h: Hyper,
+              train_times: Tuple[float, float]) -> Tuple[Dict[str, Any], Dict[str, float]]:
+    """The final evaluation and the stage's times (training wall and CPU, evaluation)."""
+    t1 = time.time()
+    res = _final_eval(model, norm, test, c, masks, robust, pgd_steps, h.eps, h.pgd_alpha)
+    times = {"train_seconds": round(train_times[0], 1), "train_cpu_seconds": round(train_times[1], 1),
+             "eval_seconds": round(time.time() - t1, 1)}
+    return res, times
+
+
 def train_teacher(c: Common, h: Hyper, method: str, width: int, out: str, log: JsonLog) -> Dict[str, Any]:
     """RLNet's robust dual-BN teacher (``method='rlnet'``) or SeNet's clean single-BN one."""
     robust = method == "rlnet"
@@ -117,24 +142,15 @@ def train_teacher(c: Common, h: Hyper, method: str, width: int, out: str, log: J
     opt = optimizer(model, h)
     log.write({"stage": "teacher", "event": "config", "method": method, "width": width, "out": out, "hyper": asdict(h),
                "train_images": len(train), "test_images": len(test), "device": c.device, "threads": torch.get_num_threads()})
-    t0, c0 = time.time(), time.process_time()
-    for epoch in range(1, h.epochs + 1):
-        lr = lr_at(h, epoch)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        te = time.time()
+    def one_epoch():
         m = teacher_epoch(model, norm, train, info, h, opt, robust, c.device)
-        test_acc, _ = accuracy(model, norm, test, c.device)
-        log.write({"stage": "teacher", "event": "epoch", "epoch": epoch, "lr": lr, **m, "test_acc_clean": test_acc,
-                   "seconds": round(time.time() - te, 2)})
-    train_s, train_cpu = time.time() - t0, time.process_time() - c0
-    t1 = time.time()
-    res = _final_eval(model, norm, test, c, None, robust, c.eval_pgd_steps, h.eps, h.pgd_alpha)
-    eval_s = time.time() - t1
+        return m, accuracy(model, norm, test, c.device)[0]
+
+    times = _train("teacher", h, opt, log, one_epoch)
+    res, times = _evaluate(model, norm, test, c, None, robust, c.eval_pgd_steps, h, times)
     shapes = nets.site_shapes(model)
     summary = {"stage": "teacher", "method": method, "model": "ResNet18 (resnetv2)", "width": width, **res,
-               **_budget(shapes, None), "train_seconds": round(train_s, 1),
-               "train_cpu_seconds": round(train_cpu, 1), "eval_seconds": round(eval_s, 1)}
+               **_budget(shapes, None), **times}
     nets.save(out, model, h.epochs, res["best_acc"], res["robust_acc"],
               _opt(c, h, info, norm, model="ResNet18", width=width, bn="dual" if robust else "single", method=method,
                    stage="teacher", results=res))
@@ -167,24 +183,16 @@ def train_stage1(c: Common, h: Hyper, method: str, teacher_path: str, width: int
     log.write({"stage": "stage1", "event": "config", "method": method, "width": width, "teacher": teacher_path, "out": out,
                "allocation": alloc_name, "fractions": fractions, "keep_per_site": keep, "budget": sum(keep),
                "hyper": asdict(h), "device": c.device, "threads": torch.get_num_threads()})
-    t0, c0 = time.time(), time.process_time()
-    for epoch in range(1, h.epochs + 1):
-        lr = lr_at(h, epoch)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        te = time.time()
+    def one_epoch():
+        nonlocal masks
         m, masks = stage1_epoch(student, teacher, norm, train, info, h, opt, masks, keep, robust, c.device)
         # RLNet validates (and saves) the epoch's weights with the masks the epoch just chose.
-        test_acc, _ = accuracy(student, norm, test, c.device, masks)
-        log.write({"stage": "stage1", "event": "epoch", "epoch": epoch, "lr": lr, **m, "test_acc_clean": test_acc,
-                   "seconds": round(time.time() - te, 2)})
-    train_s, train_cpu = time.time() - t0, time.process_time() - c0
-    t1 = time.time()
-    res = _final_eval(student, norm, test, c, masks, robust, eval_pgd_steps, h.eps, h.pgd_alpha)
-    eval_s = time.time() - t1
+        return m, accuracy(student, norm, test, c.device, masks)[0]
+
+    times = _train("stage1", h, opt, log, one_epoch)
+    res, times = _evaluate(student, norm, test, c, masks, robust, eval_pgd_steps, h, times)
     summary = {"stage": "stage1", "method": method, "model": "CustomResNet18", "width": width, "allocation": alloc_name, **res,
-               **_budget(shapes, masks), "train_seconds": round(train_s, 1),
-               "train_cpu_seconds": round(train_cpu, 1), "eval_seconds": round(eval_s, 1)}
+               **_budget(shapes, masks), **times}
     nets.save(out, student, h.epochs, res["best_acc"], res["robust_acc"],
               _opt(c, h, info, norm, model="CustomResNet18", width=width, bn=student.bn_kind, method=method, stage="stage1",
                    teacher=os.path.basename(teacher_path), allocation=alloc_name, fractions=fractions, results=res),
@@ -211,25 +219,16 @@ def train_stage2(c: Common, h: Hyper, method: str, teacher_path: str, student_pa
     log.write({"stage": "stage2", "event": "config", "method": method, "width": width, "teacher": teacher_path,
                "student": student_path, "out": out, "budget": int(sum(int(m.sum()) for m in masks)), "hyper": asdict(h),
                "device": c.device, "threads": torch.get_num_threads()})
-    t0, c0 = time.time(), time.process_time()
-    for epoch in range(1, h.epochs + 1):
-        lr = lr_at(h, epoch)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        te = time.time()
+    def one_epoch():
         m = stage2_epoch(student, teacher, norm, train, info, h, opt, masks, robust, c.device)
-        test_acc, _ = accuracy(student, norm, test, c.device, masks)
-        log.write({"stage": "stage2", "event": "epoch", "epoch": epoch, "lr": lr, **m, "test_acc_clean": test_acc,
-                   "seconds": round(time.time() - te, 2)})
-    train_s, train_cpu = time.time() - t0, time.process_time() - c0
-    t1 = time.time()
-    res = _final_eval(student, norm, test, c, masks, robust, c.eval_pgd_steps, h.eps, h.pgd_alpha)
-    eval_s = time.time() - t1
+        return m, accuracy(student, norm, test, c.device, masks)[0]
+
+    times = _train("stage2", h, opt, log, one_epoch)
+    res, times = _evaluate(student, norm, test, c, masks, robust, c.eval_pgd_steps, h, times)
     shapes = nets.site_shapes(student)
     summary = {"stage": "stage2", "method": method, "model": "CustomResNet18", "width": width,
                "allocation": prev.get("allocation"), **res, **_budget(shapes, masks),
-               "train_seconds": round(train_s, 1),
-               "train_cpu_seconds": round(train_cpu, 1), "eval_seconds": round(eval_s, 1)}
+               **times}
     nets.save(out, student, h.epochs, res["best_acc"], res["robust_acc"],
               _opt(c, h, info, norm, model="CustomResNet18", width=width, bn=student.bn_kind, method=method, stage="stage2",
                    teacher=os.path.basename(teacher_path), stage1=os.path.basename(student_path),
