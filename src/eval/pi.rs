@@ -920,13 +920,7 @@ impl BatchEvaluator {
             let sub = gather(&xf, per_in, &float_imgs, n);
             let xs = sub.as_deref().unwrap_or(&xf);
             let k = float_imgs.len();
-            let yf = match &l.kind {
-                LinearKind::Conv(g) => kernels::conv2d_batch(xs, k, &fw.weight, None, g),
-                LinearKind::Fc { out_features } => {
-                    kernels::linear_batch(xs, k, &fw.weight, None, *out_features)
-                }
-                LinearKind::ChannelScale { .. } => unreachable!("handled above"),
-            };
+            let yf = product(&l.kind, xs, k, &fw.weight);
             // Exact integers below 2^53: `as i64` is exact, and two's complement is the ring.
             scatter(&ring, l, &mut y, per_out, &float_imgs, &yf, |v| {
                 v as i64 as u64
@@ -938,17 +932,21 @@ impl BatchEvaluator {
             let sub = gather(x, per_in, &ring_imgs, n);
             let xs = sub.as_deref().unwrap_or(x);
             let k = ring_imgs.len();
-            let yr = match &l.kind {
-                LinearKind::Conv(g) => kernels::conv2d_batch(xs, k, &l.weight, None, g),
-                LinearKind::Fc { out_features } => {
-                    kernels::linear_batch(xs, k, &l.weight, None, *out_features)
-                }
-                LinearKind::ChannelScale { .. } => unreachable!("handled above"),
-            };
+            let yr = product(&l.kind, xs, k, &l.weight);
             scatter(&ring, l, &mut y, per_out, &ring_imgs, &yr, |v| v);
             self.ring_buffers.give(yr);
         }
         Ok(y)
+    }
+}
+
+/// The product of a convolution or fully connected step (no bias) with weights `w` for a batch
+/// of `k` images, in floating point or on the ring.
+fn product<T: kernels::Elem>(kind: &LinearKind, x: &[T], k: usize, w: &[T]) -> Vec<T> {
+    match kind {
+        LinearKind::Conv(g) => kernels::conv2d_batch(x, k, w, None, g),
+        LinearKind::Fc { out_features } => kernels::linear_batch(x, k, w, None, *out_features),
+        LinearKind::ChannelScale { .. } => unreachable!("a channel scale is computed elementwise"),
     }
 }
 
