@@ -1,10 +1,12 @@
-//! Throughput of the batched evaluator on one bundle, in images per second: the f32 forward
-//! pass (clean BN path) and PGD (adversarial BN path where the model has one), at a given batch
-//! size. `benches/eval_vs_pytorch.py` runs it beside PyTorch on the same network and prints the
-//! ratios; alone:
+//! Throughput of the evaluator on one bundle, in images per second: the f32 forward pass
+//! (clean BN path), PGD (adversarial BN path where the model has one), and the batched
+//! fixed-point oracle and PI-exact arithmetic (`eval::pi`, clean path, ℓ = 64, f = 12), at a
+//! given batch size. `benches/eval_vs_pytorch.py` runs it beside PyTorch on the same network and
+//! prints the ratios; alone:
 //!
 //! ```text
-//! cargo bench --bench eval -- [--model PATH] [--batch 100] [--forward-batches 3] [--pgd-batches 1] [--steps 7] [--json]
+//! cargo bench --bench eval -- [--model PATH] [--batch 100] [--forward-batches 3] [--pgd-batches 1]
+//!     [--pi-batches 2] [--steps 7] [--json]
 //! cargo bench --bench eval -- --export OUT.safetensors --export-only   # the network for PyTorch
 //! ```
 //!
@@ -14,13 +16,17 @@
 //! path, to show both sides evaluate the same function.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use pibench::eval::{pgd, EvalError, FloatNet, Pgd, Preprocess};
+use pibench::eval::pi::{Arithmetic, BatchEvaluator};
+use pibench::eval::{pgd, FloatNet, Pgd};
 use pibench::model::raw::RawOp;
-use pibench::model::{BnPath, Bundle, BundleWriter, Network, Op};
+use pibench::model::{BnPath, Bundle, BundleWriter, Network, Op, Preprocessing};
+use pibench::plain::FixedNetwork;
+use pibench::ring::Ring;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::TensorView;
@@ -40,6 +46,9 @@ struct Args {
     /// Timed PGD batches (0 skips PGD).
     #[arg(long, default_value_t = 1)]
     pgd_batches: usize,
+    /// Timed batches of the fixed-point oracle and of the PI arithmetic each (0 skips both).
+    #[arg(long, default_value_t = 2)]
+    pi_batches: usize,
     /// PGD steps.
     #[arg(long, default_value_t = 7)]
     steps: usize,
@@ -80,10 +89,10 @@ fn cpu_seconds() -> f64 {
 }
 
 /// Runs `f`, timing it in wall-clock and CPU seconds.
-fn timed(
+fn timed<E: std::error::Error + Send + Sync + 'static>(
     name: &'static str,
     images: usize,
-    f: impl FnOnce() -> Result<(), EvalError>,
+    f: impl FnOnce() -> Result<(), E>,
 ) -> Result<Measured> {
     let (start, cpu) = (Instant::now(), cpu_seconds());
     f()?;
@@ -150,7 +159,7 @@ fn export(bundle: &Bundle, out: &Path) -> Result<()> {
     let mut check = vec![("pixels".to_string(), vec![4, per], pixels.clone())];
     for path in paths(bundle) {
         let net = bundle.network(path)?;
-        let f = FloatNet::<f32>::new(&net, Preprocess::identity())?;
+        let f = FloatNet::<f32>::new(&net, Preprocessing::unit())?;
         let logits = f.logits(&pixels)?;
         check.push((format!("logits_{path}"), vec![4, f.classes()], logits));
     }
@@ -169,7 +178,7 @@ fn export(bundle: &Bundle, out: &Path) -> Result<()> {
 }
 
 fn time_forward(net: &Network, args: &Args) -> Result<Measured> {
-    let f = FloatNet::<f32>::new(net, Preprocess::identity())?;
+    let f = FloatNet::<f32>::new(net, Preprocessing::unit())?;
     let x = batch(args.batch, f.image_len(), 1);
     f.logits(&x)?; // warm-up: page faults, the gemm crate's first packing
     timed("f32_forward", args.batch * args.forward_batches, || {
@@ -179,7 +188,7 @@ fn time_forward(net: &Network, args: &Args) -> Result<Measured> {
 }
 
 fn time_pgd(net: &Network, args: &Args) -> Result<Measured> {
-    let f = FloatNet::<f32>::new(net, Preprocess::identity())?;
+    let f = FloatNet::<f32>::new(net, Preprocessing::unit())?;
     let x = batch(args.batch, f.image_len(), 2);
     let labels: Vec<usize> = (0..args.batch).map(|n| n % f.classes()).collect();
     f.loss_grad(&x, &labels)?; // warm-up
@@ -191,6 +200,25 @@ fn time_pgd(net: &Network, args: &Args) -> Result<Measured> {
         (0..args.pgd_batches).try_for_each(|b| {
             pgd(&f, &x, &labels, (b * args.batch) as u64, &cfg)
                 .map(|a| drop(std::hint::black_box(a)))
+        })
+    })
+}
+
+/// The batched evaluator in `arithmetic` (the fixed-point oracle or the PI arithmetic with
+/// fresh seeded shares per image, as `pibench eval` runs it).
+fn time_pi(
+    ev: &BatchEvaluator,
+    name: &'static str,
+    arithmetic: Arithmetic,
+    args: &Args,
+) -> Result<Measured> {
+    let per = ev.network().input_shape.elements();
+    let x = batch(args.batch, per, 3);
+    ev.evaluate(&x, 0, arithmetic)?; // warm-up
+    timed(name, args.batch * args.pi_batches, || {
+        (0..args.pi_batches).try_for_each(|b| {
+            ev.evaluate(&x, (b * args.batch) as u64, arithmetic)
+                .map(|o| drop(std::hint::black_box(o)))
         })
     })
 }
@@ -214,8 +242,11 @@ fn main() -> Result<()> {
     if args.pgd_batches > 0 {
         results.push(time_pgd(&adv, &args)?);
     }
-    // Hook: the PI-exact evaluation (src/eval/pi.rs) adds its measurement here as
-    // `pi_exact`; eval_vs_pytorch.py compares it with PyTorch's f32 forward.
+    if args.pi_batches > 0 {
+        let ev = BatchEvaluator::new(Arc::new(FixedNetwork::lower(&clean, Ring::default())?));
+        results.push(time_pi(&ev, "fixed", Arithmetic::Fixed, &args)?);
+        results.push(time_pi(&ev, "pi_exact", Arithmetic::Pi { seed: 1 }, &args)?);
+    }
 
     let threads = rayon::current_num_threads();
     for m in &results {

@@ -15,8 +15,8 @@
 
 use std::path::{Path, PathBuf};
 
-use pibench::eval::{cross_entropy, FloatNet, Preprocess, Real, Tape};
-use pibench::model::{BnPath, Bundle};
+use pibench::eval::{cross_entropy, FloatNet, Real, Tape};
+use pibench::model::{BnPath, Bundle, Preprocessing};
 use pibench::plain::forward_f32;
 
 fn fixtures() -> Vec<PathBuf> {
@@ -144,7 +144,7 @@ fn input_gradients_match_pytorch() {
         let bundle = Bundle::open(&model).unwrap();
         let paths: Vec<String> = serde_json::from_str(&meta["bn_paths"]).unwrap();
         assert_eq!(paths.len(), if bundle.has_dual_bn() { 2 } else { 1 });
-        let pre = Preprocess::normalize(f32s(&io, "mean"), f32s(&io, "std"));
+        let pre = Preprocessing::normalized(f32s(&io, "mean"), f32s(&io, "std"));
         for path in paths {
             let path: BnPath = path.parse().unwrap();
             for folded in [true, false] {
@@ -204,9 +204,7 @@ fn input_gradients_match_pytorch() {
                 let logits = f.logits(&pixels).unwrap();
                 let per = f.image_len();
                 for (n, row) in logits.chunks(f.classes()).enumerate() {
-                    let x = pre
-                        .apply(&pixels[n * per..(n + 1) * per], net.input_shape)
-                        .unwrap();
+                    let x = f.network_input(&pixels[n * per..(n + 1) * per]).unwrap();
                     let want = forward_f32(&net, &x).unwrap();
                     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
                     let err = row

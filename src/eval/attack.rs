@@ -184,7 +184,7 @@ fn signed_step(x: &mut [f32], x0: &[f32], g: &[f32], step: f32, eps: f32) {
 mod tests {
     use super::*;
     use crate::eval::float::tests::every_op_network;
-    use crate::eval::Preprocess;
+    use crate::model::Preprocessing;
 
     fn batch(net: &FloatNet<'_, f32>, images: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -200,8 +200,8 @@ mod tests {
         (x, labels)
     }
 
-    fn pre() -> Preprocess {
-        Preprocess::normalize(vec![0.45, 0.5], vec![0.25, 0.3])
+    fn pre() -> Preprocessing {
+        Preprocessing::normalized(vec![0.45, 0.5], vec![0.25, 0.3])
     }
 
     #[test]
@@ -244,6 +244,29 @@ mod tests {
         let tail = pgd(&f, &x[2 * per..], &labels[2..], 12, &start).unwrap();
         assert_eq!(&whole[2 * per..], &tail[..]);
         assert_ne!(&whole[..per], &whole[per..2 * per]);
+    }
+
+    #[test]
+    fn pgd_of_an_image_does_not_depend_on_its_batch() {
+        // What makes sharded adversarial counts merge exactly with any `--batch`.
+        let net = crate::plain::toy::toy_network(7, crate::plain::toy::ToyMasks::Random);
+        let pre = Preprocessing::normalized(vec![0.5, 0.4, 0.3], vec![0.2, 0.3, 0.4]);
+        let f = FloatNet::<f32>::new(&net, pre).unwrap();
+        let (x, labels) = batch(&f, 5, 4);
+        let per = f.image_len();
+        let cfg = Pgd::default();
+        let whole = pgd(&f, &x, &labels, 10, &cfg).unwrap();
+        for n in 0..5 {
+            let one = pgd(
+                &f,
+                &x[n * per..(n + 1) * per],
+                &labels[n..n + 1],
+                10 + n as u64,
+                &cfg,
+            )
+            .unwrap();
+            assert_eq!(one, whole[n * per..(n + 1) * per], "image {n}");
+        }
     }
 
     #[test]

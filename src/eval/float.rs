@@ -1,11 +1,15 @@
 //! Batched floating-point inference and input gradients over a [`Network`].
 //!
 //! A batch is `N` images in NCHW order, flat. The forward pass runs every op once for the whole
-//! batch: convolutions and linear layers as one GEMM per chunk of images
-//! ([`kernels::conv2d_batch`], [`kernels::linear_batch`]), elementwise ops in place and in
-//! parallel over images. A value is dropped after its last reader, and an elementwise op
+//! batch: convolutions as one GEMM per chunk of images ([`kernels::conv2d_batch`]), linear
+//! layers image by image, elementwise ops in place and in parallel over images. A value is
+//! dropped after its last reader (`model::walk`'s [`last_uses`]), and an elementwise op
 //! overwrites its input when nothing reads it later, so the batch's memory is a few activations,
 //! not the whole network.
+//!
+//! Every image's result is the same whatever batch it is in, bit for bit: each op is per image
+//! or sums in an order that does not depend on the batch (see `linear_rows`), so sharded and
+//! batched evaluations, PGD included, count the same images as one image at a time.
 //!
 //! The backward pass gives `∂(Σ_n g_n · logits_n)/∂pixels` for any upstream gradient `g` on the
 //! logits, in particular the cross-entropy gradient ([`FloatNet::loss_grad`]). It needs no
@@ -23,13 +27,16 @@ use std::ops::{Add, Div, Mul, Sub};
 use rayon::prelude::*;
 
 use super::EvalError;
-use crate::model::{Network, Op, Shape, ValueId};
+use crate::model::card::MapValue;
+use crate::model::walk::{last_uses, slot, StepRef};
+use crate::model::{Network, Op, Preprocessing, PreprocessingError, Shape};
 use crate::plain::conv_geometry;
-use crate::ring::kernels::{self, ConvGeometry, Elem, MatRef};
+use crate::ring::kernels::{self, ConvGeometry, Elem};
 
 /// A floating-point element the evaluator computes in: `f32` or `f64`.
 pub trait Real:
     Elem
+    + MapValue
     + PartialOrd
     + Add<Output = Self>
     + Sub<Output = Self>
@@ -100,97 +107,17 @@ impl Real for f64 {
     }
 }
 
-/// The input preprocessing a network expects: pixels `x` in [0,1] become `(x − mean[c]) / std[c]`
-/// per channel `c` (a missing mean is 0, a missing std is 1). Attacks and datasets work on
-/// pixels; the network sees preprocessed values, and gradients are taken through this map.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Preprocess {
-    /// Per-channel mean, or none.
-    pub mean: Option<Vec<f32>>,
-    /// Per-channel standard deviation, or none.
-    pub std: Option<Vec<f32>>,
+/// Channels and elements per channel of an input of this shape (a flat input is one channel),
+/// as [`Preprocessing`] maps it.
+fn layout(shape: Shape) -> (usize, usize) {
+    match shape {
+        Shape::Chw(c, h, w) => (c, h * w),
+        Shape::Flat(n) => (1, n),
+    }
 }
 
-impl Preprocess {
-    /// No preprocessing: the network reads [0,1] pixels as they are.
-    pub fn identity() -> Preprocess {
-        Preprocess::default()
-    }
-
-    /// `(x − mean) / std` per channel.
-    pub fn normalize(mean: Vec<f32>, std: Vec<f32>) -> Preprocess {
-        Preprocess {
-            mean: Some(mean),
-            std: Some(std),
-        }
-    }
-
-    /// Checks the map against an input of `channels` channels.
-    fn check(&self, channels: usize) -> Result<(), EvalError> {
-        let bad = |reason: String| Err(EvalError::Preprocess { reason });
-        for (what, v) in [("mean", &self.mean), ("std", &self.std)] {
-            if let Some(v) = v {
-                if v.len() != channels {
-                    return bad(format!(
-                        "{what} has {} values but the input has {channels} channels",
-                        v.len()
-                    ));
-                }
-                if let Some(x) = v.iter().find(|x| !x.is_finite()) {
-                    return bad(format!("{what} holds {x}"));
-                }
-            }
-        }
-        if let Some(s) = self
-            .std
-            .as_ref()
-            .and_then(|s| s.iter().find(|&&x| x <= 0.0))
-        {
-            return bad(format!("std holds {s}; every std must be positive"));
-        }
-        Ok(())
-    }
-
-    /// Channels and elements per channel of an input of this shape (a flat input is one
-    /// channel).
-    fn layout(shape: Shape) -> (usize, usize) {
-        match shape {
-            Shape::Chw(c, h, w) => (c, h * w),
-            Shape::Flat(n) => (1, n),
-        }
-    }
-
-    /// The network input for a batch of `pixels` of per-image shape `shape`.
-    pub fn apply<T: Real>(&self, pixels: &[T], shape: Shape) -> Result<Vec<T>, EvalError> {
-        let (channels, plane) = Self::layout(shape);
-        self.check(channels)?;
-        let mut x = pixels.to_vec();
-        if self.mean.is_none() && self.std.is_none() {
-            return Ok(x);
-        }
-        let mean = |c: usize| T::from_f32(self.mean.as_ref().map_or(0.0, |m| m[c]));
-        let std = |c: usize| T::from_f32(self.std.as_ref().map_or(1.0, |s| s[c]));
-        x.par_chunks_mut(plane.max(1))
-            .enumerate()
-            .for_each(|(i, p)| {
-                let (m, s) = (mean(i % channels), std(i % channels));
-                p.iter_mut().for_each(|v| *v = (*v - m) / s);
-            });
-        Ok(x)
-    }
-
-    /// Turns a gradient with respect to the network input into one with respect to the pixels:
-    /// divides channel `c` by `std[c]`.
-    fn backward<T: Real>(&self, grad: &mut [T], shape: Shape) {
-        let Some(std) = &self.std else { return };
-        let (channels, plane) = Self::layout(shape);
-        grad.par_chunks_mut(plane.max(1))
-            .enumerate()
-            .for_each(|(i, p)| {
-                let s = T::from_f32(std[i % channels]);
-                p.iter_mut().for_each(|v| *v = *v / s);
-            });
-    }
+fn preprocess_error(e: PreprocessingError) -> EvalError {
+    EvalError::Preprocess { reason: e.0 }
 }
 
 /// One op with its geometry resolved and checked, so the passes never index out of bounds.
@@ -344,40 +271,27 @@ pub struct LossGrad<T> {
     pub grad: Vec<T>,
 }
 
-/// Value slots no layer reads after this point (and that are not the output) are dropped; this
-/// marks a slot read by nobody.
-const UNREAD: usize = usize::MAX - 1;
-/// Marks the output slot, kept to the end.
-const KEEP: usize = usize::MAX;
-
 /// A network ready for batched evaluation in `T` (`f32` unless said otherwise), with its input
 /// preprocessing.
 #[derive(Clone, Debug)]
 pub struct FloatNet<'a, T: Real = f32> {
     net: &'a Network,
-    pre: Preprocess,
+    pre: Preprocessing,
     plan: Vec<Planned>,
-    /// Per value slot, the last layer that reads it ([`UNREAD`], or [`KEEP`] for the output).
-    last_use: Vec<usize>,
+    /// Per value slot ([`slot`]), its last reader ([`last_uses`]).
+    last_use: Vec<Option<StepRef>>,
     output: usize,
     in_len: usize,
     classes: usize,
     _t: PhantomData<T>,
 }
 
-fn slot(v: ValueId) -> usize {
-    match v {
-        ValueId::Input => 0,
-        ValueId::Layer(i) => i + 1,
-    }
-}
-
 impl<'a, T: Real> FloatNet<'a, T> {
     /// Plans `net` for batched evaluation behind `pre`, checking every layer's geometry.
-    pub fn new(net: &'a Network, pre: Preprocess) -> Result<Self, EvalError> {
-        pre.check(Preprocess::layout(net.input_shape).0)?;
+    pub fn new(net: &'a Network, pre: Preprocessing) -> Result<Self, EvalError> {
+        pre.validate(layout(net.input_shape).0)
+            .map_err(preprocess_error)?;
         let mut plan = Vec::with_capacity(net.layers.len());
-        let mut last_use = vec![UNREAD; net.layers.len() + 1];
         for (i, layer) in net.layers.iter().enumerate() {
             let bad = |reason: String| EvalError::Malformed {
                 index: i,
@@ -398,7 +312,6 @@ impl<'a, T: Real> FloatNet<'a, T> {
                 if s > i {
                     return Err(bad(format!("reads {v:?}, which is not computed before it")));
                 }
-                last_use[s] = i;
                 inputs.push(s);
             }
             let in_shape = net.shape_of(layer.inputs[0]);
@@ -545,12 +458,11 @@ impl<'a, T: Real> FloatNet<'a, T> {
                 reason: format!("the output {:?} is not a value of the network", net.output),
             });
         }
-        last_use[output] = KEEP;
         Ok(FloatNet {
             net,
             pre,
             plan,
-            last_use,
+            last_use: last_uses(net),
             output,
             in_len: net.input_shape.elements(),
             classes: net.shape_of(net.output).elements(),
@@ -564,8 +476,18 @@ impl<'a, T: Real> FloatNet<'a, T> {
     }
 
     /// The input preprocessing.
-    pub fn preprocess(&self) -> &Preprocess {
+    pub fn preprocess(&self) -> &Preprocessing {
         &self.pre
+    }
+
+    /// The network input of a batch of [0,1] `pixels`: the preprocessing applied to a copy.
+    pub fn network_input(&self, pixels: &[T]) -> Result<Vec<T>, EvalError> {
+        let (channels, plane) = layout(self.net.input_shape);
+        let mut x = pixels.to_vec();
+        self.pre
+            .apply(&mut x, channels, plane)
+            .map_err(preprocess_error)?;
+        Ok(x)
     }
 
     /// Values per image (`C · H · W`).
@@ -619,7 +541,7 @@ impl<'a, T: Real> FloatNet<'a, T> {
     fn run(&self, pixels: &[T], mut tape: Option<&mut [Saved]>) -> Result<Vec<T>, EvalError> {
         let images = self.images(pixels.len())?;
         let mut vals: Vec<Option<Vec<T>>> = vec![None; self.plan.len() + 1];
-        vals[0] = Some(self.pre.apply(pixels, self.net.input_shape)?);
+        vals[0] = Some(self.network_input(pixels)?);
         for (i, (p, layer)) in self.plan.iter().zip(&self.net.layers).enumerate() {
             let out = match (&p.step, &layer.op) {
                 (Step::Conv(g, _), Op::Conv2d(c)) => kernels::conv2d_batch(
@@ -629,11 +551,17 @@ impl<'a, T: Real> FloatNet<'a, T> {
                     Some(&T::cast(&c.bias)),
                     g,
                 ),
-                (Step::Linear { out_features, .. }, Op::Linear(l)) => kernels::linear_batch(
+                (
+                    Step::Linear {
+                        in_features,
+                        out_features,
+                    },
+                    Op::Linear(l),
+                ) => linear_rows(
                     self.value(&vals, p.inputs[0]),
-                    images,
                     &T::cast(&l.weight),
-                    Some(&T::cast(&l.bias)),
+                    &T::cast(&l.bias),
+                    *in_features,
                     *out_features,
                 ),
                 (Step::Affine { channels, plane }, Op::ChannelAffine(a)) => {
@@ -670,11 +598,11 @@ impl<'a, T: Real> FloatNet<'a, T> {
             };
             debug_assert_eq!(out.len(), images * p.out_len);
             for &s in &p.inputs {
-                if self.last_use[s] == i {
+                if self.last_use[s] == Some(StepRef::Step(i)) {
                     vals[s] = None;
                 }
             }
-            if self.last_use[i + 1] != UNREAD {
+            if self.last_use[i + 1].is_some() {
                 vals[i + 1] = Some(out);
             }
         }
@@ -691,7 +619,7 @@ impl<'a, T: Real> FloatNet<'a, T> {
     /// copied otherwise.
     fn take(&self, vals: &mut [Option<Vec<T>>], s: usize, i: usize) -> Vec<T> {
         let readers = self.plan[i].inputs.iter().filter(|&&x| x == s).count();
-        if self.last_use[s] == i && readers == 1 {
+        if self.last_use[s] == Some(StepRef::Step(i)) && readers == 1 {
             vals[s]
                 .take()
                 .expect("a value is kept until its last reader")
@@ -705,7 +633,9 @@ impl<'a, T: Real> FloatNet<'a, T> {
         let (a, b) = (p.inputs[0], p.inputs[1]);
         let (mut acc, other) = if a == b {
             (self.take(vals, a, i), a)
-        } else if self.last_use[b] == i && self.last_use[a] != i {
+        } else if self.last_use[b] == Some(StepRef::Step(i))
+            && self.last_use[a] != Some(StepRef::Step(i))
+        {
             // IEEE addition commutes exactly, so b + a is a + b.
             (self.take(vals, b, i), a)
         } else {
@@ -773,13 +703,8 @@ impl<'a, T: Real> FloatNet<'a, T> {
                     },
                     Op::Linear(l),
                 ) => {
-                    let mut gx = vec![T::ZERO; images * in_features];
-                    T::matmul(
-                        MatRef::row_major(&gy, images, *out_features),
-                        MatRef::row_major(&T::cast(&l.weight), *out_features, *in_features),
-                        &mut gx,
-                        false,
-                    );
+                    let gx =
+                        linear_rows_backward(&gy, &T::cast(&l.weight), *in_features, *out_features);
                     accumulate(&mut grads[a], gx);
                 }
                 (Step::Affine { channels, plane }, Op::ChannelAffine(af)) => {
@@ -831,9 +756,60 @@ impl<'a, T: Real> FloatNet<'a, T> {
         let mut g = grads[0]
             .take()
             .unwrap_or_else(|| vec![T::ZERO; images * self.in_len]);
-        self.pre.backward(&mut g, self.net.input_shape);
+        let (channels, plane) = layout(self.net.input_shape);
+        self.pre
+            .backward(&mut g, channels, plane)
+            .map_err(preprocess_error)?;
         Ok(g)
     }
+}
+
+/// Lanes of the dot products of [`linear_rows`]: independent partial sums the compiler can keep
+/// in one vector register, combined in a fixed order.
+const LANES: usize = 8;
+
+/// A linear layer `x Wᵀ + b` of a batch (`W [out, in]`), image by image with every dot product
+/// summed in one fixed order, so that an image's logits do not depend on the batch it is in.
+/// (The `gemm` crate picks its kernel, and with it the order of the sums, from the matrix
+/// shape — a matrix–vector kernel for a single image — while convolutions keep one order for
+/// any batch: their inner dimension is blocked by its own size alone. A classifier layer is a
+/// tiny part of the work.)
+fn linear_rows<T: Real>(x: &[T], w: &[T], bias: &[T], in_f: usize, out_f: usize) -> Vec<T> {
+    let mut out = vec![T::ZERO; x.len() / in_f.max(1) * out_f];
+    out.par_chunks_mut(out_f.max(1))
+        .zip(x.par_chunks(in_f.max(1)))
+        .for_each(|(y, x)| {
+            for ((y, row), &b) in y.iter_mut().zip(w.chunks(in_f.max(1))).zip(bias) {
+                *y = dot(x, row) + b;
+            }
+        });
+    out
+}
+
+/// `Σ_i a_i b_i` in a fixed order: [`LANES`] strided partial sums, then their sum in lane order.
+fn dot<T: Real>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::ZERO; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (a, b) in ca.zip(cb).chain(std::iter::once((ra, rb))) {
+        for ((s, &a), &b) in acc.iter_mut().zip(a).zip(b) {
+            *s = *s + a * b;
+        }
+    }
+    acc.iter().fold(T::ZERO, |s, &v| s + v)
+}
+
+/// The input gradient of [`linear_rows`], `gy W`, image by image in a fixed order.
+fn linear_rows_backward<T: Real>(gy: &[T], w: &[T], in_f: usize, out_f: usize) -> Vec<T> {
+    let mut gx = vec![T::ZERO; gy.len() / out_f.max(1) * in_f];
+    gx.par_chunks_mut(in_f.max(1))
+        .zip(gy.par_chunks(out_f.max(1)))
+        .for_each(|(gx, gy)| {
+            for (&g, row) in gy.iter().zip(w.chunks(in_f.max(1))) {
+                gx.iter_mut().zip(row).for_each(|(x, &v)| *x = *x + g * v);
+            }
+        });
+    gx
 }
 
 /// `slot += g` (or `slot = g` when empty).
@@ -1018,7 +994,7 @@ pub fn cross_entropy<T: Real>(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{ChannelAffine, Conv2d, Layer, Linear, Mask, ModelCard};
+    use crate::model::{ChannelAffine, Conv2d, Layer, Linear, Mask, ModelCard, ValueId};
     use crate::plain::forward_f32;
     use crate::plain::toy::{toy_network, ToyMasks};
     use rand::{Rng, SeedableRng};
@@ -1190,7 +1166,7 @@ pub(crate) mod tests {
 
     #[test]
     fn batch_forward_equals_the_plain_reference_per_image() {
-        let pre = Preprocess::normalize(vec![0.4, 0.6], vec![0.25, 0.5]);
+        let pre = Preprocessing::normalized(vec![0.4, 0.6], vec![0.25, 0.5]);
         let mut nets = vec![every_op_network(1), every_op_network(2)];
         for masks in [ToyMasks::All, ToyMasks::None, ToyMasks::Random] {
             nets.push(toy_network(3, masks));
@@ -1199,7 +1175,7 @@ pub(crate) mod tests {
             let pre = if net.input_shape == Shape::Chw(2, 9, 9) {
                 pre.clone()
             } else {
-                Preprocess::normalize(vec![0.5, 0.4, 0.3], vec![0.2, 0.3, 0.4])
+                Preprocessing::normalized(vec![0.5, 0.4, 0.3], vec![0.2, 0.3, 0.4])
             };
             let fnet = FloatNet::<f32>::new(net, pre.clone()).unwrap();
             let per = fnet.image_len();
@@ -1210,9 +1186,7 @@ pub(crate) mod tests {
                 assert_eq!(got, taped, "taping changes nothing");
                 assert_eq!(tape.images(), images);
                 for n in 0..images {
-                    let img = pre
-                        .apply(&x[n * per..(n + 1) * per], net.input_shape)
-                        .unwrap();
+                    let img = fnet.network_input(&x[n * per..(n + 1) * per]).unwrap();
                     let want = forward_f32(net, &img).unwrap();
                     let row = &got[n * fnet.classes()..(n + 1) * fnet.classes()];
                     let err = rel_err(row, &want);
@@ -1243,7 +1217,7 @@ pub(crate) mod tests {
     /// backward pass, for the cross-entropy and for an arbitrary upstream gradient.
     #[test]
     fn gradient_matches_finite_differences_for_every_op() {
-        let pre = Preprocess::normalize(vec![0.4, 0.6], vec![0.25, 0.5]);
+        let pre = Preprocessing::normalized(vec![0.4, 0.6], vec![0.25, 0.5]);
         let mut nets = vec![every_op_network(11), every_op_network(12)];
         for masks in [ToyMasks::All, ToyMasks::Random] {
             nets.push(toy_network(5, masks));
@@ -1253,7 +1227,7 @@ pub(crate) mod tests {
             let pre = if net.input_shape == Shape::Chw(2, 9, 9) {
                 pre.clone()
             } else {
-                Preprocess::identity()
+                Preprocessing::unit()
             };
             let fnet = FloatNet::<f64>::new(net, pre).unwrap();
             let (per, classes, images) = (fnet.image_len(), fnet.classes(), 3);
@@ -1304,9 +1278,44 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_images_result_does_not_depend_on_its_batch() {
+        // Bit for bit: logits, losses and input gradients of each image alone equal its row in
+        // batches of 4 and 9 (the linear layer would take the gemm crate's matrix-vector kernel
+        // for one image, and round differently, if it went through the GEMM).
+        let net = toy_network(5, ToyMasks::Random);
+        let pre = Preprocessing::normalized(vec![0.5, 0.4, 0.3], vec![0.2, 0.3, 0.4]);
+        let f = FloatNet::<f32>::new(&net, pre).unwrap();
+        let per = f.image_len();
+        let x = pixels(11, 9 * per);
+        let labels: Vec<usize> = (0..9).map(|n| n % f.classes()).collect();
+        let all = f.loss_grad(&x, &labels).unwrap();
+        let four = f.loss_grad(&x[..4 * per], &labels[..4]).unwrap();
+        let c = f.classes();
+        for n in 0..9 {
+            let one = f
+                .loss_grad(&x[n * per..(n + 1) * per], &labels[n..n + 1])
+                .unwrap();
+            assert_eq!(
+                one.logits,
+                all.logits[n * c..(n + 1) * c],
+                "logits of image {n}"
+            );
+            assert_eq!(one.loss[0], all.loss[n], "loss of image {n}");
+            assert_eq!(
+                one.grad,
+                all.grad[n * per..(n + 1) * per],
+                "gradient of image {n}"
+            );
+            if n < 4 {
+                assert_eq!(one.grad, four.grad[n * per..(n + 1) * per]);
+            }
+        }
+    }
+
+    #[test]
     fn f32_gradient_tracks_f64() {
         let net = every_op_network(21);
-        let pre = Preprocess::normalize(vec![0.4, 0.6], vec![0.25, 0.5]);
+        let pre = Preprocessing::normalized(vec![0.4, 0.6], vec![0.25, 0.5]);
         let f = FloatNet::<f32>::new(&net, pre.clone()).unwrap();
         let d = FloatNet::<f64>::new(&net, pre).unwrap();
         let x = pixels(3, 5 * f.image_len());
@@ -1338,7 +1347,7 @@ pub(crate) mod tests {
     #[test]
     fn bad_inputs_are_errors() {
         let net = every_op_network(1);
-        let f = FloatNet::<f32>::new(&net, Preprocess::identity()).unwrap();
+        let f = FloatNet::<f32>::new(&net, Preprocessing::unit()).unwrap();
         let per = f.image_len();
         assert!(matches!(
             f.logits(&[0.0; 5]),
@@ -1357,26 +1366,29 @@ pub(crate) mod tests {
             f.backward(tape, &[0.0; 5]),
             Err(EvalError::BatchSize { .. })
         ));
-        let err = FloatNet::<f32>::new(&net, Preprocess::normalize(vec![0.5; 3], vec![1.0; 3]))
+        let err = FloatNet::<f32>::new(&net, Preprocessing::normalized(vec![0.5; 3], vec![1.0; 3]))
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("3 values") && err.contains("2 channels"),
+            err.contains("3 mean") && err.contains("2 input channels"),
             "{err}"
         );
-        let err = FloatNet::<f32>::new(&net, Preprocess::normalize(vec![0.5; 2], vec![1.0, 0.0]))
-            .unwrap_err()
-            .to_string();
+        let err = FloatNet::<f32>::new(
+            &net,
+            Preprocessing::normalized(vec![0.5; 2], vec![1.0, 0.0]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("positive"), "{err}");
         let mut broken = net.clone();
         broken.layers[1].out_shape = Shape::Chw(4, 8, 9);
-        let err = FloatNet::<f32>::new(&broken, Preprocess::identity())
+        let err = FloatNet::<f32>::new(&broken, Preprocessing::unit())
             .unwrap_err()
             .to_string();
         assert!(err.contains("layer 1 `bn`"), "{err}");
         let mut broken = net.clone();
         broken.layers[0].inputs = vec![ValueId::Layer(3)];
-        let err = FloatNet::<f32>::new(&broken, Preprocess::identity())
+        let err = FloatNet::<f32>::new(&broken, Preprocessing::unit())
             .unwrap_err()
             .to_string();
         assert!(err.contains("not computed before"), "{err}");

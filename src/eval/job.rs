@@ -17,12 +17,13 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::attack::{Attack, Pgd};
-use super::float::{FloatNet, Preprocess};
+use super::float::FloatNet;
 use super::pi::{Arithmetic, BatchEvaluator, ImageOutcome};
 use super::results::{Counts, PiEffects, Tallies, Tally, TripleJson};
 use crate::data::{self, Batch, CifarC, CorruptionSuite, DataOptions, Generated};
 use crate::model::card::{ModelCard, Preprocessing};
 use crate::model::{BnPath, Bundle, Network};
+use crate::plain::f32::argmax;
 use crate::plain::FixedNetwork;
 use crate::ring::Ring;
 
@@ -506,15 +507,7 @@ fn salt(seed: u64, category: u64) -> u64 {
 fn argmax_rows(logits: &[f32], classes: usize) -> Vec<u32> {
     logits
         .chunks(classes.max(1))
-        .map(|row| {
-            let mut best = 0;
-            for (i, &v) in row.iter().enumerate() {
-                if v > row[best] {
-                    best = i;
-                }
-            }
-            best as u32
-        })
+        .map(|row| argmax(row) as u32)
         .collect()
 }
 
@@ -527,7 +520,7 @@ struct PathNets<'a> {
 impl<'a> PathNets<'a> {
     fn new(
         net: &'a Network,
-        pre: &Preprocess,
+        pre: &Preprocessing,
         rings: &[Ring],
         path: &Path,
     ) -> Result<Self, JobError> {
@@ -559,10 +552,7 @@ impl<'a> PathNets<'a> {
         pick: &dyn Fn(&mut Counts) -> &mut Tallies,
     ) -> Result<(), JobError> {
         let f32_classes = argmax_rows(&self.float.logits(pixels)?, self.float.classes());
-        let input = self
-            .float
-            .preprocess()
-            .apply(pixels, self.float.network().input_shape)?;
+        let input = self.float.network_input(pixels)?;
         for (eval, rc) in self.rings.iter().zip(counts.iter_mut()) {
             let fixed = eval.evaluate(&input, first, Arithmetic::Fixed)?;
             let pi = eval.evaluate(&input, first, Arithmetic::Pi { seed })?;
@@ -622,13 +612,9 @@ pub fn evaluate(opts: &EvalOptions, progress: &dyn Progress) -> Result<EvalRepor
     };
     let card = clean_net.card.clone();
     let preprocessing = card.preprocessing();
-    let pre = match (&preprocessing.mean, &preprocessing.std) {
-        (Some(m), Some(s)) => Preprocess::normalize(m.clone(), s.clone()),
-        _ => Preprocess::identity(),
-    };
-    let clean = PathNets::new(&clean_net, &pre, &opts.rings, &opts.model)?;
+    let clean = PathNets::new(&clean_net, &preprocessing, &opts.rings, &opts.model)?;
     let adv = match &adv_net {
-        Some(n) => Some(PathNets::new(n, &pre, &opts.rings, &opts.model)?),
+        Some(n) => Some(PathNets::new(n, &preprocessing, &opts.rings, &opts.model)?),
         None => None,
     };
     let adv_ref = adv.as_ref().unwrap_or(&clean);
@@ -741,7 +727,7 @@ pub fn evaluate(opts: &EvalOptions, progress: &dyn Progress) -> Result<EvalRepor
         let k = opts.secure.min(hi - lo);
         let batch = test.read(lo, k)?;
         let eval = &clean.rings[0];
-        let input = pre.apply(&batch.images, clean_net.input_shape)?;
+        let input = clean.float.network_input(&batch.images)?;
         let sim_pi = eval.evaluate(
             &input,
             lo as u64,

@@ -6,7 +6,7 @@
 //!
 //! - **floating point** ([`float`]): a batched forward pass over a [`crate::model::Network`]
 //!   (NCHW batches, one GEMM per convolution over many images, elementwise ops in parallel over
-//!   images), with the model's input [`Preprocess`]ing, and the backward pass of every op of the
+//!   images), with the model's input [`crate::model::Preprocessing`], and the backward pass of every op of the
 //!   bundle format giving the gradient of the cross-entropy loss (or of any upstream gradient on
 //!   the logits) with respect to the input pixels. It computes what PyTorch computes, in `f32`
 //!   (and in `f64`, which the finite-difference tests use);
@@ -30,7 +30,7 @@ pub mod secure;
 pub mod stats;
 
 pub use attack::{fgsm, pgd, Attack, Pgd};
-pub use float::{cross_entropy, FloatNet, LossGrad, Preprocess, Real, Tape};
+pub use float::{cross_entropy, FloatNet, LossGrad, Real, Tape};
 
 /// What can go wrong when evaluating a network on a batch.
 #[derive(Debug, thiserror::Error)]

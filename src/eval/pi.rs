@@ -23,7 +23,7 @@
 //!   evaluator counts local truncations off by one ulp and those that wrapped (off by more: a
 //!   catastrophic failure that usually ruins the logits).
 //!
-//! The client's randomness comes from a [`ShareSource`] per image: [`SeededShares`] (ChaCha8
+//! The client's randomness comes from a [`ShareSource`] per image: [`SeededShares`] (AES-CTR
 //! keyed by the run seed and the image's global index, so any sharding or batching of a data set
 //! gives identical results) for evaluation, and [`ReplayShares`], which draws exactly what the
 //! protocol's client and dealer draw for given [`ProtocolSeeds`], so that the simulation equals
@@ -36,13 +36,14 @@
 //! a value huge) goes through the exact u64 ring kernel instead. Elementwise work runs in
 //! parallel over images; a value is freed after its last use, so memory follows one batch.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use rand::Rng;
-use rand_chacha::{ChaCha12Rng, ChaCha8Rng};
+use rand_chacha::ChaCha12Rng;
 use rand_core::{RngCore, SeedableRng};
 use rayon::prelude::*;
 
+use crate::crypto::prg::Prg;
+use crate::crypto::Block;
 use crate::model::walk::{last_uses, slot, StepRef};
 use crate::plain::fixed::apply_local;
 use crate::plain::{FixedNetwork, LinearKind, LinearStep, PlainError, StepKind};
@@ -184,12 +185,6 @@ pub trait ShareSource: Send {
     fn relu(&mut self, ring: &Ring, step: usize, out: &mut [u64]) -> Result<(), PiError>;
 }
 
-/// Uniform ring elements from `rng`.
-fn fill_uniform<R: RngCore>(rng: &mut R, ring: &Ring, out: &mut [u64]) {
-    rng.fill(out);
-    out.iter_mut().for_each(|v| *v = ring.reduce(*v));
-}
-
 /// A 32-byte key from a run seed, an image's global index and a domain tag.
 fn derive_key(run_seed: u64, image: u64, tag: &[u8; 16]) -> [u8; 32] {
     let mut key = [0u8; 32];
@@ -199,20 +194,36 @@ fn derive_key(run_seed: u64, image: u64, tag: &[u8; 16]) -> [u8; 32] {
     key
 }
 
-/// The evaluation's share source: every share uniform from ChaCha8 keyed by (run seed, global
-/// image index). The protocol's shares are uniform and independent exactly where this draws
-/// them (the input mask, each linear output masked by the server's fresh `s`, each kept ReLU's
-/// fresh mask), so the simulated failures have the protocol's distribution.
-#[derive(Clone, Debug)]
+/// The evaluation's share source: every share uniform from AES-128 in counter mode
+/// ([`Prg`]) keyed by (run seed, global image index). The protocol's shares are uniform and
+/// independent exactly where this draws them (the input mask, each linear output masked by the
+/// server's fresh `s`, each kept ReLU's fresh mask), so the simulated failures have the
+/// protocol's distribution.
+#[derive(Debug)]
 pub struct SeededShares {
-    rng: ChaCha8Rng,
+    prg: Prg,
 }
 
 impl SeededShares {
     /// The source of image `image` (its index in the whole data set) under `run_seed`.
     pub fn new(run_seed: u64, image: u64) -> Self {
         SeededShares {
-            rng: ChaCha8Rng::from_seed(derive_key(run_seed, image, b"pibench-eval-pi\0")),
+            prg: Prg::from_seed(Block(u128::from(run_seed) | (u128::from(image) << 64))),
+        }
+    }
+
+    /// Uniform ring elements, two per AES block.
+    fn fill(&mut self, ring: &Ring, out: &mut [u64]) {
+        let mut blocks = [Block::ZERO; 64];
+        for chunk in out.chunks_mut(2 * blocks.len()) {
+            let used = &mut blocks[..chunk.len().div_ceil(2)];
+            self.prg.fill_blocks(used);
+            for (pair, b) in chunk.chunks_mut(2).zip(used.iter()) {
+                pair[0] = ring.reduce(b.0 as u64);
+                if let Some(hi) = pair.get_mut(1) {
+                    *hi = ring.reduce((b.0 >> 64) as u64);
+                }
+            }
         }
     }
 }
@@ -223,17 +234,17 @@ impl ShareSource for SeededShares {
     }
 
     fn input(&mut self, ring: &Ring, out: &mut [u64]) -> Result<(), PiError> {
-        fill_uniform(&mut self.rng, ring, out);
+        self.fill(ring, out);
         Ok(())
     }
 
     fn linear(&mut self, ring: &Ring, _: usize, _: &[u64], out: &mut [u64]) -> Result<(), PiError> {
-        fill_uniform(&mut self.rng, ring, out);
+        self.fill(ring, out);
         Ok(())
     }
 
     fn relu(&mut self, ring: &Ring, _: usize, out: &mut [u64]) -> Result<(), PiError> {
-        fill_uniform(&mut self.rng, ring, out);
+        self.fill(ring, out);
         Ok(())
     }
 }
@@ -341,6 +352,67 @@ struct Value {
     c: Option<Vec<u64>>,
 }
 
+/// Large buffers recycled across the steps and batches of one evaluator. A batch's values are
+/// tens of megabytes, above glibc's mmap threshold: without reuse every step would map, fault in
+/// and unmap fresh pages, which cost more than a tenth of the evaluation. A taken buffer holds
+/// stale values: every caller overwrites all of it.
+struct Pool<T> {
+    free: Mutex<Vec<Vec<T>>>,
+}
+
+/// Buffers a pool keeps at most (a batch has a few live values, each with a share).
+const POOL_BUFFERS: usize = 12;
+
+impl<T: Copy + Default> Pool<T> {
+    fn new() -> Self {
+        Pool {
+            free: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A buffer of `len` elements, recycled when one of a fitting capacity is free.
+    fn take(&self, len: usize) -> Vec<T> {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        let best = free
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len && v.capacity() <= 2 * len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i);
+        match best {
+            Some(i) => {
+                let mut v = free.swap_remove(i);
+                drop(free);
+                if v.len() >= len {
+                    v.truncate(len);
+                } else {
+                    v.resize(len, T::default());
+                }
+                v
+            }
+            None => {
+                drop(free);
+                vec![T::default(); len]
+            }
+        }
+    }
+
+    /// Return a buffer for reuse.
+    fn give(&self, v: Vec<T>) {
+        if v.capacity() < 1 << 16 {
+            return; // small: the allocator recycles it well enough
+        }
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        if free.len() < POOL_BUFFERS {
+            free.push(v);
+        } else if let Some(smallest) = free.iter_mut().min_by_key(|b| b.capacity()) {
+            if smallest.capacity() < v.capacity() {
+                *smallest = v;
+            }
+        }
+    }
+}
+
 /// Per-image counters of local truncation outcomes.
 #[derive(Clone, Copy, Default)]
 struct Deviations {
@@ -391,6 +463,8 @@ pub struct BatchEvaluator {
     /// Per step: kept elements of a ReLU site.
     kept: Vec<usize>,
     path: LinearPath,
+    ring_buffers: Pool<u64>,
+    float_buffers: Pool<f64>,
 }
 
 impl BatchEvaluator {
@@ -439,6 +513,8 @@ impl BatchEvaluator {
             kept,
             net,
             path: LinearPath::Auto,
+            ring_buffers: Pool::new(),
+            float_buffers: Pool::new(),
         }
     }
 
@@ -540,7 +616,7 @@ impl BatchEvaluator {
 
         let mut values: Vec<Option<Value>> = Vec::new();
         values.resize_with(net.steps.len() + 1, || None);
-        let mut x0 = vec![0u64; n * per_in];
+        let mut x0 = self.ring_buffers.take(n * per_in);
         x0.par_chunks_mut(per_in)
             .zip(inputs.par_chunks(per_in))
             .try_for_each(|(out, img)| -> Result<(), PiError> {
@@ -549,7 +625,7 @@ impl BatchEvaluator {
             })?;
         let c0 = match sources.as_deref_mut() {
             Some(src) if need(0) => {
-                let mut c = vec![0u64; n * per_in];
+                let mut c = self.ring_buffers.take(n * per_in);
                 c.par_chunks_mut(per_in)
                     .zip(src.par_iter_mut())
                     .try_for_each(|(c, s)| s.input(&ring, c))?;
@@ -583,7 +659,7 @@ impl BatchEvaluator {
                     let c = match sources.as_deref_mut() {
                         Some(src) if need_out => {
                             let c_in = input.c.as_deref().filter(|_| all_shares);
-                            let mut c = vec![0u64; n * per_out];
+                            let mut c = self.ring_buffers.take(n * per_out);
                             c.par_chunks_mut(per_out)
                                 .zip(src.par_iter_mut())
                                 .enumerate()
@@ -620,7 +696,7 @@ impl BatchEvaluator {
                     let per_a = input.x.len() / n;
                     let per_b = second.map_or(0, |v| v.x.len() / n);
                     let apply = |a: &[u64], b: Option<&[u64]>| -> Result<Vec<u64>, PiError> {
-                        let mut out = vec![0u64; n * per_out];
+                        let mut out = self.ring_buffers.take(n * per_out);
                         out.par_chunks_mut(per_out).enumerate().try_for_each(
                             |(img, o)| -> Result<(), PiError> {
                                 let bi = b.map(|b| &b[img * per_b..(img + 1) * per_b]);
@@ -659,7 +735,9 @@ impl BatchEvaluator {
             values[out_slot] = Some(out);
             for (v, &l) in values.iter_mut().zip(&self.last_use) {
                 if l == Some(StepRef::Step(i)) {
-                    *v = None;
+                    if let Some(dead) = v.take() {
+                        self.recycle(dead);
+                    }
                 }
             }
         }
@@ -680,6 +758,14 @@ impl BatchEvaluator {
             .collect())
     }
 
+    /// Return a dead value's buffers to the pool.
+    fn recycle(&self, v: Value) {
+        self.ring_buffers.give(v.x);
+        if let Some(c) = v.c {
+            self.ring_buffers.give(c);
+        }
+    }
+
     /// The value in `slot` as a buffer step `step` may overwrite: moved out when `step` is its
     /// last reader (and reads it once), copied otherwise. `None` if it was freed.
     fn owned(&self, values: &mut [Option<Value>], slot_: usize, step: usize) -> Option<Value> {
@@ -691,9 +777,14 @@ impl BatchEvaluator {
         if self.last_use[slot_] == Some(StepRef::Step(step)) && readers == 1 {
             values[slot_].take()
         } else {
+            let copy = |src: &Vec<u64>| {
+                let mut b = self.ring_buffers.take(src.len());
+                b.copy_from_slice(src);
+                b
+            };
             values[slot_].as_ref().map(|v| Value {
-                x: v.x.clone(),
-                c: v.c.clone(),
+                x: copy(&v.x),
+                c: v.c.as_ref().map(copy),
             })
         }
     }
@@ -717,7 +808,9 @@ impl BatchEvaluator {
             // The oracle: exact floor everywhere.
             v.x.par_chunks_mut(per)
                 .for_each(|x| relu_fixed(&ring, x, keep, t));
-            v.c = None;
+            if let Some(c) = v.c.take() {
+                self.ring_buffers.give(c);
+            }
             return Ok(());
         };
         let linearized = keep.is_some_and(|k| k.iter().any(|&b| !b));
@@ -728,7 +821,7 @@ impl BatchEvaluator {
         }
         if v.c.is_none() && need_out {
             // Every element kept: the shares are all fresh masks.
-            v.c = Some(vec![0u64; v.x.len()]);
+            v.c = Some(self.ring_buffers.take(v.x.len()));
         }
         let kept = self.kept[step];
         let c_chunks: Vec<Option<&mut [u64]>> = match v.c.as_mut() {
@@ -758,7 +851,9 @@ impl BatchEvaluator {
                 Ok(())
             })?;
         if !need_out {
-            v.c = None;
+            if let Some(c) = v.c.take() {
+                self.ring_buffers.give(c);
+            }
         }
         Ok(())
     }
@@ -774,7 +869,7 @@ impl BatchEvaluator {
         let ring = self.net.ring;
         let per_in = x.len() / n;
         if let LinearKind::ChannelScale { channels, plane } = l.kind {
-            let mut y = vec![0u64; x.len()];
+            let mut y = self.ring_buffers.take(x.len());
             y.par_chunks_mut(plane.max(1))
                 .zip(x.par_chunks(plane.max(1)))
                 .enumerate()
@@ -800,7 +895,7 @@ impl BatchEvaluator {
         let (xf, fits): (Vec<f64>, Vec<bool>) = match self.path {
             LinearPath::Ring => (Vec::new(), vec![false; n]),
             LinearPath::Auto => {
-                let mut xf = vec![0f64; x.len()];
+                let mut xf = self.float_buffers.take(x.len());
                 let fits = xf
                     .par_chunks_mut(per_in)
                     .zip(x.par_chunks(per_in))
@@ -820,37 +915,38 @@ impl BatchEvaluator {
         };
         let float_imgs: Vec<usize> = (0..n).filter(|&i| fits[i]).collect();
         let ring_imgs: Vec<usize> = (0..n).filter(|&i| !fits[i]).collect();
-        let mut y = vec![0u64; n * per_out];
+        let mut y = self.ring_buffers.take(n * per_out);
         if !float_imgs.is_empty() {
             let sub = gather(&xf, per_in, &float_imgs, n);
             let xs = sub.as_deref().unwrap_or(&xf);
             let k = float_imgs.len();
-            let yf = match &l.kind {
-                LinearKind::Conv(g) => kernels::conv2d_batch(xs, k, &fw.weight, None, g),
-                LinearKind::Fc { out_features } => {
-                    kernels::linear_batch(xs, k, &fw.weight, None, *out_features)
-                }
-                LinearKind::ChannelScale { .. } => unreachable!("handled above"),
-            };
+            let yf = product(&l.kind, xs, k, &fw.weight);
             // Exact integers below 2^53: `as i64` is exact, and two's complement is the ring.
             scatter(&ring, l, &mut y, per_out, &float_imgs, &yf, |v| {
                 v as i64 as u64
             });
+            self.float_buffers.give(yf);
         }
+        self.float_buffers.give(xf);
         if !ring_imgs.is_empty() {
             let sub = gather(x, per_in, &ring_imgs, n);
             let xs = sub.as_deref().unwrap_or(x);
             let k = ring_imgs.len();
-            let yr = match &l.kind {
-                LinearKind::Conv(g) => kernels::conv2d_batch(xs, k, &l.weight, None, g),
-                LinearKind::Fc { out_features } => {
-                    kernels::linear_batch(xs, k, &l.weight, None, *out_features)
-                }
-                LinearKind::ChannelScale { .. } => unreachable!("handled above"),
-            };
+            let yr = product(&l.kind, xs, k, &l.weight);
             scatter(&ring, l, &mut y, per_out, &ring_imgs, &yr, |v| v);
+            self.ring_buffers.give(yr);
         }
         Ok(y)
+    }
+}
+
+/// The product of a convolution or fully connected step (no bias) with weights `w` for a batch
+/// of `k` images, in floating point or on the ring.
+fn product<T: kernels::Elem>(kind: &LinearKind, x: &[T], k: usize, w: &[T]) -> Vec<T> {
+    match kind {
+        LinearKind::Conv(g) => kernels::conv2d_batch(x, k, w, None, g),
+        LinearKind::Fc { out_features } => kernels::linear_batch(x, k, w, None, *out_features),
+        LinearKind::ChannelScale { .. } => unreachable!("a channel scale is computed elementwise"),
     }
 }
 

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::stats::{wilson_interval, Z95};
+
 /// The arithmetics an image is classified under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -54,24 +56,11 @@ impl Tally {
         }
     }
 
-    /// The 95% Wilson score interval of the accuracy, in percent.
-    ///
-    /// Wilson rather than the normal approximation: it stays inside [0, 100] and is honest at
-    /// accuracies near 0 or 100 and for small `n`.
+    /// The 95% Wilson score interval of the accuracy, in percent ([`wilson_interval`]);
+    /// `[0, 100]` when nothing was judged.
     pub fn ci95(&self) -> [f64; 2] {
-        if self.n == 0 {
-            return [0.0, 100.0];
-        }
-        const Z: f64 = 1.959_963_984_540_054;
-        let n = self.n as f64;
-        let p = self.correct as f64 / n;
-        let z2 = Z * Z;
-        let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
-        let half = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / (1.0 + z2 / n);
-        [
-            100.0 * (centre - half).max(0.0),
-            100.0 * (centre + half).min(1.0),
-        ]
+        wilson_interval(self.correct, self.n, Z95)
+            .map_or([0.0, 100.0], |(lo, hi)| [100.0 * lo, 100.0 * hi])
     }
 }
 

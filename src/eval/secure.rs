@@ -112,17 +112,7 @@ pub fn secure_inference(
         .map(|&v| raw_of_logit(&net.ring, net.output_scale, v))
         .collect();
     // Decoding is monotone, so this is the class of the ring values too.
-    let class = logits
-        .iter()
-        .enumerate()
-        .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &v)| {
-            if v > bv {
-                (i, v)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0;
+    let class = crate::plain::f32::argmax(&logits);
     Ok(SecureOutput { logits, raw, class })
 }
 

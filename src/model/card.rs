@@ -1,6 +1,7 @@
 //! The model card: what a bundle says about where it came from, and what input the network
 //! expects ([`Preprocessing`]).
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// The model card stored in a bundle (`pibench.card`, see docs/FORMAT.md).
@@ -107,6 +108,18 @@ pub enum PixelScale {
     /// 8-bit pixels divided by 255 into `[0, 1]` (torchvision's `ToTensor`).
     #[default]
     Unit,
+}
+
+/// A number [`Preprocessing::apply`] and [`Preprocessing::backward`] compute in: `f32` (what
+/// PyTorch computes) or `f64`.
+pub trait MapValue:
+    Copy + Send + Sync + From<f32> + std::ops::Sub<Output = Self> + std::ops::Div<Output = Self>
+{
+}
+
+impl<T> MapValue for T where
+    T: Copy + Send + Sync + From<f32> + std::ops::Sub<Output = T> + std::ops::Div<Output = T>
+{
 }
 
 /// A preprocessing record or request that cannot be used.
@@ -234,44 +247,44 @@ impl Preprocessing {
     }
 
     /// Maps a batch of `[0, 1]` images (NCHW, each `channels × plane`) to the network's input,
-    /// in place: `y = (x − mean) / std` per channel.
-    pub fn apply(
+    /// in place: `y = (x − mean) / std` per channel, in `f32` or `f64`.
+    pub fn apply<T: MapValue>(
         &self,
-        batch: &mut [f32],
+        batch: &mut [T],
         channels: usize,
         plane: usize,
     ) -> Result<(), PreprocessingError> {
         // (x − mean) / std exactly as torchvision's Normalize computes it, not x·a + b.
-        let (m, s) = (self.mean.clone(), self.std.clone());
+        let (Some(m), Some(s)) = (&self.mean, &self.std) else {
+            return self.per_channel(batch, channels, plane, |_, _| {});
+        };
         self.per_channel(batch, channels, plane, |c, v| {
-            if let (Some(m), Some(s)) = (&m, &s) {
-                *v = (*v - m[c]) / s[c];
-            }
+            *v = (*v - T::from(m[c])) / T::from(s[c]);
         })
     }
 
     /// Maps a gradient with respect to the network's input back to the `[0, 1]` pixels, in
     /// place: `∂L/∂x = ∂L/∂y / std` per channel.
-    pub fn backward(
+    pub fn backward<T: MapValue>(
         &self,
-        grad: &mut [f32],
+        grad: &mut [T],
         channels: usize,
         plane: usize,
     ) -> Result<(), PreprocessingError> {
-        let s = self.std.clone();
-        self.per_channel(grad, channels, plane, |c, v| {
-            if let Some(s) = &s {
-                *v /= s[c];
-            }
-        })
+        let Some(s) = &self.std else {
+            return self.per_channel(grad, channels, plane, |_, _| {});
+        };
+        self.per_channel(grad, channels, plane, |c, v| *v = *v / T::from(s[c]))
     }
 
-    fn per_channel(
+    /// Checks the record and the batch, then applies `f(channel, value)` to every value (in
+    /// parallel over the planes; nothing to do for the identity).
+    fn per_channel<T: MapValue>(
         &self,
-        batch: &mut [f32],
+        batch: &mut [T],
         channels: usize,
         plane: usize,
-        f: impl Fn(usize, &mut f32),
+        f: impl Fn(usize, &mut T) + Sync,
     ) -> Result<(), PreprocessingError> {
         self.validate(channels)?;
         let image = channels * plane;
@@ -284,11 +297,10 @@ impl Preprocessing {
         if self.is_identity() {
             return Ok(());
         }
-        for img in batch.chunks_exact_mut(image) {
-            for (c, ch) in img.chunks_exact_mut(plane).enumerate() {
-                ch.iter_mut().for_each(|v| f(c, v));
-            }
-        }
+        batch
+            .par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(i, ch)| ch.iter_mut().for_each(|v| f(i % channels, v)));
         Ok(())
     }
 

@@ -132,17 +132,14 @@ fn max_pool(x: &[f32], c: usize, h: usize, w: usize, k: usize, s: usize, p: usiz
     out
 }
 
-/// The index of the largest logit (the predicted class).
-pub fn argmax(logits: &[f32]) -> usize {
-    logits
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-            if v > bv {
-                (i, v)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
+/// The index of the largest logit (the predicted class; the first on ties, 0 when every logit
+/// is NaN or −∞), for `f32` or `f64` logits.
+pub fn argmax<T: Copy + PartialOrd>(logits: &[T]) -> usize {
+    let mut best: Option<(usize, T)> = None;
+    for (i, &v) in logits.iter().enumerate() {
+        if best.is_none_or(|(_, b)| v > b) && v.partial_cmp(&v).is_some() {
+            best = Some((i, v));
+        }
+    }
+    best.map_or(0, |(i, _)| i)
 }
