@@ -2,6 +2,8 @@
 //! one unsharded run, a gap between shards is refused, and the JSON carries every field the
 //! results schema promises.
 
+mod cli_support;
+use cli_support::cifar_test_file;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -9,24 +11,6 @@ const MODEL: &str = "tests/fixtures/rlnet-resnet18-w8-c10.safetensors";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A CIFAR-10 binary test file of `n` seeded random images.
-fn cifar_file(dir: &Path, n: usize) -> PathBuf {
-    let mut bytes = Vec::with_capacity(n * 3073);
-    let mut s = 0x2545_f491_4f6c_dd1du64;
-    for i in 0..n {
-        bytes.push((i % 10) as u8);
-        for _ in 0..3072 {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            bytes.push((s >> 56) as u8);
-        }
-    }
-    let path = dir.join("test_batch.bin");
-    std::fs::write(&path, bytes).unwrap();
-    path
 }
 
 fn pibench(args: &[&str]) -> std::process::Output {
@@ -45,7 +29,7 @@ fn json(path: &Path) -> serde_json::Value {
 #[test]
 fn shards_merge_exactly_and_gaps_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let data = cifar_file(dir.path(), 5);
+    let data = cifar_test_file(dir.path(), 5);
     let data = data.to_str().unwrap();
     let common = [
         MODEL,
@@ -130,7 +114,7 @@ fn shards_merge_exactly_and_gaps_are_refused() {
 #[test]
 fn bad_options_are_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    let data = cifar_file(dir.path(), 2);
+    let data = cifar_test_file(dir.path(), 2);
     let data = data.to_str().unwrap();
     for (args, want) in [
         (vec!["--shard", "4/3"], "not K/N"),

@@ -4,7 +4,9 @@
 //! and a bundled ResNet18; plus the invariances evaluation relies on (batching and sharding,
 //! the f64 and ring kernels).
 
-use std::path::{Path, PathBuf};
+mod cli_support;
+use cli_support::{fixture, FIXTURES};
+use std::path::Path;
 use std::sync::Arc;
 
 use pibench::eval::pi::{Arithmetic, BatchEvaluator, LinearPath};
@@ -12,12 +14,6 @@ use pibench::eval::secure::secure_batch;
 use pibench::model::{BnPath, Bundle, Mask, Network, Op};
 use pibench::plain::FixedNetwork;
 use pibench::ring::Ring;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(format!("{name}.safetensors"))
-}
 
 /// The fixture's four PyTorch inputs, `[4, 3, 32, 32]`.
 fn fixture_inputs(name: &str) -> Vec<f32> {
@@ -54,14 +50,6 @@ fn paths(name: &str) -> Vec<BnPath> {
         vec![BnPath::Clean]
     }
 }
-
-const FIXTURES: [&str; 5] = [
-    "rlnet-resnet18-w8-c10",
-    "snl-resnet18-w8-c10",
-    "plain-resnet18-w8-c10",
-    "rlnet-wrn16-2-b4-c10",
-    "snl-wrn16-2-b4-c10",
-];
 
 #[test]
 fn fixed_arithmetic_is_the_oracle_bit_for_bit() {

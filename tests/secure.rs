@@ -2,26 +2,14 @@
 //! masks as trained, all-ones and all-zeros; in memory and over TCP; a server that dies; a
 //! mismatched model; two processes.
 
-use std::path::{Path, PathBuf};
+mod cli_support;
+use cli_support::{fixture, FIXTURES};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pibench::bench::run::{load_input, run_network, InputSpec, RunOptions, Transport};
 use pibench::model::{BnPath, Bundle, Mask, Network, Op};
 use pibench::ring::Ring;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(format!("{name}.safetensors"))
-}
-
-const FIXTURES: [&str; 5] = [
-    "rlnet-resnet18-w8-c10",
-    "snl-resnet18-w8-c10",
-    "plain-resnet18-w8-c10",
-    "rlnet-wrn16-2-b4-c10",
-    "snl-wrn16-2-b4-c10",
-];
 
 #[derive(Clone, Copy, Debug)]
 enum Masks {

@@ -8,6 +8,8 @@
 //! as the local cluster runs its daemons as root. Without them the test fails, saying so: it is
 //! never skipped.
 
+mod cli_support;
+use cli_support::cifar_test_file;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -111,19 +113,7 @@ fn test_set(tmp: &Path) -> PathBuf {
     }
     let dir = tmp.join("cifar-10-batches-bin");
     fs::create_dir_all(&dir).unwrap();
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut bytes = Vec::with_capacity(GENERATED_IMAGES * 3073);
-    for i in 0..GENERATED_IMAGES {
-        bytes.push((i % 10) as u8);
-        for _ in 0..3072 {
-            // xorshift64: reproducible bytes without a seeded RNG dependency.
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            bytes.push((state >> 56) as u8);
-        }
-    }
-    fs::write(dir.join("test_batch.bin"), bytes).unwrap();
+    cifar_test_file(&dir, GENERATED_IMAGES);
     dir
 }
 

@@ -13,6 +13,35 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(format!("{name}.safetensors"))
 }
 
+/// The fixture bundles every secure and simulated test runs: RLNet (dual BN), SNL and all-ReLU
+/// ResNet18s and two WideResNets.
+pub const FIXTURES: [&str; 5] = [
+    "rlnet-resnet18-w8-c10",
+    "snl-resnet18-w8-c10",
+    "plain-resnet18-w8-c10",
+    "rlnet-wrn16-2-b4-c10",
+    "snl-wrn16-2-b4-c10",
+];
+
+/// A CIFAR-10 binary test file `dir/test_batch.bin` of `n` images with labels `i mod 10` and
+/// reproducible pseudo-random pixels (xorshift64: tests of exactness, not of accuracy).
+pub fn cifar_test_file(dir: &Path, n: usize) -> PathBuf {
+    let mut bytes = Vec::with_capacity(n * 3073);
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..n {
+        bytes.push((i % 10) as u8);
+        for _ in 0..3072 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            bytes.push((s >> 56) as u8);
+        }
+    }
+    let path = dir.join("test_batch.bin");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
 /// The built `pibench` binary.
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pibench"))
