@@ -17,6 +17,7 @@ pub mod batch;
 pub mod circuit;
 pub mod halfgates;
 pub mod relu;
+pub mod threehalves;
 #[cfg(target_arch = "x86_64")]
 mod vaes;
 
