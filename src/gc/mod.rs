@@ -17,6 +17,7 @@ pub mod batch;
 pub mod circuit;
 pub mod halfgates;
 pub mod relu;
+pub mod thbatch;
 pub mod threehalves;
 #[cfg(target_arch = "x86_64")]
 mod vaes;
@@ -25,6 +26,7 @@ pub use self::batch::{Evaluator, Garbler};
 pub use self::circuit::{BinaryGates, Circuit, CircuitBuilder, Gate, PlainGates, WireId};
 pub use self::halfgates::Delta;
 pub use self::relu::{relu_circuit, relu_plain};
+pub use self::thbatch::{ThEvaluator, ThGarbler};
 
 use crate::net::channel::NetError;
 

@@ -498,7 +498,10 @@ pub fn linear_batch<T: Elem>(
     bias: Option<&[T]>,
     out_features: usize,
 ) -> Vec<T> {
-    assert!(images > 0 && x.len().is_multiple_of(images), "linear input size");
+    assert!(
+        images > 0 && x.len().is_multiple_of(images),
+        "linear input size"
+    );
     let in_features = x.len() / images;
     assert_eq!(
         weight.len(),
