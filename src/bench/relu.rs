@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::ot::{CotReceiver, CotSender};
+use crate::crypto::ot::{OtKind, OtReceiver, OtSender};
 use crate::crypto::prg::Prg;
 use crate::crypto::Block;
-use crate::gc::{relu_plain, Delta};
-use crate::net::{Channel, ChannelExt, Metered, Phase};
-use crate::protocol::engine::{client_choices, server_online_site, ReluEngine, CHUNK};
-use crate::protocol::ProtocolError;
+use crate::gc::{relu_plain, Delta, Scheme};
+use crate::net::{Channel, Metered, Phase};
+use crate::protocol::engine::{server_online_site, ReluEngine};
+use crate::protocol::{GcOptions, ProtocolError};
 use crate::ring::Ring;
 
 use super::run::BenchError;
@@ -27,6 +27,18 @@ pub struct ReluBenchResult {
     pub ring: Ring,
     /// AND gates per ReLU.
     pub and_gates_per_relu: usize,
+    /// The garbling scheme (results from before the choice existed: half gates).
+    #[serde(default)]
+    pub garbling: Scheme,
+    /// The correlated-OT extension (results from before the choice existed: IKNP).
+    #[serde(default)]
+    pub ot: OtKind,
+    /// Garbled-table bytes per ReLU.
+    #[serde(default)]
+    pub table_bytes_per_relu: u64,
+    /// Bytes the client stores per ReLU between the phases: tables and its `2ℓ` input labels.
+    #[serde(default)]
+    pub client_storage_bytes_per_relu: u64,
     /// Microseconds per ReLU, offline + online (setup amortized in).
     pub us_per_relu: f64,
     /// Microseconds per ReLU of the offline phase (OT extension, garbling, table transfer).
@@ -65,27 +77,22 @@ fn server<C: Channel>(
     ch: &mut Metered<C>,
     n: usize,
     ring: Ring,
+    gc: GcOptions,
 ) -> Result<(Timed, Vec<u64>, Vec<u64>), ProtocolError> {
     let mut rng = Prg::from_entropy();
     let ell = ring.ell as usize;
     let t = Instant::now();
     ch.set_scope(Phase::Setup, Some("base-ot"));
     let delta = Delta::random(&mut rng);
-    let mut cot = CotSender::setup(ch, delta.block(), &mut rng)?;
+    let mut cot = OtSender::setup(ch, gc.ot, delta.block(), &mut rng)?;
     ch.flush()?;
     let setup = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     ch.set_scope(Phase::Offline, Some("relu"));
-    let engine = ReluEngine::new(ring, ring.frac)?;
-    let mut ev_zero = crate::crypto::buffer::BlockBuf::with_len(n * 2 * ell);
-    cot.send(ch, &mut ev_zero)?;
-    let seed = Block::random(&mut rng);
-    let mut decode = vec![0u64; n];
-    let mut gb_zero = crate::crypto::buffer::BlockBuf::with_len(n * ell);
-    Prg::from_seed(seed).fill_blocks(&mut gb_zero);
-    engine.garble_stream(ch, &delta, &gb_zero, &ev_zero, 0, &mut decode)?;
-    drop(gb_zero);
+    let engine = ReluEngine::new(ring, ring.frac, gc.garbling)?;
+    let (control_seed, label_seed) = (Block::random(&mut rng), Block::random(&mut rng));
+    let decode = engine.server_offline(ch, &mut cot, &delta, control_seed, label_seed, n, 0)?;
     ch.flush()?;
     let mut ready = [0u8; 1];
     ch.recv(&mut ready)?;
@@ -95,7 +102,7 @@ fn server<C: Channel>(
     let a: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
     let t = Instant::now();
     ch.set_scope(Phase::Online, Some("relu"));
-    let z = server_online_site(ch, ell, &a, seed, &delta, &decode)?;
+    let z = server_online_site(ch, ell, &a, label_seed, &delta, &decode)?;
     let online = t.elapsed().as_secs_f64();
     Ok((
         Timed {
@@ -112,37 +119,33 @@ fn client<C: Channel>(
     ch: &mut Metered<C>,
     n: usize,
     ring: Ring,
+    gc: GcOptions,
 ) -> Result<(Vec<u64>, Vec<u64>), ProtocolError> {
     let mut rng = Prg::from_entropy();
-    let ell = ring.ell as usize;
     ch.set_scope(Phase::Setup, Some("base-ot"));
-    let mut cot = CotReceiver::setup(ch, &mut rng)?;
+    let mut cot = OtReceiver::setup(ch, gc.ot, &mut rng)?;
     ch.flush()?;
 
     ch.set_scope(Phase::Offline, Some("relu"));
-    let engine = ReluEngine::new(ring, ring.frac)?;
+    let engine = ReluEngine::new(ring, ring.frac, gc.garbling)?;
     let c: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
-    let r: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
-    let mut choices = Vec::new();
-    client_choices(&c, &r, ell, &mut choices);
-    let mut labels = crate::crypto::buffer::BlockBuf::with_len(n * 2 * ell);
-    cot.receive(ch, &choices, &mut labels)?;
-    drop(choices);
-    let tb = engine.table_blocks();
-    let mut tables = crate::crypto::buffer::BlockBuf::with_len(n * tb);
-    for chunk in tables.chunks_mut(CHUNK * tb) {
-        ch.recv_blocks(chunk)?;
-    }
+    let site = engine.client_offline(ch, &mut cot, &c)?;
     ch.send(&[1])?;
     ch.flush()?;
 
     ch.set_scope(Phase::Online, Some("relu"));
-    engine.client_online_site(ch, n, &labels, &tables, 0)?;
-    Ok((c, r))
+    engine.client_online_site(ch, n, &site.labels, &site.tables, 0)?;
+    Ok((c, site.masks))
 }
 
-/// Run N ReLUs between two threads over loopback TCP and measure everything.
-pub fn relu_bench(n: usize, ring: Ring, timeout: Duration) -> Result<ReluBenchResult, BenchError> {
+/// Run N ReLUs between two threads over loopback TCP with the garbling scheme and OT of `gc`,
+/// and measure everything.
+pub fn relu_bench(
+    n: usize,
+    ring: Ring,
+    gc: GcOptions,
+    timeout: Duration,
+) -> Result<ReluBenchResult, BenchError> {
     if n == 0 {
         return Err(BenchError::Input {
             path: "--relus".into(),
@@ -157,8 +160,8 @@ pub fn relu_bench(n: usize, ring: Ring, timeout: Duration) -> Result<ReluBenchRe
         .join()
         .map_err(|_| BenchError::Panic("accept".into()))??;
     let (mut s, mut c) = (Metered::new(s), Metered::new(c));
-    let hs = std::thread::spawn(move || server(&mut s, n, ring).map(|r| (r, s.stats())));
-    let hc = std::thread::spawn(move || client(&mut c, n, ring));
+    let hs = std::thread::spawn(move || server(&mut s, n, ring, gc).map(|r| (r, s.stats())));
+    let hc = std::thread::spawn(move || client(&mut c, n, ring, gc));
     let rs = hs.join().map_err(|_| BenchError::Panic("server".into()))?;
     let rc = hc.join().map_err(|_| BenchError::Panic("client".into()))?;
     let ((timed, a, z), stats) = rs.map_err(BenchError::Server)?;
@@ -169,11 +172,16 @@ pub fn relu_bench(n: usize, ring: Ring, timeout: Duration) -> Result<ReluBenchRe
     let setup_bytes = stats.setup.total.bytes_total();
     let off = stats.offline.total;
     let on = stats.online.total;
-    let engine = ReluEngine::new(ring, ring.frac).map_err(BenchError::Server)?;
+    let engine = ReluEngine::new(ring, ring.frac, gc.garbling).map_err(BenchError::Server)?;
+    let table_bytes = engine.table_bytes() as u64;
     Ok(ReluBenchResult {
         relus: n,
         ring,
         and_gates_per_relu: engine.and_gates(),
+        garbling: gc.garbling,
+        ot: gc.ot,
+        table_bytes_per_relu: table_bytes,
+        client_storage_bytes_per_relu: table_bytes + 16 * 2 * ring.ell as u64,
         us_per_relu: (timed.setup + timed.offline + timed.online) * 1e6 / nf,
         us_per_relu_offline: timed.offline * 1e6 / nf,
         us_per_relu_online: timed.online * 1e6 / nf,

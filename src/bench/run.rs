@@ -14,7 +14,9 @@ use crate::net::link::Link;
 use crate::net::{handshake, Channel, ChannelStats, Metered, Phase, Role};
 use crate::plain::{self, FixedNetwork, FixedOutput, StepKind};
 use crate::protocol::prepro::{Backend, ClientPreprocessing, Dealer, ServerPreprocessing};
-use crate::protocol::{self, client, server, PartyTimings, ProtocolError, PROTOCOL_VERSION};
+use crate::protocol::{
+    self, client, server, GcOptions, PartyTimings, ProtocolError, PROTOCOL_VERSION,
+};
 use crate::ring::Ring;
 
 /// Errors of a measured run.
@@ -90,6 +92,8 @@ pub struct RunOptions {
     pub ring: Ring,
     /// Linear preprocessing backend.
     pub backend: Backend,
+    /// Garbling scheme and OT of the ReLU sites.
+    pub gc: GcOptions,
     /// The input.
     pub input: InputSpec,
     /// Transport.
@@ -111,6 +115,7 @@ impl RunOptions {
             bn: BnPath::Clean,
             ring: Ring::default(),
             backend: Backend::Dealer,
+            gc: GcOptions::RECOMMENDED,
             input: InputSpec::Random { seed: 0 },
             transport: Transport::TcpLoopback,
             links: Link::presets(),
@@ -222,20 +227,30 @@ pub fn server_session<C: Channel>(
     ch: &mut Metered<C>,
     net: &FixedNetwork,
     pre: &mut dyn ServerPreprocessing,
+    gc: GcOptions,
     progress: Option<ProgressBar>,
 ) -> Result<PartyReport, ProtocolError> {
     let mut rng = crate::crypto::prg::Prg::from_entropy();
-    let fp = protocol::fingerprint(net, pre.backend());
+    let fp = protocol::fingerprint(net, pre.backend(), gc);
     let t0 = Instant::now();
     handshake(ch, Role::Server, PROTOCOL_VERSION, &fp)?;
-    let (mut cot, delta) = server::setup(ch, &mut rng)?;
+    let (mut cot, delta) = server::setup(ch, gc.ot, &mut rng)?;
     let setup_secs = t0.elapsed().as_secs_f64();
     let mut timings = PartyTimings {
         progress: progress.clone(),
         ..Default::default()
     };
     let t1 = Instant::now();
-    let state = server::offline(ch, net, pre, &mut cot, delta, &mut rng, &mut timings)?;
+    let state = server::offline(
+        ch,
+        net,
+        pre,
+        &mut cot,
+        delta,
+        gc.garbling,
+        &mut rng,
+        &mut timings,
+    )?;
     // The client says when it has stored everything; online starts after that.
     ch.set_scope(Phase::Offline, Some("ready"));
     let mut ready = [0u8; 1];
@@ -263,21 +278,22 @@ pub fn client_session<C: Channel>(
     ch: &mut Metered<C>,
     net: &FixedNetwork,
     pre: &mut dyn ClientPreprocessing,
+    gc: GcOptions,
     input: &[f32],
     progress: Option<ProgressBar>,
 ) -> Result<(PartyReport, Vec<f64>), ProtocolError> {
     let mut rng = crate::crypto::prg::Prg::from_entropy();
-    let fp = protocol::fingerprint(net, pre.backend());
+    let fp = protocol::fingerprint(net, pre.backend(), gc);
     let t0 = Instant::now();
     handshake(ch, Role::Client, PROTOCOL_VERSION, &fp)?;
-    let mut cot = client::setup(ch, &mut rng)?;
+    let mut cot = client::setup(ch, gc.ot, &mut rng)?;
     let setup_secs = t0.elapsed().as_secs_f64();
     let mut timings = PartyTimings {
         progress: progress.clone(),
         ..Default::default()
     };
     let t1 = Instant::now();
-    let state = client::offline(ch, net, pre, &mut cot, &mut rng, &mut timings)?;
+    let state = client::offline(ch, net, pre, &mut cot, gc.garbling, &mut rng, &mut timings)?;
     ch.set_scope(Phase::Offline, Some("ready"));
     ch.send(&[1])?;
     ch.flush()?;
@@ -381,6 +397,7 @@ pub fn run_network(
         Metered::new(client_end),
         &fixed,
         dealer,
+        opts.gc,
         input,
         pb_s,
         pb_c,
@@ -404,6 +421,7 @@ fn run_pair<C: Channel + 'static>(
     mut c: Metered<C>,
     fixed: &Arc<FixedNetwork>,
     backends: Backends,
+    gc: GcOptions,
     input: &[f32],
     pb_s: Option<ProgressBar>,
     pb_c: Option<ProgressBar>,
@@ -411,8 +429,9 @@ fn run_pair<C: Channel + 'static>(
     let (fs, fc) = (fixed.clone(), fixed.clone());
     let (mut ds, mut dc) = backends;
     let input = input.to_vec();
-    let hs = std::thread::spawn(move || server_session(&mut s, &fs, ds.as_mut(), pb_s));
-    let hc = std::thread::spawn(move || client_session(&mut c, &fc, dc.as_mut(), &input, pb_c));
+    let hs = std::thread::spawn(move || server_session(&mut s, &fs, ds.as_mut(), gc, pb_s));
+    let hc =
+        std::thread::spawn(move || client_session(&mut c, &fc, dc.as_mut(), gc, &input, pb_c));
     let rs = join(hs)?;
     let rc = join(hc)?;
     // Report the root cause: when one side fails the other usually sees a disconnect.
@@ -563,7 +582,7 @@ fn assemble(
     };
     let budget = fixed.kept_relus() as u64;
     let and_gates = if budget > 0 {
-        crate::protocol::engine::ReluEngine::new(opts.ring, opts.ring.frac)
+        crate::protocol::engine::ReluEngine::new(opts.ring, opts.ring.frac, opts.gc.garbling)
             .map(|e| e.and_gates() as u64)
             .unwrap_or(0)
     } else {
@@ -633,13 +652,14 @@ fn assemble(
             path: opts.model.display().to_string(),
             card: net.card.clone(),
             bn_path: opts.bn.to_string(),
-            fingerprint: protocol::fingerprint(fixed, opts.backend).to_hex(),
+            fingerprint: protocol::fingerprint(fixed, opts.backend, opts.gc).to_hex(),
             total_relus: net.total_relus() as u64,
             budget,
             macs: net.macs(),
         },
         ring: opts.ring,
         backend: opts.backend,
+        gc: opts.gc,
         threads: rayon::current_num_threads(),
         transport: transport.into(),
         machine: Machine::this(),
@@ -695,7 +715,8 @@ pub fn serve(opts: &RunOptions, listen: &str) -> Result<PartyReport, BenchError>
     let mut ch = Metered::new(stream);
     let mp = MultiProgress::new();
     let pb = bar(&mp, fixed.steps.len() * 2, "server", opts.progress);
-    let report = server_session(&mut ch, &fixed, pre.as_mut(), pb).map_err(BenchError::Server)?;
+    let report =
+        server_session(&mut ch, &fixed, pre.as_mut(), opts.gc, pb).map_err(BenchError::Server)?;
     send_report(&mut ch, &report).map_err(BenchError::Server)?;
     Ok(report)
 }
@@ -721,7 +742,8 @@ pub fn client(opts: &RunOptions, connect: &str) -> Result<RunResult, BenchError>
     let mp = MultiProgress::new();
     let pb = bar(&mp, fixed.steps.len() * 2, "client", opts.progress);
     let (client_rep, logits) =
-        client_session(&mut ch, &fixed, pre.as_mut(), &input, pb).map_err(BenchError::Client)?;
+        client_session(&mut ch, &fixed, pre.as_mut(), opts.gc, &input, pb)
+            .map_err(BenchError::Client)?;
     let server_rep = recv_report(&mut ch).map_err(BenchError::Client)?;
     Ok(assemble(
         opts,

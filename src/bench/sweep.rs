@@ -32,6 +32,8 @@ pub struct SweepOptions {
     pub ring: Ring,
     /// Linear preprocessing backend.
     pub backend: crate::protocol::prepro::Backend,
+    /// Garbling scheme and OT combinations to run every model with (compared in the report).
+    pub gc: Vec<crate::protocol::GcOptions>,
     /// Links to estimate.
     pub links: Vec<Link>,
     /// Links to also run through an emulated (throttled) channel, on models whose budget is at
@@ -59,6 +61,7 @@ impl SweepOptions {
             bn_paths: vec![BnPath::Clean],
             ring: Ring::default(),
             backend: crate::protocol::prepro::Backend::Dealer,
+            gc: vec![crate::protocol::GcOptions::RECOMMENDED],
             links: Link::presets(),
             emulate: vec![Link::lan()],
             emulate_max_budget: 60_000,
@@ -177,19 +180,21 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
             if bn == BnPath::Adv && !dual {
                 continue;
             }
-            configs.push((model.clone(), bn));
+            for &gc in &opts.gc {
+                configs.push((model.clone(), bn, gc));
+            }
         }
     }
     for input in 0..opts.inputs {
         for rep in 0..opts.repeats {
-            for (model, bn) in &configs {
-                plan.push((model.clone(), *bn, input as u64, rep, None));
+            for (model, bn, gc) in &configs {
+                plan.push((model.clone(), *bn, *gc, input as u64, rep, None));
             }
         }
     }
     for link in &opts.emulate {
-        for (model, bn) in &configs {
-            plan.push((model.clone(), *bn, 0, 0, Some(link.clone())));
+        for (model, bn, gc) in &configs {
+            plan.push((model.clone(), *bn, *gc, 0, 0, Some(link.clone())));
         }
     }
     let pb = if opts.progress {
@@ -231,6 +236,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
             let mut ro = RunOptions::new(&model);
             ro.ring = opts.ring;
             ro.backend = opts.backend;
+            ro.gc = opts.gc.first().copied().unwrap_or(ro.gc);
             ro.links = opts.links.clone();
             ro.timeout = opts.timeout;
             let x = load_input(&ro.input, &net).map_err(run_err)?;
@@ -241,7 +247,15 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
     let mut results = Vec::new();
     let mut loaded: std::collections::HashMap<(PathBuf, BnPath), crate::model::Network> =
         std::collections::HashMap::new();
-    for (model, bn, input, rep, emulate) in plan {
+    // Several garbling/OT combinations: each run's file names its combination.
+    let gc_tag = |gc: crate::protocol::GcOptions| {
+        if opts.gc.len() > 1 {
+            format!("-{}-{}", gc.garbling, gc.ot)
+        } else {
+            String::new()
+        }
+    };
+    for (model, bn, gc, input, rep, emulate) in plan {
         if let Some(pb) = &pb {
             pb.set_message(format!(
                 "{} {bn}{}",
@@ -274,6 +288,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
         ro.bn = bn;
         ro.ring = opts.ring;
         ro.backend = opts.backend;
+        ro.gc = gc;
         ro.input = InputSpec::Random { seed: input };
         ro.links = opts.links.clone();
         ro.timeout = opts.timeout;
@@ -283,10 +298,15 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
         let x = load_input(&ro.input, net).map_err(run_err)?;
         let r = run_network(net, &x, &ro).map_err(run_err)?;
         let name = match &emulate {
-            None => format!("{}-{bn}-input{input}-rep{rep}.json", stem(&model)),
-            Some(l) => format!(
-                "{}-{bn}-input{input}-emulated-{}.json",
+            None => format!(
+                "{}-{bn}{}-input{input}-rep{rep}.json",
                 stem(&model),
+                gc_tag(gc)
+            ),
+            Some(l) => format!(
+                "{}-{bn}{}-input{input}-emulated-{}.json",
+                stem(&model),
+                gc_tag(gc),
                 l.name.replace([',', '/'], "_")
             ),
         };

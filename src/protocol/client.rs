@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::engine::{client_choices, ReluEngine, CHUNK};
+use super::engine::ReluEngine;
 use super::prepro::ClientPreprocessing;
 use super::{sites_of, PartyTimings, ProtocolError, SitePlan};
-use crate::crypto::ot::CotReceiver;
+use crate::crypto::ot::{OtKind, OtReceiver};
+use crate::gc::Scheme;
 use crate::net::{Channel, ChannelExt, Phase};
 use crate::plain::{FixedNetwork, StepKind};
 
@@ -17,6 +18,8 @@ struct ClientSite {
     plan: SitePlan,
     /// Garbled tables of the kept elements, in order.
     tables: crate::crypto::buffer::BlockBuf,
+    /// Bytes of garbled tables (the buffer may end in padding).
+    table_bytes: usize,
     /// The client's input labels (`2ℓ` per kept element).
     labels: crate::crypto::buffer::BlockBuf,
 }
@@ -24,6 +27,7 @@ struct ClientSite {
 /// The client's stored preprocessing: everything the online phase needs besides the input.
 pub struct ClientState {
     r0: Vec<u64>,
+    garbling: Scheme,
     sites: Vec<ClientSite>,
     out_share: Vec<u64>,
 }
@@ -34,31 +38,34 @@ impl ClientState {
         let sites: usize = self
             .sites
             .iter()
-            .map(|s| (s.tables.len() + s.labels.len()) * 16 + s.plan.kept.len() * 4)
+            .map(|s| s.table_bytes + s.labels.len() * 16 + s.plan.kept.len() * 4)
             .sum();
         ((self.r0.len() + self.out_share.len()) * 8 + sites) as u64
     }
 }
 
-/// Setup: the base OTs of the correlated-OT extension.
+/// Setup: the base OTs of the correlated-OT extension `ot`.
 pub fn setup<C: Channel + ?Sized, R: RngCore + CryptoRng>(
     ch: &mut C,
+    ot: OtKind,
     rng: &mut R,
-) -> Result<CotReceiver, ProtocolError> {
+) -> Result<OtReceiver, ProtocolError> {
     ch.set_scope(Phase::Setup, Some("base-ot"));
-    let cot = CotReceiver::setup(ch, rng)?;
+    let cot = OtReceiver::setup(ch, ot, rng)?;
     ch.flush()?;
     Ok(cot)
 }
 
 /// Offline: follow the client's share of every value through the network; get `M·c − s` per
-/// linear step from the backend; per ReLU site, draw fresh masks, receive the input labels by
-/// correlated OT and store the garbled tables.
+/// linear step from the backend; per ReLU site, receive the input labels by correlated OT (the
+/// fresh masks are its random choice bits) and store the tables garbled with `garbling`.
+#[allow(clippy::too_many_arguments)]
 pub fn offline<C: Channel, R: RngCore + CryptoRng>(
     ch: &mut C,
     net: &FixedNetwork,
     pre: &mut dyn ClientPreprocessing,
-    cot: &mut CotReceiver,
+    cot: &mut OtReceiver,
+    garbling: Scheme,
     rng: &mut R,
     timings: &mut PartyTimings,
 ) -> Result<ClientState, ProtocolError> {
@@ -71,7 +78,6 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
     let last_use = super::last_uses(net);
     let mut sites = Vec::new();
     let mut plan_iter = sites_of(net).into_iter();
-    let mut choices = Vec::new();
     for (i, step) in net.steps.iter().enumerate() {
         let t0 = Instant::now();
         ch.set_scope(Phase::Offline, Some(&step.name));
@@ -91,9 +97,7 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                 let plan = plan_iter
                     .next()
                     .ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
-                let engine = ReluEngine::new(ring, plan.trunc)?;
-                let ell = engine.ell;
-                let n = plan.kept.len();
+                let engine = ReluEngine::new(ring, plan.trunc, garbling)?;
                 let mut out: Vec<u64> = if *trunc > 0 {
                     c.iter()
                         .map(|&v| ring.trunc_share_client(v, *trunc))
@@ -102,23 +106,16 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                     c.clone()
                 };
                 let kept_c: Vec<u64> = plan.kept.iter().map(|&j| c[j as usize]).collect();
-                let masks: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
-                for (&j, &r) in plan.kept.iter().zip(&masks) {
+                let site = engine.client_offline(ch, cot, &kept_c)?;
+                for (&j, &r) in plan.kept.iter().zip(&site.masks) {
                     out[j as usize] = r;
                 }
-                let mut labels = crate::crypto::buffer::BlockBuf::with_len(n * 2 * ell);
-                if n > 0 {
-                    client_choices(&kept_c, &masks, ell, &mut choices);
-                    cot.receive(ch, &choices, &mut labels)?;
-                }
-                let mut tables =
-                    crate::crypto::buffer::BlockBuf::with_len(n * engine.table_blocks());
-                for chunk in tables.chunks_mut(CHUNK * engine.table_blocks()) {
-                    ch.recv_blocks(chunk)?;
-                }
+                let table_bytes = plan.kept.len() * engine.table_bytes();
+                let (tables, labels) = (site.tables, site.labels);
                 sites.push(ClientSite {
                     plan,
                     tables,
+                    table_bytes,
                     labels,
                 });
                 out
@@ -145,6 +142,7 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
     let out_share = super::value(&values, net.output)?.clone();
     Ok(ClientState {
         r0,
+        garbling,
         sites,
         out_share,
     })
@@ -189,7 +187,7 @@ pub fn online<C: Channel + ?Sized>(
             .ok_or_else(|| ProtocolError::Internal("site out of step".into()))?;
         let n = site.plan.kept.len();
         if n > 0 {
-            let engine = ReluEngine::new(ring, site.plan.trunc)?;
+            let engine = ReluEngine::new(ring, site.plan.trunc, state.garbling)?;
             engine.client_online_site(
                 ch,
                 n,

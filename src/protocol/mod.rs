@@ -28,8 +28,36 @@ use crate::model::ValueId;
 use crate::net::{NetError, Phase};
 use crate::plain::{FixedNetwork, PlainError, StepKind};
 
+/// The cryptography of the ReLU sites: both parties must agree on it (it is part of the
+/// [`fingerprint`]). Results written before these choices existed deserialize to half gates
+/// with IKNP, which is what they measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcOptions {
+    /// The garbling scheme.
+    #[serde(default)]
+    pub garbling: crate::gc::Scheme,
+    /// The correlated-OT extension for the client's input labels.
+    #[serde(default)]
+    pub ot: crate::crypto::ot::OtKind,
+}
+
+impl GcOptions {
+    /// What a run uses unless told otherwise: the combination fastest on the LAN preset in
+    /// this machine's measurements (see README).
+    pub const RECOMMENDED: GcOptions = GcOptions {
+        garbling: crate::gc::Scheme::ThreeHalves,
+        ot: crate::crypto::ot::OtKind::SoftSpoken(4),
+    };
+}
+
+impl std::fmt::Display for GcOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} + {}", self.garbling, self.ot)
+    }
+}
+
 /// The protocol version exchanged in the handshake; bump on any wire change.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Errors of a private inference.
 #[derive(Debug, thiserror::Error)]
@@ -178,11 +206,15 @@ pub(crate) fn free_dead(values: &mut [Option<Vec<u64>>], last: &[usize], step: u
 }
 
 /// A fingerprint of everything both parties must agree on: protocol version, ring, every step's
-/// kind, geometry, shape and truncation, the masks, and the linear preprocessing backend.
-/// Weights are not part of it.
-pub fn fingerprint(net: &FixedNetwork, backend: prepro::Backend) -> crate::net::Fingerprint {
+/// kind, geometry, shape and truncation, the masks, the linear preprocessing backend, and the
+/// garbling scheme and OT of the ReLU sites. Weights are not part of it.
+pub fn fingerprint(
+    net: &FixedNetwork,
+    backend: prepro::Backend,
+    gc: GcOptions,
+) -> crate::net::Fingerprint {
     use crate::plain::LinearKind;
-    let mut desc = format!("backend={backend};")
+    let mut desc = format!("backend={backend};garbling={};ot={};", gc.garbling, gc.ot)
         + &format!(
             "pibench-protocol-{PROTOCOL_VERSION};ring={},{};input={:?};",
             net.ring.ell, net.ring.frac, net.input_shape

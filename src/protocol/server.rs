@@ -8,10 +8,9 @@ use rand_core::{CryptoRng, RngCore};
 use super::engine::ReluEngine;
 use super::prepro::ServerPreprocessing;
 use super::{sites_of, PartyTimings, ProtocolError, SitePlan};
-use crate::crypto::ot::CotSender;
-use crate::crypto::prg::Prg;
+use crate::crypto::ot::{OtKind, OtSender};
 use crate::crypto::Block;
-use crate::gc::Delta;
+use crate::gc::{Delta, Scheme};
 use crate::net::{Channel, ChannelExt, Phase};
 use crate::plain::{FixedNetwork, StepKind};
 
@@ -44,29 +43,35 @@ impl ServerState {
     }
 }
 
-/// Setup: a fresh Δ for this session and the base OTs of the correlated-OT extension.
+/// Setup: a fresh Δ for this session and the base OTs of the correlated-OT extension `ot`.
 pub fn setup<C: Channel + ?Sized, R: RngCore + CryptoRng>(
     ch: &mut C,
+    ot: OtKind,
     rng: &mut R,
-) -> Result<(CotSender, Delta), ProtocolError> {
+) -> Result<(OtSender, Delta), ProtocolError> {
     ch.set_scope(Phase::Setup, Some("base-ot"));
     let delta = Delta::random(rng);
-    let cot = CotSender::setup(ch, delta.block(), rng)?;
+    let cot = OtSender::setup(ch, ot, delta.block(), rng)?;
     ch.flush()?;
     Ok((cot, delta))
 }
 
 /// Offline: masks from the preprocessing backend for every linear step; for every ReLU site the
-/// client's input labels by correlated OT and the garbled tables, streamed to the client.
+/// client's input labels by correlated OT and the tables garbled with `garbling`, streamed to
+/// the client.
+#[allow(clippy::too_many_arguments)]
 pub fn offline<C: Channel, R: RngCore + CryptoRng>(
     ch: &mut C,
     net: &FixedNetwork,
     pre: &mut dyn ServerPreprocessing,
-    cot: &mut CotSender,
+    cot: &mut OtSender,
     delta: Delta,
+    garbling: Scheme,
     rng: &mut R,
     timings: &mut PartyTimings,
 ) -> Result<ServerState, ProtocolError> {
+    // Keys the three-halves control randomness of every site of the session.
+    let control_seed = Block::random(rng);
     let mut masks = vec![None; net.steps.len()];
     let mut sites = Vec::new();
     let plans = sites_of(net);
@@ -80,29 +85,18 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                 let plan = plan_iter
                     .next()
                     .ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
-                let engine = ReluEngine::new(net.ring, plan.trunc)?;
-                let ell = engine.ell;
-                let n = plan.kept.len();
-                // The client's input labels: zero-labels here, K ⊕ bΔ at the client.
-                let mut ev_zero = crate::crypto::buffer::BlockBuf::with_len(n * 2 * ell);
-                if n > 0 {
-                    cot.send(ch, &mut ev_zero)?;
-                }
+                let engine = ReluEngine::new(net.ring, plan.trunc, garbling)?;
+                // Regenerated from the seed online instead of stored.
                 let label_seed = Block::random(rng);
-                let mut decode = vec![0u64; n];
-                if n > 0 {
-                    // Regenerated from the seed online instead of stored.
-                    let mut gb_zero = crate::crypto::buffer::BlockBuf::with_len(n * ell);
-                    Prg::from_seed(label_seed).fill_blocks(&mut gb_zero);
-                    engine.garble_stream(
-                        ch,
-                        &delta,
-                        &gb_zero,
-                        &ev_zero,
-                        plan.instance_base,
-                        &mut decode,
-                    )?;
-                }
+                let decode = engine.server_offline(
+                    ch,
+                    cot,
+                    &delta,
+                    control_seed,
+                    label_seed,
+                    plan.kept.len(),
+                    plan.instance_base,
+                )?;
                 ch.flush()?;
                 sites.push(ServerSite {
                     plan,
