@@ -415,7 +415,7 @@ pub fn run_network(
     ))
 }
 
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn run_pair<C: Channel + 'static>(
     mut s: Metered<C>,
     mut c: Metered<C>,
@@ -430,8 +430,7 @@ fn run_pair<C: Channel + 'static>(
     let (mut ds, mut dc) = backends;
     let input = input.to_vec();
     let hs = std::thread::spawn(move || server_session(&mut s, &fs, ds.as_mut(), gc, pb_s));
-    let hc =
-        std::thread::spawn(move || client_session(&mut c, &fc, dc.as_mut(), gc, &input, pb_c));
+    let hc = std::thread::spawn(move || client_session(&mut c, &fc, dc.as_mut(), gc, &input, pb_c));
     let rs = join(hs)?;
     let rc = join(hc)?;
     // Report the root cause: when one side fails the other usually sees a disconnect.
@@ -741,9 +740,8 @@ pub fn client(opts: &RunOptions, connect: &str) -> Result<RunResult, BenchError>
     };
     let mp = MultiProgress::new();
     let pb = bar(&mp, fixed.steps.len() * 2, "client", opts.progress);
-    let (client_rep, logits) =
-        client_session(&mut ch, &fixed, pre.as_mut(), opts.gc, &input, pb)
-            .map_err(BenchError::Client)?;
+    let (client_rep, logits) = client_session(&mut ch, &fixed, pre.as_mut(), opts.gc, &input, pb)
+        .map_err(BenchError::Client)?;
     let server_rep = recv_report(&mut ch).map_err(BenchError::Client)?;
     Ok(assemble(
         opts,
