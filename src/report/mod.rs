@@ -167,7 +167,8 @@ pub fn write_report(
                     (cost_model, costmodel_json) = (Some(m), Some(p));
                 }
             }
-            Err(e) => notes.push(format!("Cost model ({gc}) not fitted: {e}.")),
+            Err(e) if combos.len() == 1 => notes.push(format!("Cost model not fitted: {e}.")),
+            Err(e) => notes.push(format!("Cost model not fitted for {gc}: {e}.")),
         }
     }
 
