@@ -1,6 +1,8 @@
 //! The `pibench` command line: parses arguments and calls the library. No logic lives here.
 
+use std::io::Write;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -79,18 +81,56 @@ impl MeasureArgs {
             .map_or(InputSpec::Random { seed: self.seed }, InputSpec::File)
     }
 
-    /// Print the run's table, write its JSON if asked, and fail when it is not correct.
-    fn finish(&self, result: &pibench::bench::result::RunResult) -> Result<()> {
-        println!("{}", pibench::bench::table::run_table(result));
+    /// Write the run's JSON if asked (first: nothing is lost if stdout is gone), print its table,
+    /// and fail when it is not correct.
+    fn finish(&self, result: &pibench::results::RunResult) -> Result<()> {
         if let Some(path) = &self.json {
             std::fs::write(path, serde_json::to_string_pretty(result)?)
                 .with_context(|| format!("writing {}", path.display()))?;
-            println!("result written to {}", path.display());
         }
-        if !result.correct {
+        out(pibench::bench::table::run_table(result))?;
+        if let Some(path) = &self.json {
+            out(format!("result written to {}", path.display()))?;
+        }
+        if result.oracle_checked && !result.correct {
             anyhow::bail!("secure logits differ from the fixed-point oracle");
         }
         Ok(())
+    }
+}
+
+/// Stdout was closed by the reader (`pibench ... | head`): a normal end, not an error.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout closed")]
+struct StdoutClosed;
+
+/// Print one line of results; a closed pipe becomes [`StdoutClosed`] instead of a panic.
+fn out(text: impl std::fmt::Display) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        r => Ok(r?),
+    }
+}
+
+/// A receive time-out in whole seconds: at least 1 (0 would mean "fail at once"), at most
+/// [`pibench::net::MAX_TIMEOUT_SECS`].
+fn timeout_secs(s: &str) -> Result<u64, String> {
+    let max = pibench::net::MAX_TIMEOUT_SECS;
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1 second".into()),
+        Ok(v) if v > max => Err(format!("must be at most {max} seconds (one year)")),
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("not a whole number of seconds: {e}")),
+    }
+}
+
+/// A count that must be positive (`--inputs`, `--repeats`, `--relus`).
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("not a positive whole number: {e}")),
     }
 }
 
@@ -122,9 +162,13 @@ enum Command {
         /// lan, wan, mobile or BW,RTT.
         #[arg(long)]
         emulate: Option<String>,
-        /// Receive time-out in seconds.
-        #[arg(long, default_value_t = 120)]
+        /// Receive time-out in seconds (1 to one year).
+        #[arg(long, default_value_t = 120, value_parser = timeout_secs)]
         timeout: u64,
+        /// With `--offline he`: how many inferences the noise flooding must cover together
+        /// (the per-inference target is 40 + ⌈log2 N⌉ bits of statistical security).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        he_queries: u64,
         #[command(flatten)]
         ring: RingArgs,
         #[command(flatten)]
@@ -144,17 +188,25 @@ enum Command {
         /// Batch-norm path of dual-BN models.
         #[arg(long, default_value = "clean")]
         bn: BnPath,
-        /// Receive time-out in seconds.
-        #[arg(long, default_value_t = 120)]
+        /// Receive time-out in seconds (1 to one year).
+        #[arg(long, default_value_t = 120, value_parser = timeout_secs)]
         timeout: u64,
+        /// With `--offline he`: how many inferences the noise flooding must cover together
+        /// (the per-inference target is 40 + ⌈log2 N⌉ bits of statistical security).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        he_queries: u64,
+        /// Benchmark option: send the client this server's per-step timings at the end (by
+        /// default the server shares nothing beyond the protocol's messages).
+        #[arg(long)]
+        send_timings: bool,
         #[command(flatten)]
         ring: RingArgs,
         #[command(flatten)]
         gc: GcArgs,
     },
     /// The client's side of `run` as its own process: connect to `pibench serve`. The client
-    /// loads the same bundle for the public architecture and masks (and, being a benchmark,
-    /// to check the result against the plain oracle).
+    /// needs the public architecture and masks: the public bundle (`pibench public`) is
+    /// enough; with the full bundle it also checks the result against the plain oracle.
     Client {
         /// Server address.
         #[arg(long, default_value = "127.0.0.1:7000")]
@@ -163,7 +215,7 @@ enum Command {
         /// server's process plays the dealer and sees this client's input.
         #[arg(long = "offline", default_value = "he")]
         backend: Backend,
-        /// The model bundle (the same file the server serves).
+        /// The model bundle: the public bundle of the server's model, or the full bundle.
         #[arg(long)]
         model: PathBuf,
         /// Batch-norm path of dual-BN models (must match the server's).
@@ -171,8 +223,8 @@ enum Command {
         bn: BnPath,
         #[command(flatten)]
         measure: MeasureArgs,
-        /// Receive time-out in seconds.
-        #[arg(long, default_value_t = 120)]
+        /// Receive time-out in seconds (1 to one year).
+        #[arg(long, default_value_t = 120, value_parser = timeout_secs)]
         timeout: u64,
         #[command(flatten)]
         ring: RingArgs,
@@ -200,11 +252,18 @@ enum Command {
         #[arg(long, default_value = "reports")]
         out: PathBuf,
         /// Inputs per model (seeded random images).
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = positive)]
         inputs: usize,
         /// Repeats per input.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = positive)]
         repeats: usize,
+        /// When OUT already holds files: delete its earlier run files and start afresh.
+        #[arg(long, conflicts_with = "append")]
+        force: bool,
+        /// When OUT already holds files: add to its runs (same ring and backend) and draw the
+        /// report from all of them.
+        #[arg(long)]
+        append: bool,
         /// Also run the adversarial batch-norm path of dual-BN models.
         #[arg(long)]
         both_bn: bool,
@@ -255,7 +314,7 @@ enum Command {
         #[arg(long, default_value = "clean")]
         bn: BnPath,
         /// Seeded random inputs to run.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = positive)]
         inputs: usize,
         /// Print JSON.
         #[arg(long)]
@@ -289,11 +348,87 @@ enum Command {
         #[arg(long, short)]
         out: PathBuf,
     },
+    /// Accuracy under private inference: clean (CA), corrupted (NPA) and adversarial (AdvA), each
+    /// in f32, the fixed-point oracle and the exact PI arithmetic.
+    Eval {
+        /// The model bundle.
+        model: PathBuf,
+        /// The test set: CIFAR-10/100 binary or Python, Tiny-ImageNet val/, images+labels .npy
+        /// or safetensors.
+        #[arg(long)]
+        data: PathBuf,
+        /// A CIFAR-10-C / CIFAR-100-C directory for NPA (else corruptions are generated).
+        #[arg(long)]
+        corrupted: Option<PathBuf>,
+        /// Corruptions for NPA: `all`, `none` or a comma list (generated unless --corrupted).
+        #[arg(long, default_value = "all")]
+        corrupt: String,
+        /// Severities (RLNet's NPA averages 1 to 5).
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
+        severities: Vec<u8>,
+        /// The attack for AdvA: pgd, fgsm or none.
+        #[arg(long, default_value = "pgd")]
+        attack: pibench::eval::job::AttackKind,
+        /// L∞ radius in [0,1] pixels (a number or a fraction like 8/255).
+        #[arg(long, default_value = "8/255", value_parser = pibench::eval::job::parse_fraction)]
+        eps: f32,
+        /// PGD step size.
+        #[arg(long, default_value = "2/255", value_parser = pibench::eval::job::parse_fraction)]
+        step: f32,
+        /// PGD steps (RLNet's validation uses 7, its paper's tables 20).
+        #[arg(long, default_value_t = 7)]
+        steps: usize,
+        /// Start PGD at the image instead of a random point of the ε-ball.
+        #[arg(long)]
+        no_random_start: bool,
+        /// Ring widths ℓ to evaluate (a list sweeps every (ℓ, f) pair).
+        #[arg(long, value_delimiter = ',', default_value = "64")]
+        ell: Vec<u32>,
+        /// Fractional bits f (a list sweeps every (ℓ, f) pair).
+        #[arg(long, value_delimiter = ',', default_value = "12")]
+        frac: Vec<u32>,
+        /// Keep the first N test images.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Images per batch.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Seed of every random draw (PGD start, generated corruptions, PI shares).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Also run the first K images through the real two-party protocol.
+        #[arg(long, default_value_t = 0)]
+        secure: usize,
+        /// Evaluate shard K of N (contiguous blocks of the test images); merge with eval-merge.
+        #[arg(long)]
+        shard: Option<pibench::eval::job::Shard>,
+        /// Write the result as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Merge the JSON results of `eval --shard K/N` runs into the result of one unsharded run.
+    EvalMerge {
+        /// The shards' JSON files.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// Write the merged result as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Write the public bundle of MODEL: graph, shapes, masks and card, without the weights;
+    /// what a `client` needs.
+    Public {
+        /// The full model bundle.
+        model: PathBuf,
+        /// Output file.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// Price N garbled ReLUs alone: base OT, OT extension, garbling, transfer, evaluation and
     /// decoding between two parties over loopback TCP.
     ReluBench {
-        /// Number of ReLUs.
-        #[arg(long, default_value_t = 100_000)]
+        /// Number of ReLUs (refused when both parties' buffers cannot fit in memory).
+        #[arg(long, default_value_t = 100_000, value_parser = positive)]
         relus: usize,
         /// Print JSON instead of the table.
         #[arg(long)]
@@ -318,19 +453,41 @@ fn run_sweep(opts: &pibench::bench::sweep::SweepOptions) -> Result<()> {
             .join(", "),
         opts.out.display()
     );
-    let outcome = pibench::bench::sweep::sweep(opts)?;
+    let outcome = pibench::job::sweep_and_report(opts)?;
     if let Some(cm) = &outcome.report.cost_model {
-        println!("{cm}");
+        out(cm)?;
     }
     for note in &outcome.report.notes {
-        println!("note: {note}");
+        out(format!("note: {note}"))?;
     }
-    println!(
+    out(format!(
         "{} runs, all correct, in {:.1} s. Report: {}",
         outcome.results.len(),
         outcome.seconds,
         outcome.report.report_md.display()
-    );
+    ))
+}
+
+fn flood(queries: u64) -> pibench::protocol::he::FloodTarget {
+    pibench::protocol::he::FloodTarget {
+        queries,
+        ..Default::default()
+    }
+}
+
+/// Write an eval result's JSON (first, so nothing is lost), then print its table.
+fn write_eval(
+    report: &pibench::eval::job::EvalReport,
+    json: Option<&std::path::Path>,
+) -> Result<()> {
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    out(report.table().trim_end())?;
+    if let Some(path) = json {
+        out(format!("result written to {}", path.display()))?;
+    }
     Ok(())
 }
 
@@ -344,34 +501,34 @@ fn links(specs: &[String]) -> Result<Vec<Link>> {
         .collect()
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output has gone (`| head`): everything asked for was written
+        // before the table, so this is a normal end.
+        Err(e) if e.is::<StdoutClosed>() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         None => {
-            // The default job: every bundled model with the dealer backend (online costs and the
-            // ReLUs' offline costs), then the RLNet bundles once more with real two-party linear
-            // preprocessing (homomorphic encryption) for the full offline cost.
-            let models = pibench::bench::sweep::bundles_in(&pibench::model::bundled::models_dir());
-            let opts = pibench::bench::sweep::SweepOptions::new(models.clone(), "reports");
-            run_sweep(&opts)?;
-            let rlnet: Vec<PathBuf> = models
-                .into_iter()
-                .filter(|m| m.to_string_lossy().contains("rlnet"))
-                .collect();
-            let mut he = pibench::bench::sweep::SweepOptions::new(rlnet, "reports/he");
-            he.backend = Backend::He;
-            // Three repeats and a warm-up: HE time varies by ±10 % run to run on two shared
-            // cores, and the cost model's held-out check needs medians, not single runs.
-            he.inputs = 1;
-            he.repeats = 3;
-            he.emulate = vec![];
-            run_sweep(&he)?;
+            // The default job (`pibench::job::default_sweeps`).
+            for opts in pibench::job::default_sweeps() {
+                run_sweep(&opts)?;
+            }
         }
         Some(Command::Sweep {
             models,
             out,
             inputs,
             repeats,
+            force,
+            append,
             both_bn,
             links: l,
             emulate,
@@ -389,6 +546,11 @@ fn main() -> Result<()> {
             let mut opts = pibench::bench::sweep::SweepOptions::new(models, out);
             opts.inputs = inputs;
             opts.repeats = repeats;
+            opts.existing = match (force, append) {
+                (true, _) => pibench::bench::sweep::Existing::Force,
+                (_, true) => pibench::bench::sweep::Existing::Append,
+                _ => pibench::bench::sweep::Existing::Refuse,
+            };
             if both_bn {
                 opts.bn_paths = vec![BnPath::Clean, BnPath::Adv];
             }
@@ -418,18 +580,18 @@ fn main() -> Result<()> {
                 ..Default::default()
             };
             let summary = pibench::report::write_report(&sweep.runs, &dir, &opts)?;
-            println!(
+            out(format!(
                 "report redrawn from {} runs: {}",
                 sweep.runs.len(),
                 summary.report_md.display()
-            );
+            ))?;
         }
         Some(Command::Predict {
             model,
             link,
             costmodel,
         }) => {
-            use pibench::report::costmodel::{CostModel, LinkParams, Workload};
+            use pibench::report::costmodel::{CostModel, Workload};
             let cm = CostModel::load(&costmodel).with_context(|| {
                 format!(
                     "loading {} (run `pibench sweep` first)",
@@ -437,8 +599,8 @@ fn main() -> Result<()> {
                 )
             })?;
             let net = pibench::model::Bundle::open(&model)?.network(BnPath::Clean)?;
-            let p = cm.predict(&Workload::of_network(&net), &LinkParams::parse(&link)?);
-            println!("{} on {link}: {p}", model.display());
+            let p = cm.predict(&Workload::of_network(&net), &Link::parse(&link)?);
+            out(format!("{} on {link}: {p}", model.display()))?;
         }
         Some(Command::Run {
             model,
@@ -448,11 +610,11 @@ fn main() -> Result<()> {
             memory,
             emulate,
             timeout,
+            he_queries,
             ring,
             gc,
         }) => {
             let opts = RunOptions {
-                model,
                 bn,
                 ring: ring.ring()?,
                 backend,
@@ -468,6 +630,8 @@ fn main() -> Result<()> {
                 links: links(&measure.links)?,
                 timeout: Duration::from_secs(timeout),
                 progress: true,
+                flood: flood(he_queries),
+                ..RunOptions::new(model)
             };
             measure.finish(&run_local(&opts)?)?;
         }
@@ -477,6 +641,8 @@ fn main() -> Result<()> {
             backend,
             bn,
             timeout,
+            he_queries,
+            send_timings,
             ring,
             gc,
         }) => {
@@ -487,6 +653,8 @@ fn main() -> Result<()> {
             opts.ring = ring.ring()?;
             opts.timeout = Duration::from_secs(timeout);
             opts.progress = true;
+            opts.flood = flood(he_queries);
+            opts.send_timings = send_timings;
             if backend == Backend::Dealer {
                 eprintln!("warning: --offline dealer: this server process plays the trusted dealer and sees the client's masks, hence its input; use --offline he for a private run");
             }
@@ -504,7 +672,6 @@ fn main() -> Result<()> {
             gc,
         }) => {
             let opts = RunOptions {
-                model,
                 bn,
                 ring: ring.ring()?,
                 backend,
@@ -514,6 +681,7 @@ fn main() -> Result<()> {
                 links: links(&measure.links)?,
                 timeout: Duration::from_secs(timeout),
                 progress: true,
+                ..RunOptions::new(model)
             };
             if opts.backend == Backend::Dealer {
                 eprintln!("warning: --offline dealer: the server's process plays the trusted dealer and sees this client's masks, hence its input");
@@ -528,9 +696,9 @@ fn main() -> Result<()> {
                 .with_context(|| format!("building {}", model.display()))?;
             let inspection = pibench::model::Inspection::of(&net);
             if json {
-                println!("{}", serde_json::to_string_pretty(&inspection)?);
+                out(serde_json::to_string_pretty(&inspection)?)?;
             } else {
-                println!("{inspection}");
+                out(inspection)?;
             }
         }
         Some(Command::Plain {
@@ -542,9 +710,9 @@ fn main() -> Result<()> {
         }) => {
             let t = pibench::bench::plaintime::plain_timing(&model, bn, ring.ring()?, inputs)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&t)?);
+                out(serde_json::to_string_pretty(&t)?)?;
             } else {
-                println!(
+                out(format!(
                     "{}: {:.0} M MACs; f32 {:.1} ms, fixed point (ℓ={}, f={}) {:.1} ms per inference (median of {}); max |fixed − f32| logit error {:.3e}; same class on {}/{} inputs",
                     t.model,
                     t.macs as f64 / 1e6,
@@ -556,8 +724,60 @@ fn main() -> Result<()> {
                     t.max_logit_error,
                     t.same_class,
                     t.inputs
-                );
+                ))?;
             }
+        }
+        Some(Command::Eval {
+            model,
+            data,
+            corrupted,
+            corrupt,
+            severities,
+            attack,
+            eps,
+            step,
+            steps,
+            no_random_start,
+            ell,
+            frac,
+            limit,
+            batch,
+            seed,
+            secure,
+            shard,
+            json,
+        }) => {
+            let opts = pibench::eval::job::EvalOptions::from_cli(pibench::eval::job::CliChoices {
+                model,
+                data,
+                corrupted,
+                corrupt,
+                severities,
+                attack,
+                eps,
+                step,
+                steps,
+                random_start: !no_random_start,
+                ell,
+                frac,
+                limit,
+                batch,
+                seed,
+                secure,
+                shard,
+            })?;
+            let bar = pibench::eval::job::Bar::new("eval");
+            let report = pibench::eval::job::evaluate(&opts, &bar)?;
+            bar.0.finish_and_clear();
+            write_eval(&report, json.as_deref())?;
+        }
+        Some(Command::EvalMerge { shards, json }) => {
+            let read = shards
+                .iter()
+                .map(|p| Ok((p.clone(), pibench::eval::job::EvalReport::read(p)?)))
+                .collect::<Result<Vec<_>>>()?;
+            let report = pibench::eval::job::EvalReport::merge(read)?;
+            write_eval(&report, json.as_deref())?;
         }
         Some(Command::Gen {
             layout,
@@ -583,13 +803,25 @@ fn main() -> Result<()> {
             spec.method = method;
             pibench::model::generate(&spec)?.write(&out)?;
             let net = pibench::model::Bundle::open(&out)?.network(BnPath::Clean)?;
-            println!(
+            self::out(format!(
                 "wrote {} ({} of {} ReLUs kept, {} sites)",
                 out.display(),
                 net.kept_relus(),
                 net.total_relus(),
                 net.sites().len()
-            );
+            ))?;
+        }
+        Some(Command::Public { model, out }) => {
+            let bundle = pibench::model::Bundle::open(&model)
+                .with_context(|| format!("loading {}", model.display()))?;
+            pibench::model::public_bundle(&bundle)?
+                .write(&out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            self::out(format!(
+                "wrote {}: the public bundle of {} (graph, shapes, masks, card; no weights)",
+                out.display(),
+                model.display()
+            ))?;
         }
         Some(Command::ReluBench {
             relus,
@@ -599,9 +831,9 @@ fn main() -> Result<()> {
         }) => {
             let r = relu_bench(relus, ring.ring()?, gc.options(), Duration::from_secs(120))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                out(serde_json::to_string_pretty(&r)?)?;
             } else {
-                println!("{}", pibench::bench::table::relu_table(&r));
+                out(pibench::bench::table::relu_table(&r))?;
             }
             if !r.correct {
                 anyhow::bail!("a decoded ReLU output was wrong");

@@ -110,7 +110,7 @@ fn he_traffic_on_resnet18_is_below_delphi_style_packing() {
         .sum();
     assert_eq!(he.bytes(), linear + he.key_bytes);
     // The public key: a 32-byte seed and one compressed polynomial, metered as setup.
-    let ctx = pibench::protocol::he::rq::Context::new(64);
+    let ctx = pibench::rlwe::Context::new(64);
     assert_eq!(he.key_bytes, 32 + 8192 * ctx.upload_bytes as u64);
     assert_eq!(
         he.simd_crt_primes, 3,

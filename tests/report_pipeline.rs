@@ -4,7 +4,8 @@ mod report_support;
 
 use std::path::Path;
 
-use pibench::report::costmodel::{CostModel, LinkParams, Workload};
+use pibench::net::link::Link;
+use pibench::report::costmodel::{CostModel, Workload};
 use pibench::report::{write_report, ReportError, ReportOptions, Sweep};
 use report_support::{run, spec, sweep_runs, Truth, TRUTH};
 
@@ -66,7 +67,7 @@ fn csv_has_one_row_per_run_with_the_right_columns() {
         let want = r
             .links
             .iter()
-            .find(|l| l.link == "wan" && !l.emulated)
+            .find(|l| l.link.name == "wan" && !l.emulated)
             .unwrap();
         assert!((wan - want.online_seconds).abs() < 1e-6);
         // Emulated columns are empty for runs without an emulated measurement.
@@ -144,7 +145,7 @@ fn cost_model_recovers_known_coefficients() {
         relu_sites: 17,
         linear_layers: 18,
     };
-    let link = LinkParams::parse("100mbit,20ms").unwrap();
+    let link = Link::parse("100mbit,20ms").unwrap();
     let p = m.predict(&w, &link);
     let b = 80_000.0;
     let want_online = (t.on_fixed + t.on_per_relu * b)

@@ -198,7 +198,7 @@ fn every_garbling_scheme_and_ot_over_tcp() {
 }
 
 /// A client and a server that disagree on the garbling scheme refuse each other at the
-/// handshake, before any cryptography.
+/// handshake, before any cryptography, naming the flag.
 #[test]
 fn mismatched_garbling_is_refused() {
     let path = fixture("rlnet-resnet18-w8-c10");
@@ -214,21 +214,21 @@ fn mismatched_garbling_is_refused() {
             garbling: Scheme::HalfGates,
             ot: OtKind::Iknp,
         };
-        pibench::bench::run::server_session(&mut s, &f2, &mut d, gc, None).map(|_| ())
+        pibench::protocol::session::server_session(&mut s, &f2, &mut d, gc, None).map(|_| ())
     });
     let mut d = pibench::protocol::prepro::Dealer::new(f.clone());
     let gc = GcOptions {
         garbling: Scheme::ThreeHalves,
         ot: OtKind::Iknp,
     };
-    let rc = pibench::bench::run::client_session(&mut c, &f, &mut d, gc, &[0.1; 3072], None);
-    assert!(rc.unwrap_err().to_string().contains("fingerprint"));
+    let rc = pibench::protocol::session::client_session(&mut c, &f, &mut d, gc, &[0.1; 3072], None);
+    assert!(rc.unwrap_err().to_string().contains("--garbling"));
     assert!(hs
         .join()
         .unwrap()
         .unwrap_err()
         .to_string()
-        .contains("fingerprint"));
+        .contains("--garbling"));
 }
 
 #[test]
@@ -270,12 +270,18 @@ fn mismatched_models_are_refused_by_both_sides() {
     let fa2 = fa.clone();
     let hs = std::thread::spawn(move || {
         let mut d = pibench::protocol::prepro::Dealer::new(fa2.clone());
-        pibench::bench::run::server_session(&mut s, &fa2, &mut d, GcOptions::RECOMMENDED, None)
-            .map(|_| ())
+        pibench::protocol::session::server_session(
+            &mut s,
+            &fa2,
+            &mut d,
+            GcOptions::RECOMMENDED,
+            None,
+        )
+        .map(|_| ())
     });
     let input = vec![0.1f32; 3 * 32 * 32];
     let mut d = pibench::protocol::prepro::Dealer::new(fb.clone());
-    let rc = pibench::bench::run::client_session(
+    let rc = pibench::protocol::session::client_session(
         &mut c,
         &fb,
         &mut d,
@@ -315,10 +321,16 @@ fn a_server_that_dies_mid_run_makes_the_client_fail_cleanly() {
             pibench::protocol::prepro::Backend::Dealer,
             GcOptions::RECOMMENDED,
         );
-        pibench::net::handshake(
+        let params = pibench::protocol::public_params(
+            &f2,
+            pibench::protocol::prepro::Backend::Dealer,
+            GcOptions::RECOMMENDED,
+        );
+        pibench::net::handshake_with(
             &mut ch,
             pibench::net::Role::Server,
             pibench::protocol::PROTOCOL_VERSION,
+            &params,
             &fp,
         )
         .unwrap();
@@ -334,7 +346,7 @@ fn a_server_that_dies_mid_run_makes_the_client_fail_cleanly() {
     let mut ch = pibench::net::Metered::new(ch);
     let mut d = pibench::protocol::prepro::Dealer::new(fixed.clone());
     let t = Instant::now();
-    let err = pibench::bench::run::client_session(
+    let err = pibench::protocol::session::client_session(
         &mut ch,
         &fixed,
         &mut d,
@@ -376,6 +388,8 @@ fn two_processes_over_loopback() {
             &addr,
             "--timeout",
             "30",
+            // The benchmark option that hands the client the server's timings.
+            "--send-timings",
         ])
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -403,7 +417,7 @@ fn two_processes_over_loopback() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(status.success());
-    let r: pibench::bench::RunResult =
+    let r: pibench::results::RunResult =
         serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert!(r.correct);
     assert_eq!(r.transport, "tcp");

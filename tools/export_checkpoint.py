@@ -25,6 +25,7 @@ with the list of keys not understood (exit status 2, no traceback).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -43,13 +44,73 @@ DATASETS: Dict[str, Tuple[Tuple[int, int, int], int]] = {
     "cifar100": ((3, 32, 32), 100),
     "tiny-imagenet": ((3, 64, 64), 200),
     "imagenet": ((3, 224, 224), 1000),
+    # scikit-learn's UCI digits upsampled to 32x32x3 (tools/rlnet/data.py)
+    "digits-32": ((3, 32, 32), 10),
 }
 _DATASET_ALIASES = {
     "tiny_imagenet": "tiny-imagenet",
     "tinyimagenet": "tiny-imagenet",
     "c10": "cifar10",
     "c100": "cifar100",
+    "digits32": "digits-32",
+    "digits": "digits-32",
 }
+
+#: ``--normalize`` presets: per-channel (mean, std) applied after ``x/255`` by the training code.
+#: ``cifar10`` / ``cifar100``: RLNet (``dataset/cifar10.py``, ``dataset/cifar100.py``, and
+#: ``helper/attack.py``'s ``normalize``, which its robust loops apply to ``x/255`` batches) and
+#: SNL (``datasets.py``); ``tiny-imagenet``: SNL's ``_TINY_MEAN``/``_TINY_STD`` (RLNet feeds
+#: Tiny-ImageNet unnormalized: ``none``); ``imagenet``: torchvision's.
+NORMALIZE_PRESETS: Dict[str, Tuple[Tuple[float, float, float], Tuple[float, float, float]]] = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+    "tiny-imagenet": ((0.480, 0.448, 0.398), (0.277, 0.269, 0.282)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def parse_normalize(spec: str, channels: int = 3) -> Dict[str, Any]:
+    """The card's ``preprocessing`` record for ``--normalize``: ``none``, a preset name, or
+    ``R,G,B/R,G,B`` (mean/std, one value per input channel)."""
+    spec = spec.strip()
+    if spec == "none":
+        return {"scale": "unit", "name": "none"}
+    if spec in NORMALIZE_PRESETS:
+        mean, std = NORMALIZE_PRESETS[spec]
+        return {"scale": "unit", "mean": list(mean), "std": list(std), "name": spec}
+    if "/" not in spec:
+        raise ExportError(
+            f"--normalize `{spec}`: expected none, one of {', '.join(NORMALIZE_PRESETS)}, or MEAN/STD "
+            "such as 0.5,0.5,0.5/0.25,0.25,0.25"
+        )
+    try:
+        mean, std = ([float(v) for v in part.split(",")] for part in spec.split("/", 1))
+    except ValueError:
+        raise ExportError(f"--normalize `{spec}`: mean and std must be comma-separated numbers") from None
+    if len(mean) != channels or len(std) != channels:
+        raise ExportError(f"--normalize `{spec}`: {len(mean)} mean and {len(std)} std values for {channels} channels")
+    if not all(math.isfinite(v) for v in mean) or not all(math.isfinite(v) and v > 0 for v in std):
+        raise ExportError(f"--normalize `{spec}`: mean must be finite and std finite and positive")
+    return {"scale": "unit", "mean": mean, "std": std}
+
+
+def default_normalize(layout: str, dataset: str) -> Tuple[str, Optional[str]]:
+    """What the training code of ``layout`` feeds its models on ``dataset``: (spec, warning or None)."""
+    if layout == "rlnet":
+        # RLNet normalizes CIFAR inside its loops (attacker.normalize) and not Tiny-ImageNet.
+        if dataset in ("cifar10", "cifar100"):
+            return dataset, None
+        if dataset == "tiny-imagenet":
+            return "none", None
+    if layout == "snl" and dataset in NORMALIZE_PRESETS:
+        return dataset, None
+    if dataset in NORMALIZE_PRESETS:
+        return dataset, (
+            f"assumed the usual {dataset} input normalization for a {layout} checkpoint; "
+            "pass --normalize to record what the model was trained on"
+        )
+    return "none", f"no known input normalization for {dataset}: recorded none (x/255); pass --normalize"
+
 
 #: Top-level checkpoint entries that carry no tensors the network computes with.
 _IGNORABLE_TOP = {
@@ -128,6 +189,7 @@ class GraphBuilder:
         self.tensors: Dict[str, torch.Tensor] = {}
         self.sites: List[Site] = []
         self.bn_kinds: set = set()
+        self.single_bn: List[str] = []
 
     # -- tensors -----------------------------------------------------------------------------
 
@@ -216,6 +278,7 @@ class GraphBuilder:
             }
         else:
             self.bn_kinds.add("single")
+            self.single_bn.append(prefix)
             op = {"op": "batchnorm", "name": name, "input": inp, "eps": 1e-5, **params(prefix)}
         return self._add(op, self.shape(inp))
 
@@ -352,6 +415,36 @@ def _wrn_blocks(sd) -> List[int]:
     return counts
 
 
+def _site(
+    b: GraphBuilder,
+    sd,
+    style: str,
+    masks: MaskList,
+    binarize: Optional[float],
+    name: str,
+    inp: str,
+    alpha_key: Optional[str] = None,
+) -> str:
+    """One ReLU site: SNL's mask is its binarized alpha parameter ``alpha_key``; the other styles
+    take the next mask of ``masks``."""
+    if style == "snl":
+        if alpha_key not in sd:
+            raise ExportError(f"SNL mask parameter `{alpha_key}` is missing")
+        b.used.add(alpha_key)
+        return b.relu(name, inp, _binarize(sd[alpha_key], alpha_key, binarize), f"from `{alpha_key}`")
+    m, origin = masks.take()
+    return b.relu(name, inp, m, origin)
+
+
+def _snl_stem_stride(sd, alpha_key: str, in_w: int) -> int:
+    """SNL's first-conv stride is a run-time option (its ``args.stride``), so the checkpoint does
+    not say it; the first site's alphas fix the map size after it. 1 when they do not tell."""
+    a = sd.get(alpha_key)
+    if a is not None and a.dim() == 4 and a.shape[-1] and in_w % a.shape[-1] == 0:
+        return in_w // a.shape[-1]
+    return 1
+
+
 def _build_resnet(b: GraphBuilder, sd, style: str, masks: MaskList, binarize: Optional[float]) -> Tuple[str, str]:
     """ResNet with BasicBlocks. ``style``: ``rlnet`` (skip only via projection, stem ReLU),
     ``snl`` (no stem ReLU, alphas), ``torchvision`` (textbook). Returns (output, architecture)."""
@@ -362,15 +455,7 @@ def _build_resnet(b: GraphBuilder, sd, style: str, masks: MaskList, binarize: Op
         tuple(blocks), "resnet-" + "-".join(map(str, blocks))
     )
     in_w = b.shape("input")[2]
-
-    def site(name, inp, alpha_key=None):
-        if style == "snl":
-            if alpha_key not in sd:
-                raise ExportError(f"SNL mask parameter `{alpha_key}` is missing")
-            b.used.add(alpha_key)
-            return b.relu(name, inp, _binarize(sd[alpha_key], alpha_key, binarize), f"from `{alpha_key}`")
-        m, origin = masks.take()
-        return b.relu(name, inp, m, origin)
+    site = functools.partial(_site, b, sd, style, masks, binarize)
 
     w = b.sd.get("conv1.weight")
     if w is None:
@@ -381,10 +466,7 @@ def _build_resnet(b: GraphBuilder, sd, style: str, masks: MaskList, binarize: Op
     elif k == 3:
         stem_stride, stem_pad = 1, 1
         if style == "snl":
-            # SNL's conv1 stride is a run-time option (args.stride); its alphas fix the map size.
-            a = sd.get("layer1.0.alpha1.alphas")
-            if a is not None and a.dim() == 4 and a.shape[-1] and in_w % a.shape[-1] == 0:
-                stem_stride = in_w // a.shape[-1]
+            stem_stride = _snl_stem_stride(sd, "layer1.0.alpha1.alphas", in_w)
     else:
         raise ExportError(f"stem `conv1.weight` is {k}x{k}; only 3x3 (CIFAR) and 7x7 (ImageNet) stems are known")
     x = b.conv("conv1", "input", "conv1.weight", stem_stride, stem_pad)
@@ -450,21 +532,9 @@ def _build_wrn(b: GraphBuilder, sd, style: str, masks: MaskList, binarize: Optio
     widen = c1 // c0 if c0 and c1 % c0 == 0 else 0
     arch = f"wrn-{6 * n + 4}-{widen}"
     in_w = b.shape("input")[2]
+    site = functools.partial(_site, b, sd, style, masks, binarize)
 
-    def site(name, inp, alpha_key):
-        if style == "snl":
-            if alpha_key not in sd:
-                raise ExportError(f"SNL mask parameter `{alpha_key}` is missing")
-            b.used.add(alpha_key)
-            return b.relu(name, inp, _binarize(sd[alpha_key], alpha_key, binarize), f"from `{alpha_key}`")
-        m, origin = masks.take()
-        return b.relu(name, inp, m, origin)
-
-    stride0 = 1
-    if style == "snl":
-        a = sd.get("block1.layer.0.alpha1.alphas")
-        if a is not None and a.dim() == 4 and a.shape[-1] and in_w % a.shape[-1] == 0:
-            stride0 = in_w // a.shape[-1]
+    stride0 = _snl_stem_stride(sd, "block1.layer.0.alpha1.alphas", in_w) if style == "snl" else 1
     x = b.conv("conv1", "input", "conv1.weight", stride0, 1)
     for g in range(3):
         for i in range(n):
@@ -639,6 +709,7 @@ def export(
     attack: Optional[str] = None,
     npa: Optional[float] = None,
     notes: Optional[str] = None,
+    normalize: Optional[str] = None,
 ) -> Bundle:
     """Turns a loaded checkpoint into a :class:`Bundle` (nothing written)."""
     sd, rest, warnings = split_checkpoint(ckpt)
@@ -684,7 +755,17 @@ def export(
         raise ExportError(f"state-dict keys not understood by the {layout} {found_arch} layout: " + _list(unused))
 
     bn = "triple" if "triple" in b.bn_kinds else "dual" if "dual" in b.bn_kinds else "single"
-    if len(b.bn_kinds) > 1:
+    kinds = set(b.bn_kinds)
+    shared_shortcut_bn = (
+        layout == "torchvision"
+        and kinds == {"dual", "single"}
+        and all(p.endswith(".shortcut.1") for p in b.single_bn)
+    )
+    if shared_shortcut_bn:
+        # RLNet's teacher (models/resnetv2.py) with use2BN keeps a plain BatchNorm2d in its
+        # projection shortcuts: one parameter set that both paths use.
+        kinds = {"dual"}
+    if len(kinds) > 1:
         raise ExportError(f"mixed batch-norm kinds in one network: {sorted(b.bn_kinds)}")
     card_layout = {"rlnet": f"rlnet-{bn}-bn", "snl": "snl", "torchvision": "torchvision"}[layout]
     if layout == "torchvision" and bn != "single":
@@ -704,6 +785,8 @@ def export(
     if bn == "triple":
         note_parts.append("3-BN checkpoint: clean = BN_c, adv = BN_a, BN_r ignored")
         warnings.append("3-BN checkpoint: exported clean = BN_c and adv = BN_a; the BN_r tensors are ignored")
+    if shared_shortcut_bn:
+        note_parts.append("dual BN except the projection shortcuts' single BN, used on both paths (RLNet resnetv2)")
     if layout == "rlnet" and raw_masks is None:
         warnings.append("no `mask_epoch` in the checkpoint: every ReLU site is kept whole")
     lam = re.search(r"_A?TA(\d+(?:\.\d+)?)\.pth", os.path.basename(source or ""))
@@ -736,6 +819,11 @@ def export(
     if source:
         card["source"] = os.path.basename(source)
     card["synthetic"] = False
+    if normalize is None:
+        normalize, why = default_normalize(layout, dataset)
+        if why:
+            warnings.append(why)
+    card["preprocessing"] = parse_normalize(normalize, input_shape[0])
     if note_parts:
         card["notes"] = "; ".join(note_parts)
     return Bundle(b.tensors, b.graph(out), card, b.sites, sorted(b.ignored), warnings)
@@ -788,6 +876,13 @@ def write_bundle(bundle: Bundle, path: str) -> None:
     )
 
 
+def _describe_pre(pre: Dict[str, Any]) -> str:
+    if "mean" not in pre:
+        return "no normalization"
+    label = f" ({pre['name']})" if "name" in pre else ""
+    return f"(x - {pre['mean']}) / {pre['std']}{label}"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point; returns the exit status."""
     p = argparse.ArgumentParser(description="Export an RLNet / SNL / torchvision-style checkpoint to a pibench bundle.")
@@ -802,7 +897,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--arch", choices=["resnet18", "resnet34", "wrn-22-8"], help="check the architecture is this one")
     p.add_argument(
         "--dataset",
-        help="cifar10, cifar100, tiny-imagenet or imagenet (sets the input size; "
+        help="cifar10, cifar100, tiny-imagenet, imagenet or digits-32 (sets the input size; "
         "default: from the checkpoint's opt.dataset or its class count)",
     )
     p.add_argument("--name", help="model name for the card (default: the checkpoint's file name)")
@@ -816,6 +911,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--attack", help="card: the attack behind the adversarial accuracy, e.g. 'PGD-20, eps 8/255'")
     p.add_argument("--npa", type=float, help="card: natural-perturbation accuracy (percent)")
     p.add_argument("--notes", help="card: free text")
+    p.add_argument(
+        "--normalize",
+        help="the input preprocessing the model was trained with, after x/255: none, cifar10, cifar100, "
+        "tiny-imagenet (SNL's values), imagenet, or MEAN/STD as R,G,B/R,G,B (default: what the "
+        "checkpoint's training code does: RLNet and SNL normalize CIFAR with the dataset's mean/std, "
+        "RLNet feeds Tiny-ImageNet unnormalized, SNL normalizes it; see docs/EXPORT.md)",
+    )
     args = p.parse_args(argv)
     try:
         ckpt = load_checkpoint(args.checkpoint)
@@ -831,6 +933,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             attack=args.attack,
             npa=args.npa,
             notes=args.notes,
+            normalize=args.normalize,
         )
         write_bundle(bundle, args.output)
     except ExportError as e:
@@ -841,7 +944,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     c = bundle.card
     print(
         f"{args.output}: {c['architecture']} {c['dataset']} layout {c['layout']} method {c['method']}: "
-        f"{len(bundle.sites)} ReLU sites, {c['budget']:,} of {c['total_relus']:,} ReLUs kept"
+        f"{len(bundle.sites)} ReLU sites, {c['budget']:,} of {c['total_relus']:,} ReLUs kept; "
+        f"input x/255 then {_describe_pre(c['preprocessing'])}"
     )
     return 0
 

@@ -18,16 +18,16 @@ import json
 import os
 import sys
 import tempfile
-from typing import Callable, List, Optional
+from typing import Optional
 
 import torch
-import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bundle_interp
 import export_checkpoint as exporter
 import pibench_models as M
+from random_nets import calibrate_bn, random_masks, random_weights, set_alphas
 
 SEED = 20240517
 N_INPUTS = 4
@@ -68,69 +68,6 @@ def decisive_inputs(pool: torch.Tensor, paths) -> torch.Tensor:
     return pool[keep].contiguous()
 
 
-def random_masks(shapes: List[tuple], g: torch.Generator, ones_site: int, zeros_site: int) -> List[torch.Tensor]:
-    """About 30% kept per site, one all-ones and one all-zeros site; int64 like RLNet's."""
-    masks = []
-    for i, s in enumerate(shapes):
-        if i == ones_site:
-            m = torch.ones(s, dtype=torch.int64)
-        elif i == zeros_site:
-            m = torch.zeros(s, dtype=torch.int64)
-        else:
-            m = (torch.rand(s, generator=g) < 0.3).to(torch.int64)
-        masks.append(m)
-    return masks
-
-
-def calibrate_bn(
-    model: nn.Module,
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    bn_filter: Callable[[str], bool],
-    g: torch.Generator,
-) -> None:
-    """Sets the running statistics of the selected BNs to the batch statistics of ``x`` (so
-    activations stay well scaled through 17 layers), then perturbs them and draws random
-    affine parameters, so that folding and the choice of BN path really matter."""
-    bns = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and bn_filter(n)]
-    for _, m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average: one batch gives exactly its statistics
-    model.train()
-    with torch.no_grad():
-        forward(x)
-    model.eval()
-    with torch.no_grad():
-        for _, m in bns:
-            c = m.num_features
-            std = m.running_var.sqrt()
-            m.running_mean += 0.2 * std * torch.randn(c, generator=g)
-            m.running_var *= 0.6 + 0.8 * torch.rand(c, generator=g)
-            m.weight.copy_(0.6 + 0.8 * torch.rand(c, generator=g))
-            m.bias.copy_(0.2 * torch.randn(c, generator=g))
-            m.momentum = 0.1
-
-
-def random_weights(model: nn.Module, g: torch.Generator) -> None:
-    """He-normal convolutions and a random classifier, from our own generator."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
-            elif isinstance(m, nn.Linear):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features**0.5)
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-
-
-def snl_set_alphas(model: nn.Module, masks: List[torch.Tensor]) -> None:
-    alphas = [m for m in model.modules() if isinstance(m, M.LearnableAlpha)]
-    assert len(alphas) == len(masks)
-    with torch.no_grad():
-        for a, m in zip(alphas, masks, strict=True):
-            a.alphas.copy_(m.to(torch.float32).unsqueeze(0))  # SNL: binarized .float()
-
-
 def build(kind: str, g: torch.Generator, calib: torch.Tensor):
     """Returns (module, checkpoint dict, {bn path: logits function}) for one fixture kind."""
     if kind == "rlnet-resnet18":
@@ -153,7 +90,7 @@ def build(kind: str, g: torch.Generator, calib: torch.Tensor):
     if kind != "plain-resnet18":
         masks = random_masks(shapes, g, ones_site=n - 2, zeros_site=2)
     if kind.startswith("snl"):
-        snl_set_alphas(model, masks)
+        set_alphas(model, masks)
 
     if kind.startswith("rlnet"):
         # Different statistics per path: the adversarial BNs see perturbed inputs.

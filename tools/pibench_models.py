@@ -7,6 +7,9 @@ from reading it (no code copied):
   ``models/customresnet.py``, ``models/customresnet_3BN.py``; BN in ``models/utils/DualBN.py``).
   Stem conv+BN followed by a masked ReLU site; blocks add a skip connection **only** when they
   have a projection shortcut (``conv_sc``/``bn_sc``); masked ReLU ``relu(x*m) + x*(1-m)``.
+- ``RLNetTeacherResNet``: RLNet's teacher ``ResNet18`` (``models/resnetv2.py``): textbook skips
+  (``shortcut.0``/``shortcut.1``), dual BN in the stem and blocks with ``use2BN`` but a single BN
+  in every projection shortcut.
 - ``RLNetWideResNet``: RLNet's ``CustomWideResNet`` (``models/custom_wrn.py``): pre-activation
   WRN with a masked ReLU after every BN, including the final one, then ``avg_pool2d(out, 8)``.
 - ``SNLResNet``: SNL's ``ResNet_IN`` with ``BasicBlock_IN`` (``NYU-DICE-Lab/
@@ -92,14 +95,25 @@ def rlnet_masked_relu(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class _MaskFeed:
-    """Hands out per-site masks in forward order, like RLNet's ``mask.pop(0)``."""
+    """Hands out per-site masks in forward order, like RLNet's ``mask.pop(0)``.
 
-    def __init__(self, masks: Optional[Sequence[torch.Tensor]]):
+    With ``record=True`` it also keeps every site's output in ``outputs`` (RLNet's ``features``
+    list, which its training code uses for the mask search and attention transfer).
+    """
+
+    def __init__(self, masks: Optional[Sequence[torch.Tensor]], record: bool = False):
         self._masks = None if masks is None else list(masks)
         self._next = 0
         self.shapes: List[tuple] = []
+        self.outputs: Optional[List[torch.Tensor]] = [] if record else None
 
     def relu(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._relu(x)
+        if self.outputs is not None:
+            self.outputs.append(out)
+        return out
+
+    def _relu(self, x: torch.Tensor) -> torch.Tensor:
         self.shapes.append(tuple(x.shape[1:]))
         if self._masks is None:
             return F.relu(x)
@@ -179,12 +193,78 @@ class RLNetResNet(nn.Module):
             self.in_planes = planes
         return nn.Sequential(*blocks)
 
-    def forward(self, x, masks: Optional[Sequence[torch.Tensor]] = None, path: str = "clean"):
+    def forward(self, x, masks: Optional[Sequence[torch.Tensor]] = None, path: str = "clean", feed=None):
+        """``feed`` (a ``_MaskFeed``, e.g. one that records site outputs) replaces ``masks``."""
         idx = BN_INDEX[self.bn_kind][path]
-        feed = _MaskFeed(masks)
+        feed = _MaskFeed(masks) if feed is None else feed
         out = feed.relu(_apply_norm(self.bn1, self.conv1(x), idx))
         if x.shape[-1] == 224:  # the original's ImageNet test
             out = self.maxpool(out)
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            for block in layer:
+                out = block(out, feed, idx)
+        feed.finish(self)
+        out = F.adaptive_avg_pool2d(out, (1, 1)).flatten(1)
+        return self.linear(out)
+
+
+class RLNetTeacherBlock(nn.Module):
+    """RLNet's teacher ``BasicBlock`` (``models/resnetv2.py``): textbook identity or projection
+    skip (``shortcut.0`` conv, ``shortcut.1`` BN). With ``use2BN`` only ``bn1``/``bn2`` become
+    ``DualBN2d``: the shortcut's BN stays a single ``BatchNorm2d`` shared by both paths."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, bn: str = "single"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = _norm(bn, planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = _norm(bn, planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: torch.Tensor, feed: _MaskFeed, idx: Optional[int]) -> torch.Tensor:
+        out = feed.relu(_apply_norm(self.bn1, self.conv1(x), idx))
+        out = _apply_norm(self.bn2, self.conv2(out), idx)
+        return feed.relu(out + self.shortcut(x))
+
+
+class RLNetTeacherResNet(nn.Module):
+    """RLNet's all-ReLU teacher ``ResNet18`` (``models/resnetv2.py``, ``use2BN`` as ``bn='dual'``).
+
+    Same 17 ReLU sites as ``RLNetResNet`` (stem, then ``relu1``/``relu2`` of every block) but
+    every block adds its skip. ``forward(x, masks, path, feed)`` as in ``RLNetResNet`` (the
+    original takes no masks; they are accepted so one training loop drives both).
+    """
+
+    def __init__(self, num_blocks=(2, 2, 2, 2), num_classes=10, width=64, bn="single"):
+        super().__init__()
+        if bn == "triple":
+            raise ValueError("RLNet's 3-BN teacher is another module (resnetv2_3BN); not modelled here")
+        self.bn_kind = bn
+        w = width
+        self.conv1 = nn.Conv2d(3, w, 3, stride=1, padding=1, bias=False)
+        self.bn1 = _norm(bn, w)
+        self.in_planes = w
+        self.layer1 = self._make_layer(w, num_blocks[0], 1, bn)
+        self.layer2 = self._make_layer(2 * w, num_blocks[1], 2, bn)
+        self.layer3 = self._make_layer(4 * w, num_blocks[2], 2, bn)
+        self.layer4 = self._make_layer(8 * w, num_blocks[3], 2, bn)
+        self.linear = nn.Linear(8 * w, num_classes)
+
+    def _make_layer(self, planes, n, stride, bn):
+        blocks = []
+        for s in [stride] + [1] * (n - 1):
+            blocks.append(RLNetTeacherBlock(self.in_planes, planes, s, bn))
+            self.in_planes = planes
+        return nn.Sequential(*blocks)
+
+    def forward(self, x, masks: Optional[Sequence[torch.Tensor]] = None, path: str = "clean", feed=None):
+        idx = BN_INDEX[self.bn_kind][path]
+        feed = _MaskFeed(masks) if feed is None else feed
+        out = feed.relu(_apply_norm(self.bn1, self.conv1(x), idx))
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             for block in layer:
                 out = block(out, feed, idx)
@@ -474,9 +554,19 @@ class TorchvisionResNet(nn.Module):
 def relu_site_shapes(model: nn.Module, input_shape: Sequence[int], **forward_kwargs) -> List[tuple]:
     """The ``[C,H,W]`` shape of every ReLU site of ``model`` in forward order.
 
-    Found by running one all-ReLU forward pass, so it follows the module's own code.
+    Found by running one all-ReLU forward pass, so it follows the module's own code; the pass runs
+    in eval mode, so a model in training mode keeps its batch-norm running statistics.
     """
     x = torch.zeros(1, *input_shape)
+    was = model.training
+    model.eval()
+    try:
+        return _site_shapes(model, x, forward_kwargs)
+    finally:
+        model.train(was)
+
+
+def _site_shapes(model: nn.Module, x: torch.Tensor, forward_kwargs) -> List[tuple]:
     with torch.no_grad():
         if isinstance(model, (SNLResNet, SNLWideResNet)):
             shapes: List[tuple] = []

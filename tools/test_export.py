@@ -1,7 +1,8 @@
 """Developer tests for the exporter, the model definitions and the committed fixtures.
 
 Run with ``python3 -m pytest tools`` or, without pytest, ``python3 tools/test_export.py``.
-They need PyTorch, numpy and safetensors (CI without PyTorch does not run them).
+They need PyTorch, numpy and safetensors (`tools/requirements.txt`); `cargo test --release` runs them
+through `tests/python_tools.rs`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ sys.path.insert(0, HERE)
 import bundle_interp  # noqa: E402
 import export_checkpoint as E  # noqa: E402
 import pibench_models as M  # noqa: E402
+import random_nets as RN  # noqa: E402
 
 EXPORTER = os.path.join(HERE, "export_checkpoint.py")
 FIXTURES = os.path.join(os.path.dirname(HERE), "tests", "fixtures")
@@ -34,31 +36,15 @@ FIXTURES = os.path.join(os.path.dirname(HERE), "tests", "fixtures")
 
 
 def _randomize_bn(model: nn.Module, seed: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(0.2 * torch.randn(c, generator=g))
-                m.running_var.copy_(0.5 + 1.5 * torch.rand(c, generator=g))
-                m.weight.copy_(0.5 + torch.rand(c, generator=g))
-                m.bias.copy_(0.2 * torch.randn(c, generator=g))
-            elif isinstance(m, nn.Linear):
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-    return model.eval()
+    return RN.random_bn(model, RN.seeded(seed))
 
 
 def _random_masks(model, input_shape, seed, p=0.3):
-    g = torch.Generator().manual_seed(seed)
-    return [(torch.rand(s, generator=g) < p).to(torch.int64) for s in M.relu_site_shapes(model, input_shape)]
+    return RN.random_masks(M.relu_site_shapes(model, input_shape), RN.seeded(seed), p)
 
 
 def _set_alphas(model, seed, p=0.3):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, M.LearnableAlpha):
-                m.alphas.copy_((torch.rand(m.alphas.shape, generator=g) < p).float())
+    RN.random_alphas(model, RN.seeded(seed), p)
 
 
 def _run_cli(ckpt, *extra):
@@ -336,6 +322,27 @@ def test_dual_bn_paths_really_differ():
     assert not np.allclose(_interp(b, x, "clean"), _interp(b, x, "adv"))
 
 
+def test_rlnet_resnetv2_dual_bn_teacher_exports_with_its_single_shortcut_bn():
+    # RLNet's teacher (models/resnetv2.py, use2BN) keeps a plain BatchNorm2d in its shortcuts.
+    torch.manual_seed(16)
+    m = _randomize_bn(M.RLNetTeacherResNet(width=8, bn="dual"), 16)
+    sd = m.state_dict()
+    assert "layer2.0.shortcut.1.running_mean" in sd and "layer2.0.bn1.BN_c.running_mean" in sd
+    b = E.export({"model": sd}, dataset="digits-32")
+    assert b.card["layout"] == "torchvision-dual-bn" and b.card["method"] == "dense"
+    assert b.card["dataset"] == "digits-32" and "shortcut" in b.card["notes"]
+    x = torch.rand(2, 3, 32, 32)
+    for path in ("clean", "adv"):
+        _close(b, x, m(x, path=path), path)
+    assert sum(op["op"] == "add" for op in b.graph["ops"]) == 8  # textbook skips, unlike CustomResNet18
+    # A single BN anywhere else in a dual-BN network is still refused.
+    bad = dict(sd)
+    for f in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+        bad[f"layer1.0.bn1.{f}"] = bad.pop(f"layer1.0.bn1.BN_c.{f}")
+        bad.pop(f"layer1.0.bn1.BN_a.{f}")
+    _expect_error({"model": bad}, "mixed batch-norm kinds", dataset="cifar10")
+
+
 def test_card_fields():
     m, masks = _small_rlnet()
     ck = {
@@ -391,6 +398,62 @@ def test_cli_writes_format_v1_bundle():
             if p in op:
                 named.update(op[p].values())
     assert named <= set(dtypes)
+
+
+# ------------------------------------------------------------------------------------------
+# input preprocessing (--normalize)
+# ------------------------------------------------------------------------------------------
+
+
+def test_normalize_defaults_follow_each_training_code():
+    c10 = {"scale": "unit", "mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010], "name": "cifar10"}
+    m, masks = _small_rlnet()
+    b = E.export({"model": m.state_dict(), "mask_epoch": masks})
+    # RLNet normalizes CIFAR inside its training and attack loops (helper/attack.py).
+    assert b.card["preprocessing"] == c10 and not b.warnings
+    single = _randomize_bn(M.RLNetResNet(width=8, num_classes=100), 16)
+    pre = E.export({"model": single.state_dict()}).card["preprocessing"]
+    assert pre["name"] == "cifar100" and pre["mean"] == [0.5071, 0.4867, 0.4408]
+    snl = _randomize_bn(M.SNLResNet(width=8, num_classes=100), 9)
+    _set_alphas(snl, 9)
+    assert E.export({"state_dict": snl.state_dict()}).card["preprocessing"]["name"] == "cifar100"
+    snl_t = _randomize_bn(M.SNLResNet(width=8, num_classes=200, input_size=64), 10)
+    _set_alphas(snl_t, 10)
+    pre = E.export({"state_dict": snl_t.state_dict()}).card["preprocessing"]
+    assert pre["name"] == "tiny-imagenet" and pre["std"] == [0.277, 0.269, 0.282]
+    # RLNet feeds Tiny-ImageNet unnormalized (attack.py: mean 0, std 1).
+    assert E.default_normalize("rlnet", "tiny-imagenet") == ("none", None)
+    # Unknown training code: the dataset's usual values, with a warning saying so.
+    tv = _randomize_bn(M.TorchvisionResNet(width=8), 11)
+    b = E.export(tv.state_dict())
+    assert b.card["preprocessing"] == c10 and any("--normalize" in w for w in b.warnings)
+
+
+def test_normalize_explicit_values_and_refusals():
+    m, masks = _small_rlnet()
+    ck = {"model": m.state_dict(), "mask_epoch": masks}
+    assert E.export(ck, normalize="none").card["preprocessing"] == {"scale": "unit", "name": "none"}
+    pre = E.export(ck, normalize="0.5,0.5,0.5/0.25,0.25,0.25").card["preprocessing"]
+    assert pre == {"scale": "unit", "mean": [0.5] * 3, "std": [0.25] * 3}
+    for bad, needle in [
+        ("cifar", "expected none"),
+        ("0.5,0.5/0.2,0.2", "2 mean and 2 std values for 3 channels"),
+        ("a,b,c/1,1,1", "comma-separated numbers"),
+        ("0,0,0/0,1,1", "positive"),
+    ]:
+        _expect_error(ck, needle, normalize=bad)
+
+
+def test_cli_records_normalize_in_the_card():
+    m, masks = _small_rlnet()
+    ck = {"model": m.state_dict(), "mask_epoch": masks}
+    r, meta = _run_cli(ck, "--normalize", "cifar100")
+    assert r.returncode == 0, r.stderr
+    pre = json.loads(meta["pibench.card"])["preprocessing"]
+    assert pre["name"] == "cifar100" and len(pre["mean"]) == 3 and pre["scale"] == "unit"
+    assert "cifar100" in r.stdout
+    r, _ = _run_cli(ck, "--normalize", "1,2/3")
+    assert r.returncode == 2 and "--normalize" in r.stderr
 
 
 # ------------------------------------------------------------------------------------------

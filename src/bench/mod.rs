@@ -1,12 +1,9 @@
-//! One measured run, sweeps, and the results schema that every report is redrawn from.
+//! Measurement: one measured private inference ([`run`]), sweeps of them ([`sweep`]), the
+//! price of ReLUs alone ([`relu`]) and of plain inference ([`plaintime`]), and their console
+//! tables. What they measure is written in the [`crate::results`] schema.
 
 pub mod plaintime;
 pub mod relu;
-pub mod result;
 pub mod run;
 pub mod sweep;
 pub mod table;
-
-pub use result::{
-    LayerCost, LinkEstimate, LocalTruncation, Machine, ModelInfo, PhaseCost, RunResult,
-};

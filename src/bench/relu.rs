@@ -1,19 +1,19 @@
 //! `pibench relu-bench`: the complete life of N garbled ReLUs between two parties over loopback
 //! TCP — base OT, OT extension, garbling, transfer, evaluation, decoding — and what each costs.
-//! This is what a user runs to price a ReLU alone.
+//! This is what a user runs to price a ReLU alone: one ReLU site of the protocol
+//! ([`crate::protocol::site`]), measured.
 
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::ot::{OtKind, OtReceiver, OtSender};
+use crate::crypto::ot::OtKind;
 use crate::crypto::prg::Prg;
-use crate::crypto::Block;
-use crate::gc::{relu_plain, Delta, Scheme};
+use crate::gc::{relu_plain, Scheme};
 use crate::net::{Channel, Metered, Phase};
-use crate::protocol::engine::{server_online_site, ReluEngine};
-use crate::protocol::{GcOptions, ProtocolError};
+use crate::protocol::site::{ClientSite, ReluEngine, ServerSite};
+use crate::protocol::{self, session, GcOptions, ProtocolError};
 use crate::ring::Ring;
 
 use super::run::BenchError;
@@ -80,29 +80,22 @@ fn server<C: Channel>(
     gc: GcOptions,
 ) -> Result<(Timed, Vec<u64>, Vec<u64>), ProtocolError> {
     let mut rng = Prg::from_entropy();
-    let ell = ring.ell as usize;
     let t = Instant::now();
-    ch.set_scope(Phase::Setup, Some("base-ot"));
-    let delta = Delta::random(&mut rng);
-    let mut cot = OtSender::setup(ch, gc.ot, delta.block(), &mut rng)?;
-    ch.flush()?;
+    let (mut cot, delta) = protocol::server::setup(ch, gc.ot, &mut rng)?;
     let setup = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     ch.set_scope(Phase::Offline, Some("relu"));
     let engine = ReluEngine::new(ring, ring.frac, gc.garbling)?;
-    let (control_seed, label_seed) = (Block::random(&mut rng), Block::random(&mut rng));
-    let decode = engine.server_offline(ch, &mut cot, &delta, control_seed, label_seed, n, 0)?;
-    ch.flush()?;
-    let mut ready = [0u8; 1];
-    ch.recv(&mut ready)?;
+    let site = ServerSite::offline(ch, &engine, n, 0, &mut cot, &delta, &mut rng)?;
+    session::await_ready(ch)?;
     let offline = t.elapsed().as_secs_f64();
 
     // The server's shares: uniformly random ring elements.
     let a: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
     let t = Instant::now();
     ch.set_scope(Phase::Online, Some("relu"));
-    let z = server_online_site(ch, ell, &a, label_seed, &delta, &decode)?;
+    let z = site.online(ch, &delta, &a)?;
     let online = t.elapsed().as_secs_f64();
     Ok((
         Timed {
@@ -122,20 +115,39 @@ fn client<C: Channel>(
     gc: GcOptions,
 ) -> Result<(Vec<u64>, Vec<u64>), ProtocolError> {
     let mut rng = Prg::from_entropy();
-    ch.set_scope(Phase::Setup, Some("base-ot"));
-    let mut cot = OtReceiver::setup(ch, gc.ot, &mut rng)?;
-    ch.flush()?;
+    let mut cot = protocol::client::setup(ch, gc.ot, &mut rng)?;
 
     ch.set_scope(Phase::Offline, Some("relu"));
     let engine = ReluEngine::new(ring, ring.frac, gc.garbling)?;
     let c: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
-    let site = engine.client_offline(ch, &mut cot, &c)?;
-    ch.send(&[1])?;
-    ch.flush()?;
+    let (site, r) = ClientSite::offline(ch, &engine, &c, 0, &mut cot, &mut rng, &mut Vec::new())?;
+    session::signal_ready(ch)?;
 
     ch.set_scope(Phase::Online, Some("relu"));
-    engine.client_online_site(ch, n, &site.labels, &site.tables, 0)?;
-    Ok((c, site.masks))
+    site.online(ch, &engine)?;
+    Ok((c, r))
+}
+
+/// Bytes both parties of [`relu_bench`] hold at their peak for `n` ReLUs of `ell` bits with
+/// `table_bytes` bytes of garbled tables each: the client's input labels (2ℓ blocks), tables and
+/// choice bits; the server's OT zero-labels (2ℓ), its own zero-labels (ℓ) and output colours;
+/// the shares and decoding words. Computed in u128: a huge `n` cannot overflow it.
+pub fn relu_bench_bytes(n: usize, ell: usize, table_bytes: usize) -> u128 {
+    let per = (2 * ell * 16) * 2 + ell * 16 + table_bytes + 2 * ell + ell + 5 * 8;
+    n as u128 * per as u128
+}
+
+/// Memory the kernel says is available to new allocations (Linux `MemAvailable`), if known.
+pub fn available_memory_bytes() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()
+        .map(|kb| kb * 1024)
 }
 
 /// Run N ReLUs between two threads over loopback TCP with the garbling scheme and OT of `gc`,
@@ -151,6 +163,20 @@ pub fn relu_bench(
             path: "--relus".into(),
             reason: "need at least one ReLU".into(),
         });
+    }
+    // Both parties live in this process and hold every ReLU's labels and tables at once:
+    // refuse what cannot fit before allocating (an allocation failure aborts the process).
+    let engine = ReluEngine::new(ring, ring.frac, gc.garbling).map_err(BenchError::Server)?;
+    let table_bytes = engine.table_bytes();
+    let needed = relu_bench_bytes(n, ring.ell as usize, table_bytes);
+    if let Some(available) = available_memory_bytes() {
+        if needed > u128::from(available) {
+            return Err(BenchError::TooLarge {
+                what: format!("--relus {n}"),
+                needed_gb: needed as f64 / 1e9,
+                available_gb: available as f64 / 1e9,
+            });
+        }
     }
     let listener = crate::net::tcp::Listener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -172,16 +198,14 @@ pub fn relu_bench(
     let setup_bytes = stats.setup.total.bytes_total();
     let off = stats.offline.total;
     let on = stats.online.total;
-    let engine = ReluEngine::new(ring, ring.frac, gc.garbling).map_err(BenchError::Server)?;
-    let table_bytes = engine.table_bytes() as u64;
     Ok(ReluBenchResult {
         relus: n,
         ring,
         and_gates_per_relu: engine.and_gates(),
         garbling: gc.garbling,
         ot: gc.ot,
-        table_bytes_per_relu: table_bytes,
-        client_storage_bytes_per_relu: table_bytes + 16 * 2 * ring.ell as u64,
+        table_bytes_per_relu: table_bytes as u64,
+        client_storage_bytes_per_relu: (table_bytes + 16 * 2 * ring.ell as usize) as u64,
         us_per_relu: (timed.setup + timed.offline + timed.online) * 1e6 / nf,
         us_per_relu_offline: timed.offline * 1e6 / nf,
         us_per_relu_online: timed.online * 1e6 / nf,
@@ -196,4 +220,79 @@ pub fn relu_bench(
         threads: rayon::current_num_threads(),
         correct,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_few_relus_decode_correctly_and_cost_what_the_protocol_says() {
+        let half_gates = GcOptions::default();
+        for ring in [Ring::default(), Ring::new(41, 12).unwrap()] {
+            let n = 1000;
+            let r = relu_bench(n, ring, half_gates, Duration::from_secs(30)).unwrap();
+            assert!(r.correct, "{ring:?}");
+            let ell = ring.ell as f64;
+            // Online: ℓ labels to the client, ⌈ℓ/8⌉ bytes of colours back, per ReLU.
+            assert_eq!(r.online_bytes_per_relu_server_to_client, ell * 16.0);
+            assert_eq!(
+                r.online_bytes_per_relu_client_to_server,
+                f64::from(ring.ell.div_ceil(8))
+            );
+            // Offline, server to client: the garbled tables (two blocks per AND gate).
+            assert_eq!(
+                r.offline_bytes_per_relu_server_to_client,
+                (r.and_gates_per_relu * 32) as f64
+            );
+        }
+        assert!(relu_bench(0, Ring::default(), half_gates, Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn every_scheme_and_ot_decodes_correctly_with_its_exact_bytes() {
+        let ring = Ring::default();
+        let n = 700;
+        for garbling in Scheme::ALL {
+            for ot in [OtKind::Iknp, OtKind::SoftSpoken(4), OtKind::SoftSpoken(8)] {
+                let gc = GcOptions { garbling, ot };
+                let r = relu_bench(n, ring, gc, Duration::from_secs(30)).unwrap();
+                assert!(r.correct, "{gc}");
+                assert_eq!((r.garbling, r.ot), (garbling, ot));
+                // Online is the same whatever the scheme: 64 labels, 8 bytes of colours back.
+                assert_eq!(r.online_bytes_per_relu, 64.0 * 16.0 + 8.0, "{gc}");
+                // Tables: 32 B per AND for half gates, 3 words per AND plus 5 control bits
+                // (rounded up to words) for three-halves.
+                let tables = match garbling {
+                    Scheme::HalfGates => 32 * r.and_gates_per_relu,
+                    Scheme::ThreeHalves => {
+                        8 * (3 * r.and_gates_per_relu + (5 * r.and_gates_per_relu).div_ceil(64))
+                    }
+                };
+                assert_eq!(r.table_bytes_per_relu, tables as u64, "{gc}");
+                assert_eq!(
+                    r.offline_bytes_per_relu_server_to_client, tables as f64,
+                    "{gc}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_count_beyond_memory_is_refused_before_allocating() {
+        let ring = Ring::default();
+        let e = relu_bench(
+            1_000_000_000_000,
+            ring,
+            GcOptions::default(),
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert!(matches!(e, BenchError::TooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("--relus 1000000000000"), "{e}");
+        // About 11 KB per ReLU at ℓ = 64: the figure the message is built from.
+        let per = relu_bench_bytes(1, 64, 354 * 16);
+        assert!((10_000..12_000).contains(&per), "{per}");
+        assert!(relu_bench_bytes(usize::MAX, 64, 354 * 16) > u128::from(u64::MAX));
+    }
 }

@@ -3,20 +3,21 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 
-use super::result::*;
-use crate::model::{bundle::Bundle, BnPath, Network};
+use crate::model::{bundle::Bundle, BnPath, Network, StepGraph};
 use crate::net::link::Link;
-use crate::net::{handshake, Channel, ChannelStats, Metered, Phase, Role};
+use crate::net::{Channel, Metered, Phase};
 use crate::plain::{self, FixedNetwork, FixedOutput, StepKind};
-use crate::protocol::prepro::{Backend, ClientPreprocessing, Dealer, ServerPreprocessing};
-use crate::protocol::{
-    self, client, server, GcOptions, PartyTimings, ProtocolError, PROTOCOL_VERSION,
+use crate::protocol::prepro::Backend;
+use crate::protocol::session::{
+    client_session, recv_report, send_report, server_session, PartyReport, READY_SCOPE,
 };
+use crate::protocol::{self, GcOptions, Halves, Observer, ProtocolError};
+use crate::results::*;
 use crate::ring::Ring;
 
 /// Errors of a measured run.
@@ -54,6 +55,28 @@ pub enum BenchError {
     /// A party thread panicked (a bug).
     #[error("a party thread panicked: {0}")]
     Panic(String),
+    /// A request that cannot fit in this machine's memory, refused before allocating.
+    #[error(
+        "{what} needs about {needed_gb:.1} GB of memory, more than this machine has available \
+         ({available_gb:.1} GB); ask for less"
+    )]
+    TooLarge {
+        /// What was asked for (e.g. `--relus 1000000000000`).
+        what: String,
+        /// Estimated bytes needed, in GB.
+        needed_gb: f64,
+        /// Bytes available, in GB.
+        available_gb: f64,
+    },
+    /// A public (weight-free) bundle where the weights are needed.
+    #[error(
+        "{path} is a public bundle (graph, shapes, masks and card, no weights): only `client` \
+         accepts it; serve or run the full bundle"
+    )]
+    PublicBundle {
+        /// The bundle.
+        path: String,
+    },
 }
 
 /// Where the client's image comes from.
@@ -104,6 +127,11 @@ pub struct RunOptions {
     pub timeout: Duration,
     /// Show progress bars.
     pub progress: bool,
+    /// The statistical target of the `he` server's noise flooding.
+    pub flood: crate::protocol::he::FloodTarget,
+    /// `serve` only: hand the client this party's per-step timings at the end (a benchmark
+    /// option; by default the server shares nothing beyond the protocol).
+    pub send_timings: bool,
 }
 
 impl RunOptions {
@@ -121,17 +149,32 @@ impl RunOptions {
             links: Link::presets(),
             timeout: Duration::from_secs(60),
             progress: false,
+            flood: Default::default(),
+            send_timings: false,
         }
     }
 }
 
-/// Load a bundle and build its network for `bn`.
+/// Load a bundle and build its network for `bn`. A public bundle is refused: its placeholder
+/// weights would give meaningless results.
 pub fn load_network(path: &Path, bn: BnPath) -> Result<Network, BenchError> {
+    match load_client_network(path, bn)? {
+        (_, true) => Err(BenchError::PublicBundle {
+            path: path.display().to_string(),
+        }),
+        (net, false) => Ok(net),
+    }
+}
+
+/// Load a full or a public bundle (what a client needs: architecture, shapes and masks) and
+/// build its network for `bn`; the flag says whether it was public (weights are placeholders).
+pub fn load_client_network(path: &Path, bn: BnPath) -> Result<(Network, bool), BenchError> {
     let err = |source: crate::model::ModelError| BenchError::Model {
         path: path.display().to_string(),
         source: Box::new(source),
     };
-    Bundle::open(path).map_err(err)?.network(bn).map_err(err)
+    let bundle = Bundle::open(path).map_err(err)?;
+    Ok((bundle.network(bn).map_err(err)?, bundle.is_public()))
 }
 
 /// Read or draw the client's input for `net`.
@@ -160,16 +203,21 @@ pub fn load_input(spec: &InputSpec, net: &Network) -> Result<Vec<f32>, BenchErro
             } else {
                 let st = safetensors::SafeTensors::deserialize(&bytes)
                     .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-                let t = st
-                    .tensor("input")
-                    .or_else(|_| st.tensor("inputs"))
-                    .map_err(|_| bad("no tensor `input` or `inputs`".into()))?;
+                let (name, t) = match st.tensor("input") {
+                    Ok(t) => ("input", t),
+                    Err(_) => (
+                        "inputs",
+                        st.tensor("inputs")
+                            .map_err(|_| bad("no tensor `input` or `inputs`".into()))?,
+                    ),
+                };
                 if t.dtype() != safetensors::Dtype::F32 {
                     return Err(bad(format!(
                         "tensor has dtype {:?}, expected F32",
                         t.dtype()
                     )));
                 }
+                check_input_shape(name, t.shape(), &net.input_shape.dims()).map_err(bad)?;
                 t.data()
                     .chunks_exact(4)
                     .take(n)
@@ -191,24 +239,43 @@ pub fn load_input(spec: &InputSpec, net: &Network) -> Result<Vec<f32>, BenchErro
     }
 }
 
-/// What one party reports back from its thread or process.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct PartyReport {
-    /// Per step timings.
-    pub timings: PartyTimings,
-    /// Channel statistics at this party.
-    pub stats: ChannelStats,
-    /// Seconds of setup, offline, online (this party's wall clock).
-    pub setup_secs: f64,
-    /// Offline seconds.
-    pub offline_secs: f64,
-    /// Online seconds.
-    pub online_secs: f64,
-    /// Bytes stored between the phases.
-    pub storage_bytes: u64,
+/// The shapes an input tensor may have: `input` is one image `[C, H, W]` (or `[1, C, H, W]`, or
+/// flat), `inputs` a batch `[N, C, H, W]` whose first image is used.
+fn check_input_shape(name: &str, shape: &[usize], want: &[usize]) -> Result<(), String> {
+    let n: usize = want.iter().product();
+    let ok = match (name, shape) {
+        ("input", s) if s == want || s == [n] => true,
+        ("input", [1, rest @ ..]) => rest == want,
+        ("inputs", [b, rest @ ..]) => *b >= 1 && rest == want,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        let expected = if name == "input" {
+            format!("{want:?}, [1, ..{want:?}] or [{n}]")
+        } else {
+            format!("[N, ..{want:?}] with N ≥ 1")
+        };
+        Err(format!(
+            "tensor `{name}` has shape {shape:?}, the model expects {expected}"
+        ))
+    }
 }
 
-fn bar(mp: &MultiProgress, len: usize, label: &str, show: bool) -> Option<ProgressBar> {
+/// A party's progress bar: one tick per step.
+impl Observer for ProgressBar {
+    fn step_done(&self, phase: Phase, name: &str) {
+        self.inc(1);
+        self.set_message(format!("{phase} {name}"));
+    }
+
+    fn finished(&self) {
+        self.finish_with_message("done");
+    }
+}
+
+fn bar(mp: &MultiProgress, len: usize, label: &str, show: bool) -> Option<Arc<dyn Observer>> {
     if !show {
         return None;
     }
@@ -219,123 +286,7 @@ fn bar(mp: &MultiProgress, len: usize, label: &str, show: bool) -> Option<Progre
             .progress_chars("=> "),
     );
     pb.set_prefix(label.to_string());
-    Some(pb)
-}
-
-/// The server's whole session over `ch`.
-pub fn server_session<C: Channel>(
-    ch: &mut Metered<C>,
-    net: &FixedNetwork,
-    pre: &mut dyn ServerPreprocessing,
-    gc: GcOptions,
-    progress: Option<ProgressBar>,
-) -> Result<PartyReport, ProtocolError> {
-    let mut rng = crate::crypto::prg::Prg::from_entropy();
-    let fp = protocol::fingerprint(net, pre.backend(), gc);
-    let t0 = Instant::now();
-    handshake(ch, Role::Server, PROTOCOL_VERSION, &fp)?;
-    let (mut cot, delta) = server::setup(ch, gc.ot, &mut rng)?;
-    let setup_secs = t0.elapsed().as_secs_f64();
-    let mut timings = PartyTimings {
-        progress: progress.clone(),
-        ..Default::default()
-    };
-    let t1 = Instant::now();
-    let state = server::offline(
-        ch,
-        net,
-        pre,
-        &mut cot,
-        delta,
-        gc.garbling,
-        &mut rng,
-        &mut timings,
-    )?;
-    // The client says when it has stored everything; online starts after that.
-    ch.set_scope(Phase::Offline, Some("ready"));
-    let mut ready = [0u8; 1];
-    ch.recv(&mut ready)?;
-    let offline_secs = t1.elapsed().as_secs_f64();
-    let storage_bytes = state.storage_bytes();
-    let t2 = Instant::now();
-    server::online(ch, net, state, &mut timings)?;
-    let online_secs = t2.elapsed().as_secs_f64();
-    if let Some(pb) = progress {
-        pb.finish_with_message("done");
-    }
-    Ok(PartyReport {
-        timings,
-        stats: ch.stats(),
-        setup_secs,
-        offline_secs,
-        online_secs,
-        storage_bytes,
-    })
-}
-
-/// The client's whole session over `ch`; returns its report and the logits.
-pub fn client_session<C: Channel>(
-    ch: &mut Metered<C>,
-    net: &FixedNetwork,
-    pre: &mut dyn ClientPreprocessing,
-    gc: GcOptions,
-    input: &[f32],
-    progress: Option<ProgressBar>,
-) -> Result<(PartyReport, Vec<f64>), ProtocolError> {
-    let mut rng = crate::crypto::prg::Prg::from_entropy();
-    let fp = protocol::fingerprint(net, pre.backend(), gc);
-    let t0 = Instant::now();
-    handshake(ch, Role::Client, PROTOCOL_VERSION, &fp)?;
-    let mut cot = client::setup(ch, gc.ot, &mut rng)?;
-    let setup_secs = t0.elapsed().as_secs_f64();
-    let mut timings = PartyTimings {
-        progress: progress.clone(),
-        ..Default::default()
-    };
-    let t1 = Instant::now();
-    let state = client::offline(ch, net, pre, &mut cot, gc.garbling, &mut rng, &mut timings)?;
-    ch.set_scope(Phase::Offline, Some("ready"));
-    ch.send(&[1])?;
-    ch.flush()?;
-    let offline_secs = t1.elapsed().as_secs_f64();
-    let storage_bytes = state.storage_bytes();
-    let t2 = Instant::now();
-    let logits = client::online(ch, net, state, input, &mut timings)?;
-    let online_secs = t2.elapsed().as_secs_f64();
-    if let Some(pb) = progress {
-        pb.finish_with_message("done");
-    }
-    Ok((
-        PartyReport {
-            timings,
-            stats: ch.stats(),
-            setup_secs,
-            offline_secs,
-            online_secs,
-            storage_bytes,
-        },
-        logits,
-    ))
-}
-
-/// The server's and the client's preprocessing backends of one in-process run.
-type Backends = (Box<dyn ServerPreprocessing>, Box<dyn ClientPreprocessing>);
-
-/// Both halves of `backend` for one inference on `fixed` (fresh keys for `he`).
-fn backends(backend: Backend, fixed: &Arc<FixedNetwork>) -> Result<Backends, BenchError> {
-    Ok(match backend {
-        Backend::Dealer => {
-            let d = Dealer::new(fixed.clone());
-            (Box::new(d.clone()), Box::new(d))
-        }
-        Backend::He => {
-            let he = |e: crate::protocol::he::HeError| BenchError::Server(e.into());
-            (
-                Box::new(crate::protocol::he::HeServer::new(fixed.clone()).map_err(he)?),
-                Box::new(crate::protocol::he::HeClient::new(fixed.clone()).map_err(he)?),
-            )
-        }
-    })
+    Some(Arc::new(pb))
 }
 
 fn join<T>(h: std::thread::JoinHandle<T>) -> Result<T, BenchError> {
@@ -365,7 +316,10 @@ pub fn run_network(
     let fixed = Arc::new(FixedNetwork::lower(net, opts.ring)?);
     let oracle = fixed.forward(input)?;
     let f32_logits = plain::forward_f32(net, input)?;
-    let dealer = backends(opts.backend, &fixed)?;
+    let halves = opts
+        .backend
+        .halves(&fixed, opts.flood)
+        .map_err(BenchError::Server)?;
     let mp = MultiProgress::new();
     let steps = fixed.steps.len();
     let pb_s = bar(&mp, steps * 2, "server", opts.progress);
@@ -396,7 +350,7 @@ pub fn run_network(
         Metered::new(server_end),
         Metered::new(client_end),
         &fixed,
-        dealer,
+        halves,
         opts.gc,
         input,
         pb_s,
@@ -406,8 +360,7 @@ pub fn run_network(
         opts,
         net,
         &fixed,
-        &oracle,
-        &f32_logits,
+        Some((&oracle, &f32_logits)),
         server_rep,
         client_rep,
         logits,
@@ -420,14 +373,14 @@ fn run_pair<C: Channel + 'static>(
     mut s: Metered<C>,
     mut c: Metered<C>,
     fixed: &Arc<FixedNetwork>,
-    backends: Backends,
+    halves: Halves,
     gc: GcOptions,
     input: &[f32],
-    pb_s: Option<ProgressBar>,
-    pb_c: Option<ProgressBar>,
+    pb_s: Option<Arc<dyn Observer>>,
+    pb_c: Option<Arc<dyn Observer>>,
 ) -> Result<((PartyReport,), (PartyReport, Vec<f64>)), BenchError> {
     let (fs, fc) = (fixed.clone(), fixed.clone());
-    let (mut ds, mut dc) = backends;
+    let (mut ds, mut dc) = halves;
     let input = input.to_vec();
     let hs = std::thread::spawn(move || server_session(&mut s, &fs, ds.as_mut(), gc, pb_s));
     let hc = std::thread::spawn(move || client_session(&mut c, &fc, dc.as_mut(), gc, &input, pb_c));
@@ -439,10 +392,8 @@ fn run_pair<C: Channel + 'static>(
         (Err(e), Ok(_)) => Err(BenchError::Server(e)),
         (Ok(_), Err(e)) => Err(BenchError::Client(e)),
         (Err(es), Err(ec)) => {
-            if matches!(
-                es,
-                ProtocolError::Net(crate::net::NetError::Disconnected { .. })
-            ) {
+            let echo = |e: &ProtocolError| e.is_disconnect() || e.is_peer_silence();
+            if es.is_disconnect() || (echo(&es) && !echo(&ec)) {
                 Err(BenchError::Client(ec))
             } else {
                 Err(BenchError::Server(es))
@@ -505,8 +456,7 @@ fn assemble(
     opts: &RunOptions,
     net: &Network,
     fixed: &FixedNetwork,
-    oracle: &FixedOutput,
-    f32_logits: &[f32],
+    check: Option<(&FixedOutput, &[f32])>,
     server: PartyReport,
     client: PartyReport,
     logits: Vec<f64>,
@@ -535,22 +485,28 @@ fn assemble(
         };
         push(&step.name, step.kind_name(), elements, kept, macs);
     }
-    push("ready", "sync", 0, 0, 0);
-    let out_elements = match fixed.output {
-        crate::model::ValueId::Input => fixed.input_shape.elements(),
-        crate::model::ValueId::Layer(i) => fixed.steps[i].out_shape.elements(),
-    } as u64;
+    push(READY_SCOPE, "sync", 0, 0, 0);
+    let out_elements = fixed.shape_of(fixed.output).elements() as u64;
     push("output", "output", out_elements, 0, 0);
     let setup = phase_cost(&server, &client, Phase::Setup, None);
     let offline = phase_cost(&server, &client, Phase::Offline, None);
     let online = phase_cost(&server, &client, Phase::Online, None);
 
+    // Without weights (a client holding only the public bundle) there is no oracle to check
+    // against: every oracle figure stays empty and the result says it was not checked.
+    let no_oracle = FixedOutput {
+        raw: vec![],
+        logits: vec![],
+        max_local_trunc_bits: 0,
+        local_truncations: 0,
+    };
+    let (oracle, f32_logits) = check.unwrap_or((&no_oracle, &[]));
     let max_diff = logits
         .iter()
         .zip(&oracle.logits)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
-    let exact = logits == oracle.logits;
+    let exact = check.is_some() && logits == oracle.logits;
     let argmax = |v: &[f64]| {
         v.iter()
             .enumerate()
@@ -566,7 +522,7 @@ fn assemble(
     let predicted = argmax(&logits);
     let oracle_class = argmax(&oracle.logits);
     let scale = oracle.logits.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    let correct = predicted == oracle_class && max_diff <= 0.01 * scale;
+    let correct = check.is_some() && predicted == oracle_class && max_diff <= 0.01 * scale;
     let fixed_err = oracle
         .logits
         .iter()
@@ -581,7 +537,7 @@ fn assemble(
     };
     let budget = fixed.kept_relus() as u64;
     let and_gates = if budget > 0 {
-        crate::protocol::engine::ReluEngine::new(opts.ring, opts.ring.frac, opts.gc.garbling)
+        crate::protocol::site::ReluEngine::new(opts.ring, opts.ring.frac, opts.gc.garbling)
             .map(|e| e.and_gates() as u64)
             .unwrap_or(0)
     } else {
@@ -597,7 +553,7 @@ fn assemble(
     let mut links: Vec<LinkEstimate> = modelled
         .iter()
         .map(|l| LinkEstimate {
-            link: l.name.clone(),
+            link: l.clone(),
             offline_seconds: l.estimate(
                 setup.seconds + offline.seconds,
                 setup.bytes_client_to_server + offline.bytes_client_to_server,
@@ -615,7 +571,7 @@ fn assemble(
         .collect();
     if let Transport::Emulated(link) = &opts.transport {
         links.push(LinkEstimate {
-            link: link.name.clone(),
+            link: link.clone(),
             offline_seconds: setup.seconds + offline.seconds,
             online_seconds: online.seconds,
             emulated: true,
@@ -675,7 +631,12 @@ fn assemble(
         max_logit_diff_vs_oracle: max_diff,
         max_logit_diff_fixed_vs_f32: fixed_err,
         predicted_class: predicted,
-        f32_class: plain::f32::argmax(f32_logits),
+        f32_class: if check.is_some() {
+            plain::f32::argmax(f32_logits)
+        } else {
+            predicted
+        },
+        oracle_checked: check.is_some(),
         logits,
         local_truncation: LocalTruncation {
             count: oracle.local_truncations,
@@ -701,79 +662,63 @@ pub fn serve(opts: &RunOptions, listen: &str) -> Result<PartyReport, BenchError>
     );
     // The backend first: a model the `he` parameters cannot carry is refused before any
     // client connects.
-    let mut pre: Box<dyn ServerPreprocessing> = match opts.backend {
-        Backend::Dealer => Box::new(crate::protocol::prepro::RemoteDealerServer(Dealer::new(
-            fixed.clone(),
-        ))),
-        Backend::He => Box::new(
-            crate::protocol::he::HeServer::new(fixed.clone())
-                .map_err(|e| BenchError::Server(e.into()))?,
-        ),
-    };
+    let mut pre = opts
+        .backend
+        .server_half(&fixed, opts.flood)
+        .map_err(BenchError::Server)?;
     let stream = listener.accept(Duration::from_secs(3600), opts.timeout)?;
+    // Further clients are told at once that this server is busy, not left to time out.
+    let _busy = listener.turn_away();
     let mut ch = Metered::new(stream);
     let mp = MultiProgress::new();
     let pb = bar(&mp, fixed.steps.len() * 2, "server", opts.progress);
     let report =
         server_session(&mut ch, &fixed, pre.as_mut(), opts.gc, pb).map_err(BenchError::Server)?;
-    send_report(&mut ch, &report).map_err(BenchError::Server)?;
+    send_report(&mut ch, opts.send_timings.then_some(&report)).map_err(BenchError::Server)?;
     Ok(report)
 }
 
 /// `pibench client`: connect to a server, run the client's side on `input`, collect the
-/// server's measurements and assemble the complete result (checked against the oracle, which
-/// this benchmark client can compute because it loads the same bundle).
+/// server's measurements if it shares them and assemble the complete result. With the full
+/// bundle the result is checked against the oracle; with a public bundle (no weights) it cannot
+/// be and says so.
 pub fn client(opts: &RunOptions, connect: &str) -> Result<RunResult, BenchError> {
-    let net = load_network(&opts.model, opts.bn)?;
+    let (net, public) = load_client_network(&opts.model, opts.bn)?;
     let input = load_input(&opts.input, &net)?;
     let fixed = Arc::new(FixedNetwork::lower(&net, opts.ring)?);
-    let oracle = fixed.forward(&input)?;
-    let f32_logits = plain::forward_f32(&net, &input)?;
+    // Refuses an input the ring cannot represent before anything is sent.
+    fixed.encode_input(&input)?;
+    let check = if public {
+        None
+    } else {
+        Some((fixed.forward(&input)?, plain::forward_f32(&net, &input)?))
+    };
     let stream = crate::net::tcp::connect(connect, opts.timeout)?;
     let mut ch = Metered::new(stream);
-    let mut pre: Box<dyn ClientPreprocessing> = match opts.backend {
-        Backend::Dealer => Box::new(crate::protocol::prepro::RemoteDealerClient),
-        Backend::He => Box::new(
-            crate::protocol::he::HeClient::new(fixed.clone())
-                .map_err(|e| BenchError::Client(e.into()))?,
-        ),
-    };
+    let mut pre = opts
+        .backend
+        .client_half(&fixed)
+        .map_err(BenchError::Client)?;
     let mp = MultiProgress::new();
     let pb = bar(&mp, fixed.steps.len() * 2, "client", opts.progress);
     let (client_rep, logits) = client_session(&mut ch, &fixed, pre.as_mut(), opts.gc, &input, pb)
         .map_err(BenchError::Client)?;
-    let server_rep = recv_report(&mut ch).map_err(BenchError::Client)?;
+    // A server that keeps its timings to itself: its traffic is ours seen from the other end,
+    // its seconds unknown (zero).
+    let server_rep = recv_report(&mut ch)
+        .map_err(BenchError::Client)?
+        .unwrap_or_else(|| PartyReport {
+            stats: ch.stats().as_seen_by_peer(),
+            ..PartyReport::default()
+        });
     Ok(assemble(
         opts,
         &net,
         &fixed,
-        &oracle,
-        &f32_logits,
+        check.as_ref().map(|(o, f)| (o, f.as_slice())),
         server_rep,
         client_rep,
         logits,
         "tcp",
     ))
-}
-
-fn send_report<C: Channel>(ch: &mut C, report: &PartyReport) -> Result<(), ProtocolError> {
-    let json = serde_json::to_vec(report).map_err(|e| ProtocolError::Internal(e.to_string()))?;
-    ch.set_scope(Phase::Online, Some("report"));
-    crate::net::ChannelExt::send_u64(ch, json.len() as u64)?;
-    ch.send(&json)?;
-    ch.flush()?;
-    Ok(())
-}
-
-fn recv_report<C: Channel>(ch: &mut C) -> Result<PartyReport, ProtocolError> {
-    ch.set_scope(Phase::Online, Some("report"));
-    let n = crate::net::ChannelExt::recv_u64(ch)? as usize;
-    if n > 64 << 20 {
-        return Err(ProtocolError::Internal(format!(
-            "server report of {n} bytes"
-        )));
-    }
-    let mut buf = vec![0u8; n];
-    ch.recv(&mut buf)?;
-    serde_json::from_slice(&buf).map_err(|e| ProtocolError::Internal(format!("server report: {e}")))
 }

@@ -1,18 +1,17 @@
 //! `pibench sweep`: many models, several inputs each, repeats, optional emulated links; every
-//! run's JSON, then the report (CSV, plots, cost model, report.md).
+//! run's JSON. The report drawn from them is [`crate::job`]'s step.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::result::RunResult;
 use super::run::{
     load_input, load_network, run_network, BenchError, InputSpec, RunOptions, Transport,
 };
 use crate::model::BnPath;
 use crate::net::link::Link;
-use crate::report::{write_report, ReportOptions, ReportSummary};
+use crate::results::RunResult;
 use crate::ring::Ring;
 
 /// What a sweep runs.
@@ -47,6 +46,23 @@ pub struct SweepOptions {
     pub progress: bool,
     /// Run the largest bundle once, untimed, before measuring.
     pub warmup: bool,
+    /// What to do when `out` already holds files.
+    pub existing: Existing,
+}
+
+/// What a sweep does with an output directory that already holds files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Existing {
+    /// Refuse: the report and same-named run files would be overwritten while older runs stay
+    /// behind and mix into the next `pibench report`.
+    #[default]
+    Refuse,
+    /// Start afresh: delete the previous sweep's run files (`runs/*.json`, `warmup-*.json`);
+    /// the report files are rewritten.
+    Force,
+    /// Add to the runs already there (same ring and backend required) under fresh file names,
+    /// and draw the report from all of them.
+    Append,
 }
 
 impl SweepOptions {
@@ -68,17 +84,18 @@ impl SweepOptions {
             timeout: Duration::from_secs(300),
             progress: true,
             warmup: true,
+            existing: Existing::Refuse,
         }
     }
 }
 
-/// What a sweep produced.
+/// What a sweep measured.
 #[derive(Debug)]
 pub struct SweepOutcome {
-    /// Every run.
+    /// Every run of this sweep.
     pub results: Vec<RunResult>,
-    /// The report written.
-    pub report: ReportSummary,
+    /// With `--append`, the runs the output directory already held (empty otherwise).
+    pub earlier: Vec<RunResult>,
     /// Wall-clock seconds of the whole sweep.
     pub seconds: f64,
 }
@@ -114,12 +131,44 @@ pub enum SweepError {
         #[source]
         source: std::io::Error,
     },
-    /// The report could not be written.
-    #[error(transparent)]
-    Report(#[from] crate::report::ReportError),
+    /// `--append`: the runs already in the output directory could not be read.
+    #[error("--append: reading the earlier runs: {0}")]
+    Earlier(#[source] crate::report::ReportError),
     /// Nothing to sweep.
     #[error("no models given (and none found in {0})")]
     NoModels(String),
+    /// The output directory holds files and neither `--force` nor `--append` was given.
+    #[error(
+        "{dir} is not empty: a sweep would overwrite its report and run files while older runs \
+         stay behind; pass --force to start afresh (deletes its runs/*.json and warmup-*.json) \
+         or --append to add to its runs"
+    )]
+    OutputExists {
+        /// The directory.
+        dir: String,
+    },
+    /// `--append` to runs of another ring or backend: one report would mix incomparable runs.
+    #[error("--append: {file} was run with {theirs}, this sweep runs {ours}; append only to a sweep with the same ring and backend")]
+    AppendMismatch {
+        /// The existing run file.
+        file: String,
+        /// Its settings.
+        theirs: String,
+        /// This sweep's settings.
+        ours: String,
+    },
+    /// More runs than can be counted.
+    #[error(
+        "{inputs} inputs × {repeats} repeats × {models} configurations overflow the run count"
+    )]
+    TooManyRuns {
+        /// `--inputs`.
+        inputs: usize,
+        /// `--repeats`.
+        repeats: usize,
+        /// Model and batch-norm configurations.
+        models: usize,
+    },
 }
 
 /// The bundles in a directory, sorted.
@@ -150,19 +199,97 @@ fn stem(p: &Path) -> String {
         .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
 }
 
-/// Run the sweep and write the report.
+/// The settings that make two runs comparable in one report.
+fn settings(ring: Ring, backend: crate::protocol::prepro::Backend) -> String {
+    format!("ℓ = {}, f = {}, backend {backend}", ring.ell, ring.frac)
+}
+
+/// Applies `opts.existing` to the output directory; returns the runs already there to keep
+/// (for `--append`).
+fn prepare_output(opts: &SweepOptions, runs_dir: &Path) -> Result<Vec<RunResult>, SweepError> {
+    let io = |path: &Path, source: std::io::Error| SweepError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let entries = |dir: &Path| -> Result<Vec<PathBuf>, SweepError> {
+        match std::fs::read_dir(dir) {
+            Ok(rd) => rd
+                .map(|e| e.map(|e| e.path()).map_err(|e| io(dir, e)))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+            Err(e) => Err(io(dir, e)),
+        }
+    };
+    let is_json = |p: &Path| p.extension().is_some_and(|e| e == "json");
+    let existing = entries(&opts.out)?;
+    if existing.is_empty() {
+        return Ok(vec![]);
+    }
+    match opts.existing {
+        Existing::Refuse => Err(SweepError::OutputExists {
+            dir: opts.out.display().to_string(),
+        }),
+        Existing::Force => {
+            let warmups = existing.into_iter().filter(|p| {
+                is_json(p)
+                    && p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("warmup-"))
+            });
+            for p in entries(runs_dir)?
+                .into_iter()
+                .filter(|p| is_json(p))
+                .chain(warmups)
+            {
+                std::fs::remove_file(&p).map_err(|e| io(&p, e))?;
+            }
+            Ok(vec![])
+        }
+        Existing::Append => {
+            let old = match crate::report::sweep::Sweep::load_dir(runs_dir) {
+                Ok(sw) => sw.runs,
+                Err(crate::report::ReportError::NoResultsIn(_)) => vec![],
+                Err(crate::report::ReportError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    vec![]
+                }
+                Err(e) => return Err(SweepError::Earlier(e)),
+            };
+            let ours = settings(opts.ring, opts.backend);
+            if let Some(r) = old.iter().find(|r| settings(r.ring, r.backend) != ours) {
+                return Err(SweepError::AppendMismatch {
+                    file: format!("a run of {} in {}", r.model.path, runs_dir.display()),
+                    theirs: settings(r.ring, r.backend),
+                    ours,
+                });
+            }
+            Ok(old)
+        }
+    }
+}
+
+/// `dir/name`, or `dir/stem-aK.json` with the smallest K ≥ 2 that names no file yet: an appended
+/// run never replaces an earlier one.
+fn fresh_path(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    let stem = name.strip_suffix(".json").unwrap_or(name);
+    (2u64..)
+        .map(|k| dir.join(format!("{stem}-a{k}.json")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+/// Run the sweep: every run's JSON in `runs/` under the output directory. With `--append` the
+/// outcome also carries the runs already there, so that the report covers them too.
 pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
     if opts.models.is_empty() {
         return Err(SweepError::NoModels(opts.out.display().to_string()));
     }
     let t0 = Instant::now();
     let runs_dir = opts.out.join("runs");
-    std::fs::create_dir_all(&runs_dir).map_err(|e| SweepError::Io {
-        path: runs_dir.display().to_string(),
-        source: e,
-    })?;
-    // Plan first, so the progress bar knows the total.
-    let mut plan = Vec::new();
     // Models innermost: every model sees the same drift of the machine (frequency, neighbours)
     // over the sweep, so comparisons between models stay fair.
     let mut configs = Vec::new();
@@ -185,20 +312,41 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
             }
         }
     }
-    for input in 0..opts.inputs {
-        for rep in 0..opts.repeats {
-            for (model, bn, gc) in &configs {
-                plan.push((model.clone(), *bn, *gc, input as u64, rep, None));
-            }
-        }
-    }
-    for link in &opts.emulate {
-        for (model, bn, gc) in &configs {
-            plan.push((model.clone(), *bn, *gc, 0, 0, Some(link.clone())));
-        }
-    }
+    // The plan is walked lazily, never materialized: `--inputs` can be as large as the user's
+    // patience without an allocation to match; only the count is computed up front.
+    let too_many = || SweepError::TooManyRuns {
+        inputs: opts.inputs,
+        repeats: opts.repeats,
+        models: configs.len(),
+    };
+    let total = opts
+        .inputs
+        .checked_mul(opts.repeats)
+        .and_then(|n| n.checked_mul(configs.len()))
+        .and_then(|n| n.checked_add(opts.emulate.len() * configs.len()))
+        .ok_or_else(too_many)?;
+    // Only a sweep that can start touches the output directory.
+    let earlier = prepare_output(opts, &runs_dir)?;
+    std::fs::create_dir_all(&runs_dir).map_err(|e| SweepError::Io {
+        path: runs_dir.display().to_string(),
+        source: e,
+    })?;
+    let configs = &configs;
+    let measured = (0..opts.inputs).flat_map(|input| {
+        (0..opts.repeats).flat_map(move |rep| {
+            configs
+                .iter()
+                .map(move |(model, bn, gc)| (model.clone(), *bn, *gc, input as u64, rep, None))
+        })
+    });
+    let emulated = opts.emulate.iter().flat_map(|link| {
+        configs
+            .iter()
+            .map(move |(model, bn, gc)| (model.clone(), *bn, *gc, 0, 0, Some(link.clone())))
+    });
+    let plan = measured.chain(emulated);
     let pb = if opts.progress {
-        let pb = ProgressBar::new(plan.len() as u64);
+        let pb = ProgressBar::new(total as u64);
         pb.set_style(
             ProgressStyle::with_template(
                 "sweep [{elapsed_precise}] [{bar:40}] {pos}/{len} runs, eta {eta} {msg}",
@@ -241,7 +389,10 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
             ro.timeout = opts.timeout;
             let x = load_input(&ro.input, &net).map_err(run_err)?;
             let r = run_network(&net, &x, &ro).map_err(run_err)?;
-            write_run(&opts.out.join(format!("warmup-{}.json", stem(&model))), &r)?;
+            write_run(
+                &fresh_path(&opts.out, &format!("warmup-{}.json", stem(&model))),
+                &r,
+            )?;
         }
     }
     let mut results = Vec::new();
@@ -310,7 +461,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
                 l.name.replace([',', '/'], "_")
             ),
         };
-        let path = runs_dir.join(name);
+        let path = fresh_path(&runs_dir, &name);
         write_run(&path, &r)?;
         if !r.correct {
             return Err(SweepError::Incorrect {
@@ -328,22 +479,9 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
         pb.finish_with_message("done");
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let ro = ReportOptions {
-        reproduce_command: format!(
-            "cargo run --release   # or: pibench sweep {} --out {}",
-            opts.models
-                .iter()
-                .map(|m| m.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
-            opts.out.display()
-        ),
-        ..ReportOptions::default()
-    };
-    let report = write_report(&results, &opts.out, &ro)?;
     Ok(SweepOutcome {
         results,
-        report,
+        earlier,
         seconds,
     })
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::relu::ReluBenchResult;
-use super::result::RunResult;
+use crate::results::RunResult;
 
 /// Bytes as B/KB/MB/GB (decimal).
 pub fn human_bytes(b: u64) -> String {
@@ -85,6 +85,13 @@ pub fn run_table(r: &RunResult) -> String {
             l.online.rounds,
         );
     }
+    if r.transport == "tcp" && r.setup.seconds_server == 0.0 {
+        let _ = writeln!(
+            s,
+            "the server did not share its timings (start `serve` with --send-timings to include \
+             them): its seconds read 0, its traffic is this client's seen from the other end"
+        );
+    }
     for (label, p) in [
         ("setup", &r.setup),
         ("offline", &r.offline),
@@ -112,7 +119,7 @@ pub fn run_table(r: &RunResult) -> String {
         let _ = writeln!(
             s,
             "on {:<8} offline {:>8.3} s, online {:>8.3} s{}",
-            l.link,
+            l.link.name,
             l.offline_seconds,
             l.online_seconds,
             if l.emulated {
@@ -138,9 +145,21 @@ pub fn run_table(r: &RunResult) -> String {
             human_bytes(he.simd_bytes_compressed),
         );
     }
+    if !r.oracle_checked {
+        let _ = writeln!(
+            s,
+            "class {}; not checked against the oracle: this client holds only the public bundle \
+             (no weights), so the plain reference cannot be computed here",
+            r.predicted_class
+        );
+        return s;
+    }
     let _ = writeln!(
         s,
-        "local truncations {} (max {} bits, failure probability ≤ {:.2e})",
+        "local truncations {} (max {} bits); probability that one of them wrapped on this input \
+         ≤ {:.2e} (an after-the-fact figure for this input, from the oracle's values; a wrap \
+         changes the result, and whether carries or wraps happen depends on secret values: \
+         see README, Security)",
         r.local_truncation.count,
         r.local_truncation.max_value_bits,
         r.local_truncation.failure_probability
@@ -155,7 +174,44 @@ pub fn run_table(r: &RunResult) -> String {
         if r.exact { ", bit-exact" } else { "" },
         r.max_logit_diff_fixed_vs_f32
     );
+    if let Some(w) = fixed_point_warning(r) {
+        let _ = writeln!(s, "warning: {w}");
+    }
     s
+}
+
+/// Relative fixed-point logit error above which a run is flagged: the secure result matches the
+/// oracle, but the oracle itself is far from the f32 network.
+pub const FIXED_POINT_WARNING: f64 = 0.05;
+
+/// A warning when the ring is too coarse for the model: the fixed-point logits differ from f32
+/// by more than [`FIXED_POINT_WARNING`] of the largest logit, or give another class. "CORRECT"
+/// only says the secure run equals the fixed-point oracle; this says the oracle is not the model.
+pub fn fixed_point_warning(r: &RunResult) -> Option<String> {
+    if !r.oracle_checked {
+        return None;
+    }
+    let scale = r.logits.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let err = r.max_logit_diff_fixed_vs_f32;
+    let large = err.is_nan() || err > FIXED_POINT_WARNING * scale.max(f64::MIN_POSITIVE);
+    if !large && r.predicted_class == r.f32_class {
+        return None;
+    }
+    Some(format!(
+        "the fixed-point logits (ℓ = {}, f = {}) differ from f32 by up to {err:.3} against logits \
+         of magnitude {scale:.3}{}; the secure result equals the fixed-point oracle, but that \
+         oracle is a poor copy of the model: raise --ell or --frac",
+        r.ring.ell,
+        r.ring.frac,
+        if r.predicted_class == r.f32_class {
+            String::new()
+        } else {
+            format!(
+                ", and the class differs ({} vs f32 {})",
+                r.predicted_class, r.f32_class
+            )
+        }
+    ))
 }
 
 /// The result of `relu-bench`.

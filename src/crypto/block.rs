@@ -3,6 +3,8 @@
 use core::fmt;
 use core::ops::{BitAnd, BitAndAssign, BitXor, BitXorAssign};
 
+use crate::net::{Channel, NetError};
+
 /// A 128-bit value, the unit of garbling and oblivious transfer.
 ///
 /// `Debug` prints only that it is a block, never its contents, so labels and keys cannot leak
@@ -180,6 +182,21 @@ impl From<u128> for Block {
     }
 }
 
+/// [`Block`]s over any [`Channel`]: each travels as its 16 little-endian bytes. An extension
+/// trait on the crypto side, so that the channel knows bytes only.
+pub trait BlockChannel: Channel {
+    /// Send blocks as their little-endian bytes.
+    fn send_blocks(&mut self, blocks: &[Block]) -> Result<(), NetError> {
+        self.send(blocks_as_bytes(blocks))
+    }
+    /// Receive exactly `out.len()` blocks.
+    fn recv_blocks(&mut self, out: &mut [Block]) -> Result<(), NetError> {
+        self.recv(blocks_as_bytes_mut(out))
+    }
+}
+
+impl<C: Channel + ?Sized> BlockChannel for C {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +239,30 @@ mod tests {
         assert_eq!((a ^ b).sigma(), a.sigma() ^ b.sigma());
         // σ(x) ⊕ x must also be a permutation: check it is not zero on non-zero inputs.
         assert_ne!(a.sigma() ^ a, Block::ZERO);
+    }
+
+    #[test]
+    fn tcp_round_trip_blocks() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut ch = crate::net::TcpChannel::new(s, std::time::Duration::from_secs(5)).unwrap();
+            let mut blocks = vec![Block::ZERO; 1000];
+            ch.recv_blocks(&mut blocks).unwrap();
+            ch.send_blocks(&blocks).unwrap();
+            ch.flush().unwrap();
+        });
+        let mut ch = crate::net::TcpChannel::new(
+            std::net::TcpStream::connect(addr).unwrap(),
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+        let blocks: Vec<Block> = (0..1000u128).map(|i| Block(i * 0x1_0000_0001)).collect();
+        ch.send_blocks(&blocks).unwrap();
+        let mut back = vec![Block::ZERO; 1000];
+        ch.recv_blocks(&mut back).unwrap();
+        assert_eq!(blocks, back);
+        t.join().unwrap();
     }
 }

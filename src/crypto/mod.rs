@@ -10,5 +10,5 @@ pub mod ot;
 pub mod prg;
 
 pub use self::aes::{FixedKeyAes, FIXED_KEY_AES};
-pub use self::block::Block;
+pub use self::block::{Block, BlockChannel};
 pub use self::prg::Prg;

@@ -3,22 +3,15 @@
 //!
 //! # How it goes fast
 //!
-//! Instances are processed in groups of [`GROUP`]: the engine walks the gate list once per group
+//! Instances are processed in groups of `GROUP` (16): the engine walks the gate list once per group
 //! and applies each gate to every instance of the group, with the labels stored wire-major (one
 //! 64-byte-aligned `Lanes` value per wire holding that wire's label in every instance of the
 //! group). XOR and NOT gates are then a few vector instructions per group; the per-gate dispatch
 //! is paid once per group, nothing is allocated per gate, and nothing touches a channel per gate.
 //! Every AND gate's hashes for the whole group (4 per instance for the garbler, 2 for the
-//! evaluator) are computed together by the AND-gate kernel, chosen once per [`Garbler`] /
-//! [`Evaluator`]:
-//!
-//! - `vaes` (x86-64 with VAES and AVX-512, detected at run time): fixed-key AES on 512-bit
-//!   (garbler) or 256-bit (evaluator) registers, eight instances in flight, fused with the
-//!   half-gates arithmetic (`super::vaes`);
-//! - `portable` (anywhere): one [`tccr_batch`](crate::crypto::aes::FixedKeyAes::tccr_batch)
-//!   call per AND gate and group.
-//!
-//! Both produce identical tables (tested). Groups are spread over cores with rayon (`*_par`), and
+//! evaluator) are computed together by the AND-gate kernel (`gc::kernel`: `vaes` on x86-64 with
+//! VAES and AVX-512, else `portable`), chosen once per [`Garbler`] / [`Evaluator`]. Both
+//! produce identical tables (tested). Groups are spread over cores with rayon (`*_par`), and
 //! the streaming calls garble a bounded chunk of instances at a time while a helper thread moves
 //! the previous chunk over the channel.
 //!
@@ -29,7 +22,7 @@
 //! the call) owns blocks `[i · 2A, (i + 1) · 2A)` with `A = and_count`, and within it the `k`-th
 //! AND gate of the gate list owns `[2k] = T_G` (garbler half) and `[2k + 1] = T_E` (evaluator
 //! half). On the wire each block is its 16 little-endian bytes
-//! ([`ChannelExt::send_blocks`]). The layout does not depend on [`GROUP`], on the number of
+//! ([`BlockChannel::send_blocks`]). The layout does not depend on `GROUP`, on the number of
 //! threads or on chunk sizes, so tables garbled in one way can be evaluated in any other.
 //!
 //! # Instance numbers
@@ -52,15 +45,12 @@ use rayon::prelude::*;
 
 use crate::crypto::buffer::BlockBuf;
 
-use super::circuit::{check_len, Circuit, Gate};
+use super::circuit::{check_len, Circuit};
 use super::halfgates::Delta;
+use super::kernel::{Kernel, Lanes, GROUP};
 use super::GcError;
-use crate::crypto::{Block, FIXED_KEY_AES};
-use crate::net::channel::{Channel, ChannelExt};
-
-/// Instances interleaved gate by gate: each AND gate hashes `4 · GROUP` blocks (garbler) or
-/// `2 · GROUP` (evaluator) in one batched AES call.
-pub const GROUP: usize = 16;
+use crate::crypto::{Block, BlockChannel};
+use crate::net::channel::Channel;
 
 /// Instances per rayon task in the parallel calls.
 pub(super) const PAR_INSTANCES: usize = 8 * GROUP;
@@ -88,47 +78,6 @@ impl Workspace {
         Workspace {
             labels: vec![Lanes::ZERO; circuit.wires()],
         }
-    }
-}
-
-/// One wire's labels for a whole group: lane `j` is words `2j` (low half) and `2j + 1` (high
-/// half), the memory image of `[Block; GROUP]` on a little-endian machine. Kept as `u64` words
-/// because LLVM vectorises loops over them, while it keeps `u128` in register pairs.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-pub(crate) struct Lanes(pub(crate) [u64; 2 * GROUP]);
-
-impl Lanes {
-    const ZERO: Lanes = Lanes([0; 2 * GROUP]);
-
-    /// Every lane holds `b`.
-    #[inline(always)]
-    fn splat(b: Block) -> Lanes {
-        let (lo, hi) = (b.0 as u64, (b.0 >> 64) as u64);
-        Lanes(core::array::from_fn(|i| if i % 2 == 0 { lo } else { hi }))
-    }
-
-    /// Lane `j`.
-    #[inline(always)]
-    pub(crate) fn lane(&self, j: usize) -> Block {
-        Block(u128::from(self.0[2 * j]) | (u128::from(self.0[2 * j + 1]) << 64))
-    }
-
-    /// Sets lane `j`.
-    #[inline(always)]
-    pub(crate) fn set_lane(&mut self, j: usize, b: Block) {
-        self.0[2 * j] = b.0 as u64;
-        self.0[2 * j + 1] = (b.0 >> 64) as u64;
-    }
-
-    /// Lane-wise XOR.
-    #[inline(always)]
-    fn xor(&self, other: &Lanes) -> Lanes {
-        let mut o = Lanes::ZERO;
-        for i in 0..2 * GROUP {
-            o.0[i] = self.0[i] ^ other.0[i];
-        }
-        o
     }
 }
 
@@ -187,12 +136,7 @@ pub(super) fn shape_with(
     if let Some(t) = tables_len {
         check_len("garbled tables", n * tb, t)?;
     }
-    if n > 0 && first_instance.checked_add(n as u64 - 1).is_none() {
-        return Err(GcError::InstanceOverflow {
-            first: first_instance,
-            n,
-        });
-    }
+    super::halfgates::check_instances(first_instance, n, circuit.and_count())?;
     Ok(Shape { n, gi, ei, no, tb })
 }
 
@@ -214,12 +158,6 @@ pub(super) fn jobs<'t, 'l, T>(
         i0 += m;
     }
     v
-}
-
-/// The instance part of the tweaks of each lane: `(first + j) · 2⁶⁴`.
-#[inline(always)]
-fn lane_tweaks(first: u64) -> [u128; GROUP] {
-    core::array::from_fn(|j| (first.wrapping_add(j as u64) as u128) << 64)
 }
 
 /// Loads the labels of `g` instances into the wire-major workspace.
@@ -251,323 +189,6 @@ pub(super) fn store_outputs(labels: &[Lanes], g: usize, outputs: &[u32], out_lsb
             out_lsb[j * no + o] = labels[w as usize].0[2 * j] & 1 == 1;
         }
     }
-}
-
-/// The AND-gate kernel, chosen once per [`Garbler`] / [`Evaluator`] from the CPU's features.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Kernel {
-    /// Batched fixed-key AES through the `aes` crate ([`FIXED_KEY_AES`]); runs anywhere.
-    Portable,
-    /// VAES on 256/512-bit registers, fused with the half-gates arithmetic.
-    #[cfg(target_arch = "x86_64")]
-    Vaes(super::vaes::RoundKeys),
-}
-
-impl Kernel {
-    pub(super) fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(keys) = super::vaes::RoundKeys::detect() {
-            return Kernel::Vaes(keys);
-        }
-        Kernel::Portable
-    }
-
-    pub(super) fn name(&self) -> &'static str {
-        match self {
-            Kernel::Portable => "portable",
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Vaes(_) => "vaes",
-        }
-    }
-}
-
-/// Garbles AND gate `k` (in gate order) of lanes `0..g`, on wires `[a, b, out]` of `labels`
-/// (`out` may equal `a` or `b`): writes lane `j`'s garbled material (for half gates
-/// `[T_G, T_E]` at `tables[j·stride + 2k ..]`) and its output zero-label to lane `j` of
-/// `labels[out]`. `T` is the table element: blocks for half gates, words for three-halves.
-pub(super) trait GarbleAnd<T> {
-    #[allow(clippy::too_many_arguments)]
-    fn and(
-        &mut self,
-        labels: &mut [Lanes],
-        wires: [usize; 3],
-        k: usize,
-        g: usize,
-        tables: &mut [T],
-        stride: usize,
-    );
-}
-
-/// Evaluates AND gate `k` of lanes `0..g` on wires `[a, b, out]` of `labels`, lane `j`'s
-/// tables starting at `tables[j·stride]`.
-pub(super) trait EvalAnd<T> {
-    #[allow(clippy::too_many_arguments)]
-    fn and(
-        &mut self,
-        labels: &mut [Lanes],
-        wires: [usize; 3],
-        k: usize,
-        g: usize,
-        tables: &[T],
-        stride: usize,
-    );
-}
-
-/// The garbler's gate loop over one group (labels already loaded). XOR, NOT and constants run
-/// on all `GROUP` lanes (lanes past `g` hold garbage nobody reads), which keeps them branch-free
-/// fixed-width loops.
-#[inline(always)]
-pub(super) fn garble_gates<T, K: GarbleAnd<T>>(
-    c: &Circuit,
-    d: Block,
-    labels: &mut [Lanes],
-    g: usize,
-    tables: &mut [T],
-    stride: usize,
-    kern: &mut K,
-) {
-    let dl = Lanes::splat(d);
-    let mut k = 0usize;
-    for gate in c.gates() {
-        match *gate {
-            Gate::Xor { a, b, out } => {
-                labels[out as usize] = labels[a as usize].xor(&labels[b as usize])
-            }
-            Gate::Not { a, out } => labels[out as usize] = labels[a as usize].xor(&dl),
-            Gate::Const { value, out } => labels[out as usize] = Lanes::splat(d.select(value)),
-            Gate::And { a, b, out } => {
-                kern.and(
-                    labels,
-                    [a as usize, b as usize, out as usize],
-                    k,
-                    g,
-                    tables,
-                    stride,
-                );
-                k += 1;
-            }
-        }
-    }
-}
-
-/// The evaluator's gate loop over one group; mirrors [`garble_gates`].
-#[inline(always)]
-pub(super) fn eval_gates<T, K: EvalAnd<T>>(
-    c: &Circuit,
-    labels: &mut [Lanes],
-    g: usize,
-    tables: &[T],
-    stride: usize,
-    kern: &mut K,
-) {
-    let mut k = 0usize;
-    for gate in c.gates() {
-        match *gate {
-            Gate::Xor { a, b, out } => {
-                labels[out as usize] = labels[a as usize].xor(&labels[b as usize])
-            }
-            Gate::Not { a, out } => labels[out as usize] = labels[a as usize],
-            Gate::Const { out, .. } => labels[out as usize] = Lanes::ZERO,
-            Gate::And { a, b, out } => {
-                kern.and(
-                    labels,
-                    [a as usize, b as usize, out as usize],
-                    k,
-                    g,
-                    tables,
-                    stride,
-                );
-                k += 1;
-            }
-        }
-    }
-}
-
-/// The portable garbler kernel: one [`FixedKeyAes::tccr_batch`](crate::crypto::aes::FixedKeyAes::tccr_batch)
-/// over the group's `4g` hash inputs per AND gate.
-struct PortableGarble {
-    d: Block,
-    inst: [u128; GROUP],
-}
-
-impl PortableGarble {
-    fn new(d: Block, first: u64) -> Self {
-        PortableGarble {
-            d,
-            inst: lane_tweaks(first),
-        }
-    }
-}
-
-impl GarbleAnd<Block> for PortableGarble {
-    #[inline(always)]
-    fn and(
-        &mut self,
-        labels: &mut [Lanes],
-        wires: [usize; 3],
-        k: usize,
-        g: usize,
-        tables: &mut [Block],
-        stride: usize,
-    ) {
-        let (x, y) = (labels[wires[0]], labels[wires[1]]);
-        let out = &mut labels[wires[2]];
-        let d = self.d;
-        let mut h = [Block::ZERO; 4 * GROUP];
-        let mut tw = [Block::ZERO; 4 * GROUP];
-        let mut scratch = [Block::ZERO; 4 * GROUP];
-        let kk = (k as u128) << 1;
-        for j in 0..g {
-            let (t0, t1) = (Block(self.inst[j] | kk), Block(self.inst[j] | kk | 1));
-            h[4 * j..4 * j + 4].copy_from_slice(&[
-                x.lane(j),
-                x.lane(j) ^ d,
-                y.lane(j),
-                y.lane(j) ^ d,
-            ]);
-            tw[4 * j..4 * j + 4].copy_from_slice(&[t0, t0, t1, t1]);
-        }
-        FIXED_KEY_AES.tccr_batch(&tw[..4 * g], &mut h[..4 * g], &mut scratch[..4 * g]);
-        for j in 0..g {
-            let (a0, b0) = (x.lane(j), y.lane(j));
-            let (ha0, ha1, hb0, hb1) = (h[4 * j], h[4 * j + 1], h[4 * j + 2], h[4 * j + 3]);
-            let tg = ha0 ^ ha1 ^ d.select(b0.lsb());
-            let te = hb0 ^ hb1 ^ a0;
-            let wg = ha0 ^ tg.select(a0.lsb());
-            let we = hb0 ^ (hb0 ^ hb1).select(b0.lsb());
-            let base = j * stride + 2 * k;
-            tables[base] = tg;
-            tables[base + 1] = te;
-            out.set_lane(j, wg ^ we);
-        }
-    }
-}
-
-/// The portable evaluator kernel: one batched hash over the group's `2g` inputs per AND gate.
-struct PortableEval {
-    inst: [u128; GROUP],
-}
-
-impl PortableEval {
-    fn new(first: u64) -> Self {
-        PortableEval {
-            inst: lane_tweaks(first),
-        }
-    }
-}
-
-impl EvalAnd<Block> for PortableEval {
-    #[inline(always)]
-    fn and(
-        &mut self,
-        labels: &mut [Lanes],
-        wires: [usize; 3],
-        k: usize,
-        g: usize,
-        tables: &[Block],
-        stride: usize,
-    ) {
-        let (x, y) = (labels[wires[0]], labels[wires[1]]);
-        let out = &mut labels[wires[2]];
-        let mut h = [Block::ZERO; 2 * GROUP];
-        let mut tw = [Block::ZERO; 2 * GROUP];
-        let mut scratch = [Block::ZERO; 2 * GROUP];
-        let kk = (k as u128) << 1;
-        for j in 0..g {
-            h[2 * j] = x.lane(j);
-            h[2 * j + 1] = y.lane(j);
-            tw[2 * j] = Block(self.inst[j] | kk);
-            tw[2 * j + 1] = Block(self.inst[j] | kk | 1);
-        }
-        FIXED_KEY_AES.tccr_batch(&tw[..2 * g], &mut h[..2 * g], &mut scratch[..2 * g]);
-        for j in 0..g {
-            let (la, lb) = (x.lane(j), y.lane(j));
-            let base = j * stride + 2 * k;
-            let (tg, te) = (tables[base], tables[base + 1]);
-            let wg = h[2 * j] ^ tg.select(la.lsb());
-            let we = h[2 * j + 1] ^ (te ^ la).select(lb.lsb());
-            out.set_lane(j, wg ^ we);
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-struct VaesGarble(super::vaes::GarbleKernel);
-
-#[cfg(target_arch = "x86_64")]
-impl GarbleAnd<Block> for VaesGarble {
-    #[inline(always)]
-    fn and(
-        &mut self,
-        labels: &mut [Lanes],
-        wires: [usize; 3],
-        k: usize,
-        g: usize,
-        tables: &mut [Block],
-        stride: usize,
-    ) {
-        // SAFETY: a `GarbleKernel` is only built inside `garble_gates_vaes`, which runs only
-        // after `RoundKeys::detect` confirmed the CPU features.
-        #[allow(unused_unsafe)]
-        unsafe {
-            self.0.and(labels, wires, k, g, tables, stride)
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-struct VaesEval(super::vaes::EvalKernel);
-
-#[cfg(target_arch = "x86_64")]
-impl EvalAnd<Block> for VaesEval {
-    #[inline(always)]
-    fn and(
-        &mut self,
-        labels: &mut [Lanes],
-        wires: [usize; 3],
-        k: usize,
-        g: usize,
-        tables: &[Block],
-        stride: usize,
-    ) {
-        // SAFETY: as for `VaesGarble`.
-        #[allow(unused_unsafe)]
-        unsafe {
-            self.0.and(labels, wires, k, g, tables, stride)
-        }
-    }
-}
-
-/// [`garble_gates`] compiled with the VAES kernel's features, so the whole gate loop (XOR gates
-/// included) uses wide registers.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "aes,avx2,avx512f,avx512vl,vaes")]
-fn garble_gates_vaes(
-    c: &Circuit,
-    keys: &super::vaes::RoundKeys,
-    d: Block,
-    labels: &mut [Lanes],
-    g: usize,
-    first: u64,
-    tables: &mut [Block],
-) {
-    let mut kern = VaesGarble(super::vaes::GarbleKernel::new(keys, d, first));
-    garble_gates(c, d, labels, g, tables, 2 * c.and_count(), &mut kern)
-}
-
-/// [`eval_gates`] compiled with the VAES kernel's features.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "aes,avx2,avx512f,avx512vl,vaes")]
-fn eval_gates_vaes(
-    c: &Circuit,
-    keys: &super::vaes::RoundKeys,
-    labels: &mut [Lanes],
-    g: usize,
-    first: u64,
-    tables: &[Block],
-) {
-    let mut kern = VaesEval(super::vaes::EvalKernel::new(keys, first));
-    eval_gates(c, labels, g, tables, 2 * c.and_count(), &mut kern)
 }
 
 /// Garbles many instances of one circuit under one Δ (see the module docs for every layout).
@@ -755,18 +376,7 @@ impl<'a> Garbler<'a> {
             ev_zero,
             c.evaluator_inputs(),
         );
-        match self.kernel {
-            Kernel::Portable => {
-                let mut kern = PortableGarble::new(d, first);
-                garble_gates(c, d, labels, g, tables, 2 * c.and_count(), &mut kern)
-            }
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Kernel::Vaes` is only built from `RoundKeys::detect`, which checked the
-            // CPU features `garble_gates_vaes` enables.
-            Kernel::Vaes(keys) => unsafe {
-                garble_gates_vaes(c, &keys, d, labels, g, first, tables)
-            },
-        }
+        self.kernel.garble_group(c, d, labels, g, first, tables);
         store_outputs(labels, g, c.outputs(), out_lsb);
     }
 }
@@ -970,15 +580,7 @@ impl<'a> Evaluator<'a> {
         let c = self.circuit;
         let labels = &mut ws.labels[..];
         load_inputs(labels, g, gb, c.garbler_inputs(), ev, c.evaluator_inputs());
-        match self.kernel {
-            Kernel::Portable => {
-                let mut kern = PortableEval::new(first);
-                eval_gates(c, labels, g, tables, 2 * c.and_count(), &mut kern)
-            }
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as in `Garbler::garble_group`.
-            Kernel::Vaes(keys) => unsafe { eval_gates_vaes(c, &keys, labels, g, first, tables) },
-        }
+        self.kernel.eval_group(c, labels, g, first, tables);
         store_outputs(labels, g, c.outputs(), out_lsb);
     }
 }
@@ -1538,7 +1140,8 @@ pub(super) mod tests {
             seed in proptest::prelude::any::<u64>(),
         ) {
             let frac = frac_seed % ell;
-            let first = first.min(u64::MAX - n as u64);
+            // Instance numbers stay below 2^63 (garbling and OT tweaks apart).
+            let first = first.min(crate::gc::halfgates::INSTANCE_LIMIT - n as u64);
             let circ = relu_circuit(ell, frac).unwrap();
             let mut rng = ChaCha12Rng::seed_from_u64(seed);
             let delta = Delta::random(&mut rng);

@@ -36,6 +36,13 @@ use crate::crypto::{Block, FIXED_KEY_AES};
 #[derive(Clone, PartialEq, Eq)]
 pub struct Delta(Block);
 
+impl Drop for Delta {
+    // Δ opens every label of the session: wiped when the last copy goes.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0 .0);
+    }
+}
+
 impl Delta {
     /// A fresh uniformly random Δ (127 random bits, lsb forced to 1).
     pub fn random<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> Self {
@@ -63,6 +70,29 @@ impl core::fmt::Debug for Delta {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("Delta(..)")
     }
+}
+
+/// Instance numbers stay below 2^63 within one Δ: every garbling tweak then has bit 127 clear,
+/// while the chosen-message OT tweaks used with the same Δ have it set
+/// ([`OT_TWEAK_BIT`](crate::crypto::ot::iknp::OT_TWEAK_BIT)), so the two never meet. Enforced
+/// by [`check_instances`] wherever instances are garbled or evaluated, not assumed.
+pub const INSTANCE_LIMIT: u64 = 1 << 63;
+
+// The largest garbler-half tweak (last instance, AND index 2^63 − 1) lies below the OT tweaks,
+// and so does its evaluator half, which only sets bit 0.
+const _: () = assert!(
+    (((INSTANCE_LIMIT - 1) as u128) << 64 | ((u64::MAX >> 1) as u128) << 1)
+        < crate::crypto::ot::iknp::OT_TWEAK_BIT
+);
+
+/// Refuses instance numbers `first..first + n` that reach [`INSTANCE_LIMIT`], and circuits
+/// whose AND gates would spill into the instance bits of the tweak.
+pub(crate) fn check_instances(first: u64, n: usize, and_count: usize) -> Result<(), GcError> {
+    let end = first.checked_add(n as u64);
+    if n > 0 && end.is_none_or(|e| e > INSTANCE_LIMIT) || and_count as u64 > u64::MAX >> 1 {
+        return Err(GcError::InstanceOverflow { first, n });
+    }
+    Ok(())
 }
 
 /// The two hash tweaks of AND gate `and_index` (counting AND gates only, in gate order) of
@@ -147,6 +177,7 @@ pub fn garble_reference(
     ev_zero: &[Block],
     instance: u64,
 ) -> Result<(Vec<Block>, Vec<Block>), GcError> {
+    check_instances(instance, 1, circuit.and_count())?;
     check_len(
         "garbler zero-labels",
         circuit.garbler_inputs(),
@@ -200,6 +231,7 @@ pub fn eval_reference(
     tables: &[Block],
     instance: u64,
 ) -> Result<Vec<Block>, GcError> {
+    check_instances(instance, 1, circuit.and_count())?;
     check_len("garbler labels", circuit.garbler_inputs(), gb_labels.len())?;
     check_len(
         "evaluator labels",
@@ -305,9 +337,47 @@ mod tests {
     }
 
     #[test]
+    fn garbling_tweaks_never_meet_ot_tweaks() {
+        use crate::crypto::ot::iknp::OT_TWEAK_BIT;
+        for inst in [0, 1, INSTANCE_LIMIT / 2, INSTANCE_LIMIT - 1] {
+            for k in [0usize, 1, 176, 1 << 40] {
+                let (t0, t1) = and_tweaks(inst, k);
+                assert_eq!(t0.0 & OT_TWEAK_BIT, 0);
+                assert_eq!(t1.0 & OT_TWEAK_BIT, 0);
+            }
+        }
+        // The check refuses any instance range reaching the limit.
+        assert!(check_instances(INSTANCE_LIMIT - 2, 2, 177).is_ok());
+        assert!(matches!(
+            check_instances(INSTANCE_LIMIT - 1, 2, 177),
+            Err(GcError::InstanceOverflow { .. })
+        ));
+        assert!(check_instances(u64::MAX, 1, 177).is_err());
+        assert!(check_instances(u64::MAX, 0, 177).is_ok());
+        // And the garbler itself applies it.
+        let circ = one_and();
+        let mut rng = ChaCha12Rng::seed_from_u64(3);
+        let delta = Delta::random(&mut rng);
+        let e =
+            garble_reference(&circ, &delta, &[Block(1)], &[Block(2)], INSTANCE_LIMIT).unwrap_err();
+        assert!(matches!(e, GcError::InstanceOverflow { .. }), "{e}");
+    }
+
+    #[test]
+    fn delta_is_wiped_when_dropped() {
+        let mut rng = ChaCha12Rng::seed_from_u64(5);
+        let mut d = std::mem::ManuallyDrop::new(Delta::random(&mut rng));
+        assert_ne!(d.block(), Block::ZERO);
+        // SAFETY: dropped once, then only its inline bytes are read (a u128 has no invalid bit
+        // patterns and owns no heap memory).
+        unsafe { std::mem::ManuallyDrop::drop(&mut d) };
+        assert_eq!(d.0, Block::ZERO);
+    }
+
+    #[test]
     fn tweaks_are_unique_and_delta_has_colour_bit() {
         let mut seen = std::collections::HashSet::new();
-        for inst in [0u64, 1, 2, u64::MAX] {
+        for inst in [0u64, 1, 2, INSTANCE_LIMIT - 1] {
             for k in 0..50 {
                 let (t0, t1) = and_tweaks(inst, k);
                 assert!(seen.insert(t0.0) && seen.insert(t1.0));
@@ -327,14 +397,19 @@ mod tests {
         );
     }
 
-    #[test]
-    fn wrong_lengths_are_errors() {
+    /// One garbler input AND one evaluator input.
+    fn one_and() -> Circuit {
         let mut b = CircuitBuilder::new();
         let x = b.garbler_input().unwrap();
         let y = b.evaluator_input().unwrap();
         let z = b.and(&x, &y);
         b.output(&z);
-        let c = b.finish();
+        b.finish()
+    }
+
+    #[test]
+    fn wrong_lengths_are_errors() {
+        let c = one_and();
         let d = Delta::from_block(Block(1)).unwrap();
         assert!(garble_reference(&c, &d, &[], &[Block::ZERO], 0).is_err());
         assert!(eval_reference(&c, &[Block::ZERO], &[Block::ZERO], &[Block::ZERO], 0).is_err());

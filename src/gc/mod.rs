@@ -8,7 +8,9 @@
 //!   one-instance reference garbler/evaluator that the fast engine is checked against.
 //! - [`relu`]: the ReLU gadget on ℓ-bit additive shares and its plaintext reference.
 //! - [`batch`]: the fast engine: many instances of one circuit interleaved gate by gate, spread
-//!   over cores, streamed over a [`Channel`](crate::net::channel::Channel) in bounded memory.
+//!   over cores, streamed over a [`Channel`](crate::net::channel::Channel) in bounded memory;
+//!   its AND-gate kernels (`kernel::{portable, vaes}`, one picked per CPU) hash a whole group of
+//!   instances at once.
 //! - [`threehalves`] and [`thbatch`]: the three-halves scheme of Rosulek and Roy (1.5κ + 5 bits
 //!   per AND gate), its reference and its batched engine on the same machinery.
 //!
@@ -21,11 +23,10 @@
 pub mod batch;
 pub mod circuit;
 pub mod halfgates;
+mod kernel;
 pub mod relu;
 pub mod thbatch;
 pub mod threehalves;
-#[cfg(target_arch = "x86_64")]
-mod vaes;
 
 pub use self::batch::{Evaluator, Garbler};
 pub use self::circuit::{BinaryGates, Circuit, CircuitBuilder, Gate, PlainGates, WireId};
@@ -112,7 +113,10 @@ pub enum GcError {
     #[error("a garbling offset Δ must have lsb 1")]
     DeltaLsb,
     /// The instance range of a call overflows the 64-bit instance numbering.
-    #[error("instance numbers {first}..{first}+{n} overflow u64")]
+    #[error(
+        "instance numbers {first}..{first}+{n} reach 2^63, where garbling tweaks would meet the \
+         OT tweaks of the same Δ"
+    )]
     InstanceOverflow {
         /// First instance of the call.
         first: u64,

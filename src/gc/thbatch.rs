@@ -22,11 +22,11 @@
 use rayon::prelude::*;
 
 use super::batch::{
-    eval_gates, garble_gates, jobs, load_inputs, recv_chunks, send_chunks, shape_with,
-    store_outputs, EvalAnd, GarbleAnd, Kernel, Lanes, Shape, Workspace, GROUP,
+    jobs, load_inputs, recv_chunks, send_chunks, shape_with, store_outputs, Shape, Workspace,
 };
 use super::circuit::{check_len, Circuit};
 use super::halfgates::Delta;
+use super::kernel::{eval_gates, garble_gates, EvalAnd, GarbleAnd, Kernel, Lanes, GROUP};
 use super::threehalves::{
     and_tweaks, eval_gate, garble_gate, garble_inputs, get_control, instance_words, put_control,
     rand_bits, rand_blocks, ControlPrf,
@@ -63,7 +63,7 @@ impl Tccr for PortableTccr {
 
 /// The VAES hash. Built only inside the `*_vaes` gate loops, after feature detection.
 #[cfg(target_arch = "x86_64")]
-struct VaesTccr(super::vaes::Keys512);
+struct VaesTccr(super::kernel::vaes::Keys512);
 
 #[cfg(target_arch = "x86_64")]
 impl Tccr for VaesTccr {
@@ -167,7 +167,7 @@ impl<H: Tccr> EvalAnd<u64> for EvalKern<H> {
 #[allow(clippy::too_many_arguments)]
 fn garble_gates_vaes(
     c: &Circuit,
-    keys: &super::vaes::RoundKeys,
+    keys: &super::kernel::vaes::RoundKeys,
     d: Block,
     labels: &mut [Lanes],
     g: usize,
@@ -181,7 +181,7 @@ fn garble_gates_vaes(
         first,
         ands,
         rand,
-        hash: VaesTccr(super::vaes::Keys512::new(keys)),
+        hash: VaesTccr(super::kernel::vaes::Keys512::new(keys)),
     };
     garble_gates(c, d, labels, g, tables, instance_words(ands), &mut kern)
 }
@@ -191,7 +191,7 @@ fn garble_gates_vaes(
 #[target_feature(enable = "aes,avx2,avx512f,avx512vl,vaes")]
 fn eval_gates_vaes(
     c: &Circuit,
-    keys: &super::vaes::RoundKeys,
+    keys: &super::kernel::vaes::RoundKeys,
     labels: &mut [Lanes],
     g: usize,
     first: u64,
@@ -201,7 +201,7 @@ fn eval_gates_vaes(
     let mut kern = EvalKern {
         first,
         ands,
-        hash: VaesTccr(super::vaes::Keys512::new(keys)),
+        hash: VaesTccr(super::kernel::vaes::Keys512::new(keys)),
     };
     eval_gates(c, labels, g, tables, instance_words(ands), &mut kern)
 }
@@ -253,7 +253,9 @@ impl<'a> ThGarbler<'a> {
         out_lsb_len: usize,
     ) -> Result<Shape, GcError> {
         let w = instance_words(self.circuit.and_count());
-        shape_with(self.circuit, gb, ev, tables_len, first, out_lsb_len, w)
+        let s = shape_with(self.circuit, gb, ev, tables_len, first, out_lsb_len, w)?;
+        super::threehalves::check_instances(first, s.n, self.circuit.and_count())?;
+        Ok(s)
     }
 
     /// Garbles `n = out_lsb.len() / outputs` instances on the calling thread: as
@@ -462,7 +464,9 @@ impl<'a> ThEvaluator<'a> {
         out_lsb_len: usize,
     ) -> Result<Shape, GcError> {
         let w = instance_words(self.circuit.and_count());
-        shape_with(self.circuit, gb, ev, tables_len, first, out_lsb_len, w)
+        let s = shape_with(self.circuit, gb, ev, tables_len, first, out_lsb_len, w)?;
+        super::threehalves::check_instances(first, s.n, self.circuit.and_count())?;
+        Ok(s)
     }
 
     /// Evaluates `n = out_lsb.len() / outputs` instances on the calling thread: as
@@ -719,7 +723,8 @@ mod tests {
     /// Fixed Δ, control seed and zero-labels: the garbled tables of three 64-bit ReLUs hash to a
     /// fixed value, so any change to the scheme, tweaks, layout or PRF is caught. (No published
     /// vectors exist for this scheme with this hash: the value was recorded from this code once
-    /// the reference, the exhaustive per-gate tests and the property tests passed.)
+    /// the reference, the exhaustive per-gate tests and the property tests passed, and again
+    /// when the fixed AES key became the documented SHA-256 digest.)
     #[test]
     fn known_answer() {
         let circ = relu_circuit(64, 12).unwrap();
@@ -741,8 +746,41 @@ mod tests {
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
             hex,
-            "70fad922491183a8def217a51f49af830d88a18ac8ea253c44324f8f54f27c93"
+            "9228e59f0b470fa98aecdb01c969ed6784d191b1bcf7cbeaf57e376ad6c5d3ff"
         );
+    }
+
+    #[test]
+    fn instances_reaching_the_ot_tweaks_are_refused() {
+        use crate::gc::halfgates::INSTANCE_LIMIT;
+        use crate::gc::threehalves::ControlPrf;
+        let circ = relu_circuit(8, 2).unwrap();
+        let mut rng = ChaCha12Rng::seed_from_u64(3);
+        let delta = Delta::random(&mut rng);
+        let b = batch(&mut rng, 2, 8);
+        let mut t = vec![0u64; table_words(&circ, 2)];
+        let mut l = vec![false; 2 * 8];
+        let g = ThGarbler::new(&circ, &delta, Block(7));
+        assert!(g
+            .garble_batch(&b.gb_zero, &b.ev_zero, INSTANCE_LIMIT - 2, &mut t, &mut l)
+            .is_ok());
+        for first in [INSTANCE_LIMIT - 1, u64::MAX] {
+            assert!(matches!(
+                g.garble_batch(&b.gb_zero, &b.ev_zero, first, &mut t, &mut l),
+                Err(GcError::InstanceOverflow { .. })
+            ));
+            assert!(matches!(
+                ThEvaluator::new(&circ).eval_batch(&b.gb_zero, &b.ev_zero, &t, first, &mut l),
+                Err(GcError::InstanceOverflow { .. })
+            ));
+        }
+        let prf = ControlPrf::new(Block(7));
+        let (gz, ez) = (&b.gb_zero[..8], &b.ev_zero[..16]);
+        assert!(garble_reference(&circ, &delta, &prf, gz, ez, INSTANCE_LIMIT - 1).is_ok());
+        assert!(matches!(
+            garble_reference(&circ, &delta, &prf, gz, ez, INSTANCE_LIMIT),
+            Err(GcError::InstanceOverflow { .. })
+        ));
     }
 
     #[test]

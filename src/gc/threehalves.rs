@@ -88,7 +88,20 @@ pub const fn instance_words(ands: usize) -> usize {
     3 * ands + (CONTROL_BITS * ands).div_ceil(64)
 }
 
-/// The three hash tweaks `[t₀, t₁, t₂]` of AND gate `and_index` of instance `instance`.
+/// Refuses instance numbers `first..first + n` that reach
+/// [`INSTANCE_LIMIT`](super::halfgates::INSTANCE_LIMIT) (so every tweak has bit 127 clear, apart
+/// from the OT tweaks of the same Δ), and circuits whose AND index (shifted by 2 below the
+/// scheme's bit 63) would spill into the instance bits.
+pub(crate) fn check_instances(first: u64, n: usize, ands: usize) -> Result<(), GcError> {
+    super::halfgates::check_instances(first, n, ands)?;
+    if ands as u64 >= 1 << 61 {
+        return Err(GcError::InstanceOverflow { first, n });
+    }
+    Ok(())
+}
+
+/// The three hash tweaks `[t₀, t₁, t₂]` of AND gate `and_index` of instance `instance`; kept
+/// apart from the OT tweaks by [`check_instances`].
 #[inline(always)]
 pub fn and_tweaks(instance: u64, and_index: usize) -> [Block; 3] {
     let t = ((instance as u128) << 64) | (1u128 << 63) | ((and_index as u128) << 2);
@@ -306,6 +319,7 @@ pub fn garble_reference(
         ev_zero.len(),
     )?;
     let ands = circuit.and_count();
+    check_instances(instance, 1, ands)?;
     let d = delta.block();
     let aes = &*FIXED_KEY_AES;
     let mut rand = vec![Block::ZERO; rand_blocks(ands)];
@@ -356,6 +370,7 @@ pub fn eval_reference(
         ev_labels.len(),
     )?;
     let ands = circuit.and_count();
+    check_instances(instance, 1, ands)?;
     check_len("garbled material", instance_words(ands), table.len())?;
     let (mat, ctrl) = table.split_at(3 * ands);
     let aes = &*FIXED_KEY_AES;

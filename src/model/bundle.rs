@@ -15,7 +15,10 @@ use super::error::ModelError;
 use super::graph::{
     BnPath, ChannelAffine, Conv2d, Layer, Linear, Mask, Network, Op, Shape, ValueId,
 };
-use super::raw::{RawBnParams, RawGraph, RawOp};
+use super::raw::{
+    RawAdd, RawAvgPool, RawBnParams, RawConv2d, RawFlatten, RawGraph, RawLinear, RawMaxPool, RawOp,
+    RawRelu,
+};
 use super::synth::{he_normal, Synthetic};
 
 /// The newest bundle format version this build reads.
@@ -29,6 +32,8 @@ pub const KEY_GRAPH: &str = "pibench.graph";
 pub const KEY_CARD: &str = "pibench.card";
 /// Metadata key of the synthetic-weight seed.
 pub const KEY_SYNTHETIC: &str = "pibench.synthetic";
+/// Metadata key marking a public bundle (weights withheld; see [`super::public`]).
+pub const KEY_PUBLIC: &str = "pibench.public";
 
 /// Largest activation accepted, in elements (64 Mi: a 512×512×256 map), so corrupt shapes
 /// cannot ask for absurd buffers downstream.
@@ -59,6 +64,7 @@ pub struct Bundle {
     graph: RawGraph,
     card: ModelCard,
     synthetic: Option<Synthetic>,
+    public: bool,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -71,6 +77,7 @@ impl std::fmt::Debug for Bundle {
             .field("ops", &self.graph.ops.len())
             .field("card", &self.card)
             .field("synthetic", &self.synthetic)
+            .field("public", &self.public)
             .finish()
     }
 }
@@ -150,6 +157,20 @@ impl Bundle {
                 key: KEY_CARD,
                 reason: e.to_string(),
             })?;
+        if let Some(pre) = &card.preprocessing {
+            let channels = graph.input.shape.first().copied().unwrap_or(0);
+            pre.validate(channels)
+                .map_err(|e| ModelError::InvalidMetadata {
+                    key: KEY_CARD,
+                    reason: e.to_string(),
+                })?;
+        } else if !card.synthetic {
+            // One warning per bundle loaded; synthetic bundles have no trained input statistics
+            // to get wrong.
+            if let Some(w) = card.missing_preprocessing_warning() {
+                eprintln!("warning: {w}");
+            }
+        }
         let synthetic = match meta.get(KEY_SYNTHETIC) {
             None => None,
             Some(text) => Some(serde_json::from_str::<Synthetic>(text).map_err(|e| {
@@ -159,6 +180,15 @@ impl Bundle {
                 }
             })?),
         };
+        // A public bundle's weights are placeholders: it must say so, and be synthetic so that
+        // the placeholders are materialized rather than missing.
+        let public = meta.contains_key(KEY_PUBLIC);
+        if public && synthetic.is_none() {
+            return Err(ModelError::InvalidMetadata {
+                key: KEY_PUBLIC,
+                reason: format!("a public bundle must also have `{KEY_SYNTHETIC}`"),
+            });
+        }
         Ok(Bundle {
             bytes,
             tensors,
@@ -166,6 +196,7 @@ impl Bundle {
             graph,
             card,
             synthetic,
+            public,
         })
     }
 
@@ -187,6 +218,12 @@ impl Bundle {
     /// The synthetic-weight seed, if the bundle has one.
     pub fn synthetic(&self) -> Option<Synthetic> {
         self.synthetic
+    }
+
+    /// Whether this is a public bundle (graph, shapes, masks and card; weights withheld and
+    /// replaced by placeholders): enough for a client, useless for computing.
+    pub fn is_public(&self) -> bool {
+        self.public
     }
 
     /// Whether the graph has a `dual_batchnorm` op (so the batch-norm path matters).
@@ -220,13 +257,26 @@ impl Bundle {
     /// mask, folds batch norm into the preceding convolution where it may, materializes
     /// synthetic weights, and checks the card against the result.
     pub fn network(&self, bn_path: BnPath) -> Result<Network, ModelError> {
+        self.check_bn_path(bn_path)?;
         Builder::new(self, bn_path, true)?.build()
+    }
+
+    /// Refuses the `adv` path of a model without dual batch norm: it would silently run the
+    /// clean weights under another name.
+    fn check_bn_path(&self, bn_path: BnPath) -> Result<(), ModelError> {
+        if bn_path == BnPath::Adv && !self.has_dual_bn() {
+            return Err(ModelError::NoSuchBnPath {
+                requested: bn_path.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// As [`Bundle::network`] but with every batch norm kept as its own
     /// [`Op::ChannelAffine`] layer named after the batch-norm op: for checking folding and for
     /// calibrating batch-norm statistics.
     pub fn network_unfolded(&self, bn_path: BnPath) -> Result<Network, ModelError> {
+        self.check_bn_path(bn_path)?;
         Builder::new(self, bn_path, false)?.build()
     }
 }
@@ -338,6 +388,47 @@ fn window_out(n: usize, k: usize, s: usize, p: usize) -> Option<usize> {
 }
 
 /// Walks the raw graph once, building layers.
+/// An op whose own fields are invalid (the reason names what).
+fn invalid(index: usize, name: &str, reason: String) -> ModelError {
+    ModelError::InvalidOp {
+        index,
+        name: name.to_string(),
+        reason,
+    }
+}
+
+/// A pooling window must be at least 1 wide and move by at least 1.
+fn check_window(index: usize, name: &str, kernel: usize, stride: usize) -> Result<(), ModelError> {
+    if kernel == 0 || stride == 0 {
+        return Err(invalid(
+            index,
+            name,
+            "kernel and stride must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The output size of a pooling window on an `h×w` map, or why it does not fit.
+fn pooled(
+    name: &str,
+    (h, w): (usize, usize),
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<(usize, usize), ModelError> {
+    match (
+        window_out(h, kernel, stride, padding),
+        window_out(w, kernel, stride, padding),
+    ) {
+        (Some(oh), Some(ow)) => Ok((oh, ow)),
+        _ => Err(ModelError::ShapeMismatch {
+            op: name.to_string(),
+            reason: format!("window {kernel} does not fit the {h}×{w} input"),
+        }),
+    }
+}
+
 struct Builder<'a> {
     b: &'a Bundle,
     bn_path: BnPath,
@@ -438,6 +529,7 @@ impl<'a> Builder<'a> {
             output,
         };
         check_card(&net, &g.input.shape)?;
+        check_finite_parameters(&net)?;
         Ok(net)
     }
 
@@ -561,310 +653,334 @@ impl<'a> Builder<'a> {
 
     fn op(&mut self, index: usize, raw: &'a RawOp) -> Result<(), ModelError> {
         let name = raw.name();
-        let bad = |reason: String| ModelError::InvalidOp {
-            index,
-            name: name.to_string(),
-            reason,
-        };
         match raw {
-            RawOp::Conv2d(c) => {
-                let x = self.resolve(name, &c.input)?;
-                let (ci, h, w) = self.chw(name, x, "conv2d")?;
-                if c.stride == 0 {
-                    return Err(bad("stride must be at least 1".into()));
-                }
-                let field_kernel = c.kernel.map(|k| k.dims());
-                let (o, kh, kw) = match self.b.tensors.get(c.weight.as_str()) {
-                    Some(meta) => {
-                        let s = &meta.shape;
-                        let expected = format!(
-                            "[O, I, kh, kw] with I = {ci} (the input's channels){}{}",
-                            c.out_channels
-                                .map(|o| format!(", O = {o}"))
-                                .unwrap_or_default(),
-                            field_kernel
-                                .map(|(a, b)| format!(", kh×kw = {a}×{b}"))
-                                .unwrap_or_default()
-                        );
-                        let wrong = || ModelError::WrongShape {
-                            op: name.to_string(),
-                            tensor: c.weight.clone(),
-                            expected: expected.clone(),
-                            found: s.clone(),
-                        };
-                        if s.len() != 4 {
-                            return Err(wrong());
-                        }
-                        if s[1] != ci {
-                            return Err(ModelError::ShapeMismatch {
-                                op: name.to_string(),
-                                reason: format!(
-                                    "weight `{}` expects {} input channels but the input `{}` has {ci}",
-                                    c.weight, s[1], c.input
-                                ),
-                            });
-                        }
-                        if c.out_channels.is_some_and(|o| o != s[0])
-                            || field_kernel.is_some_and(|k| k != (s[2], s[3]))
-                        {
-                            return Err(wrong());
-                        }
-                        (s[0], s[2], s[3])
-                    }
-                    None if self.b.synthetic.is_some() => {
-                        match (c.out_channels, field_kernel) {
-                            (Some(o), Some((kh, kw))) => (o, kh, kw),
-                            _ => {
-                                return Err(bad(format!(
-                                    "weight `{}` is synthetic (not stored), so the op must give `out_channels` and `kernel`",
-                                    c.weight
-                                )))
-                            }
-                        }
-                    }
-                    None => {
-                        return Err(ModelError::MissingTensor {
-                            op: name.to_string(),
-                            tensor: c.weight.clone(),
-                        })
-                    }
-                };
-                if o == 0 || kh == 0 || kw == 0 {
-                    return Err(bad(format!(
-                        "empty convolution: {o} output channels, kernel {kh}×{kw}"
-                    )));
-                }
-                let wshape = [o, ci, kh, kw];
-                check_tensor(name, &c.weight, &wshape)?;
-                let (oh, ow) = match (
-                    window_out(h, kh, c.stride, c.padding),
-                    window_out(w, kw, c.stride, c.padding),
-                ) {
-                    (Some(oh), Some(ow)) => (oh, ow),
-                    _ => {
-                        return Err(ModelError::ShapeMismatch {
-                            op: name.to_string(),
-                            reason: format!(
-                                "kernel {kh}×{kw} does not fit the {h}×{w} input padded by {}",
-                                c.padding
-                            ),
-                        })
-                    }
-                };
-                check_activation(name, &[o, oh, ow])?;
-                let weight = self.weight(name, &c.weight, &wshape, ci * kh * kw)?;
-                let bias = self.bias(name, c.bias.as_deref(), o)?;
-                self.conv_layers.insert(name, self.layers.len());
-                self.push(
-                    name,
-                    Op::Conv2d(Conv2d {
-                        out_channels: o,
-                        in_channels: ci,
-                        kernel: (kh, kw),
-                        stride: c.stride,
-                        padding: c.padding,
-                        weight,
-                        bias,
-                    }),
-                    vec![x],
-                    Shape::Chw(o, oh, ow),
-                );
-            }
-            RawOp::BatchNorm(bn) => self.batchnorm(index, name, &bn.input, &bn.params, bn.eps)?,
+            RawOp::Conv2d(c) => self.conv2d(index, name, c),
+            RawOp::BatchNorm(bn) => self.batchnorm(index, name, &bn.input, &bn.params, bn.eps),
             RawOp::DualBatchNorm(bn) => {
                 let params = match self.bn_path {
                     BnPath::Clean => &bn.clean,
                     BnPath::Adv => &bn.adv,
                 };
-                self.batchnorm(index, name, &bn.input, params, bn.eps)?
+                self.batchnorm(index, name, &bn.input, params, bn.eps)
             }
-            RawOp::Relu(r) => {
-                let x = self.resolve(name, &r.input)?;
-                let shape = self.shape(x);
-                let mask = match &r.mask {
-                    None => None,
-                    Some(t) => Some(self.mask(name, t, shape)?),
-                };
-                let site = self.sites;
-                self.sites += 1;
-                self.push(name, Op::Relu { site, mask }, vec![x], shape);
-            }
-            RawOp::Add(a) => {
-                let [l, r] = &a.inputs[..] else {
-                    return Err(bad(format!(
-                        "`add` takes exactly two inputs, got {}",
-                        a.inputs.len()
-                    )));
-                };
-                let lv = self.resolve(name, l)?;
-                let rv = self.resolve(name, r)?;
-                let (ls, rs) = (self.shape(lv), self.shape(rv));
-                if ls != rs {
-                    return Err(ModelError::ShapeMismatch {
+            RawOp::Relu(r) => self.relu(name, r),
+            RawOp::Add(a) => self.add(index, name, a),
+            RawOp::AvgPool(p) => self.avgpool(index, name, p),
+            RawOp::MaxPool(p) => self.maxpool(index, name, p),
+            RawOp::Flatten(f) => self.flatten(name, f),
+            RawOp::Linear(l) => self.linear(index, name, l),
+        }
+    }
+
+    /// A convolution: its weight tensor (or synthetic shape) checked against the input.
+    fn conv2d(&mut self, index: usize, name: &'a str, c: &'a RawConv2d) -> Result<(), ModelError> {
+        let x = self.resolve(name, &c.input)?;
+        let (ci, h, w) = self.chw(name, x, "conv2d")?;
+        if c.stride == 0 {
+            return Err(invalid(index, name, "stride must be at least 1".into()));
+        }
+        let field_kernel = c.kernel.map(|k| k.dims());
+        let (o, kh, kw) = match self.b.tensors.get(c.weight.as_str()) {
+                Some(meta) => {
+                    let s = &meta.shape;
+                    let expected = format!(
+                        "[O, I, kh, kw] with I = {ci} (the input's channels){}{}",
+                        c.out_channels
+                            .map(|o| format!(", O = {o}"))
+                            .unwrap_or_default(),
+                        field_kernel
+                            .map(|(a, b)| format!(", kh×kw = {a}×{b}"))
+                            .unwrap_or_default()
+                    );
+                    let wrong = || ModelError::WrongShape {
                         op: name.to_string(),
-                        reason: format!(
-                            "operands differ in shape: `{l}` is {} and `{r}` is {}",
-                            shape_str(&ls.dims()),
-                            shape_str(&rs.dims())
-                        ),
-                    });
-                }
-                self.push(name, Op::Add, vec![lv, rv], ls);
-            }
-            RawOp::AvgPool(p) => {
-                let x = self.resolve(name, &p.input)?;
-                let (c, h, w) = self.chw(name, x, "avgpool")?;
-                let (kernel, stride) = if p.global {
-                    if h != w {
+                        tensor: c.weight.clone(),
+                        expected: expected.clone(),
+                        found: s.clone(),
+                    };
+                    if s.len() != 4 {
+                        return Err(wrong());
+                    }
+                    if s[1] != ci {
                         return Err(ModelError::ShapeMismatch {
                             op: name.to_string(),
                             reason: format!(
-                                "global average pooling of a non-square {h}×{w} map is not supported"
+                                "weight `{}` expects {} input channels but the input `{}` has {ci}",
+                                c.weight, s[1], c.input
                             ),
                         });
                     }
-                    (h, h)
-                } else {
-                    let Some(k) = p.kernel else {
-                        return Err(bad("avgpool needs `\"global\": true` or a `kernel`".into()));
-                    };
-                    (k, p.stride.unwrap_or(k))
-                };
-                if kernel == 0 || stride == 0 {
-                    return Err(bad("kernel and stride must be at least 1".into()));
-                }
-                let (Some(oh), Some(ow)) = (
-                    window_out(h, kernel, stride, 0),
-                    window_out(w, kernel, stride, 0),
-                ) else {
-                    return Err(ModelError::ShapeMismatch {
-                        op: name.to_string(),
-                        reason: format!("window {kernel} does not fit the {h}×{w} input"),
-                    });
-                };
-                self.push(
-                    name,
-                    Op::AvgPool { kernel, stride },
-                    vec![x],
-                    Shape::Chw(c, oh, ow),
-                );
-            }
-            RawOp::MaxPool(p) => {
-                let x = self.resolve(name, &p.input)?;
-                let (c, h, w) = self.chw(name, x, "maxpool")?;
-                let kernel = p.kernel;
-                let stride = p.stride.unwrap_or(kernel);
-                if kernel == 0 || stride == 0 {
-                    return Err(bad("kernel and stride must be at least 1".into()));
-                }
-                if p.padding > kernel / 2 {
-                    return Err(bad(format!(
-                        "padding {} exceeds half the window {kernel}",
-                        p.padding
-                    )));
-                }
-                let (Some(oh), Some(ow)) = (
-                    window_out(h, kernel, stride, p.padding),
-                    window_out(w, kernel, stride, p.padding),
-                ) else {
-                    return Err(ModelError::ShapeMismatch {
-                        op: name.to_string(),
-                        reason: format!("window {kernel} does not fit the {h}×{w} input"),
-                    });
-                };
-                self.push(
-                    name,
-                    Op::MaxPool {
-                        kernel,
-                        stride,
-                        padding: p.padding,
-                    },
-                    vec![x],
-                    Shape::Chw(c, oh, ow),
-                );
-            }
-            RawOp::Flatten(f) => {
-                let x = self.resolve(name, &f.input)?;
-                let n = self.shape(x).elements();
-                self.push(name, Op::Flatten, vec![x], Shape::Flat(n));
-            }
-            RawOp::Linear(l) => {
-                let x = self.resolve(name, &l.input)?;
-                let i = match self.shape(x) {
-                    Shape::Flat(n) => n,
-                    Shape::Chw(c, h, w) => {
-                        return Err(ModelError::ShapeMismatch {
-                            op: name.to_string(),
-                            reason: format!(
-                                "linear reads `{}` of shape [{c}, {h}, {w}]; flatten it first",
-                                l.input
-                            ),
-                        })
+                    if c.out_channels.is_some_and(|o| o != s[0])
+                        || field_kernel.is_some_and(|k| k != (s[2], s[3]))
+                    {
+                        return Err(wrong());
                     }
-                };
-                let o = match self.b.tensors.get(l.weight.as_str()) {
-                    Some(meta) => {
-                        let s = &meta.shape;
-                        if s.len() != 2 || l.out_features.is_some_and(|o| o != s[0]) {
-                            return Err(ModelError::WrongShape {
-                                op: name.to_string(),
-                                tensor: l.weight.clone(),
-                                expected: format!(
-                                    "[O, I] with I = {i}{}",
-                                    l.out_features
-                                        .map(|o| format!(", O = {o}"))
-                                        .unwrap_or_default()
-                                ),
-                                found: s.clone(),
-                            });
-                        }
-                        if s[1] != i {
-                            return Err(ModelError::ShapeMismatch {
-                                op: name.to_string(),
-                                reason: format!(
-                                    "weight `{}` expects {} inputs but `{}` has {i} elements",
-                                    l.weight, s[1], l.input
-                                ),
-                            });
-                        }
-                        s[0]
-                    }
-                    None if self.b.synthetic.is_some() => match l.out_features {
-                        Some(o) => o,
-                        None => {
-                            return Err(bad(format!(
-                                "weight `{}` is synthetic (not stored), so the op must give `out_features`",
-                                l.weight
+                    (s[0], s[2], s[3])
+                }
+                None if self.b.synthetic.is_some() => {
+                    match (c.out_channels, field_kernel) {
+                        (Some(o), Some((kh, kw))) => (o, kh, kw),
+                        _ => {
+                            return Err(invalid(index, name, format!(
+                                "weight `{}` is synthetic (not stored), so the op must give `out_channels` and `kernel`",
+                                c.weight
                             )))
                         }
-                    },
-                    None => {
-                        return Err(ModelError::MissingTensor {
-                            op: name.to_string(),
-                            tensor: l.weight.clone(),
-                        })
                     }
-                };
-                if o == 0 {
-                    return Err(bad("linear with 0 outputs".into()));
                 }
-                check_tensor(name, &l.weight, &[o, i])?;
-                check_activation(name, &[o])?;
-                let weight = self.weight(name, &l.weight, &[o, i], i)?;
-                let bias = self.bias(name, l.bias.as_deref(), o)?;
-                self.push(
-                    name,
-                    Op::Linear(Linear {
-                        out_features: o,
-                        in_features: i,
-                        weight,
-                        bias,
-                    }),
-                    vec![x],
-                    Shape::Flat(o),
-                );
-            }
+                None => {
+                    return Err(ModelError::MissingTensor {
+                        op: name.to_string(),
+                        tensor: c.weight.clone(),
+                    })
+                }
+            };
+        if o == 0 || kh == 0 || kw == 0 {
+            return Err(invalid(
+                index,
+                name,
+                format!("empty convolution: {o} output channels, kernel {kh}×{kw}"),
+            ));
         }
+        let wshape = [o, ci, kh, kw];
+        check_tensor(name, &c.weight, &wshape)?;
+        let (oh, ow) = match (
+            window_out(h, kh, c.stride, c.padding),
+            window_out(w, kw, c.stride, c.padding),
+        ) {
+            (Some(oh), Some(ow)) => (oh, ow),
+            _ => {
+                return Err(ModelError::ShapeMismatch {
+                    op: name.to_string(),
+                    reason: format!(
+                        "kernel {kh}×{kw} does not fit the {h}×{w} input padded by {}",
+                        c.padding
+                    ),
+                })
+            }
+        };
+        check_activation(name, &[o, oh, ow])?;
+        let weight = self.weight(name, &c.weight, &wshape, ci * kh * kw)?;
+        let bias = self.bias(name, c.bias.as_deref(), o)?;
+        self.conv_layers.insert(name, self.layers.len());
+        self.push(
+            name,
+            Op::Conv2d(Conv2d {
+                out_channels: o,
+                in_channels: ci,
+                kernel: (kh, kw),
+                stride: c.stride,
+                padding: c.padding,
+                weight,
+                bias,
+            }),
+            vec![x],
+            Shape::Chw(o, oh, ow),
+        );
+        Ok(())
+    }
+
+    /// A ReLU site, with its mask when it has one.
+    fn relu(&mut self, name: &'a str, r: &'a RawRelu) -> Result<(), ModelError> {
+        let x = self.resolve(name, &r.input)?;
+        let shape = self.shape(x);
+        let mask = match &r.mask {
+            None => None,
+            Some(t) => Some(self.mask(name, t, shape)?),
+        };
+        let site = self.sites;
+        self.sites += 1;
+        self.push(name, Op::Relu { site, mask }, vec![x], shape);
+        Ok(())
+    }
+
+    /// A residual add of two values of one shape.
+    fn add(&mut self, index: usize, name: &'a str, a: &'a RawAdd) -> Result<(), ModelError> {
+        let [l, r] = &a.inputs[..] else {
+            return Err(invalid(
+                index,
+                name,
+                format!("`add` takes exactly two inputs, got {}", a.inputs.len()),
+            ));
+        };
+        let lv = self.resolve(name, l)?;
+        let rv = self.resolve(name, r)?;
+        let (ls, rs) = (self.shape(lv), self.shape(rv));
+        if ls != rs {
+            return Err(ModelError::ShapeMismatch {
+                op: name.to_string(),
+                reason: format!(
+                    "operands differ in shape: `{l}` is {} and `{r}` is {}",
+                    shape_str(&ls.dims()),
+                    shape_str(&rs.dims())
+                ),
+            });
+        }
+        self.push(name, Op::Add, vec![lv, rv], ls);
+        Ok(())
+    }
+
+    /// An average pool, windowed or global.
+    fn avgpool(
+        &mut self,
+        index: usize,
+        name: &'a str,
+        p: &'a RawAvgPool,
+    ) -> Result<(), ModelError> {
+        let x = self.resolve(name, &p.input)?;
+        let (c, h, w) = self.chw(name, x, "avgpool")?;
+        let (kernel, stride) = if p.global {
+            if h != w {
+                return Err(ModelError::ShapeMismatch {
+                    op: name.to_string(),
+                    reason: format!(
+                        "global average pooling of a non-square {h}×{w} map is not supported"
+                    ),
+                });
+            }
+            (h, h)
+        } else {
+            let Some(k) = p.kernel else {
+                return Err(invalid(
+                    index,
+                    name,
+                    "avgpool needs `\"global\": true` or a `kernel`".into(),
+                ));
+            };
+            (k, p.stride.unwrap_or(k))
+        };
+        check_window(index, name, kernel, stride)?;
+        let (oh, ow) = pooled(name, (h, w), kernel, stride, 0)?;
+        self.push(
+            name,
+            Op::AvgPool { kernel, stride },
+            vec![x],
+            Shape::Chw(c, oh, ow),
+        );
+        Ok(())
+    }
+
+    /// A max pool.
+    fn maxpool(
+        &mut self,
+        index: usize,
+        name: &'a str,
+        p: &'a RawMaxPool,
+    ) -> Result<(), ModelError> {
+        let x = self.resolve(name, &p.input)?;
+        let (c, h, w) = self.chw(name, x, "maxpool")?;
+        let kernel = p.kernel;
+        let stride = p.stride.unwrap_or(kernel);
+        check_window(index, name, kernel, stride)?;
+        if p.padding > kernel / 2 {
+            return Err(invalid(
+                index,
+                name,
+                format!("padding {} exceeds half the window {kernel}", p.padding),
+            ));
+        }
+        let (oh, ow) = pooled(name, (h, w), kernel, stride, p.padding)?;
+        self.push(
+            name,
+            Op::MaxPool {
+                kernel,
+                stride,
+                padding: p.padding,
+            },
+            vec![x],
+            Shape::Chw(c, oh, ow),
+        );
+        Ok(())
+    }
+
+    /// A flatten to `[C·H·W]`.
+    fn flatten(&mut self, name: &'a str, f: &'a RawFlatten) -> Result<(), ModelError> {
+        let x = self.resolve(name, &f.input)?;
+        let n = self.shape(x).elements();
+        self.push(name, Op::Flatten, vec![x], Shape::Flat(n));
+        Ok(())
+    }
+
+    /// A fully connected layer on a flat value.
+    fn linear(&mut self, index: usize, name: &'a str, l: &'a RawLinear) -> Result<(), ModelError> {
+        let x = self.resolve(name, &l.input)?;
+        let i = match self.shape(x) {
+            Shape::Flat(n) => n,
+            Shape::Chw(c, h, w) => {
+                return Err(ModelError::ShapeMismatch {
+                    op: name.to_string(),
+                    reason: format!(
+                        "linear reads `{}` of shape [{c}, {h}, {w}]; flatten it first",
+                        l.input
+                    ),
+                })
+            }
+        };
+        let o = match self.b.tensors.get(l.weight.as_str()) {
+            Some(meta) => {
+                let s = &meta.shape;
+                if s.len() != 2 || l.out_features.is_some_and(|o| o != s[0]) {
+                    return Err(ModelError::WrongShape {
+                        op: name.to_string(),
+                        tensor: l.weight.clone(),
+                        expected: format!(
+                            "[O, I] with I = {i}{}",
+                            l.out_features
+                                .map(|o| format!(", O = {o}"))
+                                .unwrap_or_default()
+                        ),
+                        found: s.clone(),
+                    });
+                }
+                if s[1] != i {
+                    return Err(ModelError::ShapeMismatch {
+                        op: name.to_string(),
+                        reason: format!(
+                            "weight `{}` expects {} inputs but `{}` has {i} elements",
+                            l.weight, s[1], l.input
+                        ),
+                    });
+                }
+                s[0]
+            }
+            None if self.b.synthetic.is_some() => match l.out_features {
+                Some(o) => o,
+                None => {
+                    return Err(invalid(
+                        index,
+                        name,
+                        format!(
+                        "weight `{}` is synthetic (not stored), so the op must give `out_features`",
+                        l.weight
+                    ),
+                    ))
+                }
+            },
+            None => {
+                return Err(ModelError::MissingTensor {
+                    op: name.to_string(),
+                    tensor: l.weight.clone(),
+                })
+            }
+        };
+        if o == 0 {
+            return Err(invalid(index, name, "linear with 0 outputs".into()));
+        }
+        check_tensor(name, &l.weight, &[o, i])?;
+        check_activation(name, &[o])?;
+        let weight = self.weight(name, &l.weight, &[o, i], i)?;
+        let bias = self.bias(name, l.bias.as_deref(), o)?;
+        self.push(
+            name,
+            Op::Linear(Linear {
+                out_features: o,
+                in_features: i,
+                weight,
+                bias,
+            }),
+            vec![x],
+            Shape::Flat(o),
+        );
         Ok(())
     }
 
@@ -880,11 +996,11 @@ impl<'a> Builder<'a> {
         let shape = self.shape(x);
         let c = shape.dims()[0];
         if !(eps.is_finite() && eps >= 0.0) {
-            return Err(ModelError::InvalidOp {
+            return Err(invalid(
                 index,
-                name: name.to_string(),
-                reason: format!("eps {eps} is not a finite non-negative number"),
-            });
+                name,
+                format!("eps {eps} is not a finite non-negative number"),
+            ));
         }
         let gamma = self.f32_tensor(name, &p.weight, &[c])?;
         let beta = self.f32_tensor(name, &p.bias, &[c])?;
@@ -1015,6 +1131,31 @@ fn decode_f32(op: &str, tensor: &str, data: &[u8]) -> Result<Vec<f32>, ModelErro
         });
     }
     Ok(out)
+}
+
+/// Every stored value is finite (checked when decoded), but batch norm can overflow: folding
+/// multiplies weights by `gamma / sqrt(var + eps)`, which itself may be huge. Checked on the
+/// built network so the error names the op that holds the overflowed value.
+fn check_finite_parameters(net: &Network) -> Result<(), ModelError> {
+    for layer in &net.layers {
+        let params: [(&'static str, &[f32]); 2] = match &layer.op {
+            Op::Conv2d(c) => [("weight", &c.weight), ("bias", &c.bias)],
+            Op::Linear(l) => [("weight", &l.weight), ("bias", &l.bias)],
+            Op::ChannelAffine(a) => [("scale", &a.scale), ("shift", &a.shift)],
+            _ => continue,
+        };
+        for (what, values) in params {
+            if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+                return Err(ModelError::NonFiniteParameter {
+                    op: layer.name.clone(),
+                    what,
+                    index,
+                    value: values[index],
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The card must describe the network it comes with.

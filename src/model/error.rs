@@ -135,6 +135,32 @@ pub enum ModelError {
         /// What is wrong.
         reason: String,
     },
+    /// A parameter that is finite as stored but not once batch norm is applied: a batch norm's
+    /// scale times a convolution's weight (folding), or `gamma / sqrt(var + eps)` itself,
+    /// overflows f32.
+    #[error(
+        "op `{op}`: {what} {index} is {value} once batch norm is applied (folded into the \
+         convolution or as a per-channel scale): it overflows f32; every parameter must be finite"
+    )]
+    NonFiniteParameter {
+        /// The op holding the parameter.
+        op: String,
+        /// Which parameter: `weight`, `bias`, `scale` or `shift`.
+        what: &'static str,
+        /// Its index.
+        index: usize,
+        /// Its value.
+        value: f32,
+    },
+    /// A batch-norm path the model does not have.
+    #[error(
+        "--bn {requested}: this model has one batch norm per layer, so it has only the `clean` \
+         path (`adv` exists only in dual-BN models such as RLNet's)"
+    )]
+    NoSuchBnPath {
+        /// The path asked for.
+        requested: String,
+    },
     /// Shapes do not chain through an op.
     #[error("op `{op}`: {reason}")]
     ShapeMismatch {

@@ -257,6 +257,47 @@ pub struct Network {
     pub output: ValueId,
 }
 
+/// A program of steps in forward order; step `i` computes `ValueId::Layer(i)` from the input or
+/// earlier steps' outputs.
+pub trait StepGraph {
+    /// The shape of the input.
+    fn input_shape(&self) -> Shape;
+    /// Number of steps.
+    fn step_count(&self) -> usize;
+    /// The values step `step` reads, in operand order.
+    fn step_inputs(&self, step: usize) -> &[ValueId];
+    /// The shape of step `step`'s output.
+    fn step_shape(&self, step: usize) -> Shape;
+    /// The value holding the program's output.
+    fn output(&self) -> ValueId;
+
+    /// The shape of a value.
+    fn shape_of(&self, v: ValueId) -> Shape {
+        match v {
+            ValueId::Input => self.input_shape(),
+            ValueId::Layer(i) => self.step_shape(i),
+        }
+    }
+}
+
+impl StepGraph for Network {
+    fn input_shape(&self) -> Shape {
+        self.input_shape
+    }
+    fn step_count(&self) -> usize {
+        self.layers.len()
+    }
+    fn step_inputs(&self, step: usize) -> &[ValueId] {
+        &self.layers[step].inputs
+    }
+    fn step_shape(&self, step: usize) -> Shape {
+        self.layers[step].out_shape
+    }
+    fn output(&self) -> ValueId {
+        self.output
+    }
+}
+
 /// One ReLU site as reported by `inspect` and the protocol.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteInfo {
@@ -273,12 +314,9 @@ pub struct SiteInfo {
 }
 
 impl Network {
-    /// The shape of a value.
+    /// The shape of a value ([`StepGraph::shape_of`], here without importing the trait).
     pub fn shape_of(&self, v: ValueId) -> Shape {
-        match v {
-            ValueId::Input => self.input_shape,
-            ValueId::Layer(i) => self.layers[i].out_shape,
-        }
+        StepGraph::shape_of(self, v)
     }
 
     /// Every ReLU site in forward order.

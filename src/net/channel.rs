@@ -5,8 +5,6 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::crypto::Block;
-
 /// Errors of the channel layer.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -24,6 +22,16 @@ pub enum NetError {
         /// Phase and layer in which it happened.
         context: String,
     },
+    /// An emulated link is too slow for the time-out: its delay or bandwidth would make this
+    /// party wait longer than the time-out for the next chunk (or to push its own out). Not the
+    /// peer's fault: the link and the time-out do not fit together.
+    #[error("time-out of {timeout:?} during {detail}; use a longer --timeout or a faster link")]
+    LinkTimeout {
+        /// The time-out that expired.
+        timeout: Duration,
+        /// Phase and layer, the link, what it delays and by how much.
+        detail: String,
+    },
     /// The peer sent something that does not parse.
     #[error("protocol error during {context}: {message}")]
     Protocol {
@@ -32,9 +40,6 @@ pub enum NetError {
         /// What was wrong.
         message: String,
     },
-    /// The peer is not the party we expected: another program, role, protocol version or model.
-    #[error("handshake failed: {0}")]
-    Handshake(#[from] crate::net::handshake::HandshakeError),
     /// Any other I/O failure.
     #[error("i/o error during {context}: {source}")]
     Io {
@@ -154,14 +159,6 @@ pub trait Channel: Send {
 
 /// Typed helpers over any [`Channel`].
 pub trait ChannelExt: Channel {
-    /// Send blocks as their little-endian bytes.
-    fn send_blocks(&mut self, blocks: &[Block]) -> Result<(), NetError> {
-        self.send(crate::crypto::block::blocks_as_bytes(blocks))
-    }
-    /// Receive exactly `out.len()` blocks.
-    fn recv_blocks(&mut self, out: &mut [Block]) -> Result<(), NetError> {
-        self.recv(crate::crypto::block::blocks_as_bytes_mut(out))
-    }
     /// Send a `u64` little-endian.
     fn send_u64(&mut self, v: u64) -> Result<(), NetError> {
         self.send(&v.to_le_bytes())
@@ -494,27 +491,5 @@ mod tests {
         assert_eq!((s.phase(), s.layer()), (Phase::Online, Some("fc")));
         s.set(Phase::Offline, None);
         assert_eq!(s.layer(), None);
-    }
-
-    #[test]
-    fn tcp_round_trip_blocks() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let t = std::thread::spawn(move || {
-            let (s, _) = listener.accept().unwrap();
-            let mut ch = TcpChannel::new(s, Duration::from_secs(5)).unwrap();
-            let mut blocks = vec![Block::ZERO; 1000];
-            ch.recv_blocks(&mut blocks).unwrap();
-            ch.send_blocks(&blocks).unwrap();
-            ch.flush().unwrap();
-        });
-        let mut ch =
-            TcpChannel::new(TcpStream::connect(addr).unwrap(), Duration::from_secs(5)).unwrap();
-        let blocks: Vec<Block> = (0..1000u128).map(|i| Block(i * 0x1_0000_0001)).collect();
-        ch.send_blocks(&blocks).unwrap();
-        let mut back = vec![Block::ZERO; 1000];
-        ch.recv_blocks(&mut back).unwrap();
-        assert_eq!(blocks, back);
-        t.join().unwrap();
     }
 }

@@ -207,6 +207,8 @@ pub struct EmulatedChannel {
     clock: Arc<dyn Clock>,
     timeout: Duration,
     scope: Scope,
+    /// The link's name, for errors that the link's own slowness causes.
+    link: String,
 }
 
 impl std::fmt::Debug for EmulatedChannel {
@@ -221,8 +223,11 @@ impl std::fmt::Debug for EmulatedChannel {
     }
 }
 
-/// A connected (client, server) pair over `link` in real time; receives fail after `timeout`
-/// with no data (time the link itself takes does not count as a stall).
+/// A connected (client, server) pair over `link` in real time. The time-out bounds every wait
+/// without progress, whatever causes it: a receive fails when no chunk becomes readable within
+/// `timeout` (a peer that sends nothing, or a link whose delay or bandwidth makes the next chunk
+/// arrive later), and a flush fails when the wire would hold the sender back longer than
+/// `timeout`; errors the link causes name it.
 pub fn emulated_pair(link: &Link, timeout: Duration) -> (EmulatedChannel, EmulatedChannel) {
     emulated_pair_with(
         link,
@@ -257,6 +262,7 @@ pub fn emulated_pair_with(
             clock: Arc::clone(&clock),
             timeout,
             scope: Scope::new(),
+            link: link.name.clone(),
         }
     };
     (
@@ -269,6 +275,31 @@ impl EmulatedChannel {
     /// The clock this channel runs on.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// Wait until `t` if that is no later than `deadline`; otherwise wait until the deadline and
+    /// fail with a time-out that blames the link (`what` says what the link delays).
+    fn wait_for_link(
+        &self,
+        t: Duration,
+        deadline: Duration,
+        what: &'static str,
+    ) -> Result<(), NetError> {
+        if t <= deadline {
+            self.clock.sleep_until(t);
+            return Ok(());
+        }
+        let now = self.clock.now();
+        self.clock.sleep_until(deadline);
+        Err(NetError::LinkTimeout {
+            timeout: self.timeout,
+            detail: format!(
+                "{}: over the emulated link {}, {what} takes {:.3} s more",
+                self.scope,
+                self.link,
+                t.saturating_sub(now).as_secs_f64()
+            ),
+        })
     }
 }
 
@@ -288,8 +319,9 @@ impl Channel for EmulatedChannel {
         let mut filled = 0;
         while filled < buf.len() {
             if self.inpos == self.inbuf.len() {
+                let deadline = self.clock.now().saturating_add(self.timeout);
                 let p = super::channel::recv_queue(&self.rx, self.timeout, &self.scope)?;
-                self.clock.sleep_until(p.ready_at);
+                self.wait_for_link(p.ready_at, deadline, "the next chunk's arrival")?;
                 self.inbuf = p.data;
                 self.inpos = 0;
             }
@@ -319,7 +351,12 @@ impl Channel for EmulatedChannel {
                 context: self.scope.context(),
             })?;
             // Block while more than the send buffer is queued ahead of the wire.
-            self.clock.sleep_until(done.saturating_sub(self.send_ahead));
+            let deadline = now.saturating_add(self.timeout);
+            self.wait_for_link(
+                done.saturating_sub(self.send_ahead),
+                deadline,
+                "draining the send buffer",
+            )?;
         }
         Ok(())
     }
@@ -519,6 +556,46 @@ mod tests {
         let e = c.recv_u64().unwrap_err();
         assert!(matches!(e, NetError::Disconnected { .. }), "{e}");
         assert!(e.to_string().contains("online phase, layer relu2"), "{e}");
+    }
+
+    #[test]
+    fn a_link_slower_than_the_time_out_times_out_and_names_the_link() {
+        // 1 kbit/s: 1000 bytes take 8 s; a 10 s RTT delays every chunk 5 s. Both beyond 3 s.
+        for (spec, bytes) in [("1kbit,0ms", 1000), ("1gbit,10s", 8)] {
+            let link = Link::parse(spec).unwrap();
+            let clock = Arc::new(ManualClock::new());
+            let (mut c, mut s) = emulated_pair_with(
+                &link,
+                Duration::from_secs(3),
+                EmulationOptions::default(),
+                clock.clone(),
+            );
+            c.send(&vec![0u8; bytes]).unwrap();
+            c.flush().unwrap();
+            s.set_scope(Phase::Setup, Some("base-ot"));
+            let e = s.recv(&mut vec![0u8; bytes]).unwrap_err();
+            assert!(matches!(e, NetError::LinkTimeout { .. }), "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains("emulated link") && msg.contains(spec), "{msg}");
+            assert!(msg.contains("setup phase, layer base-ot"), "{msg}");
+            // It gave up at the time-out, not when the chunk arrived.
+            assert_eq!(clock.now(), Duration::from_secs(3));
+        }
+    }
+
+    #[test]
+    fn a_sender_held_back_by_the_wire_longer_than_the_time_out_times_out() {
+        let link = Link::parse("1kbit,0ms").unwrap();
+        let clock = Arc::new(ManualClock::new());
+        let opts = EmulationOptions {
+            send_buffer_bytes: 0,
+            ..EmulationOptions::default()
+        };
+        let (mut c, _s) = emulated_pair_with(&link, Duration::from_secs(3), opts, clock);
+        c.send(&[0u8; 1000]).unwrap();
+        let e = c.flush().unwrap_err();
+        assert!(matches!(e, NetError::LinkTimeout { .. }), "{e}");
+        assert!(e.to_string().contains("send buffer"), "{e}");
     }
 
     /// Real sleeps: a few round trips over a 100 Mbit/s, 20 ms RTT link take at least what the

@@ -105,9 +105,21 @@ impl Link {
         self.rtt / 2
     }
 
-    /// Seconds to push `bytes` through direction `dir`.
-    pub fn transfer_secs(&self, bytes: u64, dir: Direction) -> f64 {
-        bytes as f64 * 8.0 / self.bits_per_sec(dir) as f64
+    /// The bandwidths and RTT without the name, e.g. `400 Mbit/s both ways, RTT 40 ms`.
+    pub fn describe(&self) -> String {
+        let rtt_ms = trim_float(self.rtt.as_secs_f64() * 1e3);
+        if self.up_bits_per_sec == self.down_bits_per_sec {
+            format!(
+                "{} both ways, RTT {rtt_ms} ms",
+                fmt_bits(self.up_bits_per_sec)
+            )
+        } else {
+            format!(
+                "{} up, {} down, RTT {rtt_ms} ms",
+                fmt_bits(self.up_bits_per_sec),
+                fmt_bits(self.down_bits_per_sec)
+            )
+        }
     }
 
     /// The modelled latency, in seconds, of a run that computed for `compute_secs`, sent
@@ -120,10 +132,20 @@ impl Link {
         bytes_server_to_client: u64,
         rounds: u64,
     ) -> f64 {
+        self.latency(
+            compute_secs,
+            bytes_client_to_server as f64,
+            bytes_server_to_client as f64,
+            rounds as f64,
+        )
+    }
+
+    /// [`Link::estimate`] for fractional byte and round counts (a cost model's predictions).
+    pub fn latency(&self, compute_secs: f64, bytes_up: f64, bytes_down: f64, rounds: f64) -> f64 {
         compute_secs
-            + self.transfer_secs(bytes_client_to_server, Direction::Up)
-            + self.transfer_secs(bytes_server_to_client, Direction::Down)
-            + rounds as f64 * self.one_way_delay().as_secs_f64()
+            + bytes_up * 8.0 / self.bits_per_sec(Direction::Up) as f64
+            + bytes_down * 8.0 / self.bits_per_sec(Direction::Down) as f64
+            + rounds * self.one_way_delay().as_secs_f64()
     }
 
     /// [`Link::estimate`] from the counters one party measured: `role`'s bytes sent travel up if
@@ -265,23 +287,7 @@ fn trim_float(v: f64) -> String {
 
 impl fmt::Display for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rtt_ms = trim_float(self.rtt.as_secs_f64() * 1e3);
-        if self.up_bits_per_sec == self.down_bits_per_sec {
-            write!(
-                f,
-                "{} ({} both ways, RTT {rtt_ms} ms)",
-                self.name,
-                fmt_bits(self.up_bits_per_sec)
-            )
-        } else {
-            write!(
-                f,
-                "{} ({} up, {} down, RTT {rtt_ms} ms)",
-                self.name,
-                fmt_bits(self.up_bits_per_sec),
-                fmt_bits(self.down_bits_per_sec)
-            )
-        }
+        write!(f, "{} ({})", self.name, self.describe())
     }
 }
 
@@ -406,6 +412,13 @@ mod tests {
             rounds: 3,
             recv_wait_ns: 0,
         };
+        // Fractional counts (a cost model's predictions) follow the same formula.
+        let l2 = Link::parse("8mbit/16mbit,100ms").unwrap();
+        assert!((l2.latency(1.0, 1e6, 2e6, 4.0) - 3.2).abs() < 1e-12);
+        assert_eq!(
+            l.latency(0.5, 1e6, 1e6, 4.0),
+            l.estimate(0.5, 1_000_000, 1_000_000, 4)
+        );
         let e = l.estimate_for(Role::Client, 0.1, &client);
         assert_eq!(e, l.estimate(0.1, 10, 5000, 3));
         assert_eq!(e, l.estimate_for(Role::Server, 0.1, &server));

@@ -188,6 +188,30 @@ impl ChannelStats {
         out
     }
 
+    /// The same traffic from the other end of the channel: bytes sent and received swapped,
+    /// flights kept (a strictly alternating protocol counts the same flights on both sides), no
+    /// waiting time (the peer's is not known here). What a party reports for its peer when the
+    /// peer does not share its own counters.
+    pub fn as_seen_by_peer(&self) -> ChannelStats {
+        let flip = |c: &Counters| Counters {
+            bytes_sent: c.bytes_received,
+            bytes_received: c.bytes_sent,
+            rounds: c.rounds,
+            recv_wait_ns: 0,
+        };
+        let mut out = self.clone();
+        for phase in [Phase::Setup, Phase::Offline, Phase::Online] {
+            let p = out.phase_mut(phase);
+            p.unattributed = flip(&p.unattributed);
+            for l in &mut p.layers {
+                l.counters = flip(&l.counters);
+            }
+            p.recompute_total();
+        }
+        out.recompute_total();
+        out
+    }
+
     fn recompute_total(&mut self) {
         self.total = self
             .setup
@@ -416,6 +440,42 @@ mod tests {
         // Nothing was scoped: all in setup, unattributed.
         assert_eq!(a.setup.unattributed, a.total);
         assert!(a.offline.total.is_zero() && a.online.total.is_zero());
+    }
+
+    #[test]
+    fn the_peer_view_of_alternating_traffic_is_the_peers_own_count() {
+        let (a, b) = pair_run(
+            |b| {
+                b.set_scope(Phase::Offline, Some("conv1"));
+                let mut q = [0u8; 24];
+                b.recv(&mut q)?;
+                b.send(&[7u8; 300])?;
+                b.set_scope(Phase::Online, Some("relu1"));
+                b.recv(&mut q[..8])
+            },
+            |a| {
+                a.set_scope(Phase::Offline, Some("conv1"));
+                a.send(&[1u8; 24])?;
+                let mut r = [0u8; 300];
+                a.recv(&mut r)?;
+                a.set_scope(Phase::Online, Some("relu1"));
+                a.send_u64(3)
+            },
+        );
+        let mirrored = a.as_seen_by_peer();
+        let strip = |s: &ChannelStats| {
+            let mut s = s.clone();
+            for p in [&mut s.setup, &mut s.offline, &mut s.online] {
+                p.total.recv_wait_ns = 0;
+                p.unattributed.recv_wait_ns = 0;
+                p.layers
+                    .iter_mut()
+                    .for_each(|l| l.counters.recv_wait_ns = 0);
+            }
+            s.total.recv_wait_ns = 0;
+            s
+        };
+        assert_eq!(mirrored, strip(&b));
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub use channel::{
     mem_pair, Channel, ChannelExt, MemChannel, NetError, Phase, Scope, TcpChannel, DEFAULT_TIMEOUT,
 };
 pub use emulate::{emulated_pair, emulated_pair_with, EmulatedChannel, EmulationOptions};
-pub use handshake::{handshake, Fingerprint, HandshakeError, Role};
+pub use handshake::{handshake, handshake_with, Fingerprint, HandshakeError, Params, Role};
 pub use link::{Direction, Link, LinkError};
+/// The longest receive time-out the command line accepts (one year): long enough for any link,
+/// short enough that every deadline computed from it is representable.
+pub const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
+
 pub use meter::{ChannelStats, Counters, LayerStats, Metered, PhaseStats};

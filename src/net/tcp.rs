@@ -3,6 +3,8 @@
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::channel::{NetError, TcpChannel};
@@ -66,21 +68,22 @@ impl Listener {
         self.listener
             .set_nonblocking(true)
             .map_err(|e| io_err(context(), e))?;
-        let deadline = Instant::now() + accept_timeout;
+        let deadline = deadline_after(accept_timeout);
         let stream = loop {
             match self.listener.accept() {
                 Ok((s, _)) => break s,
                 Err(e)
                     if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted =>
                 {
-                    let now = Instant::now();
-                    if now >= deadline {
+                    let left =
+                        deadline.map_or(POLL, |d| d.saturating_duration_since(Instant::now()));
+                    if left.is_zero() {
                         return Err(NetError::Timeout {
                             timeout: accept_timeout,
                             context: context(),
                         });
                     }
-                    std::thread::sleep(POLL.min(deadline - now));
+                    std::thread::sleep(POLL.min(left));
                 }
                 // A peer that connected and vanished before we accepted it: wait for another.
                 Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
@@ -92,6 +95,74 @@ impl Listener {
             .set_nonblocking(false)
             .map_err(|e| io_err(context(), e))?;
         TcpChannel::new(stream, io_timeout).map_err(|e| io_err(context(), e))
+    }
+}
+
+/// While alive, answers every further peer of a [`Listener`] with a "server busy" hello and
+/// closes the connection, so that a second client is told at once instead of waiting for a
+/// time-out. Dropping it stops the answering thread.
+#[derive(Debug)]
+pub struct TurnAway {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listener {
+    /// Turn away every peer that connects from now on until the returned guard is dropped
+    /// (a server busy with the client it accepted).
+    pub fn turn_away(self) -> TurnAway {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            // Already non-blocking from `accept`; set again for a listener never accepted on.
+            let _ = self.listener.set_nonblocking(true);
+            while !flag.load(Ordering::Relaxed) {
+                match self.listener.accept() {
+                    Ok((s, _)) => refuse_busy(s),
+                    Err(_) => std::thread::sleep(POLL),
+                }
+            }
+        });
+        TurnAway {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TurnAway {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Send the busy hello, close our side and drain what the peer sent until it closes too (a
+/// close with unread data would make the kernel reset the connection, and the peer could lose
+/// the hello). Bounded by a short time-out: a peer that never closes cannot hold the thread.
+fn refuse_busy(mut s: TcpStream) {
+    use std::io::{Read, Write};
+    let t = Some(Duration::from_secs(2));
+    if s.set_nonblocking(false).is_err()
+        || s.set_read_timeout(t).is_err()
+        || s.set_write_timeout(t).is_err()
+    {
+        return;
+    }
+    if s.write_all(&super::handshake::busy_hello()).is_err()
+        || s.shutdown(std::net::Shutdown::Write).is_err()
+    {
+        return;
+    }
+    let mut sink = [0u8; 256];
+    let mut total = 0usize;
+    while let Ok(n) = s.read(&mut sink) {
+        total += n;
+        if n == 0 || total > 1 << 16 {
+            break;
+        }
     }
 }
 
@@ -117,11 +188,13 @@ pub fn connect_with<A: ToSocketAddrs>(
     let addrs = resolve(addr)?;
     let context =
         |last: &std::io::Error| format!("connecting to {} (last error: {last})", addrs[0]);
-    let deadline = Instant::now() + connect_timeout;
+    let deadline = deadline_after(connect_timeout);
     loop {
         let mut last = None;
         for a in &addrs {
-            let left = deadline.saturating_duration_since(Instant::now()).max(POLL);
+            let left = deadline
+                .map_or(POLL, |d| d.saturating_duration_since(Instant::now()))
+                .max(POLL);
             match TcpStream::connect_timeout(a, left) {
                 Ok(s) => {
                     return TcpChannel::new(s, io_timeout)
@@ -131,15 +204,21 @@ pub fn connect_with<A: ToSocketAddrs>(
             }
         }
         let last = last.expect("at least one address");
-        let now = Instant::now();
-        if now >= deadline {
+        let left = deadline.map_or(POLL, |d| d.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
             return Err(NetError::Timeout {
                 timeout: connect_timeout,
                 context: context(&last),
             });
         }
-        std::thread::sleep(POLL.min(deadline - now));
+        std::thread::sleep(POLL.min(left));
     }
+}
+
+/// The instant `timeout` from now, or `None` when that lies beyond what `Instant` can represent
+/// (a time-out of centuries means "never"): `Instant + Duration` would panic there.
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
 }
 
 #[cfg(test)]
@@ -175,6 +254,28 @@ mod tests {
         ch.send_u64(43).unwrap();
         ch.flush().unwrap();
         assert_eq!(client.join().unwrap(), 43);
+    }
+
+    #[test]
+    fn time_outs_too_long_for_the_clock_mean_never_and_do_not_panic() {
+        // `Instant + Duration::MAX` overflows: accept and connect must treat it as no deadline.
+        let l = Listener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let t = std::thread::spawn(move || l.accept(Duration::MAX, Duration::MAX).map(|_| ()));
+        let ch = connect_with(addr, Duration::MAX, Duration::MAX).unwrap();
+        t.join().unwrap().unwrap();
+        assert_eq!(ch.timeout(), Duration::MAX);
+    }
+
+    #[test]
+    fn a_busy_listener_turns_further_peers_away() {
+        let l = Listener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let guard = l.turn_away();
+        let mut ch = connect(addr, Duration::from_secs(10)).unwrap();
+        let e = handshake(&mut ch, Role::Client, 1, &Fingerprint::of(b"m")).unwrap_err();
+        assert!(matches!(e, crate::net::HandshakeError::ServerBusy), "{e}");
+        drop(guard);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 use rayon::prelude::*;
 
 use super::PlainError;
-use crate::model::{Network, Op, Shape, ValueId};
+use crate::model::walk::walk;
+use crate::model::{Network, Op, Shape, StepGraph, ValueId};
 use crate::ring::kernels::{self, ConvGeometry};
 use crate::ring::Ring;
 
@@ -161,13 +162,14 @@ impl Step {
 }
 
 /// A local step (add, sum pool, flatten): the same map on the oracle's values and on each
-/// party's shares, since it is linear and needs no weights. `y` is the second operand of an add.
-/// `None` for steps that are not local.
-pub fn apply_local(ring: &Ring, kind: &StepKind, x: &[u64], y: Option<&[u64]>) -> Option<Vec<u64>> {
+/// party's shares, since it is linear and needs no weights. `ins` are the step's operands.
+/// `None` for steps that are not local (and for an add without its second operand).
+pub fn apply_local<X: AsRef<[u64]>>(ring: &Ring, kind: &StepKind, ins: &[X]) -> Option<Vec<u64>> {
+    let x = ins.first()?.as_ref();
     match kind {
         StepKind::Add { shift_a, shift_b } => Some(
             x.iter()
-                .zip(y.unwrap_or(&[]))
+                .zip(ins.get(1)?.as_ref())
                 .map(|(&a, &b)| ring.add(ring.shl(a, *shift_a), ring.shl(b, *shift_b)))
                 .collect(),
         ),
@@ -185,6 +187,67 @@ pub fn apply_local(ring: &Ring, kind: &StepKind, x: &[u64], y: Option<&[u64]>) -
     }
 }
 
+/// Whose value a truncation applies to: the oracle's exact value (floor division) or one
+/// party's additive share (SecureML local truncation, within one ulp of the oracle's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Share {
+    /// The plain value: exact floor division.
+    Oracle,
+    /// The server's share.
+    Server,
+    /// The client's share.
+    Client,
+}
+
+impl Share {
+    /// Truncate every element of `x` by `bits` as this holder does (a copy when `bits` is 0).
+    pub fn trunc_all(self, ring: &Ring, x: &[u64], bits: u32) -> Vec<u64> {
+        if bits == 0 {
+            return x.to_vec();
+        }
+        let f = |v: u64| match self {
+            Share::Oracle => ring.trunc(v, bits),
+            Share::Server => ring.trunc_share_server(v, bits),
+            Share::Client => ring.trunc_share_client(v, bits),
+        };
+        x.iter().map(|&v| f(v)).collect()
+    }
+}
+
+/// `values · factor` encoded with `scale` fractional bits, refusing a value the ring cannot
+/// represent (its encoding would saturate and the oracle would silently compute another
+/// network).
+fn encode_parameters(
+    ring: &Ring,
+    layer: &crate::model::Layer,
+    what: &'static str,
+    values: &[f32],
+    factor: f32,
+    scale: u32,
+) -> Result<Vec<u64>, PlainError> {
+    let limit = ring.encodable_limit(scale);
+    values
+        .iter()
+        .enumerate()
+        .map(|(index, &v)| {
+            let v = f64::from(v * factor);
+            if v.abs() < limit {
+                Ok(ring.encode(v, scale))
+            } else {
+                Err(PlainError::ParameterRange {
+                    layer: layer.name.clone(),
+                    detail: format!(
+                        "{} {what} {index} = {v:e} (the range at ℓ = {} with {scale} fractional \
+                         bits is ±{limit})",
+                        layer.op.kind(),
+                        ring.ell
+                    ),
+                })
+            }
+        })
+        .collect()
+}
+
 /// A network lowered to the ring.
 #[derive(Clone, Debug)]
 pub struct FixedNetwork {
@@ -198,6 +261,8 @@ pub struct FixedNetwork {
     pub output: ValueId,
     /// Fractional bits of the logits.
     pub output_scale: u32,
+    /// The batch-norm path the weights were taken from (public: both parties must agree on it).
+    pub bn_path: crate::model::BnPath,
 }
 
 /// The result of a fixed-point inference.
@@ -212,6 +277,24 @@ pub struct FixedOutput {
     pub max_local_trunc_bits: u32,
     /// Elements locally truncated.
     pub local_truncations: u64,
+}
+
+impl StepGraph for FixedNetwork {
+    fn input_shape(&self) -> Shape {
+        self.input_shape
+    }
+    fn step_count(&self) -> usize {
+        self.steps.len()
+    }
+    fn step_inputs(&self, step: usize) -> &[ValueId] {
+        &self.steps[step].inputs
+    }
+    fn step_shape(&self, step: usize) -> Shape {
+        self.steps[step].out_shape
+    }
+    fn output(&self) -> ValueId {
+        self.output
+    }
 }
 
 impl FixedNetwork {
@@ -230,7 +313,6 @@ impl FixedNetwork {
             ValueId::Input => 1,
             ValueId::Layer(i) => table[i],
         };
-        let enc = |v: f32, s: u32| ring.encode(v as f64, s);
         let mut steps = Vec::with_capacity(net.layers.len());
         for layer in &net.layers {
             let x = layer.inputs[0];
@@ -242,6 +324,10 @@ impl FixedNetwork {
                 reason: reason.into(),
             };
             let in_shape = net.shape_of(x);
+            // Weights at f fractional bits (divided by any pending pooling), biases at 2f.
+            let enc = |what: &'static str, values: &[f32], factor: f32, s: u32| {
+                encode_parameters(&ring, layer, what, values, factor, s)
+            };
             let (kind, out_scale, out_div) = match &layer.op {
                 Op::Conv2d(c) => {
                     let Shape::Chw(ci, h, w) = in_shape else { return Err(unsupported("conv2d on a flat value")) };
@@ -249,8 +335,8 @@ impl FixedNetwork {
                     let inv = 1.0 / d_in as f32;
                     let step = LinearStep {
                         kind: LinearKind::Conv(g),
-                        weight: c.weight.iter().map(|&w| enc(w * inv, f)).collect(),
-                        bias: c.bias.iter().map(|&b| enc(b, 2 * f)).collect(),
+                        weight: enc("weight", &c.weight, inv, f)?,
+                        bias: enc("bias", &c.bias, 1.0, 2 * f)?,
                         input_trunc: s_in.saturating_sub(f),
                     };
                     (StepKind::Linear(step), 2 * f, 1)
@@ -259,8 +345,8 @@ impl FixedNetwork {
                     let inv = 1.0 / d_in as f32;
                     let step = LinearStep {
                         kind: LinearKind::Fc { out_features: l.out_features },
-                        weight: l.weight.iter().map(|&w| enc(w * inv, f)).collect(),
-                        bias: l.bias.iter().map(|&b| enc(b, 2 * f)).collect(),
+                        weight: enc("weight", &l.weight, inv, f)?,
+                        bias: enc("bias", &l.bias, 1.0, 2 * f)?,
                         input_trunc: s_in.saturating_sub(f),
                     };
                     (StepKind::Linear(step), 2 * f, 1)
@@ -270,8 +356,8 @@ impl FixedNetwork {
                     let inv = 1.0 / d_in as f32;
                     let step = LinearStep {
                         kind: LinearKind::ChannelScale { channels: c, plane: h * w },
-                        weight: a.scale.iter().map(|&v| enc(v * inv, f)).collect(),
-                        bias: a.shift.iter().map(|&b| enc(b, 2 * f)).collect(),
+                        weight: enc("weight", &a.scale, inv, f)?,
+                        bias: enc("bias", &a.shift, 1.0, 2 * f)?,
                         input_trunc: s_in.saturating_sub(f),
                     };
                     (StepKind::Linear(step), 2 * f, 1)
@@ -331,6 +417,7 @@ impl FixedNetwork {
             steps,
             output: net.output,
             output_scale,
+            bn_path: net.bn_path,
         })
     }
 
@@ -344,39 +431,42 @@ impl FixedNetwork {
                 shape: self.input_shape.dims(),
             });
         }
-        Ok(input
-            .iter()
-            .map(|&v| self.ring.encode(v as f64, self.ring.frac))
-            .collect())
+        let (ring, f) = (self.ring, self.ring.frac);
+        let limit = ring.encodable_limit(f);
+        let outside = |v: f32| {
+            let a = f64::from(v).abs();
+            a.is_nan() || a >= limit
+        };
+        if let Some(index) = input.iter().position(|&v| outside(v)) {
+            return Err(PlainError::InputRange {
+                index,
+                value: f64::from(input[index]),
+                limit,
+                ell: ring.ell,
+                frac: f,
+            });
+        }
+        Ok(input.iter().map(|&v| ring.encode(v as f64, f)).collect())
     }
 
     /// Run the fixed-point oracle on one input.
     pub fn forward(&self, input: &[f32]) -> Result<FixedOutput, PlainError> {
         let ring = self.ring;
         let x0 = self.encode_input(input)?;
-        let mut values: Vec<Vec<u64>> = Vec::with_capacity(self.steps.len() + 1);
-        values.push(x0);
-        let idx = |v: ValueId| match v {
-            ValueId::Input => 0,
-            ValueId::Layer(i) => i + 1,
-        };
         let mut max_bits = 0u32;
         let mut local = 0u64;
         let bits = |v: u64| 64 - ring.to_signed(v).unsigned_abs().leading_zeros();
-        for step in &self.steps {
-            let x = &values[idx(step.inputs[0])];
-            let out = match &step.kind {
+        let raw = walk(self, x0, |i, ins| -> Result<Vec<u64>, PlainError> {
+            let step = &self.steps[i];
+            let x = ins[0];
+            Ok(match &step.kind {
                 StepKind::Linear(l) => {
-                    let xin: Vec<u64>;
-                    let xr = if l.input_trunc > 0 {
+                    if l.input_trunc > 0 {
                         local += x.len() as u64;
                         max_bits = max_bits.max(x.iter().map(|&v| bits(v)).max().unwrap_or(0));
-                        xin = x.iter().map(|&v| ring.trunc(v, l.input_trunc)).collect();
-                        &xin
-                    } else {
-                        x
-                    };
-                    let mut y = l.apply(&ring, xr);
+                    }
+                    let xin = Share::Oracle.trunc_all(&ring, x, l.input_trunc);
+                    let mut y = l.apply(&ring, &xin);
                     l.add_bias(&ring, &mut y);
                     y
                 }
@@ -408,17 +498,9 @@ impl FixedNetwork {
                             .collect(),
                     }
                 }
-                local => {
-                    let y = step.inputs.get(1).map(|&v| values[idx(v)].as_slice());
-                    apply_local(&ring, local, x, y).ok_or_else(|| PlainError::Malformed {
-                        layer: step.name.clone(),
-                        reason: "not a local step".into(),
-                    })?
-                }
-            };
-            values.push(out);
-        }
-        let raw = std::mem::take(&mut values[idx(self.output)]);
+                kind => self.local_step(i, kind, ins)?,
+            })
+        })?;
         let logits = raw
             .iter()
             .map(|&v| ring.decode(v, self.output_scale))
@@ -428,6 +510,23 @@ impl FixedNetwork {
             logits,
             max_local_trunc_bits: max_bits,
             local_truncations: local,
+        })
+    }
+
+    /// Local step `i` (add, sum pool, flatten) on its operands `ins`: the oracle's values or
+    /// either party's shares alike.
+    pub fn local_step<X: AsRef<[u64]>>(
+        &self,
+        i: usize,
+        kind: &StepKind,
+        ins: &[X],
+    ) -> Result<Vec<u64>, PlainError> {
+        apply_local(&self.ring, kind, ins).ok_or_else(|| PlainError::Malformed {
+            layer: self
+                .steps
+                .get(i)
+                .map_or_else(String::new, |s| s.name.clone()),
+            reason: "not a local step, or an add without two operands".into(),
         })
     }
 

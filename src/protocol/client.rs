@@ -5,30 +5,21 @@ use std::time::Instant;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::engine::ReluEngine;
 use super::prepro::ClientPreprocessing;
+use super::site::{ClientSite, ReluEngine};
 use super::{sites_of, PartyTimings, ProtocolError, SitePlan};
 use crate::crypto::ot::{OtKind, OtReceiver};
 use crate::gc::Scheme;
+use crate::model::walk::walk;
+use crate::model::StepRef;
 use crate::net::{Channel, ChannelExt, Phase};
-use crate::plain::{FixedNetwork, StepKind};
-
-/// What the client stores from the offline phase for one ReLU site.
-struct ClientSite {
-    plan: SitePlan,
-    /// Garbled tables of the kept elements, in order.
-    tables: crate::crypto::buffer::BlockBuf,
-    /// Bytes of garbled tables (the buffer may end in padding).
-    table_bytes: usize,
-    /// The client's input labels (`2ℓ` per kept element).
-    labels: crate::crypto::buffer::BlockBuf,
-}
+use crate::plain::{FixedNetwork, Share, StepKind};
 
 /// The client's stored preprocessing: everything the online phase needs besides the input.
 pub struct ClientState {
     r0: Vec<u64>,
     garbling: Scheme,
-    sites: Vec<ClientSite>,
+    sites: Vec<(SitePlan, ClientSite)>,
     out_share: Vec<u64>,
 }
 
@@ -38,7 +29,7 @@ impl ClientState {
         let sites: usize = self
             .sites
             .iter()
-            .map(|s| s.table_bytes + s.labels.len() * 16 + s.plan.kept.len() * 4)
+            .map(|(plan, site)| site.storage_bytes() as usize + plan.kept.len() * 4)
             .sum();
         ((self.r0.len() + self.out_share.len()) * 8 + sites) as u64
     }
@@ -58,7 +49,8 @@ pub fn setup<C: Channel + ?Sized, R: RngCore + CryptoRng>(
 
 /// Offline: follow the client's share of every value through the network; get `M·c − s` per
 /// linear step from the backend; per ReLU site, receive the input labels by correlated OT (the
-/// fresh masks are its random choice bits) and store the tables garbled with `garbling`.
+/// fresh output masks are its random choice bits, or drawn from `rng` where those cost the
+/// same: see [`ClientSite::offline`]) and store the tables garbled with `garbling`.
 #[allow(clippy::too_many_arguments)]
 pub fn offline<C: Channel, R: RngCore + CryptoRng>(
     ch: &mut C,
@@ -73,73 +65,63 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
     let r0: Vec<u64> = (0..net.input_shape.elements())
         .map(|_| ring.reduce(rng.next_u64()))
         .collect();
-    let mut values: Vec<Option<Vec<u64>>> = vec![None; net.steps.len() + 1];
-    values[0] = Some(r0.clone());
-    let last_use = super::last_uses(net);
     let mut sites = Vec::new();
     let mut plan_iter = sites_of(net).into_iter();
-    for (i, step) in net.steps.iter().enumerate() {
-        let t0 = Instant::now();
-        ch.set_scope(Phase::Offline, Some(&step.name));
-        let c = super::value(&values, step.inputs[0])?;
-        let out = match &step.kind {
-            StepKind::Linear(l) => {
-                let cin: Vec<u64> = if l.input_trunc > 0 {
-                    c.iter()
-                        .map(|&v| ring.trunc_share_client(v, l.input_trunc))
-                        .collect()
-                } else {
-                    c.clone()
-                };
-                pre.correlate(ch, i, &cin)?
-            }
-            StepKind::Relu { trunc, .. } => {
-                let plan = plan_iter
-                    .next()
-                    .ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
-                let engine = ReluEngine::new(ring, plan.trunc, garbling)?;
-                let mut out: Vec<u64> = if *trunc > 0 {
-                    c.iter()
-                        .map(|&v| ring.trunc_share_client(v, *trunc))
-                        .collect()
-                } else {
-                    c.clone()
-                };
-                let kept_c: Vec<u64> = plan.kept.iter().map(|&j| c[j as usize]).collect();
-                let site = engine.client_offline(ch, cot, &kept_c)?;
-                for (&j, &r) in plan.kept.iter().zip(&site.masks) {
-                    out[j as usize] = r;
+    let mut choices = Vec::new();
+    let out_share = walk(
+        net,
+        r0.clone(),
+        |i, ins| -> Result<Vec<u64>, ProtocolError> {
+            let step = &net.steps[i];
+            let t0 = Instant::now();
+            ch.set_scope(Phase::Offline, Some(&step.name));
+            let c = ins[0];
+            let out = match &step.kind {
+                StepKind::Linear(l) => {
+                    let cin = Share::Client.trunc_all(&ring, c, l.input_trunc);
+                    let out = pre.correlate(ch, i, &cin)?;
+                    // Whatever the backend, a share of the wrong length must not reach the next
+                    // step's indexing.
+                    if out.len() != step.out_shape.elements() {
+                        return Err(ProtocolError::Peer(format!(
+                            "the preprocessing of step `{}` delivered {} values, its output has {}",
+                            step.name,
+                            out.len(),
+                            step.out_shape.elements()
+                        )));
+                    }
+                    out
                 }
-                let table_bytes = plan.kept.len() * engine.table_bytes();
-                let (tables, labels) = (site.tables, site.labels);
-                sites.push(ClientSite {
-                    plan,
-                    tables,
-                    table_bytes,
-                    labels,
-                });
-                out
-            }
-            local => {
-                let y = match step.inputs.get(1) {
-                    Some(&v) => Some(super::value(&values, v)?.as_slice()),
-                    None => None,
-                };
-                crate::plain::fixed::apply_local(&ring, local, c, y)
-                    .ok_or_else(|| ProtocolError::Internal(format!("step {i} is not local")))?
-            }
-        };
-        values[i + 1] = Some(out);
-        super::free_dead(&mut values, &last_use, i);
-        timings.record(
-            i,
-            &step.name,
-            step.kind_name(),
-            Phase::Offline,
-            t0.elapsed().as_secs_f64(),
-        );
-    }
-    let out_share = super::value(&values, net.output)?.clone();
+                StepKind::Relu { trunc, .. } => {
+                    let plan = plan_iter
+                        .next()
+                        .ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
+                    let engine = ReluEngine::new(ring, plan.trunc, garbling)?;
+                    let mut out = Share::Client.trunc_all(&ring, c, *trunc);
+                    let kept_c: Vec<u64> = plan.kept.iter().map(|&j| c[j as usize]).collect();
+                    let (site, relu_out_mask) = ClientSite::offline(
+                        ch,
+                        &engine,
+                        &kept_c,
+                        plan.instance_base,
+                        cot,
+                        rng,
+                        &mut choices,
+                    )?;
+                    // The kept elements' next share: the fresh mask r', the circuit outputs
+                    // relu(y) − r' to the server.
+                    for (&j, &r) in plan.kept.iter().zip(&relu_out_mask) {
+                        out[j as usize] = r;
+                    }
+                    sites.push((plan, site));
+                    out
+                }
+                kind => net.local_step(i, kind, ins)?,
+            };
+            timings.record_step(net, StepRef::Step(i), Phase::Offline, t0);
+            Ok(out)
+        },
+    )?;
     Ok(ClientState {
         r0,
         garbling,
@@ -168,13 +150,7 @@ pub fn online<C: Channel + ?Sized>(
         .collect();
     ch.send_u64s(&masked)?;
     ch.flush()?;
-    timings.record(
-        usize::MAX,
-        "input",
-        "input",
-        Phase::Online,
-        t_in.elapsed().as_secs_f64(),
-    );
+    timings.record_step(net, StepRef::Input, Phase::Online, t_in);
     let mut sites = state.sites.into_iter();
     for (i, step) in net.steps.iter().enumerate() {
         let StepKind::Relu { .. } = step.kind else {
@@ -182,27 +158,14 @@ pub fn online<C: Channel + ?Sized>(
         };
         let t0 = Instant::now();
         ch.set_scope(Phase::Online, Some(&step.name));
-        let site = sites
+        let (plan, site) = sites
             .next()
             .ok_or_else(|| ProtocolError::Internal("site out of step".into()))?;
-        let n = site.plan.kept.len();
-        if n > 0 {
-            let engine = ReluEngine::new(ring, site.plan.trunc, state.garbling)?;
-            engine.client_online_site(
-                ch,
-                n,
-                &site.labels,
-                &site.tables,
-                site.plan.instance_base,
-            )?;
+        if !site.is_empty() {
+            let engine = ReluEngine::new(ring, plan.trunc, state.garbling)?;
+            site.online(ch, &engine)?;
         }
-        timings.record(
-            i,
-            &step.name,
-            step.kind_name(),
-            Phase::Online,
-            t0.elapsed().as_secs_f64(),
-        );
+        timings.record_step(net, StepRef::Step(i), Phase::Online, t0);
     }
     let t_out = Instant::now();
     ch.set_scope(Phase::Online, Some("output"));
@@ -213,12 +176,6 @@ pub fn online<C: Channel + ?Sized>(
         .zip(&state.out_share)
         .map(|(&a, &c)| ring.decode(ring.add(a, c), net.output_scale))
         .collect();
-    timings.record(
-        usize::MAX,
-        "output",
-        "output",
-        Phase::Online,
-        t_out.elapsed().as_secs_f64(),
-    );
+    timings.record_step(net, StepRef::Output, Phase::Online, t_out);
     Ok(logits)
 }

@@ -13,24 +13,34 @@
 //!   elements are truncated locally by each party (SecureML) and cost nothing;
 //! - add, sum pool, flatten: local on both shares.
 //!
-//! [`server`] and [`client`] mirror each other step for step; [`engine`] holds the OT and
-//! garbling calls they share.
+//! [`server`] and [`client`] mirror each other step for step; [`site`] is one ReLU site's
+//! offline and online step for each party.
 
 pub mod client;
-pub mod engine;
 pub mod he;
 pub mod prepro;
 pub mod server;
+pub mod session;
+pub mod site;
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::ValueId;
+// Each backend's halves are built here, above both `prepro` (the traits every backend
+// implements, and the dealer) and `he`, so that neither of those depends on the other.
+use prepro::{
+    Backend, ClientPreprocessing, Dealer, RemoteDealerClient, RemoteDealerServer,
+    ServerPreprocessing,
+};
+
+use crate::model::StepRef;
 use crate::net::{NetError, Phase};
 use crate::plain::{FixedNetwork, PlainError, StepKind};
 
 /// The cryptography of the ReLU sites: both parties must agree on it (it is part of the
-/// [`fingerprint`]). Results written before these choices existed deserialize to half gates
-/// with IKNP, which is what they measured.
+/// [`fingerprint`] and of the [`public_params`]). Results written before these choices existed
+/// deserialize to half gates with IKNP, which is what they measured.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcOptions {
     /// The garbling scheme.
@@ -56,8 +66,10 @@ impl std::fmt::Display for GcOptions {
     }
 }
 
-/// The protocol version exchanged in the handshake; bump on any wire change.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// The protocol version exchanged in the handshake; bump on any wire change. Version 4: the
+/// garbling scheme and OT extension are chosen per session, and the client's output-mask wires
+/// take random-choice OT.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Errors of a private inference.
 #[derive(Debug, thiserror::Error)]
@@ -65,15 +77,142 @@ pub enum ProtocolError {
     /// The channel failed (disconnect, time-out, bad message), with phase and layer.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// The peer is not the party we expected: another program, role, protocol version or model.
+    #[error("handshake failed: {0}")]
+    Handshake(crate::net::HandshakeError),
     /// Oblivious transfer failed.
     #[error("oblivious transfer: {0}")]
     Ot(#[from] crate::crypto::ot::OtError),
+    /// The garbling engine refused its arguments (a bug: the protocol sizes them).
+    #[error("garbling: {0}")]
+    Gc(crate::gc::GcError),
+    /// The `he` backend cannot run this network or ring (parameters, geometry, noise budget), or
+    /// failed.
+    #[error("he backend: {0}")]
+    He(#[from] he::HeError),
     /// The network cannot be run (lowering or input).
     #[error(transparent)]
     Plain(#[from] PlainError),
+    /// A step read a value that is not there (a bug, reported instead of a panic).
+    #[error("internal error: {0}")]
+    Walk(#[from] crate::model::WalkError),
+    /// The peer sent something the public architecture rules out (a count or size other than
+    /// the one both parties derive from the model, a malformed report): a misbehaving or
+    /// mismatched peer, not a bug on this side.
+    #[error("the peer misbehaved: {0}")]
+    Peer(String),
     /// A broken invariant inside pibench (a bug, reported instead of a panic).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A channel failure inside the garbling engine is reported as the channel failure it is (with
+/// its phase and layer), so that a peer's disconnect reads the same wherever it is noticed.
+impl From<crate::gc::GcError> for ProtocolError {
+    fn from(e: crate::gc::GcError) -> Self {
+        match e {
+            crate::gc::GcError::Net(n) => ProtocolError::Net(n),
+            other => ProtocolError::Gc(other),
+        }
+    }
+}
+
+/// The server's and the client's halves of a backend, for both parties in one process.
+pub type Halves = (Box<dyn ServerPreprocessing>, Box<dyn ClientPreprocessing>);
+
+impl Backend {
+    /// Both halves for one inference on `net` with both parties in this process: one dealer
+    /// shared by the two, or a fresh `he` key pair.
+    pub fn halves(
+        self,
+        net: &Arc<FixedNetwork>,
+        flood: he::FloodTarget,
+    ) -> Result<Halves, ProtocolError> {
+        match self {
+            Backend::Dealer => {
+                let d = Dealer::new(net.clone());
+                Ok((Box::new(d.clone()), Box::new(d)))
+            }
+            Backend::He => Ok((self.server_half(net, flood)?, self.client_half(net)?)),
+        }
+    }
+
+    /// The server's half when the client is another process (whose dealer, for `dealer`, is
+    /// this server's process). Fails, before any client connects, on a model the backend cannot
+    /// carry. `flood` sets the `he` server's noise flooding (the queries it must withstand).
+    pub fn server_half(
+        self,
+        net: &Arc<FixedNetwork>,
+        flood: he::FloodTarget,
+    ) -> Result<Box<dyn ServerPreprocessing>, ProtocolError> {
+        Ok(match self {
+            Backend::Dealer => Box::new(RemoteDealerServer(Dealer::new(net.clone()))),
+            Backend::He => Box::new(he::HeServer::with_target(net.clone(), flood)?),
+        })
+    }
+
+    /// The client's half when the server is another process.
+    pub fn client_half(
+        self,
+        net: &Arc<FixedNetwork>,
+    ) -> Result<Box<dyn ClientPreprocessing>, ProtocolError> {
+        Ok(match self {
+            Backend::Dealer => Box::new(RemoteDealerClient::new(net.clone())),
+            Backend::He => Box::new(he::HeClient::new(net.clone())?),
+        })
+    }
+}
+
+/// A channel failure during the handshake is the channel failure it is, as everywhere else.
+impl From<crate::net::HandshakeError> for ProtocolError {
+    fn from(e: crate::net::HandshakeError) -> Self {
+        match e {
+            crate::net::HandshakeError::Net(n) => ProtocolError::Net(n),
+            other => ProtocolError::Handshake(other),
+        }
+    }
+}
+
+impl ProtocolError {
+    /// Whether this is the channel reporting that the peer went away, however deeply wrapped:
+    /// when both parties fail, the other party's error is the root cause.
+    pub fn is_disconnect(&self) -> bool {
+        matches!(self.net(), Some(NetError::Disconnected { .. }))
+    }
+
+    /// Whether this is a party giving up on a silent peer (not a link too slow for the
+    /// time-out): when the other party failed for a reason of its own, that reason is the root
+    /// cause and this only its echo.
+    pub fn is_peer_silence(&self) -> bool {
+        matches!(self.net(), Some(NetError::Timeout { .. }))
+    }
+
+    /// The channel error inside, however wrapped.
+    fn net(&self) -> Option<&NetError> {
+        match self {
+            ProtocolError::Net(e) | ProtocolError::Ot(crate::crypto::ot::OtError::Net(e)) => {
+                Some(e)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The public parameters both parties must agree on, named by the command-line flag that sets
+/// them, so that a handshake mismatch says which flag differs (the fingerprint covers them too).
+pub fn public_params(
+    net: &FixedNetwork,
+    backend: prepro::Backend,
+    gc: GcOptions,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("--offline", backend.to_string()),
+        ("--garbling", gc.garbling.to_string()),
+        ("--ot", gc.ot.to_string()),
+        ("--ell", net.ring.ell.to_string()),
+        ("--frac", net.ring.frac.to_string()),
+        ("--bn", net.bn_path.to_string()),
+    ]
 }
 
 /// The public plan of one ReLU site, computed identically by both parties.
@@ -120,8 +259,8 @@ pub fn sites_of(net: &FixedNetwork) -> Vec<SitePlan> {
 /// Time spent by one party on one step in one phase.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepTiming {
-    /// Step index (`usize::MAX` for the input and output transfers).
-    pub step: usize,
+    /// The step, or the input or output transfer.
+    pub step: StepRef,
     /// Layer name.
     pub name: String,
     /// Op kind.
@@ -132,19 +271,27 @@ pub struct StepTiming {
     pub seconds: f64,
 }
 
+/// Watches a party's progress (a progress bar, for instance): told of every step it finishes.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// The step named `name` of `phase` is done.
+    fn step_done(&self, phase: Phase, name: &str);
+    /// The party's session is over.
+    fn finished(&self) {}
+}
+
 /// A party's per-step timings.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PartyTimings {
     /// One entry per step and phase, in order.
     pub steps: Vec<StepTiming>,
-    /// Ticked once per recorded step, when set.
+    /// Told of every recorded step (not of the input and output transfers), when set.
     #[serde(skip)]
-    pub progress: Option<indicatif::ProgressBar>,
+    pub observer: Option<std::sync::Arc<dyn Observer>>,
 }
 
 impl PartyTimings {
     /// Append one entry.
-    pub fn record(&mut self, step: usize, name: &str, kind: &str, phase: Phase, seconds: f64) {
+    pub fn record(&mut self, step: StepRef, name: &str, kind: &str, phase: Phase, seconds: f64) {
         self.steps.push(StepTiming {
             step,
             name: name.to_string(),
@@ -152,12 +299,29 @@ impl PartyTimings {
             phase,
             seconds,
         });
-        if let Some(pb) = &self.progress {
-            if step != usize::MAX {
-                pb.inc(1);
-                pb.set_message(format!("{phase} {name}"));
-            }
+        if let (Some(o), StepRef::Step(_)) = (&self.observer, step) {
+            o.step_done(phase, name);
         }
+    }
+
+    /// Record the time since `t0` spent on `at` (a step of `net`, or the input or output
+    /// transfer) in `phase`.
+    pub fn record_step(
+        &mut self,
+        net: &FixedNetwork,
+        at: StepRef,
+        phase: Phase,
+        t0: std::time::Instant,
+    ) {
+        let (name, kind) = match at {
+            StepRef::Input => ("input", "input"),
+            StepRef::Output => ("output", "output"),
+            StepRef::Step(i) => net
+                .steps
+                .get(i)
+                .map_or(("?", "?"), |s| (s.name.as_str(), s.kind_name())),
+        };
+        self.record(at, name, kind, phase, t0.elapsed().as_secs_f64());
     }
 
     /// Total seconds in `phase`.
@@ -169,56 +333,19 @@ impl PartyTimings {
     }
 }
 
-/// For each value (0 = input, i + 1 = step i), the last step that reads it.
-pub(crate) fn last_uses(net: &FixedNetwork) -> Vec<usize> {
-    let mut last = vec![0usize; net.steps.len() + 1];
-    for (i, step) in net.steps.iter().enumerate() {
-        for &v in &step.inputs {
-            last[slot(v)] = i;
-        }
-    }
-    last[slot(net.output)] = usize::MAX;
-    last
-}
-
-pub(crate) fn slot(v: ValueId) -> usize {
-    match v {
-        ValueId::Input => 0,
-        ValueId::Layer(i) => i + 1,
-    }
-}
-
-pub(crate) fn value(values: &[Option<Vec<u64>>], v: ValueId) -> Result<&Vec<u64>, ProtocolError> {
-    values.get(slot(v)).and_then(Option::as_ref).ok_or_else(|| {
-        ProtocolError::Internal(format!(
-            "value {v:?} read before it was computed or after it was freed"
-        ))
-    })
-}
-
-/// Drop values no later step reads, so memory follows the live set.
-pub(crate) fn free_dead(values: &mut [Option<Vec<u64>>], last: &[usize], step: usize) {
-    for (v, &l) in values.iter_mut().zip(last) {
-        if l == step {
-            *v = None;
-        }
-    }
-}
-
-/// A fingerprint of everything both parties must agree on: protocol version, ring, every step's
-/// kind, geometry, shape and truncation, the masks, the linear preprocessing backend, and the
-/// garbling scheme and OT of the ReLU sites. Weights are not part of it.
-pub fn fingerprint(
-    net: &FixedNetwork,
-    backend: prepro::Backend,
-    gc: GcOptions,
-) -> crate::net::Fingerprint {
+/// A fingerprint of everything both parties must agree on: protocol version, ring, batch-norm
+/// path, every step's kind, geometry, shape and truncation, the masks, the linear
+/// preprocessing backend, and the garbling scheme and OT of the ReLU sites. Weights are not part
+/// of it.
+pub fn fingerprint(net: &FixedNetwork, backend: Backend, gc: GcOptions) -> crate::net::Fingerprint {
     use crate::plain::LinearKind;
-    let mut desc = format!("backend={backend};garbling={};ot={};", gc.garbling, gc.ot)
-        + &format!(
-            "pibench-protocol-{PROTOCOL_VERSION};ring={},{};input={:?};",
-            net.ring.ell, net.ring.frac, net.input_shape
-        );
+    let mut desc = format!(
+        "backend={backend};bn={};garbling={};ot={};",
+        net.bn_path, gc.garbling, gc.ot
+    ) + &format!(
+        "pibench-protocol-{PROTOCOL_VERSION};ring={},{};input={:?};",
+        net.ring.ell, net.ring.frac, net.input_shape
+    );
     let mut masks: Vec<u8> = Vec::new();
     for step in &net.steps {
         desc.push_str(&format!(
@@ -254,4 +381,140 @@ pub fn fingerprint(
         }
     }
     crate::net::Fingerprint::of_parts(&[desc.as_bytes(), &masks])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::crypto::prg::Prg;
+    use crate::plain::toy::{toy_input, toy_network, ToyMasks};
+    use crate::plain::FixedOutput;
+    use crate::ring::Ring;
+
+    /// Server and client of one inference on `fixed`, in memory with a dealer: the client's
+    /// logits, both parties' timings, and the oracle's output.
+    fn run(
+        fixed: &Arc<FixedNetwork>,
+        input: &[f32],
+    ) -> (Vec<f64>, PartyTimings, PartyTimings, FixedOutput) {
+        run_with(fixed, input, GcOptions::RECOMMENDED)
+    }
+
+    /// [`run`] with the garbling scheme and OT of `gc`.
+    fn run_with(
+        fixed: &Arc<FixedNetwork>,
+        input: &[f32],
+        gc: GcOptions,
+    ) -> (Vec<f64>, PartyTimings, PartyTimings, FixedOutput) {
+        let (mut s, mut c) = crate::net::mem_pair(Duration::from_secs(30));
+        let dealer = Dealer::new(fixed.clone());
+        let (fs, mut ds) = (fixed.clone(), dealer.clone());
+        let server = std::thread::spawn(move || -> Result<PartyTimings, ProtocolError> {
+            let mut rng = Prg::from_entropy();
+            let mut t = PartyTimings::default();
+            let (mut cot, delta) = server::setup(&mut s, gc.ot, &mut rng)?;
+            let state = server::offline(
+                &mut s,
+                &fs,
+                &mut ds,
+                &mut cot,
+                delta,
+                gc.garbling,
+                &mut rng,
+                &mut t,
+            )?;
+            server::online(&mut s, &fs, state, &mut t)?;
+            Ok(t)
+        });
+        let mut dc = dealer;
+        let mut rng = Prg::from_entropy();
+        let mut tc = PartyTimings::default();
+        let mut cot = client::setup(&mut c, gc.ot, &mut rng).unwrap();
+        let state = client::offline(
+            &mut c,
+            fixed,
+            &mut dc,
+            &mut cot,
+            gc.garbling,
+            &mut rng,
+            &mut tc,
+        )
+        .unwrap();
+        let logits = client::online(&mut c, fixed, state, input, &mut tc).unwrap();
+        let ts = server.join().expect("server thread").unwrap();
+        (logits, ts, tc, fixed.forward(input).unwrap())
+    }
+
+    #[test]
+    fn all_relu_toy_network_equals_the_oracle_bit_for_bit() {
+        for seed in 0..3 {
+            let net = toy_network(seed, ToyMasks::All);
+            let fixed = Arc::new(FixedNetwork::lower(&net, Ring::default()).unwrap());
+            let (logits, _, _, oracle) = run(&fixed, &toy_input(seed));
+            // Nothing is truncated locally, so nothing may differ.
+            assert_eq!(oracle.local_truncations, 0);
+            assert_eq!(logits, oracle.logits, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn every_garbling_scheme_and_ot_equals_the_oracle_bit_for_bit() {
+        use crate::crypto::ot::OtKind;
+        let net = toy_network(11, ToyMasks::All);
+        let fixed = Arc::new(FixedNetwork::lower(&net, Ring::default()).unwrap());
+        for garbling in crate::gc::Scheme::ALL {
+            for ot in [OtKind::Iknp, OtKind::SoftSpoken(2), OtKind::SoftSpoken(8)] {
+                let gc = GcOptions { garbling, ot };
+                let (logits, _, _, oracle) = run_with(&fixed, &toy_input(11), gc);
+                assert_eq!(logits, oracle.logits, "{gc}");
+            }
+        }
+    }
+
+    #[test]
+    fn linearized_elements_stay_within_local_truncation_of_the_oracle() {
+        for masks in [ToyMasks::None, ToyMasks::Random] {
+            for seed in 0..3 {
+                let net = toy_network(seed, masks);
+                let ring = Ring::new(64, 16).unwrap();
+                let fixed = Arc::new(FixedNetwork::lower(&net, ring).unwrap());
+                let (logits, _, _, oracle) = run(&fixed, &toy_input(seed));
+                assert!(oracle.local_truncations > 0, "{masks:?}");
+                // Each local truncation is off by at most one ulp (2^-16); the toy's weights
+                // carry that to the logits as a few ulps, far below 10^-3.
+                for (g, w) in logits.iter().zip(&oracle.logits) {
+                    assert!((g - w).abs() < 1e-3, "{masks:?} seed {seed}: {g} vs {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn timings_name_the_input_every_step_and_the_output() {
+        let net = toy_network(7, ToyMasks::Random);
+        let fixed = Arc::new(FixedNetwork::lower(&net, Ring::default()).unwrap());
+        let (_, ts, tc, _) = run(&fixed, &toy_input(7));
+        let steps = |t: &PartyTimings, phase: Phase| -> Vec<StepRef> {
+            t.steps
+                .iter()
+                .filter(|s| s.phase == phase)
+                .map(|s| s.step)
+                .collect()
+        };
+        let every: Vec<StepRef> = (0..fixed.steps.len()).map(StepRef::Step).collect();
+        // Offline both parties visit every step; online the server computes every step and
+        // the client only evaluates the ReLU sites, between the input and the output.
+        assert_eq!(steps(&ts, Phase::Offline), every);
+        assert_eq!(steps(&tc, Phase::Offline), every);
+        let mut server_online = vec![StepRef::Input];
+        server_online.extend(&every);
+        server_online.push(StepRef::Output);
+        assert_eq!(steps(&ts, Phase::Online), server_online);
+        let mut client_online = vec![StepRef::Input];
+        client_online.extend(sites_of(&fixed).iter().map(|site| StepRef::Step(site.step)));
+        client_online.push(StepRef::Output);
+        assert_eq!(steps(&tc, Phase::Online), client_online);
+    }
 }

@@ -11,6 +11,7 @@ use rand::RngCore;
 use rand_core::{OsRng, SeedableRng};
 
 use super::ProtocolError;
+use crate::model::StepGraph;
 use crate::net::{Channel, ChannelExt};
 use crate::plain::{FixedNetwork, StepKind};
 
@@ -50,6 +51,11 @@ impl std::str::FromStr for Backend {
 pub trait ClientPreprocessing: Send {
     /// Which backend this is (part of the handshake: both parties must use the same).
     fn backend(&self) -> Backend;
+    /// The backend's own setup, once per session before the offline phase (the `he` backend's
+    /// public key); `ch` is the channel to the server. Nothing by default.
+    fn setup(&mut self, _ch: &mut dyn Channel) -> Result<(), ProtocolError> {
+        Ok(())
+    }
     /// `M·c − s` for linear step `step` and the client's (already truncated) input share `c`;
     /// `ch` is the channel to the server, for backends that talk.
     fn correlate(
@@ -64,8 +70,14 @@ pub trait ClientPreprocessing: Send {
 pub trait ServerPreprocessing: Send {
     /// Which backend this is (part of the handshake: both parties must use the same).
     fn backend(&self) -> Backend;
+    /// The backend's own setup, once per session before the offline phase (the `he` backend's
+    /// public key); `ch` is the channel to the client. Nothing by default.
+    fn setup(&mut self, _ch: &mut dyn Channel) -> Result<(), ProtocolError> {
+        Ok(())
+    }
     /// The server's mask `s` of linear step `step`; `ch` is the channel to the client.
-    fn mask(&mut self, ch: &mut dyn Channel, step: usize) -> Result<Vec<u64>, ProtocolError>;
+    fn linear_mask(&mut self, ch: &mut dyn Channel, step: usize)
+        -> Result<Vec<u64>, ProtocolError>;
 }
 
 /// A trusted dealer shared by both parties of one process. It draws `s` on first touch of a
@@ -82,6 +94,13 @@ impl Dealer {
     pub fn new(net: Arc<FixedNetwork>) -> Self {
         let mut seed = [0u8; 32];
         OsRng.fill_bytes(&mut seed);
+        Self::with_seed(net, seed)
+    }
+
+    /// A dealer whose masks are a function of `seed` (step `i`'s mask `s` is ChaCha12 keyed by
+    /// `seed` with `i` XORed into its first 8 bytes): for tests and for replaying a run exactly
+    /// (`eval::pi` reproduces a protocol run bit for bit from it). Never for a real deployment.
+    pub fn with_seed(net: Arc<FixedNetwork>, seed: [u8; 32]) -> Self {
         Dealer {
             net,
             masks: Arc::default(),
@@ -89,7 +108,7 @@ impl Dealer {
         }
     }
 
-    fn mask_of(&self, step: usize) -> Result<Vec<u64>, ProtocolError> {
+    fn linear_mask_of(&self, step: usize) -> Result<Vec<u64>, ProtocolError> {
         let out_len = self
             .net
             .steps
@@ -123,9 +142,10 @@ impl Dealer {
 }
 
 impl Dealer {
-    /// `(M·c − s, s)` for step `step`.
-    fn deal(&self, step: usize, c: &[u64]) -> Result<(Vec<u64>, Vec<u64>), ProtocolError> {
-        let s = self.mask_of(step)?;
+    /// `(M·c − s, s)` for linear step `step` and the client's (already truncated) input share `c`:
+    /// the client's and the server's halves of the correlation.
+    pub fn deal(&self, step: usize, c: &[u64]) -> Result<(Vec<u64>, Vec<u64>), ProtocolError> {
+        let s = self.linear_mask_of(step)?;
         let StepKind::Linear(l) = &self.net.steps[step].kind else {
             return Err(ProtocolError::Internal(format!(
                 "step {step} is not linear"
@@ -160,8 +180,12 @@ impl ServerPreprocessing for Dealer {
         Backend::Dealer
     }
 
-    fn mask(&mut self, _ch: &mut dyn Channel, step: usize) -> Result<Vec<u64>, ProtocolError> {
-        self.mask_of(step)
+    fn linear_mask(
+        &mut self,
+        _ch: &mut dyn Channel,
+        step: usize,
+    ) -> Result<Vec<u64>, ProtocolError> {
+        self.linear_mask_of(step)
     }
 }
 
@@ -169,7 +193,17 @@ impl ServerPreprocessing for Dealer {
 /// sends its share to it and gets `M·c − s` back over the channel. Those bytes are the dealer's
 /// deliveries, counted in the linear layer's offline traffic; like every dealer result, this is
 /// not a two-party protocol (the server process sees the client's masks).
-pub struct RemoteDealerClient;
+pub struct RemoteDealerClient {
+    /// The public architecture: how many values each step's delivery must hold.
+    net: Arc<FixedNetwork>,
+}
+
+impl RemoteDealerClient {
+    /// The client of a remote dealer for `net` (only its public shapes are used).
+    pub fn new(net: Arc<FixedNetwork>) -> Self {
+        RemoteDealerClient { net }
+    }
+}
 
 impl ClientPreprocessing for RemoteDealerClient {
     fn backend(&self) -> Backend {
@@ -179,19 +213,31 @@ impl ClientPreprocessing for RemoteDealerClient {
     fn correlate(
         &mut self,
         ch: &mut dyn Channel,
-        _step: usize,
+        step: usize,
         c: &[u64],
     ) -> Result<Vec<u64>, ProtocolError> {
+        let s = self
+            .net
+            .steps
+            .get(step)
+            .filter(|s| matches!(s.kind, StepKind::Linear(_)))
+            .ok_or_else(|| ProtocolError::Internal(format!("step {step} is not a linear step")))?;
+        let expected = s.out_shape.elements();
         ch.send_u64s(c)?;
         ch.flush()?;
-        let n = ch.recv_u64()? as usize;
-        if n > 1 << 28 {
-            return Err(ProtocolError::Internal(format!(
-                "dealer announced {n} values"
+        // The count comes from the peer: checked against the public shape before anything is
+        // allocated, so a lying dealer can neither crash the client nor make it allocate.
+        let n = ch.recv_u64()?;
+        if n != expected as u64 {
+            return Err(ProtocolError::Peer(format!(
+                "the dealer announced {n} values for step `{}`, whose output has {expected}",
+                s.name
             )));
         }
-        let mut out = vec![0u64; n];
+        let mut out = vec![0u64; expected];
         ch.recv_u64s(&mut out)?;
+        let ring = self.net.ring;
+        out.iter_mut().for_each(|v| *v = ring.reduce(*v));
         Ok(out)
     }
 }
@@ -204,11 +250,14 @@ impl ServerPreprocessing for RemoteDealerServer {
         Backend::Dealer
     }
 
-    fn mask(&mut self, ch: &mut dyn Channel, step: usize) -> Result<Vec<u64>, ProtocolError> {
+    fn linear_mask(
+        &mut self,
+        ch: &mut dyn Channel,
+        step: usize,
+    ) -> Result<Vec<u64>, ProtocolError> {
         let net = &self.0.net;
-        let in_len = match net.steps.get(step).map(|s| s.inputs[0]) {
-            Some(crate::model::ValueId::Input) => net.input_shape.elements(),
-            Some(crate::model::ValueId::Layer(j)) => net.steps[j].out_shape.elements(),
+        let in_len = match net.steps.get(step).and_then(|s| s.inputs.first()) {
+            Some(&v) => net.shape_of(v).elements(),
             None => return Err(ProtocolError::Internal(format!("no step {step}"))),
         };
         let mut c = vec![0u64; in_len];

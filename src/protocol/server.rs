@@ -5,39 +5,37 @@ use std::time::Instant;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::engine::ReluEngine;
 use super::prepro::ServerPreprocessing;
+use super::site::{ReluEngine, ServerSite};
 use super::{sites_of, PartyTimings, ProtocolError, SitePlan};
 use crate::crypto::ot::{OtKind, OtSender};
-use crate::crypto::Block;
 use crate::gc::{Delta, Scheme};
+use crate::model::walk::walk;
+use crate::model::StepRef;
 use crate::net::{Channel, ChannelExt, Phase};
-use crate::plain::{FixedNetwork, StepKind};
-
-/// What the server keeps from the offline phase for one ReLU site.
-struct ServerSite {
-    plan: SitePlan,
-    /// Seed of the server's input zero-labels, regenerated online instead of stored.
-    label_seed: Block,
-    /// Per kept element, the colour bits of the output zero-labels.
-    decode: Vec<u64>,
-}
+use crate::plain::{FixedNetwork, Share, StepKind};
 
 /// The server's state between the offline and the online phase.
 pub struct ServerState {
     delta: Delta,
-    masks: Vec<Option<Vec<u64>>>,
-    sites: Vec<ServerSite>,
+    /// Per linear step, its mask `s` (the client holds `M·c − s`).
+    linear_masks: Vec<Option<Vec<u64>>>,
+    sites: Vec<(SitePlan, ServerSite)>,
 }
 
 impl ServerState {
     /// Bytes the server stores between the phases.
     pub fn storage_bytes(&self) -> u64 {
-        let masks: usize = self.masks.iter().flatten().map(|m| m.len() * 8).sum();
+        let masks: usize = self
+            .linear_masks
+            .iter()
+            .flatten()
+            .map(|m| m.len() * 8)
+            .sum();
         let sites: usize = self
             .sites
             .iter()
-            .map(|s| s.decode.len() * 8 + 16 + s.plan.kept.len() * 4)
+            .map(|(plan, site)| site.storage_bytes() as usize + plan.kept.len() * 4)
             .sum();
         (masks + sites + 16) as u64
     }
@@ -70,9 +68,7 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
     rng: &mut R,
     timings: &mut PartyTimings,
 ) -> Result<ServerState, ProtocolError> {
-    // Keys the three-halves control randomness of every site of the session.
-    let control_seed = Block::random(rng);
-    let mut masks = vec![None; net.steps.len()];
+    let mut linear_masks = vec![None; net.steps.len()];
     let mut sites = Vec::new();
     let plans = sites_of(net);
     let mut plan_iter = plans.into_iter();
@@ -80,43 +76,30 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
         let t0 = Instant::now();
         ch.set_scope(Phase::Offline, Some(&step.name));
         match &step.kind {
-            StepKind::Linear(_) => masks[i] = Some(pre.mask(ch, i)?),
+            StepKind::Linear(_) => linear_masks[i] = Some(pre.linear_mask(ch, i)?),
             StepKind::Relu { .. } => {
                 let plan = plan_iter
                     .next()
                     .ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
                 let engine = ReluEngine::new(net.ring, plan.trunc, garbling)?;
-                // Regenerated from the seed online instead of stored.
-                let label_seed = Block::random(rng);
-                let decode = engine.server_offline(
+                let site = ServerSite::offline(
                     ch,
-                    cot,
-                    &delta,
-                    control_seed,
-                    label_seed,
+                    &engine,
                     plan.kept.len(),
                     plan.instance_base,
+                    cot,
+                    &delta,
+                    rng,
                 )?;
-                ch.flush()?;
-                sites.push(ServerSite {
-                    plan,
-                    label_seed,
-                    decode,
-                });
+                sites.push((plan, site));
             }
             _ => {}
         }
-        timings.record(
-            i,
-            &step.name,
-            step.kind_name(),
-            Phase::Offline,
-            t0.elapsed().as_secs_f64(),
-        );
+        timings.record_step(net, StepRef::Step(i), Phase::Offline, t0);
     }
     Ok(ServerState {
         delta,
-        masks,
+        linear_masks,
         sites,
     })
 }
@@ -134,32 +117,23 @@ pub fn online<C: Channel + ?Sized>(
     let mut x0 = vec![0u64; net.input_shape.elements()];
     ch.recv_u64s(&mut x0)?;
     x0.iter_mut().for_each(|v| *v = ring.reduce(*v));
-    timings.record(
-        usize::MAX,
-        "input",
-        "input",
-        Phase::Online,
-        t_in.elapsed().as_secs_f64(),
-    );
-    let mut values: Vec<Option<Vec<u64>>> = vec![None; net.steps.len() + 1];
-    values[0] = Some(x0);
-    let last_use = super::last_uses(net);
-    let mut sites = state.sites.into_iter();
-    for (i, step) in net.steps.iter().enumerate() {
+    timings.record_step(net, StepRef::Input, Phase::Online, t_in);
+    let ServerState {
+        delta,
+        linear_masks,
+        sites,
+    } = state;
+    let mut sites = sites.into_iter();
+    let out = walk(net, x0, |i, ins| -> Result<Vec<u64>, ProtocolError> {
+        let step = &net.steps[i];
         let t0 = Instant::now();
         ch.set_scope(Phase::Online, Some(&step.name));
-        let x = super::value(&values, step.inputs[0])?;
+        let x = ins[0];
         let out = match &step.kind {
             StepKind::Linear(l) => {
-                let xin: Vec<u64> = if l.input_trunc > 0 {
-                    x.iter()
-                        .map(|&v| ring.trunc_share_server(v, l.input_trunc))
-                        .collect()
-                } else {
-                    x.clone()
-                };
+                let xin = Share::Server.trunc_all(&ring, x, l.input_trunc);
                 let mut y = l.apply(&ring, &xin);
-                let s = state.masks[i]
+                let s = linear_masks[i]
                     .as_ref()
                     .ok_or_else(|| ProtocolError::Internal(format!("no mask for step {i}")))?;
                 y.iter_mut()
@@ -169,64 +143,28 @@ pub fn online<C: Channel + ?Sized>(
                 y
             }
             StepKind::Relu { trunc, .. } => {
-                let site = sites
+                let (plan, site) = sites
                     .next()
                     .ok_or_else(|| ProtocolError::Internal("site out of step".into()))?;
-                let ell = ring.ell as usize;
-                let n = site.plan.kept.len();
-                let mut out: Vec<u64> = if *trunc > 0 {
-                    x.iter()
-                        .map(|&v| ring.trunc_share_server(v, *trunc))
-                        .collect()
-                } else {
-                    x.clone()
-                };
-                if n > 0 {
-                    let vals: Vec<u64> = site.plan.kept.iter().map(|&j| x[j as usize]).collect();
-                    let z = super::engine::server_online_site(
-                        ch,
-                        ell,
-                        &vals,
-                        site.label_seed,
-                        &state.delta,
-                        &site.decode,
-                    )?;
-                    for (&j, zj) in site.plan.kept.iter().zip(z) {
+                let mut out = Share::Server.trunc_all(&ring, x, *trunc);
+                if !plan.kept.is_empty() {
+                    let vals: Vec<u64> = plan.kept.iter().map(|&j| x[j as usize]).collect();
+                    let z = site.online(ch, &delta, &vals)?;
+                    for (&j, zj) in plan.kept.iter().zip(z) {
                         out[j as usize] = zj;
                     }
                 }
                 out
             }
-            local => {
-                let y = match step.inputs.get(1) {
-                    Some(&v) => Some(super::value(&values, v)?.as_slice()),
-                    None => None,
-                };
-                crate::plain::fixed::apply_local(&ring, local, x, y)
-                    .ok_or_else(|| ProtocolError::Internal(format!("step {i} is not local")))?
-            }
+            kind => net.local_step(i, kind, ins)?,
         };
-        values[i + 1] = Some(out);
-        super::free_dead(&mut values, &last_use, i);
-        timings.record(
-            i,
-            &step.name,
-            step.kind_name(),
-            Phase::Online,
-            t0.elapsed().as_secs_f64(),
-        );
-    }
+        timings.record_step(net, StepRef::Step(i), Phase::Online, t0);
+        Ok(out)
+    })?;
     let t_out = Instant::now();
     ch.set_scope(Phase::Online, Some("output"));
-    let out = super::value(&values, net.output)?;
-    ch.send_u64s(out)?;
+    ch.send_u64s(&out)?;
     ch.flush()?;
-    timings.record(
-        usize::MAX,
-        "output",
-        "output",
-        Phase::Online,
-        t_out.elapsed().as_secs_f64(),
-    );
+    timings.record_step(net, StepRef::Output, Phase::Online, t_out);
     Ok(())
 }

@@ -8,162 +8,22 @@
 //! ones. A term is only used when the sweep can determine it: distinct values, more points than
 //! terms, and a column not collinear with the others; otherwise it is dropped (coefficient 0).
 //!
-//! Link time is `compute + bytes_up·8/up_bps + bytes_down·8/down_bps + rounds·RTT/2`, the same
-//! formula as `net::link::Link::estimate`; [`LinkParams`] is a stand-in for that type until the
-//! two branches are merged.
+//! Link time is `compute + bytes_up·8/up_bps + bytes_down·8/down_bps + rounds·RTT/2`:
+//! [`Link::latency`], the formula every run's link estimates use.
 
 use std::fmt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bench::RunResult;
+use crate::net::link::Link;
+use crate::results::RunResult;
 
 use super::sweep::{link_order, structure_of, Sweep};
 use super::ReportError;
 
 /// Version of the `costmodel.json` schema.
 pub const COSTMODEL_VERSION: u32 = 1;
-
-/// A link's bandwidths and round-trip time.
-///
-/// Mirrors `net::link::Link` (same fields and formula); at merge the lead may replace it by that
-/// type.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LinkParams {
-    /// A preset name or the custom text.
-    pub name: String,
-    /// Bandwidth client → server, bits per second.
-    pub up_bits_per_sec: f64,
-    /// Bandwidth server → client, bits per second.
-    pub down_bits_per_sec: f64,
-    /// Round-trip time, seconds.
-    pub rtt_secs: f64,
-}
-
-impl LinkParams {
-    /// The presets: `lan` (3 Gbit/s, 0.3 ms), `wan` (400 Mbit/s, 40 ms), `mobile` (865 Mbit/s
-    /// up, 135 Mbit/s down, no documented RTT so 0).
-    pub fn preset(name: &str) -> Option<LinkParams> {
-        let (up, down, rtt) = match name {
-            "lan" => (3e9, 3e9, 0.3e-3),
-            "wan" => (400e6, 400e6, 40e-3),
-            "mobile" => (865e6, 135e6, 0.0),
-            _ => return None,
-        };
-        Some(LinkParams {
-            name: name.into(),
-            up_bits_per_sec: up,
-            down_bits_per_sec: down,
-            rtt_secs: rtt,
-        })
-    }
-
-    /// All presets in the order lan, wan, mobile.
-    pub fn presets() -> Vec<LinkParams> {
-        ["lan", "wan", "mobile"]
-            .iter()
-            .filter_map(|n| LinkParams::preset(n))
-            .collect()
-    }
-
-    /// A preset, or a custom `BW,RTT` link: `BW` is `RATE` or `UP/DOWN`, each a number with a
-    /// unit `gbit`, `mbit`, `kbit` or `bit` (per second; default `mbit`); `RTT` is a number with
-    /// `ms`, `us` or `s` (default `ms`). Examples: `1gbit,10ms`, `865mbit/135mbit,0ms`, `100,20`.
-    pub fn parse(spec: &str) -> Result<LinkParams, ReportError> {
-        let spec = spec.trim();
-        if let Some(p) = LinkParams::preset(&spec.to_lowercase()) {
-            return Ok(p);
-        }
-        let bad = |why: &str| ReportError::BadLink {
-            spec: spec.into(),
-            reason: why.into(),
-        };
-        let (bw, rtt) = spec
-            .split_once(',')
-            .ok_or_else(|| bad("not a preset (lan, wan, mobile) and no `BW,RTT` comma"))?;
-        let (up, down) = match bw.split_once('/') {
-            Some((u, d)) => (parse_rate(u), parse_rate(d)),
-            None => (parse_rate(bw), parse_rate(bw)),
-        };
-        let (up, down) = (
-            up.ok_or_else(|| bad("bad bandwidth"))?,
-            down.ok_or_else(|| bad("bad bandwidth"))?,
-        );
-        let rtt = parse_secs(rtt).ok_or_else(|| bad("bad RTT"))?;
-        if up <= 0.0 || down <= 0.0 {
-            return Err(bad("bandwidth must be positive"));
-        }
-        Ok(LinkParams {
-            name: spec.into(),
-            up_bits_per_sec: up,
-            down_bits_per_sec: down,
-            rtt_secs: rtt,
-        })
-    }
-
-    /// `compute + c2s·8/up + s2c·8/down + rounds·RTT/2`, seconds.
-    pub fn estimate(&self, compute_secs: f64, bytes_c2s: f64, bytes_s2c: f64, rounds: f64) -> f64 {
-        compute_secs
-            + bytes_c2s * 8.0 / self.up_bits_per_sec
-            + bytes_s2c * 8.0 / self.down_bits_per_sec
-            + rounds * self.rtt_secs / 2.0
-    }
-
-    /// A one-line description, e.g. `wan: 400 Mbit/s, RTT 40 ms`.
-    pub fn describe(&self) -> String {
-        let bw = if self.up_bits_per_sec == self.down_bits_per_sec {
-            fmt_rate(self.up_bits_per_sec)
-        } else {
-            format!(
-                "{} up / {} down",
-                fmt_rate(self.up_bits_per_sec),
-                fmt_rate(self.down_bits_per_sec)
-            )
-        };
-        format!("{bw}, RTT {} ms", self.rtt_secs * 1e3)
-    }
-}
-
-fn fmt_rate(bps: f64) -> String {
-    if bps >= 1e9 {
-        format!("{} Gbit/s", bps / 1e9)
-    } else {
-        format!("{} Mbit/s", bps / 1e6)
-    }
-}
-
-fn split_unit(s: &str) -> (f64, String) {
-    let s = s.trim().to_lowercase();
-    let i = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let num = s[..i].parse::<f64>().unwrap_or(f64::NAN);
-    (num, s[i..].trim().trim_end_matches("/s").to_string())
-}
-
-fn parse_rate(s: &str) -> Option<f64> {
-    let (x, unit) = split_unit(s);
-    let mul = match unit.as_str() {
-        "gbit" | "gbps" | "g" => 1e9,
-        "" | "mbit" | "mbps" | "m" => 1e6,
-        "kbit" | "kbps" | "k" => 1e3,
-        "bit" | "bps" => 1.0,
-        _ => return None,
-    };
-    x.is_finite().then_some(x * mul)
-}
-
-fn parse_secs(s: &str) -> Option<f64> {
-    let (x, unit) = split_unit(s);
-    let mul = match unit.as_str() {
-        "" | "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "s" => 1.0,
-        _ => return None,
-    };
-    (x.is_finite() && x >= 0.0).then_some(x * mul)
-}
 
 /// What the cost model needs to know about a bundle: all public, available without running it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -457,34 +317,41 @@ impl CostModel {
     }
 
     /// Predict a workload's cost on `link`.
-    pub fn predict(&self, w: &Workload, link: &LinkParams) -> Prediction {
-        let p = Prediction {
-            link: link.name.clone(),
-            offline_compute_seconds: self.offline_seconds.eval(w),
-            online_compute_seconds: self.online_seconds.eval(w),
-            offline_seconds: 0.0,
-            online_seconds: 0.0,
-            offline_bytes_c2s: self.offline_bytes_c2s.eval(w),
-            offline_bytes_s2c: self.offline_bytes_s2c.eval(w),
-            online_bytes_c2s: self.online_bytes_c2s.eval(w),
-            online_bytes_s2c: self.online_bytes_s2c.eval(w),
-            offline_rounds: self.offline_rounds.eval(w).round(),
-            online_rounds: self.online_rounds.eval(w).round(),
-        };
+    pub fn predict(&self, w: &Workload, link: &Link) -> Prediction {
+        let p = self.predict_compute(w);
         Prediction {
-            offline_seconds: link.estimate(
+            link: link.name.clone(),
+            offline_seconds: link.latency(
                 p.offline_compute_seconds,
                 p.offline_bytes_c2s,
                 p.offline_bytes_s2c,
                 p.offline_rounds,
             ),
-            online_seconds: link.estimate(
+            online_seconds: link.latency(
                 p.online_compute_seconds,
                 p.online_bytes_c2s,
                 p.online_bytes_s2c,
                 p.online_rounds,
             ),
             ..p
+        }
+    }
+
+    /// Predict a workload's cost without a link: the link seconds are the compute seconds.
+    fn predict_compute(&self, w: &Workload) -> Prediction {
+        let (offline, online) = (self.offline_seconds.eval(w), self.online_seconds.eval(w));
+        Prediction {
+            link: "compute".into(),
+            offline_compute_seconds: offline,
+            online_compute_seconds: online,
+            offline_seconds: offline,
+            online_seconds: online,
+            offline_bytes_c2s: self.offline_bytes_c2s.eval(w),
+            offline_bytes_s2c: self.offline_bytes_s2c.eval(w),
+            online_bytes_c2s: self.online_bytes_c2s.eval(w),
+            online_bytes_s2c: self.online_bytes_s2c.eval(w),
+            offline_rounds: self.offline_rounds.eval(w).round(),
+            online_rounds: self.online_rounds.eval(w).round(),
         }
     }
 
@@ -535,14 +402,8 @@ impl CostModel {
                 linear_layers: g.linear_layers,
             };
             let label = g.label();
-            let none = LinkParams {
-                name: "compute".into(),
-                up_bits_per_sec: f64::INFINITY,
-                down_bits_per_sec: f64::INFINITY,
-                rtt_secs: 0.0,
-            };
-            let p = self.predict(&w, &none);
-            let ph = ho.as_ref().map(|m| m.predict(&w, &none));
+            let p = self.predict_compute(&w);
+            let ph = ho.as_ref().map(|m| m.predict_compute(&w));
             out.push(Check {
                 model: label.clone(),
                 quantity: "offline compute".into(),
@@ -559,18 +420,15 @@ impl CostModel {
             });
             let mut links = g.links.clone();
             links.sort_by(|a, b| {
-                (link_order(&a.link), a.emulated).cmp(&(link_order(&b.link), b.emulated))
+                (link_order(&a.link.name), a.emulated).cmp(&(link_order(&b.link.name), b.emulated))
             });
             for l in &links {
-                let Ok(params) = LinkParams::parse(&l.link) else {
-                    continue;
-                };
-                let p = self.predict(&w, &params);
-                let ph = ho.as_ref().map(|m| m.predict(&w, &params));
+                let p = self.predict(&w, &l.link);
+                let ph = ho.as_ref().map(|m| m.predict(&w, &l.link));
                 let tag = if l.emulated {
-                    format!("{} (emulated)", l.link)
+                    format!("{} (emulated)", l.link.name)
                 } else {
-                    l.link.clone()
+                    l.link.name.clone()
                 };
                 out.push(Check {
                     model: label.clone(),
@@ -874,26 +732,41 @@ mod tests {
     }
 
     #[test]
-    fn link_parse_presets_and_custom() {
-        let wan = LinkParams::parse("wan").unwrap();
-        assert_eq!(wan.up_bits_per_sec, 400e6);
-        assert_eq!(wan.rtt_secs, 0.04);
-        let c = LinkParams::parse("1gbit,10ms").unwrap();
-        assert_eq!((c.up_bits_per_sec, c.rtt_secs), (1e9, 0.01));
-        let c = LinkParams::parse("865mbit/135mbit,0ms").unwrap();
-        assert_eq!((c.up_bits_per_sec, c.down_bits_per_sec), (865e6, 135e6));
-        let c = LinkParams::parse("100,20").unwrap();
-        assert_eq!((c.up_bits_per_sec, c.rtt_secs), (100e6, 0.02));
-        assert!(LinkParams::parse("fast").is_err());
-        assert!(LinkParams::parse("0,10").is_err());
-        assert!(LinkParams::parse("1tbit,1ms").is_err());
-    }
-
-    #[test]
-    fn link_estimate_formula() {
-        let l = LinkParams::parse("8mbit/16mbit,100ms").unwrap();
-        // 1 s compute + 1e6 B up (1 s) + 2e6 B down (1 s) + 4 rounds × 50 ms
-        let t = l.estimate(1.0, 1e6, 2e6, 4.0);
-        assert!((t - 3.2).abs() < 1e-12);
+    fn predictions_take_the_same_links_as_runs() {
+        // `predict --link` and `run --link` parse with the one `net::link` parser: units
+        // required, terabits accepted.
+        assert!(Link::parse("100,20").is_err());
+        assert!(Link::parse("fast").is_err() && Link::parse("0,10").is_err());
+        let fast = Link::parse("1tbit,1ms").unwrap();
+        let fit = |fixed: f64| Fit {
+            fixed,
+            ..Fit::default()
+        };
+        let m = CostModel {
+            version: COSTMODEL_VERSION,
+            backend: "dealer".into(),
+            gc: Default::default(),
+            ell: 64,
+            frac: 12,
+            machine: String::new(),
+            threads: 1,
+            models: 1,
+            runs: 1,
+            offline_seconds: fit(2.0),
+            online_seconds: fit(0.5),
+            offline_bytes_c2s: fit(1e6),
+            offline_bytes_s2c: fit(2e6),
+            online_bytes_c2s: fit(0.0),
+            online_bytes_s2c: fit(1e3),
+            offline_rounds: fit(4.0),
+            online_rounds: fit(2.0),
+        };
+        let w = Workload::default();
+        let slow = Link::parse("8mbit/16mbit,100ms").unwrap();
+        let p = m.predict(&w, &slow);
+        // 2 s compute + 1e6 B up (1 s) + 2e6 B down (1 s) + 4 rounds × 50 ms
+        assert!((p.offline_seconds - 4.2).abs() < 1e-12, "{p:?}");
+        assert_eq!(p.offline_seconds, slow.latency(2.0, 1e6, 2e6, 4.0));
+        assert!(m.predict(&w, &fast).online_seconds < 0.51);
     }
 }

@@ -5,10 +5,11 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::costmodel::{CostModel, LinkParams};
+use super::costmodel::CostModel;
 use super::plots::{fmt_budget, method_display, PlotSet};
 use super::sweep::{ModelGroup, Stat, Sweep};
 use super::ReportOptions;
+use crate::net::link::Link;
 
 /// Render the report. `notes` are listed under "Notes" (skipped plots, font warnings, ...).
 pub fn render(
@@ -35,6 +36,19 @@ fn write_all(
     notes: &[String],
     opts: &ReportOptions,
 ) -> std::fmt::Result {
+    write_header(s, sweep, opts)?;
+    write_setup(s, sweep)?;
+    write_links(s, sweep)?;
+    write_results(s, sweep)?;
+    write_plots(s, plots)?;
+    write_cost_model(s, model, sweep)?;
+    write_notes(s, notes)?;
+    write_reproduce(s, opts)
+}
+
+/// The title, what the runs are, and the warnings that apply to every figure (a dealer backend,
+/// runs that did not match the oracle).
+fn write_header(s: &mut String, sweep: &Sweep, opts: &ReportOptions) -> std::fmt::Result {
     let runs = &sweep.runs;
     writeln!(s, "# {}\n", opts.title)?;
     let versions = distinct(runs.iter().map(|r| r.pibench_version.clone()));
@@ -68,8 +82,13 @@ fn write_all(
             runs.len()
         )?;
     }
+    Ok(())
+}
 
-    // ---- setup
+/// Machine, threads, transport, ring, backend, gates per ReLU, local truncation.
+fn write_setup(s: &mut String, sweep: &Sweep) -> std::fmt::Result {
+    let runs = &sweep.runs;
+    let backends = distinct(runs.iter().map(|r| r.backend.to_string()));
     writeln!(s, "## Setup\n")?;
     writeln!(s, "| | |\n|---|---|")?;
     for m in distinct(runs.iter().map(|r| {
@@ -129,8 +148,11 @@ fn write_all(
         s,
         "| local truncation | worst failure probability per inference {worst:.2e} (union bound) |\n"
     )?;
+    Ok(())
+}
 
-    // ---- links
+/// The links the latencies are given for.
+fn write_links(s: &mut String, sweep: &Sweep) -> std::fmt::Result {
     let cols = sweep.link_columns();
     if !cols.is_empty() {
         writeln!(s, "## Links\n")?;
@@ -145,7 +167,9 @@ fn write_all(
             }
         }
         for name in &names {
-            let desc = LinkParams::parse(name).map_or("(custom)".to_string(), |l| l.describe());
+            let desc = sweep
+                .link_named(name)
+                .map_or_else(String::new, Link::describe);
             let emu = cols.iter().any(|c| &c.0 == name && c.1);
             writeln!(
                 s,
@@ -163,8 +187,11 @@ fn write_all(
              channel (`--emulate`), the table shows *model / emulated*.\n"
         )?;
     }
+    Ok(())
+}
 
-    // ---- results
+/// Per network, the latency table and the communication table of every model.
+fn write_results(s: &mut String, sweep: &Sweep) -> std::fmt::Result {
     writeln!(s, "## Results\n")?;
     writeln!(
         s,
@@ -258,8 +285,11 @@ fn write_all(
         writeln!(s)?;
         write_he_table(s, sweep, &gs)?;
     }
+    Ok(())
+}
 
-    // ---- plots
+/// The plots, PNG with a link to the SVG.
+fn write_plots(s: &mut String, plots: &PlotSet) -> std::fmt::Result {
     writeln!(s, "## Plots\n")?;
     if plots.files.is_empty() {
         writeln!(s, "No plots were drawn.\n")?;
@@ -272,14 +302,21 @@ fn write_all(
             None => writeln!(s, "![{}]({svg})\n", p.title)?,
         }
     }
+    Ok(())
+}
 
-    // ---- cost model
+/// The fitted cost model and its errors, or why there is none.
+fn write_cost_model(s: &mut String, model: Option<&CostModel>, sweep: &Sweep) -> std::fmt::Result {
     writeln!(s, "## Cost model\n")?;
     match model {
         None => writeln!(s, "Not fitted (see the notes below).\n")?,
-        Some(m) => write_costmodel(s, m, sweep)?,
+        Some(m) => write_fitted_model(s, m, sweep)?,
     }
+    Ok(())
+}
 
+/// What was skipped and why.
+fn write_notes(s: &mut String, notes: &[String]) -> std::fmt::Result {
     if !notes.is_empty() {
         writeln!(s, "## Notes\n")?;
         for n in notes {
@@ -287,8 +324,11 @@ fn write_all(
         }
         writeln!(s)?;
     }
+    Ok(())
+}
 
-    // ---- reproduce
+/// How to redraw and rerun everything.
+fn write_reproduce(s: &mut String, opts: &ReportOptions) -> std::fmt::Result {
     writeln!(s, "## How to reproduce\n")?;
     writeln!(
         s,
@@ -303,7 +343,7 @@ fn write_all(
     Ok(())
 }
 
-fn write_costmodel(s: &mut String, m: &CostModel, sweep: &Sweep) -> std::fmt::Result {
+fn write_fitted_model(s: &mut String, m: &CostModel, sweep: &Sweep) -> std::fmt::Result {
     writeln!(
         s,
         "Fitted on {} model(s) ({} runs, one point per model: the median of its runs), each \
@@ -486,7 +526,7 @@ fn mb(bytes: f64) -> String {
 
 /// The `he` backend's linear preprocessing per model against Delphi-style SIMD packing.
 fn write_he_table(s: &mut String, sweep: &Sweep, gs: &[&ModelGroup]) -> std::fmt::Result {
-    let rows: Vec<(&ModelGroup, Vec<crate::bench::result::HeTraffic>)> = gs
+    let rows: Vec<(&ModelGroup, Vec<crate::results::HeTraffic>)> = gs
         .iter()
         .map(|g| {
             (

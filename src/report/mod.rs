@@ -7,6 +7,7 @@
 //! Link latencies are presented as the results carry them (`RunResult::links`, computed by the
 //! runner); this module computes no link figures of its own except the cost model's predictions.
 
+pub mod chart;
 pub mod costmodel;
 pub mod markdown;
 pub mod plots;
@@ -14,10 +15,11 @@ pub mod sweep;
 
 use std::path::{Path, PathBuf};
 
-use crate::bench::RunResult;
+use crate::results::RunResult;
 
-pub use costmodel::{CostModel, Fit, LinkParams, Prediction, Workload};
-pub use plots::{PlotFile, PlotSet};
+pub use chart::PlotFile;
+pub use costmodel::{CostModel, Fit, Prediction, Workload};
+pub use plots::PlotSet;
 pub use sweep::{LinkStat, ModelGroup, ModelKey, PhaseStat, Stat, Sweep};
 
 /// Why a report could not be produced.
@@ -55,14 +57,6 @@ pub enum ReportError {
         /// What went wrong.
         reason: String,
     },
-    /// A link description was not understood.
-    #[error("invalid link {spec:?}: {reason} (expected lan, wan, mobile, or BW,RTT such as 1gbit,10ms or 865mbit/135mbit,0ms)")]
-    BadLink {
-        /// The text given.
-        spec: String,
-        /// What is wrong with it.
-        reason: String,
-    },
     /// The cost model cannot be fitted or loaded.
     #[error("cost model: {0}")]
     CostModel(String),
@@ -94,7 +88,7 @@ impl Default for ReportOptions {
             title: "pibench: private inference cost of ReLU-linearized networks".into(),
             breakdown_model: None,
             compare_link: None,
-            font_path: PathBuf::from(plots::DEFAULT_FONT),
+            font_path: PathBuf::from(chart::DEFAULT_FONT),
             png: true,
             reproduce_command: "pibench sweep models/*.safetensors --out reports/".into(),
         }

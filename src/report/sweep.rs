@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::bench::{LayerCost, PhaseCost, RunResult};
+use crate::net::link::Link;
+use crate::results::{LayerCost, PhaseCost, RunResult};
 
 use super::ReportError;
 
@@ -83,8 +84,8 @@ impl PhaseStat {
 /// One link's latency over the runs of a group, estimated or emulated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinkStat {
-    /// Link name as the results carry it.
-    pub link: String,
+    /// The link, as the results carry it.
+    pub link: Link,
     /// Whether these are measurements through a throttled channel rather than estimates.
     pub emulated: bool,
     /// Offline seconds on the link.
@@ -215,7 +216,7 @@ impl ModelGroup {
     pub fn link(&self, link: &str, emulated: bool) -> Option<&LinkStat> {
         self.links
             .iter()
-            .find(|l| l.link == link && l.emulated == emulated)
+            .find(|l| l.link.name == link && l.emulated == emulated)
     }
 }
 
@@ -374,7 +375,7 @@ impl Sweep {
         let mut cols: Vec<(String, bool)> = Vec::new();
         for r in &self.runs {
             for l in &r.links {
-                let c = (l.link.clone(), l.emulated);
+                let c = (l.link.name.clone(), l.emulated);
                 if !cols.contains(&c) {
                     cols.push(c);
                 }
@@ -382,6 +383,15 @@ impl Sweep {
         }
         cols.sort_by_key(|c| (link_order(&c.0), c.1));
         cols
+    }
+
+    /// The link named `name` as the first run that carries it stores it.
+    pub fn link_named(&self, name: &str) -> Option<&Link> {
+        self.runs
+            .iter()
+            .flat_map(|r| &r.links)
+            .map(|l| &l.link)
+            .find(|l| l.name == name)
     }
 
     /// Estimated (not emulated) link names present in the sweep, in preset order.
@@ -484,7 +494,7 @@ impl Sweep {
                 match r
                     .links
                     .iter()
-                    .find(|l| &l.link == link && l.emulated == *emulated)
+                    .find(|l| &l.link.name == link && l.emulated == *emulated)
                 {
                     Some(l) => {
                         row.push(fmt_f(l.offline_seconds));
@@ -546,24 +556,27 @@ fn build_group(key: ModelKey, idx: Vec<usize>, runs: &[RunResult]) -> ModelGroup
         Stat::of(&measured.iter().map(|r| f(r)).collect::<Vec<_>>())
     };
 
-    let mut link_keys: Vec<(String, bool)> = Vec::new();
+    // One column per link name (and emulated or not), the link as the first run carries it.
+    let mut link_keys: Vec<(Link, bool)> = Vec::new();
     for r in &rs {
         for l in &r.links {
-            let k = (l.link.clone(), l.emulated);
-            if !link_keys.contains(&k) {
-                link_keys.push(k);
+            if !link_keys
+                .iter()
+                .any(|(k, e)| k.name == l.link.name && *e == l.emulated)
+            {
+                link_keys.push((l.link.clone(), l.emulated));
             }
         }
     }
-    link_keys.sort_by_key(|c| (link_order(&c.0), c.1));
+    link_keys.sort_by_key(|a| (link_order(&a.0.name), a.1));
     let links = link_keys
         .into_iter()
         .map(|(link, emulated)| {
-            let pick = |f: fn(&crate::bench::LinkEstimate) -> f64| {
+            let pick = |f: fn(&crate::results::LinkEstimate) -> f64| {
                 Stat::of(
                     &rs.iter()
                         .flat_map(|r| r.links.iter())
-                        .filter(|l| l.link == link && l.emulated == emulated)
+                        .filter(|l| l.link.name == link.name && l.emulated == emulated)
                         .map(f)
                         .collect::<Vec<_>>(),
                 )

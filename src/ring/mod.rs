@@ -87,6 +87,12 @@ impl Ring {
         self.from_signed(clamped as i64)
     }
 
+    /// The bound below which a real value's encoding with `scale` fractional bits does not
+    /// saturate: 2^(ℓ−1−scale). [`Ring::encode`] is exact (up to rounding) for `|v|` below it.
+    pub fn encodable_limit(&self, scale: u32) -> f64 {
+        (f64::from(self.ell) - 1.0 - f64::from(scale)).exp2()
+    }
+
     /// Decode a ring element holding a value with `scale` fractional bits.
     pub fn decode(&self, x: u64, scale: u32) -> f64 {
         self.to_signed(x) as f64 / (scale as f64).exp2()
@@ -158,6 +164,16 @@ mod tests {
         assert!(Ring::new(32, 15).is_err());
         assert!(Ring::new(65, 12).is_err());
         assert!(Ring::new(64, 0).is_err());
+    }
+
+    #[test]
+    fn values_below_the_encodable_limit_round_trip_and_the_limit_saturates() {
+        let r = Ring::new(24, 6).unwrap();
+        let lim = r.encodable_limit(6);
+        assert_eq!(lim, 131072.0);
+        let v = lim - 1.0;
+        assert_eq!(r.decode(r.encode(v, 6), 6), v);
+        assert!(r.decode(r.encode(lim * 4.0, 6), 6) < lim);
     }
 
     #[test]

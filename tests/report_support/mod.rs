@@ -2,11 +2,11 @@
 //! from known linear formulas (so a fit can be checked against them), deterministic "noise".
 #![allow(dead_code)]
 
-use pibench::bench::{
-    LayerCost, LinkEstimate, LocalTruncation, Machine, ModelInfo, PhaseCost, RunResult,
-};
 use pibench::model::{Accuracy, ModelCard};
 use pibench::protocol::prepro::Backend;
+use pibench::results::{
+    LayerCost, LinkEstimate, LocalTruncation, Machine, ModelInfo, PhaseCost, RunResult,
+};
 use pibench::ring::Ring;
 
 /// The true cost formulas behind the synthetic runs.
@@ -229,7 +229,7 @@ pub fn run(s: &Spec, t: &Truth, rep: u32, noise: f64) -> RunResult {
         ("mobile", 865e6, 135e6, 0.0),
     ] {
         links.push(LinkEstimate {
-            link: name.into(),
+            link: pibench::net::link::Link::parse(name).unwrap(),
             offline_seconds: est(name, up, down, rtt, &offline),
             online_seconds: est(name, up, down, rtt, &online),
             emulated: false,
@@ -298,6 +298,7 @@ pub fn run(s: &Spec, t: &Truth, rep: u32, noise: f64) -> RunResult {
         max_logit_diff_fixed_vs_f32: 0.002,
         predicted_class: 3,
         f32_class: 3,
+        oracle_checked: true,
         logits: vec![0.0; 100],
         local_truncation: LocalTruncation {
             count: 557_056 - s.budget,

@@ -23,7 +23,7 @@ use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 
 use super::OtError;
-use crate::crypto::Block;
+use crate::crypto::{Block, BlockChannel};
 use crate::net::{Channel, ChannelExt};
 
 /// Domain separator of the key derivation.

@@ -41,7 +41,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::transpose::transpose_128xn;
 use super::{base, blocks_as_bytes, blocks_as_bytes_mut, OtError};
-use crate::crypto::{Block, Prg, FIXED_KEY_AES};
+use crate::crypto::{Block, BlockChannel, Prg, FIXED_KEY_AES};
 use crate::net::{Channel, ChannelExt};
 
 /// OTs per chunk: bounds memory to two 128 × `CHUNK_OTS` bit matrices per party (512 KiB) and
@@ -60,12 +60,15 @@ pub(super) fn mask(bit: bool) -> u128 {
     0u128.wrapping_sub(bit as u128)
 }
 
+/// The bit set in every chosen-message OT tweak and clear in every garbling tweak
+/// (`instance·2^64 + 2k (+1)` with instance < 2^63, checked by the garbler: see
+/// `gc::halfgates::INSTANCE_LIMIT`), so the two kinds of tweak used with the same Δ never meet.
+pub const OT_TWEAK_BIT: u128 = 1 << 127;
+
 /// The tweak of OT number `index` (counted over the life of a setup) in the chosen-message mode.
-/// The top bit is set so these tweaks never meet the garbling tweaks (`instance·2^64 + 2k (+1)`,
-/// top bit clear) used with the same Δ.
 #[inline(always)]
 fn tweak(index: u64) -> Block {
-    Block((1u128 << 127) | index as u128)
+    Block(OT_TWEAK_BIT | index as u128)
 }
 
 /// The COT sender: the garbler, who holds `Δ` and obtains the zero-labels.
@@ -81,6 +84,14 @@ pub struct CotSender {
     ucol: Vec<Block>,
     /// Transposed rows when a chunk is shorter than its padded width.
     tail: Vec<Block>,
+}
+
+impl Drop for CotSender {
+    // Its copy of Δ is the garbling offset; the PRGs wipe their own keys (the `aes` crate's
+    // `zeroize` feature).
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.delta.0);
+    }
 }
 
 /// The COT receiver: the evaluator, who obtains the label of each of its choice bits.

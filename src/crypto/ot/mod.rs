@@ -144,6 +144,13 @@ impl OtSender {
         })
     }
 
+    /// Whether random choice bits cost fewer bytes than chosen ones (SoftSpoken: one bit per
+    /// OT less; IKNP: the same), so a caller that needs no particular bits should ask for random
+    /// ones. Both parties compute it from the public [`OtKind`].
+    pub fn random_is_cheaper(&self) -> bool {
+        matches!(self, OtSender::SoftSpoken(_))
+    }
+
     /// Runs `out.len()` correlated OTs: `out[j]` becomes the zero-label `q_j`, the receiver
     /// gets `q_j ⊕ b_j·Δ` for its chosen or random bit `b_j` as `pattern` says.
     pub fn send<C: Channel + ?Sized>(
@@ -186,6 +193,12 @@ impl OtReceiver {
                 OtReceiver::SoftSpoken(SoftSpokenReceiver::setup(ch, k as usize, rng)?)
             }
         })
+    }
+
+    /// Whether random choice bits cost fewer bytes than chosen ones (see
+    /// [`OtSender::random_is_cheaper`]).
+    pub fn random_is_cheaper(&self) -> bool {
+        matches!(self, OtReceiver::SoftSpoken(_))
     }
 
     /// Runs `choices.len()` correlated OTs: `out[j]` becomes `q_j ⊕ b_j·Δ`; where `pattern`

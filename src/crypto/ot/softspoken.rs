@@ -142,6 +142,17 @@ pub struct SoftSpokenSender {
     tail: Vec<Block>,
 }
 
+impl Drop for SoftSpokenSender {
+    // Its copy of Δ is the garbling offset, and the correction and tail buffers hold values
+    // derived from it; the PRGs wipe their own keys.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.delta.0);
+        for b in self.corr.iter_mut().chain(&mut self.tail) {
+            zeroize::Zeroize::zeroize(&mut b.0);
+        }
+    }
+}
+
 /// The SoftSpoken COT receiver: the evaluator, who obtains the labels of its choice bits.
 pub struct SoftSpokenReceiver {
     k: usize,

@@ -10,9 +10,9 @@
 //! channels per ciphertext (padding not counted, in the baseline's favour).
 
 use super::pack::{Plan, WireCost};
-use super::rq::{Context, L, N};
 use super::HeError;
 use crate::plain::{FixedNetwork, LinearKind, StepKind};
+use crate::rlwe::{Context, L, N};
 
 /// Plaintext primes' bit size bound for SIMD batching (SEAL).
 const SIMD_PRIME_BITS: u32 = 60;
@@ -131,6 +131,7 @@ mod tests {
             }],
             output: ValueId::Layer(0),
             output_scale: 12,
+            bn_path: crate::model::BnPath::Clean,
         };
         let b = simd_baseline(&net).unwrap();
         assert_eq!(b.crt_primes, 3);

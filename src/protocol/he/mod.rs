@@ -19,7 +19,6 @@
 
 pub mod baseline;
 pub mod pack;
-pub mod rq;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -29,17 +28,58 @@ use std::sync::Arc;
 
 use super::prepro::{ClientPreprocessing, ServerPreprocessing};
 use super::ProtocolError;
+use crate::model::StepGraph;
 use crate::net::{Channel, Phase};
 use crate::plain::{FixedNetwork, StepKind};
+use crate::rlwe as rq;
 use pack::{Plan, WireCost};
 use rq::{Context, Poly, L, N};
 
 /// The metering scope (in the setup phase) of the public-key exchange.
 pub const KEY_SCOPE: &str = "he-keys";
 
-/// Statistical security of noise flooding (bits), per inference: the statistical distances of
-/// all the coefficients an inference reveals to the client add up to at most 2^−40.
+/// The default statistical security of noise flooding (bits): everything the client learns
+/// stays within statistical distance 2^−40 of what `M·c − s` alone reveals.
 pub const FLOOD_SECURITY: u32 = 40;
+
+/// What noise flooding must achieve, a server-side parameter with a documented default.
+///
+/// Each inference reveals flooded coefficients; their statistical distances add up over one
+/// inference and over every inference the same client runs on the same weights. The server
+/// therefore floods every inference to `2^−(security_bits + ⌈log2 queries⌉)`, so that
+/// `queries` inferences together stay within `2^−security_bits`. The default, 40 bits for one
+/// query, makes no allowance for repeated queries; a server that answers many
+/// queries on the same weights should say how many (`--he-queries`), and a model whose weights
+/// leave too little noise room for that target is refused at load
+/// ([`HeError::WeightsTooLarge`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FloodTarget {
+    /// Statistical security over all the queries together, in bits.
+    pub security_bits: u32,
+    /// How many inferences the target must cover (at least 1).
+    pub queries: u64,
+}
+
+impl Default for FloodTarget {
+    fn default() -> Self {
+        FloodTarget {
+            security_bits: FLOOD_SECURITY,
+            queries: 1,
+        }
+    }
+}
+
+impl FloodTarget {
+    /// The statistical security each inference must achieve: `security_bits + ⌈log2 queries⌉`.
+    pub fn bits_per_inference(&self) -> u32 {
+        self.security_bits + ceil_log2(self.queries.max(1))
+    }
+}
+
+/// ⌈log2 n⌉ for n ≥ 1.
+fn ceil_log2(n: u64) -> u32 {
+    u64::BITS - n.saturating_sub(1).leading_zeros()
+}
 
 /// Errors of the `he` backend.
 #[derive(Debug, thiserror::Error)]
@@ -59,9 +99,12 @@ pub enum HeError {
     #[error(
         "step {step}: weights whose largest per-block L1 norm is about 2^{l1_bits} exceed the \
          noise budget of the 128-bit HE parameters at ℓ = {ell} (at most 2^{max_l1_bits} for \
-         statistical distance 2^-40 per inference); use a smaller ℓ"
+         statistical distance 2^-{target_bits} per inference); use a smaller ℓ or fewer \
+         --he-queries"
     )]
     WeightsTooLarge {
+        /// The per-inference statistical target (bits) that could not be met.
+        target_bits: u32,
         /// The step.
         step: usize,
         /// Bits of the largest L1 norm of one weight polynomial block (all its output channels).
@@ -74,12 +117,6 @@ pub enum HeError {
     /// A step asked of the backend is not a linear step.
     #[error("step {0} is not a linear step")]
     NotLinear(usize),
-}
-
-impl From<HeError> for ProtocolError {
-    fn from(e: HeError) -> Self {
-        ProtocolError::Internal(format!("he backend: {e}"))
-    }
 }
 
 /// Check that the `he` backend can run at ring width ℓ.
@@ -149,10 +186,9 @@ impl Schedule {
 }
 
 fn input_len(net: &FixedNetwork, step: usize) -> Result<usize, HeError> {
-    match net.steps.get(step).map(|s| s.inputs.first().copied()) {
-        Some(Some(crate::model::ValueId::Input)) => Ok(net.input_shape.elements()),
-        Some(Some(crate::model::ValueId::Layer(j))) => Ok(net.steps[j].out_shape.elements()),
-        _ => Err(HeError::NotLinear(step)),
+    match net.steps.get(step).and_then(|s| s.inputs.first()) {
+        Some(&v) => Ok(net.shape_of(v).elements()),
+        None => Err(HeError::NotLinear(step)),
     }
 }
 
@@ -222,11 +258,15 @@ pub struct HeClient {
     rng: ChaCha20Rng,
     pk_sent: bool,
     schedule: Schedule,
-    /// Step names, to return to a step's metering scope after the key exchange.
-    names: Vec<String>,
     /// The input shares uploaded for steps whose ciphertexts later steps reuse, with how many
     /// such steps remain.
     uploaded: std::collections::HashMap<usize, (Vec<u64>, usize)>,
+}
+
+impl Drop for HeClient {
+    fn drop(&mut self) {
+        self.wipe_key();
+    }
 }
 
 impl std::fmt::Debug for HeClient {
@@ -253,7 +293,6 @@ impl HeClient {
             pk_sent: false,
             schedule,
             uploaded: Default::default(),
-            names: net.steps.iter().map(|s| s.name.clone()).collect(),
         })
     }
 
@@ -309,6 +348,13 @@ impl HeClient {
             .collect()
     }
 
+    /// Overwrites the secret key of this inference (and its Shoup companions, which determine
+    /// it) with zeros; run on drop.
+    fn wipe_key(&mut self) {
+        zeroize::Zeroize::zeroize(self.s.as_mut_slice());
+        zeroize::Zeroize::zeroize(self.s_comp.as_mut_slice());
+    }
+
     fn seeds(&mut self) -> ([u8; 32], [u8; 32]) {
         let (mut a, mut b) = ([0u8; 32], [0u8; 32]);
         self.rng.fill_bytes(&mut a);
@@ -322,6 +368,19 @@ impl ClientPreprocessing for HeClient {
         crate::protocol::prepro::Backend::He
     }
 
+    /// Sends the public key (`b = −a·s + e`, `a` from a seed) the server re-randomizes with;
+    /// metered as setup, like the base OTs: once per session, before any input.
+    fn setup(&mut self, ch: &mut dyn Channel) -> Result<(), ProtocolError> {
+        let (seed, eseed) = self.seeds();
+        let pk0 = self.encrypt(&[0u64; N], seed, eseed);
+        ch.set_scope(Phase::Setup, Some(KEY_SCOPE));
+        ch.send(&seed)?;
+        ch.send(&pk0)?;
+        ch.flush()?;
+        self.pk_sent = true;
+        Ok(())
+    }
+
     fn correlate(
         &mut self,
         ch: &mut dyn Channel,
@@ -330,16 +389,9 @@ impl ClientPreprocessing for HeClient {
     ) -> Result<Vec<u64>, ProtocolError> {
         let ctx = self.ctx.clone();
         if !self.pk_sent {
-            // Public key (b = −a·s + e, a from a seed) for the server's re-randomization; metered
-            // as setup, like the base OTs: once per session, before any input.
-            let (seed, eseed) = self.seeds();
-            let pk0 = self.encrypt(&[0u64; N], seed, eseed);
-            ch.set_scope(Phase::Setup, Some(KEY_SCOPE));
-            ch.send(&seed)?;
-            ch.send(&pk0)?;
-            ch.flush()?;
-            ch.set_scope(Phase::Offline, self.names.get(step).map(String::as_str));
-            self.pk_sent = true;
+            return Err(ProtocolError::Internal(
+                "he backend: no public key sent (setup was not run)".into(),
+            ));
         }
         let (plan, base) = self.schedule.get(step)?;
         let plan = plan.clone();
@@ -418,10 +470,15 @@ impl ClientPreprocessing for HeClient {
 /// A step's input ciphertexts on the server, `(b, a)` in NTT form.
 type InputCts = Vec<(Poly, Poly)>;
 
+/// One reply ciphertext before the modulus switch: `(c0, c1)` in coefficient form and the
+/// uniform mask `R` it carries.
+type Reply = (Poly, Poly, Vec<u64>);
+
 /// The server's half: holds the weights and the client's public key.
 pub struct HeServer {
     net: Arc<FixedNetwork>,
     ctx: Arc<Context>,
+    target: FloodTarget,
     pk: Option<(Poly, Vec<u64>, Poly, Vec<u64>)>,
     schedule: Schedule,
     /// Input ciphertexts kept for later steps that reuse them, with how many such steps remain.
@@ -435,19 +492,31 @@ impl std::fmt::Debug for HeServer {
 }
 
 impl HeServer {
-    /// A server for `net` (with weights).
+    /// A server for `net` (with weights) flooding to the default [`FloodTarget`].
     pub fn new(net: Arc<FixedNetwork>) -> Result<Self, HeError> {
+        HeServer::with_target(net, FloodTarget::default())
+    }
+
+    /// A server for `net` (with weights) flooding to `target`; refuses weights whose noise
+    /// leaves the flood too little room for it.
+    pub fn with_target(net: Arc<FixedNetwork>, target: FloodTarget) -> Result<Self, HeError> {
         check_ring(net.ring.ell)?;
         let ctx = Arc::new(Context::new(net.ring.ell));
         let schedule = Schedule::new(&net, &ctx)?;
-        check_noise_budget(&net, &ctx, &schedule)?;
+        check_noise_budget(&net, &ctx, &schedule, target)?;
         Ok(HeServer {
             net,
             ctx,
+            target,
             pk: None,
             schedule,
             kept: Default::default(),
         })
+    }
+
+    /// The statistical target this server floods to.
+    pub fn target(&self) -> FloodTarget {
+        self.target
     }
 
     /// The bits of uniform flooding noise.
@@ -464,11 +533,13 @@ fn flood_bits(ctx: &Context) -> u32 {
 }
 
 /// Refuses, at load time, a network whose weights the flooding cannot hide: for every linear
-/// step, `noise + FLOOD_SECURITY + log2(coefficients revealed per inference) ≤ flood bits`.
+/// step, `noise + target bits per inference + log2(coefficients revealed per inference) ≤
+/// flood bits`.
 fn check_noise_budget(
     net: &FixedNetwork,
     ctx: &Context,
     schedule: &Schedule,
+    target: FloodTarget,
 ) -> Result<(), HeError> {
     let revealed: usize = schedule
         .steps
@@ -476,9 +547,10 @@ fn check_noise_budget(
         .flatten()
         .map(|(p, _)| p.out_len())
         .sum();
-    let log_rev = usize::BITS - revealed.saturating_sub(1).leading_zeros();
+    let log_rev = ceil_log2(revealed as u64);
     let fb = flood_bits(ctx);
-    let fits = |l1: f64, block: f64| noise_bits(ctx, l1, block) + FLOOD_SECURITY + log_rev <= fb;
+    let target_bits = target.bits_per_inference();
+    let fits = |l1: f64, block: f64| noise_bits(ctx, l1, block) + target_bits + log_rev <= fb;
     for (step, entry) in schedule.steps.iter().enumerate() {
         let (Some((plan, _)), StepKind::Linear(lin)) = (entry, &net.steps[step].kind) else {
             continue;
@@ -493,6 +565,7 @@ fn check_noise_budget(
                 .find(|&b| fits(2f64.powi(b) / ratio, 2f64.powi(b)))
                 .map_or(-1, i64::from);
             return Err(HeError::WeightsTooLarge {
+                target_bits,
                 step,
                 l1_bits: block.log2().ceil() as u32,
                 max_l1_bits,
@@ -503,31 +576,18 @@ fn check_noise_budget(
     Ok(())
 }
 
-impl ServerPreprocessing for HeServer {
-    fn backend(&self) -> crate::protocol::prepro::Backend {
-        crate::protocol::prepro::Backend::He
-    }
-
-    fn mask(&mut self, ch: &mut dyn Channel, step: usize) -> Result<Vec<u64>, ProtocolError> {
+impl HeServer {
+    /// The input ciphertexts of linear step `step`: received from the client, or those of the
+    /// earlier step `base` whose input this step reuses.
+    fn receive_inputs(
+        &mut self,
+        ch: &mut dyn Channel,
+        step: usize,
+        plan: &Plan,
+        base: Option<usize>,
+    ) -> Result<Arc<InputCts>, ProtocolError> {
         let ctx = self.ctx.clone();
-        let ell = ctx.ell;
-        let (plan, base) = self.schedule.get(step)?;
-        let plan = plan.clone();
-        let StepKind::Linear(lin) = &self.net.steps[step].kind else {
-            return Err(HeError::NotLinear(step).into());
-        };
-        let weights = plan.centered_weights(lin, ell);
-        let flood = rq::Flood::new(&ctx, self.flood_bits());
-        if self.pk.is_none() {
-            ch.set_scope(Phase::Setup, Some(KEY_SCOPE));
-            let seed = recv_seed(ch)?;
-            let pk0 = recv_compressed(&ctx, ch)?;
-            ch.set_scope(Phase::Offline, Some(&self.net.steps[step].name));
-            let pk1 = rq::uniform_from_seed(&ctx, seed);
-            let (c0, c1) = (rq::companions(&ctx, &pk0), rq::companions(&ctx, &pk1));
-            self.pk = Some((pk0, c0, pk1, c1));
-        }
-        let cts = match base {
+        Ok(match base {
             Some(b) => {
                 let (cts, left) = self.kept.get_mut(&b).ok_or_else(|| {
                     ProtocolError::Internal(format!(
@@ -556,9 +616,23 @@ impl ServerPreprocessing for HeServer {
                 }
                 cts
             }
-        };
-        let pk = self.pk.as_ref().expect("set above");
-        let n_out = plan.output_cts();
+        })
+    }
+
+    /// `Enc(M·c − R)` per output-channel block and row tile, re-randomized under the client's
+    /// public key and flooded; `R` is the fresh uniform mask of each output ciphertext.
+    fn compute(
+        &self,
+        plan: &Plan,
+        weights: &[i64],
+        cts: &InputCts,
+    ) -> Result<Vec<Vec<Reply>>, ProtocolError> {
+        let ctx = self.ctx.clone();
+        let ell = ctx.ell;
+        let flood = rq::Flood::new(&ctx, self.flood_bits());
+        let pk = self.pk.as_ref().ok_or_else(|| {
+            ProtocolError::Internal("he backend: no public key (setup was not run)".into())
+        })?;
         let task_seeds: Vec<[u8; 32]> = (0..plan.m_blocks())
             .map(|_| {
                 let mut s = [0u8; 32];
@@ -567,7 +641,7 @@ impl ServerPreprocessing for HeServer {
             })
             .collect();
         // Per output-channel block: all its row tiles (weights transformed once per block pair).
-        let per_block: Vec<Vec<(Poly, Poly, Vec<u64>)>> = task_seeds
+        Ok(task_seeds
             .par_iter()
             .enumerate()
             .map(|(mb, &seed)| {
@@ -575,7 +649,7 @@ impl ServerPreprocessing for HeServer {
                 let tiles = plan.tiles();
                 let mut acc = vec![(vec![0u128; L * N], vec![0u128; L * N]); tiles];
                 for cb in 0..plan.c_blocks() {
-                    let Some(w) = plan.weight_poly(&weights, mb, cb) else {
+                    let Some(w) = plan.weight_poly(weights, mb, cb) else {
                         continue;
                     };
                     let mut w = rq::from_signed(&ctx, &w);
@@ -638,27 +712,36 @@ impl ServerPreprocessing for HeServer {
                     })
                     .collect()
             })
-            .collect();
-        drop(cts);
+            .collect())
+    }
+
+    /// The replies, modulus-switched to 2^K, in wire order; returns the server's mask `s`.
+    fn reply(
+        &self,
+        ch: &mut dyn Channel,
+        plan: &Plan,
+        per_block: &[Vec<Reply>],
+    ) -> Result<Vec<u64>, ProtocolError> {
+        let ctx: &Context = &self.ctx;
         let mut s = vec![0u64; plan.out_len()];
         // Wire order is tile-major: output ct k = tile·m_blocks + mb.
-        for k in 0..n_out {
+        for k in 0..plan.output_cts() {
             let (tile, mb) = (k / plan.m_blocks(), k % plan.m_blocks());
             let (c0, c1, r) = &per_block[mb][tile];
             // Modulus-switched to 2^K: all of c1, and c0 only where the client decrypts (the
             // other coefficients are never sent).
             let coefs = plan.outputs(k);
-            let mut wire = Vec::with_capacity((N + coefs.len()) * reply_width(&ctx));
+            let mut wire = Vec::with_capacity((N + coefs.len()) * reply_width(ctx));
             for j in 0..N {
                 put_reply(
-                    &ctx,
+                    ctx,
                     &mut wire,
                     ctx.switch(std::array::from_fn(|i| c1[i * N + j])),
                 );
             }
             for &(coef, idx) in &coefs {
                 put_reply(
-                    &ctx,
+                    ctx,
                     &mut wire,
                     ctx.switch(std::array::from_fn(|i| c0[i * N + coef])),
                 );
@@ -668,6 +751,41 @@ impl ServerPreprocessing for HeServer {
         }
         ch.flush()?;
         Ok(s)
+    }
+}
+
+impl ServerPreprocessing for HeServer {
+    fn backend(&self) -> crate::protocol::prepro::Backend {
+        crate::protocol::prepro::Backend::He
+    }
+
+    /// Receives the client's public key (`b = −a·s + e`, `a` from a seed), metered as setup.
+    fn setup(&mut self, ch: &mut dyn Channel) -> Result<(), ProtocolError> {
+        let ctx = &self.ctx;
+        ch.set_scope(Phase::Setup, Some(KEY_SCOPE));
+        let seed = recv_seed(ch)?;
+        let pk0 = recv_compressed(ctx, ch)?;
+        let pk1 = rq::uniform_from_seed(ctx, seed);
+        let (c0, c1) = (rq::companions(ctx, &pk0), rq::companions(ctx, &pk1));
+        self.pk = Some((pk0, c0, pk1, c1));
+        Ok(())
+    }
+
+    fn linear_mask(
+        &mut self,
+        ch: &mut dyn Channel,
+        step: usize,
+    ) -> Result<Vec<u64>, ProtocolError> {
+        let (plan, base) = self.schedule.get(step)?;
+        let plan = plan.clone();
+        let StepKind::Linear(lin) = &self.net.steps[step].kind else {
+            return Err(HeError::NotLinear(step).into());
+        };
+        let weights = plan.centered_weights(lin, self.ctx.ell);
+        let cts = self.receive_inputs(ch, step, &plan, base)?;
+        let per_block = self.compute(&plan, &weights, &cts)?;
+        drop(cts);
+        self.reply(ch, &plan, &per_block)
     }
 }
 
@@ -729,6 +847,7 @@ mod tests {
             }],
             output: ValueId::Layer(0),
             output_scale: ring.frac,
+            bn_path: crate::model::BnPath::Clean,
         })
     }
 
@@ -738,10 +857,11 @@ mod tests {
         let ns = net.clone();
         let server = std::thread::spawn(move || {
             let mut s = HeServer::new(ns)?;
-            s.mask(&mut a, 0)
+            s.setup(&mut a)?;
+            s.linear_mask(&mut a, 0)
         });
         let mut cl = HeClient::new(net.clone())?;
-        let got = cl.correlate(&mut b, 0, c);
+        let got = cl.setup(&mut b).and_then(|()| cl.correlate(&mut b, 0, c));
         let s = server.join().expect("server thread")?;
         Ok((got?, s))
     }
@@ -815,6 +935,92 @@ mod tests {
                 Shape::Chw(4, 4, 4),
             );
         }
+    }
+
+    #[test]
+    fn the_secret_key_is_wiped() {
+        let ring = Ring::new(64, 12).unwrap();
+        let net = one_step_net(
+            ring,
+            LinearKind::Fc { out_features: 2 },
+            small_weights(&ring, 2 * 4, 4),
+            Shape::Flat(4),
+            Shape::Flat(2),
+        );
+        let mut c = HeClient::new(net).unwrap();
+        assert!(c.s.iter().any(|&v| v != 0) && c.s_comp.iter().any(|&v| v != 0));
+        c.wipe_key();
+        assert!(c.s.iter().all(|&v| v == 0) && c.s_comp.iter().all(|&v| v == 0));
+        assert_eq!(c.s.len(), L * N);
+    }
+
+    #[test]
+    fn more_queries_leave_less_room_for_weights() {
+        let ring = Ring::new(64, 12).unwrap();
+        let net_of = |bits: u32| {
+            one_step_net(
+                ring,
+                LinearKind::Fc { out_features: 10 },
+                small_weights(&ring, 10 * 64, bits),
+                Shape::Flat(64),
+                Shape::Flat(10),
+            )
+        };
+        // The widest weights one query allows...
+        let (bits, net) = (1..60)
+            .rev()
+            .map(|b| (b, net_of(b)))
+            .find(|(_, n)| HeServer::new(n.clone()).is_ok())
+            .unwrap();
+        assert_eq!(
+            HeServer::new(net.clone())
+                .unwrap()
+                .target()
+                .bits_per_inference(),
+            40
+        );
+        // ... are refused when the same weights must survive 2^20 queries: 60 bits per inference.
+        let many = FloodTarget {
+            security_bits: 40,
+            queries: 1 << 20,
+        };
+        assert_eq!(many.bits_per_inference(), 60);
+        let err = HeServer::with_target(net, many).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HeError::WeightsTooLarge {
+                    target_bits: 60,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("2^-60 per inference"), "{err}");
+        // And 20 bits narrower weights fit the larger target.
+        assert!(HeServer::with_target(net_of(bits.saturating_sub(20).max(1)), many).is_ok());
+        assert_eq!(ceil_log2(1), 0);
+        assert_eq!(ceil_log2(3), 2);
+        assert_eq!(ceil_log2(1 << 20), 20);
+    }
+
+    /// The homomorphicencryption.org security standard (Albrecht et al., 2018), ternary secret,
+    /// σ ≈ 3.2: N = 8192 allows log2 q ≤ 218 for 128-bit classical security (202 for 128-bit
+    /// quantum, which these parameters do not claim). The figure the README and docs/HE.md state.
+    #[test]
+    fn log_q_is_within_the_he_standard_for_128_bit_classical_security() {
+        let ctx = Context::new(64);
+        let log_q: f64 = (0..L).map(|i| (ctx.p(i) as f64).log2()).sum();
+        assert_eq!(N, 8192);
+        assert!(log_q <= 218.0, "log2 q = {log_q}");
+        assert!(
+            log_q > 202.0,
+            "the docs say the quantum bound is not met; log2 q = {log_q}"
+        );
+        assert!(
+            (log_q - 215.9).abs() < 0.1,
+            "docs/HE.md states 215.9; log2 q = {log_q}"
+        );
     }
 
     #[test]

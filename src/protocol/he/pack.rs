@@ -11,9 +11,9 @@
 //! the stride-1 output `(o, y, x)` of the tile: every other pair of terms, including the
 //! negacyclic wrap-around, lands elsewhere (docs/HE.md has the argument).
 
-use super::rq::N;
 use super::HeError;
 use crate::plain::{LinearKind, LinearStep};
+use crate::rlwe::N;
 
 /// What moving one ciphertext costs on the wire, which the packing minimizes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -26,7 +26,7 @@ pub struct WireCost {
 
 impl WireCost {
     /// The costs of the context's parameters.
-    pub fn of(ctx: &super::rq::Context) -> Self {
+    pub fn of(ctx: &crate::rlwe::Context) -> Self {
         WireCost {
             upload_ct: 32.0 + (N * ctx.upload_bytes) as f64,
             reply_coef: ctx.reply_bits.div_ceil(8) as f64,

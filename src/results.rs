@@ -1,9 +1,11 @@
 //! The results schema: one measured private inference, as JSON that every table and plot is
-//! redrawn from. Field names are stable; add, never rename.
+//! redrawn from. `bench` writes it, `report` reads it. Field names are stable; add, never
+//! rename.
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::ModelCard;
+use crate::net::link::Link;
 use crate::protocol::prepro::Backend;
 use crate::ring::Ring;
 
@@ -54,14 +56,31 @@ pub struct LayerCost {
 /// one-way latency.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LinkEstimate {
-    /// Link name (`lan`, `wan`, `mobile` or a custom spec).
-    pub link: String,
+    /// The link (its name is `lan`, `wan`, `mobile` or a custom spec). Results written before
+    /// the link itself was stored carry only the name, which is parsed when they are read.
+    #[serde(deserialize_with = "link_or_name")]
+    pub link: Link,
     /// Estimated offline seconds.
     pub offline_seconds: f64,
     /// Estimated online seconds.
     pub online_seconds: f64,
     /// Whether this was measured through an emulated (throttled) channel rather than estimated.
     pub emulated: bool,
+}
+
+/// A stored link, or the name older results stored instead (a preset or a custom `BW,RTT`
+/// spec, which `net::link` parsed when the run was made, so it parses again).
+fn link_or_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Link, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Link(Link),
+        Name(String),
+    }
+    match Stored::deserialize(d)? {
+        Stored::Link(l) => Ok(l),
+        Stored::Name(name) => Link::parse(&name).map_err(serde::de::Error::custom),
+    }
 }
 
 /// Local (SecureML) truncation of linearized elements: how often and how risky.
@@ -184,6 +203,11 @@ pub struct RunResult {
     pub predicted_class: usize,
     /// The class of the f32 logits.
     pub f32_class: usize,
+    /// Whether the logits were checked against the oracle at all: false for a client holding
+    /// only the public bundle (no weights), whose `correct`, `exact` and oracle figures are then
+    /// empty.
+    #[serde(default = "yes")]
+    pub oracle_checked: bool,
     /// The secure logits.
     pub logits: Vec<f64>,
     /// Local truncation statistics.
@@ -193,6 +217,10 @@ pub struct RunResult {
     /// The linear layers' two-party preprocessing against the SIMD yardstick (`he` runs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub he: Option<HeTraffic>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The `he` backend's linear preprocessing, measured, next to what Delphi-style SIMD packing
@@ -221,5 +249,42 @@ impl HeTraffic {
     /// Measured bytes both ways, keys included.
     pub fn bytes(&self) -> u64 {
         self.bytes_client_to_server + self.bytes_server_to_client + self.key_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn estimate(link: &str) -> String {
+        format!(r#"{{"link":{link},"offline_seconds":1.5,"online_seconds":0.25,"emulated":false}}"#)
+    }
+
+    #[test]
+    fn link_estimates_store_the_link_and_still_read_old_names() {
+        let e = LinkEstimate {
+            link: Link::wan(),
+            offline_seconds: 1.5,
+            online_seconds: 0.25,
+            emulated: false,
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.contains(r#""rtt_secs":0.04"#), "{json}");
+        assert_eq!(serde_json::from_str::<LinkEstimate>(&json).unwrap(), e);
+        // Results written before the link was stored carry its name only.
+        let old: LinkEstimate = serde_json::from_str(&estimate(r#""wan""#)).unwrap();
+        assert_eq!(old, e);
+        let old: LinkEstimate =
+            serde_json::from_str(&estimate(r#""865mbit/135mbit,30ms""#)).unwrap();
+        assert_eq!(
+            (old.link.up_bits_per_sec, old.link.down_bits_per_sec),
+            (865_000_000, 135_000_000)
+        );
+        assert_eq!(old.link.name, "865mbit/135mbit,30ms");
+        // A name the link parser refuses is an error that names it, not a silent default.
+        let err = serde_json::from_str::<LinkEstimate>(&estimate(r#""100,20""#))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("100,20"), "{err}");
     }
 }

@@ -1,6 +1,6 @@
-//! Arithmetic in R_q = Z_q[X]/(X^N + 1) in RNS form: the NTT-friendly primes, the negacyclic
-//! number-theoretic transform, samplers, and the exact big-integer decoding of `round(t·x/q)`
-//! for a power-of-two plaintext modulus t = 2^ℓ.
+//! Arithmetic in R_q = Z_q[X]/(X^N + 1) in RNS form: the basis of NTT-friendly primes and what
+//! derives from q and t = 2^ℓ ([`Context`]: the exact big-integer decoding of `round(t·x/q)`,
+//! modulus switching, upload compression), and polynomials as residue vectors.
 //!
 //! Not hardened against timing: conversions of signed values branch on the sign, and a few
 //! reductions use hardware division, whose latency can depend on the value on some CPUs. The
@@ -9,204 +9,8 @@
 
 #![allow(clippy::needless_range_loop)] // limb and RNS loops index several arrays at once
 
-use rand::Rng;
-use rand_core::RngCore;
-
-/// Ring degree N.
-pub const N: usize = 8192;
-/// log2 N.
-pub const LOG_N: u32 = 13;
-/// Number of RNS primes (q = p0·p1·p2·p3 < 2^216 ≤ 2^218, the 128-bit bound for N = 8192).
-pub const L: usize = 4;
-/// Bit size bound of each prime: every prime is below 2^PRIME_BITS.
-pub const PRIME_BITS: u32 = 54;
-/// Half-width of the centered binomial error distribution (σ = sqrt(η/2) ≈ 3.24).
-pub const CBD_ETA: u32 = 21;
-
-/// `a·b mod p` through a 128-bit product (for setup and cold paths).
-#[inline(always)]
-pub fn mulmod(a: u64, b: u64, p: u64) -> u64 {
-    ((a as u128 * b as u128) % p as u128) as u64
-}
-
-fn powmod(mut b: u64, mut e: u64, p: u64) -> u64 {
-    let mut r = 1u64;
-    b %= p;
-    while e > 0 {
-        if e & 1 == 1 {
-            r = mulmod(r, b, p);
-        }
-        b = mulmod(b, b, p);
-        e >>= 1;
-    }
-    r
-}
-
-/// Deterministic Miller–Rabin for 64-bit integers.
-fn is_prime(n: u64) -> bool {
-    if n < 2 {
-        return false;
-    }
-    const BASES: [u64; 12] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37];
-    for &b in &BASES {
-        if n.is_multiple_of(b) {
-            return n == b;
-        }
-    }
-    let mut d = n - 1;
-    let mut s = 0;
-    while d.is_multiple_of(2) {
-        d /= 2;
-        s += 1;
-    }
-    'outer: for &a in &BASES {
-        let mut x = powmod(a, d, n);
-        if x == 1 || x == n - 1 {
-            continue;
-        }
-        for _ in 1..s {
-            x = mulmod(x, x, n);
-            if x == n - 1 {
-                continue 'outer;
-            }
-        }
-        return false;
-    }
-    true
-}
-
-/// Shoup's precomputed companion `floor(w·2^64 / p)` of a fixed multiplicand `w`.
-#[inline(always)]
-pub fn shoup(w: u64, p: u64) -> u64 {
-    (((w as u128) << 64) / p as u128) as u64
-}
-
-/// `x·w mod p` for a fixed `w` with companion `ws` (any x < 2^64, p < 2^63).
-#[inline(always)]
-pub fn mul_shoup(x: u64, w: u64, ws: u64, p: u64) -> u64 {
-    let q = ((x as u128 * ws as u128) >> 64) as u64;
-    let r = x.wrapping_mul(w).wrapping_sub(q.wrapping_mul(p));
-    if r >= p {
-        r - p
-    } else {
-        r
-    }
-}
-
-/// `x·w mod p` up to one extra p: the result is in [0, 2p) (Harvey's lazy reduction).
-#[inline(always)]
-fn mul_shoup_lazy(x: u64, w: u64, ws: u64, p: u64) -> u64 {
-    let q = ((x as u128 * ws as u128) >> 64) as u64;
-    x.wrapping_mul(w).wrapping_sub(q.wrapping_mul(p))
-}
-
-/// One RNS prime with its NTT tables.
-pub struct Prime {
-    /// The prime p ≡ 1 mod 2N.
-    pub p: u64,
-    psi: Vec<u64>,
-    psi_s: Vec<u64>,
-    ipsi: Vec<u64>,
-    ipsi_s: Vec<u64>,
-    n_inv: u64,
-    n_inv_s: u64,
-}
-
-fn bitrev(x: usize, bits: u32) -> usize {
-    x.reverse_bits() >> (usize::BITS - bits)
-}
-
-impl Prime {
-    fn new(p: u64) -> Self {
-        // A primitive 2N-th root of unity: g^((p−1)/2N) with ψ^N = −1.
-        let mut g = 2u64;
-        let psi = loop {
-            let c = powmod(g, (p - 1) / (2 * N as u64), p);
-            if powmod(c, N as u64, p) == p - 1 {
-                break c;
-            }
-            g += 1;
-        };
-        let ipsi_root = powmod(psi, p - 2, p);
-        let mut tab = vec![0u64; N];
-        let mut itab = vec![0u64; N];
-        let (mut a, mut b) = (1u64, 1u64);
-        for i in 0..N {
-            tab[bitrev(i, LOG_N)] = a;
-            itab[bitrev(i, LOG_N)] = b;
-            a = mulmod(a, psi, p);
-            b = mulmod(b, ipsi_root, p);
-        }
-        let psi_s = tab.iter().map(|&w| shoup(w, p)).collect();
-        let ipsi_s = itab.iter().map(|&w| shoup(w, p)).collect();
-        let n_inv = powmod(N as u64, p - 2, p);
-        Prime {
-            p,
-            psi: tab,
-            psi_s,
-            ipsi: itab,
-            ipsi_s,
-            n_inv,
-            n_inv_s: shoup(n_inv, p),
-        }
-    }
-
-    /// In-place forward negacyclic NTT (input in natural order, output bit-reversed).
-    /// Harvey's lazy butterflies: values stay in [0, 4p) between stages (p < 2^54), reduced once
-    /// at the end.
-    pub fn ntt(&self, a: &mut [u64]) {
-        let p = self.p;
-        let two_p = 2 * p;
-        let mut t = N;
-        let mut m = 1;
-        while m < N {
-            t >>= 1;
-            for i in 0..m {
-                let j1 = 2 * i * t;
-                let (w, ws) = (self.psi[m + i], self.psi_s[m + i]);
-                let (lo, hi) = a[j1..j1 + 2 * t].split_at_mut(t);
-                for (u, v) in lo.iter_mut().zip(hi.iter_mut()) {
-                    let x = if *u >= two_p { *u - two_p } else { *u };
-                    let y = mul_shoup_lazy(*v, w, ws, p);
-                    *u = x + y;
-                    *v = x + two_p - y;
-                }
-            }
-            m <<= 1;
-        }
-        for x in a.iter_mut() {
-            let y = if *x >= two_p { *x - two_p } else { *x };
-            *x = if y >= p { y - p } else { y };
-        }
-    }
-
-    /// In-place inverse of [`Prime::ntt`] (input in [0, 2p), output in [0, p)).
-    pub fn intt(&self, a: &mut [u64]) {
-        let p = self.p;
-        let two_p = 2 * p;
-        let mut t = 1;
-        let mut m = N;
-        while m > 1 {
-            let h = m >> 1;
-            for i in 0..h {
-                let j1 = 2 * i * t;
-                let (w, ws) = (self.ipsi[h + i], self.ipsi_s[h + i]);
-                let (lo, hi) = a[j1..j1 + 2 * t].split_at_mut(t);
-                for (u, v) in lo.iter_mut().zip(hi.iter_mut()) {
-                    let (x, y) = (*u, *v);
-                    let s = x + y;
-                    *u = if s >= two_p { s - two_p } else { s };
-                    *v = mul_shoup_lazy(x + two_p - y, w, ws, p);
-                }
-            }
-            t <<= 1;
-            m = h;
-        }
-        for x in a.iter_mut() {
-            *x = mul_shoup(*x, self.n_inv, self.n_inv_s, p);
-        }
-    }
-}
+use super::ntt::{is_prime, mul_shoup, mulmod, powmod, shoup, Prime};
+use super::{L, N, PRIME_BITS};
 
 /// A fixed-width unsigned big integer, little-endian 64-bit limbs (enough for q·2).
 pub type Big = [u64; 4];
@@ -222,7 +26,7 @@ fn big_mul_add(x: &Big, m: u64, a: u64) -> Big {
     out
 }
 
-fn big_ge(a: &Big, b: &Big) -> bool {
+pub(super) fn big_ge(a: &Big, b: &Big) -> bool {
     for i in (0..4).rev() {
         if a[i] != b[i] {
             return a[i] > b[i];
@@ -231,7 +35,7 @@ fn big_ge(a: &Big, b: &Big) -> bool {
     true
 }
 
-fn big_sub(a: &Big, b: &Big) -> Big {
+pub(super) fn big_sub(a: &Big, b: &Big) -> Big {
     let mut out = [0u64; 4];
     let mut borrow = 0u64;
     for i in 0..4 {
@@ -468,7 +272,7 @@ impl Context {
     }
 
     /// The integer in [0, q) with residues `res` (Garner's mixed radix).
-    fn to_big(&self, res: [u64; L]) -> Big {
+    pub(super) fn to_big(&self, res: [u64; L]) -> Big {
         let mut v = [0u64; L];
         for i in 0..L {
             let p = self.p(i);
@@ -619,44 +423,6 @@ pub fn intt(ctx: &Context, a: &mut Poly) {
     }
 }
 
-/// A uniform polynomial (in any domain) expanded from a 32-byte seed.
-pub fn uniform_from_seed(ctx: &Context, seed: [u8; 32]) -> Poly {
-    let mut rng = <rand_chacha::ChaCha12Rng as rand_core::SeedableRng>::from_seed(seed);
-    let mut out = zero();
-    for (i, pr) in ctx.primes.iter().enumerate() {
-        for o in &mut out[i * N..(i + 1) * N] {
-            *o = rng.gen_range(0..pr.p);
-        }
-    }
-    out
-}
-
-/// Uniform ternary coefficients in {−1, 0, 1}.
-pub fn ternary<R: RngCore>(rng: &mut R) -> Vec<i64> {
-    (0..N)
-        .map(|_| {
-            // Rejection on two bits keeps the three values exactly equiprobable.
-            loop {
-                let v = rng.next_u32() & 3;
-                if v < 3 {
-                    break v as i64 - 1;
-                }
-            }
-        })
-        .collect()
-}
-
-/// Centered binomial error with parameter [`CBD_ETA`] (|e| ≤ η).
-pub fn cbd<R: RngCore>(rng: &mut R) -> Vec<i64> {
-    let mask = (1u64 << CBD_ETA) - 1;
-    (0..N)
-        .map(|_| {
-            let r = rng.next_u64();
-            (r & mask).count_ones() as i64 - ((r >> 32) & mask).count_ones() as i64
-        })
-        .collect()
-}
-
 /// Pointwise product with Shoup companions of the fixed factor.
 pub fn mul_fixed(ctx: &Context, x: &[u64], w: &[u64], ws: &[u64], out: &mut [u64]) {
     for i in 0..L {
@@ -705,56 +471,10 @@ pub fn neg_assign(ctx: &Context, a: &mut [u64]) {
     }
 }
 
-/// Noise flooding: integers uniform in [−2^(bits−1), 2^(bits−1)), as residues. The offset
-/// 2^(bits−1) is reduced once, not per sample.
-#[derive(Clone, Copy, Debug)]
-pub struct Flood {
-    bits: u32,
-    half: [u64; L],
-}
-
-impl Flood {
-    /// Flooding of `bits` bits (1 ≤ bits ≤ 256).
-    pub fn new(ctx: &Context, bits: u32) -> Self {
-        let mut half: Big = [0; 4];
-        half[((bits - 1) / 64) as usize] = 1u64 << ((bits - 1) % 64);
-        Flood {
-            bits,
-            half: ctx.residues(&half),
-        }
-    }
-
-    /// One sample: a uniform `bits`-bit integer minus 2^(bits−1), reduced modulo each prime.
-    pub fn sample<R: RngCore>(&self, ctx: &Context, rng: &mut R) -> [u64; L] {
-        let mut v: Big = [0; 4];
-        for (i, limb) in v.iter_mut().enumerate() {
-            let lo = 64 * i as u32;
-            if lo >= self.bits {
-                break;
-            }
-            let r = rng.next_u64();
-            *limb = if self.bits - lo >= 64 {
-                r
-            } else {
-                r & ((1u64 << (self.bits - lo)) - 1)
-            };
-        }
-        let a = ctx.residues(&v);
-        std::array::from_fn(|i| {
-            let (p, h) = (ctx.p(i), self.half[i]);
-            if a[i] >= h {
-                a[i] - h
-            } else {
-                a[i] + p - h
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
+    use rand::{Rng, RngCore, SeedableRng};
 
     #[test]
     fn primes_fit_the_security_bound() {
@@ -888,32 +608,6 @@ mod tests {
                 let neg_small = !big_ge(&big_sub(&ctx.q, &e), &big_add(&bound, &[1, 0, 0, 0]));
                 assert!(small || neg_small, "ℓ={ell}");
             }
-        }
-    }
-
-    #[test]
-    fn flooding_samples_are_centred_and_in_range() {
-        let ctx = Context::new(64);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
-        for bits in [10u32, 70, 149] {
-            let flood = Flood::new(&ctx, bits);
-            let (mut neg, mut pos) = (0, 0);
-            for _ in 0..500 {
-                let x = ctx.to_big(flood.sample(&ctx, &mut rng));
-                // x ∈ [0, 2^(bits−1)) or x ∈ [q − 2^(bits−1), q).
-                let mut half: Big = [0; 4];
-                half[((bits - 1) / 64) as usize] = 1u64 << ((bits - 1) % 64);
-                if big_ge(&x, &half) {
-                    assert!(big_ge(&x, &big_sub(&ctx.q, &half)), "bits={bits}");
-                    neg += 1;
-                } else {
-                    pos += 1;
-                }
-            }
-            assert!(
-                neg > 150 && pos > 150,
-                "bits={bits}: {neg} negative, {pos} non-negative"
-            );
         }
     }
 

@@ -15,8 +15,9 @@
 
 use core::arch::x86_64::*;
 
-use super::batch::{Lanes, GROUP};
+use super::{eval_gates, garble_gates, EvalAnd, GarbleAnd, Lanes, GROUP};
 use crate::crypto::Block;
+use crate::gc::circuit::Circuit;
 
 /// Instances hashed together per AES pass.
 const LANES: usize = 8;
@@ -366,6 +367,79 @@ impl EvalKernel {
             }
         }
     }
+}
+
+struct VaesGarble(GarbleKernel);
+
+impl GarbleAnd<Block> for VaesGarble {
+    #[inline(always)]
+    fn and(
+        &mut self,
+        labels: &mut [Lanes],
+        wires: [usize; 3],
+        k: usize,
+        g: usize,
+        tables: &mut [Block],
+        stride: usize,
+    ) {
+        // SAFETY: a `GarbleKernel` is only built inside `garble_gates_vaes`, which runs only
+        // after `RoundKeys::detect` confirmed the CPU features.
+        #[allow(unused_unsafe)]
+        unsafe {
+            self.0.and(labels, wires, k, g, tables, stride)
+        }
+    }
+}
+
+struct VaesEval(EvalKernel);
+
+impl EvalAnd<Block> for VaesEval {
+    #[inline(always)]
+    fn and(
+        &mut self,
+        labels: &mut [Lanes],
+        wires: [usize; 3],
+        k: usize,
+        g: usize,
+        tables: &[Block],
+        stride: usize,
+    ) {
+        // SAFETY: as for `VaesGarble`.
+        #[allow(unused_unsafe)]
+        unsafe {
+            self.0.and(labels, wires, k, g, tables, stride)
+        }
+    }
+}
+
+/// [`garble_gates`] compiled with the VAES kernel's features, so the whole gate loop (XOR gates
+/// included) uses wide registers.
+#[target_feature(enable = "aes,avx2,avx512f,avx512vl,vaes")]
+pub(crate) fn garble_gates_vaes(
+    c: &Circuit,
+    keys: &RoundKeys,
+    d: Block,
+    labels: &mut [Lanes],
+    g: usize,
+    first: u64,
+    tables: &mut [Block],
+) {
+    let mut kern = VaesGarble(GarbleKernel::new(keys, d, first));
+    garble_gates(c, d, labels, g, tables, 2 * c.and_count(), &mut kern)
+}
+
+/// [`eval_gates`] compiled with the VAES kernel's features.
+#[target_feature(enable = "aes,avx2,avx512f,avx512vl,vaes")]
+pub(crate) fn eval_gates_vaes(
+    c: &Circuit,
+    keys: &RoundKeys,
+    labels: &mut [Lanes],
+    g: usize,
+    first: u64,
+    tables: &[Block],
+) {
+    let mut kern = VaesEval(EvalKernel::new(keys, first));
+    eval_gates(c, labels, g, tables, 2 * c.and_count(), &mut kern)
 }
 
 #[cfg(test)]

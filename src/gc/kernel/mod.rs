@@ -1,0 +1,260 @@
+//! The AND-gate kernels of the batched engine ([`super::batch`]) and the group layout they work
+//! on, with one picker: [`Kernel::detect`] takes the fastest kernel the CPU has, the way the
+//! `aes` crate and our own transpose do.
+//!
+//! A group is [`GROUP`] instances stored wire-major ([`Lanes`]: one wire's label in every
+//! instance of the group). The gate loops ([`garble_gates`], [`eval_gates`]) run XOR, NOT and
+//! constants themselves and hand each AND gate of the whole group to a kernel:
+//!
+//! - [`vaes`] (x86-64 with VAES and AVX-512, detected at run time): fixed-key AES on 512-bit
+//!   (garbler) or 256-bit (evaluator) registers, eight instances in flight, fused with the
+//!   half-gates arithmetic;
+//! - [`portable`] (anywhere): one [`tccr_batch`](crate::crypto::aes::FixedKeyAes::tccr_batch)
+//!   call per AND gate and group.
+//!
+//! Both produce identical tables (tested in `batch`). The three-halves engine
+//! ([`thbatch`](super::thbatch)) runs its own AND kernels through the same gate loops, which are
+//! generic over the table element.
+
+pub(crate) mod portable;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod vaes;
+
+use super::circuit::{Circuit, Gate};
+use crate::crypto::Block;
+
+/// Instances interleaved gate by gate: each AND gate hashes `4 · GROUP` blocks (garbler) or
+/// `2 · GROUP` (evaluator) in one batched AES call.
+pub(crate) const GROUP: usize = 16;
+
+/// One wire's labels for a whole group: lane `j` is words `2j` (low half) and `2j + 1` (high
+/// half), the memory image of `[Block; GROUP]` on a little-endian machine. Kept as `u64` words
+/// because LLVM vectorises loops over them, while it keeps `u128` in register pairs.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct Lanes(pub(crate) [u64; 2 * GROUP]);
+
+impl Lanes {
+    pub(crate) const ZERO: Lanes = Lanes([0; 2 * GROUP]);
+
+    /// Every lane holds `b`.
+    #[inline(always)]
+    pub(crate) fn splat(b: Block) -> Lanes {
+        let (lo, hi) = (b.0 as u64, (b.0 >> 64) as u64);
+        Lanes(core::array::from_fn(|i| if i % 2 == 0 { lo } else { hi }))
+    }
+
+    /// Lane `j`.
+    #[inline(always)]
+    pub(crate) fn lane(&self, j: usize) -> Block {
+        Block(u128::from(self.0[2 * j]) | (u128::from(self.0[2 * j + 1]) << 64))
+    }
+
+    /// Sets lane `j`.
+    #[inline(always)]
+    pub(crate) fn set_lane(&mut self, j: usize, b: Block) {
+        self.0[2 * j] = b.0 as u64;
+        self.0[2 * j + 1] = (b.0 >> 64) as u64;
+    }
+
+    /// Lane-wise XOR.
+    #[inline(always)]
+    pub(crate) fn xor(&self, other: &Lanes) -> Lanes {
+        let mut o = Lanes::ZERO;
+        for i in 0..2 * GROUP {
+            o.0[i] = self.0[i] ^ other.0[i];
+        }
+        o
+    }
+}
+
+/// The AND-gate kernel, chosen once per `Garbler` / `Evaluator` from the CPU's features.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kernel {
+    /// Batched fixed-key AES through the `aes` crate
+    /// ([`FIXED_KEY_AES`](crate::crypto::FIXED_KEY_AES)); runs anywhere.
+    Portable,
+    /// VAES on 256/512-bit registers, fused with the half-gates arithmetic.
+    #[cfg(target_arch = "x86_64")]
+    Vaes(vaes::RoundKeys),
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs.
+    pub(crate) fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(keys) = vaes::RoundKeys::detect() {
+            return Kernel::Vaes(keys);
+        }
+        Kernel::Portable
+    }
+
+    /// `"vaes"` or `"portable"`.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Kernel::Portable => "portable",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vaes(_) => "vaes",
+        }
+    }
+
+    /// Garbles one group of `g ≤ GROUP` instances whose input zero-labels are loaded in
+    /// `labels` (wire-major): lane `j`'s tables go to `tables[j·2A..]`, its output zero-labels
+    /// stay in `labels`.
+    pub(crate) fn garble_group(
+        &self,
+        c: &Circuit,
+        d: Block,
+        labels: &mut [Lanes],
+        g: usize,
+        first: u64,
+        tables: &mut [Block],
+    ) {
+        match self {
+            Kernel::Portable => garble_gates(
+                c,
+                d,
+                labels,
+                g,
+                tables,
+                2 * c.and_count(),
+                &mut portable::PortableGarble::new(d, first),
+            ),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Kernel::Vaes` is only built from `RoundKeys::detect`, which checked the
+            // CPU features `garble_gates_vaes` enables.
+            Kernel::Vaes(keys) => unsafe {
+                vaes::garble_gates_vaes(c, keys, d, labels, g, first, tables)
+            },
+        }
+    }
+
+    /// Evaluates one group of `g ≤ GROUP` instances whose input labels are loaded in
+    /// `labels`; mirrors [`Kernel::garble_group`].
+    pub(crate) fn eval_group(
+        &self,
+        c: &Circuit,
+        labels: &mut [Lanes],
+        g: usize,
+        first: u64,
+        tables: &[Block],
+    ) {
+        match self {
+            Kernel::Portable => eval_gates(
+                c,
+                labels,
+                g,
+                tables,
+                2 * c.and_count(),
+                &mut portable::PortableEval::new(first),
+            ),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as in `Kernel::garble_group`.
+            Kernel::Vaes(keys) => unsafe {
+                vaes::eval_gates_vaes(c, keys, labels, g, first, tables)
+            },
+        }
+    }
+}
+
+/// Garbles AND gate `k` (in gate order) of lanes `0..g`, on wires `[a, b, out]` of `labels`
+/// (`out` may equal `a` or `b`): writes lane `j`'s garbled material into its tables (which start
+/// at `tables[j·stride]`; for half gates `[T_G, T_E]` at `2k`) and its output zero-label to lane
+/// `j` of `labels[out]`. `T` is the table element: blocks for half gates, words for three-halves.
+pub(crate) trait GarbleAnd<T> {
+    #[allow(clippy::too_many_arguments)]
+    fn and(
+        &mut self,
+        labels: &mut [Lanes],
+        wires: [usize; 3],
+        k: usize,
+        g: usize,
+        tables: &mut [T],
+        stride: usize,
+    );
+}
+
+/// Evaluates AND gate `k` of lanes `0..g` on wires `[a, b, out]` of `labels`, lane `j`'s
+/// tables starting at `tables[j·stride]`.
+pub(crate) trait EvalAnd<T> {
+    #[allow(clippy::too_many_arguments)]
+    fn and(
+        &mut self,
+        labels: &mut [Lanes],
+        wires: [usize; 3],
+        k: usize,
+        g: usize,
+        tables: &[T],
+        stride: usize,
+    );
+}
+
+/// The garbler's gate loop over one group (labels already loaded). XOR, NOT and constants run
+/// on all `GROUP` lanes (lanes past `g` hold garbage nobody reads), which keeps them branch-free
+/// fixed-width loops.
+#[inline(always)]
+pub(crate) fn garble_gates<T, K: GarbleAnd<T>>(
+    c: &Circuit,
+    d: Block,
+    labels: &mut [Lanes],
+    g: usize,
+    tables: &mut [T],
+    stride: usize,
+    kern: &mut K,
+) {
+    let dl = Lanes::splat(d);
+    let mut k = 0usize;
+    for gate in c.gates() {
+        match *gate {
+            Gate::Xor { a, b, out } => {
+                labels[out as usize] = labels[a as usize].xor(&labels[b as usize])
+            }
+            Gate::Not { a, out } => labels[out as usize] = labels[a as usize].xor(&dl),
+            Gate::Const { value, out } => labels[out as usize] = Lanes::splat(d.select(value)),
+            Gate::And { a, b, out } => {
+                kern.and(
+                    labels,
+                    [a as usize, b as usize, out as usize],
+                    k,
+                    g,
+                    tables,
+                    stride,
+                );
+                k += 1;
+            }
+        }
+    }
+}
+
+/// The evaluator's gate loop over one group; mirrors [`garble_gates`].
+#[inline(always)]
+pub(crate) fn eval_gates<T, K: EvalAnd<T>>(
+    c: &Circuit,
+    labels: &mut [Lanes],
+    g: usize,
+    tables: &[T],
+    stride: usize,
+    kern: &mut K,
+) {
+    let mut k = 0usize;
+    for gate in c.gates() {
+        match *gate {
+            Gate::Xor { a, b, out } => {
+                labels[out as usize] = labels[a as usize].xor(&labels[b as usize])
+            }
+            Gate::Not { a, out } => labels[out as usize] = labels[a as usize],
+            Gate::Const { out, .. } => labels[out as usize] = Lanes::ZERO,
+            Gate::And { a, b, out } => {
+                kern.and(
+                    labels,
+                    [a as usize, b as usize, out as usize],
+                    k,
+                    g,
+                    tables,
+                    stride,
+                );
+                k += 1;
+            }
+        }
+    }
+}
