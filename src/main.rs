@@ -10,9 +10,12 @@ use clap::{Parser, Subcommand};
 
 use pibench::bench::relu::relu_bench;
 use pibench::bench::run::{run_local, InputSpec, RunOptions, Transport};
+use pibench::crypto::ot::OtKind;
+use pibench::gc::Scheme;
 use pibench::model::BnPath;
 use pibench::net::link::Link;
 use pibench::protocol::prepro::Backend;
+use pibench::protocol::GcOptions;
 use pibench::ring::Ring;
 
 /// Measure what cryptographic private inference really costs for ReLU-linearized networks.
@@ -31,6 +34,27 @@ struct RingArgs {
     /// Fractional bits f of the fixed-point encoding.
     #[arg(long, default_value_t = 12)]
     frac: u32,
+}
+
+/// The cryptography of the ReLU sites (both parties must use the same).
+#[derive(clap::Args, Clone)]
+struct GcArgs {
+    /// Garbling scheme: half-gates or three-halves.
+    #[arg(long, default_value_t = GcOptions::RECOMMENDED.garbling)]
+    garbling: Scheme,
+    /// Correlated OT for the client's input labels: iknp, softspoken (k = 4) or softspoken-kK
+    /// (K in 1, 2, 4, 8).
+    #[arg(long, default_value_t = GcOptions::RECOMMENDED.ot)]
+    ot: OtKind,
+}
+
+impl GcArgs {
+    fn options(&self) -> GcOptions {
+        GcOptions {
+            garbling: self.garbling,
+            ot: self.ot,
+        }
+    }
 }
 
 /// The input of a measured inference and where its result goes (`run` and `client`).
@@ -147,6 +171,8 @@ enum Command {
         he_queries: u64,
         #[command(flatten)]
         ring: RingArgs,
+        #[command(flatten)]
+        gc: GcArgs,
     },
     /// Serve MODEL to one client: the server's side of `run` as its own process.
     Serve {
@@ -175,6 +201,8 @@ enum Command {
         send_timings: bool,
         #[command(flatten)]
         ring: RingArgs,
+        #[command(flatten)]
+        gc: GcArgs,
     },
     /// The client's side of `run` as its own process: connect to `pibench serve`. The client
     /// needs the public architecture and masks: the public bundle (`pibench public`) is
@@ -200,6 +228,8 @@ enum Command {
         timeout: u64,
         #[command(flatten)]
         ring: RingArgs,
+        #[command(flatten)]
+        gc: GcArgs,
     },
     /// Show a bundle: its card, every op, every ReLU site with its shape and kept ReLUs, the
     /// budget, and MACs per layer.
@@ -251,6 +281,12 @@ enum Command {
         emulate_max_budget: u64,
         #[command(flatten)]
         ring: RingArgs,
+        /// Garbling schemes to compare (comma-separated): half-gates, three-halves.
+        #[arg(long, value_delimiter = ',', default_values_t = [GcOptions::RECOMMENDED.garbling])]
+        garbling: Vec<Scheme>,
+        /// OT extensions to compare (comma-separated): iknp, softspoken, softspoken-kK.
+        #[arg(long, value_delimiter = ',', default_values_t = [GcOptions::RECOMMENDED.ot])]
+        ot: Vec<OtKind>,
     },
     /// Redraw a report (CSV, plots, cost model, report.md) from the run JSONs a sweep wrote.
     Report {
@@ -399,6 +435,8 @@ enum Command {
         json: bool,
         #[command(flatten)]
         ring: RingArgs,
+        #[command(flatten)]
+        gc: GcArgs,
     },
 }
 
@@ -497,6 +535,8 @@ fn run(cli: Cli) -> Result<()> {
             backend,
             emulate_max_budget,
             ring,
+            garbling,
+            ot,
         }) => {
             let models = if models.is_empty() {
                 pibench::bench::sweep::bundles_in(&pibench::model::bundled::models_dir())
@@ -525,6 +565,10 @@ fn run(cli: Cli) -> Result<()> {
             opts.emulate_max_budget = emulate_max_budget;
             opts.backend = backend;
             opts.ring = ring.ring()?;
+            opts.gc = garbling
+                .iter()
+                .flat_map(|&g| ot.iter().map(move |&o| GcOptions { garbling: g, ot: o }))
+                .collect();
             run_sweep(&opts)?;
         }
         Some(Command::Report { dir }) => {
@@ -568,11 +612,13 @@ fn run(cli: Cli) -> Result<()> {
             timeout,
             he_queries,
             ring,
+            gc,
         }) => {
             let opts = RunOptions {
                 bn,
                 ring: ring.ring()?,
                 backend,
+                gc: gc.options(),
                 input: measure.input(),
                 transport: match (emulate, memory) {
                     (Some(link), _) => Transport::Emulated(
@@ -598,8 +644,10 @@ fn run(cli: Cli) -> Result<()> {
             he_queries,
             send_timings,
             ring,
+            gc,
         }) => {
             let mut opts = RunOptions::new(model);
+            opts.gc = gc.options();
             opts.bn = bn;
             opts.backend = backend;
             opts.ring = ring.ring()?;
@@ -621,11 +669,13 @@ fn run(cli: Cli) -> Result<()> {
             measure,
             timeout,
             ring,
+            gc,
         }) => {
             let opts = RunOptions {
                 bn,
                 ring: ring.ring()?,
                 backend,
+                gc: gc.options(),
                 input: measure.input(),
                 transport: Transport::TcpLoopback,
                 links: links(&measure.links)?,
@@ -773,8 +823,13 @@ fn run(cli: Cli) -> Result<()> {
                 model.display()
             ))?;
         }
-        Some(Command::ReluBench { relus, json, ring }) => {
-            let r = relu_bench(relus, ring.ring()?, Duration::from_secs(120))?;
+        Some(Command::ReluBench {
+            relus,
+            json,
+            ring,
+            gc,
+        }) => {
+            let r = relu_bench(relus, ring.ring()?, gc.options(), Duration::from_secs(120))?;
             if json {
                 out(serde_json::to_string_pretty(&r)?)?;
             } else {

@@ -163,6 +163,10 @@ pub struct RunResult {
     pub ring: Ring,
     /// Linear preprocessing backend.
     pub backend: Backend,
+    /// Garbling scheme and OT of the ReLU sites (JSON fields `garbling` and `ot`; absent in
+    /// results from before the choice existed, which used half gates and IKNP).
+    #[serde(flatten, default)]
+    pub gc: crate::protocol::GcOptions,
     /// Worker threads (rayon) per process.
     pub threads: usize,
     /// `tcp-loopback`, `memory`, `tcp`.

@@ -7,6 +7,8 @@ mod cli_support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pibench::crypto::ot::OtKind;
+use pibench::gc::Scheme;
 use pibench::model::{BnPath, Bundle};
 use pibench::net::{handshake_with, mem_pair, Channel, ChannelExt, HandshakeError, Metered, Role};
 use pibench::plain::FixedNetwork;
@@ -14,7 +16,7 @@ use pibench::protocol::prepro::{
     Backend, ClientPreprocessing, Dealer, RemoteDealerClient, ServerPreprocessing,
 };
 use pibench::protocol::session::{client_session, server_session, PartyReport};
-use pibench::protocol::{fingerprint, public_params, ProtocolError, PROTOCOL_VERSION};
+use pibench::protocol::{fingerprint, public_params, GcOptions, ProtocolError, PROTOCOL_VERSION};
 use pibench::ring::Ring;
 
 use cli_support::{fixture, spawn_serve};
@@ -37,12 +39,13 @@ fn lying_dealer(announced: u64, sent: usize) -> ProtocolError {
             &mut ch,
             Role::Server,
             PROTOCOL_VERSION,
-            &public_params(&f2, Backend::Dealer),
-            &fingerprint(&f2, Backend::Dealer),
+            &public_params(&f2, Backend::Dealer, GcOptions::RECOMMENDED),
+            &fingerprint(&f2, Backend::Dealer, GcOptions::RECOMMENDED),
         )
         .unwrap();
         let mut rng = pibench::crypto::prg::Prg::from_entropy();
-        let _ = pibench::protocol::server::setup(&mut ch, &mut rng).unwrap();
+        let _ =
+            pibench::protocol::server::setup(&mut ch, GcOptions::RECOMMENDED.ot, &mut rng).unwrap();
         // The client's share of the first linear step's input (the image).
         let mut c = vec![0u64; f2.input_shape.elements()];
         ch.recv_u64s(&mut c).unwrap();
@@ -56,7 +59,15 @@ fn lying_dealer(announced: u64, sent: usize) -> ProtocolError {
     let mut ch = Metered::new(a);
     let mut pre = RemoteDealerClient::new(fixed.clone());
     let input = vec![0.25f32; fixed.input_shape.elements()];
-    let err = client_session(&mut ch, &fixed, &mut pre, &input, None).unwrap_err();
+    let err = client_session(
+        &mut ch,
+        &fixed,
+        &mut pre,
+        GcOptions::RECOMMENDED,
+        &input,
+        None,
+    )
+    .unwrap_err();
     drop(ch);
     server.join().unwrap();
     err
@@ -99,10 +110,29 @@ fn sessions(
     client_net: Arc<FixedNetwork>,
     client_pre: Box<dyn ClientPreprocessing>,
 ) -> Outcome {
+    let gc = GcOptions::RECOMMENDED;
+    sessions_with(server_net, server_pre, gc, client_net, client_pre, gc)
+}
+
+/// [`sessions`] with each party's garbling scheme and OT.
+fn sessions_with(
+    server_net: Arc<FixedNetwork>,
+    server_pre: Box<dyn ServerPreprocessing>,
+    server_gc: GcOptions,
+    client_net: Arc<FixedNetwork>,
+    client_pre: Box<dyn ClientPreprocessing>,
+    client_gc: GcOptions,
+) -> Outcome {
     let (a, b) = mem_pair(Duration::from_secs(20));
     let mut server_pre = server_pre;
     let server = std::thread::spawn(move || {
-        server_session(&mut Metered::new(b), &server_net, server_pre.as_mut(), None)
+        server_session(
+            &mut Metered::new(b),
+            &server_net,
+            server_pre.as_mut(),
+            server_gc,
+            None,
+        )
     });
     let input = vec![0.1f32; client_net.input_shape.elements()];
     let mut client_pre = client_pre;
@@ -110,6 +140,7 @@ fn sessions(
         &mut Metered::new(a),
         &client_net,
         client_pre.as_mut(),
+        client_gc,
         &input,
         None,
     );
@@ -161,14 +192,50 @@ fn a_different_ring_or_backend_is_named_at_the_handshake() {
 }
 
 #[test]
+fn a_different_garbling_scheme_or_ot_is_named_at_the_handshake() {
+    let base = lowered("snl-resnet18-w8-c10", BnPath::Clean, Ring::default());
+    let dealer = || Box::new(Dealer::new(base.clone()));
+    let ours = GcOptions {
+        garbling: Scheme::ThreeHalves,
+        ot: OtKind::SoftSpoken(4),
+    };
+    for (theirs, flag) in [
+        (
+            GcOptions {
+                garbling: Scheme::HalfGates,
+                ..ours
+            },
+            "--garbling",
+        ),
+        (
+            GcOptions {
+                ot: OtKind::SoftSpoken(8),
+                ..ours
+            },
+            "--ot",
+        ),
+        (
+            GcOptions {
+                ot: OtKind::Iknp,
+                ..ours
+            },
+            "--ot",
+        ),
+    ] {
+        let r = sessions_with(base.clone(), dealer(), ours, base.clone(), dealer(), theirs);
+        assert_param_mismatch(r, flag);
+    }
+}
+
+#[test]
 fn a_different_batch_norm_path_is_caught_at_the_handshake() {
     let name = "rlnet-resnet18-w8-c10";
     let clean = lowered(name, BnPath::Clean, Ring::default());
     let adv = lowered(name, BnPath::Adv, Ring::default());
     // Weights are not fingerprinted, but the path is: it changes what the server computes.
     assert_ne!(
-        fingerprint(&clean, Backend::Dealer),
-        fingerprint(&adv, Backend::Dealer)
+        fingerprint(&clean, Backend::Dealer, GcOptions::RECOMMENDED),
+        fingerprint(&adv, Backend::Dealer, GcOptions::RECOMMENDED)
     );
     let r = sessions(
         clean.clone(),

@@ -8,7 +8,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pibench::bench::run::{load_input, run_network, InputSpec, RunOptions, Transport};
+use pibench::crypto::ot::OtKind;
+use pibench::gc::Scheme;
 use pibench::model::{BnPath, Bundle, Mask, Network, Op};
+use pibench::protocol::GcOptions;
 use pibench::ring::Ring;
 
 #[derive(Clone, Copy, Debug)]
@@ -135,6 +138,87 @@ fn over_tcp_loopback_and_other_rings() {
     );
 }
 
+/// Every garbling scheme with every OT extension, over TCP: correct, and each ReLU site moves
+/// exactly its tables one way and its OT extension the other.
+#[test]
+fn every_garbling_scheme_and_ot_over_tcp() {
+    let name = "rlnet-resnet18-w8-c10";
+    let path = fixture(name);
+    let net = Bundle::open(&path).unwrap().network(BnPath::Clean).unwrap();
+    let input = load_input(&InputSpec::Random { seed: 5 }, &net).unwrap();
+    for garbling in Scheme::ALL {
+        for ot in [OtKind::Iknp, OtKind::SoftSpoken(4), OtKind::SoftSpoken(8)] {
+            let mut o = opts(&path, Transport::TcpLoopback);
+            o.gc = GcOptions { garbling, ot };
+            let r = run_network(&net, &input, &o).unwrap();
+            assert!(r.correct, "{garbling} {ot}");
+            assert_eq!(r.gc, o.gc);
+            let table = match garbling {
+                Scheme::HalfGates => 177 * 32,
+                Scheme::ThreeHalves => 4360,
+            };
+            // Per kept ReLU: 128 OTs, the client's 64 share bits chosen, its 64 mask bits not.
+            let ot_bytes = match ot {
+                OtKind::Iknp => 128 * 16,
+                OtKind::SoftSpoken(k) => 16 * (128 / k as u64 - 1) + 8,
+            };
+            for l in r
+                .layers
+                .iter()
+                .filter(|l| l.kind == "relu" && l.relus_kept > 0)
+            {
+                assert_eq!(
+                    l.offline.bytes_server_to_client,
+                    l.relus_kept * table,
+                    "{garbling} {ot} {}",
+                    l.name
+                );
+                // Plus the 8-byte count of the OT call.
+                assert_eq!(
+                    l.offline.bytes_client_to_server,
+                    l.relus_kept * ot_bytes + 8,
+                    "{garbling} {ot} {}",
+                    l.name
+                );
+            }
+        }
+    }
+}
+
+/// A client and a server that disagree on the garbling scheme refuse each other at the
+/// handshake, before any cryptography, naming the flag.
+#[test]
+fn mismatched_garbling_is_refused() {
+    let path = fixture("rlnet-resnet18-w8-c10");
+    let net = Bundle::open(&path).unwrap().network(BnPath::Clean).unwrap();
+    let f =
+        std::sync::Arc::new(pibench::plain::FixedNetwork::lower(&net, Ring::default()).unwrap());
+    let (s, c) = pibench::net::mem_pair(Duration::from_secs(10));
+    let (mut s, mut c) = (pibench::net::Metered::new(s), pibench::net::Metered::new(c));
+    let f2 = f.clone();
+    let hs = std::thread::spawn(move || {
+        let mut d = pibench::protocol::prepro::Dealer::new(f2.clone());
+        let gc = GcOptions {
+            garbling: Scheme::HalfGates,
+            ot: OtKind::Iknp,
+        };
+        pibench::protocol::session::server_session(&mut s, &f2, &mut d, gc, None).map(|_| ())
+    });
+    let mut d = pibench::protocol::prepro::Dealer::new(f.clone());
+    let gc = GcOptions {
+        garbling: Scheme::ThreeHalves,
+        ot: OtKind::Iknp,
+    };
+    let rc = pibench::protocol::session::client_session(&mut c, &f, &mut d, gc, &[0.1; 3072], None);
+    assert!(rc.unwrap_err().to_string().contains("--garbling"));
+    assert!(hs
+        .join()
+        .unwrap()
+        .unwrap_err()
+        .to_string()
+        .contains("--garbling"));
+}
+
 #[test]
 fn the_fixture_inputs_give_the_f32_class() {
     // On PyTorch's own inputs (decisive margins) the secure class is the f32 class.
@@ -174,12 +258,26 @@ fn mismatched_models_are_refused_by_both_sides() {
     let fa2 = fa.clone();
     let hs = std::thread::spawn(move || {
         let mut d = pibench::protocol::prepro::Dealer::new(fa2.clone());
-        pibench::protocol::session::server_session(&mut s, &fa2, &mut d, None).map(|_| ())
+        pibench::protocol::session::server_session(
+            &mut s,
+            &fa2,
+            &mut d,
+            GcOptions::RECOMMENDED,
+            None,
+        )
+        .map(|_| ())
     });
     let input = vec![0.1f32; 3 * 32 * 32];
     let mut d = pibench::protocol::prepro::Dealer::new(fb.clone());
-    let rc =
-        pibench::protocol::session::client_session(&mut c, &fb, &mut d, &input, None).map(|_| ());
+    let rc = pibench::protocol::session::client_session(
+        &mut c,
+        &fb,
+        &mut d,
+        GcOptions::RECOMMENDED,
+        &input,
+        None,
+    )
+    .map(|_| ());
     let rs = hs.join().unwrap();
     for (side, r) in [
         ("server", rs.unwrap_err().to_string()),
@@ -206,9 +304,16 @@ fn a_server_that_dies_mid_run_makes_the_client_fail_cleanly() {
             .accept(Duration::from_secs(10), Duration::from_secs(10))
             .unwrap();
         let mut ch = pibench::net::Metered::new(ch);
-        let fp = pibench::protocol::fingerprint(&f2, pibench::protocol::prepro::Backend::Dealer);
-        let params =
-            pibench::protocol::public_params(&f2, pibench::protocol::prepro::Backend::Dealer);
+        let fp = pibench::protocol::fingerprint(
+            &f2,
+            pibench::protocol::prepro::Backend::Dealer,
+            GcOptions::RECOMMENDED,
+        );
+        let params = pibench::protocol::public_params(
+            &f2,
+            pibench::protocol::prepro::Backend::Dealer,
+            GcOptions::RECOMMENDED,
+        );
         pibench::net::handshake_with(
             &mut ch,
             pibench::net::Role::Server,
@@ -218,7 +323,8 @@ fn a_server_that_dies_mid_run_makes_the_client_fail_cleanly() {
         )
         .unwrap();
         let mut rng = pibench::crypto::prg::Prg::from_entropy();
-        let _ = pibench::protocol::server::setup(&mut ch, &mut rng).unwrap();
+        let _ =
+            pibench::protocol::server::setup(&mut ch, GcOptions::RECOMMENDED.ot, &mut rng).unwrap();
         ch.send(&[0u8; 1000]).unwrap();
         ch.flush().unwrap();
         // Killed: the connection drops here.
@@ -228,10 +334,16 @@ fn a_server_that_dies_mid_run_makes_the_client_fail_cleanly() {
     let mut ch = pibench::net::Metered::new(ch);
     let mut d = pibench::protocol::prepro::Dealer::new(fixed.clone());
     let t = Instant::now();
-    let err =
-        pibench::protocol::session::client_session(&mut ch, &fixed, &mut d, &[0.0; 3072], None)
-            .unwrap_err()
-            .to_string();
+    let err = pibench::protocol::session::client_session(
+        &mut ch,
+        &fixed,
+        &mut d,
+        GcOptions::RECOMMENDED,
+        &[0.0; 3072],
+        None,
+    )
+    .unwrap_err()
+    .to_string();
     server.join().unwrap();
     assert!(
         t.elapsed() < timeout + Duration::from_secs(5),

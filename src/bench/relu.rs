@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::ot::OtKind;
 use crate::crypto::prg::Prg;
-use crate::gc::relu_plain;
+use crate::gc::{relu_plain, Scheme};
 use crate::net::{Channel, Metered, Phase};
 use crate::protocol::site::{ClientSite, ReluEngine, ServerSite};
-use crate::protocol::{self, session, ProtocolError};
+use crate::protocol::{self, session, GcOptions, ProtocolError};
 use crate::ring::Ring;
 
 use super::run::BenchError;
@@ -26,6 +27,18 @@ pub struct ReluBenchResult {
     pub ring: Ring,
     /// AND gates per ReLU.
     pub and_gates_per_relu: usize,
+    /// The garbling scheme (results from before the choice existed: half gates).
+    #[serde(default)]
+    pub garbling: Scheme,
+    /// The correlated-OT extension (results from before the choice existed: IKNP).
+    #[serde(default)]
+    pub ot: OtKind,
+    /// Garbled-table bytes per ReLU.
+    #[serde(default)]
+    pub table_bytes_per_relu: u64,
+    /// Bytes the client stores per ReLU between the phases: tables and its `2ℓ` input labels.
+    #[serde(default)]
+    pub client_storage_bytes_per_relu: u64,
     /// Microseconds per ReLU, offline + online (setup amortized in).
     pub us_per_relu: f64,
     /// Microseconds per ReLU of the offline phase (OT extension, garbling, table transfer).
@@ -64,15 +77,16 @@ fn server<C: Channel>(
     ch: &mut Metered<C>,
     n: usize,
     ring: Ring,
+    gc: GcOptions,
 ) -> Result<(Timed, Vec<u64>, Vec<u64>), ProtocolError> {
     let mut rng = Prg::from_entropy();
     let t = Instant::now();
-    let (mut cot, delta) = protocol::server::setup(ch, &mut rng)?;
+    let (mut cot, delta) = protocol::server::setup(ch, gc.ot, &mut rng)?;
     let setup = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     ch.set_scope(Phase::Offline, Some("relu"));
-    let engine = ReluEngine::new(ring, ring.frac)?;
+    let engine = ReluEngine::new(ring, ring.frac, gc.garbling)?;
     let site = ServerSite::offline(ch, &engine, n, 0, &mut cot, &delta, &mut rng)?;
     session::await_ready(ch)?;
     let offline = t.elapsed().as_secs_f64();
@@ -98,15 +112,15 @@ fn client<C: Channel>(
     ch: &mut Metered<C>,
     n: usize,
     ring: Ring,
+    gc: GcOptions,
 ) -> Result<(Vec<u64>, Vec<u64>), ProtocolError> {
     let mut rng = Prg::from_entropy();
-    let mut cot = protocol::client::setup(ch, &mut rng)?;
+    let mut cot = protocol::client::setup(ch, gc.ot, &mut rng)?;
 
     ch.set_scope(Phase::Offline, Some("relu"));
-    let engine = ReluEngine::new(ring, ring.frac)?;
+    let engine = ReluEngine::new(ring, ring.frac, gc.garbling)?;
     let c: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
-    let r: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
-    let site = ClientSite::offline(ch, &engine, &c, &r, 0, &mut cot, &mut Vec::new())?;
+    let (site, r) = ClientSite::offline(ch, &engine, &c, 0, &mut cot, &mut rng, &mut Vec::new())?;
     session::signal_ready(ch)?;
 
     ch.set_scope(Phase::Online, Some("relu"));
@@ -115,11 +129,11 @@ fn client<C: Channel>(
 }
 
 /// Bytes both parties of [`relu_bench`] hold at their peak for `n` ReLUs of `ell` bits with
-/// `table_blocks` garbled-table blocks each: the client's input labels (2ℓ blocks), tables and
+/// `table_bytes` bytes of garbled tables each: the client's input labels (2ℓ blocks), tables and
 /// choice bits; the server's OT zero-labels (2ℓ), its own zero-labels (ℓ) and output colours;
 /// the shares and decoding words. Computed in u128: a huge `n` cannot overflow it.
-pub fn relu_bench_bytes(n: usize, ell: usize, table_blocks: usize) -> u128 {
-    let per = (2 * ell * 16) * 2 + ell * 16 + table_blocks * 16 + 2 * ell + ell + 5 * 8;
+pub fn relu_bench_bytes(n: usize, ell: usize, table_bytes: usize) -> u128 {
+    let per = (2 * ell * 16) * 2 + ell * 16 + table_bytes + 2 * ell + ell + 5 * 8;
     n as u128 * per as u128
 }
 
@@ -136,8 +150,14 @@ pub fn available_memory_bytes() -> Option<u64> {
         .map(|kb| kb * 1024)
 }
 
-/// Run N ReLUs between two threads over loopback TCP and measure everything.
-pub fn relu_bench(n: usize, ring: Ring, timeout: Duration) -> Result<ReluBenchResult, BenchError> {
+/// Run N ReLUs between two threads over loopback TCP with the garbling scheme and OT of `gc`,
+/// and measure everything.
+pub fn relu_bench(
+    n: usize,
+    ring: Ring,
+    gc: GcOptions,
+    timeout: Duration,
+) -> Result<ReluBenchResult, BenchError> {
     if n == 0 {
         return Err(BenchError::Input {
             path: "--relus".into(),
@@ -146,8 +166,9 @@ pub fn relu_bench(n: usize, ring: Ring, timeout: Duration) -> Result<ReluBenchRe
     }
     // Both parties live in this process and hold every ReLU's labels and tables at once:
     // refuse what cannot fit before allocating (an allocation failure aborts the process).
-    let engine = ReluEngine::new(ring, ring.frac).map_err(BenchError::Server)?;
-    let needed = relu_bench_bytes(n, ring.ell as usize, engine.table_blocks());
+    let engine = ReluEngine::new(ring, ring.frac, gc.garbling).map_err(BenchError::Server)?;
+    let table_bytes = engine.table_bytes();
+    let needed = relu_bench_bytes(n, ring.ell as usize, table_bytes);
     if let Some(available) = available_memory_bytes() {
         if needed > u128::from(available) {
             return Err(BenchError::TooLarge {
@@ -165,8 +186,8 @@ pub fn relu_bench(n: usize, ring: Ring, timeout: Duration) -> Result<ReluBenchRe
         .join()
         .map_err(|_| BenchError::Panic("accept".into()))??;
     let (mut s, mut c) = (Metered::new(s), Metered::new(c));
-    let hs = std::thread::spawn(move || server(&mut s, n, ring).map(|r| (r, s.stats())));
-    let hc = std::thread::spawn(move || client(&mut c, n, ring));
+    let hs = std::thread::spawn(move || server(&mut s, n, ring, gc).map(|r| (r, s.stats())));
+    let hc = std::thread::spawn(move || client(&mut c, n, ring, gc));
     let rs = hs.join().map_err(|_| BenchError::Panic("server".into()))?;
     let rc = hc.join().map_err(|_| BenchError::Panic("client".into()))?;
     let ((timed, a, z), stats) = rs.map_err(BenchError::Server)?;
@@ -181,6 +202,10 @@ pub fn relu_bench(n: usize, ring: Ring, timeout: Duration) -> Result<ReluBenchRe
         relus: n,
         ring,
         and_gates_per_relu: engine.and_gates(),
+        garbling: gc.garbling,
+        ot: gc.ot,
+        table_bytes_per_relu: table_bytes as u64,
+        client_storage_bytes_per_relu: (table_bytes + 16 * 2 * ring.ell as usize) as u64,
         us_per_relu: (timed.setup + timed.offline + timed.online) * 1e6 / nf,
         us_per_relu_offline: timed.offline * 1e6 / nf,
         us_per_relu_online: timed.online * 1e6 / nf,
@@ -203,9 +228,10 @@ mod tests {
 
     #[test]
     fn a_few_relus_decode_correctly_and_cost_what_the_protocol_says() {
+        let half_gates = GcOptions::default();
         for ring in [Ring::default(), Ring::new(41, 12).unwrap()] {
             let n = 1000;
-            let r = relu_bench(n, ring, Duration::from_secs(30)).unwrap();
+            let r = relu_bench(n, ring, half_gates, Duration::from_secs(30)).unwrap();
             assert!(r.correct, "{ring:?}");
             let ell = ring.ell as f64;
             // Online: ℓ labels to the client, ⌈ℓ/8⌉ bytes of colours back, per ReLU.
@@ -220,18 +246,53 @@ mod tests {
                 (r.and_gates_per_relu * 32) as f64
             );
         }
-        assert!(relu_bench(0, Ring::default(), Duration::from_secs(1)).is_err());
+        assert!(relu_bench(0, Ring::default(), half_gates, Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn every_scheme_and_ot_decodes_correctly_with_its_exact_bytes() {
+        let ring = Ring::default();
+        let n = 700;
+        for garbling in Scheme::ALL {
+            for ot in [OtKind::Iknp, OtKind::SoftSpoken(4), OtKind::SoftSpoken(8)] {
+                let gc = GcOptions { garbling, ot };
+                let r = relu_bench(n, ring, gc, Duration::from_secs(30)).unwrap();
+                assert!(r.correct, "{gc}");
+                assert_eq!((r.garbling, r.ot), (garbling, ot));
+                // Online is the same whatever the scheme: 64 labels, 8 bytes of colours back.
+                assert_eq!(r.online_bytes_per_relu, 64.0 * 16.0 + 8.0, "{gc}");
+                // Tables: 32 B per AND for half gates, 3 words per AND plus 5 control bits
+                // (rounded up to words) for three-halves.
+                let tables = match garbling {
+                    Scheme::HalfGates => 32 * r.and_gates_per_relu,
+                    Scheme::ThreeHalves => {
+                        8 * (3 * r.and_gates_per_relu + (5 * r.and_gates_per_relu).div_ceil(64))
+                    }
+                };
+                assert_eq!(r.table_bytes_per_relu, tables as u64, "{gc}");
+                assert_eq!(
+                    r.offline_bytes_per_relu_server_to_client, tables as f64,
+                    "{gc}"
+                );
+            }
+        }
     }
 
     #[test]
     fn a_count_beyond_memory_is_refused_before_allocating() {
         let ring = Ring::default();
-        let e = relu_bench(1_000_000_000_000, ring, Duration::from_secs(5)).unwrap_err();
+        let e = relu_bench(
+            1_000_000_000_000,
+            ring,
+            GcOptions::default(),
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
         assert!(matches!(e, BenchError::TooLarge { .. }), "{e}");
         assert!(e.to_string().contains("--relus 1000000000000"), "{e}");
         // About 11 KB per ReLU at ℓ = 64: the figure the message is built from.
-        let per = relu_bench_bytes(1, 64, 354);
+        let per = relu_bench_bytes(1, 64, 354 * 16);
         assert!((10_000..12_000).contains(&per), "{per}");
-        assert!(relu_bench_bytes(usize::MAX, 64, 354) > u128::from(u64::MAX));
+        assert!(relu_bench_bytes(usize::MAX, 64, 354 * 16) > u128::from(u64::MAX));
     }
 }

@@ -16,7 +16,7 @@ use crate::protocol::prepro::Backend;
 use crate::protocol::session::{
     client_session, recv_report, send_report, server_session, PartyReport, READY_SCOPE,
 };
-use crate::protocol::{self, Halves, Observer, ProtocolError};
+use crate::protocol::{self, GcOptions, Halves, Observer, ProtocolError};
 use crate::results::*;
 use crate::ring::Ring;
 
@@ -115,6 +115,8 @@ pub struct RunOptions {
     pub ring: Ring,
     /// Linear preprocessing backend.
     pub backend: Backend,
+    /// Garbling scheme and OT of the ReLU sites.
+    pub gc: GcOptions,
     /// The input.
     pub input: InputSpec,
     /// Transport.
@@ -141,6 +143,7 @@ impl RunOptions {
             bn: BnPath::Clean,
             ring: Ring::default(),
             backend: Backend::Dealer,
+            gc: GcOptions::RECOMMENDED,
             input: InputSpec::Random { seed: 0 },
             transport: Transport::TcpLoopback,
             links: Link::presets(),
@@ -348,6 +351,7 @@ pub fn run_network(
         Metered::new(client_end),
         &fixed,
         halves,
+        opts.gc,
         input,
         pb_s,
         pb_c,
@@ -364,12 +368,13 @@ pub fn run_network(
     ))
 }
 
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn run_pair<C: Channel + 'static>(
     mut s: Metered<C>,
     mut c: Metered<C>,
     fixed: &Arc<FixedNetwork>,
     halves: Halves,
+    gc: GcOptions,
     input: &[f32],
     pb_s: Option<Arc<dyn Observer>>,
     pb_c: Option<Arc<dyn Observer>>,
@@ -377,8 +382,8 @@ fn run_pair<C: Channel + 'static>(
     let (fs, fc) = (fixed.clone(), fixed.clone());
     let (mut ds, mut dc) = halves;
     let input = input.to_vec();
-    let hs = std::thread::spawn(move || server_session(&mut s, &fs, ds.as_mut(), pb_s));
-    let hc = std::thread::spawn(move || client_session(&mut c, &fc, dc.as_mut(), &input, pb_c));
+    let hs = std::thread::spawn(move || server_session(&mut s, &fs, ds.as_mut(), gc, pb_s));
+    let hc = std::thread::spawn(move || client_session(&mut c, &fc, dc.as_mut(), gc, &input, pb_c));
     let rs = join(hs)?;
     let rc = join(hc)?;
     // Report the root cause: when one side fails the other usually sees a disconnect.
@@ -532,7 +537,7 @@ fn assemble(
     };
     let budget = fixed.kept_relus() as u64;
     let and_gates = if budget > 0 {
-        crate::protocol::site::ReluEngine::new(opts.ring, opts.ring.frac)
+        crate::protocol::site::ReluEngine::new(opts.ring, opts.ring.frac, opts.gc.garbling)
             .map(|e| e.and_gates() as u64)
             .unwrap_or(0)
     } else {
@@ -602,13 +607,14 @@ fn assemble(
             path: opts.model.display().to_string(),
             card: net.card.clone(),
             bn_path: opts.bn.to_string(),
-            fingerprint: protocol::fingerprint(fixed, opts.backend).to_hex(),
+            fingerprint: protocol::fingerprint(fixed, opts.backend, opts.gc).to_hex(),
             total_relus: net.total_relus() as u64,
             budget,
             macs: net.macs(),
         },
         ring: opts.ring,
         backend: opts.backend,
+        gc: opts.gc,
         threads: rayon::current_num_threads(),
         transport: transport.into(),
         machine: Machine::this(),
@@ -666,7 +672,8 @@ pub fn serve(opts: &RunOptions, listen: &str) -> Result<PartyReport, BenchError>
     let mut ch = Metered::new(stream);
     let mp = MultiProgress::new();
     let pb = bar(&mp, fixed.steps.len() * 2, "server", opts.progress);
-    let report = server_session(&mut ch, &fixed, pre.as_mut(), pb).map_err(BenchError::Server)?;
+    let report =
+        server_session(&mut ch, &fixed, pre.as_mut(), opts.gc, pb).map_err(BenchError::Server)?;
     send_report(&mut ch, opts.send_timings.then_some(&report)).map_err(BenchError::Server)?;
     Ok(report)
 }
@@ -694,8 +701,8 @@ pub fn client(opts: &RunOptions, connect: &str) -> Result<RunResult, BenchError>
         .map_err(BenchError::Client)?;
     let mp = MultiProgress::new();
     let pb = bar(&mp, fixed.steps.len() * 2, "client", opts.progress);
-    let (client_rep, logits) =
-        client_session(&mut ch, &fixed, pre.as_mut(), &input, pb).map_err(BenchError::Client)?;
+    let (client_rep, logits) = client_session(&mut ch, &fixed, pre.as_mut(), opts.gc, &input, pb)
+        .map_err(BenchError::Client)?;
     // A server that keeps its timings to itself: its traffic is ours seen from the other end,
     // its seconds unknown (zero).
     let server_rep = recv_report(&mut ch)

@@ -31,6 +31,8 @@ pub struct SweepOptions {
     pub ring: Ring,
     /// Linear preprocessing backend.
     pub backend: crate::protocol::prepro::Backend,
+    /// Garbling scheme and OT combinations to run every model with (compared in the report).
+    pub gc: Vec<crate::protocol::GcOptions>,
     /// Links to estimate.
     pub links: Vec<Link>,
     /// Links to also run through an emulated (throttled) channel, on models whose budget is at
@@ -75,6 +77,7 @@ impl SweepOptions {
             bn_paths: vec![BnPath::Clean],
             ring: Ring::default(),
             backend: crate::protocol::prepro::Backend::Dealer,
+            gc: vec![crate::protocol::GcOptions::RECOMMENDED],
             links: Link::presets(),
             emulate: vec![Link::lan()],
             emulate_max_budget: 60_000,
@@ -304,7 +307,9 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
             if bn == BnPath::Adv && !dual {
                 continue;
             }
-            configs.push((model.clone(), bn));
+            for &gc in &opts.gc {
+                configs.push((model.clone(), bn, gc));
+            }
         }
     }
     // The plan is walked lazily, never materialized: `--inputs` can be as large as the user's
@@ -331,13 +336,13 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
         (0..opts.repeats).flat_map(move |rep| {
             configs
                 .iter()
-                .map(move |(model, bn)| (model.clone(), *bn, input as u64, rep, None))
+                .map(move |(model, bn, gc)| (model.clone(), *bn, *gc, input as u64, rep, None))
         })
     });
     let emulated = opts.emulate.iter().flat_map(|link| {
         configs
             .iter()
-            .map(move |(model, bn)| (model.clone(), *bn, 0, 0, Some(link.clone())))
+            .map(move |(model, bn, gc)| (model.clone(), *bn, *gc, 0, 0, Some(link.clone())))
     });
     let plan = measured.chain(emulated);
     let pb = if opts.progress {
@@ -379,6 +384,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
             let mut ro = RunOptions::new(&model);
             ro.ring = opts.ring;
             ro.backend = opts.backend;
+            ro.gc = opts.gc.first().copied().unwrap_or(ro.gc);
             ro.links = opts.links.clone();
             ro.timeout = opts.timeout;
             let x = load_input(&ro.input, &net).map_err(run_err)?;
@@ -392,7 +398,15 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
     let mut results = Vec::new();
     let mut loaded: std::collections::HashMap<(PathBuf, BnPath), crate::model::Network> =
         std::collections::HashMap::new();
-    for (model, bn, input, rep, emulate) in plan {
+    // Several garbling/OT combinations: each run's file names its combination.
+    let gc_tag = |gc: crate::protocol::GcOptions| {
+        if opts.gc.len() > 1 {
+            format!("-{}-{}", gc.garbling, gc.ot)
+        } else {
+            String::new()
+        }
+    };
+    for (model, bn, gc, input, rep, emulate) in plan {
         if let Some(pb) = &pb {
             pb.set_message(format!(
                 "{} {bn}{}",
@@ -425,6 +439,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
         ro.bn = bn;
         ro.ring = opts.ring;
         ro.backend = opts.backend;
+        ro.gc = gc;
         ro.input = InputSpec::Random { seed: input };
         ro.links = opts.links.clone();
         ro.timeout = opts.timeout;
@@ -434,10 +449,15 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
         let x = load_input(&ro.input, net).map_err(run_err)?;
         let r = run_network(net, &x, &ro).map_err(run_err)?;
         let name = match &emulate {
-            None => format!("{}-{bn}-input{input}-rep{rep}.json", stem(&model)),
-            Some(l) => format!(
-                "{}-{bn}-input{input}-emulated-{}.json",
+            None => format!(
+                "{}-{bn}{}-input{input}-rep{rep}.json",
                 stem(&model),
+                gc_tag(gc)
+            ),
+            Some(l) => format!(
+                "{}-{bn}{}-input{input}-emulated-{}.json",
+                stem(&model),
+                gc_tag(gc),
                 l.name.replace([',', '/'], "_")
             ),
         };

@@ -219,8 +219,8 @@ pub fn relu_table(r: &ReluBenchResult) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{} ReLUs, ℓ={} f={}, {} AND gates each, {} threads",
-        r.relus, r.ring.ell, r.ring.frac, r.and_gates_per_relu, r.threads
+        "{} ReLUs, ℓ={} f={}, {} AND gates each, garbling {}, OT {}, {} threads",
+        r.relus, r.ring.ell, r.ring.frac, r.and_gates_per_relu, r.garbling, r.ot, r.threads
     );
     let _ = writeln!(
         s,
@@ -244,6 +244,11 @@ pub fn relu_table(r: &ReluBenchResult) -> String {
         r.online_bytes_per_relu,
         r.online_bytes_per_relu_client_to_server,
         r.online_bytes_per_relu_server_to_client
+    );
+    let _ = writeln!(
+        s,
+        "       tables  {} B/ReLU; client storage {} B/ReLU (tables + input labels)",
+        r.table_bytes_per_relu, r.client_storage_bytes_per_relu
     );
     let _ = writeln!(
         s,

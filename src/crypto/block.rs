@@ -111,6 +111,35 @@ pub fn blocks_as_bytes_mut(blocks: &mut [Block]) -> &mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast::<u8>(), blocks.len() * 16) }
 }
 
+/// The `u64` words of a slice of blocks (low word of each block first), without copying: how
+/// three-halves garbled material, which comes in half-labels, lives in block buffers.
+pub fn blocks_as_words(blocks: &[Block]) -> &[u64] {
+    // SAFETY: `Block` is `repr(transparent)` over `u128`: 16 initialised bytes, alignment 16,
+    // no padding. A `u64` needs alignment 8 ≤ 16 and every bit pattern is valid; on a
+    // little-endian target word `2i` is the low half of block `i`.
+    unsafe { core::slice::from_raw_parts(blocks.as_ptr().cast::<u64>(), blocks.len() * 2) }
+}
+
+/// Mutable [`blocks_as_words`].
+pub fn blocks_as_words_mut(blocks: &mut [Block]) -> &mut [u64] {
+    // SAFETY: as in `blocks_as_words`; every bit pattern written through the view leaves a
+    // valid `u128`.
+    unsafe { core::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast::<u64>(), blocks.len() * 2) }
+}
+
+/// The little-endian byte image of a slice of words, without copying (what goes on the wire).
+pub fn words_as_bytes(words: &[u64]) -> &[u8] {
+    // SAFETY: `u64` has no padding and alignment ≥ 1; on a little-endian target its memory is
+    // `to_le_bytes()`.
+    unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), words.len() * 8) }
+}
+
+/// Mutable [`words_as_bytes`], to receive into words without copying.
+pub fn words_as_bytes_mut(words: &mut [u64]) -> &mut [u8] {
+    // SAFETY: as in `words_as_bytes`; every byte pattern is a valid `u64`.
+    unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 8) }
+}
+
 impl fmt::Debug for Block {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Block(..)")
@@ -190,6 +219,17 @@ mod tests {
         assert_eq!(&bytes[16..], &blocks[1].to_bytes());
         blocks_as_bytes_mut(&mut blocks)[16] = 9;
         assert_eq!(blocks[1], Block(9));
+        let w = blocks_as_words(&blocks);
+        assert_eq!(
+            (w[0], w[1], w[2]),
+            (0x090a_0b0c_0d0e_0f10, 0x0102_0304_0506_0708, 9)
+        );
+        assert_eq!(words_as_bytes(&w[..1]), &blocks[0].to_bytes()[..8]);
+        blocks_as_words_mut(&mut blocks)[3] = 1;
+        assert_eq!(blocks[1], Block(9 | (1 << 64)));
+        let mut ws = [0u64; 2];
+        words_as_bytes_mut(&mut ws)[8] = 3;
+        assert_eq!(ws, [0, 3]);
     }
 
     #[test]

@@ -15,12 +15,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::pi::{PiError, ProtocolSeeds};
+use crate::crypto::ot::OtKind;
 use crate::crypto::prg::Prg;
 use crate::net::mem_pair;
 use crate::plain::FixedNetwork;
 use crate::protocol::prepro::Dealer;
-use crate::protocol::{client, server, PartyTimings, ProtocolError};
+use crate::protocol::{client, server, GcOptions, PartyTimings, ProtocolError};
 use crate::ring::Ring;
+
+/// The ReLU cryptography of these runs: IKNP, under which the client draws its ReLU output masks
+/// from its offline rng (with SoftSpoken they are the OT's random choice bits, which no seed
+/// fixes), so that a seeded run is replayable.
+const GC: GcOptions = GcOptions {
+    garbling: GcOptions::RECOMMENDED.garbling,
+    ot: OtKind::Iknp,
+};
 
 /// How long either party waits for the other before failing.
 const TIMEOUT: Duration = Duration::from_secs(300);
@@ -63,13 +72,14 @@ pub fn secure_inference(
     let server = std::thread::spawn(move || -> Result<(), ProtocolError> {
         let mut rng = Prg::from_entropy();
         let mut timings = PartyTimings::default();
-        let (mut cot, delta) = server::setup(&mut s_ch, &mut rng)?;
+        let (mut cot, delta) = server::setup(&mut s_ch, GC.ot, &mut rng)?;
         let state = server::offline(
             &mut s_ch,
             &server_net,
             &mut server_dealer,
             &mut cot,
             delta,
+            GC.garbling,
             &mut rng,
             &mut timings,
         )?;
@@ -78,13 +88,14 @@ pub fn secure_inference(
     let client = (|| -> Result<Vec<f64>, ProtocolError> {
         let mut client_dealer = dealer;
         let mut timings = PartyTimings::default();
-        let mut cot = client::setup(&mut c_ch, &mut Prg::from_entropy())?;
+        let mut cot = client::setup(&mut c_ch, GC.ot, &mut Prg::from_entropy())?;
         let state = match seeds {
             Some(s) => client::offline(
                 &mut c_ch,
                 net,
                 &mut client_dealer,
                 &mut cot,
+                GC.garbling,
                 &mut s.client_rng(),
                 &mut timings,
             )?,
@@ -93,6 +104,7 @@ pub fn secure_inference(
                 net,
                 &mut client_dealer,
                 &mut cot,
+                GC.garbling,
                 &mut Prg::from_entropy(),
                 &mut timings,
             )?,

@@ -53,7 +53,7 @@ use crate::crypto::{Block, BlockChannel};
 use crate::net::channel::Channel;
 
 /// Instances per rayon task in the parallel calls.
-const PAR_INSTANCES: usize = 8 * GROUP;
+pub(super) const PAR_INSTANCES: usize = 8 * GROUP;
 
 /// A reasonable chunk for the streaming calls: tables of 4096 64-bit ReLUs are about 11 MiB.
 pub const DEFAULT_STREAM_CHUNK: usize = 4096;
@@ -69,12 +69,12 @@ pub fn table_bytes(circuit: &Circuit, n: usize) -> u64 {
 }
 
 /// Per-group working memory, allocated once per call (or per rayon task), never per gate.
-struct Workspace {
-    labels: Vec<Lanes>,
+pub(super) struct Workspace {
+    pub(super) labels: Vec<Lanes>,
 }
 
 impl Workspace {
-    fn new(circuit: &Circuit) -> Self {
+    pub(super) fn new(circuit: &Circuit) -> Self {
         Workspace {
             labels: vec![Lanes::ZERO; circuit.wires()],
         }
@@ -83,15 +83,17 @@ impl Workspace {
 
 /// The checked shape of a batch call.
 #[derive(Clone, Copy)]
-struct Shape {
-    n: usize,
-    gi: usize,
-    ei: usize,
-    no: usize,
-    tb: usize,
+pub(super) struct Shape {
+    pub(super) n: usize,
+    pub(super) gi: usize,
+    pub(super) ei: usize,
+    pub(super) no: usize,
+    /// Table elements (blocks, or words for three-halves) per instance.
+    pub(super) tb: usize,
 }
 
-/// Infers `n` from the output slice and checks every other slice against it.
+/// Infers `n` from the output slice and checks every other slice against it (half-gates
+/// tables: `2 · and_count` blocks per instance).
 fn shape(
     circuit: &Circuit,
     gb: &[Block],
@@ -99,6 +101,20 @@ fn shape(
     tables_len: Option<usize>,
     first_instance: u64,
     out_lsb_len: usize,
+) -> Result<Shape, GcError> {
+    let tb = 2 * circuit.and_count();
+    shape_with(circuit, gb, ev, tables_len, first_instance, out_lsb_len, tb)
+}
+
+/// [`shape`] for tables of `tb` elements per instance.
+pub(super) fn shape_with(
+    circuit: &Circuit,
+    gb: &[Block],
+    ev: &[Block],
+    tables_len: Option<usize>,
+    first_instance: u64,
+    out_lsb_len: usize,
+    tb: usize,
 ) -> Result<Shape, GcError> {
     let no = circuit.outputs().len();
     if no == 0 {
@@ -114,11 +130,7 @@ fn shape(
         });
     }
     let n = out_lsb_len / no;
-    let (gi, ei, tb) = (
-        circuit.garbler_inputs(),
-        circuit.evaluator_inputs(),
-        2 * circuit.and_count(),
-    );
+    let (gi, ei) = (circuit.garbler_inputs(), circuit.evaluator_inputs());
     check_len("garbler labels", n * gi, gb.len())?;
     check_len("evaluator labels", n * ei, ev.len())?;
     if let Some(t) = tables_len {
@@ -130,7 +142,7 @@ fn shape(
 
 /// Splits a batch into rayon jobs of at most [`PAR_INSTANCES`] instances:
 /// `(first instance within the call, count, its tables, its output colours)`.
-fn jobs<'t, 'l, T>(
+pub(super) fn jobs<'t, 'l, T>(
     s: Shape,
     mut tables: &'t mut [T],
     mut out_lsb: &'l mut [bool],
@@ -150,7 +162,14 @@ fn jobs<'t, 'l, T>(
 
 /// Loads the labels of `g` instances into the wire-major workspace.
 #[inline(always)]
-fn load_inputs(labels: &mut [Lanes], g: usize, gb: &[Block], gi: usize, ev: &[Block], ei: usize) {
+pub(super) fn load_inputs(
+    labels: &mut [Lanes],
+    g: usize,
+    gb: &[Block],
+    gi: usize,
+    ev: &[Block],
+    ei: usize,
+) {
     for j in 0..g {
         for (w, &l) in gb[j * gi..(j + 1) * gi].iter().enumerate() {
             labels[w].set_lane(j, l);
@@ -163,7 +182,7 @@ fn load_inputs(labels: &mut [Lanes], g: usize, gb: &[Block], gi: usize, ev: &[Bl
 
 /// Writes the colour bits of the output labels of `g` instances.
 #[inline(always)]
-fn store_outputs(labels: &[Lanes], g: usize, outputs: &[u32], out_lsb: &mut [bool]) {
+pub(super) fn store_outputs(labels: &[Lanes], g: usize, outputs: &[u32], out_lsb: &mut [bool]) {
     let no = outputs.len();
     for j in 0..g {
         for (o, &w) in outputs.iter().enumerate() {
@@ -295,41 +314,14 @@ impl<'a> Garbler<'a> {
             first_instance,
             out_lsb.len(),
         )?;
-        let chunk = chunk.max(1);
-        let (full_tx, full_rx, free_tx, free_rx) = table_ring(s.n, s.tb, chunk);
-        std::thread::scope(|scope| {
-            let sender = scope.spawn(move || -> Result<u64, GcError> {
-                let mut sent = 0u64;
-                for (buf, len) in full_rx {
-                    chan.send_blocks(&buf[..len])?;
-                    sent += 16 * len as u64;
-                    // The garbler may already be done and gone; then the buffer is just freed.
-                    let _ = free_tx.send(buf);
-                }
-                chan.flush()?;
-                Ok(sent)
-            });
-            let mut garbled = Ok(());
-            let mut i0 = 0;
-            while i0 < s.n {
-                let m = chunk.min(s.n - i0);
-                // A closed queue means the sender failed: its error is reported below.
-                let Ok(mut buf) = free_rx.recv() else { break };
-                garbled = self.garble_batch_par(
-                    &gb_zero[i0 * s.gi..(i0 + m) * s.gi],
-                    &ev_zero[i0 * s.ei..(i0 + m) * s.ei],
-                    first_instance + i0 as u64,
-                    &mut buf[..m * s.tb],
-                    &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
-                );
-                if garbled.is_err() || full_tx.send((buf, m * s.tb)).is_err() {
-                    break;
-                }
-                i0 += m;
-            }
-            drop(full_tx);
-            let sent = join(sender)?;
-            garbled.map(|()| sent)
+        send_chunks(chan, s.n, 16 * s.tb, chunk, |i0, m, buf| {
+            self.garble_batch_par(
+                &gb_zero[i0 * s.gi..(i0 + m) * s.gi],
+                &ev_zero[i0 * s.ei..(i0 + m) * s.ei],
+                first_instance + i0 as u64,
+                &mut buf[..m * s.tb],
+                &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
+            )
         })
     }
 
@@ -533,50 +525,14 @@ impl<'a> Evaluator<'a> {
             first_instance,
             out_lsb.len(),
         )?;
-        let chunk = chunk.max(1);
-        let (full_tx, full_rx, free_tx, free_rx) = table_ring(s.n, s.tb, chunk);
-        std::thread::scope(|scope| {
-            let receiver = scope.spawn(move || -> Result<u64, GcError> {
-                let mut received = 0u64;
-                let mut i0 = 0;
-                while i0 < s.n {
-                    let m = chunk.min(s.n - i0);
-                    // A closed queue means the evaluator stopped; nothing more is needed.
-                    let Ok(mut buf) = free_rx.recv() else { break };
-                    chan.recv_blocks(&mut buf[..m * s.tb])?;
-                    received += 16 * (m * s.tb) as u64;
-                    if full_tx.send((buf, m * s.tb)).is_err() {
-                        break;
-                    }
-                    i0 += m;
-                }
-                Ok(received)
-            });
-            let mut evaluated = Ok(());
-            let mut i0 = 0;
-            // A closed queue before the end means the receiver failed: its error is reported below.
-            while i0 < s.n {
-                let Ok((buf, len)) = full_rx.recv() else {
-                    break;
-                };
-                let m = chunk.min(s.n - i0);
-                evaluated = self.eval_batch_par(
-                    &gb_labels[i0 * s.gi..(i0 + m) * s.gi],
-                    &ev_labels[i0 * s.ei..(i0 + m) * s.ei],
-                    &buf[..len],
-                    first_instance + i0 as u64,
-                    &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
-                );
-                if evaluated.is_err() {
-                    break;
-                }
-                let _ = free_tx.send(buf);
-                i0 += m;
-            }
-            drop(full_rx);
-            drop(free_tx);
-            let received = join(receiver)?;
-            evaluated.map(|()| received)
+        recv_chunks(chan, s.n, 16 * s.tb, chunk, |i0, m, buf| {
+            self.eval_batch_par(
+                &gb_labels[i0 * s.gi..(i0 + m) * s.gi],
+                &ev_labels[i0 * s.ei..(i0 + m) * s.ei],
+                &buf[..m * s.tb],
+                first_instance + i0 as u64,
+                &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
+            )
         })
     }
 
@@ -665,11 +621,11 @@ pub fn pack_bits(bits: &[bool]) -> Vec<u8> {
 }
 
 /// Queues of a double-buffered table stream: `full` carries filled chunk buffers (with their
-/// used length) to the other thread, `free` brings them back; at most two chunks exist.
+/// used length in bytes) to the other thread, `free` brings them back; at most two chunks exist.
 #[allow(clippy::type_complexity)]
 fn table_ring(
     n: usize,
-    table_blocks: usize,
+    unit_bytes: usize,
     chunk: usize,
 ) -> (
     mpsc::SyncSender<(BlockBuf, usize)>,
@@ -681,13 +637,118 @@ fn table_ring(
     let (free_tx, free_rx) = mpsc::channel();
     for _ in 0..2.min(n.div_ceil(chunk)) {
         // Cannot fail: the receiving end is alive, returned below.
-        let _ = free_tx.send(BlockBuf::with_len(chunk.min(n) * table_blocks));
+        let _ = free_tx.send(BlockBuf::with_len((chunk.min(n) * unit_bytes).div_ceil(16)));
     }
     (full_tx, full_rx, free_tx, free_rx)
 }
 
+/// The streaming garbler of every scheme: `fill(i0, m, buf)` garbles instances `i0..i0 + m`
+/// into the first `m · unit_bytes` bytes of `buf` (a block buffer, viewed as the scheme's table
+/// elements), in chunks of `chunk` instances; a helper thread sends chunk `i` while chunk `i + 1`
+/// is garbled, so memory stays bounded by two chunks whatever `n` is. Flushes at the end and
+/// returns the bytes sent, `n · unit_bytes`.
+pub(super) fn send_chunks<C, F>(
+    chan: &mut C,
+    n: usize,
+    unit_bytes: usize,
+    chunk: usize,
+    mut fill: F,
+) -> Result<u64, GcError>
+where
+    C: Channel + ?Sized,
+    F: FnMut(usize, usize, &mut [Block]) -> Result<(), GcError>,
+{
+    let chunk = chunk.max(1);
+    let (full_tx, full_rx, free_tx, free_rx) = table_ring(n, unit_bytes, chunk);
+    std::thread::scope(|scope| {
+        let sender = scope.spawn(move || -> Result<u64, GcError> {
+            let mut sent = 0u64;
+            for (buf, len) in full_rx {
+                chan.send(&crate::crypto::block::blocks_as_bytes(&buf)[..len])?;
+                sent += len as u64;
+                // The garbler may already be done and gone; then the buffer is just freed.
+                let _ = free_tx.send(buf);
+            }
+            chan.flush()?;
+            Ok(sent)
+        });
+        let mut garbled = Ok(());
+        let mut i0 = 0;
+        while i0 < n {
+            let m = chunk.min(n - i0);
+            // A closed queue means the sender failed: its error is reported below.
+            let Ok(mut buf) = free_rx.recv() else { break };
+            let len = m * unit_bytes;
+            garbled = fill(i0, m, &mut buf[..len.div_ceil(16)]);
+            if garbled.is_err() || full_tx.send((buf, len)).is_err() {
+                break;
+            }
+            i0 += m;
+        }
+        drop(full_tx);
+        let sent = join(sender)?;
+        garbled.map(|()| sent)
+    })
+}
+
+/// The streaming evaluator of every scheme, the counterpart of [`send_chunks`] whatever chunk
+/// size the garbler used: a helper thread receives chunk `i + 1` (`m · unit_bytes` bytes) while
+/// `consume(i0, m, buf)` evaluates chunk `i`. Returns the bytes received.
+pub(super) fn recv_chunks<C, F>(
+    chan: &mut C,
+    n: usize,
+    unit_bytes: usize,
+    chunk: usize,
+    mut consume: F,
+) -> Result<u64, GcError>
+where
+    C: Channel + ?Sized,
+    F: FnMut(usize, usize, &[Block]) -> Result<(), GcError>,
+{
+    let chunk = chunk.max(1);
+    let (full_tx, full_rx, free_tx, free_rx) = table_ring(n, unit_bytes, chunk);
+    std::thread::scope(|scope| {
+        let receiver = scope.spawn(move || -> Result<u64, GcError> {
+            let mut received = 0u64;
+            let mut i0 = 0;
+            while i0 < n {
+                let m = chunk.min(n - i0);
+                // A closed queue means the evaluator stopped; nothing more is needed.
+                let Ok(mut buf) = free_rx.recv() else { break };
+                let len = m * unit_bytes;
+                chan.recv(&mut crate::crypto::block::blocks_as_bytes_mut(&mut buf)[..len])?;
+                received += len as u64;
+                if full_tx.send((buf, len)).is_err() {
+                    break;
+                }
+                i0 += m;
+            }
+            Ok(received)
+        });
+        let mut evaluated = Ok(());
+        let mut i0 = 0;
+        // A closed queue before the end means the receiver failed: its error is reported below.
+        while i0 < n {
+            let Ok((buf, len)) = full_rx.recv() else {
+                break;
+            };
+            let m = chunk.min(n - i0);
+            evaluated = consume(i0, m, &buf[..len.div_ceil(16)]);
+            if evaluated.is_err() {
+                break;
+            }
+            let _ = free_tx.send(buf);
+            i0 += m;
+        }
+        drop(full_rx);
+        drop(free_tx);
+        let received = join(receiver)?;
+        evaluated.map(|()| received)
+    })
+}
+
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::gc::circuit::{bits_to_words, words_to_bits};
     use crate::gc::halfgates::{
@@ -699,15 +760,15 @@ mod tests {
     use rand_chacha::ChaCha12Rng;
 
     /// Random plain ReLU inputs and labels for `n` instances, with edge values mixed in.
-    struct Batch {
-        a: Vec<u64>,
-        c: Vec<u64>,
-        r: Vec<u64>,
-        gb_zero: Vec<Block>,
-        ev_zero: Vec<Block>,
+    pub(crate) struct Batch {
+        pub(crate) a: Vec<u64>,
+        pub(crate) c: Vec<u64>,
+        pub(crate) r: Vec<u64>,
+        pub(crate) gb_zero: Vec<Block>,
+        pub(crate) ev_zero: Vec<Block>,
     }
 
-    fn batch(rng: &mut ChaCha12Rng, n: usize, ell: usize) -> Batch {
+    pub(crate) fn batch(rng: &mut ChaCha12Rng, n: usize, ell: usize) -> Batch {
         let m = if ell == 64 {
             u64::MAX
         } else {
@@ -736,7 +797,7 @@ mod tests {
     }
 
     /// The labels the evaluator would hold: the garbler encodes `a`, OT delivers `c ‖ r`.
-    fn labels(b: &Batch, ell: usize, delta: &Delta) -> (Vec<Block>, Vec<Block>) {
+    pub(crate) fn labels(b: &Batch, ell: usize, delta: &Delta) -> (Vec<Block>, Vec<Block>) {
         let mut gl = vec![Block::ZERO; b.gb_zero.len()];
         encode(&b.gb_zero, &words_to_bits(&b.a, ell), delta, &mut gl).unwrap();
         let mut ebits = Vec::new();
@@ -749,7 +810,13 @@ mod tests {
         (gl, el)
     }
 
-    fn check_decoded(b: &Batch, ell: usize, frac: usize, zero_lsb: &[bool], eval_lsb: &[bool]) {
+    pub(crate) fn check_decoded(
+        b: &Batch,
+        ell: usize,
+        frac: usize,
+        zero_lsb: &[bool],
+        eval_lsb: &[bool],
+    ) {
         let mut bits = vec![false; zero_lsb.len()];
         decode(zero_lsb, eval_lsb, &mut bits).unwrap();
         let z = bits_to_words(&bits, ell).unwrap();

@@ -133,8 +133,8 @@ mod tests {
                 crate::protocol::prepro::Backend::He,
             ] {
                 assert_eq!(
-                    crate::protocol::fingerprint(&fa, backend),
-                    crate::protocol::fingerprint(&fb, backend)
+                    crate::protocol::fingerprint(&fa, backend, Default::default()),
+                    crate::protocol::fingerprint(&fb, backend, Default::default())
                 );
             }
         }

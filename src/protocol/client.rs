@@ -8,7 +8,8 @@ use rand_core::{CryptoRng, RngCore};
 use super::prepro::ClientPreprocessing;
 use super::site::{ClientSite, ReluEngine};
 use super::{sites_of, PartyTimings, ProtocolError, SitePlan};
-use crate::crypto::ot::CotReceiver;
+use crate::crypto::ot::{OtKind, OtReceiver};
+use crate::gc::Scheme;
 use crate::model::walk::walk;
 use crate::model::StepRef;
 use crate::net::{Channel, ChannelExt, Phase};
@@ -17,6 +18,7 @@ use crate::plain::{FixedNetwork, Share, StepKind};
 /// The client's stored preprocessing: everything the online phase needs besides the input.
 pub struct ClientState {
     r0: Vec<u64>,
+    garbling: Scheme,
     sites: Vec<(SitePlan, ClientSite)>,
     out_share: Vec<u64>,
 }
@@ -33,25 +35,29 @@ impl ClientState {
     }
 }
 
-/// Setup: the base OTs of the correlated-OT extension.
+/// Setup: the base OTs of the correlated-OT extension `ot`.
 pub fn setup<C: Channel + ?Sized, R: RngCore + CryptoRng>(
     ch: &mut C,
+    ot: OtKind,
     rng: &mut R,
-) -> Result<CotReceiver, ProtocolError> {
+) -> Result<OtReceiver, ProtocolError> {
     ch.set_scope(Phase::Setup, Some("base-ot"));
-    let cot = CotReceiver::setup(ch, rng)?;
+    let cot = OtReceiver::setup(ch, ot, rng)?;
     ch.flush()?;
     Ok(cot)
 }
 
 /// Offline: follow the client's share of every value through the network; get `M·c − s` per
-/// linear step from the backend; per ReLU site, draw fresh masks, receive the input labels by
-/// correlated OT and store the garbled tables.
+/// linear step from the backend; per ReLU site, receive the input labels by correlated OT (the
+/// fresh output masks are its random choice bits, or drawn from `rng` where those cost the
+/// same: see [`ClientSite::offline`]) and store the tables garbled with `garbling`.
+#[allow(clippy::too_many_arguments)]
 pub fn offline<C: Channel, R: RngCore + CryptoRng>(
     ch: &mut C,
     net: &FixedNetwork,
     pre: &mut dyn ClientPreprocessing,
-    cot: &mut CotReceiver,
+    cot: &mut OtReceiver,
+    garbling: Scheme,
     rng: &mut R,
     timings: &mut PartyTimings,
 ) -> Result<ClientState, ProtocolError> {
@@ -90,26 +96,23 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                     let plan = plan_iter
                         .next()
                         .ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
-                    let engine = ReluEngine::new(ring, plan.trunc)?;
-                    let n = plan.kept.len();
+                    let engine = ReluEngine::new(ring, plan.trunc, garbling)?;
                     let mut out = Share::Client.trunc_all(&ring, c, *trunc);
                     let kept_c: Vec<u64> = plan.kept.iter().map(|&j| c[j as usize]).collect();
-                    // The kept elements' next share: a fresh mask r', the circuit outputs
-                    // relu(y) − r' to the server.
-                    let relu_out_mask: Vec<u64> =
-                        (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
-                    for (&j, &r) in plan.kept.iter().zip(&relu_out_mask) {
-                        out[j as usize] = r;
-                    }
-                    let site = ClientSite::offline(
+                    let (site, relu_out_mask) = ClientSite::offline(
                         ch,
                         &engine,
                         &kept_c,
-                        &relu_out_mask,
                         plan.instance_base,
                         cot,
+                        rng,
                         &mut choices,
                     )?;
+                    // The kept elements' next share: the fresh mask r', the circuit outputs
+                    // relu(y) − r' to the server.
+                    for (&j, &r) in plan.kept.iter().zip(&relu_out_mask) {
+                        out[j as usize] = r;
+                    }
                     sites.push((plan, site));
                     out
                 }
@@ -121,6 +124,7 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
     )?;
     Ok(ClientState {
         r0,
+        garbling,
         sites,
         out_share,
     })
@@ -158,7 +162,7 @@ pub fn online<C: Channel + ?Sized>(
             .next()
             .ok_or_else(|| ProtocolError::Internal("site out of step".into()))?;
         if !site.is_empty() {
-            let engine = ReluEngine::new(ring, plan.trunc)?;
+            let engine = ReluEngine::new(ring, plan.trunc, state.garbling)?;
             site.online(ch, &engine)?;
         }
         timings.record_step(net, StepRef::Step(i), Phase::Online, t0);

@@ -38,8 +38,40 @@ use crate::model::StepRef;
 use crate::net::{NetError, Phase};
 use crate::plain::{FixedNetwork, PlainError, StepKind};
 
-/// The protocol version exchanged in the handshake; bump on any wire change.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// The cryptography of the ReLU sites: both parties must agree on it (it is part of the
+/// [`fingerprint`] and of the [`public_params`]). Results written before these choices existed
+/// deserialize to half gates with IKNP, which is what they measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcOptions {
+    /// The garbling scheme.
+    #[serde(default)]
+    pub garbling: crate::gc::Scheme,
+    /// The correlated-OT extension for the client's input labels.
+    #[serde(default)]
+    pub ot: crate::crypto::ot::OtKind,
+}
+
+impl GcOptions {
+    /// What a run uses unless told otherwise: the combination fastest on the LAN preset in
+    /// this machine's measurements (README, *Garbling scheme and OT*). Three-halves sends 21 %
+    /// fewer bytes but computes more (its evaluation is slower), and on LAN that did not pay:
+    /// it is the choice for slower links (`--garbling three-halves`).
+    pub const RECOMMENDED: GcOptions = GcOptions {
+        garbling: crate::gc::Scheme::HalfGates,
+        ot: crate::crypto::ot::OtKind::SoftSpoken(4),
+    };
+}
+
+impl std::fmt::Display for GcOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} + {}", self.garbling, self.ot)
+    }
+}
+
+/// The protocol version exchanged in the handshake; bump on any wire change. Version 4: the
+/// garbling scheme and OT extension are chosen per session, and the client's output-mask wires
+/// take random-choice OT.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Errors of a private inference.
 #[derive(Debug, thiserror::Error)]
@@ -170,9 +202,15 @@ impl ProtocolError {
 
 /// The public parameters both parties must agree on, named by the command-line flag that sets
 /// them, so that a handshake mismatch says which flag differs (the fingerprint covers them too).
-pub fn public_params(net: &FixedNetwork, backend: prepro::Backend) -> Vec<(&'static str, String)> {
+pub fn public_params(
+    net: &FixedNetwork,
+    backend: prepro::Backend,
+    gc: GcOptions,
+) -> Vec<(&'static str, String)> {
     vec![
         ("--offline", backend.to_string()),
+        ("--garbling", gc.garbling.to_string()),
+        ("--ot", gc.ot.to_string()),
         ("--ell", net.ring.ell.to_string()),
         ("--frac", net.ring.frac.to_string()),
         ("--bn", net.bn_path.to_string()),
@@ -298,15 +336,18 @@ impl PartyTimings {
 }
 
 /// A fingerprint of everything both parties must agree on: protocol version, ring, batch-norm
-/// path, every step's kind, geometry, shape and truncation, the masks, and the linear
-/// preprocessing backend. Weights are not part of it.
-pub fn fingerprint(net: &FixedNetwork, backend: Backend) -> crate::net::Fingerprint {
+/// path, every step's kind, geometry, shape and truncation, the masks, the linear
+/// preprocessing backend, and the garbling scheme and OT of the ReLU sites. Weights are not part
+/// of it.
+pub fn fingerprint(net: &FixedNetwork, backend: Backend, gc: GcOptions) -> crate::net::Fingerprint {
     use crate::plain::LinearKind;
-    let mut desc = format!("backend={backend};bn={};", net.bn_path)
-        + &format!(
-            "pibench-protocol-{PROTOCOL_VERSION};ring={},{};input={:?};",
-            net.ring.ell, net.ring.frac, net.input_shape
-        );
+    let mut desc = format!(
+        "backend={backend};bn={};garbling={};ot={};",
+        net.bn_path, gc.garbling, gc.ot
+    ) + &format!(
+        "pibench-protocol-{PROTOCOL_VERSION};ring={},{};input={:?};",
+        net.ring.ell, net.ring.frac, net.input_shape
+    );
     let mut masks: Vec<u8> = Vec::new();
     for step in &net.steps {
         desc.push_str(&format!(
@@ -360,22 +401,49 @@ mod tests {
         fixed: &Arc<FixedNetwork>,
         input: &[f32],
     ) -> (Vec<f64>, PartyTimings, PartyTimings, FixedOutput) {
+        run_with(fixed, input, GcOptions::RECOMMENDED)
+    }
+
+    /// [`run`] with the garbling scheme and OT of `gc`.
+    fn run_with(
+        fixed: &Arc<FixedNetwork>,
+        input: &[f32],
+        gc: GcOptions,
+    ) -> (Vec<f64>, PartyTimings, PartyTimings, FixedOutput) {
         let (mut s, mut c) = crate::net::mem_pair(Duration::from_secs(30));
         let dealer = Dealer::new(fixed.clone());
         let (fs, mut ds) = (fixed.clone(), dealer.clone());
         let server = std::thread::spawn(move || -> Result<PartyTimings, ProtocolError> {
             let mut rng = Prg::from_entropy();
             let mut t = PartyTimings::default();
-            let (mut cot, delta) = server::setup(&mut s, &mut rng)?;
-            let state = server::offline(&mut s, &fs, &mut ds, &mut cot, delta, &mut rng, &mut t)?;
+            let (mut cot, delta) = server::setup(&mut s, gc.ot, &mut rng)?;
+            let state = server::offline(
+                &mut s,
+                &fs,
+                &mut ds,
+                &mut cot,
+                delta,
+                gc.garbling,
+                &mut rng,
+                &mut t,
+            )?;
             server::online(&mut s, &fs, state, &mut t)?;
             Ok(t)
         });
         let mut dc = dealer;
         let mut rng = Prg::from_entropy();
         let mut tc = PartyTimings::default();
-        let mut cot = client::setup(&mut c, &mut rng).unwrap();
-        let state = client::offline(&mut c, fixed, &mut dc, &mut cot, &mut rng, &mut tc).unwrap();
+        let mut cot = client::setup(&mut c, gc.ot, &mut rng).unwrap();
+        let state = client::offline(
+            &mut c,
+            fixed,
+            &mut dc,
+            &mut cot,
+            gc.garbling,
+            &mut rng,
+            &mut tc,
+        )
+        .unwrap();
         let logits = client::online(&mut c, fixed, state, input, &mut tc).unwrap();
         let ts = server.join().expect("server thread").unwrap();
         (logits, ts, tc, fixed.forward(input).unwrap())
@@ -390,6 +458,20 @@ mod tests {
             // Nothing is truncated locally, so nothing may differ.
             assert_eq!(oracle.local_truncations, 0);
             assert_eq!(logits, oracle.logits, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn every_garbling_scheme_and_ot_equals_the_oracle_bit_for_bit() {
+        use crate::crypto::ot::OtKind;
+        let net = toy_network(11, ToyMasks::All);
+        let fixed = Arc::new(FixedNetwork::lower(&net, Ring::default()).unwrap());
+        for garbling in crate::gc::Scheme::ALL {
+            for ot in [OtKind::Iknp, OtKind::SoftSpoken(2), OtKind::SoftSpoken(8)] {
+                let gc = GcOptions { garbling, ot };
+                let (logits, _, _, oracle) = run_with(&fixed, &toy_input(11), gc);
+                assert_eq!(logits, oracle.logits, "{gc}");
+            }
         }
     }
 

@@ -8,8 +8,8 @@ use rand_core::{CryptoRng, RngCore};
 use super::prepro::ServerPreprocessing;
 use super::site::{ReluEngine, ServerSite};
 use super::{sites_of, PartyTimings, ProtocolError, SitePlan};
-use crate::crypto::ot::CotSender;
-use crate::gc::Delta;
+use crate::crypto::ot::{OtKind, OtSender};
+use crate::gc::{Delta, Scheme};
 use crate::model::walk::walk;
 use crate::model::StepRef;
 use crate::net::{Channel, ChannelExt, Phase};
@@ -41,26 +41,30 @@ impl ServerState {
     }
 }
 
-/// Setup: a fresh Δ for this session and the base OTs of the correlated-OT extension.
+/// Setup: a fresh Δ for this session and the base OTs of the correlated-OT extension `ot`.
 pub fn setup<C: Channel + ?Sized, R: RngCore + CryptoRng>(
     ch: &mut C,
+    ot: OtKind,
     rng: &mut R,
-) -> Result<(CotSender, Delta), ProtocolError> {
+) -> Result<(OtSender, Delta), ProtocolError> {
     ch.set_scope(Phase::Setup, Some("base-ot"));
     let delta = Delta::random(rng);
-    let cot = CotSender::setup(ch, delta.block(), rng)?;
+    let cot = OtSender::setup(ch, ot, delta.block(), rng)?;
     ch.flush()?;
     Ok((cot, delta))
 }
 
 /// Offline: masks from the preprocessing backend for every linear step; for every ReLU site the
-/// client's input labels by correlated OT and the garbled tables, streamed to the client.
+/// client's input labels by correlated OT and the tables garbled with `garbling`, streamed to
+/// the client.
+#[allow(clippy::too_many_arguments)]
 pub fn offline<C: Channel, R: RngCore + CryptoRng>(
     ch: &mut C,
     net: &FixedNetwork,
     pre: &mut dyn ServerPreprocessing,
-    cot: &mut CotSender,
+    cot: &mut OtSender,
     delta: Delta,
+    garbling: Scheme,
     rng: &mut R,
     timings: &mut PartyTimings,
 ) -> Result<ServerState, ProtocolError> {
@@ -77,7 +81,7 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                 let plan = plan_iter
                     .next()
                     .ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
-                let engine = ReluEngine::new(net.ring, plan.trunc)?;
+                let engine = ReluEngine::new(net.ring, plan.trunc, garbling)?;
                 let site = ServerSite::offline(
                     ch,
                     &engine,

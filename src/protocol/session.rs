@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::prepro::{ClientPreprocessing, ServerPreprocessing};
 use super::{
-    client, fingerprint, public_params, server, Observer, PartyTimings, ProtocolError,
+    client, fingerprint, public_params, server, GcOptions, Observer, PartyTimings, ProtocolError,
     PROTOCOL_VERSION,
 };
 use crate::crypto::prg::Prg;
@@ -57,19 +57,21 @@ pub fn await_ready<C: Channel + ?Sized>(ch: &mut C) -> Result<(), ProtocolError>
     Ok(())
 }
 
-/// The server's whole session over `ch`; `observer` is told of every step.
+/// The server's whole session over `ch`, its ReLU sites garbled and their OTs run as `gc` says;
+/// `observer` is told of every step.
 pub fn server_session<C: Channel>(
     ch: &mut Metered<C>,
     net: &FixedNetwork,
     pre: &mut dyn ServerPreprocessing,
+    gc: GcOptions,
     observer: Option<Arc<dyn Observer>>,
 ) -> Result<PartyReport, ProtocolError> {
     let mut rng = Prg::from_entropy();
-    let fp = fingerprint(net, pre.backend());
+    let fp = fingerprint(net, pre.backend(), gc);
     let t0 = Instant::now();
-    let params = public_params(net, pre.backend());
+    let params = public_params(net, pre.backend(), gc);
     handshake_with(ch, Role::Server, PROTOCOL_VERSION, &params, &fp)?;
-    let (mut cot, delta) = server::setup(ch, &mut rng)?;
+    let (mut cot, delta) = server::setup(ch, gc.ot, &mut rng)?;
     pre.setup(ch)?;
     let setup_secs = t0.elapsed().as_secs_f64();
     let mut timings = PartyTimings {
@@ -77,7 +79,16 @@ pub fn server_session<C: Channel>(
         ..Default::default()
     };
     let t1 = Instant::now();
-    let state = server::offline(ch, net, pre, &mut cot, delta, &mut rng, &mut timings)?;
+    let state = server::offline(
+        ch,
+        net,
+        pre,
+        &mut cot,
+        delta,
+        gc.garbling,
+        &mut rng,
+        &mut timings,
+    )?;
     await_ready(ch)?;
     let offline_secs = t1.elapsed().as_secs_f64();
     let storage_bytes = state.storage_bytes();
@@ -92,21 +103,22 @@ pub fn server_session<C: Channel>(
     ))
 }
 
-/// The client's whole session over `ch` on `input`; returns its report and the logits.
-/// `observer` is told of every step.
+/// The client's whole session over `ch` on `input` with the ReLU cryptography of `gc`; returns
+/// its report and the logits. `observer` is told of every step.
 pub fn client_session<C: Channel>(
     ch: &mut Metered<C>,
     net: &FixedNetwork,
     pre: &mut dyn ClientPreprocessing,
+    gc: GcOptions,
     input: &[f32],
     observer: Option<Arc<dyn Observer>>,
 ) -> Result<(PartyReport, Vec<f64>), ProtocolError> {
     let mut rng = Prg::from_entropy();
-    let fp = fingerprint(net, pre.backend());
+    let fp = fingerprint(net, pre.backend(), gc);
     let t0 = Instant::now();
-    let params = public_params(net, pre.backend());
+    let params = public_params(net, pre.backend(), gc);
     handshake_with(ch, Role::Client, PROTOCOL_VERSION, &params, &fp)?;
-    let mut cot = client::setup(ch, &mut rng)?;
+    let mut cot = client::setup(ch, gc.ot, &mut rng)?;
     pre.setup(ch)?;
     let setup_secs = t0.elapsed().as_secs_f64();
     let mut timings = PartyTimings {
@@ -114,7 +126,7 @@ pub fn client_session<C: Channel>(
         ..Default::default()
     };
     let t1 = Instant::now();
-    let state = client::offline(ch, net, pre, &mut cot, &mut rng, &mut timings)?;
+    let state = client::offline(ch, net, pre, &mut cot, gc.garbling, &mut rng, &mut timings)?;
     signal_ready(ch)?;
     let offline_secs = t1.elapsed().as_secs_f64();
     let storage_bytes = state.storage_bytes();

@@ -1,39 +1,64 @@
 //! One ReLU site, each party's offline and online step: correlated OT for the client's input
-//! labels and batched half-gates garbling, streamed in chunks so memory stays bounded. The
-//! network protocol ([`super::server`], [`super::client`]) and `pibench relu-bench` both run
-//! exactly these steps.
+//! labels (IKNP or SoftSpoken, [`OtSender`]/[`OtReceiver`]) and batched garbling (half gates or
+//! three-halves, [`Scheme`]), streamed in chunks so memory stays bounded. The network protocol
+//! ([`super::server`], [`super::client`]) and `pibench relu-bench` both run exactly these steps,
+//! whatever the scheme and the OT: the two differ only inside [`ReluEngine`]'s garble, receive
+//! and evaluate calls and inside the OT objects.
 //!
 //! Wire order of one ReLU instance (see `gc::relu`): garbler input `a` (ℓ bits, the server's
 //! share); evaluator inputs `c` (ℓ bits, the client's share) then `r` (ℓ bits, the client's
 //! fresh output mask); output `relu(trunc(a + c)) − r` (ℓ bits). The ℓ output bits of one
 //! instance are carried as one `u64` word (bit i = output wire i), so decoding is one XOR per
 //! instance, and travel back as ⌈ℓ/8⌉ bytes.
+//!
+//! The client's output mask needs no chosen bits: where the OT makes random choices cheaper
+//! (SoftSpoken: one bit per OT less), its `ℓ` mask wires take the OT's random choice bits and
+//! the mask is whatever they are; with IKNP, where they cost the same, the mask is drawn from
+//! the client's offline rng (one `u64` per kept element, as a seeded replay expects).
 
 use rand_core::{CryptoRng, RngCore};
 
 use super::ProtocolError;
+use crate::crypto::block::{blocks_as_words, blocks_as_words_mut};
 use crate::crypto::buffer::BlockBuf;
-use crate::crypto::ot::{CotReceiver, CotSender};
+use crate::crypto::ot::{ChoicePattern, OtReceiver, OtSender};
 use crate::crypto::prg::Prg;
 use crate::crypto::{Block, BlockChannel};
-use crate::gc::batch::{table_blocks, DEFAULT_STREAM_CHUNK as CHUNK};
+use crate::gc::batch::DEFAULT_STREAM_CHUNK as CHUNK;
 use crate::gc::circuit::bits_to_words;
 use crate::gc::halfgates::encode_words;
-use crate::gc::{relu_circuit, Circuit, Delta, Evaluator, Garbler};
+use crate::gc::threehalves::instance_words;
+use crate::gc::{relu_circuit, Circuit, Delta, Evaluator, Garbler, Scheme, ThEvaluator, ThGarbler};
 use crate::net::Channel;
 use crate::ring::Ring;
 
-/// The ReLU circuit of one ring and truncation, shared by garbler and evaluator.
+/// The ReLU circuit of one ring and truncation under one garbling scheme, shared by garbler and
+/// evaluator.
+///
+/// Garbled tables are kept in block buffers whatever the scheme: half-gates tables are
+/// `2 · and_count` blocks per ReLU, three-halves tables [`instance_words`]`(and_count)` words
+/// per ReLU seen through the buffer's words (the last block of a buffer may carry 8 bytes of
+/// padding, never sent nor counted).
 pub struct ReluEngine {
     circuit: Circuit,
     ring: Ring,
+    scheme: Scheme,
 }
 
 impl ReluEngine {
-    /// The engine for ReLUs on `ring` truncating by `trunc` bits.
-    pub fn new(ring: Ring, trunc: u32) -> Result<Self, ProtocolError> {
+    /// The engine for ReLUs on `ring` truncating by `trunc` bits, garbled with `scheme`.
+    pub fn new(ring: Ring, trunc: u32, scheme: Scheme) -> Result<Self, ProtocolError> {
         let circuit = relu_circuit(ring.ell as usize, trunc as usize)?;
-        Ok(ReluEngine { circuit, ring })
+        Ok(ReluEngine {
+            circuit,
+            ring,
+            scheme,
+        })
+    }
+
+    /// The garbling scheme.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
     }
 
     /// ℓ: the bits of one share, and the labels per share.
@@ -46,9 +71,113 @@ impl ReluEngine {
         self.circuit.and_count()
     }
 
-    /// Garbled-table blocks per ReLU.
-    pub fn table_blocks(&self) -> usize {
-        table_blocks(&self.circuit, 1)
+    /// Garbled-table bytes per ReLU (on the wire and in the client's storage).
+    pub fn table_bytes(&self) -> usize {
+        self.scheme.table_bytes(&self.circuit, 1) as usize
+    }
+
+    /// Table elements per ReLU: blocks for half gates, words for three-halves.
+    fn table_units(&self) -> usize {
+        match self.scheme {
+            Scheme::HalfGates => 2 * self.circuit.and_count(),
+            Scheme::ThreeHalves => instance_words(self.circuit.and_count()),
+        }
+    }
+
+    /// Which of the client's `2ℓ` input wires per ReLU take chosen OT bits when random ones are
+    /// cheaper: its share's `ℓ` (then come the mask's `ℓ`, whose bits the OT picks at random).
+    pub fn choice_pattern(&self) -> ChoicePattern {
+        ChoicePattern {
+            period: 2 * self.ell(),
+            chosen: self.ell(),
+        }
+    }
+
+    /// Garbles `n = lsb.len() / ℓ` instances numbered from `instance_base` and streams their
+    /// tables to `ch` in chunks, one chunk while the next is garbled; `control_seed` keys the
+    /// three-halves control randomness (secret, fresh; unused by half gates).
+    #[allow(clippy::too_many_arguments)]
+    fn garble_stream<C: Channel + ?Sized>(
+        &self,
+        ch: &mut C,
+        delta: &Delta,
+        control_seed: Block,
+        gb_zero: &[Block],
+        ev_zero: &[Block],
+        instance_base: u64,
+        lsb: &mut [bool],
+    ) -> Result<(), ProtocolError> {
+        match self.scheme {
+            Scheme::HalfGates => Garbler::new(&self.circuit, delta).garble_stream(
+                ch,
+                gb_zero,
+                ev_zero,
+                instance_base,
+                lsb,
+                CHUNK,
+            )?,
+            Scheme::ThreeHalves => ThGarbler::new(&self.circuit, delta, control_seed)
+                .garble_stream(ch, gb_zero, ev_zero, instance_base, lsb, CHUNK)?,
+        };
+        Ok(())
+    }
+
+    /// Receives the tables of `n` ReLUs chunk by chunk into a fresh buffer.
+    fn recv_tables<C: Channel + ?Sized>(
+        &self,
+        ch: &mut C,
+        n: usize,
+    ) -> Result<BlockBuf, ProtocolError> {
+        let u = self.table_units();
+        match self.scheme {
+            Scheme::HalfGates => {
+                let mut tables = BlockBuf::with_len(n * u);
+                let evaluator = Evaluator::new(&self.circuit);
+                for chunk in tables.chunks_mut(CHUNK * u) {
+                    evaluator.recv_tables(ch, chunk)?;
+                }
+                Ok(tables)
+            }
+            Scheme::ThreeHalves => {
+                let mut tables = BlockBuf::with_len((n * u).div_ceil(2));
+                let evaluator = ThEvaluator::new(&self.circuit);
+                for chunk in blocks_as_words_mut(&mut tables)[..n * u].chunks_mut(CHUNK * u) {
+                    evaluator.recv_tables(ch, chunk)?;
+                }
+                Ok(tables)
+            }
+        }
+    }
+
+    /// Evaluates instances `first..first + m` (`m = lsb.len() / ℓ`) of the stored `tables` on
+    /// the server's labels `gb` and the client's `ev`.
+    fn evaluate(
+        &self,
+        gb: &[Block],
+        ev: &[Block],
+        tables: &[Block],
+        first: usize,
+        instance: u64,
+        lsb: &mut [bool],
+    ) -> Result<(), ProtocolError> {
+        let (u, m) = (self.table_units(), lsb.len() / self.ell());
+        match self.scheme {
+            Scheme::HalfGates => Evaluator::new(&self.circuit).eval_batch_par(
+                gb,
+                ev,
+                &tables[first * u..(first + m) * u],
+                instance,
+                lsb,
+            )?,
+            Scheme::ThreeHalves => ThEvaluator::new(&self.circuit).eval_batch_par(
+                gb,
+                ev,
+                &blocks_as_words(tables)[first * u..(first + m) * u],
+                instance,
+                lsb,
+            )?,
+        };
+        Ok(())
     }
 }
 
@@ -71,23 +200,28 @@ impl Drop for ServerSite {
 
 impl ServerSite {
     /// Offline: send the client's input labels of `n` instances by correlated OT (zero-labels
-    /// here, `K ⊕ bΔ` at the client), then garble the instances (numbered from
-    /// `instance_base`) and stream their tables to the client, one chunk while the next is
-    /// garbled.
+    /// here, `K ⊕ bΔ` at the client; its mask bits random where [`OtSender::random_is_cheaper`]),
+    /// then garble the instances (numbered from `instance_base`) and stream their tables to the
+    /// client, one chunk while the next is garbled.
     #[allow(clippy::too_many_arguments)]
     pub fn offline<C: Channel + ?Sized, R: RngCore + CryptoRng>(
         ch: &mut C,
         engine: &ReluEngine,
         n: usize,
         instance_base: u64,
-        cot: &mut CotSender,
+        cot: &mut OtSender,
         delta: &Delta,
         rng: &mut R,
     ) -> Result<Self, ProtocolError> {
         let ell = engine.ell();
         let mut ev_zero = BlockBuf::with_len(n * 2 * ell);
         if n > 0 {
-            cot.send(ch, &mut ev_zero)?;
+            let pattern = if cot.random_is_cheaper() {
+                engine.choice_pattern()
+            } else {
+                ChoicePattern::ALL_CHOSEN
+            };
+            cot.send(ch, pattern, &mut ev_zero)?;
         }
         let label_seed = Block::random(rng);
         let mut decode = Vec::new();
@@ -95,14 +229,18 @@ impl ServerSite {
             let mut gb_zero = BlockBuf::with_len(n * ell);
             Prg::from_seed(label_seed).fill_blocks(&mut gb_zero);
             let mut lsb = vec![false; n * ell];
-            Garbler::new(&engine.circuit, delta).garble_stream(
+            let mut control_seed = Block::random(rng);
+            let garbled = engine.garble_stream(
                 ch,
+                delta,
+                control_seed,
                 &gb_zero,
                 &ev_zero,
                 instance_base,
                 &mut lsb,
-                CHUNK,
-            )?;
+            );
+            zeroize::Zeroize::zeroize(&mut control_seed.0);
+            garbled?;
             decode = bits_to_words(&lsb, ell)?;
         }
         ch.flush()?;
@@ -173,8 +311,10 @@ impl ServerSite {
 
 /// What the client stores of one site between the offline and the online phase.
 pub struct ClientSite {
-    /// Garbled tables of the instances, in order.
+    /// Garbled tables of the instances, in order (see [`ReluEngine`] for the layout).
     tables: BlockBuf,
+    /// Bytes of garbled tables (the buffer may end in padding).
+    table_bytes: usize,
     /// The client's input labels (`2ℓ` per instance).
     labels: BlockBuf,
     /// The first instance's number.
@@ -185,45 +325,58 @@ pub struct ClientSite {
 
 impl ClientSite {
     /// Offline: obtain by correlated OT the labels of the client's inputs to each instance (its
-    /// share `c[j]` and its fresh output mask `relu_out_mask[j]`), then receive and store the
-    /// garbled tables. `choices` is scratch space, reused across sites.
-    pub fn offline<C: Channel + ?Sized>(
+    /// share `c[j]` and a fresh output mask), then receive and store the garbled tables.
+    /// Returns the site and the output masks `relu_out_mask[j]` (ℓ bits each): the OT's random
+    /// choice bits where [`OtReceiver::random_is_cheaper`], else drawn from `rng`, one `u64`
+    /// per instance. `choices` is scratch space, reused across sites.
+    #[allow(clippy::too_many_arguments)]
+    pub fn offline<C: Channel + ?Sized, R: RngCore + CryptoRng>(
         ch: &mut C,
         engine: &ReluEngine,
         c: &[u64],
-        relu_out_mask: &[u64],
         instance_base: u64,
-        cot: &mut CotReceiver,
+        cot: &mut OtReceiver,
+        rng: &mut R,
         choices: &mut Vec<bool>,
-    ) -> Result<Self, ProtocolError> {
+    ) -> Result<(Self, Vec<u64>), ProtocolError> {
         let (ell, n) = (engine.ell(), c.len());
-        if relu_out_mask.len() != n {
-            return Err(ProtocolError::Internal(format!(
-                "{} output masks for a site of {n} ReLUs",
-                relu_out_mask.len()
-            )));
-        }
+        let random = cot.random_is_cheaper();
+        let mut relu_out_mask: Vec<u64> = if random {
+            vec![0; n]
+        } else {
+            (0..n).map(|_| engine.ring.reduce(rng.next_u64())).collect()
+        };
         let mut labels = BlockBuf::with_len(n * 2 * ell);
         if n > 0 {
             choices.clear();
-            for (&ci, &ri) in c.iter().zip(relu_out_mask) {
+            for (&ci, &ri) in c.iter().zip(&relu_out_mask) {
                 choices.extend((0..ell).map(|b| (ci >> b) & 1 == 1));
                 choices.extend((0..ell).map(|b| (ri >> b) & 1 == 1));
             }
-            cot.receive(ch, choices, &mut labels)?;
+            let pattern = if random {
+                engine.choice_pattern()
+            } else {
+                ChoicePattern::ALL_CHOSEN
+            };
+            cot.receive(ch, pattern, choices, &mut labels)?;
+            if random {
+                for (r, bits) in relu_out_mask.iter_mut().zip(choices.chunks_exact(2 * ell)) {
+                    *r = bits[ell..]
+                        .iter()
+                        .enumerate()
+                        .fold(0, |w, (b, &x)| w | (u64::from(x) << b));
+                }
+            }
         }
-        let tb = engine.table_blocks();
-        let mut tables = BlockBuf::with_len(n * tb);
-        let evaluator = Evaluator::new(&engine.circuit);
-        for chunk in tables.chunks_mut(CHUNK * tb) {
-            evaluator.recv_tables(ch, chunk)?;
-        }
-        Ok(ClientSite {
+        let tables = engine.recv_tables(ch, n)?;
+        let site = ClientSite {
             tables,
+            table_bytes: n * engine.table_bytes(),
             labels,
             instance_base,
             n,
-        })
+        };
+        Ok((site, relu_out_mask))
     }
 
     /// Instances of the site.
@@ -238,7 +391,7 @@ impl ClientSite {
 
     /// Bytes stored between the phases.
     pub fn storage_bytes(&self) -> u64 {
-        ((self.tables.len() + self.labels.len()) * 16) as u64
+        (self.table_bytes + self.labels.len() * 16) as u64
     }
 
     /// Online: receive the server's labels chunk by chunk, evaluate each chunk from the stored
@@ -248,18 +401,18 @@ impl ClientSite {
         ch: &mut C,
         engine: &ReluEngine,
     ) -> Result<(), ProtocolError> {
-        let (ell, tb, n) = (engine.ell(), engine.table_blocks(), self.n);
-        let evaluator = Evaluator::new(&engine.circuit);
+        let (ell, n) = (engine.ell(), self.n);
         let mut words = Vec::with_capacity(n);
         let mut gb = vec![Block::ZERO; CHUNK * ell];
         let mut lsb = vec![false; CHUNK * ell];
         for first in (0..n).step_by(CHUNK) {
             let m = CHUNK.min(n - first);
             ch.recv_blocks(&mut gb[..m * ell])?;
-            evaluator.eval_batch_par(
+            engine.evaluate(
                 &gb[..m * ell],
                 &self.labels[first * 2 * ell..(first + m) * 2 * ell],
-                &self.tables[first * tb..(first + m) * tb],
+                &self.tables,
+                first,
                 self.instance_base + first as u64,
                 &mut lsb[..m * ell],
             )?;

@@ -115,6 +115,10 @@ pub struct CostModel {
     pub version: u32,
     /// Preprocessing backend of the runs it was fitted on.
     pub backend: String,
+    /// Garbling scheme and OT of the runs it was fitted on (absent in models fitted before the
+    /// choice existed: half gates and IKNP).
+    #[serde(flatten, default)]
+    pub gc: crate::protocol::GcOptions,
     /// Ring bit width ℓ.
     pub ell: u32,
     /// Fractional bits f.
@@ -262,6 +266,7 @@ impl CostModel {
         Ok(CostModel {
             version: COSTMODEL_VERSION,
             backend: first.backend.to_string(),
+            gc: first.gc,
             ell: first.ring.ell,
             frac: first.ring.frac,
             machine: first.machine.cpu.clone(),
@@ -482,8 +487,16 @@ impl fmt::Display for CostModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "cost model: {} models, {} runs, backend {}, ℓ = {}, f = {}, {} threads on {}",
-            self.models, self.runs, self.backend, self.ell, self.frac, self.threads, self.machine
+            "cost model: {} models, {} runs, backend {}, garbling {}, OT {}, ℓ = {}, f = {}, {} threads on {}",
+            self.models,
+            self.runs,
+            self.backend,
+            self.gc.garbling,
+            self.gc.ot,
+            self.ell,
+            self.frac,
+            self.threads,
+            self.machine
         )?;
         writeln!(
             f,
@@ -732,6 +745,7 @@ mod tests {
         let m = CostModel {
             version: COSTMODEL_VERSION,
             backend: "dealer".into(),
+            gc: Default::default(),
             ell: 64,
             frac: 12,
             machine: String::new(),

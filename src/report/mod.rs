@@ -129,17 +129,42 @@ pub fn write_report(
     let results_csv = out_dir.join("results.csv");
     sweep.save_csv(&results_csv)?;
 
-    let (cost_model, costmodel_json) = match CostModel::fit(&sweep) {
-        Ok(m) => {
-            let p = out_dir.join("costmodel.json");
-            m.save(&p)?;
-            (Some(m), Some(p))
+    // One cost model per garbling scheme and OT: their per-ReLU bytes and times differ. The
+    // main `costmodel.json` is the recommended combination's when the sweep ran it.
+    let mut combos: Vec<crate::protocol::GcOptions> = Vec::new();
+    for r in results {
+        if !combos.contains(&r.gc) {
+            combos.push(r.gc);
         }
-        Err(e) => {
-            notes.push(format!("Cost model not fitted: {e}."));
-            (None, None)
-        }
+    }
+    let main = if combos.contains(&crate::protocol::GcOptions::RECOMMENDED) {
+        crate::protocol::GcOptions::RECOMMENDED
+    } else {
+        combos[0]
     };
+    let (mut cost_model, mut costmodel_json) = (None, None);
+    for &gc in &combos {
+        let fitted = if combos.len() == 1 {
+            CostModel::fit(&sweep)
+        } else {
+            let runs: Vec<RunResult> = results.iter().filter(|r| r.gc == gc).cloned().collect();
+            Sweep::from_results(runs).and_then(|s| CostModel::fit(&s))
+        };
+        match fitted {
+            Ok(m) => {
+                if combos.len() > 1 {
+                    m.save(&out_dir.join(format!("costmodel-{}-{}.json", gc.garbling, gc.ot)))?;
+                }
+                if gc == main {
+                    let p = out_dir.join("costmodel.json");
+                    m.save(&p)?;
+                    (cost_model, costmodel_json) = (Some(m), Some(p));
+                }
+            }
+            Err(e) if combos.len() == 1 => notes.push(format!("Cost model not fitted: {e}.")),
+            Err(e) => notes.push(format!("Cost model not fitted for {gc}: {e}.")),
+        }
+    }
 
     let plot_set = plots::write_plots(&sweep, out_dir, opts)?;
     notes.extend(plot_set.notes.iter().cloned());

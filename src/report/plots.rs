@@ -72,7 +72,7 @@ pub fn fmt_budget(b: u64) -> String {
 /// path is plotted.
 fn families(sweep: &Sweep) -> Vec<(String, String, Vec<&ModelGroup>)> {
     let clean = |g: &ModelGroup| g.key.bn_path.is_empty() || g.key.bn_path == "clean";
-    let mut fam: BTreeMap<(String, String), Vec<&ModelGroup>> = BTreeMap::new();
+    let mut fam: BTreeMap<(String, String, String), Vec<&ModelGroup>> = BTreeMap::new();
     for g in &sweep.groups {
         let twin = sweep
             .groups
@@ -84,6 +84,7 @@ fn families(sweep: &Sweep) -> Vec<(String, String, Vec<&ModelGroup>)> {
         fam.entry((
             format!("{}/{}", g.architecture, g.dataset),
             g.method.clone(),
+            g.key.gc.clone(),
         ))
         .or_default()
         .push(g);
@@ -96,11 +97,15 @@ fn families(sweep: &Sweep) -> Vec<(String, String, Vec<&ModelGroup>)> {
         > 1;
     let mut out: Vec<(String, String, Vec<&ModelGroup>)> = fam
         .into_iter()
-        .map(|((net, method), mut gs)| {
+        .map(|((net, method, gc), mut gs)| {
             gs.sort_by_key(|g| g.budget);
             let mut label = method_display(&method);
             if several_nets {
                 label = format!("{label} {net}");
+            }
+            // A sweep comparing garbling schemes / OTs: one line per combination.
+            if !gc.is_empty() {
+                label = format!("{label} [{gc}]");
             }
             (label, method, gs)
         })

@@ -140,6 +140,9 @@ pub struct ModelKey {
     pub path: String,
     /// Batch-norm path (`clean`/`adv`).
     pub bn_path: String,
+    /// The garbling scheme and OT (`three-halves + softspoken-k4`) when the sweep compares
+    /// several, else empty.
+    pub gc: String,
 }
 
 /// The runs of one model and their statistics.
@@ -197,10 +200,15 @@ pub struct ModelGroup {
 impl ModelGroup {
     /// The name with the batch-norm path when it is not the default clean path.
     pub fn label(&self) -> String {
-        if self.key.bn_path.is_empty() || self.key.bn_path == "clean" {
+        let name = if self.key.bn_path.is_empty() || self.key.bn_path == "clean" {
             self.name.clone()
         } else {
             format!("{} ({} BN)", self.name, self.key.bn_path)
+        };
+        if self.key.gc.is_empty() {
+            name
+        } else {
+            format!("{name} [{}]", self.key.gc)
         }
     }
 
@@ -273,10 +281,17 @@ impl Sweep {
             return Err(ReportError::NoResults);
         }
         let mut by_key: BTreeMap<ModelKey, Vec<usize>> = BTreeMap::new();
+        // Runs of different garbling schemes or OTs are different groups.
+        let several_gc = runs.iter().any(|r| r.gc != runs[0].gc);
         for (i, r) in runs.iter().enumerate() {
             let key = ModelKey {
                 path: r.model.path.clone(),
                 bn_path: r.model.bn_path.clone(),
+                gc: if several_gc {
+                    r.gc.to_string()
+                } else {
+                    String::new()
+                },
             };
             by_key.entry(key).or_default().push(i);
         }

@@ -271,6 +271,7 @@ pub fn run(s: &Spec, t: &Truth, rep: u32, noise: f64) -> RunResult {
         },
         ring: Ring::new(64, 12).expect("valid ring"),
         backend: Backend::Dealer,
+        gc: pibench::protocol::GcOptions::default(),
         threads: 2,
         transport: "memory".into(),
         machine: Machine {

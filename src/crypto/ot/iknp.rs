@@ -49,14 +49,14 @@ use crate::net::{Channel, ChannelExt};
 pub const CHUNK_OTS: usize = 1 << 14;
 
 /// Blocks per column of a full chunk.
-const CHUNK_COL_BLOCKS: usize = CHUNK_OTS / 128;
+pub(super) const CHUNK_COL_BLOCKS: usize = CHUNK_OTS / 128;
 
 /// Hashes of the chosen-message mode per batch.
 const HASH_BATCH: usize = 1024;
 
 /// The all-ones or all-zeros mask of a bit, without a branch.
 #[inline(always)]
-fn mask(bit: bool) -> u128 {
+pub(super) fn mask(bit: bool) -> u128 {
     0u128.wrapping_sub(bit as u128)
 }
 
@@ -127,7 +127,7 @@ impl fmt::Debug for CotReceiver {
 
 /// The padded width of a chunk of `len` OTs and its blocks per column.
 #[inline]
-fn padded(len: usize) -> (usize, usize) {
+pub(super) fn padded(len: usize) -> (usize, usize) {
     let m = len.div_ceil(128) * 128;
     (m, m / 128)
 }
@@ -375,7 +375,7 @@ impl CotReceiver {
 
 /// Pack `bits` into little-endian blocks (bit j of the chunk at bit j % 128 of block j / 128),
 /// zero-padding the last block.
-fn pack_bits(bits: &[bool], out: &mut [Block]) {
+pub(super) fn pack_bits(bits: &[bool], out: &mut [Block]) {
     for (o, bs) in out.iter_mut().zip(bits.chunks(128)) {
         let mut bytes = [0u8; 16];
         for (byte, b8) in bytes.iter_mut().zip(bs.chunks(8)) {
@@ -391,7 +391,7 @@ fn pack_bits(bits: &[bool], out: &mut [Block]) {
 
 /// Transpose a padded chunk of width `m` into `out` (the first `out.len()` rows), through
 /// `tail` when the chunk was padded.
-fn transpose_into(matrix: &[u8], m: usize, out: &mut [Block], tail: &mut Vec<Block>) {
+pub(super) fn transpose_into(matrix: &[u8], m: usize, out: &mut [Block], tail: &mut Vec<Block>) {
     if out.len() == m {
         transpose_128xn(matrix, m, out);
     } else {

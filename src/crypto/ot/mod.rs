@@ -1,15 +1,233 @@
-//! Oblivious transfer: base OT on Ristretto ([`base`]), semi-honest IKNP/ALSZ extension in the
-//! correlated mode that hands out free-XOR labels ([`iknp`]), and the bit-matrix transpose at
-//! its core ([`transpose`]).
+//! Oblivious transfer: base OT on Ristretto ([`base`]), semi-honest OT extension in the
+//! correlated mode that hands out free-XOR labels — IKNP/ALSZ ([`iknp`]) and SoftSpoken
+//! ([`softspoken`]) — and the bit-matrix transpose at their core ([`transpose`]).
 //!
 //! The garbler is the COT *sender* and holds the global `Δ`; the evaluator is the COT
-//! *receiver*. See [`iknp`] for the protocol and why it is secure for our use.
+//! *receiver*. See [`iknp`] for the protocol and why it is secure for our use. A session picks
+//! its extension with an [`OtKind`]; [`OtSender`] and [`OtReceiver`] run either behind one
+//! interface in which each OT's choice bit is chosen or random ([`ChoicePattern`]).
 
 pub mod base;
 pub mod iknp;
+pub mod softspoken;
 pub mod transpose;
 
 pub use self::iknp::{CotReceiver, CotSender};
+pub use self::softspoken::{SoftSpokenReceiver, SoftSpokenSender};
+
+use rand_core::{CryptoRng, RngCore};
+
+use crate::crypto::Prg;
+use crate::net::Channel;
+
+/// Which OTs of one call take the receiver's chosen bits; the others take random bits that the
+/// receiver learns (and that cost SoftSpoken one bit less each). OT `j` of a call is chosen iff
+/// `j % period < chosen`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChoicePattern {
+    /// The period of the pattern (at least 1).
+    pub period: usize,
+    /// How many OTs at the start of each period are chosen.
+    pub chosen: usize,
+}
+
+impl ChoicePattern {
+    /// Every choice is chosen.
+    pub const ALL_CHOSEN: ChoicePattern = ChoicePattern {
+        period: 1,
+        chosen: 1,
+    };
+    /// Every choice is random.
+    pub const ALL_RANDOM: ChoicePattern = ChoicePattern {
+        period: 1,
+        chosen: 0,
+    };
+
+    /// Whether OT `j` takes a chosen bit.
+    #[inline]
+    pub fn is_chosen(&self, j: usize) -> bool {
+        j % self.period.max(1) < self.chosen
+    }
+
+    /// How many of OTs `j0..j0 + n` take chosen bits.
+    pub fn count_in(&self, j0: usize, n: usize) -> usize {
+        (j0..j0 + n).filter(|&j| self.is_chosen(j)).count()
+    }
+}
+
+/// The OT extension of a session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OtKind {
+    /// IKNP/ALSZ: 128 bits from the receiver per OT, chosen or random alike.
+    #[default]
+    Iknp,
+    /// SoftSpoken with parameter `k` (1 ≤ k ≤ 8, dividing 128): `128/k − 1` bits per random
+    /// OT, one more per chosen one, `2^k / k` AES blocks of PRG per OT and party.
+    SoftSpoken(u8),
+}
+
+impl OtKind {
+    /// The kinds a sweep compares by default.
+    pub const COMMON: [OtKind; 3] = [OtKind::Iknp, OtKind::SoftSpoken(4), OtKind::SoftSpoken(8)];
+}
+
+impl std::fmt::Display for OtKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OtKind::Iknp => f.write_str("iknp"),
+            OtKind::SoftSpoken(k) => write!(f, "softspoken-k{k}"),
+        }
+    }
+}
+
+impl std::str::FromStr for OtKind {
+    type Err = String;
+    /// `iknp`, `softspoken` (k = 4) or `softspoken-kK`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("unknown OT `{s}` (expected iknp, softspoken or softspoken-kK with K in 1, 2, 4, 8)")
+        };
+        match s {
+            "iknp" => Ok(OtKind::Iknp),
+            "softspoken" => Ok(OtKind::SoftSpoken(4)),
+            _ => {
+                let k: u8 = s
+                    .strip_prefix("softspoken-k")
+                    .ok_or_else(bad)?
+                    .parse()
+                    .map_err(|_| bad())?;
+                if (1..=8).contains(&k) && 128 % k == 0 {
+                    Ok(OtKind::SoftSpoken(k))
+                } else {
+                    Err(bad())
+                }
+            }
+        }
+    }
+}
+
+impl serde::Serialize for OtKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OtKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The correlated-OT sender of a session (the garbler), either extension.
+#[derive(Debug)]
+pub enum OtSender {
+    /// IKNP.
+    Iknp(CotSender),
+    /// SoftSpoken.
+    SoftSpoken(SoftSpokenSender),
+}
+
+impl OtSender {
+    /// Runs `kind`'s setup (128 base OTs either way) for the global offset `delta` (lsb 1).
+    pub fn setup<C: Channel + ?Sized, R: RngCore + CryptoRng>(
+        ch: &mut C,
+        kind: OtKind,
+        delta: Block,
+        rng: &mut R,
+    ) -> Result<Self, OtError> {
+        Ok(match kind {
+            OtKind::Iknp => OtSender::Iknp(CotSender::setup(ch, delta, rng)?),
+            OtKind::SoftSpoken(k) => {
+                OtSender::SoftSpoken(SoftSpokenSender::setup(ch, k as usize, delta, rng)?)
+            }
+        })
+    }
+
+    /// Whether random choice bits cost fewer bytes than chosen ones (SoftSpoken: one bit per
+    /// OT less; IKNP: the same), so a caller that needs no particular bits should ask for random
+    /// ones. Both parties compute it from the public [`OtKind`].
+    pub fn random_is_cheaper(&self) -> bool {
+        matches!(self, OtSender::SoftSpoken(_))
+    }
+
+    /// Runs `out.len()` correlated OTs: `out[j]` becomes the zero-label `q_j`, the receiver
+    /// gets `q_j ⊕ b_j·Δ` for its chosen or random bit `b_j` as `pattern` says.
+    pub fn send<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        out: &mut [Block],
+    ) -> Result<(), OtError> {
+        match self {
+            // IKNP costs the same for chosen and random bits: the receiver picks the random
+            // ones itself and the sender cannot tell.
+            OtSender::Iknp(s) => s.send(ch, out),
+            OtSender::SoftSpoken(s) => s.send(ch, pattern, out),
+        }
+    }
+}
+
+/// The correlated-OT receiver of a session (the evaluator), either extension.
+#[derive(Debug)]
+pub enum OtReceiver {
+    /// IKNP, with the stream its random choice bits come from.
+    Iknp(CotReceiver, Box<Prg>),
+    /// SoftSpoken.
+    SoftSpoken(SoftSpokenReceiver),
+}
+
+impl OtReceiver {
+    /// Runs `kind`'s setup.
+    pub fn setup<C: Channel + ?Sized, R: RngCore + CryptoRng>(
+        ch: &mut C,
+        kind: OtKind,
+        rng: &mut R,
+    ) -> Result<Self, OtError> {
+        Ok(match kind {
+            OtKind::Iknp => OtReceiver::Iknp(
+                CotReceiver::setup(ch, rng)?,
+                Box::new(Prg::from_seed(Block::random(rng))),
+            ),
+            OtKind::SoftSpoken(k) => {
+                OtReceiver::SoftSpoken(SoftSpokenReceiver::setup(ch, k as usize, rng)?)
+            }
+        })
+    }
+
+    /// Whether random choice bits cost fewer bytes than chosen ones (see
+    /// [`OtSender::random_is_cheaper`]).
+    pub fn random_is_cheaper(&self) -> bool {
+        matches!(self, OtReceiver::SoftSpoken(_))
+    }
+
+    /// Runs `choices.len()` correlated OTs: `out[j]` becomes `q_j ⊕ b_j·Δ`; where `pattern`
+    /// marks OT `j` chosen, `b_j = choices[j]`; elsewhere `choices[j]` is overwritten with the
+    /// random `b_j`.
+    pub fn receive<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        choices: &mut [bool],
+        out: &mut [Block],
+    ) -> Result<(), OtError> {
+        match self {
+            OtReceiver::Iknp(r, prg) => {
+                let mut bits = [0u8; 64];
+                for (c, chunk) in choices.chunks_mut(512).enumerate() {
+                    prg.fill_bytes(&mut bits);
+                    for (j, b) in chunk.iter_mut().enumerate() {
+                        if !pattern.is_chosen(512 * c + j) {
+                            *b = (bits[j / 8] >> (j % 8)) & 1 == 1;
+                        }
+                    }
+                }
+                r.receive(ch, choices, out)
+            }
+            OtReceiver::SoftSpoken(r) => r.receive(ch, pattern, choices, out),
+        }
+    }
+}
 
 use crate::crypto::Block;
 use crate::net::NetError;
@@ -45,6 +263,9 @@ pub enum OtError {
         /// Length of the output slice.
         outputs: usize,
     },
+    /// Parameters outside what a protocol supports (such as SoftSpoken's `k`).
+    #[error("OT parameters: {0}")]
+    Parameter(String),
     /// A `Δ` whose least significant bit is 0: free-XOR with point-and-permute needs it set.
     #[error("COT setup: delta must have its least significant bit set (point-and-permute)")]
     InvalidDelta,
@@ -77,5 +298,82 @@ mod tests {
         assert_eq!(bytes[16..], blocks[1].to_bytes());
         blocks_as_bytes_mut(&mut blocks)[16] = 9;
         assert_eq!(blocks[1], Block(9));
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+    use crate::net::mem_pair;
+    use std::time::Duration;
+
+    #[test]
+    fn kinds_parse_print_and_serialize() {
+        for k in [
+            OtKind::Iknp,
+            OtKind::SoftSpoken(1),
+            OtKind::SoftSpoken(4),
+            OtKind::SoftSpoken(8),
+        ] {
+            assert_eq!(k.to_string().parse::<OtKind>().unwrap(), k);
+            let j = serde_json::to_string(&k).unwrap();
+            assert_eq!(serde_json::from_str::<OtKind>(&j).unwrap(), k);
+        }
+        assert_eq!(
+            "softspoken".parse::<OtKind>().unwrap(),
+            OtKind::SoftSpoken(4)
+        );
+        for bad in ["softspoken-k3", "softspoken-k16", "ferret", "softspoken-kx"] {
+            assert!(bad.parse::<OtKind>().is_err(), "{bad}");
+        }
+        let p = ChoicePattern {
+            period: 8,
+            chosen: 3,
+        };
+        assert_eq!(p.count_in(5, 11), 3);
+        assert_eq!(p.count_in(0, 16), 6);
+        assert!(ChoicePattern::ALL_CHOSEN.is_chosen(7) && !ChoicePattern::ALL_RANDOM.is_chosen(7));
+    }
+
+    /// Both extensions behind the session interface: chosen bits where asked, random ones
+    /// reported elsewhere, and the correlation under the sender's Δ.
+    #[test]
+    fn either_kind_delivers_the_correlation() {
+        for kind in [OtKind::Iknp, OtKind::SoftSpoken(4)] {
+            let (mut a, mut b) = mem_pair(Duration::from_secs(30));
+            let n = 128 * 40;
+            let pattern = ChoicePattern {
+                period: 128,
+                chosen: 64,
+            };
+            let t = std::thread::spawn(move || {
+                let mut rng = Prg::from_entropy();
+                let d = Block::random(&mut rng).with_lsb(true);
+                let mut s = OtSender::setup(&mut a, kind, d, &mut rng).unwrap();
+                let mut q = vec![Block::ZERO; n];
+                s.send(&mut a, pattern, &mut q).unwrap();
+                (d, q)
+            });
+            let mut rng = Prg::from_entropy();
+            let mut r = OtReceiver::setup(&mut b, kind, &mut rng).unwrap();
+            let want: Vec<bool> = (0..n).map(|j| j % 3 == 0).collect();
+            let mut c = want.clone();
+            let mut tl = vec![Block::ZERO; n];
+            r.receive(&mut b, pattern, &mut c, &mut tl).unwrap();
+            let (d, q) = t.join().unwrap();
+            let mut random_ones = 0;
+            for j in 0..n {
+                assert_eq!(tl[j], q[j] ^ d.select(c[j]), "{kind} OT {j}");
+                if pattern.is_chosen(j) {
+                    assert_eq!(c[j], want[j]);
+                } else {
+                    random_ones += c[j] as usize;
+                }
+            }
+            assert!(
+                random_ones > n / 8 && random_ones < 3 * n / 8,
+                "{kind}: {random_ones}"
+            );
+        }
     }
 }

@@ -12,7 +12,9 @@
 //! - [`portable`] (anywhere): one [`tccr_batch`](crate::crypto::aes::FixedKeyAes::tccr_batch)
 //!   call per AND gate and group.
 //!
-//! Both produce identical tables (tested in `batch`).
+//! Both produce identical tables (tested in `batch`). The three-halves engine
+//! ([`thbatch`](super::thbatch)) runs its own AND kernels through the same gate loops, which are
+//! generic over the table element.
 
 pub(crate) mod portable;
 #[cfg(target_arch = "x86_64")]
@@ -115,6 +117,7 @@ impl Kernel {
                 labels,
                 g,
                 tables,
+                2 * c.and_count(),
                 &mut portable::PortableGarble::new(d, first),
             ),
             #[cfg(target_arch = "x86_64")]
@@ -142,6 +145,7 @@ impl Kernel {
                 labels,
                 g,
                 tables,
+                2 * c.and_count(),
                 &mut portable::PortableEval::new(first),
             ),
             #[cfg(target_arch = "x86_64")]
@@ -154,9 +158,10 @@ impl Kernel {
 }
 
 /// Garbles AND gate `k` (in gate order) of lanes `0..g`, on wires `[a, b, out]` of `labels`
-/// (`out` may equal `a` or `b`): writes lane `j`'s `[T_G, T_E]` to `tables[j·stride + 2k ..]`
-/// and its output zero-label to lane `j` of `labels[out]`.
-pub(crate) trait GarbleAnd {
+/// (`out` may equal `a` or `b`): writes lane `j`'s garbled material into its tables (which start
+/// at `tables[j·stride]`; for half gates `[T_G, T_E]` at `2k`) and its output zero-label to lane
+/// `j` of `labels[out]`. `T` is the table element: blocks for half gates, words for three-halves.
+pub(crate) trait GarbleAnd<T> {
     #[allow(clippy::too_many_arguments)]
     fn and(
         &mut self,
@@ -164,14 +169,14 @@ pub(crate) trait GarbleAnd {
         wires: [usize; 3],
         k: usize,
         g: usize,
-        tables: &mut [Block],
+        tables: &mut [T],
         stride: usize,
     );
 }
 
 /// Evaluates AND gate `k` of lanes `0..g` on wires `[a, b, out]` of `labels`, lane `j`'s
-/// tables at `tables[j·stride + 2k ..]`.
-pub(crate) trait EvalAnd {
+/// tables starting at `tables[j·stride]`.
+pub(crate) trait EvalAnd<T> {
     #[allow(clippy::too_many_arguments)]
     fn and(
         &mut self,
@@ -179,7 +184,7 @@ pub(crate) trait EvalAnd {
         wires: [usize; 3],
         k: usize,
         g: usize,
-        tables: &[Block],
+        tables: &[T],
         stride: usize,
     );
 }
@@ -188,15 +193,15 @@ pub(crate) trait EvalAnd {
 /// on all `GROUP` lanes (lanes past `g` hold garbage nobody reads), which keeps them branch-free
 /// fixed-width loops.
 #[inline(always)]
-pub(crate) fn garble_gates<K: GarbleAnd>(
+pub(crate) fn garble_gates<T, K: GarbleAnd<T>>(
     c: &Circuit,
     d: Block,
     labels: &mut [Lanes],
     g: usize,
-    tables: &mut [Block],
+    tables: &mut [T],
+    stride: usize,
     kern: &mut K,
 ) {
-    let stride = 2 * c.and_count();
     let dl = Lanes::splat(d);
     let mut k = 0usize;
     for gate in c.gates() {
@@ -223,14 +228,14 @@ pub(crate) fn garble_gates<K: GarbleAnd>(
 
 /// The evaluator's gate loop over one group; mirrors [`garble_gates`].
 #[inline(always)]
-pub(crate) fn eval_gates<K: EvalAnd>(
+pub(crate) fn eval_gates<T, K: EvalAnd<T>>(
     c: &Circuit,
     labels: &mut [Lanes],
     g: usize,
-    tables: &[Block],
+    tables: &[T],
+    stride: usize,
     kern: &mut K,
 ) {
-    let stride = 2 * c.and_count();
     let mut k = 0usize;
     for gate in c.gates() {
         match *gate {

@@ -26,7 +26,7 @@ impl PortableGarble {
     }
 }
 
-impl GarbleAnd for PortableGarble {
+impl GarbleAnd<Block> for PortableGarble {
     #[inline(always)]
     fn and(
         &mut self,
@@ -83,7 +83,7 @@ impl PortableEval {
     }
 }
 
-impl EvalAnd for PortableEval {
+impl EvalAnd<Block> for PortableEval {
     #[inline(always)]
     fn and(
         &mut self,

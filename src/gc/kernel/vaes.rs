@@ -162,6 +162,51 @@ fn aes256(rk: &[__m256i; 11], s: &mut [__m256i; LANES]) {
     }
 }
 
+/// The round keys broadcast to 512-bit registers, for [`Keys512::tccr_batch`].
+pub(crate) struct Keys512([__m512i; 11]);
+
+impl Keys512 {
+    /// Broadcast `keys`.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn new(keys: &RoundKeys) -> Self {
+        Keys512(core::array::from_fn(|i| _mm512_broadcast_i32x4(keys.0[i])))
+    }
+
+    /// `xs[m] ← tccr(tweaks[m], xs[m])` for every `m`: the hash of
+    /// [`FixedKeyAes::tccr_batch`](crate::crypto::aes::FixedKeyAes::tccr_batch), 32 blocks per
+    /// pass in eight 512-bit registers. Panics if the lengths differ (a caller bug).
+    #[target_feature(enable = "avx512f,vaes")]
+    #[inline]
+    pub(crate) fn tccr_batch(&self, tweaks: &[Block], xs: &mut [Block]) {
+        const PASS: usize = 4 * LANES;
+        assert_eq!(tweaks.len(), xs.len());
+        for (xc, tc) in xs.chunks_mut(PASS).zip(tweaks.chunks(PASS)) {
+            let mut x = [Block::ZERO; PASS];
+            let mut t = [Block::ZERO; PASS];
+            x[..xc.len()].copy_from_slice(xc);
+            t[..tc.len()].copy_from_slice(tc);
+            // SAFETY: `x` and `t` hold 32 blocks = eight 64-byte registers; loads are unaligned.
+            let mut s: [__m512i; LANES] =
+                core::array::from_fn(|r| unsafe { _mm512_loadu_si512(x[4 * r..].as_ptr().cast()) });
+            aes512(&self.0, &mut s);
+            let mut s2 = s;
+            for (r, v) in s2.iter_mut().enumerate() {
+                // SAFETY: as above.
+                let tw = unsafe { _mm512_loadu_si512(t[4 * r..].as_ptr().cast()) };
+                *v = _mm512_xor_si512(*v, tw);
+            }
+            aes512(&self.0, &mut s2);
+            for (r, (a, b)) in s.iter().zip(&s2).enumerate() {
+                // SAFETY: as above, writable.
+                unsafe {
+                    _mm512_storeu_si512(x[4 * r..].as_mut_ptr().cast(), _mm512_xor_si512(*a, *b))
+                };
+            }
+            xc.copy_from_slice(&x[..xc.len()]);
+        }
+    }
+}
+
 /// The garbler's per-group state: broadcast round keys, `[0, Δ, 0, Δ]`, and each lane's
 /// instance part of the tweaks.
 pub(crate) struct GarbleKernel {
@@ -326,7 +371,7 @@ impl EvalKernel {
 
 struct VaesGarble(GarbleKernel);
 
-impl GarbleAnd for VaesGarble {
+impl GarbleAnd<Block> for VaesGarble {
     #[inline(always)]
     fn and(
         &mut self,
@@ -348,7 +393,7 @@ impl GarbleAnd for VaesGarble {
 
 struct VaesEval(EvalKernel);
 
-impl EvalAnd for VaesEval {
+impl EvalAnd<Block> for VaesEval {
     #[inline(always)]
     fn and(
         &mut self,
@@ -380,7 +425,7 @@ pub(crate) fn garble_gates_vaes(
     tables: &mut [Block],
 ) {
     let mut kern = VaesGarble(GarbleKernel::new(keys, d, first));
-    garble_gates(c, d, labels, g, tables, &mut kern)
+    garble_gates(c, d, labels, g, tables, 2 * c.and_count(), &mut kern)
 }
 
 /// [`eval_gates`] compiled with the VAES kernel's features.
@@ -394,7 +439,7 @@ pub(crate) fn eval_gates_vaes(
     tables: &[Block],
 ) {
     let mut kern = VaesEval(EvalKernel::new(keys, first));
-    eval_gates(c, labels, g, tables, &mut kern)
+    eval_gates(c, labels, g, tables, 2 * c.and_count(), &mut kern)
 }
 
 #[cfg(test)]
@@ -402,6 +447,26 @@ mod tests {
     use super::*;
     use crate::crypto::FIXED_KEY_AES;
     use crate::gc::halfgates::and_tweaks;
+
+    #[test]
+    fn batched_vaes_tccr_equals_fixed_key_tccr() {
+        let Some(keys) = RoundKeys::detect() else {
+            return; // No VAES: nothing to compare.
+        };
+        let aes = &*FIXED_KEY_AES;
+        for n in [1usize, 31, 32, 33, 96] {
+            let xs: Vec<Block> = (0..n as u128)
+                .map(|i| Block((i + 3).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)))
+                .collect();
+            let tw: Vec<Block> = (0..n as u128).map(|i| Block(i << 64 | 7)).collect();
+            let mut got = xs.clone();
+            // SAFETY: `detect` returned keys, so the CPU has the features.
+            unsafe { Keys512::new(&keys).tccr_batch(&tw, &mut got) };
+            for i in 0..n {
+                assert_eq!(got[i], aes.tccr(tw[i], xs[i]), "block {i} of {n}");
+            }
+        }
+    }
 
     #[test]
     fn vaes_hash_equals_fixed_key_tccr() {

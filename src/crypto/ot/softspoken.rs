@@ -1,0 +1,672 @@
+//! Semi-honest SoftSpoken OT extension (Roy, CRYPTO 2022, ePrint 2022/192) in the correlated
+//! mode that hands out free-XOR labels under the garbler's global Δ: the same outputs as
+//! [`iknp`](super::iknp) for `128/k − 1` bits per random-choice OT instead of 128.
+//!
+//! # Protocol
+//!
+//! Δ's 128 bits are cut into `B = 128/k` chunks `Δ_i` of `k` bits.
+//!
+//! Setup, once: for each chunk `i` the COT receiver grows a GGM tree of depth `k` from a random
+//! root and, for each level, offers the XOR of all left and of all right nodes of that level in
+//! one base OT; the COT sender (the garbler) chooses the side *off* the path to the leaf `Δ_i`
+//! and so learns every leaf except leaf `Δ_i` (a `(2^k − 1)`-out-of-`2^k` OT). That is `B · k =
+//! 128` base OTs, exactly as many as IKNP's, with the same roles. Each leaf seed keys an
+//! AES-CTR [`Prg`].
+//!
+//! Extension of `n` OTs (in chunks of [`CHUNK_OTS`], padded to a multiple of 128): every leaf
+//! `x` of chunk `i` expands to an `n`-bit string `r_{i,x}`. The receiver computes
+//! `u_i = ⊕_x r_{i,x}` and the `k` columns `v_{i,b} = ⊕_{x : x_b = 1} r_{i,x}`; the sender, who
+//! lacks only `r_{i,Δ_i}`, computes `w_{i,b} = ⊕_{x : (x ⊕ Δ_i)_b = 1} r_{i,x} = v_{i,b} ⊕
+//! Δ_{i,b} · u_i` (the missing leaf has coefficient 0). The receiver sends `u_0 ⊕ u_i` for
+//! `i ≥ 1` (the only message: `(B − 1) · n` bits) and the sender adds `Δ_{i,b} · (u_0 ⊕ u_i)`,
+//! so that every one of the 128 columns satisfies `q^p = t^p ⊕ Δ_p · u_0`. Transposing gives
+//! `q_j = t_j ⊕ u_{0,j} · Δ` per OT: the sender's zero-label `q_j`, the receiver's label `t_j`
+//! of its *random* choice bit `u_{0,j}`. Where the caller wants chosen bits (a
+//! [`ChoicePattern`]), the receiver also sends `d_j = u_{0,j} ⊕ b_j`, one bit each, and the
+//! sender shifts its zero-label to `q_j ⊕ d_j · Δ`.
+//!
+//! # Security (semi-honest)
+//!
+//! The receiver's view is its own seeds: independent of Δ. The sender's view is the base-OT
+//! outputs (every leaf but `Δ_i`, pseudorandom given the GGM PRG) and the corrections `u_0 ⊕ u_i`
+//! and `d_j`, each masked by the expansion of a leaf it does not hold (`r_{0,Δ_0}` or
+//! `r_{i,Δ_i}`). As for IKNP's correlated mode, the labels are only ever hashed by the
+//! garbling scheme's tweakable circular correlation-robust hash.
+//!
+//! The sender's work does not branch on Δ: the punctured leaf is expanded from a throwaway seed
+//! and every leaf's contribution is masked by the bits of `x ⊕ Δ_i`.
+//!
+//! # Streams
+//!
+//! As for IKNP, every call continues the leaves' streams, so one setup serves any number of
+//! calls; after an error drop both ends.
+
+use core::fmt;
+
+use rand_core::{CryptoRng, RngCore};
+
+use super::iknp::{mask, padded, transpose_into, CHUNK_COL_BLOCKS, CHUNK_OTS};
+use super::{base, blocks_as_bytes, blocks_as_bytes_mut, ChoicePattern, OtError};
+use crate::crypto::{Block, Prg, FIXED_KEY_AES};
+use crate::net::{Channel, ChannelExt};
+
+/// The smallest and largest supported `k` (bits of Δ per small-field VOLE). `k` must divide 128.
+pub const K_RANGE: core::ops::RangeInclusive<usize> = 1..=8;
+
+/// Checks `k`: in [`K_RANGE`] and a divisor of 128.
+fn check_k(k: usize) -> Result<usize, OtError> {
+    if K_RANGE.contains(&k) && 128 % k == 0 {
+        Ok(128 / k)
+    } else {
+        Err(OtError::Parameter(format!(
+            "SoftSpoken needs k in 1..=8 dividing 128, got {k}"
+        )))
+    }
+}
+
+/// The GGM children of node `s` at depth `level − 1` of chunk `i`'s tree: the tweakable hash
+/// under two tweaks unique to (chunk, level, side), with bit 126 set so they meet neither the
+/// garbling tweaks nor the chosen-message OT tweaks.
+#[inline]
+fn children(s: Block, i: usize, level: usize) -> (Block, Block) {
+    let t = (1u128 << 126) | ((i as u128) << 16) | ((level as u128) << 1);
+    let aes = &*FIXED_KEY_AES;
+    (aes.tccr(Block(t), s), aes.tccr(Block(t | 1), s))
+}
+
+/// The full tree of the COT receiver: its `2^k` leaves and, per level, the XOR of the left and
+/// of the right nodes.
+fn ggm_tree(root: Block, i: usize, k: usize) -> (Vec<Block>, Vec<(Block, Block)>) {
+    let mut nodes = vec![root];
+    let mut sums = Vec::with_capacity(k);
+    for level in 1..=k {
+        let mut next = Vec::with_capacity(2 * nodes.len());
+        let (mut l_sum, mut r_sum) = (Block::ZERO, Block::ZERO);
+        for &y in &nodes {
+            let (l, r) = children(y, i, level);
+            next.push(l);
+            next.push(r);
+            l_sum ^= l;
+            r_sum ^= r;
+        }
+        sums.push((l_sum, r_sum));
+        nodes = next;
+    }
+    (nodes, sums)
+}
+
+/// The COT sender's leaves of chunk `i`, all but leaf `alpha` (left zero), from the level sums
+/// it chose: `got[level − 1]` is the sum of the side off the path to `alpha`. No branch on
+/// `alpha`: nodes are selected with masks.
+fn ggm_punctured(alpha: usize, i: usize, k: usize, got: &[Block]) -> Vec<Block> {
+    let mut nodes = vec![Block::ZERO];
+    for level in 1..=k {
+        let a = (alpha >> (k - level)) & 1;
+        let p = alpha >> (k - level + 1);
+        let mut next = vec![Block::ZERO; 2 * nodes.len()];
+        let mut sibling = got[level - 1];
+        for (y, &node) in nodes.iter().enumerate() {
+            let known = Block(!mask(y == p));
+            let (l, r) = children(node, i, level);
+            let (l, r) = (l & known, r & known);
+            next[2 * y] = l;
+            next[2 * y + 1] = r;
+            // The sibling is the level sum minus every known node on its side.
+            sibling ^= Block(l.0 ^ ((l.0 ^ r.0) & mask(a == 0)));
+        }
+        // next[2p + (1 − a)] = sibling; next[2p + a] stays zero.
+        for (y, n) in next.iter_mut().enumerate() {
+            *n ^= sibling & Block(mask(y == 2 * p + (1 - a)));
+        }
+        nodes = next;
+    }
+    nodes
+}
+
+/// Masks for the `k` coefficient bits of `c`.
+#[inline(always)]
+fn coef_masks(c: usize) -> [u128; 8] {
+    core::array::from_fn(|b| mask((c >> b) & 1 == 1))
+}
+
+/// The SoftSpoken COT sender: the garbler, holding Δ.
+pub struct SoftSpokenSender {
+    k: usize,
+    delta: Block,
+    /// Leaf streams, `2^k` per chunk of Δ; the punctured leaf's stream is a throwaway.
+    prgs: Vec<Prg>,
+    count: u64,
+    cols: Vec<Block>,
+    r: Vec<Block>,
+    corr: Vec<Block>,
+    tail: Vec<Block>,
+}
+
+impl Drop for SoftSpokenSender {
+    // Its copy of Δ is the garbling offset, and the correction and tail buffers hold values
+    // derived from it; the PRGs wipe their own keys.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.delta.0);
+        for b in self.corr.iter_mut().chain(&mut self.tail) {
+            zeroize::Zeroize::zeroize(&mut b.0);
+        }
+    }
+}
+
+/// The SoftSpoken COT receiver: the evaluator, who obtains the labels of its choice bits.
+pub struct SoftSpokenReceiver {
+    k: usize,
+    prgs: Vec<Prg>,
+    count: u64,
+    cols: Vec<Block>,
+    r: Vec<Block>,
+    u0: Vec<Block>,
+    corr: Vec<Block>,
+    tail: Vec<Block>,
+}
+
+impl fmt::Debug for SoftSpokenSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SoftSpokenSender")
+            .field("k", &self.k)
+            .field("ots_run", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for SoftSpokenReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SoftSpokenReceiver")
+            .field("k", &self.k)
+            .field("ots_run", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Scratch buffers of one chunk for `b` chunks of Δ.
+fn buffers(b: usize) -> (Vec<Block>, Vec<Block>, Vec<Block>) {
+    (
+        vec![Block::ZERO; 128 * CHUNK_COL_BLOCKS],
+        vec![Block::ZERO; CHUNK_COL_BLOCKS],
+        vec![Block::ZERO; (b - 1) * CHUNK_COL_BLOCKS],
+    )
+}
+
+impl SoftSpokenSender {
+    /// Runs the base OTs as their receiver (choices off the paths to Δ's chunks). `delta` must
+    /// have its lsb set; it is the global offset of every label handed out.
+    pub fn setup<C: Channel + ?Sized, R: RngCore + CryptoRng>(
+        ch: &mut C,
+        k: usize,
+        delta: Block,
+        rng: &mut R,
+    ) -> Result<Self, OtError> {
+        let b = check_k(k)?;
+        if !delta.lsb() {
+            return Err(OtError::InvalidDelta);
+        }
+        let chunk = |i: usize| ((delta.0 >> (i * k)) as usize) & ((1 << k) - 1);
+        let choices: Vec<bool> = (0..b)
+            .flat_map(|i| (1..=k).map(move |level| (chunk(i) >> (k - level)) & 1 == 0))
+            .collect();
+        let got = base::receive(ch, &choices, rng)?;
+        let mut prgs = Vec::with_capacity(b << k);
+        for i in 0..b {
+            let alpha = chunk(i);
+            let leaves = ggm_punctured(alpha, i, k, &got[i * k..(i + 1) * k]);
+            let spare = Block::random(rng);
+            for (x, &leaf) in leaves.iter().enumerate() {
+                let is_alpha = mask(x == alpha);
+                prgs.push(Prg::from_seed(Block(
+                    (leaf.0 & !is_alpha) ^ (spare.0 & is_alpha),
+                )));
+            }
+        }
+        let (cols, r, corr) = buffers(b);
+        Ok(SoftSpokenSender {
+            k,
+            delta,
+            prgs,
+            count: 0,
+            cols,
+            r,
+            corr,
+            tail: Vec::new(),
+        })
+    }
+
+    /// The global offset.
+    pub fn delta(&self) -> Block {
+        self.delta
+    }
+
+    /// Runs `out.len()` correlated OTs: `out[j]` becomes the zero-label `q_j`; the receiver
+    /// gets `q_j ⊕ b_j·Δ` for its choice `b_j` (chosen where `pattern` says so, random
+    /// elsewhere).
+    pub fn send<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        out: &mut [Block],
+    ) -> Result<(), OtError> {
+        let n = out.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let theirs = ch.recv_u64()?;
+        if theirs != n as u64 {
+            return Err(OtError::CountMismatch {
+                protocol: "SoftSpoken OT",
+                ours: n as u64,
+                theirs,
+            });
+        }
+        for (c, chunk) in out.chunks_mut(CHUNK_OTS).enumerate() {
+            self.send_chunk(ch, pattern, c * CHUNK_OTS, chunk)?;
+        }
+        self.count += n as u64;
+        Ok(())
+    }
+
+    fn send_chunk<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        j0: usize,
+        out: &mut [Block],
+    ) -> Result<(), OtError> {
+        let (k, b) = (self.k, 128 / self.k);
+        let (m, w) = padded(out.len());
+        let corr = &mut self.corr[..(b - 1) * w];
+        ch.recv(blocks_as_bytes_mut(corr))?;
+        let cols = &mut self.cols[..128 * w];
+        cols.fill(Block::ZERO);
+        let r = &mut self.r[..w];
+        for i in 0..b {
+            let di = ((self.delta.0 >> (i * k)) as usize) & ((1 << k) - 1);
+            let v = &mut cols[i * k * w..(i + 1) * k * w];
+            for x in 0..1usize << k {
+                self.prgs[(i << k) + x].fill_blocks(r);
+                // Coefficients (x ⊕ Δ_i)_b: all zero for the leaf the sender lacks.
+                let ms = coef_masks(x ^ di);
+                for (col, &mb) in v.chunks_exact_mut(w).zip(&ms) {
+                    for (q, rt) in col.iter_mut().zip(r.iter()) {
+                        q.0 ^= rt.0 & mb;
+                    }
+                }
+            }
+            if i > 0 {
+                let ci = &corr[(i - 1) * w..i * w];
+                for bb in 0..k {
+                    let md = mask((self.delta.0 >> (i * k + bb)) & 1 == 1);
+                    for (q, c) in v[bb * w..(bb + 1) * w].iter_mut().zip(ci) {
+                        q.0 ^= c.0 & md;
+                    }
+                }
+            }
+        }
+        transpose_into(blocks_as_bytes(cols), m, out, &mut self.tail);
+        let chosen = pattern.count_in(j0, out.len());
+        if chosen > 0 {
+            let mut d = vec![0u8; chosen.div_ceil(8)];
+            ch.recv(&mut d)?;
+            let mut c = 0;
+            for (j, q) in out.iter_mut().enumerate() {
+                if pattern.is_chosen(j0 + j) {
+                    *q ^= self.delta.select((d[c / 8] >> (c % 8)) & 1 == 1);
+                    c += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SoftSpokenReceiver {
+    /// Runs the base OTs as their sender, offering each GGM tree's level sums.
+    pub fn setup<C: Channel + ?Sized, R: RngCore + CryptoRng>(
+        ch: &mut C,
+        k: usize,
+        rng: &mut R,
+    ) -> Result<Self, OtError> {
+        let b = check_k(k)?;
+        let mut pairs = Vec::with_capacity(128);
+        let mut prgs = Vec::with_capacity(b << k);
+        for i in 0..b {
+            let (leaves, sums) = ggm_tree(Block::random(rng), i, k);
+            pairs.extend(sums);
+            prgs.extend(leaves.into_iter().map(Prg::from_seed));
+        }
+        base::send(ch, &pairs, rng)?;
+        let (cols, r, corr) = buffers(b);
+        Ok(SoftSpokenReceiver {
+            k,
+            prgs,
+            count: 0,
+            cols,
+            u0: r.clone(),
+            r,
+            corr,
+            tail: Vec::new(),
+        })
+    }
+
+    /// Runs `choices.len()` correlated OTs: `out[j]` becomes the sender's `q_j ⊕ b_j·Δ`. Where
+    /// `pattern` marks OT `j` as chosen, `b_j = choices[j]` as given; elsewhere `choices[j]` is
+    /// overwritten with the random bit the OT delivered. `out` must be as long as `choices`.
+    pub fn receive<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        choices: &mut [bool],
+        out: &mut [Block],
+    ) -> Result<(), OtError> {
+        let n = choices.len();
+        if out.len() != n {
+            return Err(OtError::LengthMismatch {
+                choices: n,
+                outputs: out.len(),
+            });
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        ch.send_u64(n as u64)?;
+        for (c, (bs, chunk)) in choices
+            .chunks_mut(CHUNK_OTS)
+            .zip(out.chunks_mut(CHUNK_OTS))
+            .enumerate()
+        {
+            self.receive_chunk(ch, pattern, c * CHUNK_OTS, bs, chunk)?;
+        }
+        ch.flush()?;
+        self.count += n as u64;
+        Ok(())
+    }
+
+    fn receive_chunk<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        j0: usize,
+        choices: &mut [bool],
+        out: &mut [Block],
+    ) -> Result<(), OtError> {
+        let (k, b) = (self.k, 128 / self.k);
+        let (m, w) = padded(out.len());
+        let cols = &mut self.cols[..128 * w];
+        cols.fill(Block::ZERO);
+        let corr = &mut self.corr[..(b - 1) * w];
+        let r = &mut self.r[..w];
+        for i in 0..b {
+            let u = if i == 0 {
+                &mut self.u0[..w]
+            } else {
+                &mut corr[(i - 1) * w..i * w]
+            };
+            u.fill(Block::ZERO);
+            let v = &mut cols[i * k * w..(i + 1) * k * w];
+            for x in 0..1usize << k {
+                self.prgs[(i << k) + x].fill_blocks(r);
+                for (ut, rt) in u.iter_mut().zip(r.iter()) {
+                    *ut ^= *rt;
+                }
+                // x is public: only the columns of its set bits take the leaf.
+                for (bb, col) in v.chunks_exact_mut(w).enumerate() {
+                    if (x >> bb) & 1 == 1 {
+                        for (q, rt) in col.iter_mut().zip(r.iter()) {
+                            *q ^= *rt;
+                        }
+                    }
+                }
+            }
+        }
+        let u0 = &self.u0[..w];
+        for ci in corr.chunks_exact_mut(w) {
+            for (c, u) in ci.iter_mut().zip(u0) {
+                *c ^= *u;
+            }
+        }
+        ch.send(blocks_as_bytes(corr))?;
+        // The random choices are the bits of u₀; chosen ones are corrected, one bit each.
+        let bit = |j: usize| (u0[j / 128].0 >> (j % 128)) & 1 == 1;
+        let chosen = pattern.count_in(j0, out.len());
+        let mut d = vec![0u8; chosen.div_ceil(8)];
+        let mut c = 0;
+        for (j, bj) in choices.iter_mut().enumerate() {
+            if pattern.is_chosen(j0 + j) {
+                d[c / 8] |= u8::from(bit(j) ^ *bj) << (c % 8);
+                c += 1;
+            } else {
+                *bj = bit(j);
+            }
+        }
+        if chosen > 0 {
+            ch.send(&d)?;
+        }
+        transpose_into(blocks_as_bytes(cols), m, out, &mut self.tail);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::{mem_pair, MemChannel, TcpChannel};
+    use std::time::Duration;
+
+    fn delta(rng: &mut Prg) -> Block {
+        Block::random(rng).with_lsb(true)
+    }
+
+    #[test]
+    fn punctured_tree_has_every_leaf_but_one() {
+        let mut rng = Prg::from_seed(Block(5));
+        for k in [1usize, 2, 4, 8] {
+            for alpha in [0usize, 1, (1 << k) - 1, (1 << k) / 3] {
+                let (leaves, sums) = ggm_tree(Block::random(&mut rng), 3, k);
+                let got: Vec<Block> = (1..=k)
+                    .map(|level| {
+                        let a = (alpha >> (k - level)) & 1;
+                        if a == 0 {
+                            sums[level - 1].1
+                        } else {
+                            sums[level - 1].0
+                        }
+                    })
+                    .collect();
+                let p = ggm_punctured(alpha, 3, k, &got);
+                for x in 0..1 << k {
+                    if x == alpha {
+                        assert_eq!(p[x], Block::ZERO);
+                    } else {
+                        assert_eq!(p[x], leaves[x], "k {k} alpha {alpha} leaf {x}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn pair(
+        k: usize,
+    ) -> (
+        std::thread::JoinHandle<(SoftSpokenSender, MemChannel)>,
+        SoftSpokenReceiver,
+        MemChannel,
+    ) {
+        let (mut a, mut b) = mem_pair(Duration::from_secs(30));
+        let t = std::thread::spawn(move || {
+            let mut rng = Prg::from_entropy();
+            let d = delta(&mut rng);
+            (SoftSpokenSender::setup(&mut a, k, d, &mut rng).unwrap(), a)
+        });
+        let r = SoftSpokenReceiver::setup(&mut b, k, &mut Prg::from_entropy()).unwrap();
+        (t, r, b)
+    }
+
+    #[test]
+    fn correlation_and_choices_for_every_k_and_pattern() {
+        let mut rng = Prg::from_entropy();
+        for k in [1usize, 2, 4, 8] {
+            let (t, mut r, mut chr) = pair(k);
+            let (mut s, mut chs) = t.join().unwrap();
+            let d = s.delta();
+            for (n, pattern) in [
+                (1usize, ChoicePattern::ALL_RANDOM),
+                (1000, ChoicePattern::ALL_CHOSEN),
+                (
+                    CHUNK_OTS + 333,
+                    ChoicePattern {
+                        period: 128,
+                        chosen: 64,
+                    },
+                ),
+                (
+                    2 * CHUNK_OTS,
+                    ChoicePattern {
+                        period: 10,
+                        chosen: 3,
+                    },
+                ),
+            ] {
+                let want: Vec<bool> = (0..n).map(|_| rng.next_u32() & 1 == 1).collect();
+                let mut choices = want.clone();
+                let mut tl = vec![Block::ZERO; n];
+                let h = std::thread::spawn(move || {
+                    let mut q = vec![Block::ZERO; n];
+                    s.send(&mut chs, pattern, &mut q).unwrap();
+                    (s, chs, q)
+                });
+                r.receive(&mut chr, pattern, &mut choices, &mut tl).unwrap();
+                let (s2, chs2, q) = h.join().unwrap();
+                (s, chs) = (s2, chs2);
+                for j in 0..n {
+                    assert_eq!(tl[j], q[j] ^ d.select(choices[j]), "k {k} n {n} OT {j}");
+                    if pattern.is_chosen(j) {
+                        assert_eq!(choices[j], want[j]);
+                    }
+                }
+                let random: Vec<bool> = (0..n)
+                    .filter(|&j| !pattern.is_chosen(j))
+                    .map(|j| choices[j])
+                    .collect();
+                if random.len() > 500 {
+                    let ones = random.iter().filter(|&&b| b).count();
+                    assert!(ones > random.len() / 3 && ones < 2 * random.len() / 3);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_per_ot_are_128_over_k_minus_one_plus_chosen_bits() {
+        use crate::net::Metered;
+        let (a, b) = mem_pair(Duration::from_secs(30));
+        let (mut a, mut b) = (Metered::new(a), Metered::new(b));
+        let n = 128 * 1000;
+        let pattern = ChoicePattern {
+            period: 128,
+            chosen: 64,
+        };
+        let t = std::thread::spawn(move || {
+            let mut rng = Prg::from_entropy();
+            let mut s = SoftSpokenSender::setup(&mut a, 4, delta(&mut rng), &mut rng).unwrap();
+            let before = a.stats().total;
+            let mut q = vec![Block::ZERO; n];
+            s.send(&mut a, pattern, &mut q).unwrap();
+            let used = a.stats().total.minus(&before);
+            (used.bytes_received, used.bytes_sent)
+        });
+        let mut r = SoftSpokenReceiver::setup(&mut b, 4, &mut Prg::from_entropy()).unwrap();
+        let mut c = vec![false; n];
+        let mut tl = vec![Block::ZERO; n];
+        r.receive(&mut b, pattern, &mut c, &mut tl).unwrap();
+        let (recv, sent) = t.join().unwrap();
+        // 31 columns of n bits, n/2 chosen bits, the 8-byte count; nothing back.
+        assert_eq!(recv, (31 * n / 8 + n / 16 + 8) as u64);
+        assert_eq!(sent, 0);
+    }
+
+    #[test]
+    fn over_tcp_on_loopback() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let n = 3 * CHUNK_OTS + 128;
+        let pattern = ChoicePattern {
+            period: 128,
+            chosen: 64,
+        };
+        let t = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut ch = TcpChannel::new(s, Duration::from_secs(30)).unwrap();
+            let mut rng = Prg::from_entropy();
+            let mut s = SoftSpokenSender::setup(&mut ch, 8, delta(&mut rng), &mut rng).unwrap();
+            let mut q = vec![Block::ZERO; n];
+            s.send(&mut ch, pattern, &mut q).unwrap();
+            (s.delta(), q)
+        });
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        let mut ch = TcpChannel::new(stream, Duration::from_secs(30)).unwrap();
+        let mut rng = Prg::from_entropy();
+        let mut r = SoftSpokenReceiver::setup(&mut ch, 8, &mut rng).unwrap();
+        let want: Vec<bool> = (0..n).map(|_| rng.next_u32() & 1 == 1).collect();
+        let mut c = want.clone();
+        let mut tl = vec![Block::ZERO; n];
+        r.receive(&mut ch, pattern, &mut c, &mut tl).unwrap();
+        let (d, q) = t.join().unwrap();
+        for j in 0..n {
+            assert_eq!(tl[j], q[j] ^ d.select(c[j]), "OT {j}");
+            if pattern.is_chosen(j) {
+                assert_eq!(c[j], want[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let (mut a, _b) = mem_pair(Duration::from_millis(100));
+        let mut rng = Prg::from_entropy();
+        assert!(matches!(
+            SoftSpokenSender::setup(&mut a, 4, Block(2), &mut rng),
+            Err(OtError::InvalidDelta)
+        ));
+        for k in [0usize, 3, 9] {
+            assert!(matches!(
+                SoftSpokenReceiver::setup(&mut a, k, &mut rng),
+                Err(OtError::Parameter(_))
+            ));
+        }
+        let (t, mut r, mut chr) = pair(2);
+        let (mut s, mut chs) = t.join().unwrap();
+        let mut tl = vec![Block::ZERO; 3];
+        assert!(matches!(
+            r.receive(
+                &mut chr,
+                ChoicePattern::ALL_RANDOM,
+                &mut [false; 4],
+                &mut tl
+            ),
+            Err(OtError::LengthMismatch { .. })
+        ));
+        r.receive(
+            &mut chr,
+            ChoicePattern::ALL_RANDOM,
+            &mut [false; 3],
+            &mut tl,
+        )
+        .unwrap();
+        let mut q = vec![Block::ZERO; 10];
+        assert!(matches!(
+            s.send(&mut chs, ChoicePattern::ALL_RANDOM, &mut q),
+            Err(OtError::CountMismatch {
+                ours: 10,
+                theirs: 3,
+                ..
+            })
+        ));
+        assert_eq!(
+            format!("{r:?}"),
+            "SoftSpokenReceiver { k: 2, ots_run: 3, .. }"
+        );
+    }
+}
