@@ -80,7 +80,7 @@ fn file_stem(p: &str) -> String {
 }
 
 fn describe_limit(r: &EvalReport) -> String {
-    format!("{} test images of `{}`", r.range[1] - r.range[0], r.data)
+    format!("{} test images of {}", r.range[1] - r.range[0], r.data)
 }
 
 impl Accuracies {
@@ -179,8 +179,7 @@ impl Accuracies {
                         AttackKind::None => "none".into(),
                     };
                     format!(
-                        "{name} crafted on f32 through BN `{}`, on {}",
-                        r.bn_adversarial,
+                        "{name} crafted on f32 (through BN_a on dual-BN models), on {}",
                         describe_limit(r)
                     )
                 });
@@ -325,6 +324,7 @@ fn accuracy_latency_chart(
             log_y: false,
             log_x: true,
             y_range: None,
+            x_range: None,
         })
         .collect();
     let mut legend = vec![LegendEntry {
@@ -333,6 +333,8 @@ fn accuracy_latency_chart(
         key: LegendKey::Heading,
     }];
     let mut lows = Vec::new();
+    // Each budget is written once per panel (methods at equal budgets share their x).
+    let mut labelled: Vec<Vec<u64>> = vec![Vec::new(); KINDS.len()];
     for (fi, (flabel, method, gs)) in fams.iter().enumerate() {
         let color = method_color(method, fi);
         let marker = method_marker(method, fi);
@@ -344,13 +346,13 @@ fn accuracy_latency_chart(
                     let t = acc.of_group(g)?.kinds()[k]?;
                     let x = latency_of(g, link, which)?;
                     lows.push(t.pi.ci95[0]);
-                    Some((
-                        x,
-                        t.pi.accuracy,
-                        t.pi.ci95[0],
-                        t.pi.ci95[1],
-                        fmt_budget(g.budget),
-                    ))
+                    let tag = if labelled[k].contains(&g.nominal_budget) {
+                        String::new()
+                    } else {
+                        labelled[k].push(g.nominal_budget);
+                        fmt_budget(g.budget)
+                    };
+                    Some((x, t.pi.accuracy, t.pi.ci95[0], t.pi.ci95[1], tag))
                 })
                 .collect();
             if pts.is_empty() {
@@ -477,81 +479,106 @@ fn ring_chart(acc: &Accuracies) -> Option<XyChart> {
     if swept.is_empty() {
         return None;
     }
-    let mut panels: Vec<XyPanel> = KINDS
+    let mut fracs: Vec<u32> = swept
         .iter()
-        .map(|k| XyPanel {
-            title: format!("{k} under PI"),
-            x_desc: "ring width ℓ (bits)".into(),
-            y_desc: "accuracy (%)".into(),
-            series: Vec::new(),
-            log_y: false,
-            log_x: false,
-            y_range: Some((0.0, 100.0)),
-        })
+        .flat_map(|m| m.rings.iter().map(|r| r.frac))
         .collect();
+    fracs.sort_unstable();
+    fracs.dedup();
+    let ells: Vec<f64> = swept
+        .iter()
+        .flat_map(|m| m.rings.iter().map(|r| f64::from(r.ell)))
+        .collect();
+    let lo = ells.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ells.iter().copied().fold(0.0, f64::max);
+    let x_range = Some((
+        (lo / 8.0).floor() * 8.0 - 4.0,
+        (hi / 8.0).ceil() * 8.0 + 4.0,
+    ));
+    // One panel per accuracy the evaluations measured at several rings and per f.
+    let value = |r: &RingSummary, k: usize| -> Option<TripleJson> {
+        [Some(r.clean), r.npa.as_ref().map(|n| n.mean), r.adversarial][k]
+    };
+    let mut panels: Vec<XyPanel> = Vec::new();
+    let mut keys: Vec<(usize, u32)> = Vec::new();
+    for (k, name) in KINDS.iter().enumerate() {
+        for &f in &fracs {
+            let several = swept.iter().any(|m| {
+                m.rings
+                    .iter()
+                    .filter(|r| r.frac == f && value(r, k).is_some())
+                    .count()
+                    > 1
+            });
+            if several {
+                keys.push((k, f));
+                panels.push(XyPanel {
+                    title: format!("{name} under PI, f = {f}"),
+                    x_desc: "ring width ℓ (bits)".into(),
+                    y_desc: "accuracy (%)".into(),
+                    series: Vec::new(),
+                    log_y: false,
+                    log_x: false,
+                    y_range: Some((0.0, 100.0)),
+                    x_range,
+                });
+            }
+        }
+    }
     let mut legend = vec![LegendEntry {
-        label: "Model, f".into(),
+        label: "Model".into(),
         color: BLACK,
         key: LegendKey::Heading,
     }];
-    let mut i = 0;
-    for m in &swept {
-        let mut fracs: Vec<u32> = m.rings.iter().map(|r| r.frac).collect();
-        fracs.sort_unstable();
-        fracs.dedup();
-        for f in fracs {
-            let color = PALETTE[i % PALETTE.len()];
-            let marker = method_marker(&m.method, i);
-            i += 1;
-            for (k, panel) in panels.iter_mut().enumerate() {
-                let pts: Vec<_> = m
-                    .rings
-                    .iter()
-                    .filter(|r| r.frac == f)
-                    .filter_map(|r| {
-                        let t = [Some(r.clean), r.npa.as_ref().map(|n| n.mean), r.adversarial][k]?;
-                        let tag = if r.wrapped > 0 {
-                            format!("{} wrapped", r.wrapped)
-                        } else {
-                            String::new()
-                        };
-                        Some((
-                            f64::from(r.ell),
-                            t.pi.accuracy,
-                            t.pi.ci95[0],
-                            t.pi.ci95[1],
-                            tag,
-                        ))
-                    })
-                    .collect();
-                if !pts.is_empty() {
-                    panel.series.push(XySeries {
-                        color,
-                        marker,
-                        hollow: false,
-                        line: true,
-                        points: pts,
-                    });
-                }
-            }
-            legend.push(LegendEntry {
-                label: format!("{}, f = {f}", m.name),
-                color,
-                key: LegendKey::Line {
-                    marker: Some(marker),
+    for (i, m) in swept.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let marker = method_marker(&m.method, i);
+        for (panel, &(k, f)) in panels.iter_mut().zip(&keys) {
+            let pts: Vec<_> = m
+                .rings
+                .iter()
+                .filter(|r| r.frac == f)
+                .filter_map(|r| {
+                    let t = value(r, k)?;
+                    Some((
+                        f64::from(r.ell),
+                        t.pi.accuracy,
+                        t.pi.ci95[0],
+                        t.pi.ci95[1],
+                        String::new(),
+                    ))
+                })
+                .collect();
+            if !pts.is_empty() {
+                panel.series.push(XySeries {
+                    color,
+                    marker,
                     hollow: false,
-                },
-            });
+                    line: true,
+                    points: pts,
+                });
+            }
         }
+        legend.push(LegendEntry {
+            label: m.name.clone(),
+            color,
+            key: LegendKey::Line {
+                marker: Some(marker),
+                hollow: false,
+            },
+        });
     }
-    panels.retain(|p| !p.series.is_empty());
+    if panels.is_empty() {
+        return None;
+    }
+    let width = 560 * panels.len() as u32 + 420;
     Some(XyChart {
         title: "Accuracy under PI against the ring width".into(),
-        size: (2100, 760),
+        size: (width, 760),
         panels,
         legend,
         footnote: Some(
-            "PI arithmetic; whiskers: 95% Wilson interval; labels: images with a wrapped (catastrophic) local truncation. The f32 accuracy does not depend on the ring."
+            "PI arithmetic; whiskers: 95% Wilson interval. A collapse is wrapped (catastrophic) local truncations: the ring is too small for the activations. f32 does not depend on the ring; wrapped counts per ring are in the report's table."
                 .into(),
         ),
     })
@@ -618,7 +645,13 @@ pub fn write_plots(
         runs: sweep.runs.clone(),
         groups: evaluated,
     };
-    if let Some(c) = comparison_data(&sub) {
+    if let Some(mut c) = comparison_data(&sub) {
+        // Methods without a model at any shared budget (a dense teacher) have no bars.
+        let keep: Vec<usize> = (0..c.2.len())
+            .filter(|&i| c.3[i].iter().any(Option::is_some))
+            .collect();
+        c.2 = keep.iter().map(|&i| c.2[i].clone()).collect();
+        c.3 = keep.iter().map(|&i| c.3[i].clone()).collect();
         let link = compare_link(sweep, opts);
         let names: Vec<String> = c.2.iter().map(|m| method_display(m)).collect();
         let title = format!(
@@ -640,6 +673,18 @@ pub fn write_plots(
             Some(old) => *old = file,
             None => set.files.push(file),
         }
+    }
+    // The cards' own accuracies (as training reported them) give way to the measured ones.
+    if let Some(i) = set
+        .files
+        .iter()
+        .position(|f| f.stem == "accuracy_vs_latency")
+    {
+        set.files.remove(i);
+        set.notes.push(
+            "The model cards' accuracies (as training reported them) are not plotted: pibench measured them (see Accuracy)."
+                .into(),
+        );
     }
     if let Some(c) = ring_chart(acc) {
         set.files.push(render(

@@ -152,7 +152,9 @@ pub fn write_report(
     notes.extend(plot_set.notes.iter().cloned());
     let mut plot_set = plot_set;
     if !accuracies.is_empty() {
+        let before = plot_set.notes.len();
         accuracy::write_plots(&sweep, &accuracies, out_dir, opts, &mut plot_set)?;
+        notes.extend(plot_set.notes[before..].iter().cloned());
         let csv = sweep.to_csv_with(&accuracy::Accuracies::csv_header(), &|r| {
             accuracies.csv_row(&sweep, r)
         });

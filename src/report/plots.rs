@@ -124,6 +124,7 @@ fn latency_chart(sweep: &Sweep) -> XyChart {
             log_y: true,
             log_x: false,
             y_range: None,
+            x_range: None,
         })
         .collect();
     // Colour says the link, the marker says the method: the legend lists each once.
@@ -228,6 +229,7 @@ fn communication_chart(sweep: &Sweep) -> XyChart {
             log_y: true,
             log_x: false,
             y_range: None,
+            x_range: None,
         })
         .collect();
     // (label, client → server, server → client)
@@ -662,6 +664,7 @@ fn accuracy_chart(sweep: &Sweep, link: Option<&str>) -> Option<XyChart> {
             log_y: false,
             log_x: true,
             y_range: None,
+            x_range: None,
         }],
         legend,
         footnote: Some(
