@@ -280,7 +280,7 @@ pub fn default_eval() -> SweepEval {
 }
 
 /// Test images whose corruptions the default job evaluates for NPA.
-pub const DEFAULT_NPA_IMAGES: usize = 40;
+pub const DEFAULT_NPA_IMAGES: usize = 20;
 
 #[cfg(test)]
 mod tests {

@@ -111,7 +111,8 @@ fn sweep_with_data_evaluates_every_model_and_reports_accuracy() {
     let o = pibench(&["report", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let again = std::fs::read_to_string(out.join("report.md")).unwrap();
-    let table = |s: &str| s[s.find("## Accuracy").unwrap()..].to_string();
+    let table =
+        |s: &str| s[s.find("## Accuracy").unwrap()..s.find("## Plots").unwrap()].to_string();
     assert_eq!(table(&again), table(&md));
 
     // --force clears the earlier evaluations with the runs.
