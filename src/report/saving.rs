@@ -48,9 +48,9 @@ pub fn ring_saving(run: &RunResult, model: &CostModel) -> RingSaving {
     }
     let per = |b: u64| b as f64 / relus.max(1) as f64;
     let p = model.predict(&Workload::of_run(run), &Link::lan());
-    let model_total = (model.backend == run.backend.to_string()).then(|| {
-        p.offline_bytes_c2s + p.offline_bytes_s2c + p.online_bytes_c2s + p.online_bytes_s2c
-    });
+    let model_total = (model.backend == run.backend.to_string()).then_some(
+        p.offline_bytes_c2s + p.offline_bytes_s2c + p.online_bytes_c2s + p.online_bytes_s2c,
+    );
     RingSaving {
         ring: run.ring,
         model_ring: Ring::new(model.ell, model.frac).unwrap_or_default(),
