@@ -140,6 +140,64 @@ impl RingArgs {
     }
 }
 
+/// `sweep --data`: the accuracy evaluation of the sweep's models.
+#[derive(clap::Args, Clone)]
+struct SweepEvalArgs {
+    /// Also evaluate every model's accuracy on this test set (CA, NPA from generated
+    /// corruptions, AdvA; f32 and PI): OUT/eval/*.json, shown beside latency in the report.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Only evaluate models whose card names this dataset (e.g. digits-32).
+    #[arg(long, requires = "data")]
+    eval_dataset: Option<String>,
+    /// Test images for CA and AdvA (default: all).
+    #[arg(long, requires = "data")]
+    eval_limit: Option<usize>,
+    /// Test images whose corruptions give NPA (default: as --eval-limit).
+    #[arg(long, requires = "data")]
+    npa_limit: Option<usize>,
+    /// Corruptions for NPA: all, none or a comma list.
+    #[arg(long, default_value = "all")]
+    corrupt: String,
+    /// Corruption severities.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
+    severities: Vec<u8>,
+    /// The attack for AdvA: pgd, fgsm or none.
+    #[arg(long, default_value = "pgd")]
+    attack: pibench::eval::job::AttackKind,
+    /// PGD steps.
+    #[arg(long, default_value_t = 7)]
+    attack_steps: usize,
+    /// L∞ radius of the attack (a number or a fraction like 8/255).
+    #[arg(long, default_value = "8/255", value_parser = pibench::eval::job::parse_fraction)]
+    eps: f32,
+    /// Also evaluate CA and AdvA at these ring widths (every pair with --eval-frac).
+    #[arg(long, value_delimiter = ',')]
+    eval_ell: Vec<u32>,
+    /// Fractional bits of the extra rings.
+    #[arg(long, value_delimiter = ',')]
+    eval_frac: Vec<u32>,
+}
+
+impl SweepEvalArgs {
+    fn options(&self) -> Option<pibench::bench::sweep::SweepEval> {
+        let data = self.data.clone()?;
+        let mut ev = pibench::bench::sweep::SweepEval::new(data);
+        ev.dataset = self.eval_dataset.clone();
+        ev.limit = self.eval_limit;
+        ev.npa_limit = self.npa_limit;
+        ev.corrupt = self.corrupt.clone();
+        ev.severities = self.severities.clone();
+        ev.attack = self.attack;
+        ev.steps = self.attack_steps;
+        ev.eps = self.eps;
+        ev.step = ev.step.min(self.eps);
+        ev.ells = self.eval_ell.clone();
+        ev.fracs = self.eval_frac.clone();
+        Some(ev)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a full two-party private inference of MODEL (both parties in this process) and
@@ -173,6 +231,10 @@ enum Command {
         ring: RingArgs,
         #[command(flatten)]
         gc: GcArgs,
+        /// At a ring other than ℓ = 64, f = 12: the cost model (fitted at ℓ = 64 by the default
+        /// job) whose per-ReLU and total bytes the run is compared with.
+        #[arg(long, default_value = "reports/costmodel.json")]
+        costmodel: PathBuf,
     },
     /// Serve MODEL to one client: the server's side of `run` as its own process.
     Serve {
@@ -287,6 +349,8 @@ enum Command {
         /// OT extensions to compare (comma-separated): iknp, softspoken, softspoken-kK.
         #[arg(long, value_delimiter = ',', default_values_t = [GcOptions::RECOMMENDED.ot])]
         ot: Vec<OtKind>,
+        #[command(flatten)]
+        eval: SweepEvalArgs,
     },
     /// Redraw a report (CSV, plots, cost model, report.md) from the run JSONs a sweep wrote.
     Report {
@@ -402,6 +466,9 @@ enum Command {
         /// Evaluate shard K of N (contiguous blocks of the test images); merge with eval-merge.
         #[arg(long)]
         shard: Option<pibench::eval::job::Shard>,
+        /// The ring recommendation: percentage points PI may lose against f32 on each set.
+        #[arg(long, default_value_t = pibench::eval::ring_choice::DEFAULT_TOLERANCE)]
+        tolerance: f64,
         /// Write the result as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -411,6 +478,9 @@ enum Command {
         /// The shards' JSON files.
         #[arg(required = true)]
         shards: Vec<PathBuf>,
+        /// The ring recommendation: percentage points PI may lose against f32 on each set.
+        #[arg(long, default_value_t = pibench::eval::ring_choice::DEFAULT_TOLERANCE)]
+        tolerance: f64,
         /// Write the merged result as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -459,6 +529,14 @@ fn run_sweep(opts: &pibench::bench::sweep::SweepOptions) -> Result<()> {
     }
     for note in &outcome.report.notes {
         out(format!("note: {note}"))?;
+    }
+    if !outcome.evaluations.is_empty() {
+        out(format!(
+            "{} accuracy evaluations in {:.1} s ({})",
+            outcome.evaluations.len(),
+            outcome.eval_seconds,
+            opts.out.join("eval").display()
+        ))?;
     }
     out(format!(
         "{} runs, all correct, in {:.1} s. Report: {}",
@@ -537,6 +615,7 @@ fn run(cli: Cli) -> Result<()> {
             ring,
             garbling,
             ot,
+            eval,
         }) => {
             let models = if models.is_empty() {
                 pibench::bench::sweep::bundles_in(&pibench::model::bundled::models_dir())
@@ -569,6 +648,7 @@ fn run(cli: Cli) -> Result<()> {
                 .iter()
                 .flat_map(|&g| ot.iter().map(move |&o| GcOptions { garbling: g, ot: o }))
                 .collect();
+            opts.eval = eval.options();
             run_sweep(&opts)?;
         }
         Some(Command::Report { dir }) => {
@@ -613,6 +693,7 @@ fn run(cli: Cli) -> Result<()> {
             he_queries,
             ring,
             gc,
+            costmodel,
         }) => {
             let opts = RunOptions {
                 bn,
@@ -633,7 +714,11 @@ fn run(cli: Cli) -> Result<()> {
                 flood: flood(he_queries),
                 ..RunOptions::new(model)
             };
-            measure.finish(&run_local(&opts)?)?;
+            let result = run_local(&opts)?;
+            measure.finish(&result)?;
+            if let Some(note) = pibench::report::saving::saving_note(&result, &costmodel) {
+                out(note)?;
+            }
         }
         Some(Command::Serve {
             model,
@@ -745,6 +830,7 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             secure,
             shard,
+            tolerance,
             json,
         }) => {
             let opts = pibench::eval::job::EvalOptions::from_cli(pibench::eval::job::CliChoices {
@@ -767,16 +853,22 @@ fn run(cli: Cli) -> Result<()> {
                 shard,
             })?;
             let bar = pibench::eval::job::Bar::new("eval");
-            let report = pibench::eval::job::evaluate(&opts, &bar)?;
+            let mut report = pibench::eval::job::evaluate(&opts, &bar)?;
             bar.0.finish_and_clear();
+            pibench::job::attach_ring_choice(&mut report, tolerance)?;
             write_eval(&report, json.as_deref())?;
         }
-        Some(Command::EvalMerge { shards, json }) => {
+        Some(Command::EvalMerge {
+            shards,
+            tolerance,
+            json,
+        }) => {
             let read = shards
                 .iter()
                 .map(|p| Ok((p.clone(), pibench::eval::job::EvalReport::read(p)?)))
                 .collect::<Result<Vec<_>>>()?;
-            let report = pibench::eval::job::EvalReport::merge(read)?;
+            let mut report = pibench::eval::job::EvalReport::merge(read)?;
+            pibench::job::attach_ring_choice(&mut report, tolerance)?;
             write_eval(&report, json.as_deref())?;
         }
         Some(Command::Gen {

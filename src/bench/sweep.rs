@@ -48,6 +48,64 @@ pub struct SweepOptions {
     pub warmup: bool,
     /// What to do when `out` already holds files.
     pub existing: Existing,
+    /// Also measure the models' accuracy (`sweep --data`): the evaluations are written to
+    /// `eval/` beside `runs/` and the report shows accuracy beside latency.
+    pub eval: Option<SweepEval>,
+}
+
+/// The accuracy evaluation of a sweep's models (`pibench eval` for each, see
+/// [`crate::job::evaluate_models`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepEval {
+    /// The test set.
+    pub data: PathBuf,
+    /// Only models whose card names this dataset (e.g. `digits-32`); `None`: every model.
+    pub dataset: Option<String>,
+    /// Test images for CA and AdvA (`None`: all).
+    pub limit: Option<usize>,
+    /// Test images whose corruptions give NPA (`None`: as `limit`); corrupting every image at
+    /// every severity multiplies the work by 15 × 5, so a sweep usually takes fewer.
+    pub npa_limit: Option<usize>,
+    /// Corruptions: `all`, `none` or a comma list (generated from the test set).
+    pub corrupt: String,
+    /// Severities of the corruptions.
+    pub severities: Vec<u8>,
+    /// The attack for AdvA.
+    pub attack: crate::eval::job::AttackKind,
+    /// PGD steps.
+    pub steps: usize,
+    /// L∞ radius.
+    pub eps: f32,
+    /// PGD step size.
+    pub step: f32,
+    /// Ring widths evaluated (every pair with `fracs`; the sweep's ring is always among them).
+    pub ells: Vec<u32>,
+    /// Fractional bits evaluated.
+    pub fracs: Vec<u32>,
+    /// Seed of every random draw.
+    pub seed: u64,
+}
+
+impl SweepEval {
+    /// RLNet's evaluation on `data`: every image, all 15 generated corruptions at severities
+    /// 1–5, PGD-7 at ε = 8/255 with step 2/255, at the sweep's ring.
+    pub fn new(data: impl Into<PathBuf>) -> SweepEval {
+        SweepEval {
+            data: data.into(),
+            dataset: None,
+            limit: None,
+            npa_limit: None,
+            corrupt: "all".into(),
+            severities: vec![1, 2, 3, 4, 5],
+            attack: crate::eval::job::AttackKind::Pgd,
+            steps: 7,
+            eps: 8.0 / 255.0,
+            step: 2.0 / 255.0,
+            ells: vec![],
+            fracs: vec![],
+            seed: 0,
+        }
+    }
 }
 
 /// What a sweep does with an output directory that already holds files.
@@ -85,6 +143,7 @@ impl SweepOptions {
             progress: true,
             warmup: true,
             existing: Existing::Refuse,
+            eval: None,
         }
     }
 }
@@ -140,7 +199,7 @@ pub enum SweepError {
     /// The output directory holds files and neither `--force` nor `--append` was given.
     #[error(
         "{dir} is not empty: a sweep would overwrite its report and run files while older runs \
-         stay behind; pass --force to start afresh (deletes its runs/*.json and warmup-*.json) \
+         stay behind; pass --force to start afresh (deletes its runs/*.json, eval/*.json and warmup-*.json) \
          or --append to add to its runs"
     )]
     OutputExists {
@@ -235,8 +294,11 @@ fn prepare_output(opts: &SweepOptions, runs_dir: &Path) -> Result<Vec<RunResult>
                     && p.file_name()
                         .is_some_and(|n| n.to_string_lossy().starts_with("warmup-"))
             });
+            // Evaluations of an earlier sweep's models would join this sweep's report.
+            let evals = entries(&opts.out.join("eval"))?;
             for p in entries(runs_dir)?
                 .into_iter()
+                .chain(evals)
                 .filter(|p| is_json(p))
                 .chain(warmups)
             {

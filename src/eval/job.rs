@@ -441,6 +441,9 @@ pub struct EvalReport {
     pub counts: Vec<RingCounts>,
     /// Run circumstances (not merged, not compared).
     pub timing: Timing,
+    /// The cheapest ring that keeps accuracy ([`super::ring_choice`]), when judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring_choice: Option<super::ring_choice::RingChoice>,
 }
 
 /// How long the job took.
@@ -769,6 +772,7 @@ pub fn evaluate(opts: &EvalOptions, progress: &dyn Progress) -> Result<EvalRepor
         secure,
         counts,
         timing: Timing::default(),
+        ring_choice: None,
     };
     report.derive();
     let wall = t0.elapsed().as_secs_f64();
@@ -980,6 +984,9 @@ impl EvalReport {
                 "\nreal two-party protocol on {} images: class equals the PI simulation's on {}, the oracle's on {}",
                 s.images, s.agree_pi, s.agree_fixed
             );
+        }
+        if let Some(c) = &self.ring_choice {
+            out.push_str(&c.table());
         }
         out
     }

@@ -288,6 +288,10 @@ pub(super) struct XyPanel {
     pub(super) series: Vec<XySeries>,
     pub(super) log_y: bool,
     pub(super) log_x: bool,
+    /// A fixed linear y range (accuracies: a window of 0–100 %), instead of one fitted to the data.
+    pub(super) y_range: Option<(f64, f64)>,
+    /// A fixed linear x range, instead of one from zero to the largest value.
+    pub(super) x_range: Option<(f64, f64)>,
 }
 
 /// An x–y chart: panels side by side, one shared legend at the right.
@@ -517,8 +521,14 @@ where
             .iter()
             .flat_map(|s| s.points.iter().flat_map(|q| [q.1, q.2, q.3]))
             .collect();
-        let xa = Axis::fit(&xs, p.log_x);
-        let ya = Axis::fit(&ys, p.log_y);
+        let xa = match p.x_range {
+            Some((lo, hi)) => Axis::linear(lo, hi),
+            None => Axis::fit(&xs, p.log_x),
+        };
+        let ya = match p.y_range {
+            Some((lo, hi)) => Axis::linear(lo, hi),
+            None => Axis::fit(&ys, p.log_y),
+        };
         let area = &panel_title(area, &p.title)?;
         let mut chart = ChartBuilder::on(area)
             .margin(14)

@@ -5,22 +5,25 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use super::accuracy::Accuracies;
 use super::costmodel::CostModel;
 use super::plots::{fmt_budget, method_display, PlotSet};
 use super::sweep::{ModelGroup, Stat, Sweep};
 use super::ReportOptions;
 use crate::net::link::Link;
 
-/// Render the report. `notes` are listed under "Notes" (skipped plots, font warnings, ...).
+/// Render the report. `notes` are listed under "Notes" (skipped plots, font warnings, ...);
+/// with `accuracies` it opens with accuracy against latency and has an accuracy section.
 pub fn render(
     sweep: &Sweep,
     model: Option<&CostModel>,
     plots: &PlotSet,
     notes: &[String],
     opts: &ReportOptions,
+    accuracies: &Accuracies,
 ) -> String {
     let mut s = String::new();
-    let _ = write_all(&mut s, sweep, model, plots, notes, opts);
+    let _ = write_all(&mut s, sweep, model, plots, notes, opts, accuracies);
     s
 }
 
@@ -35,11 +38,14 @@ fn write_all(
     plots: &PlotSet,
     notes: &[String],
     opts: &ReportOptions,
+    accuracies: &Accuracies,
 ) -> std::fmt::Result {
     write_header(s, sweep, opts)?;
+    super::accuracy::write_glance(s, sweep, accuracies, plots)?;
     write_setup(s, sweep)?;
     write_links(s, sweep)?;
     write_results(s, sweep)?;
+    super::accuracy::write_section(s, sweep, accuracies)?;
     write_plots(s, plots)?;
     write_cost_model(s, model, sweep)?;
     write_notes(s, notes)?;
@@ -496,7 +502,7 @@ fn pct(x: f64) -> String {
     }
 }
 
-fn stat(st: &Stat, digits: usize) -> String {
+pub(super) fn stat(st: &Stat, digits: usize) -> String {
     if st.n == 0 {
         return "–".into();
     }
@@ -513,7 +519,7 @@ fn stat(st: &Stat, digits: usize) -> String {
     }
 }
 
-fn mb(bytes: f64) -> String {
+pub(super) fn mb(bytes: f64) -> String {
     let m = bytes / 1e6;
     if m >= 100.0 {
         format!("{m:.0}")
@@ -572,7 +578,7 @@ fn write_he_table(s: &mut String, sweep: &Sweep, gs: &[&ModelGroup]) -> std::fmt
 }
 
 /// `50 000`-style thousands with the short form: `50 000 (50k)`.
-fn thousands(n: u64) -> String {
+pub(super) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -589,11 +595,11 @@ fn thousands(n: u64) -> String {
 }
 
 /// Escape a table cell.
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('|', "\\|")
 }
 
-fn file_name(p: &std::path::Path) -> String {
+pub(super) fn file_name(p: &std::path::Path) -> String {
     p.file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default()

@@ -7,10 +7,12 @@
 //! Link latencies are presented as the results carry them (`RunResult::links`, computed by the
 //! runner); this module computes no link figures of its own except the cost model's predictions.
 
+pub mod accuracy;
 pub mod chart;
 pub mod costmodel;
 pub mod markdown;
 pub mod plots;
+pub mod saving;
 pub mod sweep;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +62,9 @@ pub enum ReportError {
     /// The cost model cannot be fitted or loaded.
     #[error("cost model: {0}")]
     CostModel(String),
+    /// An evaluation file beside the runs cannot be used.
+    #[error("accuracy: {0}")]
+    Accuracy(String),
 }
 
 /// What to put in a report.
@@ -125,6 +130,8 @@ pub fn write_report(
         source: e,
     })?;
     let mut notes = Vec::new();
+    // The accuracies a sweep measured for its models (`eval/*.json`), when it was given data.
+    let accuracies = accuracy::Accuracies::load_dir(&out_dir.join("eval"))?;
 
     let results_csv = out_dir.join("results.csv");
     sweep.save_csv(&results_csv)?;
@@ -168,9 +175,29 @@ pub fn write_report(
 
     let plot_set = plots::write_plots(&sweep, out_dir, opts)?;
     notes.extend(plot_set.notes.iter().cloned());
+    let mut plot_set = plot_set;
+    if !accuracies.is_empty() {
+        let before = plot_set.notes.len();
+        accuracy::write_plots(&sweep, &accuracies, out_dir, opts, &mut plot_set)?;
+        notes.extend(plot_set.notes[before..].iter().cloned());
+        let csv = sweep.to_csv_with(&accuracy::Accuracies::csv_header(), &|r| {
+            accuracies.csv_row(&sweep, r)
+        });
+        std::fs::write(&results_csv, csv).map_err(|e| ReportError::Io {
+            path: results_csv.clone(),
+            source: e,
+        })?;
+    }
 
     let report_md = out_dir.join("report.md");
-    let text = markdown::render(&sweep, cost_model.as_ref(), &plot_set, &notes, opts);
+    let text = markdown::render(
+        &sweep,
+        cost_model.as_ref(),
+        &plot_set,
+        &notes,
+        opts,
+        &accuracies,
+    );
     std::fs::write(&report_md, text).map_err(|e| ReportError::Io {
         path: report_md.clone(),
         source: e,

@@ -30,7 +30,7 @@ fn link_color(link: &str, i: usize) -> RGBColor {
     }
 }
 
-fn method_color(method: &str, i: usize) -> RGBColor {
+pub(super) fn method_color(method: &str, i: usize) -> RGBColor {
     match method {
         "rlnet" => PALETTE[0],
         "senet" => PALETTE[1],
@@ -70,7 +70,7 @@ pub fn fmt_budget(b: u64) -> String {
 /// networks. The label mentions the network only when the sweep has several. A bundle run on
 /// both batch-norm paths has the same architecture, masks and so cost on both: only its clean
 /// path is plotted.
-fn families(sweep: &Sweep) -> Vec<(String, String, Vec<&ModelGroup>)> {
+pub(super) fn families(sweep: &Sweep) -> Vec<(String, String, Vec<&ModelGroup>)> {
     let clean = |g: &ModelGroup| g.key.bn_path.is_empty() || g.key.bn_path == "clean";
     let mut fam: BTreeMap<(String, String, String), Vec<&ModelGroup>> = BTreeMap::new();
     for g in &sweep.groups {
@@ -128,6 +128,8 @@ fn latency_chart(sweep: &Sweep) -> XyChart {
             series: Vec::new(),
             log_y: true,
             log_x: false,
+            y_range: None,
+            x_range: None,
         })
         .collect();
     // Colour says the link, the marker says the method: the legend lists each once.
@@ -231,6 +233,8 @@ fn communication_chart(sweep: &Sweep) -> XyChart {
             series: Vec::new(),
             log_y: true,
             log_x: false,
+            y_range: None,
+            x_range: None,
         })
         .collect();
     // (label, client → server, server → client)
@@ -431,14 +435,14 @@ fn breakdown_chart(g: &ModelGroup) -> BarChart {
 
 /// Pairs of methods at equal nominal budgets on one network: `(network, budgets, methods,
 /// groups[method][budget])`.
-type Comparison<'a> = (
+pub(super) type Comparison<'a> = (
     String,
     Vec<u64>,
     Vec<String>,
     Vec<Vec<Option<&'a ModelGroup>>>,
 );
 
-fn comparison_data(sweep: &Sweep) -> Option<Comparison<'_>> {
+pub(super) fn comparison_data(sweep: &Sweep) -> Option<Comparison<'_>> {
     let mut nets: BTreeMap<String, Vec<&ModelGroup>> = BTreeMap::new();
     for g in &sweep.groups {
         if g.key.bn_path.is_empty() || g.key.bn_path == "clean" {
@@ -493,7 +497,7 @@ fn comparison_data(sweep: &Sweep) -> Option<Comparison<'_>> {
 }
 
 /// The link used for comparisons: the option, else `wan`, else the first link, else compute.
-fn compare_link(sweep: &Sweep, opts: &ReportOptions) -> Option<String> {
+pub(super) fn compare_link(sweep: &Sweep, opts: &ReportOptions) -> Option<String> {
     let names = sweep.link_names();
     if let Some(l) = &opts.compare_link {
         return names.contains(l).then(|| l.clone());
@@ -504,7 +508,7 @@ fn compare_link(sweep: &Sweep, opts: &ReportOptions) -> Option<String> {
     names.into_iter().next()
 }
 
-fn phase_seconds(g: &ModelGroup, link: Option<&str>) -> (f64, f64) {
+pub(super) fn phase_seconds(g: &ModelGroup, link: Option<&str>) -> (f64, f64) {
     match link.and_then(|l| g.link(l, false)) {
         Some(l) => (l.offline.median, l.online.median),
         None => (g.offline.seconds.median, g.online.seconds.median),
@@ -664,6 +668,8 @@ fn accuracy_chart(sweep: &Sweep, link: Option<&str>) -> Option<XyChart> {
             series,
             log_y: false,
             log_x: true,
+            y_range: None,
+            x_range: None,
         }],
         legend,
         footnote: Some(

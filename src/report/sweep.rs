@@ -454,9 +454,21 @@ impl Sweep {
 
     /// `results.csv`: a header and one row per run.
     pub fn to_csv(&self) -> String {
+        self.to_csv_with(&[], &|_| Vec::new())
+    }
+
+    /// [`Sweep::to_csv`] with `extra_header` columns appended, filled per run by `extra` (the
+    /// model's accuracies when the sweep was evaluated).
+    pub fn to_csv_with(
+        &self,
+        extra_header: &[String],
+        extra: &dyn Fn(&RunResult) -> Vec<String>,
+    ) -> String {
         let cols = self.link_columns();
         let mut out = String::new();
-        push_csv_row(&mut out, &self.csv_header());
+        let mut header = self.csv_header();
+        header.extend_from_slice(extra_header);
+        push_csv_row(&mut out, &header);
         for r in &self.runs {
             let mut row: Vec<String> = vec![
                 model_name(r),
@@ -506,6 +518,7 @@ impl Sweep {
                     }
                 }
             }
+            row.extend(extra(r));
             push_csv_row(&mut out, &row);
         }
         out

@@ -1,0 +1,136 @@
+//! `pibench sweep --data`: every model of a sweep evaluated beside its runs, and a report that
+//! shows accuracy beside latency, redrawn from the JSON files alone.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const MODELS: [&str; 2] = [
+    "tests/fixtures/rlnet-resnet18-w8-c10.safetensors",
+    "tests/fixtures/snl-resnet18-w8-c10.safetensors",
+];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A CIFAR-10 binary test file of `n` seeded random images.
+fn cifar_file(dir: &Path, n: usize) -> PathBuf {
+    let mut bytes = Vec::with_capacity(n * 3073);
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..n {
+        bytes.push((i % 10) as u8);
+        for _ in 0..3072 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            bytes.push((s >> 56) as u8);
+        }
+    }
+    let path = dir.join("test_batch.bin");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn pibench(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pibench"))
+        .current_dir(repo())
+        .args(args)
+        .output()
+        .expect("running pibench")
+}
+
+#[test]
+fn sweep_with_data_evaluates_every_model_and_reports_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = cifar_file(dir.path(), 6);
+    let out = dir.path().join("sweep");
+    let o = pibench(&[
+        "sweep",
+        MODELS[0],
+        MODELS[1],
+        "--out",
+        out.to_str().unwrap(),
+        "--inputs",
+        "1",
+        "--repeats",
+        "1",
+        "--emulate",
+        "none",
+        "--data",
+        data.to_str().unwrap(),
+        "--eval-limit",
+        "4",
+        "--npa-limit",
+        "2",
+        "--corrupt",
+        "gaussian_noise,contrast",
+        "--severities",
+        "1,5",
+        "--attack-steps",
+        "1",
+        "--eval-ell",
+        "64,40",
+        "--eval-frac",
+        "12",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "sweep failed: {}\n{stdout}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("4 accuracy evaluations"), "{stdout}");
+    // Each model: CA and AdvA on 4 images at both rings; NPA on 2 images at the sweep's ring.
+    for m in MODELS {
+        let stem = Path::new(m).file_stem().unwrap().to_str().unwrap();
+        let main =
+            pibench::eval::job::EvalReport::read(&out.join(format!("eval/{stem}.json"))).unwrap();
+        assert_eq!(main.clean.f32.n, 4);
+        assert_eq!(main.adversarial.unwrap().f32.n, 4);
+        assert!(main.npa.is_none());
+        let rings: Vec<(u32, u32)> = main.rings.iter().map(|r| (r.ell, r.frac)).collect();
+        assert_eq!(rings, vec![(64, 12), (40, 12)]);
+        let npa = pibench::eval::job::EvalReport::read(&out.join(format!("eval/{stem}-npa.json")))
+            .unwrap();
+        assert_eq!(npa.npa.as_ref().unwrap().mean.f32.n, 2 * 2 * 2);
+        assert!(npa.adversarial.is_none());
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("## At a glance") && md.contains("## Accuracy"),
+        "{md}"
+    );
+    assert!(md.contains("--data") && md.contains("--npa-limit 2"));
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().contains("ca_pi,ca_pi_ci95_lo"));
+    assert!(out.join("accuracy_vs_online_lan.svg").exists());
+    assert!(out.join("accuracy_vs_ring.svg").exists());
+
+    // The report is redrawn from the JSON files alone, accuracies included.
+    std::fs::remove_file(out.join("report.md")).unwrap();
+    let o = pibench(&["report", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let table =
+        |s: &str| s[s.find("## Accuracy").unwrap()..s.find("## Plots").unwrap()].to_string();
+    assert_eq!(table(&again), table(&md));
+
+    // --force clears the earlier evaluations with the runs.
+    let o = pibench(&[
+        "sweep",
+        MODELS[0],
+        "--out",
+        out.to_str().unwrap(),
+        "--force",
+        "--inputs",
+        "1",
+        "--repeats",
+        "1",
+        "--emulate",
+        "none",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_dir(out.join("eval")).unwrap().count(), 0);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(!md.contains("## At a glance"));
+}
