@@ -10,6 +10,8 @@
 //! generated corruptions, the PI shares) is seeded by the run seed and the image's index in the
 //! test set, so any sharding or batching gives the same counts.
 
+pub mod ring_choice;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -441,9 +443,9 @@ pub struct EvalReport {
     pub counts: Vec<RingCounts>,
     /// Run circumstances (not merged, not compared).
     pub timing: Timing,
-    /// The cheapest ring that keeps accuracy ([`super::ring_choice`]), when judged.
+    /// The cheapest ring that keeps accuracy ([`ring_choice`]), when judged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ring_choice: Option<super::ring_choice::RingChoice>,
+    pub ring_choice: Option<ring_choice::RingChoice>,
 }
 
 /// How long the job took.

@@ -26,7 +26,7 @@ pub mod float;
 pub mod job;
 pub mod pi;
 pub mod results;
-pub mod ring_choice;
+pub use job::ring_choice;
 pub mod secure;
 pub mod stats;
 

@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use plotters::style::BLACK;
 
 use super::chart::*;
-use super::markdown::{esc, file_name, thousands};
 use super::plots::{
     compare_link, comparison_data, families, fmt_budget, method_color, method_display,
     phase_seconds, Comparison, PlotSet,
 };
 use super::sweep::{ModelGroup, Sweep};
+use super::text::{esc, file_name, thousands};
 use super::{ReportError, ReportOptions};
 use crate::eval::job::{AttackKind, CorruptedSource, EvalReport, RingSummary, SCHEMA};
 use crate::eval::results::TripleJson;

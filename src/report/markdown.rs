@@ -7,8 +7,9 @@ use std::fmt::Write as _;
 
 use super::accuracy::Accuracies;
 use super::costmodel::CostModel;
-use super::plots::{fmt_budget, method_display, PlotSet};
+use super::plots::{method_display, PlotSet};
 use super::sweep::{ModelGroup, Stat, Sweep};
+use super::text::{esc, file_name, thousands};
 use super::ReportOptions;
 use crate::net::link::Link;
 
@@ -575,34 +576,6 @@ fn write_he_table(s: &mut String, sweep: &Sweep, gs: &[&ModelGroup]) -> std::fmt
         )?;
     }
     writeln!(s)
-}
-
-/// `50 000`-style thousands with the short form: `50 000 (50k)`.
-pub(super) fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push('\u{202f}');
-        }
-        out.push(c);
-    }
-    if n >= 1000 {
-        format!("{out} ({})", fmt_budget(n))
-    } else {
-        out
-    }
-}
-
-/// Escape a table cell.
-pub(super) fn esc(s: &str) -> String {
-    s.replace('|', "\\|")
-}
-
-pub(super) fn file_name(p: &std::path::Path) -> String {
-    p.file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// Today's date (UTC) as YYYY-MM-DD, from the system clock.

@@ -14,6 +14,7 @@ pub mod markdown;
 pub mod plots;
 pub mod saving;
 pub mod sweep;
+mod text;
 
 use std::path::{Path, PathBuf};
 

@@ -12,8 +12,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::job::{EvalReport, RingSummary};
-use super::results::TripleJson;
+use super::{EvalReport, RingSummary};
+use crate::eval::results::TripleJson;
 use crate::ring::Ring;
 
 /// The default tolerance: PI may lose at most this many percentage points against f32.

@@ -1,0 +1,33 @@
+//! Text helpers every markdown writer of the report uses: thousands separators, table-cell
+//! escaping, file names.
+
+use super::plots::fmt_budget;
+
+/// `50 000`-style thousands with the short form: `50 000 (50k)`.
+pub(super) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push('\u{202f}');
+        }
+        out.push(c);
+    }
+    if n >= 1000 {
+        format!("{out} ({})", fmt_budget(n))
+    } else {
+        out
+    }
+}
+
+/// Escape a table cell.
+pub(super) fn esc(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// The last component of a path, for a table.
+pub(super) fn file_name(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
