@@ -22,7 +22,7 @@
 //! the call) owns blocks `[i · 2A, (i + 1) · 2A)` with `A = and_count`, and within it the `k`-th
 //! AND gate of the gate list owns `[2k] = T_G` (garbler half) and `[2k + 1] = T_E` (evaluator
 //! half). On the wire each block is its 16 little-endian bytes
-//! ([`BlockChannel::send_blocks`]). The layout does not depend on `GROUP`, on the number of
+//! ([`BlockChannel::send_blocks`](crate::crypto::BlockChannel::send_blocks)). The layout does not depend on `GROUP`, on the number of
 //! threads or on chunk sizes, so tables garbled in one way can be evaluated in any other.
 //!
 //! # Instance numbers
@@ -49,7 +49,7 @@ use super::circuit::{check_len, Circuit};
 use super::halfgates::Delta;
 use super::kernel::{Kernel, Lanes, GROUP};
 use super::GcError;
-use crate::crypto::{Block, BlockChannel};
+use crate::crypto::Block;
 use crate::net::channel::Channel;
 
 /// Instances per rayon task in the parallel calls.
@@ -69,45 +69,154 @@ pub fn table_bytes(circuit: &Circuit, n: usize) -> u64 {
 }
 
 /// Per-group working memory, allocated once per call (or per rayon task), never per gate.
-pub(super) struct Workspace {
-    pub(super) labels: Vec<Lanes>,
+struct Workspace {
+    labels: Vec<Lanes>,
+    /// The scheme's per-group scratch (three-halves: the group's control randomness).
+    scratch: Vec<Block>,
 }
 
 impl Workspace {
-    pub(super) fn new(circuit: &Circuit) -> Self {
+    fn new(circuit: &Circuit) -> Self {
         Workspace {
             labels: vec![Lanes::ZERO; circuit.wires()],
+            scratch: Vec::new(),
         }
     }
 }
 
 /// The checked shape of a batch call.
 #[derive(Clone, Copy)]
-pub(super) struct Shape {
-    pub(super) n: usize,
-    pub(super) gi: usize,
-    pub(super) ei: usize,
-    pub(super) no: usize,
+struct Shape {
+    n: usize,
+    gi: usize,
+    ei: usize,
+    no: usize,
     /// Table elements (blocks, or words for three-halves) per instance.
-    pub(super) tb: usize,
+    tb: usize,
 }
 
-/// Infers `n` from the output slice and checks every other slice against it (half-gates
-/// tables: `2 · and_count` blocks per instance).
-fn shape(
-    circuit: &Circuit,
-    gb: &[Block],
-    ev: &[Block],
-    tables_len: Option<usize>,
-    first_instance: u64,
-    out_lsb_len: usize,
-) -> Result<Shape, GcError> {
-    let tb = 2 * circuit.and_count();
-    shape_with(circuit, gb, ev, tables_len, first_instance, out_lsb_len, tb)
+mod sealed {
+    use super::{Block, Circuit, GcError, Kernel, Lanes};
+
+    /// What a garbling scheme plugs into the shared engine ([`BatchGarbler`](super::BatchGarbler),
+    /// [`BatchEvaluator`](super::BatchEvaluator)): its table element and per-instance table
+    /// size, its instance-number limits and its per-group gate loops. Everything else (length
+    /// checks, groups, rayon, streaming) is the engine's. Sealed: implemented by
+    /// [`HalfGates`](super::HalfGates) and [`ThreeHalves`](crate::gc::thbatch::ThreeHalves).
+    pub trait TableScheme: Send + Sync + 'static {
+        /// The table element: a block (half gates) or a 64-bit word (three-halves).
+        type Elem: Copy + Send + Sync + 'static;
+        /// The garbler's secret besides Δ.
+        type Keys: Clone + Send + Sync;
+        /// How the tables are named in length errors, and the same as a multiple of instances.
+        const TABLES: [&'static str; 2];
+        /// Table elements per instance.
+        fn instance_elems(c: &Circuit) -> usize;
+        /// Refuses instance numbers (beyond the shared half-gates limits) the scheme cannot use.
+        fn check_instances(first: u64, n: usize, ands: usize) -> Result<(), GcError>;
+        /// The wire image of tables (each element's little-endian bytes).
+        fn as_bytes_mut(t: &mut [Self::Elem]) -> &mut [u8];
+        /// A block buffer seen as table elements.
+        fn elems(buf: &[Block]) -> &[Self::Elem];
+        /// [`TableScheme::elems`], mutable.
+        fn elems_mut(buf: &mut [Block]) -> &mut [Self::Elem];
+        /// Garbles one group of `g` instances whose zero-labels are loaded in `labels`; lane
+        /// `j`'s tables go to `tables[j · instance_elems..]`.
+        #[allow(clippy::too_many_arguments)]
+        fn garble_group(
+            kernel: &Kernel,
+            keys: &Self::Keys,
+            c: &Circuit,
+            d: Block,
+            labels: &mut [Lanes],
+            scratch: &mut Vec<Block>,
+            g: usize,
+            first: u64,
+            tables: &mut [Self::Elem],
+        );
+        /// Evaluates one group of `g` instances whose labels are loaded in `labels`.
+        fn eval_group(
+            kernel: &Kernel,
+            c: &Circuit,
+            labels: &mut [Lanes],
+            g: usize,
+            first: u64,
+            tables: &[Self::Elem],
+        );
+    }
+}
+pub(super) use sealed::TableScheme;
+
+/// The half-gates scheme ([`halfgates`](super::halfgates)) in the batched engine.
+#[derive(Clone, Copy, Debug)]
+pub struct HalfGates;
+
+impl TableScheme for HalfGates {
+    type Elem = Block;
+    type Keys = ();
+    const TABLES: [&'static str; 2] = [
+        "garbled tables",
+        "garbled tables (a multiple of 2·and_count)",
+    ];
+
+    fn instance_elems(c: &Circuit) -> usize {
+        2 * c.and_count()
+    }
+
+    fn check_instances(_first: u64, _n: usize, _ands: usize) -> Result<(), GcError> {
+        Ok(())
+    }
+
+    fn as_bytes_mut(t: &mut [Block]) -> &mut [u8] {
+        crate::crypto::block::blocks_as_bytes_mut(t)
+    }
+
+    fn elems(buf: &[Block]) -> &[Block] {
+        buf
+    }
+
+    fn elems_mut(buf: &mut [Block]) -> &mut [Block] {
+        buf
+    }
+
+    #[inline(always)]
+    fn garble_group(
+        kernel: &Kernel,
+        _keys: &(),
+        c: &Circuit,
+        d: Block,
+        labels: &mut [Lanes],
+        _scratch: &mut Vec<Block>,
+        g: usize,
+        first: u64,
+        tables: &mut [Block],
+    ) {
+        kernel.garble_group(c, d, labels, g, first, tables)
+    }
+
+    #[inline(always)]
+    fn eval_group(
+        kernel: &Kernel,
+        c: &Circuit,
+        labels: &mut [Lanes],
+        g: usize,
+        first: u64,
+        tables: &[Block],
+    ) {
+        kernel.eval_group(c, labels, g, first, tables)
+    }
 }
 
-/// [`shape`] for tables of `tb` elements per instance.
-pub(super) fn shape_with(
+/// Garbles many half-gates instances of one circuit under one Δ (see the module docs for every
+/// layout).
+pub type Garbler<'a> = BatchGarbler<'a, HalfGates>;
+
+/// Evaluates many half-gates instances of one circuit (see the module docs for every layout).
+pub type Evaluator<'a> = BatchEvaluator<'a, HalfGates>;
+
+/// Infers `n` from the output slice and checks every other slice against it, for tables of
+/// `tb` elements per instance.
+fn shape_with(
     circuit: &Circuit,
     gb: &[Block],
     ev: &[Block],
@@ -142,7 +251,7 @@ pub(super) fn shape_with(
 
 /// Splits a batch into rayon jobs of at most [`PAR_INSTANCES`] instances:
 /// `(first instance within the call, count, its tables, its output colours)`.
-pub(super) fn jobs<'t, 'l, T>(
+fn jobs<'t, 'l, T>(
     s: Shape,
     mut tables: &'t mut [T],
     mut out_lsb: &'l mut [bool],
@@ -162,14 +271,7 @@ pub(super) fn jobs<'t, 'l, T>(
 
 /// Loads the labels of `g` instances into the wire-major workspace.
 #[inline(always)]
-pub(super) fn load_inputs(
-    labels: &mut [Lanes],
-    g: usize,
-    gb: &[Block],
-    gi: usize,
-    ev: &[Block],
-    ei: usize,
-) {
+fn load_inputs(labels: &mut [Lanes], g: usize, gb: &[Block], gi: usize, ev: &[Block], ei: usize) {
     for j in 0..g {
         for (w, &l) in gb[j * gi..(j + 1) * gi].iter().enumerate() {
             labels[w].set_lane(j, l);
@@ -182,7 +284,7 @@ pub(super) fn load_inputs(
 
 /// Writes the colour bits of the output labels of `g` instances.
 #[inline(always)]
-pub(super) fn store_outputs(labels: &[Lanes], g: usize, outputs: &[u32], out_lsb: &mut [bool]) {
+fn store_outputs(labels: &[Lanes], g: usize, outputs: &[u32], out_lsb: &mut [bool]) {
     let no = outputs.len();
     for j in 0..g {
         for (o, &w) in outputs.iter().enumerate() {
@@ -191,19 +293,28 @@ pub(super) fn store_outputs(labels: &[Lanes], g: usize, outputs: &[u32], out_lsb
     }
 }
 
-/// Garbles many instances of one circuit under one Δ (see the module docs for every layout).
-pub struct Garbler<'a> {
+/// Garbles many instances of one circuit under one Δ with scheme `S`: the engine shared by
+/// [`Garbler`] and [`ThGarbler`](super::ThGarbler).
+pub struct BatchGarbler<'a, S: TableScheme> {
     circuit: &'a Circuit,
     delta: Delta,
+    keys: S::Keys,
     kernel: Kernel,
 }
 
 impl<'a> Garbler<'a> {
     /// A garbler of `circuit` under `delta`.
     pub fn new(circuit: &'a Circuit, delta: &Delta) -> Self {
-        Garbler {
+        BatchGarbler::with_keys(circuit, delta, ())
+    }
+}
+
+impl<'a, S: TableScheme> BatchGarbler<'a, S> {
+    pub(super) fn with_keys(circuit: &'a Circuit, delta: &Delta, keys: S::Keys) -> Self {
+        BatchGarbler {
             circuit,
             delta: delta.clone(),
+            keys,
             kernel: Kernel::detect(),
         }
     }
@@ -211,7 +322,7 @@ impl<'a> Garbler<'a> {
     /// The same garbler on the portable AND-gate kernel (for comparison and tests; the tables
     /// are identical).
     pub fn portable(self) -> Self {
-        Garbler {
+        BatchGarbler {
             kernel: Kernel::Portable,
             ..self
         }
@@ -230,19 +341,19 @@ impl<'a> Garbler<'a> {
     /// Garbles `n = out_lsb.len() / outputs` instances on the calling thread.
     ///
     /// Instance `i` uses garbler zero-labels `gb_zero[i·gi..]` and evaluator zero-labels
-    /// `ev_zero[i·ei..]`; writes its tables to `tables[i·2A..]` (`n · 2 · and_count` blocks in
-    /// all) and the colours of its output zero-labels to `out_lsb[i·no..]`, which are what
-    /// [`decode`](super::halfgates::decode) needs. `first_instance` is the global number of
-    /// instance 0 in the session.
+    /// `ev_zero[i·ei..]`; writes its tables to `tables[i·W..]` (`W` table elements per
+    /// instance: `2 · and_count` blocks for half gates) and the colours of its output
+    /// zero-labels to `out_lsb[i·no..]`, which are what [`decode`](super::halfgates::decode)
+    /// needs. `first_instance` is the global number of instance 0 in the session.
     pub fn garble_batch(
         &self,
         gb_zero: &[Block],
         ev_zero: &[Block],
         first_instance: u64,
-        tables: &mut [Block],
+        tables: &mut [S::Elem],
         out_lsb: &mut [bool],
     ) -> Result<(), GcError> {
-        let s = shape(
+        let s = shape::<S>(
             self.circuit,
             gb_zero,
             ev_zero,
@@ -263,16 +374,17 @@ impl<'a> Garbler<'a> {
         Ok(())
     }
 
-    /// [`Garbler::garble_batch`] spread over the rayon thread pool; same inputs, same outputs.
+    /// [`BatchGarbler::garble_batch`] spread over the rayon thread pool; same inputs, same
+    /// outputs.
     pub fn garble_batch_par(
         &self,
         gb_zero: &[Block],
         ev_zero: &[Block],
         first_instance: u64,
-        tables: &mut [Block],
+        tables: &mut [S::Elem],
         out_lsb: &mut [bool],
     ) -> Result<(), GcError> {
-        let s = shape(
+        let s = shape::<S>(
             self.circuit,
             gb_zero,
             ev_zero,
@@ -295,8 +407,8 @@ impl<'a> Garbler<'a> {
     /// Garbles in chunks of `chunk` instances (in parallel) and writes each chunk's tables to
     /// `chan` in order; flushes at the end. A helper thread sends chunk `i` while chunk `i + 1`
     /// is garbled, so memory stays bounded by two chunks whatever `n` is. Arguments as for
-    /// [`Garbler::garble_batch`], without the tables. Returns the bytes sent
-    /// (`table_bytes(circuit, n)`).
+    /// [`BatchGarbler::garble_batch`], without the tables. Returns the bytes sent (the
+    /// scheme's `table_bytes(circuit, n)`).
     pub fn garble_stream<C: Channel + ?Sized>(
         &self,
         chan: &mut C,
@@ -306,7 +418,7 @@ impl<'a> Garbler<'a> {
         out_lsb: &mut [bool],
         chunk: usize,
     ) -> Result<u64, GcError> {
-        let s = shape(
+        let s = shape::<S>(
             self.circuit,
             gb_zero,
             ev_zero,
@@ -314,12 +426,13 @@ impl<'a> Garbler<'a> {
             first_instance,
             out_lsb.len(),
         )?;
-        send_chunks(chan, s.n, 16 * s.tb, chunk, |i0, m, buf| {
+        let unit = std::mem::size_of::<S::Elem>() * s.tb;
+        send_chunks(chan, s.n, unit, chunk, |i0, m, buf| {
             self.garble_batch_par(
                 &gb_zero[i0 * s.gi..(i0 + m) * s.gi],
                 &ev_zero[i0 * s.ei..(i0 + m) * s.ei],
                 first_instance + i0 as u64,
-                &mut buf[..m * s.tb],
+                &mut S::elems_mut(buf)[..m * s.tb],
                 &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
             )
         })
@@ -334,71 +447,67 @@ impl<'a> Garbler<'a> {
         gb_zero: &[Block],
         ev_zero: &[Block],
         first: u64,
-        tables: &mut [Block],
+        tables: &mut [S::Elem],
         out_lsb: &mut [bool],
     ) {
+        let c = self.circuit;
+        let d = self.delta.block();
         let mut i0 = 0;
         while i0 < s.n {
             let g = GROUP.min(s.n - i0);
-            self.garble_group(
-                ws,
+            // One group of `g ≤ GROUP` instances, interleaved gate by gate.
+            let labels = &mut ws.labels[..];
+            load_inputs(
+                labels,
                 g,
                 &gb_zero[i0 * s.gi..(i0 + g) * s.gi],
+                c.garbler_inputs(),
                 &ev_zero[i0 * s.ei..(i0 + g) * s.ei],
+                c.evaluator_inputs(),
+            );
+            S::garble_group(
+                &self.kernel,
+                &self.keys,
+                c,
+                d,
+                labels,
+                &mut ws.scratch,
+                g,
                 first.wrapping_add(i0 as u64),
                 &mut tables[i0 * s.tb..(i0 + g) * s.tb],
+            );
+            store_outputs(
+                labels,
+                g,
+                c.outputs(),
                 &mut out_lsb[i0 * s.no..(i0 + g) * s.no],
             );
             i0 += g;
         }
     }
-
-    /// One group of `g ≤ GROUP` instances, interleaved gate by gate.
-    #[allow(clippy::too_many_arguments)]
-    fn garble_group(
-        &self,
-        ws: &mut Workspace,
-        g: usize,
-        gb_zero: &[Block],
-        ev_zero: &[Block],
-        first: u64,
-        tables: &mut [Block],
-        out_lsb: &mut [bool],
-    ) {
-        let c = self.circuit;
-        let d = self.delta.block();
-        let labels = &mut ws.labels[..];
-        load_inputs(
-            labels,
-            g,
-            gb_zero,
-            c.garbler_inputs(),
-            ev_zero,
-            c.evaluator_inputs(),
-        );
-        self.kernel.garble_group(c, d, labels, g, first, tables);
-        store_outputs(labels, g, c.outputs(), out_lsb);
-    }
 }
 
-/// Evaluates many garbled instances of one circuit (see the module docs for every layout).
-pub struct Evaluator<'a> {
+/// Evaluates many instances of one circuit garbled with scheme `S`: the engine shared by
+/// [`Evaluator`] and [`ThEvaluator`](super::ThEvaluator).
+pub struct BatchEvaluator<'a, S: TableScheme> {
     circuit: &'a Circuit,
     kernel: Kernel,
+    scheme: std::marker::PhantomData<S>,
 }
 
-impl<'a> Evaluator<'a> {
+impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
     /// An evaluator of `circuit`.
     pub fn new(circuit: &'a Circuit) -> Self {
-        Evaluator {
+        BatchEvaluator {
             circuit,
             kernel: Kernel::detect(),
+            scheme: std::marker::PhantomData,
         }
     }
 
     /// The same evaluator on the portable AND-gate kernel (for comparison and tests).
     pub fn portable(self) -> Self {
-        Evaluator {
+        BatchEvaluator {
             kernel: Kernel::Portable,
             ..self
         }
@@ -416,17 +525,17 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates `n = out_lsb.len() / outputs` instances on the calling thread, from the
     /// garbler's input labels `gb_labels[i·gi..]`, the evaluator's `ev_labels[i·ei..]` and the
-    /// tables `tables[i·2A..]`; writes the colour of each output label to `out_lsb[i·no..]`
+    /// tables `tables[i·W..]`; writes the colour of each output label to `out_lsb[i·no..]`
     /// (what the garbler needs to decode). `first_instance` must be the garbler's.
     pub fn eval_batch(
         &self,
         gb_labels: &[Block],
         ev_labels: &[Block],
-        tables: &[Block],
+        tables: &[S::Elem],
         first_instance: u64,
         out_lsb: &mut [bool],
     ) -> Result<(), GcError> {
-        let s = shape(
+        let s = shape::<S>(
             self.circuit,
             gb_labels,
             ev_labels,
@@ -447,16 +556,17 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
-    /// [`Evaluator::eval_batch`] spread over the rayon thread pool; same inputs, same outputs.
+    /// [`BatchEvaluator::eval_batch`] spread over the rayon thread pool; same inputs, same
+    /// outputs.
     pub fn eval_batch_par(
         &self,
         gb_labels: &[Block],
         ev_labels: &[Block],
-        tables: &[Block],
+        tables: &[S::Elem],
         first_instance: u64,
         out_lsb: &mut [bool],
     ) -> Result<(), GcError> {
-        let s = shape(
+        let s = shape::<S>(
             self.circuit,
             gb_labels,
             ev_labels,
@@ -464,7 +574,7 @@ impl<'a> Evaluator<'a> {
             first_instance,
             out_lsb.len(),
         )?;
-        let mut empty: [Block; 0] = [];
+        let mut empty: [S::Elem; 0] = [];
         // Only the output colours are split mutably; tables are read through the job's range.
         jobs(Shape { tb: 0, ..s }, &mut empty[..], out_lsb)
             .into_par_iter()
@@ -481,33 +591,24 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
-    /// Receives the tables of `n = tables.len() / (2 · and_count)` instances into `tables`
-    /// (the protocol's offline step: the client stores them to evaluate online). Returns the
-    /// bytes received.
+    /// Receives the tables of `n = tables.len() / W` instances into `tables` (the protocol's
+    /// offline step: the client stores them to evaluate online). Returns the bytes received.
     pub fn recv_tables<C: Channel + ?Sized>(
         &self,
         chan: &mut C,
-        tables: &mut [Block],
+        tables: &mut [S::Elem],
     ) -> Result<u64, GcError> {
-        let tb = 2 * self.circuit.and_count();
-        if tb == 0 {
-            check_len("garbled tables", 0, tables.len())?;
-        } else if !tables.len().is_multiple_of(tb) {
-            return Err(GcError::Length {
-                what: "garbled tables (a multiple of 2·and_count)",
-                expected: tb,
-                got: tables.len(),
-            });
-        }
-        chan.recv_blocks(tables)?;
-        Ok(16 * tables.len() as u64)
+        instances::<S>(self.circuit, tables.len())?;
+        let bytes = S::as_bytes_mut(tables);
+        chan.recv(bytes)?;
+        Ok(bytes.len() as u64)
     }
 
     /// Receives tables from `chan` chunk by chunk and evaluates each chunk (in parallel) as it
-    /// arrives: the counterpart of [`Garbler::garble_stream`], whatever chunk size the garbler
-    /// used. A helper thread receives chunk `i + 1` while chunk `i` is evaluated, so memory
-    /// stays bounded by two chunks. Arguments as for [`Evaluator::eval_batch`], without the
-    /// tables. Returns the bytes received.
+    /// arrives: the counterpart of [`BatchGarbler::garble_stream`], whatever chunk size the
+    /// garbler used. A helper thread receives chunk `i + 1` while chunk `i` is evaluated, so
+    /// memory stays bounded by two chunks. Arguments as for [`BatchEvaluator::eval_batch`],
+    /// without the tables. Returns the bytes received.
     pub fn eval_stream<C: Channel + ?Sized>(
         &self,
         chan: &mut C,
@@ -517,7 +618,7 @@ impl<'a> Evaluator<'a> {
         out_lsb: &mut [bool],
         chunk: usize,
     ) -> Result<u64, GcError> {
-        let s = shape(
+        let s = shape::<S>(
             self.circuit,
             gb_labels,
             ev_labels,
@@ -525,18 +626,19 @@ impl<'a> Evaluator<'a> {
             first_instance,
             out_lsb.len(),
         )?;
-        recv_chunks(chan, s.n, 16 * s.tb, chunk, |i0, m, buf| {
+        let unit = std::mem::size_of::<S::Elem>() * s.tb;
+        recv_chunks(chan, s.n, unit, chunk, |i0, m, buf| {
             self.eval_batch_par(
                 &gb_labels[i0 * s.gi..(i0 + m) * s.gi],
                 &ev_labels[i0 * s.ei..(i0 + m) * s.ei],
-                &buf[..m * s.tb],
+                &S::elems(buf)[..m * s.tb],
                 first_instance + i0 as u64,
                 &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
             )
         })
     }
 
-    /// Evaluates `s.n` instances, group by group. Lengths are already checked.
+    /// Evaluates `s.n` instances, group by group; mirrors [`BatchGarbler::garble_range`].
     #[allow(clippy::too_many_arguments)]
     fn eval_range(
         &self,
@@ -544,45 +646,73 @@ impl<'a> Evaluator<'a> {
         s: Shape,
         gb: &[Block],
         ev: &[Block],
-        tables: &[Block],
+        tables: &[S::Elem],
         first: u64,
         out_lsb: &mut [bool],
     ) {
+        let c = self.circuit;
         let mut i0 = 0;
         while i0 < s.n {
             let g = GROUP.min(s.n - i0);
-            self.eval_group(
-                ws,
+            let labels = &mut ws.labels[..];
+            load_inputs(
+                labels,
                 g,
                 &gb[i0 * s.gi..(i0 + g) * s.gi],
+                c.garbler_inputs(),
                 &ev[i0 * s.ei..(i0 + g) * s.ei],
-                &tables[i0 * s.tb..(i0 + g) * s.tb],
+                c.evaluator_inputs(),
+            );
+            S::eval_group(
+                &self.kernel,
+                c,
+                labels,
+                g,
                 first.wrapping_add(i0 as u64),
+                &tables[i0 * s.tb..(i0 + g) * s.tb],
+            );
+            store_outputs(
+                labels,
+                g,
+                c.outputs(),
                 &mut out_lsb[i0 * s.no..(i0 + g) * s.no],
             );
             i0 += g;
         }
     }
+}
 
-    /// One group of `g ≤ GROUP` instances, interleaved gate by gate; mirrors
-    /// [`Garbler::garble_group`].
-    #[allow(clippy::too_many_arguments)]
-    fn eval_group(
-        &self,
-        ws: &mut Workspace,
-        g: usize,
-        gb: &[Block],
-        ev: &[Block],
-        tables: &[Block],
-        first: u64,
-        out_lsb: &mut [bool],
-    ) {
-        let c = self.circuit;
-        let labels = &mut ws.labels[..];
-        load_inputs(labels, g, gb, c.garbler_inputs(), ev, c.evaluator_inputs());
-        self.kernel.eval_group(c, labels, g, first, tables);
-        store_outputs(labels, g, c.outputs(), out_lsb);
+/// The checked shape of a batch call of scheme `S`.
+fn shape<S: TableScheme>(
+    circuit: &Circuit,
+    gb: &[Block],
+    ev: &[Block],
+    tables_len: Option<usize>,
+    first_instance: u64,
+    out_lsb_len: usize,
+) -> Result<Shape, GcError> {
+    let tb = S::instance_elems(circuit);
+    let s = shape_with(circuit, gb, ev, tables_len, first_instance, out_lsb_len, tb)?;
+    S::check_instances(first_instance, s.n, circuit.and_count())?;
+    Ok(s)
+}
+
+/// Checks that `len` table elements are whole instances of `circuit` under scheme `S` and
+/// returns how many.
+pub(super) fn instances<S: TableScheme>(circuit: &Circuit, len: usize) -> Result<usize, GcError> {
+    let tb = S::instance_elems(circuit);
+    if tb == 0 {
+        check_len(S::TABLES[0], 0, len)?;
+        return Ok(0);
     }
+    if !len.is_multiple_of(tb) {
+        return Err(GcError::Length {
+            what: S::TABLES[1],
+            expected: tb,
+            got: len,
+        });
+    }
+    Ok(len / tb)
 }
 
 /// Joins a streaming helper thread, passing its panic on unchanged.
@@ -647,7 +777,7 @@ fn table_ring(
 /// elements), in chunks of `chunk` instances; a helper thread sends chunk `i` while chunk `i + 1`
 /// is garbled, so memory stays bounded by two chunks whatever `n` is. Flushes at the end and
 /// returns the bytes sent, `n · unit_bytes`.
-pub(super) fn send_chunks<C, F>(
+fn send_chunks<C, F>(
     chan: &mut C,
     n: usize,
     unit_bytes: usize,
@@ -694,7 +824,7 @@ where
 /// The streaming evaluator of every scheme, the counterpart of [`send_chunks`] whatever chunk
 /// size the garbler used: a helper thread receives chunk `i + 1` (`m · unit_bytes` bytes) while
 /// `consume(i0, m, buf)` evaluates chunk `i`. Returns the bytes received.
-pub(super) fn recv_chunks<C, F>(
+fn recv_chunks<C, F>(
     chan: &mut C,
     n: usize,
     unit_bytes: usize,
@@ -750,6 +880,7 @@ where
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::crypto::BlockChannel;
     use crate::gc::circuit::{bits_to_words, words_to_bits};
     use crate::gc::halfgates::{
         decode, decode_words, encode, encode_words, eval_reference, garble_reference,

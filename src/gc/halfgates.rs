@@ -190,10 +190,37 @@ pub fn garble_reference(
     )?;
     let d = delta.block();
     let aes = &*FIXED_KEY_AES;
-    let mut w = vec![Block::ZERO; circuit.wires()];
-    w[..gb_zero.len()].copy_from_slice(gb_zero);
-    w[gb_zero.len()..gb_zero.len() + ev_zero.len()].copy_from_slice(ev_zero);
     let mut tables = Vec::with_capacity(2 * circuit.and_count());
+    let out = walk_instance(circuit, gb_zero, ev_zero, d, |k, a0, b0| {
+        let (t0, t1) = and_tweaks(instance, k);
+        let (ha0, ha1) = (aes.tccr(t0, a0), aes.tccr(t0, a0 ^ d));
+        let (hb0, hb1) = (aes.tccr(t1, b0), aes.tccr(t1, b0 ^ d));
+        let tg = ha0 ^ ha1 ^ d.select(b0.lsb());
+        let te = hb0 ^ hb1 ^ a0;
+        let wg = ha0 ^ tg.select(a0.lsb());
+        let we = hb0 ^ (te ^ a0).select(b0.lsb());
+        tables.push(tg);
+        tables.push(te);
+        wg ^ we
+    });
+    Ok((tables, out))
+}
+
+/// One instance walked gate by gate on its labels: the loop shared by the reference garblers
+/// and evaluators of both schemes. The inputs are `gb` then `ev`; XOR is free; NOT adds `d`
+/// and constant `v` is `v·d`, where `d` is Δ for the garbler and zero for the evaluator (for
+/// whom NOT is free and constants are the zero label); AND gate `k` (in gate order) on labels
+/// `a`, `b` gets `and(k, a, b)`. Returns the output labels. Lengths are the caller's to check.
+pub(crate) fn walk_instance(
+    circuit: &Circuit,
+    gb: &[Block],
+    ev: &[Block],
+    d: Block,
+    mut and: impl FnMut(usize, Block, Block) -> Block,
+) -> Vec<Block> {
+    let mut w = vec![Block::ZERO; circuit.wires()];
+    w[..gb.len()].copy_from_slice(gb);
+    w[gb.len()..gb.len() + ev.len()].copy_from_slice(ev);
     let mut k = 0;
     for g in circuit.gates() {
         match *g {
@@ -201,25 +228,12 @@ pub fn garble_reference(
             Gate::Not { a, out } => w[out as usize] = w[a as usize] ^ d,
             Gate::Const { value, out } => w[out as usize] = d.select(value),
             Gate::And { a, b, out } => {
-                let (a0, b0) = (w[a as usize], w[b as usize]);
-                let (t0, t1) = and_tweaks(instance, k);
+                w[out as usize] = and(k, w[a as usize], w[b as usize]);
                 k += 1;
-                let (ha0, ha1) = (aes.tccr(t0, a0), aes.tccr(t0, a0 ^ d));
-                let (hb0, hb1) = (aes.tccr(t1, b0), aes.tccr(t1, b0 ^ d));
-                let tg = ha0 ^ ha1 ^ d.select(b0.lsb());
-                let te = hb0 ^ hb1 ^ a0;
-                let wg = ha0 ^ tg.select(a0.lsb());
-                let we = hb0 ^ (te ^ a0).select(b0.lsb());
-                tables.push(tg);
-                tables.push(te);
-                w[out as usize] = wg ^ we;
             }
         }
     }
-    Ok((
-        tables,
-        circuit.outputs().iter().map(|&o| w[o as usize]).collect(),
-    ))
+    circuit.outputs().iter().map(|&o| w[o as usize]).collect()
 }
 
 /// Evaluates one garbled instance gate by gate: the reference for the batched evaluator.
@@ -240,27 +254,19 @@ pub fn eval_reference(
     )?;
     check_len("garbled tables", 2 * circuit.and_count(), tables.len())?;
     let aes = &*FIXED_KEY_AES;
-    let mut w = vec![Block::ZERO; circuit.wires()];
-    w[..gb_labels.len()].copy_from_slice(gb_labels);
-    w[gb_labels.len()..gb_labels.len() + ev_labels.len()].copy_from_slice(ev_labels);
-    let mut k = 0;
-    for g in circuit.gates() {
-        match *g {
-            Gate::Xor { a, b, out } => w[out as usize] = w[a as usize] ^ w[b as usize],
-            Gate::Not { a, out } => w[out as usize] = w[a as usize],
-            Gate::Const { out, .. } => w[out as usize] = Block::ZERO,
-            Gate::And { a, b, out } => {
-                let (la, lb) = (w[a as usize], w[b as usize]);
-                let (t0, t1) = and_tweaks(instance, k);
-                let (tg, te) = (tables[2 * k], tables[2 * k + 1]);
-                k += 1;
-                let wg = aes.tccr(t0, la) ^ tg.select(la.lsb());
-                let we = aes.tccr(t1, lb) ^ (te ^ la).select(lb.lsb());
-                w[out as usize] = wg ^ we;
-            }
-        }
-    }
-    Ok(circuit.outputs().iter().map(|&o| w[o as usize]).collect())
+    Ok(walk_instance(
+        circuit,
+        gb_labels,
+        ev_labels,
+        Block::ZERO,
+        |k, la, lb| {
+            let (t0, t1) = and_tweaks(instance, k);
+            let (tg, te) = (tables[2 * k], tables[2 * k + 1]);
+            let wg = aes.tccr(t0, la) ^ tg.select(la.lsb());
+            let we = aes.tccr(t1, lb) ^ (te ^ la).select(lb.lsb());
+            wg ^ we
+        },
+    ))
 }
 
 #[cfg(test)]

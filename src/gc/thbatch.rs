@@ -19,12 +19,8 @@
 //! Instance numbers, label arrays and output colours are exactly those of the half-gates
 //! engine (see [`batch`](super::batch)).
 
-use rayon::prelude::*;
-
-use super::batch::{
-    jobs, load_inputs, recv_chunks, send_chunks, shape_with, store_outputs, Shape, Workspace,
-};
-use super::circuit::{check_len, Circuit};
+use super::batch::{instances, BatchEvaluator, BatchGarbler, TableScheme};
+use super::circuit::Circuit;
 use super::halfgates::Delta;
 use super::kernel::{eval_gates, garble_gates, EvalAnd, GarbleAnd, Kernel, Lanes, GROUP};
 use super::threehalves::{
@@ -34,7 +30,6 @@ use super::threehalves::{
 use super::GcError;
 use crate::crypto::block::{blocks_as_words, blocks_as_words_mut, words_as_bytes_mut};
 use crate::crypto::{Block, FIXED_KEY_AES};
-use crate::net::channel::Channel;
 
 /// Number of table words for `n` instances of `circuit`.
 pub fn table_words(circuit: &Circuit, n: usize) -> usize {
@@ -206,206 +201,63 @@ fn eval_gates_vaes(
     eval_gates(c, labels, g, tables, instance_words(ands), &mut kern)
 }
 
-/// Garbles many instances of one circuit under one Δ with three-halves (see the module docs).
-pub struct ThGarbler<'a> {
-    circuit: &'a Circuit,
-    delta: Delta,
-    prf: ControlPrf,
-    kernel: Kernel,
-}
+/// The three-halves scheme ([`threehalves`](super::threehalves)) in the batched engine.
+#[derive(Clone, Copy, Debug)]
+pub struct ThreeHalves;
 
-impl<'a> ThGarbler<'a> {
-    /// A garbler of `circuit` under `delta`, drawing its control randomness from the PRF keyed
-    /// by `seed` (secret, uniformly random, fresh per Δ).
-    pub fn new(circuit: &'a Circuit, delta: &Delta, seed: Block) -> Self {
-        ThGarbler {
-            circuit,
-            delta: delta.clone(),
-            prf: ControlPrf::new(seed),
-            kernel: Kernel::detect(),
-        }
+impl TableScheme for ThreeHalves {
+    type Elem = u64;
+    type Keys = ControlPrf;
+    const TABLES: [&'static str; 2] = [
+        "three-halves tables",
+        "three-halves tables (a multiple of the instance's words)",
+    ];
+
+    fn instance_elems(c: &Circuit) -> usize {
+        instance_words(c.and_count())
     }
 
-    /// The same garbler on the portable hash (identical tables).
-    pub fn portable(self) -> Self {
-        ThGarbler {
-            kernel: Kernel::Portable,
-            ..self
-        }
+    fn check_instances(first: u64, n: usize, ands: usize) -> Result<(), GcError> {
+        super::threehalves::check_instances(first, n, ands)
     }
 
-    /// The hash kernel in use: `"vaes"` or `"portable"`.
-    pub fn kernel(&self) -> &'static str {
-        self.kernel.name()
+    fn as_bytes_mut(t: &mut [u64]) -> &mut [u8] {
+        words_as_bytes_mut(t)
     }
 
-    /// The circuit being garbled.
-    pub fn circuit(&self) -> &Circuit {
-        self.circuit
+    fn elems(buf: &[Block]) -> &[u64] {
+        blocks_as_words(buf)
     }
 
-    fn shape(
-        &self,
-        gb: &[Block],
-        ev: &[Block],
-        tables_len: Option<usize>,
-        first: u64,
-        out_lsb_len: usize,
-    ) -> Result<Shape, GcError> {
-        let w = instance_words(self.circuit.and_count());
-        let s = shape_with(self.circuit, gb, ev, tables_len, first, out_lsb_len, w)?;
-        super::threehalves::check_instances(first, s.n, self.circuit.and_count())?;
-        Ok(s)
+    fn elems_mut(buf: &mut [Block]) -> &mut [u64] {
+        blocks_as_words_mut(buf)
     }
 
-    /// Garbles `n = out_lsb.len() / outputs` instances on the calling thread: as
-    /// [`Garbler::garble_batch`](super::Garbler::garble_batch), with tables of
-    /// [`table_words`]`(circuit, n)` words.
-    pub fn garble_batch(
-        &self,
-        gb_zero: &[Block],
-        ev_zero: &[Block],
-        first_instance: u64,
-        tables: &mut [u64],
-        out_lsb: &mut [bool],
-    ) -> Result<(), GcError> {
-        let s = self.shape(
-            gb_zero,
-            ev_zero,
-            Some(tables.len()),
-            first_instance,
-            out_lsb.len(),
-        )?;
-        let mut ws = Workspace::new(self.circuit);
-        self.garble_range(
-            &mut ws,
-            s,
-            gb_zero,
-            ev_zero,
-            first_instance,
-            tables,
-            out_lsb,
-        );
-        Ok(())
-    }
-
-    /// [`ThGarbler::garble_batch`] spread over the rayon thread pool; same outputs.
-    pub fn garble_batch_par(
-        &self,
-        gb_zero: &[Block],
-        ev_zero: &[Block],
-        first_instance: u64,
-        tables: &mut [u64],
-        out_lsb: &mut [bool],
-    ) -> Result<(), GcError> {
-        let s = self.shape(
-            gb_zero,
-            ev_zero,
-            Some(tables.len()),
-            first_instance,
-            out_lsb.len(),
-        )?;
-        jobs(s, tables, out_lsb).into_par_iter().for_each_init(
-            || Workspace::new(self.circuit),
-            |ws, (i0, m, tab, lsb)| {
-                let sub = Shape { n: m, ..s };
-                let gb = &gb_zero[i0 * s.gi..(i0 + m) * s.gi];
-                let ev = &ev_zero[i0 * s.ei..(i0 + m) * s.ei];
-                self.garble_range(ws, sub, gb, ev, first_instance + i0 as u64, tab, lsb);
-            },
-        );
-        Ok(())
-    }
-
-    /// Garbles in chunks of `chunk` instances (in parallel) and streams each chunk's tables to
-    /// `chan` while the next is garbled, in memory bounded by two chunks; flushes at the end.
-    /// Returns the bytes sent ([`table_bytes`]`(circuit, n)`).
-    pub fn garble_stream<C: Channel + ?Sized>(
-        &self,
-        chan: &mut C,
-        gb_zero: &[Block],
-        ev_zero: &[Block],
-        first_instance: u64,
-        out_lsb: &mut [bool],
-        chunk: usize,
-    ) -> Result<u64, GcError> {
-        let s = self.shape(gb_zero, ev_zero, None, first_instance, out_lsb.len())?;
-        send_chunks(chan, s.n, 8 * s.tb, chunk, |i0, m, buf| {
-            self.garble_batch_par(
-                &gb_zero[i0 * s.gi..(i0 + m) * s.gi],
-                &ev_zero[i0 * s.ei..(i0 + m) * s.ei],
-                first_instance + i0 as u64,
-                &mut blocks_as_words_mut(buf)[..m * s.tb],
-                &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
-            )
-        })
-    }
-
-    /// Garbles `s.n` instances, group by group. Lengths are already checked.
-    #[allow(clippy::too_many_arguments)]
-    fn garble_range(
-        &self,
-        ws: &mut Workspace,
-        s: Shape,
-        gb_zero: &[Block],
-        ev_zero: &[Block],
-        first: u64,
-        tables: &mut [u64],
-        out_lsb: &mut [bool],
-    ) {
-        let mut rand = vec![Block::ZERO; GROUP * rand_blocks(self.circuit.and_count())];
-        let mut i0 = 0;
-        while i0 < s.n {
-            let g = GROUP.min(s.n - i0);
-            self.garble_group(
-                ws,
-                &mut rand,
-                g,
-                &gb_zero[i0 * s.gi..(i0 + g) * s.gi],
-                &ev_zero[i0 * s.ei..(i0 + g) * s.ei],
-                first.wrapping_add(i0 as u64),
-                &mut tables[i0 * s.tb..(i0 + g) * s.tb],
-                &mut out_lsb[i0 * s.no..(i0 + g) * s.no],
-            );
-            i0 += g;
-        }
-    }
-
-    /// One group of `g ≤ GROUP` instances, interleaved gate by gate.
-    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn garble_group(
-        &self,
-        ws: &mut Workspace,
-        rand: &mut [Block],
+        kernel: &Kernel,
+        prf: &ControlPrf,
+        c: &Circuit,
+        d: Block,
+        labels: &mut [Lanes],
+        scratch: &mut Vec<Block>,
         g: usize,
-        gb_zero: &[Block],
-        ev_zero: &[Block],
         first: u64,
         tables: &mut [u64],
-        out_lsb: &mut [bool],
     ) {
-        let c = self.circuit;
         let ands = c.and_count();
         let (w, rb) = (instance_words(ands), rand_blocks(ands));
-        let d = self.delta.block();
-        let labels = &mut ws.labels[..];
-        load_inputs(
-            labels,
-            g,
-            gb_zero,
-            c.garbler_inputs(),
-            ev_zero,
-            c.evaluator_inputs(),
-        );
+        scratch.resize(GROUP * rb, Block::ZERO);
+        let rand = &mut scratch[..];
         for j in 0..g {
-            self.prf.fill(
+            prf.fill(
                 first.wrapping_add(j as u64),
                 &mut rand[j * rb..(j + 1) * rb],
             );
             // Control bits are ORed in: the buffer may hold an earlier use's bytes.
             tables[j * w + 3 * ands..(j + 1) * w].fill(0);
         }
-        match self.kernel {
+        match kernel {
             Kernel::Portable => {
                 let mut kern = GarbleKern {
                     d,
@@ -420,225 +272,55 @@ impl<'a> ThGarbler<'a> {
             // SAFETY: `Kernel::Vaes` is only built from `RoundKeys::detect`, which checked the
             // CPU features `garble_gates_vaes` enables.
             Kernel::Vaes(keys) => unsafe {
-                garble_gates_vaes(c, &keys, d, labels, g, first, rand, tables)
+                garble_gates_vaes(c, keys, d, labels, g, first, rand, tables)
             },
         }
-        store_outputs(labels, g, c.outputs(), out_lsb);
+    }
+
+    #[inline(always)]
+    fn eval_group(
+        kernel: &Kernel,
+        c: &Circuit,
+        labels: &mut [Lanes],
+        g: usize,
+        first: u64,
+        tables: &[u64],
+    ) {
+        let ands = c.and_count();
+        match kernel {
+            Kernel::Portable => {
+                let mut kern = EvalKern {
+                    first,
+                    ands,
+                    hash: PortableTccr([Block::ZERO; 6 * GROUP]),
+                };
+                eval_gates(c, labels, g, tables, instance_words(ands), &mut kern)
+            }
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as in `garble_group`.
+            Kernel::Vaes(keys) => unsafe { eval_gates_vaes(c, keys, labels, g, first, tables) },
+        }
     }
 }
+
+/// Garbles many instances of one circuit under one Δ with three-halves (see the module docs):
+/// as [`Garbler`](super::Garbler), with tables of [`table_words`]`(circuit, n)` words.
+pub type ThGarbler<'a> = BatchGarbler<'a, ThreeHalves>;
 
 /// Evaluates many three-halves garbled instances of one circuit (see the module docs).
-pub struct ThEvaluator<'a> {
-    circuit: &'a Circuit,
-    kernel: Kernel,
-}
+pub type ThEvaluator<'a> = BatchEvaluator<'a, ThreeHalves>;
 
-impl<'a> ThEvaluator<'a> {
-    /// An evaluator of `circuit`.
-    pub fn new(circuit: &'a Circuit) -> Self {
-        ThEvaluator {
-            circuit,
-            kernel: Kernel::detect(),
-        }
-    }
-
-    /// The same evaluator on the portable hash.
-    pub fn portable(self) -> Self {
-        ThEvaluator {
-            kernel: Kernel::Portable,
-            ..self
-        }
-    }
-
-    /// The hash kernel in use: `"vaes"` or `"portable"`.
-    pub fn kernel(&self) -> &'static str {
-        self.kernel.name()
-    }
-
-    fn shape(
-        &self,
-        gb: &[Block],
-        ev: &[Block],
-        tables_len: Option<usize>,
-        first: u64,
-        out_lsb_len: usize,
-    ) -> Result<Shape, GcError> {
-        let w = instance_words(self.circuit.and_count());
-        let s = shape_with(self.circuit, gb, ev, tables_len, first, out_lsb_len, w)?;
-        super::threehalves::check_instances(first, s.n, self.circuit.and_count())?;
-        Ok(s)
-    }
-
-    /// Evaluates `n = out_lsb.len() / outputs` instances on the calling thread: as
-    /// [`Evaluator::eval_batch`](super::Evaluator::eval_batch) with three-halves tables.
-    pub fn eval_batch(
-        &self,
-        gb_labels: &[Block],
-        ev_labels: &[Block],
-        tables: &[u64],
-        first_instance: u64,
-        out_lsb: &mut [bool],
-    ) -> Result<(), GcError> {
-        let s = self.shape(
-            gb_labels,
-            ev_labels,
-            Some(tables.len()),
-            first_instance,
-            out_lsb.len(),
-        )?;
-        let mut ws = Workspace::new(self.circuit);
-        self.eval_range(
-            &mut ws,
-            s,
-            gb_labels,
-            ev_labels,
-            tables,
-            first_instance,
-            out_lsb,
-        );
-        Ok(())
-    }
-
-    /// [`ThEvaluator::eval_batch`] spread over the rayon thread pool; same outputs.
-    pub fn eval_batch_par(
-        &self,
-        gb_labels: &[Block],
-        ev_labels: &[Block],
-        tables: &[u64],
-        first_instance: u64,
-        out_lsb: &mut [bool],
-    ) -> Result<(), GcError> {
-        let s = self.shape(
-            gb_labels,
-            ev_labels,
-            Some(tables.len()),
-            first_instance,
-            out_lsb.len(),
-        )?;
-        let mut empty: [u64; 0] = [];
-        // Only the output colours are split mutably; tables are read through the job's range.
-        jobs(Shape { tb: 0, ..s }, &mut empty[..], out_lsb)
-            .into_par_iter()
-            .for_each_init(
-                || Workspace::new(self.circuit),
-                |ws, (i0, m, _, lsb)| {
-                    let sub = Shape { n: m, ..s };
-                    let gb = &gb_labels[i0 * s.gi..(i0 + m) * s.gi];
-                    let ev = &ev_labels[i0 * s.ei..(i0 + m) * s.ei];
-                    let tab = &tables[i0 * s.tb..(i0 + m) * s.tb];
-                    self.eval_range(ws, sub, gb, ev, tab, first_instance + i0 as u64, lsb);
-                },
-            );
-        Ok(())
-    }
-
-    /// Receives the tables of `n = tables.len() / instance_words` instances (the protocol's
-    /// offline step). Returns the bytes received.
-    pub fn recv_tables<C: Channel + ?Sized>(
-        &self,
-        chan: &mut C,
-        tables: &mut [u64],
-    ) -> Result<u64, GcError> {
-        let w = instance_words(self.circuit.and_count());
-        if !tables.len().is_multiple_of(w) {
-            return Err(GcError::Length {
-                what: "three-halves tables (a multiple of the instance's words)",
-                expected: w,
-                got: tables.len(),
-            });
-        }
-        chan.recv(words_as_bytes_mut(tables))?;
-        Ok(8 * tables.len() as u64)
-    }
-
-    /// Receives tables chunk by chunk and evaluates each as it arrives: the counterpart of
-    /// [`ThGarbler::garble_stream`]. Returns the bytes received.
-    pub fn eval_stream<C: Channel + ?Sized>(
-        &self,
-        chan: &mut C,
-        gb_labels: &[Block],
-        ev_labels: &[Block],
-        first_instance: u64,
-        out_lsb: &mut [bool],
-        chunk: usize,
-    ) -> Result<u64, GcError> {
-        let s = self.shape(gb_labels, ev_labels, None, first_instance, out_lsb.len())?;
-        recv_chunks(chan, s.n, 8 * s.tb, chunk, |i0, m, buf| {
-            self.eval_batch_par(
-                &gb_labels[i0 * s.gi..(i0 + m) * s.gi],
-                &ev_labels[i0 * s.ei..(i0 + m) * s.ei],
-                &blocks_as_words(buf)[..m * s.tb],
-                first_instance + i0 as u64,
-                &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
-            )
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn eval_range(
-        &self,
-        ws: &mut Workspace,
-        s: Shape,
-        gb: &[Block],
-        ev: &[Block],
-        tables: &[u64],
-        first: u64,
-        out_lsb: &mut [bool],
-    ) {
-        let c = self.circuit;
-        let mut i0 = 0;
-        while i0 < s.n {
-            let g = GROUP.min(s.n - i0);
-            let labels = &mut ws.labels[..];
-            load_inputs(
-                labels,
-                g,
-                &gb[i0 * s.gi..(i0 + g) * s.gi],
-                c.garbler_inputs(),
-                &ev[i0 * s.ei..(i0 + g) * s.ei],
-                c.evaluator_inputs(),
-            );
-            let tab = &tables[i0 * s.tb..(i0 + g) * s.tb];
-            let f = first.wrapping_add(i0 as u64);
-            match self.kernel {
-                Kernel::Portable => {
-                    let mut kern = EvalKern {
-                        first: f,
-                        ands: c.and_count(),
-                        hash: PortableTccr([Block::ZERO; 6 * GROUP]),
-                    };
-                    eval_gates(c, labels, g, tab, s.tb, &mut kern)
-                }
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as in `ThGarbler::garble_group`.
-                Kernel::Vaes(keys) => unsafe { eval_gates_vaes(c, &keys, labels, g, f, tab) },
-            }
-            store_outputs(
-                labels,
-                g,
-                c.outputs(),
-                &mut out_lsb[i0 * s.no..(i0 + g) * s.no],
-            );
-            i0 += g;
-        }
+impl<'a> ThGarbler<'a> {
+    /// A garbler of `circuit` under `delta`, drawing its control randomness from the PRF keyed
+    /// by `seed` (secret, uniformly random, fresh per Δ).
+    pub fn new(circuit: &'a Circuit, delta: &Delta, seed: Block) -> Self {
+        BatchGarbler::with_keys(circuit, delta, ControlPrf::new(seed))
     }
 }
 
 /// Checks that `tables` holds whole instances of `circuit` and returns how many.
 pub fn instances_in(circuit: &Circuit, tables: &[u64]) -> Result<usize, GcError> {
-    let w = instance_words(circuit.and_count());
-    if w == 0 {
-        check_len("three-halves tables", 0, tables.len())?;
-        return Ok(0);
-    }
-    if !tables.len().is_multiple_of(w) {
-        return Err(GcError::Length {
-            what: "three-halves tables (a multiple of the instance's words)",
-            expected: w,
-            got: tables.len(),
-        });
-    }
-    Ok(tables.len() / w)
+    instances::<ThreeHalves>(circuit, tables.len())
 }
 
 #[cfg(test)]

@@ -61,8 +61,8 @@
 //! bit string, and gate `k` takes bits `2k, 2k + 1`. Garbling is therefore a deterministic
 //! function of Δ, the seed, the zero-labels and the instance numbers, whatever the batching.
 
-use super::circuit::{check_len, Circuit, Gate};
-use super::halfgates::Delta;
+use super::circuit::{check_len, Circuit};
+use super::halfgates::{walk_instance, Delta};
 use super::GcError;
 use crate::crypto::{Block, FixedKeyAes, FIXED_KEY_AES};
 
@@ -324,34 +324,18 @@ pub fn garble_reference(
     let aes = &*FIXED_KEY_AES;
     let mut rand = vec![Block::ZERO; rand_blocks(ands)];
     prf.fill(instance, &mut rand);
-    let mut w = vec![Block::ZERO; circuit.wires()];
-    w[..gb_zero.len()].copy_from_slice(gb_zero);
-    w[gb_zero.len()..gb_zero.len() + ev_zero.len()].copy_from_slice(ev_zero);
     let mut table = vec![0u64; instance_words(ands)];
     let (mat, ctrl) = table.split_at_mut(3 * ands);
-    let mut k = 0;
-    for g in circuit.gates() {
-        match *g {
-            Gate::Xor { a, b, out } => w[out as usize] = w[a as usize] ^ w[b as usize],
-            Gate::Not { a, out } => w[out as usize] = w[a as usize] ^ d,
-            Gate::Const { value, out } => w[out as usize] = d.select(value),
-            Gate::And { a, b, out } => {
-                let (a0, b0) = (w[a as usize], w[b as usize]);
-                let t = and_tweaks(instance, k);
-                let x = garble_inputs(a0, b0, d);
-                let h: [Block; 6] = core::array::from_fn(|m| aes.tccr(t[m / 2], x[m]));
-                let (c, gm, z) = garble_gate(a0, b0, d, &h, rand_bits(&rand, k));
-                mat[3 * k..3 * k + 3].copy_from_slice(&gm);
-                put_control(ctrl, k, z);
-                w[out as usize] = c;
-                k += 1;
-            }
-        }
-    }
-    Ok((
-        table,
-        circuit.outputs().iter().map(|&o| w[o as usize]).collect(),
-    ))
+    let out = walk_instance(circuit, gb_zero, ev_zero, d, |k, a0, b0| {
+        let t = and_tweaks(instance, k);
+        let x = garble_inputs(a0, b0, d);
+        let h: [Block; 6] = core::array::from_fn(|m| aes.tccr(t[m / 2], x[m]));
+        let (c, gm, z) = garble_gate(a0, b0, d, &h, rand_bits(&rand, k));
+        mat[3 * k..3 * k + 3].copy_from_slice(&gm);
+        put_control(ctrl, k, z);
+        c
+    });
+    Ok((table, out))
 }
 
 /// Evaluates one garbled instance gate by gate: the reference for the batched evaluator.
@@ -374,30 +358,22 @@ pub fn eval_reference(
     check_len("garbled material", instance_words(ands), table.len())?;
     let (mat, ctrl) = table.split_at(3 * ands);
     let aes = &*FIXED_KEY_AES;
-    let mut w = vec![Block::ZERO; circuit.wires()];
-    w[..gb_labels.len()].copy_from_slice(gb_labels);
-    w[gb_labels.len()..gb_labels.len() + ev_labels.len()].copy_from_slice(ev_labels);
-    let mut k = 0;
-    for g in circuit.gates() {
-        match *g {
-            Gate::Xor { a, b, out } => w[out as usize] = w[a as usize] ^ w[b as usize],
-            Gate::Not { a, out } => w[out as usize] = w[a as usize],
-            Gate::Const { out, .. } => w[out as usize] = Block::ZERO,
-            Gate::And { a, b, out } => {
-                let (la, lb) = (w[a as usize], w[b as usize]);
-                let t = and_tweaks(instance, k);
-                let h = [
-                    aes.tccr(t[0], la),
-                    aes.tccr(t[1], lb),
-                    aes.tccr(t[2], la ^ lb),
-                ];
-                let gm = [mat[3 * k], mat[3 * k + 1], mat[3 * k + 2]];
-                w[out as usize] = eval_gate(la, lb, &h, &gm, get_control(ctrl, k));
-                k += 1;
-            }
-        }
-    }
-    Ok(circuit.outputs().iter().map(|&o| w[o as usize]).collect())
+    Ok(walk_instance(
+        circuit,
+        gb_labels,
+        ev_labels,
+        Block::ZERO,
+        |k, la, lb| {
+            let t = and_tweaks(instance, k);
+            let h = [
+                aes.tccr(t[0], la),
+                aes.tccr(t[1], lb),
+                aes.tccr(t[2], la ^ lb),
+            ];
+            let gm = [mat[3 * k], mat[3 * k + 1], mat[3 * k + 2]];
+            eval_gate(la, lb, &h, &gm, get_control(ctrl, k))
+        },
+    ))
 }
 
 #[cfg(test)]

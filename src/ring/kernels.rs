@@ -95,33 +95,25 @@ impl Elem for u64 {
     }
 }
 
-impl Elem for f32 {
-    #[inline(always)]
-    fn mul_add(acc: Self, a: Self, b: Self) -> Self {
-        acc + a * b
-    }
-    #[inline(always)]
-    fn plus(a: Self, b: Self) -> Self {
-        a + b
-    }
-    fn matmul(a: MatRef<'_, Self>, b: MatRef<'_, Self>, c: &mut [Self], accumulate: bool) {
-        matmul_gemm(a, b, c, accumulate, 1.0, 0.0)
-    }
+/// The float elements: plain arithmetic, products through the `gemm` crate.
+macro_rules! float_elem {
+    ($($t:ty),*) => {$(
+        impl Elem for $t {
+            #[inline(always)]
+            fn mul_add(acc: Self, a: Self, b: Self) -> Self {
+                acc + a * b
+            }
+            #[inline(always)]
+            fn plus(a: Self, b: Self) -> Self {
+                a + b
+            }
+            fn matmul(a: MatRef<'_, Self>, b: MatRef<'_, Self>, c: &mut [Self], accumulate: bool) {
+                matmul_gemm(a, b, c, accumulate, 1.0, 0.0)
+            }
+        }
+    )*};
 }
-
-impl Elem for f64 {
-    #[inline(always)]
-    fn mul_add(acc: Self, a: Self, b: Self) -> Self {
-        acc + a * b
-    }
-    #[inline(always)]
-    fn plus(a: Self, b: Self) -> Self {
-        a + b
-    }
-    fn matmul(a: MatRef<'_, Self>, b: MatRef<'_, Self>, c: &mut [Self], accumulate: bool) {
-        matmul_gemm(a, b, c, accumulate, 1.0, 0.0)
-    }
-}
+float_elem!(f32, f64);
 
 /// Below this many multiply-accumulates a product runs on one thread.
 const PARALLEL_MACS: usize = 1 << 18;

@@ -125,6 +125,67 @@ impl fmt::Debug for CotReceiver {
     }
 }
 
+/// The sender's side of one extension call, shared by IKNP and SoftSpoken: checks that the
+/// receiver asked for `out.len()` OTs (`protocol` names the extension in the error), then runs
+/// `chunk(ch, j0, out[j0..])` on every [`CHUNK_OTS`] OTs in order.
+pub(super) fn send_chunked<C, F>(
+    ch: &mut C,
+    protocol: &'static str,
+    out: &mut [Block],
+    mut chunk: F,
+) -> Result<(), OtError>
+where
+    C: Channel + ?Sized,
+    F: FnMut(&mut C, usize, &mut [Block]) -> Result<(), OtError>,
+{
+    let n = out.len();
+    if n == 0 {
+        return Ok(());
+    }
+    let theirs = ch.recv_u64()?;
+    if theirs != n as u64 {
+        return Err(OtError::CountMismatch {
+            protocol,
+            ours: n as u64,
+            theirs,
+        });
+    }
+    for (c, part) in out.chunks_mut(CHUNK_OTS).enumerate() {
+        chunk(ch, c * CHUNK_OTS, part)?;
+    }
+    Ok(())
+}
+
+/// The receiver's side of one extension call, the counterpart of [`send_chunked`]: checks
+/// that `out` has one label per choice, announces the count, runs `chunk(ch, j0, out[j0..])`
+/// on every [`CHUNK_OTS`] OTs in order and flushes.
+pub(super) fn receive_chunked<C, F>(
+    ch: &mut C,
+    choices: usize,
+    out: &mut [Block],
+    mut chunk: F,
+) -> Result<(), OtError>
+where
+    C: Channel + ?Sized,
+    F: FnMut(&mut C, usize, &mut [Block]) -> Result<(), OtError>,
+{
+    if out.len() != choices {
+        return Err(OtError::LengthMismatch {
+            choices,
+            outputs: out.len(),
+        });
+    }
+    if choices == 0 {
+        return Ok(());
+    }
+    ch.send_u64(choices as u64)?;
+    for (c, part) in out.chunks_mut(CHUNK_OTS).enumerate() {
+        chunk(ch, c * CHUNK_OTS, part)?;
+    }
+    ch.flush()?;
+    Ok(())
+}
+
 /// The padded width of a chunk of `len` OTs and its blocks per column.
 #[inline]
 pub(super) fn padded(len: usize) -> (usize, usize) {
@@ -170,22 +231,10 @@ impl CotSender {
         ch: &mut C,
         out: &mut [Block],
     ) -> Result<(), OtError> {
-        let n = out.len();
-        if n == 0 {
-            return Ok(());
-        }
-        let theirs = ch.recv_u64()?;
-        if theirs != n as u64 {
-            return Err(OtError::CountMismatch {
-                protocol: "OT extension",
-                ours: n as u64,
-                theirs,
-            });
-        }
-        for chunk in out.chunks_mut(CHUNK_OTS) {
-            self.send_chunk(ch, chunk)?;
-        }
-        self.count += n as u64;
+        send_chunked(ch, "OT extension", out, |ch, _, chunk| {
+            self.send_chunk(ch, chunk)
+        })?;
+        self.count += out.len() as u64;
         Ok(())
     }
 
@@ -291,22 +340,10 @@ impl CotReceiver {
         choices: &[bool],
         out: &mut [Block],
     ) -> Result<(), OtError> {
-        let n = choices.len();
-        if out.len() != n {
-            return Err(OtError::LengthMismatch {
-                choices: n,
-                outputs: out.len(),
-            });
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        ch.send_u64(n as u64)?;
-        for (bs, chunk) in choices.chunks(CHUNK_OTS).zip(out.chunks_mut(CHUNK_OTS)) {
-            self.receive_chunk(ch, bs, chunk)?;
-        }
-        ch.flush()?;
-        self.count += n as u64;
+        receive_chunked(ch, choices.len(), out, |ch, j0, chunk| {
+            self.receive_chunk(ch, &choices[j0..j0 + chunk.len()], chunk)
+        })?;
+        self.count += out.len() as u64;
         Ok(())
     }
 

@@ -13,7 +13,7 @@
 //! 128` base OTs, exactly as many as IKNP's, with the same roles. Each leaf seed keys an
 //! AES-CTR [`Prg`].
 //!
-//! Extension of `n` OTs (in chunks of [`CHUNK_OTS`], padded to a multiple of 128): every leaf
+//! Extension of `n` OTs (in chunks of [`CHUNK_OTS`](super::iknp::CHUNK_OTS), padded to a multiple of 128): every leaf
 //! `x` of chunk `i` expands to an `n`-bit string `r_{i,x}`. The receiver computes
 //! `u_i = ⊕_x r_{i,x}` and the `k` columns `v_{i,b} = ⊕_{x : x_b = 1} r_{i,x}`; the sender, who
 //! lacks only `r_{i,Δ_i}`, computes `w_{i,b} = ⊕_{x : (x ⊕ Δ_i)_b = 1} r_{i,x} = v_{i,b} ⊕
@@ -45,10 +45,10 @@ use core::fmt;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::iknp::{mask, padded, transpose_into, CHUNK_COL_BLOCKS, CHUNK_OTS};
+use super::iknp::{mask, padded, receive_chunked, send_chunked, transpose_into, CHUNK_COL_BLOCKS};
 use super::{base, blocks_as_bytes, blocks_as_bytes_mut, ChoicePattern, OtError};
 use crate::crypto::{Block, Prg, FIXED_KEY_AES};
-use crate::net::{Channel, ChannelExt};
+use crate::net::Channel;
 
 /// The smallest and largest supported `k` (bits of Δ per small-field VOLE). `k` must divide 128.
 pub const K_RANGE: core::ops::RangeInclusive<usize> = 1..=8;
@@ -249,22 +249,10 @@ impl SoftSpokenSender {
         pattern: ChoicePattern,
         out: &mut [Block],
     ) -> Result<(), OtError> {
-        let n = out.len();
-        if n == 0 {
-            return Ok(());
-        }
-        let theirs = ch.recv_u64()?;
-        if theirs != n as u64 {
-            return Err(OtError::CountMismatch {
-                protocol: "SoftSpoken OT",
-                ours: n as u64,
-                theirs,
-            });
-        }
-        for (c, chunk) in out.chunks_mut(CHUNK_OTS).enumerate() {
-            self.send_chunk(ch, pattern, c * CHUNK_OTS, chunk)?;
-        }
-        self.count += n as u64;
+        send_chunked(ch, "SoftSpoken OT", out, |ch, j0, chunk| {
+            self.send_chunk(ch, pattern, j0, chunk)
+        })?;
+        self.count += out.len() as u64;
         Ok(())
     }
 
@@ -361,26 +349,11 @@ impl SoftSpokenReceiver {
         choices: &mut [bool],
         out: &mut [Block],
     ) -> Result<(), OtError> {
-        let n = choices.len();
-        if out.len() != n {
-            return Err(OtError::LengthMismatch {
-                choices: n,
-                outputs: out.len(),
-            });
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        ch.send_u64(n as u64)?;
-        for (c, (bs, chunk)) in choices
-            .chunks_mut(CHUNK_OTS)
-            .zip(out.chunks_mut(CHUNK_OTS))
-            .enumerate()
-        {
-            self.receive_chunk(ch, pattern, c * CHUNK_OTS, bs, chunk)?;
-        }
-        ch.flush()?;
-        self.count += n as u64;
+        receive_chunked(ch, choices.len(), out, |ch, j0, chunk| {
+            let bs = &mut choices[j0..j0 + chunk.len()];
+            self.receive_chunk(ch, pattern, j0, bs, chunk)
+        })?;
+        self.count += out.len() as u64;
         Ok(())
     }
 
@@ -452,6 +425,7 @@ impl SoftSpokenReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::ot::iknp::CHUNK_OTS;
     use crate::net::{mem_pair, MemChannel, TcpChannel};
     use std::time::Duration;
 

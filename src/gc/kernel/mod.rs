@@ -32,7 +32,7 @@ pub(crate) const GROUP: usize = 16;
 /// because LLVM vectorises loops over them, while it keeps `u128` in register pairs.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-pub(crate) struct Lanes(pub(crate) [u64; 2 * GROUP]);
+pub struct Lanes(pub(crate) [u64; 2 * GROUP]);
 
 impl Lanes {
     pub(crate) const ZERO: Lanes = Lanes([0; 2 * GROUP]);
@@ -70,7 +70,7 @@ impl Lanes {
 
 /// The AND-gate kernel, chosen once per `Garbler` / `Evaluator` from the CPU's features.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Kernel {
+pub enum Kernel {
     /// Batched fixed-key AES through the `aes` crate
     /// ([`FIXED_KEY_AES`](crate::crypto::FIXED_KEY_AES)); runs anywhere.
     Portable,

@@ -25,7 +25,7 @@ const LANES: usize = 8;
 /// The expanded AES-128 round keys of the fixed key. Holding one proves the CPU has the
 /// features the kernels need: it is only made by [`RoundKeys::detect`].
 #[derive(Clone, Copy)]
-pub(crate) struct RoundKeys([__m128i; 11]);
+pub struct RoundKeys([__m128i; 11]);
 
 impl core::fmt::Debug for RoundKeys {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
