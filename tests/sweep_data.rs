@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod cli_support;
+use cli_support::cifar_test_file;
+
 const MODELS: [&str; 2] = [
     "tests/fixtures/rlnet-resnet18-w8-c10.safetensors",
     "tests/fixtures/snl-resnet18-w8-c10.safetensors",
@@ -11,24 +14,6 @@ const MODELS: [&str; 2] = [
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A CIFAR-10 binary test file of `n` seeded random images.
-fn cifar_file(dir: &Path, n: usize) -> PathBuf {
-    let mut bytes = Vec::with_capacity(n * 3073);
-    let mut s = 0x9e37_79b9_7f4a_7c15u64;
-    for i in 0..n {
-        bytes.push((i % 10) as u8);
-        for _ in 0..3072 {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            bytes.push((s >> 56) as u8);
-        }
-    }
-    let path = dir.join("test_batch.bin");
-    std::fs::write(&path, bytes).unwrap();
-    path
 }
 
 fn pibench(args: &[&str]) -> std::process::Output {
@@ -42,7 +27,7 @@ fn pibench(args: &[&str]) -> std::process::Output {
 #[test]
 fn sweep_with_data_evaluates_every_model_and_reports_accuracy() {
     let dir = tempfile::tempdir().unwrap();
-    let data = cifar_file(dir.path(), 6);
+    let data = cifar_test_file(dir.path(), 6);
     let out = dir.path().join("sweep");
     let o = pibench(&[
         "sweep",
