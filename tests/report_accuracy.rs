@@ -122,6 +122,11 @@ fn a_report_opens_with_accuracy_against_latency_and_tabulates_it() {
         !stems.contains(&"accuracy_vs_latency"),
         "card accuracies give way"
     );
+    assert!(
+        !dir.path().join("accuracy_vs_latency.svg").exists()
+            && !dir.path().join("accuracy_vs_latency.png").exists(),
+        "no figure of the cards' accuracies is left on disk"
+    );
     let svg = std::fs::read_to_string(dir.path().join("methods_at_equal_budget.svg")).unwrap();
     assert!(svg.contains("AdvA under PI") && svg.contains("accuracy beside cost"));
 }

@@ -680,7 +680,15 @@ pub fn write_plots(
         .iter()
         .position(|f| f.stem == "accuracy_vs_latency")
     {
-        set.files.remove(i);
+        let superseded = set.files.remove(i);
+        // Drawn before the measured accuracies replaced it: no figure of the superseded numbers
+        // stays in the report's directory.
+        for path in std::iter::once(&superseded.svg).chain(superseded.png.as_ref()) {
+            std::fs::remove_file(path).map_err(|e| ReportError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+        }
         set.notes.push(
             "The model cards' accuracies (as training reported them) are not plotted: pibench measured them (see Accuracy)."
                 .into(),
