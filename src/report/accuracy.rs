@@ -15,7 +15,7 @@ use plotters::style::BLACK;
 use super::chart::*;
 use super::plots::{
     compare_link, comparison_data, families, fmt_budget, method_color, method_display,
-    phase_seconds, Comparison, PlotSet,
+    method_legend, phase_seconds, Comparison, PlotSet,
 };
 use super::sweep::{ModelGroup, Sweep};
 use super::text::{esc, file_name, thousands};
@@ -458,15 +458,7 @@ fn comparison_chart(c: &Comparison<'_>, acc: &Accuracies, link: Option<&str>) ->
         ),
         size: (2300, 760),
         panels,
-        legend: methods
-            .iter()
-            .enumerate()
-            .map(|(i, m)| LegendEntry {
-                label: method_display(m),
-                color: method_color(m, i),
-                key: LegendKey::Box,
-            })
-            .collect(),
+        legend: method_legend(methods),
         footnote: Some(
             "Accuracy: PI arithmetic on the evaluated test images (see the accuracy table for n and intervals). Latency: median of the runs, modelled on the link. Equal budgets cost the same; the methods differ in accuracy."
                 .into(),

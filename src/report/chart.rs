@@ -504,6 +504,17 @@ where
     Ok(rest)
 }
 
+/// Draw `chart` on any backend (the SVG and the PNG are the same drawing).
+fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &Chart) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    match chart {
+        Chart::Xy(c) => draw_xy(root, c),
+        Chart::Bar(c) => draw_bars(root, c),
+    }
+}
+
 fn draw_xy<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &XyChart) -> DrawResult
 where
     DB::ErrorType: 'static,
@@ -736,22 +747,12 @@ pub(super) fn render(
     };
     let svg = dir.join(format!("{stem}.svg"));
     {
-        let root = SVGBackend::new(&svg, size).into_drawing_area();
-        match chart {
-            Chart::Xy(c) => draw_xy(&root, c),
-            Chart::Bar(c) => draw_bars(&root, c),
-        }
-        .map_err(err)?;
+        draw(&SVGBackend::new(&svg, size).into_drawing_area(), chart).map_err(err)?;
     }
     let png_path = if png {
         let p = dir.join(format!("{stem}.png"));
         {
-            let root = BitMapBackend::new(&p, size).into_drawing_area();
-            match chart {
-                Chart::Xy(c) => draw_xy(&root, c),
-                Chart::Bar(c) => draw_bars(&root, c),
-            }
-            .map_err(err)?;
+            draw(&BitMapBackend::new(&p, size).into_drawing_area(), chart).map_err(err)?;
         }
         Some(p)
     } else {

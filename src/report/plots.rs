@@ -40,6 +40,19 @@ pub(super) fn method_color(method: &str, i: usize) -> RGBColor {
     }
 }
 
+/// One coloured box per method, in the order given: the legend of a per-method bar chart.
+pub(super) fn method_legend(methods: &[String]) -> Vec<LegendEntry> {
+    methods
+        .iter()
+        .enumerate()
+        .map(|(i, m)| LegendEntry {
+            label: method_display(m),
+            color: method_color(m, i),
+            key: LegendKey::Box,
+        })
+        .collect()
+}
+
 /// How a method is written in prose and legends.
 pub fn method_display(method: &str) -> String {
     match method {
@@ -561,15 +574,7 @@ fn comparison_chart(c: &Comparison<'_>, link: Option<&str>) -> BarChart {
         ),
         size: (1600, 760),
         panels,
-        legend: methods
-            .iter()
-            .enumerate()
-            .map(|(i, m)| LegendEntry {
-                label: method_display(m),
-                color: method_color(m, i),
-                key: LegendKey::Box,
-            })
-            .collect(),
+        legend: method_legend(methods),
         footnote: Some(
             "Median over runs; budgets are the nominal budgets of the model cards.".into(),
         ),
