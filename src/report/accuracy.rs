@@ -666,26 +666,6 @@ pub fn write_plots(
             None => set.files.push(file),
         }
     }
-    // The cards' own accuracies (as training reported them) give way to the measured ones.
-    if let Some(i) = set
-        .files
-        .iter()
-        .position(|f| f.stem == "accuracy_vs_latency")
-    {
-        let superseded = set.files.remove(i);
-        // Drawn before the measured accuracies replaced it: no figure of the superseded numbers
-        // stays in the report's directory.
-        for path in std::iter::once(&superseded.svg).chain(superseded.png.as_ref()) {
-            std::fs::remove_file(path).map_err(|e| ReportError::Io {
-                path: path.clone(),
-                source: e,
-            })?;
-        }
-        set.notes.push(
-            "The model cards' accuracies (as training reported them) are not plotted: pibench measured them (see Accuracy)."
-                .into(),
-        );
-    }
     if let Some(c) = ring_chart(acc) {
         set.files.push(render(
             dir,

@@ -174,7 +174,7 @@ pub fn write_report(
         }
     }
 
-    let plot_set = plots::write_plots(&sweep, out_dir, opts)?;
+    let plot_set = plots::write_plots(&sweep, out_dir, opts, !accuracies.is_empty())?;
     notes.extend(plot_set.notes.iter().cloned());
     let mut plot_set = plot_set;
     if !accuracies.is_empty() {

@@ -684,11 +684,13 @@ fn accuracy_chart(sweep: &Sweep, link: Option<&str>) -> Option<XyChart> {
     })
 }
 
-/// Draw every plot the sweep supports into `dir`.
+/// Draw every plot the sweep supports into `dir`. With `measured_accuracy` (pibench evaluated the
+/// models: [`super::accuracy`] draws those), the chart of the cards' own accuracies is not drawn.
 pub fn write_plots(
     sweep: &Sweep,
     dir: &Path,
     opts: &ReportOptions,
+    measured_accuracy: bool,
 ) -> Result<PlotSet, ReportError> {
     let mut set = PlotSet::default();
     let png = opts.png
@@ -771,6 +773,11 @@ pub fn write_plots(
         ),
     }
     match accuracy_chart(sweep, link.as_deref()) {
+        // The cards' accuracies (as training reported them) give way to the measured ones.
+        Some(_) if measured_accuracy => notes.push(
+            "The model cards' accuracies (as training reported them) are not plotted: pibench measured them (see Accuracy)."
+                .into(),
+        ),
         Some(c) => add(
             "accuracy_vs_latency",
             "Accuracy against online latency",
