@@ -9,7 +9,7 @@ use super::accuracy::Accuracies;
 use super::costmodel::CostModel;
 use super::plots::{method_display, PlotSet};
 use super::sweep::{ModelGroup, Stat, Sweep};
-use super::text::{esc, file_name, thousands};
+use super::text::{esc, file_name, table_head, thousands};
 use super::ReportOptions;
 use crate::net::link::Link;
 
@@ -405,16 +405,20 @@ fn write_fitted_model(s: &mut String, m: &CostModel, sweep: &Sweep) -> std::fmt:
             "(With four or more models the report also shows leave-one-model-out errors.)"
         }
     )?;
-    if any_ho {
-        writeln!(
-            s,
-            "| quantity | models | largest error | median error | largest held-out error |"
-        )?;
-        writeln!(s, "|---|---|---|---|---|")?;
-    } else {
-        writeln!(s, "| quantity | models | largest error | median error |")?;
-        writeln!(s, "|---|---|---|---|")?;
-    }
+    let held_out_column = |columns: &[&'static str], held_out: &'static str| {
+        let mut columns = columns.to_vec();
+        if any_ho {
+            columns.push(held_out);
+        }
+        columns
+    };
+    table_head(
+        s,
+        &held_out_column(
+            &["quantity", "models", "largest error", "median error"],
+            "largest held-out error",
+        ),
+    )?;
     for q in &quantities {
         let cs: Vec<_> = checks.iter().filter(|c| c.quantity == *q).collect();
         let errs: Vec<f64> = cs.iter().map(|c| c.rel_error().abs()).collect();
@@ -458,16 +462,13 @@ fn write_fitted_model(s: &mut String, m: &CostModel, sweep: &Sweep) -> std::fmt:
     )?;
 
     writeln!(s, "<details><summary>Per model</summary>\n")?;
-    if any_ho {
-        writeln!(
-            s,
-            "| model | quantity | measured s | predicted s | error | held-out error |"
-        )?;
-        writeln!(s, "|---|---|---|---|---|---|")?;
-    } else {
-        writeln!(s, "| model | quantity | measured s | predicted s | error |")?;
-        writeln!(s, "|---|---|---|---|---|")?;
-    }
+    table_head(
+        s,
+        &held_out_column(
+            &["model", "quantity", "measured s", "predicted s", "error"],
+            "held-out error",
+        ),
+    )?;
     for c in &checks {
         write!(
             s,
