@@ -255,10 +255,23 @@ fn sweep_refuses_a_non_empty_directory_unless_forced_or_appending() {
     );
     assert_eq!(run_files(&fresh).len(), 2);
 
-    // --force starts afresh: only the new run remains.
+    // --force starts afresh: only the new run remains, and no chart the new report does not
+    // draw (a single model has no method comparison and no accuracies); the user's files stay.
+    let stale = ["methods_at_equal_budget.svg", "accuracy_vs_online_wan.png"];
+    for name in stale.iter().chain(&["mine.svg"]) {
+        std::fs::write(fresh.join(name), "old").unwrap();
+    }
     let forced = small_sweep(&fresh, &["--force"]);
     assert!(forced.status.success(), "{}", text(&forced.stderr));
     assert_eq!(run_files(&fresh).len(), 1);
+    for name in stale {
+        assert!(!fresh.join(name).exists(), "stale {name} stays");
+    }
+    assert_eq!(
+        std::fs::read_to_string(fresh.join("mine.svg")).unwrap(),
+        "old"
+    );
+    assert!(fresh.join("latency_vs_budget.svg").exists());
     let csv = std::fs::read_to_string(fresh.join("results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 1, "{csv}");
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use super::chart::*;
 use super::plots::{
     compare_link, comparison_data, comparison_panel, families, fmt_budget, method_color,
-    method_display, method_legend, phase_seconds, Comparison, PlotSet,
+    method_display, method_legend, phase_seconds, stem, Comparison, PlotSet,
 };
 use super::sweep::{ModelGroup, Sweep};
 use super::text::{esc, file_name, thousands};
@@ -549,7 +549,7 @@ pub fn headline_stem(sweep: &Sweep) -> Option<String> {
         .find(|l| *l == "wan")
         .or(links.first())?
         .clone();
-    Some(format!("accuracy_vs_online_{link}"))
+    Some(stem::accuracy_latency("online", &link))
 }
 
 /// Draw the accuracy figures into `dir` and add them to `set`; the method comparison at equal
@@ -567,9 +567,12 @@ pub fn write_plots(
     // The font was registered (or found missing) by the cost figures just drawn.
     let png = opts.png && set.files.iter().any(|f| f.png.is_some());
     for link in figure_links(sweep) {
-        for (which, word) in [(Latency::Online, "online"), (Latency::Total, "total")] {
+        for (which, word) in [Latency::Online, Latency::Total]
+            .into_iter()
+            .zip(stem::LATENCIES)
+        {
             if let Some(c) = accuracy_latency_chart(sweep, acc, &link, which) {
-                let stem = format!("accuracy_vs_{word}_{link}");
+                let stem = stem::accuracy_latency(word, &link);
                 let title = format!("CA, NPA and AdvA under PI against {word} latency ({link})");
                 set.files
                     .push(render(dir, &stem, &title, &Chart::Xy(c), png)?);
@@ -601,16 +604,12 @@ pub fn write_plots(
         );
         let file = render(
             dir,
-            "methods_at_equal_budget",
+            stem::METHODS,
             &title,
             &Chart::Bar(comparison_chart(&c, acc, link.as_deref())),
             png,
         )?;
-        match set
-            .files
-            .iter_mut()
-            .find(|f| f.stem == "methods_at_equal_budget")
-        {
+        match set.files.iter_mut().find(|f| f.stem == stem::METHODS) {
             Some(old) => *old = file,
             None => set.files.push(file),
         }
@@ -618,7 +617,7 @@ pub fn write_plots(
     if let Some(c) = ring_chart(acc) {
         set.files.push(render(
             dir,
-            "accuracy_vs_ring",
+            stem::RING,
             "Accuracy under PI against the ring width ℓ",
             &Chart::Xy(c),
             png,

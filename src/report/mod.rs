@@ -118,6 +118,46 @@ pub struct ReportSummary {
     pub notes: Vec<String>,
 }
 
+/// Remove from `dir` the files a report writes there — `report.md`, `results.csv`, the cost
+/// models and the figures under every name a report draws (SVG and PNG) — whether or not the
+/// next report draws them again, so that no stale chart outlives its report (`sweep --force`).
+/// Files of other names, the user's, stay. Returns the files removed.
+pub fn clear_report_files(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let io = |path: &Path, source: std::io::Error| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(io(dir, e)),
+    };
+    let ours = |p: &Path| {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (stem, ext) = name.rsplit_once('.').unwrap_or((&name, ""));
+        match ext {
+            "md" => stem == "report",
+            "csv" => stem == "results",
+            "json" => stem == "costmodel" || stem.starts_with("costmodel-"),
+            "svg" | "png" => plots::stem::is_report_plot(stem),
+            _ => false,
+        }
+    };
+    let mut removed = Vec::new();
+    for e in entries {
+        let p = e.map_err(|e| io(dir, e))?.path();
+        if p.is_file() && ours(&p) {
+            std::fs::remove_file(&p).map_err(|e| io(&p, e))?;
+            removed.push(p);
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
 /// Write `results.csv`, `costmodel.json`, the plots and `report.md` into `out_dir` (created if
 /// needed).
 pub fn write_report(
@@ -212,4 +252,51 @@ pub fn write_report(
         plots: plot_set.files,
         notes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clearing_removes_the_report_files_and_nothing_of_the_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = [
+            "report.md",
+            "results.csv",
+            "costmodel.json",
+            "costmodel-threehalves-softspoken.json",
+            "latency_vs_budget.svg",
+            "layer_breakdown.png",
+            "methods_at_equal_budget.svg",
+            "accuracy_vs_latency.png",
+            "accuracy_vs_ring.svg",
+            "accuracy_vs_online_wan.svg",
+            "accuracy_vs_total_mobile.png",
+        ];
+        let theirs = [
+            "notes.md",
+            "mine.svg",
+            "latency_vs_budget.pdf",
+            "accuracy_vs_online_.svg",
+            "warmup-x.json",
+            "results.csv.bak",
+        ];
+        for name in ours.iter().chain(&theirs) {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        // A directory of a report's name is not a file the report wrote.
+        std::fs::create_dir(dir.path().join("layer_breakdown.svg")).unwrap();
+        let removed = clear_report_files(dir.path()).unwrap();
+        let mut want: Vec<PathBuf> = ours.iter().map(|n| dir.path().join(n)).collect();
+        want.sort();
+        assert_eq!(removed, want);
+        for name in theirs {
+            assert!(dir.path().join(name).exists(), "{name} was removed");
+        }
+        assert!(dir.path().join("layer_breakdown.svg").is_dir());
+        assert!(clear_report_files(&dir.path().join("absent"))
+            .unwrap()
+            .is_empty());
+    }
 }

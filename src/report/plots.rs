@@ -11,6 +11,48 @@ use super::chart::*;
 use super::sweep::{ModelGroup, Sweep};
 use super::{ReportError, ReportOptions};
 
+/// The file stems of the figures a report draws: one definition for drawing them and for
+/// clearing them ([`super::clear_report_files`]).
+pub(super) mod stem {
+    /// Latency against the budget, per link.
+    pub(crate) const LATENCY: &str = "latency_vs_budget";
+    /// Communication against the budget.
+    pub(crate) const COMMUNICATION: &str = "communication_vs_budget";
+    /// One model's per-stage breakdown.
+    pub(crate) const BREAKDOWN: &str = "layer_breakdown";
+    /// Methods at equal budgets (cost, or accuracy beside cost).
+    pub(crate) const METHODS: &str = "methods_at_equal_budget";
+    /// The model cards' accuracies against latency.
+    pub(crate) const CARD_ACCURACY: &str = "accuracy_vs_latency";
+    /// Measured accuracy against the ring width.
+    pub(crate) const RING: &str = "accuracy_vs_ring";
+    /// The fixed stems.
+    pub(crate) const FIXED: [&str; 6] = [
+        LATENCY,
+        COMMUNICATION,
+        BREAKDOWN,
+        METHODS,
+        CARD_ACCURACY,
+        RING,
+    ];
+    /// The latencies measured accuracy is drawn against, one figure per link each.
+    pub(crate) const LATENCIES: [&str; 2] = ["online", "total"];
+
+    /// Measured accuracy against the `latency` (one of [`LATENCIES`]) on `link`.
+    pub(crate) fn accuracy_latency(latency: &str, link: &str) -> String {
+        format!("accuracy_vs_{latency}_{link}")
+    }
+
+    /// Whether `stem` names a figure a report draws.
+    pub(crate) fn is_report_plot(stem: &str) -> bool {
+        FIXED.contains(&stem)
+            || LATENCIES.iter().any(|l| {
+                stem.strip_prefix(&accuracy_latency(l, ""))
+                    .is_some_and(|link| !link.is_empty())
+            })
+    }
+}
+
 /// The plots of a report and what was skipped.
 #[derive(Clone, Debug, Default)]
 pub struct PlotSet {
@@ -635,12 +677,12 @@ pub fn write_plots(
     };
 
     add(
-        "latency_vs_budget",
+        stem::LATENCY,
         "Offline and online latency against ReLU budget, per link",
         Chart::Xy(latency_chart(sweep)),
     )?;
     add(
-        "communication_vs_budget",
+        stem::COMMUNICATION,
         "Communication against ReLU budget",
         Chart::Xy(communication_chart(sweep)),
     )?;
@@ -664,7 +706,7 @@ pub fn write_plots(
     let mut notes = Vec::new();
     match chosen {
         Some(g) => add(
-            "layer_breakdown",
+            stem::BREAKDOWN,
             &format!("Per-stage breakdown of {}", g.label()),
             Chart::Bar(breakdown_chart(g)),
         )?,
@@ -686,7 +728,7 @@ pub fn write_plots(
         Some(c) => {
             let names: Vec<String> = c.2.iter().map(|m| method_display(m)).collect();
             add(
-                "methods_at_equal_budget",
+                stem::METHODS,
                 &format!("{} at equal ReLU budgets", names.join(" vs ")),
                 Chart::Bar(comparison_chart(&c, link.as_deref())),
             )?
@@ -703,7 +745,7 @@ pub fn write_plots(
                 .into(),
         ),
         Some(c) => add(
-            "accuracy_vs_latency",
+            stem::CARD_ACCURACY,
             "Accuracy against online latency",
             Chart::Xy(c),
         )?,
