@@ -9,11 +9,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use pibench::bench::run::{load_input, run_network, BenchError, InputSpec, RunOptions, Transport};
-use pibench::model::{BnPath, Bundle, BundleWriter, ModelCard, ModelError};
+use pibench::model::{BnPath, Bundle, BundleWriter, ModelError};
 use pibench::plain::{FixedNetwork, PlainError};
 use pibench::ring::Ring;
 
-use cli_support::{bin, fixture, spawn_serve};
+use cli_support::{bin, fixture, small_card, spawn_serve};
 
 const SMALL: &str = "snl-resnet18-w8-c10";
 
@@ -356,14 +356,7 @@ fn tiny_bn(gamma: f32, var: f32, conv_weight: f32) -> BundleWriter {
             {"op": "linear", "name": "fc", "input": "flat", "weight": "fc.weight"}
         ]
     });
-    let card = ModelCard {
-        architecture: "tiny".into(),
-        dataset: "test".into(),
-        input_shape: vec![2, 2, 2],
-        classes: 3,
-        method: "plain".into(),
-        ..ModelCard::default()
-    };
+    let card = small_card("tiny", "plain");
     let mut w = BundleWriter::new(serde_json::from_value(graph).unwrap(), card);
     w.f32("conv.weight", &[2, 2, 1, 1], &[conv_weight, 0.5, -0.5, 1.0]);
     w.f32("bn.weight", &[2], &[gamma, 1.0]);

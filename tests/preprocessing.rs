@@ -1,6 +1,9 @@
 //! The model card's input preprocessing through a real bundle: written, loaded, validated
 //! against the graph's input channels, and absent in older bundles (which load as [0, 1]).
 
+mod cli_support;
+
+use cli_support::small_card;
 use pibench::model::bundle::KEY_CARD;
 use pibench::model::raw::RawGraph;
 use pibench::model::{BnPath, Bundle, BundleWriter, ModelCard, ModelError, Preprocessing};
@@ -18,13 +21,8 @@ fn writer(pre: Option<Preprocessing>) -> BundleWriter {
     }))
     .unwrap();
     let card = ModelCard {
-        architecture: "linear".into(),
-        dataset: "test".into(),
-        input_shape: vec![2, 2, 2],
-        classes: 3,
-        method: "dense".into(),
         preprocessing: pre,
-        ..ModelCard::default()
+        ..small_card("linear", "dense")
     };
     let mut w = BundleWriter::new(graph, card);
     w.f32("fc.weight", &[3, 8], &[0.5; 24]);
@@ -75,3 +73,4 @@ fn preprocessing_for_the_wrong_channel_count_is_refused_at_load() {
     let e = Bundle::from_bytes(&writer(Some(half)).to_bytes().unwrap()).unwrap_err();
     assert!(e.to_string().contains("together"), "{e}");
 }
+
