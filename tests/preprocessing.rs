@@ -3,7 +3,7 @@
 
 mod cli_support;
 
-use cli_support::small_card;
+use cli_support::{bin, small_card};
 use pibench::model::bundle::KEY_CARD;
 use pibench::model::raw::RawGraph;
 use pibench::model::{BnPath, Bundle, BundleWriter, ModelCard, ModelError, Preprocessing};
@@ -74,3 +74,25 @@ fn preprocessing_for_the_wrong_channel_count_is_refused_at_load() {
     assert!(e.to_string().contains("together"), "{e}");
 }
 
+#[test]
+fn an_older_bundle_is_warned_about_once_per_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.safetensors");
+    writer(None).write(&path).unwrap();
+    // A sweep opens the bundle for every run.
+    let out = bin()
+        .arg("sweep")
+        .arg(&path)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .args(["--inputs", "2", "--repeats", "2", "--emulate", "none"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("has no `preprocessing` record").count(),
+        1,
+        "{stderr}"
+    );
+}
