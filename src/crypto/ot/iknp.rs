@@ -109,19 +109,30 @@ pub struct CotReceiver {
     tail: Vec<Block>,
 }
 
+/// What the Debug of an extension's party shows: its name, `k` where it has one and how many
+/// OTs it ran — never its seeds or Δ.
+pub(super) fn debug_party(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    k: Option<usize>,
+    count: u64,
+) -> fmt::Result {
+    let mut d = f.debug_struct(name);
+    if let Some(k) = k {
+        d.field("k", &k);
+    }
+    d.field("ots_run", &count).finish_non_exhaustive()
+}
+
 impl fmt::Debug for CotSender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CotSender")
-            .field("ots_run", &self.count)
-            .finish_non_exhaustive()
+        debug_party(f, "CotSender", None, self.count)
     }
 }
 
 impl fmt::Debug for CotReceiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CotReceiver")
-            .field("ots_run", &self.count)
-            .finish_non_exhaustive()
+        debug_party(f, "CotReceiver", None, self.count)
     }
 }
 

@@ -45,7 +45,9 @@ use core::fmt;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::iknp::{mask, padded, receive_chunked, send_chunked, transpose_into, CHUNK_COL_BLOCKS};
+use super::iknp::{
+    debug_party, mask, padded, receive_chunked, send_chunked, transpose_into, CHUNK_COL_BLOCKS,
+};
 use super::{base, blocks_as_bytes, blocks_as_bytes_mut, ChoicePattern, OtError};
 use crate::crypto::{Block, Prg, FIXED_KEY_AES};
 use crate::net::Channel;
@@ -167,19 +169,13 @@ pub struct SoftSpokenReceiver {
 
 impl fmt::Debug for SoftSpokenSender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SoftSpokenSender")
-            .field("k", &self.k)
-            .field("ots_run", &self.count)
-            .finish_non_exhaustive()
+        debug_party(f, "SoftSpokenSender", Some(self.k), self.count)
     }
 }
 
 impl fmt::Debug for SoftSpokenReceiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SoftSpokenReceiver")
-            .field("k", &self.k)
-            .field("ots_run", &self.count)
-            .finish_non_exhaustive()
+        debug_party(f, "SoftSpokenReceiver", Some(self.k), self.count)
     }
 }
 
