@@ -161,6 +161,20 @@ class RLNetBasicBlock(nn.Module):
         return feed.relu(out)
 
 
+def _add_stages(model: nn.Module, width: int, num_blocks, make_block) -> None:
+    """Give ``model`` the four ResNet stages ``layer1``..``layer4`` (widths w, 2w, 4w, 8w, first
+    strides 1, 2, 2, 2) of ``make_block(in_planes, planes, stride)``, named as every original
+    names them, so that its checkpoints load unchanged."""
+    in_planes = width
+    for i, (n, stride) in enumerate(zip(num_blocks, (1, 2, 2, 2))):
+        planes = width << i
+        blocks = []
+        for s in [stride] + [1] * (n - 1):
+            blocks.append(make_block(in_planes, planes, s))
+            in_planes = planes
+        setattr(model, f"layer{i + 1}", nn.Sequential(*blocks))
+
+
 class _ResNetTrunk(nn.Module):
     """The CIFAR ResNet trunk RLNet's student and teacher share: stem conv + BN + masked ReLU
     (an ImageNet stem with max-pool when ``imagenet_stem``), four stages of ``block``, average
@@ -178,19 +192,8 @@ class _ResNetTrunk(nn.Module):
         else:
             self.conv1 = nn.Conv2d(3, w, 3, stride=1, padding=1, bias=False)
         self.bn1 = _norm(bn, w)
-        self.in_planes = w
-        self.layer1 = self._make_layer(w, num_blocks[0], 1, bn)
-        self.layer2 = self._make_layer(2 * w, num_blocks[1], 2, bn)
-        self.layer3 = self._make_layer(4 * w, num_blocks[2], 2, bn)
-        self.layer4 = self._make_layer(8 * w, num_blocks[3], 2, bn)
+        _add_stages(self, w, num_blocks, lambda i, p, s: self.block(i, p, s, bn))
         self.linear = nn.Linear(8 * w, num_classes)
-
-    def _make_layer(self, planes, n, stride, bn):
-        blocks = []
-        for s in [stride] + [1] * (n - 1):
-            blocks.append(self.block(self.in_planes, planes, s, bn))
-            self.in_planes = planes
-        return nn.Sequential(*blocks)
 
     def forward(self, x, masks: Optional[Sequence[torch.Tensor]] = None, path: str = "clean", feed=None):
         """``feed`` (a ``_MaskFeed``, e.g. one that records site outputs) replaces ``masks``."""
@@ -386,21 +389,15 @@ class SNLResNet(nn.Module):
         w = width
         self.conv1 = nn.Conv2d(3, w, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(w)
-        self.in_planes = w
-        self.layer1 = self._make_layer(w, num_blocks[0], 1)
-        self.layer2 = self._make_layer(2 * w, num_blocks[1], 2)
-        self.layer3 = self._make_layer(4 * w, num_blocks[2], 2)
-        self.layer4 = self._make_layer(8 * w, num_blocks[3], 2)
-        self.linear = nn.Linear(8 * w, num_classes)
 
-    def _make_layer(self, planes, n, stride):
-        blocks = []
-        for s in [stride] + [1] * (n - 1):
+        def block(in_planes, planes, s):
+            # The blocks' alphas are sized for the feature map they see.
             if s == 2:
                 self.size //= 2
-            blocks.append(SNLBasicBlock(self.in_planes, planes, s, self.size))
-            self.in_planes = planes
-        return nn.Sequential(*blocks)
+            return SNLBasicBlock(in_planes, planes, s, self.size)
+
+        _add_stages(self, w, num_blocks, block)
+        self.linear = nn.Linear(8 * w, num_classes)
 
     def forward(self, x):
         out = self.bn1(self.conv1(x))
@@ -507,19 +504,8 @@ class TorchvisionResNet(nn.Module):
         else:
             self.conv1 = nn.Conv2d(3, w, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(w)
-        self.in_planes = w
-        self.layer1 = self._make_layer(w, num_blocks[0], 1)
-        self.layer2 = self._make_layer(2 * w, num_blocks[1], 2)
-        self.layer3 = self._make_layer(4 * w, num_blocks[2], 2)
-        self.layer4 = self._make_layer(8 * w, num_blocks[3], 2)
+        _add_stages(self, w, num_blocks, TorchvisionBlock)
         self.fc = nn.Linear(8 * w, num_classes)
-
-    def _make_layer(self, planes, n, stride):
-        blocks = []
-        for s in [stride] + [1] * (n - 1):
-            blocks.append(TorchvisionBlock(self.in_planes, planes, s))
-            self.in_planes = planes
-        return nn.Sequential(*blocks)
 
     def forward(self, x, masks=None):
         feed = _MaskFeed(masks)
