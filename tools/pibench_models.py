@@ -136,25 +136,36 @@ class _MaskFeed:
 # --------------------------------------------------------------------------------------------
 
 
-class RLNetBasicBlock(nn.Module):
-    """RLNet ``BasicBlock``: skip connection only through a projection (``conv_sc``/``bn_sc``)."""
+class _RLNetBlockBody(nn.Module):
+    """The residual branch both RLNet blocks share: ``conv1``/``bn1``, a masked ReLU,
+    ``conv2``/``bn2``."""
 
-    expansion = 1
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, bn: str = "single"):
+    def __init__(self, in_planes: int, planes: int, stride: int, bn: str):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = _norm(bn, planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = _norm(bn, planes)
+
+    def body(self, x: torch.Tensor, feed: _MaskFeed, idx: Optional[int]) -> torch.Tensor:
+        out = feed.relu(_apply_norm(self.bn1, self.conv1(x), idx))
+        return _apply_norm(self.bn2, self.conv2(out), idx)
+
+
+class RLNetBasicBlock(_RLNetBlockBody):
+    """RLNet ``BasicBlock``: skip connection only through a projection (``conv_sc``/``bn_sc``)."""
+
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, bn: str = "single"):
+        super().__init__(in_planes, planes, stride, bn)
         self.mismatch = stride != 1 or in_planes != planes
         if self.mismatch:
             self.conv_sc = nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False)
             self.bn_sc = _norm(bn, planes)
 
     def forward(self, x: torch.Tensor, feed: _MaskFeed, idx: Optional[int]) -> torch.Tensor:
-        out = feed.relu(_apply_norm(self.bn1, self.conv1(x), idx))
-        out = _apply_norm(self.bn2, self.conv2(out), idx)
+        out = self.body(x, feed, idx)
         # The original adds nothing when there is no projection: no identity skip.
         if self.mismatch:
             out = out + _apply_norm(self.bn_sc, self.conv_sc(x), idx)
@@ -224,17 +235,13 @@ class RLNetResNet(_ResNetTrunk):
         super().__init__(num_blocks, num_classes, width, bn, imagenet_stem=num_classes == 1000)
 
 
-class RLNetTeacherBlock(nn.Module):
+class RLNetTeacherBlock(_RLNetBlockBody):
     """RLNet's teacher ``BasicBlock`` (``models/resnetv2.py``): textbook identity or projection
     skip (``shortcut.0`` conv, ``shortcut.1`` BN). With ``use2BN`` only ``bn1``/``bn2`` become
     ``DualBN2d``: the shortcut's BN stays a single ``BatchNorm2d`` shared by both paths."""
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, bn: str = "single"):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = _norm(bn, planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = _norm(bn, planes)
+        super().__init__(in_planes, planes, stride, bn)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(
@@ -242,9 +249,7 @@ class RLNetTeacherBlock(nn.Module):
             )
 
     def forward(self, x: torch.Tensor, feed: _MaskFeed, idx: Optional[int]) -> torch.Tensor:
-        out = feed.relu(_apply_norm(self.bn1, self.conv1(x), idx))
-        out = _apply_norm(self.bn2, self.conv2(out), idx)
-        return feed.relu(out + self.shortcut(x))
+        return feed.relu(self.body(x, feed, idx) + self.shortcut(x))
 
 
 class RLNetTeacherResNet(_ResNetTrunk):
