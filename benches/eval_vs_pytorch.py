@@ -66,13 +66,9 @@ class BundleModule(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return walk(self.graph, x, self._apply)
 
-    def _apply(self, op: dict, xs):
+    def _apply(self, op: dict, x):
         t = self.t
         kind = op["op"]
-        if kind == "add":
-            a, b = xs
-            return a + b
-        (x,) = xs
         if kind == "conv2d":
             bias = t[op["bias"]] if op.get("bias") else None
             return F.conv2d(x, t[op["weight"]], bias, stride=op.get("stride", 1), padding=op.get("padding", 0))

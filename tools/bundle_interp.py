@@ -42,15 +42,17 @@ def _pool(x: np.ndarray, kernel: int, stride: int, padding: int, how: str) -> np
 
 
 def walk(graph: dict, x, apply):
-    """Evaluates ``graph`` on the input value ``x`` in op order, whatever the array type:
-    ``apply(op, inputs)`` computes one op from the values it reads (two for ``add``, one
-    otherwise). Returns the output op's value. Shared by :func:`run` (numpy) and
-    ``benches/eval_vs_pytorch.py`` (PyTorch)."""
+    """Evaluates ``graph`` on the input value ``x`` in op order, whatever the array type: ``add``
+    here, every other op by ``apply(op, value)`` from the value it reads. Returns the output op's
+    value. Shared by :func:`run` (numpy) and ``benches/eval_vs_pytorch.py`` (PyTorch)."""
     values = {graph["input"]["name"]: x}
     last = None
     for op in graph["ops"]:
-        names = op["inputs"] if op["op"] == "add" else [op["input"]]
-        values[op["name"]] = apply(op, [values[v] for v in names])
+        if op["op"] == "add":
+            a, b = (values[v] for v in op["inputs"])
+            values[op["name"]] = a + b
+        else:
+            values[op["name"]] = apply(op, values[op["input"]])
         last = op["name"]
     return values[graph.get("output") or last]
 
@@ -67,12 +69,8 @@ def run(path_or_bundle, inputs: np.ndarray, bn_path: str = "clean") -> np.ndarra
     if x0.shape[1:] != expect:
         raise ValueError(f"input shape {inputs.shape[1:]} but the graph wants {expect}")
 
-    def apply(op: dict, xs):
+    def apply(op: dict, x):
         kind = op["op"]
-        if kind == "add":
-            a, b = xs
-            return a + b
-        (x,) = xs
         if kind == "conv2d":
             y = _conv2d(x, t[op["weight"]], op["stride"], op["padding"])
             if op.get("bias"):
