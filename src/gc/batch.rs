@@ -960,6 +960,37 @@ pub(super) mod tests {
         }
     }
 
+    /// The outputs of a batch engine on `b`, instance by instance against its scheme's reference
+    /// garbler and evaluator from instance number `first` on: the tables (each instance's share
+    /// of `tables`), the garbler's output colour bits (`lsb.0`) and the evaluator's (`lsb.1`, from
+    /// the labels `labels`).
+    pub(crate) fn check_against_reference<T: PartialEq + std::fmt::Debug>(
+        b: &Batch,
+        ell: usize,
+        first: u64,
+        (tables, labels, lsb): (&[T], (&[Block], &[Block]), (&[bool], &[bool])),
+        garble_reference: impl Fn(&[Block], &[Block], u64) -> Result<(Vec<T>, Vec<Block>), GcError>,
+        eval_reference: impl Fn(&[Block], &[Block], &[T], u64) -> Result<Vec<Block>, GcError>,
+    ) {
+        let n = b.a.len();
+        let w = tables.len() / n;
+        let colours = |labels: &[Block]| labels.iter().map(|l| l.lsb()).collect::<Vec<_>>();
+        for i in 0..n {
+            let (g, e) = (i * ell..(i + 1) * ell, 2 * i * ell..2 * (i + 1) * ell);
+            let instance = first + i as u64;
+            let (t, out0) =
+                garble_reference(&b.gb_zero[g.clone()], &b.ev_zero[e.clone()], instance).unwrap();
+            assert_eq!(
+                &tables[i * w..(i + 1) * w],
+                &t[..],
+                "tables of instance {i}"
+            );
+            assert_eq!(&lsb.0[g.clone()], &colours(&out0)[..]);
+            let outl = eval_reference(&labels.0[g.clone()], &labels.1[e], &t, instance).unwrap();
+            assert_eq!(&lsb.1[g], &colours(&outl)[..]);
+        }
+    }
+
     #[test]
     fn garbled_relu_batch_decodes_to_reference() {
         let (ell, frac) = (64, 12);
@@ -996,38 +1027,18 @@ pub(super) mod tests {
             .garble_batch(&b.gb_zero, &b.ev_zero, 77, &mut tables, &mut zero_lsb)
             .unwrap();
         let (gl, el) = labels(&b, ell, &delta);
-        let tb = 2 * circ.and_count();
         let mut eval_lsb = vec![false; n * ell];
         Evaluator::new(&circ)
             .eval_batch(&gl, &el, &tables, 77, &mut eval_lsb)
             .unwrap();
-        for i in 0..n {
-            let (t, out0) = garble_reference(
-                &circ,
-                &delta,
-                &b.gb_zero[i * ell..(i + 1) * ell],
-                &b.ev_zero[i * 2 * ell..(i + 1) * 2 * ell],
-                77 + i as u64,
-            )
-            .unwrap();
-            assert_eq!(
-                &tables[i * tb..(i + 1) * tb],
-                &t[..],
-                "tables of instance {i}"
-            );
-            let lsb: Vec<bool> = out0.iter().map(|l| l.lsb()).collect();
-            assert_eq!(&zero_lsb[i * ell..(i + 1) * ell], &lsb[..]);
-            let outl = eval_reference(
-                &circ,
-                &gl[i * ell..(i + 1) * ell],
-                &el[i * 2 * ell..(i + 1) * 2 * ell],
-                &t,
-                77 + i as u64,
-            )
-            .unwrap();
-            let lsb: Vec<bool> = outl.iter().map(|l| l.lsb()).collect();
-            assert_eq!(&eval_lsb[i * ell..(i + 1) * ell], &lsb[..]);
-        }
+        check_against_reference(
+            &b,
+            ell,
+            77,
+            (&tables, (&gl, &el), (&zero_lsb, &eval_lsb)),
+            |gz, ez, i| garble_reference(&circ, &delta, gz, ez, i),
+            |gl, el, t, i| eval_reference(&circ, gl, el, t, i),
+        );
     }
 
     #[test]
