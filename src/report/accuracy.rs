@@ -102,14 +102,8 @@ impl Accuracies {
         files.sort();
         let mut reports = Vec::new();
         for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| ReportError::Io {
-                path: f.clone(),
-                source: e,
-            })?;
-            let r: EvalReport = serde_json::from_str(&text).map_err(|e| ReportError::Parse {
-                path: f.clone(),
-                source: e,
-            })?;
+            let text = std::fs::read_to_string(&f).map_err(ReportError::io(&f))?;
+            let r: EvalReport = serde_json::from_str(&text).map_err(ReportError::parse(&f))?;
             if r.schema != SCHEMA {
                 return Err(ReportError::Accuracy(format!(
                     "{}: schema `{}`, expected `{SCHEMA}`",

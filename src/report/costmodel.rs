@@ -477,26 +477,14 @@ impl CostModel {
 
     /// Write as pretty JSON.
     pub fn save(&self, path: &Path) -> Result<(), ReportError> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| ReportError::Parse {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
-        std::fs::write(path, text).map_err(|e| ReportError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })
+        let text = serde_json::to_string_pretty(self).map_err(ReportError::parse(path))?;
+        std::fs::write(path, text).map_err(ReportError::io(path))
     }
 
     /// Read a `costmodel.json`.
     pub fn load(path: &Path) -> Result<CostModel, ReportError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ReportError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
-        let m: CostModel = serde_json::from_str(&text).map_err(|e| ReportError::Parse {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(ReportError::io(path))?;
+        let m: CostModel = serde_json::from_str(&text).map_err(ReportError::parse(path))?;
         if m.version > COSTMODEL_VERSION {
             return Err(ReportError::CostModel(format!(
                 "{} has cost-model version {}, this pibench reads up to {}",

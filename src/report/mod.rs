@@ -68,6 +68,24 @@ pub enum ReportError {
     Accuracy(String),
 }
 
+impl ReportError {
+    /// The error of an I/O failure on `path`, for `map_err`.
+    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+        move |source| ReportError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// The error of a JSON failure on `path`, for `map_err`.
+    pub(crate) fn parse(path: &Path) -> impl FnOnce(serde_json::Error) -> ReportError + '_ {
+        move |source| ReportError::Parse {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 /// What to put in a report.
 #[derive(Clone, Debug)]
 pub struct ReportOptions {
@@ -123,14 +141,10 @@ pub struct ReportSummary {
 /// next report draws them again, so that no stale chart outlives its report (`sweep --force`).
 /// Files of other names, the user's, stay. Returns the files removed.
 pub fn clear_report_files(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
-    let io = |path: &Path, source: std::io::Error| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
     let entries = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(io(dir, e)),
+        Err(e) => return Err(ReportError::io(dir)(e)),
     };
     let ours = |p: &Path| {
         let name = p
@@ -148,9 +162,9 @@ pub fn clear_report_files(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     };
     let mut removed = Vec::new();
     for e in entries {
-        let p = e.map_err(|e| io(dir, e))?.path();
+        let p = e.map_err(ReportError::io(dir))?.path();
         if p.is_file() && ours(&p) {
-            std::fs::remove_file(&p).map_err(|e| io(&p, e))?;
+            std::fs::remove_file(&p).map_err(ReportError::io(&p))?;
             removed.push(p);
         }
     }
@@ -166,10 +180,7 @@ pub fn write_report(
     opts: &ReportOptions,
 ) -> Result<ReportSummary, ReportError> {
     let sweep = Sweep::from_results(results.to_vec())?;
-    std::fs::create_dir_all(out_dir).map_err(|e| ReportError::Io {
-        path: out_dir.to_path_buf(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(out_dir).map_err(ReportError::io(out_dir))?;
     let mut notes = Vec::new();
     // The accuracies a sweep measured for its models (`eval/*.json`), when it was given data.
     let accuracies = accuracy::Accuracies::load_dir(&out_dir.join("eval"))?;
@@ -224,10 +235,7 @@ pub fn write_report(
         let csv = sweep.to_csv_with(&accuracy::Accuracies::csv_header(), &|r| {
             accuracies.csv_row(&sweep, r)
         });
-        std::fs::write(&results_csv, csv).map_err(|e| ReportError::Io {
-            path: results_csv.clone(),
-            source: e,
-        })?;
+        std::fs::write(&results_csv, csv).map_err(ReportError::io(&results_csv))?;
     }
 
     let report_md = out_dir.join("report.md");
@@ -239,10 +247,7 @@ pub fn write_report(
         opts,
         &accuracies,
     );
-    std::fs::write(&report_md, text).map_err(|e| ReportError::Io {
-        path: report_md.clone(),
-        source: e,
-    })?;
+    std::fs::write(&report_md, text).map_err(ReportError::io(&report_md))?;
 
     Ok(ReportSummary {
         report_md,
