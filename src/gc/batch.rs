@@ -964,11 +964,14 @@ pub(super) mod tests {
     /// garbler and evaluator from instance number `first` on: the tables (each instance's share
     /// of `tables`), the garbler's output colour bits (`lsb.0`) and the evaluator's (`lsb.1`, from
     /// the labels `labels`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn check_against_reference<T: PartialEq + std::fmt::Debug>(
         b: &Batch,
         ell: usize,
         first: u64,
-        (tables, labels, lsb): (&[T], (&[Block], &[Block]), (&[bool], &[bool])),
+        tables: &[T],
+        labels: (&[Block], &[Block]),
+        lsb: (&[bool], &[bool]),
         garble_reference: impl Fn(&[Block], &[Block], u64) -> Result<(Vec<T>, Vec<Block>), GcError>,
         eval_reference: impl Fn(&[Block], &[Block], &[T], u64) -> Result<Vec<Block>, GcError>,
     ) {
@@ -1035,7 +1038,9 @@ pub(super) mod tests {
             &b,
             ell,
             77,
-            (&tables, (&gl, &el), (&zero_lsb, &eval_lsb)),
+            &tables,
+            (&gl, &el),
+            (&zero_lsb, &eval_lsb),
             |gz, ez, i| garble_reference(&circ, &delta, gz, ez, i),
             |gl, el, t, i| eval_reference(&circ, gl, el, t, i),
         );

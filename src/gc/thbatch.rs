@@ -362,7 +362,9 @@ mod tests {
             &b,
             ell,
             77,
-            (&tables, (&gl, &el), (&zero_lsb, &eval_lsb)),
+            &tables,
+            (&gl, &el),
+            (&zero_lsb, &eval_lsb),
             |gz, ez, i| garble_reference(&circ, &delta, &prf, gz, ez, i),
             |gl, el, t, i| eval_reference(&circ, gl, el, t, i),
         );
