@@ -428,48 +428,55 @@ impl CostModel {
         for (g, ho) in sweep.groups.iter().zip(&held_out) {
             let w = Workload::of_group(g);
             let label = g.label();
-            let p = self.predict_compute(&w);
-            let ph = ho.as_ref().map(|m| m.predict_compute(&w));
-            out.push(Check {
-                model: label.clone(),
-                quantity: "offline compute".into(),
-                measured: g.offline.seconds.median,
-                predicted: p.offline_seconds,
-                predicted_held_out: ph.as_ref().map(|p| p.offline_seconds),
-            });
-            out.push(Check {
-                model: label.clone(),
-                quantity: "online compute".into(),
-                measured: g.online.seconds.median,
-                predicted: p.online_seconds,
-                predicted_held_out: ph.as_ref().map(|p| p.online_seconds),
-            });
+            // Both phases of one prediction against their measured medians.
+            let mut push =
+                |what: &str, measured: (f64, f64), p: Prediction, ph: Option<Prediction>| {
+                    let phases = [
+                        (
+                            "offline",
+                            measured.0,
+                            p.offline_seconds,
+                            ph.as_ref().map(|p| p.offline_seconds),
+                        ),
+                        (
+                            "online",
+                            measured.1,
+                            p.online_seconds,
+                            ph.as_ref().map(|p| p.online_seconds),
+                        ),
+                    ];
+                    for (phase, measured, predicted, predicted_held_out) in phases {
+                        out.push(Check {
+                            model: label.clone(),
+                            quantity: format!("{phase} {what}"),
+                            measured,
+                            predicted,
+                            predicted_held_out,
+                        });
+                    }
+                };
+            push(
+                "compute",
+                (g.offline.seconds.median, g.online.seconds.median),
+                self.predict_compute(&w),
+                ho.as_ref().map(|m| m.predict_compute(&w)),
+            );
             let mut links = g.links.clone();
             links.sort_by(|a, b| {
                 (link_order(&a.link.name), a.emulated).cmp(&(link_order(&b.link.name), b.emulated))
             });
             for l in &links {
-                let p = self.predict(&w, &l.link);
-                let ph = ho.as_ref().map(|m| m.predict(&w, &l.link));
                 let tag = if l.emulated {
                     format!("{} (emulated)", l.link.name)
                 } else {
                     l.link.name.clone()
                 };
-                out.push(Check {
-                    model: label.clone(),
-                    quantity: format!("offline {tag}"),
-                    measured: l.offline.median,
-                    predicted: p.offline_seconds,
-                    predicted_held_out: ph.as_ref().map(|p| p.offline_seconds),
-                });
-                out.push(Check {
-                    model: label.clone(),
-                    quantity: format!("online {tag}"),
-                    measured: l.online.median,
-                    predicted: p.online_seconds,
-                    predicted_held_out: ph.as_ref().map(|p| p.online_seconds),
-                });
+                push(
+                    &tag,
+                    (l.offline.median, l.online.median),
+                    self.predict(&w, &l.link),
+                    ho.as_ref().map(|m| m.predict(&w, &l.link)),
+                );
             }
         }
         out

@@ -23,34 +23,29 @@ pub fn render(
     opts: &ReportOptions,
     accuracies: &Accuracies,
 ) -> String {
+    type Section<'a> = Box<dyn Fn(&mut String) -> std::fmt::Result + 'a>;
+    let sections: [Section; 10] = [
+        Box::new(|s| write_header(s, sweep, opts)),
+        Box::new(|s| super::accuracy::write_glance(s, sweep, accuracies, plots)),
+        Box::new(|s| write_setup(s, sweep)),
+        Box::new(|s| write_links(s, sweep)),
+        Box::new(|s| write_results(s, sweep)),
+        Box::new(|s| super::accuracy::write_section(s, sweep, accuracies)),
+        Box::new(|s| write_plots(s, plots)),
+        Box::new(|s| write_cost_model(s, model, sweep)),
+        Box::new(|s| write_notes(s, notes)),
+        Box::new(|s| write_reproduce(s, opts)),
+    ];
     let mut s = String::new();
-    let _ = write_all(&mut s, sweep, model, plots, notes, opts, accuracies);
+    for section in sections {
+        // Writing to a String cannot fail.
+        let _ = section(&mut s);
+    }
     s
 }
 
 fn distinct<T: Ord + Clone>(it: impl Iterator<Item = T>) -> Vec<T> {
     it.collect::<BTreeSet<T>>().into_iter().collect()
-}
-
-fn write_all(
-    s: &mut String,
-    sweep: &Sweep,
-    model: Option<&CostModel>,
-    plots: &PlotSet,
-    notes: &[String],
-    opts: &ReportOptions,
-    accuracies: &Accuracies,
-) -> std::fmt::Result {
-    write_header(s, sweep, opts)?;
-    super::accuracy::write_glance(s, sweep, accuracies, plots)?;
-    write_setup(s, sweep)?;
-    write_links(s, sweep)?;
-    write_results(s, sweep)?;
-    super::accuracy::write_section(s, sweep, accuracies)?;
-    write_plots(s, plots)?;
-    write_cost_model(s, model, sweep)?;
-    write_notes(s, notes)?;
-    write_reproduce(s, opts)
 }
 
 /// The title, what the runs are, and the warnings that apply to every figure (a dealer backend,
