@@ -339,7 +339,8 @@ enum Command {
         /// Repeats per input.
         #[arg(long, default_value_t = 2, value_parser = positive)]
         repeats: usize,
-        /// When OUT already holds files: delete its earlier run files and start afresh.
+        /// When OUT already holds files: delete its earlier run files and the report files
+        /// pibench wrote there (other files stay), and start afresh.
         #[arg(long, conflicts_with = "append")]
         force: bool,
         /// When OUT already holds files: add to its runs (same ring and backend) and draw the
