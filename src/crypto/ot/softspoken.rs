@@ -353,8 +353,8 @@ impl SoftSpokenSender {
             let mut d = vec![0u8; chosen.div_ceil(8)];
             ch.recv(&mut d)?;
             let mut c = 0;
-            for (j, q) in out.iter_mut().enumerate() {
-                if pattern.is_chosen(j0 + j) {
+            for (q, is_chosen) in out.iter_mut().zip(pattern.flags_from(j0)) {
+                if is_chosen {
                     *q ^= self.delta.select((d[c / 8] >> (c % 8)) & 1 == 1);
                     c += 1;
                 }
@@ -448,8 +448,8 @@ impl SoftSpokenReceiver {
         let chosen = pattern.count_in(j0, out.len());
         let mut d = vec![0u8; chosen.div_ceil(8)];
         let mut c = 0;
-        for (j, bj) in choices.iter_mut().enumerate() {
-            if pattern.is_chosen(j0 + j) {
+        for ((j, bj), is_chosen) in choices.iter_mut().enumerate().zip(pattern.flags_from(j0)) {
+            if is_chosen {
                 d[c / 8] |= u8::from(bit(j) ^ *bj) << (c % 8);
                 c += 1;
             } else {
