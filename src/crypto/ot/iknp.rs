@@ -162,6 +162,9 @@ where
         });
     }
     for (c, part) in out.chunks_mut(CHUNK_OTS).enumerate() {
+        // Outputs may be fresh memory (a site's labels: hundreds of MB): fault in a chunk's
+        // pages at once rather than one by one as the transpose first writes them.
+        crate::crypto::buffer::prefault(part);
         chunk(ch, c * CHUNK_OTS, part)?;
     }
     Ok(())
@@ -191,6 +194,9 @@ where
     }
     ch.send_u64(choices as u64)?;
     for (c, part) in out.chunks_mut(CHUNK_OTS).enumerate() {
+        // Outputs may be fresh memory (a site's labels: hundreds of MB): fault in a chunk's
+        // pages at once rather than one by one as the transpose first writes them.
+        crate::crypto::buffer::prefault(part);
         chunk(ch, c * CHUNK_OTS, part)?;
     }
     ch.flush()?;
