@@ -464,7 +464,6 @@ pub struct BatchEvaluator {
     kept: Vec<usize>,
     path: LinearPath,
     ring_buffers: Pool<u64>,
-    float_buffers: Pool<f64>,
 }
 
 impl BatchEvaluator {
@@ -514,7 +513,6 @@ impl BatchEvaluator {
             net,
             path: LinearPath::Auto,
             ring_buffers: Pool::new(),
-            float_buffers: Pool::new(),
         }
     }
 
@@ -890,44 +888,68 @@ impl BatchEvaluator {
             LinearKind::Fc { out_features } => *out_features,
             LinearKind::ChannelScale { .. } => unreachable!("handled above"),
         };
-        // The signed representatives as f64 and, per image, whether the f64 product is exact:
-        // every partial sum is an integer of magnitude ≤ row_l1 · max|x| < 2^53.
-        let (xf, fits): (Vec<f64>, Vec<bool>) = match self.path {
-            LinearPath::Ring => (Vec::new(), vec![false; n]),
-            LinearPath::Auto => {
-                let mut xf = self.float_buffers.take(x.len());
-                let fits = xf
-                    .par_chunks_mut(per_in)
-                    .zip(x.par_chunks(per_in))
-                    .map(|(o, img)| {
-                        let mut max = 0u64;
-                        for (o, &v) in o.iter_mut().zip(img) {
-                            let s = ring.to_signed(v);
-                            max = max.max(s.unsigned_abs());
-                            *o = s as f64;
-                        }
-                        let max = max as u128;
-                        fw.row_l1 < F64_EXACT && max < F64_EXACT && fw.row_l1 * max < F64_EXACT
-                    })
-                    .collect();
-                (xf, fits)
-            }
+        // Per image, whether the f64 product of the signed representatives is exact: every
+        // partial sum is an integer of magnitude ≤ row_l1 · max|x| < 2^53.
+        let fits: Vec<bool> = match self.path {
+            LinearPath::Ring => vec![false; n],
+            LinearPath::Auto => x
+                .par_chunks(per_in)
+                .map(|img| {
+                    // Signed min and max (a form that vectorizes), then the larger magnitude.
+                    let (lo, hi) = img.iter().fold((0i64, 0i64), |(lo, hi), &v| {
+                        let s = ring.to_signed(v);
+                        (lo.min(s), hi.max(s))
+                    });
+                    let max = lo.unsigned_abs().max(hi.unsigned_abs()) as u128;
+                    fw.row_l1 < F64_EXACT && max < F64_EXACT && fw.row_l1 * max < F64_EXACT
+                })
+                .collect(),
         };
         let float_imgs: Vec<usize> = (0..n).filter(|&i| fits[i]).collect();
         let ring_imgs: Vec<usize> = (0..n).filter(|&i| !fits[i]).collect();
         let mut y = self.ring_buffers.take(n * per_out);
         if !float_imgs.is_empty() {
-            let sub = gather(&xf, per_in, &float_imgs, n);
-            let xs = sub.as_deref().unwrap_or(&xf);
+            let sub = gather(x, per_in, &float_imgs, n);
+            let xs = sub.as_deref().unwrap_or(x);
             let k = float_imgs.len();
-            let yf = product(&l.kind, xs, k, &fw.weight);
+            let to_f64 = move |v: u64| ring.to_signed(v) as f64;
             // Exact integers below 2^53: `as i64` is exact, and two's complement is the ring.
-            scatter(&ring, l, &mut y, per_out, &float_imgs, &yf, |v| {
-                v as i64 as u64
-            });
-            self.float_buffers.give(yf);
+            let to_ring = |v: f64| v as i64 as u64;
+            let mask = ring.mask();
+            match &l.kind {
+                LinearKind::Conv(g) => {
+                    // The conversion to f64 happens inside im2col, and the products go to the
+                    // ring with their bias in the pass that lays them out per image.
+                    let mut picked = pick(&mut y, per_out, &float_imgs);
+                    let plane = g.out_h() * g.out_w();
+                    kernels::conv2d_batch_chunks(xs, k, &fw.weight, g, to_f64, |start, nb, p| {
+                        picked[start..start + nb]
+                            .par_iter_mut()
+                            .enumerate()
+                            .for_each(|(j, img)| {
+                                for ((o, &b), ch) in
+                                    img.chunks_mut(plane.max(1)).zip(&l.bias).zip(0..)
+                                {
+                                    let src = &p[(ch * nb + j) * plane..][..plane];
+                                    for (o, &v) in o.iter_mut().zip(src) {
+                                        // SAFETY: the bound checked above makes every product
+                                        // an integer of magnitude below 2^53, finite and in
+                                        // i64's range (the unchecked conversion vectorizes;
+                                        // `as` saturates and checks for NaN per element).
+                                        let p: i64 = unsafe { v.to_int_unchecked() };
+                                        *o = (p as u64).wrapping_add(b) & mask;
+                                    }
+                                }
+                            });
+                    });
+                }
+                _ => {
+                    let xf: Vec<f64> = xs.par_iter().map(|&v| to_f64(v)).collect();
+                    let yf = product(&l.kind, &xf, k, &fw.weight);
+                    scatter(&ring, l, &mut y, per_out, &float_imgs, &yf, to_ring);
+                }
+            }
         }
-        self.float_buffers.give(xf);
         if !ring_imgs.is_empty() {
             let sub = gather(x, per_in, &ring_imgs, n);
             let xs = sub.as_deref().unwrap_or(x);
@@ -960,6 +982,19 @@ fn gather<T: Copy + Send + Sync>(x: &[T], per: usize, imgs: &[usize], n: usize) 
     })
 }
 
+/// The outputs of images `imgs` (increasing) of a batch `y` of `per_out` values per image.
+fn pick<'a>(y: &'a mut [u64], per_out: usize, imgs: &[usize]) -> Vec<&'a mut [u64]> {
+    let mut picked = Vec::with_capacity(imgs.len());
+    let mut wanted = imgs.iter().peekable();
+    for (i, chunk) in y.chunks_mut(per_out.max(1)).enumerate() {
+        if wanted.peek() == Some(&&i) {
+            picked.push(chunk);
+            wanted.next();
+        }
+    }
+    picked
+}
+
 /// Write the products `sub` of images `imgs` (in order) into the batch `y` as ring elements
 /// (`to_ring`, then reduced) plus the step's bias.
 fn scatter<T: Copy + Send + Sync>(
@@ -972,15 +1007,7 @@ fn scatter<T: Copy + Send + Sync>(
     to_ring: impl Fn(T) -> u64 + Sync,
 ) {
     let bias_plane = (per_out / l.bias.len().max(1)).max(1);
-    let mut picked: Vec<&mut [u64]> = Vec::with_capacity(imgs.len());
-    let mut wanted = imgs.iter().peekable();
-    for (i, chunk) in y.chunks_mut(per_out).enumerate() {
-        if wanted.peek() == Some(&&i) {
-            picked.push(chunk);
-            wanted.next();
-        }
-    }
-    picked
+    pick(y, per_out, imgs)
         .into_par_iter()
         .zip(sub.par_chunks(per_out))
         .for_each(|(o, s)| {

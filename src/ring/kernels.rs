@@ -274,23 +274,45 @@ pub fn gemm<T: Elem>(a: &[T], b: &[T], out: &mut [T], m: usize, k: usize, n: usi
 /// `[C·kh·kw, N·H'·W']` matrix: column `n·H'·W' + p` is image n's patch at output position p,
 /// row `(c·kh + i)·kw + j` matches the weight layout `[O, C, kh, kw]`.
 pub fn im2col_batch<T: Elem>(input: &[T], images: usize, g: &ConvGeometry) -> Vec<T> {
+    let mut col = Vec::new();
+    im2col_batch_map(input, images, g, |v| v, &mut col);
+    col
+}
+
+/// [`im2col_batch`] into `col` (its old contents dropped, its capacity reused), converting every
+/// element with `to` on the way: the batched evaluator reads ring elements and multiplies their
+/// signed f64 images, and one pass over the (9× larger) patch matrix is cheaper than a
+/// conversion pass over the input followed by a copy. Padding is `T::default()`, so `to` must map
+/// the zero of `S` to it. `to` is `Copy` so that each task holds its own copy.
+pub fn im2col_batch_map<S: Copy + Send + Sync, T: Elem>(
+    input: &[S],
+    images: usize,
+    g: &ConvGeometry,
+    to: impl Fn(S) -> T + Sync + Copy,
+    col: &mut Vec<T>,
+) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let per_out = oh * ow;
     let plane_len = g.in_h * g.in_w;
     let per_in = g.in_channels * plane_len;
     assert_eq!(input.len(), images * per_in, "im2col input size");
     let len = g.patch_len() * images * per_out;
+    col.clear();
     if per_out == 0 || len == 0 {
-        return vec![T::default(); len];
+        col.resize(len, T::default());
+        return;
     }
+    col.reserve(len);
     // Every element is written below (padding as zero), so the scratch, tens of megabytes for a
     // batch, is not zeroed first.
-    let mut col: Vec<T> = Vec::with_capacity(len);
     let zero = std::mem::MaybeUninit::new(T::default());
     col.spare_capacity_mut()[..len]
         .par_chunks_mut(images * per_out)
         .enumerate()
         .for_each(|(row, dst)| {
+            // A local copy of the conversion: what it captures (a ring's width) then lives in
+            // registers instead of being reloaded after every store, which blocks vectorization.
+            let convert = to;
             let c = row / (g.kh * g.kw);
             let ki = (row / g.kw) % g.kh;
             let kj = row % g.kw;
@@ -314,14 +336,18 @@ pub fn im2col_batch<T: Elem>(input: &[T], images: usize, g: &ConvGeometry) -> Ve
                     out[..lo].fill(zero);
                     out[hi..].fill(zero);
                     let first = lo * g.stride + kj - g.padding;
+                    // Plain loops rather than a copy: rows are short (4 to 32 elements in a
+                    // CIFAR ResNet), where a call to memcpy costs more than the copy, and the
+                    // unit-stride loop vectorizes with the conversion.
+                    let out = &mut out[lo..hi];
                     if g.stride == 1 {
-                        out[lo..hi].write_copy_of_slice(&src[first..first + (hi - lo)]);
+                        let len = out.len();
+                        for (d, &v) in out.iter_mut().zip(&src[first..first + len]) {
+                            d.write(convert(v));
+                        }
                     } else {
-                        for (d, &v) in out[lo..hi]
-                            .iter_mut()
-                            .zip(src[first..].iter().step_by(g.stride))
-                        {
-                            d.write(v);
+                        for (d, &v) in out.iter_mut().zip(src[first..].iter().step_by(g.stride)) {
+                            d.write(convert(v));
                         }
                     }
                 }
@@ -330,7 +356,6 @@ pub fn im2col_batch<T: Elem>(input: &[T], images: usize, g: &ConvGeometry) -> Ve
     // SAFETY: the loop above wrote all `len` elements (each row chunk covers `images` planes of
     // `oh` rows of `ow` columns, each column written once, as zero or as an input value).
     unsafe { col.set_len(len) };
-    col
 }
 
 /// The adjoint of [`im2col_batch`]: every column entry is added back to the input element it was
@@ -381,7 +406,8 @@ fn images_per_chunk(g: &ConvGeometry, images: usize) -> usize {
 }
 
 /// 2-D convolution of a batch: `input [N, C, H, W]`, `weight [O, C, kh, kw]`, `bias [O]`
-/// (optional), returning `[N, O, H', W']`. One matrix product per chunk of images.
+/// (optional), returning `[N, O, H', W']`. One matrix product per chunk of images
+/// ([`conv2d_batch_chunks`]).
 pub fn conv2d_batch<T: Elem>(
     input: &[T],
     images: usize,
@@ -391,6 +417,73 @@ pub fn conv2d_batch<T: Elem>(
 ) -> Vec<T> {
     let per_in = g.in_channels * g.in_h * g.in_w;
     assert_eq!(input.len(), images * per_in, "conv2d input size");
+    let per_out = g.out_h() * g.out_w();
+    let o = g.out_channels;
+    let mut out = vec![T::default(); images * o * per_out];
+    let pointwise = g.kh == 1 && g.kw == 1 && g.stride == 1 && g.padding == 0;
+    if images == 1 {
+        // One image: `[O, P]` is already its output layout. Pointwise, its input is already
+        // the patch matrix.
+        assert_eq!(weight.len(), o * g.patch_len(), "conv2d weight size");
+        let w = MatRef::row_major(weight, o, g.patch_len());
+        if pointwise {
+            T::matmul(
+                w,
+                MatRef::row_major(input, g.in_channels, per_out),
+                &mut out,
+                false,
+            );
+        } else {
+            let col = im2col_batch(input, 1, g);
+            T::matmul(
+                w,
+                MatRef::row_major(&col, g.patch_len(), per_out),
+                &mut out,
+                false,
+            );
+        }
+    } else {
+        conv2d_batch_chunks(
+            input,
+            images,
+            weight,
+            g,
+            |v| v,
+            |start, nb, y| {
+                // [O, nb·P] to [N, O, P].
+                out[start * o * per_out..(start + nb) * o * per_out]
+                    .par_chunks_mut(o * per_out)
+                    .enumerate()
+                    .for_each(|(n, img)| {
+                        for (ch, row) in img.chunks_mut(per_out).enumerate() {
+                            row.copy_from_slice(&y[(ch * nb + n) * per_out..][..per_out]);
+                        }
+                    });
+            },
+        );
+    }
+    if let Some(bias) = bias {
+        add_channel_bias(&mut out, bias, per_out);
+    }
+    out
+}
+
+/// The products of a batch's convolution (`input [N, C, H, W]` converted elementwise by `to`,
+/// `weight [O, C, kh, kw]`, no bias), chunk by chunk so that memory stays bounded whatever the
+/// batch: for each chunk of `nb` images from image `start`, `sink(start, nb, y)` receives
+/// `y = W · im2col`, `[O, nb·H'·W']` (channel-major: row `o`, column `n·H'·W' + p`). Callers
+/// that post-process the products (the batched evaluator converts them to the ring and adds
+/// the bias) do it in the same pass that lays them out per image.
+pub fn conv2d_batch_chunks<S: Copy + Send + Sync, T: Elem>(
+    input: &[S],
+    images: usize,
+    weight: &[T],
+    g: &ConvGeometry,
+    to: impl Fn(S) -> T + Sync + Copy,
+    mut sink: impl FnMut(usize, usize, &[T]),
+) {
+    let per_in = g.in_channels * g.in_h * g.in_w;
+    assert_eq!(input.len(), images * per_in, "conv2d input size");
     assert_eq!(
         weight.len(),
         g.out_channels * g.patch_len(),
@@ -398,51 +491,27 @@ pub fn conv2d_batch<T: Elem>(
     );
     let per_out = g.out_h() * g.out_w();
     let o = g.out_channels;
-    let mut out = vec![T::default(); images * o * per_out];
     let w = MatRef::row_major(weight, o, g.patch_len());
-    let pointwise = g.kh == 1 && g.kw == 1 && g.stride == 1 && g.padding == 0;
     let chunk = images_per_chunk(g, images);
+    // Scratch reused by every chunk; the products are overwritten (`accumulate` false), so
+    // their buffer needs no zeroing beyond its first allocation.
+    let mut col = Vec::new();
+    let mut y = vec![T::default(); o * chunk * per_out];
     let mut start = 0;
     while start < images {
         let nb = chunk.min(images - start);
         let x = &input[start * per_in..(start + nb) * per_in];
-        let dst = &mut out[start * o * per_out..(start + nb) * o * per_out];
-        if nb == 1 {
-            if pointwise {
-                T::matmul(w, MatRef::row_major(x, g.in_channels, per_out), dst, false);
-            } else {
-                let col = im2col_batch(x, 1, g);
-                T::matmul(
-                    w,
-                    MatRef::row_major(&col, g.patch_len(), per_out),
-                    dst,
-                    false,
-                );
-            }
-        } else {
-            let col = im2col_batch(x, nb, g);
-            let mut tmp = vec![T::default(); o * nb * per_out];
-            T::matmul(
-                w,
-                MatRef::row_major(&col, g.patch_len(), nb * per_out),
-                &mut tmp,
-                false,
-            );
-            // [O, N·P] to [N, O, P].
-            dst.par_chunks_mut(o * per_out)
-                .enumerate()
-                .for_each(|(n, img)| {
-                    for (ch, row) in img.chunks_mut(per_out).enumerate() {
-                        row.copy_from_slice(&tmp[(ch * nb + n) * per_out..][..per_out]);
-                    }
-                });
-        }
+        im2col_batch_map(x, nb, g, to, &mut col);
+        let y = &mut y[..o * nb * per_out];
+        T::matmul(
+            w,
+            MatRef::row_major(&col, g.patch_len(), nb * per_out),
+            y,
+            false,
+        );
+        sink(start, nb, y);
         start += nb;
     }
-    if let Some(bias) = bias {
-        add_channel_bias(&mut out, bias, per_out);
-    }
-    out
 }
 
 /// The gradient of [`conv2d_batch`] with respect to its input: `grad_out [N, O, H', W']` to
