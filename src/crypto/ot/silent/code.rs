@@ -22,7 +22,7 @@
 //! ([`Prg`]) under seeds derived from a fixed public constant and `n`, so both parties build the
 //! same code without talking; the code is public in the LPN assumption anyway.
 
-use crate::crypto::block::blocks_as_words;
+use crate::crypto::block::{blocks_as_words, blocks_as_words_mut};
 use crate::crypto::{Block, Prg, FIXED_KEY_AES};
 
 /// Ones per expander row.
@@ -57,21 +57,49 @@ impl ExConvCode {
         self.n
     }
 
-    /// The public stream of part `part` (0, 1: the convolutions; 2: the expander).
-    fn stream(&self, part: u128) -> Prg {
-        let s = Block::from_bytes(CODE_SEED) ^ Block(((self.n as u128) << 8) | part);
-        Prg::from_seed(FIXED_KEY_AES.encrypt(s))
-    }
-
     /// Compresses `v` (`2n` blocks) in place: afterwards `v[..n] = H·v` and `v[n..]` holds
     /// scratch values.
     pub fn compress(&self, v: &mut [Block]) {
         let n = self.n;
         assert_eq!(v.len(), 2 * n, "the code takes 2n = {} blocks", 2 * n);
         let (s, p) = v.split_at_mut(n);
-        convolve(p, &mut self.stream(0));
-        convolve(p, &mut self.stream(1));
-        expand(s, p, &mut self.stream(2));
+        convolve(p, &mut stream(n, 0));
+        convolve(p, &mut stream(n, 1));
+        expand(s, p);
+    }
+}
+
+/// The public stream of part `part` (0, 1: the convolutions; 2: the expander) of the code with
+/// `n` outputs.
+fn stream(n: usize, part: u128) -> Prg {
+    let s = Block::from_bytes(CODE_SEED) ^ Block(((n as u128) << 8) | part);
+    Prg::from_seed(FIXED_KEY_AES.encrypt(s))
+}
+
+/// The masks of the four coefficient bits of a nibble, as `u64` words (two per block), so
+/// that one position's update of four blocks is an AND and an XOR over 512 bits.
+static NIBBLE_MASKS: [[u64; 8]; 16] = {
+    let mut t = [[0u64; 8]; 16];
+    let mut v = 0;
+    while v < 16 {
+        let mut k = 0;
+        while k < 4 {
+            let m = 0u64.wrapping_sub((v >> k) & 1);
+            t[v as usize][2 * k as usize] = m;
+            t[v as usize][2 * k as usize + 1] = m;
+            k += 1;
+        }
+        v += 1;
+    }
+    t
+};
+
+/// `w[..8] ^= x & m` for four blocks seen as eight words.
+#[inline(always)]
+fn masked_xor4(w: &mut [u64], x: &[u64; 8], m: &[u64; 8]) {
+    let w: &mut [u64; 8] = w.try_into().expect("eight words");
+    for q in 0..8 {
+        w[q] ^= x[q] & m[q];
     }
 }
 
@@ -80,20 +108,25 @@ impl ExConvCode {
 fn convolve(x: &mut [Block], prg: &mut Prg) {
     let m = x.len();
     let mut coef = [Block::ZERO; BATCH / 4];
+    // Positions whose window does not wrap: every update is six masked 4-block XORs and one
+    // plain XOR on contiguous blocks.
+    let main = m.saturating_sub(CONV_WIDTH + 1);
     for start in (0..m).step_by(BATCH) {
         prg.fill_blocks(&mut coef);
-        let words = blocks_as_words(&coef);
+        let cw = blocks_as_words(&coef);
         let end = (start + BATCH).min(m);
         for i in start..end {
             let k = i - start;
-            let c = (words[k / 2] >> (32 * (k % 2))) as u32;
+            let c = (cw[k / 2] >> (32 * (k % 2))) as u32;
             let xi = x[i].0;
-            if i + CONV_WIDTH + 1 < m {
-                let window = &mut x[i + 1..i + CONV_WIDTH + 2];
-                for (b, y) in window[..CONV_WIDTH].iter_mut().enumerate() {
-                    y.0 ^= xi & 0u128.wrapping_sub(((c >> b) & 1) as u128);
+            if i < main {
+                let (lo, hi) = (xi as u64, (xi >> 64) as u64);
+                let x8 = [lo, hi, lo, hi, lo, hi, lo, hi];
+                let words = blocks_as_words_mut(&mut x[i + 1..i + CONV_WIDTH + 2]);
+                for (nib, w) in words[..2 * CONV_WIDTH].chunks_exact_mut(8).enumerate() {
+                    masked_xor4(w, &x8, &NIBBLE_MASKS[((c >> (4 * nib)) & 15) as usize]);
                 }
-                window[CONV_WIDTH].0 ^= xi;
+                x[i + CONV_WIDTH + 1].0 ^= xi;
             } else {
                 for b in 0..CONV_WIDTH {
                     x[(i + 1 + b) % m].0 ^= xi & 0u128.wrapping_sub(((c >> b) & 1) as u128);
@@ -104,26 +137,76 @@ fn convolve(x: &mut [Block], prg: &mut Prg) {
     }
 }
 
-/// `s[i] ^= ⊕_k p[j_{i,k}]` for [`EXPANDER_WEIGHT`] positions per row drawn from `prg`.
-fn expand(s: &mut [Block], p: &[Block], prg: &mut Prg) {
-    let m = p.len() as u64;
-    // One 32-bit word per index, scaled into 0..m (a bias below 2^-12 for m ≤ 2^20: the code is
-    // public and its analysis does not need exactly uniform positions).
+/// The expander's `(row, position)` pairs in row order: [`EXPANDER_WEIGHT`] positions per row,
+/// each from one 32-bit word of `prg` scaled into `0..m` (a bias below 2^-12 for m ≤ 2^20: the
+/// code is public and its analysis does not need exactly uniform positions).
+fn expander_pairs(rows: usize, m: usize, prg: &mut Prg) -> Vec<[u32; 2]> {
+    let mut pairs = Vec::with_capacity(rows * EXPANDER_WEIGHT);
     let mut raw = [Block::ZERO; BATCH * EXPANDER_WEIGHT / 4];
-    for chunk in s.chunks_mut(BATCH) {
+    for first in (0..rows).step_by(BATCH) {
         prg.fill_blocks(&mut raw);
         let words = blocks_as_words(&raw);
-        let idx = |k: usize| {
-            let r = (words[k / 2] >> (32 * (k % 2))) & 0xffff_ffff;
-            ((r * m) >> 32) as usize
-        };
-        for (i, y) in chunk.iter_mut().enumerate() {
-            let mut acc = y.0;
+        for i in first..(first + BATCH).min(rows) {
             for k in 0..EXPANDER_WEIGHT {
-                acc ^= p[idx(i * EXPANDER_WEIGHT + k)].0;
+                let e = (i - first) * EXPANDER_WEIGHT + k;
+                let r = (words[e / 2] >> (32 * (e % 2))) & 0xffff_ffff;
+                pairs.push([i as u32, ((r * m as u64) >> 32) as u32]);
             }
-            y.0 = acc;
         }
+    }
+    pairs
+}
+
+/// Rows and positions per tile of the cache-blocked expander: a tile of each (2 × 256 KiB)
+/// stays in the L2 cache while its pairs are applied.
+const TILE_BITS: u32 = 14;
+
+/// The expander's pairs of the code with `n` outputs, grouped by (position tile, row tile), so
+/// that applying them touches one tile of each half at a time instead of reading the parity
+/// half at random (a cache miss per read once it outgrows the L2 cache). XOR commutes, so the
+/// order does not change the result. Built once per `n` and process, and shared.
+fn expander_plan(n: usize) -> std::sync::Arc<Vec<[u32; 2]>> {
+    use std::sync::{Arc, Mutex};
+    static PLANS: Mutex<Vec<(usize, Arc<Vec<[u32; 2]>>)>> = Mutex::new(Vec::new());
+    if let Some((_, p)) = PLANS
+        .lock()
+        .ok()
+        .and_then(|g| g.iter().find(|(k, _)| *k == n).cloned())
+    {
+        return p;
+    }
+    let pairs = expander_pairs(n, n, &mut stream(n, 2));
+    let tiles = (n >> TILE_BITS) + 1;
+    let key = |[r, c]: [u32; 2]| (c >> TILE_BITS) as usize * tiles + (r >> TILE_BITS) as usize;
+    // A counting sort by tile, stable within a tile.
+    let mut counts = vec![0usize; tiles * tiles + 1];
+    for &pr in &pairs {
+        counts[key(pr) + 1] += 1;
+    }
+    for t in 1..counts.len() {
+        counts[t] += counts[t - 1];
+    }
+    let mut sorted = vec![[0u32; 2]; pairs.len()];
+    for &pr in &pairs {
+        let k = key(pr);
+        sorted[counts[k]] = pr;
+        counts[k] += 1;
+    }
+    let plan = Arc::new(sorted);
+    if let Ok(mut g) = PLANS.lock() {
+        // Chunk sizes are few (one per tree depth); keep every plan.
+        g.push((n, plan.clone()));
+    }
+    plan
+}
+
+/// `s[i] ^= ⊕_k p[j_{i,k}]` for [`EXPANDER_WEIGHT`] positions per row drawn from the code's
+/// public stream, in the cache-blocked order of [`expander_plan`].
+pub(crate) fn expand(s: &mut [Block], p: &[Block]) {
+    assert_eq!(s.len(), p.len());
+    let plan = expander_plan(s.len());
+    for &[r, c] in plan.iter() {
+        s[r as usize] ^= p[c as usize];
     }
 }
 
@@ -163,6 +246,21 @@ mod tests {
             let mut again = a.clone();
             code.compress(&mut again);
             assert_eq!(again[..n], ha[..n]);
+        }
+    }
+
+    /// The cache-blocked expander computes what the row-by-row definition does.
+    #[test]
+    fn blocked_expander_matches_row_order() {
+        for n in [300usize, (1 << TILE_BITS) * 3 + 5] {
+            let p = random(n, 3);
+            let mut s = random(n, 4);
+            let mut want = s.clone();
+            for [r, c] in expander_pairs(n, n, &mut stream(n, 2)) {
+                want[r as usize] ^= p[c as usize];
+            }
+            expand(&mut s, &p);
+            assert_eq!(s, want, "n {n}");
         }
     }
 

@@ -59,8 +59,8 @@ use crate::net::Channel;
 pub const FALLBACK_K: usize = 8;
 /// The smallest tree depth: chunks of `64 · 2^9 = 32,768` OTs.
 pub const MIN_DEPTH: usize = 9;
-/// The largest tree depth: chunks of `2^20` OTs.
-pub const MAX_DEPTH: usize = 14;
+/// The largest tree depth: chunks of `2^18` OTs.
+pub const MAX_DEPTH: usize = 12;
 /// Fewer OTs than this still missing in a call are run with SoftSpoken (see the module doc and
 /// the README for the measurement behind it).
 pub const SILENT_MIN_OTS: usize = 1 << 15;
@@ -70,8 +70,22 @@ pub const fn chunk_ots(depth: usize) -> usize {
     (TREES << depth) / 2
 }
 
-/// The depth of the chunk generated when `need` OTs are missing.
-fn depth_for(need: usize) -> usize {
+/// Bytes one chunk of `depth`-deep trees moves: `(receiver → sender, sender → receiver)`. The
+/// receiver sends the [`FALLBACK_K`] SoftSpoken extension of the `TREES · depth` base OTs with
+/// random choices (its 8-byte count, `128/k − 1` columns of the call padded to 128 OTs); the
+/// sender sends two blocks per base OT and one per tree.
+pub const fn chunk_bytes(depth: usize) -> (u64, u64) {
+    let base = TREES * depth;
+    let columns = 128 / FALLBACK_K - 1;
+    (
+        (8 + columns * base.div_ceil(128) * 16) as u64,
+        (TREES * (2 * depth + 1) * 16) as u64,
+    )
+}
+
+/// The depth of the chunk generated when `need` OTs are missing and no ready OT is left
+/// (`need` at least [`SILENT_MIN_OTS`]).
+pub fn depth_for(need: usize) -> usize {
     (MIN_DEPTH..=MAX_DEPTH)
         .find(|&d| chunk_ots(d) >= need)
         .unwrap_or(MAX_DEPTH)
@@ -372,7 +386,7 @@ mod tests {
     #[test]
     fn chunk_sizes() {
         assert_eq!(chunk_ots(MIN_DEPTH), 1 << 15);
-        assert_eq!(chunk_ots(MAX_DEPTH), 1 << 20);
+        assert_eq!(chunk_ots(MAX_DEPTH), 1 << (MAX_DEPTH + 6));
         assert_eq!(depth_for(1), MIN_DEPTH);
         assert_eq!(depth_for(chunk_ots(11)), 11);
         assert_eq!(depth_for(chunk_ots(11) + 1), 12);
@@ -439,7 +453,8 @@ mod tests {
             }
         }
         assert_eq!(s.chunks(), r.chunks());
-        // 2^16 for the first call; 2^20 and 2^17 for the third; the last takes ready OTs.
+        // 2^16 for the first call; the largest and 2^17 for the third; the last takes ready
+        // OTs.
         assert_eq!(s.chunks(), 3);
     }
 
