@@ -183,8 +183,8 @@ pub enum OtSender {
     Iknp(CotSender),
     /// SoftSpoken.
     SoftSpoken(SoftSpokenSender),
-    /// Silent OT.
-    Silent(SilentSender),
+    /// Silent OT (boxed: it carries its own PRG and buffers).
+    Silent(Box<SilentSender>),
 }
 
 impl OtSender {
@@ -200,7 +200,7 @@ impl OtSender {
             OtKind::SoftSpoken(k) => {
                 OtSender::SoftSpoken(SoftSpokenSender::setup(ch, k as usize, delta, rng)?)
             }
-            OtKind::Silent => OtSender::Silent(SilentSender::setup(ch, delta, rng)?),
+            OtKind::Silent => OtSender::Silent(Box::new(SilentSender::setup(ch, delta, rng)?)),
         })
     }
 
@@ -236,8 +236,8 @@ pub enum OtReceiver {
     Iknp(CotReceiver, Box<Prg>),
     /// SoftSpoken.
     SoftSpoken(SoftSpokenReceiver),
-    /// Silent OT.
-    Silent(SilentReceiver),
+    /// Silent OT (boxed, as for the sender).
+    Silent(Box<SilentReceiver>),
 }
 
 impl OtReceiver {
@@ -255,7 +255,7 @@ impl OtReceiver {
             OtKind::SoftSpoken(k) => {
                 OtReceiver::SoftSpoken(SoftSpokenReceiver::setup(ch, k as usize, rng)?)
             }
-            OtKind::Silent => OtReceiver::Silent(SilentReceiver::setup(ch, rng)?),
+            OtKind::Silent => OtReceiver::Silent(Box::new(SilentReceiver::setup(ch, rng)?)),
         })
     }
 

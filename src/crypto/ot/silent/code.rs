@@ -161,13 +161,16 @@ fn expander_pairs(rows: usize, m: usize, prg: &mut Prg) -> Vec<[u32; 2]> {
 /// stays in the L2 cache while its pairs are applied.
 const TILE_BITS: u32 = 14;
 
+/// An expander's `(row, position)` pairs in the order they are applied, shared.
+type Plan = std::sync::Arc<Vec<[u32; 2]>>;
+
 /// The expander's pairs of the code with `n` outputs, grouped by (position tile, row tile), so
 /// that applying them touches one tile of each half at a time instead of reading the parity
 /// half at random (a cache miss per read once it outgrows the L2 cache). XOR commutes, so the
 /// order does not change the result. Built once per `n` and process, and shared.
-fn expander_plan(n: usize) -> std::sync::Arc<Vec<[u32; 2]>> {
+fn expander_plan(n: usize) -> Plan {
     use std::sync::{Arc, Mutex};
-    static PLANS: Mutex<Vec<(usize, Arc<Vec<[u32; 2]>>)>> = Mutex::new(Vec::new());
+    static PLANS: Mutex<Vec<(usize, Plan)>> = Mutex::new(Vec::new());
     if let Some((_, p)) = PLANS
         .lock()
         .ok()
