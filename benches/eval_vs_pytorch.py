@@ -42,7 +42,7 @@ import torch.nn.functional as F
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tools"))
 
-from bundle_interp import load_bundle  # noqa: E402
+from bundle_interp import load_bundle, walk  # noqa: E402
 from safetensors import safe_open  # noqa: E402
 
 #: Which PyTorch measurement each pibench measurement is compared with.
@@ -64,48 +64,38 @@ class BundleModule(torch.nn.Module):
                 self.t[k] = v.bool()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return walk(self.graph, x, self._apply)
+
+    def _apply(self, op: dict, x):
         t = self.t
-        values = {self.graph["input"]["name"]: x}
-        last = None
-        for op in self.graph["ops"]:
-            kind = op["op"]
-            if kind == "add":
-                a, b = (values[v] for v in op["inputs"])
-                y = a + b
-            else:
-                x = values[op["input"]]
-                if kind == "conv2d":
-                    bias = t[op["bias"]] if op.get("bias") else None
-                    y = F.conv2d(x, t[op["weight"]], bias, stride=op.get("stride", 1), padding=op.get("padding", 0))
-                elif kind in ("batchnorm", "dual_batchnorm"):
-                    p = op if kind == "batchnorm" else op[self.bn_path]
-                    y = F.batch_norm(
-                        x,
-                        t[p["running_mean"]],
-                        t[p["running_var"]],
-                        t[p["weight"]],
-                        t[p["bias"]],
-                        training=False,
-                        eps=op.get("eps", 1e-5),
-                    )
-                elif kind == "relu":
-                    y = F.relu(x) if op.get("mask") is None else torch.where(t[op["mask"]], F.relu(x), x)
-                elif kind == "avgpool":
-                    if op.get("global"):
-                        y = x.mean(dim=(2, 3), keepdim=True)
-                    else:
-                        y = F.avg_pool2d(x, op["kernel"], op.get("stride", op["kernel"]))
-                elif kind == "maxpool":
-                    y = F.max_pool2d(x, op["kernel"], op.get("stride", op["kernel"]), op.get("padding", 0))
-                elif kind == "flatten":
-                    y = x.flatten(1)
-                elif kind == "linear":
-                    y = F.linear(x, t[op["weight"]], t[op["bias"]] if op.get("bias") else None)
-                else:
-                    raise ValueError(f"unknown op {kind!r}")
-            values[op["name"]] = y
-            last = op["name"]
-        return values[self.graph.get("output") or last]
+        kind = op["op"]
+        if kind == "conv2d":
+            bias = t[op["bias"]] if op.get("bias") else None
+            return F.conv2d(x, t[op["weight"]], bias, stride=op.get("stride", 1), padding=op.get("padding", 0))
+        if kind in ("batchnorm", "dual_batchnorm"):
+            p = op if kind == "batchnorm" else op[self.bn_path]
+            return F.batch_norm(
+                x,
+                t[p["running_mean"]],
+                t[p["running_var"]],
+                t[p["weight"]],
+                t[p["bias"]],
+                training=False,
+                eps=op.get("eps", 1e-5),
+            )
+        if kind == "relu":
+            return F.relu(x) if op.get("mask") is None else torch.where(t[op["mask"]], F.relu(x), x)
+        if kind == "avgpool":
+            if op.get("global"):
+                return x.mean(dim=(2, 3), keepdim=True)
+            return F.avg_pool2d(x, op["kernel"], op.get("stride", op["kernel"]))
+        if kind == "maxpool":
+            return F.max_pool2d(x, op["kernel"], op.get("stride", op["kernel"]), op.get("padding", 0))
+        if kind == "flatten":
+            return x.flatten(1)
+        if kind == "linear":
+            return F.linear(x, t[op["weight"]], t[op["bias"]] if op.get("bias") else None)
+        raise ValueError(f"unknown op {kind!r}")
 
 
 def pgd(model, x, labels, eps=8 / 255, step=2 / 255, steps=7):

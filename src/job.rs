@@ -249,7 +249,10 @@ pub fn evaluate_models(opts: &SweepOptions, ev: &SweepEval) -> Result<Vec<PathBu
 /// `reports/he/` (the CIFAR-10 ones; see the filter below), and the trained digits-32
 /// bundles' accuracy ([`default_eval`]).
 pub fn default_sweeps() -> Vec<SweepOptions> {
-    let models = bundles_in(&crate::model::bundled::models_dir());
+    let models: Vec<PathBuf> = bundles_in(&crate::model::bundled::models_dir())
+        .into_iter()
+        .map(from_working_dir)
+        .collect();
     let mut dealer = SweepOptions::new(models.clone(), "reports");
     // The default job regenerates reports/: it replaces the previous one.
     dealer.existing = Existing::Force;
@@ -282,12 +285,23 @@ pub fn default_sweeps() -> Vec<SweepOptions> {
 /// images (75 corrupted images each), so that the whole job stays within ten minutes on this
 /// shared 2-core machine.
 pub fn default_eval() -> SweepEval {
-    let mut ev =
-        SweepEval::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits32/test_batch.bin"));
+    let mut ev = SweepEval::new(from_working_dir(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits32/test_batch.bin"),
+    ));
     ev.dataset = Some("digits-32".into());
     ev.limit = Some(DEFAULT_EVAL_IMAGES);
     ev.npa_limit = Some(DEFAULT_NPA_IMAGES);
     ev
+}
+
+/// `path` relative to the working directory when it lies below it (the repository, where
+/// `cargo run` runs): the default job's bundles and test file are then named `models/…` in the
+/// runs, evaluations and report it writes, not by this machine's absolute path.
+fn from_working_dir(path: PathBuf) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|here| path.strip_prefix(here).ok().map(Path::to_path_buf))
+        .unwrap_or(path)
 }
 
 /// Test images (of 500) the default job evaluates for CA and AdvA.
@@ -350,6 +364,11 @@ mod tests {
         // Accuracy is measured once, in the dealer sweep, on the trained digits models.
         let ev = dealer.eval.expect("the default job evaluates accuracy");
         assert!(ev.data.exists(), "{}", ev.data.display());
+        // Run from the repository (as tests are), the files are named relative to it, and so
+        // are they in the reports.
+        for p in dealer.models.iter().chain(&he.models).chain([&ev.data]) {
+            assert!(p.is_relative() && p.exists(), "{}", p.display());
+        }
         assert_eq!(ev.dataset.as_deref(), Some("digits-32"));
         assert!(he.eval.is_none());
     }

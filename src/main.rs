@@ -57,6 +57,26 @@ impl GcArgs {
     }
 }
 
+/// The options `run`, `serve` and `client` share, with a progress bar.
+fn party_options(
+    model: PathBuf,
+    bn: BnPath,
+    backend: Backend,
+    ring: &RingArgs,
+    gc: &GcArgs,
+    timeout: u64,
+) -> Result<RunOptions> {
+    Ok(RunOptions {
+        bn,
+        ring: ring.ring()?,
+        backend,
+        gc: gc.options(),
+        timeout: Duration::from_secs(timeout),
+        progress: true,
+        ..RunOptions::new(model)
+    })
+}
+
 /// The input of a measured inference and where its result goes (`run` and `client`).
 #[derive(clap::Args, Clone)]
 struct MeasureArgs {
@@ -319,7 +339,8 @@ enum Command {
         /// Repeats per input.
         #[arg(long, default_value_t = 2, value_parser = positive)]
         repeats: usize,
-        /// When OUT already holds files: delete its earlier run files and start afresh.
+        /// When OUT already holds files: delete its earlier run files and the report files
+        /// pibench wrote there (other files stay), and start afresh.
         #[arg(long, conflicts_with = "append")]
         force: bool,
         /// When OUT already holds files: add to its runs (same ring and backend) and draw the
@@ -696,10 +717,6 @@ fn run(cli: Cli) -> Result<()> {
             costmodel,
         }) => {
             let opts = RunOptions {
-                bn,
-                ring: ring.ring()?,
-                backend,
-                gc: gc.options(),
                 input: measure.input(),
                 transport: match (emulate, memory) {
                     (Some(link), _) => Transport::Emulated(
@@ -709,10 +726,8 @@ fn run(cli: Cli) -> Result<()> {
                     (None, false) => Transport::TcpLoopback,
                 },
                 links: links(&measure.links)?,
-                timeout: Duration::from_secs(timeout),
-                progress: true,
                 flood: flood(he_queries),
-                ..RunOptions::new(model)
+                ..party_options(model, bn, backend, &ring, &gc, timeout)?
             };
             let result = run_local(&opts)?;
             measure.finish(&result)?;
@@ -731,15 +746,11 @@ fn run(cli: Cli) -> Result<()> {
             ring,
             gc,
         }) => {
-            let mut opts = RunOptions::new(model);
-            opts.gc = gc.options();
-            opts.bn = bn;
-            opts.backend = backend;
-            opts.ring = ring.ring()?;
-            opts.timeout = Duration::from_secs(timeout);
-            opts.progress = true;
-            opts.flood = flood(he_queries);
-            opts.send_timings = send_timings;
+            let opts = RunOptions {
+                flood: flood(he_queries),
+                send_timings,
+                ..party_options(model, bn, backend, &ring, &gc, timeout)?
+            };
             if backend == Backend::Dealer {
                 eprintln!("warning: --offline dealer: this server process plays the trusted dealer and sees the client's masks, hence its input; use --offline he for a private run");
             }
@@ -757,16 +768,10 @@ fn run(cli: Cli) -> Result<()> {
             gc,
         }) => {
             let opts = RunOptions {
-                bn,
-                ring: ring.ring()?,
-                backend,
-                gc: gc.options(),
                 input: measure.input(),
                 transport: Transport::TcpLoopback,
                 links: links(&measure.links)?,
-                timeout: Duration::from_secs(timeout),
-                progress: true,
-                ..RunOptions::new(model)
+                ..party_options(model, bn, backend, &ring, &gc, timeout)?
             };
             if opts.backend == Backend::Dealer {
                 eprintln!("warning: --offline dealer: the server's process plays the trusted dealer and sees this client's masks, hence its input");

@@ -9,11 +9,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use pibench::bench::run::{load_input, run_network, BenchError, InputSpec, RunOptions, Transport};
-use pibench::model::{BnPath, Bundle, BundleWriter, ModelCard, ModelError};
+use pibench::model::{BnPath, Bundle, BundleWriter, ModelError};
 use pibench::plain::{FixedNetwork, PlainError};
 use pibench::ring::Ring;
 
-use cli_support::{bin, fixture, spawn_serve};
+use cli_support::{bin, fixture, small_card, spawn_serve};
 
 const SMALL: &str = "snl-resnet18-w8-c10";
 
@@ -255,10 +255,23 @@ fn sweep_refuses_a_non_empty_directory_unless_forced_or_appending() {
     );
     assert_eq!(run_files(&fresh).len(), 2);
 
-    // --force starts afresh: only the new run remains.
+    // --force starts afresh: only the new run remains, and no chart the new report does not
+    // draw (a single model has no method comparison and no accuracies); the user's files stay.
+    let stale = ["methods_at_equal_budget.svg", "accuracy_vs_online_wan.png"];
+    for name in stale.iter().chain(&["mine.svg"]) {
+        std::fs::write(fresh.join(name), "old").unwrap();
+    }
     let forced = small_sweep(&fresh, &["--force"]);
     assert!(forced.status.success(), "{}", text(&forced.stderr));
     assert_eq!(run_files(&fresh).len(), 1);
+    for name in stale {
+        assert!(!fresh.join(name).exists(), "stale {name} stays");
+    }
+    assert_eq!(
+        std::fs::read_to_string(fresh.join("mine.svg")).unwrap(),
+        "old"
+    );
+    assert!(fresh.join("latency_vs_budget.svg").exists());
     let csv = std::fs::read_to_string(fresh.join("results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 1, "{csv}");
 }
@@ -343,14 +356,7 @@ fn tiny_bn(gamma: f32, var: f32, conv_weight: f32) -> BundleWriter {
             {"op": "linear", "name": "fc", "input": "flat", "weight": "fc.weight"}
         ]
     });
-    let card = ModelCard {
-        architecture: "tiny".into(),
-        dataset: "test".into(),
-        input_shape: vec![2, 2, 2],
-        classes: 3,
-        method: "plain".into(),
-        ..ModelCard::default()
-    };
+    let card = small_card("tiny", "plain");
     let mut w = BundleWriter::new(serde_json::from_value(graph).unwrap(), card);
     w.f32("conv.weight", &[2, 2, 1, 1], &[conv_weight, 0.5, -0.5, 1.0]);
     w.f32("bn.weight", &[2], &[gamma, 1.0]);

@@ -1,6 +1,9 @@
 //! The model card's input preprocessing through a real bundle: written, loaded, validated
 //! against the graph's input channels, and absent in older bundles (which load as [0, 1]).
 
+mod cli_support;
+
+use cli_support::{bin, small_card};
 use pibench::model::bundle::KEY_CARD;
 use pibench::model::raw::RawGraph;
 use pibench::model::{BnPath, Bundle, BundleWriter, ModelCard, ModelError, Preprocessing};
@@ -18,13 +21,8 @@ fn writer(pre: Option<Preprocessing>) -> BundleWriter {
     }))
     .unwrap();
     let card = ModelCard {
-        architecture: "linear".into(),
-        dataset: "test".into(),
-        input_shape: vec![2, 2, 2],
-        classes: 3,
-        method: "dense".into(),
         preprocessing: pre,
-        ..ModelCard::default()
+        ..small_card("linear", "dense")
     };
     let mut w = BundleWriter::new(graph, card);
     w.f32("fc.weight", &[3, 8], &[0.5; 24]);
@@ -74,4 +72,27 @@ fn preprocessing_for_the_wrong_channel_count_is_refused_at_load() {
     };
     let e = Bundle::from_bytes(&writer(Some(half)).to_bytes().unwrap()).unwrap_err();
     assert!(e.to_string().contains("together"), "{e}");
+}
+
+#[test]
+fn an_older_bundle_is_warned_about_once_per_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.safetensors");
+    writer(None).write(&path).unwrap();
+    // A sweep opens the bundle for every run.
+    let out = bin()
+        .arg("sweep")
+        .arg(&path)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .args(["--inputs", "2", "--repeats", "2", "--emulate", "none"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("has no `preprocessing` record").count(),
+        1,
+        "{stderr}"
+    );
 }

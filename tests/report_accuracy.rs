@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use pibench::eval::job::EvalReport;
 use pibench::report::accuracy::Accuracies;
 use pibench::report::saving::ring_saving;
-use pibench::report::{write_report, CostModel, ReportOptions, Sweep};
+use pibench::report::{clear_report_files, write_report, CostModel, ReportOptions, Sweep};
 use pibench::ring::Ring;
 use report_support::*;
 
@@ -36,10 +36,9 @@ fn runs() -> Vec<pibench::results::RunResult> {
         .collect()
 }
 
-#[test]
-fn a_report_opens_with_accuracy_against_latency_and_tabulates_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let eval = dir.path().join("eval");
+/// A directory whose `eval/` holds evaluations of two of [`runs`]' three models; returns them.
+fn with_evaluations(dir: &Path) -> (EvalReport, EvalReport) {
+    let eval = dir.join("eval");
     std::fs::create_dir_all(&eval).unwrap();
     let rl = eval_of("eval-fixture.json", "models/rlnet-a.safetensors");
     let se = eval_of("eval-fixture-senet.json", "models/senet-a.safetensors");
@@ -50,6 +49,13 @@ fn a_report_opens_with_accuracy_against_latency_and_tabulates_it() {
         )
         .unwrap();
     }
+    (rl, se)
+}
+
+#[test]
+fn a_report_opens_with_accuracy_against_latency_and_tabulates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rl, se) = with_evaluations(dir.path());
     let opts = ReportOptions::default();
     let font = Path::new(&opts.font_path).exists();
     let summary = write_report(&runs(), dir.path(), &opts).unwrap();
@@ -129,6 +135,26 @@ fn a_report_opens_with_accuracy_against_latency_and_tabulates_it() {
     );
     let svg = std::fs::read_to_string(dir.path().join("methods_at_equal_budget.svg")).unwrap();
     assert!(svg.contains("AdvA under PI") && svg.contains("accuracy beside cost"));
+}
+
+#[test]
+fn clearing_a_report_removes_every_figure_it_drew() {
+    let dir = tempfile::tempdir().unwrap();
+    with_evaluations(dir.path());
+    std::fs::write(dir.path().join("mine.svg"), "the user's").unwrap();
+    let summary = write_report(&runs(), dir.path(), &ReportOptions::default()).unwrap();
+    assert!(summary.plots.len() >= 6, "{:?}", summary.plots);
+    let removed = clear_report_files(dir.path()).unwrap();
+    for p in &summary.plots {
+        for f in std::iter::once(&p.svg).chain(&p.png) {
+            assert!(removed.contains(f) && !f.exists(), "{} stays", f.display());
+        }
+    }
+    for f in [&summary.report_md, &summary.results_csv] {
+        assert!(!f.exists(), "{} stays", f.display());
+    }
+    assert!(dir.path().join("mine.svg").exists());
+    assert!(dir.path().join("eval/rlnet-a.json").exists());
 }
 
 #[test]

@@ -24,40 +24,43 @@ fn pibench(args: &[&str]) -> std::process::Output {
         .expect("running pibench")
 }
 
+/// `pibench sweep MODELS --out OUT` of one input and one repeat without emulation, plus `extra`.
+fn small_sweep(models: &[&str], out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["sweep"];
+    args.extend(models);
+    args.extend(["--out", out.to_str().unwrap()]);
+    args.extend(["--inputs", "1", "--repeats", "1", "--emulate", "none"]);
+    args.extend(extra);
+    pibench(&args)
+}
+
 #[test]
 fn sweep_with_data_evaluates_every_model_and_reports_accuracy() {
     let dir = tempfile::tempdir().unwrap();
     let data = cifar_test_file(dir.path(), 6);
     let out = dir.path().join("sweep");
-    let o = pibench(&[
-        "sweep",
-        MODELS[0],
-        MODELS[1],
-        "--out",
-        out.to_str().unwrap(),
-        "--inputs",
-        "1",
-        "--repeats",
-        "1",
-        "--emulate",
-        "none",
-        "--data",
-        data.to_str().unwrap(),
-        "--eval-limit",
-        "4",
-        "--npa-limit",
-        "2",
-        "--corrupt",
-        "gaussian_noise,contrast",
-        "--severities",
-        "1,5",
-        "--attack-steps",
-        "1",
-        "--eval-ell",
-        "64,40",
-        "--eval-frac",
-        "12",
-    ]);
+    let o = small_sweep(
+        &MODELS,
+        &out,
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--eval-limit",
+            "4",
+            "--npa-limit",
+            "2",
+            "--corrupt",
+            "gaussian_noise,contrast",
+            "--severities",
+            "1,5",
+            "--attack-steps",
+            "1",
+            "--eval-ell",
+            "64,40",
+            "--eval-frac",
+            "12",
+        ],
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success(),
@@ -101,19 +104,7 @@ fn sweep_with_data_evaluates_every_model_and_reports_accuracy() {
     assert_eq!(table(&again), table(&md));
 
     // --force clears the earlier evaluations with the runs.
-    let o = pibench(&[
-        "sweep",
-        MODELS[0],
-        "--out",
-        out.to_str().unwrap(),
-        "--force",
-        "--inputs",
-        "1",
-        "--repeats",
-        "1",
-        "--emulate",
-        "none",
-    ]);
+    let o = small_sweep(&MODELS[..1], &out, &["--force"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read_dir(out.join("eval")).unwrap().count(), 0);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();

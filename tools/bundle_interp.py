@@ -41,6 +41,22 @@ def _pool(x: np.ndarray, kernel: int, stride: int, padding: int, how: str) -> np
     return win.max(axis=(4, 5)) if how == "max" else win.mean(axis=(4, 5))
 
 
+def walk(graph: dict, x, apply):
+    """Evaluates ``graph`` on the input value ``x`` in op order, whatever the array type: ``add``
+    here, every other op by ``apply(op, value)`` from the value it reads. Returns the output op's
+    value. Shared by :func:`run` (numpy) and ``benches/eval_vs_pytorch.py`` (PyTorch)."""
+    values = {graph["input"]["name"]: x}
+    last = None
+    for op in graph["ops"]:
+        if op["op"] == "add":
+            a, b = (values[v] for v in op["inputs"])
+            values[op["name"]] = a + b
+        else:
+            values[op["name"]] = apply(op, values[op["input"]])
+        last = op["name"]
+    return values[graph.get("output") or last]
+
+
 def run(path_or_bundle, inputs: np.ndarray, bn_path: str = "clean") -> np.ndarray:
     """Evaluates the bundle on ``inputs`` ``[N,C,H,W]``; returns the output ``[N, classes]``."""
     if isinstance(path_or_bundle, str):
@@ -48,53 +64,46 @@ def run(path_or_bundle, inputs: np.ndarray, bn_path: str = "clean") -> np.ndarra
     else:
         tensors, graph = path_or_bundle[0], path_or_bundle[1]
     t = {k: np.asarray(v, dtype=np.float64) if v.dtype != np.uint8 else v for k, v in tensors.items()}
-    values: Dict[str, np.ndarray] = {graph["input"]["name"]: np.asarray(inputs, dtype=np.float64)}
+    x0 = np.asarray(inputs, dtype=np.float64)
     expect = tuple(graph["input"]["shape"])
-    if values[graph["input"]["name"]].shape[1:] != expect:
+    if x0.shape[1:] != expect:
         raise ValueError(f"input shape {inputs.shape[1:]} but the graph wants {expect}")
-    last = None
-    for op in graph["ops"]:
+
+    def apply(op: dict, x):
         kind = op["op"]
-        if kind == "add":
-            a, b = (values[v] for v in op["inputs"])
-            y = a + b
-        else:
-            x = values[op["input"]]
-            if kind == "conv2d":
-                y = _conv2d(x, t[op["weight"]], op["stride"], op["padding"])
-                if op.get("bias"):
-                    y = y + t[op["bias"]][None, :, None, None]
-            elif kind in ("batchnorm", "dual_batchnorm"):
-                p = op if kind == "batchnorm" else op[bn_path]
-                mean, var = t[p["running_mean"]], t[p["running_var"]]
-                scale = t[p["weight"]] / np.sqrt(var + op["eps"])
-                y = (x - mean[None, :, None, None]) * scale[None, :, None, None] + t[p["bias"]][None, :, None, None]
-            elif kind == "relu":
-                if op.get("mask") is None:
-                    y = np.maximum(x, 0)
-                else:
-                    keep = t[op["mask"]].astype(bool)
-                    if keep.shape != x.shape[1:]:
-                        raise ValueError(f"op {op['name']}: mask {keep.shape} vs activation {x.shape[1:]}")
-                    y = np.where(keep[None], np.maximum(x, 0), x)
-            elif kind == "avgpool":
-                if op.get("global"):
-                    y = x.mean(axis=(2, 3), keepdims=True)
-                else:
-                    y = _pool(x, op["kernel"], op.get("stride", op["kernel"]), 0, "avg")
-            elif kind == "maxpool":
-                y = _pool(x, op["kernel"], op.get("stride", op["kernel"]), op.get("padding", 0), "max")
-            elif kind == "flatten":
-                y = x.reshape(x.shape[0], -1)
-            elif kind == "linear":
-                y = x @ t[op["weight"]].T
-                if op.get("bias"):
-                    y = y + t[op["bias"]]
-            else:
-                raise ValueError(f"unknown op {kind!r}")
-        values[op["name"]] = y
-        last = op["name"]
-    return values[graph.get("output", last)]
+        if kind == "conv2d":
+            y = _conv2d(x, t[op["weight"]], op["stride"], op["padding"])
+            if op.get("bias"):
+                y = y + t[op["bias"]][None, :, None, None]
+            return y
+        if kind in ("batchnorm", "dual_batchnorm"):
+            p = op if kind == "batchnorm" else op[bn_path]
+            mean, var = t[p["running_mean"]], t[p["running_var"]]
+            scale = t[p["weight"]] / np.sqrt(var + op["eps"])
+            return (x - mean[None, :, None, None]) * scale[None, :, None, None] + t[p["bias"]][None, :, None, None]
+        if kind == "relu":
+            if op.get("mask") is None:
+                return np.maximum(x, 0)
+            keep = t[op["mask"]].astype(bool)
+            if keep.shape != x.shape[1:]:
+                raise ValueError(f"op {op['name']}: mask {keep.shape} vs activation {x.shape[1:]}")
+            return np.where(keep[None], np.maximum(x, 0), x)
+        if kind == "avgpool":
+            if op.get("global"):
+                return x.mean(axis=(2, 3), keepdims=True)
+            return _pool(x, op["kernel"], op.get("stride", op["kernel"]), 0, "avg")
+        if kind == "maxpool":
+            return _pool(x, op["kernel"], op.get("stride", op["kernel"]), op.get("padding", 0), "max")
+        if kind == "flatten":
+            return x.reshape(x.shape[0], -1)
+        if kind == "linear":
+            y = x @ t[op["weight"]].T
+            if op.get("bias"):
+                y = y + t[op["bias"]]
+            return y
+        raise ValueError(f"unknown op {kind!r}")
+
+    return walk(graph, x0, apply)
 
 
 def max_rel_error(got: np.ndarray, want: np.ndarray) -> float:

@@ -136,29 +136,54 @@ class _MaskFeed:
 # --------------------------------------------------------------------------------------------
 
 
-class RLNetBasicBlock(nn.Module):
-    """RLNet ``BasicBlock``: skip connection only through a projection (``conv_sc``/``bn_sc``)."""
+class _RLNetBlockBody(nn.Module):
+    """The residual branch both RLNet blocks share: ``conv1``/``bn1``, a masked ReLU,
+    ``conv2``/``bn2``."""
 
-    expansion = 1
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, bn: str = "single"):
+    def __init__(self, in_planes: int, planes: int, stride: int, bn: str):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = _norm(bn, planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = _norm(bn, planes)
+
+    def body(self, x: torch.Tensor, feed: _MaskFeed, idx: Optional[int]) -> torch.Tensor:
+        out = feed.relu(_apply_norm(self.bn1, self.conv1(x), idx))
+        return _apply_norm(self.bn2, self.conv2(out), idx)
+
+
+class RLNetBasicBlock(_RLNetBlockBody):
+    """RLNet ``BasicBlock``: skip connection only through a projection (``conv_sc``/``bn_sc``)."""
+
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, bn: str = "single"):
+        super().__init__(in_planes, planes, stride, bn)
         self.mismatch = stride != 1 or in_planes != planes
         if self.mismatch:
             self.conv_sc = nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False)
             self.bn_sc = _norm(bn, planes)
 
     def forward(self, x: torch.Tensor, feed: _MaskFeed, idx: Optional[int]) -> torch.Tensor:
-        out = feed.relu(_apply_norm(self.bn1, self.conv1(x), idx))
-        out = _apply_norm(self.bn2, self.conv2(out), idx)
+        out = self.body(x, feed, idx)
         # The original adds nothing when there is no projection: no identity skip.
         if self.mismatch:
             out = out + _apply_norm(self.bn_sc, self.conv_sc(x), idx)
         return feed.relu(out)
+
+
+def _add_stages(model: nn.Module, width: int, num_blocks, make_block) -> None:
+    """Give ``model`` the four ResNet stages ``layer1``..``layer4`` (widths w, 2w, 4w, 8w, first
+    strides 1, 2, 2, 2) of ``make_block(in_planes, planes, stride)``, named as every original
+    names them, so that its checkpoints load unchanged."""
+    in_planes = width
+    for i, (n, stride) in enumerate(zip(num_blocks, (1, 2, 2, 2))):
+        planes = width << i
+        blocks = []
+        for s in [stride] + [1] * (n - 1):
+            blocks.append(make_block(in_planes, planes, s))
+            in_planes = planes
+        setattr(model, f"layer{i + 1}", nn.Sequential(*blocks))
 
 
 class _ResNetTrunk(nn.Module):
@@ -178,19 +203,8 @@ class _ResNetTrunk(nn.Module):
         else:
             self.conv1 = nn.Conv2d(3, w, 3, stride=1, padding=1, bias=False)
         self.bn1 = _norm(bn, w)
-        self.in_planes = w
-        self.layer1 = self._make_layer(w, num_blocks[0], 1, bn)
-        self.layer2 = self._make_layer(2 * w, num_blocks[1], 2, bn)
-        self.layer3 = self._make_layer(4 * w, num_blocks[2], 2, bn)
-        self.layer4 = self._make_layer(8 * w, num_blocks[3], 2, bn)
+        _add_stages(self, w, num_blocks, lambda i, p, s: self.block(i, p, s, bn))
         self.linear = nn.Linear(8 * w, num_classes)
-
-    def _make_layer(self, planes, n, stride, bn):
-        blocks = []
-        for s in [stride] + [1] * (n - 1):
-            blocks.append(self.block(self.in_planes, planes, s, bn))
-            self.in_planes = planes
-        return nn.Sequential(*blocks)
 
     def forward(self, x, masks: Optional[Sequence[torch.Tensor]] = None, path: str = "clean", feed=None):
         """``feed`` (a ``_MaskFeed``, e.g. one that records site outputs) replaces ``masks``."""
@@ -221,17 +235,13 @@ class RLNetResNet(_ResNetTrunk):
         super().__init__(num_blocks, num_classes, width, bn, imagenet_stem=num_classes == 1000)
 
 
-class RLNetTeacherBlock(nn.Module):
+class RLNetTeacherBlock(_RLNetBlockBody):
     """RLNet's teacher ``BasicBlock`` (``models/resnetv2.py``): textbook identity or projection
     skip (``shortcut.0`` conv, ``shortcut.1`` BN). With ``use2BN`` only ``bn1``/``bn2`` become
     ``DualBN2d``: the shortcut's BN stays a single ``BatchNorm2d`` shared by both paths."""
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, bn: str = "single"):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = _norm(bn, planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = _norm(bn, planes)
+        super().__init__(in_planes, planes, stride, bn)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(
@@ -239,9 +249,7 @@ class RLNetTeacherBlock(nn.Module):
             )
 
     def forward(self, x: torch.Tensor, feed: _MaskFeed, idx: Optional[int]) -> torch.Tensor:
-        out = feed.relu(_apply_norm(self.bn1, self.conv1(x), idx))
-        out = _apply_norm(self.bn2, self.conv2(out), idx)
-        return feed.relu(out + self.shortcut(x))
+        return feed.relu(self.body(x, feed, idx) + self.shortcut(x))
 
 
 class RLNetTeacherResNet(_ResNetTrunk):
@@ -386,21 +394,15 @@ class SNLResNet(nn.Module):
         w = width
         self.conv1 = nn.Conv2d(3, w, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(w)
-        self.in_planes = w
-        self.layer1 = self._make_layer(w, num_blocks[0], 1)
-        self.layer2 = self._make_layer(2 * w, num_blocks[1], 2)
-        self.layer3 = self._make_layer(4 * w, num_blocks[2], 2)
-        self.layer4 = self._make_layer(8 * w, num_blocks[3], 2)
-        self.linear = nn.Linear(8 * w, num_classes)
 
-    def _make_layer(self, planes, n, stride):
-        blocks = []
-        for s in [stride] + [1] * (n - 1):
+        def block(in_planes, planes, s):
+            # The blocks' alphas are sized for the feature map they see.
             if s == 2:
                 self.size //= 2
-            blocks.append(SNLBasicBlock(self.in_planes, planes, s, self.size))
-            self.in_planes = planes
-        return nn.Sequential(*blocks)
+            return SNLBasicBlock(in_planes, planes, s, self.size)
+
+        _add_stages(self, w, num_blocks, block)
+        self.linear = nn.Linear(8 * w, num_classes)
 
     def forward(self, x):
         out = self.bn1(self.conv1(x))
@@ -507,19 +509,8 @@ class TorchvisionResNet(nn.Module):
         else:
             self.conv1 = nn.Conv2d(3, w, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(w)
-        self.in_planes = w
-        self.layer1 = self._make_layer(w, num_blocks[0], 1)
-        self.layer2 = self._make_layer(2 * w, num_blocks[1], 2)
-        self.layer3 = self._make_layer(4 * w, num_blocks[2], 2)
-        self.layer4 = self._make_layer(8 * w, num_blocks[3], 2)
+        _add_stages(self, w, num_blocks, TorchvisionBlock)
         self.fc = nn.Linear(8 * w, num_classes)
-
-    def _make_layer(self, planes, n, stride):
-        blocks = []
-        for s in [stride] + [1] * (n - 1):
-            blocks.append(TorchvisionBlock(self.in_planes, planes, s))
-            self.in_planes = planes
-        return nn.Sequential(*blocks)
 
     def forward(self, x, masks=None):
         feed = _MaskFeed(masks)

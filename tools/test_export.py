@@ -25,6 +25,7 @@ import bundle_interp  # noqa: E402
 import export_checkpoint as E  # noqa: E402
 import pibench_models as M  # noqa: E402
 import random_nets as RN  # noqa: E402
+import testing  # noqa: E402
 
 EXPORTER = os.path.join(HERE, "export_checkpoint.py")
 FIXTURES = os.path.join(os.path.dirname(HERE), "tests", "fixtures")
@@ -492,14 +493,4 @@ def test_committed_fixtures_are_consistent():
 
 
 if __name__ == "__main__":
-    failed = 0
-    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_") and callable(f)]
-    for n, f in tests:
-        try:
-            f()
-            print(f"ok      {n}")
-        except Exception as e:
-            failed += 1
-            print(f"FAILED  {n}: {type(e).__name__}: {e}")
-    print(f"{len(tests) - failed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    testing.run_tests(globals())

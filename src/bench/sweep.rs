@@ -115,8 +115,9 @@ pub enum Existing {
     /// behind and mix into the next `pibench report`.
     #[default]
     Refuse,
-    /// Start afresh: delete the previous sweep's run files (`runs/*.json`, `warmup-*.json`);
-    /// the report files are rewritten.
+    /// Start afresh: delete the previous sweep's run files (`runs/*.json`, `eval/*.json`,
+    /// `warmup-*.json`) and report files (the figures and tables a report writes, by their names:
+    /// [`crate::report::clear_report_files`]).
     Force,
     /// Add to the runs already there (same ring and backend required) under fresh file names,
     /// and draw the report from all of them.
@@ -193,13 +194,16 @@ pub enum SweepError {
     /// `--append`: the runs already in the output directory could not be read.
     #[error("--append: reading the earlier runs: {0}")]
     Earlier(#[source] crate::report::ReportError),
+    /// `--force`: the previous report's files could not be removed.
+    #[error("--force: removing the previous report: {0}")]
+    Clear(#[source] crate::report::ReportError),
     /// Nothing to sweep.
     #[error("no models given (and none found in {0})")]
     NoModels(String),
     /// The output directory holds files and neither `--force` nor `--append` was given.
     #[error(
         "{dir} is not empty: a sweep would overwrite its report and run files while older runs \
-         stay behind; pass --force to start afresh (deletes its runs/*.json, eval/*.json and warmup-*.json) \
+         stay behind; pass --force to start afresh (deletes its runs/*.json, eval/*.json, warmup-*.json and report files) \
          or --append to add to its runs"
     )]
     OutputExists {
@@ -304,6 +308,8 @@ fn prepare_output(opts: &SweepOptions, runs_dir: &Path) -> Result<Vec<RunResult>
             {
                 std::fs::remove_file(&p).map_err(|e| io(&p, e))?;
             }
+            // A chart the new report no longer draws would stay beside it, looking current.
+            crate::report::clear_report_files(&opts.out).map_err(SweepError::Clear)?;
             Ok(vec![])
         }
         Existing::Append => {

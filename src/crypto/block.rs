@@ -66,32 +66,52 @@ impl Block {
     }
 }
 
-/// `n` zero blocks in a fresh vector. Large vectors (garbled tables, labels: hundreds of MB)
-/// are backed by transparent huge pages where the OS allows, which cuts the page faults of
-/// first touch by 512×; the contents are the same either way.
+/// `n` zero blocks in a fresh vector.
+///
+/// The memory comes zeroed from the allocator (`calloc`: fresh pages are known to be zero), so
+/// it is not written here: the first touch of each page happens where the caller fills it, and
+/// a buffer of hundreds of MB (garbled tables, labels) is not swept twice.
+///
+/// With `PIBENCH_THP=1`, large vectors are advised to use transparent huge pages (512× fewer
+/// page faults on first touch). Off by default: on a virtual machine whose host takes free
+/// memory back (free page reporting), a fresh 2 MiB page is most often host memory that must be
+/// faulted in again, and `relu-bench --relus 100000` measured 2.3–3.5 s of system time with huge
+/// pages against 0.8–0.9 s without.
 pub fn zeroed_blocks(n: usize) -> Vec<Block> {
-    const HUGE: usize = 4 << 20;
-    let mut v: Vec<Block> = Vec::with_capacity(n);
+    if n == 0 {
+        return Vec::new();
+    }
+    let layout = std::alloc::Layout::array::<Block>(n).expect("block buffer size overflows");
+    // SAFETY: `layout` has a non-zero size (n > 0, 16 bytes per block).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Block>();
+    if ptr.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
     #[cfg(target_os = "linux")]
-    if n * 16 >= HUGE && std::env::var_os("PIBENCH_NO_THP").is_none() {
-        let start = v.as_mut_ptr() as usize;
-        let page = 2 << 20;
-        let aligned = start.div_ceil(page) * page;
-        let end = start + n * 16;
-        if end > aligned + page {
-            // SAFETY: the range lies inside the allocation just made and is only advised,
-            // never read or written here; madvise has no effect on memory contents.
-            unsafe {
-                libc::madvise(
-                    aligned as *mut libc::c_void,
-                    (end - aligned) / page * page,
-                    libc::MADV_HUGEPAGE,
-                );
+    {
+        const HUGE: usize = 4 << 20;
+        if n * 16 >= HUGE && std::env::var_os("PIBENCH_THP").is_some_and(|v| v == "1") {
+            let start = ptr as usize;
+            let page = 2 << 20;
+            let aligned = start.div_ceil(page) * page;
+            let end = start + n * 16;
+            if end > aligned + page {
+                // SAFETY: the range lies inside the allocation just made and is only advised,
+                // never read or written here; madvise has no effect on memory contents.
+                unsafe {
+                    libc::madvise(
+                        aligned as *mut libc::c_void,
+                        (end - aligned) / page * page,
+                        libc::MADV_HUGEPAGE,
+                    );
+                }
             }
         }
     }
-    v.resize(n, Block::ZERO);
-    v
+    // SAFETY: `ptr` was allocated by the global allocator with the layout of `n` blocks (the
+    // layout a `Vec<Block>` of capacity `n` frees with), and all `n` blocks are initialised:
+    // zero bytes are the valid block `Block::ZERO`.
+    unsafe { Vec::from_raw_parts(ptr, n, n) }
 }
 
 /// The little-endian byte image of a slice of blocks, without copying (what goes on the wire).
@@ -125,6 +145,18 @@ pub fn blocks_as_words_mut(blocks: &mut [Block]) -> &mut [u64] {
     // SAFETY: as in `blocks_as_words`; every bit pattern written through the view leaves a
     // valid `u128`.
     unsafe { core::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast::<u64>(), blocks.len() * 2) }
+}
+
+/// `dst ^= src` block by block, over the shorter of the two. Runs on `u64` words, which the
+/// compiler vectorises to the widest registers the target has (a `u128` loop it does not).
+#[inline]
+pub fn xor_in_place(dst: &mut [Block], src: &[Block]) {
+    for (d, s) in blocks_as_words_mut(dst)
+        .iter_mut()
+        .zip(blocks_as_words(src))
+    {
+        *d ^= *s;
+    }
 }
 
 /// The little-endian byte image of a slice of words, without copying (what goes on the wire).
@@ -200,6 +232,18 @@ impl<C: Channel + ?Sized> BlockChannel for C {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zeroed_blocks_are_zero_at_every_size_and_growable() {
+        for n in [0usize, 1, 7, 1 << 12, (4 << 20) / 16 + 3] {
+            let mut v = zeroed_blocks(n);
+            assert_eq!(v.len(), n);
+            assert!(v.iter().all(|&b| b == Block::ZERO), "{n}");
+            // A vector the allocator handed out zeroed is an ordinary vector: it grows and frees.
+            v.push(Block::ONES);
+            assert_eq!(v[n], Block::ONES);
+        }
+    }
 
     #[test]
     fn bytes_round_trip_and_lsb() {

@@ -8,6 +8,8 @@ pub mod block;
 pub mod buffer;
 pub mod ot;
 pub mod prg;
+#[cfg(target_arch = "x86_64")]
+pub mod vaes;
 
 pub use self::aes::{FixedKeyAes, FIXED_KEY_AES};
 pub use self::block::{Block, BlockChannel};

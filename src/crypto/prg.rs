@@ -21,6 +21,10 @@ const BUF_BLOCKS: usize = 8;
 /// with it without overlap.
 pub struct Prg {
     aes: FixedKeyAes,
+    /// The same key's round keys for VAES counter mode, where the CPU has it (the fast path of
+    /// [`Prg::fill_blocks`]; the `aes` crate does one block per instruction).
+    #[cfg(target_arch = "x86_64")]
+    vaes: Option<super::vaes::RoundKeys>,
     /// The next unused counter value.
     counter: u128,
     /// Encrypted counters not yet handed out byte-wise; `buf[pos..]` is unused.
@@ -39,6 +43,8 @@ impl Prg {
     pub fn from_seed(seed: Block) -> Self {
         Prg {
             aes: FixedKeyAes::new(seed),
+            #[cfg(target_arch = "x86_64")]
+            vaes: super::vaes::RoundKeys::for_key(seed),
             counter: 0,
             buf: [0; 16 * BUF_BLOCKS],
             pos: 16 * BUF_BLOCKS,
@@ -57,6 +63,12 @@ impl Prg {
     #[inline]
     pub fn fill_blocks(&mut self, out: &mut [Block]) {
         let start = self.counter;
+        #[cfg(target_arch = "x86_64")]
+        if let Some(keys) = &self.vaes {
+            keys.ctr(start, out);
+            self.counter = start.wrapping_add(out.len() as u128);
+            return;
+        }
         for (k, b) in out.iter_mut().enumerate() {
             *b = Block(start.wrapping_add(k as u128));
         }
@@ -79,6 +91,20 @@ impl Prg {
             chunk.copy_from_slice(&b.to_bytes());
         }
         self.pos = 0;
+    }
+}
+
+impl Drop for Prg {
+    // The `aes` crate wipes its own key schedule; the VAES copy is wiped here.
+    fn drop(&mut self) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(keys) = &mut self.vaes {
+            for k in keys.0.iter_mut() {
+                // SAFETY: `k` is a valid, aligned, writable `__m128i`; the volatile write keeps
+                // the compiler from dropping a store to memory about to be freed.
+                unsafe { core::ptr::write_volatile(k, core::arch::x86_64::_mm_setzero_si128()) };
+            }
+        }
     }
 }
 

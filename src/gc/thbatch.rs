@@ -326,7 +326,7 @@ pub fn instances_in(circuit: &Circuit, tables: &[u64]) -> Result<usize, GcError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gc::batch::tests::{batch, check_decoded, labels};
+    use crate::gc::batch::tests::{batch, check_against_reference, check_decoded, labels};
     use crate::gc::batch::PAR_INSTANCES;
     use crate::gc::circuit::{words_to_bits, BinaryGates, CircuitBuilder};
     use crate::gc::halfgates::{decode, decode_words, encode, encode_words};
@@ -346,7 +346,6 @@ mod tests {
         let seed = Block::random(&mut rng);
         let n = GROUP + 3;
         let b = batch(&mut rng, n, ell);
-        let w = instance_words(circ.and_count());
         let mut tables = vec![0u64; table_words(&circ, n)];
         let mut zero_lsb = vec![false; n * ell];
         ThGarbler::new(&circ, &delta, seed)
@@ -359,34 +358,16 @@ mod tests {
             .unwrap();
         check_decoded(&b, ell, frac, &zero_lsb, &eval_lsb);
         let prf = ControlPrf::new(seed);
-        for i in 0..n {
-            let (t, out0) = garble_reference(
-                &circ,
-                &delta,
-                &prf,
-                &b.gb_zero[i * ell..(i + 1) * ell],
-                &b.ev_zero[i * 2 * ell..(i + 1) * 2 * ell],
-                77 + i as u64,
-            )
-            .unwrap();
-            assert_eq!(
-                &tables[i * w..(i + 1) * w],
-                &t[..],
-                "tables of instance {i}"
-            );
-            let lsb: Vec<bool> = out0.iter().map(|l| l.lsb()).collect();
-            assert_eq!(&zero_lsb[i * ell..(i + 1) * ell], &lsb[..]);
-            let outl = eval_reference(
-                &circ,
-                &gl[i * ell..(i + 1) * ell],
-                &el[i * 2 * ell..(i + 1) * 2 * ell],
-                &t,
-                77 + i as u64,
-            )
-            .unwrap();
-            let lsb: Vec<bool> = outl.iter().map(|l| l.lsb()).collect();
-            assert_eq!(&eval_lsb[i * ell..(i + 1) * ell], &lsb[..]);
-        }
+        check_against_reference(
+            &b,
+            ell,
+            77,
+            &tables,
+            (&gl, &el),
+            (&zero_lsb, &eval_lsb),
+            |gz, ez, i| garble_reference(&circ, &delta, &prf, gz, ez, i),
+            |gl, el, t, i| eval_reference(&circ, gl, el, t, i),
+        );
     }
 
     /// The table size is the documented packing: 1.5κ + 5 bits per AND gate, each instance

@@ -5,8 +5,9 @@
 //! Nothing here trusts the file: every size read from it is bounded and every product checked,
 //! so a corrupt or hostile bundle gives a [`ModelError`], never a panic or a huge allocation.
 
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
@@ -82,6 +83,14 @@ impl std::fmt::Debug for Bundle {
     }
 }
 
+/// Whether this process opens the bundle file at `path` for the first time (by its canonical
+/// path when it has one).
+fn first_load_of(path: &Path) -> bool {
+    static OPENED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    OPENED.lock().unwrap_or_else(|p| p.into_inner()).insert(key)
+}
+
 impl Bundle {
     /// Reads and parses a bundle file.
     pub fn open(path: impl AsRef<Path>) -> Result<Bundle, ModelError> {
@@ -90,7 +99,12 @@ impl Bundle {
             path: path.to_path_buf(),
             source,
         })?;
-        Bundle::from_vec(bytes)
+        let bundle = Bundle::parse(bytes)?;
+        // A sweep or an evaluation opens each bundle many times: its warning is said once.
+        if first_load_of(path) {
+            bundle.warn_missing_preprocessing();
+        }
+        Ok(bundle)
     }
 
     /// Parses a bundle held in memory (copies the bytes).
@@ -100,6 +114,23 @@ impl Bundle {
 
     /// Parses a bundle, taking ownership of its bytes.
     pub fn from_vec(bytes: Vec<u8>) -> Result<Bundle, ModelError> {
+        let bundle = Bundle::parse(bytes)?;
+        bundle.warn_missing_preprocessing();
+        Ok(bundle)
+    }
+
+    /// Warns when a trained bundle's card has no preprocessing record (synthetic bundles have
+    /// no trained input statistics to get wrong).
+    fn warn_missing_preprocessing(&self) {
+        if self.card.synthetic {
+            return;
+        }
+        if let Some(w) = self.card.missing_preprocessing_warning() {
+            eprintln!("warning: {w}");
+        }
+    }
+
+    fn parse(bytes: Vec<u8>) -> Result<Bundle, ModelError> {
         precheck_offsets(&bytes)?;
         let (header_len, metadata) = SafeTensors::read_metadata(&bytes).map_err(corrupt)?;
         let data_start = 8 + header_len;
@@ -164,12 +195,6 @@ impl Bundle {
                     key: KEY_CARD,
                     reason: e.to_string(),
                 })?;
-        } else if !card.synthetic {
-            // One warning per bundle loaded; synthetic bundles have no trained input statistics
-            // to get wrong.
-            if let Some(w) = card.missing_preprocessing_warning() {
-                eprintln!("warning: {w}");
-            }
         }
         let synthetic = match meta.get(KEY_SYNTHETIC) {
             None => None,
@@ -1197,4 +1222,25 @@ fn check_card(net: &Network, input_dims: &[usize]) -> Result<(), ModelError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_bundle_file_is_first_loaded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            dir.path().join("a.safetensors"),
+            dir.path().join("b.safetensors"),
+        );
+        std::fs::write(&a, "").unwrap();
+        std::fs::write(&b, "").unwrap();
+        assert!(first_load_of(&a));
+        assert!(!first_load_of(&a));
+        // The same file by another name.
+        assert!(!first_load_of(&dir.path().join(".").join("a.safetensors")));
+        assert!(first_load_of(&b));
+    }
 }

@@ -315,6 +315,31 @@ pub(crate) fn recv_queue<T>(
     })
 }
 
+/// Fill `buf` from a stream of chunks, the way the in-process channels receive: the unread rest
+/// of the current chunk is `inbuf[*inpos..]`, and `next` gives the following chunk, taking the
+/// used one back (to recycle or drop).
+pub(crate) fn read_chunks(
+    buf: &mut [u8],
+    inbuf: &mut Vec<u8>,
+    inpos: &mut usize,
+    mut next: impl FnMut(Vec<u8>) -> Result<Vec<u8>, NetError>,
+) -> Result<(), NetError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        if *inpos == inbuf.len() {
+            // Consistent (empty) even when `next` fails.
+            let used = std::mem::take(inbuf);
+            *inpos = 0;
+            *inbuf = next(used)?;
+        }
+        let n = (buf.len() - filled).min(inbuf.len() - *inpos);
+        buf[filled..filled + n].copy_from_slice(&inbuf[*inpos..*inpos + n]);
+        filled += n;
+        *inpos += n;
+    }
+    Ok(())
+}
+
 /// One end of an in-memory channel (a pair of queues), for tests and single-process runs.
 pub struct MemChannel {
     tx: mpsc::Sender<Vec<u8>>,
@@ -390,23 +415,14 @@ impl Channel for MemChannel {
         if !self.out.is_empty() {
             self.flush()?;
         }
-        let mut filled = 0;
-        while filled < buf.len() {
-            if self.inpos == self.inbuf.len() {
-                let fresh = recv_queue(&self.rx, self.timeout, &self.scope)?;
-                let used = std::mem::replace(&mut self.inbuf, fresh);
-                if used.capacity() >= MEM_CHUNK {
-                    // The peer may be gone; then the buffer is simply freed.
-                    let _ = self.recycle_tx.send(used);
-                }
-                self.inpos = 0;
+        read_chunks(buf, &mut self.inbuf, &mut self.inpos, |used| {
+            let fresh = recv_queue(&self.rx, self.timeout, &self.scope)?;
+            if used.capacity() >= MEM_CHUNK {
+                // The peer may be gone; then the buffer is simply freed.
+                let _ = self.recycle_tx.send(used);
             }
-            let n = (buf.len() - filled).min(self.inbuf.len() - self.inpos);
-            buf[filled..filled + n].copy_from_slice(&self.inbuf[self.inpos..self.inpos + n]);
-            filled += n;
-            self.inpos += n;
-        }
-        Ok(())
+            Ok(fresh)
+        })
     }
     fn flush(&mut self) -> Result<(), NetError> {
         if self.out.is_empty() {

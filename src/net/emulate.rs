@@ -316,21 +316,16 @@ impl Channel for EmulatedChannel {
         if !self.out.is_empty() {
             self.flush()?;
         }
-        let mut filled = 0;
-        while filled < buf.len() {
-            if self.inpos == self.inbuf.len() {
-                let deadline = self.clock.now().saturating_add(self.timeout);
-                let p = super::channel::recv_queue(&self.rx, self.timeout, &self.scope)?;
-                self.wait_for_link(p.ready_at, deadline, "the next chunk's arrival")?;
-                self.inbuf = p.data;
-                self.inpos = 0;
-            }
-            let n = (buf.len() - filled).min(self.inbuf.len() - self.inpos);
-            buf[filled..filled + n].copy_from_slice(&self.inbuf[self.inpos..self.inpos + n]);
-            filled += n;
-            self.inpos += n;
-        }
-        Ok(())
+        // Taken out for the read: waiting for the link borrows the whole channel.
+        let (mut inbuf, mut inpos) = (std::mem::take(&mut self.inbuf), self.inpos);
+        let read = super::channel::read_chunks(buf, &mut inbuf, &mut inpos, |_| {
+            let deadline = self.clock.now().saturating_add(self.timeout);
+            let p = super::channel::recv_queue(&self.rx, self.timeout, &self.scope)?;
+            self.wait_for_link(p.ready_at, deadline, "the next chunk's arrival")?;
+            Ok(p.data)
+        });
+        (self.inbuf, self.inpos) = (inbuf, inpos);
+        read
     }
 
     fn flush(&mut self) -> Result<(), NetError> {

@@ -52,14 +52,16 @@ fn conv(
     }
 }
 
+/// ReLU site `site` on the output of layer `input`, of shape `(c, h, w)`.
 fn relu(
     rng: &mut ChaCha8Rng,
     name: &str,
     site: usize,
-    input: ValueId,
-    shape: Shape,
+    input: usize,
+    (c, h, w): (usize, usize, usize),
     masks: ToyMasks,
 ) -> Layer {
+    let shape = Shape::Chw(c, h, w);
     let mask = match masks {
         ToyMasks::All => None,
         ToyMasks::None => Some(Mask {
@@ -72,7 +74,7 @@ fn relu(
     Layer {
         name: name.into(),
         op: Op::Relu { site, mask },
-        inputs: vec![input],
+        inputs: vec![ValueId::Layer(input)],
         out_shape: shape,
     }
 }
@@ -85,23 +87,9 @@ pub fn toy_network(seed: u64, masks: ToyMasks) -> Network {
 
     let mut layers = Vec::new();
     layers.push(conv(&mut rng, "conv0", 3, 4, 3, 1, ValueId::Input, 8)); // 0
-    layers.push(relu(
-        &mut rng,
-        "relu0",
-        0,
-        ValueId::Layer(0),
-        Shape::Chw(4, 8, 8),
-        masks,
-    )); // 1
+    layers.push(relu(&mut rng, "relu0", 0, 0, (4, 8, 8), masks)); // 1
     layers.push(conv(&mut rng, "conv1", 4, 6, 3, 2, ValueId::Layer(1), 8)); // 2: 6x4x4
-    layers.push(relu(
-        &mut rng,
-        "relu1",
-        1,
-        ValueId::Layer(2),
-        Shape::Chw(6, 4, 4),
-        masks,
-    )); // 3
+    layers.push(relu(&mut rng, "relu1", 1, 2, (6, 4, 4), masks)); // 3
     layers.push(conv(&mut rng, "conv2", 6, 6, 3, 1, ValueId::Layer(3), 4)); // 4
     layers.push(conv(&mut rng, "conv_sc", 4, 6, 1, 2, ValueId::Layer(1), 8)); // 5
     layers.push(Layer {
@@ -110,14 +98,7 @@ pub fn toy_network(seed: u64, masks: ToyMasks) -> Network {
         inputs: vec![ValueId::Layer(4), ValueId::Layer(5)],
         out_shape: Shape::Chw(6, 4, 4),
     }); // 6
-    layers.push(relu(
-        &mut rng,
-        "relu2",
-        2,
-        ValueId::Layer(6),
-        Shape::Chw(6, 4, 4),
-        masks,
-    )); // 7
+    layers.push(relu(&mut rng, "relu2", 2, 6, (6, 4, 4), masks)); // 7
     layers.push(Layer {
         name: "pool".into(),
         op: Op::AvgPool {

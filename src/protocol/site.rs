@@ -20,7 +20,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::ProtocolError;
 use crate::crypto::block::{blocks_as_words, blocks_as_words_mut};
-use crate::crypto::buffer::BlockBuf;
+use crate::crypto::buffer::{prefault, BlockBuf};
 use crate::crypto::ot::{ChoicePattern, OtReceiver, OtSender};
 use crate::crypto::prg::Prg;
 use crate::crypto::{Block, BlockChannel};
@@ -93,8 +93,9 @@ impl ReluEngine {
         }
     }
 
-    /// Garbles `n = lsb.len() / ℓ` instances numbered from `instance_base` and streams their
-    /// tables to `ch` in chunks, one chunk while the next is garbled; `control_seed` keys the
+    /// Garbles `n = lsb.len() / ℓ` instances numbered from `instance_base`, the server's
+    /// zero-labels drawn from `gb_labels` chunk by chunk, and streams their tables to `ch` in
+    /// chunks, one chunk while the next is garbled; `control_seed` keys the
     /// three-halves control randomness (secret, fresh; unused by half gates).
     #[allow(clippy::too_many_arguments)]
     fn garble_stream<C: Channel + ?Sized>(
@@ -102,22 +103,22 @@ impl ReluEngine {
         ch: &mut C,
         delta: &Delta,
         control_seed: Block,
-        gb_zero: &[Block],
+        gb_labels: &mut Prg,
         ev_zero: &[Block],
         instance_base: u64,
         lsb: &mut [bool],
     ) -> Result<(), ProtocolError> {
         match self.scheme {
-            Scheme::HalfGates => Garbler::new(&self.circuit, delta).garble_stream(
+            Scheme::HalfGates => Garbler::new(&self.circuit, delta).garble_stream_drawn(
                 ch,
-                gb_zero,
+                gb_labels,
                 ev_zero,
                 instance_base,
                 lsb,
                 CHUNK,
             )?,
             Scheme::ThreeHalves => ThGarbler::new(&self.circuit, delta, control_seed)
-                .garble_stream(ch, gb_zero, ev_zero, instance_base, lsb, CHUNK)?,
+                .garble_stream_drawn(ch, gb_labels, ev_zero, instance_base, lsb, CHUNK)?,
         };
         Ok(())
     }
@@ -134,6 +135,7 @@ impl ReluEngine {
                 let mut tables = BlockBuf::with_len(n * u);
                 let evaluator = Evaluator::new(&self.circuit);
                 for chunk in tables.chunks_mut(CHUNK * u) {
+                    prefault(chunk);
                     evaluator.recv_tables(ch, chunk)?;
                 }
                 Ok(tables)
@@ -142,6 +144,7 @@ impl ReluEngine {
                 let mut tables = BlockBuf::with_len((n * u).div_ceil(2));
                 let evaluator = ThEvaluator::new(&self.circuit);
                 for chunk in blocks_as_words_mut(&mut tables)[..n * u].chunks_mut(CHUNK * u) {
+                    prefault(chunk);
                     evaluator.recv_tables(ch, chunk)?;
                 }
                 Ok(tables)
@@ -226,15 +229,15 @@ impl ServerSite {
         let label_seed = Block::random(rng);
         let mut decode = Vec::new();
         if n > 0 {
-            let mut gb_zero = BlockBuf::with_len(n * ell);
-            Prg::from_seed(label_seed).fill_blocks(&mut gb_zero);
+            // The server's zero-labels, drawn as each chunk is garbled (as online, from the seed).
+            let mut gb_labels = Prg::from_seed(label_seed);
             let mut lsb = vec![false; n * ell];
             let mut control_seed = Block::random(rng);
             let garbled = engine.garble_stream(
                 ch,
                 delta,
                 control_seed,
-                &gb_zero,
+                &mut gb_labels,
                 &ev_zero,
                 instance_base,
                 &mut lsb,

@@ -10,12 +10,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use plotters::style::BLACK;
-
 use super::chart::*;
 use super::plots::{
-    compare_link, comparison_data, families, fmt_budget, method_color, method_display,
-    method_legend, phase_seconds, Comparison, PlotSet,
+    compare_link, comparison_data, comparison_panel, families, fmt_budget, method_color,
+    method_display, method_legend, phase_seconds, stem, Comparison, PlotSet,
 };
 use super::sweep::{ModelGroup, Sweep};
 use super::text::{esc, file_name, thousands};
@@ -104,14 +102,8 @@ impl Accuracies {
         files.sort();
         let mut reports = Vec::new();
         for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| ReportError::Io {
-                path: f.clone(),
-                source: e,
-            })?;
-            let r: EvalReport = serde_json::from_str(&text).map_err(|e| ReportError::Parse {
-                path: f.clone(),
-                source: e,
-            })?;
+            let text = std::fs::read_to_string(&f).map_err(ReportError::io(&f))?;
+            let r: EvalReport = serde_json::from_str(&text).map_err(ReportError::parse(&f))?;
             if r.schema != SCHEMA {
                 return Err(ReportError::Accuracy(format!(
                     "{}: schema `{}`, expected `{SCHEMA}`",
@@ -311,27 +303,21 @@ fn accuracy_latency_chart(
     let mut panels: Vec<XyPanel> = KINDS
         .iter()
         .map(|k| XyPanel {
-            title: format!("{k} under PI"),
-            x_desc: format!(
-                "{} latency, {link} (s)",
-                match which {
-                    Latency::Online => "online",
-                    Latency::Total => "offline + online",
-                }
-            ),
-            y_desc: "accuracy (%)".into(),
-            series: Vec::new(),
-            log_y: false,
             log_x: true,
-            y_range: None,
-            x_range: None,
+            ..XyPanel::new(
+                format!("{k} under PI"),
+                format!(
+                    "{} latency, {link} (s)",
+                    match which {
+                        Latency::Online => "online",
+                        Latency::Total => "offline + online",
+                    }
+                ),
+                "accuracy (%)",
+            )
         })
         .collect();
-    let mut legend = vec![LegendEntry {
-        label: "Method (marker)".into(),
-        color: BLACK,
-        key: LegendKey::Heading,
-    }];
+    let mut legend = vec![LegendEntry::heading("Method (marker)")];
     let mut lows = Vec::new();
     // Each budget is written once per panel (methods at equal budgets share their x).
     let mut labelled: Vec<Vec<u64>> = vec![Vec::new(); KINDS.len()];
@@ -359,23 +345,15 @@ fn accuracy_latency_chart(
                 continue;
             }
             any = true;
-            panel.series.push(XySeries {
-                color,
-                marker,
-                hollow: false,
-                line: true,
-                points: pts,
-            });
+            panel.series.push(XySeries::line(color, marker, false, pts));
         }
         if any {
-            legend.push(LegendEntry {
-                label: flabel.clone(),
+            legend.push(LegendEntry::line(
+                flabel.clone(),
                 color,
-                key: LegendKey::Line {
-                    marker: Some(marker),
-                    hollow: false,
-                },
-            });
+                Some(marker),
+                false,
+            ));
         }
     }
     if panels.iter().all(|p| p.series.is_empty()) {
@@ -407,49 +385,27 @@ fn accuracy_latency_chart(
 /// RLNet against SeNet (or any two methods) at equal budgets: the three accuracies under PI
 /// beside the online and total latency on the comparison link.
 fn comparison_chart(c: &Comparison<'_>, acc: &Accuracies, link: Option<&str>) -> BarChart {
-    let (net, budgets, methods, table) = c;
-    let cats: Vec<String> = budgets.iter().map(|b| fmt_budget(*b)).collect();
-    let slots = |value: &dyn Fn(&ModelGroup) -> Option<f64>| -> Vec<BarSlot> {
-        methods
-            .iter()
-            .enumerate()
-            .map(|(mi, m)| BarSlot {
-                segments: vec![BarSegment {
-                    color: method_color(m, mi),
-                    values: table[mi]
-                        .iter()
-                        .map(|g| g.and_then(value).unwrap_or(0.0))
-                        .collect(),
-                }],
-            })
-            .collect()
-    };
+    let (net, _, methods, _) = c;
     let mut panels: Vec<BarPanel> = KINDS
         .iter()
         .enumerate()
-        .map(|(k, name)| BarPanel {
-            title: format!("{name} under PI"),
-            y_desc: "accuracy (%)".into(),
-            x_desc: "ReLU budget".into(),
-            categories: cats.clone(),
-            slots: slots(&|g| acc.of_group(g)?.kinds()[k].map(|t| t.pi.accuracy)),
-            value_labels: true,
-            value_unit: String::new(),
+        .map(|(k, name)| {
+            comparison_panel(c, format!("{name} under PI"), "accuracy (%)", "", &|g| {
+                acc.of_group(g)?.kinds()[k].map(|t| t.pi.accuracy)
+            })
         })
         .collect();
     let link_name = link.map_or("compute only".to_string(), |l| format!("{l} link"));
-    panels.push(BarPanel {
-        title: format!("Latency, {link_name}"),
-        y_desc: "offline + online (s)".into(),
-        x_desc: "ReLU budget".into(),
-        categories: cats.clone(),
-        slots: slots(&|g| {
+    panels.push(comparison_panel(
+        c,
+        format!("Latency, {link_name}"),
+        "offline + online (s)",
+        " s",
+        &|g| {
             let (a, b) = phase_seconds(g, link);
             Some(a + b)
-        }),
-        value_labels: true,
-        value_unit: " s".into(),
-    });
+        },
+    ));
     let names: Vec<String> = methods.iter().map(|m| method_display(m)).collect();
     BarChart {
         title: format!(
@@ -505,23 +461,18 @@ fn ring_chart(acc: &Accuracies) -> Option<XyChart> {
             if several {
                 keys.push((k, f));
                 panels.push(XyPanel {
-                    title: format!("{name} under PI, f = {f}"),
-                    x_desc: "ring width ℓ (bits)".into(),
-                    y_desc: "accuracy (%)".into(),
-                    series: Vec::new(),
-                    log_y: false,
-                    log_x: false,
                     y_range: Some((0.0, 100.0)),
                     x_range,
+                    ..XyPanel::new(
+                        format!("{name} under PI, f = {f}"),
+                        "ring width ℓ (bits)".into(),
+                        "accuracy (%)",
+                    )
                 });
             }
         }
     }
-    let mut legend = vec![LegendEntry {
-        label: "Model".into(),
-        color: BLACK,
-        key: LegendKey::Heading,
-    }];
+    let mut legend = vec![LegendEntry::heading("Model")];
     for (i, m) in swept.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let marker = method_marker(&m.method, i);
@@ -542,23 +493,15 @@ fn ring_chart(acc: &Accuracies) -> Option<XyChart> {
                 })
                 .collect();
             if !pts.is_empty() {
-                panel.series.push(XySeries {
-                    color,
-                    marker,
-                    hollow: false,
-                    line: true,
-                    points: pts,
-                });
+                panel.series.push(XySeries::line(color, marker, false, pts));
             }
         }
-        legend.push(LegendEntry {
-            label: m.name.clone(),
+        legend.push(LegendEntry::line(
+            m.name.clone(),
             color,
-            key: LegendKey::Line {
-                marker: Some(marker),
-                hollow: false,
-            },
-        });
+            Some(marker),
+            false,
+        ));
     }
     if panels.is_empty() {
         return None;
@@ -600,7 +543,7 @@ pub fn headline_stem(sweep: &Sweep) -> Option<String> {
         .find(|l| *l == "wan")
         .or(links.first())?
         .clone();
-    Some(format!("accuracy_vs_online_{link}"))
+    Some(stem::accuracy_latency("online", &link))
 }
 
 /// Draw the accuracy figures into `dir` and add them to `set`; the method comparison at equal
@@ -618,9 +561,12 @@ pub fn write_plots(
     // The font was registered (or found missing) by the cost figures just drawn.
     let png = opts.png && set.files.iter().any(|f| f.png.is_some());
     for link in figure_links(sweep) {
-        for (which, word) in [(Latency::Online, "online"), (Latency::Total, "total")] {
+        for (which, word) in [Latency::Online, Latency::Total]
+            .into_iter()
+            .zip(stem::LATENCIES)
+        {
             if let Some(c) = accuracy_latency_chart(sweep, acc, &link, which) {
-                let stem = format!("accuracy_vs_{word}_{link}");
+                let stem = stem::accuracy_latency(word, &link);
                 let title = format!("CA, NPA and AdvA under PI against {word} latency ({link})");
                 set.files
                     .push(render(dir, &stem, &title, &Chart::Xy(c), png)?);
@@ -652,16 +598,12 @@ pub fn write_plots(
         );
         let file = render(
             dir,
-            "methods_at_equal_budget",
+            stem::METHODS,
             &title,
             &Chart::Bar(comparison_chart(&c, acc, link.as_deref())),
             png,
         )?;
-        match set
-            .files
-            .iter_mut()
-            .find(|f| f.stem == "methods_at_equal_budget")
-        {
+        match set.files.iter_mut().find(|f| f.stem == stem::METHODS) {
             Some(old) => *old = file,
             None => set.files.push(file),
         }
@@ -669,7 +611,7 @@ pub fn write_plots(
     if let Some(c) = ring_chart(acc) {
         set.files.push(render(
             dir,
-            "accuracy_vs_ring",
+            stem::RING,
             "Accuracy under PI against the ring width ℓ",
             &Chart::Xy(c),
             png,

@@ -197,6 +197,27 @@ impl Ticked {
     fn new(lo: f64, hi: f64, ticks: Vec<f64>) -> Ticked {
         Ticked { lo, hi, ticks }
     }
+
+    fn of(axis: &Axis) -> Ticked {
+        Ticked::new(axis.lo, axis.hi, axis.ticks.clone())
+    }
+}
+
+/// One panel's plotting plane, with the margins every panel uses.
+fn plane<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    x: Ticked,
+    y: Ticked,
+) -> Result<ChartContext<'_, DB, Cartesian2d<Ticked, Ticked>>, Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    Ok(ChartBuilder::on(area)
+        .margin(14)
+        .margin_right(28)
+        .x_label_area_size(58)
+        .y_label_area_size(86)
+        .build_cartesian_2d(x, y)?)
 }
 
 impl Ranged for Ticked {
@@ -279,6 +300,24 @@ pub(super) struct XySeries {
     pub(super) points: Vec<(f64, f64, f64, f64, String)>,
 }
 
+impl XySeries {
+    /// Points joined by a line; `hollow` for emulated measurements.
+    pub(super) fn line(
+        color: RGBColor,
+        marker: Marker,
+        hollow: bool,
+        points: Vec<(f64, f64, f64, f64, String)>,
+    ) -> XySeries {
+        XySeries {
+            color,
+            marker,
+            hollow,
+            line: true,
+            points,
+        }
+    }
+}
+
 /// One panel of an x–y chart.
 #[derive(Clone, Debug)]
 pub(super) struct XyPanel {
@@ -294,15 +333,38 @@ pub(super) struct XyPanel {
     pub(super) x_range: Option<(f64, f64)>,
 }
 
-/// An x–y chart: panels side by side, one shared legend at the right.
+/// A chart: panels side by side under one title, one shared legend at the right, an optional
+/// footnote below.
 #[derive(Clone, Debug)]
-pub(super) struct XyChart {
+pub(super) struct Figure<P> {
     pub(super) title: String,
     pub(super) size: (u32, u32),
-    pub(super) panels: Vec<XyPanel>,
+    pub(super) panels: Vec<P>,
     pub(super) legend: Vec<LegendEntry>,
     pub(super) footnote: Option<String>,
 }
+
+impl XyPanel {
+    /// An empty panel on linear axes fitted to its data.
+    pub(super) fn new(title: String, x_desc: String, y_desc: &str) -> XyPanel {
+        XyPanel {
+            title,
+            x_desc,
+            y_desc: y_desc.into(),
+            series: Vec::new(),
+            log_y: false,
+            log_x: false,
+            y_range: None,
+            x_range: None,
+        }
+    }
+}
+
+/// An x–y chart.
+pub(super) type XyChart = Figure<XyPanel>;
+
+/// A bar chart.
+pub(super) type BarChart = Figure<BarPanel>;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum LegendKey {
@@ -324,6 +386,49 @@ pub(super) struct LegendEntry {
     pub(super) label: String,
     pub(super) color: RGBColor,
     pub(super) key: LegendKey,
+}
+
+impl LegendEntry {
+    /// A section heading.
+    pub(super) fn heading(label: &str) -> LegendEntry {
+        LegendEntry {
+            label: label.into(),
+            color: BLACK,
+            key: LegendKey::Heading,
+        }
+    }
+
+    /// A line, optionally with a marker.
+    pub(super) fn line(
+        label: String,
+        color: RGBColor,
+        marker: Option<Marker>,
+        hollow: bool,
+    ) -> LegendEntry {
+        LegendEntry {
+            label,
+            color,
+            key: LegendKey::Line { marker, hollow },
+        }
+    }
+
+    /// A marker alone.
+    pub(super) fn marker(label: String, color: RGBColor, marker: Marker) -> LegendEntry {
+        LegendEntry {
+            label,
+            color,
+            key: LegendKey::Marker(marker),
+        }
+    }
+
+    /// A filled box (bars).
+    pub(super) fn bar(label: String, color: RGBColor) -> LegendEntry {
+        LegendEntry {
+            label,
+            color,
+            key: LegendKey::Box,
+        }
+    }
 }
 
 /// One bar position within each category: a stack of segments.
@@ -349,15 +454,6 @@ pub(super) struct BarPanel {
     /// Print each bar's total above it.
     pub(super) value_labels: bool,
     pub(super) value_unit: String,
-}
-
-#[derive(Clone, Debug)]
-pub(super) struct BarChart {
-    pub(super) title: String,
-    pub(super) size: (u32, u32),
-    pub(super) panels: Vec<BarPanel>,
-    pub(super) legend: Vec<LegendEntry>,
-    pub(super) footnote: Option<String>,
 }
 
 pub(super) enum Chart {
@@ -515,13 +611,29 @@ where
     }
 }
 
-fn draw_xy<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &XyChart) -> DrawResult
+/// Draw a figure's frame, each panel in its slot with `panel`, and finish the drawing.
+fn draw_panels<DB: DrawingBackend, P>(
+    root: &DrawingArea<DB, Shift>,
+    c: &Figure<P>,
+    mut panel: impl FnMut(&DrawingArea<DB, Shift>, &P) -> DrawResult,
+) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
     let plot = frame(root, &c.title, &c.legend, c.footnote.as_deref())?;
     let areas = plot.split_evenly((1, c.panels.len().max(1)));
     for (area, p) in areas.iter().zip(&c.panels) {
+        panel(area, p)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+fn draw_xy<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &XyChart) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    draw_panels(root, c, |area, p| {
         let xs: Vec<f64> = p
             .series
             .iter()
@@ -541,15 +653,7 @@ where
             None => Axis::fit(&ys, p.log_y),
         };
         let area = &panel_title(area, &p.title)?;
-        let mut chart = ChartBuilder::on(area)
-            .margin(14)
-            .margin_right(28)
-            .x_label_area_size(58)
-            .y_label_area_size(86)
-            .build_cartesian_2d(
-                Ticked::new(xa.lo, xa.hi, xa.ticks.clone()),
-                Ticked::new(ya.lo, ya.hi, ya.ticks.clone()),
-            )?;
+        let mut chart = plane(area, Ticked::of(&xa), Ticked::of(&ya))?;
         let xl = |v: &f64| xa.label(*v);
         let yl = |v: &f64| ya.label(*v);
         chart
@@ -608,18 +712,15 @@ where
                 }
             }
         }
-    }
-    root.present()?;
-    Ok(())
+        Ok(())
+    })
 }
 
 fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &BarChart) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
-    let plot = frame(root, &c.title, &c.legend, c.footnote.as_deref())?;
-    let areas = plot.split_evenly((1, c.panels.len().max(1)));
-    for (area, p) in areas.iter().zip(&c.panels) {
+    draw_panels(root, c, |area, p| {
         let n = p.categories.len();
         let totals: Vec<f64> = (0..n)
             .flat_map(|i| {
@@ -651,15 +752,11 @@ where
             }
         };
         let area = &panel_title(area, &p.title)?;
-        let mut chart = ChartBuilder::on(area)
-            .margin(14)
-            .margin_right(28)
-            .x_label_area_size(58)
-            .y_label_area_size(86)
-            .build_cartesian_2d(
-                Ticked::new(-0.5, n as f64 - 0.5, (0..n).map(|i| i as f64).collect()),
-                Ticked::new(ya.lo, ya.hi, ya.ticks.clone()),
-            )?;
+        let mut chart = plane(
+            area,
+            Ticked::new(-0.5, n as f64 - 0.5, (0..n).map(|i| i as f64).collect()),
+            Ticked::of(&ya),
+        )?;
         let cats = p.categories.clone();
         let xl = move |v: &f64| {
             let i = v.round() as usize;
@@ -711,9 +808,8 @@ where
                 }
             }
         }
-    }
-    root.present()?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// A value label: three significant digits.

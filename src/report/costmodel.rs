@@ -17,9 +17,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::net::link::Link;
-use crate::results::RunResult;
+use crate::results::{PhaseCost, RunResult};
 
-use super::sweep::{link_order, structure_of, Sweep};
+use super::sweep::{link_order, structure_of, ModelGroup, PhaseStat, Sweep};
 use super::ReportError;
 
 /// Version of the `costmodel.json` schema.
@@ -47,6 +47,16 @@ impl Workload {
             macs: r.model.macs,
             relu_sites,
             linear_layers,
+        }
+    }
+
+    /// The workload of a sweep's model (one point of the fit).
+    pub fn of_group(g: &ModelGroup) -> Workload {
+        Workload {
+            kept_relus: g.budget,
+            macs: g.macs,
+            relu_sites: g.relu_sites,
+            linear_layers: g.linear_layers,
         }
     }
 
@@ -106,6 +116,68 @@ enum Regressors {
     Budget,
     /// `fixed + site`.
     Sites,
+}
+
+/// A phase whose costs are fitted, read from a model's medians and from a run alike.
+#[derive(Clone, Copy)]
+enum Phase {
+    Offline,
+    Online,
+}
+
+impl Phase {
+    fn of_group(self, g: &ModelGroup) -> &PhaseStat {
+        match self {
+            Phase::Offline => &g.offline,
+            Phase::Online => &g.online,
+        }
+    }
+
+    fn of_run(self, r: &RunResult) -> &PhaseCost {
+        match self {
+            Phase::Offline => &r.offline,
+            Phase::Online => &r.online,
+        }
+    }
+}
+
+/// A fitted quantity of a phase.
+#[derive(Clone, Copy)]
+enum Quantity {
+    Seconds,
+    BytesC2s,
+    BytesS2c,
+    Rounds,
+}
+
+impl Quantity {
+    /// The median over a model's runs.
+    fn of_stat(self, p: &PhaseStat) -> f64 {
+        match self {
+            Quantity::Seconds => p.seconds.median,
+            Quantity::BytesC2s => p.bytes_client_to_server.median,
+            Quantity::BytesS2c => p.bytes_server_to_client.median,
+            Quantity::Rounds => p.rounds.median,
+        }
+    }
+
+    /// One run's value.
+    fn of_cost(self, p: &PhaseCost) -> f64 {
+        match self {
+            Quantity::Seconds => p.seconds,
+            Quantity::BytesC2s => p.bytes_client_to_server as f64,
+            Quantity::BytesS2c => p.bytes_server_to_client as f64,
+            Quantity::Rounds => p.rounds as f64,
+        }
+    }
+
+    /// Rounds grow with the sites, not the ReLUs.
+    fn regressors(self) -> Regressors {
+        match self {
+            Quantity::Rounds => Regressors::Sites,
+            _ => Regressors::Budget,
+        }
+    }
 }
 
 /// The fitted cost model.
@@ -220,20 +292,10 @@ impl CostModel {
     /// Fit on a sweep: one point per model (the median of its runs). Needs at least two models
     /// with different budgets.
     pub fn fit(sweep: &Sweep) -> Result<CostModel, ReportError> {
-        let points: Vec<(Workload, &crate::report::sweep::ModelGroup)> = sweep
+        let points: Vec<(Workload, &ModelGroup)> = sweep
             .groups
             .iter()
-            .map(|g| {
-                (
-                    Workload {
-                        kept_relus: g.budget,
-                        macs: g.macs,
-                        relu_sites: g.relu_sites,
-                        linear_layers: g.linear_layers,
-                    },
-                    g,
-                )
-            })
+            .map(|g| (Workload::of_group(g), g))
             .collect();
         let mut budgets: Vec<u64> = points.iter().map(|(w, _)| w.kept_relus).collect();
         budgets.sort_unstable();
@@ -246,16 +308,17 @@ impl CostModel {
         }
         let ws: Vec<Workload> = points.iter().map(|(w, _)| *w).collect();
         let runs_w: Vec<Workload> = sweep.runs.iter().map(Workload::of_run).collect();
-        let q = |gy: &dyn Fn(&crate::report::sweep::ModelGroup) -> f64,
-                 ry: &dyn Fn(&RunResult) -> f64,
-                 reg: Regressors| {
-            let y: Vec<f64> = points.iter().map(|(_, g)| gy(g)).collect();
-            let mut fit = fit_one(&ws, &y, reg);
+        let q = |phase: Phase, quantity: Quantity| {
+            let y: Vec<f64> = points
+                .iter()
+                .map(|(_, g)| quantity.of_stat(phase.of_group(g)))
+                .collect();
+            let mut fit = fit_one(&ws, &y, quantity.regressors());
             let errs: Vec<f64> = sweep
                 .runs
                 .iter()
                 .zip(&runs_w)
-                .map(|(r, w)| rel_err(fit.eval(w), ry(r)).abs())
+                .map(|(r, w)| rel_err(fit.eval(w), quantity.of_cost(phase.of_run(r))).abs())
                 .collect();
             let s = super::sweep::Stat::of(&errs);
             fit.max_rel_error = s.max;
@@ -273,46 +336,14 @@ impl CostModel {
             threads: first.threads,
             models: points.len(),
             runs: sweep.runs.len(),
-            offline_seconds: q(
-                &|g| g.offline.seconds.median,
-                &|r| r.offline.seconds,
-                Regressors::Budget,
-            ),
-            online_seconds: q(
-                &|g| g.online.seconds.median,
-                &|r| r.online.seconds,
-                Regressors::Budget,
-            ),
-            offline_bytes_c2s: q(
-                &|g| g.offline.bytes_client_to_server.median,
-                &|r| r.offline.bytes_client_to_server as f64,
-                Regressors::Budget,
-            ),
-            offline_bytes_s2c: q(
-                &|g| g.offline.bytes_server_to_client.median,
-                &|r| r.offline.bytes_server_to_client as f64,
-                Regressors::Budget,
-            ),
-            online_bytes_c2s: q(
-                &|g| g.online.bytes_client_to_server.median,
-                &|r| r.online.bytes_client_to_server as f64,
-                Regressors::Budget,
-            ),
-            online_bytes_s2c: q(
-                &|g| g.online.bytes_server_to_client.median,
-                &|r| r.online.bytes_server_to_client as f64,
-                Regressors::Budget,
-            ),
-            offline_rounds: q(
-                &|g| g.offline.rounds.median,
-                &|r| r.offline.rounds as f64,
-                Regressors::Sites,
-            ),
-            online_rounds: q(
-                &|g| g.online.rounds.median,
-                &|r| r.online.rounds as f64,
-                Regressors::Sites,
-            ),
+            offline_seconds: q(Phase::Offline, Quantity::Seconds),
+            online_seconds: q(Phase::Online, Quantity::Seconds),
+            offline_bytes_c2s: q(Phase::Offline, Quantity::BytesC2s),
+            offline_bytes_s2c: q(Phase::Offline, Quantity::BytesS2c),
+            online_bytes_c2s: q(Phase::Online, Quantity::BytesC2s),
+            online_bytes_s2c: q(Phase::Online, Quantity::BytesS2c),
+            offline_rounds: q(Phase::Offline, Quantity::Rounds),
+            online_rounds: q(Phase::Online, Quantity::Rounds),
         })
     }
 
@@ -395,55 +426,57 @@ impl CostModel {
             .collect();
         let mut out = Vec::new();
         for (g, ho) in sweep.groups.iter().zip(&held_out) {
-            let w = Workload {
-                kept_relus: g.budget,
-                macs: g.macs,
-                relu_sites: g.relu_sites,
-                linear_layers: g.linear_layers,
-            };
+            let w = Workload::of_group(g);
             let label = g.label();
-            let p = self.predict_compute(&w);
-            let ph = ho.as_ref().map(|m| m.predict_compute(&w));
-            out.push(Check {
-                model: label.clone(),
-                quantity: "offline compute".into(),
-                measured: g.offline.seconds.median,
-                predicted: p.offline_seconds,
-                predicted_held_out: ph.as_ref().map(|p| p.offline_seconds),
-            });
-            out.push(Check {
-                model: label.clone(),
-                quantity: "online compute".into(),
-                measured: g.online.seconds.median,
-                predicted: p.online_seconds,
-                predicted_held_out: ph.as_ref().map(|p| p.online_seconds),
-            });
+            // Both phases of one prediction against their measured medians.
+            let mut push =
+                |what: &str, measured: (f64, f64), p: Prediction, ph: Option<Prediction>| {
+                    let phases = [
+                        (
+                            "offline",
+                            measured.0,
+                            p.offline_seconds,
+                            ph.as_ref().map(|p| p.offline_seconds),
+                        ),
+                        (
+                            "online",
+                            measured.1,
+                            p.online_seconds,
+                            ph.as_ref().map(|p| p.online_seconds),
+                        ),
+                    ];
+                    for (phase, measured, predicted, predicted_held_out) in phases {
+                        out.push(Check {
+                            model: label.clone(),
+                            quantity: format!("{phase} {what}"),
+                            measured,
+                            predicted,
+                            predicted_held_out,
+                        });
+                    }
+                };
+            push(
+                "compute",
+                (g.offline.seconds.median, g.online.seconds.median),
+                self.predict_compute(&w),
+                ho.as_ref().map(|m| m.predict_compute(&w)),
+            );
             let mut links = g.links.clone();
             links.sort_by(|a, b| {
                 (link_order(&a.link.name), a.emulated).cmp(&(link_order(&b.link.name), b.emulated))
             });
             for l in &links {
-                let p = self.predict(&w, &l.link);
-                let ph = ho.as_ref().map(|m| m.predict(&w, &l.link));
                 let tag = if l.emulated {
                     format!("{} (emulated)", l.link.name)
                 } else {
                     l.link.name.clone()
                 };
-                out.push(Check {
-                    model: label.clone(),
-                    quantity: format!("offline {tag}"),
-                    measured: l.offline.median,
-                    predicted: p.offline_seconds,
-                    predicted_held_out: ph.as_ref().map(|p| p.offline_seconds),
-                });
-                out.push(Check {
-                    model: label.clone(),
-                    quantity: format!("online {tag}"),
-                    measured: l.online.median,
-                    predicted: p.online_seconds,
-                    predicted_held_out: ph.as_ref().map(|p| p.online_seconds),
-                });
+                push(
+                    &tag,
+                    (l.offline.median, l.online.median),
+                    self.predict(&w, &l.link),
+                    ho.as_ref().map(|m| m.predict(&w, &l.link)),
+                );
             }
         }
         out
@@ -451,26 +484,14 @@ impl CostModel {
 
     /// Write as pretty JSON.
     pub fn save(&self, path: &Path) -> Result<(), ReportError> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| ReportError::Parse {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
-        std::fs::write(path, text).map_err(|e| ReportError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })
+        let text = serde_json::to_string_pretty(self).map_err(ReportError::parse(path))?;
+        std::fs::write(path, text).map_err(ReportError::io(path))
     }
 
     /// Read a `costmodel.json`.
     pub fn load(path: &Path) -> Result<CostModel, ReportError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ReportError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
-        let m: CostModel = serde_json::from_str(&text).map_err(|e| ReportError::Parse {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(ReportError::io(path))?;
+        let m: CostModel = serde_json::from_str(&text).map_err(ReportError::parse(path))?;
         if m.version > COSTMODEL_VERSION {
             return Err(ReportError::CostModel(format!(
                 "{} has cost-model version {}, this pibench reads up to {}",

@@ -9,7 +9,7 @@ use super::accuracy::Accuracies;
 use super::costmodel::CostModel;
 use super::plots::{method_display, PlotSet};
 use super::sweep::{ModelGroup, Stat, Sweep};
-use super::text::{esc, file_name, thousands};
+use super::text::{esc, file_name, table_head, thousands};
 use super::ReportOptions;
 use crate::net::link::Link;
 
@@ -23,34 +23,29 @@ pub fn render(
     opts: &ReportOptions,
     accuracies: &Accuracies,
 ) -> String {
+    type Section<'a> = Box<dyn Fn(&mut String) -> std::fmt::Result + 'a>;
+    let sections: [Section; 10] = [
+        Box::new(|s| write_header(s, sweep, opts)),
+        Box::new(|s| super::accuracy::write_glance(s, sweep, accuracies, plots)),
+        Box::new(|s| write_setup(s, sweep)),
+        Box::new(|s| write_links(s, sweep)),
+        Box::new(|s| write_results(s, sweep)),
+        Box::new(|s| super::accuracy::write_section(s, sweep, accuracies)),
+        Box::new(|s| write_plots(s, plots)),
+        Box::new(|s| write_cost_model(s, model, sweep)),
+        Box::new(|s| write_notes(s, notes)),
+        Box::new(|s| write_reproduce(s, opts)),
+    ];
     let mut s = String::new();
-    let _ = write_all(&mut s, sweep, model, plots, notes, opts, accuracies);
+    for section in sections {
+        // Writing to a String cannot fail.
+        let _ = section(&mut s);
+    }
     s
 }
 
 fn distinct<T: Ord + Clone>(it: impl Iterator<Item = T>) -> Vec<T> {
     it.collect::<BTreeSet<T>>().into_iter().collect()
-}
-
-fn write_all(
-    s: &mut String,
-    sweep: &Sweep,
-    model: Option<&CostModel>,
-    plots: &PlotSet,
-    notes: &[String],
-    opts: &ReportOptions,
-    accuracies: &Accuracies,
-) -> std::fmt::Result {
-    write_header(s, sweep, opts)?;
-    super::accuracy::write_glance(s, sweep, accuracies, plots)?;
-    write_setup(s, sweep)?;
-    write_links(s, sweep)?;
-    write_results(s, sweep)?;
-    super::accuracy::write_section(s, sweep, accuracies)?;
-    write_plots(s, plots)?;
-    write_cost_model(s, model, sweep)?;
-    write_notes(s, notes)?;
-    write_reproduce(s, opts)
 }
 
 /// The title, what the runs are, and the warnings that apply to every figure (a dealer backend,
@@ -405,16 +400,20 @@ fn write_fitted_model(s: &mut String, m: &CostModel, sweep: &Sweep) -> std::fmt:
             "(With four or more models the report also shows leave-one-model-out errors.)"
         }
     )?;
-    if any_ho {
-        writeln!(
-            s,
-            "| quantity | models | largest error | median error | largest held-out error |"
-        )?;
-        writeln!(s, "|---|---|---|---|---|")?;
-    } else {
-        writeln!(s, "| quantity | models | largest error | median error |")?;
-        writeln!(s, "|---|---|---|---|")?;
-    }
+    let held_out_column = |columns: &[&'static str], held_out: &'static str| {
+        let mut columns = columns.to_vec();
+        if any_ho {
+            columns.push(held_out);
+        }
+        columns
+    };
+    table_head(
+        s,
+        &held_out_column(
+            &["quantity", "models", "largest error", "median error"],
+            "largest held-out error",
+        ),
+    )?;
     for q in &quantities {
         let cs: Vec<_> = checks.iter().filter(|c| c.quantity == *q).collect();
         let errs: Vec<f64> = cs.iter().map(|c| c.rel_error().abs()).collect();
@@ -458,16 +457,13 @@ fn write_fitted_model(s: &mut String, m: &CostModel, sweep: &Sweep) -> std::fmt:
     )?;
 
     writeln!(s, "<details><summary>Per model</summary>\n")?;
-    if any_ho {
-        writeln!(
-            s,
-            "| model | quantity | measured s | predicted s | error | held-out error |"
-        )?;
-        writeln!(s, "|---|---|---|---|---|---|")?;
-    } else {
-        writeln!(s, "| model | quantity | measured s | predicted s | error |")?;
-        writeln!(s, "|---|---|---|---|---|")?;
-    }
+    table_head(
+        s,
+        &held_out_column(
+            &["model", "quantity", "measured s", "predicted s", "error"],
+            "held-out error",
+        ),
+    )?;
     for c in &checks {
         write!(
             s,

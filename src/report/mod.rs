@@ -68,6 +68,24 @@ pub enum ReportError {
     Accuracy(String),
 }
 
+impl ReportError {
+    /// The error of an I/O failure on `path`, for `map_err`.
+    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+        move |source| ReportError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// The error of a JSON failure on `path`, for `map_err`.
+    pub(crate) fn parse(path: &Path) -> impl FnOnce(serde_json::Error) -> ReportError + '_ {
+        move |source| ReportError::Parse {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 /// What to put in a report.
 #[derive(Clone, Debug)]
 pub struct ReportOptions {
@@ -118,6 +136,42 @@ pub struct ReportSummary {
     pub notes: Vec<String>,
 }
 
+/// Remove from `dir` the files a report writes there — `report.md`, `results.csv`, the cost
+/// models and the figures under every name a report draws (SVG and PNG) — whether or not the
+/// next report draws them again, so that no stale chart outlives its report (`sweep --force`).
+/// Files of other names, the user's, stay. Returns the files removed.
+pub fn clear_report_files(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(ReportError::io(dir)(e)),
+    };
+    let ours = |p: &Path| {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (stem, ext) = name.rsplit_once('.').unwrap_or((&name, ""));
+        match ext {
+            "md" => stem == "report",
+            "csv" => stem == "results",
+            "json" => stem == "costmodel" || stem.starts_with("costmodel-"),
+            "svg" | "png" => plots::stem::is_report_plot(stem),
+            _ => false,
+        }
+    };
+    let mut removed = Vec::new();
+    for e in entries {
+        let p = e.map_err(ReportError::io(dir))?.path();
+        if p.is_file() && ours(&p) {
+            std::fs::remove_file(&p).map_err(ReportError::io(&p))?;
+            removed.push(p);
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
 /// Write `results.csv`, `costmodel.json`, the plots and `report.md` into `out_dir` (created if
 /// needed).
 pub fn write_report(
@@ -126,10 +180,7 @@ pub fn write_report(
     opts: &ReportOptions,
 ) -> Result<ReportSummary, ReportError> {
     let sweep = Sweep::from_results(results.to_vec())?;
-    std::fs::create_dir_all(out_dir).map_err(|e| ReportError::Io {
-        path: out_dir.to_path_buf(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(out_dir).map_err(ReportError::io(out_dir))?;
     let mut notes = Vec::new();
     // The accuracies a sweep measured for its models (`eval/*.json`), when it was given data.
     let accuracies = accuracy::Accuracies::load_dir(&out_dir.join("eval"))?;
@@ -184,10 +235,7 @@ pub fn write_report(
         let csv = sweep.to_csv_with(&accuracy::Accuracies::csv_header(), &|r| {
             accuracies.csv_row(&sweep, r)
         });
-        std::fs::write(&results_csv, csv).map_err(|e| ReportError::Io {
-            path: results_csv.clone(),
-            source: e,
-        })?;
+        std::fs::write(&results_csv, csv).map_err(ReportError::io(&results_csv))?;
     }
 
     let report_md = out_dir.join("report.md");
@@ -199,10 +247,7 @@ pub fn write_report(
         opts,
         &accuracies,
     );
-    std::fs::write(&report_md, text).map_err(|e| ReportError::Io {
-        path: report_md.clone(),
-        source: e,
-    })?;
+    std::fs::write(&report_md, text).map_err(ReportError::io(&report_md))?;
 
     Ok(ReportSummary {
         report_md,
@@ -212,4 +257,51 @@ pub fn write_report(
         plots: plot_set.files,
         notes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clearing_removes_the_report_files_and_nothing_of_the_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = [
+            "report.md",
+            "results.csv",
+            "costmodel.json",
+            "costmodel-threehalves-softspoken.json",
+            "latency_vs_budget.svg",
+            "layer_breakdown.png",
+            "methods_at_equal_budget.svg",
+            "accuracy_vs_latency.png",
+            "accuracy_vs_ring.svg",
+            "accuracy_vs_online_wan.svg",
+            "accuracy_vs_total_mobile.png",
+        ];
+        let theirs = [
+            "notes.md",
+            "mine.svg",
+            "latency_vs_budget.pdf",
+            "accuracy_vs_online_.svg",
+            "warmup-x.json",
+            "results.csv.bak",
+        ];
+        for name in ours.iter().chain(&theirs) {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        // A directory of a report's name is not a file the report wrote.
+        std::fs::create_dir(dir.path().join("layer_breakdown.svg")).unwrap();
+        let removed = clear_report_files(dir.path()).unwrap();
+        let mut want: Vec<PathBuf> = ours.iter().map(|n| dir.path().join(n)).collect();
+        want.sort();
+        assert_eq!(removed, want);
+        for name in theirs {
+            assert!(dir.path().join(name).exists(), "{name} was removed");
+        }
+        assert!(dir.path().join("layer_breakdown.svg").is_dir());
+        assert!(clear_report_files(&dir.path().join("absent"))
+            .unwrap()
+            .is_empty());
+    }
 }

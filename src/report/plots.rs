@@ -5,11 +5,53 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use plotters::style::{RGBColor, BLACK};
+use plotters::style::RGBColor;
 
 use super::chart::*;
 use super::sweep::{ModelGroup, Sweep};
 use super::{ReportError, ReportOptions};
+
+/// The file stems of the figures a report draws: one definition for drawing them and for
+/// clearing them ([`super::clear_report_files`]).
+pub(super) mod stem {
+    /// Latency against the budget, per link.
+    pub(crate) const LATENCY: &str = "latency_vs_budget";
+    /// Communication against the budget.
+    pub(crate) const COMMUNICATION: &str = "communication_vs_budget";
+    /// One model's per-stage breakdown.
+    pub(crate) const BREAKDOWN: &str = "layer_breakdown";
+    /// Methods at equal budgets (cost, or accuracy beside cost).
+    pub(crate) const METHODS: &str = "methods_at_equal_budget";
+    /// The model cards' accuracies against latency.
+    pub(crate) const CARD_ACCURACY: &str = "accuracy_vs_latency";
+    /// Measured accuracy against the ring width.
+    pub(crate) const RING: &str = "accuracy_vs_ring";
+    /// The fixed stems.
+    pub(crate) const FIXED: [&str; 6] = [
+        LATENCY,
+        COMMUNICATION,
+        BREAKDOWN,
+        METHODS,
+        CARD_ACCURACY,
+        RING,
+    ];
+    /// The latencies measured accuracy is drawn against, one figure per link each.
+    pub(crate) const LATENCIES: [&str; 2] = ["online", "total"];
+
+    /// Measured accuracy against the `latency` (one of [`LATENCIES`]) on `link`.
+    pub(crate) fn accuracy_latency(latency: &str, link: &str) -> String {
+        format!("accuracy_vs_{latency}_{link}")
+    }
+
+    /// Whether `stem` names a figure a report draws.
+    pub(crate) fn is_report_plot(stem: &str) -> bool {
+        FIXED.contains(&stem)
+            || LATENCIES.iter().any(|l| {
+                stem.strip_prefix(&accuracy_latency(l, ""))
+                    .is_some_and(|link| !link.is_empty())
+            })
+    }
+}
 
 /// The plots of a report and what was skipped.
 #[derive(Clone, Debug, Default)]
@@ -45,11 +87,7 @@ pub(super) fn method_legend(methods: &[String]) -> Vec<LegendEntry> {
     methods
         .iter()
         .enumerate()
-        .map(|(i, m)| LegendEntry {
-            label: method_display(m),
-            color: method_color(m, i),
-            key: LegendKey::Box,
-        })
+        .map(|(i, m)| LegendEntry::bar(method_display(m), method_color(m, i)))
         .collect()
 }
 
@@ -128,29 +166,28 @@ pub(super) fn families(sweep: &Sweep) -> Vec<(String, String, Vec<&ModelGroup>)>
     out
 }
 
+/// The offline and the online panel of a chart against the ReLU budget, on a log y axis.
+fn phase_panels(y_desc: &str) -> Vec<XyPanel> {
+    ["Offline", "Online"]
+        .iter()
+        .map(|ph| XyPanel {
+            log_y: true,
+            ..XyPanel::new(
+                format!("{ph} phase"),
+                "ReLU budget (ReLUs ×1000)".into(),
+                y_desc,
+            )
+        })
+        .collect()
+}
+
 fn latency_chart(sweep: &Sweep) -> XyChart {
     let fams = families(sweep);
     let mut links: Vec<(String, bool)> = vec![("compute".into(), false)];
     links.extend(sweep.link_columns());
-    let mut panels: Vec<XyPanel> = ["Offline", "Online"]
-        .iter()
-        .map(|ph| XyPanel {
-            title: format!("{ph} phase"),
-            x_desc: "ReLU budget (ReLUs ×1000)".into(),
-            y_desc: "latency (s)".into(),
-            series: Vec::new(),
-            log_y: true,
-            log_x: false,
-            y_range: None,
-            x_range: None,
-        })
-        .collect();
+    let mut panels = phase_panels("latency (s)");
     // Colour says the link, the marker says the method: the legend lists each once.
-    let mut legend = vec![LegendEntry {
-        label: "Link".into(),
-        color: BLACK,
-        key: LegendKey::Heading,
-    }];
+    let mut legend = vec![LegendEntry::heading("Link")];
     for (li, (link, emulated)) in links.iter().enumerate() {
         let color = link_color(link, li);
         let mut any = false;
@@ -186,13 +223,9 @@ fn latency_chart(sweep: &Sweep) -> XyChart {
             }
             any = true;
             for (panel, pts) in panels.iter_mut().zip([off, on]) {
-                panel.series.push(XySeries {
-                    color,
-                    marker,
-                    hollow: *emulated,
-                    line: true,
-                    points: pts,
-                });
+                panel
+                    .series
+                    .push(XySeries::line(color, marker, *emulated, pts));
             }
         }
         if any {
@@ -201,27 +234,21 @@ fn latency_chart(sweep: &Sweep) -> XyChart {
                 (l, true) => format!("{l}, emulated"),
                 (l, false) => format!("{l}, modelled"),
             };
-            legend.push(LegendEntry {
+            legend.push(LegendEntry::line(
                 label,
                 color,
-                key: LegendKey::Line {
-                    marker: emulated.then_some(Marker::Circle),
-                    hollow: *emulated,
-                },
-            });
+                emulated.then_some(Marker::Circle),
+                *emulated,
+            ));
         }
     }
-    legend.push(LegendEntry {
-        label: "Method".into(),
-        color: BLACK,
-        key: LegendKey::Heading,
-    });
+    legend.push(LegendEntry::heading("Method"));
     for (fi, (flabel, _, _)) in fams.iter().enumerate() {
-        legend.push(LegendEntry {
-            label: flabel.clone(),
-            color: RGBColor(40, 40, 40),
-            key: LegendKey::Marker(MARKERS[fi % MARKERS.len()]),
-        });
+        legend.push(LegendEntry::marker(
+            flabel.clone(),
+            RGBColor(40, 40, 40),
+            MARKERS[fi % MARKERS.len()],
+        ));
     }
     XyChart {
         title: "Private inference latency against ReLU budget".into(),
@@ -237,37 +264,17 @@ fn latency_chart(sweep: &Sweep) -> XyChart {
 
 fn communication_chart(sweep: &Sweep) -> XyChart {
     let fams = families(sweep);
-    let mut panels: Vec<XyPanel> = ["Offline", "Online"]
-        .iter()
-        .map(|ph| XyPanel {
-            title: format!("{ph} phase"),
-            x_desc: "ReLU budget (ReLUs ×1000)".into(),
-            y_desc: "communication (MB)".into(),
-            series: Vec::new(),
-            log_y: true,
-            log_x: false,
-            y_range: None,
-            x_range: None,
-        })
-        .collect();
+    let mut panels = phase_panels("communication (MB)");
     // (label, client → server, server → client)
     let dirs: [(&str, bool, bool); 3] = [
         ("both directions", true, true),
         ("server → client", false, true),
         ("client → server", true, false),
     ];
-    let mut legend = vec![LegendEntry {
-        label: "Method".into(),
-        color: BLACK,
-        key: LegendKey::Heading,
-    }];
+    let mut legend = vec![LegendEntry::heading("Method")];
     for (fi, (flabel, method, gs)) in fams.iter().enumerate() {
         let color = method_color(method, fi);
-        legend.push(LegendEntry {
-            label: flabel.clone(),
-            color,
-            key: LegendKey::Box,
-        });
+        legend.push(LegendEntry::bar(flabel.clone(), color));
         for (di, (_, c2s, s2c)) in dirs.iter().enumerate() {
             let pick = |p: &super::sweep::PhaseStat| {
                 let mut v = 0.0;
@@ -290,30 +297,20 @@ fn communication_chart(sweep: &Sweep) -> XyChart {
             let off = series(&|g| pick(&g.offline));
             let on = series(&|g| pick(&g.online));
             for (panel, pts) in panels.iter_mut().zip([off, on]) {
-                panel.series.push(XySeries {
-                    color,
-                    marker: MARKERS[di],
-                    hollow: di > 0,
-                    line: true,
-                    points: pts,
-                });
+                panel
+                    .series
+                    .push(XySeries::line(color, MARKERS[di], di > 0, pts));
             }
         }
     }
-    legend.push(LegendEntry {
-        label: "Direction".into(),
-        color: BLACK,
-        key: LegendKey::Heading,
-    });
+    legend.push(LegendEntry::heading("Direction"));
     for (di, (dname, _, _)) in dirs.iter().enumerate() {
-        legend.push(LegendEntry {
-            label: dname.to_string(),
-            color: RGBColor(60, 60, 60),
-            key: LegendKey::Line {
-                marker: Some(MARKERS[di]),
-                hollow: di > 0,
-            },
-        });
+        legend.push(LegendEntry::line(
+            dname.to_string(),
+            RGBColor(60, 60, 60),
+            Some(MARKERS[di]),
+            di > 0,
+        ));
     }
     XyChart {
         title: "Communication against ReLU budget".into(),
@@ -413,26 +410,10 @@ fn breakdown_chart(g: &ModelGroup) -> BarChart {
             value_unit: String::new(),
         }],
         legend: vec![
-            LegendEntry {
-                label: "offline · linear & local".into(),
-                color: off_lin,
-                key: LegendKey::Box,
-            },
-            LegendEntry {
-                label: "offline · ReLU (garbled)".into(),
-                color: off_relu,
-                key: LegendKey::Box,
-            },
-            LegendEntry {
-                label: "online · linear & local".into(),
-                color: on_lin,
-                key: LegendKey::Box,
-            },
-            LegendEntry {
-                label: "online · ReLU (garbled)".into(),
-                color: on_relu,
-                key: LegendKey::Box,
-            },
+            LegendEntry::bar("offline · linear & local".into(), off_lin),
+            LegendEntry::bar("offline · ReLU (garbled)".into(), off_relu),
+            LegendEntry::bar("online · linear & local".into(), on_lin),
+            LegendEntry::bar("online · ReLU (garbled)".into(), on_relu),
         ],
         footnote: Some(format!(
             "Median over {} run(s), measured compute without a link model. Left bar of each pair: offline; right: online.{}",
@@ -528,43 +509,50 @@ pub(super) fn phase_seconds(g: &ModelGroup, link: Option<&str>) -> (f64, f64) {
     }
 }
 
-fn comparison_chart(c: &Comparison<'_>, link: Option<&str>) -> BarChart {
-    let (net, budgets, methods, table) = c;
-    let cats: Vec<String> = budgets.iter().map(|b| fmt_budget(*b)).collect();
-    let mut panels = Vec::new();
-    for (pi, phase) in ["Offline", "Online"].iter().enumerate() {
-        let slots = methods
-            .iter()
-            .enumerate()
-            .map(|(mi, m)| BarSlot {
-                segments: vec![BarSegment {
-                    color: method_color(m, mi),
-                    values: table[mi]
-                        .iter()
-                        .map(|g| {
-                            g.map_or(0.0, |g| {
-                                let (a, b) = phase_seconds(g, link);
-                                if pi == 0 {
-                                    a
-                                } else {
-                                    b
-                                }
-                            })
-                        })
-                        .collect(),
-                }],
-            })
-            .collect();
-        panels.push(BarPanel {
-            title: format!("{phase} phase"),
-            y_desc: "latency (s)".into(),
-            x_desc: "ReLU budget".into(),
-            categories: cats.clone(),
-            slots,
-            value_labels: true,
-            value_unit: " s".into(),
-        });
+/// A panel of a comparison at equal budgets: one bar per method at each budget, with its value
+/// written above it (0 where a method has no model at that budget).
+pub(super) fn comparison_panel(
+    c: &Comparison<'_>,
+    title: String,
+    y_desc: &str,
+    value_unit: &str,
+    value: &dyn Fn(&ModelGroup) -> Option<f64>,
+) -> BarPanel {
+    let (_, budgets, methods, table) = c;
+    let slots = methods
+        .iter()
+        .enumerate()
+        .map(|(mi, m)| BarSlot {
+            segments: vec![BarSegment {
+                color: method_color(m, mi),
+                values: table[mi]
+                    .iter()
+                    .map(|g| g.and_then(value).unwrap_or(0.0))
+                    .collect(),
+            }],
+        })
+        .collect();
+    BarPanel {
+        title,
+        y_desc: y_desc.into(),
+        x_desc: "ReLU budget".into(),
+        categories: budgets.iter().map(|b| fmt_budget(*b)).collect(),
+        slots,
+        value_labels: true,
+        value_unit: value_unit.into(),
     }
+}
+
+fn comparison_chart(c: &Comparison<'_>, link: Option<&str>) -> BarChart {
+    let (net, _, methods, _) = c;
+    let panels = vec![
+        comparison_panel(c, "Offline phase".into(), "latency (s)", " s", &|g| {
+            Some(phase_seconds(g, link).0)
+        }),
+        comparison_panel(c, "Online phase".into(), "latency (s)", " s", &|g| {
+            Some(phase_seconds(g, link).1)
+        }),
+    ];
     let names: Vec<String> = methods.iter().map(|m| method_display(m)).collect();
     BarChart {
         title: format!(
@@ -590,11 +578,7 @@ fn accuracy_chart(sweep: &Sweep, link: Option<&str>) -> Option<XyChart> {
     let fams = families(sweep);
     let mut series = Vec::new();
     // Colour says the method, the marker says which accuracy.
-    let mut legend = vec![LegendEntry {
-        label: "Method".into(),
-        color: BLACK,
-        key: LegendKey::Heading,
-    }];
+    let mut legend = vec![LegendEntry::heading("Method")];
     let mut kinds_used = [false; 3];
     // Budgets already written: the curves of two methods share their x at equal budgets.
     let mut written: Vec<u64> = Vec::new();
@@ -626,37 +610,20 @@ fn accuracy_chart(sweep: &Sweep, link: Option<&str>) -> Option<XyChart> {
             labelled = true;
             any = true;
             kinds_used[ki] = true;
-            series.push(XySeries {
-                color,
-                marker: MARKERS[ki],
-                hollow: false,
-                line: true,
-                points: pts,
-            });
+            series.push(XySeries::line(color, MARKERS[ki], false, pts));
         }
         if any {
-            legend.push(LegendEntry {
-                label: flabel.clone(),
-                color,
-                key: LegendKey::Line {
-                    marker: None,
-                    hollow: false,
-                },
-            });
+            legend.push(LegendEntry::line(flabel.clone(), color, None, false));
         }
     }
-    legend.push(LegendEntry {
-        label: "Accuracy".into(),
-        color: BLACK,
-        key: LegendKey::Heading,
-    });
+    legend.push(LegendEntry::heading("Accuracy"));
     for (ki, (kname, _)) in kinds.iter().enumerate() {
         if kinds_used[ki] {
-            legend.push(LegendEntry {
-                label: kname.to_string(),
-                color: RGBColor(60, 60, 60),
-                key: LegendKey::Marker(MARKERS[ki]),
-            });
+            legend.push(LegendEntry::marker(
+                kname.to_string(),
+                RGBColor(60, 60, 60),
+                MARKERS[ki],
+            ));
         }
     }
     if series.is_empty() {
@@ -667,14 +634,13 @@ fn accuracy_chart(sweep: &Sweep, link: Option<&str>) -> Option<XyChart> {
         title: format!("Accuracy against online latency ({link_name})"),
         size: (1400, 800),
         panels: vec![XyPanel {
-            title: String::new(),
-            x_desc: format!("online latency, {link_name} (s)"),
-            y_desc: "accuracy (%)".into(),
             series,
-            log_y: false,
             log_x: true,
-            y_range: None,
-            x_range: None,
+            ..XyPanel::new(
+                String::new(),
+                format!("online latency, {link_name} (s)"),
+                "accuracy (%)",
+            )
         }],
         legend,
         footnote: Some(
@@ -711,12 +677,12 @@ pub fn write_plots(
     };
 
     add(
-        "latency_vs_budget",
+        stem::LATENCY,
         "Offline and online latency against ReLU budget, per link",
         Chart::Xy(latency_chart(sweep)),
     )?;
     add(
-        "communication_vs_budget",
+        stem::COMMUNICATION,
         "Communication against ReLU budget",
         Chart::Xy(communication_chart(sweep)),
     )?;
@@ -740,7 +706,7 @@ pub fn write_plots(
     let mut notes = Vec::new();
     match chosen {
         Some(g) => add(
-            "layer_breakdown",
+            stem::BREAKDOWN,
             &format!("Per-stage breakdown of {}", g.label()),
             Chart::Bar(breakdown_chart(g)),
         )?,
@@ -762,7 +728,7 @@ pub fn write_plots(
         Some(c) => {
             let names: Vec<String> = c.2.iter().map(|m| method_display(m)).collect();
             add(
-                "methods_at_equal_budget",
+                stem::METHODS,
                 &format!("{} at equal ReLU budgets", names.join(" vs ")),
                 Chart::Bar(comparison_chart(&c, link.as_deref())),
             )?
@@ -779,7 +745,7 @@ pub fn write_plots(
                 .into(),
         ),
         Some(c) => add(
-            "accuracy_vs_latency",
+            stem::CARD_ACCURACY,
             "Accuracy against online latency",
             Chart::Xy(c),
         )?,

@@ -324,16 +324,10 @@ impl Sweep {
     /// JSON array of results contributes all of them. Files that fail to parse are an error
     /// naming the file: a report silently missing runs would be presented as complete.
     pub fn load_dir(dir: &Path) -> Result<Sweep, ReportError> {
-        let rd = std::fs::read_dir(dir).map_err(|e| ReportError::Io {
-            path: dir.to_path_buf(),
-            source: e,
-        })?;
+        let rd = std::fs::read_dir(dir).map_err(ReportError::io(dir))?;
         let mut files: Vec<PathBuf> = Vec::new();
         for entry in rd {
-            let entry = entry.map_err(|e| ReportError::Io {
-                path: dir.to_path_buf(),
-                source: e,
-            })?;
+            let entry = entry.map_err(ReportError::io(dir))?;
             let p = entry.path();
             let is_json = p.extension().is_some_and(|e| e == "json");
             // costmodel.json lives next to results in a report directory; it is not a run.
@@ -345,19 +339,13 @@ impl Sweep {
         files.sort();
         let mut runs = Vec::new();
         for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| ReportError::Io {
-                path: f.clone(),
-                source: e,
-            })?;
+            let text = std::fs::read_to_string(&f).map_err(ReportError::io(&f))?;
             let parsed: Result<Vec<RunResult>, _> = if text.trim_start().starts_with('[') {
                 serde_json::from_str(&text)
             } else {
                 serde_json::from_str::<RunResult>(&text).map(|r| vec![r])
             };
-            runs.extend(parsed.map_err(|e| ReportError::Parse {
-                path: f.clone(),
-                source: e,
-            })?);
+            runs.extend(parsed.map_err(ReportError::parse(&f))?);
         }
         if runs.is_empty() {
             return Err(ReportError::NoResultsIn(dir.to_path_buf()));
@@ -526,10 +514,7 @@ impl Sweep {
 
     /// Write [`Sweep::to_csv`] to `path`.
     pub fn save_csv(&self, path: &Path) -> Result<(), ReportError> {
-        std::fs::write(path, self.to_csv()).map_err(|e| ReportError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })
+        std::fs::write(path, self.to_csv()).map_err(ReportError::io(path))
     }
 }
 

@@ -1,5 +1,5 @@
 //! Text helpers every markdown writer of the report uses: thousands separators, table-cell
-//! escaping, file names.
+//! escaping, table heads, file names.
 
 use super::plots::fmt_budget;
 
@@ -30,4 +30,11 @@ pub(super) fn file_name(p: &std::path::Path) -> String {
     p.file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// A markdown table's head: the column names and the separator row.
+pub(super) fn table_head(s: &mut String, columns: &[&str]) -> std::fmt::Result {
+    use std::fmt::Write;
+    writeln!(s, "| {} |", columns.join(" | "))?;
+    writeln!(s, "|{}", "---|".repeat(columns.len()))
 }

@@ -1,5 +1,5 @@
-//! What the command-line tests share: the fixtures, the built binary, and a `serve` process on
-//! a free loopback port.
+//! What the command-line tests share: the fixtures, the card of a small in-test bundle, the
+//! built binary, and a `serve` process on a free loopback port.
 
 #![allow(dead_code)]
 
@@ -40,6 +40,18 @@ pub fn cifar_test_file(dir: &Path, n: usize) -> PathBuf {
     let path = dir.join("test_batch.bin");
     std::fs::write(&path, bytes).unwrap();
     path
+}
+
+/// The card of a small network built in a test: input [2, 2, 2], 3 classes.
+pub fn small_card(architecture: &str, method: &str) -> pibench::model::ModelCard {
+    pibench::model::ModelCard {
+        architecture: architecture.into(),
+        dataset: "test".into(),
+        input_shape: vec![2, 2, 2],
+        classes: 3,
+        method: method.into(),
+        ..Default::default()
+    }
 }
 
 /// The built `pibench` binary.

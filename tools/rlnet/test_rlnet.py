@@ -29,6 +29,7 @@ sys.path.insert(0, HERE)
 torch.set_num_threads(1)
 
 import bundle_interp  # noqa: E402
+import testing  # noqa: E402
 from rlnet import attack, augment, losses, nets  # noqa: E402
 from rlnet import data as D  # noqa: E402
 from rlnet import masks as K  # noqa: E402
@@ -314,14 +315,4 @@ def test_cli_errors_are_one_line():
 
 
 if __name__ == "__main__":
-    failed = 0
-    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_") and callable(f)]
-    for n, f in tests:
-        try:
-            f()
-            print(f"ok      {n}", flush=True)
-        except Exception as e:
-            failed += 1
-            print(f"FAILED  {n}: {type(e).__name__}: {e}", flush=True)
-    print(f"{len(tests) - failed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    testing.run_tests(globals())

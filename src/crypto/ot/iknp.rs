@@ -109,19 +109,30 @@ pub struct CotReceiver {
     tail: Vec<Block>,
 }
 
+/// What the Debug of an extension's party shows: its name, `k` where it has one and how many
+/// OTs it ran — never its seeds or Δ.
+pub(super) fn debug_party(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    k: Option<usize>,
+    count: u64,
+) -> fmt::Result {
+    let mut d = f.debug_struct(name);
+    if let Some(k) = k {
+        d.field("k", &k);
+    }
+    d.field("ots_run", &count).finish_non_exhaustive()
+}
+
 impl fmt::Debug for CotSender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CotSender")
-            .field("ots_run", &self.count)
-            .finish_non_exhaustive()
+        debug_party(f, "CotSender", None, self.count)
     }
 }
 
 impl fmt::Debug for CotReceiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CotReceiver")
-            .field("ots_run", &self.count)
-            .finish_non_exhaustive()
+        debug_party(f, "CotReceiver", None, self.count)
     }
 }
 
@@ -143,6 +154,9 @@ where
     }
     recv_count(ch, protocol, out.len())?;
     for (c, part) in out.chunks_mut(CHUNK_OTS).enumerate() {
+        // Outputs may be fresh memory (a site's labels: hundreds of MB): fault in a chunk's
+        // pages at once rather than one by one as the transpose first writes them.
+        crate::crypto::buffer::prefault(part);
         chunk(ch, c * CHUNK_OTS, part)?;
     }
     Ok(())
@@ -195,6 +209,9 @@ where
     }
     send_count(ch, choices)?;
     for (c, part) in out.chunks_mut(CHUNK_OTS).enumerate() {
+        // Outputs may be fresh memory (a site's labels: hundreds of MB): fault in a chunk's
+        // pages at once rather than one by one as the transpose first writes them.
+        crate::crypto::buffer::prefault(part);
         chunk(ch, c * CHUNK_OTS, part)?;
     }
     ch.flush()?;

@@ -54,7 +54,25 @@ impl ChoicePattern {
 
     /// How many of OTs `j0..j0 + n` take chosen bits.
     pub fn count_in(&self, j0: usize, n: usize) -> usize {
-        (j0..j0 + n).filter(|&j| self.is_chosen(j)).count()
+        let (p, c) = (self.period.max(1), self.chosen.min(self.period.max(1)));
+        // Chosen OTs among 0..x: c per whole period, then the start of the partial one.
+        let upto = |x: usize| x / p * c + (x % p).min(c);
+        upto(j0 + n) - upto(j0)
+    }
+
+    /// [`ChoicePattern::is_chosen`] for OTs `j0, j0 + 1, …`, without a division per OT (the OT
+    /// extensions walk millions of them).
+    pub fn flags_from(&self, j0: usize) -> impl Iterator<Item = bool> + '_ {
+        let p = self.period.max(1);
+        let mut phase = j0 % p;
+        std::iter::repeat_with(move || {
+            let chosen = phase < self.chosen;
+            phase += 1;
+            if phase == p {
+                phase = 0;
+            }
+            chosen
+        })
     }
 }
 
@@ -72,8 +90,8 @@ pub(crate) fn choice_corrections(
     let chosen = pattern.count_in(j0, choices.len());
     let mut d = vec![0u8; chosen.div_ceil(8)];
     let mut c = 0;
-    for (j, bj) in choices.iter_mut().enumerate() {
-        if pattern.is_chosen(j0 + j) {
+    for ((j, bj), is_chosen) in choices.iter_mut().enumerate().zip(pattern.flags_from(j0)) {
+        if is_chosen {
             d[c / 8] |= u8::from(random(j) ^ *bj) << (c % 8);
             c += 1;
         } else {
@@ -94,8 +112,8 @@ pub(crate) fn apply_choice_corrections(
     out: &mut [Block],
 ) {
     let mut c = 0;
-    for (j, q) in out.iter_mut().enumerate() {
-        if pattern.is_chosen(j0 + j) {
+    for (q, is_chosen) in out.iter_mut().zip(pattern.flags_from(j0)) {
+        if is_chosen {
             *q ^= delta.select((d[c / 8] >> (c % 8)) & 1 == 1);
             c += 1;
         }
@@ -280,8 +298,9 @@ impl OtReceiver {
                 let mut bits = [0u8; 64];
                 for (c, chunk) in choices.chunks_mut(512).enumerate() {
                     prg.fill_bytes(&mut bits);
-                    for (j, b) in chunk.iter_mut().enumerate() {
-                        if !pattern.is_chosen(512 * c + j) {
+                    let flags = pattern.flags_from(512 * c);
+                    for ((j, b), is_chosen) in chunk.iter_mut().enumerate().zip(flags) {
+                        if !is_chosen {
                             *b = (bits[j / 8] >> (j % 8)) & 1 == 1;
                         }
                     }
@@ -398,6 +417,29 @@ mod kind_tests {
         };
         assert_eq!(p.count_in(5, 11), 3);
         assert_eq!(p.count_in(0, 16), 6);
+        for pat in [
+            p,
+            ChoicePattern::ALL_CHOSEN,
+            ChoicePattern::ALL_RANDOM,
+            ChoicePattern {
+                period: 128,
+                chosen: 64,
+            },
+            ChoicePattern {
+                period: 3,
+                chosen: 5,
+            },
+        ] {
+            for j0 in [0usize, 1, 7, 127, 300] {
+                let want: Vec<bool> = (j0..j0 + 333).map(|j| pat.is_chosen(j)).collect();
+                let got: Vec<bool> = pat.flags_from(j0).take(333).collect();
+                assert_eq!(got, want, "{pat:?} from {j0}");
+                for n in [0usize, 1, 5, 128, 333] {
+                    let count = want[..n].iter().filter(|&&b| b).count();
+                    assert_eq!(pat.count_in(j0, n), count, "{pat:?} {j0} {n}");
+                }
+            }
+        }
         assert!(ChoicePattern::ALL_CHOSEN.is_chosen(7) && !ChoicePattern::ALL_RANDOM.is_chosen(7));
     }
 

@@ -127,6 +127,39 @@ pub fn transpose_sse2(input: &[u8], n: usize, out: &mut [Block]) {
 /// Bytes per input row in one tile: a tile is 128 rows × 16 bytes, a 128 × 128 bit block.
 const TILE_BYTES: usize = 16;
 
+/// Copy bytes `t0..t0 + tw` (`tw` ≤ [`TILE_BYTES`]) of the 128 input rows into `tile`, whose
+/// slots are `W` bytes: `W / 16` lanes of 16 bytes, slot `16·(i / 16L) + i % 16` holding row `i`
+/// in lane `(i / 16) % L` (L = `W / 16`), so that one load of a slot feeds L groups of 16 rows
+/// (L = 1, 2, 4 for SSE2, AVX2, AVX-512BW). With `tw` < 16 the rest of each lane keeps stale
+/// bytes, which the kernels never read.
+///
+/// The input rows are `row_bytes` apart, a power of two in OT extension: gathering from all 128
+/// of them inside a kernel would hit a handful of cache sets and thrash; the kernels transpose
+/// the tile from L1 instead.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn fill_tile<const W: usize>(
+    tile: &mut [[u8; W]],
+    input: &[u8],
+    row_bytes: usize,
+    t0: usize,
+    tw: usize,
+) {
+    let lanes = W / TILE_BYTES;
+    for i in 0..128 {
+        let slot = &mut tile[16 * (i / (16 * lanes)) + i % 16][TILE_BYTES * ((i / 16) % lanes)..]
+            [..TILE_BYTES];
+        let row = &input[i * row_bytes + t0..];
+        if tw == TILE_BYTES {
+            // A fixed-length copy compiles to one 16-byte load and store.
+            let src: &[u8; TILE_BYTES] = row[..TILE_BYTES].try_into().expect("16 bytes");
+            slot.copy_from_slice(src);
+        } else {
+            slot[..tw].copy_from_slice(&row[..tw]);
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse2")]
 fn transpose_sse2_kernel(input: &[u8], row_bytes: usize, out: &mut [Block]) {
@@ -141,25 +174,11 @@ fn transpose_sse2_kernel(input: &[u8], row_bytes: usize, out: &mut [Block]) {
     let out16: &mut [u16] =
         unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u16>(), 8 * out.len()) };
 
-    // The input rows are `row_bytes` apart, a power of two in OT extension: gathering from all
-    // 128 of them at once would hit a handful of cache sets and thrash. Copy one 128 × 16-byte
-    // tile to a contiguous buffer first, then transpose it from L1.
+    // One 128 × 16-byte tile at a time, copied to a contiguous buffer first ([`fill_tile`]).
     let mut tile = [[0u8; TILE_BYTES]; 128];
     for t0 in (0..row_bytes).step_by(TILE_BYTES) {
         let tw = TILE_BYTES.min(row_bytes - t0);
-        if tw == TILE_BYTES {
-            // Fixed-length copies compile to one 16-byte load and store each.
-            for (i, row) in tile.iter_mut().enumerate() {
-                let src: &[u8; TILE_BYTES] = input[i * row_bytes + t0..][..TILE_BYTES]
-                    .try_into()
-                    .expect("16 bytes");
-                *row = *src;
-            }
-        } else {
-            for (i, row) in tile.iter_mut().enumerate() {
-                row[..tw].copy_from_slice(&input[i * row_bytes + t0..i * row_bytes + t0 + tw]);
-            }
-        }
+        fill_tile(&mut tile, input, row_bytes, t0, tw);
         for g in 0..8 {
             // 16 rows × 16 bytes → 16 vectors, vector c holding byte c of the 16 rows. Each
             // pass interleaves vector i with vector i+8, which rotates the 8-bit (row, column)
@@ -225,18 +244,7 @@ fn transpose_avx2_kernel(input: &[u8], row_bytes: usize, out: &mut [Block]) {
     let mut tile = [[0u8; 2 * TILE_BYTES]; 64];
     for t0 in (0..row_bytes).step_by(TILE_BYTES) {
         let tw = TILE_BYTES.min(row_bytes - t0);
-        for i in 0..128 {
-            let slot =
-                &mut tile[16 * (i / 32) + i % 16][TILE_BYTES * ((i / 16) % 2)..][..TILE_BYTES];
-            if tw == TILE_BYTES {
-                let src: &[u8; TILE_BYTES] = input[i * row_bytes + t0..][..TILE_BYTES]
-                    .try_into()
-                    .expect("16 bytes");
-                slot.copy_from_slice(src);
-            } else {
-                slot[..tw].copy_from_slice(&input[i * row_bytes + t0..][..tw]);
-            }
-        }
+        fill_tile(&mut tile, input, row_bytes, t0, tw);
         for h in 0..4 {
             // SAFETY: each slot is 32 readable bytes; unaligned loads are allowed.
             let mut v: [__m256i; 16] = core::array::from_fn(|k| unsafe {
@@ -295,18 +303,7 @@ fn transpose_avx512_kernel(input: &[u8], row_bytes: usize, out: &mut [Block]) {
     let mut tile = [[0u8; 4 * TILE_BYTES]; 32];
     for t0 in (0..row_bytes).step_by(TILE_BYTES) {
         let tw = TILE_BYTES.min(row_bytes - t0);
-        for i in 0..128 {
-            let slot =
-                &mut tile[16 * (i / 64) + i % 16][TILE_BYTES * ((i / 16) % 4)..][..TILE_BYTES];
-            if tw == TILE_BYTES {
-                let src: &[u8; TILE_BYTES] = input[i * row_bytes + t0..][..TILE_BYTES]
-                    .try_into()
-                    .expect("16 bytes");
-                slot.copy_from_slice(src);
-            } else {
-                slot[..tw].copy_from_slice(&input[i * row_bytes + t0..][..tw]);
-            }
-        }
+        fill_tile(&mut tile, input, row_bytes, t0, tw);
         for h in 0..2 {
             // SAFETY: each slot is 64 readable bytes; unaligned loads are allowed.
             let mut v: [__m512i; 16] = core::array::from_fn(|k| unsafe {

@@ -22,61 +22,7 @@ use crate::gc::circuit::Circuit;
 /// Instances hashed together per AES pass.
 const LANES: usize = 8;
 
-/// The expanded AES-128 round keys of the fixed key. Holding one proves the CPU has the
-/// features the kernels need: it is only made by [`RoundKeys::detect`].
-#[derive(Clone, Copy)]
-pub struct RoundKeys([__m128i; 11]);
-
-impl core::fmt::Debug for RoundKeys {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("RoundKeys(..)")
-    }
-}
-
-impl RoundKeys {
-    /// The round keys, if this CPU has AES, VAES, AVX-512F and AVX-512VL.
-    pub(crate) fn detect() -> Option<Self> {
-        if is_x86_feature_detected!("aes")
-            && is_x86_feature_detected!("vaes")
-            && is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512vl")
-        {
-            // SAFETY: the features `expand` needs were just detected.
-            Some(unsafe { expand(crate::crypto::aes::FIXED_KEY) })
-        } else {
-            None
-        }
-    }
-}
-
-/// AES-128 key expansion (FIPS-197 §5.2) with AESKEYGENASSIST.
-#[target_feature(enable = "aes,sse2")]
-unsafe fn expand(key: [u8; 16]) -> RoundKeys {
-    let mut rk = [_mm_setzero_si128(); 11];
-    // SAFETY: `key` is 16 readable bytes; the load is unaligned.
-    rk[0] = unsafe { _mm_loadu_si128(key.as_ptr().cast()) };
-    macro_rules! round {
-        ($i:literal, $rcon:literal) => {{
-            let mut k = rk[$i - 1];
-            let t = _mm_shuffle_epi32::<0xff>(_mm_aeskeygenassist_si128::<$rcon>(k));
-            k = _mm_xor_si128(k, _mm_slli_si128::<4>(k));
-            k = _mm_xor_si128(k, _mm_slli_si128::<4>(k));
-            k = _mm_xor_si128(k, _mm_slli_si128::<4>(k));
-            rk[$i] = _mm_xor_si128(k, t);
-        }};
-    }
-    round!(1, 0x01);
-    round!(2, 0x02);
-    round!(3, 0x04);
-    round!(4, 0x08);
-    round!(5, 0x10);
-    round!(6, 0x20);
-    round!(7, 0x40);
-    round!(8, 0x80);
-    round!(9, 0x1b);
-    round!(10, 0x36);
-    RoundKeys(rk)
-}
+pub(crate) use crate::crypto::vaes::RoundKeys;
 
 #[inline(always)]
 fn load(b: &Block) -> __m128i {

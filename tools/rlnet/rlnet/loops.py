@@ -114,7 +114,7 @@ def teacher_epoch(model, norm: Normalizer, train: Split, info: DatasetInfo, h: H
         out_aug, _ = run(model, xa, norm, path="clean")
         x_adv = attack.pgd(lambda z: run(model, z, norm, path="adv")[0], model, x[s:], y[s:], h.eps, h.pgd_alpha, h.pgd_steps)
         out_adv, _ = run(model, x_adv, norm, path="adv")
-        loss = (F.cross_entropy(out_c, y[:s]) + F.cross_entropy(out_aug, y[:s]) + F.cross_entropy(out_adv, y[s:])) / 3
+        loss = _three_way(F.cross_entropy, out_c, out_aug, out_adv, y[:s], y[s:])
         _step(opt, loss)
         meter.add("loss", float(loss.detach()), len(y))
         meter.correct("acc", out_c, y[:s])
@@ -129,38 +129,70 @@ def _teacher_view(teacher, norm, x, record=True):
     return logits.detach(), None if sites is None else [f.detach() for f in sites]
 
 
-def stage1_epoch(student, teacher, norm: Normalizer, train: Split, info: DatasetInfo, h: Hyper, opt,
-                 masks: Sequence[torch.Tensor], keep: Sequence[int], robust: bool, device) -> Tuple[Dict[str, float], List[torch.Tensor]]:
-    """One stage-1 epoch with ``masks``; returns the metrics and the next epoch's masks."""
+@dataclass
+class _StudentBatch:
+    """One batch of a student epoch, the part every stage computes alike."""
+
+    s: int  # the clean half's size (the whole batch unless robust)
+    xa: Optional[torch.Tensor]  # AugMix of the clean half (robust)
+    x: torch.Tensor
+    y: torch.Tensor
+    t_logits: torch.Tensor  # the teacher's clean logits of the whole batch
+    t_sites: List[torch.Tensor]
+    out_c: torch.Tensor  # the student's logits of the clean half
+    s_sites: List[torch.Tensor]
+
+
+def _student_batches(student, teacher, norm: Normalizer, train: Split, info: DatasetInfo, h: Hyper,
+                     masks: Sequence[torch.Tensor], robust: bool, device):
+    """The batches of a stage-1 or stage-2 epoch: the student training, the teacher fixed."""
     student.train()
     teacher.eval()
-    meter = _Meter()
-    scores = [torch.zeros_like(m) for m in masks]
-    kd = lambda s, t: losses.kd(s, t, h.kd_t)  # noqa: E731
     for x, y in _batches(train, info, h):
         s = x.shape[0] // 2 if robust else x.shape[0]
         xa = augment.augmix(x[:s]).to(device) if robust else None
         x, y = x.to(device), y.to(device)
         t_logits, t_sites = _teacher_view(teacher, norm, x)
         out_c, s_sites = run(student, x[:s], norm, masks, "clean", record=True)
-        loss_ce, loss_kd = F.cross_entropy(out_c, y[:s]), kd(out_c, t_logits[:s])
+        yield _StudentBatch(s, xa, x, y, t_logits, t_sites, out_c, s_sites)
+
+
+def _student_adversarial(student, norm: Normalizer, masks, b: _StudentBatch, h: Hyper, kd):
+    """The student's ``BN_a`` logits of PGD examples of the second half, crafted on the KD loss
+    against the teacher's clean logits (RSLAD)."""
+    adv = lambda z: run(student, z, norm, masks, "adv")[0]  # noqa: E731
+    x_adv = attack.pgd(adv, student, b.x[b.s:], b.t_logits[b.s:], h.eps, h.pgd_alpha, h.pgd_steps, loss=kd)
+    return adv(x_adv)
+
+
+def _three_way(loss, out_c, out_aug, out_adv, clean_target, adv_target):
+    """The mean of ``loss`` over the clean, AugMix and adversarial outputs."""
+    return (loss(out_c, clean_target) + loss(out_aug, clean_target) + loss(out_adv, adv_target)) / 3
+
+
+def stage1_epoch(student, teacher, norm: Normalizer, train: Split, info: DatasetInfo, h: Hyper, opt,
+                 masks: Sequence[torch.Tensor], keep: Sequence[int], robust: bool, device) -> Tuple[Dict[str, float], List[torch.Tensor]]:
+    """One stage-1 epoch with ``masks``; returns the metrics and the next epoch's masks."""
+    meter = _Meter()
+    scores = [torch.zeros_like(m) for m in masks]
+    kd = lambda s, t: losses.kd(s, t, h.kd_t)  # noqa: E731
+    for b in _student_batches(student, teacher, norm, train, info, h, masks, robust, device):
+        s, y, t_logits = b.s, b.y, b.t_logits
         if robust:
-            out_aug, _ = run(student, xa, norm, masks, "clean")
-            x_adv = attack.pgd(lambda z: run(student, z, norm, masks, "adv")[0], student, x[s:], t_logits[s:],
-                               h.eps, h.pgd_alpha, h.pgd_steps, loss=kd)
-            out_adv, _ = run(student, x_adv, norm, masks, "adv")
-            loss = h.gamma * (loss_ce + F.cross_entropy(out_aug, y[:s]) + F.cross_entropy(out_adv, y[s:])) / 3 + h.alpha * (
-                loss_kd + kd(out_aug, t_logits[:s]) + kd(out_adv, t_logits[s:])
-            ) / 3
+            out_aug, _ = run(student, b.xa, norm, masks, "clean")
+            out_adv = _student_adversarial(student, norm, masks, b, h, kd)
+            ce = _three_way(F.cross_entropy, b.out_c, out_aug, out_adv, y[:s], y[s:])
+            kl = _three_way(kd, b.out_c, out_aug, out_adv, t_logits[:s], t_logits[s:])
+            loss = h.gamma * ce + h.alpha * kl
             meter.correct("acc_adv", out_adv, y[s:])
         else:
-            loss = h.gamma * loss_ce + h.alpha * loss_kd
+            loss = h.gamma * F.cross_entropy(b.out_c, y) + h.alpha * kd(b.out_c, t_logits)
         with torch.no_grad():
-            for i, (ft, fs) in enumerate(zip(t_sites, s_sites, strict=True)):
+            for i, (ft, fs) in enumerate(zip(b.t_sites, b.s_sites, strict=True)):
                 scores[i] += (ft[:s] - fs.detach()).abs().sum(0)
         _step(opt, loss)
         meter.add("loss", float(loss.detach()), len(y))
-        meter.correct("acc", out_c, y[:s])
+        meter.correct("acc", b.out_c, y[:s])
     new_masks = [top_k(sc, k) for sc, k in zip(scores, keep, strict=True)]
     changed = sum(int((a != b).sum()) for a, b in zip(masks, new_masks))
     total = sum(m.numel() for m in masks)
@@ -172,35 +204,27 @@ def stage1_epoch(student, teacher, norm: Normalizer, train: Split, info: Dataset
 def stage2_epoch(student, teacher, norm: Normalizer, train: Split, info: DatasetInfo, h: Hyper, opt,
                  masks: Sequence[torch.Tensor], robust: bool, device) -> Dict[str, float]:
     """One stage-2 epoch: frozen masks, the three-way distillation (robust) or clean KD + AT."""
-    student.train()
-    teacher.eval()
     meter = _Meter()
     at_sites = layer_sites()
     layers = lambda sites: [sites[i] for i in at_sites]  # noqa: E731
     kd = lambda s, t: losses.kd(s, t, h.kd_t)  # noqa: E731
-    for x, y in _batches(train, info, h):
-        s = x.shape[0] // 2 if robust else x.shape[0]
-        xa = augment.augmix(x[:s]).to(device) if robust else None
-        x, y = x.to(device), y.to(device)
-        t_logits, t_sites = _teacher_view(teacher, norm, x)
-        out_c, s_sites = run(student, x[:s], norm, masks, "clean", record=True)
-        at = losses.attention(layers(s_sites), [f[:s] for f in layers(t_sites)])
+    for b in _student_batches(student, teacher, norm, train, info, h, masks, robust, device):
+        s, y, t_logits = b.s, b.y, b.t_logits
+        at = losses.attention(layers(b.s_sites), [f[:s] for f in layers(b.t_sites)])
         if robust:
-            _, ta_sites = _teacher_view(teacher, norm, xa)
-            out_aug, sa_sites = run(student, xa, norm, masks, "clean", record=True)
+            _, ta_sites = _teacher_view(teacher, norm, b.xa)
+            out_aug, sa_sites = run(student, b.xa, norm, masks, "clean", record=True)
             at_aug = losses.attention(layers(sa_sites), layers(ta_sites))
-            x_adv = attack.pgd(lambda z: run(student, z, norm, masks, "adv")[0], student, x[s:], t_logits[s:],
-                               h.eps, h.pgd_alpha, h.pgd_steps, loss=kd)
-            out_adv, _ = run(student, x_adv, norm, masks, "adv")
-            ce = (F.cross_entropy(out_c, y[:s]) + F.cross_entropy(out_aug, y[:s]) + F.cross_entropy(out_adv, y[s:])) / 3
-            kl = (kd(out_c, t_logits[:s]) + kd(out_aug, t_logits[:s]) + kd(out_adv, t_logits[s:])) / 3
+            out_adv = _student_adversarial(student, norm, masks, b, h, kd)
+            ce = _three_way(F.cross_entropy, b.out_c, out_aug, out_adv, y[:s], y[s:])
+            kl = _three_way(kd, b.out_c, out_aug, out_adv, t_logits[:s], t_logits[s:])
             loss = h.gamma * ce + h.alpha * kl + h.beta * (at + at_aug) / 2
             meter.correct("acc_adv", out_adv, y[s:])
         else:
-            loss = h.gamma * F.cross_entropy(out_c, y) + h.alpha * kd(out_c, t_logits) + h.beta * at
+            loss = h.gamma * F.cross_entropy(b.out_c, y) + h.alpha * kd(b.out_c, t_logits) + h.beta * at
         _step(opt, loss)
         meter.add("loss", float(loss.detach()), len(y))
-        meter.correct("acc", out_c, y[:s])
+        meter.correct("acc", b.out_c, y[:s])
     return meter.means()
 
 
