@@ -42,8 +42,8 @@ struct GcArgs {
     /// Garbling scheme: half-gates or three-halves.
     #[arg(long, default_value_t = GcOptions::RECOMMENDED.garbling)]
     garbling: Scheme,
-    /// Correlated OT for the client's input labels: iknp, softspoken (k = 4) or softspoken-kK
-    /// (K in 1, 2, 4, 8).
+    /// Correlated OT for the client's input labels: iknp, softspoken (k = 4), softspoken-kK
+    /// (K in 1, 2, 4, 8) or silent.
     #[arg(long, default_value_t = GcOptions::RECOMMENDED.ot)]
     ot: OtKind,
 }
@@ -367,7 +367,7 @@ enum Command {
         /// Garbling schemes to compare (comma-separated): half-gates, three-halves.
         #[arg(long, value_delimiter = ',', default_values_t = [GcOptions::RECOMMENDED.garbling])]
         garbling: Vec<Scheme>,
-        /// OT extensions to compare (comma-separated): iknp, softspoken, softspoken-kK.
+        /// OT extensions to compare (comma-separated): iknp, softspoken, softspoken-kK, silent.
         #[arg(long, value_delimiter = ',', default_values_t = [GcOptions::RECOMMENDED.ot])]
         ot: Vec<OtKind>,
         #[command(flatten)]

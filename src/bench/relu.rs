@@ -225,6 +225,7 @@ pub fn relu_bench(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::ot::silent::{chunk_bytes, depth_for};
 
     #[test]
     fn a_few_relus_decode_correctly_and_cost_what_the_protocol_says() {
@@ -254,7 +255,12 @@ mod tests {
         let ring = Ring::default();
         let n = 700;
         for garbling in Scheme::ALL {
-            for ot in [OtKind::Iknp, OtKind::SoftSpoken(4), OtKind::SoftSpoken(8)] {
+            for ot in [
+                OtKind::Iknp,
+                OtKind::SoftSpoken(4),
+                OtKind::SoftSpoken(8),
+                OtKind::Silent,
+            ] {
                 let gc = GcOptions { garbling, ot };
                 let r = relu_bench(n, ring, gc, Duration::from_secs(30)).unwrap();
                 assert!(r.correct, "{gc}");
@@ -270,10 +276,25 @@ mod tests {
                     }
                 };
                 assert_eq!(r.table_bytes_per_relu, tables as u64, "{gc}");
+                // Silent OT: 89,600 OTs take one chunk of 2^17, whose tree messages travel
+                // with the tables; the client sends the chunk's base OTs, the call's count, one
+                // bit per share bit and the one-byte ready signal.
+                let (up, down) = match ot {
+                    OtKind::Silent => chunk_bytes(depth_for(128 * n)),
+                    _ => (0, 0),
+                };
                 assert_eq!(
-                    r.offline_bytes_per_relu_server_to_client, tables as f64,
+                    r.offline_bytes_per_relu_server_to_client,
+                    (tables * n + down as usize) as f64 / n as f64,
                     "{gc}"
                 );
+                if ot == OtKind::Silent {
+                    assert_eq!(
+                        r.offline_bytes_per_relu_client_to_server,
+                        (8 * n + 8 + up as usize + 1) as f64 / n as f64,
+                        "{gc}"
+                    );
+                }
             }
         }
     }

@@ -467,7 +467,12 @@ mod tests {
         let net = toy_network(11, ToyMasks::All);
         let fixed = Arc::new(FixedNetwork::lower(&net, Ring::default()).unwrap());
         for garbling in crate::gc::Scheme::ALL {
-            for ot in [OtKind::Iknp, OtKind::SoftSpoken(2), OtKind::SoftSpoken(8)] {
+            for ot in [
+                OtKind::Iknp,
+                OtKind::SoftSpoken(2),
+                OtKind::SoftSpoken(8),
+                OtKind::Silent,
+            ] {
                 let gc = GcOptions { garbling, ot };
                 let (logits, _, _, oracle) = run_with(&fixed, &toy_input(11), gc);
                 assert_eq!(logits, oracle.logits, "{gc}");

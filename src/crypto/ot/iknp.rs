@@ -149,10 +149,26 @@ where
     C: Channel + ?Sized,
     F: FnMut(&mut C, usize, &mut [Block]) -> Result<(), OtError>,
 {
-    let n = out.len();
-    if n == 0 {
+    if out.is_empty() {
         return Ok(());
     }
+    recv_count(ch, protocol, out.len())?;
+    for (c, part) in out.chunks_mut(CHUNK_OTS).enumerate() {
+        // Outputs may be fresh memory (a site's labels: hundreds of MB): fault in a chunk's
+        // pages at once rather than one by one as the transpose first writes them.
+        crate::crypto::buffer::prefault(part);
+        chunk(ch, c * CHUNK_OTS, part)?;
+    }
+    Ok(())
+}
+
+/// The sender's check that the receiver announced `n` OTs for this call (`protocol` names the
+/// extension in the error).
+pub(super) fn recv_count<C: Channel + ?Sized>(
+    ch: &mut C,
+    protocol: &'static str,
+    n: usize,
+) -> Result<(), OtError> {
     let theirs = ch.recv_u64()?;
     if theirs != n as u64 {
         return Err(OtError::CountMismatch {
@@ -161,13 +177,12 @@ where
             theirs,
         });
     }
-    for (c, part) in out.chunks_mut(CHUNK_OTS).enumerate() {
-        // Outputs may be fresh memory (a site's labels: hundreds of MB): fault in a chunk's
-        // pages at once rather than one by one as the transpose first writes them.
-        crate::crypto::buffer::prefault(part);
-        chunk(ch, c * CHUNK_OTS, part)?;
-    }
     Ok(())
+}
+
+/// The receiver's announcement of the `n` OTs of a call, checked by [`recv_count`].
+pub(super) fn send_count<C: Channel + ?Sized>(ch: &mut C, n: usize) -> Result<(), OtError> {
+    Ok(ch.send_u64(n as u64)?)
 }
 
 /// The receiver's side of one extension call, the counterpart of [`send_chunked`]: checks
@@ -192,7 +207,7 @@ where
     if choices == 0 {
         return Ok(());
     }
-    ch.send_u64(choices as u64)?;
+    send_count(ch, choices)?;
     for (c, part) in out.chunks_mut(CHUNK_OTS).enumerate() {
         // Outputs may be fresh memory (a site's labels: hundreds of MB): fault in a chunk's
         // pages at once rather than one by one as the transpose first writes them.

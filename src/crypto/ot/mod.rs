@@ -1,6 +1,7 @@
 //! Oblivious transfer: base OT on Ristretto ([`base`]), semi-honest OT extension in the
-//! correlated mode that hands out free-XOR labels — IKNP/ALSZ ([`iknp`]) and SoftSpoken
-//! ([`softspoken`]) — and the bit-matrix transpose at their core ([`transpose`]).
+//! correlated mode that hands out free-XOR labels — IKNP/ALSZ ([`iknp`]), SoftSpoken
+//! ([`softspoken`]) and silent OT ([`silent`], built on SoftSpoken) — and the bit-matrix
+//! transpose at their core ([`transpose`]).
 //!
 //! The garbler is the COT *sender* and holds the global `Δ`; the evaluator is the COT
 //! *receiver*. See [`iknp`] for the protocol and why it is secure for our use. A session picks
@@ -9,10 +10,12 @@
 
 pub mod base;
 pub mod iknp;
+pub mod silent;
 pub mod softspoken;
 pub mod transpose;
 
 pub use self::iknp::{CotReceiver, CotSender};
+pub use self::silent::{SilentReceiver, SilentSender};
 pub use self::softspoken::{SoftSpokenReceiver, SoftSpokenSender};
 
 use rand_core::{CryptoRng, RngCore};
@@ -73,6 +76,50 @@ impl ChoicePattern {
     }
 }
 
+/// The receiver's side of derandomizing OTs `j0..j0 + choices.len()` of a call whose random
+/// choice bits are `random(j)` (`j` counted from `j0`'s OT): where `pattern` marks an OT chosen,
+/// the returned corrections carry `random(j) ⊕ choices[j]`, one bit each, packed little-endian
+/// in order; elsewhere `choices[j]` is overwritten with `random(j)`. The sender applies the
+/// corrections with [`apply_choice_corrections`]. Empty when no OT is chosen.
+pub(crate) fn choice_corrections(
+    pattern: ChoicePattern,
+    j0: usize,
+    random: impl Fn(usize) -> bool,
+    choices: &mut [bool],
+) -> Vec<u8> {
+    let chosen = pattern.count_in(j0, choices.len());
+    let mut d = vec![0u8; chosen.div_ceil(8)];
+    let mut c = 0;
+    for ((j, bj), is_chosen) in choices.iter_mut().enumerate().zip(pattern.flags_from(j0)) {
+        if is_chosen {
+            d[c / 8] |= u8::from(random(j) ^ *bj) << (c % 8);
+            c += 1;
+        } else {
+            *bj = random(j);
+        }
+    }
+    d
+}
+
+/// The sender's side of [`choice_corrections`]: each chosen OT's zero-label `out[j]` becomes
+/// `out[j] ⊕ d·Δ` for its correction bit `d`, so that the receiver's label is that of its chosen
+/// bit.
+pub(crate) fn apply_choice_corrections(
+    pattern: ChoicePattern,
+    j0: usize,
+    d: &[u8],
+    delta: Block,
+    out: &mut [Block],
+) {
+    let mut c = 0;
+    for (q, is_chosen) in out.iter_mut().zip(pattern.flags_from(j0)) {
+        if is_chosen {
+            *q ^= delta.select((d[c / 8] >> (c % 8)) & 1 == 1);
+            c += 1;
+        }
+    }
+}
+
 /// The OT extension of a session.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum OtKind {
@@ -82,11 +129,19 @@ pub enum OtKind {
     /// SoftSpoken with parameter `k` (1 ≤ k ≤ 8, dividing 128): `128/k − 1` bits per random
     /// OT, one more per chosen one, `2^k / k` AES blocks of PRG per OT and party.
     SoftSpoken(u8),
+    /// Silent OT (sparse VOLE and an expand-convolute code, [`silent`]): about 0.06 bits per
+    /// random OT at large counts, one more per chosen one; SoftSpoken (k = 8) at small counts.
+    Silent,
 }
 
 impl OtKind {
     /// The kinds a sweep compares by default.
-    pub const COMMON: [OtKind; 3] = [OtKind::Iknp, OtKind::SoftSpoken(4), OtKind::SoftSpoken(8)];
+    pub const COMMON: [OtKind; 4] = [
+        OtKind::Iknp,
+        OtKind::SoftSpoken(4),
+        OtKind::SoftSpoken(8),
+        OtKind::Silent,
+    ];
 }
 
 impl std::fmt::Display for OtKind {
@@ -94,19 +149,21 @@ impl std::fmt::Display for OtKind {
         match self {
             OtKind::Iknp => f.write_str("iknp"),
             OtKind::SoftSpoken(k) => write!(f, "softspoken-k{k}"),
+            OtKind::Silent => f.write_str("silent"),
         }
     }
 }
 
 impl std::str::FromStr for OtKind {
     type Err = String;
-    /// `iknp`, `softspoken` (k = 4) or `softspoken-kK`.
+    /// `iknp`, `softspoken` (k = 4), `softspoken-kK` or `silent`.
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || {
-            format!("unknown OT `{s}` (expected iknp, softspoken or softspoken-kK with K in 1, 2, 4, 8)")
+            format!("unknown OT `{s}` (expected iknp, softspoken, softspoken-kK with K in 1, 2, 4, 8, or silent)")
         };
         match s {
             "iknp" => Ok(OtKind::Iknp),
+            "silent" => Ok(OtKind::Silent),
             "softspoken" => Ok(OtKind::SoftSpoken(4)),
             _ => {
                 let k: u8 = s
@@ -144,6 +201,8 @@ pub enum OtSender {
     Iknp(CotSender),
     /// SoftSpoken.
     SoftSpoken(SoftSpokenSender),
+    /// Silent OT (boxed: it carries its own PRG and buffers).
+    Silent(Box<SilentSender>),
 }
 
 impl OtSender {
@@ -159,14 +218,15 @@ impl OtSender {
             OtKind::SoftSpoken(k) => {
                 OtSender::SoftSpoken(SoftSpokenSender::setup(ch, k as usize, delta, rng)?)
             }
+            OtKind::Silent => OtSender::Silent(Box::new(SilentSender::setup(ch, delta, rng)?)),
         })
     }
 
-    /// Whether random choice bits cost fewer bytes than chosen ones (SoftSpoken: one bit per
-    /// OT less; IKNP: the same), so a caller that needs no particular bits should ask for random
-    /// ones. Both parties compute it from the public [`OtKind`].
+    /// Whether random choice bits cost fewer bytes than chosen ones (SoftSpoken and silent OT:
+    /// one bit per OT less; IKNP: the same), so a caller that needs no particular bits should
+    /// ask for random ones. Both parties compute it from the public [`OtKind`].
     pub fn random_is_cheaper(&self) -> bool {
-        matches!(self, OtSender::SoftSpoken(_))
+        !matches!(self, OtSender::Iknp(_))
     }
 
     /// Runs `out.len()` correlated OTs: `out[j]` becomes the zero-label `q_j`, the receiver
@@ -182,6 +242,7 @@ impl OtSender {
             // ones itself and the sender cannot tell.
             OtSender::Iknp(s) => s.send(ch, out),
             OtSender::SoftSpoken(s) => s.send(ch, pattern, out),
+            OtSender::Silent(s) => s.send(ch, pattern, out),
         }
     }
 }
@@ -193,6 +254,8 @@ pub enum OtReceiver {
     Iknp(CotReceiver, Box<Prg>),
     /// SoftSpoken.
     SoftSpoken(SoftSpokenReceiver),
+    /// Silent OT (boxed, as for the sender).
+    Silent(Box<SilentReceiver>),
 }
 
 impl OtReceiver {
@@ -210,13 +273,14 @@ impl OtReceiver {
             OtKind::SoftSpoken(k) => {
                 OtReceiver::SoftSpoken(SoftSpokenReceiver::setup(ch, k as usize, rng)?)
             }
+            OtKind::Silent => OtReceiver::Silent(Box::new(SilentReceiver::setup(ch, rng)?)),
         })
     }
 
     /// Whether random choice bits cost fewer bytes than chosen ones (see
     /// [`OtSender::random_is_cheaper`]).
     pub fn random_is_cheaper(&self) -> bool {
-        matches!(self, OtReceiver::SoftSpoken(_))
+        !matches!(self, OtReceiver::Iknp(..))
     }
 
     /// Runs `choices.len()` correlated OTs: `out[j]` becomes `q_j ⊕ b_j·Δ`; where `pattern`
@@ -244,6 +308,7 @@ impl OtReceiver {
                 r.receive(ch, choices, out)
             }
             OtReceiver::SoftSpoken(r) => r.receive(ch, pattern, choices, out),
+            OtReceiver::Silent(r) => r.receive(ch, pattern, choices, out),
         }
     }
 }
@@ -333,6 +398,7 @@ mod kind_tests {
             OtKind::SoftSpoken(1),
             OtKind::SoftSpoken(4),
             OtKind::SoftSpoken(8),
+            OtKind::Silent,
         ] {
             assert_eq!(k.to_string().parse::<OtKind>().unwrap(), k);
             let j = serde_json::to_string(&k).unwrap();
@@ -381,9 +447,12 @@ mod kind_tests {
     /// reported elsewhere, and the correlation under the sender's Δ.
     #[test]
     fn either_kind_delivers_the_correlation() {
-        for kind in [OtKind::Iknp, OtKind::SoftSpoken(4)] {
+        for (kind, n) in [
+            (OtKind::Iknp, 128 * 40),
+            (OtKind::SoftSpoken(4), 128 * 40),
+            (OtKind::Silent, silent::SILENT_MIN_OTS + 128 * 40),
+        ] {
             let (mut a, mut b) = mem_pair(Duration::from_secs(30));
-            let n = 128 * 40;
             let pattern = ChoicePattern {
                 period: 128,
                 chosen: 64,

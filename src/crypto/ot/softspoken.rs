@@ -48,7 +48,10 @@ use rand_core::{CryptoRng, RngCore};
 use super::iknp::{
     debug_party, mask, padded, receive_chunked, send_chunked, transpose_into, CHUNK_COL_BLOCKS,
 };
-use super::{base, blocks_as_bytes, blocks_as_bytes_mut, ChoicePattern, OtError};
+use super::{
+    apply_choice_corrections, base, blocks_as_bytes, blocks_as_bytes_mut, choice_corrections,
+    ChoicePattern, OtError,
+};
 use crate::crypto::block::{blocks_as_words, blocks_as_words_mut, xor_in_place};
 use crate::crypto::{Block, Prg, FIXED_KEY_AES};
 use crate::net::Channel;
@@ -348,13 +351,7 @@ impl SoftSpokenSender {
         if chosen > 0 {
             let mut d = vec![0u8; chosen.div_ceil(8)];
             ch.recv(&mut d)?;
-            let mut c = 0;
-            for (q, is_chosen) in out.iter_mut().zip(pattern.flags_from(j0)) {
-                if is_chosen {
-                    *q ^= self.delta.select((d[c / 8] >> (c % 8)) & 1 == 1);
-                    c += 1;
-                }
-            }
+            apply_choice_corrections(pattern, j0, &d, self.delta, out);
         }
         Ok(())
     }
@@ -441,18 +438,8 @@ impl SoftSpokenReceiver {
         ch.send(blocks_as_bytes(corr))?;
         // The random choices are the bits of u₀; chosen ones are corrected, one bit each.
         let bit = |j: usize| (u0[j / 128].0 >> (j % 128)) & 1 == 1;
-        let chosen = pattern.count_in(j0, out.len());
-        let mut d = vec![0u8; chosen.div_ceil(8)];
-        let mut c = 0;
-        for ((j, bj), is_chosen) in choices.iter_mut().enumerate().zip(pattern.flags_from(j0)) {
-            if is_chosen {
-                d[c / 8] |= u8::from(bit(j) ^ *bj) << (c % 8);
-                c += 1;
-            } else {
-                *bj = bit(j);
-            }
-        }
-        if chosen > 0 {
+        let d = choice_corrections(pattern, j0, bit, choices);
+        if !d.is_empty() {
             ch.send(&d)?;
         }
         transpose_into(blocks_as_bytes(cols), m, out, &mut self.tail);

@@ -1,0 +1,346 @@
+//! The sparse VOLE of silent OT: [`TREES`] GGM trees, each a punctured PRF, give the garbler a
+//! pseudorandom vector `v` and the evaluator `w = v ⊕ e·Δ` for a regular noise vector `e` (one
+//! 1 per tree, at the evaluator's secret puncture point).
+//!
+//! # Protocol (semi-honest; Boyle et al., CCS 2019; Yang et al., CCS 2020)
+//!
+//! For each tree of depth `d` the garbler expands a fresh random root into `2^d` leaves with the
+//! length-doubling PRG `G(s) = (π₀(s) ⊕ s, π₁(s) ⊕ s)` (fixed-key AES under two public keys, the
+//! Davies–Meyer construction emp-ot's Ferret uses) and, for each level `l`, forms `L_l` and `R_l`,
+//! the XORs of all left and of all right children of that level. One 1-out-of-2 OT per level
+//! hands the evaluator the side *off* its path: the `d` OTs of a tree come from correlated OT
+//! (SoftSpoken with random choice bits `c_l`; the garbler holds `q`, the evaluator
+//! `q ⊕ c_l·Δ`), turned into chosen-message OT by the tweakable circular correlation-robust hash
+//! `H` (GKWY20): the garbler sends `L_l ⊕ H(τ, q)` and `R_l ⊕ H(τ, q ⊕ Δ)` with a tweak `τ` unique
+//! over the life of the setup, and the evaluator opens the `c_l` side. Its path bit at level `l`
+//! is therefore `1 − c_l`: the puncture point `α` is the complement of its random choice bits,
+//! uniform and known only to it. From the level sums it rebuilds every node off the path
+//! (each level: expand the known nodes, then the sibling of the path node is the received
+//! sum minus the known nodes on its side).
+//!
+//! Finally the garbler sends `Δ ⊕ ⊕_x v_x` per tree, from which the evaluator gets
+//! `w_α = v_α ⊕ Δ`. Every leaf has its least significant bit cleared first, so that after the
+//! linear code the garbler's outputs have lsb 0 and the evaluator reads its random choice bit
+//! as the lsb of its output (Δ has lsb 1). The evaluator learns nothing new by that: with any
+//! correlated OT it learns the colour bit of its own input wires, which is `lsb(q) ⊕ b`.
+//!
+//! Bytes per tree: the `d` base OTs (SoftSpoken's `128/k − 1` bits each) and `2d + 1` blocks.
+//!
+//! # Side channels
+//!
+//! The garbler's work does not depend on the evaluator's secret at all. The evaluator's work
+//! has no branch on `α`, but it reads and writes the nodes at `α`'s path by index, so its
+//! memory access pattern (cache timing, observable only by a co-resident process) depends on
+//! `α`; nothing it sends does.
+
+use std::sync::LazyLock;
+
+use super::super::iknp::{mask, OT_TWEAK_BIT};
+use super::super::{ChoicePattern, OtError, SoftSpokenReceiver, SoftSpokenSender};
+use crate::crypto::{Block, BlockChannel, FixedKeyAes, Prg, FIXED_KEY_AES};
+use crate::net::Channel;
+
+/// Trees per chunk: the weight `t` of the regular noise.
+pub const TREES: usize = 128;
+
+/// Set, with [`OT_TWEAK_BIT`], in the tweaks of the level-sum OTs: the chosen-message tweaks of
+/// IKNP have bits 64..127 clear and the garbling tweaks bit 127 clear, so none meets another
+/// under the same Δ.
+const LEVEL_TWEAK_BIT: u128 = 1 << 126;
+
+/// The two public AES keys of the GGM PRG: π under the fixed key of 0 and of 1.
+static GGM_AES: LazyLock<[FixedKeyAes; 2]> = LazyLock::new(|| {
+    [
+        FixedKeyAes::new(FIXED_KEY_AES.encrypt(Block(0))),
+        FixedKeyAes::new(FIXED_KEY_AES.encrypt(Block(1))),
+    ]
+});
+
+/// Parents expanded per AES batch.
+const LEVEL_BATCH: usize = 64;
+
+/// Expands the `parents` nodes at the front of `buf` into their children in place (node `i`'s
+/// at `2i` and `2i + 1`) and returns the XORs of the left and of the right children.
+fn expand_level(buf: &mut [Block], parents: usize) -> (Block, Block) {
+    let [k0, k1] = &*GGM_AES;
+    let (mut p, mut l, mut r) = (
+        [Block::ZERO; LEVEL_BATCH],
+        [Block::ZERO; LEVEL_BATCH],
+        [Block::ZERO; LEVEL_BATCH],
+    );
+    let mut sums = (Block::ZERO, Block::ZERO);
+    // From the top down, so that no parent is overwritten before it is expanded.
+    let mut end = parents;
+    while end > 0 {
+        let start = end.saturating_sub(LEVEL_BATCH);
+        let b = end - start;
+        p[..b].copy_from_slice(&buf[start..end]);
+        l[..b].copy_from_slice(&p[..b]);
+        r[..b].copy_from_slice(&p[..b]);
+        k0.encrypt_blocks(&mut l[..b]);
+        k1.encrypt_blocks(&mut r[..b]);
+        for (k, children) in buf[2 * start..2 * end].chunks_exact_mut(2).enumerate() {
+            let (lc, rc) = (l[k] ^ p[k], r[k] ^ p[k]);
+            children[0] = lc;
+            children[1] = rc;
+            sums.0 ^= lc;
+            sums.1 ^= rc;
+        }
+        end = start;
+    }
+    for x in p.iter_mut().chain(&mut l).chain(&mut r) {
+        zeroize::Zeroize::zeroize(&mut x.0);
+    }
+    sums
+}
+
+/// The garbler's full tree: `leaves` (`2^depth`) from `root`, and per level the XOR of the left
+/// and of the right children.
+pub(crate) fn expand_tree(root: Block, leaves: &mut [Block], sums: &mut [(Block, Block)]) {
+    leaves[0] = root;
+    for (level, s) in sums.iter_mut().enumerate() {
+        *s = expand_level(leaves, 1 << level);
+    }
+}
+
+/// The evaluator's tree: every leaf but `alpha` (left zero) from `off[l]`, the sum of the side
+/// off the path to `alpha` at each level.
+pub(crate) fn expand_punctured(alpha: usize, off: &[Block], leaves: &mut [Block]) {
+    let depth = off.len();
+    leaves[0] = Block::ZERO;
+    for (level, &k) in off.iter().enumerate() {
+        // The path node of the level above is zero: its children are garbage, taken out below.
+        let (x0, x1) = expand_level(leaves, 1 << level);
+        let shift = depth - 1 - level;
+        let a = (alpha >> shift) & 1;
+        let p = alpha >> (shift + 1);
+        let sibling = 2 * p + (1 - a);
+        let side = Block(x0.0 ^ ((x0.0 ^ x1.0) & mask(a == 0)));
+        leaves[sibling] = k ^ side ^ leaves[sibling];
+        leaves[2 * p + a] = Block::ZERO;
+    }
+}
+
+/// The tweak of level-sum OT number `j` of the setup.
+#[inline]
+fn tweak(j: u64) -> Block {
+    Block(OT_TWEAK_BIT | LEVEL_TWEAK_BIT | j as u128)
+}
+
+/// Blocks of the garbler's message for `depth`-deep trees.
+fn message_blocks(depth: usize) -> usize {
+    TREES * (2 * depth + 1)
+}
+
+/// Wipes blocks that held secrets.
+pub(crate) fn wipe(blocks: &mut [Block]) {
+    for b in blocks {
+        zeroize::Zeroize::zeroize(&mut b.0);
+    }
+}
+
+/// The garbler's side of one sparse VOLE: fills `v` (`TREES · 2^depth` blocks, leaves with lsb
+/// 0) and lets the evaluator obtain `v ⊕ e·Δ`. `first_tweak` numbers the setup's level-sum OTs
+/// run before this call (both parties count them).
+pub(crate) fn vole_send<C: Channel + ?Sized>(
+    ch: &mut C,
+    base: &mut SoftSpokenSender,
+    delta: Block,
+    depth: usize,
+    first_tweak: u64,
+    rng: &mut Prg,
+    v: &mut [Block],
+) -> Result<(), OtError> {
+    let m = TREES * depth;
+    debug_assert_eq!(v.len(), TREES << depth);
+    let mut q = vec![Block::ZERO; m];
+    base.send(ch, ChoicePattern::ALL_RANDOM, &mut q)?;
+    let mut msg = vec![Block::ZERO; message_blocks(depth)];
+    let mut sums = vec![(Block::ZERO, Block::ZERO); depth];
+    let (mut tweaks, mut xs, mut scratch) = (
+        vec![Block::ZERO; 2 * depth],
+        vec![Block::ZERO; 2 * depth],
+        vec![Block::ZERO; 2 * depth],
+    );
+    for (t, (leaves, out)) in v
+        .chunks_exact_mut(1 << depth)
+        .zip(msg.chunks_exact_mut(2 * depth + 1))
+        .enumerate()
+    {
+        let mut root = Block::random(rng);
+        expand_tree(root, leaves, &mut sums);
+        zeroize::Zeroize::zeroize(&mut root.0);
+        let mut total = delta;
+        for leaf in leaves.iter_mut() {
+            leaf.0 &= !1;
+            total ^= *leaf;
+        }
+        for l in 0..depth {
+            let j = t * depth + l;
+            tweaks[2 * l] = tweak(first_tweak + j as u64);
+            tweaks[2 * l + 1] = tweaks[2 * l];
+            xs[2 * l] = q[j];
+            xs[2 * l + 1] = q[j] ^ delta;
+        }
+        FIXED_KEY_AES.tccr_batch(&tweaks, &mut xs, &mut scratch);
+        for (l, (sl, sr)) in sums.iter().enumerate() {
+            out[2 * l] = xs[2 * l] ^ *sl;
+            out[2 * l + 1] = xs[2 * l + 1] ^ *sr;
+        }
+        out[2 * depth] = total;
+    }
+    for (a, b) in sums.iter_mut() {
+        zeroize::Zeroize::zeroize(&mut a.0);
+        zeroize::Zeroize::zeroize(&mut b.0);
+    }
+    wipe(&mut q);
+    wipe(&mut xs);
+    wipe(&mut scratch);
+    ch.send_blocks(&msg)?;
+    ch.flush()?;
+    Ok(())
+}
+
+/// The evaluator's side of [`vole_send`]: fills `w` (`TREES · 2^depth` blocks) with
+/// `v ⊕ e·Δ`, where `e` has one 1 per tree of `2^depth` leaves.
+pub(crate) fn vole_receive<C: Channel + ?Sized>(
+    ch: &mut C,
+    base: &mut SoftSpokenReceiver,
+    depth: usize,
+    first_tweak: u64,
+    w: &mut [Block],
+) -> Result<(), OtError> {
+    let m = TREES * depth;
+    debug_assert_eq!(w.len(), TREES << depth);
+    let mut c = vec![false; m];
+    let mut r = vec![Block::ZERO; m];
+    base.receive(ch, ChoicePattern::ALL_RANDOM, &mut c, &mut r)?;
+    let mut msg = vec![Block::ZERO; message_blocks(depth)];
+    ch.recv_blocks(&mut msg)?;
+    let tweaks: Vec<Block> = (0..m).map(|j| tweak(first_tweak + j as u64)).collect();
+    let mut scratch = vec![Block::ZERO; m];
+    FIXED_KEY_AES.tccr_batch(&tweaks, &mut r, &mut scratch);
+    let mut off = vec![Block::ZERO; depth];
+    for (t, (leaves, got)) in w
+        .chunks_exact_mut(1 << depth)
+        .zip(msg.chunks_exact(2 * depth + 1))
+        .enumerate()
+    {
+        let mut alpha = 0usize;
+        for (l, o) in off.iter_mut().enumerate() {
+            let j = t * depth + l;
+            alpha = (alpha << 1) | usize::from(!c[j]);
+            let (m0, m1) = (got[2 * l], got[2 * l + 1]);
+            *o = Block(m0.0 ^ ((m0.0 ^ m1.0) & mask(c[j]))) ^ r[j];
+        }
+        expand_punctured(alpha, &off, leaves);
+        let mut total = got[2 * depth];
+        for leaf in leaves.iter_mut() {
+            leaf.0 &= !1;
+            total ^= *leaf;
+        }
+        leaves[alpha] = total;
+        zeroize::Zeroize::zeroize(&mut alpha);
+    }
+    wipe(&mut off);
+    wipe(&mut r);
+    wipe(&mut scratch);
+    for b in c.iter_mut() {
+        zeroize::Zeroize::zeroize(b);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::mem_pair;
+    use std::time::Duration;
+
+    /// The evaluator's leaves equal the garbler's everywhere but at the puncture point, for
+    /// every depth and puncture points at both ends and inside.
+    #[test]
+    fn punctured_tree_has_every_leaf_but_one() {
+        let mut rng = Prg::from_seed(Block(9));
+        for depth in [1usize, 2, 5, 10] {
+            let size = 1 << depth;
+            for alpha in [0, 1, size - 1, size / 3, size / 2] {
+                let mut full = vec![Block::ZERO; size];
+                let mut sums = vec![(Block::ZERO, Block::ZERO); depth];
+                expand_tree(Block::random(&mut rng), &mut full, &mut sums);
+                // Every level sum is the XOR of that level's left (right) nodes: at the last
+                // level, the even (odd) leaves.
+                let even = full.iter().step_by(2).fold(Block::ZERO, |a, b| a ^ *b);
+                assert_eq!(sums[depth - 1].0, even);
+                let off: Vec<Block> = (0..depth)
+                    .map(|l| {
+                        let a = (alpha >> (depth - 1 - l)) & 1;
+                        if a == 0 {
+                            sums[l].1
+                        } else {
+                            sums[l].0
+                        }
+                    })
+                    .collect();
+                let mut part = vec![Block::ONES; size];
+                expand_punctured(alpha, &off, &mut part);
+                for x in 0..size {
+                    if x == alpha {
+                        assert_eq!(part[x], Block::ZERO);
+                    } else {
+                        assert_eq!(part[x], full[x], "depth {depth} alpha {alpha} leaf {x}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// w = v ⊕ e·Δ with exactly one noise position per tree, the leaves' lsb cleared.
+    #[test]
+    fn sparse_vole_correlation() {
+        let depth = 6;
+        let size = TREES << depth;
+        let (mut a, mut b) = mem_pair(Duration::from_secs(30));
+        let t = std::thread::spawn(move || {
+            let mut rng = Prg::from_entropy();
+            let delta = Block::random(&mut rng).with_lsb(true);
+            let mut base = SoftSpokenSender::setup(&mut a, 8, delta, &mut rng).unwrap();
+            let mut v = vec![Block::ZERO; size];
+            vole_send(&mut a, &mut base, delta, depth, 0, &mut rng, &mut v).unwrap();
+            // A second call continues the tweaks.
+            let mut v2 = vec![Block::ZERO; size];
+            vole_send(
+                &mut a,
+                &mut base,
+                delta,
+                depth,
+                (TREES * depth) as u64,
+                &mut rng,
+                &mut v2,
+            )
+            .unwrap();
+            (delta, v, v2)
+        });
+        let mut base = SoftSpokenReceiver::setup(&mut b, 8, &mut Prg::from_entropy()).unwrap();
+        let mut w = vec![Block::ZERO; size];
+        vole_receive(&mut b, &mut base, depth, 0, &mut w).unwrap();
+        let mut w2 = vec![Block::ZERO; size];
+        vole_receive(&mut b, &mut base, depth, (TREES * depth) as u64, &mut w2).unwrap();
+        let (delta, v, v2) = t.join().unwrap();
+        let mut punctures = Vec::new();
+        for (v, w) in [(&v, &w), (&v2, &w2)] {
+            for (tree, (vt, wt)) in v.chunks(1 << depth).zip(w.chunks(1 << depth)).enumerate() {
+                let noisy: Vec<usize> = (0..1 << depth).filter(|&x| vt[x] != wt[x]).collect();
+                assert_eq!(noisy.len(), 1, "tree {tree}");
+                let x = noisy[0];
+                assert_eq!(wt[x], vt[x] ^ delta);
+                assert!(vt.iter().all(|l| !l.lsb()));
+                punctures.push(x);
+            }
+        }
+        // The puncture points are the evaluator's random bits: 256 draws from 64 values.
+        punctures.sort_unstable();
+        punctures.dedup();
+        assert!(punctures.len() > 48, "{}", punctures.len());
+    }
+}
