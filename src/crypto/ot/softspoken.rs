@@ -451,7 +451,7 @@ impl SoftSpokenReceiver {
 mod tests {
     use super::*;
     use crate::crypto::ot::iknp::CHUNK_OTS;
-    use crate::net::{mem_pair, MemChannel, TcpChannel};
+    use crate::net::{mem_pair, MemChannel};
     use std::time::Duration;
 
     fn delta(rng: &mut Prg) -> Block {
@@ -614,41 +614,6 @@ mod tests {
         // 31 columns of n bits, n/2 chosen bits, the 8-byte count; nothing back.
         assert_eq!(recv, (31 * n / 8 + n / 16 + 8) as u64);
         assert_eq!(sent, 0);
-    }
-
-    #[test]
-    fn over_tcp_on_loopback() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let n = 3 * CHUNK_OTS + 128;
-        let pattern = ChoicePattern {
-            period: 128,
-            chosen: 64,
-        };
-        let t = std::thread::spawn(move || {
-            let (s, _) = listener.accept().unwrap();
-            let mut ch = TcpChannel::new(s, Duration::from_secs(30)).unwrap();
-            let mut rng = Prg::from_entropy();
-            let mut s = SoftSpokenSender::setup(&mut ch, 8, delta(&mut rng), &mut rng).unwrap();
-            let mut q = vec![Block::ZERO; n];
-            s.send(&mut ch, pattern, &mut q).unwrap();
-            (s.delta(), q)
-        });
-        let stream = std::net::TcpStream::connect(addr).unwrap();
-        let mut ch = TcpChannel::new(stream, Duration::from_secs(30)).unwrap();
-        let mut rng = Prg::from_entropy();
-        let mut r = SoftSpokenReceiver::setup(&mut ch, 8, &mut rng).unwrap();
-        let want: Vec<bool> = (0..n).map(|_| rng.next_u32() & 1 == 1).collect();
-        let mut c = want.clone();
-        let mut tl = vec![Block::ZERO; n];
-        r.receive(&mut ch, pattern, &mut c, &mut tl).unwrap();
-        let (d, q) = t.join().unwrap();
-        for j in 0..n {
-            assert_eq!(tl[j], q[j] ^ d.select(c[j]), "OT {j}");
-            if pattern.is_chosen(j) {
-                assert_eq!(c[j], want[j]);
-            }
-        }
     }
 
     #[test]

@@ -359,7 +359,7 @@ impl SilentReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::{mem_pair, MemChannel, Metered, TcpChannel};
+    use crate::net::{mem_pair, MemChannel, Metered};
     use std::time::Duration;
 
     fn pair() -> (
@@ -508,42 +508,6 @@ mod tests {
         // to 128); the corrections.
         assert_eq!(recv, (8 + 8 + 15 * base.div_ceil(128) * 16 + n / 16) as u64);
         assert_eq!(sent, (TREES * (2 * MIN_DEPTH + 1) * 16) as u64);
-    }
-
-    #[test]
-    fn over_tcp_on_loopback() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let n = chunk_ots(MIN_DEPTH + 1) + 123;
-        let pattern = ChoicePattern {
-            period: 128,
-            chosen: 64,
-        };
-        let t = std::thread::spawn(move || {
-            let (s, _) = listener.accept().unwrap();
-            let mut ch = TcpChannel::new(s, Duration::from_secs(60)).unwrap();
-            let mut rng = Prg::from_entropy();
-            let d = Block::random(&mut rng).with_lsb(true);
-            let mut s = SilentSender::setup(&mut ch, d, &mut rng).unwrap();
-            let mut y = vec![Block::ZERO; n];
-            s.send(&mut ch, pattern, &mut y).unwrap();
-            (d, y)
-        });
-        let stream = std::net::TcpStream::connect(addr).unwrap();
-        let mut ch = TcpChannel::new(stream, Duration::from_secs(60)).unwrap();
-        let mut rng = Prg::from_entropy();
-        let mut r = SilentReceiver::setup(&mut ch, &mut rng).unwrap();
-        let want: Vec<bool> = (0..n).map(|_| rng.next_u32() & 1 == 1).collect();
-        let mut c = want.clone();
-        let mut z = vec![Block::ZERO; n];
-        r.receive(&mut ch, pattern, &mut c, &mut z).unwrap();
-        let (d, y) = t.join().unwrap();
-        for j in 0..n {
-            assert_eq!(z[j], y[j] ^ d.select(c[j]), "OT {j}");
-            if pattern.is_chosen(j) {
-                assert_eq!(c[j], want[j]);
-            }
-        }
     }
 
     #[test]
