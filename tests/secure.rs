@@ -147,12 +147,7 @@ fn every_garbling_scheme_and_ot_over_tcp() {
     let net = Bundle::open(&path).unwrap().network(BnPath::Clean).unwrap();
     let input = load_input(&InputSpec::Random { seed: 5 }, &net).unwrap();
     for garbling in Scheme::ALL {
-        for ot in [
-            OtKind::Iknp,
-            OtKind::SoftSpoken(4),
-            OtKind::SoftSpoken(8),
-            OtKind::Silent,
-        ] {
+        for ot in OtKind::COMMON {
             let mut o = opts(&path, Transport::TcpLoopback);
             o.gc = GcOptions { garbling, ot };
             let r = run_network(&net, &input, &o).unwrap();

@@ -255,12 +255,7 @@ mod tests {
         let ring = Ring::default();
         let n = 700;
         for garbling in Scheme::ALL {
-            for ot in [
-                OtKind::Iknp,
-                OtKind::SoftSpoken(4),
-                OtKind::SoftSpoken(8),
-                OtKind::Silent,
-            ] {
+            for ot in OtKind::COMMON {
                 let gc = GcOptions { garbling, ot };
                 let r = relu_bench(n, ring, gc, Duration::from_secs(30)).unwrap();
                 assert!(r.correct, "{gc}");

@@ -135,7 +135,8 @@ pub enum OtKind {
 }
 
 impl OtKind {
-    /// The kinds a sweep compares by default.
+    /// Every extension at its usual parameter: the kinds the tests and side-by-side
+    /// comparisons run through.
     pub const COMMON: [OtKind; 4] = [
         OtKind::Iknp,
         OtKind::SoftSpoken(4),
