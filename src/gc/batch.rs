@@ -293,9 +293,13 @@ fn store_outputs(labels: &[Lanes], g: usize, outputs: &[u32], out_lsb: &mut [boo
     }
 }
 
-/// Where a streaming garbler's own zero-labels come from: all held, or drawn chunk by chunk.
-enum GarblerLabels<'g> {
+/// Where a streaming garbler's own zero-labels come from (see [`BatchGarbler::garble_stream`]).
+pub enum GarblerLabels<'g> {
+    /// All `n · garbler_inputs` of them, held by the caller.
     Held(&'g [Block]),
+    /// Drawn from this stream chunk by chunk as they are garbled: the same tables as
+    /// [`GarblerLabels::Held`] given the stream's next `n · garbler_inputs` blocks, without ever
+    /// holding them all (for 100,000 64-bit ReLUs, 102 MB the process need not fault in).
     Drawn(&'g mut Prg),
 }
 
@@ -413,51 +417,10 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
     /// Garbles in chunks of `chunk` instances (in parallel) and writes each chunk's tables to
     /// `chan` in order; flushes at the end. A helper thread sends chunk `i` while chunk `i + 1`
     /// is garbled, so memory stays bounded by two chunks whatever `n` is. Arguments as for
-    /// [`BatchGarbler::garble_batch`], without the tables. Returns the bytes sent (the
-    /// scheme's `table_bytes(circuit, n)`).
+    /// [`BatchGarbler::garble_batch`], without the tables, and with the garbler's zero-labels
+    /// held or drawn ([`GarblerLabels`]). Returns the bytes sent (the scheme's
+    /// `table_bytes(circuit, n)`).
     pub fn garble_stream<C: Channel + ?Sized>(
-        &self,
-        chan: &mut C,
-        gb_zero: &[Block],
-        ev_zero: &[Block],
-        first_instance: u64,
-        out_lsb: &mut [bool],
-        chunk: usize,
-    ) -> Result<u64, GcError> {
-        self.stream(
-            chan,
-            GarblerLabels::Held(gb_zero),
-            ev_zero,
-            first_instance,
-            out_lsb,
-            chunk,
-        )
-    }
-
-    /// [`BatchGarbler::garble_stream`] with the garbler's zero-labels drawn from `gb_labels`
-    /// chunk by chunk as they are garbled: the same tables and colours as `garble_stream` given
-    /// the stream's next `n · garbler_inputs` blocks, without ever holding them all (for
-    /// 100,000 64-bit ReLUs, 102 MB the process need not fault in).
-    pub fn garble_stream_drawn<C: Channel + ?Sized>(
-        &self,
-        chan: &mut C,
-        gb_labels: &mut Prg,
-        ev_zero: &[Block],
-        first_instance: u64,
-        out_lsb: &mut [bool],
-        chunk: usize,
-    ) -> Result<u64, GcError> {
-        self.stream(
-            chan,
-            GarblerLabels::Drawn(gb_labels),
-            ev_zero,
-            first_instance,
-            out_lsb,
-            chunk,
-        )
-    }
-
-    fn stream<C: Channel + ?Sized>(
         &self,
         chan: &mut C,
         mut gb: GarblerLabels<'_>,
@@ -1201,10 +1164,19 @@ pub(super) mod tests {
             let mut zl = vec![false; n * ell];
             // Two sessions on the same channel: streamed (chunk 300), then streamed again to be
             // stored by the evaluator, with later instance numbers.
-            let s1 = g.garble_stream(&mut cg, &gz, &ez, 0, &mut zl, 300).unwrap();
+            let s1 = g
+                .garble_stream(&mut cg, GarblerLabels::Held(&gz), &ez, 0, &mut zl, 300)
+                .unwrap();
             let mut zl2 = vec![false; n * ell];
             let s2 = g
-                .garble_stream(&mut cg, &gz, &ez, n as u64, &mut zl2, 7)
+                .garble_stream(
+                    &mut cg,
+                    GarblerLabels::Held(&gz),
+                    &ez,
+                    n as u64,
+                    &mut zl2,
+                    7,
+                )
                 .unwrap();
             let mut ev1 = vec![false; n * ell];
             let mut ev2 = vec![false; n * ell];
@@ -1250,9 +1222,23 @@ pub(super) mod tests {
             let mut lsb = vec![false; n * ell];
             let sent = if drawn {
                 let mut prg = Prg::from_seed(seed);
-                g.garble_stream_drawn(&mut cg, &mut prg, &b.ev_zero, 3, &mut lsb, 100)
+                g.garble_stream(
+                    &mut cg,
+                    GarblerLabels::Drawn(&mut prg),
+                    &b.ev_zero,
+                    3,
+                    &mut lsb,
+                    100,
+                )
             } else {
-                g.garble_stream(&mut cg, &gz, &b.ev_zero, 3, &mut lsb, 100)
+                g.garble_stream(
+                    &mut cg,
+                    GarblerLabels::Held(&gz),
+                    &b.ev_zero,
+                    3,
+                    &mut lsb,
+                    100,
+                )
             }
             .unwrap();
             let mut tables = vec![0u8; sent as usize];
@@ -1262,9 +1248,9 @@ pub(super) mod tests {
         assert!(got[0] == got[1]);
         let mut short = vec![false; n * ell - 1];
         assert!(g
-            .garble_stream_drawn(
+            .garble_stream(
                 &mut mem_pair(std::time::Duration::from_secs(1)).0,
-                &mut Prg::from_seed(seed),
+                GarblerLabels::Drawn(&mut Prg::from_seed(seed)),
                 &b.ev_zero,
                 0,
                 &mut short,
@@ -1363,7 +1349,14 @@ pub(super) mod tests {
         // The evaluator is gone before anything is sent.
         let (mut cg, ce) = mem_pair(timeout);
         drop(ce);
-        let r = g.garble_stream(&mut cg, &b.gb_zero, &b.ev_zero, 0, &mut lsb, 16);
+        let r = g.garble_stream(
+            &mut cg,
+            GarblerLabels::Held(&b.gb_zero),
+            &b.ev_zero,
+            0,
+            &mut lsb,
+            16,
+        );
         assert!(matches!(r, Err(GcError::Net(_))), "{r:?}");
         // The garbler sends a third of the tables, then disappears.
         let mut tables = vec![Block::ZERO; table_blocks(&circ, n)];
@@ -1379,7 +1372,8 @@ pub(super) mod tests {
         // Nothing to do is not an error, and sends nothing.
         let (mut cg, mut ce) = mem_pair(timeout);
         assert_eq!(
-            g.garble_stream(&mut cg, &[], &[], 0, &mut [], 16).unwrap(),
+            g.garble_stream(&mut cg, GarblerLabels::Held(&[]), &[], 0, &mut [], 16)
+                .unwrap(),
             0
         );
         assert_eq!(e.eval_stream(&mut ce, &[], &[], 0, &mut [], 16).unwrap(), 0);

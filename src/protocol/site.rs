@@ -28,7 +28,9 @@ use crate::gc::batch::DEFAULT_STREAM_CHUNK as CHUNK;
 use crate::gc::circuit::bits_to_words;
 use crate::gc::halfgates::encode_words;
 use crate::gc::threehalves::instance_words;
-use crate::gc::{relu_circuit, Circuit, Delta, Evaluator, Garbler, Scheme, ThEvaluator, ThGarbler};
+use crate::gc::{
+    relu_circuit, Circuit, Delta, Evaluator, Garbler, GarblerLabels, Scheme, ThEvaluator, ThGarbler,
+};
 use crate::net::Channel;
 use crate::ring::Ring;
 
@@ -109,16 +111,23 @@ impl ReluEngine {
         lsb: &mut [bool],
     ) -> Result<(), ProtocolError> {
         match self.scheme {
-            Scheme::HalfGates => Garbler::new(&self.circuit, delta).garble_stream_drawn(
+            Scheme::HalfGates => Garbler::new(&self.circuit, delta).garble_stream(
                 ch,
-                gb_labels,
+                GarblerLabels::Drawn(gb_labels),
                 ev_zero,
                 instance_base,
                 lsb,
                 CHUNK,
             )?,
             Scheme::ThreeHalves => ThGarbler::new(&self.circuit, delta, control_seed)
-                .garble_stream_drawn(ch, gb_labels, ev_zero, instance_base, lsb, CHUNK)?,
+                .garble_stream(
+                    ch,
+                    GarblerLabels::Drawn(gb_labels),
+                    ev_zero,
+                    instance_base,
+                    lsb,
+                    CHUNK,
+                )?,
         };
         Ok(())
     }
