@@ -43,6 +43,7 @@ use std::sync::mpsc;
 
 use rayon::prelude::*;
 
+use crate::crypto::block::zeroed_blocks;
 use crate::crypto::buffer::BlockBuf;
 
 use super::circuit::{check_len, Circuit};
@@ -465,22 +466,31 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
             out_lsb.len(),
         )?;
         let unit = std::mem::size_of::<S::Elem>() * s.tb;
-        let (mut gb_drawn, mut ev_drawn) = (Vec::new(), Vec::new());
+        // Reused chunk after chunk; zeroed by the allocator, first touched when filled.
+        let m_max = chunk.max(1).min(s.n);
+        let mut gb_drawn = match gb {
+            GarblerLabels::Drawn(_) => zeroed_blocks(m_max * s.gi),
+            GarblerLabels::Held(_) => Vec::new(),
+        };
+        let mut ev_drawn = match ev {
+            EvaluatorLabels::Expanded(_) => zeroed_blocks(m_max * s.ei),
+            EvaluatorLabels::Held(_) => Vec::new(),
+        };
         let sent = send_chunks(chan, s.n, unit, chunk, |i0, m, buf| {
             let gb_chunk: &[Block] = match &mut gb {
                 GarblerLabels::Held(g) => &g[i0 * s.gi..(i0 + m) * s.gi],
                 GarblerLabels::Drawn(prg) => {
-                    gb_drawn.resize(m * s.gi, Block::ZERO);
-                    prg.fill_blocks(&mut gb_drawn);
-                    &gb_drawn
+                    let g = &mut gb_drawn[..m * s.gi];
+                    prg.fill_blocks(g);
+                    g
                 }
             };
             let ev_chunk: &[Block] = match &mut ev {
                 EvaluatorLabels::Held(e) => &e[i0 * s.ei..(i0 + m) * s.ei],
                 EvaluatorLabels::Expanded(fill) => {
-                    ev_drawn.resize(m * s.ei, Block::ZERO);
-                    fill(&mut ev_drawn)?;
-                    &ev_drawn
+                    let e = &mut ev_drawn[..m * s.ei];
+                    fill(e)?;
+                    e
                 }
             };
             self.garble_batch_par(

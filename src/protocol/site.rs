@@ -19,7 +19,7 @@
 use rand_core::{CryptoRng, RngCore};
 
 use super::ProtocolError;
-use crate::crypto::block::{blocks_as_words, blocks_as_words_mut};
+use crate::crypto::block::{blocks_as_words, blocks_as_words_mut, zeroed_blocks};
 use crate::crypto::buffer::{prefault, BlockBuf};
 use crate::crypto::ot::{ChoicePattern, OtReceiver, OtSender};
 use crate::crypto::prg::Prg;
@@ -314,8 +314,8 @@ impl ServerSite {
         }
         let ell = self.ring.ell as usize;
         let mut prg = Prg::from_seed(self.label_seed);
-        let mut zero = vec![Block::ZERO; CHUNK * ell];
-        let mut labels = vec![Block::ZERO; CHUNK * ell];
+        let mut zero = zeroed_blocks(CHUNK * ell);
+        let mut labels = zeroed_blocks(CHUNK * ell);
         for chunk in values.chunks(CHUNK) {
             let m = chunk.len() * ell;
             prg.fill_blocks(&mut zero[..m]);
@@ -433,7 +433,7 @@ impl ClientSite {
     ) -> Result<(), ProtocolError> {
         let (ell, n) = (engine.ell(), self.n);
         let mut words = Vec::with_capacity(n);
-        let mut gb = vec![Block::ZERO; CHUNK * ell];
+        let mut gb = zeroed_blocks(CHUNK * ell);
         let mut lsb = vec![false; CHUNK * ell];
         for first in (0..n).step_by(CHUNK) {
             let m = CHUNK.min(n - first);

@@ -412,7 +412,8 @@ impl SoftSpokenSender {
             corr_len += (b - 1) * padded(len).1;
             d_len += pattern.count_in(j0, len).div_ceil(8);
         }
-        let mut corr = vec![Block::ZERO; corr_len];
+        // Zeroed by the allocator: no sweep before the pages are populated below.
+        let mut corr = crate::crypto::block::zeroed_blocks(corr_len);
         let mut d = vec![0u8; d_len];
         if n > 0 {
             recv_count(ch, "SoftSpoken OT", n)?;
