@@ -43,6 +43,7 @@ use std::sync::mpsc;
 
 use rayon::prelude::*;
 
+use crate::crypto::block::zeroed_blocks;
 use crate::crypto::buffer::BlockBuf;
 
 use super::circuit::{check_len, Circuit};
@@ -219,7 +220,7 @@ pub type Evaluator<'a> = BatchEvaluator<'a, HalfGates>;
 fn shape_with(
     circuit: &Circuit,
     gb_len: usize,
-    ev: &[Block],
+    ev_len: usize,
     tables_len: Option<usize>,
     first_instance: u64,
     out_lsb_len: usize,
@@ -241,7 +242,7 @@ fn shape_with(
     let n = out_lsb_len / no;
     let (gi, ei) = (circuit.garbler_inputs(), circuit.evaluator_inputs());
     check_len("garbler labels", n * gi, gb_len)?;
-    check_len("evaluator labels", n * ei, ev.len())?;
+    check_len("evaluator labels", n * ei, ev_len)?;
     if let Some(t) = tables_len {
         check_len("garbled tables", n * tb, t)?;
     }
@@ -301,6 +302,17 @@ pub enum GarblerLabels<'g> {
     /// [`GarblerLabels::Held`] given the stream's next `n · garbler_inputs` blocks, without ever
     /// holding them all (for 100,000 64-bit ReLUs, 102 MB the process need not fault in).
     Drawn(&'g mut Prg),
+}
+
+/// Where a streaming garbler's zero-labels of the evaluator's inputs come from (see
+/// [`BatchGarbler::garble_stream`]).
+pub enum EvaluatorLabels<'g> {
+    /// All `n · evaluator_inputs` of them, held by the caller.
+    Held(&'g [Block]),
+    /// Computed chunk by chunk as they are garbled: each call fills the next labels in order
+    /// (the OT's outputs expanded a piece at a time, without ever holding them all: for
+    /// 100,000 64-bit ReLUs, 205 MB the process need not fault in).
+    Expanded(&'g mut dyn FnMut(&mut [Block]) -> Result<(), GcError>),
 }
 
 /// Garbles many instances of one circuit under one Δ with scheme `S`: the engine shared by
@@ -366,7 +378,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         let s = shape::<S>(
             self.circuit,
             gb_zero.len(),
-            ev_zero,
+            ev_zero.len(),
             Some(tables.len()),
             first_instance,
             out_lsb.len(),
@@ -397,7 +409,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         let s = shape::<S>(
             self.circuit,
             gb_zero.len(),
-            ev_zero,
+            ev_zero.len(),
             Some(tables.len()),
             first_instance,
             out_lsb.len(),
@@ -418,50 +430,82 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
     /// `chan` in order; flushes at the end. A helper thread sends chunk `i` while chunk `i + 1`
     /// is garbled, so memory stays bounded by two chunks whatever `n` is. Arguments as for
     /// [`BatchGarbler::garble_batch`], without the tables, and with the garbler's zero-labels
-    /// held or drawn ([`GarblerLabels`]). Returns the bytes sent (the scheme's
+    /// held or drawn ([`GarblerLabels`]) and the evaluator's held or expanded
+    /// ([`EvaluatorLabels`]). Returns the bytes sent (the scheme's
     /// `table_bytes(circuit, n)`).
     pub fn garble_stream<C: Channel + ?Sized>(
         &self,
         chan: &mut C,
         mut gb: GarblerLabels<'_>,
-        ev_zero: &[Block],
+        mut ev: EvaluatorLabels<'_>,
         first_instance: u64,
         out_lsb: &mut [bool],
         chunk: usize,
     ) -> Result<u64, GcError> {
-        let gi = self.circuit.garbler_inputs();
+        let (gi, ei) = (
+            self.circuit.garbler_inputs(),
+            self.circuit.evaluator_inputs(),
+        );
+        // Exactly what the outputs ask for where labels are drawn or expanded; a bad output
+        // length is reported by `shape`.
+        let n = out_lsb.len() / self.circuit.outputs().len().max(1);
         let gb_len = match &gb {
             GarblerLabels::Held(g) => g.len(),
-            // Exactly what the outputs ask for; a bad output length is reported by `shape`.
-            GarblerLabels::Drawn(_) => out_lsb.len() / self.circuit.outputs().len().max(1) * gi,
+            GarblerLabels::Drawn(_) => n * gi,
+        };
+        let ev_len = match &ev {
+            EvaluatorLabels::Held(e) => e.len(),
+            EvaluatorLabels::Expanded(_) => n * ei,
         };
         let s = shape::<S>(
             self.circuit,
             gb_len,
-            ev_zero,
+            ev_len,
             None,
             first_instance,
             out_lsb.len(),
         )?;
         let unit = std::mem::size_of::<S::Elem>() * s.tb;
-        let mut drawn = Vec::new();
-        send_chunks(chan, s.n, unit, chunk, |i0, m, buf| {
+        // Reused chunk after chunk; zeroed by the allocator, first touched when filled.
+        let m_max = chunk.max(1).min(s.n);
+        let mut gb_drawn = match gb {
+            GarblerLabels::Drawn(_) => zeroed_blocks(m_max * s.gi),
+            GarblerLabels::Held(_) => Vec::new(),
+        };
+        let mut ev_drawn = match ev {
+            EvaluatorLabels::Expanded(_) => zeroed_blocks(m_max * s.ei),
+            EvaluatorLabels::Held(_) => Vec::new(),
+        };
+        let sent = send_chunks(chan, s.n, unit, chunk, |i0, m, buf| {
             let gb_chunk: &[Block] = match &mut gb {
                 GarblerLabels::Held(g) => &g[i0 * s.gi..(i0 + m) * s.gi],
                 GarblerLabels::Drawn(prg) => {
-                    drawn.resize(m * s.gi, Block::ZERO);
-                    prg.fill_blocks(&mut drawn);
-                    &drawn
+                    let g = &mut gb_drawn[..m * s.gi];
+                    prg.fill_blocks(g);
+                    g
+                }
+            };
+            let ev_chunk: &[Block] = match &mut ev {
+                EvaluatorLabels::Held(e) => &e[i0 * s.ei..(i0 + m) * s.ei],
+                EvaluatorLabels::Expanded(fill) => {
+                    let e = &mut ev_drawn[..m * s.ei];
+                    fill(e)?;
+                    e
                 }
             };
             self.garble_batch_par(
                 gb_chunk,
-                &ev_zero[i0 * s.ei..(i0 + m) * s.ei],
+                ev_chunk,
                 first_instance + i0 as u64,
                 &mut S::elems_mut(buf)[..m * s.tb],
                 &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
             )
-        })
+        });
+        // Zero-labels: with the evaluator's labels they would give Δ.
+        for b in gb_drawn.iter_mut().chain(&mut ev_drawn) {
+            zeroize::Zeroize::zeroize(&mut b.0);
+        }
+        sent
     }
 
     /// Garbles `s.n` instances, group by group. Lengths are already checked.
@@ -564,7 +608,7 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
         let s = shape::<S>(
             self.circuit,
             gb_labels.len(),
-            ev_labels,
+            ev_labels.len(),
             Some(tables.len()),
             first_instance,
             out_lsb.len(),
@@ -595,7 +639,7 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
         let s = shape::<S>(
             self.circuit,
             gb_labels.len(),
-            ev_labels,
+            ev_labels.len(),
             Some(tables.len()),
             first_instance,
             out_lsb.len(),
@@ -647,7 +691,7 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
         let s = shape::<S>(
             self.circuit,
             gb_labels.len(),
-            ev_labels,
+            ev_labels.len(),
             None,
             first_instance,
             out_lsb.len(),
@@ -712,7 +756,7 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
 fn shape<S: TableScheme>(
     circuit: &Circuit,
     gb_len: usize,
-    ev: &[Block],
+    ev_len: usize,
     tables_len: Option<usize>,
     first_instance: u64,
     out_lsb_len: usize,
@@ -721,7 +765,7 @@ fn shape<S: TableScheme>(
     let s = shape_with(
         circuit,
         gb_len,
-        ev,
+        ev_len,
         tables_len,
         first_instance,
         out_lsb_len,
@@ -1165,14 +1209,21 @@ pub(super) mod tests {
             // Two sessions on the same channel: streamed (chunk 300), then streamed again to be
             // stored by the evaluator, with later instance numbers.
             let s1 = g
-                .garble_stream(&mut cg, GarblerLabels::Held(&gz), &ez, 0, &mut zl, 300)
+                .garble_stream(
+                    &mut cg,
+                    GarblerLabels::Held(&gz),
+                    EvaluatorLabels::Held(&ez),
+                    0,
+                    &mut zl,
+                    300,
+                )
                 .unwrap();
             let mut zl2 = vec![false; n * ell];
             let s2 = g
                 .garble_stream(
                     &mut cg,
                     GarblerLabels::Held(&gz),
-                    &ez,
+                    EvaluatorLabels::Held(&ez),
                     n as u64,
                     &mut zl2,
                     7,
@@ -1205,7 +1256,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn drawn_garbler_labels_stream_the_same_tables_as_held_ones() {
+    fn drawn_and_expanded_labels_stream_the_same_tables_as_held_ones() {
         let (ell, frac) = (64, 12);
         let circ = relu_circuit(ell, frac).unwrap();
         let mut rng = ChaCha12Rng::seed_from_u64(12);
@@ -1216,47 +1267,59 @@ pub(super) mod tests {
         let seed = Block(99);
         let mut gz = vec![Block::ZERO; n * ell];
         Prg::from_seed(seed).fill_blocks(&mut gz);
+        // The evaluator's labels handed out in order, as an OT expanding its outputs would.
+        let mut at = 0;
+        let mut expand = |out: &mut [Block]| -> Result<(), GcError> {
+            out.copy_from_slice(&b.ev_zero[at..at + out.len()]);
+            at += out.len();
+            Ok(())
+        };
         let mut got = Vec::new();
-        for drawn in [false, true] {
+        for (drawn, expanded) in [(false, false), (true, false), (false, true)] {
             let (mut cg, mut ce) = mem_pair(std::time::Duration::from_secs(30));
             let mut lsb = vec![false; n * ell];
-            let sent = if drawn {
-                let mut prg = Prg::from_seed(seed);
-                g.garble_stream(
-                    &mut cg,
-                    GarblerLabels::Drawn(&mut prg),
-                    &b.ev_zero,
-                    3,
-                    &mut lsb,
-                    100,
-                )
+            let mut prg = Prg::from_seed(seed);
+            let gb = if drawn {
+                GarblerLabels::Drawn(&mut prg)
             } else {
-                g.garble_stream(
-                    &mut cg,
-                    GarblerLabels::Held(&gz),
-                    &b.ev_zero,
-                    3,
-                    &mut lsb,
-                    100,
-                )
-            }
-            .unwrap();
+                GarblerLabels::Held(&gz)
+            };
+            let ev = if expanded {
+                EvaluatorLabels::Expanded(&mut expand)
+            } else {
+                EvaluatorLabels::Held(&b.ev_zero)
+            };
+            let sent = g.garble_stream(&mut cg, gb, ev, 3, &mut lsb, 100).unwrap();
             let mut tables = vec![0u8; sent as usize];
             ce.recv(&mut tables).unwrap();
             got.push((tables, lsb));
         }
-        assert!(got[0] == got[1]);
+        assert!(got[0] == got[1] && got[0] == got[2]);
+        assert_eq!(at, b.ev_zero.len());
         let mut short = vec![false; n * ell - 1];
         assert!(g
             .garble_stream(
                 &mut mem_pair(std::time::Duration::from_secs(1)).0,
                 GarblerLabels::Drawn(&mut Prg::from_seed(seed)),
-                &b.ev_zero,
+                EvaluatorLabels::Held(&b.ev_zero),
                 0,
                 &mut short,
                 100
             )
             .is_err());
+        // A failing source stops the stream with its error.
+        let mut failing =
+            |_: &mut [Block]| -> Result<(), GcError> { Err(GcError::Params("no labels".into())) };
+        let mut lsb = vec![false; n * ell];
+        let r = g.garble_stream(
+            &mut mem_pair(std::time::Duration::from_secs(1)).0,
+            GarblerLabels::Held(&gz),
+            EvaluatorLabels::Expanded(&mut failing),
+            0,
+            &mut lsb,
+            100,
+        );
+        assert!(matches!(r, Err(GcError::Params(_))), "{r:?}");
     }
 
     #[test]
@@ -1352,7 +1415,7 @@ pub(super) mod tests {
         let r = g.garble_stream(
             &mut cg,
             GarblerLabels::Held(&b.gb_zero),
-            &b.ev_zero,
+            EvaluatorLabels::Held(&b.ev_zero),
             0,
             &mut lsb,
             16,
@@ -1372,8 +1435,15 @@ pub(super) mod tests {
         // Nothing to do is not an error, and sends nothing.
         let (mut cg, mut ce) = mem_pair(timeout);
         assert_eq!(
-            g.garble_stream(&mut cg, GarblerLabels::Held(&[]), &[], 0, &mut [], 16)
-                .unwrap(),
+            g.garble_stream(
+                &mut cg,
+                GarblerLabels::Held(&[]),
+                EvaluatorLabels::Held(&[]),
+                0,
+                &mut [],
+                16
+            )
+            .unwrap(),
             0
         );
         assert_eq!(e.eval_stream(&mut ce, &[], &[], 0, &mut [], 16).unwrap(), 0);

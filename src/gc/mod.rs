@@ -28,7 +28,7 @@ pub mod relu;
 pub mod thbatch;
 pub mod threehalves;
 
-pub use self::batch::{Evaluator, Garbler, GarblerLabels};
+pub use self::batch::{Evaluator, EvaluatorLabels, Garbler, GarblerLabels};
 pub use self::circuit::{BinaryGates, Circuit, CircuitBuilder, Gate, PlainGates, WireId};
 pub use self::halfgates::Delta;
 pub use self::relu::{relu_circuit, relu_plain};

@@ -327,7 +327,7 @@ pub fn instances_in(circuit: &Circuit, tables: &[u64]) -> Result<usize, GcError>
 mod tests {
     use super::*;
     use crate::gc::batch::tests::{batch, check_against_reference, check_decoded, labels};
-    use crate::gc::batch::{GarblerLabels, PAR_INSTANCES};
+    use crate::gc::batch::{EvaluatorLabels, GarblerLabels, PAR_INSTANCES};
     use crate::gc::circuit::{words_to_bits, BinaryGates, CircuitBuilder};
     use crate::gc::halfgates::{decode, decode_words, encode, encode_words};
     use crate::gc::relu::{relu_circuit, relu_plain};
@@ -505,14 +505,21 @@ mod tests {
             let g = ThGarbler::new(&circ2, &d2, seed);
             let mut zl = vec![false; n * ell];
             let s1 = g
-                .garble_stream(&mut cg, GarblerLabels::Held(&gz), &ez, 0, &mut zl, 300)
+                .garble_stream(
+                    &mut cg,
+                    GarblerLabels::Held(&gz),
+                    EvaluatorLabels::Held(&ez),
+                    0,
+                    &mut zl,
+                    300,
+                )
                 .unwrap();
             let mut zl2 = vec![false; n * ell];
             let s2 = g
                 .garble_stream(
                     &mut cg,
                     GarblerLabels::Held(&gz),
-                    &ez,
+                    EvaluatorLabels::Held(&ez),
                     n as u64,
                     &mut zl2,
                     7,

@@ -19,7 +19,7 @@
 use rand_core::{CryptoRng, RngCore};
 
 use super::ProtocolError;
-use crate::crypto::block::{blocks_as_words, blocks_as_words_mut};
+use crate::crypto::block::{blocks_as_words, blocks_as_words_mut, zeroed_blocks};
 use crate::crypto::buffer::{prefault, BlockBuf};
 use crate::crypto::ot::{ChoicePattern, OtReceiver, OtSender};
 use crate::crypto::prg::Prg;
@@ -29,7 +29,8 @@ use crate::gc::circuit::bits_to_words;
 use crate::gc::halfgates::encode_words;
 use crate::gc::threehalves::instance_words;
 use crate::gc::{
-    relu_circuit, Circuit, Delta, Evaluator, Garbler, GarblerLabels, Scheme, ThEvaluator, ThGarbler,
+    relu_circuit, Circuit, Delta, Evaluator, EvaluatorLabels, Garbler, GarblerLabels, GcError,
+    Scheme, ThEvaluator, ThGarbler,
 };
 use crate::net::Channel;
 use crate::ring::Ring;
@@ -96,7 +97,7 @@ impl ReluEngine {
     }
 
     /// Garbles `n = lsb.len() / ℓ` instances numbered from `instance_base`, the server's
-    /// zero-labels drawn from `gb_labels` chunk by chunk, and streams their tables to `ch` in
+    /// zero-labels drawn from `gb_labels` and the client's from `ev` chunk by chunk, and streams their tables to `ch` in
     /// chunks, one chunk while the next is garbled; `control_seed` keys the
     /// three-halves control randomness (secret, fresh; unused by half gates).
     #[allow(clippy::too_many_arguments)]
@@ -106,7 +107,7 @@ impl ReluEngine {
         delta: &Delta,
         control_seed: Block,
         gb_labels: &mut Prg,
-        ev_zero: &[Block],
+        ev: EvaluatorLabels<'_>,
         instance_base: u64,
         lsb: &mut [bool],
     ) -> Result<(), ProtocolError> {
@@ -114,7 +115,7 @@ impl ReluEngine {
             Scheme::HalfGates => Garbler::new(&self.circuit, delta).garble_stream(
                 ch,
                 GarblerLabels::Drawn(gb_labels),
-                ev_zero,
+                ev,
                 instance_base,
                 lsb,
                 CHUNK,
@@ -123,7 +124,7 @@ impl ReluEngine {
                 .garble_stream(
                     ch,
                     GarblerLabels::Drawn(gb_labels),
-                    ev_zero,
+                    ev,
                     instance_base,
                     lsb,
                     CHUNK,
@@ -226,13 +227,20 @@ impl ServerSite {
         rng: &mut R,
     ) -> Result<Self, ProtocolError> {
         let ell = engine.ell();
-        let mut ev_zero = BlockBuf::with_len(n * 2 * ell);
-        if n > 0 {
-            let pattern = if cot.random_is_cheaper() {
-                engine.choice_pattern()
-            } else {
-                ChoicePattern::ALL_CHOSEN
-            };
+        let pattern = if cot.random_is_cheaper() {
+            engine.choice_pattern()
+        } else {
+            ChoicePattern::ALL_CHOSEN
+        };
+        // SoftSpoken's outputs are computed chunk by chunk as they are garbled, from the
+        // receiver's message held until then (a quarter of their size); the other kinds hand
+        // them all out at once.
+        let defer = n > 0 && cot.defers();
+        let mut ev_zero = BlockBuf::with_len(if defer { 0 } else { n * 2 * ell });
+        let mut deferred = None;
+        if defer {
+            deferred = Some(cot.send_deferred(ch, pattern, n * 2 * ell)?);
+        } else if n > 0 {
             cot.send(ch, pattern, &mut ev_zero)?;
         }
         let label_seed = Block::random(rng);
@@ -242,12 +250,22 @@ impl ServerSite {
             let mut gb_labels = Prg::from_seed(label_seed);
             let mut lsb = vec![false; n * ell];
             let mut control_seed = Block::random(rng);
+            let mut expand = deferred.as_mut().map(|d| {
+                move |out: &mut [Block]| {
+                    d.fill(out)
+                        .map_err(|e| GcError::Params(format!("the OT outputs to garble: {e}")))
+                }
+            });
+            let ev = match expand.as_mut() {
+                Some(f) => EvaluatorLabels::Expanded(f),
+                None => EvaluatorLabels::Held(&ev_zero),
+            };
             let garbled = engine.garble_stream(
                 ch,
                 delta,
                 control_seed,
                 &mut gb_labels,
-                &ev_zero,
+                ev,
                 instance_base,
                 &mut lsb,
             );
@@ -296,8 +314,8 @@ impl ServerSite {
         }
         let ell = self.ring.ell as usize;
         let mut prg = Prg::from_seed(self.label_seed);
-        let mut zero = vec![Block::ZERO; CHUNK * ell];
-        let mut labels = vec![Block::ZERO; CHUNK * ell];
+        let mut zero = zeroed_blocks(CHUNK * ell);
+        let mut labels = zeroed_blocks(CHUNK * ell);
         for chunk in values.chunks(CHUNK) {
             let m = chunk.len() * ell;
             prg.fill_blocks(&mut zero[..m]);
@@ -415,7 +433,7 @@ impl ClientSite {
     ) -> Result<(), ProtocolError> {
         let (ell, n) = (engine.ell(), self.n);
         let mut words = Vec::with_capacity(n);
-        let mut gb = vec![Block::ZERO; CHUNK * ell];
+        let mut gb = zeroed_blocks(CHUNK * ell);
         let mut lsb = vec![false; CHUNK * ell];
         for first in (0..n).step_by(CHUNK) {
             let m = CHUNK.min(n - first);

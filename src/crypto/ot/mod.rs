@@ -16,7 +16,7 @@ pub mod transpose;
 
 pub use self::iknp::{CotReceiver, CotSender};
 pub use self::silent::{SilentReceiver, SilentSender};
-pub use self::softspoken::{SoftSpokenReceiver, SoftSpokenSender};
+pub use self::softspoken::{DeferredSend, SoftSpokenReceiver, SoftSpokenSender};
 
 use rand_core::{CryptoRng, RngCore};
 
@@ -244,6 +244,28 @@ impl OtSender {
             OtSender::Iknp(s) => s.send(ch, out),
             OtSender::SoftSpoken(s) => s.send(ch, pattern, out),
             OtSender::Silent(s) => s.send(ch, pattern, out),
+        }
+    }
+
+    /// Whether [`OtSender::send_deferred`] is available (SoftSpoken).
+    pub fn defers(&self) -> bool {
+        matches!(self, OtSender::SoftSpoken(_))
+    }
+
+    /// Reads the receiver's whole message for `n` OTs now and computes the outputs later, in
+    /// order, a piece at a time ([`SoftSpokenSender::send_deferred`]); the same bytes as
+    /// [`OtSender::send`]. An error for the kinds that do not [defer](OtSender::defers).
+    pub fn send_deferred<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        n: usize,
+    ) -> Result<DeferredSend<'_>, OtError> {
+        match self {
+            OtSender::SoftSpoken(s) => s.send_deferred(ch, pattern, n),
+            _ => Err(OtError::Parameter(
+                "only SoftSpoken computes its outputs after the message".into(),
+            )),
         }
     }
 }
