@@ -178,14 +178,9 @@ pub fn garble_reference(
     instance: u64,
 ) -> Result<(Vec<Block>, Vec<Block>), GcError> {
     check_instances(instance, 1, circuit.and_count())?;
-    check_len(
-        "garbler zero-labels",
-        circuit.garbler_inputs(),
+    circuit.check_inputs(
+        ["garbler zero-labels", "evaluator zero-labels"],
         gb_zero.len(),
-    )?;
-    check_len(
-        "evaluator zero-labels",
-        circuit.evaluator_inputs(),
         ev_zero.len(),
     )?;
     let d = delta.block();
@@ -246,10 +241,9 @@ pub fn eval_reference(
     instance: u64,
 ) -> Result<Vec<Block>, GcError> {
     check_instances(instance, 1, circuit.and_count())?;
-    check_len("garbler labels", circuit.garbler_inputs(), gb_labels.len())?;
-    check_len(
-        "evaluator labels",
-        circuit.evaluator_inputs(),
+    circuit.check_inputs(
+        ["garbler labels", "evaluator labels"],
+        gb_labels.len(),
         ev_labels.len(),
     )?;
     check_len("garbled tables", 2 * circuit.and_count(), tables.len())?;

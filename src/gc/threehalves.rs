@@ -308,14 +308,9 @@ pub fn garble_reference(
     ev_zero: &[Block],
     instance: u64,
 ) -> Result<(Vec<u64>, Vec<Block>), GcError> {
-    check_len(
-        "garbler zero-labels",
-        circuit.garbler_inputs(),
+    circuit.check_inputs(
+        ["garbler zero-labels", "evaluator zero-labels"],
         gb_zero.len(),
-    )?;
-    check_len(
-        "evaluator zero-labels",
-        circuit.evaluator_inputs(),
         ev_zero.len(),
     )?;
     let ands = circuit.and_count();
@@ -347,10 +342,9 @@ pub fn eval_reference(
     table: &[u64],
     instance: u64,
 ) -> Result<Vec<Block>, GcError> {
-    check_len("garbler labels", circuit.garbler_inputs(), gb_labels.len())?;
-    check_len(
-        "evaluator labels",
-        circuit.evaluator_inputs(),
+    circuit.check_inputs(
+        ["garbler labels", "evaluator labels"],
+        gb_labels.len(),
         ev_labels.len(),
     )?;
     let ands = circuit.and_count();
