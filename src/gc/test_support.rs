@@ -13,7 +13,7 @@ use super::batch::{
     instances, recv_bits, send_bits, table_blocks, BatchEvaluator, BatchGarbler, Garbler,
     GarblerLabels, HalfGates, TableScheme,
 };
-use super::circuit::{bits_to_words, words_to_bits, Circuit};
+use super::circuit::{bits_to_words, words_to_bits, BinaryGates, Circuit, CircuitBuilder};
 use super::halfgates::{decode, decode_words, encode, encode_words, Delta};
 use super::relu::{relu_circuit, relu_plain};
 use super::thbatch::{instances_in, table_words, ThGarbler, ThreeHalves};
@@ -479,4 +479,66 @@ pub(crate) fn relu_engine_matches_plain<S: TestScheme>(
         proptest::prop_assert_eq!(zi, relu_plain(c.b.a[i], c.b.c[i], c.b.r[i], ell, frac));
     }
     Ok(())
+}
+
+/// Every two-input function of one garbler and one evaluator bit, through AND, XOR, NOT and
+/// constants, garbled by a scheme's reference and evaluated for all four inputs, over `trials`
+/// random Δ, seeds and zero-labels drawn from `rng_seed`: the tables are `table_len(and_count)`
+/// long, and the evaluator ends with exactly one of the two labels of each output, the one whose
+/// colour decodes to the function's value.
+pub(crate) fn every_gate_kind_garbles_correctly<E>(
+    rng_seed: u64,
+    trials: u64,
+    (garble_reference, eval_reference): (GarbleReference<E>, EvalReference<E>),
+    table_len: fn(usize) -> usize,
+) {
+    let mut b = CircuitBuilder::new();
+    let x = b.garbler_input().unwrap();
+    let y = b.evaluator_input().unwrap();
+    let and = b.and(&x, &y);
+    let xor = b.xor(&x, &y);
+    let nx = b.not(&x);
+    let nand = b.not(&and);
+    let ny = b.not(&y);
+    let t = b.and(&nx, &ny);
+    let or_ = b.not(&t);
+    let and_nx = b.and(&nx, &y);
+    let (one, zero) = (b.constant(true), b.constant(false));
+    for o in [and, xor, nx, nand, or_, and_nx, one, zero] {
+        b.output(&o);
+    }
+    let c = b.finish();
+    let mut rng = ChaCha12Rng::seed_from_u64(rng_seed);
+    for trial in 0..trials {
+        let delta = Delta::random(&mut rng);
+        let seed = Block::random(&mut rng);
+        let gz = [Block::random(&mut rng)];
+        let ez = [Block::random(&mut rng)];
+        let (tables, out0) = garble_reference(&c, &delta, seed, &gz, &ez, trial).unwrap();
+        assert_eq!(tables.len(), table_len(c.and_count()));
+        for (xb, yb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let (mut gl, mut el) = ([Block::ZERO], [Block::ZERO]);
+            encode(&gz, &[xb], &delta, &mut gl).unwrap();
+            encode(&ez, &[yb], &delta, &mut el).unwrap();
+            let outl = eval_reference(&c, &gl, &el, &tables, trial).unwrap();
+            let want = [
+                xb & yb,
+                xb ^ yb,
+                !xb,
+                !(xb & yb),
+                xb | yb,
+                !xb & yb,
+                true,
+                false,
+            ];
+            for (i, (l, z)) in outl.iter().zip(&out0).enumerate() {
+                let v = *l == *z ^ delta.block();
+                assert!(v || *l == *z, "output {i} is neither label");
+                assert_eq!(v, want[i], "output {i} for inputs {xb} {yb}");
+                let mut bit = [false];
+                decode(&[z.lsb()], &[l.lsb()], &mut bit).unwrap();
+                assert_eq!(bit[0], want[i], "colour of output {i} for inputs {xb} {yb}");
+            }
+        }
+    }
 }
