@@ -57,6 +57,21 @@ impl GcArgs {
     }
 }
 
+/// The corruptions (NPA) and the attack (AdvA) an accuracy evaluation measures: the options
+/// `eval` and `sweep --data` share.
+#[derive(clap::Args, Clone)]
+struct ThreatArgs {
+    /// Corruptions for NPA: `all`, `none` or a comma list (generated unless `eval --corrupted`).
+    #[arg(long, default_value = "all")]
+    corrupt: String,
+    /// Corruption severities (RLNet's NPA averages 1 to 5).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
+    severities: Vec<u8>,
+    /// The attack for AdvA: pgd, fgsm or none.
+    #[arg(long, default_value = "pgd")]
+    attack: pibench::eval::job::AttackKind,
+}
+
 /// What `eval` evaluates and how: the command line's form of
 /// [`CliChoices`](pibench::eval::job::CliChoices).
 #[derive(clap::Args)]
@@ -70,15 +85,8 @@ struct EvalArgs {
     /// A CIFAR-10-C / CIFAR-100-C directory for NPA (else corruptions are generated).
     #[arg(long)]
     corrupted: Option<PathBuf>,
-    /// Corruptions for NPA: `all`, `none` or a comma list (generated unless --corrupted).
-    #[arg(long, default_value = "all")]
-    corrupt: String,
-    /// Severities (RLNet's NPA averages 1 to 5).
-    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
-    severities: Vec<u8>,
-    /// The attack for AdvA: pgd, fgsm or none.
-    #[arg(long, default_value = "pgd")]
-    attack: pibench::eval::job::AttackKind,
+    #[command(flatten)]
+    threats: ThreatArgs,
     /// L∞ radius in [0,1] pixels (a number or a fraction like 8/255).
     #[arg(long, default_value = "8/255", value_parser = pibench::eval::job::parse_fraction)]
     eps: f32,
@@ -120,9 +128,9 @@ impl EvalArgs {
             model: self.model,
             data: self.data,
             corrupted: self.corrupted,
-            corrupt: self.corrupt,
-            severities: self.severities,
-            attack: self.attack,
+            corrupt: self.threats.corrupt,
+            severities: self.threats.severities,
+            attack: self.threats.attack,
             eps: self.eps,
             step: self.step,
             steps: self.steps,
@@ -257,15 +265,8 @@ struct SweepEvalArgs {
     /// Test images whose corruptions give NPA (default: as --eval-limit).
     #[arg(long, requires = "data")]
     npa_limit: Option<usize>,
-    /// Corruptions for NPA: all, none or a comma list.
-    #[arg(long, default_value = "all")]
-    corrupt: String,
-    /// Corruption severities.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
-    severities: Vec<u8>,
-    /// The attack for AdvA: pgd, fgsm or none.
-    #[arg(long, default_value = "pgd")]
-    attack: pibench::eval::job::AttackKind,
+    #[command(flatten)]
+    threats: ThreatArgs,
     /// PGD steps.
     #[arg(long, default_value_t = 7)]
     attack_steps: usize,
@@ -287,9 +288,9 @@ impl SweepEvalArgs {
         ev.dataset = self.eval_dataset.clone();
         ev.limit = self.eval_limit;
         ev.npa_limit = self.npa_limit;
-        ev.corrupt = self.corrupt.clone();
-        ev.severities = self.severities.clone();
-        ev.attack = self.attack;
+        ev.corrupt = self.threats.corrupt.clone();
+        ev.severities = self.threats.severities.clone();
+        ev.attack = self.threats.attack;
         ev.steps = self.attack_steps;
         ev.eps = self.eps;
         ev.step = ev.step.min(self.eps);
