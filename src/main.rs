@@ -57,6 +57,95 @@ impl GcArgs {
     }
 }
 
+/// The corruptions (NPA) and the attack (AdvA) an accuracy evaluation measures: the options
+/// `eval` and `sweep --data` share.
+#[derive(clap::Args, Clone)]
+struct ThreatArgs {
+    /// Corruptions for NPA: `all`, `none` or a comma list (generated unless `eval --corrupted`).
+    #[arg(long, default_value = "all")]
+    corrupt: String,
+    /// Corruption severities (RLNet's NPA averages 1 to 5).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
+    severities: Vec<u8>,
+    /// The attack for AdvA: pgd, fgsm or none.
+    #[arg(long, default_value = "pgd")]
+    attack: pibench::eval::job::AttackKind,
+}
+
+/// What `eval` evaluates and how: the command line's form of
+/// [`CliChoices`](pibench::eval::job::CliChoices).
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// The model bundle.
+    model: PathBuf,
+    /// The test set: CIFAR-10/100 binary or Python, Tiny-ImageNet val/, images+labels .npy
+    /// or safetensors.
+    #[arg(long)]
+    data: PathBuf,
+    /// A CIFAR-10-C / CIFAR-100-C directory for NPA (else corruptions are generated).
+    #[arg(long)]
+    corrupted: Option<PathBuf>,
+    #[command(flatten)]
+    threats: ThreatArgs,
+    /// L∞ radius in [0,1] pixels (a number or a fraction like 8/255).
+    #[arg(long, default_value = "8/255", value_parser = pibench::eval::job::parse_fraction)]
+    eps: f32,
+    /// PGD step size.
+    #[arg(long, default_value = "2/255", value_parser = pibench::eval::job::parse_fraction)]
+    step: f32,
+    /// PGD steps (RLNet's validation uses 7, its paper's tables 20).
+    #[arg(long, default_value_t = 7)]
+    steps: usize,
+    /// Start PGD at the image instead of a random point of the ε-ball.
+    #[arg(long)]
+    no_random_start: bool,
+    /// Ring widths ℓ to evaluate (a list sweeps every (ℓ, f) pair).
+    #[arg(long, value_delimiter = ',', default_value = "64")]
+    ell: Vec<u32>,
+    /// Fractional bits f (a list sweeps every (ℓ, f) pair).
+    #[arg(long, value_delimiter = ',', default_value = "12")]
+    frac: Vec<u32>,
+    /// Keep the first N test images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Images per batch.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Seed of every random draw (PGD start, generated corruptions, PI shares).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also run the first K images through the real two-party protocol.
+    #[arg(long, default_value_t = 0)]
+    secure: usize,
+    /// Evaluate shard K of N (contiguous blocks of the test images); merge with eval-merge.
+    #[arg(long)]
+    shard: Option<pibench::eval::job::Shard>,
+}
+
+impl EvalArgs {
+    fn choices(self) -> pibench::eval::job::CliChoices {
+        pibench::eval::job::CliChoices {
+            model: self.model,
+            data: self.data,
+            corrupted: self.corrupted,
+            corrupt: self.threats.corrupt,
+            severities: self.threats.severities,
+            attack: self.threats.attack,
+            eps: self.eps,
+            step: self.step,
+            steps: self.steps,
+            random_start: !self.no_random_start,
+            ell: self.ell,
+            frac: self.frac,
+            limit: self.limit,
+            batch: self.batch,
+            seed: self.seed,
+            secure: self.secure,
+            shard: self.shard,
+        }
+    }
+}
+
 /// The options `run`, `serve` and `client` share, with a progress bar.
 fn party_options(
     model: PathBuf,
@@ -176,15 +265,8 @@ struct SweepEvalArgs {
     /// Test images whose corruptions give NPA (default: as --eval-limit).
     #[arg(long, requires = "data")]
     npa_limit: Option<usize>,
-    /// Corruptions for NPA: all, none or a comma list.
-    #[arg(long, default_value = "all")]
-    corrupt: String,
-    /// Corruption severities.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
-    severities: Vec<u8>,
-    /// The attack for AdvA: pgd, fgsm or none.
-    #[arg(long, default_value = "pgd")]
-    attack: pibench::eval::job::AttackKind,
+    #[command(flatten)]
+    threats: ThreatArgs,
     /// PGD steps.
     #[arg(long, default_value_t = 7)]
     attack_steps: usize,
@@ -206,9 +288,9 @@ impl SweepEvalArgs {
         ev.dataset = self.eval_dataset.clone();
         ev.limit = self.eval_limit;
         ev.npa_limit = self.npa_limit;
-        ev.corrupt = self.corrupt.clone();
-        ev.severities = self.severities.clone();
-        ev.attack = self.attack;
+        ev.corrupt = self.threats.corrupt.clone();
+        ev.severities = self.threats.severities.clone();
+        ev.attack = self.threats.attack;
         ev.steps = self.attack_steps;
         ev.eps = self.eps;
         ev.step = ev.step.min(self.eps);
@@ -436,57 +518,8 @@ enum Command {
     /// Accuracy under private inference: clean (CA), corrupted (NPA) and adversarial (AdvA), each
     /// in f32, the fixed-point oracle and the exact PI arithmetic.
     Eval {
-        /// The model bundle.
-        model: PathBuf,
-        /// The test set: CIFAR-10/100 binary or Python, Tiny-ImageNet val/, images+labels .npy
-        /// or safetensors.
-        #[arg(long)]
-        data: PathBuf,
-        /// A CIFAR-10-C / CIFAR-100-C directory for NPA (else corruptions are generated).
-        #[arg(long)]
-        corrupted: Option<PathBuf>,
-        /// Corruptions for NPA: `all`, `none` or a comma list (generated unless --corrupted).
-        #[arg(long, default_value = "all")]
-        corrupt: String,
-        /// Severities (RLNet's NPA averages 1 to 5).
-        #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
-        severities: Vec<u8>,
-        /// The attack for AdvA: pgd, fgsm or none.
-        #[arg(long, default_value = "pgd")]
-        attack: pibench::eval::job::AttackKind,
-        /// L∞ radius in [0,1] pixels (a number or a fraction like 8/255).
-        #[arg(long, default_value = "8/255", value_parser = pibench::eval::job::parse_fraction)]
-        eps: f32,
-        /// PGD step size.
-        #[arg(long, default_value = "2/255", value_parser = pibench::eval::job::parse_fraction)]
-        step: f32,
-        /// PGD steps (RLNet's validation uses 7, its paper's tables 20).
-        #[arg(long, default_value_t = 7)]
-        steps: usize,
-        /// Start PGD at the image instead of a random point of the ε-ball.
-        #[arg(long)]
-        no_random_start: bool,
-        /// Ring widths ℓ to evaluate (a list sweeps every (ℓ, f) pair).
-        #[arg(long, value_delimiter = ',', default_value = "64")]
-        ell: Vec<u32>,
-        /// Fractional bits f (a list sweeps every (ℓ, f) pair).
-        #[arg(long, value_delimiter = ',', default_value = "12")]
-        frac: Vec<u32>,
-        /// Keep the first N test images.
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Images per batch.
-        #[arg(long, default_value_t = 100)]
-        batch: usize,
-        /// Seed of every random draw (PGD start, generated corruptions, PI shares).
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Also run the first K images through the real two-party protocol.
-        #[arg(long, default_value_t = 0)]
-        secure: usize,
-        /// Evaluate shard K of N (contiguous blocks of the test images); merge with eval-merge.
-        #[arg(long)]
-        shard: Option<pibench::eval::job::Shard>,
+        #[command(flatten)]
+        args: EvalArgs,
         /// The ring recommendation: percentage points PI may lose against f32 on each set.
         #[arg(long, default_value_t = pibench::eval::ring_choice::DEFAULT_TOLERANCE)]
         tolerance: f64,
@@ -818,45 +851,11 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Some(Command::Eval {
-            model,
-            data,
-            corrupted,
-            corrupt,
-            severities,
-            attack,
-            eps,
-            step,
-            steps,
-            no_random_start,
-            ell,
-            frac,
-            limit,
-            batch,
-            seed,
-            secure,
-            shard,
+            args,
             tolerance,
             json,
         }) => {
-            let opts = pibench::eval::job::EvalOptions::from_cli(pibench::eval::job::CliChoices {
-                model,
-                data,
-                corrupted,
-                corrupt,
-                severities,
-                attack,
-                eps,
-                step,
-                steps,
-                random_start: !no_random_start,
-                ell,
-                frac,
-                limit,
-                batch,
-                seed,
-                secure,
-                shard,
-            })?;
+            let opts = pibench::eval::job::EvalOptions::from_cli(args.choices())?;
             let bar = pibench::eval::job::Bar::new("eval");
             let mut report = pibench::eval::job::evaluate(&opts, &bar)?;
             bar.0.finish_and_clear();

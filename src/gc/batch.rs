@@ -956,172 +956,32 @@ where
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
     use crate::crypto::BlockChannel;
-    use crate::gc::circuit::{bits_to_words, words_to_bits};
-    use crate::gc::halfgates::{
-        decode, decode_words, encode, encode_words, eval_reference, garble_reference,
+    use crate::gc::halfgates::{eval_reference, garble_reference};
+    use crate::gc::relu::relu_circuit;
+    use crate::gc::test_support::{
+        self, batch, check_decoded, engine_equals_reference_and_decodes, labels,
+        relu_batch_decodes, relu_engine_matches_plain, streaming_and_stored_tables, ways_agree,
+        Case, Way,
     };
-    use crate::gc::relu::{relu_circuit, relu_plain};
     use crate::net::channel::mem_pair;
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     use rand_chacha::ChaCha12Rng;
-
-    /// Random plain ReLU inputs and labels for `n` instances, with edge values mixed in.
-    pub(crate) struct Batch {
-        pub(crate) a: Vec<u64>,
-        pub(crate) c: Vec<u64>,
-        pub(crate) r: Vec<u64>,
-        pub(crate) gb_zero: Vec<Block>,
-        pub(crate) ev_zero: Vec<Block>,
-    }
-
-    pub(crate) fn batch(rng: &mut ChaCha12Rng, n: usize, ell: usize) -> Batch {
-        let m = if ell == 64 {
-            u64::MAX
-        } else {
-            (1u64 << ell) - 1
-        };
-        let edges = [0, 1, m, m - 1, 1u64 << (ell - 1), (1u64 << (ell - 1)) - 1];
-        let mut val = |i: usize| {
-            if i.is_multiple_of(5) {
-                edges[rng.gen_range(0..edges.len())]
-            } else {
-                rng.gen::<u64>() & m
-            }
-        };
-        let a: Vec<u64> = (0..n).map(&mut val).collect();
-        let c: Vec<u64> = (0..n).map(&mut val).collect();
-        let r: Vec<u64> = (0..n).map(&mut val).collect();
-        let gb_zero = (0..n * ell).map(|_| Block::random(rng)).collect();
-        let ev_zero = (0..n * 2 * ell).map(|_| Block::random(rng)).collect();
-        Batch {
-            a,
-            c,
-            r,
-            gb_zero,
-            ev_zero,
-        }
-    }
-
-    /// The labels the evaluator would hold: the garbler encodes `a`, OT delivers `c ‖ r`.
-    pub(crate) fn labels(b: &Batch, ell: usize, delta: &Delta) -> (Vec<Block>, Vec<Block>) {
-        let mut gl = vec![Block::ZERO; b.gb_zero.len()];
-        encode(&b.gb_zero, &words_to_bits(&b.a, ell), delta, &mut gl).unwrap();
-        let mut ebits = Vec::new();
-        for i in 0..b.c.len() {
-            ebits.extend(words_to_bits(&[b.c[i]], ell));
-            ebits.extend(words_to_bits(&[b.r[i]], ell));
-        }
-        let mut el = vec![Block::ZERO; b.ev_zero.len()];
-        encode(&b.ev_zero, &ebits, delta, &mut el).unwrap();
-        (gl, el)
-    }
-
-    pub(crate) fn check_decoded(
-        b: &Batch,
-        ell: usize,
-        frac: usize,
-        zero_lsb: &[bool],
-        eval_lsb: &[bool],
-    ) {
-        let mut bits = vec![false; zero_lsb.len()];
-        decode(zero_lsb, eval_lsb, &mut bits).unwrap();
-        let z = bits_to_words(&bits, ell).unwrap();
-        for (i, &zi) in z.iter().enumerate() {
-            assert_eq!(
-                zi,
-                relu_plain(b.a[i], b.c[i], b.r[i], ell, frac),
-                "instance {i}"
-            );
-        }
-    }
-
-    /// The outputs of a batch engine on `b`, instance by instance against its scheme's reference
-    /// garbler and evaluator from instance number `first` on: the tables (each instance's share
-    /// of `tables`), the garbler's output colour bits (`lsb.0`) and the evaluator's (`lsb.1`, from
-    /// the labels `labels`).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn check_against_reference<T: PartialEq + std::fmt::Debug>(
-        b: &Batch,
-        ell: usize,
-        first: u64,
-        tables: &[T],
-        labels: (&[Block], &[Block]),
-        lsb: (&[bool], &[bool]),
-        garble_reference: impl Fn(&[Block], &[Block], u64) -> Result<(Vec<T>, Vec<Block>), GcError>,
-        eval_reference: impl Fn(&[Block], &[Block], &[T], u64) -> Result<Vec<Block>, GcError>,
-    ) {
-        let n = b.a.len();
-        let w = tables.len() / n;
-        let colours = |labels: &[Block]| labels.iter().map(|l| l.lsb()).collect::<Vec<_>>();
-        for i in 0..n {
-            let (g, e) = (i * ell..(i + 1) * ell, 2 * i * ell..2 * (i + 1) * ell);
-            let instance = first + i as u64;
-            let (t, out0) =
-                garble_reference(&b.gb_zero[g.clone()], &b.ev_zero[e.clone()], instance).unwrap();
-            assert_eq!(
-                &tables[i * w..(i + 1) * w],
-                &t[..],
-                "tables of instance {i}"
-            );
-            assert_eq!(&lsb.0[g.clone()], &colours(&out0)[..]);
-            let outl = eval_reference(&labels.0[g.clone()], &labels.1[e], &t, instance).unwrap();
-            assert_eq!(&lsb.1[g], &colours(&outl)[..]);
-        }
-    }
 
     #[test]
     fn garbled_relu_batch_decodes_to_reference() {
-        let (ell, frac) = (64, 12);
-        let circ = relu_circuit(ell, frac).unwrap();
-        let mut rng = ChaCha12Rng::seed_from_u64(42);
-        let delta = Delta::random(&mut rng);
         // Not a multiple of GROUP, so the tail group is exercised.
-        let n = 3 * GROUP + 5;
-        let b = batch(&mut rng, n, ell);
-        let g = Garbler::new(&circ, &delta);
-        let mut tables = vec![Block::ZERO; table_blocks(&circ, n)];
-        let mut zero_lsb = vec![false; n * ell];
-        g.garble_batch(&b.gb_zero, &b.ev_zero, 1000, &mut tables, &mut zero_lsb)
-            .unwrap();
-        let (gl, el) = labels(&b, ell, &delta);
-        let mut eval_lsb = vec![false; n * ell];
-        Evaluator::new(&circ)
-            .eval_batch(&gl, &el, &tables, 1000, &mut eval_lsb)
-            .unwrap();
-        check_decoded(&b, ell, frac, &zero_lsb, &eval_lsb);
+        relu_batch_decodes::<HalfGates>(42, (64, 12), 3 * GROUP + 5, 1000);
     }
 
     #[test]
     fn batch_engine_equals_reference_garbler() {
-        let (ell, frac) = (16, 5);
-        let circ = relu_circuit(ell, frac).unwrap();
-        let mut rng = ChaCha12Rng::seed_from_u64(3);
-        let delta = Delta::random(&mut rng);
-        let n = GROUP + 3;
-        let b = batch(&mut rng, n, ell);
-        let mut tables = vec![Block::ZERO; table_blocks(&circ, n)];
-        let mut zero_lsb = vec![false; n * ell];
-        Garbler::new(&circ, &delta)
-            .garble_batch(&b.gb_zero, &b.ev_zero, 77, &mut tables, &mut zero_lsb)
-            .unwrap();
-        let (gl, el) = labels(&b, ell, &delta);
-        let mut eval_lsb = vec![false; n * ell];
-        Evaluator::new(&circ)
-            .eval_batch(&gl, &el, &tables, 77, &mut eval_lsb)
-            .unwrap();
-        check_against_reference(
-            &b,
-            ell,
-            77,
-            &tables,
-            (&gl, &el),
-            (&zero_lsb, &eval_lsb),
-            |gz, ez, i| garble_reference(&circ, &delta, gz, ez, i),
-            |gl, el, t, i| eval_reference(&circ, gl, el, t, i),
-        );
+        engine_equals_reference_and_decodes::<HalfGates>((
+            |c, d, _, gz, ez, i| garble_reference(c, d, gz, ez, i),
+            eval_reference,
+        ));
     }
 
     #[test]
@@ -1167,103 +1027,20 @@ pub(super) mod tests {
 
     #[test]
     fn parallel_equals_sequential() {
-        let circ = relu_circuit(64, 12).unwrap();
-        let mut rng = ChaCha12Rng::seed_from_u64(9);
-        let delta = Delta::random(&mut rng);
-        let n = 2 * PAR_INSTANCES + 7;
-        let b = batch(&mut rng, n, 64);
-        let g = Garbler::new(&circ, &delta);
-        let mut t1 = vec![Block::ZERO; table_blocks(&circ, n)];
-        let mut t2 = t1.clone();
-        let (mut l1, mut l2) = (vec![false; n * 64], vec![false; n * 64]);
-        g.garble_batch(&b.gb_zero, &b.ev_zero, 5, &mut t1, &mut l1)
-            .unwrap();
-        g.garble_batch_par(&b.gb_zero, &b.ev_zero, 5, &mut t2, &mut l2)
-            .unwrap();
-        assert!(t1 == t2 && l1 == l2);
-        let (gl, el) = labels(&b, 64, &delta);
-        let (mut e1, mut e2) = (vec![false; n * 64], vec![false; n * 64]);
-        let e = Evaluator::new(&circ);
-        e.eval_batch(&gl, &el, &t1, 5, &mut e1).unwrap();
-        e.eval_batch_par(&gl, &el, &t1, 5, &mut e2).unwrap();
-        assert_eq!(e1, e2);
-        check_decoded(&b, 64, 12, &l1, &e1);
+        ways_agree::<HalfGates>(9, 2 * PAR_INSTANCES + 7, 5, [Way::SEQ, Way::PAR]);
     }
 
     #[test]
     fn streaming_and_stored_tables_over_a_channel() {
-        let (ell, frac) = (64, 12);
-        let circ = relu_circuit(ell, frac).unwrap();
-        let mut rng = ChaCha12Rng::seed_from_u64(11);
-        let delta = Delta::random(&mut rng);
-        let n = 1000;
-        let b = batch(&mut rng, n, ell);
-        let (gl, el) = labels(&b, ell, &delta);
-        let (mut cg, mut ce) = mem_pair(std::time::Duration::from_secs(30));
-        let (gz, ez) = (b.gb_zero.clone(), b.ev_zero.clone());
-        let circ2 = circ.clone();
-        let d2 = delta.clone();
-        let garbler = std::thread::spawn(move || {
-            let g = Garbler::new(&circ2, &d2);
-            let mut zl = vec![false; n * ell];
-            // Two sessions on the same channel: streamed (chunk 300), then streamed again to be
-            // stored by the evaluator, with later instance numbers.
-            let s1 = g
-                .garble_stream(
-                    &mut cg,
-                    GarblerLabels::Held(&gz),
-                    EvaluatorLabels::Held(&ez),
-                    0,
-                    &mut zl,
-                    300,
-                )
-                .unwrap();
-            let mut zl2 = vec![false; n * ell];
-            let s2 = g
-                .garble_stream(
-                    &mut cg,
-                    GarblerLabels::Held(&gz),
-                    EvaluatorLabels::Held(&ez),
-                    n as u64,
-                    &mut zl2,
-                    7,
-                )
-                .unwrap();
-            let mut ev1 = vec![false; n * ell];
-            let mut ev2 = vec![false; n * ell];
-            let r1 = recv_bits(&mut cg, &mut ev1).unwrap();
-            let r2 = recv_bits(&mut cg, &mut ev2).unwrap();
-            (s1, s2, r1 + r2, zl, zl2, ev1, ev2)
-        });
-        let e = Evaluator::new(&circ);
-        let mut o1 = vec![false; n * ell];
-        let got1 = e.eval_stream(&mut ce, &gl, &el, 0, &mut o1, 128).unwrap();
-        let mut stored = vec![Block::ZERO; table_blocks(&circ, n)];
-        let got2 = e.recv_tables(&mut ce, &mut stored).unwrap();
-        let mut o2 = vec![false; n * ell];
-        e.eval_batch_par(&gl, &el, &stored, n as u64, &mut o2)
-            .unwrap();
-        let sent_bits = send_bits(&mut ce, &o1).unwrap() + send_bits(&mut ce, &o2).unwrap();
-        ce.flush().unwrap();
-        let (s1, s2, rbits, zl, zl2, ev1, ev2) = garbler.join().unwrap();
-        let expect = table_bytes(&circ, n);
-        assert_eq!((s1, s2, got1, got2), (expect, expect, expect, expect));
-        assert_eq!(expect, n as u64 * 177 * 32);
-        assert_eq!(rbits, sent_bits);
-        assert_eq!(sent_bits, 2 * (n * ell).div_ceil(8) as u64);
-        check_decoded(&b, ell, frac, &zl, &ev1);
-        check_decoded(&b, ell, frac, &zl2, &ev2);
+        streaming_and_stored_tables::<HalfGates>(1000);
     }
 
     #[test]
     fn drawn_and_expanded_labels_stream_the_same_tables_as_held_ones() {
-        let (ell, frac) = (64, 12);
-        let circ = relu_circuit(ell, frac).unwrap();
-        let mut rng = ChaCha12Rng::seed_from_u64(12);
-        let delta = Delta::random(&mut rng);
-        let n = 333;
-        let b = batch(&mut rng, n, ell);
-        let g = Garbler::new(&circ, &delta);
+        let c = Case::new(12, 64, 12, 333);
+        let (n, ell) = (c.n(), c.ell);
+        let b = &c.b;
+        let g = Garbler::new(&c.circ, &c.delta);
         let seed = Block(99);
         let mut gz = vec![Block::ZERO; n * ell];
         Prg::from_seed(seed).fill_blocks(&mut gz);
@@ -1324,113 +1101,40 @@ pub(super) mod tests {
 
     #[test]
     fn bad_lengths_are_errors_not_panics() {
-        let circ = relu_circuit(8, 2).unwrap();
-        let d = Delta::from_block(Block(1)).unwrap();
-        let g = Garbler::new(&circ, &d);
-        let mut t = vec![Block::ZERO; table_blocks(&circ, 2)];
-        let mut l = vec![false; 16];
-        let gz = vec![Block::ZERO; 16];
-        let ez = vec![Block::ZERO; 32];
-        assert!(g.garble_batch(&gz, &ez, 0, &mut t, &mut l).is_ok());
-        assert!(matches!(
-            g.garble_batch(&gz[1..], &ez, 0, &mut t, &mut l),
-            Err(GcError::Length { .. })
-        ));
-        assert!(matches!(
-            g.garble_batch(&gz, &ez, 0, &mut t[1..], &mut l),
-            Err(GcError::Length { .. })
-        ));
-        assert!(matches!(
-            g.garble_batch(&gz, &ez, 0, &mut t, &mut l[1..]),
-            Err(GcError::Length { .. })
-        ));
-        assert!(matches!(
-            g.garble_batch(&gz, &ez, u64::MAX, &mut t, &mut l),
-            Err(GcError::InstanceOverflow { .. })
-        ));
-        let e = Evaluator::new(&circ);
-        assert!(e.eval_batch_par(&gz, &ez[2..], &t, 0, &mut l).is_err());
-        let (mut a, _b) = mem_pair(std::time::Duration::from_millis(50));
-        assert!(matches!(
-            e.recv_tables(&mut a, &mut t[1..]),
-            Err(GcError::Length { .. })
-        ));
-        // A peer that never sends: a time-out error, not a hang.
-        assert!(matches!(
-            e.recv_tables(&mut a, &mut t),
-            Err(GcError::Net(_))
-        ));
+        test_support::bad_lengths_are_errors_not_panics::<HalfGates>();
     }
 
     #[test]
     fn portable_and_detected_kernels_agree() {
-        let circ = relu_circuit(64, 12).unwrap();
-        let mut rng = ChaCha12Rng::seed_from_u64(13);
-        let delta = Delta::random(&mut rng);
-        let n = GROUP + 9;
-        let b = batch(&mut rng, n, 64);
-        let fast = Garbler::new(&circ, &delta);
-        let slow = Garbler::new(&circ, &delta).portable();
-        assert_eq!(slow.kernel(), "portable");
-        let mut t1 = vec![Block::ZERO; table_blocks(&circ, n)];
-        let mut t2 = t1.clone();
-        let (mut l1, mut l2) = (vec![false; n * 64], vec![false; n * 64]);
-        fast.garble_batch(&b.gb_zero, &b.ev_zero, 1 << 40, &mut t1, &mut l1)
-            .unwrap();
-        slow.garble_batch(&b.gb_zero, &b.ev_zero, 1 << 40, &mut t2, &mut l2)
-            .unwrap();
-        assert!(
-            t1 == t2 && l1 == l2,
-            "kernel {} differs from portable",
-            fast.kernel()
-        );
-        let (gl, el) = labels(&b, 64, &delta);
-        let (mut e1, mut e2) = (vec![false; n * 64], vec![false; n * 64]);
-        Evaluator::new(&circ)
-            .eval_batch(&gl, &el, &t1, 1 << 40, &mut e1)
-            .unwrap();
-        Evaluator::new(&circ)
-            .portable()
-            .eval_batch(&gl, &el, &t1, 1 << 40, &mut e2)
-            .unwrap();
-        assert_eq!(e1, e2);
-        check_decoded(&b, 64, 12, &l1, &e1);
+        ways_agree::<HalfGates>(13, GROUP + 9, 1 << 40, [Way::SEQ, Way::PORTABLE]);
     }
 
     #[test]
     fn streams_report_a_vanished_peer_and_handle_empty_batches() {
-        let (ell, frac) = (16, 4);
-        let circ = relu_circuit(ell, frac).unwrap();
-        let mut rng = ChaCha12Rng::seed_from_u64(17);
-        let delta = Delta::random(&mut rng);
-        let n = 100;
-        let b = batch(&mut rng, n, ell);
-        let g = Garbler::new(&circ, &delta);
-        let e = Evaluator::new(&circ);
-        let mut lsb = vec![false; n * ell];
+        let c = Case::new(17, 16, 4, 100);
+        let g = Garbler::new(&c.circ, &c.delta);
+        let e = Evaluator::new(&c.circ);
+        let mut lsb = vec![false; c.n() * c.ell];
         let timeout = std::time::Duration::from_millis(300);
         // The evaluator is gone before anything is sent.
         let (mut cg, ce) = mem_pair(timeout);
         drop(ce);
         let r = g.garble_stream(
             &mut cg,
-            GarblerLabels::Held(&b.gb_zero),
-            EvaluatorLabels::Held(&b.ev_zero),
+            GarblerLabels::Held(&c.b.gb_zero),
+            EvaluatorLabels::Held(&c.b.ev_zero),
             0,
             &mut lsb,
             16,
         );
         assert!(matches!(r, Err(GcError::Net(_))), "{r:?}");
         // The garbler sends a third of the tables, then disappears.
-        let mut tables = vec![Block::ZERO; table_blocks(&circ, n)];
-        g.garble_batch(&b.gb_zero, &b.ev_zero, 0, &mut tables, &mut lsb)
-            .unwrap();
+        let (tables, _) = c.garble::<HalfGates>(Way::SEQ, 0);
         let (mut cg, mut ce) = mem_pair(timeout);
         cg.send_blocks(&tables[..tables.len() / 3]).unwrap();
         cg.flush().unwrap();
         drop(cg);
-        let (gl, el) = labels(&b, ell, &delta);
-        let r = e.eval_stream(&mut ce, &gl, &el, 0, &mut lsb, 16);
+        let r = e.eval_stream(&mut ce, &c.gl, &c.el, 0, &mut lsb, 16);
         assert!(matches!(r, Err(GcError::Net(_))), "{r:?}");
         // Nothing to do is not an error, and sends nothing.
         let (mut cg, mut ce) = mem_pair(timeout);
@@ -1452,8 +1156,8 @@ pub(super) mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
 
-        /// The whole engine (parallel garbling, word encoding, parallel evaluation, word
-        /// decoding) against `relu_plain`, for random (ℓ, f), batch sizes and instance numbers.
+        /// The whole engine against `relu_plain`, for random (ℓ, f), batch sizes and instance
+        /// numbers.
         #[test]
         fn engine_matches_reference(
             ell in 1usize..=64,
@@ -1462,25 +1166,9 @@ pub(super) mod tests {
             first in proptest::prelude::any::<u64>(),
             seed in proptest::prelude::any::<u64>(),
         ) {
-            let frac = frac_seed % ell;
             // Instance numbers stay below 2^63 (garbling and OT tweaks apart).
             let first = first.min(crate::gc::halfgates::INSTANCE_LIMIT - n as u64);
-            let circ = relu_circuit(ell, frac).unwrap();
-            let mut rng = ChaCha12Rng::seed_from_u64(seed);
-            let delta = Delta::random(&mut rng);
-            let b = batch(&mut rng, n, ell);
-            let mut tables = vec![Block::ZERO; table_blocks(&circ, n)];
-            let mut zero_lsb = vec![false; n * ell];
-            Garbler::new(&circ, &delta).garble_batch_par(&b.gb_zero, &b.ev_zero, first, &mut tables, &mut zero_lsb).unwrap();
-            let mut gl = vec![Block::ZERO; n * ell];
-            encode_words(&b.gb_zero, &b.a, ell, &delta, &mut gl).unwrap();
-            let (_, el) = labels(&b, ell, &delta);
-            let mut eval_lsb = vec![false; n * ell];
-            Evaluator::new(&circ).eval_batch_par(&gl, &el, &tables, first, &mut eval_lsb).unwrap();
-            let z = decode_words(&zero_lsb, &eval_lsb, ell).unwrap();
-            for (i, &zi) in z.iter().enumerate() {
-                proptest::prop_assert_eq!(zi, relu_plain(b.a[i], b.c[i], b.r[i], ell, frac));
-            }
+            relu_engine_matches_plain::<HalfGates>((ell, frac_seed % ell), n, first, seed)?;
         }
     }
 

@@ -98,6 +98,18 @@ impl Circuit {
         self.and_count
     }
 
+    /// Checks that `garbler` and `evaluator` inputs of one instance (bits or labels) are as many
+    /// as the circuit takes; `what` names the two in the error.
+    pub(crate) fn check_inputs(
+        &self,
+        what: [&'static str; 2],
+        garbler: usize,
+        evaluator: usize,
+    ) -> Result<(), GcError> {
+        check_len(what[0], self.garbler_inputs, garbler)?;
+        check_len(what[1], self.evaluator_inputs, evaluator)
+    }
+
     /// Evaluates the circuit on plaintext bits.
     ///
     /// Fails if the number of bits given for either party does not match the circuit.
@@ -106,14 +118,9 @@ impl Circuit {
         garbler_bits: &[bool],
         evaluator_bits: &[bool],
     ) -> Result<Vec<bool>, GcError> {
-        check_len(
-            "garbler input bits",
-            self.garbler_inputs,
+        self.check_inputs(
+            ["garbler input bits", "evaluator input bits"],
             garbler_bits.len(),
-        )?;
-        check_len(
-            "evaluator input bits",
-            self.evaluator_inputs,
             evaluator_bits.len(),
         )?;
         let mut w = vec![false; self.wires];

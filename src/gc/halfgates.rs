@@ -178,14 +178,9 @@ pub fn garble_reference(
     instance: u64,
 ) -> Result<(Vec<Block>, Vec<Block>), GcError> {
     check_instances(instance, 1, circuit.and_count())?;
-    check_len(
-        "garbler zero-labels",
-        circuit.garbler_inputs(),
+    circuit.check_inputs(
+        ["garbler zero-labels", "evaluator zero-labels"],
         gb_zero.len(),
-    )?;
-    check_len(
-        "evaluator zero-labels",
-        circuit.evaluator_inputs(),
         ev_zero.len(),
     )?;
     let d = delta.block();
@@ -246,10 +241,9 @@ pub fn eval_reference(
     instance: u64,
 ) -> Result<Vec<Block>, GcError> {
     check_instances(instance, 1, circuit.and_count())?;
-    check_len("garbler labels", circuit.garbler_inputs(), gb_labels.len())?;
-    check_len(
-        "evaluator labels",
-        circuit.evaluator_inputs(),
+    circuit.check_inputs(
+        ["garbler labels", "evaluator labels"],
+        gb_labels.len(),
         ev_labels.len(),
     )?;
     check_len("garbled tables", 2 * circuit.and_count(), tables.len())?;
@@ -273,6 +267,7 @@ pub fn eval_reference(
 mod tests {
     use super::*;
     use crate::gc::circuit::{BinaryGates, CircuitBuilder};
+    use crate::gc::test_support;
     use rand::SeedableRng;
     use rand_chacha::ChaCha12Rng;
 
@@ -280,66 +275,15 @@ mod tests {
     /// constants, garbled and evaluated for all four inputs.
     #[test]
     fn every_gate_kind_garbles_correctly() {
-        let mut b = CircuitBuilder::new();
-        let x = b.garbler_input().unwrap();
-        let y = b.evaluator_input().unwrap();
-        let and = b.and(&x, &y);
-        let xor = b.xor(&x, &y);
-        let nx = b.not(&x);
-        let nand = b.not(&and);
-        let or_ = {
-            let ny = b.not(&y);
-            let t = b.and(&nx, &ny);
-            b.not(&t)
-        };
-        let and_nx = b.and(&nx, &y);
-        for o in [
-            and,
-            xor,
-            nx,
-            nand,
-            or_,
-            and_nx,
-            b.constant(true),
-            b.constant(false),
-        ] {
-            b.output(&o);
-        }
-        let c = b.finish();
-        let mut rng = ChaCha12Rng::seed_from_u64(7);
-        for trial in 0..8 {
-            let delta = Delta::random(&mut rng);
-            let gz = [Block::random(&mut rng)];
-            let ez = [Block::random(&mut rng)];
-            let (tables, out0) = garble_reference(&c, &delta, &gz, &ez, trial).unwrap();
-            assert_eq!(tables.len(), 2 * c.and_count());
-            for (xb, yb) in [(false, false), (false, true), (true, false), (true, true)] {
-                let mut gl = [Block::ZERO];
-                let mut el = [Block::ZERO];
-                encode(&gz, &[xb], &delta, &mut gl).unwrap();
-                encode(&ez, &[yb], &delta, &mut el).unwrap();
-                let outl = eval_reference(&c, &gl, &el, &tables, trial).unwrap();
-                let want = [
-                    xb & yb,
-                    xb ^ yb,
-                    !xb,
-                    !(xb & yb),
-                    xb | yb,
-                    !xb & yb,
-                    true,
-                    false,
-                ];
-                for (i, (l, z)) in outl.iter().zip(&out0).enumerate() {
-                    // The evaluator ends with exactly one of the two labels of each output.
-                    let v = *l == *z ^ delta.block();
-                    assert!(v || *l == *z, "output {i} is neither label");
-                    assert_eq!(v, want[i], "output {i} for inputs {xb} {yb}");
-                    let mut bit = [false];
-                    decode(&[z.lsb()], &[l.lsb()], &mut bit).unwrap();
-                    assert_eq!(bit[0], want[i]);
-                }
-            }
-        }
+        test_support::every_gate_kind_garbles_correctly(
+            7,
+            8,
+            (
+                |c, d, _, gz, ez, i| garble_reference(c, d, gz, ez, i),
+                eval_reference,
+            ),
+            |ands| 2 * ands,
+        );
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub mod circuit;
 pub mod halfgates;
 mod kernel;
 pub mod relu;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod thbatch;
 pub mod threehalves;
 

@@ -326,48 +326,30 @@ pub fn instances_in(circuit: &Circuit, tables: &[u64]) -> Result<usize, GcError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gc::batch::tests::{batch, check_against_reference, check_decoded, labels};
-    use crate::gc::batch::{EvaluatorLabels, GarblerLabels, PAR_INSTANCES};
-    use crate::gc::circuit::{words_to_bits, BinaryGates, CircuitBuilder};
-    use crate::gc::halfgates::{decode, decode_words, encode, encode_words};
-    use crate::gc::relu::{relu_circuit, relu_plain};
+    use crate::gc::batch::PAR_INSTANCES;
+    use crate::gc::circuit::{BinaryGates, CircuitBuilder};
+    use crate::gc::halfgates::{decode, encode};
+    use crate::gc::relu::relu_circuit;
+    use crate::gc::test_support::{
+        self, batch, engine_equals_reference_and_decodes, relu_batch_decodes,
+        relu_engine_matches_plain, streaming_and_stored_tables, ways_agree, Way,
+    };
     use crate::gc::threehalves::{eval_reference, garble_reference};
-    use crate::net::channel::mem_pair;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha12Rng;
     use sha2::{Digest, Sha256};
 
     #[test]
     fn batch_engine_equals_reference_and_decodes() {
-        let (ell, frac) = (16, 5);
-        let circ = relu_circuit(ell, frac).unwrap();
-        let mut rng = ChaCha12Rng::seed_from_u64(3);
-        let delta = Delta::random(&mut rng);
-        let seed = Block::random(&mut rng);
-        let n = GROUP + 3;
-        let b = batch(&mut rng, n, ell);
-        let mut tables = vec![0u64; table_words(&circ, n)];
-        let mut zero_lsb = vec![false; n * ell];
-        ThGarbler::new(&circ, &delta, seed)
-            .garble_batch(&b.gb_zero, &b.ev_zero, 77, &mut tables, &mut zero_lsb)
-            .unwrap();
-        let (gl, el) = labels(&b, ell, &delta);
-        let mut eval_lsb = vec![false; n * ell];
-        ThEvaluator::new(&circ)
-            .eval_batch(&gl, &el, &tables, 77, &mut eval_lsb)
-            .unwrap();
-        check_decoded(&b, ell, frac, &zero_lsb, &eval_lsb);
-        let prf = ControlPrf::new(seed);
-        check_against_reference(
-            &b,
-            ell,
-            77,
-            &tables,
-            (&gl, &el),
-            (&zero_lsb, &eval_lsb),
-            |gz, ez, i| garble_reference(&circ, &delta, &prf, gz, ez, i),
-            |gl, el, t, i| eval_reference(&circ, gl, el, t, i),
-        );
+        engine_equals_reference_and_decodes::<ThreeHalves>((
+            |c, d, seed, gz, ez, i| garble_reference(c, d, &ControlPrf::new(seed), gz, ez, i),
+            eval_reference,
+        ));
+    }
+
+    #[test]
+    fn garbled_relu_batch_decodes_to_reference() {
+        relu_batch_decodes::<ThreeHalves>(42, (64, 12), 3 * GROUP + 5, 1000);
     }
 
     /// The table size is the documented packing: 1.5κ + 5 bits per AND gate, each instance
@@ -448,122 +430,17 @@ mod tests {
 
     #[test]
     fn parallel_portable_and_vaes_agree() {
-        let circ = relu_circuit(64, 12).unwrap();
-        let mut rng = ChaCha12Rng::seed_from_u64(9);
-        let delta = Delta::random(&mut rng);
-        let seed = Block::random(&mut rng);
-        let n = 2 * PAR_INSTANCES + 7;
-        let b = batch(&mut rng, n, 64);
-        let fast = ThGarbler::new(&circ, &delta, seed);
-        let slow = ThGarbler::new(&circ, &delta, seed).portable();
-        assert_eq!(slow.kernel(), "portable");
-        let mut t1 = vec![0u64; table_words(&circ, n)];
-        let mut t2 = t1.clone();
-        let (mut l1, mut l2) = (vec![false; n * 64], vec![false; n * 64]);
-        slow.garble_batch(&b.gb_zero, &b.ev_zero, 1 << 40, &mut t1, &mut l1)
-            .unwrap();
-        fast.garble_batch_par(&b.gb_zero, &b.ev_zero, 1 << 40, &mut t2, &mut l2)
-            .unwrap();
-        assert!(t1 == t2 && l1 == l2, "kernel {} differs", fast.kernel());
-        let (gl, el) = labels(&b, 64, &delta);
-        let (mut e1, mut e2) = (vec![false; n * 64], vec![false; n * 64]);
-        ThEvaluator::new(&circ)
-            .portable()
-            .eval_batch(&gl, &el, &t1, 1 << 40, &mut e1)
-            .unwrap();
-        ThEvaluator::new(&circ)
-            .eval_batch_par(&gl, &el, &t1, 1 << 40, &mut e2)
-            .unwrap();
-        assert_eq!(e1, e2);
-        check_decoded(&b, 64, 12, &l1, &e1);
-        // Wrong instance numbers do not decode: the tweaks are bound.
-        let mut wrong = vec![false; n * 64];
-        ThEvaluator::new(&circ)
-            .eval_batch_par(&gl, &el, &t1, (1 << 40) + 1, &mut wrong)
-            .unwrap();
-        assert_ne!(wrong, e1);
+        ways_agree::<ThreeHalves>(9, 2 * PAR_INSTANCES + 7, 1 << 40, [Way::PORTABLE, Way::PAR]);
     }
 
     #[test]
     fn streaming_and_stored_tables_over_a_channel() {
-        let (ell, frac) = (64, 12);
-        let circ = relu_circuit(ell, frac).unwrap();
-        let mut rng = ChaCha12Rng::seed_from_u64(11);
-        let delta = Delta::random(&mut rng);
-        let seed = Block::random(&mut rng);
-        let n = 700;
-        let b = batch(&mut rng, n, ell);
-        let (gl, el) = labels(&b, ell, &delta);
-        let (mut cg, mut ce) = mem_pair(std::time::Duration::from_secs(30));
-        let (gz, ez, circ2, d2) = (
-            b.gb_zero.clone(),
-            b.ev_zero.clone(),
-            circ.clone(),
-            delta.clone(),
-        );
-        let garbler = std::thread::spawn(move || {
-            let g = ThGarbler::new(&circ2, &d2, seed);
-            let mut zl = vec![false; n * ell];
-            let s1 = g
-                .garble_stream(
-                    &mut cg,
-                    GarblerLabels::Held(&gz),
-                    EvaluatorLabels::Held(&ez),
-                    0,
-                    &mut zl,
-                    300,
-                )
-                .unwrap();
-            let mut zl2 = vec![false; n * ell];
-            let s2 = g
-                .garble_stream(
-                    &mut cg,
-                    GarblerLabels::Held(&gz),
-                    EvaluatorLabels::Held(&ez),
-                    n as u64,
-                    &mut zl2,
-                    7,
-                )
-                .unwrap();
-            (s1, s2, zl, zl2)
-        });
-        let e = ThEvaluator::new(&circ);
-        let mut o1 = vec![false; n * ell];
-        let got1 = e.eval_stream(&mut ce, &gl, &el, 0, &mut o1, 128).unwrap();
-        let mut stored = vec![0u64; table_words(&circ, n)];
-        let got2 = e.recv_tables(&mut ce, &mut stored).unwrap();
-        assert_eq!(instances_in(&circ, &stored).unwrap(), n);
-        let mut o2 = vec![false; n * ell];
-        e.eval_batch_par(&gl, &el, &stored, n as u64, &mut o2)
-            .unwrap();
-        let (s1, s2, zl, zl2) = garbler.join().unwrap();
-        let expect = table_bytes(&circ, n);
-        assert_eq!((s1, s2, got1, got2), (expect, expect, expect, expect));
-        assert_eq!(expect, n as u64 * 4360);
-        check_decoded(&b, ell, frac, &zl, &o1);
-        check_decoded(&b, ell, frac, &zl2, &o2);
-        assert!(e.recv_tables(&mut ce, &mut stored[1..]).is_err());
+        streaming_and_stored_tables::<ThreeHalves>(700);
     }
 
     #[test]
     fn bad_lengths_are_errors_not_panics() {
-        let circ = relu_circuit(8, 2).unwrap();
-        let d = Delta::from_block(Block(1)).unwrap();
-        let g = ThGarbler::new(&circ, &d, Block(2));
-        let mut t = vec![0u64; table_words(&circ, 2)];
-        let mut l = vec![false; 16];
-        let gz = vec![Block::ZERO; 16];
-        let ez = vec![Block::ZERO; 32];
-        assert!(g.garble_batch(&gz, &ez, 0, &mut t, &mut l).is_ok());
-        assert!(g.garble_batch(&gz[1..], &ez, 0, &mut t, &mut l).is_err());
-        assert!(g.garble_batch(&gz, &ez, 0, &mut t[1..], &mut l).is_err());
-        assert!(matches!(
-            g.garble_batch(&gz, &ez, u64::MAX, &mut t, &mut l),
-            Err(GcError::InstanceOverflow { .. })
-        ));
-        let e = ThEvaluator::new(&circ);
-        assert!(e.eval_batch_par(&gz, &ez[2..], &t, 0, &mut l).is_err());
-        assert!(instances_in(&circ, &t[1..]).is_err());
+        test_support::bad_lengths_are_errors_not_panics::<ThreeHalves>();
     }
 
     /// A random circuit over `gi + ei` inputs with `gates` random gates, every wire an output.
@@ -632,30 +509,7 @@ mod tests {
             n in 1usize..30,
             seed in proptest::prelude::any::<u64>(),
         ) {
-            let frac = frac_seed % ell;
-            let circ = relu_circuit(ell, frac).unwrap();
-            let mut rng = ChaCha12Rng::seed_from_u64(seed);
-            let delta = Delta::random(&mut rng);
-            let b = batch(&mut rng, n, ell);
-            let mut tables = vec![0u64; table_words(&circ, n)];
-            let mut zero_lsb = vec![false; n * ell];
-            ThGarbler::new(&circ, &delta, Block::random(&mut rng))
-                .garble_batch_par(&b.gb_zero, &b.ev_zero, seed >> 2, &mut tables, &mut zero_lsb).unwrap();
-            let mut gl = vec![Block::ZERO; n * ell];
-            encode_words(&b.gb_zero, &b.a, ell, &delta, &mut gl).unwrap();
-            let mut ebits = Vec::new();
-            for i in 0..n {
-                ebits.extend(words_to_bits(&[b.c[i]], ell));
-                ebits.extend(words_to_bits(&[b.r[i]], ell));
-            }
-            let mut el = vec![Block::ZERO; n * 2 * ell];
-            encode(&b.ev_zero, &ebits, &delta, &mut el).unwrap();
-            let mut eval_lsb = vec![false; n * ell];
-            ThEvaluator::new(&circ).eval_batch_par(&gl, &el, &tables, seed >> 2, &mut eval_lsb).unwrap();
-            let z = decode_words(&zero_lsb, &eval_lsb, ell).unwrap();
-            for (i, &zi) in z.iter().enumerate() {
-                proptest::prop_assert_eq!(zi, relu_plain(b.a[i], b.c[i], b.r[i], ell, frac));
-            }
+            relu_engine_matches_plain::<ThreeHalves>((ell, frac_seed % ell), n, seed >> 2, seed)?;
         }
     }
 }

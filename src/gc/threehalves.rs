@@ -308,14 +308,9 @@ pub fn garble_reference(
     ev_zero: &[Block],
     instance: u64,
 ) -> Result<(Vec<u64>, Vec<Block>), GcError> {
-    check_len(
-        "garbler zero-labels",
-        circuit.garbler_inputs(),
+    circuit.check_inputs(
+        ["garbler zero-labels", "evaluator zero-labels"],
         gb_zero.len(),
-    )?;
-    check_len(
-        "evaluator zero-labels",
-        circuit.evaluator_inputs(),
         ev_zero.len(),
     )?;
     let ands = circuit.and_count();
@@ -347,10 +342,9 @@ pub fn eval_reference(
     table: &[u64],
     instance: u64,
 ) -> Result<Vec<Block>, GcError> {
-    check_len("garbler labels", circuit.garbler_inputs(), gb_labels.len())?;
-    check_len(
-        "evaluator labels",
-        circuit.evaluator_inputs(),
+    circuit.check_inputs(
+        ["garbler labels", "evaluator labels"],
+        gb_labels.len(),
         ev_labels.len(),
     )?;
     let ands = circuit.and_count();
@@ -380,7 +374,7 @@ pub fn eval_reference(
 mod tests {
     use super::*;
     use crate::gc::circuit::{BinaryGates, CircuitBuilder};
-    use crate::gc::halfgates::{decode, encode};
+    use crate::gc::test_support;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha12Rng;
 
@@ -485,44 +479,15 @@ mod tests {
     /// Every gate kind through the reference garbler and evaluator, all four inputs.
     #[test]
     fn every_gate_kind_garbles_correctly() {
-        let mut b = CircuitBuilder::new();
-        let x = b.garbler_input().unwrap();
-        let y = b.evaluator_input().unwrap();
-        let and = b.and(&x, &y);
-        let xor = b.xor(&x, &y);
-        let nx = b.not(&x);
-        let nand = b.not(&and);
-        let ny = b.not(&y);
-        let t = b.and(&nx, &ny);
-        let or_ = b.not(&t);
-        let and_nx = b.and(&nx, &y);
-        let t1 = b.constant(true);
-        for o in [and, xor, nx, nand, or_, and_nx, t1] {
-            b.output(&o);
-        }
-        let c = b.finish();
-        let mut rng = ChaCha12Rng::seed_from_u64(8);
-        for trial in 0..16 {
-            let delta = Delta::random(&mut rng);
-            let prf = ControlPrf::new(Block::random(&mut rng));
-            let gz = [Block::random(&mut rng)];
-            let ez = [Block::random(&mut rng)];
-            let (tables, out0) = garble_reference(&c, &delta, &prf, &gz, &ez, trial).unwrap();
-            assert_eq!(tables.len(), instance_words(c.and_count()));
-            for (xb, yb) in [(false, false), (false, true), (true, false), (true, true)] {
-                let (mut gl, mut el) = ([Block::ZERO], [Block::ZERO]);
-                encode(&gz, &[xb], &delta, &mut gl).unwrap();
-                encode(&ez, &[yb], &delta, &mut el).unwrap();
-                let outl = eval_reference(&c, &gl, &el, &tables, trial).unwrap();
-                let want = [xb & yb, xb ^ yb, !xb, !(xb & yb), xb | yb, !xb & yb, true];
-                for (o, (l, z)) in outl.iter().zip(&out0).enumerate() {
-                    assert!(*l == *z || *l == *z ^ delta.block(), "output {o}");
-                    let mut bit = [false];
-                    decode(&[z.lsb()], &[l.lsb()], &mut bit).unwrap();
-                    assert_eq!(bit[0], want[o], "output {o} for {xb} {yb}");
-                }
-            }
-        }
+        test_support::every_gate_kind_garbles_correctly(
+            8,
+            16,
+            (
+                |c, d, seed, gz, ez, i| garble_reference(c, d, &ControlPrf::new(seed), gz, ez, i),
+                eval_reference,
+            ),
+            instance_words,
+        );
     }
 
     #[test]

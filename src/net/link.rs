@@ -407,10 +407,9 @@ mod tests {
             recv_wait_ns: 0,
         };
         let server = Counters {
-            bytes_sent: 5000,
-            bytes_received: 10,
-            rounds: 3,
-            recv_wait_ns: 0,
+            bytes_sent: client.bytes_received,
+            bytes_received: client.bytes_sent,
+            ..client
         };
         // Fractional counts (a cost model's predictions) follow the same formula.
         let l2 = Link::parse("8mbit/16mbit,100ms").unwrap();

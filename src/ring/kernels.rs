@@ -689,17 +689,46 @@ mod tests {
         out
     }
 
+    /// Convolution geometries with square kernels of a side from `ks`, input sizes from `hw`
+    /// (height and width drawn apart), and channels, stride and padding from their ranges.
+    fn conv_geometry(
+        cin: std::ops::Range<usize>,
+        cout: std::ops::Range<usize>,
+        hw: std::ops::Range<usize>,
+        ks: Vec<usize>,
+        stride: std::ops::Range<usize>,
+        pad: std::ops::Range<usize>,
+    ) -> impl Strategy<Value = ConvGeometry> {
+        (
+            cin,
+            cout,
+            hw.clone(),
+            hw,
+            prop::sample::select(ks),
+            stride,
+            pad,
+        )
+            .prop_map(|(cin, cout, h, w, k, stride, pad)| ConvGeometry {
+                in_channels: cin,
+                in_h: h,
+                in_w: w,
+                out_channels: cout,
+                kh: k,
+                kw: k,
+                stride,
+                padding: pad,
+            })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(40))]
         #[test]
         fn conv_matches_naive(
-            cin in 1usize..5, cout in 1usize..7, h in 3usize..12, w in 3usize..12,
-            k in prop::sample::select(vec![1usize, 2, 3]), stride in 1usize..4, pad in 0usize..3,
+            g in conv_geometry(1..5, 1..7, 3..12, vec![1, 2, 3], 1..4, 0..3),
             seed in any::<u64>(),
         ) {
-            let g = ConvGeometry { in_channels: cin, in_h: h, in_w: w, out_channels: cout, kh: k, kw: k, stride, padding: pad };
-            let mut s = seed | 1;
-            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+            let ConvGeometry { in_channels: cin, in_h: h, in_w: w, out_channels: cout, kh: k, .. } = g;
+            let mut next = lcg(seed);
             let input: Vec<u64> = (0..cin * h * w).map(|_| next()).collect();
             let weight: Vec<u64> = (0..cout * cin * k * k).map(|_| next()).collect();
             prop_assert_eq!(conv2d(&input, &weight, None, &g), naive_conv(&input, &weight, &g));
@@ -707,8 +736,7 @@ mod tests {
 
         #[test]
         fn gemm_matches_naive(m in 1usize..9, k in 1usize..9, n in 1usize..150, seed in any::<u64>()) {
-            let mut s = seed | 1;
-            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+            let mut next = lcg(seed);
             let a: Vec<u64> = (0..m * k).map(|_| next()).collect();
             let b: Vec<u64> = (0..k * n).map(|_| next()).collect();
             let mut out = vec![0u64; m * n];
@@ -735,11 +763,11 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(30))]
         #[test]
         fn conv_batch_matches_per_image(
-            images in 1usize..6, cin in 1usize..4, cout in 1usize..5, h in 3usize..9, w in 3usize..9,
-            k in prop::sample::select(vec![1usize, 3]), stride in 1usize..3, pad in 0usize..2,
+            images in 1usize..6,
+            g in conv_geometry(1..4, 1..5, 3..9, vec![1, 3], 1..3, 0..2),
             seed in any::<u64>(),
         ) {
-            let g = ConvGeometry { in_channels: cin, in_h: h, in_w: w, out_channels: cout, kh: k, kw: k, stride, padding: pad };
+            let ConvGeometry { in_channels: cin, in_h: h, in_w: w, out_channels: cout, kh: k, .. } = g;
             let mut next = lcg(seed);
             let input: Vec<u64> = (0..images * cin * h * w).map(|_| next()).collect();
             let weight: Vec<u64> = (0..cout * cin * k * k).map(|_| next()).collect();
@@ -769,12 +797,12 @@ mod tests {
 
         #[test]
         fn conv_backward_is_the_adjoint(
-            images in 1usize..4, cin in 1usize..4, cout in 1usize..4, h in 3usize..8, w in 3usize..8,
-            k in prop::sample::select(vec![1usize, 3]), stride in 1usize..3, pad in 0usize..2,
+            images in 1usize..4,
+            g in conv_geometry(1..4, 1..4, 3..8, vec![1, 3], 1..3, 0..2),
             seed in any::<u64>(),
         ) {
             // <conv(x), y> = <x, conv_backward(y)>, exactly in integers.
-            let g = ConvGeometry { in_channels: cin, in_h: h, in_w: w, out_channels: cout, kh: k, kw: k, stride, padding: pad };
+            let ConvGeometry { in_channels: cin, in_h: h, in_w: w, out_channels: cout, kh: k, .. } = g;
             let mut next = lcg(seed);
             let small = |v: u64| ((v % 9) as i64 - 4) as f64;
             let x: Vec<f64> = (0..images * cin * h * w).map(|_| small(next())).collect();

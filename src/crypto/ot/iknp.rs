@@ -473,12 +473,9 @@ pub(super) fn transpose_into(matrix: &[u8], m: usize, out: &mut [Block], tail: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::ot::test_support::random_bits;
     use crate::net::{mem_pair, TcpChannel};
     use std::time::Duration;
-
-    fn random_bits(n: usize, rng: &mut Prg) -> Vec<bool> {
-        (0..n).map(|_| rng.next_u32() & 1 == 1).collect()
-    }
 
     fn random_delta(rng: &mut Prg) -> Block {
         Block::random(rng).with_lsb(true)

@@ -12,6 +12,8 @@ pub mod base;
 pub mod iknp;
 pub mod silent;
 pub mod softspoken;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod transpose;
 
 pub use self::iknp::{CotReceiver, CotSender};
@@ -410,6 +412,7 @@ mod tests {
 
 #[cfg(test)]
 mod kind_tests {
+    use super::test_support::{check_call, ones, run_call, setup_pair};
     use super::*;
     use crate::net::{mem_pair, TcpChannel};
     use std::time::Duration;
@@ -469,35 +472,16 @@ mod kind_tests {
     /// Runs `n` OTs of `kind` between the two ends of a channel pair behind the session
     /// interface and checks them: chosen bits where asked, random ones reported (and about half
     /// of them ones) elsewhere, and the correlation under the sender's Δ.
-    fn check_kind<C: Channel + Send + 'static>(kind: OtKind, n: usize, mut a: C, mut b: C) {
+    fn check_kind<C: Channel + Send + 'static>(kind: OtKind, n: usize, a: C, b: C) {
         let pattern = ChoicePattern {
             period: 128,
             chosen: 64,
         };
-        let t = std::thread::spawn(move || {
-            let mut rng = Prg::from_entropy();
-            let d = Block::random(&mut rng).with_lsb(true);
-            let mut s = OtSender::setup(&mut a, kind, d, &mut rng).unwrap();
-            let mut q = vec![Block::ZERO; n];
-            s.send(&mut a, pattern, &mut q).unwrap();
-            (d, q)
-        });
-        let mut rng = Prg::from_entropy();
-        let mut r = OtReceiver::setup(&mut b, kind, &mut rng).unwrap();
+        let (sender, mut r, mut chr) = setup_pair(kind, a, b);
+        let d = sender.2;
         let want: Vec<bool> = (0..n).map(|j| j % 3 == 0).collect();
-        let mut c = want.clone();
-        let mut tl = vec![Block::ZERO; n];
-        r.receive(&mut b, pattern, &mut c, &mut tl).unwrap();
-        let (d, q) = t.join().unwrap();
-        let mut random_ones = 0;
-        for j in 0..n {
-            assert_eq!(tl[j], q[j] ^ d.select(c[j]), "{kind} OT {j}");
-            if pattern.is_chosen(j) {
-                assert_eq!(c[j], want[j]);
-            } else {
-                random_ones += c[j] as usize;
-            }
-        }
+        let (_, call) = run_call(sender, &mut r, &mut chr, pattern, want);
+        let random_ones = ones(&check_call(&call, d, pattern, &kind.to_string()));
         assert!(
             random_ones > n / 8 && random_ones < 3 * n / 8,
             "{kind}: {random_ones}"

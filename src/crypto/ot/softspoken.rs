@@ -631,11 +631,24 @@ impl SoftSpokenReceiver {
 mod tests {
     use super::*;
     use crate::crypto::ot::iknp::CHUNK_OTS;
-    use crate::net::{mem_pair, MemChannel};
+    use crate::crypto::ot::test_support::{
+        call_bytes, check_call, mismatched_counts_are_errors, ones, random_bits, run_call,
+        setup_pair,
+    };
+    use crate::crypto::ot::{OtKind, OtReceiver};
+    use crate::net::{mem_pair, MemChannel, Metered};
     use std::time::Duration;
 
-    fn delta(rng: &mut Prg) -> Block {
-        Block::random(rng).with_lsb(true)
+    /// Both parties of SoftSpoken with parameter `k`, set up over memory.
+    fn pair(
+        k: u8,
+    ) -> (
+        crate::crypto::ot::test_support::Sender<MemChannel>,
+        OtReceiver,
+        MemChannel,
+    ) {
+        let (a, b) = mem_pair(Duration::from_secs(30));
+        setup_pair(OtKind::SoftSpoken(k), a, b)
     }
 
     #[test]
@@ -696,30 +709,12 @@ mod tests {
         }
     }
 
-    fn pair(
-        k: usize,
-    ) -> (
-        std::thread::JoinHandle<(SoftSpokenSender, MemChannel)>,
-        SoftSpokenReceiver,
-        MemChannel,
-    ) {
-        let (mut a, mut b) = mem_pair(Duration::from_secs(30));
-        let t = std::thread::spawn(move || {
-            let mut rng = Prg::from_entropy();
-            let d = delta(&mut rng);
-            (SoftSpokenSender::setup(&mut a, k, d, &mut rng).unwrap(), a)
-        });
-        let r = SoftSpokenReceiver::setup(&mut b, k, &mut Prg::from_entropy()).unwrap();
-        (t, r, b)
-    }
-
     #[test]
     fn correlation_and_choices_for_every_k_and_pattern() {
         let mut rng = Prg::from_entropy();
-        for k in [1usize, 2, 4, 8] {
-            let (t, mut r, mut chr) = pair(k);
-            let (mut s, mut chs) = t.join().unwrap();
-            let d = s.delta();
+        for k in [1u8, 2, 4, 8] {
+            let (mut sender, mut r, mut chr) = pair(k);
+            let d = sender.2;
             for (n, pattern) in [
                 (1usize, ChoicePattern::ALL_RANDOM),
                 (1000, ChoicePattern::ALL_CHOSEN),
@@ -738,29 +733,12 @@ mod tests {
                     },
                 ),
             ] {
-                let want: Vec<bool> = (0..n).map(|_| rng.next_u32() & 1 == 1).collect();
-                let mut choices = want.clone();
-                let mut tl = vec![Block::ZERO; n];
-                let h = std::thread::spawn(move || {
-                    let mut q = vec![Block::ZERO; n];
-                    s.send(&mut chs, pattern, &mut q).unwrap();
-                    (s, chs, q)
-                });
-                r.receive(&mut chr, pattern, &mut choices, &mut tl).unwrap();
-                let (s2, chs2, q) = h.join().unwrap();
-                (s, chs) = (s2, chs2);
-                for j in 0..n {
-                    assert_eq!(tl[j], q[j] ^ d.select(choices[j]), "k {k} n {n} OT {j}");
-                    if pattern.is_chosen(j) {
-                        assert_eq!(choices[j], want[j]);
-                    }
-                }
-                let random: Vec<bool> = (0..n)
-                    .filter(|&j| !pattern.is_chosen(j))
-                    .map(|j| choices[j])
-                    .collect();
+                let call;
+                (sender, call) =
+                    run_call(sender, &mut r, &mut chr, pattern, random_bits(n, &mut rng));
+                let random = check_call(&call, d, pattern, &format!("k {k} n {n}"));
                 if random.len() > 500 {
-                    let ones = random.iter().filter(|&&b| b).count();
+                    let ones = ones(&random);
                     assert!(ones > random.len() / 3 && ones < 2 * random.len() / 3);
                 }
             }
@@ -776,10 +754,8 @@ mod tests {
             period: 128,
             chosen: 64,
         };
-        for k in [4usize, 8] {
-            let (t, mut r, mut chr) = pair(k);
-            let (mut s, mut chs) = t.join().unwrap();
-            let d = s.delta();
+        for k in [4u8, 8] {
+            let ((mut s, mut chs, d), mut r, mut chr) = pair(k);
             let sizes = [2 * CHUNK_OTS + 333, 0, 1000];
             let h = std::thread::spawn(move || {
                 let mut outs = Vec::new();
@@ -823,28 +799,14 @@ mod tests {
 
     #[test]
     fn bytes_per_ot_are_128_over_k_minus_one_plus_chosen_bits() {
-        use crate::net::Metered;
         let (a, b) = mem_pair(Duration::from_secs(30));
-        let (mut a, mut b) = (Metered::new(a), Metered::new(b));
+        let (sender, r, chr) = setup_pair(OtKind::SoftSpoken(4), Metered::new(a), Metered::new(b));
         let n = 128 * 1000;
         let pattern = ChoicePattern {
             period: 128,
             chosen: 64,
         };
-        let t = std::thread::spawn(move || {
-            let mut rng = Prg::from_entropy();
-            let mut s = SoftSpokenSender::setup(&mut a, 4, delta(&mut rng), &mut rng).unwrap();
-            let before = a.stats().total;
-            let mut q = vec![Block::ZERO; n];
-            s.send(&mut a, pattern, &mut q).unwrap();
-            let used = a.stats().total.minus(&before);
-            (used.bytes_received, used.bytes_sent)
-        });
-        let mut r = SoftSpokenReceiver::setup(&mut b, 4, &mut Prg::from_entropy()).unwrap();
-        let mut c = vec![false; n];
-        let mut tl = vec![Block::ZERO; n];
-        r.receive(&mut b, pattern, &mut c, &mut tl).unwrap();
-        let (recv, sent) = t.join().unwrap();
+        let (recv, sent) = call_bytes(sender, r, chr, pattern, n);
         // 31 columns of n bits, n/2 chosen bits, the 8-byte count; nothing back.
         assert_eq!(recv, (31 * n / 8 + n / 16 + 8) as u64);
         assert_eq!(sent, 0);
@@ -864,34 +826,11 @@ mod tests {
                 Err(OtError::Parameter(_))
             ));
         }
-        let (t, mut r, mut chr) = pair(2);
-        let (mut s, mut chs) = t.join().unwrap();
-        let mut tl = vec![Block::ZERO; 3];
-        assert!(matches!(
-            r.receive(
-                &mut chr,
-                ChoicePattern::ALL_RANDOM,
-                &mut [false; 4],
-                &mut tl
-            ),
-            Err(OtError::LengthMismatch { .. })
-        ));
-        r.receive(
-            &mut chr,
-            ChoicePattern::ALL_RANDOM,
-            &mut [false; 3],
-            &mut tl,
-        )
-        .unwrap();
-        let mut q = vec![Block::ZERO; 10];
-        assert!(matches!(
-            s.send(&mut chs, ChoicePattern::ALL_RANDOM, &mut q),
-            Err(OtError::CountMismatch {
-                ours: 10,
-                theirs: 3,
-                ..
-            })
-        ));
+        let (sender, mut r, mut chr) = pair(2);
+        mismatched_counts_are_errors(sender, &mut r, &mut chr);
+        let OtReceiver::SoftSpoken(r) = r else {
+            unreachable!("a SoftSpoken pair")
+        };
         assert_eq!(
             format!("{r:?}"),
             "SoftSpokenReceiver { k: 2, ots_run: 3, .. }"

@@ -359,22 +359,26 @@ impl SilentReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::ot::test_support::{
+        call_bytes, check_call, mismatched_counts_are_errors, ones, random_bits, run_call,
+        setup_pair, Sender,
+    };
+    use crate::crypto::ot::{OtKind, OtReceiver, OtSender};
     use crate::net::{mem_pair, MemChannel, Metered};
     use std::time::Duration;
 
-    fn pair() -> (
-        std::thread::JoinHandle<(SilentSender, MemChannel)>,
-        SilentReceiver,
-        MemChannel,
-    ) {
-        let (mut a, mut b) = mem_pair(Duration::from_secs(60));
-        let t = std::thread::spawn(move || {
-            let mut rng = Prg::from_entropy();
-            let d = Block::random(&mut rng).with_lsb(true);
-            (SilentSender::setup(&mut a, d, &mut rng).unwrap(), a)
-        });
-        let r = SilentReceiver::setup(&mut b, &mut Prg::from_entropy()).unwrap();
-        (t, r, b)
+    /// Both parties of silent OT, set up over memory.
+    fn pair() -> (Sender<MemChannel>, OtReceiver, MemChannel) {
+        let (a, b) = mem_pair(Duration::from_secs(60));
+        setup_pair(OtKind::Silent, a, b)
+    }
+
+    /// The chunks the two parties have generated.
+    fn chunks(s: &OtSender, r: &OtReceiver) -> (u64, u64) {
+        match (s, r) {
+            (OtSender::Silent(s), OtReceiver::Silent(r)) => (s.chunks(), r.chunks()),
+            _ => unreachable!("a silent pair"),
+        }
     }
 
     #[test]
@@ -391,9 +395,8 @@ mod tests {
     /// to SoftSpoken and mix chosen and random choices; the random bits are balanced.
     #[test]
     fn correlation_and_choices_across_chunks_and_fallback() {
-        let (t, mut r, mut chr) = pair();
-        let (mut s, mut chs) = t.join().unwrap();
-        let d = s.delta();
+        let (mut sender, mut r, mut chr) = pair();
+        let d = sender.2;
         let mut rng = Prg::from_entropy();
         let calls = [
             // A fresh chunk of 2^16, partly used.
@@ -417,28 +420,10 @@ mod tests {
             (5, ChoicePattern::ALL_CHOSEN),
         ];
         for (n, pattern) in calls {
-            let want: Vec<bool> = (0..n).map(|_| rng.next_u32() & 1 == 1).collect();
-            let mut choices = want.clone();
-            let mut z = vec![Block::ZERO; n];
-            let h = std::thread::spawn(move || {
-                let mut y = vec![Block::ZERO; n];
-                s.send(&mut chs, pattern, &mut y).unwrap();
-                (s, chs, y)
-            });
-            r.receive(&mut chr, pattern, &mut choices, &mut z).unwrap();
-            let (s2, chs2, y) = h.join().unwrap();
-            (s, chs) = (s2, chs2);
-            let mut ones = 0;
-            let mut random = 0;
-            for j in 0..n {
-                assert_eq!(z[j], y[j] ^ d.select(choices[j]), "n {n} OT {j}");
-                if pattern.is_chosen(j) {
-                    assert_eq!(choices[j], want[j], "n {n} OT {j}");
-                } else {
-                    random += 1;
-                    ones += usize::from(choices[j]);
-                }
-            }
+            let call;
+            (sender, call) = run_call(sender, &mut r, &mut chr, pattern, random_bits(n, &mut rng));
+            let random = check_call(&call, d, pattern, &format!("n {n}"));
+            let (ones, random) = (ones(&random), random.len());
             if random > 1000 {
                 assert!(
                     (random * 45 / 100..random * 55 / 100).contains(&ones),
@@ -446,10 +431,11 @@ mod tests {
                 );
             }
         }
-        assert_eq!(s.chunks(), r.chunks());
+        let (s_chunks, r_chunks) = chunks(&sender.0, &r);
+        assert_eq!(s_chunks, r_chunks);
         // 2^16 for the first call; the largest and 2^17 for the third; the last takes ready
         // OTs.
-        assert_eq!(s.chunks(), 3);
+        assert_eq!(s_chunks, 3);
     }
 
     /// Two sessions draw different random choice bits and outputs (fresh randomness).
@@ -457,21 +443,12 @@ mod tests {
     fn fresh_sessions_differ() {
         let mut runs = Vec::new();
         for _ in 0..2 {
-            let (t, mut r, mut chr) = pair();
-            let (mut s, mut chs) = t.join().unwrap();
-            let n = SILENT_MIN_OTS;
-            let h = std::thread::spawn(move || {
-                let mut y = vec![Block::ZERO; n];
-                s.send(&mut chs, ChoicePattern::ALL_RANDOM, &mut y).unwrap();
-                y
-            });
-            let mut c = vec![false; n];
-            let mut z = vec![Block::ZERO; n];
-            r.receive(&mut chr, ChoicePattern::ALL_RANDOM, &mut c, &mut z)
-                .unwrap();
-            let y = h.join().unwrap();
-            assert_eq!(r.chunks(), 1);
-            runs.push((c, y));
+            let (sender, mut r, mut chr) = pair();
+            let want = vec![false; SILENT_MIN_OTS];
+            let ((s, ..), call) =
+                run_call(sender, &mut r, &mut chr, ChoicePattern::ALL_RANDOM, want);
+            assert_eq!(chunks(&s, &r).1, 1);
+            runs.push((call.choices, call.y));
         }
         assert_ne!(runs[0].0, runs[1].0);
         assert_ne!(runs[0].1, runs[1].1);
@@ -482,27 +459,13 @@ mod tests {
     #[test]
     fn bytes_of_a_chunk() {
         let (a, b) = mem_pair(Duration::from_secs(60));
-        let (mut a, mut b) = (Metered::new(a), Metered::new(b));
+        let (sender, r, chr) = setup_pair(OtKind::Silent, Metered::new(a), Metered::new(b));
         let n = chunk_ots(MIN_DEPTH);
         let pattern = ChoicePattern {
             period: 128,
             chosen: 64,
         };
-        let t = std::thread::spawn(move || {
-            let mut rng = Prg::from_entropy();
-            let d = Block::random(&mut rng).with_lsb(true);
-            let mut s = SilentSender::setup(&mut a, d, &mut rng).unwrap();
-            let before = a.stats().total;
-            let mut y = vec![Block::ZERO; n];
-            s.send(&mut a, pattern, &mut y).unwrap();
-            let used = a.stats().total.minus(&before);
-            (used.bytes_received, used.bytes_sent)
-        });
-        let mut r = SilentReceiver::setup(&mut b, &mut Prg::from_entropy()).unwrap();
-        let mut c = vec![false; n];
-        let mut z = vec![Block::ZERO; n];
-        r.receive(&mut b, pattern, &mut c, &mut z).unwrap();
-        let (recv, sent) = t.join().unwrap();
+        let (recv, sent) = call_bytes(sender, r, chr, pattern, n);
         let base = TREES * MIN_DEPTH;
         // Counts of the call and of the base OTs; SoftSpoken's 15 bits per random OT (padded
         // to 128); the corrections.
@@ -512,24 +475,11 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_errors() {
-        let (t, mut r, mut chr) = pair();
-        let (mut s, mut chs) = t.join().unwrap();
-        let mut z = vec![Block::ZERO; 3];
-        assert!(matches!(
-            r.receive(&mut chr, ChoicePattern::ALL_RANDOM, &mut [false; 4], &mut z),
-            Err(OtError::LengthMismatch { .. })
-        ));
-        r.receive(&mut chr, ChoicePattern::ALL_RANDOM, &mut [false; 3], &mut z)
-            .unwrap();
-        let mut y = vec![Block::ZERO; 10];
-        assert!(matches!(
-            s.send(&mut chs, ChoicePattern::ALL_RANDOM, &mut y),
-            Err(OtError::CountMismatch {
-                ours: 10,
-                theirs: 3,
-                ..
-            })
-        ));
+        let (sender, mut r, mut chr) = pair();
+        mismatched_counts_are_errors(sender, &mut r, &mut chr);
+        let OtReceiver::Silent(r) = r else {
+            unreachable!("a silent pair")
+        };
         assert_eq!(format!("{r:?}"), "SilentReceiver { ots_run: 3, .. }");
         let (mut a, _b) = mem_pair(Duration::from_millis(100));
         assert!(matches!(

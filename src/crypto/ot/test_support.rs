@@ -1,0 +1,141 @@
+//! Test-only support for the OT extensions' tests: setting up a sender and a receiver of the
+//! session interface ([`OtSender`], [`OtReceiver`]) over a channel pair, running one call of
+//! correlated OTs between them and checking it, what a call costs on the wire, and how count
+//! mismatches are refused, written once for every extension (SoftSpoken and silent OT test
+//! themselves through it; IKNP's own tests drive its choice-only interface).
+
+use rand_core::RngCore;
+
+use super::{ChoicePattern, OtError, OtKind, OtReceiver, OtSender};
+use crate::crypto::{Block, Prg};
+use crate::net::{Channel, Metered};
+
+/// `n` uniformly random bits.
+pub(crate) fn random_bits(n: usize, rng: &mut Prg) -> Vec<bool> {
+    (0..n).map(|_| rng.next_u32() & 1 == 1).collect()
+}
+
+/// A sender with its end of the channel and its Δ.
+pub(crate) type Sender<C> = (OtSender, C, Block);
+
+/// Sets up both parties of `kind` over the channel pair `(a, b)`: the sender on a thread of its
+/// own with a fresh Δ (lsb 1), the receiver on this one, each with a fresh PRG.
+pub(crate) fn setup_pair<C: Channel + Send + 'static>(
+    kind: OtKind,
+    mut a: C,
+    mut b: C,
+) -> (Sender<C>, OtReceiver, C) {
+    let t = std::thread::spawn(move || {
+        let mut rng = Prg::from_entropy();
+        let d = Block::random(&mut rng).with_lsb(true);
+        (OtSender::setup(&mut a, kind, d, &mut rng).unwrap(), a, d)
+    });
+    let r = OtReceiver::setup(&mut b, kind, &mut Prg::from_entropy()).unwrap();
+    (t.join().unwrap(), r, b)
+}
+
+/// What one call of OTs gave: the bits the receiver asked for (`want`), the bits it got
+/// (`choices`), the sender's zero-labels (`y`) and the receiver's labels (`z`).
+pub(crate) struct Call {
+    pub(crate) want: Vec<bool>,
+    pub(crate) choices: Vec<bool>,
+    pub(crate) y: Vec<Block>,
+    pub(crate) z: Vec<Block>,
+}
+
+/// Runs one call of `want.len()` OTs under `pattern`: the sender on a thread of its own (handed
+/// back for the next call), the receiver on this one.
+pub(crate) fn run_call<C: Channel + Send + 'static>(
+    (mut s, mut chs, d): Sender<C>,
+    r: &mut OtReceiver,
+    chr: &mut C,
+    pattern: ChoicePattern,
+    want: Vec<bool>,
+) -> (Sender<C>, Call) {
+    let n = want.len();
+    let h = std::thread::spawn(move || {
+        let mut y = vec![Block::ZERO; n];
+        s.send(&mut chs, pattern, &mut y).unwrap();
+        (s, chs, y)
+    });
+    let mut choices = want.clone();
+    let mut z = vec![Block::ZERO; n];
+    r.receive(chr, pattern, &mut choices, &mut z).unwrap();
+    let (s, chs, y) = h.join().unwrap();
+    (
+        (s, chs, d),
+        Call {
+            want,
+            choices,
+            y,
+            z,
+        },
+    )
+}
+
+/// Checks a call under the sender's `delta`: `z = y ⊕ b·Δ` for every OT and its bit `b`, which
+/// is the one asked for wherever `pattern` marks the OT chosen. Returns the bits of the other,
+/// random, OTs, for the caller's check of their balance. `what` names the call in failures.
+pub(crate) fn check_call(
+    call: &Call,
+    delta: Block,
+    pattern: ChoicePattern,
+    what: &str,
+) -> Vec<bool> {
+    let mut random = Vec::new();
+    for j in 0..call.z.len() {
+        let b = call.choices[j];
+        assert_eq!(call.z[j], call.y[j] ^ delta.select(b), "{what} OT {j}");
+        if pattern.is_chosen(j) {
+            assert_eq!(b, call.want[j], "{what} OT {j}");
+        } else {
+            random.push(b);
+        }
+    }
+    random
+}
+
+/// How many of `bits` are set.
+pub(crate) fn ones(bits: &[bool]) -> usize {
+    bits.iter().filter(|&&b| b).count()
+}
+
+/// The bytes the sender received and sent (in that order) in one call of `n` OTs under
+/// `pattern` over metered channels, setup not counted.
+pub(crate) fn call_bytes<C: Channel + Send + 'static>(
+    (s, chs, d): Sender<Metered<C>>,
+    mut r: OtReceiver,
+    mut chr: Metered<C>,
+    pattern: ChoicePattern,
+    n: usize,
+) -> (u64, u64) {
+    let before = chs.stats().total;
+    let ((_, chs, _), _) = run_call((s, chs, d), &mut r, &mut chr, pattern, vec![false; n]);
+    let used = chs.stats().total.minus(&before);
+    (used.bytes_received, used.bytes_sent)
+}
+
+/// A receiver given 4 choices and 3 outputs refuses; a sender that runs 10 OTs where the
+/// receiver ran 3 refuses, naming both counts.
+pub(crate) fn mismatched_counts_are_errors<C: Channel>(
+    (mut s, mut chs, _): Sender<C>,
+    r: &mut OtReceiver,
+    chr: &mut C,
+) {
+    let mut z = vec![Block::ZERO; 3];
+    let all_random = ChoicePattern::ALL_RANDOM;
+    assert!(matches!(
+        r.receive(chr, all_random, &mut [false; 4], &mut z),
+        Err(OtError::LengthMismatch { .. })
+    ));
+    r.receive(chr, all_random, &mut [false; 3], &mut z).unwrap();
+    let mut y = vec![Block::ZERO; 10];
+    assert!(matches!(
+        s.send(&mut chs, all_random, &mut y),
+        Err(OtError::CountMismatch {
+            ours: 10,
+            theirs: 3,
+            ..
+        })
+    ));
+}
