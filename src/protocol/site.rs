@@ -233,6 +233,8 @@ impl ServerSite {
             } else {
                 ChoicePattern::ALL_CHOSEN
             };
+            // A no-op when the session already reserved these OTs.
+            cot.reserve(ch, ev_zero.len())?;
             cot.send(ch, pattern, &mut ev_zero)?;
         }
         let label_seed = Block::random(rng);
@@ -370,6 +372,7 @@ impl ClientSite {
             } else {
                 ChoicePattern::ALL_CHOSEN
             };
+            cot.reserve(ch, labels.len())?;
             cot.receive(ch, pattern, choices, &mut labels)?;
             if random {
                 for (r, bits) in relu_out_mask.iter_mut().zip(choices.chunks_exact(2 * ell)) {

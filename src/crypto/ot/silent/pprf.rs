@@ -36,7 +36,7 @@
 use std::sync::LazyLock;
 
 use super::super::iknp::{mask, OT_TWEAK_BIT};
-use super::super::{ChoicePattern, OtError, SoftSpokenReceiver, SoftSpokenSender};
+use super::super::OtError;
 use crate::crypto::{Block, BlockChannel, FixedKeyAes, Prg, FIXED_KEY_AES};
 use crate::net::Channel;
 
@@ -140,21 +140,21 @@ pub(crate) fn wipe(blocks: &mut [Block]) {
 }
 
 /// The garbler's side of one sparse VOLE: fills `v` (`TREES · 2^depth` blocks, leaves with lsb
-/// 0) and lets the evaluator obtain `v ⊕ e·Δ`. `first_tweak` numbers the setup's level-sum OTs
-/// run before this call (both parties count them).
+/// 0) and lets the evaluator obtain `v ⊕ e·Δ`. `q` holds the zero-labels of the chunk's
+/// `TREES · depth` base COTs (random choices; wiped here), `first_tweak` numbers the setup's
+/// level-sum OTs run before this call (both parties count them). Sends one message and no
+/// more: nothing here waits for the evaluator.
 pub(crate) fn vole_send<C: Channel + ?Sized>(
     ch: &mut C,
-    base: &mut SoftSpokenSender,
+    q: &mut [Block],
     delta: Block,
     depth: usize,
     first_tweak: u64,
     rng: &mut Prg,
     v: &mut [Block],
 ) -> Result<(), OtError> {
-    let m = TREES * depth;
+    debug_assert_eq!(q.len(), TREES * depth);
     debug_assert_eq!(v.len(), TREES << depth);
-    let mut q = vec![Block::ZERO; m];
-    base.send(ch, ChoicePattern::ALL_RANDOM, &mut q)?;
     let mut msg = vec![Block::ZERO; message_blocks(depth)];
     let mut sums = vec![(Block::ZERO, Block::ZERO); depth];
     let (mut tweaks, mut xs, mut scratch) = (
@@ -193,7 +193,7 @@ pub(crate) fn vole_send<C: Channel + ?Sized>(
         zeroize::Zeroize::zeroize(&mut a.0);
         zeroize::Zeroize::zeroize(&mut b.0);
     }
-    wipe(&mut q);
+    wipe(q);
     wipe(&mut xs);
     wipe(&mut scratch);
     ch.send_blocks(&msg)?;
@@ -202,24 +202,24 @@ pub(crate) fn vole_send<C: Channel + ?Sized>(
 }
 
 /// The evaluator's side of [`vole_send`]: fills `w` (`TREES · 2^depth` blocks) with
-/// `v ⊕ e·Δ`, where `e` has one 1 per tree of `2^depth` leaves.
+/// `v ⊕ e·Δ`, where `e` has one 1 per tree of `2^depth` leaves. `c` and `r` are the choice bits
+/// and labels of the chunk's base COTs (`r` is wiped here, `c` by the caller).
 pub(crate) fn vole_receive<C: Channel + ?Sized>(
     ch: &mut C,
-    base: &mut SoftSpokenReceiver,
+    c: &[bool],
+    r: &mut [Block],
     depth: usize,
     first_tweak: u64,
     w: &mut [Block],
 ) -> Result<(), OtError> {
     let m = TREES * depth;
+    debug_assert_eq!((c.len(), r.len()), (m, m));
     debug_assert_eq!(w.len(), TREES << depth);
-    let mut c = vec![false; m];
-    let mut r = vec![Block::ZERO; m];
-    base.receive(ch, ChoicePattern::ALL_RANDOM, &mut c, &mut r)?;
     let mut msg = vec![Block::ZERO; message_blocks(depth)];
     ch.recv_blocks(&mut msg)?;
     let tweaks: Vec<Block> = (0..m).map(|j| tweak(first_tweak + j as u64)).collect();
     let mut scratch = vec![Block::ZERO; m];
-    FIXED_KEY_AES.tccr_batch(&tweaks, &mut r, &mut scratch);
+    FIXED_KEY_AES.tccr_batch(&tweaks, r, &mut scratch);
     let mut off = vec![Block::ZERO; depth];
     for (t, (leaves, got)) in w
         .chunks_exact_mut(1 << depth)
@@ -243,17 +243,15 @@ pub(crate) fn vole_receive<C: Channel + ?Sized>(
         zeroize::Zeroize::zeroize(&mut alpha);
     }
     wipe(&mut off);
-    wipe(&mut r);
+    wipe(r);
     wipe(&mut scratch);
-    for b in c.iter_mut() {
-        zeroize::Zeroize::zeroize(b);
-    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::ot::{ChoicePattern, SoftSpokenReceiver, SoftSpokenSender};
     use crate::net::mem_pair;
     use std::time::Duration;
 
@@ -301,31 +299,33 @@ mod tests {
         let depth = 6;
         let size = TREES << depth;
         let (mut a, mut b) = mem_pair(Duration::from_secs(30));
+        let m = TREES * depth;
+        // Both chunks' base COTs in one call, then the two messages back to back: the
+        // evaluator sends nothing between them.
         let t = std::thread::spawn(move || {
             let mut rng = Prg::from_entropy();
             let delta = Block::random(&mut rng).with_lsb(true);
             let mut base = SoftSpokenSender::setup(&mut a, 8, delta, &mut rng).unwrap();
+            let mut q = vec![Block::ZERO; 2 * m];
+            base.send(&mut a, ChoicePattern::ALL_RANDOM, &mut q)
+                .unwrap();
+            let (q1, q2) = q.split_at_mut(m);
             let mut v = vec![Block::ZERO; size];
-            vole_send(&mut a, &mut base, delta, depth, 0, &mut rng, &mut v).unwrap();
-            // A second call continues the tweaks.
+            vole_send(&mut a, q1, delta, depth, 0, &mut rng, &mut v).unwrap();
+            // The second chunk continues the tweaks.
             let mut v2 = vec![Block::ZERO; size];
-            vole_send(
-                &mut a,
-                &mut base,
-                delta,
-                depth,
-                (TREES * depth) as u64,
-                &mut rng,
-                &mut v2,
-            )
-            .unwrap();
+            vole_send(&mut a, q2, delta, depth, m as u64, &mut rng, &mut v2).unwrap();
             (delta, v, v2)
         });
         let mut base = SoftSpokenReceiver::setup(&mut b, 8, &mut Prg::from_entropy()).unwrap();
+        let mut c = vec![false; 2 * m];
+        let mut r = vec![Block::ZERO; 2 * m];
+        base.receive(&mut b, ChoicePattern::ALL_RANDOM, &mut c, &mut r)
+            .unwrap();
         let mut w = vec![Block::ZERO; size];
-        vole_receive(&mut b, &mut base, depth, 0, &mut w).unwrap();
+        vole_receive(&mut b, &c[..m], &mut r[..m], depth, 0, &mut w).unwrap();
         let mut w2 = vec![Block::ZERO; size];
-        vole_receive(&mut b, &mut base, depth, (TREES * depth) as u64, &mut w2).unwrap();
+        vole_receive(&mut b, &c[m..], &mut r[m..], depth, m as u64, &mut w2).unwrap();
         let (delta, v, v2) = t.join().unwrap();
         let mut punctures = Vec::new();
         for (v, w) in [(&v, &w), (&v2, &w2)] {
