@@ -117,10 +117,10 @@ fn expand_level_vaes(keys: &[RoundKeys; 2], buf: &mut [Block], parents: usize) -
                 l[j] = _mm512_xor_si512(l[j], rk[0][0]);
                 r[j] = _mm512_xor_si512(r[j], rk[1][0]);
             }
-            for round in 1..10 {
+            for (k0, k1) in rk[0][1..10].iter().zip(&rk[1][1..10]) {
                 for j in 0..4 {
-                    l[j] = _mm512_aesenc_epi128(l[j], rk[0][round]);
-                    r[j] = _mm512_aesenc_epi128(r[j], rk[1][round]);
+                    l[j] = _mm512_aesenc_epi128(l[j], *k0);
+                    r[j] = _mm512_aesenc_epi128(r[j], *k1);
                 }
             }
             for j in 0..4 {
