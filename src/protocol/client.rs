@@ -7,7 +7,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::prepro::ClientPreprocessing;
 use super::site::{ClientSite, ReluEngine};
-use super::{sites_of, PartyTimings, ProtocolError, SitePlan};
+use super::{session_ots, sites_of, PartyTimings, ProtocolError, SitePlan};
 use crate::crypto::ot::{OtKind, OtReceiver};
 use crate::gc::Scheme;
 use crate::model::walk::walk;
@@ -66,7 +66,10 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
         .map(|_| ring.reduce(rng.next_u64()))
         .collect();
     let mut sites = Vec::new();
-    let mut plan_iter = sites_of(net).into_iter();
+    let plans = sites_of(net);
+    // As the server does: every site's OTs announced at the first site.
+    let mut session_ots = Some(session_ots(&plans, ring.ell as usize));
+    let mut plan_iter = plans.into_iter();
     let mut choices = Vec::new();
     let out_share = walk(
         net,
@@ -99,6 +102,9 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                     let engine = ReluEngine::new(ring, plan.trunc, garbling)?;
                     let mut out = Share::Client.trunc_all(&ring, c, *trunc);
                     let kept_c: Vec<u64> = plan.kept.iter().map(|&j| c[j as usize]).collect();
+                    if let Some(n) = session_ots.take() {
+                        cot.reserve(ch, n)?;
+                    }
                     let (site, relu_out_mask) = ClientSite::offline(
                         ch,
                         &engine,

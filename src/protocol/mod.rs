@@ -258,6 +258,11 @@ pub fn sites_of(net: &FixedNetwork) -> Vec<SitePlan> {
     out
 }
 
+/// The correlated OTs of a whole session's sites: the client's `2ℓ` input wires per kept ReLU.
+pub fn session_ots(plans: &[SitePlan], ell: usize) -> usize {
+    plans.iter().map(|p| p.kept.len() * 2 * ell).sum()
+}
+
 /// Time spent by one party on one step in one phase.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepTiming {

@@ -7,7 +7,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::prepro::ServerPreprocessing;
 use super::site::{ReluEngine, ServerSite};
-use super::{sites_of, PartyTimings, ProtocolError, SitePlan};
+use super::{session_ots, sites_of, PartyTimings, ProtocolError, SitePlan};
 use crate::crypto::ot::{OtKind, OtSender};
 use crate::gc::{Delta, Scheme};
 use crate::model::walk::walk;
@@ -71,6 +71,9 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
     let mut linear_masks = vec![None; net.steps.len()];
     let mut sites = Vec::new();
     let plans = sites_of(net);
+    // Every site's OTs announced at the first site (in its scope and time), so that an OT with
+    // per-chunk interaction runs it once for the session instead of per chunk.
+    let mut session_ots = Some(session_ots(&plans, net.ring.ell as usize));
     let mut plan_iter = plans.into_iter();
     for (i, step) in net.steps.iter().enumerate() {
         let t0 = Instant::now();
@@ -82,6 +85,9 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                     .next()
                     .ok_or_else(|| ProtocolError::Internal("site plan out of step".into()))?;
                 let engine = ReluEngine::new(net.ring, plan.trunc, garbling)?;
+                if let Some(n) = session_ots.take() {
+                    cot.reserve(ch, n)?;
+                }
                 let site = ServerSite::offline(
                     ch,
                     &engine,

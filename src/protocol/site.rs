@@ -241,6 +241,8 @@ impl ServerSite {
         if defer {
             deferred = Some(cot.send_deferred(ch, pattern, n * 2 * ell)?);
         } else if n > 0 {
+            // A no-op when the session already reserved these OTs.
+            cot.reserve(ch, ev_zero.len())?;
             cot.send(ch, pattern, &mut ev_zero)?;
         }
         let label_seed = Block::random(rng);
@@ -388,6 +390,7 @@ impl ClientSite {
             } else {
                 ChoicePattern::ALL_CHOSEN
             };
+            cot.reserve(ch, labels.len())?;
             cot.receive(ch, pattern, choices, &mut labels)?;
             if random {
                 for (r, bits) in relu_out_mask.iter_mut().zip(choices.chunks_exact(2 * ell)) {

@@ -232,6 +232,17 @@ impl OtSender {
         !matches!(self, OtSender::Iknp(_))
     }
 
+    /// Announces that the next calls will take `n` OTs in all, so that an extension with
+    /// per-chunk interaction can run it for all of them now (silent OT: every chunk's base OTs
+    /// in one flight, [`SilentSender::reserve`]); nothing for the others. The receiver calls
+    /// [`OtReceiver::reserve`] with the same `n` at the same point.
+    pub fn reserve<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<(), OtError> {
+        match self {
+            OtSender::Silent(s) => s.reserve(ch, n),
+            OtSender::Iknp(_) | OtSender::SoftSpoken(_) => Ok(()),
+        }
+    }
+
     /// Runs `out.len()` correlated OTs: `out[j]` becomes the zero-label `q_j`, the receiver
     /// gets `q_j ⊕ b_j·Δ` for its chosen or random bit `b_j` as `pattern` says.
     pub fn send<C: Channel + ?Sized>(
@@ -306,6 +317,14 @@ impl OtReceiver {
     /// [`OtSender::random_is_cheaper`]).
     pub fn random_is_cheaper(&self) -> bool {
         !matches!(self, OtReceiver::Iknp(..))
+    }
+
+    /// The receiver's side of [`OtSender::reserve`].
+    pub fn reserve<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<(), OtError> {
+        match self {
+            OtReceiver::Silent(r) => r.reserve(ch, n),
+            OtReceiver::Iknp(..) | OtReceiver::SoftSpoken(_) => Ok(()),
+        }
     }
 
     /// Runs `choices.len()` correlated OTs: `out[j]` becomes `q_j ⊕ b_j·Δ`; where `pattern`

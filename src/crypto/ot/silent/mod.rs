@@ -26,6 +26,18 @@
 //! chunk's fixed cost (`TREES · (2d + 1)` blocks and an extra round trip) only pays at large
 //! counts. Both parties decide the same way from the count and what is ready.
 //!
+//! # Rounds
+//!
+//! A chunk's only message from the evaluator is the SoftSpoken extension of its base OTs, which
+//! depends on nothing the garbler sends. [`SilentReceiver::reserve`] (with
+//! [`SilentSender::reserve`] at the same point) therefore runs the base OTs of every chunk a
+//! known number of OTs will need in one flight, before the first of them; the chunks themselves
+//! are generated later, when calls need them, and each costs the garbler one message and the
+//! evaluator none. Each call's count travels with its choice corrections after its OTs. A
+//! session that reserves its whole count up front so runs its correlated OTs in one round trip
+//! plus the one flight per call of corrections, whatever the number of chunks; without a
+//! reservation every chunk costs a round trip.
+//!
 //! Chosen choice bits are derandomized exactly as for SoftSpoken
 //! ([`choice_corrections`](super::choice_corrections)): one bit each, after the random OTs.
 //!
@@ -91,8 +103,44 @@ pub fn depth_for(need: usize) -> usize {
         .unwrap_or(MAX_DEPTH)
 }
 
+/// The depths of the chunks that cover `need` OTs beyond those already ready or planned: chunks
+/// as large as [`depth_for`] picks while at least [`SILENT_MIN_OTS`] are missing (a smaller
+/// tail is left to SoftSpoken at the call that meets it).
+pub fn plan(mut need: usize) -> Vec<usize> {
+    let mut depths = Vec::new();
+    while need >= SILENT_MIN_OTS {
+        let d = depth_for(need);
+        depths.push(d);
+        need = need.saturating_sub(chunk_ots(d));
+    }
+    depths
+}
+
 /// The protocol name in count errors.
 const NAME: &str = "silent OT";
+
+/// Chunks planned by a reservation, whose base COTs already ran: their depths in order, and
+/// (per party) the base COTs' outputs in the same order from `pos` on.
+#[derive(Default)]
+struct Planned {
+    depths: std::collections::VecDeque<usize>,
+    pos: usize,
+}
+
+impl Planned {
+    /// OTs the planned chunks will deliver.
+    fn ots(&self) -> usize {
+        self.depths.iter().map(|&d| chunk_ots(d)).sum()
+    }
+
+    /// The next chunk's depth and the range of its base COTs.
+    fn next(&mut self) -> Option<(usize, core::ops::Range<usize>)> {
+        let d = self.depths.pop_front()?;
+        let r = self.pos..self.pos + TREES * d;
+        self.pos = r.end;
+        Some((d, r))
+    }
+}
 
 /// Generated OTs of the current chunk, the first `pos` of them handed out.
 struct Ready {
@@ -109,6 +157,11 @@ impl Ready {
             pos: 0,
             end: 0,
         }
+    }
+
+    /// OTs generated and not handed out yet.
+    fn left(&self) -> usize {
+        self.end - self.pos
     }
 
     /// Hands out up to `out.len()` ready OTs into the front of `out`; returns how many.
@@ -147,6 +200,9 @@ pub struct SilentSender {
     delta: Block,
     rng: Prg,
     ready: Ready,
+    planned: Planned,
+    /// The planned chunks' base zero-labels.
+    planned_q: Vec<Block>,
     /// Level-sum OTs run so far: the next tweak.
     tweaks: u64,
     count: u64,
@@ -156,6 +212,7 @@ pub struct SilentSender {
 impl Drop for SilentSender {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.delta.0);
+        wipe(&mut self.planned_q);
     }
 }
 
@@ -163,6 +220,10 @@ impl Drop for SilentSender {
 pub struct SilentReceiver {
     base: SoftSpokenReceiver,
     ready: Ready,
+    planned: Planned,
+    /// The planned chunks' base choice bits and labels.
+    planned_c: Vec<bool>,
+    planned_r: Vec<Block>,
     /// The random choice bits of one call.
     random: Vec<bool>,
     tweaks: u64,
@@ -172,9 +233,10 @@ pub struct SilentReceiver {
 
 impl Drop for SilentReceiver {
     fn drop(&mut self) {
-        for b in self.random.iter_mut() {
+        for b in self.random.iter_mut().chain(&mut self.planned_c) {
             zeroize::Zeroize::zeroize(b);
         }
+        wipe(&mut self.planned_r);
     }
 }
 
@@ -203,6 +265,8 @@ impl SilentSender {
             delta,
             rng: Prg::from_seed(Block::random(rng)),
             ready: Ready::new(),
+            planned: Planned::default(),
+            planned_q: Vec::new(),
             tweaks: 0,
             count: 0,
             chunks: 0,
@@ -219,6 +283,54 @@ impl SilentSender {
         self.chunks
     }
 
+    /// Makes sure that the next `n` OTs are ready or planned (up to a tail below
+    /// [`SILENT_MIN_OTS`]): plans the chunks that cover the rest ([`plan`]) and runs all their
+    /// base OTs now, in one flight from the receiver, which calls
+    /// [`SilentReceiver::reserve`] with the same `n` at the same point.
+    pub fn reserve<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<(), OtError> {
+        let have = self.ready.left() + self.planned.ots();
+        let depths = plan(n.saturating_sub(have));
+        if depths.is_empty() {
+            return Ok(());
+        }
+        let m: usize = depths.iter().map(|&d| TREES * d).sum();
+        let pos = self.planned.pos;
+        let mut q = vec![Block::ZERO; self.planned_q.len() - pos + m];
+        q[..self.planned_q.len() - pos].copy_from_slice(&self.planned_q[pos..]);
+        let fresh = self.planned_q.len() - pos;
+        self.base
+            .send(ch, ChoicePattern::ALL_RANDOM, &mut q[fresh..])?;
+        wipe(&mut self.planned_q);
+        self.planned_q = q;
+        self.planned.pos = 0;
+        self.planned.depths.extend(depths);
+        Ok(())
+    }
+
+    /// Generates the next chunk: a planned one, or one for `need` OTs with its own base OTs.
+    fn chunk<C: Channel + ?Sized>(&mut self, ch: &mut C, need: usize) -> Result<(), OtError> {
+        let mut own: Vec<Block> = Vec::new();
+        let (depth, q) = match self.planned.next() {
+            Some((d, r)) => (d, &mut self.planned_q[r]),
+            None => {
+                let d = depth_for(need);
+                own.resize(TREES * d, Block::ZERO);
+                self.base.send(ch, ChoicePattern::ALL_RANDOM, &mut own)?;
+                (d, &mut own[..])
+            }
+        };
+        let v = self.ready.prepare(depth);
+        vole_send(ch, q, self.delta, depth, self.tweaks, &mut self.rng, v)?;
+        if self.planned.depths.is_empty() {
+            self.planned_q = Vec::new();
+            self.planned.pos = 0;
+        }
+        self.ready.fill(depth);
+        self.tweaks += (TREES * depth) as u64;
+        self.chunks += 1;
+        Ok(())
+    }
+
     /// Runs `out.len()` correlated OTs: `out[j]` becomes the zero-label `q_j`; the receiver
     /// gets `q_j ⊕ b_j·Δ` for its choice `b_j` (chosen where `pattern` says so, random
     /// elsewhere).
@@ -232,7 +344,6 @@ impl SilentSender {
         if n == 0 {
             return Ok(());
         }
-        recv_count(ch, NAME, n)?;
         let mut filled = 0;
         while filled < n {
             filled += self.ready.take(&mut out[filled..]);
@@ -240,26 +351,16 @@ impl SilentSender {
             if need == 0 {
                 break;
             }
-            if need < SILENT_MIN_OTS {
+            if need < SILENT_MIN_OTS && self.planned.depths.is_empty() {
                 self.base
                     .send(ch, ChoicePattern::ALL_RANDOM, &mut out[filled..])?;
                 break;
             }
-            let depth = depth_for(need);
-            let v = self.ready.prepare(depth);
-            vole_send(
-                ch,
-                &mut self.base,
-                self.delta,
-                depth,
-                self.tweaks,
-                &mut self.rng,
-                v,
-            )?;
-            self.ready.fill(depth);
-            self.tweaks += (TREES * depth) as u64;
-            self.chunks += 1;
+            self.chunk(ch, need)?;
         }
+        // The count comes with the corrections, after the OTs: the chunks' messages need no
+        // word from the receiver.
+        recv_count(ch, NAME, n)?;
         let chosen = pattern.count_in(0, n);
         if chosen > 0 {
             let mut d = vec![0u8; chosen.div_ceil(8)];
@@ -280,6 +381,9 @@ impl SilentReceiver {
         Ok(SilentReceiver {
             base: SoftSpokenReceiver::setup(ch, FALLBACK_K, rng)?,
             ready: Ready::new(),
+            planned: Planned::default(),
+            planned_c: Vec::new(),
+            planned_r: Vec::new(),
             random: Vec::new(),
             tweaks: 0,
             count: 0,
@@ -290,6 +394,75 @@ impl SilentReceiver {
     /// Chunks generated so far.
     pub fn chunks(&self) -> u64 {
         self.chunks
+    }
+
+    /// The receiver's side of [`SilentSender::reserve`]: sends the base OTs of the chunks that
+    /// cover the next `n` OTs.
+    pub fn reserve<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<(), OtError> {
+        let have = self.ready.left() + self.planned.ots();
+        let depths = plan(n.saturating_sub(have));
+        if depths.is_empty() {
+            return Ok(());
+        }
+        let m: usize = depths.iter().map(|&d| TREES * d).sum();
+        let (pos, kept) = (self.planned.pos, self.planned_r.len() - self.planned.pos);
+        let mut c = vec![false; kept + m];
+        let mut r = vec![Block::ZERO; kept + m];
+        c[..kept].copy_from_slice(&self.planned_c[pos..]);
+        r[..kept].copy_from_slice(&self.planned_r[pos..]);
+        self.base.receive(
+            ch,
+            ChoicePattern::ALL_RANDOM,
+            &mut c[kept..],
+            &mut r[kept..],
+        )?;
+        ch.flush()?;
+        self.wipe_planned();
+        (self.planned_c, self.planned_r) = (c, r);
+        self.planned.pos = 0;
+        self.planned.depths.extend(depths);
+        Ok(())
+    }
+
+    fn wipe_planned(&mut self) {
+        for b in self.planned_c.iter_mut() {
+            zeroize::Zeroize::zeroize(b);
+        }
+        wipe(&mut self.planned_r);
+    }
+
+    /// Generates the next chunk: a planned one, or one for `need` OTs with its own base OTs.
+    fn chunk<C: Channel + ?Sized>(&mut self, ch: &mut C, need: usize) -> Result<(), OtError> {
+        let (mut own_c, mut own_r): (Vec<bool>, Vec<Block>) = (Vec::new(), Vec::new());
+        let (depth, c, r) = match self.planned.next() {
+            Some((d, range)) => (
+                d,
+                &self.planned_c[range.clone()],
+                &mut self.planned_r[range],
+            ),
+            None => {
+                let d = depth_for(need);
+                own_c.resize(TREES * d, false);
+                own_r.resize(TREES * d, Block::ZERO);
+                self.base
+                    .receive(ch, ChoicePattern::ALL_RANDOM, &mut own_c, &mut own_r)?;
+                (d, &own_c[..], &mut own_r[..])
+            }
+        };
+        let w = self.ready.prepare(depth);
+        vole_receive(ch, c, r, depth, self.tweaks, w)?;
+        for b in own_c.iter_mut() {
+            zeroize::Zeroize::zeroize(b);
+        }
+        if self.planned.depths.is_empty() {
+            self.wipe_planned();
+            (self.planned_c, self.planned_r) = (Vec::new(), Vec::new());
+            self.planned.pos = 0;
+        }
+        self.ready.fill(depth);
+        self.tweaks += (TREES * depth) as u64;
+        self.chunks += 1;
+        Ok(())
     }
 
     /// Runs `choices.len()` correlated OTs: `out[j]` becomes the sender's `q_j ⊕ b_j·Δ`. Where
@@ -312,7 +485,6 @@ impl SilentReceiver {
         if n == 0 {
             return Ok(());
         }
-        send_count(ch, n)?;
         self.random.clear();
         self.random.resize(n, false);
         let mut filled = 0;
@@ -329,7 +501,7 @@ impl SilentReceiver {
             if need == 0 {
                 break;
             }
-            if need < SILENT_MIN_OTS {
+            if need < SILENT_MIN_OTS && self.planned.depths.is_empty() {
                 self.base.receive(
                     ch,
                     ChoicePattern::ALL_RANDOM,
@@ -338,13 +510,9 @@ impl SilentReceiver {
                 )?;
                 break;
             }
-            let depth = depth_for(need);
-            let w = self.ready.prepare(depth);
-            vole_receive(ch, &mut self.base, depth, self.tweaks, w)?;
-            self.ready.fill(depth);
-            self.tweaks += (TREES * depth) as u64;
-            self.chunks += 1;
+            self.chunk(ch, need)?;
         }
+        send_count(ch, n)?;
         let random = &self.random;
         let d = choice_corrections(pattern, 0, |j| random[j], choices);
         if !d.is_empty() {
@@ -436,6 +604,65 @@ mod tests {
         // 2^16 for the first call; the largest and 2^17 for the third; the last takes ready
         // OTs.
         assert_eq!(s_chunks, 3);
+    }
+
+    /// A reservation runs every planned chunk's base OTs in one flight: afterwards the
+    /// receiver only receives tree messages and sends each call's count and corrections, so
+    /// its flights do not grow with the number of chunks; the correlation holds throughout.
+    #[test]
+    fn reserved_chunks_cost_no_round_trip_each() {
+        let (a, b) = mem_pair(Duration::from_secs(60));
+        let (mut a, mut b) = (Metered::new(a), Metered::new(b));
+        let calls = [300_000usize, 300_000, 2_288];
+        let total: usize = calls.iter().sum();
+        // Two chunks of 2^18 and one of 2^17.
+        assert_eq!(plan(total), vec![MAX_DEPTH, MAX_DEPTH, MAX_DEPTH - 1]);
+        let pattern = ChoicePattern {
+            period: 128,
+            chosen: 64,
+        };
+        let t = std::thread::spawn(move || {
+            let mut rng = Prg::from_entropy();
+            let d = Block::random(&mut rng).with_lsb(true);
+            let mut s = SilentSender::setup(&mut a, d, &mut rng).unwrap();
+            s.reserve(&mut a, total).unwrap();
+            let ys: Vec<Vec<Block>> = calls
+                .iter()
+                .map(|&n| {
+                    // Reserving what is already planned changes nothing.
+                    s.reserve(&mut a, n).unwrap();
+                    let mut y = vec![Block::ZERO; n];
+                    s.send(&mut a, pattern, &mut y).unwrap();
+                    y
+                })
+                .collect();
+            (d, ys, s.chunks())
+        });
+        let mut r = SilentReceiver::setup(&mut b, &mut Prg::from_entropy()).unwrap();
+        r.reserve(&mut b, total).unwrap();
+        let before = b.stats().total;
+        let mut got = Vec::new();
+        for &n in &calls {
+            r.reserve(&mut b, n).unwrap();
+            let mut c: Vec<bool> = (0..n).map(|j| j % 5 == 0).collect();
+            let mut z = vec![Block::ZERO; n];
+            r.receive(&mut b, pattern, &mut c, &mut z).unwrap();
+            got.push((c, z));
+        }
+        let used = b.stats().total.minus(&before);
+        let (d, ys, chunks) = t.join().unwrap();
+        assert_eq!((chunks, r.chunks()), (3, 3));
+        for ((c, z), y) in got.iter().zip(&ys) {
+            for j in 0..y.len() {
+                assert_eq!(z[j], y[j] ^ d.select(c[j]), "OT {j}");
+                if pattern.is_chosen(j) {
+                    assert_eq!(c[j], j % 5 == 0);
+                }
+            }
+        }
+        // After the base OTs: the first call's two tree messages in, its corrections out; the
+        // second's message in, its corrections and the third call's (no chunk) out.
+        assert_eq!(used.rounds, 4);
     }
 
     /// Two sessions draw different random choice bits and outputs (fresh randomness).
