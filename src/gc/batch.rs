@@ -375,31 +375,26 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         tables: &mut [S::Elem],
         out_lsb: &mut [bool],
     ) -> Result<(), GcError> {
-        let s = shape::<S>(
-            self.circuit,
-            gb_zero.len(),
-            ev_zero.len(),
-            Some(tables.len()),
-            first_instance,
-            out_lsb.len(),
-        )?;
-        let mut ws = Workspace::new(self.circuit);
-        self.garble_range(
-            &mut ws,
-            s,
-            gb_zero,
-            ev_zero,
-            first_instance,
-            tables,
-            out_lsb,
-        );
-        Ok(())
+        self.garble_on(false, gb_zero, ev_zero, first_instance, tables, out_lsb)
     }
 
     /// [`BatchGarbler::garble_batch`] spread over the rayon thread pool; same inputs, same
     /// outputs.
     pub fn garble_batch_par(
         &self,
+        gb_zero: &[Block],
+        ev_zero: &[Block],
+        first_instance: u64,
+        tables: &mut [S::Elem],
+        out_lsb: &mut [bool],
+    ) -> Result<(), GcError> {
+        self.garble_on(true, gb_zero, ev_zero, first_instance, tables, out_lsb)
+    }
+
+    /// [`BatchGarbler::garble_batch`] on the calling thread or (`par`) over the rayon pool.
+    fn garble_on(
+        &self,
+        par: bool,
         gb_zero: &[Block],
         ev_zero: &[Block],
         first_instance: u64,
@@ -414,15 +409,20 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
             first_instance,
             out_lsb.len(),
         )?;
-        jobs(s, tables, out_lsb).into_par_iter().for_each_init(
-            || Workspace::new(self.circuit),
-            |ws, (i0, m, tab, lsb)| {
+        let job =
+            |ws: &mut Workspace, (i0, m, tab, lsb): (usize, usize, &mut [S::Elem], &mut [bool])| {
                 let sub = Shape { n: m, ..s };
                 let gb = &gb_zero[i0 * s.gi..(i0 + m) * s.gi];
                 let ev = &ev_zero[i0 * s.ei..(i0 + m) * s.ei];
                 self.garble_range(ws, sub, gb, ev, first_instance + i0 as u64, tab, lsb);
-            },
-        );
+            };
+        if par {
+            jobs(s, tables, out_lsb)
+                .into_par_iter()
+                .for_each_init(|| Workspace::new(self.circuit), job);
+        } else {
+            job(&mut Workspace::new(self.circuit), (0, s.n, tables, out_lsb));
+        }
         Ok(())
     }
 
@@ -605,31 +605,26 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
         first_instance: u64,
         out_lsb: &mut [bool],
     ) -> Result<(), GcError> {
-        let s = shape::<S>(
-            self.circuit,
-            gb_labels.len(),
-            ev_labels.len(),
-            Some(tables.len()),
-            first_instance,
-            out_lsb.len(),
-        )?;
-        let mut ws = Workspace::new(self.circuit);
-        self.eval_range(
-            &mut ws,
-            s,
-            gb_labels,
-            ev_labels,
-            tables,
-            first_instance,
-            out_lsb,
-        );
-        Ok(())
+        self.eval_on(false, gb_labels, ev_labels, tables, first_instance, out_lsb)
     }
 
     /// [`BatchEvaluator::eval_batch`] spread over the rayon thread pool; same inputs, same
     /// outputs.
     pub fn eval_batch_par(
         &self,
+        gb_labels: &[Block],
+        ev_labels: &[Block],
+        tables: &[S::Elem],
+        first_instance: u64,
+        out_lsb: &mut [bool],
+    ) -> Result<(), GcError> {
+        self.eval_on(true, gb_labels, ev_labels, tables, first_instance, out_lsb)
+    }
+
+    /// [`BatchEvaluator::eval_batch`] on the calling thread or (`par`) over the rayon pool.
+    fn eval_on(
+        &self,
+        par: bool,
         gb_labels: &[Block],
         ev_labels: &[Block],
         tables: &[S::Elem],
@@ -644,20 +639,25 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
             first_instance,
             out_lsb.len(),
         )?;
-        let mut empty: [S::Elem; 0] = [];
-        // Only the output colours are split mutably; tables are read through the job's range.
-        jobs(Shape { tb: 0, ..s }, &mut empty[..], out_lsb)
-            .into_par_iter()
-            .for_each_init(
-                || Workspace::new(self.circuit),
-                |ws, (i0, m, _, lsb)| {
-                    let sub = Shape { n: m, ..s };
-                    let gb = &gb_labels[i0 * s.gi..(i0 + m) * s.gi];
-                    let ev = &ev_labels[i0 * s.ei..(i0 + m) * s.ei];
-                    let tab = &tables[i0 * s.tb..(i0 + m) * s.tb];
-                    self.eval_range(ws, sub, gb, ev, tab, first_instance + i0 as u64, lsb);
-                },
-            );
+        let job = |ws: &mut Workspace, (i0, m, lsb): (usize, usize, &mut [bool])| {
+            let sub = Shape { n: m, ..s };
+            let gb = &gb_labels[i0 * s.gi..(i0 + m) * s.gi];
+            let ev = &ev_labels[i0 * s.ei..(i0 + m) * s.ei];
+            let tab = &tables[i0 * s.tb..(i0 + m) * s.tb];
+            self.eval_range(ws, sub, gb, ev, tab, first_instance + i0 as u64, lsb);
+        };
+        if par {
+            let mut empty: [S::Elem; 0] = [];
+            // Only the output colours are split mutably; tables are read through the job's range.
+            jobs(Shape { tb: 0, ..s }, &mut empty[..], out_lsb)
+                .into_par_iter()
+                .for_each_init(
+                    || Workspace::new(self.circuit),
+                    |ws, (i0, m, _, lsb)| job(ws, (i0, m, lsb)),
+                );
+        } else {
+            job(&mut Workspace::new(self.circuit), (0, s.n, out_lsb));
+        }
         Ok(())
     }
 
