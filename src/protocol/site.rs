@@ -97,9 +97,10 @@ impl ReluEngine {
     }
 
     /// Garbles `n = lsb.len() / ℓ` instances numbered from `instance_base`, the server's
-    /// zero-labels drawn from `gb_labels` and the client's from `ev` chunk by chunk, and streams their tables to `ch` in
-    /// chunks, one chunk while the next is garbled; `control_seed` keys the
-    /// three-halves control randomness (secret, fresh; unused by half gates).
+    /// zero-labels drawn from `gb_labels` and the client's from `ev` chunk by chunk, and
+    /// streams their tables to `ch` in chunks, one chunk while the next is garbled;
+    /// `control_seed` keys the three-halves control randomness (secret, fresh; unused by half
+    /// gates).
     #[allow(clippy::too_many_arguments)]
     fn garble_stream<C: Channel + ?Sized>(
         &self,
