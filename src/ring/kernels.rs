@@ -284,7 +284,7 @@ pub fn im2col_batch<T: Elem>(input: &[T], images: usize, g: &ConvGeometry) -> Ve
 /// signed f64 images, and one pass over the (9× larger) patch matrix is cheaper than a
 /// conversion pass over the input followed by a copy. Padding is `T::default()`, so `to` must map
 /// the zero of `S` to it. `to` is `Copy` so that each task holds its own copy.
-pub fn im2col_batch_map<S: Copy + Send + Sync, T: Elem>(
+pub fn im2col_batch_map<S: Copy + Send + Sync, T: Copy + Default + Send + Sync>(
     input: &[S],
     images: usize,
     g: &ConvGeometry,
@@ -480,35 +480,58 @@ pub fn conv2d_batch_chunks<S: Copy + Send + Sync, T: Elem>(
     weight: &[T],
     g: &ConvGeometry,
     to: impl Fn(S) -> T + Sync + Copy,
-    mut sink: impl FnMut(usize, usize, &[T]),
+    sink: impl FnMut(usize, usize, &[T]),
 ) {
-    let per_in = g.in_channels * g.in_h * g.in_w;
-    assert_eq!(input.len(), images * per_in, "conv2d input size");
     assert_eq!(
         weight.len(),
         g.out_channels * g.patch_len(),
         "conv2d weight size"
     );
+    let w = MatRef::row_major(weight, g.out_channels, g.patch_len());
+    conv2d_batch_chunks_with(
+        input,
+        images,
+        g,
+        to,
+        |col, cols, y| {
+            T::matmul(w, MatRef::row_major(col, g.patch_len(), cols), y, false);
+        },
+        sink,
+    );
+}
+
+/// [`conv2d_batch_chunks`] with the product given: `product(col, cols, y)` must overwrite `y`
+/// (`[O, cols]`, row-major) with `W · col` for the row-major patch matrix `col`
+/// (`[C·kh·kw, cols]`, elements converted by `to`). The batched evaluator multiplies 16-bit
+/// patches by packed weights into exact `i64` products ([`super::igemm`]) this way.
+pub fn conv2d_batch_chunks_with<S, T, Y>(
+    input: &[S],
+    images: usize,
+    g: &ConvGeometry,
+    to: impl Fn(S) -> T + Sync + Copy,
+    mut product: impl FnMut(&[T], usize, &mut [Y]),
+    mut sink: impl FnMut(usize, usize, &[Y]),
+) where
+    S: Copy + Send + Sync,
+    T: Copy + Default + Send + Sync,
+    Y: Copy + Default,
+{
+    let per_in = g.in_channels * g.in_h * g.in_w;
+    assert_eq!(input.len(), images * per_in, "conv2d input size");
     let per_out = g.out_h() * g.out_w();
     let o = g.out_channels;
-    let w = MatRef::row_major(weight, o, g.patch_len());
     let chunk = images_per_chunk(g, images);
-    // Scratch reused by every chunk; the products are overwritten (`accumulate` false), so
-    // their buffer needs no zeroing beyond its first allocation.
+    // Scratch reused by every chunk; the products are overwritten, so their buffer needs no
+    // zeroing beyond its first allocation.
     let mut col = Vec::new();
-    let mut y = vec![T::default(); o * chunk * per_out];
+    let mut y = vec![Y::default(); o * chunk * per_out];
     let mut start = 0;
     while start < images {
         let nb = chunk.min(images - start);
         let x = &input[start * per_in..(start + nb) * per_in];
         im2col_batch_map(x, nb, g, to, &mut col);
         let y = &mut y[..o * nb * per_out];
-        T::matmul(
-            w,
-            MatRef::row_major(&col, g.patch_len(), nb * per_out),
-            y,
-            false,
-        );
+        product(&col, nb * per_out, y);
         sink(start, nb, y);
         start += nb;
     }
