@@ -953,12 +953,15 @@ impl BatchEvaluator {
                 // Every value of these images lies in ±(2^15 − 1): the cast is exact.
                 let to_i16 = move |v: u64| ring.to_signed(v) as i16;
                 let mut picked = pick(&mut y, per_out, &i16_imgs);
+                let mut pairs = igemm::PairRows::default();
                 kernels::conv2d_batch_chunks_with(
                     xs,
                     i16_imgs.len(),
                     g,
-                    to_i16,
-                    |col, cols, p| igemm::matmul(packed, chunk, col, cols, p),
+                    |x, nb, p| {
+                        igemm::im2col_pairs(x, nb, g, to_i16, &mut pairs);
+                        igemm::matmul(packed, chunk, &pairs, p);
+                    },
                     |start, nb, p| {
                         to_ring_planes(
                             &mut picked[start..start + nb],

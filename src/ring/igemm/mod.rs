@@ -17,12 +17,16 @@
 //! arithmetic, anywhere). Both compute the same microkernel on the same packed layouts, so the
 //! packing and blocking are tested on every machine.
 //!
-//! Layouts: K is taken in pairs (the two 16-bit halves of a 32-bit lane). `A` is packed as
-//! `[M/MR][K/2][MR]` pairs, `B` per task as panels `[K/2][NR]` of pairs, both zero-padded.
+//! Layouts: K is taken in pairs (the two 16-bit halves of a 32-bit lane). `A` is packed once as
+//! `[M/MR][K/2][MR]` pairs; `B` is [`PairRows`], `[K/2][ld]` pairs, which the im2col pass
+//! ([`im2col_pairs`]) writes directly, so `B` needs no packing pass: the microkernel reads it
+//! in place, with a row stride `ld` chosen so that consecutive rows fall in different L1 sets.
 
 use std::sync::OnceLock;
 
 use rayon::prelude::*;
+
+use super::kernels::{im2col_row, ConvGeometry};
 
 mod portable;
 #[cfg(target_arch = "x86_64")]
@@ -39,9 +43,10 @@ pub const I16_MAX_ABS: u64 = i16::MAX as u64;
 /// `KC_MAX · NR` pairs, 24 KiB, stays in L1).
 const KC_MAX: usize = 128;
 
-/// `c[MR × NR] += a[kc × MR]ᵀ-pairs · b[kc × NR]-pairs` over `kc` pairs of K, where each `u32`
-/// holds two `i16` (low half: even k). The caller guarantees every chunk sum fits `i32`.
-type Microkernel = fn(kc: usize, a: &[u32], b: &[u32], c: &mut [i64; MR * NR]);
+/// `c[MR × NR] += a · b` over `kc` pairs of K, where each `u32` holds two `i16` (low half: even
+/// k): `a` is `kc` groups of `MR` row pairs, `b` holds `kc` rows of `NR` column pairs, `ldb`
+/// apart (`b.len() ≥ (kc − 1)·ldb + NR`). The caller guarantees every chunk sum fits `i32`.
+type Microkernel = fn(kc: usize, a: &[u32], b: &[u32], ldb: usize, c: &mut [i64; MR * NR]);
 
 /// The microkernel of the best backend this CPU supports (detected once).
 fn microkernel() -> Microkernel {
@@ -159,25 +164,127 @@ impl PackedI16 {
     }
 }
 
-/// `c = a · b`: `b` row-major `K × n` of `i16` whose entries are at most the magnitude `chunk`
+/// A `K × n` matrix of `i16` as [`matmul`] reads it: row `p` holds rows `2p` (low halves) and
+/// `2p + 1` (high halves, zero past K) as `u32` pairs; rows are `ld` apart, 64-byte aligned,
+/// with `ld/16` odd so that the rows a microkernel walks fall in different L1 sets, and at
+/// least `NR` more pairs follow the last row, so a panel may overhang `n`. A buffer kept for
+/// reuse: its contents beyond the `n` columns are stale but initialized.
+#[derive(Clone, Debug, Default)]
+pub struct PairRows {
+    data: Vec<u32>,
+    start: usize,
+    pairs: usize,
+    n: usize,
+    ld: usize,
+}
+
+impl PairRows {
+    /// Shape the buffer for a `k × n` matrix (contents unspecified until written).
+    fn reset(&mut self, k: usize, n: usize) {
+        let pairs = k.div_ceil(2);
+        let mut ld = n.div_ceil(16) * 16;
+        if (ld / 16).is_multiple_of(2) {
+            ld += 16;
+        }
+        let need = pairs * ld + NR + 16;
+        if self.data.len() < need {
+            self.data.resize(need, 0);
+        }
+        // `align_offset` may decline (it never does for `u32` on real targets): then unaligned.
+        let start = self.data.as_ptr().align_offset(64);
+        self.start = if start < 16 { start } else { 0 };
+        (self.pairs, self.n, self.ld) = (pairs, n, ld);
+    }
+
+    /// The pair rows' first `n` columns, in parallel.
+    fn rows_mut(&mut self) -> impl IndexedParallelIterator<Item = &mut [u32]> {
+        let (pairs, n, ld) = (self.pairs, self.n, self.ld);
+        self.data[self.start..self.start + pairs * ld]
+            .par_chunks_mut(ld.max(1))
+            .map(move |r| &mut r[..n])
+    }
+
+    /// The row-major `k × n` matrix `b`.
+    pub fn from_rows(b: &[i16], k: usize, n: usize) -> Self {
+        assert_eq!(b.len(), k * n, "pair rows size");
+        let mut out = PairRows::default();
+        out.reset(k, n);
+        out.rows_mut().enumerate().for_each(|(p, dst)| {
+            let lo = &b[2 * p * n..][..n];
+            if 2 * p + 1 < k {
+                let hi = &b[(2 * p + 1) * n..][..n];
+                for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
+                    *d = pair(l, h);
+                }
+            } else {
+                for (d, &l) in dst.iter_mut().zip(lo) {
+                    *d = pair(l, 0);
+                }
+            }
+        });
+        out
+    }
+
+    /// Rows of the matrix (K) rounded up to pairs.
+    pub fn pairs(&self) -> usize {
+        self.pairs
+    }
+
+    /// Columns (n).
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+}
+
+/// The patch matrix of `images` images `[N, C, H, W]` (as [`super::kernels::im2col_batch`]
+/// lays it out), each value converted by `to`, written as [`PairRows`] into `out`: one pass,
+/// two patch rows at a time through an L1-sized scratch.
+pub fn im2col_pairs<S: Copy + Send + Sync>(
+    input: &[S],
+    images: usize,
+    g: &ConvGeometry,
+    to: impl Fn(S) -> i16 + Sync + Copy,
+    out: &mut PairRows,
+) {
+    let k = g.patch_len();
+    let n = images * g.out_h() * g.out_w();
+    out.reset(k, n);
+    out.rows_mut().enumerate().for_each_init(
+        || (vec![0i16; n], vec![0i16; n]),
+        |(lo, hi), (p, dst)| {
+            let convert = to;
+            im2col_row(input, images, g, 2 * p, lo, 0, convert);
+            if 2 * p + 1 < k {
+                im2col_row(input, images, g, 2 * p + 1, hi, 0, convert);
+            } else {
+                hi.fill(0);
+            }
+            for ((d, &l), &h) in dst.iter_mut().zip(lo.iter()).zip(hi.iter()) {
+                *d = pair(l, h);
+            }
+        },
+    );
+}
+
+/// `c = a · b`: `b` a `K × n` matrix of `i16` whose entries are at most the magnitude `chunk`
 /// was made for, `c` row-major `M × n`, overwritten with the exact products. In parallel over
-/// column panels; each task packs its own panels of `b`.
-pub fn matmul(a: &PackedI16, chunk: Chunk, b: &[i16], n: usize, c: &mut [i64]) {
-    let (m, k) = (a.rows, a.cols);
-    assert_eq!(b.len(), k * n, "igemm B size");
+/// column panels.
+pub fn matmul(a: &PackedI16, chunk: Chunk, b: &PairRows, c: &mut [i64]) {
+    let (m, n) = (a.rows, b.n);
+    let pairs = a.cols.div_ceil(2);
+    assert_eq!(b.pairs, pairs, "igemm inner dimensions differ");
     assert_eq!(c.len(), m * n, "igemm C size");
     if m == 0 || n == 0 {
         return;
     }
     let kernel = microkernel();
-    let pairs = k.div_ceil(2);
     let blocks = m.div_ceil(MR);
     let panels = n.div_ceil(NR);
     // A few tasks per thread, each a whole number of panels, for balance.
     let tasks = (4 * rayon::current_num_threads()).clamp(1, panels);
     let per_task = panels.div_ceil(tasks) * NR;
     // Split every row of `c` at the task boundaries: task t owns columns
-    // `t·per_task .. (t+1)·per_task` of every row (safe disjoint borrows, no pointer arithmetic).
+    // `t·per_task .. (t+1)·per_task` of every row (safe disjoint borrows).
     let tasks = n.div_ceil(per_task);
     let mut owned: Vec<Vec<&mut [i64]>> = (0..tasks).map(|_| Vec::with_capacity(m)).collect();
     for row in c.chunks_mut(n) {
@@ -189,22 +296,21 @@ pub fn matmul(a: &PackedI16, chunk: Chunk, b: &[i16], n: usize, c: &mut [i64]) {
         }
     }
     let kc = chunk.0.min(KC_MAX);
+    let bd = &b.data[b.start..];
     owned.into_par_iter().enumerate().for_each(|(t, mut rows)| {
-        let mut panel = vec![0u32; pairs * NR];
         let mut tile = vec![[0i64; MR * NR]; blocks];
         let j_end = ((t + 1) * per_task).min(n);
         let mut j0 = t * per_task;
         while j0 < j_end {
             let width = NR.min(j_end - j0);
-            pack_panel(b, k, n, j0, width, &mut panel);
             tile.iter_mut().for_each(|c| c.fill(0));
             let mut p0 = 0;
             while p0 < pairs {
                 let len = kc.min(pairs - p0);
-                let bp = &panel[p0 * NR..(p0 + len) * NR];
+                let bp = &bd[p0 * b.ld + j0..];
                 for (blk, c) in tile.iter_mut().enumerate() {
                     let ap = &a.data[(blk * pairs + p0) * MR..(blk * pairs + p0 + len) * MR];
-                    kernel(len, ap, bp, c);
+                    kernel(len, ap, bp, b.ld, c);
                 }
                 p0 += len;
             }
@@ -216,26 +322,6 @@ pub fn matmul(a: &PackedI16, chunk: Chunk, b: &[i16], n: usize, c: &mut [i64]) {
             j0 += width;
         }
     });
-}
-
-/// Columns `j0 .. j0 + width` of the row-major `k × n` matrix `b` as a `[K/2][NR]` panel of
-/// pairs, zero-padded.
-fn pack_panel(b: &[i16], k: usize, n: usize, j0: usize, width: usize, panel: &mut [u32]) {
-    for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
-        let lo = &b[2 * p * n + j0..][..width];
-        let dst_w = &mut dst[..width];
-        if 2 * p + 1 < k {
-            let hi = &b[(2 * p + 1) * n + j0..][..width];
-            for ((d, &l), &h) in dst_w.iter_mut().zip(lo).zip(hi) {
-                *d = pair(l, h);
-            }
-        } else {
-            for (d, &l) in dst_w.iter_mut().zip(lo) {
-                *d = pair(l, 0);
-            }
-        }
-        dst[width..].fill(0);
-    }
 }
 
 #[cfg(test)]
@@ -293,15 +379,15 @@ mod tests {
         };
         let want = naive(&a, &b, m, k, n);
         let mut got = vec![7i64; m * n];
-        matmul(&packed, chunk, &b, n, &mut got);
+        let rows = PairRows::from_rows(&b, k, n);
+        matmul(&packed, chunk, &rows, &mut got);
         prop_assert_eq!(&got, &want, "{}", backend());
         // The portable backend directly, on the same packed data.
         let mut tile = [0i64; MR * NR];
         let pairs = k.div_ceil(2);
-        let mut panel = vec![0u32; pairs * NR];
         let width = NR.min(n);
-        pack_panel(&b, k, n, 0, width, &mut panel);
-        portable::kernel(pairs, &packed.data[..pairs * MR], &panel, &mut tile);
+        let bd = &rows.data[rows.start..];
+        portable::kernel(pairs, &packed.data[..pairs * MR], bd, rows.ld, &mut tile);
         for r in 0..MR.min(m) {
             prop_assert_eq!(&tile[r * NR..r * NR + width], &want[r * n..r * n + width]);
         }
@@ -326,6 +412,32 @@ mod tests {
     fn long_k_with_many_chunks() {
         // K beyond KC_MAX pairs and beyond 2^31 / (max|a|·max|b|): i64 folding must be exact.
         check(9, 2 * KC_MAX * 3 + 5, 97, 3000, 30000, 5).unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn im2col_pairs_match_the_patch_matrix(
+            images in 1usize..4, cin in 1usize..4, h in 3usize..9, w in 3usize..9,
+            k in prop::sample::select(vec![1usize, 2, 3]), stride in 1usize..3, pad in 0usize..2,
+            seed in any::<u64>(),
+        ) {
+            let g = ConvGeometry { in_channels: cin, in_h: h, in_w: w, out_channels: 1, kh: k, kw: k, stride, padding: pad };
+            let mut next = xorshift(seed);
+            // Two's complement in u64, as the ring holds signed values.
+            let x: Vec<u64> = (0..images * cin * h * w).map(|_| draw(&mut next, 32767) as u64).collect();
+            let col = crate::ring::kernels::im2col_batch(&x, images, &g);
+            let col16: Vec<i16> = col.iter().map(|&v| v as i16).collect();
+            let n = images * g.out_h() * g.out_w();
+            let want = PairRows::from_rows(&col16, g.patch_len(), n);
+            let mut got = PairRows::default();
+            im2col_pairs(&x, images, &g, |v| v as i16, &mut got);
+            prop_assert_eq!((got.pairs, got.n, got.ld), (want.pairs, want.n, want.ld));
+            for p in 0..got.pairs {
+                let row = |r: &PairRows| r.data[r.start + p * r.ld..][..n].to_vec();
+                prop_assert_eq!(row(&got), row(&want));
+            }
+        }
     }
 
     #[test]

@@ -4,15 +4,15 @@
 use super::{MR, NR};
 
 /// `c += a · b` over `kc` pairs of K (see [`super::Microkernel`]).
-pub(super) fn kernel(kc: usize, a: &[u32], b: &[u32], c: &mut [i64; MR * NR]) {
-    let (a, b) = (&a[..kc * MR], &b[..kc * NR]);
+pub(super) fn kernel(kc: usize, a: &[u32], b: &[u32], ldb: usize, c: &mut [i64; MR * NR]) {
     let halves = |v: u32| {
         (
             i64::from(v as u16 as i16),
             i64::from((v >> 16) as u16 as i16),
         )
     };
-    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+    for (p, ap) in a[..kc * MR].chunks_exact(MR).enumerate() {
+        let bp = &b[p * ldb..][..NR];
         for (&av, row) in ap.iter().zip(c.chunks_exact_mut(NR)) {
             let (a0, a1) = halves(av);
             for (&bv, out) in bp.iter().zip(row) {

@@ -16,26 +16,34 @@ pub(super) fn detect() -> Option<Microkernel> {
 
 /// `c += a · b` over `kc` pairs of K (see [`super::Microkernel`]). Reachable only through
 /// [`detect`], which checked the CPU features.
-fn kernel(kc: usize, a: &[u32], b: &[u32], c: &mut [i64; MR * NR]) {
+fn kernel(kc: usize, a: &[u32], b: &[u32], ldb: usize, c: &mut [i64; MR * NR]) {
+    if kc == 0 {
+        return;
+    }
     assert!(
-        a.len() >= kc * MR && b.len() >= kc * NR,
+        a.len() >= kc * MR && b.len() >= (kc - 1) * ldb + NR,
         "microkernel operands"
     );
     // SAFETY: `detect` hands this function out only after checking that the CPU supports
-    // every feature `tile` enables; the assertion above keeps every load in bounds.
-    unsafe { tile(kc, a, b, c) }
+    // every feature `tile` enables; the assertion above is `tile`'s bound on `a` and `b`.
+    unsafe { tile(kc, a, b, ldb, c) }
 }
 
+/// The kernel proper. Safety: the CPU has the enabled features, `a` holds at least `kc · MR`
+/// and `b` at least `(kc − 1)·ldb + NR` elements.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-fn tile(kc: usize, a: &[u32], b: &[u32], c: &mut [i64; MR * NR]) {
+unsafe fn tile(kc: usize, a: &[u32], b: &[u32], ldb: usize, c: &mut [i64; MR * NR]) {
     let mut acc = [[_mm512_setzero_si512(); 3]; MR];
-    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)).take(kc) {
-        // SAFETY: `bp` holds NR = 48 `u32`, three unaligned 64-byte loads.
+    for (p, ap) in a.chunks_exact(MR).take(kc).enumerate() {
+        // SAFETY: row p < kc of `b` starts at p·ldb and holds NR = 48 `u32` inside `b` (the
+        // caller's bound): three unaligned 64-byte loads. Raw offsets rather than a
+        // bounds-checked slice per row keep the loop tight.
         let bv = unsafe {
+            let bp = b.as_ptr().add(p * ldb);
             [
-                _mm512_loadu_si512(bp.as_ptr().cast()),
-                _mm512_loadu_si512(bp.as_ptr().add(16).cast()),
-                _mm512_loadu_si512(bp.as_ptr().add(32).cast()),
+                _mm512_loadu_si512(bp.cast()),
+                _mm512_loadu_si512(bp.add(16).cast()),
+                _mm512_loadu_si512(bp.add(32).cast()),
             ]
         };
         for (row, &av) in acc.iter_mut().zip(ap) {
