@@ -29,11 +29,13 @@
 //! protocol's client and dealer draw for given [`ProtocolSeeds`], so that the simulation equals
 //! a real run ([`super::secure`]) bit for bit.
 //!
-//! Speed: linear layers run as one batched f64 GEMM (`ring::kernels`, the `gemm` crate) on the
-//! signed representatives whenever that is provably exact — every partial sum is an integer of
-//! magnitude at most (largest row L1 norm of M) · (the image's max |x|), checked per layer and
-//! image against 2^53 — and are then reduced mod 2^ℓ; an image that fails the bound (a wrap made
-//! a value huge) goes through the exact u64 ring kernel instead. Elementwise work runs in
+//! Speed: convolutions run as one batched exact 16-bit integer GEMM (`ring::igemm`, AVX-512
+//! VNNI where the CPU has it) whenever the weights and the image's values fit ±(2^15 − 1); other
+//! linear layers and images run as one batched f64 GEMM (`ring::kernels`, the `gemm` crate) on
+//! the signed representatives whenever that is provably exact — every partial sum is an integer
+//! of magnitude at most (largest row L1 norm of M) · (the image's max |x|), checked per layer and
+//! image against 2^53. Both give the exact integer product, then reduced mod 2^ℓ; an image that
+//! fails both (a wrap made a value huge) goes through the exact u64 ring kernel instead. Elementwise work runs in
 //! parallel over images; a value is freed after its last use, so memory follows one batch.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -49,7 +51,7 @@ use crate::plain::fixed::apply_local;
 use crate::plain::{FixedNetwork, LinearKind, LinearStep, PlainError, StepKind};
 use crate::protocol::prepro::Dealer;
 use crate::protocol::ProtocolError;
-use crate::ring::{kernels, Ring};
+use crate::ring::{igemm, kernels, Ring};
 
 /// Errors of the batched evaluator and of the in-process secure runs.
 #[derive(Debug, thiserror::Error)]
@@ -110,9 +112,13 @@ pub enum Arithmetic {
 /// Which kernel computes the linear layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LinearPath {
-    /// f64 GEMM where provably exact, the u64 ring kernel otherwise (the default).
+    /// The exact 16-bit product ([`igemm`]) where operands fit, else the f64 GEMM where
+    /// provably exact, else the u64 ring kernel (the default).
     #[default]
     Auto,
+    /// The f64 GEMM where provably exact, the u64 ring kernel otherwise (for tests and
+    /// benchmarks of the float path).
+    Float,
     /// Always the u64 ring kernel (for tests and benchmarks of the fallback).
     Ring,
 }
@@ -334,12 +340,14 @@ impl ShareSource for ReplayShares {
     }
 }
 
-/// The f64 form of a GEMM-backed linear step, prepared once.
+/// The f64 and 16-bit forms of a GEMM-backed linear step, prepared once.
 struct FloatWeights {
     /// M's signed representatives.
     weight: Vec<f64>,
     /// The largest L1 norm of a row of M (of the signed representatives).
     row_l1: u128,
+    /// A convolution's M packed for the exact 16-bit product, when its entries fit.
+    packed: Option<igemm::PackedI16>,
 }
 
 /// 2^53: integers below it in magnitude are exact in f64.
@@ -490,8 +498,19 @@ impl BatchEvaluator {
                         })
                         .max()
                         .unwrap_or(0);
-                    let weight = l.weight.iter().map(|&w| ring.to_signed(w) as f64).collect();
-                    Some(FloatWeights { weight, row_l1 })
+                    let signed: Vec<i64> = l.weight.iter().map(|&w| ring.to_signed(w)).collect();
+                    let packed = match &l.kind {
+                        LinearKind::Conv(g) => {
+                            igemm::PackedI16::new(&signed, g.out_channels, g.patch_len())
+                        }
+                        _ => None,
+                    };
+                    let weight = signed.iter().map(|&w| w as f64).collect();
+                    Some(FloatWeights {
+                        weight,
+                        row_l1,
+                        packed,
+                    })
                 }
                 _ => None,
             })
@@ -888,11 +907,13 @@ impl BatchEvaluator {
             LinearKind::Fc { out_features } => *out_features,
             LinearKind::ChannelScale { .. } => unreachable!("handled above"),
         };
-        // Per image, whether the f64 product of the signed representatives is exact: every
-        // partial sum is an integer of magnitude ≤ row_l1 · max|x| < 2^53.
-        let fits: Vec<bool> = match self.path {
-            LinearPath::Ring => vec![false; n],
-            LinearPath::Auto => x
+        // Per image, the largest magnitude of its signed values, which decides the kernel: the
+        // exact 16-bit product when they fit `i16` with a provably overflow-free K-chunk, else
+        // the f64 product when every partial sum, an integer of magnitude ≤ row_l1 · max|x|,
+        // stays below 2^53, else the u64 ring kernel.
+        let max_abs: Vec<u64> = match self.path {
+            LinearPath::Ring => vec![u64::MAX; n],
+            LinearPath::Auto | LinearPath::Float => x
                 .par_chunks(per_in)
                 .map(|img| {
                     // Signed min and max (a form that vectorizes), then the larger magnitude.
@@ -900,14 +921,61 @@ impl BatchEvaluator {
                         let s = ring.to_signed(v);
                         (lo.min(s), hi.max(s))
                     });
-                    let max = lo.unsigned_abs().max(hi.unsigned_abs()) as u128;
-                    fw.row_l1 < F64_EXACT && max < F64_EXACT && fw.row_l1 * max < F64_EXACT
+                    lo.unsigned_abs().max(hi.unsigned_abs())
                 })
                 .collect(),
         };
-        let float_imgs: Vec<usize> = (0..n).filter(|&i| fits[i]).collect();
-        let ring_imgs: Vec<usize> = (0..n).filter(|&i| !fits[i]).collect();
+        let packed = fw.packed.as_ref().filter(|_| self.path == LinearPath::Auto);
+        let route = |max: u64| {
+            let wide = u128::from(max);
+            if packed.is_some_and(|p| p.chunk_for(max).is_some()) {
+                Route::I16
+            } else if fw.row_l1 < F64_EXACT && wide < F64_EXACT && fw.row_l1 * wide < F64_EXACT {
+                Route::F64
+            } else {
+                Route::Ring
+            }
+        };
+        let routes: Vec<Route> = max_abs.iter().map(|&m| route(m)).collect();
+        let imgs = |r: Route| -> Vec<usize> { (0..n).filter(|&i| routes[i] == r).collect() };
+        let (i16_imgs, float_imgs, ring_imgs) =
+            (imgs(Route::I16), imgs(Route::F64), imgs(Route::Ring));
         let mut y = self.ring_buffers.take(n * per_out);
+        let mask = ring.mask();
+        if let (Some(packed), LinearKind::Conv(g)) = (packed, &l.kind) {
+            if !i16_imgs.is_empty() {
+                let sub = gather(x, per_in, &i16_imgs, n);
+                let xs = sub.as_deref().unwrap_or(x);
+                let worst = i16_imgs.iter().map(|&i| max_abs[i]).max().unwrap_or(0);
+                let chunk = packed.chunk_for(worst).ok_or_else(|| {
+                    PiError::Internal(format!("step {step}: no 16-bit chunk for a fitting batch"))
+                })?;
+                // Every value of these images lies in ±(2^15 − 1): the cast is exact.
+                let to_i16 = move |v: u64| ring.to_signed(v) as i16;
+                let mut picked = pick(&mut y, per_out, &i16_imgs);
+                let mut pairs = igemm::PairRows::default();
+                kernels::conv2d_batch_chunks_with(
+                    xs,
+                    i16_imgs.len(),
+                    g,
+                    |x, nb, p| {
+                        igemm::im2col_pairs(x, nb, g, to_i16, &mut pairs);
+                        igemm::matmul(packed, chunk, &pairs, p);
+                    },
+                    |start, nb, p| {
+                        to_ring_planes(
+                            &mut picked[start..start + nb],
+                            nb,
+                            p,
+                            g,
+                            &l.bias,
+                            mask,
+                            |v| v,
+                        )
+                    },
+                );
+            }
+        }
         if !float_imgs.is_empty() {
             let sub = gather(x, per_in, &float_imgs, n);
             let xs = sub.as_deref().unwrap_or(x);
@@ -915,32 +983,27 @@ impl BatchEvaluator {
             let to_f64 = move |v: u64| ring.to_signed(v) as f64;
             // Exact integers below 2^53: `as i64` is exact, and two's complement is the ring.
             let to_ring = |v: f64| v as i64 as u64;
-            let mask = ring.mask();
             match &l.kind {
                 LinearKind::Conv(g) => {
                     // The conversion to f64 happens inside im2col, and the products go to the
                     // ring with their bias in the pass that lays them out per image.
                     let mut picked = pick(&mut y, per_out, &float_imgs);
-                    let plane = g.out_h() * g.out_w();
                     kernels::conv2d_batch_chunks(xs, k, &fw.weight, g, to_f64, |start, nb, p| {
-                        picked[start..start + nb]
-                            .par_iter_mut()
-                            .enumerate()
-                            .for_each(|(j, img)| {
-                                for ((o, &b), ch) in
-                                    img.chunks_mut(plane.max(1)).zip(&l.bias).zip(0..)
-                                {
-                                    let src = &p[(ch * nb + j) * plane..][..plane];
-                                    for (o, &v) in o.iter_mut().zip(src) {
-                                        // SAFETY: the bound checked above makes every product
-                                        // an integer of magnitude below 2^53, finite and in
-                                        // i64's range (the unchecked conversion vectorizes;
-                                        // `as` saturates and checks for NaN per element).
-                                        let p: i64 = unsafe { v.to_int_unchecked() };
-                                        *o = (p as u64).wrapping_add(b) & mask;
-                                    }
-                                }
-                            });
+                        to_ring_planes(
+                            &mut picked[start..start + nb],
+                            nb,
+                            p,
+                            g,
+                            &l.bias,
+                            mask,
+                            |v| {
+                                // SAFETY: the bound checked above makes every product an integer
+                                // of magnitude below 2^53, finite and in i64's range (the
+                                // unchecked conversion vectorizes; `as` saturates and checks for
+                                // NaN per element).
+                                unsafe { v.to_int_unchecked::<i64>() }
+                            },
+                        )
                     });
                 }
                 _ => {
@@ -960,6 +1023,40 @@ impl BatchEvaluator {
         }
         Ok(y)
     }
+}
+
+/// Which kernel computes a linear step for one image.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// The exact 16-bit product ([`igemm`]).
+    I16,
+    /// The f64 GEMM, provably exact.
+    F64,
+    /// The u64 ring kernel.
+    Ring,
+}
+
+/// The products `p` (`[O, nb·P]`, channel-major, as `to_i64` converts them to exact integers)
+/// of `nb` images of a convolution, written as ring elements with the bias `bias` into the
+/// images' outputs `imgs` (`[O, P]` each).
+fn to_ring_planes<P: Copy + Sync>(
+    imgs: &mut [&mut [u64]],
+    nb: usize,
+    p: &[P],
+    g: &kernels::ConvGeometry,
+    bias: &[u64],
+    mask: u64,
+    to_i64: impl Fn(P) -> i64 + Sync,
+) {
+    let plane = g.out_h() * g.out_w();
+    imgs.par_iter_mut().enumerate().for_each(|(j, img)| {
+        for ((o, &b), ch) in img.chunks_mut(plane.max(1)).zip(bias).zip(0..) {
+            let src = &p[(ch * nb + j) * plane..][..plane];
+            for (o, &v) in o.iter_mut().zip(src) {
+                *o = (to_i64(v) as u64).wrapping_add(b) & mask;
+            }
+        }
+    });
 }
 
 /// The product of a convolution or fully connected step (no bias) with weights `w` for a batch
@@ -1210,11 +1307,12 @@ mod tests {
     }
 
     #[test]
-    fn float_and_ring_paths_agree_on_the_ring() {
-        // Small weights (the f64 path), huge weights (the bound fails: the ring path), and a
-        // batch mixing small images with one whose values are huge.
+    fn all_linear_paths_agree_on_the_ring() {
+        // Small weights (the 16-bit and f64 paths), huge weights (neither bound holds: the
+        // ring path), and batches mixing small images with one whose values exceed i16 (f64)
+        // or are huge (ring).
         let ring = Ring::default();
-        for (seed, big) in [(1u64, false), (2, true), (3, false)] {
+        for (seed, big) in [(1u64, false), (2, true), (3, false), (4, false)] {
             let (net, per) = conv_step(&ring, seed, big);
             let ev = BatchEvaluator::new(Arc::new(net.clone()));
             let StepKind::Linear(l) = &net.steps[0].kind else {
@@ -1222,18 +1320,24 @@ mod tests {
             };
             let n = 5;
             let mut x: Vec<u64> = (0..n * per)
-                .map(|i| ring.from_signed((i as i64 * 7919) % 40_000 - 20_000))
+                .map(|i| ring.from_signed((i as i64 * 7919) % 65_535 - 32_767))
                 .collect();
             if seed == 3 {
                 // Image 2 holds a wrapped value: out of the f64 bound.
                 x[2 * per + 4] = ring.from_signed(-(1i64 << 61));
             }
+            if seed == 4 {
+                // Image 1 holds a value just outside i16, image 3 one at its edge.
+                x[per + 7] = ring.from_signed(32_768);
+                x[3 * per + 2] = ring.from_signed(-32_767);
+            }
             let auto = ev.linear(0, l, &x, n).unwrap();
-            let ring_only = ev
-                .with_linear_path(LinearPath::Ring)
-                .linear(0, l, &x, n)
-                .unwrap();
+            let ev = ev.with_linear_path(LinearPath::Float);
+            let float = ev.linear(0, l, &x, n).unwrap();
+            let ev = ev.with_linear_path(LinearPath::Ring);
+            let ring_only = ev.linear(0, l, &x, n).unwrap();
             assert_eq!(auto, ring_only, "seed {seed}");
+            assert_eq!(float, ring_only, "seed {seed}");
             // And per image, the oracle's own single-image kernel.
             for img in 0..n {
                 let mut want = l.apply(&ring, &x[img * per..(img + 1) * per]);

@@ -284,17 +284,15 @@ pub fn im2col_batch<T: Elem>(input: &[T], images: usize, g: &ConvGeometry) -> Ve
 /// signed f64 images, and one pass over the (9× larger) patch matrix is cheaper than a
 /// conversion pass over the input followed by a copy. Padding is `T::default()`, so `to` must map
 /// the zero of `S` to it. `to` is `Copy` so that each task holds its own copy.
-pub fn im2col_batch_map<S: Copy + Send + Sync, T: Elem>(
+pub fn im2col_batch_map<S: Copy + Send + Sync, T: Copy + Default + Send + Sync>(
     input: &[S],
     images: usize,
     g: &ConvGeometry,
     to: impl Fn(S) -> T + Sync + Copy,
     col: &mut Vec<T>,
 ) {
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let per_out = oh * ow;
-    let plane_len = g.in_h * g.in_w;
-    let per_in = g.in_channels * plane_len;
+    let per_out = g.out_h() * g.out_w();
+    let per_in = g.in_channels * g.in_h * g.in_w;
     assert_eq!(input.len(), images * per_in, "im2col input size");
     let len = g.patch_len() * images * per_out;
     col.clear();
@@ -313,49 +311,76 @@ pub fn im2col_batch_map<S: Copy + Send + Sync, T: Elem>(
             // A local copy of the conversion: what it captures (a ring's width) then lives in
             // registers instead of being reloaded after every store, which blocks vectorization.
             let convert = to;
-            let c = row / (g.kh * g.kw);
-            let ki = (row / g.kw) % g.kh;
-            let kj = row % g.kw;
-            // Output columns whose input column `ox·stride + kj − padding` lies inside the
-            // plane: `lo..hi`; the others read padding.
-            let lo = g.padding.saturating_sub(kj).div_ceil(g.stride).min(ow);
-            let hi = if g.in_w + g.padding > kj {
-                ((g.in_w + g.padding - kj - 1) / g.stride + 1).clamp(lo, ow)
-            } else {
-                lo
-            };
-            for (n, dst) in dst.chunks_mut(per_out).enumerate() {
-                let plane = &input[n * per_in + c * plane_len..n * per_in + (c + 1) * plane_len];
-                for (oy, out) in dst.chunks_mut(ow).enumerate() {
-                    let iy = (oy * g.stride + ki) as isize - g.padding as isize;
-                    if iy < 0 || iy >= g.in_h as isize {
-                        out.fill(zero);
-                        continue;
-                    }
-                    let src = &plane[iy as usize * g.in_w..(iy as usize + 1) * g.in_w];
-                    out[..lo].fill(zero);
-                    out[hi..].fill(zero);
-                    let first = lo * g.stride + kj - g.padding;
-                    // Plain loops rather than a copy: rows are short (4 to 32 elements in a
-                    // CIFAR ResNet), where a call to memcpy costs more than the copy, and the
-                    // unit-stride loop vectorizes with the conversion.
-                    let out = &mut out[lo..hi];
-                    if g.stride == 1 {
-                        let len = out.len();
-                        for (d, &v) in out.iter_mut().zip(&src[first..first + len]) {
-                            d.write(convert(v));
-                        }
-                    } else {
-                        for (d, &v) in out.iter_mut().zip(src[first..].iter().step_by(g.stride)) {
-                            d.write(convert(v));
-                        }
-                    }
-                }
-            }
+            im2col_row(input, images, g, row, dst, zero, |v| {
+                std::mem::MaybeUninit::new(convert(v))
+            });
         });
-    // SAFETY: the loop above wrote all `len` elements (each row chunk covers `images` planes of
+    // SAFETY: `im2col_row` wrote all `len` elements (each row chunk covers `images` planes of
     // `oh` rows of `ow` columns, each column written once, as zero or as an input value).
     unsafe { col.set_len(len) };
+}
+
+/// Row `row` of the patch matrix of `images` images (see [`im2col_batch`]) into `dst`
+/// (`images · H'·W'` elements): input values converted by `put`, padding as `zero`.
+pub fn im2col_row<S: Copy, D: Copy>(
+    input: &[S],
+    images: usize,
+    g: &ConvGeometry,
+    row: usize,
+    dst: &mut [D],
+    zero: D,
+    put: impl Fn(S) -> D,
+) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let per_out = oh * ow;
+    let plane_len = g.in_h * g.in_w;
+    let per_in = g.in_channels * plane_len;
+    assert!(
+        input.len() == images * per_in && dst.len() == images * per_out && row < g.patch_len(),
+        "im2col row size"
+    );
+    if per_out == 0 {
+        return;
+    }
+    let c = row / (g.kh * g.kw);
+    let ki = (row / g.kw) % g.kh;
+    let kj = row % g.kw;
+    // Output columns whose input column `ox·stride + kj − padding` lies inside the
+    // plane: `lo..hi`; the others read padding.
+    let lo = g.padding.saturating_sub(kj).div_ceil(g.stride).min(ow);
+    let hi = if g.in_w + g.padding > kj {
+        ((g.in_w + g.padding - kj - 1) / g.stride + 1).clamp(lo, ow)
+    } else {
+        lo
+    };
+    for (n, dst) in dst.chunks_mut(per_out).enumerate() {
+        let plane = &input[n * per_in + c * plane_len..n * per_in + (c + 1) * plane_len];
+        for (oy, out) in dst.chunks_mut(ow).enumerate() {
+            let iy = (oy * g.stride + ki) as isize - g.padding as isize;
+            if iy < 0 || iy >= g.in_h as isize {
+                out.fill(zero);
+                continue;
+            }
+            let src = &plane[iy as usize * g.in_w..(iy as usize + 1) * g.in_w];
+            out[..lo].fill(zero);
+            out[hi..].fill(zero);
+            let first = lo * g.stride + kj - g.padding;
+            // Plain loops rather than a copy: rows are short (4 to 32 elements in a
+            // CIFAR ResNet), where a call to memcpy costs more than the copy, and the
+            // unit-stride loop vectorizes with the conversion.
+            let out = &mut out[lo..hi];
+            if g.stride == 1 {
+                let len = out.len();
+                for (d, &v) in out.iter_mut().zip(&src[first..first + len]) {
+                    *d = put(v);
+                }
+            } else {
+                for (d, &v) in out.iter_mut().zip(src[first..].iter().step_by(g.stride)) {
+                    *d = put(v);
+                }
+            }
+        }
+    }
 }
 
 /// The adjoint of [`im2col_batch`]: every column entry is added back to the input element it was
@@ -480,35 +505,54 @@ pub fn conv2d_batch_chunks<S: Copy + Send + Sync, T: Elem>(
     weight: &[T],
     g: &ConvGeometry,
     to: impl Fn(S) -> T + Sync + Copy,
-    mut sink: impl FnMut(usize, usize, &[T]),
+    sink: impl FnMut(usize, usize, &[T]),
 ) {
-    let per_in = g.in_channels * g.in_h * g.in_w;
-    assert_eq!(input.len(), images * per_in, "conv2d input size");
     assert_eq!(
         weight.len(),
         g.out_channels * g.patch_len(),
         "conv2d weight size"
     );
+    let w = MatRef::row_major(weight, g.out_channels, g.patch_len());
+    // Scratch reused by every chunk.
+    let mut col = Vec::new();
+    conv2d_batch_chunks_with(
+        input,
+        images,
+        g,
+        |x, nb, y| {
+            im2col_batch_map(x, nb, g, to, &mut col);
+            let cols = col.len() / g.patch_len().max(1);
+            T::matmul(w, MatRef::row_major(&col, g.patch_len(), cols), y, false);
+        },
+        sink,
+    );
+}
+
+/// [`conv2d_batch_chunks`] with the product given: `product(x, nb, y)` must overwrite `y`
+/// (`[O, nb·H'·W']`, row-major) with the convolution's products for the chunk `x` of `nb`
+/// images. The batched evaluator lays out 16-bit patches and multiplies them by packed weights
+/// into exact `i64` products ([`super::igemm`]) this way.
+pub fn conv2d_batch_chunks_with<S: Copy + Send + Sync, Y: Copy + Default>(
+    input: &[S],
+    images: usize,
+    g: &ConvGeometry,
+    mut product: impl FnMut(&[S], usize, &mut [Y]),
+    mut sink: impl FnMut(usize, usize, &[Y]),
+) {
+    let per_in = g.in_channels * g.in_h * g.in_w;
+    assert_eq!(input.len(), images * per_in, "conv2d input size");
     let per_out = g.out_h() * g.out_w();
     let o = g.out_channels;
-    let w = MatRef::row_major(weight, o, g.patch_len());
     let chunk = images_per_chunk(g, images);
-    // Scratch reused by every chunk; the products are overwritten (`accumulate` false), so
-    // their buffer needs no zeroing beyond its first allocation.
-    let mut col = Vec::new();
-    let mut y = vec![T::default(); o * chunk * per_out];
+    // The products' buffer is reused by every chunk and overwritten, so it needs no zeroing
+    // beyond its first allocation.
+    let mut y = vec![Y::default(); o * chunk * per_out];
     let mut start = 0;
     while start < images {
         let nb = chunk.min(images - start);
         let x = &input[start * per_in..(start + nb) * per_in];
-        im2col_batch_map(x, nb, g, to, &mut col);
         let y = &mut y[..o * nb * per_out];
-        T::matmul(
-            w,
-            MatRef::row_major(&col, g.patch_len(), nb * per_out),
-            y,
-            false,
-        );
+        product(x, nb, y);
         sink(start, nb, y);
         start += nb;
     }

@@ -5,6 +5,7 @@
 //! followed by [`Ring::reduce`] is exact ring arithmetic. Signed values are two's complement in
 //! ℓ bits.
 
+pub mod igemm;
 pub mod kernels;
 
 use serde::{Deserialize, Serialize};
