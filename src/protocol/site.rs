@@ -112,24 +112,14 @@ impl ReluEngine {
         instance_base: u64,
         lsb: &mut [bool],
     ) -> Result<(), ProtocolError> {
+        let (c, base) = (&self.circuit, instance_base);
+        let drawn = GarblerLabels::Drawn(gb_labels);
         match self.scheme {
-            Scheme::HalfGates => Garbler::new(&self.circuit, delta).garble_stream(
-                ch,
-                GarblerLabels::Drawn(gb_labels),
-                ev,
-                instance_base,
-                lsb,
-                CHUNK,
-            )?,
-            Scheme::ThreeHalves => ThGarbler::new(&self.circuit, delta, control_seed)
-                .garble_stream(
-                    ch,
-                    GarblerLabels::Drawn(gb_labels),
-                    ev,
-                    instance_base,
-                    lsb,
-                    CHUNK,
-                )?,
+            Scheme::HalfGates => {
+                Garbler::new(c, delta).garble_stream(ch, drawn, ev, base, lsb, CHUNK)?
+            }
+            Scheme::ThreeHalves => ThGarbler::new(c, delta, control_seed)
+                .garble_stream(ch, drawn, ev, base, lsb, CHUNK)?,
         };
         Ok(())
     }
