@@ -133,6 +133,22 @@ impl Planned {
         self.depths.iter().map(|&d| chunk_ots(d)).sum()
     }
 
+    /// The chunks a reservation of `n` OTs adds when `ready` are generated and not handed out
+    /// (the same answer on both sides, which is what keeps their base COTs in step): their
+    /// depths and how many base COTs they take; `None` when nothing is missing.
+    fn extension(&self, ready: usize, n: usize) -> Option<(Vec<usize>, usize)> {
+        let depths = plan(n.saturating_sub(ready + self.ots()));
+        let m = depths.iter().map(|&d| TREES * d).sum();
+        (!depths.is_empty()).then_some((depths, m))
+    }
+
+    /// Appends a reservation's chunks, whose base COTs now start at index 0 (the kept ones of
+    /// earlier reservations moved to the front).
+    fn extend(&mut self, depths: Vec<usize>) {
+        self.pos = 0;
+        self.depths.extend(depths);
+    }
+
     /// The next chunk's depth and the range of its base COTs.
     fn next(&mut self) -> Option<(usize, core::ops::Range<usize>)> {
         let d = self.depths.pop_front()?;
@@ -288,12 +304,9 @@ impl SilentSender {
     /// base OTs now, in one flight from the receiver, which calls
     /// [`SilentReceiver::reserve`] with the same `n` at the same point.
     pub fn reserve<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<(), OtError> {
-        let have = self.ready.left() + self.planned.ots();
-        let depths = plan(n.saturating_sub(have));
-        if depths.is_empty() {
+        let Some((depths, m)) = self.planned.extension(self.ready.left(), n) else {
             return Ok(());
-        }
-        let m: usize = depths.iter().map(|&d| TREES * d).sum();
+        };
         let pos = self.planned.pos;
         let mut q = vec![Block::ZERO; self.planned_q.len() - pos + m];
         q[..self.planned_q.len() - pos].copy_from_slice(&self.planned_q[pos..]);
@@ -302,8 +315,7 @@ impl SilentSender {
             .send(ch, ChoicePattern::ALL_RANDOM, &mut q[fresh..])?;
         wipe(&mut self.planned_q);
         self.planned_q = q;
-        self.planned.pos = 0;
-        self.planned.depths.extend(depths);
+        self.planned.extend(depths);
         Ok(())
     }
 
@@ -399,12 +411,9 @@ impl SilentReceiver {
     /// The receiver's side of [`SilentSender::reserve`]: sends the base OTs of the chunks that
     /// cover the next `n` OTs.
     pub fn reserve<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<(), OtError> {
-        let have = self.ready.left() + self.planned.ots();
-        let depths = plan(n.saturating_sub(have));
-        if depths.is_empty() {
+        let Some((depths, m)) = self.planned.extension(self.ready.left(), n) else {
             return Ok(());
-        }
-        let m: usize = depths.iter().map(|&d| TREES * d).sum();
+        };
         let (pos, kept) = (self.planned.pos, self.planned_r.len() - self.planned.pos);
         let mut c = vec![false; kept + m];
         let mut r = vec![Block::ZERO; kept + m];
@@ -419,8 +428,7 @@ impl SilentReceiver {
         ch.flush()?;
         self.wipe_planned();
         (self.planned_c, self.planned_r) = (c, r);
-        self.planned.pos = 0;
-        self.planned.depths.extend(depths);
+        self.planned.extend(depths);
         Ok(())
     }
 
