@@ -11,6 +11,7 @@ use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use pibench::crypto::Block;
 use pibench::gc::batch::table_blocks;
+use pibench::gc::thbatch::{table_words, ThEvaluator, ThGarbler};
 use pibench::gc::{relu_circuit, Circuit, Delta, Evaluator, Garbler};
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
@@ -98,6 +99,37 @@ fn run<M: Measurement>(c: &mut Criterion<M>, suffix: &str, with_rayon: bool) {
         grp.bench_function("evaluate_portable", |b| {
             b.iter(|| {
                 ep.eval_batch(&f.gz, &f.ez, &f.tables, 0, &mut f.out)
+                    .expect("shapes match")
+            })
+        });
+    }
+    grp.finish();
+
+    // Three-halves garbling (issue 14) on the same ReLUs: AND gates per second, one core.
+    let mut grp = c.benchmark_group(format!("gc_three_halves_and_gates_one_core{suffix}"));
+    short(&mut grp);
+    grp.throughput(Throughput::Elements((N * f.circ.and_count()) as u64));
+    let mut th_tables = vec![0u64; table_words(&f.circ, N)];
+    let th_ways = [
+        (
+            ThGarbler::new(&f.circ, &f.delta, Block(5)),
+            ThEvaluator::new(&f.circ),
+        ),
+        (
+            ThGarbler::new(&f.circ, &f.delta, Block(5)).portable(),
+            ThEvaluator::new(&f.circ).portable(),
+        ),
+    ];
+    for (tg, te) in th_ways.iter().take(if with_rayon { 1 } else { 2 }) {
+        grp.bench_function(format!("garble_{}", tg.kernel()), |b| {
+            b.iter(|| {
+                tg.garble_batch(&f.gz, &f.ez, 0, &mut th_tables, &mut f.lsb)
+                    .expect("shapes match")
+            })
+        });
+        grp.bench_function(format!("evaluate_{}", te.kernel()), |b| {
+            b.iter(|| {
+                te.eval_batch(&f.gz, &f.ez, &th_tables, 0, &mut f.out)
                     .expect("shapes match")
             })
         });

@@ -4,11 +4,15 @@
 //! [`GROUP`](super::batch::GROUP) instances interleaved gate by gate on wire-major labels,
 //! rayon over groups, bounded-memory streaming over a channel.
 //!
-//! Per AND gate and group the garbler hashes `6g` blocks and the evaluator `3g` in one batched
-//! call, through VAES on 512-bit registers where the CPU has it (the same detection as the
-//! half-gates engine) and the portable AES-NI pipeline otherwise; both give identical tables
-//! (tested). The per-lane arithmetic is [`garble_gate`](super::threehalves) /
-//! [`eval_gate`](super::threehalves), shared with the reference.
+//! Three routes run a group's AND gates, all giving identical tables (tested):
+//!
+//! - fused ([`kernel::thvaes`](super::kernel::thvaes)), where the CPU has VAES, AVX-512 (F, VL,
+//!   BW) and GFNI: hashing and the per-lane arithmetic on 512-bit registers, four lanes each;
+//! - hashed with VAES, where the CPU has VAES and AVX-512F/VL but not the rest: per AND gate and
+//!   group the garbler hashes `6g` blocks and the evaluator `3g` in one batched call, then runs
+//!   [`garble_gate`](super::threehalves) / [`eval_gate`](super::threehalves) (the per-lane
+//!   arithmetic of the reference) lane by lane;
+//! - portable: the same with the `aes` crate's pipelined AES-NI (or software) rounds.
 //!
 //! # Layouts
 //!
@@ -201,6 +205,17 @@ fn eval_gates_vaes(
     eval_gates(c, labels, g, tables, instance_words(ands), &mut kern)
 }
 
+/// Whether the VAES kernel runs the fused route (see the module docs). Tests can turn it off
+/// on their thread to check the hashed route against it.
+#[cfg(target_arch = "x86_64")]
+fn fused() -> bool {
+    #[cfg(test)]
+    if tests::HASHED_ONLY.with(|h| h.get()) {
+        return false;
+    }
+    super::kernel::thvaes::supported()
+}
+
 /// The three-halves scheme ([`threehalves`](super::threehalves)) in the batched engine.
 #[derive(Clone, Copy, Debug)]
 pub struct ThreeHalves;
@@ -270,9 +285,16 @@ impl TableScheme for ThreeHalves {
             }
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Kernel::Vaes` is only built from `RoundKeys::detect`, which checked the
-            // CPU features `garble_gates_vaes` enables.
+            // CPU features `garble_gates_vaes` enables; `fused` checked the others
+            // `garble_gates_fused` enables.
             Kernel::Vaes(keys) => unsafe {
-                garble_gates_vaes(c, keys, d, labels, g, first, rand, tables)
+                if fused() {
+                    super::kernel::thvaes::garble_gates_fused(
+                        c, keys, d, labels, g, first, rand, tables,
+                    )
+                } else {
+                    garble_gates_vaes(c, keys, d, labels, g, first, rand, tables)
+                }
             },
         }
     }
@@ -298,7 +320,13 @@ impl TableScheme for ThreeHalves {
             }
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as in `garble_group`.
-            Kernel::Vaes(keys) => unsafe { eval_gates_vaes(c, keys, labels, g, first, tables) },
+            Kernel::Vaes(keys) => unsafe {
+                if fused() {
+                    super::kernel::thvaes::eval_gates_fused(c, keys, labels, g, first, tables)
+                } else {
+                    eval_gates_vaes(c, keys, labels, g, first, tables)
+                }
+            },
         }
     }
 }
@@ -338,6 +366,11 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha12Rng;
     use sha2::{Digest, Sha256};
+
+    thread_local! {
+        /// Set by a test to run the hashed VAES route instead of the fused one on its thread.
+        pub(super) static HASHED_ONLY: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    }
 
     #[test]
     fn batch_engine_equals_reference_and_decodes() {
@@ -498,6 +531,50 @@ mod tests {
                     let want = circ.eval_plain(&bits_g[i * gi..(i + 1) * gi], &bits_e[i * ei..(i + 1) * ei]).unwrap();
                     proptest::prop_assert_eq!(&got[i * no..(i + 1) * no], &want[..]);
                 }
+            }
+        }
+
+        /// Random circuits and batch lengths (so groups shorter than `GROUP`): the fused, hashed
+        /// and portable routes garble identical tables and output colours and evaluate to
+        /// identical labels, which decode to the plain circuit.
+        #[test]
+        fn routes_give_identical_tables(seed in proptest::prelude::any::<u64>(), n in 1usize..40) {
+            let mut rng = ChaCha12Rng::seed_from_u64(seed);
+            let (gi, ei) = (rng.gen_range(1..6), rng.gen_range(1..6));
+            let gates = rng.gen_range(1..120);
+            let circ = random_circuit(&mut rng, gi, ei, gates);
+            let delta = Delta::random(&mut rng);
+            let cseed = Block::random(&mut rng);
+            let gz: Vec<Block> = (0..n * gi).map(|_| Block::random(&mut rng)).collect();
+            let ez: Vec<Block> = (0..n * ei).map(|_| Block::random(&mut rng)).collect();
+            let bits_g: Vec<bool> = (0..n * gi).map(|_| rng.gen()).collect();
+            let bits_e: Vec<bool> = (0..n * ei).map(|_| rng.gen()).collect();
+            let (mut gl, mut el) = (vec![Block::ZERO; gz.len()], vec![Block::ZERO; ez.len()]);
+            encode(&gz, &bits_g, &delta, &mut gl).unwrap();
+            encode(&ez, &bits_e, &delta, &mut el).unwrap();
+            let no = circ.outputs().len();
+            let first = rng.gen_range(0..1u64 << 62);
+            let mut runs = Vec::new();
+            for (portable, hashed) in [(false, false), (false, true), (true, false)] {
+                HASHED_ONLY.with(|h| h.set(hashed));
+                let mut tables = vec![0u64; table_words(&circ, n)];
+                let mut zl = vec![false; n * no];
+                let g = ThGarbler::new(&circ, &delta, cseed);
+                let g = if portable { g.portable() } else { g };
+                g.garble_batch(&gz, &ez, first, &mut tables, &mut zl).unwrap();
+                let e = ThEvaluator::new(&circ);
+                let e = if portable { e.portable() } else { e };
+                let mut outl = vec![false; n * no];
+                e.eval_batch(&gl, &el, &tables, first, &mut outl).unwrap();
+                HASHED_ONLY.with(|h| h.set(false));
+                runs.push((tables, zl, outl));
+            }
+            proptest::prop_assert!(runs[0] == runs[1] && runs[0] == runs[2]);
+            let mut got = vec![false; n * no];
+            decode(&runs[0].1, &runs[0].2, &mut got).unwrap();
+            for i in 0..n {
+                let want = circ.eval_plain(&bits_g[i * gi..(i + 1) * gi], &bits_e[i * ei..(i + 1) * ei]).unwrap();
+                proptest::prop_assert_eq!(&got[i * no..(i + 1) * no], &want[..]);
             }
         }
 

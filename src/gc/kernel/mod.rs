@@ -14,9 +14,11 @@
 //!
 //! Both produce identical tables (tested in `batch`). The three-halves engine
 //! ([`thbatch`](super::thbatch)) runs its own AND kernels through the same gate loops, which are
-//! generic over the table element.
+//! generic over the table element; its fused x86-64 kernel is [`thvaes`].
 
 pub(crate) mod portable;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod thvaes;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod vaes;
 
