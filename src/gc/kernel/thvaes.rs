@@ -119,14 +119,25 @@ macro_rules! tccr {
         let (rk, x, t) = ($rk, $x, $t);
         aes!(rk, &mut *x);
         let mut y = *x;
-        for (v, tw) in y.iter_mut().zip(t.iter()) {
-            *v = _mm512_xor_si512(*v, *tw);
+        for m in 0..y.len() {
+            y[m] = _mm512_xor_si512(y[m], t[m]);
         }
         aes!(rk, &mut y);
-        for (v, w) in x.iter_mut().zip(&y) {
-            *v = _mm512_xor_si512(*v, *w);
+        for m in 0..y.len() {
+            x[m] = _mm512_xor_si512(x[m], y[m]);
         }
     }};
+}
+
+/// The round keys in every 128-bit lane.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn broadcast_keys(keys: &RoundKeys) -> [__m512i; 11] {
+    let mut rk = [_mm512_setzero_si512(); 11];
+    for (r, k) in rk.iter_mut().zip(&keys.0) {
+        *r = _mm512_broadcast_i32x4(*k);
+    }
+    rk
 }
 
 /// The tweak registers of a group: lane `j` holds the tweak `t₀` of AND gate 0 of instance
@@ -159,7 +170,11 @@ fn instance_tweaks(first: u64) -> [__m512i; QUADS] {
 #[inline]
 fn gate_tweak(k: usize) -> [__m512i; 3] {
     let t = and_tweaks(0, k);
-    [0, 1, 2].map(|s| _mm512_maskz_set1_epi64(0x55, t[s].0 as u64 as i64))
+    let mut out = [_mm512_setzero_si512(); 3];
+    for (o, t) in out.iter_mut().zip(t) {
+        *o = _mm512_maskz_set1_epi64(0x55, t.0 as u64 as i64);
+    }
+    out
 }
 
 /// The garbler's state for one group.
@@ -193,7 +208,7 @@ impl<'r> Garble<'r> {
         );
         let (dl, dr) = (delta.0 as u64, (delta.0 >> 64) as u64);
         Garble {
-            rk: core::array::from_fn(|i| _mm512_broadcast_i32x4(keys.0[i])),
+            rk: broadcast_keys(keys),
             d: splat2(dl, dr),
             dsw: splat2(dr, dl),
             d_dsw: splat(dl ^ dr),
@@ -258,12 +273,10 @@ impl<'r> Garble<'r> {
                 x0,
                 _mm512_xor_si512(x0, self.d),
             ];
-            let ts = tw.map(|v| _mm512_or_si512(self.inst[q], v));
-            tccr!(
-                &self.rk,
-                &mut x,
-                &[ts[0], ts[0], ts[1], ts[1], ts[2], ts[2]]
-            );
+            let t0 = _mm512_or_si512(self.inst[q], tw[0]);
+            let t1 = _mm512_or_si512(self.inst[q], tw[1]);
+            let t2 = _mm512_or_si512(self.inst[q], tw[2]);
+            tccr!(&self.rk, &mut x, &[t0, t0, t1, t1, t2, t2]);
             let rv = _mm512_srl_epi64(load(&self.rq, q), rshift);
             let (cz, g01, g2, z) = self.quad([a0, b0], &x, rv);
             store(&mut labels[o], q, cz);
@@ -488,7 +501,7 @@ impl Eval {
     #[target_feature(enable = "avx512f")]
     fn new(keys: &RoundKeys, first: u64, ands: usize) -> Self {
         Eval {
-            rk: core::array::from_fn(|i| _mm512_broadcast_i32x4(keys.0[i])),
+            rk: broadcast_keys(keys),
             inst: instance_tweaks(first),
             ands,
             ct: Lanes::ZERO,
@@ -529,7 +542,11 @@ impl Eval {
         for q in 0..g.div_ceil(4) {
             let (la, lb) = (load(&labels[a], q), load(&labels[b], q));
             let mut x = [la, lb, _mm512_xor_si512(la, lb)];
-            let t = tw.map(|v| _mm512_or_si512(self.inst[q], v));
+            let t = [
+                _mm512_or_si512(self.inst[q], tw[0]),
+                _mm512_or_si512(self.inst[q], tw[1]),
+                _mm512_or_si512(self.inst[q], tw[2]),
+            ];
             tccr!(&self.rk, &mut x, &t);
             let gm = load_material(tables, stride, k, q, g);
             let out = self.quad([la, lb], &x, gm, load(&self.ct, q), sh);
