@@ -91,15 +91,13 @@ fn store(w: &mut Lanes, q: usize, v: __m512i) {
     unsafe { _mm512_storeu_si512(words.as_mut_ptr().cast(), v) }
 }
 
-/// π on 512-bit registers (four blocks each): a macro so that it is always inlined, letting the
-/// out-of-order core overlap one register group's AES rounds with the previous group's
-/// arithmetic (a called function would be a barrier).
+/// π on 512-bit registers (four blocks each) whose inputs already hold the XOR with round key 0
+/// (the kernels fold it into their inputs and tweaks, saving an instruction per block). A macro
+/// so that it is always inlined, letting the out-of-order core overlap one register group's AES
+/// rounds with the previous group's arithmetic (a called function would be a barrier).
 macro_rules! aes {
     ($rk:expr, $s:expr) => {{
         let (rk, s) = ($rk, $s);
-        for v in s.iter_mut() {
-            *v = _mm512_xor_si512(*v, rk[0]);
-        }
         for key in &rk[1..10] {
             for v in s.iter_mut() {
                 *v = _mm512_aesenc_epi128(*v, *key);
@@ -112,8 +110,8 @@ macro_rules! aes {
 }
 
 /// `x[m] ← π(π(x[m]) ⊕ t[m]) ⊕ π(x[m])`:
-/// [`FixedKeyAes::tccr`](crate::crypto::aes::FixedKeyAes::tccr) on four blocks per register.
-/// A macro for the reason given at [`aes!`].
+/// [`FixedKeyAes::tccr`](crate::crypto::aes::FixedKeyAes::tccr) on four blocks per register,
+/// called with `x[m] ⊕ k₀` and `t[m] ⊕ k₀` for round key `k₀` (see [`aes!`]).
 macro_rules! tccr {
     ($rk:expr, $x:expr, $t:expr) => {{
         let (rk, x, t) = ($rk, $x, $t);
@@ -140,16 +138,17 @@ fn broadcast_keys(keys: &RoundKeys) -> [__m512i; 11] {
     rk
 }
 
-/// The tweak registers of a group: lane `j` holds the tweak `t₀` of AND gate 0 of instance
-/// `first + j`. Gate `k`'s tweak `t_s` is this ORed with [`gate_tweak`]`(k, s)`: [`and_tweaks`]
-/// puts the instance in the high word and the gate in the low one (checked by a test).
+/// The instance part of a group's tweaks: lane `j` holds `and_tweaks(first + j, 0)[0] ⊕
+/// and_tweaks(0, 0)[0]`, so that gate `k`'s tweak `t_s` is this XORed with `and_tweaks(0, k)[s]`
+/// ([`gate_tweaks`]; [`and_tweaks`] is linear in that way, checked by a test).
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn instance_tweaks(first: u64) -> [__m512i; QUADS] {
     let mut out = [_mm512_setzero_si512(); QUADS];
     for (q, v) in out.iter_mut().enumerate() {
-        let t: [u128; 4] =
-            core::array::from_fn(|l| and_tweaks(first.wrapping_add((4 * q + l) as u64), 0)[0].0);
+        let t: [u128; 4] = core::array::from_fn(|l| {
+            and_tweaks(first.wrapping_add((4 * q + l) as u64), 0)[0].0 ^ and_tweaks(0, 0)[0].0
+        });
         let w = |l: usize, hi: bool| (t[l] >> (64 * hi as u32)) as u64 as i64;
         *v = _mm512_set_epi64(
             w(3, true),
@@ -165,14 +164,15 @@ fn instance_tweaks(first: u64) -> [__m512i; QUADS] {
     out
 }
 
-/// The low words of gate `k`'s three tweaks in the low word of every lane (zero high words).
+/// The gate part `and_tweaks(0, k)` of gate `k`'s three tweaks in every lane, XORed with round
+/// key 0 (`rk0`, see [`aes!`]).
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn gate_tweak(k: usize) -> [__m512i; 3] {
+fn gate_tweaks(k: usize, rk0: __m512i) -> [__m512i; 3] {
     let t = and_tweaks(0, k);
     let mut out = [_mm512_setzero_si512(); 3];
     for (o, t) in out.iter_mut().zip(t) {
-        *o = _mm512_maskz_set1_epi64(0x55, t.0 as u64 as i64);
+        *o = _mm512_xor_si512(splat2(t.0 as u64, (t.0 >> 64) as u64), rk0);
     }
     out
 }
@@ -249,7 +249,7 @@ impl<'r> Garble<'r> {
         if k.is_multiple_of(32) {
             self.load_rand(k / 32);
         }
-        let tw = gate_tweak(k);
+        let tw = gate_tweaks(k, self.rk[0]);
         let rshift = count(2 * k % 64);
         let p = CONTROL_BITS * k;
         let ctl = Ctl {
@@ -264,18 +264,21 @@ impl<'r> Garble<'r> {
         // the previous register's arithmetic, lanes being independent.
         for q in 0..g.div_ceil(4) {
             let (a0, b0) = (load(&labels[a], q), load(&labels[b], q));
-            let x0 = _mm512_xor_si512(a0, b0);
+            // The six hash inputs and three tweaks, each XORed with round key 0.
+            let ak = _mm512_xor_si512(a0, self.rk[0]);
+            let bk = _mm512_xor_si512(b0, self.rk[0]);
+            let xk = _mm512_xor_si512(ak, b0);
             let mut x = [
-                a0,
-                _mm512_xor_si512(a0, self.d),
-                b0,
-                _mm512_xor_si512(b0, self.d),
-                x0,
-                _mm512_xor_si512(x0, self.d),
+                ak,
+                _mm512_xor_si512(ak, self.d),
+                bk,
+                _mm512_xor_si512(bk, self.d),
+                xk,
+                _mm512_xor_si512(xk, self.d),
             ];
-            let t0 = _mm512_or_si512(self.inst[q], tw[0]);
-            let t1 = _mm512_or_si512(self.inst[q], tw[1]);
-            let t2 = _mm512_or_si512(self.inst[q], tw[2]);
+            let t0 = _mm512_xor_si512(self.inst[q], tw[0]);
+            let t1 = _mm512_xor_si512(self.inst[q], tw[1]);
+            let t2 = _mm512_xor_si512(self.inst[q], tw[2]);
             tccr!(&self.rk, &mut x, &[t0, t0, t1, t1, t2, t2]);
             let rv = _mm512_srl_epi64(load(&self.rq, q), rshift);
             let (cz, g01, g2, z) = self.quad([a0, b0], &x, rv);
@@ -536,16 +539,21 @@ impl Eval {
             self.load_ctl(tables, stride, g, p / 64);
         }
         let sh = [count(p % 64), count(64 - p % 64)];
-        let tw = gate_tweak(k);
+        let tw = gate_tweaks(k, self.rk[0]);
         let [a, b, o] = wires;
         // One register at a time, as for the garbler.
         for q in 0..g.div_ceil(4) {
             let (la, lb) = (load(&labels[a], q), load(&labels[b], q));
-            let mut x = [la, lb, _mm512_xor_si512(la, lb)];
+            let ak = _mm512_xor_si512(la, self.rk[0]);
+            let mut x = [
+                ak,
+                _mm512_xor_si512(lb, self.rk[0]),
+                _mm512_xor_si512(ak, lb),
+            ];
             let t = [
-                _mm512_or_si512(self.inst[q], tw[0]),
-                _mm512_or_si512(self.inst[q], tw[1]),
-                _mm512_or_si512(self.inst[q], tw[2]),
+                _mm512_xor_si512(self.inst[q], tw[0]),
+                _mm512_xor_si512(self.inst[q], tw[1]),
+                _mm512_xor_si512(self.inst[q], tw[2]),
             ];
             tccr!(&self.rk, &mut x, &t);
             let gm = load_material(tables, stride, k, q, g);
@@ -696,14 +704,15 @@ mod tests {
     use crate::crypto::FIXED_KEY_AES;
     use crate::gc::threehalves::{eval_gate, garble_gate, garble_inputs, get_control, rand_bits};
 
-    /// The kernels' tweak arithmetic: gate `k`'s tweaks are instance part OR gate part.
+    /// The kernels' tweak arithmetic: gate `k`'s tweaks are instance part XOR gate part.
     #[test]
     fn tweaks_split_into_instance_and_gate_parts() {
         for inst in [0u64, 1, 77, (1 << 62) + 5] {
             for k in [0usize, 1, 31, 176, 1 << 40] {
-                let (i0, g) = (and_tweaks(inst, 0)[0].0, and_tweaks(0, k));
+                let i0 = and_tweaks(inst, 0)[0].0 ^ and_tweaks(0, 0)[0].0;
+                let g = and_tweaks(0, k);
                 for (s, t) in and_tweaks(inst, k).iter().enumerate() {
-                    assert_eq!(t.0, i0 | g[s].0, "instance {inst} gate {k} tweak {s}");
+                    assert_eq!(t.0, i0 ^ g[s].0, "instance {inst} gate {k} tweak {s}");
                 }
             }
         }
