@@ -13,6 +13,9 @@
 //! control bits into a 64-bit accumulator and writes whole words; the evaluator keeps a
 //! two-word window of each lane's control string. Both produce exactly the tables of the
 //! reference (tested here and in [`thbatch`](crate::gc::thbatch) against the portable route).
+//! Every choice that depends on a secret (colours, random bits, control bits) is a mask or a
+//! masked instruction; branches and memory indices depend only on the gate index and the
+//! group's length.
 //!
 //! Used only when the CPU has what [`RoundKeys`] proves (AES, VAES, AVX-512F/VL) and also
 //! AVX-512BW and GFNI ([`supported`]); elsewhere the batched engine hashes through the other
