@@ -63,10 +63,85 @@ impl ExConvCode {
         let n = self.n;
         assert_eq!(v.len(), 2 * n, "the code takes 2n = {} blocks", 2 * n);
         let (s, p) = v.split_at_mut(n);
-        convolve(p, &mut stream(n, 0));
-        convolve(p, &mut stream(n, 1));
-        expand(s, p);
+        let tables = tables(n);
+        for part in [0, 1] {
+            convolve(p, part, &tables);
+        }
+        expand(s, p, &tables);
     }
+}
+
+/// What the code with `n` outputs derives from its public stream, built once per `n` and
+/// process ([`tables`]) and shared: deriving it costs about as much as applying it.
+struct Tables {
+    /// Per convolution pass, what [`convolve_avx512`] reads (empty where it does not run).
+    conv: [ConvTable; 2],
+    /// The expander's positions in row order ([`expander_positions`]).
+    expander: Vec<u32>,
+}
+
+/// One convolution pass of [`convolve_avx512`] on `n` blocks: the [`window_masks`] of the
+/// grouped positions `0..masks.len()`, then the coefficient words of the rest.
+#[derive(Default)]
+struct ConvTable {
+    /// The window masks of positions `0..masks.len()`, a multiple of four.
+    masks: Vec<u64>,
+    /// The coefficient words of the positions after them, which take [`push_wrapping`].
+    tail: Vec<u32>,
+}
+
+impl ConvTable {
+    /// The table of pass `part` on `n` blocks, `n ≥ WINDOW + 4`.
+    fn new(n: usize, part: u128) -> Self {
+        let grouped = (n - WINDOW - 4) / 4 * 4 + 4;
+        let mut t = ConvTable {
+            masks: vec![0; grouped],
+            tail: Vec::with_capacity(n - grouped),
+        };
+        let mut prg = stream(n, part);
+        let mut coef = [Block::ZERO; BATCH / 4];
+        for start in (0..n).step_by(BATCH) {
+            prg.fill_blocks(&mut coef);
+            let cw = blocks_as_words(&coef);
+            let (end, stop) = ((start + BATCH).min(n), (start + BATCH).min(grouped));
+            if start < stop {
+                window_masks(cw, start, &mut t.masks[start..stop]);
+            }
+            t.tail
+                .extend((stop.max(start)..end).map(|i| coefficient(cw, i - start)));
+        }
+        t
+    }
+}
+
+/// The shared [`Tables`] of the code with `n` outputs.
+fn tables(n: usize) -> std::sync::Arc<Tables> {
+    use std::sync::{Arc, Mutex};
+    static TABLES: Mutex<Vec<(usize, Arc<Tables>)>> = Mutex::new(Vec::new());
+    if let Some((_, t)) = TABLES
+        .lock()
+        .ok()
+        .and_then(|g| g.iter().find(|(k, _)| *k == n).cloned())
+    {
+        return t;
+    }
+    #[cfg(target_arch = "x86_64")]
+    let conv = if n >= WINDOW + 4 && has_avx512() {
+        [ConvTable::new(n, 0), ConvTable::new(n, 1)]
+    } else {
+        Default::default()
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let conv = Default::default();
+    let t = Arc::new(Tables {
+        conv,
+        expander: expander_positions(n, n, &mut stream(n, 2)),
+    });
+    if let Ok(mut g) = TABLES.lock() {
+        // Chunk sizes are few (one per tree depth); keep every code's tables.
+        g.push((n, t.clone()));
+    }
+    t
 }
 
 /// The public stream of part `part` (0, 1: the convolutions; 2: the expander) of the code with
@@ -103,17 +178,18 @@ fn masked_xor4(w: &mut [u64], x: &[u64; 8], m: &[u64; 8]) {
     }
 }
 
-/// One convolution pass over `x` with coefficients from `prg` (24 bits of one 32-bit word per
-/// position): [`convolve_avx512`] where the CPU has AVX-512F and AVX-512DQ and `x` holds a
-/// whole register window, else [`convolve_portable`]. Both compute the same thing
-/// (`avx512_and_portable_convolutions_agree`).
-fn convolve(x: &mut [Block], prg: &mut Prg) {
+/// Convolution pass `part` over `x` (`n` blocks), its coefficients from the code's stream of
+/// that part (24 bits of one 32-bit word per position): [`convolve_avx512`] where `tables`
+/// has its masks (the CPU has AVX-512F and AVX-512DQ and `x` holds a register window), else
+/// [`convolve_portable`]. Both compute the same thing (`convolution_matches_its_definition`).
+fn convolve(x: &mut [Block], part: usize, tables: &Tables) {
+    let t = &tables.conv[part];
     #[cfg(target_arch = "x86_64")]
-    if x.len() >= WINDOW + 4 && has_avx512() {
-        // SAFETY: the features `convolve_avx512` enables were just detected.
-        return unsafe { convolve_avx512(x, prg) };
+    if !t.masks.is_empty() {
+        // SAFETY: the masks exist only if the CPU has the features `convolve_avx512` enables.
+        return unsafe { convolve_avx512(x, t) };
     }
-    convolve_portable(x, prg)
+    convolve_portable(x, &mut stream(x.len(), part as u128))
 }
 
 /// Position `i`'s update with its window taken modulo `x.len()`: the definition, used where
@@ -219,36 +295,28 @@ fn window_masks(cw: &[u64], first: usize, masks: &mut [u64]) {
 /// each position broadcasts its (final) block and XORs it, under a write mask from its
 /// coefficients, into the seven registers its window covers; then the group's register is
 /// final and stored, the window moves by a register and the next four blocks are loaded.
-/// Memory sees one load and one store per block. Positions whose window would reach past the
-/// end run [`push_wrapping`].
+/// Memory sees one load and one store per block, and the masks stream from `t`. Positions
+/// whose window would reach past the end run [`push_wrapping`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
-fn convolve_avx512(x: &mut [Block], prg: &mut Prg) {
-    let m = x.len();
-    assert!(m >= WINDOW + 4);
-    // Groups start at 0, 4, ... while their window (32 blocks) lies inside `x`.
-    let grouped = (m - WINDOW - 4) / 4 * 4 + 4;
-    let mut coef = [Block::ZERO; BATCH / 4];
-    let mut masks = [0u64; BATCH];
-    for start in (0..m).step_by(BATCH) {
-        prg.fill_blocks(&mut coef);
-        let cw = blocks_as_words(&coef);
-        let end = (start + BATCH).min(m);
-        let stop = end.min(grouped);
-        if start < stop {
-            window_masks(cw, start, &mut masks[..stop - start]);
-            convolve_groups(x, start, stop, &masks);
-        }
-        for i in stop.max(start)..end {
-            push_wrapping(x, i, coefficient(cw, i - start));
-        }
+fn convolve_avx512(x: &mut [Block], t: &ConvTable) {
+    let grouped = t.masks.len();
+    assert_eq!(
+        grouped + t.tail.len(),
+        x.len(),
+        "a table for {} blocks",
+        x.len()
+    );
+    convolve_groups(x, 0, grouped, &t.masks);
+    for (i, &c) in (grouped..).zip(&t.tail) {
+        push_wrapping(x, i, c);
     }
 }
 
 /// The groups of positions `start..stop` (multiples of 4, `stop + WINDOW ≤ x.len()`) of
 /// [`convolve_avx512`], `masks[k]` the [`window_masks`] of position `start + k`. The window is
-/// loaded from `x` at the start and stored back at the end, so that no register holding
-/// secret blocks lives across a call (where it could be spilled to the stack).
+/// loaded from `x` at the start and stored back at the end; nothing is called in between, so
+/// the registers holding secret blocks are not spilled to the stack.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
 fn convolve_groups(x: &mut [Block], start: usize, stop: usize, masks: &[u64]) {
@@ -311,41 +379,20 @@ fn expander_positions(rows: usize, m: usize, prg: &mut Prg) -> Vec<u32> {
     positions
 }
 
-/// An expander's positions in row order, shared.
-type Plan = std::sync::Arc<Vec<u32>>;
-
-/// The expander's positions of the code with `n` outputs ([`expander_positions`] under the
-/// code's stream), built once per `n` and process and shared: regenerating them costs about as
-/// much as applying them.
-fn expander_plan(n: usize) -> Plan {
-    use std::sync::{Arc, Mutex};
-    static PLANS: Mutex<Vec<(usize, Plan)>> = Mutex::new(Vec::new());
-    if let Some((_, p)) = PLANS
-        .lock()
-        .ok()
-        .and_then(|g| g.iter().find(|(k, _)| *k == n).cloned())
-    {
-        return p;
-    }
-    let plan = Arc::new(expander_positions(n, n, &mut stream(n, 2)));
-    if let Ok(mut g) = PLANS.lock() {
-        // Chunk sizes are few (one per tree depth); keep every plan.
-        g.push((n, plan.clone()));
-    }
-    plan
-}
-
 /// `s[i] ^= ⊕_k p[j_{i,k}]` for [`EXPANDER_WEIGHT`] positions per row drawn from the code's
-/// public stream, row by row.
+/// public stream ([`Tables::expander`]), row by row.
 ///
 /// A chunk's halves fit the L2 cache together (2 × 1 MiB at the largest chunk, see
 /// [`MAX_DEPTH`](super::MAX_DEPTH)), so the random reads of `p` hit it and the rows stream; a
 /// cache-blocked order (tiles of rows and positions) measured slower at every chunk size, as
 /// it streams its plan twice the size and rereads `s` per tile.
-pub(crate) fn expand(s: &mut [Block], p: &[Block]) {
+fn expand(s: &mut [Block], p: &[Block], tables: &Tables) {
     assert_eq!(s.len(), p.len());
-    let plan = expander_plan(s.len());
-    for (row, js) in s.iter_mut().zip(plan.chunks_exact(EXPANDER_WEIGHT)) {
+    assert_eq!(tables.expander.len(), s.len() * EXPANDER_WEIGHT);
+    for (row, js) in s
+        .iter_mut()
+        .zip(tables.expander.chunks_exact(EXPANDER_WEIGHT))
+    {
         let mut acc = row.0;
         for &j in js {
             acc ^= p[j as usize].0;
@@ -446,7 +493,7 @@ mod tests {
                 let mut portable = x.to_vec();
                 convolve_portable(&mut portable, &mut stream(n, 1));
                 assert_eq!(portable, want, "portable n {n} skew {skew}");
-                convolve(x, &mut stream(n, 1));
+                convolve(x, 1, &tables(n));
                 assert_eq!(x, &want[..], "dispatched n {n} skew {skew}");
             }
         }
@@ -467,7 +514,7 @@ mod tests {
                 let mut want = x.to_vec();
                 convolve_portable(&mut want, &mut stream(n, 0));
                 // SAFETY: the features were detected above.
-                unsafe { convolve_avx512(x, &mut stream(n, 0)) };
+                unsafe { convolve_avx512(x, &ConvTable::new(n, 0)) };
                 assert_eq!(x, &want[..], "n {n} skew {skew}");
             }
         }
@@ -493,7 +540,7 @@ mod tests {
                     *row ^= p[((r * n as u64) >> 32) as usize];
                 }
             }
-            expand(&mut s, &p);
+            expand(&mut s, &p, &tables(n));
             assert_eq!(s, want, "n {n}");
         }
     }
