@@ -170,14 +170,18 @@ struct Ready {
     buf: Vec<Block>,
     pos: usize,
     end: usize,
+    /// Whether the OTs' lsb is cleared as they are handed out: the sender's, whose leaves keep
+    /// theirs ([`vole_send`]).
+    clear_lsb: bool,
 }
 
 impl Ready {
-    fn new() -> Self {
+    fn new(clear_lsb: bool) -> Self {
         Ready {
             buf: Vec::new(),
             pos: 0,
             end: 0,
+            clear_lsb,
         }
     }
 
@@ -189,7 +193,14 @@ impl Ready {
     /// Hands out up to `out.len()` ready OTs into the front of `out`; returns how many.
     fn take(&mut self, out: &mut [Block]) -> usize {
         let k = (self.end - self.pos).min(out.len());
-        out[..k].copy_from_slice(&self.buf[self.pos..self.pos + k]);
+        let ready = &self.buf[self.pos..self.pos + k];
+        if self.clear_lsb {
+            for (o, r) in out.iter_mut().zip(ready) {
+                *o = Block(r.0 & !1);
+            }
+        } else {
+            out[..k].copy_from_slice(ready);
+        }
         self.pos += k;
         k
     }
@@ -286,7 +297,7 @@ impl SilentSender {
             base,
             delta,
             rng: Prg::from_seed(Block::random(rng)),
-            ready: Ready::new(),
+            ready: Ready::new(true),
             planned: Planned::default(),
             planned_q: Vec::new(),
             tweaks: 0,
@@ -398,7 +409,7 @@ impl SilentReceiver {
     ) -> Result<Self, OtError> {
         Ok(SilentReceiver {
             base: SoftSpokenReceiver::setup(ch, FALLBACK_K, rng)?,
-            ready: Ready::new(),
+            ready: Ready::new(false),
             planned: Planned::default(),
             planned_c: Vec::new(),
             planned_r: Vec::new(),

@@ -19,10 +19,15 @@
 //! sum minus the known nodes on its side).
 //!
 //! Finally the garbler sends `Δ ⊕ ⊕_x v_x` per tree, from which the evaluator gets
-//! `w_α = v_α ⊕ Δ`. Every leaf has its least significant bit cleared first, so that after the
-//! linear code the garbler's outputs have lsb 0 and the evaluator reads its random choice bit
-//! as the lsb of its output (Δ has lsb 1). The evaluator learns nothing new by that: with any
-//! correlated OT it learns the colour bit of its own input wires, which is `lsb(q) ⊕ b`.
+//! `w_α = v_α ⊕ Δ`. The vector `v` of the correlation is the leaves with their least
+//! significant bit cleared, so that after the linear code the garbler's outputs have lsb 0 and
+//! the evaluator reads its random choice bit as the lsb of its output (Δ has lsb 1). The
+//! evaluator clears its leaves' lsb; the garbler leaves its own as they are and clears its
+//! outputs' instead: the code acts on each bit position of the blocks separately, so clearing
+//! the lsb before or after it gives the same outputs, and the cleared leaves' XOR that it sends
+//! is that of its last level's two sums, lsb cleared (no pass over the leaves). The evaluator
+//! learns nothing new by the lsb: with any correlated OT it learns the colour bit of its own
+//! input wires, which is `lsb(q) ⊕ b`.
 //!
 //! Bytes per tree: the `d` base OTs (SoftSpoken's `128/k − 1` bits each) and `2d + 1` blocks.
 //!
@@ -265,8 +270,9 @@ pub(crate) fn wipe(blocks: &mut [Block]) {
     }
 }
 
-/// The garbler's side of one sparse VOLE: fills `v` (`TREES · 2^depth` blocks, leaves with lsb
-/// 0) and lets the evaluator obtain `v ⊕ e·Δ`. `q` holds the zero-labels of the chunk's
+/// The garbler's side of one sparse VOLE: fills `v` (`TREES · 2^depth` blocks, the leaves) and
+/// lets the evaluator obtain `v₀ ⊕ e·Δ`, where `v₀` is `v` with every lsb cleared (which the
+/// caller does, before or after the linear code: see the module doc). `q` holds the zero-labels of the chunk's
 /// `TREES · depth` base COTs (random choices; wiped here), `first_tweak` numbers the setup's
 /// level-sum OTs run before this call (both parties count them). Sends one message and no
 /// more: nothing here waits for the evaluator.
@@ -296,11 +302,9 @@ pub(crate) fn vole_send<C: Channel + ?Sized>(
         let mut root = Block::random(rng);
         expand_tree(root, leaves, &mut sums);
         zeroize::Zeroize::zeroize(&mut root.0);
-        let mut total = delta;
-        for leaf in leaves.iter_mut() {
-            leaf.0 &= !1;
-            total ^= *leaf;
-        }
+        // The leaves' XOR is the last level's left sum plus its right sum.
+        let (sl, sr) = sums[depth - 1];
+        let total = delta ^ Block((sl.0 ^ sr.0) & !1);
         for l in 0..depth {
             let j = t * depth + l;
             tweaks[2 * l] = tweak(first_tweak + j as u64);
@@ -436,7 +440,9 @@ mod tests {
         }
     }
 
-    /// w = v ⊕ e·Δ with exactly one noise position per tree, the leaves' lsb cleared.
+    /// w = v₀ ⊕ e·Δ with exactly one noise position per tree, for `v₀` the garbler's leaves
+    /// with their lsb cleared; the evaluator's leaves come with their lsb cleared but at the
+    /// noise.
     #[test]
     fn sparse_vole_correlation() {
         let depth = 6;
@@ -472,12 +478,13 @@ mod tests {
         let (delta, v, v2) = t.join().unwrap();
         let mut punctures = Vec::new();
         for (v, w) in [(&v, &w), (&v2, &w2)] {
-            for (tree, (vt, wt)) in v.chunks(1 << depth).zip(w.chunks(1 << depth)).enumerate() {
+            let v0: Vec<Block> = v.iter().map(|l| l.with_lsb(false)).collect();
+            for (tree, (vt, wt)) in v0.chunks(1 << depth).zip(w.chunks(1 << depth)).enumerate() {
                 let noisy: Vec<usize> = (0..1 << depth).filter(|&x| vt[x] != wt[x]).collect();
                 assert_eq!(noisy.len(), 1, "tree {tree}");
                 let x = noisy[0];
                 assert_eq!(wt[x], vt[x] ^ delta);
-                assert!(vt.iter().all(|l| !l.lsb()));
+                assert!(wt.iter().enumerate().all(|(y, l)| l.lsb() == (y == x)));
                 punctures.push(x);
             }
         }
