@@ -307,35 +307,35 @@ fn convolve_avx512(x: &mut [Block], t: &ConvTable) {
         "a table for {} blocks",
         x.len()
     );
-    convolve_groups(x, 0, grouped, &t.masks);
+    convolve_groups(x, &t.masks);
     for (i, &c) in (grouped..).zip(&t.tail) {
         push_wrapping(x, i, c);
     }
 }
 
-/// The groups of positions `start..stop` (multiples of 4, `stop + WINDOW ≤ x.len()`) of
-/// [`convolve_avx512`], `masks[k]` the [`window_masks`] of position `start + k`. The window is
-/// loaded from `x` at the start and stored back at the end; nothing is called in between, so
-/// the registers holding secret blocks are not spilled to the stack.
+/// The grouped positions `0..masks.len()` (a multiple of 4, with `masks.len() + WINDOW ≤
+/// x.len()`) of [`convolve_avx512`], `masks[i]` the [`window_masks`] of position `i`. The
+/// window is loaded from `x` at the start and stored back at the end; nothing is called in
+/// between, so the registers holding secret blocks are not spilled to the stack.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
-fn convolve_groups(x: &mut [Block], start: usize, stop: usize, masks: &[u64]) {
+fn convolve_groups(x: &mut [Block], masks: &[u64]) {
     use core::arch::x86_64::*;
-    assert!(start % 4 == 0 && stop % 4 == 0 && start <= stop && stop + WINDOW <= x.len());
-    assert!(masks.len() >= stop - start);
+    let stop = masks.len();
+    assert!(stop.is_multiple_of(4) && stop + WINDOW <= x.len());
     let ptr = x.as_mut_ptr();
     let mask_bytes = masks.as_ptr().cast::<u8>();
-    // SAFETY: every load and store below covers four blocks from `start + 4g` or from
+    // SAFETY: every load and store below covers four blocks from `4g` with `g < 7`, from
     // `base + WINDOW` with `base < stop`, or from `stop + 4g` with `g < 7`: all inside `x` as
     // `stop + WINDOW ≤ x.len()` (asserted). They are unaligned. Mask bytes read lie in the
-    // first `8 · (stop − start)` bytes of `masks` (asserted).
+    // `8 · stop` bytes of `masks`.
     unsafe {
         let mut w: [__m512i; 8] =
-            core::array::from_fn(|g| _mm512_loadu_si512(ptr.add(start + 4 * g.min(6)).cast()));
-        let mut base = start;
+            core::array::from_fn(|g| _mm512_loadu_si512(ptr.add(4 * g.min(6)).cast()));
+        let mut base = 0;
         while base < stop {
             w[7] = _mm512_loadu_si512(ptr.add(base + WINDOW).cast());
-            let mk = mask_bytes.add(8 * (base - start));
+            let mk = mask_bytes.add(8 * base);
             // Lane j (immediate: j in every 2-bit field) updates registers lo..=hi.
             macro_rules! lane {
                 ($j:literal, $imm:literal, $lo:literal, $hi:literal) => {{
