@@ -1,13 +1,18 @@
-//! Criterion benches of the OT stack: the PRG, the 128 × n transpose, 128 base OTs and IKNP
-//! correlated / chosen-message OT extension with both parties in two threads over `mem_pair`.
+//! Criterion benches of the OT stack: the PRG, the 128 × n transpose, 128 base OTs, IKNP
+//! correlated / chosen-message OT extension with both parties in two threads over `mem_pair`,
+//! and silent OT (its linear code alone, and both parties over `mem_pair`).
 
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use pibench::crypto::ot::silent::chunk_ots;
+use pibench::crypto::ot::silent::code::ExConvCode;
 use pibench::crypto::ot::transpose::{transpose_128xn, transpose_portable};
-use pibench::crypto::ot::{base, CotReceiver, CotSender};
+use pibench::crypto::ot::{
+    base, ChoicePattern, CotReceiver, CotSender, SilentReceiver, SilentSender,
+};
 use pibench::crypto::{Block, Prg};
 use pibench::net::{mem_pair, Channel, MemChannel, NetError};
 use rand_core::RngCore;
@@ -207,10 +212,59 @@ fn bench_extension_one_core(c: &mut Criterion) {
     g.finish();
 }
 
+/// Silent OT's per-chunk compute: the expand-convolute code on one chunk (what each party runs
+/// per chunk besides its trees), and both parties of a reserved session of `2^20` random OTs
+/// in two threads over `mem_pair` (OTs per second of wall time, the two parties concurrently).
+fn bench_silent(c: &mut Criterion) {
+    let mut g = c.benchmark_group("silent");
+    g.measurement_time(Duration::from_secs(3)).sample_size(10);
+    for depth in [10usize, 12] {
+        let n = chunk_ots(depth);
+        let code = ExConvCode::new(n);
+        let mut v = vec![Block::ZERO; 2 * n];
+        Prg::from_entropy().fill_blocks(&mut v);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(
+            BenchmarkId::new("code", format!("2^{}", n.trailing_zeros())),
+            |b| b.iter(|| code.compress(&mut v)),
+        );
+    }
+    let n = 1usize << 20;
+    let (mut a, mut b) = mem_pair(TIMEOUT);
+    let (go, go_rx) = mpsc::channel::<()>();
+    let (done_tx, done) = mpsc::channel();
+    thread::spawn(move || {
+        let mut rng = Prg::from_entropy();
+        let delta = Block::random(&mut rng).with_lsb(true);
+        let mut s = SilentSender::setup(&mut a, delta, &mut rng).unwrap();
+        let mut out = vec![Block::ZERO; n];
+        while go_rx.recv().is_ok() {
+            s.reserve(&mut a, n).unwrap();
+            s.send(&mut a, ChoicePattern::ALL_RANDOM, &mut out).unwrap();
+            done_tx.send(()).unwrap();
+        }
+    });
+    let mut r = SilentReceiver::setup(&mut b, &mut Prg::from_entropy()).unwrap();
+    let mut choices = vec![false; n];
+    let mut out = vec![Block::ZERO; n];
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("pair/2^20", |bch| {
+        bch.iter(|| {
+            go.send(()).unwrap();
+            r.reserve(&mut b, n).unwrap();
+            r.receive(&mut b, ChoicePattern::ALL_RANDOM, &mut choices, &mut out)
+                .unwrap();
+            done.recv().unwrap();
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     // Plots off: the plotting backend needs system fonts this machine does not have.
     config = Criterion::default().without_plots();
-    targets = bench_prg, bench_transpose, bench_base_ot, bench_extension_one_core, bench_extension
+    targets = bench_prg, bench_transpose, bench_base_ot, bench_extension_one_core, bench_extension,
+        bench_silent
 }
 criterion_main!(benches);

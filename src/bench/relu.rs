@@ -253,7 +253,7 @@ mod tests {
     #[test]
     fn every_scheme_and_ot_decodes_correctly_with_its_exact_bytes() {
         let ring = Ring::default();
-        let n = 700;
+        let n = 500;
         for garbling in Scheme::ALL {
             for ot in OtKind::COMMON {
                 let gc = GcOptions { garbling, ot };
@@ -271,7 +271,7 @@ mod tests {
                     }
                 };
                 assert_eq!(r.table_bytes_per_relu, tables as u64, "{gc}");
-                // Silent OT: 89,600 OTs take one chunk of 2^17, whose tree messages travel
+                // Silent OT: 64,000 OTs take one chunk of 2^16, whose tree messages travel
                 // with the tables; the client sends the chunk's base OTs, the call's count, one
                 // bit per share bit and the one-byte ready signal.
                 let (up, down) = match ot {

@@ -63,10 +63,85 @@ impl ExConvCode {
         let n = self.n;
         assert_eq!(v.len(), 2 * n, "the code takes 2n = {} blocks", 2 * n);
         let (s, p) = v.split_at_mut(n);
-        convolve(p, &mut stream(n, 0));
-        convolve(p, &mut stream(n, 1));
-        expand(s, p);
+        let tables = tables(n);
+        for part in [0, 1] {
+            convolve(p, part, &tables);
+        }
+        expand(s, p, &tables);
     }
+}
+
+/// What the code with `n` outputs derives from its public stream, built once per `n` and
+/// process ([`tables`]) and shared: deriving it costs about as much as applying it.
+struct Tables {
+    /// Per convolution pass, what [`convolve_avx512`] reads (empty where it does not run).
+    conv: [ConvTable; 2],
+    /// The expander's positions in row order ([`expander_positions`]).
+    expander: Vec<u32>,
+}
+
+/// One convolution pass of [`convolve_avx512`] on `n` blocks: the [`window_masks`] of the
+/// grouped positions `0..masks.len()`, then the coefficient words of the rest.
+#[derive(Default)]
+struct ConvTable {
+    /// The window masks of positions `0..masks.len()`, a multiple of four.
+    masks: Vec<u64>,
+    /// The coefficient words of the positions after them, which take [`push_wrapping`].
+    tail: Vec<u32>,
+}
+
+impl ConvTable {
+    /// The table of pass `part` on `n` blocks, `n ≥ WINDOW + 4`.
+    fn new(n: usize, part: u128) -> Self {
+        let grouped = (n - WINDOW - 4) / 4 * 4 + 4;
+        let mut t = ConvTable {
+            masks: vec![0; grouped],
+            tail: Vec::with_capacity(n - grouped),
+        };
+        let mut prg = stream(n, part);
+        let mut coef = [Block::ZERO; BATCH / 4];
+        for start in (0..n).step_by(BATCH) {
+            prg.fill_blocks(&mut coef);
+            let cw = blocks_as_words(&coef);
+            let (end, stop) = ((start + BATCH).min(n), (start + BATCH).min(grouped));
+            if start < stop {
+                window_masks(cw, start, &mut t.masks[start..stop]);
+            }
+            t.tail
+                .extend((stop.max(start)..end).map(|i| coefficient(cw, i - start)));
+        }
+        t
+    }
+}
+
+/// The shared [`Tables`] of the code with `n` outputs.
+fn tables(n: usize) -> std::sync::Arc<Tables> {
+    use std::sync::{Arc, Mutex};
+    static TABLES: Mutex<Vec<(usize, Arc<Tables>)>> = Mutex::new(Vec::new());
+    if let Some((_, t)) = TABLES
+        .lock()
+        .ok()
+        .and_then(|g| g.iter().find(|(k, _)| *k == n).cloned())
+    {
+        return t;
+    }
+    #[cfg(target_arch = "x86_64")]
+    let conv = if n >= WINDOW + 4 && has_avx512() {
+        [ConvTable::new(n, 0), ConvTable::new(n, 1)]
+    } else {
+        Default::default()
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let conv = Default::default();
+    let t = Arc::new(Tables {
+        conv,
+        expander: expander_positions(n, n, &mut stream(n, 2)),
+    });
+    if let Ok(mut g) = TABLES.lock() {
+        // Chunk sizes are few (one per tree depth); keep every code's tables.
+        g.push((n, t.clone()));
+    }
+    t
 }
 
 /// The public stream of part `part` (0, 1: the convolutions; 2: the expander) of the code with
@@ -103,8 +178,39 @@ fn masked_xor4(w: &mut [u64], x: &[u64; 8], m: &[u64; 8]) {
     }
 }
 
-/// One convolution pass over `x` with coefficients from `prg` (24 bits of one 32-bit word per
-/// position).
+/// Convolution pass `part` over `x` (`n` blocks), its coefficients from the code's stream of
+/// that part (24 bits of one 32-bit word per position): [`convolve_avx512`] where `tables`
+/// has its masks (the CPU has AVX-512F and AVX-512DQ and `x` holds a register window), else
+/// [`convolve_portable`]. Both compute the same thing (`convolution_matches_its_definition`).
+fn convolve(x: &mut [Block], part: usize, tables: &Tables) {
+    let t = &tables.conv[part];
+    #[cfg(target_arch = "x86_64")]
+    if !t.masks.is_empty() {
+        // SAFETY: the masks exist only if the CPU has the features `convolve_avx512` enables.
+        return unsafe { convolve_avx512(x, t) };
+    }
+    convolve_portable(x, &mut stream(x.len(), part as u128))
+}
+
+/// Position `i`'s update with its window taken modulo `x.len()`: the definition, used where
+/// the window reaches past the end.
+#[inline]
+fn push_wrapping(x: &mut [Block], i: usize, c: u32) {
+    let m = x.len();
+    let xi = x[i].0;
+    for b in 0..CONV_WIDTH {
+        x[(i + 1 + b) % m].0 ^= xi & 0u128.wrapping_sub(((c >> b) & 1) as u128);
+    }
+    x[(i + 1 + CONV_WIDTH) % m].0 ^= xi;
+}
+
+/// The 32-bit coefficient word of position `k` of a batch.
+#[inline]
+fn coefficient(cw: &[u64], k: usize) -> u32 {
+    (cw[k / 2] >> (32 * (k % 2))) as u32
+}
+
+/// [`convolve`] without SIMD intrinsics.
 ///
 /// Position `i` adds itself to the 25 positions after it, which the next position reads at
 /// once: the loop is bound by how fast a store reaches the next load. Updating the window in
@@ -113,7 +219,7 @@ fn masked_xor4(w: &mut [u64], x: &[u64; 8], m: &[u64; 8]) {
 /// four-block groups that cover it and each group is updated whole, with the coefficients
 /// shifted by the window's offset in its first group: every location is then always stored and
 /// loaded at the same address and size. The few positions at the ends take the plain path.
-fn convolve(x: &mut [Block], prg: &mut Prg) {
+fn convolve_portable(x: &mut [Block], prg: &mut Prg) {
     let m = x.len();
     let mut coef = [Block::ZERO; BATCH / 4];
     // Positions whose window does not wrap.
@@ -127,8 +233,7 @@ fn convolve(x: &mut [Block], prg: &mut Prg) {
         let cw = blocks_as_words(&coef);
         let end = (start + BATCH).min(m);
         for i in start..end {
-            let k = i - start;
-            let c = (cw[k / 2] >> (32 * (k % 2))) as u32;
+            let c = coefficient(cw, i - start);
             let xi = x[i].0;
             let (lo, hi) = (xi as u64, (xi >> 64) as u64);
             let x8 = [lo, hi, lo, hi, lo, hi, lo, hi];
@@ -148,88 +253,151 @@ fn convolve(x: &mut [Block], prg: &mut Prg) {
                 }
                 x[i + CONV_WIDTH + 1].0 ^= xi;
             } else {
-                for b in 0..CONV_WIDTH {
-                    x[(i + 1 + b) % m].0 ^= xi & 0u128.wrapping_sub(((c >> b) & 1) as u128);
-                }
-                x[(i + 1 + CONV_WIDTH) % m].0 ^= xi;
+                push_wrapping(x, i, c);
             }
         }
     }
 }
 
-/// The expander's `(row, position)` pairs in row order: [`EXPANDER_WEIGHT`] positions per row,
-/// each from one 32-bit word of `prg` scaled into `0..m` (a bias below 2^-12 for m ≤ 2^20: the
-/// code is public and its analysis does not need exactly uniform positions).
-fn expander_pairs(rows: usize, m: usize, prg: &mut Prg) -> Vec<[u32; 2]> {
-    let mut pairs = Vec::with_capacity(rows * EXPANDER_WEIGHT);
+/// Blocks of the register window of [`convolve_avx512`]: seven registers of four blocks hold
+/// the positions a group of four updates besides itself (offsets up to 3 + 25 = 28).
+const WINDOW: usize = 28;
+
+/// Whether this CPU runs [`convolve_avx512`].
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq")
+}
+
+/// The write masks of a batch's positions for [`convolve_groups`]: for position `first + k`
+/// (lane `j = (first + k) mod 4` of its group) the offsets `j + 1 + b` it updates, counted
+/// from its group's first block, each as two mask bits (one per 64-bit half of a block), so
+/// that byte `g` is the mask of the window's register `g`. Plain arithmetic that the compiler
+/// vectorises; the coefficients are public.
+fn window_masks(cw: &[u64], first: usize, masks: &mut [u64]) {
+    for (k, mask) in masks.iter_mut().enumerate() {
+        let c = u64::from(coefficient(cw, k));
+        let mut d = ((c & 0xff_ffff) | 1 << CONV_WIDTH) << ((first + k) % 4 + 1);
+        // Spread the 32 low bits to the even bit positions, then double each.
+        d = (d | d << 16) & 0x0000_ffff_0000_ffff;
+        d = (d | d << 8) & 0x00ff_00ff_00ff_00ff;
+        d = (d | d << 4) & 0x0f0f_0f0f_0f0f_0f0f;
+        d = (d | d << 2) & 0x3333_3333_3333_3333;
+        d = (d | d << 1) & 0x5555_5555_5555_5555;
+        *mask = d | d << 1;
+    }
+}
+
+/// [`convolve`] on AVX-512, the window of the current group in registers.
+///
+/// The portable path is bound by each position's stores reaching the next position's loads.
+/// Here the 32 blocks from the current group of four positions on live in eight registers:
+/// each position broadcasts its (final) block and XORs it, under a write mask from its
+/// coefficients, into the seven registers its window covers; then the group's register is
+/// final and stored, the window moves by a register and the next four blocks are loaded.
+/// Memory sees one load and one store per block, and the masks stream from `t`. Positions
+/// whose window would reach past the end run [`push_wrapping`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn convolve_avx512(x: &mut [Block], t: &ConvTable) {
+    let grouped = t.masks.len();
+    assert_eq!(
+        grouped + t.tail.len(),
+        x.len(),
+        "a table for {} blocks",
+        x.len()
+    );
+    convolve_groups(x, &t.masks);
+    for (i, &c) in (grouped..).zip(&t.tail) {
+        push_wrapping(x, i, c);
+    }
+}
+
+/// The grouped positions `0..masks.len()` (a multiple of 4, with `masks.len() + WINDOW ≤
+/// x.len()`) of [`convolve_avx512`], `masks[i]` the [`window_masks`] of position `i`. The
+/// window is loaded from `x` at the start and stored back at the end; nothing is called in
+/// between, so the registers holding secret blocks are not spilled to the stack.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn convolve_groups(x: &mut [Block], masks: &[u64]) {
+    use core::arch::x86_64::*;
+    let stop = masks.len();
+    assert!(stop.is_multiple_of(4) && stop + WINDOW <= x.len());
+    let ptr = x.as_mut_ptr();
+    let mask_bytes = masks.as_ptr().cast::<u8>();
+    // SAFETY: every load and store below covers four blocks from `4g` with `g < 7`, from
+    // `base + WINDOW` with `base < stop`, or from `stop + 4g` with `g < 7`: all inside `x` as
+    // `stop + WINDOW ≤ x.len()` (asserted). They are unaligned. Mask bytes read lie in the
+    // `8 · stop` bytes of `masks`.
+    unsafe {
+        let mut w: [__m512i; 8] =
+            core::array::from_fn(|g| _mm512_loadu_si512(ptr.add(4 * g.min(6)).cast()));
+        let mut base = 0;
+        while base < stop {
+            w[7] = _mm512_loadu_si512(ptr.add(base + WINDOW).cast());
+            let mk = mask_bytes.add(8 * base);
+            // Lane j (immediate: j in every 2-bit field) updates registers lo..=hi.
+            macro_rules! lane {
+                ($j:literal, $imm:literal, $lo:literal, $hi:literal) => {{
+                    let b = _mm512_shuffle_i64x2::<$imm>(w[0], w[0]);
+                    for g in $lo..=$hi {
+                        let k: __mmask8 = *mk.add(8 * $j + g);
+                        w[g] = _mm512_mask_xor_epi64(w[g], k, w[g], b);
+                    }
+                }};
+            }
+            lane!(0, 0x00, 0, 6);
+            lane!(1, 0x55, 0, 6);
+            lane!(2, 0xaa, 0, 6);
+            lane!(3, 0xff, 1, 7);
+            _mm512_storeu_si512(ptr.add(base).cast(), w[0]);
+            w = [w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[7]];
+            base += 4;
+        }
+        for (g, r) in w[..7].iter().enumerate() {
+            _mm512_storeu_si512(ptr.add(stop + 4 * g).cast(), *r);
+        }
+    }
+}
+
+/// The expander's positions in row order, [`EXPANDER_WEIGHT`] per row (`rows` rows), each from
+/// one 32-bit word of `prg` scaled into `0..m` (no bias when `m` is a power of two, as for
+/// every chunk; below 2^-12 for any m ≤ 2^20: the code is public and its analysis does not
+/// need exactly uniform positions).
+fn expander_positions(rows: usize, m: usize, prg: &mut Prg) -> Vec<u32> {
+    let mut positions = Vec::with_capacity(rows * EXPANDER_WEIGHT);
     let mut raw = [Block::ZERO; BATCH * EXPANDER_WEIGHT / 4];
     for first in (0..rows).step_by(BATCH) {
         prg.fill_blocks(&mut raw);
         let words = blocks_as_words(&raw);
-        for i in first..(first + BATCH).min(rows) {
-            for k in 0..EXPANDER_WEIGHT {
-                let e = (i - first) * EXPANDER_WEIGHT + k;
-                let r = (words[e / 2] >> (32 * (e % 2))) & 0xffff_ffff;
-                pairs.push([i as u32, ((r * m as u64) >> 32) as u32]);
-            }
-        }
+        let k = (rows - first).min(BATCH) * EXPANDER_WEIGHT;
+        positions.extend((0..k).map(|e| {
+            let r = u64::from(coefficient(words, e));
+            ((r * m as u64) >> 32) as u32
+        }));
     }
-    pairs
-}
-
-/// Rows and positions per tile of the cache-blocked expander: a tile of each (2 × 256 KiB)
-/// stays in the L2 cache while its pairs are applied.
-const TILE_BITS: u32 = 14;
-
-/// An expander's `(row, position)` pairs in the order they are applied, shared.
-type Plan = std::sync::Arc<Vec<[u32; 2]>>;
-
-/// The expander's pairs of the code with `n` outputs, grouped by (position tile, row tile), so
-/// that applying them touches one tile of each half at a time instead of reading the parity
-/// half at random (a cache miss per read once it outgrows the L2 cache). XOR commutes, so the
-/// order does not change the result. Built once per `n` and process, and shared.
-fn expander_plan(n: usize) -> Plan {
-    use std::sync::{Arc, Mutex};
-    static PLANS: Mutex<Vec<(usize, Plan)>> = Mutex::new(Vec::new());
-    if let Some((_, p)) = PLANS
-        .lock()
-        .ok()
-        .and_then(|g| g.iter().find(|(k, _)| *k == n).cloned())
-    {
-        return p;
-    }
-    let pairs = expander_pairs(n, n, &mut stream(n, 2));
-    let tiles = (n >> TILE_BITS) + 1;
-    let key = |[r, c]: [u32; 2]| (c >> TILE_BITS) as usize * tiles + (r >> TILE_BITS) as usize;
-    // A counting sort by tile, stable within a tile.
-    let mut counts = vec![0usize; tiles * tiles + 1];
-    for &pr in &pairs {
-        counts[key(pr) + 1] += 1;
-    }
-    for t in 1..counts.len() {
-        counts[t] += counts[t - 1];
-    }
-    let mut sorted = vec![[0u32; 2]; pairs.len()];
-    for &pr in &pairs {
-        let k = key(pr);
-        sorted[counts[k]] = pr;
-        counts[k] += 1;
-    }
-    let plan = Arc::new(sorted);
-    if let Ok(mut g) = PLANS.lock() {
-        // Chunk sizes are few (one per tree depth); keep every plan.
-        g.push((n, plan.clone()));
-    }
-    plan
+    positions
 }
 
 /// `s[i] ^= ⊕_k p[j_{i,k}]` for [`EXPANDER_WEIGHT`] positions per row drawn from the code's
-/// public stream, in the cache-blocked order of [`expander_plan`].
-pub(crate) fn expand(s: &mut [Block], p: &[Block]) {
+/// public stream ([`Tables::expander`]), row by row.
+///
+/// A chunk's halves fit the L2 cache together (2 × 1 MiB at the largest chunk, see
+/// [`MAX_DEPTH`](super::MAX_DEPTH)), so the random reads of `p` hit it and the rows stream; a
+/// cache-blocked order (tiles of rows and positions) measured slower at every chunk size, as
+/// it streams its plan twice the size and rereads `s` per tile.
+fn expand(s: &mut [Block], p: &[Block], tables: &Tables) {
     assert_eq!(s.len(), p.len());
-    let plan = expander_plan(s.len());
-    for &[r, c] in plan.iter() {
-        s[r as usize] ^= p[c as usize];
+    assert_eq!(tables.expander.len(), s.len() * EXPANDER_WEIGHT);
+    for (row, js) in s
+        .iter_mut()
+        .zip(tables.expander.chunks_exact(EXPANDER_WEIGHT))
+    {
+        let mut acc = row.0;
+        for &j in js {
+            acc ^= p[j as usize].0;
+        }
+        row.0 = acc;
     }
 }
 
@@ -272,49 +440,107 @@ mod tests {
         }
     }
 
-    /// The grouped convolution computes the definition (each position, in order, added to the
-    /// next positions its coefficient bits pick and to the one after them, wrapping), whatever
-    /// the alignment of the slice.
+    /// One convolution pass by its definition: each position, in order, added to the next
+    /// positions its coefficient bits pick and to the one after them, wrapping.
+    fn convolution_definition(x: &mut [Block], part: u128) {
+        let n = x.len();
+        let mut prg = stream(n, part);
+        let mut coef = [Block::ZERO; BATCH / 4];
+        for i in 0..n {
+            if i % BATCH == 0 {
+                prg.fill_blocks(&mut coef);
+            }
+            let k = i % BATCH;
+            let c = (blocks_as_words(&coef)[k / 2] >> (32 * (k % 2))) as u32;
+            let xi = x[i];
+            for b in 0..CONV_WIDTH {
+                if (c >> b) & 1 == 1 {
+                    x[(i + 1 + b) % n] ^= xi;
+                }
+            }
+            x[(i + 1 + CONV_WIDTH) % n] ^= xi;
+        }
+    }
+
+    /// Lengths around the register window, the coefficient batch and the wrap.
+    const CONV_LENGTHS: [usize; 14] = [
+        27,
+        31,
+        32,
+        33,
+        35,
+        36,
+        40,
+        61,
+        255,
+        256,
+        257,
+        300,
+        1000,
+        2 * BATCH + WINDOW + 3,
+    ];
+
+    /// Both convolution paths (and the dispatcher) compute the definition at every length
+    /// above and every alignment of the slice.
     #[test]
     fn convolution_matches_its_definition() {
-        for n in [40usize, 300, 1000] {
+        for n in CONV_LENGTHS {
             let mut buf = random(n + 3, 5);
             for skew in 0..4 {
                 let x = &mut buf[skew..skew + n];
                 let mut want = x.to_vec();
-                let mut prg = stream(n, 0);
-                let mut coef = [Block::ZERO; BATCH / 4];
-                for i in 0..n {
-                    if i % BATCH == 0 {
-                        prg.fill_blocks(&mut coef);
-                    }
-                    let k = i % BATCH;
-                    let c = (blocks_as_words(&coef)[k / 2] >> (32 * (k % 2))) as u32;
-                    let xi = want[i];
-                    for b in 0..CONV_WIDTH {
-                        if (c >> b) & 1 == 1 {
-                            want[(i + 1 + b) % n] ^= xi;
-                        }
-                    }
-                    want[(i + 1 + CONV_WIDTH) % n] ^= xi;
-                }
-                convolve(x, &mut stream(n, 0));
+                convolution_definition(&mut want, 1);
+                let mut portable = x.to_vec();
+                convolve_portable(&mut portable, &mut stream(n, 1));
+                assert_eq!(portable, want, "portable n {n} skew {skew}");
+                convolve(x, 1, &tables(n));
+                assert_eq!(x, &want[..], "dispatched n {n} skew {skew}");
+            }
+        }
+    }
+
+    /// The AVX-512 convolution equals the portable one at every length above and every
+    /// alignment (where the CPU has it).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_and_portable_convolutions_agree() {
+        if !has_avx512() {
+            return; // The portable path runs; tested against the definition above.
+        }
+        for n in CONV_LENGTHS.into_iter().filter(|&n| n >= WINDOW + 4) {
+            let mut buf = random(n + 3, 6);
+            for skew in 0..4 {
+                let x = &mut buf[skew..skew + n];
+                let mut want = x.to_vec();
+                convolve_portable(&mut want, &mut stream(n, 0));
+                // SAFETY: the features were detected above.
+                unsafe { convolve_avx512(x, &ConvTable::new(n, 0)) };
                 assert_eq!(x, &want[..], "n {n} skew {skew}");
             }
         }
     }
 
-    /// The cache-blocked expander computes what the row-by-row definition does.
+    /// The expander computes its definition: row `i` gathers the positions scaled from words
+    /// `7i .. 7i + 7` of the code's stream (a fresh batch of words every `BATCH` rows).
     #[test]
-    fn blocked_expander_matches_row_order() {
-        for n in [300usize, (1 << TILE_BITS) * 3 + 5] {
+    fn expander_matches_its_definition() {
+        for n in [300usize, 1 << 12, 3 * BATCH + 5] {
             let p = random(n, 3);
             let mut s = random(n, 4);
             let mut want = s.clone();
-            for [r, c] in expander_pairs(n, n, &mut stream(n, 2)) {
-                want[r as usize] ^= p[c as usize];
+            let mut prg = stream(n, 2);
+            let mut raw = [Block::ZERO; BATCH * EXPANDER_WEIGHT / 4];
+            for (i, row) in want.iter_mut().enumerate() {
+                if i % BATCH == 0 {
+                    prg.fill_blocks(&mut raw);
+                }
+                for k in 0..EXPANDER_WEIGHT {
+                    let e = (i % BATCH) * EXPANDER_WEIGHT + k;
+                    let r = (blocks_as_words(&raw)[e / 2] >> (32 * (e % 2))) & 0xffff_ffff;
+                    *row ^= p[((r * n as u64) >> 32) as usize];
+                }
             }
-            expand(&mut s, &p);
+            expand(&mut s, &p, &tables(n));
             assert_eq!(s, want, "n {n}");
         }
     }

@@ -19,10 +19,15 @@
 //! sum minus the known nodes on its side).
 //!
 //! Finally the garbler sends `Δ ⊕ ⊕_x v_x` per tree, from which the evaluator gets
-//! `w_α = v_α ⊕ Δ`. Every leaf has its least significant bit cleared first, so that after the
-//! linear code the garbler's outputs have lsb 0 and the evaluator reads its random choice bit
-//! as the lsb of its output (Δ has lsb 1). The evaluator learns nothing new by that: with any
-//! correlated OT it learns the colour bit of its own input wires, which is `lsb(q) ⊕ b`.
+//! `w_α = v_α ⊕ Δ`. The vector `v` of the correlation is the leaves with their least
+//! significant bit cleared, so that after the linear code the garbler's outputs have lsb 0 and
+//! the evaluator reads its random choice bit as the lsb of its output (Δ has lsb 1). The
+//! evaluator clears its leaves' lsb; the garbler leaves its own as they are and clears its
+//! outputs' instead: the code acts on each bit position of the blocks separately, so clearing
+//! the lsb before or after it gives the same outputs, and the cleared leaves' XOR that it sends
+//! is that of its last level's two sums, lsb cleared (no pass over the leaves). The evaluator
+//! learns nothing new by the lsb: with any correlated OT it learns the colour bit of its own
+//! input wires, which is `lsb(q) ⊕ b`.
 //!
 //! Bytes per tree: the `d` base OTs (SoftSpoken's `128/k − 1` bits each) and `2d + 1` blocks.
 //!
@@ -87,8 +92,9 @@ fn expand_level(buf: &mut [Block], parents: usize) -> (Block, Block) {
 }
 
 /// [`expand_level`] on VAES, four blocks per instruction, from the top down as the portable
-/// path; a level of fewer than [`VAES_PARENTS`] parents left over goes to the portable path.
-/// Nodes pass only through registers (no stack copies to wipe).
+/// path; the fewer than [`VAES_PARENTS`] parents left over (all of a tree's top four levels)
+/// run one register at a time, the last under a load and store mask. Nodes pass only through
+/// registers (no stack copies to wipe).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,vaes")]
 fn expand_level_vaes(keys: &[RoundKeys; 2], buf: &mut [Block], parents: usize) -> (Block, Block) {
@@ -135,6 +141,45 @@ fn expand_level_vaes(keys: &[RoundKeys; 2], buf: &mut [Block], parents: usize) -
         }
         end = start;
     }
+    while end > 0 {
+        let start = end.saturating_sub(4);
+        // Two mask bits (64-bit elements) per block.
+        let lanes = |blocks: usize| ((1u16 << (2 * blocks)) - 1) as __mmask8;
+        let (parents, children) = (lanes(end - start), 2 * (end - start));
+        // SAFETY: the masks select parents `start..end` and children `2·start..2·end`, inside
+        // `buf` (end ≤ parents ≤ buf.len() / 2); masked-off lanes are neither read nor
+        // written. As above, the parents are loaded before their children are stored and no
+        // child lands below `start`.
+        unsafe {
+            let p = _mm512_maskz_loadu_epi64(parents, base.add(start).cast());
+            let mut l = _mm512_xor_si512(p, rk[0][0]);
+            let mut r = _mm512_xor_si512(p, rk[1][0]);
+            for (k0, k1) in rk[0][1..10].iter().zip(&rk[1][1..10]) {
+                l = _mm512_aesenc_epi128(l, *k0);
+                r = _mm512_aesenc_epi128(r, *k1);
+            }
+            let lc = _mm512_xor_si512(_mm512_aesenclast_epi128(l, rk[0][10]), p);
+            let rc = _mm512_xor_si512(_mm512_aesenclast_epi128(r, rk[1][10]), p);
+            // The empty lanes hold AES of zero: kept out of the sums.
+            sl = _mm512_mask_xor_epi64(sl, parents, sl, lc);
+            sr = _mm512_mask_xor_epi64(sr, parents, sr, rc);
+            let out = base.add(2 * start);
+            let low = children.min(4);
+            _mm512_mask_storeu_epi64(
+                out.cast(),
+                lanes(low),
+                _mm512_permutex2var_epi64(lc, first, rc),
+            );
+            if children > 4 {
+                _mm512_mask_storeu_epi64(
+                    out.add(4).cast(),
+                    lanes(children - 4),
+                    _mm512_permutex2var_epi64(lc, second, rc),
+                );
+            }
+        }
+        end = start;
+    }
     let fold = |v: __m512i| {
         let mut lanes = [Block::ZERO; 4];
         // SAFETY: four blocks are 64 writable bytes; the store is unaligned.
@@ -143,8 +188,7 @@ fn expand_level_vaes(keys: &[RoundKeys; 2], buf: &mut [Block], parents: usize) -
         wipe(&mut lanes);
         x
     };
-    let (l, r) = expand_level_portable(buf, end);
-    (fold(sl) ^ l, fold(sr) ^ r)
+    (fold(sl), fold(sr))
 }
 
 /// [`expand_level`] through the `aes` crate.
@@ -226,8 +270,9 @@ pub(crate) fn wipe(blocks: &mut [Block]) {
     }
 }
 
-/// The garbler's side of one sparse VOLE: fills `v` (`TREES · 2^depth` blocks, leaves with lsb
-/// 0) and lets the evaluator obtain `v ⊕ e·Δ`. `q` holds the zero-labels of the chunk's
+/// The garbler's side of one sparse VOLE: fills `v` (`TREES · 2^depth` blocks, the leaves) and
+/// lets the evaluator obtain `v₀ ⊕ e·Δ`, where `v₀` is `v` with every lsb cleared (which the
+/// caller does, before or after the linear code: see the module doc). `q` holds the zero-labels of the chunk's
 /// `TREES · depth` base COTs (random choices; wiped here), `first_tweak` numbers the setup's
 /// level-sum OTs run before this call (both parties count them). Sends one message and no
 /// more: nothing here waits for the evaluator.
@@ -257,11 +302,9 @@ pub(crate) fn vole_send<C: Channel + ?Sized>(
         let mut root = Block::random(rng);
         expand_tree(root, leaves, &mut sums);
         zeroize::Zeroize::zeroize(&mut root.0);
-        let mut total = delta;
-        for leaf in leaves.iter_mut() {
-            leaf.0 &= !1;
-            total ^= *leaf;
-        }
+        // The leaves' XOR is the last level's left sum plus its right sum.
+        let (sl, sr) = sums[depth - 1];
+        let total = delta ^ Block((sl.0 ^ sr.0) & !1);
         for l in 0..depth {
             let j = t * depth + l;
             tweaks[2 * l] = tweak(first_tweak + j as u64);
@@ -342,18 +385,20 @@ mod tests {
     use crate::net::mem_pair;
     use std::time::Duration;
 
-    /// The VAES level expansion equals the portable one (children and level sums), for levels
-    /// with and without a portable remainder.
+    /// The VAES level expansion equals the portable one (children and level sums), for every
+    /// count of parents left over after the full passes, and nothing past the children is
+    /// written.
     #[test]
     fn vaes_and_portable_levels_agree() {
         let mut rng = Prg::from_seed(Block(4));
-        for parents in [1usize, 15, 16, 17, 64, 100, 1 << 10] {
-            let mut a = vec![Block::ZERO; 2 * parents];
+        for parents in (1usize..=40).chain([64, 100, 1 << 10]) {
+            let mut a = vec![Block::ONES; 2 * parents + 3];
             rng.fill_blocks(&mut a[..parents]);
             let mut b = a.clone();
             let sa = expand_level(&mut a, parents);
             let sb = expand_level_portable(&mut b, parents);
             assert_eq!((sa, &a), (sb, &b), "{parents} parents");
+            assert!(a[2 * parents..].iter().all(|&x| x == Block::ONES));
         }
     }
 
@@ -395,7 +440,9 @@ mod tests {
         }
     }
 
-    /// w = v ⊕ e·Δ with exactly one noise position per tree, the leaves' lsb cleared.
+    /// w = v₀ ⊕ e·Δ with exactly one noise position per tree, for `v₀` the garbler's leaves
+    /// with their lsb cleared; the evaluator's leaves come with their lsb cleared but at the
+    /// noise.
     #[test]
     fn sparse_vole_correlation() {
         let depth = 6;
@@ -431,12 +478,13 @@ mod tests {
         let (delta, v, v2) = t.join().unwrap();
         let mut punctures = Vec::new();
         for (v, w) in [(&v, &w), (&v2, &w2)] {
-            for (tree, (vt, wt)) in v.chunks(1 << depth).zip(w.chunks(1 << depth)).enumerate() {
+            let v0: Vec<Block> = v.iter().map(|l| l.with_lsb(false)).collect();
+            for (tree, (vt, wt)) in v0.chunks(1 << depth).zip(w.chunks(1 << depth)).enumerate() {
                 let noisy: Vec<usize> = (0..1 << depth).filter(|&x| vt[x] != wt[x]).collect();
                 assert_eq!(noisy.len(), 1, "tree {tree}");
                 let x = noisy[0];
                 assert_eq!(wt[x], vt[x] ^ delta);
-                assert!(vt.iter().all(|l| !l.lsb()));
+                assert!(wt.iter().enumerate().all(|(y, l)| l.lsb() == (y == x)));
                 punctures.push(x);
             }
         }
