@@ -44,6 +44,7 @@
 use core::fmt;
 
 use rand_core::{CryptoRng, RngCore};
+use rayon::prelude::*;
 
 use super::iknp::{
     debug_party, mask, padded, receive_chunked, recv_count, send_chunked, transpose_into,
@@ -197,10 +198,6 @@ pub struct SoftSpokenSender {
     prgs: Vec<Prg>,
     count: u64,
     cols: Vec<Block>,
-    /// One column: the XOR of all leaves, plus the correction.
-    u: Vec<Block>,
-    /// A piece of every leaf of one chunk of Δ ([`expand_fold`]).
-    leaves: Vec<Block>,
     corr: Vec<Block>,
     tail: Vec<Block>,
 }
@@ -222,8 +219,6 @@ pub struct SoftSpokenReceiver {
     prgs: Vec<Prg>,
     count: u64,
     cols: Vec<Block>,
-    /// A piece of every leaf of one chunk of Δ ([`expand_fold`]).
-    leaves: Vec<Block>,
     u0: Vec<Block>,
     corr: Vec<Block>,
     tail: Vec<Block>,
@@ -241,17 +236,25 @@ impl fmt::Debug for SoftSpokenReceiver {
     }
 }
 
-/// Scratch buffers of one chunk for `b = 128 / k` chunks of Δ: the columns, one column, the
-/// corrections and the leaf pieces.
-fn buffers(k: usize) -> (Vec<Block>, Vec<Block>, Vec<Block>, Vec<Block>) {
+/// Scratch buffers of one chunk for `b = 128 / k` chunks of Δ: the columns, one column and the
+/// corrections.
+fn buffers(k: usize) -> (Vec<Block>, Vec<Block>, Vec<Block>) {
     let b = 128 / k;
     (
         vec![Block::ZERO; 128 * CHUNK_COL_BLOCKS],
         vec![Block::ZERO; CHUNK_COL_BLOCKS],
         vec![Block::ZERO; (b - 1) * CHUNK_COL_BLOCKS],
-        vec![Block::ZERO; piece_blocks(k) << k],
     )
 }
+
+/// A piece of every leaf of one chunk of Δ: the scratch of [`expand_fold`], one per rayon task.
+fn leaf_scratch(k: usize) -> Vec<Block> {
+    vec![Block::ZERO; piece_blocks(k) << k]
+}
+
+/// Chunks of Δ per rayon task at least: at k = 4 the 32 chunks make at most four tasks, so a
+/// chunk of OTs costs a few task hand-offs, not one per chunk of Δ.
+const PAR_MIN_CHUNKS: usize = 8;
 
 impl SoftSpokenSender {
     /// Runs the base OTs as their receiver (choices off the paths to Δ's chunks). `delta` must
@@ -283,15 +286,13 @@ impl SoftSpokenSender {
                 )));
             }
         }
-        let (cols, u, corr, leaves) = buffers(k);
+        let (cols, _, corr) = buffers(k);
         Ok(SoftSpokenSender {
             k,
             delta,
             prgs,
             count: 0,
             cols,
-            u,
-            leaves,
             corr,
             tail: Vec::new(),
         })
@@ -360,30 +361,33 @@ impl SoftSpokenSender {
         let (m, w) = padded(out.len());
         debug_assert_eq!(corr.len(), (b - 1) * w);
         let cols = &mut self.cols[..128 * w];
-        let u = &mut self.u[..w];
-        for i in 0..b {
-            let v = &mut cols[i * k * w..(i + 1) * k * w];
-            // v_b = ⊕_{x_b = 1} r_x and u = ⊕_x r_x over every leaf, the punctured one's
-            // stream included; w_b = ⊕_{(x ⊕ Δ_i)_b = 1} r_x = v_b ⊕ Δ_{i,b} · u, in which the
-            // punctured leaf x = Δ_i has coefficient 0 either way. Adding the received
-            // correction, the column is v_b ⊕ Δ_{i,b} · (u ⊕ (u_0 ⊕ u_i)).
-            expand_fold(
-                &mut self.prgs[i << k..(i + 1) << k],
-                k,
-                &mut self.leaves,
-                u,
-                v,
+        let delta = self.delta;
+        // The chunks of Δ are independent: spread over the rayon pool, each task with its own
+        // leaf pieces and `u`.
+        self.prgs
+            .par_chunks_mut(1 << k)
+            .zip(cols.par_chunks_mut(k * w))
+            .enumerate()
+            .with_min_len(PAR_MIN_CHUNKS)
+            .for_each_init(
+                || (leaf_scratch(k), vec![Block::ZERO; w]),
+                |(leaves, u), (i, (prgs, v))| {
+                    // v_b = ⊕_{x_b = 1} r_x and u = ⊕_x r_x over every leaf, the punctured
+                    // one's stream included; w_b = ⊕_{(x ⊕ Δ_i)_b = 1} r_x = v_b ⊕ Δ_{i,b} · u,
+                    // in which the punctured leaf x = Δ_i has coefficient 0 either way. Adding
+                    // the received correction, the column is v_b ⊕ Δ_{i,b} · (u ⊕ (u_0 ⊕ u_i)).
+                    expand_fold(prgs, k, leaves, u, v);
+                    if i > 0 {
+                        xor_in_place(u, &corr[(i - 1) * w..i * w]);
+                    }
+                    for (bb, col) in v.chunks_exact_mut(w).enumerate() {
+                        let md = mask((delta.0 >> (i * k + bb)) & 1 == 1) as u64;
+                        for (q, t) in blocks_as_words_mut(col).iter_mut().zip(blocks_as_words(u)) {
+                            *q ^= t & md;
+                        }
+                    }
+                },
             );
-            if i > 0 {
-                xor_in_place(u, &corr[(i - 1) * w..i * w]);
-            }
-            for (bb, col) in v.chunks_exact_mut(w).enumerate() {
-                let md = mask((self.delta.0 >> (i * k + bb)) & 1 == 1) as u64;
-                for (q, t) in blocks_as_words_mut(col).iter_mut().zip(blocks_as_words(u)) {
-                    *q ^= t & md;
-                }
-            }
-        }
         transpose_into(blocks_as_bytes(cols), m, out, &mut self.tail);
         if !d.is_empty() {
             apply_choice_corrections(pattern, j0, d, self.delta, out);
@@ -553,13 +557,12 @@ impl SoftSpokenReceiver {
             prgs.extend(leaves.into_iter().map(Prg::from_seed));
         }
         base::send(ch, &pairs, rng)?;
-        let (cols, u0, corr, leaves) = buffers(k);
+        let (cols, u0, corr) = buffers(k);
         Ok(SoftSpokenReceiver {
             k,
             prgs,
             count: 0,
             cols,
-            leaves,
             u0,
             corr,
             tail: Vec::new(),
@@ -596,21 +599,20 @@ impl SoftSpokenReceiver {
         let (m, w) = padded(out.len());
         let cols = &mut self.cols[..128 * w];
         let corr = &mut self.corr[..(b - 1) * w];
-        for i in 0..b {
-            let u = if i == 0 {
-                &mut self.u0[..w]
-            } else {
-                &mut corr[(i - 1) * w..i * w]
-            };
-            let v = &mut cols[i * k * w..(i + 1) * k * w];
-            expand_fold(
-                &mut self.prgs[i << k..(i + 1) << k],
-                k,
-                &mut self.leaves,
-                u,
-                v,
+        // u_0 and the b − 1 columns u_i that become corrections, one per chunk of Δ; the
+        // chunks are independent and spread over the rayon pool.
+        let mut us: Vec<&mut [Block]> = std::iter::once(&mut self.u0[..w])
+            .chain(corr.chunks_exact_mut(w))
+            .collect();
+        self.prgs
+            .par_chunks_mut(1 << k)
+            .zip(cols.par_chunks_mut(k * w))
+            .zip(us.par_iter_mut())
+            .with_min_len(PAR_MIN_CHUNKS)
+            .for_each_init(
+                || leaf_scratch(k),
+                |leaves, ((prgs, v), u)| expand_fold(prgs, k, leaves, u, v),
             );
-        }
         let u0 = &self.u0[..w];
         for ci in corr.chunks_exact_mut(w) {
             xor_in_place(ci, u0);

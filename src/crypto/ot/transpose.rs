@@ -11,7 +11,10 @@
 //! gathers a byte from each of 16 rows and peels off their bits with `_mm_movemask_epi8` (the
 //! technique of emp-tool's `sse_trans`), plus AVX2 and AVX-512BW variants doing 32 and 64 rows
 //! per mask.
-//! [`transpose_128xn`] picks the fastest the CPU has, detected at run time.
+//! On CPUs with GFNI and AVX-512 VBMI a fourth variant transposes each 8 × 8 bit square with
+//! one affine instruction instead of eight mask extractions ([`transpose_gfni`]).
+//! [`transpose_128xn`] picks the fastest the CPU has, detected at run time;
+//! [`transpose_128xn_par`] also splits a large matrix over the rayon pool.
 
 use crate::crypto::Block;
 
@@ -39,7 +42,9 @@ fn check_shape(input: &[u8], n: usize, out: &[Block]) {
 pub fn transpose_128xn(input: &[u8], n: usize, out: &mut [Block]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512bw") {
+        if has_gfni() {
+            transpose_gfni(input, n, out)
+        } else if std::arch::is_x86_feature_detected!("avx512bw") {
             transpose_avx512(input, n, out)
         } else if std::arch::is_x86_feature_detected!("avx2") {
             transpose_avx2(input, n, out)
@@ -51,6 +56,31 @@ pub fn transpose_128xn(input: &[u8], n: usize, out: &mut [Block]) {
     {
         transpose_portable(input, n, out)
     }
+}
+
+/// Columns (OTs) below which [`transpose_128xn_par`] does not split the work: a 128 × 4096
+/// transpose takes a few microseconds, about what handing half of it to another thread costs.
+const PAR_MIN_COLUMNS: usize = 4096;
+
+/// [`transpose_128xn`] with the columns split in two halves transposed on the rayon pool (where
+/// `n` is large enough to pay for it and the GFNI kernel, which transposes a column range, runs).
+/// Same contract and result.
+pub fn transpose_128xn_par(input: &[u8], n: usize, out: &mut [Block]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_gfni() && n >= PAR_MIN_COLUMNS && n.is_multiple_of(256) {
+        check_shape(input, n, out);
+        let half = n / 2;
+        let (lo, hi) = out.split_at_mut(half);
+        let row_bytes = n / 8;
+        rayon::join(
+            // SAFETY: `has_gfni` checked every feature the kernel enables; the shape is
+            // checked above and each half's column range lies within the rows.
+            || unsafe { transpose_gfni_kernel(input, row_bytes, 0..half / 8, lo) },
+            || unsafe { transpose_gfni_kernel(input, row_bytes, half / 8..row_bytes, hi) },
+        );
+        return;
+    }
+    transpose_128xn(input, n, out)
 }
 
 /// The reference transpose, one bit at a time. Same contract as [`transpose_128xn`].
@@ -327,6 +357,107 @@ fn transpose_avx512_kernel(input: &[u8], row_bytes: usize, out: &mut [Block]) {
     }
 }
 
+/// Whether the CPU has what [`transpose_gfni`] needs: AVX-512 (F, BW, VBMI) and GFNI.
+#[cfg(target_arch = "x86_64")]
+pub fn has_gfni() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vbmi")
+        && std::arch::is_x86_feature_detected!("gfni")
+}
+
+/// The GFNI transpose: the AVX-512BW kernel's byte transpose, then each 8 × 8 bit square
+/// transposed by one `GF2P8AFFINEQB` lane (against the identity's columns) instead of eight
+/// mask extractions, and the squares put in place with two byte permutes per eight output
+/// rows. Same contract as [`transpose_128xn`].
+///
+/// # Panics
+/// Also if the CPU lacks a feature [`has_gfni`] checks.
+#[cfg(target_arch = "x86_64")]
+pub fn transpose_gfni(input: &[u8], n: usize, out: &mut [Block]) {
+    check_shape(input, n, out);
+    assert!(
+        has_gfni(),
+        "transpose_gfni: the CPU lacks AVX-512 VBMI or GFNI"
+    );
+    // SAFETY: the features are present, checked just above; the range is every byte of a row.
+    unsafe { transpose_gfni_kernel(input, n / 8, 0..n / 8, out) }
+}
+
+/// Transposes the bytes `bytes` of every one of the 128 rows (`row_bytes` each) of `input`:
+/// output rows `8·bytes.start..8·bytes.end`, written to `out` from its start.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,gfni")]
+fn transpose_gfni_kernel(
+    input: &[u8],
+    row_bytes: usize,
+    bytes: core::ops::Range<usize>,
+    out: &mut [Block],
+) {
+    use core::arch::x86_64::{
+        __m512i, _mm512_gf2p8affine_epi64_epi8, _mm512_loadu_si512, _mm512_permutex2var_epi8,
+        _mm512_set1_epi64, _mm512_storeu_si512, _mm512_unpackhi_epi8, _mm512_unpacklo_epi8,
+    };
+    assert_eq!(
+        out.len(),
+        8 * bytes.len(),
+        "transpose: output rows of the range"
+    );
+
+    // Byte i of every square is the unit vector e_i: the affine map then returns, in byte i,
+    // bit i of each of the square's eight bytes, bit j from byte 7 − j.
+    let unit = _mm512_set1_epi64(0x8040_2010_0804_0201u64 as i64);
+    // Output rows 8c + 4s .. 8c + 4s + 4 from the transposed squares of the tile's two halves
+    // (`a`: input rows 0..64, `b`: 64..128): byte 16i' + G of the result is byte i = 4s + i' of
+    // the square of rows 8G..8G + 8, which sits in qword (G mod 8) ⊕ 1 of `a` (G < 8) or `b`.
+    let place: [__m512i; 2] = core::array::from_fn(|s| {
+        let idx: [u8; 64] = core::array::from_fn(|p| {
+            let (i, g) = (4 * s + p / 16, p % 16);
+            (if g < 8 { 0 } else { 64 } + 8 * ((g % 8) ^ 1) + i) as u8
+        });
+        // SAFETY: 64 readable bytes; the load is unaligned.
+        unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+    });
+    // Slot 16h+k holds rows 64h+k, 64h+16+k, 64h+32+k, 64h+48+k in its four 16-byte lanes.
+    let mut tile = [[0u8; 4 * TILE_BYTES]; 32];
+    for t0 in bytes.clone().step_by(TILE_BYTES) {
+        let tw = TILE_BYTES.min(bytes.end - t0);
+        fill_tile(&mut tile, input, row_bytes, t0, tw);
+        let mut halves = [[unit; 16]; 2];
+        for (h, half) in halves.iter_mut().enumerate() {
+            // Rows loaded in reverse (vector k from row 15 − k of each 16) so that after the
+            // byte transpose each qword holds a square's bytes from its last row down, the
+            // order in which the affine map numbers bits: qword 0 of lane L is the square of
+            // rows 16L + 8..16L + 16, qword 1 that of rows 16L..16L + 8.
+            // SAFETY: each slot is 64 readable bytes; unaligned loads are allowed.
+            let mut v: [__m512i; 16] = core::array::from_fn(|k| unsafe {
+                _mm512_loadu_si512(tile[16 * h + 15 - k].as_ptr().cast())
+            });
+            for _ in 0..4 {
+                let w = v;
+                for i in 0..8 {
+                    v[2 * i] = _mm512_unpacklo_epi8(w[i], w[i + 8]);
+                    v[2 * i + 1] = _mm512_unpackhi_epi8(w[i], w[i + 8]);
+                }
+            }
+            // Vector c: the squares of byte c of every row; transposed, byte i of a square
+            // holds bit i of byte c of its eight rows, the rows in bit order.
+            for (dst, vc) in half.iter_mut().zip(v) {
+                *dst = _mm512_gf2p8affine_epi64_epi8::<0>(unit, vc);
+            }
+        }
+        for c in 0..tw {
+            let base = 8 * (t0 - bytes.start + c);
+            for (s, idx) in place.iter().enumerate() {
+                let rows = _mm512_permutex2var_epi8(halves[0][c], *idx, halves[1][c]);
+                let dst = &mut out[base + 4 * s..base + 4 * s + 4];
+                // SAFETY: four `Block`s are 64 writable bytes; the store is unaligned.
+                unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), rows) };
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,10 +530,34 @@ mod tests {
                     transpose_avx512(&input, n, &mut got);
                     prop_assert_eq!(&got, &expect);
                 }
+                if has_gfni() {
+                    let mut got = vec![Block::ZERO; n];
+                    transpose_gfni(&input, n, &mut got);
+                    prop_assert_eq!(&got, &expect);
+                }
             }
             let mut got = vec![Block::ZERO; n];
             transpose_128xn(&input, n, &mut got);
             prop_assert_eq!(&got, &expect);
+        }
+    }
+
+    /// The parallel transpose splits large matrices in two column halves: it must still equal
+    /// the reference, at widths below, at and above the split threshold.
+    #[test]
+    fn parallel_transpose_matches_naive() {
+        for n in [
+            PAR_MIN_COLUMNS - 8,
+            PAR_MIN_COLUMNS,
+            PAR_MIN_COLUMNS + 256,
+            1 << 14,
+        ] {
+            let input = random_matrix(n, n as u64);
+            let mut expect = vec![Block::ZERO; n];
+            transpose_naive(&input, n, &mut expect);
+            let mut got = vec![Block::ZERO; n];
+            transpose_128xn_par(&input, n, &mut got);
+            assert_eq!(got, expect, "n = {n}");
         }
     }
 }
