@@ -39,7 +39,7 @@ use core::fmt;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::transpose::transpose_128xn_par;
+use super::transpose::transpose_128xn;
 use super::{base, blocks_as_bytes, blocks_as_bytes_mut, OtError};
 use crate::crypto::{Block, BlockChannel, Prg, FIXED_KEY_AES};
 use crate::net::{Channel, ChannelExt};
@@ -462,10 +462,10 @@ pub(super) fn pack_bits(bits: &[bool], out: &mut [Block]) {
 /// `tail` when the chunk was padded.
 pub(super) fn transpose_into(matrix: &[u8], m: usize, out: &mut [Block], tail: &mut Vec<Block>) {
     if out.len() == m {
-        transpose_128xn_par(matrix, m, out);
+        transpose_128xn(matrix, m, out);
     } else {
         tail.resize(m, Block::ZERO);
-        transpose_128xn_par(matrix, m, tail);
+        transpose_128xn(matrix, m, tail);
         out.copy_from_slice(&tail[..out.len()]);
     }
 }

@@ -44,10 +44,9 @@
 use core::fmt;
 
 use rand_core::{CryptoRng, RngCore};
-use rayon::prelude::*;
 
 use super::iknp::{
-    debug_party, mask, padded, receive_chunked, recv_count, send_chunked, transpose_into,
+    debug_party, mask, padded, recv_count, send_chunked, send_count, transpose_into,
     CHUNK_COL_BLOCKS, CHUNK_OTS,
 };
 use super::{
@@ -198,6 +197,10 @@ pub struct SoftSpokenSender {
     prgs: Vec<Prg>,
     count: u64,
     cols: Vec<Block>,
+    /// One column: the XOR of all leaves, plus the correction.
+    u: Vec<Block>,
+    /// A piece of every leaf of one chunk of Δ ([`expand_fold`]).
+    leaves: Vec<Block>,
     corr: Vec<Block>,
     tail: Vec<Block>,
 }
@@ -219,6 +222,8 @@ pub struct SoftSpokenReceiver {
     prgs: Vec<Prg>,
     count: u64,
     cols: Vec<Block>,
+    /// A piece of every leaf of one chunk of Δ ([`expand_fold`]).
+    leaves: Vec<Block>,
     u0: Vec<Block>,
     corr: Vec<Block>,
     tail: Vec<Block>,
@@ -236,25 +241,17 @@ impl fmt::Debug for SoftSpokenReceiver {
     }
 }
 
-/// Scratch buffers of one chunk for `b = 128 / k` chunks of Δ: the columns, one column and the
-/// corrections.
-fn buffers(k: usize) -> (Vec<Block>, Vec<Block>, Vec<Block>) {
+/// Scratch buffers of one chunk for `b = 128 / k` chunks of Δ: the columns, one column, the
+/// corrections and the leaf pieces.
+fn buffers(k: usize) -> (Vec<Block>, Vec<Block>, Vec<Block>, Vec<Block>) {
     let b = 128 / k;
     (
         vec![Block::ZERO; 128 * CHUNK_COL_BLOCKS],
         vec![Block::ZERO; CHUNK_COL_BLOCKS],
         vec![Block::ZERO; (b - 1) * CHUNK_COL_BLOCKS],
+        vec![Block::ZERO; piece_blocks(k) << k],
     )
 }
-
-/// A piece of every leaf of one chunk of Δ: the scratch of [`expand_fold`], one per rayon task.
-fn leaf_scratch(k: usize) -> Vec<Block> {
-    vec![Block::ZERO; piece_blocks(k) << k]
-}
-
-/// Chunks of Δ per rayon task at least: at k = 4 the 32 chunks make at most four tasks, so a
-/// chunk of OTs costs a few task hand-offs, not one per chunk of Δ.
-const PAR_MIN_CHUNKS: usize = 8;
 
 impl SoftSpokenSender {
     /// Runs the base OTs as their receiver (choices off the paths to Δ's chunks). `delta` must
@@ -286,13 +283,15 @@ impl SoftSpokenSender {
                 )));
             }
         }
-        let (cols, _, corr) = buffers(k);
+        let (cols, u, corr, leaves) = buffers(k);
         Ok(SoftSpokenSender {
             k,
             delta,
             prgs,
             count: 0,
             cols,
+            u,
+            leaves,
             corr,
             tail: Vec::new(),
         })
@@ -361,36 +360,79 @@ impl SoftSpokenSender {
         let (m, w) = padded(out.len());
         debug_assert_eq!(corr.len(), (b - 1) * w);
         let cols = &mut self.cols[..128 * w];
-        let delta = self.delta;
-        // The chunks of Δ are independent: spread over the rayon pool, each task with its own
-        // leaf pieces and `u`.
-        self.prgs
-            .par_chunks_mut(1 << k)
-            .zip(cols.par_chunks_mut(k * w))
-            .enumerate()
-            .with_min_len(PAR_MIN_CHUNKS)
-            .for_each_init(
-                || (leaf_scratch(k), vec![Block::ZERO; w]),
-                |(leaves, u), (i, (prgs, v))| {
-                    // v_b = ⊕_{x_b = 1} r_x and u = ⊕_x r_x over every leaf, the punctured
-                    // one's stream included; w_b = ⊕_{(x ⊕ Δ_i)_b = 1} r_x = v_b ⊕ Δ_{i,b} · u,
-                    // in which the punctured leaf x = Δ_i has coefficient 0 either way. Adding
-                    // the received correction, the column is v_b ⊕ Δ_{i,b} · (u ⊕ (u_0 ⊕ u_i)).
-                    expand_fold(prgs, k, leaves, u, v);
-                    if i > 0 {
-                        xor_in_place(u, &corr[(i - 1) * w..i * w]);
-                    }
-                    for (bb, col) in v.chunks_exact_mut(w).enumerate() {
-                        let md = mask((delta.0 >> (i * k + bb)) & 1 == 1) as u64;
-                        for (q, t) in blocks_as_words_mut(col).iter_mut().zip(blocks_as_words(u)) {
-                            *q ^= t & md;
-                        }
-                    }
-                },
+        let u = &mut self.u[..w];
+        for i in 0..b {
+            let v = &mut cols[i * k * w..(i + 1) * k * w];
+            // v_b = ⊕_{x_b = 1} r_x and u = ⊕_x r_x over every leaf, the punctured one's
+            // stream included; w_b = ⊕_{(x ⊕ Δ_i)_b = 1} r_x = v_b ⊕ Δ_{i,b} · u, in which the
+            // punctured leaf x = Δ_i has coefficient 0 either way. Adding the received
+            // correction, the column is v_b ⊕ Δ_{i,b} · (u ⊕ (u_0 ⊕ u_i)).
+            expand_fold(
+                &mut self.prgs[i << k..(i + 1) << k],
+                k,
+                &mut self.leaves,
+                u,
+                v,
             );
+            if i > 0 {
+                xor_in_place(u, &corr[(i - 1) * w..i * w]);
+            }
+            for (bb, col) in v.chunks_exact_mut(w).enumerate() {
+                let md = mask((self.delta.0 >> (i * k + bb)) & 1 == 1) as u64;
+                for (q, t) in blocks_as_words_mut(col).iter_mut().zip(blocks_as_words(u)) {
+                    *q ^= t & md;
+                }
+            }
+        }
         transpose_into(blocks_as_bytes(cols), m, out, &mut self.tail);
         if !d.is_empty() {
             apply_choice_corrections(pattern, j0, d, self.delta, out);
+        }
+    }
+
+    /// A sender whose leaf streams are [`Prg::ahead`] of these by the blocks that `ots` OTs
+    /// (whole chunks) draw, with buffers of its own: for the second half of a request
+    /// ([`halves`]).
+    fn ahead(&self, ots: usize) -> SoftSpokenSender {
+        let blocks = (ots / 128) as u128;
+        let (cols, u, corr, leaves) = buffers(self.k);
+        SoftSpokenSender {
+            k: self.k,
+            delta: self.delta,
+            prgs: self.prgs.iter().map(|p| p.ahead(blocks)).collect(),
+            count: self.count,
+            cols,
+            u,
+            leaves,
+            corr,
+            tail: Vec::new(),
+        }
+    }
+
+    /// The outputs of consecutive chunks into `out` (chunk by chunk from its start), the first
+    /// at OT `start.0` with its corrections at `corr[start.1..]` and `d[start.2..]`.
+    fn expand_range(
+        &mut self,
+        pattern: ChoicePattern,
+        start: (usize, usize, usize),
+        corr: &[Block],
+        d: &[u8],
+        out: &mut [Block],
+    ) {
+        let b = 128 / self.k;
+        let (mut j0, mut corr_at, mut d_at) = start;
+        for part in out.chunks_mut(CHUNK_OTS) {
+            let len = part.len();
+            let cl = (b - 1) * padded(len).1;
+            let dl = pattern.count_in(j0, len).div_ceil(8);
+            self.expand_chunk(
+                &corr[corr_at..corr_at + cl],
+                &d[d_at..d_at + dl],
+                pattern,
+                j0,
+                part,
+            );
+            (j0, corr_at, d_at) = (j0 + len, corr_at + cl, d_at + dl);
         }
     }
 
@@ -514,6 +556,43 @@ impl DeferredSend<'_> {
         out[..from_spill].copy_from_slice(&self.spill[self.spill_at..self.spill_at + from_spill]);
         self.spill_at += from_spill;
         let mut o = from_spill;
+        // The whole chunks the request covers, in two halves at the same time ([`halves`]).
+        let left = self.n - self.expanded;
+        let fit = if out.len() - o >= left {
+            left
+        } else {
+            (out.len() - o) / CHUNK_OTS * CHUNK_OTS
+        };
+        let split = halves(fit);
+        if split > 0 {
+            let (pattern, n) = (self.pattern, self.n);
+            // Where each half starts and the request ends: (OT, column corrections, choice
+            // corrections).
+            let mut at = (self.expanded, self.corr_at, self.d_at);
+            let mut second = at;
+            while at.0 < self.expanded + fit {
+                if at.0 == self.expanded + split {
+                    second = at;
+                }
+                let len = CHUNK_OTS.min(n - at.0);
+                let cl = (b - 1) * padded(len).1;
+                let dl = pattern.count_in(at.0, len).div_ceil(8);
+                at = (at.0 + len, at.1 + cl, at.2 + dl);
+            }
+            let first = (self.expanded, self.corr_at, self.d_at);
+            let sender = &mut *self.sender;
+            let mut helper = sender.ahead(split);
+            let (corr, d) = (&self.corr[..], &self.d[..]);
+            let (out_a, out_b) = out[o..o + fit].split_at_mut(split);
+            rayon::join(
+                || sender.expand_range(pattern, first, corr, d, out_a),
+                || helper.expand_range(pattern, second, corr, d, out_b),
+            );
+            // The second half's streams went furthest: they continue.
+            std::mem::swap(&mut sender.prgs, &mut helper.prgs);
+            (self.expanded, self.corr_at, self.d_at) = at;
+            o += fit;
+        }
         while o < out.len() {
             let (j0, len) = (self.expanded, CHUNK_OTS.min(self.n - self.expanded));
             let cl = (b - 1) * padded(len).1;
@@ -557,12 +636,13 @@ impl SoftSpokenReceiver {
             prgs.extend(leaves.into_iter().map(Prg::from_seed));
         }
         base::send(ch, &pairs, rng)?;
-        let (cols, u0, corr) = buffers(k);
+        let (cols, u0, corr, leaves) = buffers(k);
         Ok(SoftSpokenReceiver {
             k,
             prgs,
             count: 0,
             cols,
+            leaves,
             u0,
             corr,
             tail: Vec::new(),
@@ -579,55 +659,149 @@ impl SoftSpokenReceiver {
         choices: &mut [bool],
         out: &mut [Block],
     ) -> Result<(), OtError> {
-        receive_chunked(ch, choices.len(), out, |ch, j0, chunk| {
-            let bs = &mut choices[j0..j0 + chunk.len()];
-            self.receive_chunk(ch, pattern, j0, bs, chunk)
-        })?;
-        self.count += out.len() as u64;
+        let n = choices.len();
+        if out.len() != n {
+            return Err(OtError::LengthMismatch {
+                choices: n,
+                outputs: out.len(),
+            });
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        send_count(ch, n)?;
+        let split = halves(n);
+        let (out_a, out_b) = out.split_at_mut(split);
+        let (choices_a, choices_b) = choices.split_at_mut(split);
+        if split == 0 {
+            let mut send = |bytes: &[u8]| ch.send(bytes).map_err(OtError::from);
+            self.receive_range(pattern, 0, choices_b, out_b, &mut send)?;
+        } else {
+            // The second half on its own receiver, its streams as far ahead as the first half
+            // draws; its message waits in memory until the first half's is sent.
+            let mut second = self.ahead(split);
+            let mut later = Vec::new();
+            let (a, b) = rayon::join(
+                || {
+                    let mut send = |bytes: &[u8]| ch.send(bytes).map_err(OtError::from);
+                    self.receive_range(pattern, 0, choices_a, out_a, &mut send)
+                },
+                || {
+                    let mut keep = |bytes: &[u8]| {
+                        later.extend_from_slice(bytes);
+                        Ok(())
+                    };
+                    second.receive_range(pattern, split, choices_b, out_b, &mut keep)
+                },
+            );
+            a?;
+            b?;
+            ch.send(&later)?;
+            // The second half's streams went furthest: they continue.
+            std::mem::swap(&mut self.prgs, &mut second.prgs);
+        }
+        ch.flush()?;
+        self.count += n as u64;
         Ok(())
     }
 
-    fn receive_chunk<C: Channel + ?Sized>(
+    /// A receiver whose leaf streams are [`Prg::ahead`] of these by the blocks that the call's
+    /// first `ots` OTs (whole chunks) draw, with buffers of its own: for the second half of a
+    /// call ([`halves`]).
+    fn ahead(&self, ots: usize) -> SoftSpokenReceiver {
+        let blocks = (ots / 128) as u128;
+        let (cols, u0, corr, leaves) = buffers(self.k);
+        SoftSpokenReceiver {
+            k: self.k,
+            prgs: self.prgs.iter().map(|p| p.ahead(blocks)).collect(),
+            count: self.count,
+            cols,
+            leaves,
+            u0,
+            corr,
+            tail: Vec::new(),
+        }
+    }
+
+    /// Runs OTs `j0..j0 + out.len()` of a call (`j0` a multiple of [`CHUNK_OTS`]) chunk by
+    /// chunk, handing each chunk's message to `send` in order.
+    fn receive_range(
         &mut self,
-        ch: &mut C,
         pattern: ChoicePattern,
         j0: usize,
         choices: &mut [bool],
         out: &mut [Block],
+        send: &mut dyn FnMut(&[u8]) -> Result<(), OtError>,
+    ) -> Result<(), OtError> {
+        for (c, part) in out.chunks_mut(CHUNK_OTS).enumerate() {
+            // Outputs may be fresh memory (a site's labels: hundreds of MB): fault in a
+            // chunk's pages at once rather than one by one as the transpose first writes them.
+            crate::crypto::buffer::prefault(part);
+            let at = c * CHUNK_OTS;
+            let bs = &mut choices[at..at + part.len()];
+            self.receive_chunk(pattern, j0 + at, bs, part, send)?;
+        }
+        Ok(())
+    }
+
+    fn receive_chunk(
+        &mut self,
+        pattern: ChoicePattern,
+        j0: usize,
+        choices: &mut [bool],
+        out: &mut [Block],
+        send: &mut dyn FnMut(&[u8]) -> Result<(), OtError>,
     ) -> Result<(), OtError> {
         let (k, b) = (self.k, 128 / self.k);
         let (m, w) = padded(out.len());
         let cols = &mut self.cols[..128 * w];
         let corr = &mut self.corr[..(b - 1) * w];
-        // u_0 and the b − 1 columns u_i that become corrections, one per chunk of Δ; the
-        // chunks are independent and spread over the rayon pool.
-        let mut us: Vec<&mut [Block]> = std::iter::once(&mut self.u0[..w])
-            .chain(corr.chunks_exact_mut(w))
-            .collect();
-        self.prgs
-            .par_chunks_mut(1 << k)
-            .zip(cols.par_chunks_mut(k * w))
-            .zip(us.par_iter_mut())
-            .with_min_len(PAR_MIN_CHUNKS)
-            .for_each_init(
-                || leaf_scratch(k),
-                |leaves, ((prgs, v), u)| expand_fold(prgs, k, leaves, u, v),
+        for i in 0..b {
+            let u = if i == 0 {
+                &mut self.u0[..w]
+            } else {
+                &mut corr[(i - 1) * w..i * w]
+            };
+            let v = &mut cols[i * k * w..(i + 1) * k * w];
+            expand_fold(
+                &mut self.prgs[i << k..(i + 1) << k],
+                k,
+                &mut self.leaves,
+                u,
+                v,
             );
+        }
         let u0 = &self.u0[..w];
         for ci in corr.chunks_exact_mut(w) {
             xor_in_place(ci, u0);
         }
-        ch.send(blocks_as_bytes(corr))?;
+        send(blocks_as_bytes(corr))?;
         // The random choices are the bits of u₀; chosen ones are corrected, one bit each.
         let bit = |j: usize| (u0[j / 128].0 >> (j % 128)) & 1 == 1;
         let d = choice_corrections(pattern, j0, bit, choices);
         if !d.is_empty() {
-            ch.send(&d)?;
+            send(&d)?;
         }
         transpose_into(blocks_as_bytes(cols), m, out, &mut self.tail);
         Ok(())
     }
 }
+
+/// Where a call of `n` OTs is cut in two halves computed at the same time (by both parties:
+/// the receiver's whole call, the sender's deferred outputs a request at a time), in OTs: a
+/// whole number of chunks, about half of them, the call's last (possibly partial) chunk in the
+/// second half; 0 (no split) below [`PAR_MIN_CHUNKS`] chunks, where a second thread does not pay.
+fn halves(n: usize) -> usize {
+    let chunks = n.div_ceil(CHUNK_OTS);
+    if chunks < PAR_MIN_CHUNKS {
+        0
+    } else {
+        chunks / 2 * CHUNK_OTS
+    }
+}
+
+/// Chunks of OTs below which a call (or a deferred request) runs on one thread.
+const PAR_MIN_CHUNKS: usize = 4;
 
 #[cfg(test)]
 mod tests {
@@ -758,7 +932,15 @@ mod tests {
         };
         for k in [4u8, 8] {
             let ((mut s, mut chs, d), mut r, mut chr) = pair(k);
-            let sizes = [2 * CHUNK_OTS + 333, 0, 1000];
+            // Calls of at least `PAR_MIN_CHUNKS` chunks and requests covering as many run in
+            // two halves at once; the calls after them continue the streams.
+            let sizes = [
+                9 * CHUNK_OTS + 333,
+                0,
+                1000,
+                2 * CHUNK_OTS + 333,
+                5 * CHUNK_OTS,
+            ];
             let h = std::thread::spawn(move || {
                 let mut outs = Vec::new();
                 for (call, &n) in sizes.iter().enumerate() {
@@ -768,7 +950,7 @@ mod tests {
                     } else {
                         let mut deferred = s.send_deferred(&mut chs, pattern, n).unwrap();
                         let mut at = 0;
-                        for piece in [1, 5000, CHUNK_OTS + 7, usize::MAX] {
+                        for piece in [1, 5000, CHUNK_OTS + 7, 4 * CHUNK_OTS + 5, usize::MAX] {
                             let m = piece.min(deferred.remaining());
                             deferred.fill(&mut q[at..at + m]).unwrap();
                             at += m;

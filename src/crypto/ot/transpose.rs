@@ -13,8 +13,7 @@
 //! per mask.
 //! On CPUs with GFNI and AVX-512 VBMI a fourth variant transposes each 8 × 8 bit square with
 //! one affine instruction instead of eight mask extractions ([`transpose_gfni`]).
-//! [`transpose_128xn`] picks the fastest the CPU has, detected at run time;
-//! [`transpose_128xn_par`] also splits a large matrix over the rayon pool.
+//! [`transpose_128xn`] picks the fastest the CPU has, detected at run time.
 
 use crate::crypto::Block;
 
@@ -56,31 +55,6 @@ pub fn transpose_128xn(input: &[u8], n: usize, out: &mut [Block]) {
     {
         transpose_portable(input, n, out)
     }
-}
-
-/// Columns (OTs) below which [`transpose_128xn_par`] does not split the work: a 128 × 4096
-/// transpose takes a few microseconds, about what handing half of it to another thread costs.
-const PAR_MIN_COLUMNS: usize = 4096;
-
-/// [`transpose_128xn`] with the columns split in two halves transposed on the rayon pool (where
-/// `n` is large enough to pay for it and the GFNI kernel, which transposes a column range, runs).
-/// Same contract and result.
-pub fn transpose_128xn_par(input: &[u8], n: usize, out: &mut [Block]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_gfni() && n >= PAR_MIN_COLUMNS && n.is_multiple_of(256) {
-        check_shape(input, n, out);
-        let half = n / 2;
-        let (lo, hi) = out.split_at_mut(half);
-        let row_bytes = n / 8;
-        rayon::join(
-            // SAFETY: `has_gfni` checked every feature the kernel enables; the shape is
-            // checked above and each half's column range lies within the rows.
-            || unsafe { transpose_gfni_kernel(input, row_bytes, 0..half / 8, lo) },
-            || unsafe { transpose_gfni_kernel(input, row_bytes, half / 8..row_bytes, hi) },
-        );
-        return;
-    }
-    transpose_128xn(input, n, out)
 }
 
 /// The reference transpose, one bit at a time. Same contract as [`transpose_128xn`].
@@ -394,10 +368,7 @@ fn transpose_gfni_kernel(
     bytes: core::ops::Range<usize>,
     out: &mut [Block],
 ) {
-    use core::arch::x86_64::{
-        __m512i, _mm512_gf2p8affine_epi64_epi8, _mm512_loadu_si512, _mm512_permutex2var_epi8,
-        _mm512_set1_epi64, _mm512_storeu_si512, _mm512_unpackhi_epi8, _mm512_unpacklo_epi8,
-    };
+    use core::arch::x86_64::{__m512i, _mm512_loadu_si512, _mm512_set1_epi64};
     assert_eq!(
         out.len(),
         8 * bytes.len(),
@@ -418,42 +389,90 @@ fn transpose_gfni_kernel(
         // SAFETY: 64 readable bytes; the load is unaligned.
         unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
     });
+    // A cache line of every row at a time, copied to `lines` first: the rows are a power of two
+    // apart and share a few cache sets, so reading them a tile (16 bytes) at a time would fetch
+    // each line four times. Spans follow the rows' cache lines when the rows share alignment.
+    let line_skew = |t: usize| {
+        if row_bytes.is_multiple_of(LINE) {
+            (input.as_ptr() as usize + t) % LINE
+        } else {
+            0
+        }
+    };
+    let mut lines = [[0u8; LINE]; 128];
     // Slot 16h+k holds rows 64h+k, 64h+16+k, 64h+32+k, 64h+48+k in its four 16-byte lanes.
     let mut tile = [[0u8; 4 * TILE_BYTES]; 32];
-    for t0 in bytes.clone().step_by(TILE_BYTES) {
-        let tw = TILE_BYTES.min(bytes.end - t0);
-        fill_tile(&mut tile, input, row_bytes, t0, tw);
-        let mut halves = [[unit; 16]; 2];
-        for (h, half) in halves.iter_mut().enumerate() {
-            // Rows loaded in reverse (vector k from row 15 − k of each 16) so that after the
-            // byte transpose each qword holds a square's bytes from its last row down, the
-            // order in which the affine map numbers bits: qword 0 of lane L is the square of
-            // rows 16L + 8..16L + 16, qword 1 that of rows 16L..16L + 8.
-            // SAFETY: each slot is 64 readable bytes; unaligned loads are allowed.
-            let mut v: [__m512i; 16] = core::array::from_fn(|k| unsafe {
-                _mm512_loadu_si512(tile[16 * h + 15 - k].as_ptr().cast())
-            });
-            for _ in 0..4 {
-                let w = v;
-                for i in 0..8 {
-                    v[2 * i] = _mm512_unpacklo_epi8(w[i], w[i + 8]);
-                    v[2 * i + 1] = _mm512_unpackhi_epi8(w[i], w[i + 8]);
-                }
-            }
-            // Vector c: the squares of byte c of every row; transposed, byte i of a square
-            // holds bit i of byte c of its eight rows, the rows in bit order.
-            for (dst, vc) in half.iter_mut().zip(v) {
-                *dst = _mm512_gf2p8affine_epi64_epi8::<0>(unit, vc);
+    let mut t = bytes.start;
+    while t < bytes.end {
+        let span = (LINE - line_skew(t)).min(bytes.end - t);
+        for (i, line) in lines.iter_mut().enumerate() {
+            let row = &input[i * row_bytes + t..];
+            if span == LINE {
+                // A fixed-length copy compiles to one 64-byte load and store.
+                let src: &[u8; LINE] = row[..LINE].try_into().expect("a line");
+                line.copy_from_slice(src);
+            } else {
+                line[..span].copy_from_slice(&row[..span]);
             }
         }
-        for c in 0..tw {
-            let base = 8 * (t0 - bytes.start + c);
-            for (s, idx) in place.iter().enumerate() {
-                let rows = _mm512_permutex2var_epi8(halves[0][c], *idx, halves[1][c]);
-                let dst = &mut out[base + 4 * s..base + 4 * s + 4];
-                // SAFETY: four `Block`s are 64 writable bytes; the store is unaligned.
-                unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), rows) };
+        for s0 in (0..span).step_by(TILE_BYTES) {
+            let (t0, tw) = (t + s0, TILE_BYTES.min(span - s0));
+            fill_tile(&mut tile, lines.as_flattened(), LINE, s0, tw);
+            gfni_tile(&tile, tw, unit, &place, &mut out[8 * (t0 - bytes.start)..]);
+        }
+        t += span;
+    }
+}
+
+/// Bytes of a cache line.
+#[cfg(target_arch = "x86_64")]
+const LINE: usize = 64;
+
+/// The GFNI kernel's work on one filled tile of `tw` bytes per row: output rows `0..8·tw` of
+/// `out`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,gfni")]
+#[inline]
+fn gfni_tile(
+    tile: &[[u8; 4 * TILE_BYTES]; 32],
+    tw: usize,
+    unit: core::arch::x86_64::__m512i,
+    place: &[core::arch::x86_64::__m512i; 2],
+    out: &mut [Block],
+) {
+    use core::arch::x86_64::{
+        __m512i, _mm512_gf2p8affine_epi64_epi8, _mm512_loadu_si512, _mm512_permutex2var_epi8,
+        _mm512_storeu_si512, _mm512_unpackhi_epi8, _mm512_unpacklo_epi8,
+    };
+    let mut halves = [[unit; 16]; 2];
+    for (h, half) in halves.iter_mut().enumerate() {
+        // Rows loaded in reverse (vector k from row 15 − k of each 16) so that after the byte
+        // transpose each qword holds a square's bytes from its last row down, the order in
+        // which the affine map numbers bits: qword 0 of lane L is the square of rows
+        // 16L + 8..16L + 16, qword 1 that of rows 16L..16L + 8.
+        // SAFETY: each slot is 64 readable bytes; unaligned loads are allowed.
+        let mut v: [__m512i; 16] = core::array::from_fn(|k| unsafe {
+            _mm512_loadu_si512(tile[16 * h + 15 - k].as_ptr().cast())
+        });
+        for _ in 0..4 {
+            let w = v;
+            for i in 0..8 {
+                v[2 * i] = _mm512_unpacklo_epi8(w[i], w[i + 8]);
+                v[2 * i + 1] = _mm512_unpackhi_epi8(w[i], w[i + 8]);
             }
+        }
+        // Vector c: the squares of byte c of every row; transposed, byte i of a square holds
+        // bit i of byte c of its eight rows, the rows in bit order.
+        for (dst, vc) in half.iter_mut().zip(v) {
+            *dst = _mm512_gf2p8affine_epi64_epi8::<0>(unit, vc);
+        }
+    }
+    for c in 0..tw {
+        for (s, idx) in place.iter().enumerate() {
+            let rows = _mm512_permutex2var_epi8(halves[0][c], *idx, halves[1][c]);
+            let dst = &mut out[8 * c + 4 * s..8 * c + 4 * s + 4];
+            // SAFETY: four `Block`s are 64 writable bytes; the store is unaligned.
+            unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), rows) };
         }
     }
 }
@@ -542,22 +561,31 @@ mod tests {
         }
     }
 
-    /// The parallel transpose splits large matrices in two column halves: it must still equal
-    /// the reference, at widths below, at and above the split threshold.
+    /// The GFNI kernel copies a cache line of every row at a time, following the rows' line
+    /// boundaries: wide matrices at every alignment of the input must still transpose exactly.
+    #[cfg(target_arch = "x86_64")]
     #[test]
-    fn parallel_transpose_matches_naive() {
-        for n in [
-            PAR_MIN_COLUMNS - 8,
-            PAR_MIN_COLUMNS,
-            PAR_MIN_COLUMNS + 256,
-            1 << 14,
+    fn gfni_transpose_of_wide_matrices_at_any_alignment() {
+        if !has_gfni() {
+            return;
+        }
+        for (n, skew) in [
+            (4096usize, 0usize),
+            (4096, 16),
+            (4096, 48),
+            (8 * 200, 32),
+            (1 << 14, 16),
         ] {
-            let input = random_matrix(n, n as u64);
+            let matrix = random_matrix(n, (n + skew) as u64);
+            let mut backing = vec![0u8; 16 * n + 64];
+            let at = (64 - backing.as_ptr() as usize % 64) % 64 + skew;
+            backing[at..at + 16 * n].copy_from_slice(&matrix);
+            let input = &backing[at..at + 16 * n];
             let mut expect = vec![Block::ZERO; n];
-            transpose_naive(&input, n, &mut expect);
+            transpose_naive(input, n, &mut expect);
             let mut got = vec![Block::ZERO; n];
-            transpose_128xn_par(&input, n, &mut got);
-            assert_eq!(got, expect, "n = {n}");
+            transpose_gfni(input, n, &mut got);
+            assert_eq!(got, expect, "n = {n}, skew {skew}");
         }
     }
 }
