@@ -577,7 +577,7 @@ mod tests {
             (1 << 14, 16),
         ] {
             let matrix = random_matrix(n, (n + skew) as u64);
-            let mut backing = vec![0u8; 16 * n + 64];
+            let mut backing = vec![0u8; 16 * n + 128];
             let at = (64 - backing.as_ptr() as usize % 64) % 64 + skew;
             backing[at..at + 16 * n].copy_from_slice(&matrix);
             let input = &backing[at..at + 16 * n];
