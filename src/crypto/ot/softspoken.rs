@@ -680,7 +680,16 @@ impl SoftSpokenReceiver {
             // The second half on its own receiver, its streams as far ahead as the first half
             // draws; its message waits in memory until the first half's is sent.
             let mut second = self.ahead(split);
-            let mut later = Vec::new();
+            // Sized once: grown by doubling it would be copied and faulted in several times.
+            let parts = 128 / self.k;
+            let later_len: usize = (split..n)
+                .step_by(CHUNK_OTS)
+                .map(|j| {
+                    let len = CHUNK_OTS.min(n - j);
+                    16 * (parts - 1) * padded(len).1 + pattern.count_in(j, len).div_ceil(8)
+                })
+                .sum();
+            let mut later = Vec::with_capacity(later_len);
             let (a, b) = rayon::join(
                 || {
                     let mut send = |bytes: &[u8]| ch.send(bytes).map_err(OtError::from);
@@ -696,6 +705,7 @@ impl SoftSpokenReceiver {
             );
             a?;
             b?;
+            debug_assert_eq!(later.len(), later_len);
             ch.send(&later)?;
             // The second half's streams went furthest: they continue.
             std::mem::swap(&mut self.prgs, &mut second.prgs);
