@@ -3,7 +3,8 @@
 //!
 //! Block `k` of the stream is `AES_seed(k)` with `k` the little-endian 128-bit counter, starting
 //! at zero. A [`Prg`] never rewinds and cannot be cloned, so a stream is never reused: OT
-//! extension relies on that when one setup serves many `extend` calls.
+//! extension relies on that when one setup serves many `extend` calls. The one way to get a
+//! second cursor on a stream is [`Prg::ahead`], for two threads splitting its next blocks.
 
 use core::fmt;
 
@@ -74,6 +75,22 @@ impl Prg {
         }
         self.counter = start.wrapping_add(out.len() as u128);
         self.aes.encrypt_blocks(out);
+    }
+
+    /// A second cursor on this stream, `blocks` blocks ahead of this one (with no byte-wise
+    /// buffer): to split the stream's next blocks between two threads, this one drawing the
+    /// first `blocks` and the returned one those after. A block is then drawn twice only if
+    /// this cursor draws more than `blocks`, so the caller draws exactly that many here and
+    /// afterwards keeps only the cursor that went furthest (dropping or replacing this one).
+    pub(crate) fn ahead(&self, blocks: u128) -> Prg {
+        Prg {
+            aes: self.aes.clone(),
+            #[cfg(target_arch = "x86_64")]
+            vaes: self.vaes,
+            counter: self.counter.wrapping_add(blocks),
+            buf: [0; 16 * BUF_BLOCKS],
+            pos: 16 * BUF_BLOCKS,
+        }
     }
 
     /// The next block of the stream.
@@ -153,6 +170,20 @@ mod tests {
 
     /// The stream is AES-128 of the counters 0, 1, 2, ... under the seed, computed here
     /// independently one block at a time.
+    #[test]
+    fn a_cursor_ahead_continues_the_stream_where_this_one_stops() {
+        let mut whole = vec![Block::ZERO; 300];
+        Prg::from_seed(seed()).fill_blocks(&mut whole);
+        let mut prg = Prg::from_seed(seed());
+        prg.fill_blocks(&mut [Block::ZERO; 5]);
+        let mut ahead = prg.ahead(100);
+        let (mut a, mut b) = (vec![Block::ZERO; 100], vec![Block::ZERO; 195]);
+        prg.fill_blocks(&mut a);
+        ahead.fill_blocks(&mut b);
+        assert_eq!(a, whole[5..105]);
+        assert_eq!(b, whole[105..]);
+    }
+
     #[test]
     fn known_answer_against_independent_aes() {
         let aes = FixedKeyAes::new(seed());

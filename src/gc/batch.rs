@@ -283,6 +283,30 @@ fn load_inputs(labels: &mut [Lanes], g: usize, gb: &[Block], gi: usize, ev: &[Bl
     }
 }
 
+/// Asks the caches for the input labels of the group after the one about to run (`gb` and
+/// `ev` are its labels): a group reads 16 instances' labels scattered over tens of KB that the
+/// hardware prefetcher does not anticipate, and its gate loop is long enough to hide their
+/// fetch. Into L2, so the running group's working set keeps L1. A hint only: no effect on
+/// results.
+#[inline(always)]
+fn prefetch_inputs(gb: &[Block], ev: &[Block]) {
+    #[cfg(target_arch = "x86_64")]
+    for part in [gb, ev] {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        // Four blocks per 64-byte line.
+        for b in part.iter().step_by(4) {
+            // SAFETY: prefetching never faults and reads nothing the program sees; the address
+            // is that of a live block. SSE is part of the x86-64 baseline.
+            #[allow(unused_unsafe)]
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T1>((b as *const Block).cast())
+            };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (gb, ev);
+}
+
 /// Writes the colour bits of the output labels of `g` instances.
 #[inline(always)]
 fn store_outputs(labels: &[Lanes], g: usize, outputs: &[u32], out_lsb: &mut [bool]) {
@@ -525,6 +549,11 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         let mut i0 = 0;
         while i0 < s.n {
             let g = GROUP.min(s.n - i0);
+            let next = (i0 + g..(i0 + 2 * g).min(s.n)).len();
+            prefetch_inputs(
+                &gb_zero[(i0 + g) * s.gi..(i0 + g + next) * s.gi],
+                &ev_zero[(i0 + g) * s.ei..(i0 + g + next) * s.ei],
+            );
             // One group of `g ≤ GROUP` instances, interleaved gate by gate.
             let labels = &mut ws.labels[..];
             load_inputs(
@@ -724,6 +753,11 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
         let mut i0 = 0;
         while i0 < s.n {
             let g = GROUP.min(s.n - i0);
+            let next = (i0 + g..(i0 + 2 * g).min(s.n)).len();
+            prefetch_inputs(
+                &gb[(i0 + g) * s.gi..(i0 + g + next) * s.gi],
+                &ev[(i0 + g) * s.ei..(i0 + g + next) * s.ei],
+            );
             let labels = &mut ws.labels[..];
             load_inputs(
                 labels,

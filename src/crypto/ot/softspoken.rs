@@ -46,7 +46,7 @@ use core::fmt;
 use rand_core::{CryptoRng, RngCore};
 
 use super::iknp::{
-    debug_party, mask, padded, receive_chunked, recv_count, send_chunked, transpose_into,
+    debug_party, mask, padded, recv_count, send_chunked, send_count, transpose_into,
     CHUNK_COL_BLOCKS, CHUNK_OTS,
 };
 use super::{
@@ -386,7 +386,53 @@ impl SoftSpokenSender {
         }
         transpose_into(blocks_as_bytes(cols), m, out, &mut self.tail);
         if !d.is_empty() {
-            apply_choice_corrections(pattern, j0, d, self.delta, out);
+            apply_corrections_by_word(pattern, j0, d, self.delta, out);
+        }
+    }
+
+    /// A sender whose leaf streams are [`Prg::ahead`] of these by the blocks that `ots` OTs
+    /// (whole chunks) draw, with buffers of its own: for the second half of a request
+    /// ([`halves`]).
+    fn ahead(&self, ots: usize) -> SoftSpokenSender {
+        let blocks = (ots / 128) as u128;
+        let (cols, u, corr, leaves) = buffers(self.k);
+        SoftSpokenSender {
+            k: self.k,
+            delta: self.delta,
+            prgs: self.prgs.iter().map(|p| p.ahead(blocks)).collect(),
+            count: self.count,
+            cols,
+            u,
+            leaves,
+            corr,
+            tail: Vec::new(),
+        }
+    }
+
+    /// The outputs of consecutive chunks into `out` (chunk by chunk from its start), the first
+    /// at OT `start.0` with its corrections at `corr[start.1..]` and `d[start.2..]`.
+    fn expand_range(
+        &mut self,
+        pattern: ChoicePattern,
+        start: (usize, usize, usize),
+        corr: &[Block],
+        d: &[u8],
+        out: &mut [Block],
+    ) {
+        let b = 128 / self.k;
+        let (mut j0, mut corr_at, mut d_at) = start;
+        for part in out.chunks_mut(CHUNK_OTS) {
+            let len = part.len();
+            let cl = (b - 1) * padded(len).1;
+            let dl = pattern.count_in(j0, len).div_ceil(8);
+            self.expand_chunk(
+                &corr[corr_at..corr_at + cl],
+                &d[d_at..d_at + dl],
+                pattern,
+                j0,
+                part,
+            );
+            (j0, corr_at, d_at) = (j0 + len, corr_at + cl, d_at + dl);
         }
     }
 
@@ -510,6 +556,43 @@ impl DeferredSend<'_> {
         out[..from_spill].copy_from_slice(&self.spill[self.spill_at..self.spill_at + from_spill]);
         self.spill_at += from_spill;
         let mut o = from_spill;
+        // The whole chunks the request covers, in two halves at the same time ([`halves`]).
+        let left = self.n - self.expanded;
+        let fit = if out.len() - o >= left {
+            left
+        } else {
+            (out.len() - o) / CHUNK_OTS * CHUNK_OTS
+        };
+        let split = halves(fit);
+        if split > 0 {
+            let (pattern, n) = (self.pattern, self.n);
+            // Where each half starts and the request ends: (OT, column corrections, choice
+            // corrections).
+            let mut at = (self.expanded, self.corr_at, self.d_at);
+            let mut second = at;
+            while at.0 < self.expanded + fit {
+                if at.0 == self.expanded + split {
+                    second = at;
+                }
+                let len = CHUNK_OTS.min(n - at.0);
+                let cl = (b - 1) * padded(len).1;
+                let dl = pattern.count_in(at.0, len).div_ceil(8);
+                at = (at.0 + len, at.1 + cl, at.2 + dl);
+            }
+            let first = (self.expanded, self.corr_at, self.d_at);
+            let sender = &mut *self.sender;
+            let mut helper = sender.ahead(split);
+            let (corr, d) = (&self.corr[..], &self.d[..]);
+            let (out_a, out_b) = out[o..o + fit].split_at_mut(split);
+            rayon::join(
+                || sender.expand_range(pattern, first, corr, d, out_a),
+                || helper.expand_range(pattern, second, corr, d, out_b),
+            );
+            // The second half's streams went furthest: they continue.
+            std::mem::swap(&mut sender.prgs, &mut helper.prgs);
+            (self.expanded, self.corr_at, self.d_at) = at;
+            o += fit;
+        }
         while o < out.len() {
             let (j0, len) = (self.expanded, CHUNK_OTS.min(self.n - self.expanded));
             let cl = (b - 1) * padded(len).1;
@@ -576,21 +659,108 @@ impl SoftSpokenReceiver {
         choices: &mut [bool],
         out: &mut [Block],
     ) -> Result<(), OtError> {
-        receive_chunked(ch, choices.len(), out, |ch, j0, chunk| {
-            let bs = &mut choices[j0..j0 + chunk.len()];
-            self.receive_chunk(ch, pattern, j0, bs, chunk)
-        })?;
-        self.count += out.len() as u64;
+        let n = choices.len();
+        if out.len() != n {
+            return Err(OtError::LengthMismatch {
+                choices: n,
+                outputs: out.len(),
+            });
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        send_count(ch, n)?;
+        let split = halves(n);
+        let (out_a, out_b) = out.split_at_mut(split);
+        let (choices_a, choices_b) = choices.split_at_mut(split);
+        if split == 0 {
+            let mut send = |bytes: &[u8]| ch.send(bytes).map_err(OtError::from);
+            self.receive_range(pattern, 0, choices_b, out_b, &mut send)?;
+        } else {
+            // The second half on its own receiver, its streams as far ahead as the first half
+            // draws; its message waits in memory until the first half's is sent.
+            let mut second = self.ahead(split);
+            // Sized once: grown by doubling it would be copied and faulted in several times.
+            let parts = 128 / self.k;
+            let later_len: usize = (split..n)
+                .step_by(CHUNK_OTS)
+                .map(|j| {
+                    let len = CHUNK_OTS.min(n - j);
+                    16 * (parts - 1) * padded(len).1 + pattern.count_in(j, len).div_ceil(8)
+                })
+                .sum();
+            let mut later = Vec::with_capacity(later_len);
+            let (a, b) = rayon::join(
+                || {
+                    let mut send = |bytes: &[u8]| ch.send(bytes).map_err(OtError::from);
+                    self.receive_range(pattern, 0, choices_a, out_a, &mut send)
+                },
+                || {
+                    let mut keep = |bytes: &[u8]| {
+                        later.extend_from_slice(bytes);
+                        Ok(())
+                    };
+                    second.receive_range(pattern, split, choices_b, out_b, &mut keep)
+                },
+            );
+            a?;
+            b?;
+            debug_assert_eq!(later.len(), later_len);
+            ch.send(&later)?;
+            // The second half's streams went furthest: they continue.
+            std::mem::swap(&mut self.prgs, &mut second.prgs);
+        }
+        ch.flush()?;
+        self.count += n as u64;
         Ok(())
     }
 
-    fn receive_chunk<C: Channel + ?Sized>(
+    /// A receiver whose leaf streams are [`Prg::ahead`] of these by the blocks that the call's
+    /// first `ots` OTs (whole chunks) draw, with buffers of its own: for the second half of a
+    /// call ([`halves`]).
+    fn ahead(&self, ots: usize) -> SoftSpokenReceiver {
+        let blocks = (ots / 128) as u128;
+        let (cols, u0, corr, leaves) = buffers(self.k);
+        SoftSpokenReceiver {
+            k: self.k,
+            prgs: self.prgs.iter().map(|p| p.ahead(blocks)).collect(),
+            count: self.count,
+            cols,
+            leaves,
+            u0,
+            corr,
+            tail: Vec::new(),
+        }
+    }
+
+    /// Runs OTs `j0..j0 + out.len()` of a call (`j0` a multiple of [`CHUNK_OTS`]) chunk by
+    /// chunk, handing each chunk's message to `send` in order.
+    fn receive_range(
         &mut self,
-        ch: &mut C,
         pattern: ChoicePattern,
         j0: usize,
         choices: &mut [bool],
         out: &mut [Block],
+        send: &mut dyn FnMut(&[u8]) -> Result<(), OtError>,
+    ) -> Result<(), OtError> {
+        for (c, part) in out.chunks_mut(CHUNK_OTS).enumerate() {
+            // Outputs may be fresh memory (a site's labels: hundreds of MB): fault in a
+            // chunk's pages at once rather than one by one as the transpose first writes them.
+            crate::crypto::buffer::prefault(part);
+            let at = c * CHUNK_OTS;
+            let bs = &mut choices[at..at + part.len()];
+            self.receive_chunk(pattern, j0 + at, bs, part, send)?;
+        }
+        Ok(())
+    }
+
+    fn receive_chunk(
+        &mut self,
+        pattern: ChoicePattern,
+        j0: usize,
+        choices: &mut [bool],
+        out: &mut [Block],
+        send: &mut dyn FnMut(&[u8]) -> Result<(), OtError>,
     ) -> Result<(), OtError> {
         let (k, b) = (self.k, 128 / self.k);
         let (m, w) = padded(out.len());
@@ -615,17 +785,103 @@ impl SoftSpokenReceiver {
         for ci in corr.chunks_exact_mut(w) {
             xor_in_place(ci, u0);
         }
-        ch.send(blocks_as_bytes(corr))?;
+        send(blocks_as_bytes(corr))?;
         // The random choices are the bits of u₀; chosen ones are corrected, one bit each.
-        let bit = |j: usize| (u0[j / 128].0 >> (j % 128)) & 1 == 1;
-        let d = choice_corrections(pattern, j0, bit, choices);
+        let d = corrections_by_word(pattern, j0, u0, choices);
         if !d.is_empty() {
-            ch.send(&d)?;
+            send(&d)?;
         }
         transpose_into(blocks_as_bytes(cols), m, out, &mut self.tail);
         Ok(())
     }
 }
+
+/// Whether every 64 consecutive OTs from `j0` on are all chosen or all random under `pattern`
+/// (the protocol's pattern, whole words of share bits then of mask bits, and a chunk's start).
+fn word_aligned(pattern: ChoicePattern, j0: usize) -> bool {
+    pattern.period.max(1).is_multiple_of(64)
+        && pattern.chosen.is_multiple_of(64)
+        && j0.is_multiple_of(64)
+}
+
+/// [`choice_corrections`] of OTs `j0..` whose random bits are those of `u0` (OT `j0 + j` has
+/// bit `j` of the blocks, little-endian), 64 OTs at a time where the pattern allows
+/// ([`word_aligned`]): the same corrections and choices.
+fn corrections_by_word(
+    pattern: ChoicePattern,
+    j0: usize,
+    u0: &[Block],
+    choices: &mut [bool],
+) -> Vec<u8> {
+    if !word_aligned(pattern, j0) {
+        let bit = |j: usize| (u0[j / 128].0 >> (j % 128)) & 1 == 1;
+        return choice_corrections(pattern, j0, bit, choices);
+    }
+    let random = blocks_as_words(u0);
+    let mut d = Vec::with_capacity(pattern.count_in(j0, choices.len()).div_ceil(8));
+    for (w, bits) in choices.chunks_mut(64).enumerate() {
+        let r = random[w];
+        if pattern.is_chosen(j0 + 64 * w) {
+            // Every earlier chosen word was whole, so this one starts on a byte of `d`.
+            let chosen = bits
+                .iter()
+                .enumerate()
+                .fold(0u64, |c, (i, &b)| c | (u64::from(b) << i));
+            let used = u64::MAX >> (64 - bits.len());
+            let x = (r ^ chosen) & used;
+            d.extend_from_slice(&x.to_le_bytes()[..bits.len().div_ceil(8)]);
+        } else {
+            for (i, b) in bits.iter_mut().enumerate() {
+                *b = (r >> i) & 1 == 1;
+            }
+        }
+    }
+    d
+}
+
+/// [`apply_choice_corrections`] 64 OTs at a time where the pattern allows ([`word_aligned`]):
+/// the same zero-labels.
+fn apply_corrections_by_word(
+    pattern: ChoicePattern,
+    j0: usize,
+    d: &[u8],
+    delta: Block,
+    out: &mut [Block],
+) {
+    if !word_aligned(pattern, j0) {
+        return apply_choice_corrections(pattern, j0, d, delta, out);
+    }
+    let mut c = 0;
+    for (w, qs) in out.chunks_mut(64).enumerate() {
+        if pattern.is_chosen(j0 + 64 * w) {
+            // A whole word of corrections: eight bytes of `d` (fewer at the call's end).
+            let mut word = [0u8; 8];
+            let bytes = qs.len().div_ceil(8);
+            word[..bytes].copy_from_slice(&d[c / 8..c / 8 + bytes]);
+            let bits = u64::from_le_bytes(word);
+            for (i, q) in qs.iter_mut().enumerate() {
+                *q ^= delta.select((bits >> i) & 1 == 1);
+            }
+            c += qs.len();
+        }
+    }
+}
+
+/// Where a call of `n` OTs is cut in two halves computed at the same time (by both parties:
+/// the receiver's whole call, the sender's deferred outputs a request at a time), in OTs: a
+/// whole number of chunks, about half of them, the call's last (possibly partial) chunk in the
+/// second half; 0 (no split) below [`PAR_MIN_CHUNKS`] chunks, where a second thread does not pay.
+fn halves(n: usize) -> usize {
+    let chunks = n.div_ceil(CHUNK_OTS);
+    if chunks < PAR_MIN_CHUNKS {
+        0
+    } else {
+        chunks / 2 * CHUNK_OTS
+    }
+}
+
+/// Chunks of OTs below which a call (or a deferred request) runs on one thread.
+const PAR_MIN_CHUNKS: usize = 4;
 
 #[cfg(test)]
 mod tests {
@@ -675,6 +931,48 @@ mod tests {
                         assert_eq!(p[x], leaves[x], "k {k} alpha {alpha} leaf {x}");
                     }
                 }
+            }
+        }
+    }
+
+    /// The word-at-a-time corrections equal the bit-at-a-time ones, for the protocol's pattern
+    /// and others, at chunk starts and lengths that do and do not fill words.
+    #[test]
+    fn corrections_by_word_equal_the_bitwise_ones() {
+        let mut rng = Prg::from_seed(Block(11));
+        let delta = Block(0xfeed_f00d_0000_0001_1234_5678_9abc_def1);
+        let patterns = [
+            ChoicePattern {
+                period: 128,
+                chosen: 64,
+            },
+            ChoicePattern {
+                period: 192,
+                chosen: 128,
+            },
+            ChoicePattern::ALL_CHOSEN,
+            ChoicePattern::ALL_RANDOM,
+            ChoicePattern {
+                period: 10,
+                chosen: 3,
+            },
+        ];
+        for pattern in patterns {
+            for (j0, n) in [(0usize, 1000usize), (CHUNK_OTS, 4096), (64, 200), (5, 300)] {
+                let mut u0 = vec![Block::ZERO; n.div_ceil(128)];
+                rng.fill_blocks(&mut u0);
+                let given: Vec<bool> = random_bits(n, &mut rng);
+                let (mut c1, mut c2) = (given.clone(), given);
+                let bit = |j: usize| (u0[j / 128].0 >> (j % 128)) & 1 == 1;
+                let d1 = choice_corrections(pattern, j0, bit, &mut c1);
+                let d2 = corrections_by_word(pattern, j0, &u0, &mut c2);
+                assert_eq!((&d1, &c1), (&d2, &c2), "{pattern:?} j0 {j0} n {n}");
+                let mut q1 = vec![Block::ZERO; n];
+                rng.fill_blocks(&mut q1);
+                let mut q2 = q1.clone();
+                apply_choice_corrections(pattern, j0, &d1, delta, &mut q1);
+                apply_corrections_by_word(pattern, j0, &d1, delta, &mut q2);
+                assert_eq!(q1, q2, "{pattern:?} j0 {j0} n {n}");
             }
         }
     }
@@ -756,7 +1054,15 @@ mod tests {
         };
         for k in [4u8, 8] {
             let ((mut s, mut chs, d), mut r, mut chr) = pair(k);
-            let sizes = [2 * CHUNK_OTS + 333, 0, 1000];
+            // Calls of at least `PAR_MIN_CHUNKS` chunks and requests covering as many run in
+            // two halves at once; the calls after them continue the streams.
+            let sizes = [
+                9 * CHUNK_OTS + 333,
+                0,
+                1000,
+                2 * CHUNK_OTS + 333,
+                5 * CHUNK_OTS,
+            ];
             let h = std::thread::spawn(move || {
                 let mut outs = Vec::new();
                 for (call, &n) in sizes.iter().enumerate() {
@@ -766,7 +1072,7 @@ mod tests {
                     } else {
                         let mut deferred = s.send_deferred(&mut chs, pattern, n).unwrap();
                         let mut at = 0;
-                        for piece in [1, 5000, CHUNK_OTS + 7, usize::MAX] {
+                        for piece in [1, 5000, CHUNK_OTS + 7, 4 * CHUNK_OTS + 5, usize::MAX] {
                             let m = piece.min(deferred.remaining());
                             deferred.fill(&mut q[at..at + m]).unwrap();
                             at += m;

@@ -11,6 +11,8 @@
 //! gathers a byte from each of 16 rows and peels off their bits with `_mm_movemask_epi8` (the
 //! technique of emp-tool's `sse_trans`), plus AVX2 and AVX-512BW variants doing 32 and 64 rows
 //! per mask.
+//! On CPUs with GFNI and AVX-512 VBMI a fourth variant transposes each 8 × 8 bit square with
+//! one affine instruction instead of eight mask extractions ([`transpose_gfni`]).
 //! [`transpose_128xn`] picks the fastest the CPU has, detected at run time.
 
 use crate::crypto::Block;
@@ -39,7 +41,9 @@ fn check_shape(input: &[u8], n: usize, out: &[Block]) {
 pub fn transpose_128xn(input: &[u8], n: usize, out: &mut [Block]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512bw") {
+        if has_gfni() {
+            transpose_gfni(input, n, out)
+        } else if std::arch::is_x86_feature_detected!("avx512bw") {
             transpose_avx512(input, n, out)
         } else if std::arch::is_x86_feature_detected!("avx2") {
             transpose_avx2(input, n, out)
@@ -327,6 +331,152 @@ fn transpose_avx512_kernel(input: &[u8], row_bytes: usize, out: &mut [Block]) {
     }
 }
 
+/// Whether the CPU has what [`transpose_gfni`] needs: AVX-512 (F, BW, VBMI) and GFNI.
+#[cfg(target_arch = "x86_64")]
+pub fn has_gfni() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vbmi")
+        && std::arch::is_x86_feature_detected!("gfni")
+}
+
+/// The GFNI transpose: the AVX-512BW kernel's byte transpose, then each 8 × 8 bit square
+/// transposed by one `GF2P8AFFINEQB` lane (against the identity's columns) instead of eight
+/// mask extractions, and the squares put in place with two byte permutes per eight output
+/// rows. Same contract as [`transpose_128xn`].
+///
+/// # Panics
+/// Also if the CPU lacks a feature [`has_gfni`] checks.
+#[cfg(target_arch = "x86_64")]
+pub fn transpose_gfni(input: &[u8], n: usize, out: &mut [Block]) {
+    check_shape(input, n, out);
+    assert!(
+        has_gfni(),
+        "transpose_gfni: the CPU lacks AVX-512 VBMI or GFNI"
+    );
+    // SAFETY: the features are present, checked just above; the range is every byte of a row.
+    unsafe { transpose_gfni_kernel(input, n / 8, 0..n / 8, out) }
+}
+
+/// Transposes the bytes `bytes` of every one of the 128 rows (`row_bytes` each) of `input`:
+/// output rows `8·bytes.start..8·bytes.end`, written to `out` from its start.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,gfni")]
+fn transpose_gfni_kernel(
+    input: &[u8],
+    row_bytes: usize,
+    bytes: core::ops::Range<usize>,
+    out: &mut [Block],
+) {
+    use core::arch::x86_64::{__m512i, _mm512_loadu_si512, _mm512_set1_epi64};
+    assert_eq!(
+        out.len(),
+        8 * bytes.len(),
+        "transpose: output rows of the range"
+    );
+
+    // Byte i of every square is the unit vector e_i: the affine map then returns, in byte i,
+    // bit i of each of the square's eight bytes, bit j from byte 7 − j.
+    let unit = _mm512_set1_epi64(0x8040_2010_0804_0201u64 as i64);
+    // Output rows 8c + 4s .. 8c + 4s + 4 from the transposed squares of the tile's two halves
+    // (`a`: input rows 0..64, `b`: 64..128): byte 16i' + G of the result is byte i = 4s + i' of
+    // the square of rows 8G..8G + 8, which sits in qword (G mod 8) ⊕ 1 of `a` (G < 8) or `b`.
+    let place: [__m512i; 2] = core::array::from_fn(|s| {
+        let idx: [u8; 64] = core::array::from_fn(|p| {
+            let (i, g) = (4 * s + p / 16, p % 16);
+            (if g < 8 { 0 } else { 64 } + 8 * ((g % 8) ^ 1) + i) as u8
+        });
+        // SAFETY: 64 readable bytes; the load is unaligned.
+        unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+    });
+    // A cache line of every row at a time, copied to `lines` first: the rows are a power of two
+    // apart and share a few cache sets, so reading them a tile (16 bytes) at a time would fetch
+    // each line four times. Spans follow the rows' cache lines when the rows share alignment.
+    let line_skew = |t: usize| {
+        if row_bytes.is_multiple_of(LINE) {
+            (input.as_ptr() as usize + t) % LINE
+        } else {
+            0
+        }
+    };
+    let mut lines = [[0u8; LINE]; 128];
+    // Slot 16h+k holds rows 64h+k, 64h+16+k, 64h+32+k, 64h+48+k in its four 16-byte lanes.
+    let mut tile = [[0u8; 4 * TILE_BYTES]; 32];
+    let mut t = bytes.start;
+    while t < bytes.end {
+        let span = (LINE - line_skew(t)).min(bytes.end - t);
+        for (i, line) in lines.iter_mut().enumerate() {
+            let row = &input[i * row_bytes + t..];
+            if span == LINE {
+                // A fixed-length copy compiles to one 64-byte load and store.
+                let src: &[u8; LINE] = row[..LINE].try_into().expect("a line");
+                line.copy_from_slice(src);
+            } else {
+                line[..span].copy_from_slice(&row[..span]);
+            }
+        }
+        for s0 in (0..span).step_by(TILE_BYTES) {
+            let (t0, tw) = (t + s0, TILE_BYTES.min(span - s0));
+            fill_tile(&mut tile, lines.as_flattened(), LINE, s0, tw);
+            gfni_tile(&tile, tw, unit, &place, &mut out[8 * (t0 - bytes.start)..]);
+        }
+        t += span;
+    }
+}
+
+/// Bytes of a cache line.
+#[cfg(target_arch = "x86_64")]
+const LINE: usize = 64;
+
+/// The GFNI kernel's work on one filled tile of `tw` bytes per row: output rows `0..8·tw` of
+/// `out`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,gfni")]
+#[inline]
+fn gfni_tile(
+    tile: &[[u8; 4 * TILE_BYTES]; 32],
+    tw: usize,
+    unit: core::arch::x86_64::__m512i,
+    place: &[core::arch::x86_64::__m512i; 2],
+    out: &mut [Block],
+) {
+    use core::arch::x86_64::{
+        __m512i, _mm512_gf2p8affine_epi64_epi8, _mm512_loadu_si512, _mm512_permutex2var_epi8,
+        _mm512_storeu_si512, _mm512_unpackhi_epi8, _mm512_unpacklo_epi8,
+    };
+    let mut halves = [[unit; 16]; 2];
+    for (h, half) in halves.iter_mut().enumerate() {
+        // Rows loaded in reverse (vector k from row 15 − k of each 16) so that after the byte
+        // transpose each qword holds a square's bytes from its last row down, the order in
+        // which the affine map numbers bits: qword 0 of lane L is the square of rows
+        // 16L + 8..16L + 16, qword 1 that of rows 16L..16L + 8.
+        // SAFETY: each slot is 64 readable bytes; unaligned loads are allowed.
+        let mut v: [__m512i; 16] = core::array::from_fn(|k| unsafe {
+            _mm512_loadu_si512(tile[16 * h + 15 - k].as_ptr().cast())
+        });
+        for _ in 0..4 {
+            let w = v;
+            for i in 0..8 {
+                v[2 * i] = _mm512_unpacklo_epi8(w[i], w[i + 8]);
+                v[2 * i + 1] = _mm512_unpackhi_epi8(w[i], w[i + 8]);
+            }
+        }
+        // Vector c: the squares of byte c of every row; transposed, byte i of a square holds
+        // bit i of byte c of its eight rows, the rows in bit order.
+        for (dst, vc) in half.iter_mut().zip(v) {
+            *dst = _mm512_gf2p8affine_epi64_epi8::<0>(unit, vc);
+        }
+    }
+    for c in 0..tw {
+        for (s, idx) in place.iter().enumerate() {
+            let rows = _mm512_permutex2var_epi8(halves[0][c], *idx, halves[1][c]);
+            let dst = &mut out[8 * c + 4 * s..8 * c + 4 * s + 4];
+            // SAFETY: four `Block`s are 64 writable bytes; the store is unaligned.
+            unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), rows) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,10 +549,43 @@ mod tests {
                     transpose_avx512(&input, n, &mut got);
                     prop_assert_eq!(&got, &expect);
                 }
+                if has_gfni() {
+                    let mut got = vec![Block::ZERO; n];
+                    transpose_gfni(&input, n, &mut got);
+                    prop_assert_eq!(&got, &expect);
+                }
             }
             let mut got = vec![Block::ZERO; n];
             transpose_128xn(&input, n, &mut got);
             prop_assert_eq!(&got, &expect);
+        }
+    }
+
+    /// The GFNI kernel copies a cache line of every row at a time, following the rows' line
+    /// boundaries: wide matrices at every alignment of the input must still transpose exactly.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn gfni_transpose_of_wide_matrices_at_any_alignment() {
+        if !has_gfni() {
+            return;
+        }
+        for (n, skew) in [
+            (4096usize, 0usize),
+            (4096, 16),
+            (4096, 48),
+            (8 * 200, 32),
+            (1 << 14, 16),
+        ] {
+            let matrix = random_matrix(n, (n + skew) as u64);
+            let mut backing = vec![0u8; 16 * n + 128];
+            let at = (64 - backing.as_ptr() as usize % 64) % 64 + skew;
+            backing[at..at + 16 * n].copy_from_slice(&matrix);
+            let input = &backing[at..at + 16 * n];
+            let mut expect = vec![Block::ZERO; n];
+            transpose_naive(input, n, &mut expect);
+            let mut got = vec![Block::ZERO; n];
+            transpose_gfni(input, n, &mut got);
+            assert_eq!(got, expect, "n = {n}, skew {skew}");
         }
     }
 }

@@ -7,7 +7,7 @@
 //! constants themselves and hand each AND gate of the whole group to a kernel:
 //!
 //! - [`vaes`] (x86-64 with VAES and AVX-512, detected at run time): fixed-key AES on 512-bit
-//!   (garbler) or 256-bit (evaluator) registers, eight instances in flight, fused with the
+//!   registers, four instances per register and eight registers in flight, fused with the
 //!   half-gates arithmetic;
 //! - [`portable`] (anywhere): one [`tccr_batch`](crate::crypto::aes::FixedKeyAes::tccr_batch)
 //!   call per AND gate and group.

@@ -1,12 +1,18 @@
 //! The x86-64 AND-gate kernels: the fixed-key AES of
-//! [`FIXED_KEY_AES`](crate::crypto::FIXED_KEY_AES) computed with VAES on 256- and 512-bit
-//! registers, fused with the half-gates arithmetic, so that a group's hash inputs, tweaks and
+//! [`FIXED_KEY_AES`](crate::crypto::FIXED_KEY_AES) computed with VAES on 512-bit registers,
+//! fused with the half-gates arithmetic, so that a group's hash inputs, tweaks and
 //! hash outputs never leave registers.
 //!
-//! The garbler puts one instance's four hash inputs `[A⁰, A⁰⊕Δ, B⁰, B⁰⊕Δ]` in one 512-bit
-//! register and their tweaks `[t₀, t₀, t₁, t₁]` in another; the evaluator puts `[A, B]` and
-//! `[t₀, t₁]` in 256-bit registers. Eight instances are in flight per AES round, enough to hide
-//! the latency of the AES units. The result is bit-for-bit the hash of
+//! Both work on quads: one wire's labels in four consecutive instances of a group, the memory
+//! image of four lanes of [`Lanes`] and one 512-bit register. The garbler hashes the quads
+//! `A⁰`, `A⁰⊕Δ`, `B⁰`, `B⁰⊕Δ` of two quads at a time (eight registers, 32 hashes), the
+//! evaluator `A` and `B` of all four quads of a group at once (eight registers), with the
+//! tweaks in registers of the same shape; eight registers in flight per AES round hide the
+//! latency of the AES unit. Combining hash outputs, colour bits (mask registers) and Δ into
+//! tables and output labels is then vertical, four instances per instruction, and only the
+//! table stores and loads (one `[T_G, T_E]` pair per instance, `stride` apart) shuffle.
+//!
+//! The result is bit-for-bit the hash of
 //! [`FixedKeyAes::tccr`](crate::crypto::aes::FixedKeyAes::tccr) (checked by the tests here and
 //! by the engine's tests against the portable kernel).
 //!
@@ -19,7 +25,7 @@ use super::{eval_gates, garble_gates, EvalAnd, GarbleAnd, Lanes, GROUP};
 use crate::crypto::Block;
 use crate::gc::circuit::Circuit;
 
-/// Instances hashed together per AES pass.
+/// 512-bit registers hashed together per AES pass.
 const LANES: usize = 8;
 
 pub(crate) use crate::crypto::vaes::RoundKeys;
@@ -29,31 +35,6 @@ fn load(b: &Block) -> __m128i {
     // SAFETY: `Block` is 16 bytes (`repr(transparent)` over `u128`); the load is unaligned and
     // needs only SSE2, which every x86-64 CPU has.
     unsafe { _mm_loadu_si128((b as *const Block).cast()) }
-}
-
-/// Lane `j` of a wire's group of labels.
-#[inline(always)]
-fn load_lane(w: &Lanes, j: usize) -> __m128i {
-    let words = &w.0[2 * j..2 * j + 2];
-    // SAFETY: two `u64`s are 16 readable bytes; the load is unaligned, SSE2 is baseline.
-    unsafe { _mm_loadu_si128(words.as_ptr().cast()) }
-}
-
-/// Sets lane `j` of a wire's group of labels.
-#[inline(always)]
-fn store_lane(w: &mut Lanes, j: usize, v: __m128i) {
-    let words = &mut w.0[2 * j..2 * j + 2];
-    // SAFETY: as for `load_lane`, writable.
-    unsafe { _mm_storeu_si128(words.as_mut_ptr().cast(), v) }
-}
-
-/// All ones if the lsb (colour) of `v` is 1, all zeros otherwise: a mask, not a branch.
-/// `one` is `[1, 1]` as 64-bit elements.
-#[target_feature(enable = "sse2")]
-#[inline]
-fn colour_mask(v: __m128i, one: __m128i) -> __m128i {
-    let lo = _mm_shuffle_epi32::<0x44>(v);
-    _mm_sub_epi64(_mm_setzero_si128(), _mm_and_si128(lo, one))
 }
 
 /// Two consecutive blocks (a `[T_G, T_E]` pair) as one 256-bit value, `pair[0]` low.
@@ -88,23 +69,6 @@ fn aes512(rk: &[__m512i; 11], s: &mut [__m512i; LANES]) {
     }
     for v in s.iter_mut() {
         *v = _mm512_aesenclast_epi128(*v, rk[10]);
-    }
-}
-
-/// π on `LANES` 256-bit registers (two blocks each).
-#[target_feature(enable = "avx2,vaes")]
-#[inline]
-fn aes256(rk: &[__m256i; 11], s: &mut [__m256i; LANES]) {
-    for v in s.iter_mut() {
-        *v = _mm256_xor_si256(*v, rk[0]);
-    }
-    for key in &rk[1..10] {
-        for v in s.iter_mut() {
-            *v = _mm256_aesenc_epi128(*v, *key);
-        }
-    }
-    for v in s.iter_mut() {
-        *v = _mm256_aesenclast_epi128(*v, rk[10]);
     }
 }
 
@@ -153,40 +117,85 @@ impl Keys512 {
     }
 }
 
-/// The garbler's per-group state: broadcast round keys, `[0, Δ, 0, Δ]`, and each lane's
+/// Quads of lanes in a group: a quad is four instances' labels of one wire, one 512-bit register
+/// (the memory image of four consecutive lanes of [`Lanes`]).
+const QUADS: usize = GROUP / 4;
+
+/// Quad `q` of a wire's group of labels: lanes `4q..4q + 4`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn load_quad(w: &Lanes, q: usize) -> __m512i {
+    let words = &w.0[8 * q..8 * q + 8];
+    // SAFETY: eight `u64`s are 64 readable bytes; the load is unaligned.
+    unsafe { _mm512_loadu_si512(words.as_ptr().cast()) }
+}
+
+/// Sets quad `q` of a wire's group of labels.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn store_quad(w: &mut Lanes, q: usize, v: __m512i) {
+    let words = &mut w.0[8 * q..8 * q + 8];
+    // SAFETY: as for `load_quad`, writable.
+    unsafe { _mm512_storeu_si512(words.as_mut_ptr().cast(), v) }
+}
+
+/// The colour (lsb) of each of the four labels in `v`, as an 8-bit mask over its 64-bit elements
+/// (both elements of a label set or clear together): a mask register, not a branch.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn colour_mask512(v: __m512i) -> __mmask8 {
+    let lo_one = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
+    let k = _mm512_test_epi64_mask(v, lo_one);
+    k | (k << 1)
+}
+
+/// Each lane's instance number in the high half of its tweak, per quad: `[0, i, 0, i', …]` as
+/// 64-bit elements, low first, for the lanes `4q..4q + 4` of a group whose lane 0 is `first`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn instance_quads(first: u64) -> [__m512i; QUADS] {
+    core::array::from_fn(|q| {
+        let i = |l: usize| first.wrapping_add((4 * q + l) as u64) as i64;
+        _mm512_set_epi64(i(3), 0, i(2), 0, i(1), 0, i(0), 0)
+    })
+}
+
+/// The tweaks `[t₀, t₁]` of AND gate `k` for a quad whose instance part is `inst`: gate index
+/// `2k` (and `2k + 1`) in the low half of every block.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn gate_tweaks(inst: __m512i, k: usize) -> (__m512i, __m512i) {
+    let k0 = _mm512_maskz_set1_epi64(0x55, (2 * k) as i64);
+    let k1 = _mm512_maskz_set1_epi64(0x55, (2 * k + 1) as i64);
+    (_mm512_or_si512(inst, k0), _mm512_or_si512(inst, k1))
+}
+
+/// The garbler's per-group state: broadcast round keys, Δ in every lane, and each quad's
 /// instance part of the tweaks.
 pub(crate) struct GarbleKernel {
     rk: [__m512i; 11],
-    dd: __m512i,
-    d: __m128i,
-    inst: [__m512i; GROUP],
+    d4: __m512i,
+    inst: [__m512i; QUADS],
 }
 
 impl GarbleKernel {
     /// The state for a group whose lane 0 is instance `first`.
     #[target_feature(enable = "avx512f")]
     pub(crate) fn new(keys: &RoundKeys, delta: Block, first: u64) -> Self {
-        let d = load(&delta);
-        let z = _mm_setzero_si128();
-        let dd = _mm512_inserti64x4::<1>(
-            _mm512_castsi256_si512(_mm256_set_m128i(d, z)),
-            _mm256_set_m128i(d, z),
-        );
         GarbleKernel {
             rk: core::array::from_fn(|i| _mm512_broadcast_i32x4(keys.0[i])),
-            dd,
-            d,
-            inst: core::array::from_fn(|j| {
-                // 64-bit elements, low first: tweaks [t₀, t₀, t₁, t₁] without the gate index.
-                let i = first.wrapping_add(j as u64) as i64;
-                _mm512_set_epi64(i, 1, i, 1, i, 0, i, 0)
-            }),
+            d4: _mm512_broadcast_i32x4(load(&delta)),
+            inst: instance_quads(first),
         }
     }
 
     /// Garbles AND gate `k` for lanes `0..g` on wires `[a, b, out]` of `labels` (`out` may be
-    /// `a` or `b`: inputs are read before the output is written); writes `[T_G, T_E]` of lane
-    /// `j` to `tables[j·stride + 2k ..]`.
+    /// `a` or `b`: each quad's inputs are read before its output is written); writes
+    /// `[T_G, T_E]` of lane `j` to `tables[j·stride + 2k ..]`.
+    ///
+    /// Two quads (eight instances, 32 hashes) per AES pass: registers hold `[A⁰, A⁰⊕Δ, B⁰,
+    /// B⁰⊕Δ]` of a quad each, so combining the hashes into tables and output labels is
+    /// vertical, lane by lane in place, with no shuffle until the tables are stored.
     #[target_feature(enable = "avx512f,avx512vl,vaes")]
     #[inline]
     pub(crate) fn and(
@@ -198,22 +207,30 @@ impl GarbleKernel {
         tables: &mut [Block],
         stride: usize,
     ) {
-        let kv = _mm512_maskz_set1_epi64(0x55, (2 * k) as i64);
-        let one = _mm_set_epi64x(1, 1);
-        for j0 in (0..g).step_by(LANES) {
-            let mut a0 = [_mm_setzero_si128(); LANES];
-            let mut b0 = [_mm_setzero_si128(); LANES];
+        // [tg_j, te_j] pairs of lanes 0, 1 and 2, 3 of a quad.
+        let pair_lo = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+        let pair_hi = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+        for q0 in (0..QUADS).step_by(2) {
+            if 4 * q0 >= g {
+                break;
+            }
+            let mut ab = [_mm512_setzero_si512(); 4];
             let mut s = [_mm512_setzero_si512(); LANES];
             let mut tw = [_mm512_setzero_si512(); LANES];
-            for l in 0..LANES {
-                let j = (j0 + l) % GROUP;
-                a0[l] = load_lane(&labels[a], j);
-                b0[l] = load_lane(&labels[b], j);
-                let aa = _mm256_broadcastsi128_si256(a0[l]);
-                let bb = _mm256_broadcastsi128_si256(b0[l]);
-                let ab = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(aa), bb);
-                s[l] = _mm512_xor_si512(ab, self.dd);
-                tw[l] = _mm512_or_si512(self.inst[j], kv);
+            for h in 0..2 {
+                let q = q0 + h;
+                let (x, y) = (load_quad(&labels[a], q), load_quad(&labels[b], q));
+                let (t0, t1) = gate_tweaks(self.inst[q], k);
+                ab[2 * h] = x;
+                ab[2 * h + 1] = y;
+                s[4 * h] = x;
+                s[4 * h + 1] = _mm512_xor_si512(x, self.d4);
+                s[4 * h + 2] = y;
+                s[4 * h + 3] = _mm512_xor_si512(y, self.d4);
+                tw[4 * h] = t0;
+                tw[4 * h + 1] = t0;
+                tw[4 * h + 2] = t1;
+                tw[4 * h + 3] = t1;
             }
             aes512(&self.rk, &mut s);
             let mut s2 = s;
@@ -221,50 +238,66 @@ impl GarbleKernel {
                 s2[l] = _mm512_xor_si512(s2[l], tw[l]);
             }
             aes512(&self.rk, &mut s2);
-            let out = &mut labels[o];
-            for l in 0..LANES.min(g - j0) {
-                let j = j0 + l;
-                let h = _mm512_xor_si512(s[l], s2[l]);
-                let ha0 = _mm512_castsi512_si128(h);
-                let ha1 = _mm512_extracti32x4_epi32::<1>(h);
-                let hb0 = _mm512_extracti32x4_epi32::<2>(h);
-                let hb1 = _mm512_extracti32x4_epi32::<3>(h);
-                let (ma, mb) = (colour_mask(a0[l], one), colour_mask(b0[l], one));
-                let hb = _mm_xor_si128(hb0, hb1);
-                let tg = _mm_xor_si128(_mm_xor_si128(ha0, ha1), _mm_and_si128(self.d, mb));
-                let te = _mm_xor_si128(hb, a0[l]);
-                let wg = _mm_xor_si128(ha0, _mm_and_si128(tg, ma));
-                let we = _mm_xor_si128(hb0, _mm_and_si128(hb, mb));
-                let base = j * stride + 2 * k;
-                store_pair(&mut tables[base..base + 2], _mm256_set_m128i(te, tg));
-                store_lane(out, j, _mm_xor_si128(wg, we));
+            for h in 0..2 {
+                let q = q0 + h;
+                let (x, y) = (ab[2 * h], ab[2 * h + 1]);
+                let ha0 = _mm512_xor_si512(s[4 * h], s2[4 * h]);
+                let ha1 = _mm512_xor_si512(s[4 * h + 1], s2[4 * h + 1]);
+                let hb0 = _mm512_xor_si512(s[4 * h + 2], s2[4 * h + 2]);
+                let hb1 = _mm512_xor_si512(s[4 * h + 3], s2[4 * h + 3]);
+                let (ma, mb) = (colour_mask512(x), colour_mask512(y));
+                let ha = _mm512_xor_si512(ha0, ha1);
+                let hb = _mm512_xor_si512(hb0, hb1);
+                // T_G = H(A⁰) ⊕ H(A¹) ⊕ colour(B)·Δ, T_E = H(B⁰) ⊕ H(B¹) ⊕ A⁰.
+                let tg = _mm512_mask_xor_epi64(ha, mb, ha, self.d4);
+                let te = _mm512_xor_si512(hb, x);
+                // W = H(A⁰) ⊕ colour(A)·T_G ⊕ H(B⁰) ⊕ colour(B)·(H(B⁰) ⊕ H(B¹)).
+                let wg = _mm512_mask_xor_epi64(ha0, ma, ha0, tg);
+                let we = _mm512_mask_xor_epi64(hb0, mb, hb0, hb);
+                store_quad(&mut labels[o], q, _mm512_xor_si512(wg, we));
+                let lo = _mm512_permutex2var_epi64(tg, pair_lo, te);
+                let hi = _mm512_permutex2var_epi64(tg, pair_hi, te);
+                let pairs = [
+                    _mm512_castsi512_si256(lo),
+                    _mm512_extracti64x4_epi64::<1>(lo),
+                    _mm512_castsi512_si256(hi),
+                    _mm512_extracti64x4_epi64::<1>(hi),
+                ];
+                for (l, p) in pairs.into_iter().enumerate() {
+                    let j = 4 * q + l;
+                    if j < g {
+                        let base = j * stride + 2 * k;
+                        store_pair(&mut tables[base..base + 2], p);
+                    }
+                }
             }
         }
     }
 }
 
-/// The evaluator's per-group state: broadcast round keys and each lane's instance part of the
+/// The evaluator's per-group state: broadcast round keys and each quad's instance part of the
 /// tweaks.
 pub(crate) struct EvalKernel {
-    rk: [__m256i; 11],
-    inst: [__m256i; GROUP],
+    rk: [__m512i; 11],
+    inst: [__m512i; QUADS],
 }
 
 impl EvalKernel {
     /// The state for a group whose lane 0 is instance `first`.
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx512f")]
     pub(crate) fn new(keys: &RoundKeys, first: u64) -> Self {
         EvalKernel {
-            rk: core::array::from_fn(|i| _mm256_broadcastsi128_si256(keys.0[i])),
-            inst: core::array::from_fn(|j| {
-                let i = first.wrapping_add(j as u64) as i64;
-                _mm256_set_epi64x(i, 1, i, 0)
-            }),
+            rk: core::array::from_fn(|i| _mm512_broadcast_i32x4(keys.0[i])),
+            inst: instance_quads(first),
         }
     }
 
     /// Evaluates AND gate `k` for lanes `0..g` on wires `[a, b, out]` of `labels`, the tables
     /// of lane `j` at `tables[j·stride + 2k ..]`.
+    ///
+    /// The whole group's 32 hashes in one AES pass over eight registers `[A, B]` of the four
+    /// quads; the tables are gathered into `T_G` and `T_E` registers per quad and applied
+    /// under the colour masks.
     #[target_feature(enable = "avx512f,avx512vl,vaes")]
     #[inline]
     pub(crate) fn and(
@@ -276,41 +309,51 @@ impl EvalKernel {
         tables: &[Block],
         stride: usize,
     ) {
-        let kv = _mm256_set_epi64x(0, (2 * k) as i64, 0, (2 * k) as i64);
-        let one = _mm256_set1_epi64x(1);
-        for j0 in (0..g).step_by(LANES) {
-            let mut ab = [_mm256_setzero_si256(); LANES];
-            let mut s = [_mm256_setzero_si256(); LANES];
-            let mut tw = [_mm256_setzero_si256(); LANES];
-            for l in 0..LANES {
-                let j = (j0 + l) % GROUP;
-                ab[l] = _mm256_set_m128i(load_lane(&labels[b], j), load_lane(&labels[a], j));
-                s[l] = ab[l];
-                tw[l] = _mm256_or_si256(self.inst[j], kv);
+        let gather_g = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0);
+        let gather_e = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);
+        let mut s = [_mm512_setzero_si512(); LANES];
+        let mut tw = [_mm512_setzero_si512(); LANES];
+        for q in 0..QUADS {
+            let (t0, t1) = gate_tweaks(self.inst[q], k);
+            s[2 * q] = load_quad(&labels[a], q);
+            s[2 * q + 1] = load_quad(&labels[b], q);
+            tw[2 * q] = t0;
+            tw[2 * q + 1] = t1;
+        }
+        let ab = s;
+        aes512(&self.rk, &mut s);
+        let mut s2 = s;
+        for l in 0..LANES {
+            s2[l] = _mm512_xor_si512(s2[l], tw[l]);
+        }
+        aes512(&self.rk, &mut s2);
+        for q in 0..QUADS {
+            if 4 * q >= g {
+                break;
             }
-            aes256(&self.rk, &mut s);
-            let mut s2 = s;
-            for l in 0..LANES {
-                s2[l] = _mm256_xor_si256(s2[l], tw[l]);
-            }
-            aes256(&self.rk, &mut s2);
-            let out = &mut labels[o];
-            for l in 0..LANES.min(g - j0) {
-                let j = j0 + l;
-                // [H(A), H(B)] ⊕ ([T_G, T_E ⊕ A] ∧ [colour(A), colour(B)]) = [W_G, W_E].
-                let h = _mm256_xor_si256(s[l], s2[l]);
-                let base = j * stride + 2 * k;
-                let t = load_pair(&tables[base..base + 2]);
-                let zero_a = _mm256_permute2x128_si256::<0x08>(ab[l], ab[l]);
-                let m = _mm256_sub_epi64(
-                    _mm256_setzero_si256(),
-                    _mm256_and_si256(_mm256_shuffle_epi32::<0x44>(ab[l]), one),
-                );
-                let w = _mm256_xor_si256(h, _mm256_and_si256(_mm256_xor_si256(t, zero_a), m));
-                let lo = _mm256_castsi256_si128(w);
-                let hi = _mm256_extracti128_si256::<1>(w);
-                store_lane(out, j, _mm_xor_si128(lo, hi));
-            }
+            let (x, y) = (ab[2 * q], ab[2 * q + 1]);
+            let ha = _mm512_xor_si512(s[2 * q], s2[2 * q]);
+            let hb = _mm512_xor_si512(s[2 * q + 1], s2[2 * q + 1]);
+            // [T_G, T_E] of the quad's lanes; lanes past g have no tables and read as zero.
+            let pair = |l: usize| {
+                let j = 4 * q + l;
+                if j < g {
+                    let base = j * stride + 2 * k;
+                    load_pair(&tables[base..base + 2])
+                } else {
+                    _mm256_setzero_si256()
+                }
+            };
+            let p01 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(pair(0)), pair(1));
+            let p23 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(pair(2)), pair(3));
+            let tg = _mm512_permutex2var_epi64(p01, gather_g, p23);
+            let te = _mm512_permutex2var_epi64(p01, gather_e, p23);
+            // W = H(A) ⊕ colour(A)·T_G ⊕ H(B) ⊕ colour(B)·(T_E ⊕ A).
+            let (ma, mb) = (colour_mask512(x), colour_mask512(y));
+            let w = _mm512_xor_si512(ha, hb);
+            let w = _mm512_mask_xor_epi64(w, ma, w, tg);
+            let w = _mm512_mask_xor_epi64(w, mb, w, _mm512_xor_si512(te, x));
+            store_quad(&mut labels[o], q, w);
         }
     }
 }
