@@ -198,13 +198,7 @@ where
     C: Channel + ?Sized,
     F: FnMut(&mut C, usize, &mut [Block]) -> Result<(), OtError>,
 {
-    if out.len() != choices {
-        return Err(OtError::LengthMismatch {
-            choices,
-            outputs: out.len(),
-        });
-    }
-    if choices == 0 {
+    if !super::receive_has_work(choices, out.len())? {
         return Ok(());
     }
     send_count(ch, choices)?;

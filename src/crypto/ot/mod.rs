@@ -122,6 +122,15 @@ pub(crate) fn apply_choice_corrections(
     }
 }
 
+/// The opening check of every receiver's call: its output slice must match its choices.
+/// `Ok(false)` when the call has no OTs, and so sends nothing.
+pub(crate) fn receive_has_work(choices: usize, outputs: usize) -> Result<bool, OtError> {
+    if outputs != choices {
+        return Err(OtError::LengthMismatch { choices, outputs });
+    }
+    Ok(choices > 0)
+}
+
 /// The OT extension of a session.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum OtKind {

@@ -660,13 +660,7 @@ impl SoftSpokenReceiver {
         out: &mut [Block],
     ) -> Result<(), OtError> {
         let n = choices.len();
-        if out.len() != n {
-            return Err(OtError::LengthMismatch {
-                choices: n,
-                outputs: out.len(),
-            });
-        }
-        if n == 0 {
+        if !super::receive_has_work(n, out.len())? {
             return Ok(());
         }
         send_count(ch, n)?;

@@ -501,13 +501,7 @@ impl SilentReceiver {
         out: &mut [Block],
     ) -> Result<(), OtError> {
         let n = choices.len();
-        if out.len() != n {
-            return Err(OtError::LengthMismatch {
-                choices: n,
-                outputs: out.len(),
-            });
-        }
-        if n == 0 {
+        if !super::receive_has_work(n, out.len())? {
             return Ok(());
         }
         self.random.clear();
