@@ -66,6 +66,13 @@ impl Block {
     }
 }
 
+/// Wipes blocks that held secrets (volatile writes the compiler cannot drop).
+pub(crate) fn wipe(blocks: &mut [Block]) {
+    for b in blocks {
+        zeroize::Zeroize::zeroize(&mut b.0);
+    }
+}
+
 /// `n` zero blocks in a fresh vector.
 ///
 /// The memory comes zeroed from the allocator (`calloc`: fresh pages are known to be zero), so

@@ -168,8 +168,6 @@ mod tests {
         Block(0x0f0e_0d0c_0b0a_0908_0706_0504_0302_0100)
     }
 
-    /// The stream is AES-128 of the counters 0, 1, 2, ... under the seed, computed here
-    /// independently one block at a time.
     #[test]
     fn a_cursor_ahead_continues_the_stream_where_this_one_stops() {
         let mut whole = vec![Block::ZERO; 300];
@@ -184,6 +182,8 @@ mod tests {
         assert_eq!(b, whole[105..]);
     }
 
+    /// The stream is AES-128 of the counters 0, 1, 2, ... under the seed, computed here
+    /// independently one block at a time.
     #[test]
     fn known_answer_against_independent_aes() {
         let aes = FixedKeyAes::new(seed());

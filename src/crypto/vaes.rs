@@ -26,6 +26,7 @@ fn has_vaes() -> bool {
         && is_x86_feature_detected!("vaes")
         && is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx2")
 }
 
 impl RoundKeys {

@@ -206,12 +206,34 @@ pub struct SoftSpokenSender {
 }
 
 impl Drop for SoftSpokenSender {
-    // Its copy of Δ is the garbling offset, and the correction and tail buffers hold values
-    // derived from it; the PRGs wipe their own keys.
+    // Its copy of Δ is the garbling offset, and its work buffers (columns, leaves, corrections,
+    // tail) hold values derived from it; the PRGs wipe their own keys. The helper senders of
+    // `ahead` are dropped after every deferred request, so this runs often.
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.delta.0);
-        for b in self.corr.iter_mut().chain(&mut self.tail) {
-            zeroize::Zeroize::zeroize(&mut b.0);
+        for buf in [
+            &mut self.cols,
+            &mut self.u,
+            &mut self.leaves,
+            &mut self.corr,
+            &mut self.tail,
+        ] {
+            crate::crypto::block::wipe(buf);
+        }
+    }
+}
+
+impl Drop for SoftSpokenReceiver {
+    // Its work buffers hold values derived from its choice bits and its outputs.
+    fn drop(&mut self) {
+        for buf in [
+            &mut self.cols,
+            &mut self.leaves,
+            &mut self.u0,
+            &mut self.corr,
+            &mut self.tail,
+        ] {
+            crate::crypto::block::wipe(buf);
         }
     }
 }

@@ -735,64 +735,76 @@ mod tests {
         }
         let aes = &*FIXED_KEY_AES;
         let mut prg = crate::crypto::Prg::from_seed(Block(99));
-        let ands = 70;
-        let (w, rb) = (instance_words(ands), rand_blocks(ands));
-        let first = u64::MAX >> 2;
         let delta = Block(prg.next_block().0 | 1);
-        let mut rand = vec![Block::ZERO; GROUP * rb];
-        prg.fill_blocks(&mut rand);
-        for g in [1, 3, 4, 7, 8, 9, 15, 16] {
-            let mut tables = vec![0u64; g * w];
-            let mut want = vec![0u64; g * w];
-            // SAFETY: `detect` returned keys and `supported` holds.
-            let mut gk = unsafe { Garble::new(&keys, delta, first, ands, &rand) };
-            for k in 0..ands {
-                let mut labels = [Lanes::ZERO; 3];
-                for l in labels.iter_mut().take(2) {
-                    for j in 0..GROUP {
-                        l.set_lane(j, prg.next_block());
+        // Gate counts whose last gate's control bits end inside a word, at its end or across
+        // two words, and instance numbers that wrap across a group's lanes.
+        let cases = [
+            (70, u64::MAX >> 2),
+            (1, 0),
+            (12, 5),
+            (13, 1 << 40),
+            (64, u64::MAX >> 2),
+            (65, 3),
+            (128, 9),
+            (129, u64::MAX - 3),
+        ];
+        for (ands, first) in cases {
+            let (w, rb) = (instance_words(ands), rand_blocks(ands));
+            let mut rand = vec![Block::ZERO; GROUP * rb];
+            prg.fill_blocks(&mut rand);
+            for g in [1, 3, 4, 7, 8, 9, 15, 16] {
+                let mut tables = vec![0u64; g * w];
+                let mut want = vec![0u64; g * w];
+                // SAFETY: `detect` returned keys and `supported` holds.
+                let mut gk = unsafe { Garble::new(&keys, delta, first, ands, &rand) };
+                for k in 0..ands {
+                    let mut labels = [Lanes::ZERO; 3];
+                    for l in labels.iter_mut().take(2) {
+                        for j in 0..GROUP {
+                            l.set_lane(j, prg.next_block());
+                        }
+                    }
+                    let (x, y) = (labels[0], labels[1]);
+                    // SAFETY: as above.
+                    unsafe { gk.and(&mut labels, [0, 1, 2], k, g, &mut tables, w) };
+                    for j in 0..g {
+                        let t = and_tweaks(first.wrapping_add(j as u64), k);
+                        let xs = garble_inputs(x.lane(j), y.lane(j), delta);
+                        let h: [Block; 6] = core::array::from_fn(|m| aes.tccr(t[m / 2], xs[m]));
+                        let r = rand_bits(&rand[j * rb..(j + 1) * rb], k);
+                        let (c, gm, z) = garble_gate(x.lane(j), y.lane(j), delta, &h, r);
+                        assert_eq!(labels[2].lane(j), c, "ands {ands} g {g} gate {k} lane {j}");
+                        want[j * w + 3 * k..j * w + 3 * k + 3].copy_from_slice(&gm);
+                        crate::gc::threehalves::put_control(&mut want[j * w + 3 * ands..], k, z);
                     }
                 }
-                let (x, y) = (labels[0], labels[1]);
+                assert_eq!(tables, want, "ands {ands} g {g}: tables");
+                // The evaluator on these tables (control bits complete) and fresh random labels.
                 // SAFETY: as above.
-                unsafe { gk.and(&mut labels, [0, 1, 2], k, g, &mut tables, w) };
-                for j in 0..g {
-                    let t = and_tweaks(first.wrapping_add(j as u64), k);
-                    let xs = garble_inputs(x.lane(j), y.lane(j), delta);
-                    let h: [Block; 6] = core::array::from_fn(|m| aes.tccr(t[m / 2], xs[m]));
-                    let r = rand_bits(&rand[j * rb..(j + 1) * rb], k);
-                    let (c, gm, z) = garble_gate(x.lane(j), y.lane(j), delta, &h, r);
-                    assert_eq!(labels[2].lane(j), c, "g {g} gate {k} lane {j}");
-                    want[j * w + 3 * k..j * w + 3 * k + 3].copy_from_slice(&gm);
-                    crate::gc::threehalves::put_control(&mut want[j * w + 3 * ands..], k, z);
-                }
-            }
-            assert_eq!(tables, want, "g {g}: tables");
-            // The evaluator on these tables (control bits complete) and fresh random labels.
-            // SAFETY: as above.
-            let mut ek = unsafe { Eval::new(&keys, first, ands) };
-            for k in 0..ands {
-                let mut labels = [Lanes::ZERO; 3];
-                for l in labels.iter_mut().take(2) {
-                    for j in 0..GROUP {
-                        l.set_lane(j, prg.next_block());
+                let mut ek = unsafe { Eval::new(&keys, first, ands) };
+                for k in 0..ands {
+                    let mut labels = [Lanes::ZERO; 3];
+                    for l in labels.iter_mut().take(2) {
+                        for j in 0..GROUP {
+                            l.set_lane(j, prg.next_block());
+                        }
                     }
-                }
-                let (x, y) = (labels[0], labels[1]);
-                // SAFETY: as above.
-                unsafe { ek.and(&mut labels, [0, 1, 2], k, g, &tables, w) };
-                for j in 0..g {
-                    let (a, b) = (x.lane(j), y.lane(j));
-                    let t = and_tweaks(first.wrapping_add(j as u64), k);
-                    let h = [aes.tccr(t[0], a), aes.tccr(t[1], b), aes.tccr(t[2], a ^ b)];
-                    let inst = &tables[j * w..(j + 1) * w];
-                    let gm = [inst[3 * k], inst[3 * k + 1], inst[3 * k + 2]];
-                    let z = get_control(&inst[3 * ands..], k);
-                    assert_eq!(
-                        labels[2].lane(j),
-                        eval_gate(a, b, &h, &gm, z),
-                        "g {g} k {k} j {j}"
-                    );
+                    let (x, y) = (labels[0], labels[1]);
+                    // SAFETY: as above.
+                    unsafe { ek.and(&mut labels, [0, 1, 2], k, g, &tables, w) };
+                    for j in 0..g {
+                        let (a, b) = (x.lane(j), y.lane(j));
+                        let t = and_tweaks(first.wrapping_add(j as u64), k);
+                        let h = [aes.tccr(t[0], a), aes.tccr(t[1], b), aes.tccr(t[2], a ^ b)];
+                        let inst = &tables[j * w..(j + 1) * w];
+                        let gm = [inst[3 * k], inst[3 * k + 1], inst[3 * k + 2]];
+                        let z = get_control(&inst[3 * ands..], k);
+                        assert_eq!(
+                            labels[2].lane(j),
+                            eval_gate(a, b, &h, &gm, z),
+                            "ands {ands} g {g} k {k} j {j}"
+                        );
+                    }
                 }
             }
         }

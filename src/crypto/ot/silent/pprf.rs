@@ -263,12 +263,7 @@ fn message_blocks(depth: usize) -> usize {
     TREES * (2 * depth + 1)
 }
 
-/// Wipes blocks that held secrets.
-pub(crate) fn wipe(blocks: &mut [Block]) {
-    for b in blocks {
-        zeroize::Zeroize::zeroize(&mut b.0);
-    }
-}
+pub(crate) use crate::crypto::block::wipe;
 
 /// The garbler's side of one sparse VOLE: fills `v` (`TREES · 2^depth` blocks, the leaves) and
 /// lets the evaluator obtain `v₀ ⊕ e·Δ`, where `v₀` is `v` with every lsb cleared (which the
