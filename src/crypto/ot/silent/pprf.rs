@@ -247,8 +247,13 @@ pub(crate) fn expand_punctured(alpha: usize, off: &[Block], leaves: &mut [Block]
         let p = alpha >> (shift + 1);
         let sibling = 2 * p + (1 - a);
         let side = Block(x0.0 ^ ((x0.0 ^ x1.0) & mask(a == 0)));
-        leaves[sibling] = k ^ side ^ leaves[sibling];
-        leaves[2 * p + a] = Block::ZERO;
+        // Every node of the level is touched, under masks: the positions on the path are the
+        // client's secret noise position, and indexing by them would show in the cache.
+        let fix = k ^ side;
+        for (i, node) in leaves[..2 << level].iter_mut().enumerate() {
+            let on_path = mask(i == 2 * p + a);
+            node.0 = (node.0 ^ (fix.0 & mask(i == sibling))) & !on_path;
+        }
     }
 }
 
@@ -364,7 +369,10 @@ pub(crate) fn vole_receive<C: Channel + ?Sized>(
             leaf.0 &= !1;
             total ^= *leaf;
         }
-        leaves[alpha] = total;
+        // The punctured leaf takes the total, under masks over every leaf (as above).
+        for (i, leaf) in leaves.iter_mut().enumerate() {
+            leaf.0 ^= (leaf.0 ^ total.0) & mask(i == alpha);
+        }
         zeroize::Zeroize::zeroize(&mut alpha);
     }
     wipe(&mut off);
