@@ -412,3 +412,36 @@ fn a_single_model_without_links_or_staged_layer_names_still_reports() {
     let md = std::fs::read_to_string(&s.report_md).unwrap();
     assert!(md.contains("toy") && !md.contains("## Links"));
 }
+
+/// Two methods at the same budgets send the same bytes, so the later-drawn line covers the
+/// other: the communication plot says so, and says nothing when the lines differ.
+#[test]
+fn communication_plot_names_lines_hidden_under_others() {
+    let budgets = [50_000, 100_000, 150_000];
+    let mut runs = Vec::new();
+    for (method, b) in ["rlnet", "senet"]
+        .into_iter()
+        .flat_map(|m| budgets.map(|b| (m, b)))
+    {
+        runs.push(run(
+            &spec(&format!("{method}-{b}"), method, b),
+            &TRUTH,
+            0,
+            0.0,
+        ));
+    }
+    let note = |runs: &[pibench::results::RunResult]| {
+        let dir = tempfile::tempdir().unwrap();
+        write_report(runs, dir.path(), &ReportOptions::default()).unwrap();
+        std::fs::read_to_string(dir.path().join("communication_vs_budget.svg")).unwrap()
+    };
+    let svg = note(&runs);
+    assert!(
+        svg.contains("RLNet&apos;s lines lie under SeNet&apos;s")
+            || svg.contains("RLNet's lines lie under SeNet's"),
+        "no note on the hidden RLNet line"
+    );
+    // Different budgets: every line shows, no note.
+    let svg = note(&sweep_runs(1, 0.0));
+    assert!(!svg.contains("lie under"));
+}

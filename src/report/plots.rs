@@ -317,8 +317,51 @@ fn communication_chart(sweep: &Sweep) -> XyChart {
         size: (1700, 760),
         panels,
         legend,
-        footnote: Some("Median bytes per inference over runs; 1 MB = 10⁶ bytes.".into()),
+        footnote: Some(communication_footnote(&fams)),
     }
+}
+
+/// The communication chart's footnote: the unit, and which families' lines hide others. Bytes
+/// follow from the kept ReLUs and the architecture alone, so two methods at the same budgets
+/// draw the same line and the one drawn later covers the other; the footnote says so rather
+/// than leave a family missing from the plot.
+fn communication_footnote(fams: &[(String, String, Vec<&ModelGroup>)]) -> String {
+    let bytes = |g: &ModelGroup| {
+        [&g.offline, &g.online].map(|p| {
+            (
+                p.bytes_client_to_server.median,
+                p.bytes_server_to_client.median,
+            )
+        })
+    };
+    // (method under, method over), once each: the chart is narrow for a list of networks.
+    let mut hidden: Vec<(String, String)> = Vec::new();
+    for (i, (_, under, a)) in fams.iter().enumerate() {
+        let over = fams[i + 1..].iter().find(|(_, _, b)| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b.iter())
+                    .all(|(x, y)| x.budget == y.budget && bytes(x) == bytes(y))
+        });
+        if let Some((_, over, _)) = over {
+            let pair = (method_display(under), method_display(over));
+            if !hidden.contains(&pair) {
+                hidden.push(pair);
+            }
+        }
+    }
+    let mut note = String::from("Median bytes per inference over runs; 1 MB = 10⁶ bytes.");
+    for (under, over) in &hidden {
+        let same = if under == over {
+            " (another network's)"
+        } else {
+            ""
+        };
+        note.push_str(&format!(
+            " {under}'s lines lie under {over}'s{same}: equal budgets move equal bytes."
+        ));
+    }
+    note
 }
 
 /// The stage of each layer: the name up to its first dot (`layer2.0.conv1` → `layer2`); layers
