@@ -4,15 +4,15 @@
 //! [`GROUP`](super::batch::GROUP) instances interleaved gate by gate on wire-major labels,
 //! rayon over groups, bounded-memory streaming over a channel.
 //!
-//! Three routes run a group's AND gates, all giving identical tables (tested):
+//! Two routes run a group's AND gates, giving identical tables (tested):
 //!
 //! - fused ([`kernel::thvaes`](super::kernel::thvaes)), where the CPU has VAES, AVX-512 (F, VL,
 //!   BW) and GFNI: hashing and the per-lane arithmetic on 512-bit registers, four lanes each;
-//! - hashed with VAES, where the CPU has VAES and AVX-512F/VL but not the rest: per AND gate and
-//!   group the garbler hashes `6g` blocks and the evaluator `3g` in one batched call, then runs
-//!   [`garble_gate`](super::threehalves) / [`eval_gate`](super::threehalves) (the per-lane
-//!   arithmetic of the reference) lane by lane;
-//! - portable: the same with the `aes` crate's pipelined AES-NI (or software) rounds.
+//! - portable, everywhere else: per AND gate and group the garbler hashes `6g` blocks and the
+//!   evaluator `3g` in one call to the `aes` crate's pipelined AES-NI (or software) rounds,
+//!   then runs [`garble_gate`](super::threehalves) / [`eval_gate`](super::threehalves) (the
+//!   per-lane arithmetic of the reference) lane by lane. (Every CPU with 512-bit VAES so far
+//!   also has AVX-512BW and GFNI, so a VAES-hashed middle route would never run.)
 //!
 //! # Layouts
 //!
@@ -45,49 +45,18 @@ pub fn table_bytes(circuit: &Circuit, n: usize) -> u64 {
     8 * table_words(circuit, n) as u64
 }
 
-/// A batched tweakable hash: `xs[m] ← tccr(tweaks[m], xs[m])`.
-trait Tccr {
-    fn tccr(&mut self, tweaks: &[Block], xs: &mut [Block]);
-}
-
-/// The portable hash: the `aes` crate's pipelined AES-NI (or software) rounds.
-struct PortableTccr([Block; 6 * GROUP]);
-
-impl Tccr for PortableTccr {
-    #[inline(always)]
-    fn tccr(&mut self, tweaks: &[Block], xs: &mut [Block]) {
-        FIXED_KEY_AES.tccr_batch(tweaks, xs, &mut self.0[..xs.len()]);
-    }
-}
-
-/// The VAES hash. Built only inside the `*_vaes` gate loops, after feature detection.
-#[cfg(target_arch = "x86_64")]
-struct VaesTccr(super::kernel::vaes::Keys512);
-
-#[cfg(target_arch = "x86_64")]
-impl Tccr for VaesTccr {
-    #[inline(always)]
-    fn tccr(&mut self, tweaks: &[Block], xs: &mut [Block]) {
-        // SAFETY: a `VaesTccr` exists only inside `garble_gates_vaes` / `eval_gates_vaes`, which
-        // run only after `RoundKeys::detect` confirmed the CPU features.
-        #[allow(unused_unsafe)]
-        unsafe {
-            self.0.tccr_batch(tweaks, xs)
-        }
-    }
-}
-
 /// The garbler's AND-gate kernel for one group.
-struct GarbleKern<'r, H> {
+struct GarbleKern<'r> {
     d: Block,
     first: u64,
     ands: usize,
     /// Control randomness of the group's lanes, `rand_blocks(ands)` blocks per lane.
     rand: &'r [Block],
-    hash: H,
+    /// Scratch of the batched hash.
+    scratch: [Block; 6 * GROUP],
 }
 
-impl<H: Tccr> GarbleAnd<u64> for GarbleKern<'_, H> {
+impl GarbleAnd<u64> for GarbleKern<'_> {
     #[inline(always)]
     fn and(
         &mut self,
@@ -107,7 +76,7 @@ impl<H: Tccr> GarbleAnd<u64> for GarbleKern<'_, H> {
             h[6 * j..6 * j + 6].copy_from_slice(&garble_inputs(x.lane(j), y.lane(j), d));
             tw[6 * j..6 * j + 6].copy_from_slice(&[t[0], t[0], t[1], t[1], t[2], t[2]]);
         }
-        self.hash.tccr(&tw[..6 * g], &mut h[..6 * g]);
+        FIXED_KEY_AES.tccr_batch(&tw[..6 * g], &mut h[..6 * g], &mut self.scratch[..6 * g]);
         let rb = rand_blocks(self.ands);
         let out = &mut labels[wires[2]];
         for j in 0..g {
@@ -123,13 +92,14 @@ impl<H: Tccr> GarbleAnd<u64> for GarbleKern<'_, H> {
 }
 
 /// The evaluator's AND-gate kernel for one group.
-struct EvalKern<H> {
+struct EvalKern {
     first: u64,
     ands: usize,
-    hash: H,
+    /// Scratch of the batched hash.
+    scratch: [Block; 3 * GROUP],
 }
 
-impl<H: Tccr> EvalAnd<u64> for EvalKern<H> {
+impl EvalAnd<u64> for EvalKern {
     #[inline(always)]
     fn and(
         &mut self,
@@ -148,7 +118,7 @@ impl<H: Tccr> EvalAnd<u64> for EvalKern<H> {
             h[3 * j..3 * j + 3].copy_from_slice(&[a, b, a ^ b]);
             tw[3 * j..3 * j + 3].copy_from_slice(&and_tweaks(self.first.wrapping_add(j as u64), k));
         }
-        self.hash.tccr(&tw[..3 * g], &mut h[..3 * g]);
+        FIXED_KEY_AES.tccr_batch(&tw[..3 * g], &mut h[..3 * g], &mut self.scratch[..3 * g]);
         let out = &mut labels[wires[2]];
         for j in 0..g {
             let hj: &[Block; 3] = h[3 * j..3 * j + 3].try_into().expect("three hashes");
@@ -160,60 +130,14 @@ impl<H: Tccr> EvalAnd<u64> for EvalKern<H> {
     }
 }
 
-/// The garbler's gate loop compiled with the VAES kernel's features.
+/// The round keys of `kernel` if the fused route runs: it is [`Kernel::Vaes`] and the CPU also
+/// has the features of [`kernel::thvaes`](super::kernel::thvaes) beyond those its keys prove.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "aes,avx2,avx512f,avx512vl,vaes")]
-#[allow(clippy::too_many_arguments)]
-fn garble_gates_vaes(
-    c: &Circuit,
-    keys: &super::kernel::vaes::RoundKeys,
-    d: Block,
-    labels: &mut [Lanes],
-    g: usize,
-    first: u64,
-    rand: &[Block],
-    tables: &mut [u64],
-) {
-    let ands = c.and_count();
-    let mut kern = GarbleKern {
-        d,
-        first,
-        ands,
-        rand,
-        hash: VaesTccr(super::kernel::vaes::Keys512::new(keys)),
-    };
-    garble_gates(c, d, labels, g, tables, instance_words(ands), &mut kern)
-}
-
-/// The evaluator's gate loop compiled with the VAES kernel's features.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "aes,avx2,avx512f,avx512vl,vaes")]
-fn eval_gates_vaes(
-    c: &Circuit,
-    keys: &super::kernel::vaes::RoundKeys,
-    labels: &mut [Lanes],
-    g: usize,
-    first: u64,
-    tables: &[u64],
-) {
-    let ands = c.and_count();
-    let mut kern = EvalKern {
-        first,
-        ands,
-        hash: VaesTccr(super::kernel::vaes::Keys512::new(keys)),
-    };
-    eval_gates(c, labels, g, tables, instance_words(ands), &mut kern)
-}
-
-/// Whether the VAES kernel runs the fused route (see the module docs). Tests can turn it off
-/// on their thread to check the hashed route against it.
-#[cfg(target_arch = "x86_64")]
-fn fused() -> bool {
-    #[cfg(test)]
-    if tests::HASHED_ONLY.with(|h| h.get()) {
-        return false;
+fn fused(kernel: &Kernel) -> Option<&super::kernel::vaes::RoundKeys> {
+    match kernel {
+        Kernel::Vaes(keys) if super::kernel::thvaes::supported() => Some(keys),
+        _ => None,
     }
-    super::kernel::thvaes::supported()
 }
 
 /// The three-halves scheme ([`threehalves`](super::threehalves)) in the batched engine.
@@ -272,31 +196,26 @@ impl TableScheme for ThreeHalves {
             // Control bits are ORed in: the buffer may hold an earlier use's bytes.
             tables[j * w + 3 * ands..(j + 1) * w].fill(0);
         }
-        match kernel {
-            Kernel::Portable => {
-                let mut kern = GarbleKern {
-                    d,
-                    first,
-                    ands,
-                    rand,
-                    hash: PortableTccr([Block::ZERO; 6 * GROUP]),
-                };
-                garble_gates(c, d, labels, g, tables, w, &mut kern)
-            }
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Kernel::Vaes` is only built from `RoundKeys::detect`, which checked the
-            // CPU features `garble_gates_vaes` enables; `fused` checked the others
-            // `garble_gates_fused` enables.
-            Kernel::Vaes(keys) => unsafe {
-                if fused() {
-                    super::kernel::thvaes::garble_gates_fused(
-                        c, keys, d, labels, g, first, rand, tables,
-                    )
-                } else {
-                    garble_gates_vaes(c, keys, d, labels, g, first, rand, tables)
-                }
-            },
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = kernel;
+        #[cfg(target_arch = "x86_64")]
+        if let Some(keys) = fused(kernel) {
+            // SAFETY: `keys` come from `RoundKeys::detect`, which checked the CPU features the
+            // VAES kernels enable, and `fused` checked the others `garble_gates_fused` enables.
+            return unsafe {
+                super::kernel::thvaes::garble_gates_fused(
+                    c, keys, d, labels, g, first, rand, tables,
+                )
+            };
         }
+        let mut kern = GarbleKern {
+            d,
+            first,
+            ands,
+            rand,
+            scratch: [Block::ZERO; 6 * GROUP],
+        };
+        garble_gates(c, d, labels, g, tables, w, &mut kern)
     }
 
     #[inline(always)]
@@ -308,26 +227,22 @@ impl TableScheme for ThreeHalves {
         first: u64,
         tables: &[u64],
     ) {
-        let ands = c.and_count();
-        match kernel {
-            Kernel::Portable => {
-                let mut kern = EvalKern {
-                    first,
-                    ands,
-                    hash: PortableTccr([Block::ZERO; 6 * GROUP]),
-                };
-                eval_gates(c, labels, g, tables, instance_words(ands), &mut kern)
-            }
-            #[cfg(target_arch = "x86_64")]
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = kernel;
+        #[cfg(target_arch = "x86_64")]
+        if let Some(keys) = fused(kernel) {
             // SAFETY: as in `garble_group`.
-            Kernel::Vaes(keys) => unsafe {
-                if fused() {
-                    super::kernel::thvaes::eval_gates_fused(c, keys, labels, g, first, tables)
-                } else {
-                    eval_gates_vaes(c, keys, labels, g, first, tables)
-                }
-            },
+            return unsafe {
+                super::kernel::thvaes::eval_gates_fused(c, keys, labels, g, first, tables)
+            };
         }
+        let ands = c.and_count();
+        let mut kern = EvalKern {
+            first,
+            ands,
+            scratch: [Block::ZERO; 3 * GROUP],
+        };
+        eval_gates(c, labels, g, tables, instance_words(ands), &mut kern)
     }
 }
 
@@ -366,11 +281,6 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha12Rng;
     use sha2::{Digest, Sha256};
-
-    thread_local! {
-        /// Set by a test to run the hashed VAES route instead of the fused one on its thread.
-        pub(super) static HASHED_ONLY: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
-    }
 
     #[test]
     fn batch_engine_equals_reference_and_decodes() {
@@ -534,8 +444,8 @@ mod tests {
             }
         }
 
-        /// Random circuits and batch lengths (so groups shorter than `GROUP`): the fused, hashed
-        /// and portable routes garble identical tables and output colours and evaluate to
+        /// Random circuits and batch lengths (so groups shorter than `GROUP`): the fused and
+        /// the portable route garble identical tables and output colours and evaluate to
         /// identical labels, which decode to the plain circuit.
         #[test]
         fn routes_give_identical_tables(seed in proptest::prelude::any::<u64>(), n in 1usize..40) {
@@ -555,8 +465,7 @@ mod tests {
             let no = circ.outputs().len();
             let first = rng.gen_range(0..1u64 << 62);
             let mut runs = Vec::new();
-            for (portable, hashed) in [(false, false), (false, true), (true, false)] {
-                HASHED_ONLY.with(|h| h.set(hashed));
+            for portable in [false, true] {
                 let mut tables = vec![0u64; table_words(&circ, n)];
                 let mut zl = vec![false; n * no];
                 let g = ThGarbler::new(&circ, &delta, cseed);
@@ -566,10 +475,9 @@ mod tests {
                 let e = if portable { e.portable() } else { e };
                 let mut outl = vec![false; n * no];
                 e.eval_batch(&gl, &el, &tables, first, &mut outl).unwrap();
-                HASHED_ONLY.with(|h| h.set(false));
                 runs.push((tables, zl, outl));
             }
-            proptest::prop_assert!(runs[0] == runs[1] && runs[0] == runs[2]);
+            proptest::prop_assert!(runs[0] == runs[1]);
             let mut got = vec![false; n * no];
             decode(&runs[0].1, &runs[0].2, &mut got).unwrap();
             for i in 0..n {

@@ -72,51 +72,6 @@ fn aes512(rk: &[__m512i; 11], s: &mut [__m512i; LANES]) {
     }
 }
 
-/// The round keys broadcast to 512-bit registers, for [`Keys512::tccr_batch`].
-pub(crate) struct Keys512([__m512i; 11]);
-
-impl Keys512 {
-    /// Broadcast `keys`.
-    #[target_feature(enable = "avx512f")]
-    pub(crate) fn new(keys: &RoundKeys) -> Self {
-        Keys512(core::array::from_fn(|i| _mm512_broadcast_i32x4(keys.0[i])))
-    }
-
-    /// `xs[m] ← tccr(tweaks[m], xs[m])` for every `m`: the hash of
-    /// [`FixedKeyAes::tccr_batch`](crate::crypto::aes::FixedKeyAes::tccr_batch), 32 blocks per
-    /// pass in eight 512-bit registers. Panics if the lengths differ (a caller bug).
-    #[target_feature(enable = "avx512f,vaes")]
-    #[inline]
-    pub(crate) fn tccr_batch(&self, tweaks: &[Block], xs: &mut [Block]) {
-        const PASS: usize = 4 * LANES;
-        assert_eq!(tweaks.len(), xs.len());
-        for (xc, tc) in xs.chunks_mut(PASS).zip(tweaks.chunks(PASS)) {
-            let mut x = [Block::ZERO; PASS];
-            let mut t = [Block::ZERO; PASS];
-            x[..xc.len()].copy_from_slice(xc);
-            t[..tc.len()].copy_from_slice(tc);
-            // SAFETY: `x` and `t` hold 32 blocks = eight 64-byte registers; loads are unaligned.
-            let mut s: [__m512i; LANES] =
-                core::array::from_fn(|r| unsafe { _mm512_loadu_si512(x[4 * r..].as_ptr().cast()) });
-            aes512(&self.0, &mut s);
-            let mut s2 = s;
-            for (r, v) in s2.iter_mut().enumerate() {
-                // SAFETY: as above.
-                let tw = unsafe { _mm512_loadu_si512(t[4 * r..].as_ptr().cast()) };
-                *v = _mm512_xor_si512(*v, tw);
-            }
-            aes512(&self.0, &mut s2);
-            for (r, (a, b)) in s.iter().zip(&s2).enumerate() {
-                // SAFETY: as above, writable.
-                unsafe {
-                    _mm512_storeu_si512(x[4 * r..].as_mut_ptr().cast(), _mm512_xor_si512(*a, *b))
-                };
-            }
-            xc.copy_from_slice(&x[..xc.len()]);
-        }
-    }
-}
-
 /// Quads of lanes in a group: a quad is four instances' labels of one wire, one 512-bit register
 /// (the memory image of four consecutive lanes of [`Lanes`]).
 const QUADS: usize = GROUP / 4;
@@ -436,26 +391,6 @@ mod tests {
     use super::*;
     use crate::crypto::FIXED_KEY_AES;
     use crate::gc::halfgates::and_tweaks;
-
-    #[test]
-    fn batched_vaes_tccr_equals_fixed_key_tccr() {
-        let Some(keys) = RoundKeys::detect() else {
-            return; // No VAES: nothing to compare.
-        };
-        let aes = &*FIXED_KEY_AES;
-        for n in [1usize, 31, 32, 33, 96] {
-            let xs: Vec<Block> = (0..n as u128)
-                .map(|i| Block((i + 3).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)))
-                .collect();
-            let tw: Vec<Block> = (0..n as u128).map(|i| Block(i << 64 | 7)).collect();
-            let mut got = xs.clone();
-            // SAFETY: `detect` returned keys, so the CPU has the features.
-            unsafe { Keys512::new(&keys).tccr_batch(&tw, &mut got) };
-            for i in 0..n {
-                assert_eq!(got[i], aes.tccr(tw[i], xs[i]), "block {i} of {n}");
-            }
-        }
-    }
 
     #[test]
     fn vaes_hash_equals_fixed_key_tccr() {
