@@ -620,8 +620,25 @@ mod tests {
         }
     }
 
-    /// The expander computes its definition: row `i` gathers the positions scaled from words
+    /// The expander by its definition: row `i` of `s` gathers the positions scaled from words
     /// `7i .. 7i + 7` of the code's stream (a fresh batch of words every `BATCH` rows).
+    fn expander_definition(s: &mut [Block], p: &[Block]) {
+        let n = s.len();
+        let mut prg = stream(n, 2);
+        let mut raw = [Block::ZERO; BATCH * EXPANDER_WEIGHT / 4];
+        for (i, row) in s.iter_mut().enumerate() {
+            if i % BATCH == 0 {
+                prg.fill_blocks(&mut raw);
+            }
+            for k in 0..EXPANDER_WEIGHT {
+                let e = (i % BATCH) * EXPANDER_WEIGHT + k;
+                let r = (blocks_as_words(&raw)[e / 2] >> (32 * (e % 2))) & 0xffff_ffff;
+                *row ^= p[((r * n as u64) >> 32) as usize];
+            }
+        }
+    }
+
+    /// The expander computes its definition.
     #[test]
     fn expander_matches_its_definition() {
         // Every length has u16 positions but the last.
@@ -629,20 +646,25 @@ mod tests {
             let p = random(n, 3);
             let mut s = random(n, 4);
             let mut want = s.clone();
-            let mut prg = stream(n, 2);
-            let mut raw = [Block::ZERO; BATCH * EXPANDER_WEIGHT / 4];
-            for (i, row) in want.iter_mut().enumerate() {
-                if i % BATCH == 0 {
-                    prg.fill_blocks(&mut raw);
-                }
-                for k in 0..EXPANDER_WEIGHT {
-                    let e = (i % BATCH) * EXPANDER_WEIGHT + k;
-                    let r = (blocks_as_words(&raw)[e / 2] >> (32 * (e % 2))) & 0xffff_ffff;
-                    *row ^= p[((r * n as u64) >> 32) as usize];
-                }
-            }
+            expander_definition(&mut want, &p);
             expand(&mut s, &p, &tables(n));
             assert_eq!(s, want, "n {n}");
+        }
+    }
+
+    /// The whole compression computes its definition, `s ⊕ B·C'·C·p`, at the largest chunk
+    /// and at lengths that are no multiple of the register group or the batch.
+    #[test]
+    fn compress_matches_its_definition() {
+        for n in [27usize, 301, 4096 + 17, 1 << 16] {
+            let mut v = random(2 * n, 9);
+            let (s, p) = v.split_at(n);
+            let (mut want, mut q) = (s.to_vec(), p.to_vec());
+            convolution_definition(&mut q, 0);
+            convolution_definition(&mut q, 1);
+            expander_definition(&mut want, &q);
+            ExConvCode::new(n).compress(&mut v);
+            assert_eq!(v[..n], want[..], "n {n}");
         }
     }
 
