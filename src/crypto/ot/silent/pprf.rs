@@ -130,6 +130,12 @@ impl Fixup {
         fix: Block::ZERO,
     };
 
+    /// Whether this is [`Fixup::NONE`].
+    #[cfg(target_arch = "x86_64")]
+    fn is_none(&self) -> bool {
+        self.sibling == usize::MAX
+    }
+
     /// The correction of the evaluator's nodes at depth `level + 1` (the children of level
     /// `level`'s parents) for the puncture point `alpha` of a `depth`-deep tree: `off` is the
     /// received sum of the side off the path, `(x0, x1)` the sums of the left and right children
@@ -169,9 +175,16 @@ const VAES_PARENTS: usize = 16;
 /// children.
 fn expand_level(route: Route, buf: &mut [Block], parents: usize, fixup: Fixup) -> (Block, Block) {
     match route {
+        // Whether there is a correction is public (the garbler never has one, the evaluator
+        // always but at the root): without one the kernel goes without the masks.
         // SAFETY: the keys exist only if the CPU has the features the function enables.
         #[cfg(target_arch = "x86_64")]
-        Route::Vaes(keys) => unsafe { expand_level_vaes(keys, buf, parents, fixup) },
+        Route::Vaes(keys) if fixup.is_none() => unsafe {
+            expand_level_vaes::<false>(keys, buf, parents, fixup)
+        },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Route::Vaes(keys) => unsafe { expand_level_vaes::<true>(keys, buf, parents, fixup) },
         Route::Portable => expand_level_portable(buf, parents, fixup),
     }
 }
@@ -222,11 +235,19 @@ impl FixupRegs {
     }
 
     /// The four blocks `x` from block index `start` on, corrected: the fix XORed into the
-    /// sibling's lanes, the path's lanes zeroed (compare masks, no branch).
+    /// sibling's lanes, the path's lanes zeroed (compare masks, no branch); `x` itself unless
+    /// `FIX`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn apply(&self, x: core::arch::x86_64::__m512i, start: usize) -> core::arch::x86_64::__m512i {
+    fn apply<const FIX: bool>(
+        &self,
+        x: core::arch::x86_64::__m512i,
+        start: usize,
+    ) -> core::arch::x86_64::__m512i {
         use core::arch::x86_64::*;
+        if !FIX {
+            return x;
+        }
         let idx = lane_indices(start);
         let x = _mm512_mask_xor_epi64(x, _mm512_cmpeq_epi64_mask(idx, self.sibling), x, self.fix);
         _mm512_maskz_mov_epi64(_mm512_cmpneq_epi64_mask(idx, self.path), x)
@@ -239,7 +260,7 @@ impl FixupRegs {
 /// registers (no stack copies to wipe).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,vaes")]
-fn expand_level_vaes(
+fn expand_level_vaes<const FIX: bool>(
     keys: &[RoundKeys; 2],
     buf: &mut [Block],
     parents: usize,
@@ -265,7 +286,7 @@ fn expand_level_vaes(
         unsafe {
             let p: [__m512i; VAES_PARENTS / 4] = core::array::from_fn(|j| {
                 let at = start + 4 * j;
-                fixup.apply(_mm512_loadu_si512(base.add(at).cast()), at)
+                fixup.apply::<FIX>(_mm512_loadu_si512(base.add(at).cast()), at)
             });
             let mut l = p;
             let mut r = p;
@@ -301,7 +322,7 @@ fn expand_level_vaes(
         // written. As above, the parents are loaded before their children are stored and no
         // child lands below `start`.
         unsafe {
-            let p = fixup.apply(
+            let p = fixup.apply::<FIX>(
                 _mm512_maskz_loadu_epi64(parents, base.add(start).cast()),
                 start,
             );
