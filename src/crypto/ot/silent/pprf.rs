@@ -16,7 +16,10 @@
 //! is therefore `1 − c_l`: the puncture point `α` is the complement of its random choice bits,
 //! uniform and known only to it. From the level sums it rebuilds every node off the path
 //! (each level: expand the known nodes, then the sibling of the path node is the received
-//! sum minus the known nodes on its side).
+//! sum minus the known nodes on its side). It expands a zero in place of each unknown path
+//! node and applies each level's correction (sibling fixed, path node zeroed) as the next
+//! level's expansion loads the nodes, so its tree costs what the garbler's does plus one pass
+//! over the leaves, which fixes the last level and clears the lsb.
 //!
 //! Finally the garbler sends `Δ ⊕ ⊕_x v_x` per tree, from which the evaluator gets
 //! `w_α = v_α ⊕ Δ`. The vector `v` of the correlation is the leaves with their least
@@ -34,9 +37,13 @@
 //! # Side channels
 //!
 //! The garbler's work does not depend on the evaluator's secret at all. The evaluator's work
-//! has no branch on `α`, but it reads and writes the nodes at `α`'s path by index, so its
-//! memory access pattern (cache timing, observable only by a co-resident process) depends on
-//! `α`; nothing it sends does.
+//! does not depend on its puncture point `α` either, in time or in memory access: no branch
+//! and no memory index is derived from `α` or its path bits. The corrections at `α`'s path
+//! are applied by comparing every node's index with the secret positions, under AVX-512
+//! compare masks or scalar all-ones/all-zero masks (`mask`), in the passes that touch every
+//! node of every level anyway; the values selected by a path bit (a level sum, the zero
+//! seed's children) are picked the same way (what the compiler emits for these masks is not
+//! checked by a tool). Nothing it sends depends on `α`.
 
 use std::sync::LazyLock;
 
@@ -72,6 +79,89 @@ static GGM_VAES: LazyLock<Option<[RoundKeys; 2]>> = LazyLock::new(|| {
     ])
 });
 
+/// The GGM PRG's children of the zero seed, `(π₀(0), π₁(0))`: the evaluator expands a zero in
+/// place of each node on its path, and the leaf at its puncture point comes out as one of these.
+static ZERO_CHILDREN: LazyLock<[Block; 2]> = LazyLock::new(|| {
+    [
+        GGM_AES[0].encrypt(Block::ZERO),
+        GGM_AES[1].encrypt(Block::ZERO),
+    ]
+});
+
+/// Which implementation runs the level expansions and the evaluator's last pass: chosen once per
+/// process ([`Route::detect`]); the tests run both.
+#[derive(Clone, Copy)]
+enum Route {
+    /// The `aes` crate and scalar code.
+    Portable,
+    /// VAES and AVX-512 under the GGM keys.
+    #[cfg(target_arch = "x86_64")]
+    Vaes(&'static [RoundKeys; 2]),
+}
+
+impl Route {
+    /// VAES where the CPU has it.
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(keys) = &*GGM_VAES {
+            return Route::Vaes(keys);
+        }
+        Route::Portable
+    }
+}
+
+/// The evaluator's correction of one level's nodes, applied as the next level expands them:
+/// the node at `sibling` (off the path) takes `fix` XORed in, which turns it from what the
+/// expansion gave into the received sum of its side minus the other nodes there, and the node at
+/// `path` (the path to the puncture point, unknown) becomes zero. Both positions are secret: the
+/// kernels compare every node's index with them under masks and index memory by neither.
+#[derive(Clone, Copy)]
+struct Fixup {
+    sibling: usize,
+    path: usize,
+    fix: Block,
+}
+
+impl Fixup {
+    /// No correction (the garbler's levels, the evaluator's root level): no index matches.
+    const NONE: Fixup = Fixup {
+        sibling: usize::MAX,
+        path: usize::MAX,
+        fix: Block::ZERO,
+    };
+
+    /// Whether this is [`Fixup::NONE`].
+    #[cfg(target_arch = "x86_64")]
+    fn is_none(&self) -> bool {
+        self.sibling == usize::MAX
+    }
+
+    /// The correction of the evaluator's nodes at depth `level + 1` (the children of level
+    /// `level`'s parents) for the puncture point `alpha` of a `depth`-deep tree: `off` is the
+    /// received sum of the side off the path, `(x0, x1)` the sums of the left and right children
+    /// the expansion gave. Also returns the path bit at that depth.
+    fn at(
+        alpha: usize,
+        depth: usize,
+        level: usize,
+        off: Block,
+        sums: (Block, Block),
+    ) -> (Self, usize) {
+        let shift = depth - 1 - level;
+        let a = (alpha >> shift) & 1;
+        let path = alpha >> shift;
+        // The sibling lies on side 1 − a: its expanded sum holds the expanded sibling.
+        let (x0, x1) = sums;
+        let side = Block(x0.0 ^ ((x0.0 ^ x1.0) & mask(a == 0)));
+        let fixup = Fixup {
+            sibling: path ^ 1,
+            path,
+            fix: off ^ side,
+        };
+        (fixup, a)
+    }
+}
+
 /// Parents expanded per AES batch.
 const LEVEL_BATCH: usize = 64;
 
@@ -80,15 +170,88 @@ const LEVEL_BATCH: usize = 64;
 #[cfg(target_arch = "x86_64")]
 const VAES_PARENTS: usize = 16;
 
-/// Expands the `parents` nodes at the front of `buf` into their children in place (node `i`'s
-/// at `2i` and `2i + 1`) and returns the XORs of the left and of the right children.
-fn expand_level(buf: &mut [Block], parents: usize) -> (Block, Block) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(keys) = &*GGM_VAES {
+/// Expands the `parents` nodes at the front of `buf`, corrected by `fixup`, into their children
+/// in place (node `i`'s at `2i` and `2i + 1`) and returns the XORs of the left and of the right
+/// children.
+fn expand_level(route: Route, buf: &mut [Block], parents: usize, fixup: Fixup) -> (Block, Block) {
+    match route {
+        // Whether there is a correction is public (the garbler never has one, the evaluator
+        // always but at the root): without one the kernel goes without the masks.
         // SAFETY: the keys exist only if the CPU has the features the function enables.
-        return unsafe { expand_level_vaes(keys, buf, parents) };
+        #[cfg(target_arch = "x86_64")]
+        Route::Vaes(keys) if fixup.is_none() => unsafe {
+            expand_level_vaes::<false>(keys, buf, parents, fixup)
+        },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Route::Vaes(keys) => unsafe { expand_level_vaes::<true>(keys, buf, parents, fixup) },
+        Route::Portable => expand_level_portable(buf, parents, fixup),
     }
-    expand_level_portable(buf, parents)
+}
+
+/// The 64-bit lanes of four consecutive blocks from block index `start`, each lane holding the
+/// index of its block: what [`Fixup`]'s masks compare with.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn lane_indices(start: usize) -> core::arch::x86_64::__m512i {
+    use core::arch::x86_64::*;
+    _mm512_add_epi64(
+        _mm512_set1_epi64(start as i64),
+        _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0),
+    )
+}
+
+/// [`Fixup`] as registers: the sibling's and the path's index in every lane, and the fix.
+#[cfg(target_arch = "x86_64")]
+struct FixupRegs {
+    sibling: core::arch::x86_64::__m512i,
+    path: core::arch::x86_64::__m512i,
+    fix: core::arch::x86_64::__m512i,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl FixupRegs {
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn new(f: Fixup) -> Self {
+        use core::arch::x86_64::*;
+        let fix = f.fix.0;
+        FixupRegs {
+            // usize::MAX (no node) wraps to −1, which no index reaches.
+            sibling: _mm512_set1_epi64(f.sibling as i64),
+            path: _mm512_set1_epi64(f.path as i64),
+            fix: _mm512_set_epi64(
+                (fix >> 64) as i64,
+                fix as i64,
+                (fix >> 64) as i64,
+                fix as i64,
+                (fix >> 64) as i64,
+                fix as i64,
+                (fix >> 64) as i64,
+                fix as i64,
+            ),
+        }
+    }
+
+    /// The four blocks `x` from block index `start` on, corrected: the fix XORed into the
+    /// sibling's lanes, the path's lanes zeroed (compare masks, no branch); `x` itself unless
+    /// `FIX`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn apply<const FIX: bool>(
+        &self,
+        x: core::arch::x86_64::__m512i,
+        start: usize,
+    ) -> core::arch::x86_64::__m512i {
+        use core::arch::x86_64::*;
+        if !FIX {
+            return x;
+        }
+        let idx = lane_indices(start);
+        let x = _mm512_mask_xor_epi64(x, _mm512_cmpeq_epi64_mask(idx, self.sibling), x, self.fix);
+        _mm512_maskz_mov_epi64(_mm512_cmpneq_epi64_mask(idx, self.path), x)
+    }
 }
 
 /// [`expand_level`] on VAES, four blocks per instruction, from the top down as the portable
@@ -97,11 +260,17 @@ fn expand_level(buf: &mut [Block], parents: usize) -> (Block, Block) {
 /// registers (no stack copies to wipe).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,vaes")]
-fn expand_level_vaes(keys: &[RoundKeys; 2], buf: &mut [Block], parents: usize) -> (Block, Block) {
+fn expand_level_vaes<const FIX: bool>(
+    keys: &[RoundKeys; 2],
+    buf: &mut [Block],
+    parents: usize,
+    fixup: Fixup,
+) -> (Block, Block) {
     use core::arch::x86_64::*;
     assert!(buf.len() >= 2 * parents);
     let rk: [[__m512i; 11]; 2] =
         core::array::from_fn(|k| core::array::from_fn(|i| _mm512_broadcast_i32x4(keys[k].0[i])));
+    let fixup = FixupRegs::new(fixup);
     // Children of lanes 0, 1 and of lanes 2, 3 as (left, right) pairs: 64-bit indices into
     // (left ‖ right).
     let first = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
@@ -115,21 +284,23 @@ fn expand_level_vaes(keys: &[RoundKeys; 2], buf: &mut [Block], parents: usize) -
         // loaded before any child is stored, and the children `2·start..2·end` overwrite no
         // parent below `start`. Loads and stores are unaligned.
         unsafe {
-            let p: [__m512i; 4] =
-                core::array::from_fn(|j| _mm512_loadu_si512(base.add(start + 4 * j).cast()));
+            let p: [__m512i; VAES_PARENTS / 4] = core::array::from_fn(|j| {
+                let at = start + 4 * j;
+                fixup.apply::<FIX>(_mm512_loadu_si512(base.add(at).cast()), at)
+            });
             let mut l = p;
             let mut r = p;
-            for j in 0..4 {
+            for j in 0..VAES_PARENTS / 4 {
                 l[j] = _mm512_xor_si512(l[j], rk[0][0]);
                 r[j] = _mm512_xor_si512(r[j], rk[1][0]);
             }
             for (k0, k1) in rk[0][1..10].iter().zip(&rk[1][1..10]) {
-                for j in 0..4 {
+                for j in 0..VAES_PARENTS / 4 {
                     l[j] = _mm512_aesenc_epi128(l[j], *k0);
                     r[j] = _mm512_aesenc_epi128(r[j], *k1);
                 }
             }
-            for j in 0..4 {
+            for j in 0..VAES_PARENTS / 4 {
                 let lc = _mm512_xor_si512(_mm512_aesenclast_epi128(l[j], rk[0][10]), p[j]);
                 let rc = _mm512_xor_si512(_mm512_aesenclast_epi128(r[j], rk[1][10]), p[j]);
                 sl = _mm512_xor_si512(sl, lc);
@@ -151,7 +322,10 @@ fn expand_level_vaes(keys: &[RoundKeys; 2], buf: &mut [Block], parents: usize) -
         // written. As above, the parents are loaded before their children are stored and no
         // child lands below `start`.
         unsafe {
-            let p = _mm512_maskz_loadu_epi64(parents, base.add(start).cast());
+            let p = fixup.apply::<FIX>(
+                _mm512_maskz_loadu_epi64(parents, base.add(start).cast()),
+                start,
+            );
             let mut l = _mm512_xor_si512(p, rk[0][0]);
             let mut r = _mm512_xor_si512(p, rk[1][0]);
             for (k0, k1) in rk[0][1..10].iter().zip(&rk[1][1..10]) {
@@ -180,19 +354,23 @@ fn expand_level_vaes(keys: &[RoundKeys; 2], buf: &mut [Block], parents: usize) -
         }
         end = start;
     }
-    let fold = |v: __m512i| {
-        let mut lanes = [Block::ZERO; 4];
-        // SAFETY: four blocks are 64 writable bytes; the store is unaligned.
-        unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), v) };
-        let x = lanes[0] ^ lanes[1] ^ lanes[2] ^ lanes[3];
-        wipe(&mut lanes);
-        x
-    };
-    (fold(sl), fold(sr))
+    (fold_lanes(sl), fold_lanes(sr))
+}
+
+/// The XOR of a register's four blocks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fold_lanes(v: core::arch::x86_64::__m512i) -> Block {
+    let mut lanes = [Block::ZERO; 4];
+    // SAFETY: four blocks are 64 writable bytes; the store is unaligned.
+    unsafe { core::arch::x86_64::_mm512_storeu_si512(lanes.as_mut_ptr().cast(), v) };
+    let x = lanes[0] ^ lanes[1] ^ lanes[2] ^ lanes[3];
+    wipe(&mut lanes);
+    x
 }
 
 /// [`expand_level`] through the `aes` crate.
-fn expand_level_portable(buf: &mut [Block], parents: usize) -> (Block, Block) {
+fn expand_level_portable(buf: &mut [Block], parents: usize, fixup: Fixup) -> (Block, Block) {
     let [k0, k1] = &*GGM_AES;
     let (mut p, mut l, mut r) = (
         [Block::ZERO; LEVEL_BATCH],
@@ -205,7 +383,10 @@ fn expand_level_portable(buf: &mut [Block], parents: usize) -> (Block, Block) {
     while end > 0 {
         let start = end.saturating_sub(LEVEL_BATCH);
         let b = end - start;
-        p[..b].copy_from_slice(&buf[start..end]);
+        for (i, (x, y)) in (start..).zip(p[..b].iter_mut().zip(&buf[start..end])) {
+            let sibling = fixup.fix.0 & mask(i == fixup.sibling);
+            x.0 = (y.0 ^ sibling) & !mask(i == fixup.path);
+        }
         l[..b].copy_from_slice(&p[..b]);
         r[..b].copy_from_slice(&p[..b]);
         k0.encrypt_blocks(&mut l[..b]);
@@ -225,36 +406,134 @@ fn expand_level_portable(buf: &mut [Block], parents: usize) -> (Block, Block) {
     sums
 }
 
+/// The evaluator's last pass over its leaves: every leaf ANDed with `keep` but the two children
+/// of last-level parent `at` (the puncture point and its sibling), which become `pair`; under
+/// compare masks over every leaf, as the level expansions.
+fn finish_leaves(route: Route, leaves: &mut [Block], at: usize, pair: [Block; 2], keep: u128) {
+    match route {
+        // SAFETY: the keys exist only if the CPU has the features the function enables.
+        #[cfg(target_arch = "x86_64")]
+        Route::Vaes(_) => unsafe { finish_leaves_avx512(leaves, at, pair, keep) },
+        Route::Portable => {
+            for (q, two) in leaves.chunks_exact_mut(2).enumerate() {
+                let m = mask(q == at);
+                for (leaf, new) in two.iter_mut().zip(pair) {
+                    let x = leaf.0 & keep;
+                    leaf.0 = x ^ ((x ^ new.0) & m);
+                }
+            }
+        }
+    }
+}
+
+/// [`finish_leaves`] on AVX-512, four leaves (two pairs) per register.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn finish_leaves_avx512(leaves: &mut [Block], at: usize, pair: [Block; 2], keep: u128) {
+    use core::arch::x86_64::*;
+    let halves = |x: u128| (x as i64, (x >> 64) as i64);
+    let (k0, k1) = halves(keep);
+    let keep = _mm512_set_epi64(k1, k0, k1, k0, k1, k0, k1, k0);
+    let ((l0, l1), (r0, r1)) = (halves(pair[0].0), halves(pair[1].0));
+    let pair = _mm512_set_epi64(r1, r0, l1, l0, r1, r0, l1, l0);
+    let at = _mm512_set1_epi64(at as i64);
+    // The pair index of every 64-bit lane, for leaves 4m.. of register m: 2m, 2m + 1.
+    let mut idx = _mm512_set_epi64(1, 1, 1, 1, 0, 0, 0, 0);
+    let two = _mm512_set1_epi64(2);
+    let base = leaves.as_mut_ptr();
+    let full = leaves.len() / 4;
+    for m in 0..full {
+        // SAFETY: leaves `4m..4m + 4` lie in `leaves` (m < len / 4). Unaligned load and store.
+        unsafe {
+            let p = base.add(4 * m).cast();
+            let x = _mm512_and_si512(_mm512_loadu_si512(p), keep);
+            let x = _mm512_mask_mov_epi64(x, _mm512_cmpeq_epi64_mask(idx, at), pair);
+            _mm512_storeu_si512(p, x);
+        }
+        idx = _mm512_add_epi64(idx, two);
+    }
+    let rest = leaves.len() - 4 * full;
+    if rest > 0 {
+        let lanes = ((1u16 << (2 * rest)) - 1) as __mmask8;
+        // SAFETY: the mask selects the leaves from `4·full` to the end, inside `leaves`;
+        // masked-off lanes are neither read nor written. Unaligned load and store.
+        unsafe {
+            let p = base.add(4 * full).cast();
+            let x = _mm512_and_si512(_mm512_maskz_loadu_epi64(lanes, p), keep);
+            let x = _mm512_mask_mov_epi64(x, _mm512_cmpeq_epi64_mask(idx, at), pair);
+            _mm512_mask_storeu_epi64(p, lanes, x);
+        }
+    }
+}
+
 /// The garbler's full tree: `leaves` (`2^depth`) from `root`, and per level the XOR of the left
 /// and of the right children.
 pub(crate) fn expand_tree(root: Block, leaves: &mut [Block], sums: &mut [(Block, Block)]) {
+    expand_tree_on(Route::detect(), root, leaves, sums);
+}
+
+/// [`expand_tree`] on `route`.
+fn expand_tree_on(route: Route, root: Block, leaves: &mut [Block], sums: &mut [(Block, Block)]) {
     leaves[0] = root;
     for (level, s) in sums.iter_mut().enumerate() {
-        *s = expand_level(leaves, 1 << level);
+        *s = expand_level(route, leaves, 1 << level, Fixup::NONE);
     }
 }
 
 /// The evaluator's tree: every leaf but `alpha` (left zero) from `off[l]`, the sum of the side
 /// off the path to `alpha` at each level.
+#[cfg(test)]
 pub(crate) fn expand_punctured(alpha: usize, off: &[Block], leaves: &mut [Block]) {
+    punctured_tree(Route::detect(), alpha, off, leaves, !0, |_| Block::ZERO);
+}
+
+/// The evaluator's tree on `route`: every leaf but `alpha` from `off[l]`, the sum of the side
+/// off the path to `alpha` at each level, ANDed with `keep`; the leaf at `alpha` is
+/// `punctured(x)` for `x` the XOR of all the others.
+///
+/// Each level's correction ([`Fixup`]) is applied as the next level reads its nodes, the last
+/// one in a pass over the leaves: no node is touched more than the garbler's tree touches it,
+/// plus that one pass.
+fn punctured_tree(
+    route: Route,
+    alpha: usize,
+    off: &[Block],
+    leaves: &mut [Block],
+    keep: u128,
+    punctured: impl FnOnce(Block) -> Block,
+) {
     let depth = off.len();
+    debug_assert_eq!(leaves.len(), 1 << depth);
+    // The root is unknown: expanded as zero, as every path node after it.
     leaves[0] = Block::ZERO;
+    let mut fixup = Fixup::NONE;
+    let (mut sums, mut a) = ((Block::ZERO, Block::ZERO), 0);
     for (level, &k) in off.iter().enumerate() {
-        // The path node of the level above is zero: its children are garbage, taken out below.
-        let (x0, x1) = expand_level(leaves, 1 << level);
-        let shift = depth - 1 - level;
-        let a = (alpha >> shift) & 1;
-        let p = alpha >> (shift + 1);
-        let sibling = 2 * p + (1 - a);
-        let side = Block(x0.0 ^ ((x0.0 ^ x1.0) & mask(a == 0)));
-        // Every node of the level is touched, under masks: the positions on the path are the
-        // client's secret noise position, and indexing by them would show in the cache.
-        let fix = k ^ side;
-        for (i, node) in leaves[..2 << level].iter_mut().enumerate() {
-            let on_path = mask(i == 2 * p + a);
-            node.0 = (node.0 ^ (fix.0 & mask(i == sibling))) & !on_path;
-        }
+        sums = expand_level(route, leaves, 1 << level, fixup);
+        (fixup, a) = Fixup::at(alpha, depth, level, k, sums);
     }
+    // The XOR of every correct leaf but the punctured one: the expanded sum of its side less
+    // its expanded (zero-seeded) value, plus the received sum of the other side.
+    let z = *ZERO_CHILDREN;
+    let (x0, x1) = sums;
+    let m = mask(a == 1);
+    let own = x0.0 ^ ((x0.0 ^ x1.0) & m);
+    let garbage = z[0].0 ^ ((z[0].0 ^ z[1].0) & m);
+    let value = punctured(Block((own ^ garbage ^ off[depth - 1].0) & keep)).0;
+    // The sibling was expanded from the zero seed too: its correct value is known here.
+    let sibling = ((z[0].0 ^ z[1].0 ^ garbage) ^ fixup.fix.0) & keep;
+    let mut pair = [
+        Block(value ^ ((value ^ sibling) & m)),
+        Block(sibling ^ ((sibling ^ value) & m)),
+    ];
+    finish_leaves(route, leaves, fixup.path >> 1, pair, keep);
+    wipe(&mut pair);
+    zeroize::Zeroize::zeroize(&mut sums.0 .0);
+    zeroize::Zeroize::zeroize(&mut sums.1 .0);
+    zeroize::Zeroize::zeroize(&mut a);
+    zeroize::Zeroize::zeroize(&mut fixup.sibling);
+    zeroize::Zeroize::zeroize(&mut fixup.path);
+    zeroize::Zeroize::zeroize(&mut fixup.fix.0);
 }
 
 /// The tweak of level-sum OT number `j` of the setup.
@@ -351,6 +630,7 @@ pub(crate) fn vole_receive<C: Channel + ?Sized>(
     let mut scratch = vec![Block::ZERO; m];
     FIXED_KEY_AES.tccr_batch(&tweaks, r, &mut scratch);
     let mut off = vec![Block::ZERO; depth];
+    let route = Route::detect();
     for (t, (leaves, got)) in w
         .chunks_exact_mut(1 << depth)
         .zip(msg.chunks_exact(2 * depth + 1))
@@ -363,16 +643,9 @@ pub(crate) fn vole_receive<C: Channel + ?Sized>(
             let (m0, m1) = (got[2 * l], got[2 * l + 1]);
             *o = Block(m0.0 ^ ((m0.0 ^ m1.0) & mask(c[j]))) ^ r[j];
         }
-        expand_punctured(alpha, &off, leaves);
-        let mut total = got[2 * depth];
-        for leaf in leaves.iter_mut() {
-            leaf.0 &= !1;
-            total ^= *leaf;
-        }
-        // The punctured leaf takes the total, under masks over every leaf (as above).
-        for (i, leaf) in leaves.iter_mut().enumerate() {
-            leaf.0 ^= (leaf.0 ^ total.0) & mask(i == alpha);
-        }
+        // The punctured leaf takes the received total less all the others, lsb cleared.
+        let total = got[2 * depth];
+        punctured_tree(route, alpha, &off, leaves, !1, |others| total ^ others);
         zeroize::Zeroize::zeroize(&mut alpha);
     }
     wipe(&mut off);
@@ -388,20 +661,109 @@ mod tests {
     use crate::net::mem_pair;
     use std::time::Duration;
 
-    /// The VAES level expansion equals the portable one (children and level sums), for every
-    /// count of parents left over after the full passes, and nothing past the children is
-    /// written.
+    /// Both routes where this CPU has VAES, else the portable one alone.
+    fn routes() -> Vec<Route> {
+        let mut routes = vec![Route::Portable];
+        if !matches!(Route::detect(), Route::Portable) {
+            routes.push(Route::detect());
+        }
+        routes
+    }
+
+    /// The GGM PRG by its definition, one block at a time: `G(s) = (π₀(s) ⊕ s, π₁(s) ⊕ s)`.
+    fn prg(s: Block) -> [Block; 2] {
+        [GGM_AES[0].encrypt(s) ^ s, GGM_AES[1].encrypt(s) ^ s]
+    }
+
+    /// Every level's nodes of the tree from `root`, by the definition.
+    fn naive_levels(root: Block, depth: usize) -> Vec<Vec<Block>> {
+        let mut levels = vec![vec![root]];
+        for _ in 0..depth {
+            let next = levels
+                .last()
+                .unwrap()
+                .iter()
+                .flat_map(|&s| prg(s))
+                .collect();
+            levels.push(next);
+        }
+        levels
+    }
+
+    /// Each route's level expansion equals the definition applied to the corrected parents
+    /// (children and level sums), for every count of parents left over after the full VAES
+    /// passes, with no correction and with the sibling and path anywhere (even, odd, first,
+    /// last, in the same register or not); nothing past the children is written.
     #[test]
-    fn vaes_and_portable_levels_agree() {
+    fn level_expansion_matches_definition_on_both_routes() {
         let mut rng = Prg::from_seed(Block(4));
         for parents in (1usize..=40).chain([64, 100, 1 << 10]) {
-            let mut a = vec![Block::ONES; 2 * parents + 3];
-            rng.fill_blocks(&mut a[..parents]);
-            let mut b = a.clone();
-            let sa = expand_level(&mut a, parents);
-            let sb = expand_level_portable(&mut b, parents);
-            assert_eq!((sa, &a), (sb, &b), "{parents} parents");
-            assert!(a[2 * parents..].iter().all(|&x| x == Block::ONES));
+            let mut fixups = vec![Fixup::NONE];
+            for (sibling, path) in [(0, 1), (1, 0), (parents - 1, parents - 2), (parents / 2, 3)] {
+                if sibling < parents && path < parents {
+                    let fix = Block::random(&mut rng);
+                    fixups.push(Fixup { sibling, path, fix });
+                }
+            }
+            for fixup in fixups {
+                let mut input = vec![Block::ONES; 2 * parents + 3];
+                rng.fill_blocks(&mut input[..parents]);
+                let mut want = input.clone();
+                let mut sums = (Block::ZERO, Block::ZERO);
+                for i in 0..parents {
+                    let mut p = input[i];
+                    if i == fixup.sibling {
+                        p ^= fixup.fix;
+                    }
+                    if i == fixup.path {
+                        p = Block::ZERO;
+                    }
+                    let [l, r] = prg(p);
+                    (want[2 * i], want[2 * i + 1]) = (l, r);
+                    sums = (sums.0 ^ l, sums.1 ^ r);
+                }
+                for route in routes() {
+                    let mut got = input.clone();
+                    let s = expand_level(route, &mut got, parents, fixup);
+                    assert_eq!((s, &got), (sums, &want), "{parents} parents");
+                }
+            }
+        }
+    }
+
+    /// For every puncture point of small trees, on each route: the evaluator's leaves are the
+    /// garbler's (by the definition) but at the puncture point, which is zero, or, as
+    /// `vole_receive` asks, every leaf's lsb cleared and the punctured one the received total
+    /// less the others.
+    #[test]
+    fn punctured_tree_matches_definition_for_every_alpha() {
+        let mut rng = Prg::from_seed(Block(11));
+        for depth in 1usize..=7 {
+            for alpha in 0..1 << depth {
+                let levels = naive_levels(Block::random(&mut rng), depth);
+                let off: Vec<Block> = (0..depth)
+                    .map(|l| {
+                        let a = (alpha >> (depth - 1 - l)) & 1;
+                        let side = levels[l + 1].iter().skip(1 - a).step_by(2);
+                        side.fold(Block::ZERO, |x, y| x ^ *y)
+                    })
+                    .collect();
+                let leaves = &levels[depth];
+                let total = Block::random(&mut rng);
+                let mut want_vole: Vec<Block> = leaves.iter().map(|l| l.with_lsb(false)).collect();
+                want_vole[alpha] = Block::ZERO;
+                want_vole[alpha] = want_vole.iter().fold(total, |x, y| x ^ *y);
+                for route in routes() {
+                    let mut got = vec![Block::ONES; 1 << depth];
+                    punctured_tree(route, alpha, &off, &mut got, !0, |_| Block::ZERO);
+                    for x in 0..1 << depth {
+                        let want = if x == alpha { Block::ZERO } else { leaves[x] };
+                        assert_eq!(got[x], want, "depth {depth} alpha {alpha} leaf {x}");
+                    }
+                    punctured_tree(route, alpha, &off, &mut got, !1, |others| total ^ others);
+                    assert_eq!(got, want_vole, "depth {depth} alpha {alpha}");
+                }
+            }
         }
     }
 
