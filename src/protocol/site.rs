@@ -21,7 +21,7 @@ use rand_core::{CryptoRng, RngCore};
 use super::ProtocolError;
 use crate::crypto::block::{blocks_as_words, blocks_as_words_mut, zeroed_blocks};
 use crate::crypto::buffer::{prefault, BlockBuf};
-use crate::crypto::ot::{ChoicePattern, OtReceiver, OtSender};
+use crate::crypto::ot::{ChoiceBits, ChoicePattern, OtReceiver, OtSender};
 use crate::crypto::prg::Prg;
 use crate::crypto::{Block, BlockChannel};
 use crate::gc::batch::DEFAULT_STREAM_CHUNK as CHUNK;
@@ -351,7 +351,7 @@ impl ClientSite {
     /// share `c[j]` and a fresh output mask), then receive and store the garbled tables.
     /// Returns the site and the output masks `relu_out_mask[j]` (ℓ bits each): the OT's random
     /// choice bits where [`OtReceiver::random_is_cheaper`], else drawn from `rng`, one `u64`
-    /// per instance. `choices` is scratch space, reused across sites.
+    /// per instance. `choices` is scratch space, reused across sites (and wiped as it is).
     #[allow(clippy::too_many_arguments)]
     pub fn offline<C: Channel + ?Sized, R: RngCore + CryptoRng>(
         ch: &mut C,
@@ -360,7 +360,7 @@ impl ClientSite {
         instance_base: u64,
         cot: &mut OtReceiver,
         rng: &mut R,
-        choices: &mut Vec<bool>,
+        choices: &mut ChoiceBits,
     ) -> Result<(Self, Vec<u64>), ProtocolError> {
         let (ell, n) = (engine.ell(), c.len());
         let random = cot.random_is_cheaper();
@@ -371,24 +371,23 @@ impl ClientSite {
         };
         let mut labels = BlockBuf::with_len(n * 2 * ell);
         if n > 0 {
-            choices.clear();
-            for (&ci, &ri) in c.iter().zip(&relu_out_mask) {
-                choices.extend((0..ell).map(|b| (ci >> b) & 1 == 1));
-                choices.extend((0..ell).map(|b| (ri >> b) & 1 == 1));
-            }
             let pattern = if random {
                 engine.choice_pattern()
             } else {
                 ChoicePattern::ALL_CHOSEN
             };
             cot.reserve(ch, labels.len())?;
+            // Packed, the bits of instance j are its share then its mask, ℓ bits each: at
+            // ℓ = 64 the words themselves.
+            choices.clear();
+            for (&ci, &ri) in c.iter().zip(&relu_out_mask) {
+                choices.push_word(ci, ell);
+                choices.push_word(ri, ell);
+            }
             cot.receive(ch, pattern, choices, &mut labels)?;
             if random {
-                for (r, bits) in relu_out_mask.iter_mut().zip(choices.chunks_exact(2 * ell)) {
-                    *r = bits[ell..]
-                        .iter()
-                        .enumerate()
-                        .fold(0, |w, (b, &x)| w | (u64::from(x) << b));
+                for (j, r) in relu_out_mask.iter_mut().enumerate() {
+                    *r = choices.word_at(2 * ell * j + ell, ell);
                 }
             }
         }
