@@ -228,13 +228,15 @@ impl ServerSite {
         // them all out at once.
         let defer = n > 0 && cot.defers();
         let mut ev_zero = BlockBuf::with_len(if defer { 0 } else { n * 2 * ell });
-        let mut deferred = None;
+        let (mut deferred, mut flips) = (None, None);
         if defer {
             deferred = Some(cot.send_deferred(ch, pattern, n * 2 * ell)?);
         } else if n > 0 {
             // A no-op when the session already reserved these OTs.
             cot.reserve(ch, ev_zero.len())?;
-            cot.send(ch, pattern, &mut ev_zero)?;
+            // Choice corrections left to the garbler, which applies them as it loads each
+            // label (silent OT's arrive after all of its outputs).
+            flips = cot.send_flipped(ch, pattern, &mut ev_zero)?;
         }
         let label_seed = Block::random(rng);
         let mut decode = Vec::new();
@@ -249,9 +251,13 @@ impl ServerSite {
                         .map_err(|e| GcError::Params(format!("the OT outputs to garble: {e}")))
                 }
             });
-            let ev = match expand.as_mut() {
-                Some(f) => EvaluatorLabels::Expanded(f),
-                None => EvaluatorLabels::Held(&ev_zero),
+            let ev = match (expand.as_mut(), &flips) {
+                (Some(f), _) => EvaluatorLabels::Expanded(f),
+                (None, Some(f)) => EvaluatorLabels::Flipped {
+                    labels: &ev_zero,
+                    flips: f.words(),
+                },
+                (None, None) => EvaluatorLabels::Held(&ev_zero),
             };
             let garbled = engine.garble_stream(
                 ch,

@@ -307,29 +307,56 @@ fn apply_range(
     out: &mut [Block],
 ) {
     for (w, qs) in out.chunks_mut(64).enumerate() {
-        let k = qs.len();
-        let cm = pattern.chosen_mask(j0 + 64 * w) & low_bits(k);
-        if cm == 0 {
+        // Words of random OTs are not touched (half the labels, for the protocol's pattern).
+        let Some(bits) = flip_word(pattern, j0 + 64 * w, qs.len(), d, &mut at) else {
             continue;
-        }
-        let bits = if cm == low_bits(k) {
-            let b = read_bits(d, at, k);
-            at += k;
-            b
-        } else {
-            let (mut m, mut b) = (cm, 0u64);
-            while m != 0 {
-                let i = m.trailing_zeros();
-                b |= u64::from((d[at / 8] >> (at % 8)) & 1) << i;
-                at += 1;
-                m &= m - 1;
-            }
-            b
         };
         for (i, q) in qs.iter_mut().enumerate() {
             *q ^= delta.select((bits >> i) & 1 == 1);
         }
     }
+}
+
+/// The corrections `d` of OTs `j0..j0 + n` of a call as flips of the sender's labels: bit `j`
+/// is set iff OT `j0 + j` is chosen and its correction bit is 1, so that `out[j] ⊕ f_j·Δ` is
+/// what [`apply_choice_corrections`] makes of `out[j]`. For a consumer that applies them as
+/// it reads the labels anyway (the garbler, as it loads them).
+pub(crate) fn correction_flips(
+    pattern: ChoicePattern,
+    j0: usize,
+    n: usize,
+    d: &[u8],
+) -> ChoiceBits {
+    let mut f = ChoiceBits::zeros(n);
+    let mut at = 0;
+    for (w, word) in f.words_mut().iter_mut().enumerate() {
+        let k = (n - 64 * w).min(64);
+        *word = flip_word(pattern, j0 + 64 * w, k, d, &mut at).unwrap_or(0);
+    }
+    f
+}
+
+/// The flips of the `k ≤ 64` OTs from `j` on whose corrections start at bit `*at` of `d`
+/// (advanced past them); `None` when none of them is chosen.
+#[inline]
+fn flip_word(pattern: ChoicePattern, j: usize, k: usize, d: &[u8], at: &mut usize) -> Option<u64> {
+    let cm = pattern.chosen_mask(j) & low_bits(k);
+    if cm == 0 {
+        return None;
+    }
+    if cm == low_bits(k) {
+        let b = read_bits(d, *at, k);
+        *at += k;
+        return Some(b);
+    }
+    let (mut m, mut b) = (cm, 0u64);
+    while m != 0 {
+        let i = m.trailing_zeros();
+        b |= u64::from((d[*at / 8] >> (*at % 8)) & 1) << i;
+        *at += 1;
+        m &= m - 1;
+    }
+    Some(b)
 }
 
 #[cfg(test)]
@@ -459,9 +486,15 @@ mod tests {
                 let mut q1 = vec![Block::ZERO; n];
                 rng.fill_blocks(&mut q1);
                 let mut q2 = q1.clone();
+                let mut q3 = q1.clone();
                 apply_bitwise(pattern, j0, &d1, delta, &mut q1);
                 apply_choice_corrections(pattern, j0, &d1, delta, &mut q2);
                 assert!(q1 == q2, "{pattern:?} j0 {j0} n {n}");
+                let f = correction_flips(pattern, j0, n, &d1);
+                for (j, q) in q3.iter_mut().enumerate() {
+                    *q ^= delta.select(f.get(j));
+                }
+                assert!(q1 == q3, "flips: {pattern:?} j0 {j0} n {n}");
             }
         }
     }

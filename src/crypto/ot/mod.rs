@@ -18,7 +18,7 @@ pub(crate) mod test_support;
 pub mod transpose;
 
 pub use self::choice::ChoiceBits;
-pub(crate) use self::choice::{apply_choice_corrections, choice_corrections};
+pub(crate) use self::choice::{apply_choice_corrections, choice_corrections, correction_flips};
 pub use self::iknp::{CotReceiver, CotSender};
 pub use self::silent::{SilentReceiver, SilentSender};
 pub use self::softspoken::{DeferredSend, SoftSpokenReceiver, SoftSpokenSender};
@@ -248,6 +248,27 @@ impl OtSender {
             OtSender::Iknp(s) => s.send(ch, out),
             OtSender::SoftSpoken(s) => s.send(ch, pattern, out),
             OtSender::Silent(s) => s.send(ch, pattern, out),
+        }
+    }
+
+    /// [`OtSender::send`], except that where the receiver's choice corrections would flip a
+    /// zero-label (`q_j ⊕ Δ`), `out[j]` is left as it was and the flip is returned instead,
+    /// bit `j` of the result set: the zero-label is `out[j] ⊕ f_j·Δ`. For a caller that reads
+    /// the labels once more anyway and applies the flips then (silent OT's corrections arrive
+    /// after all of its outputs, so applying them is a pass of its own over them). `None`
+    /// when nothing is left to flip (IKNP, SoftSpoken: their corrections are applied in
+    /// cache, chunk by chunk).
+    pub fn send_flipped<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        out: &mut [Block],
+    ) -> Result<Option<ChoiceBits>, OtError> {
+        match self {
+            OtSender::Silent(s) => s.send_flipped(ch, pattern, out).map(Some),
+            OtSender::Iknp(_) | OtSender::SoftSpoken(_) => {
+                self.send(ch, pattern, out).map(|()| None)
+            }
         }
     }
 

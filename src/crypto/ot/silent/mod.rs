@@ -66,8 +66,8 @@ use self::code::ExConvCode;
 use self::pprf::{vole_receive, vole_send, wipe, TREES};
 use super::iknp::{debug_party, recv_count, send_count};
 use super::{
-    apply_choice_corrections, choice_corrections, ChoiceBits, ChoicePattern, OtError,
-    SoftSpokenReceiver, SoftSpokenSender,
+    apply_choice_corrections, choice_corrections, correction_flips, ChoiceBits, ChoicePattern,
+    OtError, SoftSpokenReceiver, SoftSpokenSender,
 };
 use crate::crypto::{Block, Prg};
 use crate::net::Channel;
@@ -370,9 +370,36 @@ impl SilentSender {
         pattern: ChoicePattern,
         out: &mut [Block],
     ) -> Result<(), OtError> {
+        let d = self.send_uncorrected(ch, pattern, out)?;
+        if !d.is_empty() {
+            apply_choice_corrections(pattern, 0, &d, self.delta, out);
+        }
+        Ok(())
+    }
+
+    /// [`SilentSender::send`] with the receiver's choice corrections returned as flips instead
+    /// of applied: the zero-label of OT `j` is `out[j] ⊕ f_j·Δ` for bit `j` of the result
+    /// (see [`super::OtSender::send_flipped`]).
+    pub fn send_flipped<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        out: &mut [Block],
+    ) -> Result<ChoiceBits, OtError> {
+        let d = self.send_uncorrected(ch, pattern, out)?;
+        Ok(correction_flips(pattern, 0, out.len(), &d))
+    }
+
+    /// The OTs of [`SilentSender::send`] before the choice corrections, which are returned.
+    fn send_uncorrected<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        out: &mut [Block],
+    ) -> Result<Vec<u8>, OtError> {
         let n = out.len();
         if n == 0 {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut filled = 0;
         while filled < n {
@@ -391,14 +418,12 @@ impl SilentSender {
         // The count comes with the corrections, after the OTs: the chunks' messages need no
         // word from the receiver.
         recv_count(ch, NAME, n)?;
-        let chosen = pattern.count_in(0, n);
-        if chosen > 0 {
-            let mut d = vec![0u8; chosen.div_ceil(8)];
+        let mut d = vec![0u8; pattern.count_in(0, n).div_ceil(8)];
+        if !d.is_empty() {
             ch.recv(&mut d)?;
-            apply_choice_corrections(pattern, 0, &d, self.delta, out);
         }
         self.count += n as u64;
-        Ok(())
+        Ok(d)
     }
 }
 
