@@ -386,6 +386,7 @@ impl ClientSite {
             // Packed, the bits of instance j are its share then its mask, ℓ bits each: at
             // ℓ = 64 the words themselves.
             choices.clear();
+            choices.reserve(2 * ell * n);
             for (&ci, &ri) in c.iter().zip(&relu_out_mask) {
                 choices.push_word(ci, ell);
                 choices.push_word(ri, ell);

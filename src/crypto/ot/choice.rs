@@ -83,6 +83,20 @@ impl ChoiceBits {
         self.len = 0;
     }
 
+    /// Makes room for `bits` bits in all, so that pushing up to them moves no secret bits to
+    /// a new allocation and leaves none behind in a freed one.
+    pub fn reserve(&mut self, bits: usize) {
+        let words = bits.div_ceil(64);
+        if words > self.words.capacity() {
+            let mut v = Vec::with_capacity(words);
+            v.extend_from_slice(&self.words);
+            for w in &mut self.words {
+                zeroize::Zeroize::zeroize(w);
+            }
+            self.words = v;
+        }
+    }
+
     /// Bit `j` (`j < len`).
     #[inline]
     pub fn get(&self, j: usize) -> bool {
@@ -409,6 +423,8 @@ mod tests {
         assert_eq!(c.words()[15] >> (1000 - 960), 0, "bits past len are zero");
         // Pushing words of every width rebuilds the same bits.
         let mut p = ChoiceBits::new();
+        p.reserve(500);
+        assert!(p.words.capacity() >= 8);
         let mut at = 0;
         for k in [64usize, 3, 61, 64, 1, 0, 40, 64, 64, 7] {
             p.push_word(c.word_at(at, k) | !low_bits(k), k);

@@ -221,6 +221,15 @@ impl Ready {
     }
 }
 
+/// Faults in the pages of the part of `out` that `ready`'s next [`Ready::take`] fills, in one
+/// system call ([`prefault`](crate::crypto::buffer::prefault)): a call's outputs are fresh
+/// memory (a site's labels: hundreds of MB) that would otherwise fault page by page as the
+/// copy first writes them.
+fn prefault_ready(ready: &Ready, out: &mut [Block]) {
+    let k = ready.left().min(out.len());
+    crate::crypto::buffer::prefault(&mut out[..k]);
+}
+
 impl Drop for Ready {
     fn drop(&mut self) {
         wipe(&mut self.buf);
@@ -403,6 +412,7 @@ impl SilentSender {
         }
         let mut filled = 0;
         while filled < n {
+            prefault_ready(&self.ready, &mut out[filled..]);
             filled += self.ready.take(&mut out[filled..]);
             let need = n - filled;
             if need == 0 {
@@ -535,6 +545,7 @@ impl SilentReceiver {
         self.random.resize(n);
         let mut filled = 0;
         while filled < n {
+            prefault_ready(&self.ready, &mut out[filled..]);
             let k = self.ready.take(&mut out[filled..]);
             // The random bits are the labels' colours, gathered while the chunk is in cache.
             for (i, part) in out[filled..filled + k].chunks(64).enumerate() {
