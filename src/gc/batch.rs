@@ -1036,7 +1036,7 @@ where
 /// The streaming evaluator of every scheme, the counterpart of [`send_chunks`] whatever chunk
 /// size the garbler used: a helper thread receives chunk `i + 1` (`m · unit_bytes` bytes) while
 /// `consume(i0, m, buf)` evaluates chunk `i`. Returns the bytes received.
-fn recv_chunks<C, F>(
+pub(crate) fn recv_chunks<C, F>(
     chan: &mut C,
     n: usize,
     unit_bytes: usize,

@@ -24,7 +24,7 @@ use crate::crypto::buffer::{prefault, BlockBuf};
 use crate::crypto::ot::{ChoiceBits, ChoicePattern, OtReceiver, OtSender};
 use crate::crypto::prg::Prg;
 use crate::crypto::{Block, BlockChannel};
-use crate::gc::batch::DEFAULT_STREAM_CHUNK as CHUNK;
+use crate::gc::batch::{recv_chunks, DEFAULT_STREAM_CHUNK as CHUNK};
 use crate::gc::circuit::bits_to_words;
 use crate::gc::halfgates::encode_words;
 use crate::gc::threehalves::instance_words;
@@ -163,7 +163,7 @@ impl ReluEngine {
         first: usize,
         instance: u64,
         lsb: &mut [bool],
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<(), GcError> {
         let (u, m) = (self.table_units(), lsb.len() / self.ell());
         match self.scheme {
             Scheme::HalfGates => Evaluator::new(&self.circuit).eval_batch_par(
@@ -425,7 +425,8 @@ impl ClientSite {
     }
 
     /// Online: receive the server's labels chunk by chunk, evaluate each chunk from the stored
-    /// labels and tables, and send back the output colour words (⌈ℓ/8⌉ bytes each).
+    /// labels and tables while a helper thread receives the next, and send back the output
+    /// colour words (⌈ℓ/8⌉ bytes each).
     pub fn online<C: Channel + ?Sized>(
         &self,
         ch: &mut C,
@@ -433,13 +434,10 @@ impl ClientSite {
     ) -> Result<(), ProtocolError> {
         let (ell, n) = (engine.ell(), self.n);
         let mut words = Vec::with_capacity(n);
-        let mut gb = zeroed_blocks(CHUNK * ell);
         let mut lsb = vec![false; CHUNK * ell];
-        for first in (0..n).step_by(CHUNK) {
-            let m = CHUNK.min(n - first);
-            ch.recv_blocks(&mut gb[..m * ell])?;
+        recv_chunks(ch, n, 16 * ell, CHUNK, |first, m, gb| {
             engine.evaluate(
-                &gb[..m * ell],
+                gb,
                 &self.labels[first * 2 * ell..(first + m) * 2 * ell],
                 &self.tables,
                 first,
@@ -447,7 +445,8 @@ impl ClientSite {
                 &mut lsb[..m * ell],
             )?;
             words.extend(bits_to_words(&lsb[..m * ell], ell)?);
-        }
+            Ok(())
+        })?;
         let bytes_per = ell.div_ceil(8);
         let buf: Vec<u8> = words
             .iter()
