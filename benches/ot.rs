@@ -11,7 +11,7 @@ use pibench::crypto::ot::silent::chunk_ots;
 use pibench::crypto::ot::silent::code::ExConvCode;
 use pibench::crypto::ot::transpose::{transpose_128xn, transpose_portable};
 use pibench::crypto::ot::{
-    base, ChoicePattern, CotReceiver, CotSender, SilentReceiver, SilentSender,
+    base, ChoiceBits, ChoicePattern, CotReceiver, CotSender, SilentReceiver, SilentSender,
 };
 use pibench::crypto::{Block, Prg};
 use pibench::net::{mem_pair, Channel, MemChannel, NetError};
@@ -245,7 +245,7 @@ fn bench_silent(c: &mut Criterion) {
         }
     });
     let mut r = SilentReceiver::setup(&mut b, &mut Prg::from_entropy()).unwrap();
-    let mut choices = vec![false; n];
+    let mut choices = ChoiceBits::zeros(n);
     let mut out = vec![Block::ZERO; n];
     g.throughput(Throughput::Elements(n as u64));
     g.bench_function("pair/2^20", |bch| {

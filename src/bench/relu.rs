@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::ot::OtKind;
+use crate::crypto::ot::{ChoiceBits, OtKind};
 use crate::crypto::prg::Prg;
 use crate::gc::{relu_plain, Scheme};
 use crate::net::{Channel, Metered, Phase};
@@ -120,7 +120,15 @@ fn client<C: Channel>(
     ch.set_scope(Phase::Offline, Some("relu"));
     let engine = ReluEngine::new(ring, ring.frac, gc.garbling)?;
     let c: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
-    let (site, r) = ClientSite::offline(ch, &engine, &c, 0, &mut cot, &mut rng, &mut Vec::new())?;
+    let (site, r) = ClientSite::offline(
+        ch,
+        &engine,
+        &c,
+        0,
+        &mut cot,
+        &mut rng,
+        &mut ChoiceBits::new(),
+    )?;
     session::signal_ready(ch)?;
 
     ch.set_scope(Phase::Online, Some("relu"));

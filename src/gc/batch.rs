@@ -270,16 +270,63 @@ fn jobs<'t, 'l, T>(
     v
 }
 
-/// Loads the labels of `g` instances into the wire-major workspace.
+/// Loads the labels of `g` instances into the wire-major workspace; the evaluator's labels
+/// `ev` are flipped by `flips` (times `d`) where given.
 #[inline(always)]
-fn load_inputs(labels: &mut [Lanes], g: usize, gb: &[Block], gi: usize, ev: &[Block], ei: usize) {
+#[allow(clippy::too_many_arguments)]
+fn load_inputs(
+    labels: &mut [Lanes],
+    g: usize,
+    gb: &[Block],
+    gi: usize,
+    ev: &[Block],
+    ei: usize,
+    d: Block,
+    flips: Option<Flips<'_>>,
+) {
     for j in 0..g {
         for (w, &l) in gb[j * gi..(j + 1) * gi].iter().enumerate() {
             labels[w].set_lane(j, l);
         }
-        for (w, &l) in ev[j * ei..(j + 1) * ei].iter().enumerate() {
-            labels[gi + w].set_lane(j, l);
+        let ev = &ev[j * ei..(j + 1) * ei];
+        match flips {
+            None => {
+                for (w, &l) in ev.iter().enumerate() {
+                    labels[gi + w].set_lane(j, l);
+                }
+            }
+            Some(f) => {
+                for (w, &l) in ev.iter().enumerate() {
+                    labels[gi + w].set_lane(j, l ^ d.select(f.bit(j * ei + w)));
+                }
+            }
         }
+    }
+}
+
+/// Flips of evaluator zero-labels (see [`EvaluatorLabels::Flipped`]): label `k` of a range is
+/// flipped iff bit `at + k` of `words` (bit `i % 64` of word `i / 64`) is set.
+#[derive(Clone, Copy)]
+struct Flips<'f> {
+    words: &'f [u64],
+    at: usize,
+}
+
+impl Flips<'_> {
+    /// The flips of the range that starts `k` labels further on.
+    #[inline(always)]
+    fn skip(self, k: usize) -> Self {
+        Flips {
+            at: self.at + k,
+            ..self
+        }
+    }
+
+    /// Whether label `k` of the range is flipped.
+    #[inline(always)]
+    fn bit(self, k: usize) -> bool {
+        let i = self.at + k;
+        (self.words[i / 64] >> (i % 64)) & 1 == 1
     }
 }
 
@@ -337,6 +384,16 @@ pub enum EvaluatorLabels<'g> {
     /// (the OT's outputs expanded a piece at a time, without ever holding them all: for
     /// 100,000 64-bit ReLUs, 205 MB the process need not fault in).
     Expanded(&'g mut dyn FnMut(&mut [Block]) -> Result<(), GcError>),
+    /// All `n · evaluator_inputs` of them held by the caller as `labels[j] ⊕ f_j·Δ`, with `f_j`
+    /// bit `j % 64` of `flips[j / 64]`: an OT's outputs whose choice corrections are applied
+    /// as each label is loaded to be garbled, in cache, instead of in a pass of their own over
+    /// all of them before garbling starts.
+    Flipped {
+        /// The labels before their flips.
+        labels: &'g [Block],
+        /// The flips, one bit per label, packed.
+        flips: &'g [u64],
+    },
 }
 
 /// Garbles many instances of one circuit under one Δ with scheme `S`: the engine shared by
@@ -399,7 +456,15 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         tables: &mut [S::Elem],
         out_lsb: &mut [bool],
     ) -> Result<(), GcError> {
-        self.garble_on(false, gb_zero, ev_zero, first_instance, tables, out_lsb)
+        self.garble_on(
+            false,
+            gb_zero,
+            ev_zero,
+            None,
+            first_instance,
+            tables,
+            out_lsb,
+        )
     }
 
     /// [`BatchGarbler::garble_batch`] spread over the rayon thread pool; same inputs, same
@@ -412,15 +477,27 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         tables: &mut [S::Elem],
         out_lsb: &mut [bool],
     ) -> Result<(), GcError> {
-        self.garble_on(true, gb_zero, ev_zero, first_instance, tables, out_lsb)
+        self.garble_on(
+            true,
+            gb_zero,
+            ev_zero,
+            None,
+            first_instance,
+            tables,
+            out_lsb,
+        )
     }
 
-    /// [`BatchGarbler::garble_batch`] on the calling thread or (`par`) over the rayon pool.
+    /// [`BatchGarbler::garble_batch`] on the calling thread or (`par`) over the rayon pool,
+    /// the evaluator's zero-labels flipped by `flips` where given (the caller checked their
+    /// length).
+    #[allow(clippy::too_many_arguments)]
     fn garble_on(
         &self,
         par: bool,
         gb_zero: &[Block],
         ev_zero: &[Block],
+        flips: Option<Flips<'_>>,
         first_instance: u64,
         tables: &mut [S::Elem],
         out_lsb: &mut [bool],
@@ -438,7 +515,8 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
                 let sub = Shape { n: m, ..s };
                 let gb = &gb_zero[i0 * s.gi..(i0 + m) * s.gi];
                 let ev = &ev_zero[i0 * s.ei..(i0 + m) * s.ei];
-                self.garble_range(ws, sub, gb, ev, first_instance + i0 as u64, tab, lsb);
+                let fl = flips.map(|f| f.skip(i0 * s.ei));
+                self.garble_range(ws, sub, gb, ev, fl, first_instance + i0 as u64, tab, lsb);
             };
         if par {
             jobs(s, tables, out_lsb)
@@ -454,7 +532,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
     /// `chan` in order; flushes at the end. A helper thread sends chunk `i` while chunk `i + 1`
     /// is garbled, so memory stays bounded by two chunks whatever `n` is. Arguments as for
     /// [`BatchGarbler::garble_batch`], without the tables, and with the garbler's zero-labels
-    /// held or drawn ([`GarblerLabels`]) and the evaluator's held or expanded
+    /// held or drawn ([`GarblerLabels`]) and the evaluator's held, expanded or held with flips
     /// ([`EvaluatorLabels`]). Returns the bytes sent (the scheme's
     /// `table_bytes(circuit, n)`).
     pub fn garble_stream<C: Channel + ?Sized>(
@@ -480,6 +558,14 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         let ev_len = match &ev {
             EvaluatorLabels::Held(e) => e.len(),
             EvaluatorLabels::Expanded(_) => n * ei,
+            EvaluatorLabels::Flipped { labels, flips } => {
+                check_len(
+                    "label flips (words)",
+                    labels.len().div_ceil(64),
+                    flips.len(),
+                )?;
+                labels.len()
+            }
         };
         let s = shape::<S>(
             self.circuit,
@@ -498,7 +584,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         };
         let mut ev_drawn = match ev {
             EvaluatorLabels::Expanded(_) => zeroed_blocks(m_max * s.ei),
-            EvaluatorLabels::Held(_) => Vec::new(),
+            EvaluatorLabels::Held(_) | EvaluatorLabels::Flipped { .. } => Vec::new(),
         };
         let sent = send_chunks(chan, s.n, unit, chunk, |i0, m, buf| {
             let gb_chunk: &[Block] = match &mut gb {
@@ -509,17 +595,26 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
                     g
                 }
             };
-            let ev_chunk: &[Block] = match &mut ev {
-                EvaluatorLabels::Held(e) => &e[i0 * s.ei..(i0 + m) * s.ei],
+            let (ev_chunk, flips): (&[Block], _) = match &mut ev {
+                EvaluatorLabels::Held(e) => (&e[i0 * s.ei..(i0 + m) * s.ei], None),
                 EvaluatorLabels::Expanded(fill) => {
                     let e = &mut ev_drawn[..m * s.ei];
                     fill(e)?;
-                    e
+                    (e, None)
                 }
+                EvaluatorLabels::Flipped { labels, flips } => (
+                    &labels[i0 * s.ei..(i0 + m) * s.ei],
+                    Some(Flips {
+                        words: flips,
+                        at: i0 * s.ei,
+                    }),
+                ),
             };
-            self.garble_batch_par(
+            self.garble_on(
+                true,
                 gb_chunk,
                 ev_chunk,
+                flips,
                 first_instance + i0 as u64,
                 &mut S::elems_mut(buf)[..m * s.tb],
                 &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
@@ -540,6 +635,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         s: Shape,
         gb_zero: &[Block],
         ev_zero: &[Block],
+        flips: Option<Flips<'_>>,
         first: u64,
         tables: &mut [S::Elem],
         out_lsb: &mut [bool],
@@ -563,6 +659,8 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
                 c.garbler_inputs(),
                 &ev_zero[i0 * s.ei..(i0 + g) * s.ei],
                 c.evaluator_inputs(),
+                d,
+                flips.map(|f| f.skip(i0 * s.ei)),
             );
             S::garble_group(
                 &self.kernel,
@@ -766,6 +864,8 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
                 c.garbler_inputs(),
                 &ev[i0 * s.ei..(i0 + g) * s.ei],
                 c.evaluator_inputs(),
+                Block::ZERO,
+                None,
             );
             S::eval_group(
                 &self.kernel,
@@ -936,7 +1036,7 @@ where
 /// The streaming evaluator of every scheme, the counterpart of [`send_chunks`] whatever chunk
 /// size the garbler used: a helper thread receives chunk `i + 1` (`m · unit_bytes` bytes) while
 /// `consume(i0, m, buf)` evaluates chunk `i`. Returns the bytes received.
-fn recv_chunks<C, F>(
+pub(crate) fn recv_chunks<C, F>(
     chan: &mut C,
     n: usize,
     unit_bytes: usize,
@@ -1070,7 +1170,7 @@ mod tests {
     }
 
     #[test]
-    fn drawn_and_expanded_labels_stream_the_same_tables_as_held_ones() {
+    fn drawn_expanded_and_flipped_labels_stream_the_same_tables_as_held_ones() {
         let c = Case::new(12, 64, 12, 333);
         let (n, ell) = (c.n(), c.ell);
         let b = &c.b;
@@ -1085,8 +1185,16 @@ mod tests {
             at += out.len();
             Ok(())
         };
+        use rand::RngCore as _;
+        // The same labels held with random flips undone: `flipped[j] ⊕ f_j·Δ = ev_zero[j]`.
+        let mut flips = vec![0u64; b.ev_zero.len().div_ceil(64)];
+        Prg::from_seed(Block(7)).fill_bytes(crate::crypto::block::words_as_bytes_mut(&mut flips));
+        let flipped: Vec<Block> = (b.ev_zero.iter().enumerate())
+            .map(|(j, &l)| l ^ c.delta.block().select((flips[j / 64] >> (j % 64)) & 1 == 1))
+            .collect();
+        assert_ne!(flipped, b.ev_zero);
         let mut got = Vec::new();
-        for (drawn, expanded) in [(false, false), (true, false), (false, true)] {
+        for (drawn, ev_way) in [(false, 0), (true, 0), (false, 1), (true, 2)] {
             let (mut cg, mut ce) = mem_pair(std::time::Duration::from_secs(30));
             let mut lsb = vec![false; n * ell];
             let mut prg = Prg::from_seed(seed);
@@ -1095,18 +1203,36 @@ mod tests {
             } else {
                 GarblerLabels::Held(&gz)
             };
-            let ev = if expanded {
-                EvaluatorLabels::Expanded(&mut expand)
-            } else {
-                EvaluatorLabels::Held(&b.ev_zero)
+            let ev = match ev_way {
+                0 => EvaluatorLabels::Held(&b.ev_zero),
+                1 => EvaluatorLabels::Expanded(&mut expand),
+                _ => EvaluatorLabels::Flipped {
+                    labels: &flipped,
+                    flips: &flips,
+                },
             };
             let sent = g.garble_stream(&mut cg, gb, ev, 3, &mut lsb, 100).unwrap();
             let mut tables = vec![0u8; sent as usize];
             ce.recv(&mut tables).unwrap();
             got.push((tables, lsb));
         }
-        assert!(got[0] == got[1] && got[0] == got[2]);
+        assert!(got.iter().all(|x| *x == got[0]));
         assert_eq!(at, b.ev_zero.len());
+        // Too few flips for the labels.
+        let mut lsb = vec![false; n * ell];
+        assert!(g
+            .garble_stream(
+                &mut mem_pair(std::time::Duration::from_secs(1)).0,
+                GarblerLabels::Held(&gz),
+                EvaluatorLabels::Flipped {
+                    labels: &flipped,
+                    flips: &flips[1..],
+                },
+                0,
+                &mut lsb,
+                100
+            )
+            .is_err());
         let mut short = vec![false; n * ell - 1];
         assert!(g
             .garble_stream(

@@ -168,14 +168,28 @@ pub fn bits_to_words(bits: &[bool], ell: usize) -> Result<Vec<u64>, GcError> {
             bits.len()
         )));
     }
-    Ok(bits
-        .chunks(ell)
-        .map(|ch| {
-            ch.iter()
-                .enumerate()
-                .fold(0u64, |w, (i, &b)| w | (u64::from(b) << i))
-        })
-        .collect())
+    Ok(bits.chunks(ell).map(pack_word).collect())
+}
+
+/// Packs up to 64 bits into a word, `bits[i]` at bit `i`, eight at a time: a group of eight
+/// `bool`s read as the bytes of a `u64` (each 0 or 1) is gathered into one byte by a multiply
+/// (the output colours of 100,000 ReLUs are 6.4 M bits).
+#[inline]
+fn pack_word(bits: &[bool]) -> u64 {
+    debug_assert!(bits.len() <= 64);
+    let mut eights = bits.chunks_exact(8);
+    let mut w = 0u64;
+    for (i, e) in (&mut eights).enumerate() {
+        let x = u64::from_le_bytes(core::array::from_fn(|k| u8::from(e[k])));
+        // Byte k of x (bit 8k) times bit 7(8 − k) of the constant lands on bit 56 + k; no
+        // other product lands on bits 56..64, and no two on one bit (so nothing carries).
+        w |= (x.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * i);
+    }
+    let base = bits.len() / 8 * 8;
+    for (k, &b) in eights.remainder().iter().enumerate() {
+        w |= u64::from(b) << (base + k);
+    }
+    w
 }
 
 /// The gates a gadget is written against, in the spirit of swanky's `FancyBinary`: one gadget,
@@ -494,6 +508,29 @@ impl BinaryGates for AndCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Packing eight bits at a time gives each bit its place, for every width and for words
+    /// whose bits are all set, none set or mixed.
+    #[test]
+    fn bits_to_words_packs_every_width() {
+        let words = [
+            0u64,
+            u64::MAX,
+            0x8000_0000_0000_0001,
+            0x0123_4567_89ab_cdef,
+            0xfedc_ba98_7654_3210,
+        ];
+        for ell in 1..=64 {
+            let want: Vec<u64> = words
+                .iter()
+                .map(|&w| if ell == 64 { w } else { w & ((1 << ell) - 1) })
+                .collect();
+            let bits = words_to_bits(&words, ell);
+            assert_eq!(bits_to_words(&bits, ell).unwrap(), want, "ell {ell}");
+        }
+        assert!(bits_to_words(&[true; 7], 3).is_err());
+        assert!(bits_to_words(&[true; 65], 65).is_err());
+    }
 
     /// A ripple-carry adder written once; used to compare the recorder with the plain interpreter.
     fn add<F: BinaryGates>(f: &mut F, x: &[F::Bit], y: &[F::Bit]) -> Vec<F::Bit> {

@@ -8,7 +8,7 @@ use rand_core::{CryptoRng, RngCore};
 use super::prepro::ClientPreprocessing;
 use super::site::{ClientSite, ReluEngine};
 use super::{session_ots, sites_of, PartyTimings, ProtocolError, SitePlan};
-use crate::crypto::ot::{OtKind, OtReceiver};
+use crate::crypto::ot::{ChoiceBits, OtKind, OtReceiver};
 use crate::gc::Scheme;
 use crate::model::walk::walk;
 use crate::model::StepRef;
@@ -70,7 +70,7 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
     // As the server does: every site's OTs announced at the first site.
     let mut session_ots = Some(session_ots(&plans, ring.ell as usize));
     let mut plan_iter = plans.into_iter();
-    let mut choices = Vec::new();
+    let mut choices = ChoiceBits::new();
     let out_share = walk(
         net,
         r0.clone(),

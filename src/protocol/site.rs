@@ -21,10 +21,10 @@ use rand_core::{CryptoRng, RngCore};
 use super::ProtocolError;
 use crate::crypto::block::{blocks_as_words, blocks_as_words_mut, zeroed_blocks};
 use crate::crypto::buffer::{prefault, BlockBuf};
-use crate::crypto::ot::{ChoicePattern, OtReceiver, OtSender};
+use crate::crypto::ot::{ChoiceBits, ChoicePattern, OtReceiver, OtSender};
 use crate::crypto::prg::Prg;
 use crate::crypto::{Block, BlockChannel};
-use crate::gc::batch::DEFAULT_STREAM_CHUNK as CHUNK;
+use crate::gc::batch::{recv_chunks, DEFAULT_STREAM_CHUNK as CHUNK};
 use crate::gc::circuit::bits_to_words;
 use crate::gc::halfgates::encode_words;
 use crate::gc::threehalves::instance_words;
@@ -163,7 +163,7 @@ impl ReluEngine {
         first: usize,
         instance: u64,
         lsb: &mut [bool],
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<(), GcError> {
         let (u, m) = (self.table_units(), lsb.len() / self.ell());
         match self.scheme {
             Scheme::HalfGates => Evaluator::new(&self.circuit).eval_batch_par(
@@ -228,13 +228,15 @@ impl ServerSite {
         // them all out at once.
         let defer = n > 0 && cot.defers();
         let mut ev_zero = BlockBuf::with_len(if defer { 0 } else { n * 2 * ell });
-        let mut deferred = None;
+        let (mut deferred, mut flips) = (None, None);
         if defer {
             deferred = Some(cot.send_deferred(ch, pattern, n * 2 * ell)?);
         } else if n > 0 {
             // A no-op when the session already reserved these OTs.
             cot.reserve(ch, ev_zero.len())?;
-            cot.send(ch, pattern, &mut ev_zero)?;
+            // Choice corrections left to the garbler, which applies them as it loads each
+            // label (silent OT's arrive after all of its outputs).
+            flips = cot.send_flipped(ch, pattern, &mut ev_zero)?;
         }
         let label_seed = Block::random(rng);
         let mut decode = Vec::new();
@@ -249,9 +251,13 @@ impl ServerSite {
                         .map_err(|e| GcError::Params(format!("the OT outputs to garble: {e}")))
                 }
             });
-            let ev = match expand.as_mut() {
-                Some(f) => EvaluatorLabels::Expanded(f),
-                None => EvaluatorLabels::Held(&ev_zero),
+            let ev = match (expand.as_mut(), &flips) {
+                (Some(f), _) => EvaluatorLabels::Expanded(f),
+                (None, Some(f)) => EvaluatorLabels::Flipped {
+                    labels: &ev_zero,
+                    flips: f.words(),
+                },
+                (None, None) => EvaluatorLabels::Held(&ev_zero),
             };
             let garbled = engine.garble_stream(
                 ch,
@@ -351,7 +357,7 @@ impl ClientSite {
     /// share `c[j]` and a fresh output mask), then receive and store the garbled tables.
     /// Returns the site and the output masks `relu_out_mask[j]` (ℓ bits each): the OT's random
     /// choice bits where [`OtReceiver::random_is_cheaper`], else drawn from `rng`, one `u64`
-    /// per instance. `choices` is scratch space, reused across sites.
+    /// per instance. `choices` is scratch space, reused across sites (and wiped as it is).
     #[allow(clippy::too_many_arguments)]
     pub fn offline<C: Channel + ?Sized, R: RngCore + CryptoRng>(
         ch: &mut C,
@@ -360,7 +366,7 @@ impl ClientSite {
         instance_base: u64,
         cot: &mut OtReceiver,
         rng: &mut R,
-        choices: &mut Vec<bool>,
+        choices: &mut ChoiceBits,
     ) -> Result<(Self, Vec<u64>), ProtocolError> {
         let (ell, n) = (engine.ell(), c.len());
         let random = cot.random_is_cheaper();
@@ -371,24 +377,24 @@ impl ClientSite {
         };
         let mut labels = BlockBuf::with_len(n * 2 * ell);
         if n > 0 {
-            choices.clear();
-            for (&ci, &ri) in c.iter().zip(&relu_out_mask) {
-                choices.extend((0..ell).map(|b| (ci >> b) & 1 == 1));
-                choices.extend((0..ell).map(|b| (ri >> b) & 1 == 1));
-            }
             let pattern = if random {
                 engine.choice_pattern()
             } else {
                 ChoicePattern::ALL_CHOSEN
             };
             cot.reserve(ch, labels.len())?;
+            // Packed, the bits of instance j are its share then its mask, ℓ bits each: at
+            // ℓ = 64 the words themselves.
+            choices.clear();
+            choices.reserve(2 * ell * n);
+            for (&ci, &ri) in c.iter().zip(&relu_out_mask) {
+                choices.push_word(ci, ell);
+                choices.push_word(ri, ell);
+            }
             cot.receive(ch, pattern, choices, &mut labels)?;
             if random {
-                for (r, bits) in relu_out_mask.iter_mut().zip(choices.chunks_exact(2 * ell)) {
-                    *r = bits[ell..]
-                        .iter()
-                        .enumerate()
-                        .fold(0, |w, (b, &x)| w | (u64::from(x) << b));
+                for (j, r) in relu_out_mask.iter_mut().enumerate() {
+                    *r = choices.word_at(2 * ell * j + ell, ell);
                 }
             }
         }
@@ -419,7 +425,8 @@ impl ClientSite {
     }
 
     /// Online: receive the server's labels chunk by chunk, evaluate each chunk from the stored
-    /// labels and tables, and send back the output colour words (⌈ℓ/8⌉ bytes each).
+    /// labels and tables while a helper thread receives the next, and send back the output
+    /// colour words (⌈ℓ/8⌉ bytes each).
     pub fn online<C: Channel + ?Sized>(
         &self,
         ch: &mut C,
@@ -427,13 +434,10 @@ impl ClientSite {
     ) -> Result<(), ProtocolError> {
         let (ell, n) = (engine.ell(), self.n);
         let mut words = Vec::with_capacity(n);
-        let mut gb = zeroed_blocks(CHUNK * ell);
         let mut lsb = vec![false; CHUNK * ell];
-        for first in (0..n).step_by(CHUNK) {
-            let m = CHUNK.min(n - first);
-            ch.recv_blocks(&mut gb[..m * ell])?;
+        recv_chunks(ch, n, 16 * ell, CHUNK, |first, m, gb| {
             engine.evaluate(
-                &gb[..m * ell],
+                gb,
                 &self.labels[first * 2 * ell..(first + m) * 2 * ell],
                 &self.tables,
                 first,
@@ -441,7 +445,8 @@ impl ClientSite {
                 &mut lsb[..m * ell],
             )?;
             words.extend(bits_to_words(&lsb[..m * ell], ell)?);
-        }
+            Ok(())
+        })?;
         let bytes_per = ell.div_ceil(8);
         let buf: Vec<u8> = words
             .iter()

@@ -40,7 +40,7 @@ use core::fmt;
 use rand_core::{CryptoRng, RngCore};
 
 use super::transpose::transpose_128xn;
-use super::{base, blocks_as_bytes, blocks_as_bytes_mut, OtError};
+use super::{base, blocks_as_bytes, blocks_as_bytes_mut, ChoiceBits, OtError};
 use crate::crypto::{Block, BlockChannel, Prg, FIXED_KEY_AES};
 use crate::net::{Channel, ChannelExt};
 
@@ -366,22 +366,39 @@ impl CotReceiver {
         choices: &[bool],
         out: &mut [Block],
     ) -> Result<(), OtError> {
+        self.receive_packed(ch, &ChoiceBits::from_bools(choices), out)
+    }
+
+    /// [`CotReceiver::receive`] with the choice bits packed.
+    pub fn receive_packed<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        choices: &ChoiceBits,
+        out: &mut [Block],
+    ) -> Result<(), OtError> {
+        let words = choices.words();
         receive_chunked(ch, choices.len(), out, |ch, j0, chunk| {
-            self.receive_chunk(ch, &choices[j0..j0 + chunk.len()], chunk)
+            // A chunk starts on a word: CHUNK_OTS is a multiple of 128.
+            let w = &words[j0 / 64..(j0 + chunk.len()).div_ceil(64)];
+            self.receive_chunk(ch, w, chunk)
         })?;
         self.count += out.len() as u64;
         Ok(())
     }
 
+    /// One chunk of OTs whose choice bits are the packed `choices`.
     fn receive_chunk<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
-        choices: &[bool],
+        choices: &[u64],
         out: &mut [Block],
     ) -> Result<(), OtError> {
         let (m, w) = padded(out.len());
         let packed = &mut self.packed[..w];
-        pack_bits(choices, packed);
+        for (p, pair) in packed.iter_mut().zip(choices.chunks(2)) {
+            let hi = pair.get(1).copied().unwrap_or(0);
+            *p = Block(u128::from(pair[0]) | (u128::from(hi) << 64));
+        }
         let cols = &mut self.cols[..128 * w];
         let ucol = &mut self.ucol[..w];
         for ((col, g0), g1) in cols
@@ -433,22 +450,6 @@ impl CotReceiver {
             }
         }
         Ok(t)
-    }
-}
-
-/// Pack `bits` into little-endian blocks (bit j of the chunk at bit j % 128 of block j / 128),
-/// zero-padding the last block.
-pub(super) fn pack_bits(bits: &[bool], out: &mut [Block]) {
-    for (o, bs) in out.iter_mut().zip(bits.chunks(128)) {
-        let mut bytes = [0u8; 16];
-        for (byte, b8) in bytes.iter_mut().zip(bs.chunks(8)) {
-            let mut v = 0u8;
-            for (k, &b) in b8.iter().enumerate() {
-                v |= (b as u8) << k;
-            }
-            *byte = v;
-        }
-        *o = Block::from_bytes(bytes);
     }
 }
 
@@ -699,17 +700,5 @@ mod tests {
     fn debug_does_not_print_secrets() {
         let ((), s) = with_pair(|_, _| (), |r, _| format!("{r:?}"));
         assert_eq!(s, "CotReceiver { ots_run: 0, .. }");
-    }
-
-    #[test]
-    fn pack_bits_layout() {
-        let mut bits = vec![false; 200];
-        bits[0] = true;
-        bits[9] = true;
-        bits[130] = true;
-        let mut out = [Block::ZERO; 2];
-        pack_bits(&bits, &mut out);
-        assert_eq!(out[0], Block((1 << 9) | 1));
-        assert_eq!(out[1], Block(1 << 2));
     }
 }

@@ -9,6 +9,7 @@
 //! interface in which each OT's choice bit is chosen or random ([`ChoicePattern`]).
 
 pub mod base;
+pub mod choice;
 pub mod iknp;
 pub mod silent;
 pub mod softspoken;
@@ -16,12 +17,15 @@ pub mod softspoken;
 pub(crate) mod test_support;
 pub mod transpose;
 
+pub use self::choice::ChoiceBits;
+pub(crate) use self::choice::{apply_choice_corrections, choice_corrections, correction_flips};
 pub use self::iknp::{CotReceiver, CotSender};
 pub use self::silent::{SilentReceiver, SilentSender};
 pub use self::softspoken::{DeferredSend, SoftSpokenReceiver, SoftSpokenSender};
 
 use rand_core::{CryptoRng, RngCore};
 
+use crate::crypto::block::words_as_bytes_mut;
 use crate::crypto::Prg;
 use crate::net::Channel;
 
@@ -62,6 +66,28 @@ impl ChoicePattern {
         upto(j0 + n) - upto(j0)
     }
 
+    /// Which of OTs `j0..j0 + 64` take chosen bits, as a mask (bit `i` for OT `j0 + i`): one
+    /// comparison where the 64 are all chosen or all random (the protocol's pattern at a
+    /// word's start), else OT by OT.
+    #[inline]
+    pub fn chosen_mask(&self, j0: usize) -> u64 {
+        let p = self.period.max(1);
+        if self.chosen == 0 {
+            return 0;
+        }
+        if self.chosen >= p {
+            return u64::MAX;
+        }
+        let phase = j0 % p;
+        if p - phase >= 64 && (phase + 64 <= self.chosen || phase >= self.chosen) {
+            return if phase < self.chosen { u64::MAX } else { 0 };
+        }
+        self.flags_from(j0)
+            .take(64)
+            .enumerate()
+            .fold(0, |m, (i, c)| m | (u64::from(c) << i))
+    }
+
     /// [`ChoicePattern::is_chosen`] for OTs `j0, j0 + 1, …`, without a division per OT (the OT
     /// extensions walk millions of them).
     pub fn flags_from(&self, j0: usize) -> impl Iterator<Item = bool> + '_ {
@@ -75,50 +101,6 @@ impl ChoicePattern {
             }
             chosen
         })
-    }
-}
-
-/// The receiver's side of derandomizing OTs `j0..j0 + choices.len()` of a call whose random
-/// choice bits are `random(j)` (`j` counted from `j0`'s OT): where `pattern` marks an OT chosen,
-/// the returned corrections carry `random(j) ⊕ choices[j]`, one bit each, packed little-endian
-/// in order; elsewhere `choices[j]` is overwritten with `random(j)`. The sender applies the
-/// corrections with [`apply_choice_corrections`]. Empty when no OT is chosen.
-pub(crate) fn choice_corrections(
-    pattern: ChoicePattern,
-    j0: usize,
-    random: impl Fn(usize) -> bool,
-    choices: &mut [bool],
-) -> Vec<u8> {
-    let chosen = pattern.count_in(j0, choices.len());
-    let mut d = vec![0u8; chosen.div_ceil(8)];
-    let mut c = 0;
-    for ((j, bj), is_chosen) in choices.iter_mut().enumerate().zip(pattern.flags_from(j0)) {
-        if is_chosen {
-            d[c / 8] |= u8::from(random(j) ^ *bj) << (c % 8);
-            c += 1;
-        } else {
-            *bj = random(j);
-        }
-    }
-    d
-}
-
-/// The sender's side of [`choice_corrections`]: each chosen OT's zero-label `out[j]` becomes
-/// `out[j] ⊕ d·Δ` for its correction bit `d`, so that the receiver's label is that of its chosen
-/// bit.
-pub(crate) fn apply_choice_corrections(
-    pattern: ChoicePattern,
-    j0: usize,
-    d: &[u8],
-    delta: Block,
-    out: &mut [Block],
-) {
-    let mut c = 0;
-    for (q, is_chosen) in out.iter_mut().zip(pattern.flags_from(j0)) {
-        if is_chosen {
-            *q ^= delta.select((d[c / 8] >> (c % 8)) & 1 == 1);
-            c += 1;
-        }
     }
 }
 
@@ -269,6 +251,27 @@ impl OtSender {
         }
     }
 
+    /// [`OtSender::send`], except that where the receiver's choice corrections would flip a
+    /// zero-label (`q_j ⊕ Δ`), `out[j]` is left as it was and the flip is returned instead,
+    /// bit `j` of the result set: the zero-label is `out[j] ⊕ f_j·Δ`. For a caller that reads
+    /// the labels once more anyway and applies the flips then (silent OT's corrections arrive
+    /// after all of its outputs, so applying them is a pass of its own over them). `None`
+    /// when nothing is left to flip (IKNP, SoftSpoken: their corrections are applied in
+    /// cache, chunk by chunk).
+    pub fn send_flipped<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        out: &mut [Block],
+    ) -> Result<Option<ChoiceBits>, OtError> {
+        match self {
+            OtSender::Silent(s) => s.send_flipped(ch, pattern, out).map(Some),
+            OtSender::Iknp(_) | OtSender::SoftSpoken(_) => {
+                self.send(ch, pattern, out).map(|()| None)
+            }
+        }
+    }
+
     /// Whether [`OtSender::send_deferred`] is available (SoftSpoken).
     pub fn defers(&self) -> bool {
         matches!(self, OtSender::SoftSpoken(_))
@@ -337,30 +340,32 @@ impl OtReceiver {
     }
 
     /// Runs `choices.len()` correlated OTs: `out[j]` becomes `q_j ⊕ b_j·Δ`; where `pattern`
-    /// marks OT `j` chosen, `b_j = choices[j]`; elsewhere `choices[j]` is overwritten with the
-    /// random `b_j`.
+    /// marks OT `j` chosen, `b_j` is choice bit `j`; elsewhere choice bit `j` is overwritten
+    /// with the random `b_j`.
     pub fn receive<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
         pattern: ChoicePattern,
-        choices: &mut [bool],
+        choices: &mut ChoiceBits,
         out: &mut [Block],
     ) -> Result<(), OtError> {
         match self {
             OtReceiver::Iknp(r, prg) => {
-                let mut bits = [0u8; 64];
-                for (c, chunk) in choices.chunks_mut(512).enumerate() {
-                    prg.fill_bytes(&mut bits);
-                    let flags = pattern.flags_from(512 * c);
-                    for ((j, b), is_chosen) in chunk.iter_mut().enumerate().zip(flags) {
-                        if !is_chosen {
-                            *b = (bits[j / 8] >> (j % 8)) & 1 == 1;
-                        }
+                let n = choices.len();
+                let mut random = [0u64; 64];
+                for (c, words) in choices.words_mut().chunks_mut(64).enumerate() {
+                    prg.fill_bytes(words_as_bytes_mut(&mut random));
+                    for (w, (b, r)) in words.iter_mut().zip(&random).enumerate() {
+                        let j = 64 * (64 * c + w);
+                        let used = choice::low_bits(n - j);
+                        let cm = pattern.chosen_mask(j);
+                        *b = ((*b & cm) | (r & !cm)) & used;
                     }
                 }
-                r.receive(ch, choices, out)
+                random.iter_mut().for_each(zeroize::Zeroize::zeroize);
+                r.receive_packed(ch, choices, out)
             }
-            OtReceiver::SoftSpoken(r) => r.receive(ch, pattern, choices, out),
+            OtReceiver::SoftSpoken(r) => r.receive_packed(ch, pattern, choices, out),
             OtReceiver::Silent(r) => r.receive(ch, pattern, choices, out),
         }
     }
@@ -488,6 +493,8 @@ mod kind_tests {
                 let want: Vec<bool> = (j0..j0 + 333).map(|j| pat.is_chosen(j)).collect();
                 let got: Vec<bool> = pat.flags_from(j0).take(333).collect();
                 assert_eq!(got, want, "{pat:?} from {j0}");
+                let mask = (0..64).fold(0u64, |m, i| m | (u64::from(want[i]) << i));
+                assert_eq!(pat.chosen_mask(j0), mask, "{pat:?} from {j0}");
                 for n in [0usize, 1, 5, 128, 333] {
                     let count = want[..n].iter().filter(|&&b| b).count();
                     assert_eq!(pat.count_in(j0, n), count, "{pat:?} {j0} {n}");

@@ -51,7 +51,7 @@ use super::iknp::{
 };
 use super::{
     apply_choice_corrections, base, blocks_as_bytes, blocks_as_bytes_mut, choice_corrections,
-    ChoicePattern, OtError,
+    ChoiceBits, ChoicePattern, OtError,
 };
 use crate::crypto::block::{blocks_as_words, blocks_as_words_mut, xor_in_place};
 use crate::crypto::{Block, Prg, FIXED_KEY_AES};
@@ -408,7 +408,7 @@ impl SoftSpokenSender {
         }
         transpose_into(blocks_as_bytes(cols), m, out, &mut self.tail);
         if !d.is_empty() {
-            apply_corrections_by_word(pattern, j0, d, self.delta, out);
+            apply_choice_corrections(pattern, j0, d, self.delta, out);
         }
     }
 
@@ -674,11 +674,29 @@ impl SoftSpokenReceiver {
     /// Runs `choices.len()` correlated OTs: `out[j]` becomes the sender's `q_j ⊕ b_j·Δ`. Where
     /// `pattern` marks OT `j` as chosen, `b_j = choices[j]` as given; elsewhere `choices[j]` is
     /// overwritten with the random bit the OT delivered. `out` must be as long as `choices`.
+    /// (For few OTs, such as base OTs; large calls pass their bits packed to
+    /// [`SoftSpokenReceiver::receive_packed`].)
     pub fn receive<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
         pattern: ChoicePattern,
         choices: &mut [bool],
+        out: &mut [Block],
+    ) -> Result<(), OtError> {
+        let mut bits = ChoiceBits::from_bools(choices);
+        self.receive_packed(ch, pattern, &mut bits, out)?;
+        for (j, c) in choices.iter_mut().enumerate() {
+            *c = bits.get(j);
+        }
+        Ok(())
+    }
+
+    /// [`SoftSpokenReceiver::receive`] with the choice bits packed.
+    pub fn receive_packed<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        choices: &mut ChoiceBits,
         out: &mut [Block],
     ) -> Result<(), OtError> {
         let n = choices.len();
@@ -688,7 +706,8 @@ impl SoftSpokenReceiver {
         send_count(ch, n)?;
         let split = halves(n);
         let (out_a, out_b) = out.split_at_mut(split);
-        let (choices_a, choices_b) = choices.split_at_mut(split);
+        // `split` is a whole number of chunks, so a multiple of 64.
+        let (choices_a, choices_b) = choices.words_mut().split_at_mut(split / 64);
         if split == 0 {
             let mut send = |bytes: &[u8]| ch.send(bytes).map_err(OtError::from);
             self.receive_range(pattern, 0, choices_b, out_b, &mut send)?;
@@ -750,12 +769,13 @@ impl SoftSpokenReceiver {
     }
 
     /// Runs OTs `j0..j0 + out.len()` of a call (`j0` a multiple of [`CHUNK_OTS`]) chunk by
-    /// chunk, handing each chunk's message to `send` in order.
+    /// chunk, handing each chunk's message to `send` in order; `choices` holds their bits,
+    /// packed.
     fn receive_range(
         &mut self,
         pattern: ChoicePattern,
         j0: usize,
-        choices: &mut [bool],
+        choices: &mut [u64],
         out: &mut [Block],
         send: &mut dyn FnMut(&[u8]) -> Result<(), OtError>,
     ) -> Result<(), OtError> {
@@ -764,7 +784,7 @@ impl SoftSpokenReceiver {
             // chunk's pages at once rather than one by one as the transpose first writes them.
             crate::crypto::buffer::prefault(part);
             let at = c * CHUNK_OTS;
-            let bs = &mut choices[at..at + part.len()];
+            let bs = &mut choices[at / 64..(at + part.len()).div_ceil(64)];
             self.receive_chunk(pattern, j0 + at, bs, part, send)?;
         }
         Ok(())
@@ -774,7 +794,7 @@ impl SoftSpokenReceiver {
         &mut self,
         pattern: ChoicePattern,
         j0: usize,
-        choices: &mut [bool],
+        choices: &mut [u64],
         out: &mut [Block],
         send: &mut dyn FnMut(&[u8]) -> Result<(), OtError>,
     ) -> Result<(), OtError> {
@@ -803,83 +823,12 @@ impl SoftSpokenReceiver {
         }
         send(blocks_as_bytes(corr))?;
         // The random choices are the bits of u₀; chosen ones are corrected, one bit each.
-        let d = corrections_by_word(pattern, j0, u0, choices);
+        let d = choice_corrections(pattern, j0, out.len(), blocks_as_words(u0), choices);
         if !d.is_empty() {
             send(&d)?;
         }
         transpose_into(blocks_as_bytes(cols), m, out, &mut self.tail);
         Ok(())
-    }
-}
-
-/// Whether every 64 consecutive OTs from `j0` on are all chosen or all random under `pattern`
-/// (the protocol's pattern, whole words of share bits then of mask bits, and a chunk's start).
-fn word_aligned(pattern: ChoicePattern, j0: usize) -> bool {
-    pattern.period.max(1).is_multiple_of(64)
-        && pattern.chosen.is_multiple_of(64)
-        && j0.is_multiple_of(64)
-}
-
-/// [`choice_corrections`] of OTs `j0..` whose random bits are those of `u0` (OT `j0 + j` has
-/// bit `j` of the blocks, little-endian), 64 OTs at a time where the pattern allows
-/// ([`word_aligned`]): the same corrections and choices.
-fn corrections_by_word(
-    pattern: ChoicePattern,
-    j0: usize,
-    u0: &[Block],
-    choices: &mut [bool],
-) -> Vec<u8> {
-    if !word_aligned(pattern, j0) {
-        let bit = |j: usize| (u0[j / 128].0 >> (j % 128)) & 1 == 1;
-        return choice_corrections(pattern, j0, bit, choices);
-    }
-    let random = blocks_as_words(u0);
-    let mut d = Vec::with_capacity(pattern.count_in(j0, choices.len()).div_ceil(8));
-    for (w, bits) in choices.chunks_mut(64).enumerate() {
-        let r = random[w];
-        if pattern.is_chosen(j0 + 64 * w) {
-            // Every earlier chosen word was whole, so this one starts on a byte of `d`.
-            let chosen = bits
-                .iter()
-                .enumerate()
-                .fold(0u64, |c, (i, &b)| c | (u64::from(b) << i));
-            let used = u64::MAX >> (64 - bits.len());
-            let x = (r ^ chosen) & used;
-            d.extend_from_slice(&x.to_le_bytes()[..bits.len().div_ceil(8)]);
-        } else {
-            for (i, b) in bits.iter_mut().enumerate() {
-                *b = (r >> i) & 1 == 1;
-            }
-        }
-    }
-    d
-}
-
-/// [`apply_choice_corrections`] 64 OTs at a time where the pattern allows ([`word_aligned`]):
-/// the same zero-labels.
-fn apply_corrections_by_word(
-    pattern: ChoicePattern,
-    j0: usize,
-    d: &[u8],
-    delta: Block,
-    out: &mut [Block],
-) {
-    if !word_aligned(pattern, j0) {
-        return apply_choice_corrections(pattern, j0, d, delta, out);
-    }
-    let mut c = 0;
-    for (w, qs) in out.chunks_mut(64).enumerate() {
-        if pattern.is_chosen(j0 + 64 * w) {
-            // A whole word of corrections: eight bytes of `d` (fewer at the call's end).
-            let mut word = [0u8; 8];
-            let bytes = qs.len().div_ceil(8);
-            word[..bytes].copy_from_slice(&d[c / 8..c / 8 + bytes]);
-            let bits = u64::from_le_bytes(word);
-            for (i, q) in qs.iter_mut().enumerate() {
-                *q ^= delta.select((bits >> i) & 1 == 1);
-            }
-            c += qs.len();
-        }
     }
 }
 
@@ -947,48 +896,6 @@ mod tests {
                         assert_eq!(p[x], leaves[x], "k {k} alpha {alpha} leaf {x}");
                     }
                 }
-            }
-        }
-    }
-
-    /// The word-at-a-time corrections equal the bit-at-a-time ones, for the protocol's pattern
-    /// and others, at chunk starts and lengths that do and do not fill words.
-    #[test]
-    fn corrections_by_word_equal_the_bitwise_ones() {
-        let mut rng = Prg::from_seed(Block(11));
-        let delta = Block(0xfeed_f00d_0000_0001_1234_5678_9abc_def1);
-        let patterns = [
-            ChoicePattern {
-                period: 128,
-                chosen: 64,
-            },
-            ChoicePattern {
-                period: 192,
-                chosen: 128,
-            },
-            ChoicePattern::ALL_CHOSEN,
-            ChoicePattern::ALL_RANDOM,
-            ChoicePattern {
-                period: 10,
-                chosen: 3,
-            },
-        ];
-        for pattern in patterns {
-            for (j0, n) in [(0usize, 1000usize), (CHUNK_OTS, 4096), (64, 200), (5, 300)] {
-                let mut u0 = vec![Block::ZERO; n.div_ceil(128)];
-                rng.fill_blocks(&mut u0);
-                let given: Vec<bool> = random_bits(n, &mut rng);
-                let (mut c1, mut c2) = (given.clone(), given);
-                let bit = |j: usize| (u0[j / 128].0 >> (j % 128)) & 1 == 1;
-                let d1 = choice_corrections(pattern, j0, bit, &mut c1);
-                let d2 = corrections_by_word(pattern, j0, &u0, &mut c2);
-                assert_eq!((&d1, &c1), (&d2, &c2), "{pattern:?} j0 {j0} n {n}");
-                let mut q1 = vec![Block::ZERO; n];
-                rng.fill_blocks(&mut q1);
-                let mut q2 = q1.clone();
-                apply_choice_corrections(pattern, j0, &d1, delta, &mut q1);
-                apply_corrections_by_word(pattern, j0, &d1, delta, &mut q2);
-                assert_eq!(q1, q2, "{pattern:?} j0 {j0} n {n}");
             }
         }
     }
@@ -1105,10 +1012,11 @@ mod tests {
             });
             let mut got = Vec::new();
             for &n in &sizes {
-                let mut choices: Vec<bool> = (0..n).map(|_| rng.next_u32() & 1 == 1).collect();
+                let want: Vec<bool> = (0..n).map(|_| rng.next_u32() & 1 == 1).collect();
+                let mut choices = ChoiceBits::from_bools(&want);
                 let mut tl = vec![Block::ZERO; n];
                 r.receive(&mut chr, pattern, &mut choices, &mut tl).unwrap();
-                got.push((choices, tl));
+                got.push((choices.to_bools(), tl));
             }
             let outs = h.join().unwrap();
             for ((choices, tl), q) in got.iter().zip(&outs) {

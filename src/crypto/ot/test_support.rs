@@ -6,7 +6,7 @@
 
 use rand_core::RngCore;
 
-use super::{ChoicePattern, OtError, OtKind, OtReceiver, OtSender};
+use super::{ChoiceBits, ChoicePattern, OtError, OtKind, OtReceiver, OtSender};
 use crate::crypto::{Block, Prg};
 use crate::net::{Channel, Metered};
 
@@ -58,9 +58,10 @@ pub(crate) fn run_call<C: Channel + Send + 'static>(
         s.send(&mut chs, pattern, &mut y).unwrap();
         (s, chs, y)
     });
-    let mut choices = want.clone();
+    let mut bits = ChoiceBits::from_bools(&want);
     let mut z = vec![Block::ZERO; n];
-    r.receive(chr, pattern, &mut choices, &mut z).unwrap();
+    r.receive(chr, pattern, &mut bits, &mut z).unwrap();
+    let choices = bits.to_bools();
     let (s, chs, y) = h.join().unwrap();
     (
         (s, chs, d),
@@ -125,10 +126,11 @@ pub(crate) fn mismatched_counts_are_errors<C: Channel>(
     let mut z = vec![Block::ZERO; 3];
     let all_random = ChoicePattern::ALL_RANDOM;
     assert!(matches!(
-        r.receive(chr, all_random, &mut [false; 4], &mut z),
+        r.receive(chr, all_random, &mut ChoiceBits::zeros(4), &mut z),
         Err(OtError::LengthMismatch { .. })
     ));
-    r.receive(chr, all_random, &mut [false; 3], &mut z).unwrap();
+    r.receive(chr, all_random, &mut ChoiceBits::zeros(3), &mut z)
+        .unwrap();
     let mut y = vec![Block::ZERO; 10];
     assert!(matches!(
         s.send(&mut chs, all_random, &mut y),

@@ -66,8 +66,8 @@ use self::code::ExConvCode;
 use self::pprf::{vole_receive, vole_send, wipe, TREES};
 use super::iknp::{debug_party, recv_count, send_count};
 use super::{
-    apply_choice_corrections, choice_corrections, ChoicePattern, OtError, SoftSpokenReceiver,
-    SoftSpokenSender,
+    apply_choice_corrections, choice_corrections, correction_flips, ChoiceBits, ChoicePattern,
+    OtError, SoftSpokenReceiver, SoftSpokenSender,
 };
 use crate::crypto::{Block, Prg};
 use crate::net::Channel;
@@ -221,6 +221,15 @@ impl Ready {
     }
 }
 
+/// Faults in the pages of the part of `out` that `ready`'s next [`Ready::take`] fills, in one
+/// system call ([`prefault`](crate::crypto::buffer::prefault)): a call's outputs are fresh
+/// memory (a site's labels: hundreds of MB) that would otherwise fault page by page as the
+/// copy first writes them.
+fn prefault_ready(ready: &Ready, out: &mut [Block]) {
+    let k = ready.left().min(out.len());
+    crate::crypto::buffer::prefault(&mut out[..k]);
+}
+
 impl Drop for Ready {
     fn drop(&mut self) {
         wipe(&mut self.buf);
@@ -258,7 +267,7 @@ pub struct SilentReceiver {
     planned_c: Vec<bool>,
     planned_r: Vec<Block>,
     /// The random choice bits of one call.
-    random: Vec<bool>,
+    random: ChoiceBits,
     tweaks: u64,
     count: u64,
     chunks: u64,
@@ -266,7 +275,8 @@ pub struct SilentReceiver {
 
 impl Drop for SilentReceiver {
     fn drop(&mut self) {
-        for b in self.random.iter_mut().chain(&mut self.planned_c) {
+        // `random` wipes itself.
+        for b in &mut self.planned_c {
             zeroize::Zeroize::zeroize(b);
         }
         wipe(&mut self.planned_r);
@@ -369,12 +379,40 @@ impl SilentSender {
         pattern: ChoicePattern,
         out: &mut [Block],
     ) -> Result<(), OtError> {
+        let d = self.send_uncorrected(ch, pattern, out)?;
+        if !d.is_empty() {
+            apply_choice_corrections(pattern, 0, &d, self.delta, out);
+        }
+        Ok(())
+    }
+
+    /// [`SilentSender::send`] with the receiver's choice corrections returned as flips instead
+    /// of applied: the zero-label of OT `j` is `out[j] ⊕ f_j·Δ` for bit `j` of the result
+    /// (see [`super::OtSender::send_flipped`]).
+    pub fn send_flipped<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        out: &mut [Block],
+    ) -> Result<ChoiceBits, OtError> {
+        let d = self.send_uncorrected(ch, pattern, out)?;
+        Ok(correction_flips(pattern, 0, out.len(), &d))
+    }
+
+    /// The OTs of [`SilentSender::send`] before the choice corrections, which are returned.
+    fn send_uncorrected<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        out: &mut [Block],
+    ) -> Result<Vec<u8>, OtError> {
         let n = out.len();
         if n == 0 {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut filled = 0;
         while filled < n {
+            prefault_ready(&self.ready, &mut out[filled..]);
             filled += self.ready.take(&mut out[filled..]);
             let need = n - filled;
             if need == 0 {
@@ -390,14 +428,12 @@ impl SilentSender {
         // The count comes with the corrections, after the OTs: the chunks' messages need no
         // word from the receiver.
         recv_count(ch, NAME, n)?;
-        let chosen = pattern.count_in(0, n);
-        if chosen > 0 {
-            let mut d = vec![0u8; chosen.div_ceil(8)];
+        let mut d = vec![0u8; pattern.count_in(0, n).div_ceil(8)];
+        if !d.is_empty() {
             ch.recv(&mut d)?;
-            apply_choice_corrections(pattern, 0, &d, self.delta, out);
         }
         self.count += n as u64;
-        Ok(())
+        Ok(d)
     }
 }
 
@@ -413,7 +449,7 @@ impl SilentReceiver {
             planned: Planned::default(),
             planned_c: Vec::new(),
             planned_r: Vec::new(),
-            random: Vec::new(),
+            random: ChoiceBits::new(),
             tweaks: 0,
             count: 0,
             chunks: 0,
@@ -491,13 +527,14 @@ impl SilentReceiver {
     }
 
     /// Runs `choices.len()` correlated OTs: `out[j]` becomes the sender's `q_j ⊕ b_j·Δ`. Where
-    /// `pattern` marks OT `j` as chosen, `b_j = choices[j]` as given; elsewhere `choices[j]` is
-    /// overwritten with the random bit the OT delivered. `out` must be as long as `choices`.
+    /// `pattern` marks OT `j` as chosen, `b_j` is choice bit `j` as given; elsewhere choice bit
+    /// `j` is overwritten with the random bit the OT delivered. `out` must be as long as
+    /// `choices`.
     pub fn receive<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
         pattern: ChoicePattern,
-        choices: &mut [bool],
+        choices: &mut ChoiceBits,
         out: &mut [Block],
     ) -> Result<(), OtError> {
         let n = choices.len();
@@ -505,15 +542,18 @@ impl SilentReceiver {
             return Ok(());
         }
         self.random.clear();
-        self.random.resize(n, false);
+        self.random.resize(n);
         let mut filled = 0;
         while filled < n {
+            prefault_ready(&self.ready, &mut out[filled..]);
             let k = self.ready.take(&mut out[filled..]);
-            for (r, o) in self.random[filled..filled + k]
-                .iter_mut()
-                .zip(&out[filled..])
-            {
-                *r = o.lsb();
+            // The random bits are the labels' colours, gathered while the chunk is in cache.
+            for (i, part) in out[filled..filled + k].chunks(64).enumerate() {
+                let w = part
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |w, (b, o)| w | ((o.0 as u64 & 1) << b));
+                self.random.set_word_at(filled + 64 * i, part.len(), w);
             }
             filled += k;
             let need = n - filled;
@@ -521,19 +561,20 @@ impl SilentReceiver {
                 break;
             }
             if need < SILENT_MIN_OTS && self.planned.depths.is_empty() {
-                self.base.receive(
+                let mut tail = ChoiceBits::zeros(need);
+                self.base.receive_packed(
                     ch,
                     ChoicePattern::ALL_RANDOM,
-                    &mut self.random[filled..],
+                    &mut tail,
                     &mut out[filled..],
                 )?;
+                self.random.copy_from(filled, &tail, 0, need);
                 break;
             }
             self.chunk(ch, need)?;
         }
         send_count(ch, n)?;
-        let random = &self.random;
-        let d = choice_corrections(pattern, 0, |j| random[j], choices);
+        let d = choice_corrections(pattern, 0, n, self.random.words(), choices.words_mut());
         if !d.is_empty() {
             ch.send(&d)?;
         }
@@ -663,10 +704,11 @@ mod tests {
         let mut got = Vec::new();
         for &n in &calls {
             r.reserve(&mut b, n).unwrap();
-            let mut c: Vec<bool> = (0..n).map(|j| j % 5 == 0).collect();
+            let want: Vec<bool> = (0..n).map(|j| j % 5 == 0).collect();
+            let mut c = ChoiceBits::from_bools(&want);
             let mut z = vec![Block::ZERO; n];
             r.receive(&mut b, pattern, &mut c, &mut z).unwrap();
-            got.push((c, z));
+            got.push((c.to_bools(), z));
         }
         let used = b.stats().total.minus(&before);
         let (d, ys, chunks) = t.join().unwrap();
