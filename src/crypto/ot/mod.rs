@@ -122,8 +122,8 @@ pub enum OtKind {
     /// SoftSpoken with parameter `k` (1 ≤ k ≤ 8, dividing 128): `128/k − 1` bits per random
     /// OT, one more per chosen one, `2^k / k` AES blocks of PRG per OT and party.
     SoftSpoken(u8),
-    /// Silent OT (sparse VOLE and an expand-convolute code, [`silent`]): about 0.06 bits per
-    /// random OT at large counts, one more per chosen one; SoftSpoken (k = 8) at small counts.
+    /// Silent OT (sparse VOLE and an expand-convolute code, [`silent`]): about 6 bits per
+    /// random OT in chunks of 2^16, one more per chosen one; SoftSpoken (k = 4) at small counts.
     Silent,
 }
 

@@ -25,8 +25,8 @@
 //! one whose leaves fit the L2 cache (2 MiB per core on the machines measured): the code's
 //! expander reads its parity half at random, which at `2^18` OTs per chunk cost three times
 //! as much per OT, missing the cache on most reads. Smaller chunks cost bytes, as each carries
-//! its trees' level sums and base OTs: 5.5 bits per OT at `2^16` against 1.6 at `2^18`
-//! ([`chunk_bytes`]), 89 B instead of 26 B per ReLU's 128 OTs. When fewer than
+//! its trees' level sums and base OTs: 5.9 bits per OT at `2^16` against 1.7 at `2^18`
+//! ([`chunk_bytes`]), 94 B instead of 28 B per ReLU's 128 OTs. When fewer than
 //! [`SILENT_MIN_OTS`] remain, it runs SoftSpoken (k = [`FALLBACK_K`]) for them instead: a
 //! chunk's fixed cost (`TREES · (2d + 1)` blocks and an extra round trip) only pays at large
 //! counts. Both parties decide the same way from the count and what is ready.
@@ -72,8 +72,11 @@ use super::{
 use crate::crypto::{Block, Prg};
 use crate::net::Channel;
 
-/// The SoftSpoken parameter of the base OTs and of the small-count fallback.
-pub const FALLBACK_K: usize = 8;
+/// The SoftSpoken parameter of the base OTs and of the small-count fallback. k = 4 rather than
+/// 8: its PRG work per OT is an eighth (⌈128/k⌉·2^k/128 blocks: 4 against 32), which took
+/// ~0.1 s of CPU per 100k ReLUs off the base OTs of the trees, for 16 more bits per base OT
+/// (5 B per ReLU; session 8, `relu-bench --relus 100000`: 9.5–9.9 against 9.8–11.7 µs).
+pub const FALLBACK_K: usize = 4;
 /// The smallest tree depth: chunks of `64 · 2^9 = 32,768` OTs.
 pub const MIN_DEPTH: usize = 9;
 /// The largest tree depth: chunks of `2^16` OTs, whose leaves fit the L2 cache (see the
