@@ -758,9 +758,10 @@ mod tests {
         };
         let (recv, sent) = call_bytes(sender, r, chr, pattern, n);
         let base = TREES * MIN_DEPTH;
-        // Counts of the call and of the base OTs; SoftSpoken's 15 bits per random OT (padded
-        // to 128); the corrections.
-        assert_eq!(recv, (8 + 8 + 15 * base.div_ceil(128) * 16 + n / 16) as u64);
+        // Counts of the call and of the base OTs; SoftSpoken k = 4's 31 bits per random OT
+        // (padded to 128); the corrections.
+        assert_eq!(FALLBACK_K, 4);
+        assert_eq!(recv, (8 + 8 + 31 * base.div_ceil(128) * 16 + n / 16) as u64);
         assert_eq!(sent, (TREES * (2 * MIN_DEPTH + 1) * 16) as u64);
     }
 
