@@ -138,10 +138,11 @@ fn client<C: Channel>(
 
 /// Bytes both parties of [`relu_bench`] hold at their peak for `n` ReLUs of `ell` bits with
 /// `table_bytes` bytes of garbled tables each: the client's input labels (2ℓ blocks), tables and
-/// choice bits; the server's OT zero-labels (2ℓ), its own zero-labels (ℓ) and output colours;
-/// the shares and decoding words. Computed in u128: a huge `n` cannot overflow it.
+/// packed choice bits (2ℓ bits); the server's OT zero-labels (2ℓ), their packed flips (2ℓ
+/// bits), its own zero-labels (ℓ) and output colours (ℓ bools); the shares and decoding words.
+/// Computed in u128: a huge `n` cannot overflow it.
 pub fn relu_bench_bytes(n: usize, ell: usize, table_bytes: usize) -> u128 {
-    let per = (2 * ell * 16) * 2 + ell * 16 + table_bytes + 2 * ell + ell + 5 * 8;
+    let per = (2 * ell * 16) * 2 + ell * 16 + table_bytes + 2 * (2 * ell).div_ceil(8) + ell + 5 * 8;
     n as u128 * per as u128
 }
 
