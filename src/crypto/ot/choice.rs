@@ -117,6 +117,10 @@ impl ChoiceBits {
     pub fn push_word(&mut self, w: u64, k: usize) {
         assert!(k <= 64, "{k} bits do not fit a word");
         let w = w & low_bits(k);
+        if self.len + k > 64 * self.words.capacity() {
+            // Doubling, as `Vec` would, but through `reserve`: the old buffer is wiped.
+            self.reserve((self.len + k).max(128 * self.words.capacity()));
+        }
         let off = self.len % 64;
         if off == 0 {
             if k > 0 {
@@ -190,6 +194,7 @@ impl ChoiceBits {
                 zeroize::Zeroize::zeroize(w);
             }
         }
+        self.reserve(len);
         self.words.resize(len.div_ceil(64), 0);
         self.len = len;
         if let Some(last) = self.words.last_mut() {

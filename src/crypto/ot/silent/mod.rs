@@ -210,6 +210,14 @@ impl Ready {
 
     /// The buffer for a chunk of `depth`, marked empty until [`Ready::fill`].
     fn prepare(&mut self, depth: usize) -> &mut [Block] {
+        if TREES << depth > self.buf.capacity() {
+            // A deeper chunk than before: the old buffer may still hold OTs not handed out.
+            let mut old = std::mem::replace(
+                &mut self.buf,
+                crate::crypto::block::zeroed_blocks(TREES << depth),
+            );
+            wipe(&mut old);
+        }
         self.buf.resize(TREES << depth, Block::ZERO);
         self.pos = 0;
         self.end = 0;
@@ -475,13 +483,20 @@ impl SilentReceiver {
         let mut r = vec![Block::ZERO; kept + m];
         c[..kept].copy_from_slice(&self.planned_c[pos..]);
         r[..kept].copy_from_slice(&self.planned_r[pos..]);
-        self.base.receive(
-            ch,
-            ChoicePattern::ALL_RANDOM,
-            &mut c[kept..],
-            &mut r[kept..],
-        )?;
-        ch.flush()?;
+        let sent = self
+            .base
+            .receive(
+                ch,
+                ChoicePattern::ALL_RANDOM,
+                &mut c[kept..],
+                &mut r[kept..],
+            )
+            .and_then(|()| Ok(ch.flush()?));
+        if let Err(e) = sent {
+            // The copies hold the planned chunks' secret choices and keys.
+            wipe_base(&mut c, &mut r);
+            return Err(e);
+        }
         self.wipe_planned();
         (self.planned_c, self.planned_r) = (c, r);
         self.planned.extend(depths);
@@ -489,15 +504,27 @@ impl SilentReceiver {
     }
 
     fn wipe_planned(&mut self) {
-        for b in self.planned_c.iter_mut() {
-            zeroize::Zeroize::zeroize(b);
-        }
-        wipe(&mut self.planned_r);
+        wipe_base(&mut self.planned_c, &mut self.planned_r);
     }
 
     /// Generates the next chunk: a planned one, or one for `need` OTs with its own base OTs.
     fn chunk<C: Channel + ?Sized>(&mut self, ch: &mut C, need: usize) -> Result<(), OtError> {
         let (mut own_c, mut own_r): (Vec<bool>, Vec<Block>) = (Vec::new(), Vec::new());
+        let done = self.chunk_with(ch, need, &mut own_c, &mut own_r);
+        // The chunk's own base OTs, on success or not (the tree wipes its keys only on success).
+        wipe_base(&mut own_c, &mut own_r);
+        done
+    }
+
+    /// [`SilentReceiver::chunk`], its own base OTs (if it needs them) drawn into `own_c` and
+    /// `own_r`.
+    fn chunk_with<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        need: usize,
+        own_c: &mut Vec<bool>,
+        own_r: &mut Vec<Block>,
+    ) -> Result<(), OtError> {
         let (depth, c, r) = match self.planned.next() {
             Some((d, range)) => (
                 d,
@@ -509,15 +536,12 @@ impl SilentReceiver {
                 own_c.resize(TREES * d, false);
                 own_r.resize(TREES * d, Block::ZERO);
                 self.base
-                    .receive(ch, ChoicePattern::ALL_RANDOM, &mut own_c, &mut own_r)?;
+                    .receive(ch, ChoicePattern::ALL_RANDOM, own_c, own_r)?;
                 (d, &own_c[..], &mut own_r[..])
             }
         };
         let w = self.ready.prepare(depth);
         vole_receive(ch, c, r, depth, self.tweaks, w)?;
-        for b in own_c.iter_mut() {
-            zeroize::Zeroize::zeroize(b);
-        }
         if self.planned.depths.is_empty() {
             self.wipe_planned();
             (self.planned_c, self.planned_r) = (Vec::new(), Vec::new());
@@ -585,6 +609,15 @@ impl SilentReceiver {
         self.count += n as u64;
         Ok(())
     }
+}
+
+/// Wipes base OTs held by the receiver: their random choice bits (the trees' puncture points)
+/// and keys.
+fn wipe_base(c: &mut [bool], r: &mut [Block]) {
+    for b in c.iter_mut() {
+        zeroize::Zeroize::zeroize(b);
+    }
+    wipe(r);
 }
 
 #[cfg(test)]

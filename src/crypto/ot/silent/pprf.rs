@@ -48,6 +48,17 @@
 use std::sync::LazyLock;
 
 use super::super::iknp::{mask, OT_TWEAK_BIT};
+
+/// [`mask`] of a bit derived from the puncture point, hidden from the optimizer: where such a
+/// mask picks between two values that sit in memory, LLVM turned the masked select into a
+/// select of their addresses and one load (a load whose cache line can depend on the bit; seen
+/// in the compiled `punctured_tree` by the session-8 review). Best effort, as
+/// `core::hint::black_box` is; the per-node masks of the portable loops compile to `cmov` on
+/// values and are left alone for speed.
+#[inline(always)]
+fn opaque_mask(bit: bool) -> u128 {
+    core::hint::black_box(mask(bit))
+}
 use super::super::OtError;
 #[cfg(target_arch = "x86_64")]
 use crate::crypto::vaes::RoundKeys;
@@ -152,7 +163,7 @@ impl Fixup {
         let path = alpha >> shift;
         // The sibling lies on side 1 − a: its expanded sum holds the expanded sibling.
         let (x0, x1) = sums;
-        let side = Block(x0.0 ^ ((x0.0 ^ x1.0) & mask(a == 0)));
+        let side = Block(x0.0 ^ ((x0.0 ^ x1.0) & opaque_mask(a == 0)));
         let fixup = Fixup {
             sibling: path ^ 1,
             path,
@@ -257,7 +268,8 @@ impl FixupRegs {
 /// [`expand_level`] on VAES, four blocks per instruction, from the top down as the portable
 /// path; the fewer than [`VAES_PARENTS`] parents left over (all of a tree's top four levels)
 /// run one register at a time, the last under a load and store mask. Nodes pass only through
-/// registers (no stack copies to wipe).
+/// registers; the level's [`Fixup`] (a secret correction and positions) is a by-value argument,
+/// so a copy of it may stay on the stack until overwritten.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,vaes")]
 fn expand_level_vaes<const FIX: bool>(
@@ -489,7 +501,7 @@ pub(crate) fn expand_punctured(alpha: usize, off: &[Block], leaves: &mut [Block]
 
 /// The evaluator's tree on `route`: every leaf but `alpha` from `off[l]`, the sum of the side
 /// off the path to `alpha` at each level, ANDed with `keep`; the leaf at `alpha` is
-/// `punctured(x)` for `x` the XOR of all the others.
+/// `punctured(x)` for `x` the XOR of all the others. Trees are at least one level deep.
 ///
 /// Each level's correction ([`Fixup`]) is applied as the next level reads its nodes, the last
 /// one in a pass over the leaves: no node is touched more than the garbler's tree touches it,
@@ -503,6 +515,7 @@ fn punctured_tree(
     punctured: impl FnOnce(Block) -> Block,
 ) {
     let depth = off.len();
+    assert!(depth >= 1, "a punctured tree of depth 0");
     debug_assert_eq!(leaves.len(), 1 << depth);
     // The root is unknown: expanded as zero, as every path node after it.
     leaves[0] = Block::ZERO;
@@ -516,7 +529,7 @@ fn punctured_tree(
     // its expanded (zero-seeded) value, plus the received sum of the other side.
     let z = *ZERO_CHILDREN;
     let (x0, x1) = sums;
-    let m = mask(a == 1);
+    let m = opaque_mask(a == 1);
     let own = x0.0 ^ ((x0.0 ^ x1.0) & m);
     let garbage = z[0].0 ^ ((z[0].0 ^ z[1].0) & m);
     let value = punctured(Block((own ^ garbage ^ off[depth - 1].0) & keep)).0;
@@ -641,7 +654,7 @@ pub(crate) fn vole_receive<C: Channel + ?Sized>(
             let j = t * depth + l;
             alpha = (alpha << 1) | usize::from(!c[j]);
             let (m0, m1) = (got[2 * l], got[2 * l + 1]);
-            *o = Block(m0.0 ^ ((m0.0 ^ m1.0) & mask(c[j]))) ^ r[j];
+            *o = Block(m0.0 ^ ((m0.0 ^ m1.0) & opaque_mask(c[j]))) ^ r[j];
         }
         // The punctured leaf takes the received total less all the others, lsb cleared.
         let total = got[2 * depth];
