@@ -45,6 +45,7 @@ use rayon::prelude::*;
 
 use crate::crypto::block::zeroed_blocks;
 use crate::crypto::buffer::BlockBuf;
+use crate::crypto::ot::ChoiceBits;
 
 use super::circuit::{check_len, Circuit};
 use super::halfgates::Delta;
@@ -305,10 +306,10 @@ fn load_inputs(
 }
 
 /// Flips of evaluator zero-labels (see [`EvaluatorLabels::Flipped`]): label `k` of a range is
-/// flipped iff bit `at + k` of `words` (bit `i % 64` of word `i / 64`) is set.
+/// flipped iff bit `at + k` of `bits` is set.
 #[derive(Clone, Copy)]
 struct Flips<'f> {
-    words: &'f [u64],
+    bits: &'f ChoiceBits,
     at: usize,
 }
 
@@ -325,8 +326,7 @@ impl Flips<'_> {
     /// Whether label `k` of the range is flipped.
     #[inline(always)]
     fn bit(self, k: usize) -> bool {
-        let i = self.at + k;
-        (self.words[i / 64] >> (i % 64)) & 1 == 1
+        self.bits.get(self.at + k)
     }
 }
 
@@ -385,14 +385,14 @@ pub enum EvaluatorLabels<'g> {
     /// 100,000 64-bit ReLUs, 205 MB the process need not fault in).
     Expanded(&'g mut dyn FnMut(&mut [Block]) -> Result<(), GcError>),
     /// All `n · evaluator_inputs` of them held by the caller as `labels[j] ⊕ f_j·Δ`, with `f_j`
-    /// bit `j % 64` of `flips[j / 64]`: an OT's outputs whose choice corrections are applied
-    /// as each label is loaded to be garbled, in cache, instead of in a pass of their own over
-    /// all of them before garbling starts.
+    /// bit `j` of `flips`: an OT's outputs whose choice corrections are applied as each label
+    /// is loaded to be garbled, in cache, instead of in a pass of their own over all of them
+    /// before garbling starts.
     Flipped {
         /// The labels before their flips.
         labels: &'g [Block],
-        /// The flips, one bit per label, packed.
-        flips: &'g [u64],
+        /// The flips, one bit per label (the OT's choice corrections, public to the garbler).
+        flips: &'g ChoiceBits,
     },
 }
 
@@ -559,11 +559,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
             EvaluatorLabels::Held(e) => e.len(),
             EvaluatorLabels::Expanded(_) => n * ei,
             EvaluatorLabels::Flipped { labels, flips } => {
-                check_len(
-                    "label flips (words)",
-                    labels.len().div_ceil(64),
-                    flips.len(),
-                )?;
+                check_len("label flips", labels.len(), flips.len())?;
                 labels.len()
             }
         };
@@ -605,7 +601,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
                 EvaluatorLabels::Flipped { labels, flips } => (
                     &labels[i0 * s.ei..(i0 + m) * s.ei],
                     Some(Flips {
-                        words: flips,
+                        bits: flips,
                         at: i0 * s.ei,
                     }),
                 ),
@@ -1187,10 +1183,14 @@ mod tests {
         };
         use rand::RngCore as _;
         // The same labels held with random flips undone: `flipped[j] ⊕ f_j·Δ = ev_zero[j]`.
-        let mut flips = vec![0u64; b.ev_zero.len().div_ceil(64)];
-        Prg::from_seed(Block(7)).fill_bytes(crate::crypto::block::words_as_bytes_mut(&mut flips));
+        let mut words = vec![0u64; b.ev_zero.len().div_ceil(64)];
+        Prg::from_seed(Block(7)).fill_bytes(crate::crypto::block::words_as_bytes_mut(&mut words));
+        let mut flips = ChoiceBits::new();
+        for (i, &w) in words.iter().enumerate() {
+            flips.push_word(w, (b.ev_zero.len() - 64 * i).min(64));
+        }
         let flipped: Vec<Block> = (b.ev_zero.iter().enumerate())
-            .map(|(j, &l)| l ^ c.delta.block().select((flips[j / 64] >> (j % 64)) & 1 == 1))
+            .map(|(j, &l)| l ^ c.delta.block().select((words[j / 64] >> (j % 64)) & 1 == 1))
             .collect();
         assert_ne!(flipped, b.ev_zero);
         let mut got = Vec::new();
@@ -1220,13 +1220,16 @@ mod tests {
         assert_eq!(at, b.ev_zero.len());
         // Too few flips for the labels.
         let mut lsb = vec![false; n * ell];
+        let mut fewer = ChoiceBits::new();
+        fewer.resize(flips.len() - 1);
+        fewer.copy_from(0, &flips, 0, flips.len() - 1);
         assert!(g
             .garble_stream(
                 &mut mem_pair(std::time::Duration::from_secs(1)).0,
                 GarblerLabels::Held(&gz),
                 EvaluatorLabels::Flipped {
                     labels: &flipped,
-                    flips: &flips[1..],
+                    flips: &fewer,
                 },
                 0,
                 &mut lsb,

@@ -255,7 +255,7 @@ impl ServerSite {
                 (Some(f), _) => EvaluatorLabels::Expanded(f),
                 (None, Some(f)) => EvaluatorLabels::Flipped {
                     labels: &ev_zero,
-                    flips: f.words(),
+                    flips: f,
                 },
                 (None, None) => EvaluatorLabels::Held(&ev_zero),
             };
