@@ -344,7 +344,6 @@ fn write_reproduce(s: &mut String, sweep: &Sweep, dir: &Path) -> std::fmt::Resul
         }
     }
     let unrecorded = sweep.runs.iter().filter(|r| r.sweep.is_none()).count();
-    let dir = dir.display();
     if !commands.is_empty() {
         writeln!(s, "The runs were measured by:\n")?;
         writeln!(s, "```sh")?;
@@ -367,24 +366,32 @@ fn write_reproduce(s: &mut String, sweep: &Sweep, dir: &Path) -> std::fmt::Resul
             s,
             "cargo run --release                # the default job: sweep the bundled models, write reports/"
         )?;
-        writeln!(s, "pibench sweep models/*.safetensors --out {dir}")?;
+        writeln!(
+            s,
+            "pibench sweep models/*.safetensors --out {}",
+            dir.display()
+        )?;
         writeln!(s, "```\n")?;
     }
     writeln!(
         s,
-        "Every figure and table above is drawn from the per-run JSON files in `{dir}/runs` (and \
-         the evaluations in `{dir}/eval`); `results.csv` has one row per run, by model in the \
-         order of the tables, then by input and repeat, emulated runs last, and `costmodel.json` \
-         the fitted cost model.\n"
+        "Every figure and table above is drawn from the per-run JSON files in `{}` (and the \
+         evaluations in `{}`); `results.csv` has one row per run, by model in the order of the \
+         tables, then by input and repeat, emulated runs last, and `costmodel.json` the fitted \
+         cost model.\n",
+        dir.join("runs").display(),
+        dir.join("eval").display()
     )?;
     writeln!(s, "```sh")?;
     writeln!(
         s,
-        "pibench report {dir}   # redraw this report from its run files, without rerunning"
+        "pibench report {}   # redraw this report from its run files, without rerunning",
+        dir.display()
     )?;
     writeln!(
         s,
-        "pibench predict MODEL --link wan --costmodel {dir}/costmodel.json   # estimate a bundle without running it"
+        "pibench predict MODEL --link wan --costmodel {}   # estimate a bundle without running it",
+        dir.join("costmodel.json").display()
     )?;
     writeln!(s, "```")?;
     Ok(())
