@@ -232,6 +232,10 @@ pub struct SweepPlace {
     pub input: u64,
     /// The repeat of that input (0 for an emulated run).
     pub repeat: u64,
+    /// Which sweep into its directory measured the run: 0 for the one that started it, k for
+    /// its k-th `--append` (whose runs have inputs and repeats of their own).
+    #[serde(default)]
+    pub appended: u64,
     /// The command that ran the sweep, as one shell line.
     pub command: String,
 }

@@ -612,8 +612,15 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
             String::new()
         }
     };
-    // Every run records the command, so that a report redrawn from the run files names it.
+    // Every run records the command, so that a report redrawn from the run files names it,
+    // and which sweep into the directory this is, so that it orders appended runs after the
+    // earlier ones (runs from before places were recorded count as the first sweep's).
     let command = opts.command_line();
+    let appended = earlier
+        .iter()
+        .map(|r| r.sweep.as_ref().map_or(0, |p| p.appended) + 1)
+        .max()
+        .unwrap_or(0);
     for (model, bn, gc, input, rep, emulate) in plan {
         if let Some(pb) = &pb {
             pb.set_message(format!(
@@ -659,6 +666,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
         r.sweep = Some(SweepPlace {
             input,
             repeat: rep as u64,
+            appended,
             command: command.clone(),
         });
         let name = match &emulate {

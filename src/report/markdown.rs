@@ -337,8 +337,12 @@ fn write_notes(s: &mut String, notes: &[String]) -> std::fmt::Result {
 /// saying so.
 fn write_reproduce(s: &mut String, sweep: &Sweep, dir: &Path) -> std::fmt::Result {
     writeln!(s, "## How to reproduce\n")?;
+    // In the order the sweeps ran: the one that started the directory, then its appends.
+    let mut places: Vec<&crate::results::SweepPlace> =
+        sweep.runs.iter().filter_map(|r| r.sweep.as_ref()).collect();
+    places.sort_by_key(|p| p.appended);
     let mut commands: Vec<&str> = Vec::new();
-    for p in sweep.runs.iter().filter_map(|r| r.sweep.as_ref()) {
+    for p in places {
         if !commands.contains(&p.command.as_str()) {
             commands.push(&p.command);
         }
@@ -680,12 +684,17 @@ mod tests {
     fn reproduce_names_the_recorded_commands_and_says_which_runs_have_none() {
         use crate::report::sweep::testing::run;
         let (first, appended) = (
-            "pibench sweep models/a.safetensors --out out/dir",
-            "pibench sweep models/b.safetensors --out out/dir --append",
+            "pibench sweep models/b.safetensors --out out/dir",
+            "pibench sweep models/a.safetensors --out out/dir --append",
         );
         let a = |rep, cmd| run("a", "rlnet", "c10", 50_000, 0.0, false, Some((0, rep, cmd)));
         let b = |place| run("b", "senet", "c10", 50_000, 0.0, false, place);
-        let s = reproduce(vec![a(0, first), a(1, first), b(Some((0, 0, appended)))]);
+        // Model a's runs come first in the report, but were appended to b's sweep.
+        let mut later = vec![a(0, appended), a(1, appended)];
+        for r in &mut later {
+            r.sweep.as_mut().unwrap().appended = 1;
+        }
+        let s = reproduce([later, vec![b(Some((0, 0, first)))]].concat());
         assert!(
             s.contains(&format!("by:\n\n```sh\n{first}\n{appended}\n```")),
             "{s}"

@@ -241,17 +241,20 @@ pub(crate) fn link_order(name: &str) -> (usize, String) {
     (rank, name.to_string())
 }
 
-/// The order of a run among the runs of its model: measured runs (by input, then repeat)
-/// before emulated ones (in link order). A run without its place in a sweep sorts as input 0,
-/// repeat 0.
-pub(crate) fn run_order(run: &RunResult) -> (Option<(usize, String)>, u64, u64) {
+/// The order of a run among the runs of its model: measured runs before emulated ones (in
+/// link order), each by sweep (the first, then the appended ones), input and repeat. A run
+/// without its place in a sweep sorts as the first sweep's input 0, repeat 0.
+pub(crate) fn run_order(run: &RunResult) -> (Option<(usize, String)>, u64, u64, u64) {
     let emulated = run
         .links
         .iter()
         .find(|l| l.emulated)
         .map(|l| link_order(&l.link.name));
-    let (input, repeat) = run.sweep.as_ref().map_or((0, 0), |p| (p.input, p.repeat));
-    (emulated, input, repeat)
+    let (appended, input, repeat) = run
+        .sweep
+        .as_ref()
+        .map_or((0, 0, 0), |p| (p.appended, p.input, p.repeat));
+    (emulated, appended, input, repeat)
 }
 
 /// The short name of a run's model.
@@ -291,8 +294,8 @@ pub(crate) fn structure_of(run: &RunResult) -> (u64, u64) {
 impl Sweep {
     /// Group `runs` by model and put them in report order, the one order of `results.csv`
     /// and of every table: by model in the order of [`Sweep::groups`], and within a model its
-    /// measured runs by input and repeat, then its emulated runs in link order
-    /// ([`run_order`]). Runs that do not record their place in a sweep (older files, `pibench
+    /// measured runs by sweep (appended ones after), input and repeat, then its emulated runs in
+    /// link order ([`run_order`]). Runs that do not record their place in a sweep (older files, `pibench
     /// run`) keep the order given among equals. Fails on an empty set.
     pub fn from_results(runs: Vec<RunResult>) -> Result<Sweep, ReportError> {
         if runs.is_empty() {
@@ -771,6 +774,7 @@ pub(crate) mod testing {
             sweep: place.map(|(input, repeat, command)| SweepPlace {
                 input,
                 repeat,
+                appended: 0,
                 command: command.into(),
             }),
         }
