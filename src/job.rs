@@ -66,19 +66,6 @@ pub fn sweep_and_report(opts: &SweepOptions) -> Result<SweepReport, JobError> {
         None => Vec::new(),
     };
     let eval_seconds = t0.elapsed().as_secs_f64();
-    let ro = ReportOptions {
-        reproduce_command: format!(
-            "cargo run --release   # or: pibench sweep {} --out {}{}",
-            opts.models
-                .iter()
-                .map(|m| m.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
-            opts.out.display(),
-            opts.eval.as_ref().map_or_else(String::new, eval_flags)
-        ),
-        ..ReportOptions::default()
-    };
     // With --append the report covers the earlier runs too (the outcome lists this sweep's).
     let all: Vec<RunResult> = outcome
         .earlier
@@ -86,7 +73,7 @@ pub fn sweep_and_report(opts: &SweepOptions) -> Result<SweepReport, JobError> {
         .chain(&outcome.results)
         .cloned()
         .collect();
-    let report = write_report(&all, &opts.out, &ro)?;
+    let report = write_report(&all, &opts.out, &ReportOptions::default())?;
     Ok(SweepReport {
         results: outcome.results,
         report,
@@ -94,33 +81,6 @@ pub fn sweep_and_report(opts: &SweepOptions) -> Result<SweepReport, JobError> {
         evaluations,
         eval_seconds,
     })
-}
-
-/// The `sweep` flags that give `ev`.
-fn eval_flags(ev: &SweepEval) -> String {
-    let mut f = format!(" --data {}", ev.data.display());
-    if let Some(d) = &ev.dataset {
-        f += &format!(" --eval-dataset {d}");
-    }
-    if let Some(n) = ev.limit {
-        f += &format!(" --eval-limit {n}");
-    }
-    if let Some(n) = ev.npa_limit {
-        f += &format!(" --npa-limit {n}");
-    }
-    let sev: Vec<String> = ev.severities.iter().map(|s| s.to_string()).collect();
-    f += &format!(" --corrupt {} --severities {}", ev.corrupt, sev.join(","));
-    f += &format!(" --attack-steps {}", ev.steps);
-    if !ev.ells.is_empty() || !ev.fracs.is_empty() {
-        let j = |v: &[u32]| {
-            v.iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        f += &format!(" --eval-ell {} --eval-frac {}", j(&ev.ells), j(&ev.fracs));
-    }
-    f
 }
 
 /// The evaluation options of one model: CA and AdvA (and NPA when it is measured on as many
@@ -243,6 +203,9 @@ pub fn evaluate_models(opts: &SweepOptions, ev: &SweepEval) -> Result<Vec<PathBu
     Ok(written)
 }
 
+/// How the default job is run: what its runs record as their command.
+pub const DEFAULT_JOB: &str = "cargo run --release";
+
 /// The sweeps of the default job, in order: every bundled model with the dealer backend (online
 /// costs and the ReLUs' offline costs) into `reports/`, then the RLNet bundles once more with
 /// real two-party linear preprocessing (homomorphic encryption) for the full offline cost, into
@@ -256,6 +219,7 @@ pub fn default_sweeps() -> Vec<SweepOptions> {
     let mut dealer = SweepOptions::new(models.clone(), "reports");
     // The default job regenerates reports/: it replaces the previous one.
     dealer.existing = Existing::Force;
+    dealer.job = Some(DEFAULT_JOB.into());
     dealer.eval = Some(default_eval());
     // The CIFAR-10 RLNet bundles: the digits models' linear layers are a 64th of ResNet18's
     // work and their `he` cost says nothing new, while the ten-minute budget of the default
@@ -276,6 +240,7 @@ pub fn default_sweeps() -> Vec<SweepOptions> {
     he.repeats = 3;
     he.emulate = vec![];
     he.existing = Existing::Force;
+    he.job = Some(DEFAULT_JOB.into());
     vec![dealer, he]
 }
 
@@ -362,7 +327,10 @@ mod tests {
         assert_eq!((he.inputs, he.repeats), (1, 3));
         assert!(he.emulate.is_empty());
         // Accuracy is measured once, in the dealer sweep, on the trained digits models.
-        let ev = dealer.eval.expect("the default job evaluates accuracy");
+        let ev = dealer
+            .eval
+            .clone()
+            .expect("the default job evaluates accuracy");
         assert!(ev.data.exists(), "{}", ev.data.display());
         // Run from the repository (as tests are), the files are named relative to it, and so
         // are they in the reports.
@@ -371,6 +339,28 @@ mod tests {
         }
         assert_eq!(ev.dataset.as_deref(), Some("digits-32"));
         assert!(he.eval.is_none());
+        // What the runs record: the job, and each sweep's own options in full.
+        let he_command = he.command_line();
+        assert!(
+            he_command
+                .starts_with("cargo run --release   # this sweep alone: pibench sweep models/"),
+            "{he_command}"
+        );
+        for f in [
+            "--out reports/he --force",
+            "--inputs 1",
+            "--repeats 3",
+            "--emulate none",
+            "--offline he",
+        ] {
+            assert!(he_command.contains(f), "{f} missing: {he_command}");
+        }
+        let dealer_command = dealer.command_line();
+        assert!(
+            dealer_command.contains("--eval-limit 300 --npa-limit 20"),
+            "{dealer_command}"
+        );
+        assert!(!dealer_command.contains("--offline"), "{dealer_command}");
     }
 
     #[test]
@@ -397,7 +387,7 @@ mod tests {
         let one = eval_options(m, ring, &ev, false).unwrap();
         assert_eq!(one.corrupted, crate::eval::job::CorruptedSource::Generated);
         assert_eq!(one.attack.kind, AttackKind::Pgd);
-        let flags = eval_flags(&ev);
+        let flags = ev.flags().join(" ");
         assert!(
             flags.contains("--data data/digits32/test_batch.bin"),
             "{flags}"

@@ -707,12 +707,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Report { dir }) => {
             let sweep = pibench::report::sweep::Sweep::load_dir(&dir.join("runs"))?;
-            let opts = pibench::report::ReportOptions {
-                reproduce_command:
-                    "cargo run --release   # or: pibench sweep models/*.safetensors --out reports/"
-                        .into(),
-                ..Default::default()
-            };
+            // The runs record their order and command: the redraw is the report the sweep wrote.
+            let opts = pibench::report::ReportOptions::default();
             let summary = pibench::report::write_report(&sweep.runs, &dir, &opts)?;
             out(format!(
                 "report redrawn from {} runs: {}",

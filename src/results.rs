@@ -217,6 +217,27 @@ pub struct RunResult {
     /// The linear layers' two-party preprocessing against the SIMD yardstick (`he` runs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub he: Option<HeTraffic>,
+    /// Where the run sits in the sweep that measured it, and that sweep's command; absent for
+    /// `pibench run` and in runs written before sweeps recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepPlace>,
+}
+
+/// A run's place in its sweep: what orders a report's runs ([`crate::report::Sweep`]) and what
+/// its "how to reproduce" names, so that a report redrawn from the run files alone
+/// (`pibench report DIR`) is the one the sweep wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepPlace {
+    /// The seed of the input image (seeded random images 0, 1, ...; 0 for an emulated run).
+    pub input: u64,
+    /// The repeat of that input (0 for an emulated run).
+    pub repeat: u64,
+    /// Which sweep into its directory measured the run: 0 for the one that started it, k for
+    /// its k-th `--append` (whose runs have inputs and repeats of their own).
+    #[serde(default)]
+    pub appended: u64,
+    /// The command that ran the sweep, as one shell line.
+    pub command: String,
 }
 
 fn yes() -> bool {

@@ -248,6 +248,29 @@ fn sweep_refuses_a_non_empty_directory_unless_forced_or_appending() {
     assert_eq!(files.len(), 2, "{files:?}");
     let csv = std::fs::read_to_string(fresh.join("results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 2, "{csv}");
+    // Its report names both sweeps, in the order they ran, and a redraw is the same report
+    // (the appended run's file sorts before the earlier one's).
+    let md = std::fs::read_to_string(fresh.join("report.md")).unwrap();
+    let commands: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with("pibench sweep "))
+        .collect();
+    assert_eq!(commands.len(), 2, "{md}");
+    assert!(!commands[0].contains("--append"), "{md}");
+    assert_eq!(
+        commands[1].replacen(" --append", "", 1),
+        commands[0],
+        "{md}"
+    );
+    let redraw = bin()
+        .args(["report", fresh.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(redraw.status.success(), "{}", text(&redraw.stderr));
+    assert_eq!(
+        std::fs::read_to_string(fresh.join("results.csv")).unwrap(),
+        csv
+    );
     // Appending runs of another ring would mix incomparable runs in one report.
     fails_with(
         &small_sweep(&fresh, &["--append", "--ell", "60"]),

@@ -49,7 +49,8 @@ fn csv_has_one_row_per_run_with_the_right_columns() {
         }
     }
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    for (line, r) in lines[1..].iter().zip(&runs) {
+    // One row per run, in report order.
+    for (line, r) in lines[1..].iter().zip(&sweep.runs) {
         let f = fields(line);
         assert_eq!(f.len(), header.len(), "ragged row: {line}");
         assert_eq!(f[col("model")], r.model.card.name.as_deref().unwrap());
@@ -90,7 +91,7 @@ fn groups_by_model_and_bn_path_with_medians() {
         assert_eq!(g.online.seconds.min, sorted[0]);
         assert_eq!(g.online.seconds.max, sorted[2]);
         assert!(g.link("wan", false).is_some() && g.link("wan", true).is_some());
-        assert_eq!(g.layers.len(), runs[g.runs[0]].layers.len());
+        assert_eq!(g.layers.len(), sweep.runs[g.runs[0]].layers.len());
     }
     let adv = sweep
         .groups
@@ -321,6 +322,15 @@ fn write_report_writes_everything() {
     );
     assert!(md.contains("ℓ = 64, f = 12"));
     assert!(md.contains("## How to reproduce") && md.contains("cargo run --release"));
+    // The synthetic runs record no command: the generic one, and a note that says so.
+    assert!(
+        md.contains(&format!(
+            "{n} of the {n} runs do not record the command",
+            n = runs.len()
+        )),
+        "{md}"
+    );
+    assert!(md.contains(&format!("pibench report {}", dir.display())));
     assert!(md.contains("## Cost model") && md.contains("held-out error"));
     assert!(md.contains("Test CPU @ 2.0GHz"));
 }

@@ -110,3 +110,84 @@ fn sweep_with_data_evaluates_every_model_and_reports_accuracy() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(!md.contains("## At a glance"));
 }
+
+/// `report.md` without its first lines (the title and the date it was generated).
+fn without_date(md: &str) -> String {
+    md.lines()
+        .filter(|l| !l.starts_with("Generated "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn report_redraws_what_the_sweep_wrote_and_its_command_reruns_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    // Two repeats of two models: the sweep measures them models innermost, while their files
+    // sort model by model.
+    let mut args = vec!["sweep"];
+    args.extend(MODELS);
+    args.extend([
+        "--out",
+        out.to_str().unwrap(),
+        "--inputs",
+        "1",
+        "--repeats",
+        "2",
+    ]);
+    args.extend([
+        "--emulate",
+        "none",
+        "--garbling",
+        "half-gates",
+        "--ot",
+        "iknp",
+    ]);
+    args.extend(["--link", "wan", "--link", "100mbit,20ms"]);
+    let o = pibench(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+    let (csv, md, costmodel) = (
+        read("results.csv"),
+        read("report.md"),
+        read("costmodel.json"),
+    );
+    // The command with the options that differ from the defaults (two repeats do not).
+    let command = format!(
+        "pibench sweep {} --out {} --inputs 1 --link wan --link 100mbit,20ms --emulate none \
+         --garbling half-gates --ot iknp",
+        MODELS.join(" "),
+        out.display()
+    );
+    assert!(md.contains(&format!("```sh\n{command}\n```")), "{md}");
+    assert!(!md.contains("do not record the command"), "{md}");
+    let rows: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "rlnet-resnet18-w8-c10",
+            "rlnet-resnet18-w8-c10",
+            "snl-resnet18-w8-c10",
+            "snl-resnet18-w8-c10"
+        ]
+    );
+
+    let o = pibench(&["report", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(read("results.csv"), csv);
+    assert_eq!(read("costmodel.json"), costmodel);
+    assert_eq!(without_date(&read("report.md")), without_date(&md));
+
+    // The recorded command is one the command line takes, and it measures the same runs.
+    let words: Vec<&str> = command.split(' ').skip(1).chain(["--force"]).collect();
+    let o = pibench(&words);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = read("results.csv");
+    assert_eq!(again.lines().count(), csv.lines().count());
+    let forced = command.replacen(" --inputs", " --force --inputs", 1);
+    assert!(read("report.md").contains(&format!("```sh\n{forced}\n```")));
+}

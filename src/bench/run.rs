@@ -646,6 +646,7 @@ fn assemble(
         },
         links,
         he,
+        sweep: None,
     }
 }
 

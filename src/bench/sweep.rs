@@ -11,7 +11,7 @@ use super::run::{
 };
 use crate::model::BnPath;
 use crate::net::link::Link;
-use crate::results::RunResult;
+use crate::results::{RunResult, SweepPlace};
 use crate::ring::Ring;
 
 /// What a sweep runs.
@@ -51,6 +51,9 @@ pub struct SweepOptions {
     /// Also measure the models' accuracy (`sweep --data`): the evaluations are written to
     /// `eval/` beside `runs/` and the report shows accuracy beside latency.
     pub eval: Option<SweepEval>,
+    /// The job that runs this sweep among others (`cargo run --release`, the default job), named
+    /// before the sweep's own command line in what every run records ([`SweepOptions::command`]).
+    pub job: Option<String>,
 }
 
 /// The accuracy evaluation of a sweep's models (`pibench eval` for each, see
@@ -106,6 +109,47 @@ impl SweepEval {
             seed: 0,
         }
     }
+
+    /// The `sweep` flags that give this evaluation (the `--data` flag and the options it
+    /// implies, each given explicitly).
+    pub fn flags(&self) -> Vec<String> {
+        let mut f = vec!["--data".to_string(), self.data.display().to_string()];
+        let mut flag = |name: &str, value: String| f.extend([format!("--{name}"), value]);
+        if let Some(d) = &self.dataset {
+            flag("eval-dataset", d.clone());
+        }
+        if let Some(n) = self.limit {
+            flag("eval-limit", n.to_string());
+        }
+        if let Some(n) = self.npa_limit {
+            flag("npa-limit", n.to_string());
+        }
+        let list = |v: &[u32]| {
+            v.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        flag("corrupt", self.corrupt.clone());
+        let sev: Vec<u32> = self.severities.iter().map(|&s| u32::from(s)).collect();
+        flag("severities", list(&sev));
+        let attack = match self.attack {
+            crate::eval::job::AttackKind::Pgd => "pgd",
+            crate::eval::job::AttackKind::Fgsm => "fgsm",
+            crate::eval::job::AttackKind::None => "none",
+        };
+        flag("attack", attack.into());
+        flag("attack-steps", self.steps.to_string());
+        // Rust prints the shortest decimal that reads back as the same f32.
+        flag("eps", self.eps.to_string());
+        if !self.ells.is_empty() {
+            flag("eval-ell", list(&self.ells));
+        }
+        if !self.fracs.is_empty() {
+            flag("eval-frac", list(&self.fracs));
+        }
+        f
+    }
 }
 
 /// What a sweep does with an output directory that already holds files.
@@ -145,7 +189,101 @@ impl SweepOptions {
             warmup: true,
             existing: Existing::Refuse,
             eval: None,
+            job: None,
         }
+    }
+
+    /// The `pibench sweep` command line of these options: the models, `--out` and every option
+    /// that differs from the command's defaults (which are [`SweepOptions::new`]'s), quoted for
+    /// a POSIX shell.
+    pub fn command_line(&self) -> String {
+        let default = SweepOptions::new(vec![], "");
+        let mut args: Vec<String> = vec!["pibench".into(), "sweep".into()];
+        args.extend(self.models.iter().map(|m| m.display().to_string()));
+        args.extend(["--out".into(), self.out.display().to_string()]);
+        let mut flag = |name: &str, value: String| {
+            args.push(format!("--{name}"));
+            if !value.is_empty() {
+                args.push(value);
+            }
+        };
+        match self.existing {
+            Existing::Refuse => {}
+            Existing::Force => flag("force", String::new()),
+            Existing::Append => flag("append", String::new()),
+        }
+        if self.inputs != default.inputs {
+            flag("inputs", self.inputs.to_string());
+        }
+        if self.repeats != default.repeats {
+            flag("repeats", self.repeats.to_string());
+        }
+        if self.bn_paths.contains(&BnPath::Adv) {
+            flag("both-bn", String::new());
+        }
+        if self.links != default.links {
+            for l in &self.links {
+                flag("link", l.name.clone());
+            }
+        }
+        if self.emulate.is_empty() {
+            flag("emulate", "none".into());
+        } else if self.emulate != default.emulate {
+            for l in &self.emulate {
+                flag("emulate", l.name.clone());
+            }
+        }
+        if self.backend != default.backend {
+            flag("offline", self.backend.to_string());
+        }
+        if self.emulate_max_budget != default.emulate_max_budget {
+            flag("emulate-max-budget", self.emulate_max_budget.to_string());
+        }
+        if self.ring != default.ring {
+            flag("ell", self.ring.ell.to_string());
+            flag("frac", self.ring.frac.to_string());
+        }
+        if self.gc != default.gc {
+            // The sweep runs every scheme with every OT: the flags list each once.
+            let mut schemes: Vec<String> = Vec::new();
+            let mut ots: Vec<String> = Vec::new();
+            for gc in &self.gc {
+                for (list, v) in [
+                    (&mut schemes, gc.garbling.to_string()),
+                    (&mut ots, gc.ot.to_string()),
+                ] {
+                    if !list.contains(&v) {
+                        list.push(v);
+                    }
+                }
+            }
+            flag("garbling", schemes.join(","));
+            flag("ot", ots.join(","));
+        }
+        if let Some(ev) = &self.eval {
+            args.extend(ev.flags());
+        }
+        let job = self
+            .job
+            .as_ref()
+            .map(|j| format!("{j}   # this sweep alone: "));
+        job.unwrap_or_default()
+            + &args
+                .iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+    }
+}
+
+/// `arg` as one word of a POSIX shell: as it is when it holds no character the shell treats
+/// specially, else in single quotes.
+fn shell_quote(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./,:=@%+".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
     }
 }
 
@@ -474,6 +612,15 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
             String::new()
         }
     };
+    // Every run records the command, so that a report redrawn from the run files names it,
+    // and which sweep into the directory this is, so that it orders appended runs after the
+    // earlier ones (runs from before places were recorded count as the first sweep's).
+    let command = opts.command_line();
+    let appended = earlier
+        .iter()
+        .map(|r| r.sweep.as_ref().map_or(0, |p| p.appended) + 1)
+        .max()
+        .unwrap_or(0);
     for (model, bn, gc, input, rep, emulate) in plan {
         if let Some(pb) = &pb {
             pb.set_message(format!(
@@ -515,7 +662,13 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
             ro.transport = Transport::Emulated(link.clone());
         }
         let x = load_input(&ro.input, net).map_err(run_err)?;
-        let r = run_network(net, &x, &ro).map_err(run_err)?;
+        let mut r = run_network(net, &x, &ro).map_err(run_err)?;
+        r.sweep = Some(SweepPlace {
+            input,
+            repeat: rep as u64,
+            appended,
+            command: command.clone(),
+        });
         let name = match &emulate {
             None => format!(
                 "{}-{bn}{}-input{input}-rep{rep}.json",
@@ -552,4 +705,40 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome, SweepError> {
         earlier,
         seconds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::GcOptions;
+
+    #[test]
+    fn the_command_line_names_what_differs_from_the_defaults_quoted_for_a_shell() {
+        let mut o = SweepOptions::new(vec!["models/a b.safetensors".into()], "out");
+        assert_eq!(
+            o.command_line(),
+            "pibench sweep 'models/a b.safetensors' --out out"
+        );
+        o.existing = Existing::Append;
+        o.bn_paths = vec![BnPath::Clean, BnPath::Adv];
+        o.ring = Ring::new(40, 10).unwrap();
+        o.emulate = vec![Link::parse("10mbit,40ms").unwrap()];
+        o.gc = ["half-gates", "three-halves"]
+            .iter()
+            .flat_map(|g| {
+                ["iknp", "silent"].iter().map(move |ot| GcOptions {
+                    garbling: g.parse().unwrap(),
+                    ot: ot.parse().unwrap(),
+                })
+            })
+            .collect();
+        o.job = Some("make it's".into());
+        assert_eq!(
+            o.command_line(),
+            "make it's   # this sweep alone: pibench sweep 'models/a b.safetensors' --out out \
+             --append --both-bn --emulate 10mbit,40ms --ell 40 --frac 10 \
+             --garbling half-gates,three-halves --ot iknp,silent"
+        );
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
 }

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use super::chart::*;
 use super::plots::{
-    compare_link, comparison_data, comparison_panel, families, fmt_budget, method_color,
-    method_display, method_legend, phase_seconds, stem, Comparison, PlotSet,
+    compare_link, comparison_data, comparison_panel, families, fmt_budget, looks, method_display,
+    method_legend, phase_seconds, stem, Comparison, Look, PlotSet,
 };
 use super::sweep::{ModelGroup, Sweep};
 use super::text::{esc, file_name, thousands};
@@ -258,17 +258,6 @@ impl Accuracies {
     }
 }
 
-/// Marker of a method: one shape per method in every accuracy figure.
-fn method_marker(method: &str, i: usize) -> Marker {
-    match method {
-        "rlnet" => Marker::Circle,
-        "senet" => Marker::Triangle,
-        "snl" => Marker::Square,
-        "dense" => Marker::Diamond,
-        _ => MARKERS[i % MARKERS.len()],
-    }
-}
-
 /// Which latency an accuracy figure puts on its x axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Latency {
@@ -321,9 +310,9 @@ fn accuracy_latency_chart(
     let mut lows = Vec::new();
     // Each budget is written once per panel (methods at equal budgets share their x).
     let mut labelled: Vec<Vec<u64>> = vec![Vec::new(); KINDS.len()];
-    for (fi, (flabel, method, gs)) in fams.iter().enumerate() {
-        let color = method_color(method, fi);
-        let marker = method_marker(method, fi);
+    for fam in &fams {
+        let (flabel, gs) = (&fam.label, &fam.groups);
+        let Look { color, marker } = fam.look;
         let mut any = false;
         for (k, panel) in panels.iter_mut().enumerate() {
             let pts: Vec<_> = gs
@@ -473,9 +462,8 @@ fn ring_chart(acc: &Accuracies) -> Option<XyChart> {
         }
     }
     let mut legend = vec![LegendEntry::heading("Model")];
-    for (i, m) in swept.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        let marker = method_marker(&m.method, i);
+    let methods: Vec<&str> = swept.iter().map(|m| m.method.as_str()).collect();
+    for (m, Look { color, marker }) in swept.iter().zip(looks(&methods)) {
         for (panel, &(k, f)) in panels.iter_mut().zip(&keys) {
             let pts: Vec<_> = m
                 .rings
@@ -653,8 +641,8 @@ pub fn write_glance(
     }
     writeln!(s, " CA % | NPA % | AdvA % |")?;
     writeln!(s, "|{}", "---|".repeat(6 + 2 * links.len()))?;
-    for (_, _, gs) in families(sweep) {
-        for g in gs {
+    for fam in families(sweep) {
+        for g in fam.groups {
             let Some(a) = acc.of_group(g) else { continue };
             write!(
                 s,

@@ -244,21 +244,64 @@ impl Ranged for Ticked {
     }
 }
 
-/// Marker shapes, one per method (or accuracy kind).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Marker shapes: closed, so that each reads filled and hollow (an emulated measurement).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Marker {
     Circle,
     Triangle,
     Square,
     Diamond,
+    TriangleDown,
+    Pentagon,
+    Hexagon,
+    Star,
 }
 
-pub(super) const MARKERS: [Marker; 4] = [
+/// Every marker, the most legible first: what the figures hand out in turn.
+pub(super) const MARKERS: [Marker; 8] = [
     Marker::Circle,
     Marker::Triangle,
     Marker::Square,
     Marker::Diamond,
+    Marker::TriangleDown,
+    Marker::Pentagon,
+    Marker::Hexagon,
+    Marker::Star,
 ];
+
+/// The corners of a regular polygon of `n` corners (a star of `n` points when `inner` is
+/// given: every other corner at that fraction of the radius) of radius `r` around `at`, one
+/// corner straight up (down when `r` is negative).
+fn corners(at: (i32, i32), n: usize, r: f64, inner: Option<f64>) -> Vec<(i32, i32)> {
+    let k = if inner.is_some() { 2 * n } else { n };
+    (0..k)
+        .map(|i| {
+            let a = std::f64::consts::TAU * i as f64 / k as f64;
+            let r = match inner {
+                Some(f) if i % 2 == 1 => r * f,
+                _ => r,
+            };
+            (
+                at.0 + (r * a.sin()).round() as i32,
+                at.1 - (r * a.cos()).round() as i32,
+            )
+        })
+        .collect()
+}
+
+/// A polygon marker: filled, or its outline (plotters fills every `Polygon`).
+fn polygon<'a, DB: DrawingBackend + 'a>(
+    pts: Vec<(i32, i32)>,
+    style: ShapeStyle,
+) -> DynElement<'a, DB, (i32, i32)> {
+    if style.filled {
+        Polygon::new(pts, style).into_dyn()
+    } else {
+        let mut closed = pts.clone();
+        closed.extend(pts.first().copied());
+        PathElement::new(closed, style).into_dyn()
+    }
+}
 
 fn marker_elem<'a, DB: DrawingBackend + 'a>(
     m: Marker,
@@ -266,6 +309,7 @@ fn marker_elem<'a, DB: DrawingBackend + 'a>(
     size: i32,
     style: ShapeStyle,
 ) -> DynElement<'a, DB, (i32, i32)> {
+    let r = f64::from(size + 1);
     match m {
         Marker::Circle => Circle::new(at, size, style).into_dyn(),
         Marker::Triangle => TriangleMarker::new(at, size + 1, style).into_dyn(),
@@ -274,16 +318,11 @@ fn marker_elem<'a, DB: DrawingBackend + 'a>(
             style,
         )
         .into_dyn(),
-        Marker::Diamond => Polygon::new(
-            vec![
-                (at.0, at.1 - size - 1),
-                (at.0 + size + 1, at.1),
-                (at.0, at.1 + size + 1),
-                (at.0 - size - 1, at.1),
-            ],
-            style,
-        )
-        .into_dyn(),
+        Marker::Diamond => polygon(corners(at, 4, r, None), style),
+        Marker::TriangleDown => polygon(corners(at, 3, -r - 1.0, None), style),
+        Marker::Pentagon => polygon(corners(at, 5, r, None), style),
+        Marker::Hexagon => polygon(corners(at, 6, r, None), style),
+        Marker::Star => polygon(corners(at, 5, r + 2.0, Some(0.45)), style),
     }
 }
 

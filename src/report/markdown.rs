@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::path::Path;
 
 use super::accuracy::Accuracies;
 use super::costmodel::CostModel;
@@ -13,8 +14,9 @@ use super::text::{esc, file_name, table_head, thousands};
 use super::ReportOptions;
 use crate::net::link::Link;
 
-/// Render the report. `notes` are listed under "Notes" (skipped plots, font warnings, ...);
-/// with `accuracies` it opens with accuracy against latency and has an accuracy section.
+/// Render the report of the directory `dir`. `notes` are listed under "Notes" (skipped plots,
+/// font warnings, ...); with `accuracies` it opens with accuracy against latency and has an
+/// accuracy section.
 pub fn render(
     sweep: &Sweep,
     model: Option<&CostModel>,
@@ -22,6 +24,7 @@ pub fn render(
     notes: &[String],
     opts: &ReportOptions,
     accuracies: &Accuracies,
+    dir: &Path,
 ) -> String {
     type Section<'a> = Box<dyn Fn(&mut String) -> std::fmt::Result + 'a>;
     let sections: [Section; 10] = [
@@ -34,7 +37,7 @@ pub fn render(
         Box::new(|s| write_plots(s, plots)),
         Box::new(|s| write_cost_model(s, model, sweep)),
         Box::new(|s| write_notes(s, notes)),
-        Box::new(|s| write_reproduce(s, opts)),
+        Box::new(|s| write_reproduce(s, sweep, dir)),
     ];
     let mut s = String::new();
     for section in sections {
@@ -329,18 +332,71 @@ fn write_notes(s: &mut String, notes: &[String]) -> std::fmt::Result {
     Ok(())
 }
 
-/// How to redraw and rerun everything.
-fn write_reproduce(s: &mut String, opts: &ReportOptions) -> std::fmt::Result {
+/// How to rerun and redraw everything: the commands the runs record (see
+/// [`crate::results::SweepPlace`]), or, for runs that record none, a generic sweep and a note
+/// saying so.
+fn write_reproduce(s: &mut String, sweep: &Sweep, dir: &Path) -> std::fmt::Result {
     writeln!(s, "## How to reproduce\n")?;
+    // In the order the sweeps ran: the one that started the directory, then its appends.
+    let mut places: Vec<&crate::results::SweepPlace> =
+        sweep.runs.iter().filter_map(|r| r.sweep.as_ref()).collect();
+    places.sort_by_key(|p| p.appended);
+    let mut commands: Vec<&str> = Vec::new();
+    for p in places {
+        if !commands.contains(&p.command.as_str()) {
+            commands.push(&p.command);
+        }
+    }
+    let unrecorded = sweep.runs.iter().filter(|r| r.sweep.is_none()).count();
+    if !commands.is_empty() {
+        writeln!(s, "The runs were measured by:\n")?;
+        writeln!(s, "```sh")?;
+        for c in &commands {
+            writeln!(s, "{c}")?;
+        }
+        writeln!(s, "```\n")?;
+    }
+    if unrecorded > 0 {
+        writeln!(
+            s,
+            "{} of the {} runs do not record the command that measured them (run files written \
+             before pibench recorded it, or by `pibench run`); a sweep like theirs, to adapt to \
+             their models and options:\n",
+            unrecorded,
+            sweep.runs.len()
+        )?;
+        writeln!(s, "```sh")?;
+        writeln!(
+            s,
+            "cargo run --release                # the default job: sweep the bundled models, write reports/"
+        )?;
+        writeln!(
+            s,
+            "pibench sweep models/*.safetensors --out {}",
+            dir.display()
+        )?;
+        writeln!(s, "```\n")?;
+    }
     writeln!(
         s,
-        "Every figure above is redrawn from the per-run JSON files; `results.csv` has one row per \
-         run and `costmodel.json` the fitted cost model.\n"
+        "Every figure and table above is drawn from the per-run JSON files in `{}` (and the \
+         evaluations in `{}`); `results.csv` has one row per run, by model in the order of the \
+         tables, then by input and repeat, emulated runs last, and `costmodel.json` the fitted \
+         cost model.\n",
+        dir.join("runs").display(),
+        dir.join("eval").display()
     )?;
     writeln!(s, "```sh")?;
-    writeln!(s, "cargo run --release                # the default job: sweep the bundled models, write reports/")?;
-    writeln!(s, "{}", opts.reproduce_command)?;
-    writeln!(s, "pibench predict MODEL --link wan   # estimate a bundle from costmodel.json without running it")?;
+    writeln!(
+        s,
+        "pibench report {}   # redraw this report from its run files, without rerunning",
+        dir.display()
+    )?;
+    writeln!(
+        s,
+        "pibench predict MODEL --link wan --costmodel {}   # estimate a bundle without running it",
+        dir.join("costmodel.json").display()
+    )?;
     writeln!(s, "```")?;
     Ok(())
 }
@@ -615,5 +671,54 @@ mod tests {
         assert_eq!(mb(2_500_000.0), "2.5");
         assert_eq!(pct(0.123), "+12.3%");
         assert_eq!(esc("a|b"), "a\\|b");
+    }
+
+    fn reproduce(runs: Vec<crate::results::RunResult>) -> String {
+        let mut s = String::new();
+        let sweep = Sweep::from_results(runs).unwrap();
+        write_reproduce(&mut s, &sweep, Path::new("out/dir")).unwrap();
+        s
+    }
+
+    #[test]
+    fn reproduce_names_the_recorded_commands_and_says_which_runs_have_none() {
+        use crate::report::sweep::testing::run;
+        let (first, appended) = (
+            "pibench sweep models/b.safetensors --out out/dir",
+            "pibench sweep models/a.safetensors --out out/dir --append",
+        );
+        let a = |rep, cmd| run("a", "rlnet", "c10", 50_000, 0.0, false, Some((0, rep, cmd)));
+        let b = |place| run("b", "senet", "c10", 50_000, 0.0, false, place);
+        // Model a's runs come first in the report, but were appended to b's sweep.
+        let mut later = vec![a(0, appended), a(1, appended)];
+        for r in &mut later {
+            r.sweep.as_mut().unwrap().appended = 1;
+        }
+        let s = reproduce([later, vec![b(Some((0, 0, first)))]].concat());
+        assert!(
+            s.contains(&format!("by:\n\n```sh\n{first}\n{appended}\n```")),
+            "{s}"
+        );
+        assert!(
+            !s.contains("do not record") && !s.contains("*.safetensors"),
+            "{s}"
+        );
+        assert!(s.contains("pibench report out/dir "), "{s}");
+        assert!(s.contains("--costmodel out/dir/costmodel.json"), "{s}");
+        // A run from before runs recorded their command: the generic sweep, and why.
+        let s = reproduce(vec![a(0, first), b(None)]);
+        assert!(
+            s.contains(first) && s.contains("1 of the 2 runs do not record"),
+            "{s}"
+        );
+        assert!(
+            s.contains("pibench sweep models/*.safetensors --out out/dir\n"),
+            "{s}"
+        );
+        let s = reproduce(vec![b(None)]);
+        assert!(
+            !s.contains("measured by") && s.contains("1 of the 1 runs"),
+            "{s}"
+        );
     }
 }

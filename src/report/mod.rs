@@ -3,7 +3,9 @@
 //!
 //! The entry point is [`write_report`]: from a set of [`RunResult`]s it writes `results.csv`
 //! (one row per run), `costmodel.json` (the fitted [`CostModel`]), the plots (SVG, and PNG when
-//! a font is available) and `report.md`, which embeds the plots and says how to reproduce it.
+//! a font is available) and `report.md`, which embeds the plots and says how to reproduce it:
+//! the command each run records ([`crate::results::SweepPlace`]), so that `pibench report DIR`
+//! redraws the report the sweep wrote, rows in the same order ([`Sweep::from_results`]).
 //! Link latencies are presented as the results carry them (`RunResult::links`, computed by the
 //! runner); this module computes no link figures of its own except the cost model's predictions.
 
@@ -102,8 +104,6 @@ pub struct ReportOptions {
     pub font_path: PathBuf,
     /// Whether to write PNGs next to the SVGs.
     pub png: bool,
-    /// The command that reproduces this report, shown in its "how to reproduce" section.
-    pub reproduce_command: String,
 }
 
 impl Default for ReportOptions {
@@ -114,7 +114,6 @@ impl Default for ReportOptions {
             compare_link: None,
             font_path: PathBuf::from(chart::DEFAULT_FONT),
             png: true,
-            reproduce_command: "pibench sweep models/*.safetensors --out reports/".into(),
         }
     }
 }
@@ -191,7 +190,8 @@ pub fn write_report(
     // One cost model per garbling scheme and OT: their per-ReLU bytes and times differ. The
     // main `costmodel.json` is the recommended combination's when the sweep ran it.
     let mut combos: Vec<crate::protocol::GcOptions> = Vec::new();
-    for r in results {
+    // In report order, so that a redraw picks the same main combination as the sweep did.
+    for r in &sweep.runs {
         if !combos.contains(&r.gc) {
             combos.push(r.gc);
         }
@@ -206,7 +206,7 @@ pub fn write_report(
         let fitted = if combos.len() == 1 {
             CostModel::fit(&sweep)
         } else {
-            let runs: Vec<RunResult> = results.iter().filter(|r| r.gc == gc).cloned().collect();
+            let runs: Vec<RunResult> = sweep.runs.iter().filter(|r| r.gc == gc).cloned().collect();
             Sweep::from_results(runs).and_then(|s| CostModel::fit(&s))
         };
         match fitted {
@@ -246,6 +246,7 @@ pub fn write_report(
         &notes,
         opts,
         &accuracies,
+        out_dir,
     );
     std::fs::write(&report_md, text).map_err(ReportError::io(&report_md))?;
 

@@ -72,14 +72,98 @@ fn link_color(link: &str, i: usize) -> RGBColor {
     }
 }
 
+/// The colour and marker that are a method's own, for the methods pibench knows.
+fn method_look(method: &str) -> Option<Look> {
+    let (color, marker) = match method {
+        "rlnet" => (PALETTE[0], Marker::Circle),
+        "senet" => (PALETTE[1], Marker::Triangle),
+        "snl" => (PALETTE[2], Marker::Square),
+        "dense" => (PALETTE[7], Marker::Diamond),
+        _ => return None,
+    };
+    Some(Look { color, marker })
+}
+
+/// The colour of a method: its own, else one of the palette's others by `i`.
 pub(super) fn method_color(method: &str, i: usize) -> RGBColor {
-    match method {
-        "rlnet" => PALETTE[0],
-        "senet" => PALETTE[1],
-        "snl" => PALETTE[2],
-        "dense" => PALETTE[7],
-        _ => PALETTE[(3 + i) % PALETTE.len()],
-    }
+    method_look(method).map_or(PALETTE[(3 + i) % PALETTE.len()], |l| l.color)
+}
+
+/// How one series family (or model) looks in every x–y figure.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Look {
+    /// Its colour, where a figure's colour says the family.
+    pub(super) color: RGBColor,
+    /// Its marker, where a figure's marker says the family.
+    pub(super) marker: Marker,
+}
+
+/// The one rule that gives the families (or models) of a figure, of the methods `methods` in
+/// figure order, each its own colour and its own marker, so that whichever of the two a figure
+/// uses for the family, and whatever the other says, no two of its series look alike: a family
+/// takes its method's colour and marker ([`method_look`]) when no earlier family has, else the
+/// first free one, the other known methods' own ones last. Colours beyond the palette are
+/// generated hues; markers are unique for up to [`MARKERS`]`.len()` families (then the figures
+/// say so).
+pub(super) fn looks(methods: &[&str]) -> Vec<Look> {
+    let owned: Vec<Look> = ["rlnet", "senet", "snl", "dense"]
+        .iter()
+        .filter_map(|m| method_look(m))
+        .collect();
+    // Free colours and markers in the order they are handed out.
+    let by_preference = |all: Vec<RGBColor>| -> Vec<RGBColor> {
+        let (theirs, free): (Vec<_>, Vec<_>) = all
+            .into_iter()
+            .partition(|c| owned.iter().any(|l| l.color == *c));
+        free.into_iter().chain(theirs).collect()
+    };
+    let mut colors = by_preference(PALETTE.to_vec());
+    let (theirs, free): (Vec<Marker>, Vec<Marker>) = MARKERS
+        .iter()
+        .partition(|m| owned.iter().any(|l| l.marker == **m));
+    let mut markers: Vec<Marker> = free.into_iter().chain(theirs).collect();
+    let mut generated = 0;
+    methods
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let own = method_look(m);
+            let color = match own.and_then(|l| take(&mut colors, &l.color)) {
+                Some(c) => c,
+                None if !colors.is_empty() => colors.remove(0),
+                None => {
+                    generated += 1;
+                    generated_color(generated)
+                }
+            };
+            let marker = match own.and_then(|l| take(&mut markers, &l.marker)) {
+                Some(m) => m,
+                None if !markers.is_empty() => markers.remove(0),
+                // Every marker is taken: they repeat.
+                None => MARKERS[i % MARKERS.len()],
+            };
+            Look { color, marker }
+        })
+        .collect()
+}
+
+/// Remove `x` from `free` and return it, when it is there.
+fn take<T: PartialEq + Copy>(free: &mut Vec<T>, x: &T) -> Option<T> {
+    let i = free.iter().position(|y| y == x)?;
+    Some(free.remove(i))
+}
+
+/// The `k`-th colour past the palette: hues a golden angle apart, never the same twice.
+fn generated_color(k: usize) -> RGBColor {
+    use plotters::style::Color as _;
+    let hue = (0.1 + k as f64 * 0.618_033_988_75).fract();
+    let (r, g, b) = plotters::style::HSLColor(hue, 0.65, 0.42).to_rgba().rgb();
+    RGBColor(r, g, b)
+}
+
+/// Whether a figure that tells `n` families apart by marker alone can give each its own.
+pub(super) fn markers_suffice(n: usize) -> bool {
+    n <= MARKERS.len()
 }
 
 /// One coloured box per method, in the order given: the legend of a per-method bar chart.
@@ -120,8 +204,8 @@ pub fn fmt_budget(b: u64) -> String {
 /// Series families: one per (architecture/dataset, method) so lines never join different
 /// networks. The label mentions the network only when the sweep has several. A bundle run on
 /// both batch-norm paths has the same architecture, masks and so cost on both: only its clean
-/// path is plotted.
-pub(super) fn families(sweep: &Sweep) -> Vec<(String, String, Vec<&ModelGroup>)> {
+/// path is plotted. Each has its own colour and marker ([`looks`]).
+pub(super) fn families(sweep: &Sweep) -> Vec<Family<'_>> {
     let clean = |g: &ModelGroup| g.key.bn_path.is_empty() || g.key.bn_path == "clean";
     let mut fam: BTreeMap<(String, String, String), Vec<&ModelGroup>> = BTreeMap::new();
     for g in &sweep.groups {
@@ -163,7 +247,30 @@ pub(super) fn families(sweep: &Sweep) -> Vec<(String, String, Vec<&ModelGroup>)>
         .collect();
     // RLNet first: it is the method the comparison is about.
     out.sort_by_key(|(l, m, _)| (m != "rlnet", l.clone()));
-    out
+    let methods: Vec<&str> = out.iter().map(|(_, m, _)| m.as_str()).collect();
+    let looks = looks(&methods);
+    out.into_iter()
+        .zip(looks)
+        .map(|((label, method, groups), look)| Family {
+            label,
+            method,
+            groups,
+            look,
+        })
+        .collect()
+}
+
+/// A line of models in the figures: one network, one method (and garbling/OT combination),
+/// its models by budget.
+pub(super) struct Family<'a> {
+    /// Its legend label.
+    pub(super) label: String,
+    /// The method (lower case).
+    pub(super) method: String,
+    /// Its models, by budget.
+    pub(super) groups: Vec<&'a ModelGroup>,
+    /// Its own colour and marker ([`looks`]).
+    pub(super) look: Look,
 }
 
 /// The offline and the online panel of a chart against the ReLU budget, on a log y axis.
@@ -191,11 +298,11 @@ fn latency_chart(sweep: &Sweep) -> XyChart {
     for (li, (link, emulated)) in links.iter().enumerate() {
         let color = link_color(link, li);
         let mut any = false;
-        for (fi, (_, _, gs)) in fams.iter().enumerate() {
-            let marker = MARKERS[fi % MARKERS.len()];
+        for fam in &fams {
+            let marker = fam.look.marker;
             let mut off = Vec::new();
             let mut on = Vec::new();
-            for g in gs {
+            for g in &fam.groups {
                 let x = g.budget as f64 / 1000.0;
                 if link == "compute" {
                     let (a, b) = (g.offline.seconds, g.online.seconds);
@@ -243,11 +350,20 @@ fn latency_chart(sweep: &Sweep) -> XyChart {
         }
     }
     legend.push(LegendEntry::heading("Method"));
-    for (fi, (flabel, _, _)) in fams.iter().enumerate() {
+    for fam in &fams {
         legend.push(LegendEntry::marker(
-            flabel.clone(),
+            fam.label.clone(),
             RGBColor(40, 40, 40),
-            MARKERS[fi % MARKERS.len()],
+            fam.look.marker,
+        ));
+    }
+    let mut footnote = String::from(
+        "Median over runs (whiskers: min–max). Modelled: measured compute + bytes / bandwidth + rounds × RTT/2. Emulated: run through a throttled channel.",
+    );
+    if !markers_suffice(fams.len()) {
+        footnote.push_str(&format!(
+            " More method lines than markers ({}): some share one; results.csv tells them apart.",
+            MARKERS.len()
         ));
     }
     XyChart {
@@ -255,10 +371,7 @@ fn latency_chart(sweep: &Sweep) -> XyChart {
         size: (1700, 760),
         panels,
         legend,
-        footnote: Some(
-            "Median over runs (whiskers: min–max). Modelled: measured compute + bytes / bandwidth + rounds × RTT/2. Emulated: run through a throttled channel."
-                .into(),
-        ),
+        footnote: Some(footnote),
     }
 }
 
@@ -272,9 +385,9 @@ fn communication_chart(sweep: &Sweep) -> XyChart {
         ("client → server", true, false),
     ];
     let mut legend = vec![LegendEntry::heading("Method")];
-    for (fi, (flabel, method, gs)) in fams.iter().enumerate() {
-        let color = method_color(method, fi);
-        legend.push(LegendEntry::bar(flabel.clone(), color));
+    for fam in &fams {
+        let (color, gs) = (fam.look.color, &fam.groups);
+        legend.push(LegendEntry::bar(fam.label.clone(), color));
         for (di, (_, c2s, s2c)) in dirs.iter().enumerate() {
             let pick = |p: &super::sweep::PhaseStat| {
                 let mut v = 0.0;
@@ -325,7 +438,7 @@ fn communication_chart(sweep: &Sweep) -> XyChart {
 /// follow from the kept ReLUs and the architecture alone, so two methods at the same budgets
 /// draw the same line and the one drawn later covers the other; the footnote says so rather
 /// than leave a family missing from the plot.
-fn communication_footnote(fams: &[(String, String, Vec<&ModelGroup>)]) -> String {
+fn communication_footnote(fams: &[Family<'_>]) -> String {
     let bytes = |g: &ModelGroup| {
         [&g.offline, &g.online].map(|p| {
             (
@@ -336,14 +449,16 @@ fn communication_footnote(fams: &[(String, String, Vec<&ModelGroup>)]) -> String
     };
     // (method under, method over), once each: the chart is narrow for a list of networks.
     let mut hidden: Vec<(String, String)> = Vec::new();
-    for (i, (_, under, a)) in fams.iter().enumerate() {
-        let over = fams[i + 1..].iter().find(|(_, _, b)| {
+    for (i, fam) in fams.iter().enumerate() {
+        let (under, a) = (&fam.method, &fam.groups);
+        let over = fams[i + 1..].iter().find(|f| {
+            let b = &f.groups;
             a.len() == b.len()
                 && a.iter()
                     .zip(b.iter())
                     .all(|(x, y)| x.budget == y.budget && bytes(x) == bytes(y))
         });
-        if let Some((_, over, _)) = over {
+        if let Some(Family { method: over, .. }) = over {
             let pair = (method_display(under), method_display(over));
             if !hidden.contains(&pair) {
                 hidden.push(pair);
@@ -625,8 +740,8 @@ fn accuracy_chart(sweep: &Sweep, link: Option<&str>) -> Option<XyChart> {
     let mut kinds_used = [false; 3];
     // Budgets already written: the curves of two methods share their x at equal budgets.
     let mut written: Vec<u64> = Vec::new();
-    for (fi, (flabel, method, gs)) in fams.iter().enumerate() {
-        let color = method_color(method, fi);
+    for fam in &fams {
+        let (flabel, color, gs) = (&fam.label, fam.look.color, &fam.groups);
         let mut labelled = false;
         let mut any = false;
         for (ki, (_, get)) in kinds.iter().enumerate() {
@@ -810,5 +925,103 @@ mod tests {
         assert_eq!(fmt_budget(557_056), "557k");
         assert_eq!(fmt_budget(12_345), "12.3k");
         assert_eq!(fmt_budget(999), "999");
+    }
+
+    /// The default job's lines (RLNet and SeNet on two networks, the dense teacher) and, with
+    /// `more`, three more methods: eight families, as many as there are markers.
+    fn sweep(more: bool) -> Sweep {
+        let mut models = vec![
+            ("rlnet-c10-50k", "rlnet", "cifar10", 50_000),
+            ("rlnet-c10-82k", "rlnet", "cifar10", 82_000),
+            ("senet-c10-50k", "senet", "cifar10", 50_000),
+            ("senet-c10-82k", "senet", "cifar10", 82_000),
+            ("rlnet-d-6k", "rlnet", "digits-32", 6_000),
+            ("rlnet-d-10k", "rlnet", "digits-32", 10_000),
+            ("senet-d-6k", "senet", "digits-32", 6_000),
+            ("senet-d-10k", "senet", "digits-32", 10_000),
+            ("teacher", "dense", "digits-32", 69_632),
+        ];
+        if more {
+            models.extend([
+                ("snl-c10-50k", "snl", "cifar10", 50_000),
+                ("autorep-c10-50k", "autorep", "cifar10", 50_000),
+                ("deepreduce-c10-50k", "deepreduce", "cifar10", 50_000),
+            ]);
+        }
+        let mut runs = crate::report::sweep::testing::measured_order(&models, 1, 2, None);
+        for (i, r) in runs.iter_mut().enumerate() {
+            r.model.card.accuracy = Some(crate::model::Accuracy {
+                clean: Some(90.0 - i as f64 * 0.1),
+                npa: Some(70.0),
+                adv: Some(40.0),
+                attack: None,
+            });
+        }
+        Sweep::from_results(runs).unwrap()
+    }
+
+    /// No two series of a panel share colour and marker (a hollow marker is another marker
+    /// than the filled one); every figure's legend names them.
+    fn assert_series_distinct(chart: &XyChart) {
+        for p in &chart.panels {
+            let looks: Vec<_> = p
+                .series
+                .iter()
+                .map(|s| (s.color, s.marker, s.hollow))
+                .collect();
+            for (i, a) in looks.iter().enumerate() {
+                assert!(
+                    !looks[i + 1..].contains(a),
+                    "{}, panel {}: two series look like {a:?}",
+                    chart.title,
+                    p.title
+                );
+            }
+            assert!(p.series.len() > 1, "{}: nothing to tell apart", chart.title);
+        }
+    }
+
+    #[test]
+    fn no_two_series_of_a_figure_look_alike() {
+        for more in [false, true] {
+            let sweep = sweep(more);
+            let fams = families(&sweep);
+            assert_eq!(fams.len(), if more { 8 } else { 5 });
+            let latency = latency_chart(&sweep);
+            assert_series_distinct(&latency);
+            assert!(!latency.footnote.unwrap().contains("share one"));
+            assert_series_distinct(&communication_chart(&sweep));
+            assert_series_distinct(&accuracy_chart(&sweep, Some("wan")).unwrap());
+        }
+    }
+
+    #[test]
+    fn every_family_has_its_own_colour_and_marker_known_methods_their_own() {
+        let methods = [
+            "rlnet", "rlnet", "senet", "senet", "dense", "snl", "x", "y", "z", "u", "v", "w",
+        ];
+        let l = looks(&methods);
+        assert_eq!(l.len(), methods.len());
+        // A method's own look goes to its first family.
+        assert_eq!(Some(l[0]), method_look("rlnet"));
+        assert_eq!(Some(l[2]), method_look("senet"));
+        assert_eq!(Some(l[4]), method_look("dense"));
+        assert_eq!(Some(l[5]), method_look("snl"));
+        // The second RLNet line borrows nothing another known method owns.
+        let owned = ["rlnet", "senet", "snl", "dense"].map(|m| method_look(m).unwrap());
+        assert!(owned
+            .iter()
+            .all(|o| o.color != l[1].color && o.marker != l[1].marker));
+        for (i, a) in l.iter().enumerate() {
+            for b in &l[i + 1..] {
+                assert_ne!(a.color, b.color, "colours repeat: {l:?}");
+            }
+        }
+        for (i, a) in l[..MARKERS.len()].iter().enumerate() {
+            for b in &l[i + 1..MARKERS.len()] {
+                assert_ne!(a.marker, b.marker, "markers repeat: {l:?}");
+            }
+        }
+        assert!(markers_suffice(MARKERS.len()) && !markers_suffice(MARKERS.len() + 1));
     }
 }

@@ -223,7 +223,8 @@ impl ModelGroup {
 /// A set of measured runs grouped by model.
 #[derive(Clone, Debug)]
 pub struct Sweep {
-    /// Every run, in the order given (or file-name order when loaded from a directory).
+    /// Every run, in report order ([`Sweep::from_results`]): whatever order they were given in
+    /// (measured, or loaded from files), the same runs are in the same order.
     pub runs: Vec<RunResult>,
     /// The groups, sorted by architecture, dataset, method, budget, name and BN path.
     pub groups: Vec<ModelGroup>,
@@ -238,6 +239,22 @@ pub(crate) fn link_order(name: &str) -> (usize, String) {
         _ => 3,
     };
     (rank, name.to_string())
+}
+
+/// The order of a run among the runs of its model: measured runs before emulated ones (in
+/// link order), each by sweep (the first, then the appended ones), input and repeat. A run
+/// without its place in a sweep sorts as the first sweep's input 0, repeat 0.
+pub(crate) fn run_order(run: &RunResult) -> (Option<(usize, String)>, u64, u64, u64) {
+    let emulated = run
+        .links
+        .iter()
+        .find(|l| l.emulated)
+        .map(|l| link_order(&l.link.name));
+    let (appended, input, repeat) = run
+        .sweep
+        .as_ref()
+        .map_or((0, 0, 0), |p| (p.appended, p.input, p.repeat));
+    (emulated, appended, input, repeat)
 }
 
 /// The short name of a run's model.
@@ -275,7 +292,11 @@ pub(crate) fn structure_of(run: &RunResult) -> (u64, u64) {
 }
 
 impl Sweep {
-    /// Group `runs` by model. Fails on an empty set.
+    /// Group `runs` by model and put them in report order, the one order of `results.csv`
+    /// and of every table: by model in the order of [`Sweep::groups`], and within a model its
+    /// measured runs by sweep (appended ones after), input and repeat, then its emulated runs in
+    /// link order ([`run_order`]). Runs that do not record their place in a sweep (older files, `pibench
+    /// run`) keep the order given among equals. Fails on an empty set.
     pub fn from_results(runs: Vec<RunResult>) -> Result<Sweep, ReportError> {
         if runs.is_empty() {
             return Err(ReportError::NoResults);
@@ -297,7 +318,11 @@ impl Sweep {
         }
         let mut groups: Vec<ModelGroup> = by_key
             .into_iter()
-            .map(|(key, idx)| build_group(key, idx, &runs))
+            .map(|(key, mut idx)| {
+                // Stable: equal places keep the order given.
+                idx.sort_by_key(|&i| run_order(&runs[i]));
+                build_group(key, idx, &runs)
+            })
             .collect();
         groups.sort_by(|a, b| {
             (
@@ -317,6 +342,15 @@ impl Sweep {
                     &b.key,
                 ))
         });
+        // The runs in group order; each group's indices then count in the new order.
+        let order: Vec<usize> = groups.iter().flat_map(|g| g.runs.clone()).collect();
+        let mut slots: Vec<Option<RunResult>> = runs.into_iter().map(Some).collect();
+        let runs: Vec<RunResult> = order.iter().filter_map(|&i| slots[i].take()).collect();
+        let mut next = 0;
+        for g in &mut groups {
+            g.runs = (next..next + g.runs.len()).collect();
+            next += g.runs.len();
+        }
         Ok(Sweep { runs, groups })
     }
 
@@ -649,9 +683,207 @@ fn layer_stats(rs: &[&RunResult]) -> Vec<LayerStat> {
         .collect()
 }
 
+/// Synthetic runs for the report's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::net::link::Link;
+    use crate::results::{LinkEstimate, ModelInfo, PhaseCost, RunResult, SweepPlace};
+
+    /// A run of the model `name` (method, dataset, budget) whose times grow with the budget and
+    /// with `jitter`, estimated on the preset links; emulated on LAN when `emulated`; at
+    /// `place` (input, repeat) of a sweep run by `command` when given.
+    pub(crate) fn run(
+        name: &str,
+        method: &str,
+        dataset: &str,
+        budget: u64,
+        jitter: f64,
+        emulated: bool,
+        place: Option<(u64, u64, &str)>,
+    ) -> RunResult {
+        let phase = |s: f64| PhaseCost {
+            seconds: s,
+            bytes_client_to_server: 1000 + budget,
+            bytes_server_to_client: 4000 + 16 * budget,
+            rounds: 10,
+            ..PhaseCost::default()
+        };
+        let (off, on) = (
+            0.1 + budget as f64 * 1e-5 + jitter,
+            0.05 + budget as f64 * 3e-6 + jitter,
+        );
+        let mut links: Vec<LinkEstimate> = Link::presets()
+            .into_iter()
+            .enumerate()
+            .map(|(i, link)| LinkEstimate {
+                link,
+                offline_seconds: off * (2 + 3 * i) as f64,
+                online_seconds: on * (2 + 3 * i) as f64,
+                emulated: false,
+            })
+            .collect();
+        if emulated {
+            links.push(LinkEstimate {
+                emulated: true,
+                ..links[0].clone()
+            });
+        }
+        RunResult {
+            pibench_version: "0.1.0".into(),
+            model: ModelInfo {
+                path: format!("models/{name}.safetensors"),
+                card: crate::model::ModelCard {
+                    name: Some(name.into()),
+                    architecture: "resnet18".into(),
+                    dataset: dataset.into(),
+                    method: method.into(),
+                    budget: Some(budget),
+                    ..Default::default()
+                },
+                bn_path: "clean".into(),
+                fingerprint: String::new(),
+                total_relus: 557_056,
+                budget,
+                macs: 555_000_000,
+            },
+            ring: crate::ring::Ring::default(),
+            backend: crate::protocol::prepro::Backend::Dealer,
+            gc: crate::protocol::GcOptions::RECOMMENDED,
+            threads: 2,
+            transport: if emulated { "emulated" } else { "memory" }.into(),
+            machine: Default::default(),
+            setup: phase(0.01),
+            offline: phase(off),
+            online: phase(on),
+            layers: vec![],
+            client_storage_bytes: 0,
+            server_storage_bytes: 0,
+            peak_rss_bytes: 0,
+            and_gates_per_relu: 127,
+            correct: true,
+            exact: true,
+            max_logit_diff_vs_oracle: 0.0,
+            max_logit_diff_fixed_vs_f32: 0.0,
+            predicted_class: 0,
+            f32_class: 0,
+            oracle_checked: true,
+            logits: vec![0.0; 10],
+            local_truncation: Default::default(),
+            links,
+            he: None,
+            sweep: place.map(|(input, repeat, command)| SweepPlace {
+                input,
+                repeat,
+                appended: 0,
+                command: command.into(),
+            }),
+        }
+    }
+
+    /// A sweep as `pibench sweep` measures it: `inputs` × `repeats` runs of every model, the
+    /// models innermost, then one LAN-emulated run of each; in the order they were measured.
+    pub(crate) fn measured_order(
+        models: &[(&str, &str, &str, u64)],
+        inputs: u64,
+        repeats: u64,
+        command: Option<&str>,
+    ) -> Vec<RunResult> {
+        let mut runs = Vec::new();
+        for input in 0..inputs {
+            for rep in 0..repeats {
+                for &(name, method, dataset, budget) in models {
+                    let jitter = 0.001 * (input * repeats + rep) as f64;
+                    let place = command.map(|c| (input, rep, c));
+                    runs.push(run(name, method, dataset, budget, jitter, false, place));
+                }
+            }
+        }
+        for &(name, method, dataset, budget) in models {
+            let place = command.map(|c| (0, 0, c));
+            runs.push(run(name, method, dataset, budget, 0.0, true, place));
+        }
+        runs
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MODELS: [(&str, &str, &str, u64); 4] = [
+        ("rlnet-50k", "rlnet", "cifar10", 50_000),
+        ("senet-50k", "senet", "cifar10", 50_000),
+        ("rlnet-10k", "rlnet", "digits-32", 10_000),
+        ("teacher", "dense", "digits-32", 69_632),
+    ];
+
+    /// The file a sweep writes a run to (`bench::sweep`'s names): what `load_dir` sorts by.
+    fn file_name(r: &RunResult) -> String {
+        let p = r.sweep.as_ref().unwrap();
+        if r.transport == "emulated" {
+            format!("{}-clean-input{}-emulated-lan.json", model_name(r), p.input)
+        } else {
+            format!(
+                "{}-clean-input{}-rep{}.json",
+                model_name(r),
+                p.input,
+                p.repeat
+            )
+        }
+    }
+
+    #[test]
+    fn the_report_order_does_not_depend_on_the_order_runs_come_in() {
+        let measured = testing::measured_order(&MODELS, 2, 11, Some("pibench sweep"));
+        let as_swept = Sweep::from_results(measured.clone()).unwrap();
+        // `pibench report DIR` reads the run files in file-name order, where rep10 sorts
+        // before rep2 and the emulated run before rep0.
+        let mut by_file = measured.clone();
+        by_file.sort_by_key(file_name);
+        assert_ne!(by_file, measured);
+        let redrawn = Sweep::from_results(by_file).unwrap();
+        assert_eq!(redrawn.runs, as_swept.runs);
+        assert_eq!(redrawn.to_csv(), as_swept.to_csv());
+        let mut reversed = measured;
+        reversed.reverse();
+        assert_eq!(Sweep::from_results(reversed).unwrap().runs, as_swept.runs);
+        // The order: by model as the groups are, then input and repeat, emulated runs last.
+        let mut next = 0;
+        for g in &as_swept.groups {
+            assert_eq!(g.runs, (next..next + g.runs.len()).collect::<Vec<_>>());
+            next += g.runs.len();
+            let runs: Vec<&RunResult> = as_swept.runs_of(g).collect();
+            assert!(runs.iter().all(|r| r.model.path == g.key.path));
+            let places: Vec<(bool, u64, u64)> = runs
+                .iter()
+                .map(|r| {
+                    let p = r.sweep.as_ref().unwrap();
+                    (r.transport == "emulated", p.input, p.repeat)
+                })
+                .collect();
+            let mut sorted = places.clone();
+            sorted.sort();
+            assert_eq!(places, sorted);
+            assert_eq!(places.len(), 2 * 11 + 1);
+        }
+        assert_eq!(next, as_swept.runs.len());
+    }
+
+    #[test]
+    fn runs_without_a_place_keep_their_order_within_a_model() {
+        let measured = testing::measured_order(&MODELS, 2, 2, None);
+        let sweep = Sweep::from_results(measured.clone()).unwrap();
+        for g in &sweep.groups {
+            let given: Vec<&RunResult> = measured
+                .iter()
+                .filter(|r| r.model.path == g.key.path && r.transport != "emulated")
+                .collect();
+            let ordered: Vec<&RunResult> = sweep.runs_of(g).collect();
+            // Measured runs in the order given, the emulated one last.
+            assert_eq!(&ordered[..given.len()], &given[..]);
+            assert_eq!(ordered.last().unwrap().transport, "emulated");
+        }
+    }
 
     #[test]
     fn stat_median_and_spread() {

@@ -308,6 +308,7 @@ pub fn run(s: &Spec, t: &Truth, rep: u32, noise: f64) -> RunResult {
         },
         links,
         he: None,
+        sweep: None,
     }
 }
 
