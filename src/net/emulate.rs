@@ -303,11 +303,46 @@ impl EmulatedChannel {
     }
 }
 
+impl EmulatedChannel {
+    /// Puts one packet (at most a chunk) on the wire. Packets are chunk-sized, so that the
+    /// peer can start reading a long message before its end has arrived, as on a real link.
+    fn put(&mut self, data: Vec<u8>) -> Result<(), NetError> {
+        debug_assert!(!data.is_empty() && data.len() <= self.chunk_bytes);
+        let now = self.clock.now();
+        let done = self.bucket.reserve(now, data.len() as u64);
+        let packet = Packet {
+            ready_at: done + self.delay,
+            data,
+        };
+        self.tx.send(packet).map_err(|_| NetError::Disconnected {
+            context: self.scope.context(),
+        })?;
+        // Block while more than the send buffer is queued ahead of the wire.
+        let deadline = now.saturating_add(self.timeout);
+        self.wait_for_link(
+            done.saturating_sub(self.send_ahead),
+            deadline,
+            "draining the send buffer",
+        )
+    }
+}
+
 impl Channel for EmulatedChannel {
     fn send(&mut self, bytes: &[u8]) -> Result<(), NetError> {
-        self.out.extend_from_slice(bytes);
-        if self.out.len() >= self.chunk_bytes {
-            self.flush()?;
+        // `out` always holds less than a chunk. A send that fills it goes out as a flush of
+        // `out ‖ bytes` would, in chunk-sized packets and a shorter last one, but each byte is
+        // copied once, into its packet, instead of first being gathered with the rest of its
+        // message (megabytes of tables) in a buffer that grows by reallocation.
+        if self.out.len() + bytes.len() < self.chunk_bytes {
+            self.out.extend_from_slice(bytes);
+            return Ok(());
+        }
+        let (head, rest) = bytes.split_at(self.chunk_bytes - self.out.len());
+        self.out.extend_from_slice(head);
+        let first = std::mem::replace(&mut self.out, Vec::with_capacity(self.chunk_bytes));
+        self.put(first)?;
+        for piece in rest.chunks(self.chunk_bytes) {
+            self.put(piece.to_vec())?;
         }
         Ok(())
     }
@@ -332,28 +367,8 @@ impl Channel for EmulatedChannel {
         if self.out.is_empty() {
             return Ok(());
         }
-        // One packet per chunk, so that the peer can start reading a long message before its
-        // end has arrived, as on a real link.
-        let data = std::mem::take(&mut self.out);
-        for piece in data.chunks(self.chunk_bytes) {
-            let now = self.clock.now();
-            let done = self.bucket.reserve(now, piece.len() as u64);
-            let packet = Packet {
-                ready_at: done + self.delay,
-                data: piece.to_vec(),
-            };
-            self.tx.send(packet).map_err(|_| NetError::Disconnected {
-                context: self.scope.context(),
-            })?;
-            // Block while more than the send buffer is queued ahead of the wire.
-            let deadline = now.saturating_add(self.timeout);
-            self.wait_for_link(
-                done.saturating_sub(self.send_ahead),
-                deadline,
-                "draining the send buffer",
-            )?;
-        }
-        Ok(())
+        let data = std::mem::replace(&mut self.out, Vec::with_capacity(self.chunk_bytes));
+        self.put(data)
     }
 
     fn set_scope(&mut self, phase: Phase, layer: Option<&str>) {
@@ -537,6 +552,49 @@ mod tests {
             let got = clock.now().as_secs_f64();
             prop_assert!((got - est).abs() <= slack, "emulated {} vs model {}", got, est);
         }
+    }
+
+    /// A message is cut into the packets a flush of everything buffered would make: full
+    /// chunks and a shorter last one; smaller sends wait in the buffer for a flush.
+    #[test]
+    fn sends_are_cut_into_chunk_packets() {
+        let link: Link = "8mbit,0ms".parse().unwrap();
+        let opts = EmulationOptions {
+            chunk_bytes: 64,
+            send_buffer_bytes: 1 << 20,
+            ..EmulationOptions::default()
+        };
+        let clock = Arc::new(ManualClock::new());
+        let (mut c, s) = emulated_pair_with(&link, Duration::from_secs(5), opts, clock);
+        let msg: Vec<u8> = (0..=255u8).cycle().take(500).collect();
+        let packets = |s: &EmulatedChannel| -> Vec<usize> {
+            let mut v = Vec::new();
+            while let Ok(p) = s.rx.try_recv() {
+                v.push(p.data.len());
+            }
+            v
+        };
+        c.send(&msg[..10]).unwrap();
+        assert!(packets(&s).is_empty(), "below a chunk, nothing leaves");
+        c.send(&msg[10..20]).unwrap();
+        c.send(&msg[20..220]).unwrap();
+        assert_eq!(packets(&s), [64, 64, 64, 28]);
+        c.send(&msg[220..230]).unwrap();
+        c.flush().unwrap();
+        assert_eq!(packets(&s), [10]);
+        // Exactly a chunk goes at once, and the bytes arrive in order.
+        let (mut c2, mut s2) = emulated_pair_with(
+            &link,
+            Duration::from_secs(5),
+            opts,
+            Arc::new(ManualClock::new()),
+        );
+        c2.send(&msg[..64]).unwrap();
+        c2.send(&msg[64..]).unwrap();
+        c2.flush().unwrap();
+        let mut got = vec![0u8; 500];
+        s2.recv(&mut got).unwrap();
+        assert_eq!(got, msg);
     }
 
     #[test]
