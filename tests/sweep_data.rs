@@ -111,7 +111,7 @@ fn sweep_with_data_evaluates_every_model_and_reports_accuracy() {
     assert!(!md.contains("## At a glance"));
 }
 
-/// `report.md` without its first lines (the title and the date it was generated).
+/// `report.md` without the line that says when it was generated.
 fn without_date(md: &str) -> String {
     md.lines()
         .filter(|l| !l.starts_with("Generated "))

@@ -11,6 +11,7 @@ use super::run::{
 };
 use crate::model::BnPath;
 use crate::net::link::Link;
+use crate::report::text::shell_quote;
 use crate::results::{RunResult, SweepPlace};
 use crate::ring::Ring;
 
@@ -133,12 +134,7 @@ impl SweepEval {
         flag("corrupt", self.corrupt.clone());
         let sev: Vec<u32> = self.severities.iter().map(|&s| u32::from(s)).collect();
         flag("severities", list(&sev));
-        let attack = match self.attack {
-            crate::eval::job::AttackKind::Pgd => "pgd",
-            crate::eval::job::AttackKind::Fgsm => "fgsm",
-            crate::eval::job::AttackKind::None => "none",
-        };
-        flag("attack", attack.into());
+        flag("attack", self.attack.to_string());
         flag("attack-steps", self.steps.to_string());
         // Rust prints the shortest decimal that reads back as the same f32.
         flag("eps", self.eps.to_string());
@@ -273,17 +269,6 @@ impl SweepOptions {
                 .map(|a| shell_quote(a))
                 .collect::<Vec<_>>()
                 .join(" ")
-    }
-}
-
-/// `arg` as one word of a POSIX shell: as it is when it holds no character the shell treats
-/// specially, else in single quotes.
-fn shell_quote(arg: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./,:=@%+".contains(c);
-    if !arg.is_empty() && arg.chars().all(plain) {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', "'\\''"))
     }
 }
 

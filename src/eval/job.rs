@@ -97,15 +97,33 @@ pub enum AttackKind {
     None,
 }
 
+impl AttackKind {
+    /// Every attack.
+    pub const ALL: [AttackKind; 3] = [AttackKind::Pgd, AttackKind::Fgsm, AttackKind::None];
+
+    /// Its name on the command line (`--attack`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackKind::Pgd => "pgd",
+            AttackKind::Fgsm => "fgsm",
+            AttackKind::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for AttackKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl std::str::FromStr for AttackKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "pgd" => Ok(AttackKind::Pgd),
-            "fgsm" => Ok(AttackKind::Fgsm),
-            "none" => Ok(AttackKind::None),
-            o => Err(format!("unknown attack `{o}` (expected pgd, fgsm or none)")),
-        }
+        AttackKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown attack `{s}` (expected pgd, fgsm or none)"))
     }
 }
 

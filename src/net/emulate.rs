@@ -339,7 +339,7 @@ impl Channel for EmulatedChannel {
         }
         let (head, rest) = bytes.split_at(self.chunk_bytes - self.out.len());
         self.out.extend_from_slice(head);
-        let first = std::mem::replace(&mut self.out, Vec::with_capacity(self.chunk_bytes));
+        let first = std::mem::take(&mut self.out);
         self.put(first)?;
         for piece in rest.chunks(self.chunk_bytes) {
             self.put(piece.to_vec())?;
@@ -367,7 +367,8 @@ impl Channel for EmulatedChannel {
         if self.out.is_empty() {
             return Ok(());
         }
-        let data = std::mem::replace(&mut self.out, Vec::with_capacity(self.chunk_bytes));
+        // Taken as it is: a short packet holds only its own bytes while it is queued.
+        let data = std::mem::take(&mut self.out);
         self.put(data)
     }
 
@@ -551,6 +552,42 @@ mod tests {
             let slack = 1e-9 * (8 * sizes.len() + 2) as f64 + est * 1e-12;
             let got = clock.now().as_secs_f64();
             prop_assert!((got - est).abs() <= slack, "emulated {} vs model {}", got, est);
+        }
+    }
+
+    proptest! {
+        /// Whatever the sends, flushes and chunk size, the packets are those of gathering
+        /// every send and cutting the buffer into chunks once it holds a chunk or more (the
+        /// emulator's first design), byte for byte.
+        #[test]
+        fn packets_match_gathering_then_cutting(
+            chunk in 1usize..9,
+            ops in proptest::collection::vec((0usize..30, any::<bool>()), 0..25),
+        ) {
+            let link: Link = "8mbit,0ms".parse().unwrap();
+            let opts = EmulationOptions {
+                chunk_bytes: chunk,
+                send_buffer_bytes: 1 << 30,
+                ..EmulationOptions::default()
+            };
+            let (mut c, s) =
+                emulated_pair_with(&link, Duration::from_secs(5), opts, Arc::new(ManualClock::new()));
+            let (mut buffered, mut want): (Vec<u8>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
+            let mut next = 0u8;
+            for (len, flush) in ops {
+                let msg: Vec<u8> = (0..len).map(|_| { next = next.wrapping_add(1); next }).collect();
+                c.send(&msg).unwrap();
+                buffered.extend_from_slice(&msg);
+                if buffered.len() >= chunk || (flush && !buffered.is_empty()) {
+                    want.extend(buffered.chunks(chunk).map(<[u8]>::to_vec));
+                    buffered.clear();
+                }
+                if flush {
+                    c.flush().unwrap();
+                }
+            }
+            let got: Vec<Vec<u8>> = s.rx.try_iter().map(|p| p.data).collect();
+            prop_assert_eq!(got, want);
         }
     }
 

@@ -10,7 +10,7 @@ use super::accuracy::Accuracies;
 use super::costmodel::CostModel;
 use super::plots::{method_display, PlotSet};
 use super::sweep::{ModelGroup, Stat, Sweep};
-use super::text::{esc, file_name, table_head, thousands};
+use super::text::{esc, file_name, shell_quote, table_head, thousands};
 use super::ReportOptions;
 use crate::net::link::Link;
 
@@ -341,21 +341,17 @@ fn write_reproduce(s: &mut String, sweep: &Sweep, dir: &Path) -> std::fmt::Resul
     let mut places: Vec<&crate::results::SweepPlace> =
         sweep.runs.iter().filter_map(|r| r.sweep.as_ref()).collect();
     places.sort_by_key(|p| p.appended);
-    let mut commands: Vec<&str> = Vec::new();
+    // One line per sweep: an identical command appended twice ran twice.
+    let mut commands: Vec<(u64, &str)> = Vec::new();
     for p in places {
-        if !commands.contains(&p.command.as_str()) {
-            commands.push(&p.command);
+        let c = (p.appended, p.command.as_str());
+        if !commands.contains(&c) {
+            commands.push(c);
         }
     }
+    let dir_arg = shell_quote(&dir.display().to_string());
+    // Runs that record no command come from before any recorded append: their line goes first.
     let unrecorded = sweep.runs.iter().filter(|r| r.sweep.is_none()).count();
-    if !commands.is_empty() {
-        writeln!(s, "The runs were measured by:\n")?;
-        writeln!(s, "```sh")?;
-        for c in &commands {
-            writeln!(s, "{c}")?;
-        }
-        writeln!(s, "```\n")?;
-    }
     if unrecorded > 0 {
         writeln!(
             s,
@@ -370,18 +366,27 @@ fn write_reproduce(s: &mut String, sweep: &Sweep, dir: &Path) -> std::fmt::Resul
             s,
             "cargo run --release                # the default job: sweep the bundled models, write reports/"
         )?;
-        writeln!(
-            s,
-            "pibench sweep models/*.safetensors --out {}",
-            dir.display()
-        )?;
+        writeln!(s, "pibench sweep models/*.safetensors --out {dir_arg}")?;
+        writeln!(s, "```\n")?;
+    }
+    if !commands.is_empty() {
+        let lead = if unrecorded > 0 {
+            "The other runs were measured by:"
+        } else {
+            "The runs were measured by:"
+        };
+        writeln!(s, "{lead}\n")?;
+        writeln!(s, "```sh")?;
+        for (_, c) in &commands {
+            writeln!(s, "{c}")?;
+        }
         writeln!(s, "```\n")?;
     }
     writeln!(
         s,
         "Every figure and table above is drawn from the per-run JSON files in `{}` (and the \
          evaluations in `{}`); `results.csv` has one row per run, by model in the order of the \
-         tables, then by input and repeat, emulated runs last, and `costmodel.json` the fitted \
+         tables, then by sweep (the first, then its appends), input and repeat, emulated runs last, and `costmodel.json` the fitted \
          cost model.\n",
         dir.join("runs").display(),
         dir.join("eval").display()
@@ -389,13 +394,12 @@ fn write_reproduce(s: &mut String, sweep: &Sweep, dir: &Path) -> std::fmt::Resul
     writeln!(s, "```sh")?;
     writeln!(
         s,
-        "pibench report {}   # redraw this report from its run files, without rerunning",
-        dir.display()
+        "pibench report {dir_arg}   # redraw this report from its run files, without rerunning"
     )?;
     writeln!(
         s,
         "pibench predict MODEL --link wan --costmodel {}   # estimate a bundle without running it",
-        dir.join("costmodel.json").display()
+        shell_quote(&dir.join("costmodel.json").display().to_string())
     )?;
     writeln!(s, "```")?;
     Ok(())

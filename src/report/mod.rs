@@ -16,7 +16,7 @@ pub mod markdown;
 pub mod plots;
 pub mod saving;
 pub mod sweep;
-mod text;
+pub(crate) mod text;
 
 use std::path::{Path, PathBuf};
 

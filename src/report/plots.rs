@@ -74,20 +74,43 @@ fn link_color(link: &str, i: usize) -> RGBColor {
 
 /// The colour and marker that are a method's own, for the methods pibench knows.
 fn method_look(method: &str) -> Option<Look> {
-    let (color, marker) = match method {
-        "rlnet" => (PALETTE[0], Marker::Circle),
-        "senet" => (PALETTE[1], Marker::Triangle),
-        "snl" => (PALETTE[2], Marker::Square),
-        "dense" => (PALETTE[7], Marker::Diamond),
-        _ => return None,
-    };
-    Some(Look { color, marker })
+    KNOWN_METHODS
+        .iter()
+        .find(|(m, _)| *m == method)
+        .map(|&(_, look)| look)
 }
 
-/// The colour of a method: its own, else one of the palette's others by `i`.
-pub(super) fn method_color(method: &str, i: usize) -> RGBColor {
-    method_look(method).map_or(PALETTE[(3 + i) % PALETTE.len()], |l| l.color)
-}
+/// The methods pibench knows, each with its own colour and marker.
+const KNOWN_METHODS: [(&str, Look); 4] = [
+    (
+        "rlnet",
+        Look {
+            color: PALETTE[0],
+            marker: Marker::Circle,
+        },
+    ),
+    (
+        "senet",
+        Look {
+            color: PALETTE[1],
+            marker: Marker::Triangle,
+        },
+    ),
+    (
+        "snl",
+        Look {
+            color: PALETTE[2],
+            marker: Marker::Square,
+        },
+    ),
+    (
+        "dense",
+        Look {
+            color: PALETTE[7],
+            marker: Marker::Diamond,
+        },
+    ),
+];
 
 /// How one series family (or model) looks in every x–y figure.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -106,10 +129,7 @@ pub(super) struct Look {
 /// generated hues; markers are unique for up to [`MARKERS`]`.len()` families (then the figures
 /// say so).
 pub(super) fn looks(methods: &[&str]) -> Vec<Look> {
-    let owned: Vec<Look> = ["rlnet", "senet", "snl", "dense"]
-        .iter()
-        .filter_map(|m| method_look(m))
-        .collect();
+    let owned: Vec<Look> = KNOWN_METHODS.iter().map(|&(_, look)| look).collect();
     // Free colours and markers in the order they are handed out.
     let by_preference = |all: Vec<RGBColor>| -> Vec<RGBColor> {
         let (theirs, free): (Vec<_>, Vec<_>) = all
@@ -166,12 +186,19 @@ pub(super) fn markers_suffice(n: usize) -> bool {
     n <= MARKERS.len()
 }
 
+/// The colours of `methods` in a per-method bar chart: those [`looks`] gives them, so that a
+/// method has the same colour in the bars as in the lines.
+pub(super) fn method_colors(methods: &[String]) -> Vec<RGBColor> {
+    let names: Vec<&str> = methods.iter().map(String::as_str).collect();
+    looks(&names).into_iter().map(|l| l.color).collect()
+}
+
 /// One coloured box per method, in the order given: the legend of a per-method bar chart.
 pub(super) fn method_legend(methods: &[String]) -> Vec<LegendEntry> {
     methods
         .iter()
-        .enumerate()
-        .map(|(i, m)| LegendEntry::bar(method_display(m), method_color(m, i)))
+        .zip(method_colors(methods))
+        .map(|(m, c)| LegendEntry::bar(method_display(m), c))
         .collect()
 }
 
@@ -677,12 +704,12 @@ pub(super) fn comparison_panel(
     value: &dyn Fn(&ModelGroup) -> Option<f64>,
 ) -> BarPanel {
     let (_, budgets, methods, table) = c;
-    let slots = methods
-        .iter()
+    let slots = method_colors(methods)
+        .into_iter()
         .enumerate()
-        .map(|(mi, m)| BarSlot {
+        .map(|(mi, color)| BarSlot {
             segments: vec![BarSegment {
-                color: method_color(m, mi),
+                color,
                 values: table[mi]
                     .iter()
                     .map(|g| g.and_then(value).unwrap_or(0.0))

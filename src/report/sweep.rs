@@ -224,7 +224,8 @@ impl ModelGroup {
 #[derive(Clone, Debug)]
 pub struct Sweep {
     /// Every run, in report order ([`Sweep::from_results`]): whatever order they were given in
-    /// (measured, or loaded from files), the same runs are in the same order.
+    /// (measured, or loaded from files), runs that record their place in a sweep come out in
+    /// the same order; runs that record none keep the order they were given in among equals.
     pub runs: Vec<RunResult>,
     /// The groups, sorted by architecture, dataset, method, budget, name and BN path.
     pub groups: Vec<ModelGroup>,
@@ -320,7 +321,7 @@ impl Sweep {
             .into_iter()
             .map(|(key, mut idx)| {
                 // Stable: equal places keep the order given.
-                idx.sort_by_key(|&i| run_order(&runs[i]));
+                idx.sort_by_cached_key(|&i| run_order(&runs[i]));
                 build_group(key, idx, &runs)
             })
             .collect();

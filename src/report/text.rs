@@ -1,5 +1,5 @@
 //! Text helpers every markdown writer of the report uses: thousands separators, table-cell
-//! escaping, table heads, file names.
+//! escaping, table heads, file names, shell words for the commands a report prints.
 
 use super::plots::fmt_budget;
 
@@ -37,4 +37,15 @@ pub(super) fn table_head(s: &mut String, columns: &[&str]) -> std::fmt::Result {
     use std::fmt::Write;
     writeln!(s, "| {} |", columns.join(" | "))?;
     writeln!(s, "|{}", "---|".repeat(columns.len()))
+}
+
+/// `arg` as one word of a POSIX shell: as it is when it holds no character the shell treats
+/// specially, else in single quotes.
+pub(crate) fn shell_quote(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./,:=@%+".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
 }
