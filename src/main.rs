@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use pibench::bench::relu::relu_bench;
 use pibench::bench::run::{run_local, InputSpec, RunOptions, Transport};
+use pibench::bench::sweep::SweepOptions;
 use pibench::crypto::ot::OtKind;
 use pibench::gc::Scheme;
 use pibench::model::BnPath;
@@ -29,10 +30,10 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct RingArgs {
     /// Ring bit width ℓ (shares live in Z_2^ℓ).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = Ring::DEFAULT_ELL)]
     ell: u32,
     /// Fractional bits f of the fixed-point encoding.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = Ring::DEFAULT_FRAC)]
     frac: u32,
 }
 
@@ -416,10 +417,10 @@ enum Command {
         #[arg(long, default_value = "reports")]
         out: PathBuf,
         /// Inputs per model (seeded random images).
-        #[arg(long, default_value_t = 2, value_parser = positive)]
+        #[arg(long, default_value_t = SweepOptions::DEFAULT_INPUTS, value_parser = positive)]
         inputs: usize,
         /// Repeats per input.
-        #[arg(long, default_value_t = 2, value_parser = positive)]
+        #[arg(long, default_value_t = SweepOptions::DEFAULT_REPEATS, value_parser = positive)]
         repeats: usize,
         /// When OUT already holds files: delete its earlier run files and the report files
         /// pibench wrote there (other files stay), and start afresh.
@@ -439,10 +440,10 @@ enum Command {
         #[arg(long = "emulate")]
         emulate: Vec<String>,
         /// Linear preprocessing backend.
-        #[arg(long = "offline", default_value = "dealer")]
+        #[arg(long = "offline", default_value_t = SweepOptions::DEFAULT_BACKEND)]
         backend: Backend,
         /// Largest budget an emulated run is made for.
-        #[arg(long, default_value_t = 60_000)]
+        #[arg(long, default_value_t = SweepOptions::DEFAULT_EMULATE_MAX_BUDGET)]
         emulate_max_budget: u64,
         #[command(flatten)]
         ring: RingArgs,
@@ -564,7 +565,7 @@ enum Command {
     },
 }
 
-fn run_sweep(opts: &pibench::bench::sweep::SweepOptions) -> Result<()> {
+fn run_sweep(opts: &SweepOptions) -> Result<()> {
     eprintln!(
         "pibench: sweeping {} models ({} inputs × {} repeats each, links {}) into {}",
         opts.models.len(),
@@ -676,7 +677,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 models
             };
-            let mut opts = pibench::bench::sweep::SweepOptions::new(models, out);
+            let mut opts = SweepOptions::new(models, out);
             opts.inputs = inputs;
             opts.repeats = repeats;
             opts.existing = match (force, append) {

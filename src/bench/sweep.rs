@@ -165,21 +165,34 @@ pub enum Existing {
 }
 
 impl SweepOptions {
-    /// The default job: `models`, 2 inputs, 2 repeats, clean path, ℓ = 64, f = 12, the link
-    /// presets, LAN emulated on budgets up to 60k.
+    /// Inputs per model unless told otherwise (`sweep --inputs`).
+    pub const DEFAULT_INPUTS: usize = 2;
+    /// Repeats per input unless told otherwise (`sweep --repeats`).
+    pub const DEFAULT_REPEATS: usize = 2;
+    /// The largest budget an emulated run is made for unless told otherwise
+    /// (`sweep --emulate-max-budget`).
+    pub const DEFAULT_EMULATE_MAX_BUDGET: u64 = 60_000;
+    /// The linear preprocessing unless told otherwise (`sweep --offline`).
+    pub const DEFAULT_BACKEND: crate::protocol::prepro::Backend =
+        crate::protocol::prepro::Backend::Dealer;
+
+    /// The `pibench sweep` defaults (the clap attributes in `main.rs` take theirs from the
+    /// constants above and [`Ring::default`], so a recorded [`SweepOptions::command_line`] that
+    /// leaves a default out reruns with it): `models`, 2 inputs, 2 repeats, clean path,
+    /// ℓ = 64, f = 12, the link presets, LAN emulated on budgets up to 60k.
     pub fn new(models: Vec<PathBuf>, out: impl Into<PathBuf>) -> Self {
         SweepOptions {
             models,
             out: out.into(),
-            inputs: 2,
-            repeats: 2,
+            inputs: Self::DEFAULT_INPUTS,
+            repeats: Self::DEFAULT_REPEATS,
             bn_paths: vec![BnPath::Clean],
             ring: Ring::default(),
-            backend: crate::protocol::prepro::Backend::Dealer,
+            backend: Self::DEFAULT_BACKEND,
             gc: vec![crate::protocol::GcOptions::RECOMMENDED],
             links: Link::presets(),
             emulate: vec![Link::lan()],
-            emulate_max_budget: 60_000,
+            emulate_max_budget: Self::DEFAULT_EMULATE_MAX_BUDGET,
             timeout: Duration::from_secs(300),
             progress: true,
             warmup: true,

@@ -36,11 +36,19 @@ pub struct Ring {
 
 impl Default for Ring {
     fn default() -> Self {
-        Ring { ell: 64, frac: 12 }
+        Ring {
+            ell: Ring::DEFAULT_ELL,
+            frac: Ring::DEFAULT_FRAC,
+        }
     }
 }
 
 impl Ring {
+    /// The default ring width ℓ (the command line's `--ell`).
+    pub const DEFAULT_ELL: u32 = 64;
+    /// The default fractional bits f (the command line's `--frac`).
+    pub const DEFAULT_FRAC: u32 = 12;
+
     /// The ring Z_2^ℓ with f fractional bits; products of two values carry 2f bits, so
     /// 2f + 2 < ℓ is required for any headroom at all.
     pub fn new(ell: u32, frac: u32) -> Result<Self, RingError> {
