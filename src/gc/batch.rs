@@ -45,7 +45,6 @@ use rayon::prelude::*;
 
 use crate::crypto::block::zeroed_blocks;
 use crate::crypto::buffer::BlockBuf;
-use crate::crypto::ot::ChoiceBits;
 
 use super::circuit::{check_len, Circuit};
 use super::halfgates::Delta;
@@ -271,62 +270,16 @@ fn jobs<'t, 'l, T>(
     v
 }
 
-/// Loads the labels of `g` instances into the wire-major workspace; the evaluator's labels
-/// `ev` are flipped by `flips` (times `d`) where given.
+/// Loads the labels of `g` instances into the wire-major workspace.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn load_inputs(
-    labels: &mut [Lanes],
-    g: usize,
-    gb: &[Block],
-    gi: usize,
-    ev: &[Block],
-    ei: usize,
-    d: Block,
-    flips: Option<Flips<'_>>,
-) {
+fn load_inputs(labels: &mut [Lanes], g: usize, gb: &[Block], gi: usize, ev: &[Block], ei: usize) {
     for j in 0..g {
         for (w, &l) in gb[j * gi..(j + 1) * gi].iter().enumerate() {
             labels[w].set_lane(j, l);
         }
-        let ev = &ev[j * ei..(j + 1) * ei];
-        match flips {
-            None => {
-                for (w, &l) in ev.iter().enumerate() {
-                    labels[gi + w].set_lane(j, l);
-                }
-            }
-            Some(f) => {
-                for (w, &l) in ev.iter().enumerate() {
-                    labels[gi + w].set_lane(j, l ^ d.select(f.bit(j * ei + w)));
-                }
-            }
+        for (w, &l) in ev[j * ei..(j + 1) * ei].iter().enumerate() {
+            labels[gi + w].set_lane(j, l);
         }
-    }
-}
-
-/// Flips of evaluator zero-labels (see [`EvaluatorLabels::Flipped`]): label `k` of a range is
-/// flipped iff bit `at + k` of `bits` is set.
-#[derive(Clone, Copy)]
-struct Flips<'f> {
-    bits: &'f ChoiceBits,
-    at: usize,
-}
-
-impl Flips<'_> {
-    /// The flips of the range that starts `k` labels further on.
-    #[inline(always)]
-    fn skip(self, k: usize) -> Self {
-        Flips {
-            at: self.at + k,
-            ..self
-        }
-    }
-
-    /// Whether label `k` of the range is flipped.
-    #[inline(always)]
-    fn bit(self, k: usize) -> bool {
-        self.bits.get(self.at + k)
     }
 }
 
@@ -375,6 +328,10 @@ pub enum GarblerLabels<'g> {
     Drawn(&'g mut Prg),
 }
 
+/// A source of evaluator zero-labels for [`EvaluatorLabels::Expanded`]: fills its first
+/// argument with the next labels and may append blocks to send ahead of them to its second.
+pub type ExpandLabels<'g> = dyn FnMut(&mut [Block], &mut Vec<Block>) -> Result<(), GcError> + 'g;
+
 /// Where a streaming garbler's zero-labels of the evaluator's inputs come from (see
 /// [`BatchGarbler::garble_stream`]).
 pub enum EvaluatorLabels<'g> {
@@ -382,18 +339,10 @@ pub enum EvaluatorLabels<'g> {
     Held(&'g [Block]),
     /// Computed chunk by chunk as they are garbled: each call fills the next labels in order
     /// (the OT's outputs expanded a piece at a time, without ever holding them all: for
-    /// 100,000 64-bit ReLUs, 205 MB the process need not fault in).
-    Expanded(&'g mut dyn FnMut(&mut [Block]) -> Result<(), GcError>),
-    /// All `n · evaluator_inputs` of them held by the caller as `labels[j] ⊕ f_j·Δ`, with `f_j`
-    /// bit `j` of `flips`: an OT's outputs whose choice corrections are applied as each label
-    /// is loaded to be garbled, in cache, instead of in a pass of their own over all of them
-    /// before garbling starts.
-    Flipped {
-        /// The labels before their flips.
-        labels: &'g [Block],
-        /// The flips, one bit per label (the OT's choice corrections, public to the garbler).
-        flips: &'g ChoiceBits,
-    },
+    /// 100,000 64-bit ReLUs, 205 MB the process need not fault in), and may append blocks to
+    /// its second argument (silent OT's chunk messages), which go on the wire just before
+    /// the tables garbled with those labels.
+    Expanded(&'g mut ExpandLabels<'g>),
 }
 
 /// Garbles many instances of one circuit under one Δ with scheme `S`: the engine shared by
@@ -456,15 +405,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         tables: &mut [S::Elem],
         out_lsb: &mut [bool],
     ) -> Result<(), GcError> {
-        self.garble_on(
-            false,
-            gb_zero,
-            ev_zero,
-            None,
-            first_instance,
-            tables,
-            out_lsb,
-        )
+        self.garble_on(false, gb_zero, ev_zero, first_instance, tables, out_lsb)
     }
 
     /// [`BatchGarbler::garble_batch`] spread over the rayon thread pool; same inputs, same
@@ -477,27 +418,15 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         tables: &mut [S::Elem],
         out_lsb: &mut [bool],
     ) -> Result<(), GcError> {
-        self.garble_on(
-            true,
-            gb_zero,
-            ev_zero,
-            None,
-            first_instance,
-            tables,
-            out_lsb,
-        )
+        self.garble_on(true, gb_zero, ev_zero, first_instance, tables, out_lsb)
     }
 
-    /// [`BatchGarbler::garble_batch`] on the calling thread or (`par`) over the rayon pool,
-    /// the evaluator's zero-labels flipped by `flips` where given (the caller checked their
-    /// length).
-    #[allow(clippy::too_many_arguments)]
+    /// [`BatchGarbler::garble_batch`] on the calling thread or (`par`) over the rayon pool.
     fn garble_on(
         &self,
         par: bool,
         gb_zero: &[Block],
         ev_zero: &[Block],
-        flips: Option<Flips<'_>>,
         first_instance: u64,
         tables: &mut [S::Elem],
         out_lsb: &mut [bool],
@@ -515,8 +444,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
                 let sub = Shape { n: m, ..s };
                 let gb = &gb_zero[i0 * s.gi..(i0 + m) * s.gi];
                 let ev = &ev_zero[i0 * s.ei..(i0 + m) * s.ei];
-                let fl = flips.map(|f| f.skip(i0 * s.ei));
-                self.garble_range(ws, sub, gb, ev, fl, first_instance + i0 as u64, tab, lsb);
+                self.garble_range(ws, sub, gb, ev, first_instance + i0 as u64, tab, lsb);
             };
         if par {
             jobs(s, tables, out_lsb)
@@ -532,8 +460,8 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
     /// `chan` in order; flushes at the end. A helper thread sends chunk `i` while chunk `i + 1`
     /// is garbled, so memory stays bounded by two chunks whatever `n` is. Arguments as for
     /// [`BatchGarbler::garble_batch`], without the tables, and with the garbler's zero-labels
-    /// held or drawn ([`GarblerLabels`]) and the evaluator's held, expanded or held with flips
-    /// ([`EvaluatorLabels`]). Returns the bytes sent (the scheme's
+    /// held or drawn ([`GarblerLabels`]) and the evaluator's held or expanded
+    /// ([`EvaluatorLabels`]), whose expansion may send blocks ahead of each chunk's tables. Returns the bytes sent (the scheme's
     /// `table_bytes(circuit, n)`).
     pub fn garble_stream<C: Channel + ?Sized>(
         &self,
@@ -558,10 +486,6 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         let ev_len = match &ev {
             EvaluatorLabels::Held(e) => e.len(),
             EvaluatorLabels::Expanded(_) => n * ei,
-            EvaluatorLabels::Flipped { labels, flips } => {
-                check_len("label flips", labels.len(), flips.len())?;
-                labels.len()
-            }
         };
         let s = shape::<S>(
             self.circuit,
@@ -580,9 +504,9 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         };
         let mut ev_drawn = match ev {
             EvaluatorLabels::Expanded(_) => zeroed_blocks(m_max * s.ei),
-            EvaluatorLabels::Held(_) | EvaluatorLabels::Flipped { .. } => Vec::new(),
+            EvaluatorLabels::Held(_) => Vec::new(),
         };
-        let sent = send_chunks(chan, s.n, unit, chunk, |i0, m, buf| {
+        let sent = send_chunks(chan, s.n, unit, chunk, |i0, m, buf, ahead| {
             let gb_chunk: &[Block] = match &mut gb {
                 GarblerLabels::Held(g) => &g[i0 * s.gi..(i0 + m) * s.gi],
                 GarblerLabels::Drawn(prg) => {
@@ -591,26 +515,20 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
                     g
                 }
             };
-            let (ev_chunk, flips): (&[Block], _) = match &mut ev {
-                EvaluatorLabels::Held(e) => (&e[i0 * s.ei..(i0 + m) * s.ei], None),
+            let ev_chunk: &[Block] = match &mut ev {
+                EvaluatorLabels::Held(e) => &e[i0 * s.ei..(i0 + m) * s.ei],
                 EvaluatorLabels::Expanded(fill) => {
                     let e = &mut ev_drawn[..m * s.ei];
-                    fill(e)?;
-                    (e, None)
+                    let mut msg = Vec::new();
+                    fill(e, &mut msg)?;
+                    ahead(msg)?;
+                    e
                 }
-                EvaluatorLabels::Flipped { labels, flips } => (
-                    &labels[i0 * s.ei..(i0 + m) * s.ei],
-                    Some(Flips {
-                        bits: flips,
-                        at: i0 * s.ei,
-                    }),
-                ),
             };
             self.garble_on(
                 true,
                 gb_chunk,
                 ev_chunk,
-                flips,
                 first_instance + i0 as u64,
                 &mut S::elems_mut(buf)[..m * s.tb],
                 &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
@@ -631,7 +549,6 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         s: Shape,
         gb_zero: &[Block],
         ev_zero: &[Block],
-        flips: Option<Flips<'_>>,
         first: u64,
         tables: &mut [S::Elem],
         out_lsb: &mut [bool],
@@ -655,8 +572,6 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
                 c.garbler_inputs(),
                 &ev_zero[i0 * s.ei..(i0 + g) * s.ei],
                 c.evaluator_inputs(),
-                d,
-                flips.map(|f| f.skip(i0 * s.ei)),
             );
             S::garble_group(
                 &self.kernel,
@@ -860,8 +775,6 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
                 c.garbler_inputs(),
                 &ev[i0 * s.ei..(i0 + g) * s.ei],
                 c.evaluator_inputs(),
-                Block::ZERO,
-                None,
             );
             S::eval_group(
                 &self.kernel,
@@ -961,17 +874,17 @@ pub fn pack_bits(bits: &[bool]) -> Vec<u8> {
 /// Queues of a double-buffered table stream: `full` carries filled chunk buffers (with their
 /// used length in bytes) to the other thread, `free` brings them back; at most two chunks exist.
 #[allow(clippy::type_complexity)]
-fn table_ring(
+fn table_ring<T>(
     n: usize,
     unit_bytes: usize,
     chunk: usize,
 ) -> (
-    mpsc::SyncSender<(BlockBuf, usize)>,
-    mpsc::Receiver<(BlockBuf, usize)>,
+    mpsc::SyncSender<T>,
+    mpsc::Receiver<T>,
     mpsc::Sender<BlockBuf>,
     mpsc::Receiver<BlockBuf>,
 ) {
-    let (full_tx, full_rx) = mpsc::sync_channel(1);
+    let (full_tx, full_rx) = mpsc::sync_channel(2);
     let (free_tx, free_rx) = mpsc::channel();
     for _ in 0..2.min(n.div_ceil(chunk)) {
         // Cannot fail: the receiving end is alive, returned below.
@@ -980,11 +893,21 @@ fn table_ring(
     (full_tx, full_rx, free_tx, free_rx)
 }
 
-/// The streaming garbler of every scheme: `fill(i0, m, buf)` garbles instances `i0..i0 + m`
-/// into the first `m · unit_bytes` bytes of `buf` (a block buffer, viewed as the scheme's table
-/// elements), in chunks of `chunk` instances; a helper thread sends chunk `i` while chunk `i + 1`
-/// is garbled, so memory stays bounded by two chunks whatever `n` is. Flushes at the end and
-/// returns the bytes sent, `n · unit_bytes`.
+/// What the garbling thread of [`send_chunks`] hands its sending thread, in wire order.
+enum Outgoing {
+    /// Blocks that go ahead of a chunk's tables, sent as soon as they are handed over.
+    Ahead(Vec<Block>),
+    /// A chunk's tables: the buffer and the bytes of it to send.
+    Tables(BlockBuf, usize),
+}
+
+/// The streaming garbler of every scheme: `fill(i0, m, buf, ahead)` garbles instances
+/// `i0..i0 + m` into the first `m · unit_bytes` bytes of `buf` (a block buffer, viewed as the
+/// scheme's table elements), in chunks of `chunk` instances, and may first pass to `ahead`
+/// blocks that go on the wire before those tables (silent OT's chunk messages): they are sent
+/// at once, so the evaluator can work on them while the chunk is garbled. A helper thread sends
+/// chunk `i` while chunk `i + 1` is garbled, so memory stays bounded by two chunks whatever `n`
+/// is. Flushes at the end and returns the table bytes sent, `n · unit_bytes`.
 fn send_chunks<C, F>(
     chan: &mut C,
     n: usize,
@@ -994,18 +917,32 @@ fn send_chunks<C, F>(
 ) -> Result<u64, GcError>
 where
     C: Channel + ?Sized,
-    F: FnMut(usize, usize, &mut [Block]) -> Result<(), GcError>,
+    F: FnMut(
+        usize,
+        usize,
+        &mut [Block],
+        &mut dyn FnMut(Vec<Block>) -> Result<(), GcError>,
+    ) -> Result<(), GcError>,
 {
     let chunk = chunk.max(1);
-    let (full_tx, full_rx, free_tx, free_rx) = table_ring(n, unit_bytes, chunk);
+    let (full_tx, full_rx, free_tx, free_rx) = table_ring::<Outgoing>(n, unit_bytes, chunk);
     std::thread::scope(|scope| {
         let sender = scope.spawn(move || -> Result<u64, GcError> {
             let mut sent = 0u64;
-            for (buf, len) in full_rx {
-                chan.send(&crate::crypto::block::blocks_as_bytes(&buf)[..len])?;
-                sent += len as u64;
-                // The garbler may already be done and gone; then the buffer is just freed.
-                let _ = free_tx.send(buf);
+            for out in full_rx {
+                match out {
+                    Outgoing::Ahead(blocks) => {
+                        chan.send(crate::crypto::block::blocks_as_bytes(&blocks))?;
+                        chan.flush()?;
+                    }
+                    Outgoing::Tables(buf, len) => {
+                        chan.send(&crate::crypto::block::blocks_as_bytes(&buf)[..len])?;
+                        sent += len as u64;
+                        // The garbler may already be done and gone; then the buffer is just
+                        // freed.
+                        let _ = free_tx.send(buf);
+                    }
+                }
             }
             chan.flush()?;
             Ok(sent)
@@ -1017,8 +954,14 @@ where
             // A closed queue means the sender failed: its error is reported below.
             let Ok(mut buf) = free_rx.recv() else { break };
             let len = m * unit_bytes;
-            garbled = fill(i0, m, &mut buf[..len.div_ceil(16)]);
-            if garbled.is_err() || full_tx.send((buf, len)).is_err() {
+            let mut ahead = |blocks: Vec<Block>| {
+                if !blocks.is_empty() && full_tx.send(Outgoing::Ahead(blocks)).is_err() {
+                    return Err(GcError::Params("the sending thread stopped".into()));
+                }
+                Ok(())
+            };
+            garbled = fill(i0, m, &mut buf[..len.div_ceil(16)], &mut ahead);
+            if garbled.is_err() || full_tx.send(Outgoing::Tables(buf, len)).is_err() {
                 break;
             }
             i0 += m;
@@ -1044,7 +987,8 @@ where
     F: FnMut(usize, usize, &[Block]) -> Result<(), GcError>,
 {
     let chunk = chunk.max(1);
-    let (full_tx, full_rx, free_tx, free_rx) = table_ring(n, unit_bytes, chunk);
+    let (full_tx, full_rx, free_tx, free_rx) =
+        table_ring::<(BlockBuf, usize)>(n, unit_bytes, chunk);
     std::thread::scope(|scope| {
         let receiver = scope.spawn(move || -> Result<u64, GcError> {
             let mut received = 0u64;
@@ -1166,7 +1110,7 @@ mod tests {
     }
 
     #[test]
-    fn drawn_expanded_and_flipped_labels_stream_the_same_tables_as_held_ones() {
+    fn drawn_and_expanded_labels_stream_the_same_tables_as_held_ones() {
         let c = Case::new(12, 64, 12, 333);
         let (n, ell) = (c.n(), c.ell);
         let b = &c.b;
@@ -1174,25 +1118,22 @@ mod tests {
         let seed = Block(99);
         let mut gz = vec![Block::ZERO; n * ell];
         Prg::from_seed(seed).fill_blocks(&mut gz);
-        // The evaluator's labels handed out in order, as an OT expanding its outputs would.
+        // The evaluator's labels handed out in order, as an OT expanding its outputs would;
+        // the second source also sends a numbered block ahead of each chunk.
         let mut at = 0;
-        let mut expand = |out: &mut [Block]| -> Result<(), GcError> {
+        let mut expand = |out: &mut [Block], _: &mut Vec<Block>| -> Result<(), GcError> {
             out.copy_from_slice(&b.ev_zero[at..at + out.len()]);
             at += out.len();
             Ok(())
         };
-        use rand::RngCore as _;
-        // The same labels held with random flips undone: `flipped[j] ⊕ f_j·Δ = ev_zero[j]`.
-        let mut words = vec![0u64; b.ev_zero.len().div_ceil(64)];
-        Prg::from_seed(Block(7)).fill_bytes(crate::crypto::block::words_as_bytes_mut(&mut words));
-        let mut flips = ChoiceBits::new();
-        for (i, &w) in words.iter().enumerate() {
-            flips.push_word(w, (b.ev_zero.len() - 64 * i).min(64));
-        }
-        let flipped: Vec<Block> = (b.ev_zero.iter().enumerate())
-            .map(|(j, &l)| l ^ c.delta.block().select((words[j / 64] >> (j % 64)) & 1 == 1))
-            .collect();
-        assert_ne!(flipped, b.ev_zero);
+        let (mut at2, mut calls) = (0, 0u128);
+        let mut expand_ahead = |out: &mut [Block], msg: &mut Vec<Block>| -> Result<(), GcError> {
+            out.copy_from_slice(&b.ev_zero[at2..at2 + out.len()]);
+            at2 += out.len();
+            msg.push(Block(0xabc0 + calls));
+            calls += 1;
+            Ok(())
+        };
         let mut got = Vec::new();
         for (drawn, ev_way) in [(false, 0), (true, 0), (false, 1), (true, 2)] {
             let (mut cg, mut ce) = mem_pair(std::time::Duration::from_secs(30));
@@ -1206,36 +1147,28 @@ mod tests {
             let ev = match ev_way {
                 0 => EvaluatorLabels::Held(&b.ev_zero),
                 1 => EvaluatorLabels::Expanded(&mut expand),
-                _ => EvaluatorLabels::Flipped {
-                    labels: &flipped,
-                    flips: &flips,
-                },
+                _ => EvaluatorLabels::Expanded(&mut expand_ahead),
             };
-            let sent = g.garble_stream(&mut cg, gb, ev, 3, &mut lsb, 100).unwrap();
-            let mut tables = vec![0u8; sent as usize];
-            ce.recv(&mut tables).unwrap();
+            let sent = g.garble_stream(&mut cg, gb, ev, 3, &mut lsb, 100).unwrap() as usize;
+            let mut tables = vec![0u8; sent];
+            if ev_way == 2 {
+                // Chunks of 100, 100, 100 and 33 instances, each after its block.
+                let per = sent / n;
+                let mut t0 = 0;
+                for (k, m) in [100, 100, 100, 33].into_iter().enumerate() {
+                    let mut mark = [Block::ZERO];
+                    ce.recv_blocks(&mut mark).unwrap();
+                    assert_eq!(mark[0], Block(0xabc0 + k as u128));
+                    ce.recv(&mut tables[t0..t0 + m * per]).unwrap();
+                    t0 += m * per;
+                }
+            } else {
+                ce.recv(&mut tables).unwrap();
+            }
             got.push((tables, lsb));
         }
         assert!(got.iter().all(|x| *x == got[0]));
-        assert_eq!(at, b.ev_zero.len());
-        // Too few flips for the labels.
-        let mut lsb = vec![false; n * ell];
-        let mut fewer = ChoiceBits::new();
-        fewer.resize(flips.len() - 1);
-        fewer.copy_from(0, &flips, 0, flips.len() - 1);
-        assert!(g
-            .garble_stream(
-                &mut mem_pair(std::time::Duration::from_secs(1)).0,
-                GarblerLabels::Held(&gz),
-                EvaluatorLabels::Flipped {
-                    labels: &flipped,
-                    flips: &fewer,
-                },
-                0,
-                &mut lsb,
-                100
-            )
-            .is_err());
+        assert_eq!((at, at2), (b.ev_zero.len(), b.ev_zero.len()));
         let mut short = vec![false; n * ell - 1];
         assert!(g
             .garble_stream(
@@ -1248,8 +1181,9 @@ mod tests {
             )
             .is_err());
         // A failing source stops the stream with its error.
-        let mut failing =
-            |_: &mut [Block]| -> Result<(), GcError> { Err(GcError::Params("no labels".into())) };
+        let mut failing = |_: &mut [Block], _: &mut Vec<Block>| -> Result<(), GcError> {
+            Err(GcError::Params("no labels".into()))
+        };
         let mut lsb = vec![false; n * ell];
         let r = g.garble_stream(
             &mut mem_pair(std::time::Duration::from_secs(1)).0,

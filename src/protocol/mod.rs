@@ -73,8 +73,10 @@ impl std::fmt::Display for GcOptions {
 /// The protocol version exchanged in the handshake; bump on any wire change. Version 4: the
 /// garbling scheme and OT extension are chosen per session, and the client's output-mask wires
 /// take random-choice OT. Version 5: silent OT's base OTs and small-count fallback run
-/// SoftSpoken with k = 4 (31 columns per 128 OTs instead of k = 8's 15).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// SoftSpoken with k = 4 (31 columns per 128 OTs instead of k = 8's 15). Version 6: a ReLU
+/// site's silent OT is a deferred call: the client's choice corrections come first, and each
+/// chunk's tree message goes just ahead of the tables garbled with its OTs.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Errors of a private inference.
 #[derive(Debug, thiserror::Error)]

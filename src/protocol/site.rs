@@ -34,6 +34,12 @@ use crate::gc::{
 };
 use crate::net::Channel;
 use crate::ring::Ring;
+use core::ops::Range;
+
+/// Instances per slice of a chunk of tables the client receives: at ℓ = 64, the 65,536 OTs of
+/// one silent-OT chunk and about 2.2 MB of three-halves tables, so that expanding one chunk's
+/// labels between two slices never leaves more unread on the socket than its buffers hold.
+const SLICE: usize = 512;
 
 /// The ReLU circuit of one ring and truncation under one garbling scheme, shared by garbler and
 /// evaluator.
@@ -124,30 +130,52 @@ impl ReluEngine {
         Ok(())
     }
 
-    /// Receives the tables of `n` ReLUs chunk by chunk into a fresh buffer.
+    /// Receives the tables of `n` ReLUs into a fresh buffer, in the chunks
+    /// [`ReluEngine::garble_stream`] sends and each in slices of [`SLICE`] instances, calling
+    /// `before(ch, end, slice)` before the tables of the instances in `slice`, where `end` is
+    /// the end of their chunk: what the garbler sent ahead of a chunk's tables is read there,
+    /// and work on the chunk can be spread over its slices.
     fn recv_tables<C: Channel + ?Sized>(
         &self,
         ch: &mut C,
         n: usize,
+        mut before: impl FnMut(&mut C, usize, Range<usize>) -> Result<(), ProtocolError>,
     ) -> Result<BlockBuf, ProtocolError> {
+        fn slices<C: Channel + ?Sized, T>(
+            ch: &mut C,
+            tables: &mut [T],
+            u: usize,
+            before: &mut impl FnMut(&mut C, usize, Range<usize>) -> Result<(), ProtocolError>,
+            mut recv: impl FnMut(&mut C, &mut [T]) -> Result<u64, GcError>,
+        ) -> Result<(), ProtocolError> {
+            for (i, chunk) in tables.chunks_mut(CHUNK * u).enumerate() {
+                let end = i * CHUNK + chunk.len() / u;
+                for (k, slice) in chunk.chunks_mut(SLICE * u).enumerate() {
+                    let i0 = i * CHUNK + k * SLICE;
+                    before(ch, end, i0..i0 + slice.len() / u)?;
+                    prefault(slice);
+                    recv(ch, slice)?;
+                }
+            }
+            Ok(())
+        }
         let u = self.table_units();
         match self.scheme {
             Scheme::HalfGates => {
                 let mut tables = BlockBuf::with_len(n * u);
                 let evaluator = Evaluator::new(&self.circuit);
-                for chunk in tables.chunks_mut(CHUNK * u) {
-                    prefault(chunk);
-                    evaluator.recv_tables(ch, chunk)?;
-                }
+                slices(ch, &mut tables, u, &mut before, |ch, t| {
+                    evaluator.recv_tables(ch, t)
+                })?;
                 Ok(tables)
             }
             Scheme::ThreeHalves => {
                 let mut tables = BlockBuf::with_len((n * u).div_ceil(2));
                 let evaluator = ThEvaluator::new(&self.circuit);
-                for chunk in blocks_as_words_mut(&mut tables)[..n * u].chunks_mut(CHUNK * u) {
-                    prefault(chunk);
-                    evaluator.recv_tables(ch, chunk)?;
-                }
+                let words = &mut blocks_as_words_mut(&mut tables)[..n * u];
+                slices(ch, words, u, &mut before, |ch, t| {
+                    evaluator.recv_tables(ch, t)
+                })?;
                 Ok(tables)
             }
         }
@@ -223,20 +251,17 @@ impl ServerSite {
         } else {
             ChoicePattern::ALL_CHOSEN
         };
-        // SoftSpoken's outputs are computed chunk by chunk as they are garbled, from the
-        // receiver's message held until then (a quarter of their size); the other kinds hand
-        // them all out at once.
+        // SoftSpoken's and silent OT's outputs are computed chunk by chunk as they are
+        // garbled, from the receiver's message held until then (SoftSpoken: a quarter of
+        // their size; silent OT: its choice corrections, the chunks' messages going out with
+        // the tables); IKNP hands them all out at once.
         let defer = n > 0 && cot.defers();
         let mut ev_zero = BlockBuf::with_len(if defer { 0 } else { n * 2 * ell });
-        let (mut deferred, mut flips) = (None, None);
+        let mut deferred = None;
         if defer {
             deferred = Some(cot.send_deferred(ch, pattern, n * 2 * ell)?);
         } else if n > 0 {
-            // A no-op when the session already reserved these OTs.
-            cot.reserve(ch, ev_zero.len())?;
-            // Choice corrections left to the garbler, which applies them as it loads each
-            // label (silent OT's arrive after all of its outputs).
-            flips = cot.send_flipped(ch, pattern, &mut ev_zero)?;
+            cot.send(ch, pattern, &mut ev_zero)?;
         }
         let label_seed = Block::random(rng);
         let mut decode = Vec::new();
@@ -246,18 +271,14 @@ impl ServerSite {
             let mut lsb = vec![false; n * ell];
             let mut control_seed = Block::random(rng);
             let mut expand = deferred.as_mut().map(|d| {
-                move |out: &mut [Block]| {
-                    d.fill(out)
+                move |out: &mut [Block], msg: &mut Vec<Block>| {
+                    d.fill(out, msg)
                         .map_err(|e| GcError::Params(format!("the OT outputs to garble: {e}")))
                 }
             });
-            let ev = match (expand.as_mut(), &flips) {
-                (Some(f), _) => EvaluatorLabels::Expanded(f),
-                (None, Some(f)) => EvaluatorLabels::Flipped {
-                    labels: &ev_zero,
-                    flips: f,
-                },
-                (None, None) => EvaluatorLabels::Held(&ev_zero),
+            let ev = match expand.as_mut() {
+                Some(f) => EvaluatorLabels::Expanded(f),
+                None => EvaluatorLabels::Held(&ev_zero),
             };
             let garbled = engine.garble_stream(
                 ch,
@@ -376,6 +397,7 @@ impl ClientSite {
             (0..n).map(|_| engine.ring.reduce(rng.next_u64())).collect()
         };
         let mut labels = BlockBuf::with_len(n * 2 * ell);
+        let mut tables = None;
         if n > 0 {
             let pattern = if random {
                 engine.choice_pattern()
@@ -391,14 +413,32 @@ impl ClientSite {
                 choices.push_word(ci, ell);
                 choices.push_word(ri, ell);
             }
-            cot.receive(ch, pattern, choices, &mut labels)?;
+            if cot.defers() {
+                // Silent OT: the choice bits are settled now; each chunk of labels comes just
+                // before the tables garbled with it.
+                // Silent OT: the choice bits are settled now. The messages of a chunk of
+                // tables' OTs come just before it; they are read first, and the labels are
+                // expanded slice by slice as the tables are read, so the garbler's stream never
+                // waits long for the client to drain it.
+                let mut call = cot.receive_deferred(ch, pattern, choices)?;
+                let w = 2 * ell;
+                tables = Some(engine.recv_tables(ch, n, |ch, end, slice| {
+                    call.read_messages(ch, end * w)?;
+                    Ok(call.fill_read(&mut labels[slice.start * w..slice.end * w])?)
+                })?);
+            } else {
+                cot.receive(ch, pattern, choices, &mut labels)?;
+            }
             if random {
                 for (j, r) in relu_out_mask.iter_mut().enumerate() {
                     *r = choices.word_at(2 * ell * j + ell, ell);
                 }
             }
         }
-        let tables = engine.recv_tables(ch, n)?;
+        let tables = match tables {
+            Some(t) => t,
+            None => engine.recv_tables(ch, n, |_, _, _| Ok(()))?,
+        };
         let site = ClientSite {
             tables,
             table_bytes: n * engine.table_bytes(),

@@ -338,8 +338,8 @@ fn apply_range(
 
 /// The corrections `d` of OTs `j0..j0 + n` of a call as flips of the sender's labels: bit `j`
 /// is set iff OT `j0 + j` is chosen and its correction bit is 1, so that `out[j] ⊕ f_j·Δ` is
-/// what [`apply_choice_corrections`] makes of `out[j]`. For a consumer that applies them as
-/// it reads the labels anyway (the garbler, as it loads them).
+/// what [`apply_choice_corrections`] makes of `out[j]`. For a sender that hands out a call's
+/// labels piece by piece, long after the corrections came (silent OT's deferred calls).
 pub(crate) fn correction_flips(
     pattern: ChoicePattern,
     j0: usize,

@@ -20,7 +20,7 @@ pub mod transpose;
 pub use self::choice::ChoiceBits;
 pub(crate) use self::choice::{apply_choice_corrections, choice_corrections, correction_flips};
 pub use self::iknp::{CotReceiver, CotSender};
-pub use self::silent::{SilentReceiver, SilentSender};
+pub use self::silent::{SilentDeferredReceive, SilentDeferredSend, SilentReceiver, SilentSender};
 pub use self::softspoken::{DeferredSend, SoftSpokenReceiver, SoftSpokenSender};
 
 use rand_core::{CryptoRng, RngCore};
@@ -251,46 +251,59 @@ impl OtSender {
         }
     }
 
-    /// [`OtSender::send`], except that where the receiver's choice corrections would flip a
-    /// zero-label (`q_j ⊕ Δ`), `out[j]` is left as it was and the flip is returned instead,
-    /// bit `j` of the result set: the zero-label is `out[j] ⊕ f_j·Δ`. For a caller that reads
-    /// the labels once more anyway and applies the flips then (silent OT's corrections arrive
-    /// after all of its outputs, so applying them is a pass of its own over them). `None`
-    /// when nothing is left to flip (IKNP, SoftSpoken: their corrections are applied in
-    /// cache, chunk by chunk).
-    pub fn send_flipped<C: Channel + ?Sized>(
-        &mut self,
-        ch: &mut C,
-        pattern: ChoicePattern,
-        out: &mut [Block],
-    ) -> Result<Option<ChoiceBits>, OtError> {
-        match self {
-            OtSender::Silent(s) => s.send_flipped(ch, pattern, out).map(Some),
-            OtSender::Iknp(_) | OtSender::SoftSpoken(_) => {
-                self.send(ch, pattern, out).map(|()| None)
-            }
-        }
-    }
-
-    /// Whether [`OtSender::send_deferred`] is available (SoftSpoken).
+    /// Whether [`OtSender::send_deferred`] is available (SoftSpoken and silent OT).
     pub fn defers(&self) -> bool {
-        matches!(self, OtSender::SoftSpoken(_))
+        matches!(self, OtSender::SoftSpoken(_) | OtSender::Silent(_))
     }
 
-    /// Reads the receiver's whole message for `n` OTs now and computes the outputs later, in
-    /// order, a piece at a time ([`SoftSpokenSender::send_deferred`]); the same bytes as
-    /// [`OtSender::send`]. An error for the kinds that do not [defer](OtSender::defers).
+    /// Reads what the receiver sends for `n` OTs now and computes the outputs later, in
+    /// order, a piece at a time: SoftSpoken's whole message
+    /// ([`SoftSpokenSender::send_deferred`]; the receiver calls [`OtReceiver::receive`]), or
+    /// silent OT's choice corrections, its chunks generated as they are needed
+    /// ([`SilentSender::send_deferred`]; the receiver calls [`OtReceiver::receive_deferred`]).
+    /// The same bytes as [`OtSender::send`]. An error for the kind that does not
+    /// [defer](OtSender::defers).
     pub fn send_deferred<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
         pattern: ChoicePattern,
         n: usize,
-    ) -> Result<DeferredSend<'_>, OtError> {
+    ) -> Result<Deferred<'_>, OtError> {
         match self {
-            OtSender::SoftSpoken(s) => s.send_deferred(ch, pattern, n),
-            _ => Err(OtError::Parameter(
-                "only SoftSpoken computes its outputs after the message".into(),
+            OtSender::SoftSpoken(s) => s.send_deferred(ch, pattern, n).map(Deferred::SoftSpoken),
+            OtSender::Silent(s) => s.send_deferred(ch, pattern, n).map(Deferred::Silent),
+            OtSender::Iknp(_) => Err(OtError::Parameter(
+                "IKNP computes its outputs with the message".into(),
             )),
+        }
+    }
+}
+
+/// A deferred call of the sender ([`OtSender::send_deferred`]).
+pub enum Deferred<'s> {
+    /// SoftSpoken's: every message already read.
+    SoftSpoken(DeferredSend<'s>),
+    /// Silent OT's: each chunk's message is written when the chunk is generated.
+    Silent(SilentDeferredSend<'s>),
+}
+
+impl Deferred<'_> {
+    /// OTs not handed out yet.
+    pub fn remaining(&self) -> usize {
+        match self {
+            Deferred::SoftSpoken(d) => d.remaining(),
+            Deferred::Silent(d) => d.remaining(),
+        }
+    }
+
+    /// Fills `out` with the call's next `out.len()` zero-labels, corrections applied; the
+    /// messages this needs to send (silent OT's chunks) are appended to `msg`, for the caller to
+    /// send before anything the receiver reads after its matching
+    /// [`SilentDeferredReceive::fill`].
+    pub fn fill(&mut self, out: &mut [Block], msg: &mut Vec<Block>) -> Result<(), OtError> {
+        match self {
+            Deferred::SoftSpoken(d) => d.fill(out),
+            Deferred::Silent(d) => d.fill(out, msg),
         }
     }
 }
@@ -336,6 +349,30 @@ impl OtReceiver {
         match self {
             OtReceiver::Silent(r) => r.reserve(ch, n),
             OtReceiver::Iknp(..) | OtReceiver::SoftSpoken(_) => Ok(()),
+        }
+    }
+
+    /// Whether [`OtReceiver::receive_deferred`] is available (silent OT), which its sender
+    /// then expects instead of [`OtReceiver::receive`].
+    pub fn defers(&self) -> bool {
+        matches!(self, OtReceiver::Silent(_))
+    }
+
+    /// The receiver's side of a deferred silent-OT call ([`SilentReceiver::receive_deferred`]):
+    /// settles every choice bit and sends the corrections now; the labels come later through
+    /// the returned call's `fill`. An error for the kinds that do not
+    /// [defer](OtReceiver::defers).
+    pub fn receive_deferred<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        choices: &mut ChoiceBits,
+    ) -> Result<SilentDeferredReceive<'_>, OtError> {
+        match self {
+            OtReceiver::Silent(r) => r.receive_deferred(ch, pattern, choices),
+            OtReceiver::Iknp(..) | OtReceiver::SoftSpoken(_) => Err(OtError::Parameter(
+                "only silent OT's receiver defers its outputs".into(),
+            )),
         }
     }
 
@@ -408,6 +445,9 @@ pub enum OtError {
     /// Parameters outside what a protocol supports (such as SoftSpoken's `k`).
     #[error("OT parameters: {0}")]
     Parameter(String),
+    /// A bug of this party's own (a broken internal invariant), never caused by the peer.
+    #[error("OT: internal error: {0}")]
+    Internal(String),
     /// A `Δ` whose least significant bit is 0: free-XOR with point-and-permute needs it set.
     #[error("COT setup: delta must have its least significant bit set (point-and-permute)")]
     InvalidDelta,

@@ -997,12 +997,15 @@ mod tests {
                         let mut at = 0;
                         for piece in [1, 5000, CHUNK_OTS + 7, 4 * CHUNK_OTS + 5, usize::MAX] {
                             let m = piece.min(deferred.remaining());
-                            deferred.fill(&mut q[at..at + m]).unwrap();
+                            let mut msg = Vec::new();
+                            deferred.fill(&mut q[at..at + m], &mut msg).unwrap();
+                            // SoftSpoken has nothing more to send.
+                            assert!(msg.is_empty());
                             at += m;
                         }
                         assert_eq!((at, deferred.remaining()), (n, 0));
                         assert!(matches!(
-                            deferred.fill(&mut [Block::ZERO]),
+                            deferred.fill(&mut [Block::ZERO], &mut Vec::new()),
                             Err(OtError::LengthMismatch { .. })
                         ));
                     }

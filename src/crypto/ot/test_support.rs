@@ -74,6 +74,65 @@ pub(crate) fn run_call<C: Channel + Send + 'static>(
     )
 }
 
+/// [`run_call`] through the deferred calls ([`OtSender::send_deferred`],
+/// [`OtReceiver::receive_deferred`]), each party taking its outputs in pieces of the sizes it
+/// is given (cycled): the sender sends what each piece's fill wrote right after it.
+pub(crate) fn run_deferred_call<C: Channel + Send + 'static>(
+    (mut s, mut chs, d): Sender<C>,
+    r: &mut OtReceiver,
+    chr: &mut C,
+    pattern: ChoicePattern,
+    want: Vec<bool>,
+    pieces: (&[usize], &[usize]),
+) -> (Sender<C>, Call) {
+    use crate::crypto::BlockChannel;
+    let n = want.len();
+    let sender_pieces = pieces.0.to_vec();
+    let h = std::thread::spawn(move || {
+        let mut y = vec![Block::ZERO; n];
+        let mut call = s.send_deferred(&mut chs, pattern, n).unwrap();
+        let (mut at, mut msg) = (0, Vec::new());
+        for &k in sender_pieces.iter().cycle() {
+            let k = k.min(n - at);
+            call.fill(&mut y[at..at + k], &mut msg).unwrap();
+            chs.send_blocks(&msg).unwrap();
+            msg.clear();
+            at += k;
+            if at == n {
+                break;
+            }
+        }
+        drop(call);
+        chs.flush().unwrap();
+        (s, chs, y)
+    });
+    let mut bits = ChoiceBits::from_bools(&want);
+    let mut z = vec![Block::ZERO; n];
+    let mut call = r.receive_deferred(chr, pattern, &mut bits).unwrap();
+    let mut at = 0;
+    for &k in pieces.1.iter().cycle() {
+        let k = k.min(n - at);
+        call.fill(chr, &mut z[at..at + k]).unwrap();
+        at += k;
+        if at == n {
+            break;
+        }
+    }
+    assert_eq!(call.remaining(), 0);
+    drop(call);
+    let choices = bits.to_bools();
+    let (s, chs, y) = h.join().unwrap();
+    (
+        (s, chs, d),
+        Call {
+            want,
+            choices,
+            y,
+            z,
+        },
+    )
+}
+
 /// Checks a call under the sender's `delta`: `z = y ⊕ b·Δ` for every OT and its bit `b`, which
 /// is the one asked for wherever `pattern` marks the OT chosen. Returns the bits of the other,
 /// random, OTs, for the caller's check of their balance. `what` names the call in failures.

@@ -46,6 +46,21 @@
 //! Chosen choice bits are derandomized exactly as for SoftSpoken
 //! ([`choice_corrections`](super::choice_corrections)): one bit each, after the random OTs.
 //!
+//! # Deferred calls: corrections first
+//!
+//! The evaluator's random choice bits `x = H·e` depend only on its puncture points, which its
+//! base OTs' random choices fix at the reservation, and on the public code: it can work them
+//! out before any chunk exists ([`noise_choice_bits`], all of a call's chunks of one depth at
+//! once, bit-sliced). A *deferred* call ([`SilentReceiver::receive_deferred`],
+//! [`SilentSender::send_deferred`]) uses this to turn the order around: the evaluator sends the
+//! count and the corrections first; the garbler then generates each chunk only when its OTs
+//! are asked for ([`SilentDeferredSend::fill`]) and hands its message to the caller, which
+//! sends it ahead of whatever it garbled with those OTs; the evaluator reads the message there
+//! ([`SilentDeferredReceive::read_messages`]) and expands its labels when it likes
+//! ([`SilentDeferredReceive::fill_read`]). The garbler never holds a call's outputs, garbling
+//! starts without waiting for the evaluator's OTs, the two parties' OT work overlaps the
+//! transfer of the tables, and a call takes one flight fewer. The bytes are the same.
+//!
 //! # Security
 //!
 //! Semi-honest. The garbler's view is SoftSpoken's plus nothing (it only receives the choice
@@ -63,13 +78,13 @@ use core::fmt;
 use rand_core::{CryptoRng, RngCore};
 
 use self::code::ExConvCode;
-use self::pprf::{vole_receive, vole_send, wipe, TREES};
+use self::pprf::{message_blocks, vole_message, vole_receive, vole_receive_message, wipe, TREES};
 use super::iknp::{debug_party, recv_count, send_count};
 use super::{
     apply_choice_corrections, choice_corrections, correction_flips, ChoiceBits, ChoicePattern,
     OtError, SoftSpokenReceiver, SoftSpokenSender,
 };
-use crate::crypto::{Block, Prg};
+use crate::crypto::{Block, BlockChannel, Prg};
 use crate::net::Channel;
 
 /// The SoftSpoken parameter of the base OTs and of the small-count fallback. k = 4 rather than
@@ -174,7 +189,7 @@ struct Ready {
     pos: usize,
     end: usize,
     /// Whether the OTs' lsb is cleared as they are handed out: the sender's, whose leaves keep
-    /// theirs ([`vole_send`]).
+    /// theirs ([`vole_message`]).
     clear_lsb: bool,
 }
 
@@ -360,17 +375,38 @@ impl SilentSender {
     /// Generates the next chunk: a planned one, or one for `need` OTs with its own base OTs.
     fn chunk<C: Channel + ?Sized>(&mut self, ch: &mut C, need: usize) -> Result<(), OtError> {
         let mut own: Vec<Block> = Vec::new();
-        let (depth, q) = match self.planned.next() {
-            Some((d, r)) => (d, &mut self.planned_q[r]),
+        let planned = self.planned.next();
+        let depth = match &planned {
+            Some((d, _)) => *d,
             None => {
                 let d = depth_for(need);
                 own.resize(TREES * d, Block::ZERO);
                 self.base.send(ch, ChoicePattern::ALL_RANDOM, &mut own)?;
-                (d, &mut own[..])
+                d
             }
         };
+        let mut msg = Vec::new();
+        self.generate(depth, planned.map(|(_, r)| r), &mut own, &mut msg);
+        ch.send_blocks(&msg)?;
+        ch.flush()?;
+        Ok(())
+    }
+
+    /// Generates a chunk of `depth` from the planned base OTs in `planned` (or from `own`),
+    /// appending its message to `msg`.
+    fn generate(
+        &mut self,
+        depth: usize,
+        planned: Option<core::ops::Range<usize>>,
+        own: &mut [Block],
+        msg: &mut Vec<Block>,
+    ) {
+        let q = match planned {
+            Some(r) => &mut self.planned_q[r],
+            None => own,
+        };
         let v = self.ready.prepare(depth);
-        vole_send(ch, q, self.delta, depth, self.tweaks, &mut self.rng, v)?;
+        vole_message(q, self.delta, depth, self.tweaks, &mut self.rng, v, msg);
         if self.planned.depths.is_empty() {
             self.planned_q = Vec::new();
             self.planned.pos = 0;
@@ -378,7 +414,52 @@ impl SilentSender {
         self.ready.fill(depth);
         self.tweaks += (TREES * depth) as u64;
         self.chunks += 1;
-        Ok(())
+    }
+
+    /// The deferred form of [`SilentSender::send`] for `n` OTs, the counterpart of
+    /// [`SilentReceiver::receive_deferred`]: reserves them ([`SilentSender::reserve`]), runs
+    /// the SoftSpoken tail (if any) and reads the receiver's count and choice corrections now;
+    /// the chunks are generated later, as [`SilentDeferredSend::fill`] hands the OTs out, and
+    /// their messages go with what the caller sends then. The receiver knows its random choice
+    /// bits before any chunk exists (see [`noise_choice_bits`]), so the corrections come
+    /// first and no output is ever held for them: a garbler garbles each piece of OTs while it
+    /// is in cache, and a call's chunks cost no flight of their own.
+    pub fn send_deferred<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        n: usize,
+    ) -> Result<SilentDeferredSend<'_>, OtError> {
+        self.reserve(ch, n)?;
+        let tail_len = n.saturating_sub(self.ready.left() + self.planned.ots());
+        let mut tail = vec![Block::ZERO; tail_len];
+        if tail_len > 0 {
+            self.base.send(ch, ChoicePattern::ALL_RANDOM, &mut tail)?;
+        }
+        let d = self.recv_corrections(ch, pattern, n)?;
+        Ok(SilentDeferredSend {
+            flips: correction_flips(pattern, 0, n, &d),
+            sender: self,
+            n,
+            handed: 0,
+            tail,
+        })
+    }
+
+    /// Reads a call's count and its choice corrections; counts its OTs.
+    fn recv_corrections<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        n: usize,
+    ) -> Result<Vec<u8>, OtError> {
+        recv_count(ch, NAME, n)?;
+        let mut d = vec![0u8; pattern.count_in(0, n).div_ceil(8)];
+        if !d.is_empty() {
+            ch.recv(&mut d)?;
+        }
+        self.count += n as u64;
+        Ok(d)
     }
 
     /// Runs `out.len()` correlated OTs: `out[j]` becomes the zero-label `q_j`; the receiver
@@ -395,19 +476,6 @@ impl SilentSender {
             apply_choice_corrections(pattern, 0, &d, self.delta, out);
         }
         Ok(())
-    }
-
-    /// [`SilentSender::send`] with the receiver's choice corrections returned as flips instead
-    /// of applied: the zero-label of OT `j` is `out[j] ⊕ f_j·Δ` for bit `j` of the result
-    /// (see [`super::OtSender::send_flipped`]).
-    pub fn send_flipped<C: Channel + ?Sized>(
-        &mut self,
-        ch: &mut C,
-        pattern: ChoicePattern,
-        out: &mut [Block],
-    ) -> Result<ChoiceBits, OtError> {
-        let d = self.send_uncorrected(ch, pattern, out)?;
-        Ok(correction_flips(pattern, 0, out.len(), &d))
     }
 
     /// The OTs of [`SilentSender::send`] before the choice corrections, which are returned.
@@ -438,13 +506,82 @@ impl SilentSender {
         }
         // The count comes with the corrections, after the OTs: the chunks' messages need no
         // word from the receiver.
-        recv_count(ch, NAME, n)?;
-        let mut d = vec![0u8; pattern.count_in(0, n).div_ceil(8)];
-        if !d.is_empty() {
-            ch.recv(&mut d)?;
+        self.recv_corrections(ch, pattern, n)
+    }
+}
+
+/// A deferred call of the silent-OT sender ([`SilentSender::send_deferred`]): hands out its
+/// zero-labels in order, a piece at a time, generating chunks as they are needed.
+pub struct SilentDeferredSend<'s> {
+    sender: &'s mut SilentSender,
+    /// OTs of the call.
+    n: usize,
+    /// OTs handed out so far.
+    handed: usize,
+    /// The SoftSpoken tail's zero-labels (the call's last OTs), computed up front.
+    tail: Vec<Block>,
+    /// The receiver's corrections as flips of the call's zero-labels.
+    flips: ChoiceBits,
+}
+
+impl Drop for SilentDeferredSend<'_> {
+    fn drop(&mut self) {
+        wipe(&mut self.tail);
+    }
+}
+
+impl SilentDeferredSend<'_> {
+    /// OTs not handed out yet.
+    pub fn remaining(&self) -> usize {
+        self.n - self.handed
+    }
+
+    /// Fills `out` with the call's next `out.len()` zero-labels, corrections applied. The
+    /// messages of the chunks this generates are appended to `msg`: the caller sends them
+    /// before anything the receiver reads after its [`SilentDeferredReceive::fill`] of the
+    /// same OTs.
+    pub fn fill(&mut self, out: &mut [Block], msg: &mut Vec<Block>) -> Result<(), OtError> {
+        if out.len() > self.remaining() {
+            return Err(OtError::LengthMismatch {
+                choices: self.remaining(),
+                outputs: out.len(),
+            });
         }
-        self.count += n as u64;
-        Ok(d)
+        let from_chunks = self.n - self.tail.len();
+        let k = from_chunks.saturating_sub(self.handed).min(out.len());
+        let s = &mut *self.sender;
+        let mut filled = 0;
+        while filled < k {
+            if s.ready.left() == 0 {
+                let Some((depth, r)) = s.planned.next() else {
+                    return Err(OtError::Internal(
+                        "a deferred call ran out of reserved chunks".into(),
+                    ));
+                };
+                s.generate(depth, Some(r), &mut [], msg);
+            }
+            filled += s.ready.take(&mut out[filled..k]);
+        }
+        let t0 = (self.handed + k).saturating_sub(from_chunks);
+        let rest = out.len() - k;
+        out[k..].copy_from_slice(&self.tail[t0..t0 + rest]);
+        apply_flips(&self.flips, self.handed, s.delta, out);
+        self.handed += out.len();
+        Ok(())
+    }
+}
+
+/// `out[i] ⊕= f·Δ` for bit `j0 + i` of `flips` (public: the receiver's corrections).
+fn apply_flips(flips: &ChoiceBits, j0: usize, delta: Block, out: &mut [Block]) {
+    for (w, qs) in out.chunks_mut(64).enumerate() {
+        let bits = flips.word_at(j0 + 64 * w, qs.len());
+        // Words of random OTs have none (half of them, for the protocol's pattern).
+        if bits == 0 {
+            continue;
+        }
+        for (i, q) in qs.iter_mut().enumerate() {
+            *q ^= delta.select((bits >> i) & 1 == 1);
+        }
     }
 }
 
@@ -542,6 +679,24 @@ impl SilentReceiver {
         };
         let w = self.ready.prepare(depth);
         vole_receive(ch, c, r, depth, self.tweaks, w)?;
+        self.finish_chunk(depth);
+        Ok(())
+    }
+
+    /// Generates the next planned chunk from its message, already read.
+    fn planned_chunk(&mut self, msg: &[Block]) -> Result<(), OtError> {
+        let Some((depth, range)) = self.planned.next() else {
+            return Err(OtError::Internal("a chunk message beyond the plan".into()));
+        };
+        let w = self.ready.prepare(depth);
+        let (c, r) = (&self.planned_c[range.clone()], &mut self.planned_r[range]);
+        vole_receive_message(msg, c, r, depth, self.tweaks, w);
+        self.finish_chunk(depth);
+        Ok(())
+    }
+
+    /// Compresses a chunk whose sparse VOLE is in `ready`; forgets the plan once it is used up.
+    fn finish_chunk(&mut self, depth: usize) {
         if self.planned.depths.is_empty() {
             self.wipe_planned();
             (self.planned_c, self.planned_r) = (Vec::new(), Vec::new());
@@ -550,7 +705,6 @@ impl SilentReceiver {
         self.ready.fill(depth);
         self.tweaks += (TREES * depth) as u64;
         self.chunks += 1;
-        Ok(())
     }
 
     /// Runs `choices.len()` correlated OTs: `out[j]` becomes the sender's `q_j ⊕ b_j·Δ`. Where
@@ -576,11 +730,8 @@ impl SilentReceiver {
             let k = self.ready.take(&mut out[filled..]);
             // The random bits are the labels' colours, gathered while the chunk is in cache.
             for (i, part) in out[filled..filled + k].chunks(64).enumerate() {
-                let w = part
-                    .iter()
-                    .enumerate()
-                    .fold(0u64, |w, (b, o)| w | ((o.0 as u64 & 1) << b));
-                self.random.set_word_at(filled + 64 * i, part.len(), w);
+                self.random
+                    .set_word_at(filled + 64 * i, part.len(), colour_word(part));
             }
             filled += k;
             let need = n - filled;
@@ -600,6 +751,97 @@ impl SilentReceiver {
             }
             self.chunk(ch, need)?;
         }
+        self.send_corrections(ch, pattern, choices)
+    }
+
+    /// The deferred form of [`SilentReceiver::receive`], the counterpart of
+    /// [`SilentSender::send_deferred`]: reserves the call's `choices.len()` OTs, runs the
+    /// SoftSpoken tail (if any), works out every random choice bit of the call before any of
+    /// its chunks exists ([`noise_choice_bits`]), and sends the count and choice corrections
+    /// now. As for `receive`, the random positions of `choices` are overwritten with the bits
+    /// the OTs deliver. The labels follow through [`SilentDeferredReceive::fill`], which reads
+    /// each chunk's message when it needs it.
+    pub fn receive_deferred<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        choices: &mut ChoiceBits,
+    ) -> Result<SilentDeferredReceive<'_>, OtError> {
+        let n = choices.len();
+        self.reserve(ch, n)?;
+        let tail_len = n.saturating_sub(self.ready.left() + self.planned.ots());
+        self.random.clear();
+        self.random.resize(n);
+        // What is ready: its colours.
+        let from_ready = self.ready.left().min(n);
+        let ready = &self.ready.buf[self.ready.pos..self.ready.pos + from_ready];
+        for (i, part) in ready.chunks(64).enumerate() {
+            self.random
+                .set_word_at(64 * i, part.len(), colour_word(part));
+        }
+        // The planned chunks the call reaches, up to 128 of one depth at a time.
+        let mut at = from_ready;
+        let mut pos = self.planned.pos;
+        let mut batch: Vec<(core::ops::Range<usize>, usize, usize)> = Vec::new();
+        let mut depths = self.planned.depths.iter().peekable();
+        while at < n - tail_len {
+            let Some(&depth) = depths.next() else {
+                return Err(OtError::Internal(
+                    "a deferred call is not covered by its reservation".into(),
+                ));
+            };
+            let take = chunk_ots(depth).min(n - tail_len - at);
+            batch.push((pos..pos + TREES * depth, at, take));
+            pos += TREES * depth;
+            at += take;
+            let last = at == n - tail_len || depths.peek() != Some(&&depth);
+            if last || batch.len() == 128 {
+                let cs: Vec<&[bool]> = batch
+                    .iter()
+                    .map(|(r, ..)| &self.planned_c[r.clone()])
+                    .collect();
+                let bits = noise_choice_bits(depth, &cs);
+                for ((_, at, take), x) in batch.drain(..).zip(&bits) {
+                    self.random.copy_from(at, x, 0, take);
+                }
+            }
+        }
+        let mut tail = vec![Block::ZERO; tail_len];
+        if tail_len > 0 {
+            let mut bits = ChoiceBits::zeros(tail_len);
+            let ran = self
+                .base
+                .receive_packed(ch, ChoicePattern::ALL_RANDOM, &mut bits, &mut tail);
+            if let Err(e) = ran {
+                wipe(&mut tail);
+                return Err(e);
+            }
+            self.random.copy_from(n - tail_len, &bits, 0, tail_len);
+        }
+        let sent = self.send_corrections(ch, pattern, choices);
+        if let Err(e) = sent {
+            wipe(&mut tail);
+            return Err(e);
+        }
+        Ok(SilentDeferredReceive {
+            receiver: self,
+            n,
+            handed: 0,
+            tail,
+            covered: from_ready,
+            stash: Default::default(),
+        })
+    }
+
+    /// Sends a call's count and the corrections of its chosen bits (the random ones, in
+    /// `self.random`, overwrite `choices`' random positions); counts its OTs.
+    fn send_corrections<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        pattern: ChoicePattern,
+        choices: &mut ChoiceBits,
+    ) -> Result<(), OtError> {
+        let n = choices.len();
         send_count(ch, n)?;
         let d = choice_corrections(pattern, 0, n, self.random.words(), choices.words_mut());
         if !d.is_empty() {
@@ -609,6 +851,168 @@ impl SilentReceiver {
         self.count += n as u64;
         Ok(())
     }
+}
+
+/// A deferred call of the silent-OT receiver ([`SilentReceiver::receive_deferred`]): hands out
+/// its labels in order, a piece at a time, reading each chunk's message when it needs it.
+pub struct SilentDeferredReceive<'r> {
+    receiver: &'r mut SilentReceiver,
+    /// OTs of the call.
+    n: usize,
+    /// OTs handed out so far.
+    handed: usize,
+    /// The SoftSpoken tail's labels (the call's last OTs), computed up front.
+    tail: Vec<Block>,
+    /// OTs of the call, from its start, that what was ready and the chunk messages read so
+    /// far cover.
+    covered: usize,
+    /// Chunk messages read and not used yet, in order.
+    stash: std::collections::VecDeque<Vec<Block>>,
+}
+
+impl Drop for SilentDeferredReceive<'_> {
+    fn drop(&mut self) {
+        wipe(&mut self.tail);
+    }
+}
+
+impl SilentDeferredReceive<'_> {
+    /// OTs not handed out yet.
+    pub fn remaining(&self) -> usize {
+        self.n - self.handed
+    }
+
+    /// Fills `out` with the call's next `out.len()` labels, reading from `ch` the message of
+    /// every chunk this needs (what the sender's [`SilentDeferredSend::fill`] of the same OTs
+    /// appended): [`SilentDeferredReceive::read_messages`], then
+    /// [`SilentDeferredReceive::fill_read`].
+    pub fn fill<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        out: &mut [Block],
+    ) -> Result<(), OtError> {
+        self.read_messages(ch, self.handed + out.len())?;
+        self.fill_read(out)
+    }
+
+    /// Reads from `ch` the messages of the chunks that the call's first `upto` OTs need and
+    /// that were not read yet, and keeps them for [`SilentDeferredReceive::fill_read`]: so
+    /// that a caller can read what comes after them on the channel (the tables garbled with
+    /// those OTs) before it spends the time to expand them.
+    pub fn read_messages<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        upto: usize,
+    ) -> Result<(), OtError> {
+        let upto = upto.min(self.n - self.tail.len());
+        while self.covered < upto {
+            let planned = &self.receiver.planned.depths;
+            let Some(&depth) = planned.get(self.stash.len()) else {
+                return Err(OtError::Internal(
+                    "a deferred call ran out of reserved chunks".into(),
+                ));
+            };
+            let mut msg = vec![Block::ZERO; message_blocks(depth)];
+            ch.recv_blocks(&mut msg)?;
+            self.stash.push_back(msg);
+            self.covered += chunk_ots(depth);
+        }
+        Ok(())
+    }
+
+    /// Fills `out` with the call's next `out.len()` labels from the chunk messages already
+    /// read ([`SilentDeferredReceive::read_messages`]); an error if they do not reach.
+    pub fn fill_read(&mut self, out: &mut [Block]) -> Result<(), OtError> {
+        if out.len() > self.remaining() {
+            return Err(OtError::LengthMismatch {
+                choices: self.remaining(),
+                outputs: out.len(),
+            });
+        }
+        let from_chunks = self.n - self.tail.len();
+        let k = from_chunks.saturating_sub(self.handed).min(out.len());
+        let r = &mut *self.receiver;
+        let mut filled = 0;
+        while filled < k {
+            if r.ready.left() == 0 {
+                let Some(msg) = self.stash.pop_front() else {
+                    return Err(OtError::Internal(
+                        "labels asked for before their chunk's message was read".into(),
+                    ));
+                };
+                r.planned_chunk(&msg)?;
+            }
+            prefault_ready(&r.ready, &mut out[filled..k]);
+            filled += r.ready.take(&mut out[filled..k]);
+        }
+        let t0 = (self.handed + k).saturating_sub(from_chunks);
+        let rest = out.len() - k;
+        out[k..].copy_from_slice(&self.tail[t0..t0 + rest]);
+        self.handed += out.len();
+        Ok(())
+    }
+}
+
+/// The colours (lsb) of up to 64 labels, as a word.
+fn colour_word(labels: &[Block]) -> u64 {
+    labels
+        .iter()
+        .enumerate()
+        .fold(0u64, |w, (b, o)| w | ((o.0 as u64 & 1) << b))
+}
+
+/// The random choice bits `x = H·e` of up to 128 chunks of `depth`-deep trees, from their base
+/// OTs' choice bits alone (`cs[j]`, `TREES · depth` bits: tree `t`'s puncture point has path
+/// bits `!cs[j][t·depth + l]`, most significant first, as [`vole_receive`] reads them), so
+/// before any tree message. Chunk `j`'s noise `e` is bit lane `j` of one vector of blocks,
+/// built tree by tree like a GGM tree whose nodes are lane masks, each split by its level's
+/// path bits (no branch and no memory index depends on a puncture point); one run of the code
+/// compresses every lane at once, and a transpose reads the lanes out. Returns per chunk its
+/// [`chunk_ots`]`(depth)` bits.
+fn noise_choice_bits(depth: usize, cs: &[&[bool]]) -> Vec<ChoiceBits> {
+    let k = cs.len();
+    assert!(k <= 128, "{k} chunks in one batch");
+    let n = chunk_ots(depth);
+    let leaves = 1usize << depth;
+    let mut e = crate::crypto::block::zeroed_blocks(TREES << depth);
+    let lanes = if k == 128 {
+        u128::MAX
+    } else {
+        (1u128 << k) - 1
+    };
+    for (t, tree) in e.chunks_exact_mut(leaves).enumerate() {
+        tree[0] = Block(lanes);
+        for l in 0..depth {
+            let mut path = 0u128;
+            for (j, c) in cs.iter().enumerate() {
+                path |= u128::from(!c[t * depth + l]) << j;
+            }
+            for i in (0..1usize << l).rev() {
+                let node = tree[i].0;
+                tree[2 * i + 1] = Block(node & path);
+                tree[2 * i] = Block(node & !path);
+            }
+            zeroize::Zeroize::zeroize(&mut path);
+        }
+    }
+    ExConvCode::new(n).compress(&mut e);
+    let mut out: Vec<ChoiceBits> = (0..k).map(|_| ChoiceBits::zeros(n)).collect();
+    let mut rows = [Block::ZERO; 128];
+    for (g, group) in e[..n].chunks_exact(128).enumerate() {
+        // Row `j` of the transpose: lane `j` of the group's 128 positions.
+        super::transpose::transpose_128xn(
+            crate::crypto::block::blocks_as_bytes(group),
+            128,
+            &mut rows,
+        );
+        for (x, row) in out.iter_mut().zip(&rows) {
+            x.set_word_at(128 * g, 64, row.0 as u64);
+            x.set_word_at(128 * g + 64, 64, (row.0 >> 64) as u64);
+        }
+    }
+    wipe(&mut rows);
+    wipe(&mut e);
+    out
 }
 
 /// Wipes base OTs held by the receiver: their random choice bits (the trees' puncture points)
@@ -625,7 +1029,7 @@ mod tests {
     use super::*;
     use crate::crypto::ot::test_support::{
         call_bytes, check_call, mismatched_counts_are_errors, ones, random_bits, run_call,
-        setup_pair, Sender,
+        run_deferred_call, setup_pair, Sender,
     };
     use crate::crypto::ot::{OtKind, OtReceiver, OtSender};
     use crate::net::{mem_pair, MemChannel, Metered};
@@ -700,6 +1104,96 @@ mod tests {
         assert_eq!(s_chunks, r_chunks);
         // 2^16 for the first call, two more for the third; the last runs SoftSpoken.
         assert_eq!(s_chunks, 3);
+    }
+
+    /// Deferred calls (corrections first, chunks generated as the outputs are taken) give
+    /// the same correlation and honour the chosen bits: from what an earlier call left ready,
+    /// across chunks of two depths, into a SoftSpoken tail, and across more than one batch of
+    /// 128 chunks whose choice bits are worked out together; a plain call afterwards takes
+    /// what they left ready. Each party takes its outputs in pieces of its own sizes.
+    #[test]
+    fn deferred_calls_across_ready_chunks_batches_and_tail() {
+        let (mut sender, mut r, mut chr) = pair();
+        let d = sender.2;
+        let mut rng = Prg::from_entropy();
+        let half = ChoicePattern {
+            period: 128,
+            chosen: 64,
+        };
+        // (n, pattern, deferred)
+        let calls = [
+            // A plain call leaves 25,536 of a chunk ready.
+            (40_000usize, ChoicePattern::ALL_RANDOM, false),
+            // Those, a chunk of each depth (2^16 then 2^15), nothing left over.
+            (25_536 + (1 << 16) + (1 << 15), half, true),
+            // A chunk and a SoftSpoken tail of 10,000.
+            ((1 << 16) + 10_000, half, true),
+            // 129 chunks of 2^16: two batches; 20,000 of the last are left ready.
+            (
+                129 * (1 << 16) - 20_000,
+                ChoicePattern {
+                    period: 10,
+                    chosen: 3,
+                },
+                true,
+            ),
+            // A plain call takes what is left ready, then its own chunk.
+            (20_000 + 40_000, half, false),
+            (5, ChoicePattern::ALL_CHOSEN, true),
+        ];
+        for (n, pattern, deferred) in calls {
+            let want = random_bits(n, &mut rng);
+            let call;
+            (sender, call) = if deferred {
+                run_deferred_call(
+                    sender,
+                    &mut r,
+                    &mut chr,
+                    pattern,
+                    want,
+                    (&[1000, 7, 33_333, 100_000], &[64, 70_001, 5]),
+                )
+            } else {
+                run_call(sender, &mut r, &mut chr, pattern, want)
+            };
+            let random = check_call(&call, d, pattern, &format!("n {n}"));
+            let (ones, random) = (ones(&random), random.len());
+            if random > 1000 {
+                assert!(
+                    (random * 45 / 100..random * 55 / 100).contains(&ones),
+                    "n {n}: {ones} of {random}"
+                );
+            }
+        }
+        let (s_chunks, r_chunks) = chunks(&sender.0, &r);
+        assert_eq!(s_chunks, r_chunks);
+        assert_eq!(s_chunks, 1 + 2 + 1 + 129 + 1);
+    }
+
+    /// The choice bits worked out from the puncture points alone are the noise `e` compressed
+    /// by the code, chunk by chunk: checked against setting each tree's one bit directly.
+    #[test]
+    fn noise_choice_bits_match_the_code_on_the_noise() {
+        let mut rng = Prg::from_entropy();
+        let depth = MIN_DEPTH;
+        let cs: Vec<Vec<bool>> = (0..3)
+            .map(|_| random_bits(TREES * depth, &mut rng))
+            .collect();
+        let refs: Vec<&[bool]> = cs.iter().map(Vec::as_slice).collect();
+        let got = noise_choice_bits(depth, &refs);
+        let n = chunk_ots(depth);
+        for (c, x) in cs.iter().zip(&got) {
+            let mut e = vec![Block::ZERO; 2 * n];
+            for t in 0..TREES {
+                let alpha = (0..depth).fold(0, |a, l| (a << 1) | usize::from(!c[t * depth + l]));
+                e[(t << depth) + alpha] = Block(1);
+            }
+            ExConvCode::new(n).compress(&mut e);
+            assert_eq!(x.len(), n);
+            for (i, b) in e[..n].iter().enumerate() {
+                assert_eq!(x.get(i), b.0 & 1 == 1, "bit {i}");
+            }
+        }
     }
 
     /// A reservation runs every planned chunk's base OTs in one flight: afterwards the

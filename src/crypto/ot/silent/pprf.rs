@@ -556,7 +556,7 @@ fn tweak(j: u64) -> Block {
 }
 
 /// Blocks of the garbler's message for `depth`-deep trees.
-fn message_blocks(depth: usize) -> usize {
+pub(crate) fn message_blocks(depth: usize) -> usize {
     TREES * (2 * depth + 1)
 }
 
@@ -568,6 +568,7 @@ pub(crate) use crate::crypto::block::wipe;
 /// `TREES · depth` base COTs (random choices; wiped here), `first_tweak` numbers the setup's
 /// level-sum OTs run before this call (both parties count them). Sends one message and no
 /// more: nothing here waits for the evaluator.
+#[cfg(test)]
 pub(crate) fn vole_send<C: Channel + ?Sized>(
     ch: &mut C,
     q: &mut [Block],
@@ -577,9 +578,29 @@ pub(crate) fn vole_send<C: Channel + ?Sized>(
     rng: &mut Prg,
     v: &mut [Block],
 ) -> Result<(), OtError> {
+    let mut msg = Vec::new();
+    vole_message(q, delta, depth, first_tweak, rng, v, &mut msg);
+    ch.send_blocks(&msg)?;
+    ch.flush()?;
+    Ok(())
+}
+
+/// [`vole_send`] with its one message appended to `msg` instead of sent: for a caller that
+/// sends it later, in order with its own messages.
+pub(crate) fn vole_message(
+    q: &mut [Block],
+    delta: Block,
+    depth: usize,
+    first_tweak: u64,
+    rng: &mut Prg,
+    v: &mut [Block],
+    msg: &mut Vec<Block>,
+) {
     debug_assert_eq!(q.len(), TREES * depth);
     debug_assert_eq!(v.len(), TREES << depth);
-    let mut msg = vec![Block::ZERO; message_blocks(depth)];
+    let start = msg.len();
+    msg.resize(start + message_blocks(depth), Block::ZERO);
+    let msg = &mut msg[start..];
     let mut sums = vec![(Block::ZERO, Block::ZERO); depth];
     let (mut tweaks, mut xs, mut scratch) = (
         vec![Block::ZERO; 2 * depth],
@@ -618,12 +639,9 @@ pub(crate) fn vole_send<C: Channel + ?Sized>(
     wipe(q);
     wipe(&mut xs);
     wipe(&mut scratch);
-    ch.send_blocks(&msg)?;
-    ch.flush()?;
-    Ok(())
 }
 
-/// The evaluator's side of [`vole_send`]: fills `w` (`TREES · 2^depth` blocks) with
+/// The evaluator's side of [`vole_message`]: fills `w` (`TREES · 2^depth` blocks) with
 /// `v ⊕ e·Δ`, where `e` has one 1 per tree of `2^depth` leaves. `c` and `r` are the choice bits
 /// and labels of the chunk's base COTs (`r` is wiped here, `c` by the caller).
 pub(crate) fn vole_receive<C: Channel + ?Sized>(
@@ -634,11 +652,26 @@ pub(crate) fn vole_receive<C: Channel + ?Sized>(
     first_tweak: u64,
     w: &mut [Block],
 ) -> Result<(), OtError> {
+    let mut msg = vec![Block::ZERO; message_blocks(depth)];
+    ch.recv_blocks(&mut msg)?;
+    vole_receive_message(&msg, c, r, depth, first_tweak, w);
+    Ok(())
+}
+
+/// [`vole_receive`] on the garbler's message `msg` ([`message_blocks`]`(depth)` blocks),
+/// already read.
+pub(crate) fn vole_receive_message(
+    msg: &[Block],
+    c: &[bool],
+    r: &mut [Block],
+    depth: usize,
+    first_tweak: u64,
+    w: &mut [Block],
+) {
     let m = TREES * depth;
     debug_assert_eq!((c.len(), r.len()), (m, m));
     debug_assert_eq!(w.len(), TREES << depth);
-    let mut msg = vec![Block::ZERO; message_blocks(depth)];
-    ch.recv_blocks(&mut msg)?;
+    debug_assert_eq!(msg.len(), message_blocks(depth));
     let tweaks: Vec<Block> = (0..m).map(|j| tweak(first_tweak + j as u64)).collect();
     let mut scratch = vec![Block::ZERO; m];
     FIXED_KEY_AES.tccr_batch(&tweaks, r, &mut scratch);
@@ -664,7 +697,6 @@ pub(crate) fn vole_receive<C: Channel + ?Sized>(
     wipe(&mut off);
     wipe(r);
     wipe(&mut scratch);
-    Ok(())
 }
 
 #[cfg(test)]
