@@ -138,7 +138,8 @@ fn client<C: Channel>(
 
 /// Bytes both parties of [`relu_bench`] hold at their peak for `n` ReLUs of `ell` bits with
 /// `table_bytes` bytes of garbled tables each: the client's input labels (2ℓ blocks), tables and
-/// packed choice bits (2ℓ bits); the server's OT zero-labels (2ℓ), their packed flips (2ℓ
+/// packed choice bits (2ℓ bits); the server's OT zero-labels (2ℓ: held whole with IKNP, a chunk
+/// at a time with SoftSpoken and silent OT, so a bound), the choice corrections (at most 2ℓ
 /// bits), its own zero-labels (ℓ) and output colours (ℓ bools); the shares and decoding words.
 /// Computed in u128: a huge `n` cannot overflow it.
 pub fn relu_bench_bytes(n: usize, ell: usize, table_bytes: usize) -> u128 {

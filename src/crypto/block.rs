@@ -73,6 +73,36 @@ pub(crate) fn wipe(blocks: &mut [Block]) {
     }
 }
 
+/// Blocks that hold secrets, wiped when dropped, on every path (errors included).
+#[derive(Default)]
+pub(crate) struct SecretBlocks(pub(crate) Vec<Block>);
+
+impl SecretBlocks {
+    /// `n` zero blocks.
+    pub(crate) fn zeros(n: usize) -> Self {
+        SecretBlocks(vec![Block::ZERO; n])
+    }
+}
+
+impl Drop for SecretBlocks {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+impl core::ops::Deref for SecretBlocks {
+    type Target = [Block];
+    fn deref(&self) -> &[Block] {
+        &self.0
+    }
+}
+
+impl core::ops::DerefMut for SecretBlocks {
+    fn deref_mut(&mut self) -> &mut [Block] {
+        &mut self.0
+    }
+}
+
 /// `n` zero blocks in a fresh vector.
 ///
 /// The memory comes zeroed from the allocator (`calloc`: fresh pages are known to be zero), so

@@ -57,6 +57,9 @@ use crate::net::channel::Channel;
 pub(super) const PAR_INSTANCES: usize = 8 * GROUP;
 
 /// A reasonable chunk for the streaming calls: tables of 4096 64-bit ReLUs are about 11 MiB.
+/// The protocol's ReLU sites stream with it and the client expects a site's silent-OT messages
+/// at its chunk boundaries (`protocol::site`), so changing it changes the wire format: bump
+/// `protocol::PROTOCOL_VERSION` with it.
 pub const DEFAULT_STREAM_CHUNK: usize = 4096;
 
 /// Number of table blocks for `n` instances of `circuit`: `n · 2 · and_count`.
@@ -714,7 +717,7 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
 
     /// Receives tables from `chan` chunk by chunk and evaluates each chunk (in parallel) as it
     /// arrives: the counterpart of [`BatchGarbler::garble_stream`], whatever chunk size the
-    /// garbler used. A helper thread receives chunk `i + 1` while chunk `i` is evaluated, so
+    /// garbler used (when nothing was sent ahead of its chunks). A helper thread receives chunk `i + 1` while chunk `i` is evaluated, so
     /// memory stays bounded by two chunks. Arguments as for [`BatchEvaluator::eval_batch`],
     /// without the tables. Returns the bytes received.
     pub fn eval_stream<C: Channel + ?Sized>(
@@ -871,8 +874,11 @@ pub fn pack_bits(bits: &[bool]) -> Vec<u8> {
     bytes
 }
 
-/// Queues of a double-buffered table stream: `full` carries filled chunk buffers (with their
-/// used length in bytes) to the other thread, `free` brings them back; at most two chunks exist.
+/// Queues of a double-buffered table stream: `full` carries what the other thread sends or has
+/// received (`T`: filled chunk buffers with their used length in bytes, and for the garbler the
+/// blocks that go ahead of them), `free` brings the buffers back; at most two chunks exist.
+/// `full` holds two items, so that blocks sent ahead of a chunk never wait for the chunk before
+/// it to leave.
 #[allow(clippy::type_complexity)]
 fn table_ring<T>(
     n: usize,
@@ -973,7 +979,7 @@ where
 }
 
 /// The streaming evaluator of every scheme, the counterpart of [`send_chunks`] whatever chunk
-/// size the garbler used: a helper thread receives chunk `i + 1` (`m · unit_bytes` bytes) while
+/// size the garbler used (when nothing was sent ahead of its chunks): a helper thread receives chunk `i + 1` (`m · unit_bytes` bytes) while
 /// `consume(i0, m, buf)` evaluates chunk `i`. Returns the bytes received.
 pub(crate) fn recv_chunks<C, F>(
     chan: &mut C,

@@ -291,6 +291,11 @@ impl ServerSite {
             );
             zeroize::Zeroize::zeroize(&mut control_seed.0);
             garbled?;
+            if deferred.as_ref().is_some_and(|d| d.remaining() != 0) {
+                return Err(ProtocolError::Internal(
+                    "the site was garbled before its OTs ran out".into(),
+                ));
+            }
             decode = bits_to_words(&lsb, ell)?;
         }
         ch.flush()?;
@@ -414,8 +419,6 @@ impl ClientSite {
                 choices.push_word(ri, ell);
             }
             if cot.defers() {
-                // Silent OT: the choice bits are settled now; each chunk of labels comes just
-                // before the tables garbled with it.
                 // Silent OT: the choice bits are settled now. The messages of a chunk of
                 // tables' OTs come just before it; they are read first, and the labels are
                 // expanded slice by slice as the tables are read, so the garbler's stream never
@@ -426,6 +429,11 @@ impl ClientSite {
                     call.read_messages(ch, end * w)?;
                     Ok(call.fill_read(&mut labels[slice.start * w..slice.end * w])?)
                 })?);
+                if !call.is_done() {
+                    return Err(ProtocolError::Internal(
+                        "the tables ended before the site's OTs".into(),
+                    ));
+                }
             } else {
                 cot.receive(ch, pattern, choices, &mut labels)?;
             }

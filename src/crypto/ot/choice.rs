@@ -291,26 +291,28 @@ pub(crate) fn choice_corrections(
 /// OTs below which [`apply_choice_corrections`] runs on the calling thread.
 const PAR_APPLY_OTS: usize = 1 << 18;
 
-/// The sender's side of [`choice_corrections`] for OTs `j0..j0 + out.len()` of a call: each
-/// chosen OT's zero-label `out[j]` becomes `out[j] ⊕ d·Δ` for its correction bit `d`, so that
-/// the receiver's label is that of its chosen bit; the random OTs' labels are not touched.
-/// Large calls are spread over the rayon pool.
+/// The sender's side of [`choice_corrections`] for OTs `j0..j0 + out.len()` of a call, whose
+/// first correction bit is bit `at` of `d`: each chosen OT's zero-label `out[j]` becomes
+/// `out[j] ⊕ d·Δ` for its correction bit `d`, so that the receiver's label is that of its
+/// chosen bit; the random OTs' labels are not touched. Large calls are spread over the rayon
+/// pool.
 pub(crate) fn apply_choice_corrections(
     pattern: ChoicePattern,
     j0: usize,
     d: &[u8],
+    at: usize,
     delta: Block,
     out: &mut [Block],
 ) {
     if out.len() < PAR_APPLY_OTS {
-        return apply_range(pattern, j0, d, 0, delta, out);
+        return apply_range(pattern, j0, d, at, delta, out);
     }
     // Pieces of whole words; each finds its first correction bit by counting.
     out.par_chunks_mut(PAR_APPLY_OTS / 4)
         .enumerate()
         .for_each(|(p, piece)| {
             let start = p * (PAR_APPLY_OTS / 4);
-            let at = pattern.count_in(j0, start);
+            let at = at + pattern.count_in(j0, start);
             apply_range(pattern, j0 + start, d, at, delta, piece);
         });
 }
@@ -334,25 +336,6 @@ fn apply_range(
             *q ^= delta.select((bits >> i) & 1 == 1);
         }
     }
-}
-
-/// The corrections `d` of OTs `j0..j0 + n` of a call as flips of the sender's labels: bit `j`
-/// is set iff OT `j0 + j` is chosen and its correction bit is 1, so that `out[j] ⊕ f_j·Δ` is
-/// what [`apply_choice_corrections`] makes of `out[j]`. For a sender that hands out a call's
-/// labels piece by piece, long after the corrections came (silent OT's deferred calls).
-pub(crate) fn correction_flips(
-    pattern: ChoicePattern,
-    j0: usize,
-    n: usize,
-    d: &[u8],
-) -> ChoiceBits {
-    let mut f = ChoiceBits::zeros(n);
-    let mut at = 0;
-    for (w, word) in f.words_mut().iter_mut().enumerate() {
-        let k = (n - 64 * w).min(64);
-        *word = flip_word(pattern, j0 + 64 * w, k, d, &mut at).unwrap_or(0);
-    }
-    f
 }
 
 /// The flips of the `k ≤ 64` OTs from `j` on whose corrections start at bit `*at` of `d`
@@ -509,13 +492,15 @@ mod tests {
                 let mut q2 = q1.clone();
                 let mut q3 = q1.clone();
                 apply_bitwise(pattern, j0, &d1, delta, &mut q1);
-                apply_choice_corrections(pattern, j0, &d1, delta, &mut q2);
+                apply_choice_corrections(pattern, j0, &d1, 0, delta, &mut q2);
                 assert!(q1 == q2, "{pattern:?} j0 {j0} n {n}");
-                let f = correction_flips(pattern, j0, n, &d1);
-                for (j, q) in q3.iter_mut().enumerate() {
-                    *q ^= delta.select(f.get(j));
-                }
-                assert!(q1 == q3, "flips: {pattern:?} j0 {j0} n {n}");
+                // In two pieces, the second from the correction bit where the first ends.
+                let cut = n / 3 + 1;
+                let (a, b) = q3.split_at_mut(cut.min(n));
+                apply_choice_corrections(pattern, j0, &d1, 0, delta, a);
+                let at = pattern.count_in(j0, a.len());
+                apply_choice_corrections(pattern, j0 + a.len(), &d1, at, delta, b);
+                assert!(q1 == q3, "pieces: {pattern:?} j0 {j0} n {n}");
             }
         }
     }

@@ -18,7 +18,7 @@ pub(crate) mod test_support;
 pub mod transpose;
 
 pub use self::choice::ChoiceBits;
-pub(crate) use self::choice::{apply_choice_corrections, choice_corrections, correction_flips};
+pub(crate) use self::choice::{apply_choice_corrections, choice_corrections};
 pub use self::iknp::{CotReceiver, CotSender};
 pub use self::silent::{SilentDeferredReceive, SilentDeferredSend, SilentReceiver, SilentSender};
 pub use self::softspoken::{DeferredSend, SoftSpokenReceiver, SoftSpokenSender};
@@ -251,7 +251,9 @@ impl OtSender {
         }
     }
 
-    /// Whether [`OtSender::send_deferred`] is available (SoftSpoken and silent OT).
+    /// Whether [`OtSender::send_deferred`] is available (SoftSpoken and silent OT). Not the
+    /// same answer as [`OtReceiver::defers`] for SoftSpoken, whose deferred sender pairs with a
+    /// plain [`OtReceiver::receive`]: a protocol pairs each side's call by its own `defers`.
     pub fn defers(&self) -> bool {
         matches!(self, OtSender::SoftSpoken(_) | OtSender::Silent(_))
     }
@@ -268,10 +270,12 @@ impl OtSender {
         ch: &mut C,
         pattern: ChoicePattern,
         n: usize,
-    ) -> Result<Deferred<'_>, OtError> {
+    ) -> Result<OtDeferredSend<'_>, OtError> {
         match self {
-            OtSender::SoftSpoken(s) => s.send_deferred(ch, pattern, n).map(Deferred::SoftSpoken),
-            OtSender::Silent(s) => s.send_deferred(ch, pattern, n).map(Deferred::Silent),
+            OtSender::SoftSpoken(s) => s
+                .send_deferred(ch, pattern, n)
+                .map(OtDeferredSend::SoftSpoken),
+            OtSender::Silent(s) => s.send_deferred(ch, pattern, n).map(OtDeferredSend::Silent),
             OtSender::Iknp(_) => Err(OtError::Parameter(
                 "IKNP computes its outputs with the message".into(),
             )),
@@ -280,30 +284,30 @@ impl OtSender {
 }
 
 /// A deferred call of the sender ([`OtSender::send_deferred`]).
-pub enum Deferred<'s> {
+pub enum OtDeferredSend<'s> {
     /// SoftSpoken's: every message already read.
     SoftSpoken(DeferredSend<'s>),
     /// Silent OT's: each chunk's message is written when the chunk is generated.
     Silent(SilentDeferredSend<'s>),
 }
 
-impl Deferred<'_> {
+impl OtDeferredSend<'_> {
     /// OTs not handed out yet.
     pub fn remaining(&self) -> usize {
         match self {
-            Deferred::SoftSpoken(d) => d.remaining(),
-            Deferred::Silent(d) => d.remaining(),
+            OtDeferredSend::SoftSpoken(d) => d.remaining(),
+            OtDeferredSend::Silent(d) => d.remaining(),
         }
     }
 
     /// Fills `out` with the call's next `out.len()` zero-labels, corrections applied; the
     /// messages this needs to send (silent OT's chunks) are appended to `msg`, for the caller to
     /// send before anything the receiver reads after its matching
-    /// [`SilentDeferredReceive::fill`].
+    /// [`SilentDeferredReceive::read_messages`].
     pub fn fill(&mut self, out: &mut [Block], msg: &mut Vec<Block>) -> Result<(), OtError> {
         match self {
-            Deferred::SoftSpoken(d) => d.fill(out),
-            Deferred::Silent(d) => d.fill(out, msg),
+            OtDeferredSend::SoftSpoken(d) => d.fill(out),
+            OtDeferredSend::Silent(d) => d.fill(out, msg),
         }
     }
 }
@@ -352,8 +356,9 @@ impl OtReceiver {
         }
     }
 
-    /// Whether [`OtReceiver::receive_deferred`] is available (silent OT), which its sender
-    /// then expects instead of [`OtReceiver::receive`].
+    /// Whether [`OtReceiver::receive_deferred`] is available (silent OT), which its sender's
+    /// [`OtSender::send_deferred`] then expects instead of [`OtReceiver::receive`]. SoftSpoken's
+    /// sender defers with a plain receiver ([`OtSender::defers`]).
     pub fn defers(&self) -> bool {
         matches!(self, OtReceiver::Silent(_))
     }

@@ -408,7 +408,7 @@ impl SoftSpokenSender {
         }
         transpose_into(blocks_as_bytes(cols), m, out, &mut self.tail);
         if !d.is_empty() {
-            apply_choice_corrections(pattern, j0, d, self.delta, out);
+            apply_choice_corrections(pattern, j0, d, 0, self.delta, out);
         }
     }
 

@@ -74,34 +74,51 @@ pub(crate) fn run_call<C: Channel + Send + 'static>(
     )
 }
 
+/// A block the sender of [`run_deferred_call`] sends after each piece, standing for what a
+/// protocol sends there (the tables garbled with the piece's OTs).
+const MARK: Block = Block(0x5eed_0f7a_b1e5);
+
 /// [`run_call`] through the deferred calls ([`OtSender::send_deferred`],
-/// [`OtReceiver::receive_deferred`]), each party taking its outputs in pieces of the sizes it
-/// is given (cycled): the sender sends what each piece's fill wrote right after it.
+/// [`OtReceiver::receive_deferred`]), both parties taking the outputs in pieces of the sizes
+/// in `pieces` (cycled). As a protocol does, the sender sends after each piece the chunk
+/// messages its fill wrote and then a block of its own ([`MARK`]); the receiver reads the
+/// messages of each piece ([`SilentDeferredReceive::read_messages`]), then that block, which
+/// it checks, then expands the piece's labels: so a receiver that read a message too early
+/// or too late would read the block as one, or one as the block.
+///
+/// [`SilentDeferredReceive::read_messages`]: super::SilentDeferredReceive::read_messages
 pub(crate) fn run_deferred_call<C: Channel + Send + 'static>(
     (mut s, mut chs, d): Sender<C>,
     r: &mut OtReceiver,
     chr: &mut C,
     pattern: ChoicePattern,
     want: Vec<bool>,
-    pieces: (&[usize], &[usize]),
+    pieces: &[usize],
 ) -> (Sender<C>, Call) {
     use crate::crypto::BlockChannel;
     let n = want.len();
-    let sender_pieces = pieces.0.to_vec();
+    let cuts: Vec<usize> = pieces
+        .iter()
+        .cycle()
+        .scan(0, |at, &k| {
+            let k = k.min(n - *at);
+            *at += k;
+            (k > 0).then_some(k)
+        })
+        .collect();
+    let sender_cuts = cuts.clone();
     let h = std::thread::spawn(move || {
         let mut y = vec![Block::ZERO; n];
         let mut call = s.send_deferred(&mut chs, pattern, n).unwrap();
         let (mut at, mut msg) = (0, Vec::new());
-        for &k in sender_pieces.iter().cycle() {
-            let k = k.min(n - at);
+        for k in sender_cuts {
             call.fill(&mut y[at..at + k], &mut msg).unwrap();
+            msg.push(MARK);
             chs.send_blocks(&msg).unwrap();
             msg.clear();
             at += k;
-            if at == n {
-                break;
-            }
         }
+        assert_eq!(call.remaining(), 0);
         drop(call);
         chs.flush().unwrap();
         (s, chs, y)
@@ -110,15 +127,15 @@ pub(crate) fn run_deferred_call<C: Channel + Send + 'static>(
     let mut z = vec![Block::ZERO; n];
     let mut call = r.receive_deferred(chr, pattern, &mut bits).unwrap();
     let mut at = 0;
-    for &k in pieces.1.iter().cycle() {
-        let k = k.min(n - at);
-        call.fill(chr, &mut z[at..at + k]).unwrap();
+    for k in cuts {
+        call.read_messages(chr, at + k).unwrap();
+        let mut mark = [Block::ZERO];
+        chr.recv_blocks(&mut mark).unwrap();
+        assert_eq!(mark[0], MARK, "OTs {at}..{}", at + k);
+        call.fill_read(&mut z[at..at + k]).unwrap();
         at += k;
-        if at == n {
-            break;
-        }
     }
-    assert_eq!(call.remaining(), 0);
+    assert!(call.is_done());
     drop(call);
     let choices = bits.to_bools();
     let (s, chs, y) = h.join().unwrap();

@@ -38,10 +38,10 @@
 //! [`SilentSender::reserve`] at the same point) therefore runs the base OTs of every chunk a
 //! known number of OTs will need in one flight, before the first of them; the chunks themselves
 //! are generated later, when calls need them, and each costs the garbler one message and the
-//! evaluator none. Each call's count travels with its choice corrections after its OTs. A
-//! session that reserves its whole count up front so runs its correlated OTs in one round trip
-//! plus the one flight per call of corrections, whatever the number of chunks; without a
-//! reservation every chunk costs a round trip.
+//! evaluator none. Each call's count travels with its choice corrections, after its OTs (before
+//! them in a deferred call, below). A session that reserves its whole count up front so runs
+//! its correlated OTs in one round trip plus the one flight per call of corrections, whatever
+//! the number of chunks; without a reservation every chunk costs a round trip.
 //!
 //! Chosen choice bits are derandomized exactly as for SoftSpoken
 //! ([`choice_corrections`](super::choice_corrections)): one bit each, after the random OTs.
@@ -81,9 +81,10 @@ use self::code::ExConvCode;
 use self::pprf::{message_blocks, vole_message, vole_receive, vole_receive_message, wipe, TREES};
 use super::iknp::{debug_party, recv_count, send_count};
 use super::{
-    apply_choice_corrections, choice_corrections, correction_flips, ChoiceBits, ChoicePattern,
-    OtError, SoftSpokenReceiver, SoftSpokenSender,
+    apply_choice_corrections, choice_corrections, ChoiceBits, ChoicePattern, OtError,
+    SoftSpokenReceiver, SoftSpokenSender,
 };
+use crate::crypto::block::SecretBlocks;
 use crate::crypto::{Block, BlockChannel, Prg};
 use crate::net::Channel;
 
@@ -155,6 +156,23 @@ impl Planned {
     /// OTs the planned chunks will deliver.
     fn ots(&self) -> usize {
         self.depths.iter().map(|&d| chunk_ots(d)).sum()
+    }
+
+    /// How many of a deferred call's `n` OTs come from the SoftSpoken tail when `ready` are
+    /// ready: those that neither they nor the plan cover (both parties compute it alike, after
+    /// the call's reservation, so it is below [`SILENT_MIN_OTS`]).
+    fn tail_len(&self, ready: usize, n: usize) -> usize {
+        n.saturating_sub(ready + self.ots())
+    }
+
+    /// The planned chunks in order, as [`Planned::next`] will hand them out, without taking
+    /// them.
+    fn iter(&self) -> impl Iterator<Item = (usize, core::ops::Range<usize>)> + '_ {
+        self.depths.iter().scan(self.pos, |pos, &d| {
+            let r = *pos..*pos + TREES * d;
+            *pos = r.end;
+            Some((d, r))
+        })
     }
 
     /// The chunks a reservation of `n` OTs adds when `ready` are generated and not handed out
@@ -374,13 +392,14 @@ impl SilentSender {
 
     /// Generates the next chunk: a planned one, or one for `need` OTs with its own base OTs.
     fn chunk<C: Channel + ?Sized>(&mut self, ch: &mut C, need: usize) -> Result<(), OtError> {
-        let mut own: Vec<Block> = Vec::new();
+        // The chunk's own base OTs, if it needs them (wiped however this ends).
+        let mut own = SecretBlocks::default();
         let planned = self.planned.next();
         let depth = match &planned {
             Some((d, _)) => *d,
             None => {
                 let d = depth_for(need);
-                own.resize(TREES * d, Block::ZERO);
+                own = SecretBlocks::zeros(TREES * d);
                 self.base.send(ch, ChoicePattern::ALL_RANDOM, &mut own)?;
                 d
             }
@@ -431,18 +450,16 @@ impl SilentSender {
         n: usize,
     ) -> Result<SilentDeferredSend<'_>, OtError> {
         self.reserve(ch, n)?;
-        let tail_len = n.saturating_sub(self.ready.left() + self.planned.ots());
-        let mut tail = vec![Block::ZERO; tail_len];
-        if tail_len > 0 {
+        let mut tail = SecretBlocks::zeros(self.planned.tail_len(self.ready.left(), n));
+        if !tail.is_empty() {
             self.base.send(ch, ChoicePattern::ALL_RANDOM, &mut tail)?;
         }
         let d = self.recv_corrections(ch, pattern, n)?;
         Ok(SilentDeferredSend {
-            flips: correction_flips(pattern, 0, n, &d),
             sender: self,
-            n,
-            handed: 0,
-            tail,
+            call: DeferredCall::new(n, tail),
+            pattern,
+            d,
         })
     }
 
@@ -473,7 +490,7 @@ impl SilentSender {
     ) -> Result<(), OtError> {
         let d = self.send_uncorrected(ch, pattern, out)?;
         if !d.is_empty() {
-            apply_choice_corrections(pattern, 0, &d, self.delta, out);
+            apply_choice_corrections(pattern, 0, &d, 0, self.delta, out);
         }
         Ok(())
     }
@@ -510,45 +527,77 @@ impl SilentSender {
     }
 }
 
-/// A deferred call of the silent-OT sender ([`SilentSender::send_deferred`]): hands out its
-/// zero-labels in order, a piece at a time, generating chunks as they are needed.
-pub struct SilentDeferredSend<'s> {
-    sender: &'s mut SilentSender,
+/// Where a deferred call stands, the same on both sides: its OTs come from chunks (what was
+/// ready, then planned chunks in order) up to `n − tail.len()`, then from the SoftSpoken tail
+/// computed when the call started.
+struct DeferredCall {
     /// OTs of the call.
     n: usize,
     /// OTs handed out so far.
     handed: usize,
-    /// The SoftSpoken tail's zero-labels (the call's last OTs), computed up front.
-    tail: Vec<Block>,
-    /// The receiver's corrections as flips of the call's zero-labels.
-    flips: ChoiceBits,
+    /// The tail's labels (zero-labels at the sender), wiped when the call ends.
+    tail: SecretBlocks,
 }
 
-impl Drop for SilentDeferredSend<'_> {
-    fn drop(&mut self) {
-        wipe(&mut self.tail);
+impl DeferredCall {
+    fn new(n: usize, tail: SecretBlocks) -> Self {
+        DeferredCall { n, handed: 0, tail }
     }
+
+    /// OTs not handed out yet.
+    fn remaining(&self) -> usize {
+        self.n - self.handed
+    }
+
+    /// OTs of the call that come from chunks.
+    fn ots_from_chunks(&self) -> usize {
+        self.n - self.tail.len()
+    }
+
+    /// How many of the next `len` OTs come from chunks (the rest from the tail); an error if
+    /// the call has fewer than `len` left.
+    fn split(&self, len: usize) -> Result<usize, OtError> {
+        if len > self.remaining() {
+            return Err(OtError::LengthMismatch {
+                choices: self.remaining(),
+                outputs: len,
+            });
+        }
+        Ok(self.ots_from_chunks().saturating_sub(self.handed).min(len))
+    }
+
+    /// Copies the tail's part of a piece (`out[k..]`, after the `k` OTs from chunks) and moves
+    /// past the whole piece.
+    fn finish(&mut self, out: &mut [Block], k: usize) {
+        let t0 = (self.handed + k).saturating_sub(self.ots_from_chunks());
+        let rest = out.len() - k;
+        out[k..].copy_from_slice(&self.tail[t0..t0 + rest]);
+        self.handed += out.len();
+    }
+}
+
+/// A deferred call of the silent-OT sender ([`SilentSender::send_deferred`]): hands out its
+/// zero-labels in order, a piece at a time, generating chunks as they are needed.
+pub struct SilentDeferredSend<'s> {
+    sender: &'s mut SilentSender,
+    call: DeferredCall,
+    /// The call's choice pattern and the receiver's corrections, applied piece by piece.
+    pattern: ChoicePattern,
+    d: Vec<u8>,
 }
 
 impl SilentDeferredSend<'_> {
     /// OTs not handed out yet.
     pub fn remaining(&self) -> usize {
-        self.n - self.handed
+        self.call.remaining()
     }
 
     /// Fills `out` with the call's next `out.len()` zero-labels, corrections applied. The
     /// messages of the chunks this generates are appended to `msg`: the caller sends them
-    /// before anything the receiver reads after its [`SilentDeferredReceive::fill`] of the
-    /// same OTs.
+    /// before anything the receiver reads after its
+    /// [`SilentDeferredReceive::read_messages`] for the same OTs.
     pub fn fill(&mut self, out: &mut [Block], msg: &mut Vec<Block>) -> Result<(), OtError> {
-        if out.len() > self.remaining() {
-            return Err(OtError::LengthMismatch {
-                choices: self.remaining(),
-                outputs: out.len(),
-            });
-        }
-        let from_chunks = self.n - self.tail.len();
-        let k = from_chunks.saturating_sub(self.handed).min(out.len());
+        let k = self.call.split(out.len())?;
         let s = &mut *self.sender;
         let mut filled = 0;
         while filled < k {
@@ -562,26 +611,11 @@ impl SilentDeferredSend<'_> {
             }
             filled += s.ready.take(&mut out[filled..k]);
         }
-        let t0 = (self.handed + k).saturating_sub(from_chunks);
-        let rest = out.len() - k;
-        out[k..].copy_from_slice(&self.tail[t0..t0 + rest]);
-        apply_flips(&self.flips, self.handed, s.delta, out);
-        self.handed += out.len();
+        let j0 = self.call.handed;
+        self.call.finish(out, k);
+        let at = self.pattern.count_in(0, j0);
+        apply_choice_corrections(self.pattern, j0, &self.d, at, s.delta, out);
         Ok(())
-    }
-}
-
-/// `out[i] ⊕= f·Δ` for bit `j0 + i` of `flips` (public: the receiver's corrections).
-fn apply_flips(flips: &ChoiceBits, j0: usize, delta: Block, out: &mut [Block]) {
-    for (w, qs) in out.chunks_mut(64).enumerate() {
-        let bits = flips.word_at(j0 + 64 * w, qs.len());
-        // Words of random OTs have none (half of them, for the protocol's pattern).
-        if bits == 0 {
-            continue;
-        }
-        for (i, q) in qs.iter_mut().enumerate() {
-            *q ^= delta.select((bits >> i) & 1 == 1);
-        }
     }
 }
 
@@ -769,7 +803,8 @@ impl SilentReceiver {
     ) -> Result<SilentDeferredReceive<'_>, OtError> {
         let n = choices.len();
         self.reserve(ch, n)?;
-        let tail_len = n.saturating_sub(self.ready.left() + self.planned.ots());
+        let tail_len = self.planned.tail_len(self.ready.left(), n);
+        let from_chunks = n - tail_len;
         self.random.clear();
         self.random.resize(n);
         // What is ready: its colours.
@@ -779,55 +814,44 @@ impl SilentReceiver {
             self.random
                 .set_word_at(64 * i, part.len(), colour_word(part));
         }
-        // The planned chunks the call reaches, up to 128 of one depth at a time.
-        let mut at = from_ready;
-        let mut pos = self.planned.pos;
-        let mut batch: Vec<(core::ops::Range<usize>, usize, usize)> = Vec::new();
-        let mut depths = self.planned.depths.iter().peekable();
-        while at < n - tail_len {
-            let Some(&depth) = depths.next() else {
-                return Err(OtError::Internal(
-                    "a deferred call is not covered by its reservation".into(),
-                ));
-            };
-            let take = chunk_ots(depth).min(n - tail_len - at);
-            batch.push((pos..pos + TREES * depth, at, take));
-            pos += TREES * depth;
-            at += take;
-            let last = at == n - tail_len || depths.peek() != Some(&&depth);
-            if last || batch.len() == 128 {
-                let cs: Vec<&[bool]> = batch
-                    .iter()
-                    .map(|(r, ..)| &self.planned_c[r.clone()])
-                    .collect();
-                let bits = noise_choice_bits(depth, &cs);
-                for ((_, at, take), x) in batch.drain(..).zip(&bits) {
-                    self.random.copy_from(at, x, 0, take);
+        // The planned chunks the call reaches, in batches of one depth.
+        {
+            let mut at = from_ready;
+            let mut batch: Vec<(core::ops::Range<usize>, usize, usize)> = Vec::new();
+            let mut chunks = self.planned.iter().peekable();
+            while at < from_chunks {
+                let Some((depth, range)) = chunks.next() else {
+                    return Err(OtError::Internal(
+                        "a deferred call is not covered by its reservation".into(),
+                    ));
+                };
+                let take = chunk_ots(depth).min(from_chunks - at);
+                batch.push((range, at, take));
+                at += take;
+                let last = at == from_chunks || chunks.peek().map(|c| c.0) != Some(depth);
+                if last || batch.len() == NOISE_BATCH {
+                    let cs: Vec<&[bool]> = batch
+                        .iter()
+                        .map(|(r, ..)| &self.planned_c[r.clone()])
+                        .collect();
+                    let bits = noise_choice_bits(depth, &cs);
+                    for ((_, at, take), x) in batch.drain(..).zip(&bits) {
+                        self.random.copy_from(at, x, 0, take);
+                    }
                 }
             }
         }
-        let mut tail = vec![Block::ZERO; tail_len];
+        let mut tail = SecretBlocks::zeros(tail_len);
         if tail_len > 0 {
             let mut bits = ChoiceBits::zeros(tail_len);
-            let ran = self
-                .base
-                .receive_packed(ch, ChoicePattern::ALL_RANDOM, &mut bits, &mut tail);
-            if let Err(e) = ran {
-                wipe(&mut tail);
-                return Err(e);
-            }
-            self.random.copy_from(n - tail_len, &bits, 0, tail_len);
+            self.base
+                .receive_packed(ch, ChoicePattern::ALL_RANDOM, &mut bits, &mut tail)?;
+            self.random.copy_from(from_chunks, &bits, 0, tail_len);
         }
-        let sent = self.send_corrections(ch, pattern, choices);
-        if let Err(e) = sent {
-            wipe(&mut tail);
-            return Err(e);
-        }
+        self.send_corrections(ch, pattern, choices)?;
         Ok(SilentDeferredReceive {
             receiver: self,
-            n,
-            handed: 0,
-            tail,
+            call: DeferredCall::new(n, tail),
             covered: from_ready,
             stash: Default::default(),
         })
@@ -857,29 +881,25 @@ impl SilentReceiver {
 /// its labels in order, a piece at a time, reading each chunk's message when it needs it.
 pub struct SilentDeferredReceive<'r> {
     receiver: &'r mut SilentReceiver,
-    /// OTs of the call.
-    n: usize,
-    /// OTs handed out so far.
-    handed: usize,
-    /// The SoftSpoken tail's labels (the call's last OTs), computed up front.
-    tail: Vec<Block>,
+    call: DeferredCall,
     /// OTs of the call, from its start, that what was ready and the chunk messages read so
     /// far cover.
     covered: usize,
-    /// Chunk messages read and not used yet, in order.
+    /// Chunk messages read and not used yet, in order: those of the planned chunks at the
+    /// front of the plan.
     stash: std::collections::VecDeque<Vec<Block>>,
-}
-
-impl Drop for SilentDeferredReceive<'_> {
-    fn drop(&mut self) {
-        wipe(&mut self.tail);
-    }
 }
 
 impl SilentDeferredReceive<'_> {
     /// OTs not handed out yet.
     pub fn remaining(&self) -> usize {
-        self.n - self.handed
+        self.call.remaining()
+    }
+
+    /// Whether every OT was handed out and every message read was used: what a caller checks
+    /// at the end of a call, to catch two parties that split it differently.
+    pub fn is_done(&self) -> bool {
+        self.call.remaining() == 0 && self.stash.is_empty()
     }
 
     /// Fills `out` with the call's next `out.len()` labels, reading from `ch` the message of
@@ -891,7 +911,7 @@ impl SilentDeferredReceive<'_> {
         ch: &mut C,
         out: &mut [Block],
     ) -> Result<(), OtError> {
-        self.read_messages(ch, self.handed + out.len())?;
+        self.read_messages(ch, self.call.handed + out.len())?;
         self.fill_read(out)
     }
 
@@ -904,8 +924,10 @@ impl SilentDeferredReceive<'_> {
         ch: &mut C,
         upto: usize,
     ) -> Result<(), OtError> {
-        let upto = upto.min(self.n - self.tail.len());
+        let upto = upto.min(self.call.ots_from_chunks());
         while self.covered < upto {
+            // The stashed messages belong to the plan's first chunks, which leave the plan
+            // only as their message leaves the stash: the next one is the chunk after them.
             let planned = &self.receiver.planned.depths;
             let Some(&depth) = planned.get(self.stash.len()) else {
                 return Err(OtError::Internal(
@@ -923,14 +945,7 @@ impl SilentDeferredReceive<'_> {
     /// Fills `out` with the call's next `out.len()` labels from the chunk messages already
     /// read ([`SilentDeferredReceive::read_messages`]); an error if they do not reach.
     pub fn fill_read(&mut self, out: &mut [Block]) -> Result<(), OtError> {
-        if out.len() > self.remaining() {
-            return Err(OtError::LengthMismatch {
-                choices: self.remaining(),
-                outputs: out.len(),
-            });
-        }
-        let from_chunks = self.n - self.tail.len();
-        let k = from_chunks.saturating_sub(self.handed).min(out.len());
+        let k = self.call.split(out.len())?;
         let r = &mut *self.receiver;
         let mut filled = 0;
         while filled < k {
@@ -945,13 +960,14 @@ impl SilentDeferredReceive<'_> {
             prefault_ready(&r.ready, &mut out[filled..k]);
             filled += r.ready.take(&mut out[filled..k]);
         }
-        let t0 = (self.handed + k).saturating_sub(from_chunks);
-        let rest = out.len() - k;
-        out[k..].copy_from_slice(&self.tail[t0..t0 + rest]);
-        self.handed += out.len();
+        self.call.finish(out, k);
         Ok(())
     }
 }
+
+/// Chunks whose choice bits [`noise_choice_bits`] works out in one run: one per bit lane of a
+/// block (fewer in tests, so that they cross batches at small sizes).
+const NOISE_BATCH: usize = if cfg!(test) { 3 } else { 128 };
 
 /// The colours (lsb) of up to 64 labels, as a word.
 fn colour_word(labels: &[Block]) -> u64 {
@@ -1107,10 +1123,12 @@ mod tests {
     }
 
     /// Deferred calls (corrections first, chunks generated as the outputs are taken) give
-    /// the same correlation and honour the chosen bits: from what an earlier call left ready,
-    /// across chunks of two depths, into a SoftSpoken tail, and across more than one batch of
-    /// 128 chunks whose choice bits are worked out together; a plain call afterwards takes
-    /// what they left ready. Each party takes its outputs in pieces of its own sizes.
+    /// the same correlation and honour the chosen bits, with every chunk message where the
+    /// receiver looks for it: from what an earlier call left ready, into a SoftSpoken tail
+    /// with no chunk between, as a tail alone, across chunks of two depths, across batches of
+    /// chunks whose choice bits are worked out together ([`NOISE_BATCH`] is 3 in tests), and
+    /// ending on a chunk's end; plain calls between them take what they left ready. Pieces
+    /// end mid-chunk, on chunk ends, inside what was ready and inside the tail.
     #[test]
     fn deferred_calls_across_ready_chunks_batches_and_tail() {
         let (mut sender, mut r, mut chr) = pair();
@@ -1120,39 +1138,34 @@ mod tests {
             period: 128,
             chosen: 64,
         };
+        let tenth = ChoicePattern {
+            period: 10,
+            chosen: 3,
+        };
+        let left = (1 << 16) - 40_000;
         // (n, pattern, deferred)
         let calls = [
             // A plain call leaves 25,536 of a chunk ready.
             (40_000usize, ChoicePattern::ALL_RANDOM, false),
-            // Those, a chunk of each depth (2^16 then 2^15), nothing left over.
-            (25_536 + (1 << 16) + (1 << 15), half, true),
-            // A chunk and a SoftSpoken tail of 10,000.
-            ((1 << 16) + 10_000, half, true),
-            // 129 chunks of 2^16: two batches; 20,000 of the last are left ready.
-            (
-                129 * (1 << 16) - 20_000,
-                ChoicePattern {
-                    period: 10,
-                    chosen: 3,
-                },
-                true,
-            ),
-            // A plain call takes what is left ready, then its own chunk.
-            (20_000 + 40_000, half, false),
+            // Those and a tail of 10,000, no chunk.
+            (left + 10_000, half, true),
+            // A tail alone.
             (5, ChoicePattern::ALL_CHOSEN, true),
+            // A chunk of each depth (2^16 then 2^15), nothing left over.
+            ((1 << 16) + (1 << 15), half, true),
+            // Seven chunks of 2^16, three batches; 20,000 of the last are left ready.
+            (7 * (1 << 16) - 20_000, tenth, true),
+            // A plain call takes those, then a chunk of its own, and leaves 25,536.
+            (20_000 + 40_000, half, false),
+            // Those and one chunk, ending on its end.
+            (left + (1 << 16), tenth, true),
         ];
         for (n, pattern, deferred) in calls {
             let want = random_bits(n, &mut rng);
             let call;
             (sender, call) = if deferred {
-                run_deferred_call(
-                    sender,
-                    &mut r,
-                    &mut chr,
-                    pattern,
-                    want,
-                    (&[1000, 7, 33_333, 100_000], &[64, 70_001, 5]),
-                )
+                let pieces = [1000, 7, 24_529, 33_333, 100_000, 64];
+                run_deferred_call(sender, &mut r, &mut chr, pattern, want, &pieces)
             } else {
                 run_call(sender, &mut r, &mut chr, pattern, want)
             };
@@ -1167,16 +1180,84 @@ mod tests {
         }
         let (s_chunks, r_chunks) = chunks(&sender.0, &r);
         assert_eq!(s_chunks, r_chunks);
-        assert_eq!(s_chunks, 1 + 2 + 1 + 129 + 1);
+        assert_eq!(s_chunks, 1 + 2 + 7 + 1 + 1);
+    }
+
+    /// A deferred call moves the bytes of a plain one in one flight fewer, however many chunks
+    /// it spans: its receiver's corrections go out before the chunks' messages come in.
+    #[test]
+    fn a_deferred_call_costs_the_bytes_of_a_plain_one_in_two_flights() {
+        let pattern = ChoicePattern {
+            period: 128,
+            chosen: 64,
+        };
+        let n = 3 * chunk_ots(MAX_DEPTH) + 1000;
+        let mut got = Vec::new();
+        for deferred in [false, true] {
+            let (a, b) = mem_pair(Duration::from_secs(60));
+            let (mut sender, mut r, mut chr) =
+                setup_pair(OtKind::Silent, Metered::new(a), Metered::new(b));
+            // Both reserved alike (a plain call without a reservation runs each chunk's base
+            // OTs on their own, with a count each).
+            r.reserve(&mut chr, n).unwrap();
+            sender.0.reserve(&mut sender.1, n).unwrap();
+            let (s0, r0) = (sender.1.stats().total, chr.stats().total);
+            let want = vec![false; n];
+            let (sender, _) = if deferred {
+                run_deferred_call(sender, &mut r, &mut chr, pattern, want, &[n])
+            } else {
+                run_call(sender, &mut r, &mut chr, pattern, want)
+            };
+            let s1 = sender.1.stats().total.minus(&s0);
+            let r1 = chr.stats().total.minus(&r0);
+            got.push((s1.bytes_sent, s1.bytes_received, r1.rounds));
+        }
+        // The deferred run's sender also sent its one marker block.
+        assert_eq!(got[1].0 - 16, got[0].0);
+        assert_eq!(got[1].1, got[0].1);
+        // After the reservation's flight out, a plain call takes the messages in and sends the
+        // corrections out: two more flights; a deferred call sends its corrections with the
+        // reservation's flight and takes the messages in: one.
+        assert_eq!((got[0].2, got[1].2), (2, 1), "{got:?}");
+    }
+
+    /// A deferred call whose two sides disagree on the count fails on both sides: the sender
+    /// names both counts, and the receiver, left waiting for chunk messages that never come,
+    /// gets a channel error rather than a hang or a panic.
+    #[test]
+    fn a_deferred_count_mismatch_is_an_error_on_both_sides() {
+        let ((mut s, mut chs, _), mut r, mut chr) = pair();
+        let h = std::thread::spawn(move || {
+            let got = s
+                .send_deferred(&mut chs, ChoicePattern::ALL_RANDOM, 40_000)
+                .err();
+            drop(chs);
+            got
+        });
+        let mut bits = ChoiceBits::zeros(40_001);
+        let mut call = r
+            .receive_deferred(&mut chr, ChoicePattern::ALL_RANDOM, &mut bits)
+            .unwrap();
+        let mut z = vec![Block::ZERO; 40_001];
+        assert!(matches!(call.fill(&mut chr, &mut z), Err(OtError::Net(_))));
+        assert!(matches!(
+            h.join().unwrap(),
+            Some(OtError::CountMismatch {
+                ours: 40_000,
+                theirs: 40_001,
+                ..
+            })
+        ));
     }
 
     /// The choice bits worked out from the puncture points alone are the noise `e` compressed
-    /// by the code, chunk by chunk: checked against setting each tree's one bit directly.
+    /// by the code, chunk by chunk, in every one of a full batch's 128 lanes: checked against
+    /// setting each tree's one bit directly.
     #[test]
     fn noise_choice_bits_match_the_code_on_the_noise() {
         let mut rng = Prg::from_entropy();
         let depth = MIN_DEPTH;
-        let cs: Vec<Vec<bool>> = (0..3)
+        let cs: Vec<Vec<bool>> = (0..128)
             .map(|_| random_bits(TREES * depth, &mut rng))
             .collect();
         let refs: Vec<&[bool]> = cs.iter().map(Vec::as_slice).collect();

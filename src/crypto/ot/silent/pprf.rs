@@ -585,8 +585,13 @@ pub(crate) fn vole_send<C: Channel + ?Sized>(
     Ok(())
 }
 
-/// [`vole_send`] with its one message appended to `msg` instead of sent: for a caller that
-/// sends it later, in order with its own messages.
+/// The garbler's side of one sparse VOLE, its one message appended to `msg` for the caller to
+/// send (in order with its own messages: silent OT's deferred calls send it ahead of the tables
+/// garbled with the chunk's OTs): fills `v` (`TREES · 2^depth` blocks, the leaves) and lets the
+/// evaluator obtain `v₀ ⊕ e·Δ`, where `v₀` is `v` with every lsb cleared (which the caller
+/// does, before or after the linear code: see the module doc). `q` holds the zero-labels of
+/// the chunk's `TREES · depth` base COTs (random choices; wiped here), `first_tweak` numbers
+/// the setup's level-sum OTs run before this call (both parties count them).
 pub(crate) fn vole_message(
     q: &mut [Block],
     delta: Block,
