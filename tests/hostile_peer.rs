@@ -265,3 +265,60 @@ fn a_second_client_is_told_the_server_is_busy() {
     );
     assert!(e.to_string().contains("busy"), "{e}");
 }
+
+/// A ReLU site's client against a server that runs silent OT's setup, reads the client's
+/// choice corrections (which come first since protocol version 6) and then sends `sent`
+/// bytes of what should be the first chunk's tree message before it hangs up: the client gets
+/// a channel error, never a panic or a hang, wherever the stream stops.
+fn site_client_against_a_server_that_stops(sent: usize) -> ProtocolError {
+    use pibench::crypto::ot::{ChoiceBits, OtReceiver, OtSender};
+    use pibench::crypto::prg::Prg;
+    use pibench::gc::Delta;
+    use pibench::protocol::site::{ClientSite, ReluEngine};
+    let engine = ReluEngine::new(Ring::default(), 12, Scheme::ThreeHalves).unwrap();
+    let n = 1000;
+    let (mut a, mut b) = mem_pair(Duration::from_secs(20));
+    let pattern = engine.choice_pattern();
+    let server = std::thread::spawn(move || {
+        let mut rng = Prg::from_entropy();
+        let delta = Delta::random(&mut rng);
+        let mut cot = OtSender::setup(&mut b, OtKind::Silent, delta.block(), &mut rng).unwrap();
+        let call = cot.send_deferred(&mut b, pattern, n * 2 * 64).unwrap();
+        drop(call);
+        b.send(&vec![0x5a; sent]).unwrap();
+        b.flush().unwrap();
+    });
+    let mut rng = Prg::from_entropy();
+    let mut cot = OtReceiver::setup(&mut a, OtKind::Silent, &mut rng).unwrap();
+    let c = vec![3u64; n];
+    let got = ClientSite::offline(
+        &mut a,
+        &engine,
+        &c,
+        0,
+        &mut cot,
+        &mut rng,
+        &mut ChoiceBits::new(),
+    );
+    server.join().unwrap();
+    match got {
+        Ok(_) => panic!("a site completed against a server that sent {sent} bytes"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn a_server_that_stops_inside_a_relu_site_is_a_channel_error() {
+    // Nothing after the corrections; half a tree message (43,008 bytes for a chunk of 2^16
+    // OTs); a whole one and the start of the tables.
+    for sent in [0, 20_000, 43_008 + 100] {
+        let e = site_client_against_a_server_that_stops(sent);
+        assert!(
+            matches!(
+                e,
+                ProtocolError::Net(_) | ProtocolError::Ot(pibench::crypto::ot::OtError::Net(_))
+            ),
+            "sent {sent}: {e}"
+        );
+    }
+}

@@ -187,9 +187,10 @@ fn write_links(s: &mut String, sweep: &Sweep) -> std::fmt::Result {
         writeln!(
             s,
             "\nLink latencies are modelled per phase as measured compute + bytes / bandwidth + \
-             rounds × RTT/2 (the parties never overlap transfer and compute, so this is an upper \
-             bound for a pipelined implementation); where a run was also made through a throttled \
-             channel (`--emulate`), the table shows *model / emulated*.\n"
+             rounds × RTT/2, as if transfer and compute never overlapped: an upper bound, since \
+             pibench streams the tables as it garbles them and runs its OTs beside them; where a \
+             run was also made through a throttled channel (`--emulate`), which measures the \
+             overlap, the table shows *model / emulated*.\n"
         )?;
     }
     Ok(())
