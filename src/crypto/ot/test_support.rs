@@ -61,8 +61,20 @@ pub(crate) fn run_call<C: Channel + Send + 'static>(
     let mut bits = ChoiceBits::from_bools(&want);
     let mut z = vec![Block::ZERO; n];
     r.receive(chr, pattern, &mut bits, &mut z).unwrap();
-    let choices = bits.to_bools();
+    collect_call(h, d, want, &bits, z)
+}
+
+/// The sender handed back by its thread `h` and the call it ran with the receiver's bits and
+/// labels.
+fn collect_call<C>(
+    h: std::thread::JoinHandle<(OtSender, C, Vec<Block>)>,
+    d: Block,
+    want: Vec<bool>,
+    bits: &ChoiceBits,
+    z: Vec<Block>,
+) -> (Sender<C>, Call) {
     let (s, chs, y) = h.join().unwrap();
+    let choices = bits.to_bools();
     (
         (s, chs, d),
         Call {
@@ -137,17 +149,7 @@ pub(crate) fn run_deferred_call<C: Channel + Send + 'static>(
     }
     assert!(call.is_done());
     drop(call);
-    let choices = bits.to_bools();
-    let (s, chs, y) = h.join().unwrap();
-    (
-        (s, chs, d),
-        Call {
-            want,
-            choices,
-            y,
-            z,
-        },
-    )
+    collect_call(h, d, want, &bits, z)
 }
 
 /// Checks a call under the sender's `delta`: `z = y ⊕ b·Δ` for every OT and its bit `b`, which
@@ -170,6 +172,19 @@ pub(crate) fn check_call(
         }
     }
     random
+}
+
+/// [`check_call`], and the call's random bits balanced (45–55 % ones) where there are more
+/// than 1,000 of them.
+pub(crate) fn check_balanced_call(call: &Call, delta: Block, pattern: ChoicePattern, what: &str) {
+    let random = check_call(call, delta, pattern, what);
+    let (ones, random) = (ones(&random), random.len());
+    if random > 1000 {
+        assert!(
+            (random * 45 / 100..random * 55 / 100).contains(&ones),
+            "{what}: {ones} of {random}"
+        );
+    }
 }
 
 /// How many of `bits` are set.

@@ -1044,7 +1044,7 @@ fn wipe_base(c: &mut [bool], r: &mut [Block]) {
 mod tests {
     use super::*;
     use crate::crypto::ot::test_support::{
-        call_bytes, check_call, mismatched_counts_are_errors, ones, random_bits, run_call,
+        call_bytes, check_balanced_call, mismatched_counts_are_errors, random_bits, run_call,
         run_deferred_call, setup_pair, Sender,
     };
     use crate::crypto::ot::{OtKind, OtReceiver, OtSender};
@@ -1107,14 +1107,7 @@ mod tests {
         for (n, pattern) in calls {
             let call;
             (sender, call) = run_call(sender, &mut r, &mut chr, pattern, random_bits(n, &mut rng));
-            let random = check_call(&call, d, pattern, &format!("n {n}"));
-            let (ones, random) = (ones(&random), random.len());
-            if random > 1000 {
-                assert!(
-                    (random * 45 / 100..random * 55 / 100).contains(&ones),
-                    "n {n}: {ones} of {random}"
-                );
-            }
+            check_balanced_call(&call, d, pattern, &format!("n {n}"));
         }
         let (s_chunks, r_chunks) = chunks(&sender.0, &r);
         assert_eq!(s_chunks, r_chunks);
@@ -1169,14 +1162,7 @@ mod tests {
             } else {
                 run_call(sender, &mut r, &mut chr, pattern, want)
             };
-            let random = check_call(&call, d, pattern, &format!("n {n}"));
-            let (ones, random) = (ones(&random), random.len());
-            if random > 1000 {
-                assert!(
-                    (random * 45 / 100..random * 55 / 100).contains(&ones),
-                    "n {n}: {ones} of {random}"
-                );
-            }
+            check_balanced_call(&call, d, pattern, &format!("n {n}"));
         }
         let (s_chunks, r_chunks) = chunks(&sender.0, &r);
         assert_eq!(s_chunks, r_chunks);

@@ -562,29 +562,6 @@ pub(crate) fn message_blocks(depth: usize) -> usize {
 
 pub(crate) use crate::crypto::block::wipe;
 
-/// The garbler's side of one sparse VOLE: fills `v` (`TREES · 2^depth` blocks, the leaves) and
-/// lets the evaluator obtain `v₀ ⊕ e·Δ`, where `v₀` is `v` with every lsb cleared (which the
-/// caller does, before or after the linear code: see the module doc). `q` holds the zero-labels of the chunk's
-/// `TREES · depth` base COTs (random choices; wiped here), `first_tweak` numbers the setup's
-/// level-sum OTs run before this call (both parties count them). Sends one message and no
-/// more: nothing here waits for the evaluator.
-#[cfg(test)]
-pub(crate) fn vole_send<C: Channel + ?Sized>(
-    ch: &mut C,
-    q: &mut [Block],
-    delta: Block,
-    depth: usize,
-    first_tweak: u64,
-    rng: &mut Prg,
-    v: &mut [Block],
-) -> Result<(), OtError> {
-    let mut msg = Vec::new();
-    vole_message(q, delta, depth, first_tweak, rng, v, &mut msg);
-    ch.send_blocks(&msg)?;
-    ch.flush()?;
-    Ok(())
-}
-
 /// The garbler's side of one sparse VOLE, its one message appended to `msg` for the caller to
 /// send (in order with its own messages: silent OT's deferred calls send it ahead of the tables
 /// garbled with the chunk's OTs): fills `v` (`TREES · 2^depth` blocks, the leaves) and lets the
@@ -875,10 +852,13 @@ mod tests {
                 .unwrap();
             let (q1, q2) = q.split_at_mut(m);
             let mut v = vec![Block::ZERO; size];
-            vole_send(&mut a, q1, delta, depth, 0, &mut rng, &mut v).unwrap();
+            let mut msg = Vec::new();
+            vole_message(q1, delta, depth, 0, &mut rng, &mut v, &mut msg);
             // The second chunk continues the tweaks.
             let mut v2 = vec![Block::ZERO; size];
-            vole_send(&mut a, q2, delta, depth, m as u64, &mut rng, &mut v2).unwrap();
+            vole_message(q2, delta, depth, m as u64, &mut rng, &mut v2, &mut msg);
+            a.send_blocks(&msg).unwrap();
+            a.flush().unwrap();
             (delta, v, v2)
         });
         let mut base = SoftSpokenReceiver::setup(&mut b, 8, &mut Prg::from_entropy()).unwrap();
