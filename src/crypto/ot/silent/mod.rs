@@ -598,7 +598,14 @@ impl SilentDeferredSend<'_> {
     /// [`SilentDeferredReceive::read_messages`] for the same OTs.
     pub fn fill(&mut self, out: &mut [Block], msg: &mut Vec<Block>) -> Result<(), OtError> {
         let k = self.call.split(out.len())?;
+        let j0 = self.call.handed;
         let s = &mut *self.sender;
+        // The corrections of OTs `j0 + a..j0 + b`, applied while they are in cache.
+        let (pattern, d, delta) = (self.pattern, &self.d, s.delta);
+        let correct = |out: &mut [Block], a: usize| {
+            let at = pattern.count_in(0, j0 + a);
+            apply_choice_corrections(pattern, j0 + a, d, at, delta, out);
+        };
         let mut filled = 0;
         while filled < k {
             if s.ready.left() == 0 {
@@ -609,12 +616,12 @@ impl SilentDeferredSend<'_> {
                 };
                 s.generate(depth, Some(r), &mut [], msg);
             }
-            filled += s.ready.take(&mut out[filled..k]);
+            let got = s.ready.take(&mut out[filled..k]);
+            correct(&mut out[filled..filled + got], filled);
+            filled += got;
         }
-        let j0 = self.call.handed;
         self.call.finish(out, k);
-        let at = self.pattern.count_in(0, j0);
-        apply_choice_corrections(self.pattern, j0, &self.d, at, s.delta, out);
+        correct(&mut out[k..], k);
         Ok(())
     }
 }
