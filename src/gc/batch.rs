@@ -464,7 +464,8 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
     /// is garbled, so memory stays bounded by two chunks whatever `n` is. Arguments as for
     /// [`BatchGarbler::garble_batch`], without the tables, and with the garbler's zero-labels
     /// held or drawn ([`GarblerLabels`]) and the evaluator's held or expanded
-    /// ([`EvaluatorLabels`]), whose expansion may send blocks ahead of each chunk's tables. Returns the bytes sent (the scheme's
+    /// ([`EvaluatorLabels`]), whose expansion may send blocks ahead of each chunk's tables.
+    /// Returns the table bytes sent (the scheme's
     /// `table_bytes(circuit, n)`).
     pub fn garble_stream<C: Channel + ?Sized>(
         &self,
@@ -717,7 +718,8 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
 
     /// Receives tables from `chan` chunk by chunk and evaluates each chunk (in parallel) as it
     /// arrives: the counterpart of [`BatchGarbler::garble_stream`], whatever chunk size the
-    /// garbler used (when nothing was sent ahead of its chunks). A helper thread receives chunk `i + 1` while chunk `i` is evaluated, so
+    /// garbler used (when nothing was sent ahead of its chunks). A helper thread receives chunk
+    /// `i + 1` while chunk `i` is evaluated, so
     /// memory stays bounded by two chunks. Arguments as for [`BatchEvaluator::eval_batch`],
     /// without the tables. Returns the bytes received.
     pub fn eval_stream<C: Channel + ?Sized>(
@@ -879,7 +881,6 @@ pub fn pack_bits(bits: &[bool]) -> Vec<u8> {
 /// blocks that go ahead of them), `free` brings the buffers back; at most two chunks exist.
 /// `full` holds two items, so that blocks sent ahead of a chunk never wait for the chunk before
 /// it to leave.
-#[allow(clippy::type_complexity)]
 fn table_ring<T>(
     n: usize,
     unit_bytes: usize,
@@ -979,8 +980,9 @@ where
 }
 
 /// The streaming evaluator of every scheme, the counterpart of [`send_chunks`] whatever chunk
-/// size the garbler used (when nothing was sent ahead of its chunks): a helper thread receives chunk `i + 1` (`m · unit_bytes` bytes) while
-/// `consume(i0, m, buf)` evaluates chunk `i`. Returns the bytes received.
+/// size the garbler used (when nothing was sent ahead of its chunks): a helper thread receives
+/// chunk `i + 1` (`m · unit_bytes` bytes) while `consume(i0, m, buf)` evaluates chunk `i`.
+/// Returns the bytes received.
 pub(crate) fn recv_chunks<C, F>(
     chan: &mut C,
     n: usize,
