@@ -37,7 +37,8 @@
 //!
 //! Garbler zero-labels `gb_zero[i · gi + w]` and evaluator zero-labels `ev_zero[i · ei + w]`
 //! (`gi`, `ei` the circuit's input counts) for instance `i`; the evaluator's actual labels use
-//! the same layout. Output colours `out_lsb[i · no + o]` (`no` outputs per instance).
+//! the same layout. Outputs `out[i · no + o]` (`no` outputs per instance): the colour of each
+//! output label (`bool`) or the label itself (`Block`), as the caller asks ([`OutputWire`]).
 
 use std::sync::mpsc;
 
@@ -226,7 +227,7 @@ fn shape_with(
     ev_len: usize,
     tables_len: Option<usize>,
     first_instance: u64,
-    out_lsb_len: usize,
+    out_len: usize,
     tb: usize,
 ) -> Result<Shape, GcError> {
     let no = circuit.outputs().len();
@@ -235,14 +236,14 @@ fn shape_with(
             "a circuit without outputs cannot be batched".into(),
         ));
     }
-    if !out_lsb_len.is_multiple_of(no) {
+    if !out_len.is_multiple_of(no) {
         return Err(GcError::Length {
-            what: "output colours (a multiple of the outputs)",
+            what: "outputs (a multiple of the circuit's outputs)",
             expected: no,
-            got: out_lsb_len,
+            got: out_len,
         });
     }
-    let n = out_lsb_len / no;
+    let n = out_len / no;
     let (gi, ei) = (circuit.garbler_inputs(), circuit.evaluator_inputs());
     check_len("garbler labels", n * gi, gb_len)?;
     check_len("evaluator labels", n * ei, ev_len)?;
@@ -254,20 +255,20 @@ fn shape_with(
 }
 
 /// Splits a batch into rayon jobs of at most [`PAR_INSTANCES`] instances:
-/// `(first instance within the call, count, its tables, its output colours)`.
-fn jobs<'t, 'l, T>(
+/// `(first instance within the call, count, its tables, its outputs)`.
+fn jobs<'t, 'l, T, O>(
     s: Shape,
     mut tables: &'t mut [T],
-    mut out_lsb: &'l mut [bool],
-) -> Vec<(usize, usize, &'t mut [T], &'l mut [bool])> {
+    mut out: &'l mut [O],
+) -> Vec<(usize, usize, &'t mut [T], &'l mut [O])> {
     let mut v = Vec::with_capacity(s.n.div_ceil(PAR_INSTANCES));
     let mut i0 = 0;
     while i0 < s.n {
         let m = PAR_INSTANCES.min(s.n - i0);
         let (t, tr) = std::mem::take(&mut tables).split_at_mut(m * s.tb);
-        let (l, lr) = std::mem::take(&mut out_lsb).split_at_mut(m * s.no);
+        let (l, lr) = std::mem::take(&mut out).split_at_mut(m * s.no);
         v.push((i0, m, t, l));
-        (tables, out_lsb) = (tr, lr);
+        (tables, out) = (tr, lr);
         i0 += m;
     }
     v
@@ -310,13 +311,39 @@ fn prefetch_inputs(gb: &[Block], ev: &[Block]) {
     let _ = (gb, ev);
 }
 
-/// Writes the colour bits of the output labels of `g` instances.
+/// What a batch call writes for each output wire of each instance.
+///
+/// Decoding needs only the colour of each output label (`bool`): the garbler's zero-label
+/// colours and the evaluator's label colours give the bits. Turning outputs into additive
+/// shares (`gc::arith`) needs the labels themselves (`Block`): the garbler's zero-labels, the
+/// evaluator's labels. Zero-labels are secret to the garbler (with the evaluator's labels they
+/// give Δ).
+pub trait OutputWire: Copy + Send + Sync + 'static {
+    /// What is kept of an output label.
+    fn of_label(label: Block) -> Self;
+}
+
+impl OutputWire for bool {
+    #[inline(always)]
+    fn of_label(label: Block) -> bool {
+        label.lsb()
+    }
+}
+
+impl OutputWire for Block {
+    #[inline(always)]
+    fn of_label(label: Block) -> Block {
+        label
+    }
+}
+
+/// Writes the outputs of `g` instances.
 #[inline(always)]
-fn store_outputs(labels: &[Lanes], g: usize, outputs: &[u32], out_lsb: &mut [bool]) {
+fn store_outputs<O: OutputWire>(labels: &[Lanes], g: usize, outputs: &[u32], out: &mut [O]) {
     let no = outputs.len();
     for j in 0..g {
         for (o, &w) in outputs.iter().enumerate() {
-            out_lsb[j * no + o] = labels[w as usize].0[2 * j] & 1 == 1;
+            out[j * no + o] = O::of_label(labels[w as usize].lane(j));
         }
     }
 }
@@ -393,46 +420,46 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         self.circuit
     }
 
-    /// Garbles `n = out_lsb.len() / outputs` instances on the calling thread.
+    /// Garbles `n = out.len() / outputs` instances on the calling thread.
     ///
     /// Instance `i` uses garbler zero-labels `gb_zero[i·gi..]` and evaluator zero-labels
     /// `ev_zero[i·ei..]`; writes its tables to `tables[i·W..]` (`W` table elements per
-    /// instance: `2 · and_count` blocks for half gates) and the colours of its output
-    /// zero-labels to `out_lsb[i·no..]`, which are what [`decode`](super::halfgates::decode)
-    /// needs. `first_instance` is the global number of instance 0 in the session.
-    pub fn garble_batch(
+    /// instance: `2 · and_count` blocks for half gates) and its output zero-labels, or their
+    /// colours (what [`decode`](super::halfgates::decode) needs), to `out[i·no..]`
+    /// ([`OutputWire`]). `first_instance` is the global number of instance 0 in the session.
+    pub fn garble_batch<O: OutputWire>(
         &self,
         gb_zero: &[Block],
         ev_zero: &[Block],
         first_instance: u64,
         tables: &mut [S::Elem],
-        out_lsb: &mut [bool],
+        out: &mut [O],
     ) -> Result<(), GcError> {
-        self.garble_on(false, gb_zero, ev_zero, first_instance, tables, out_lsb)
+        self.garble_on(false, gb_zero, ev_zero, first_instance, tables, out)
     }
 
     /// [`BatchGarbler::garble_batch`] spread over the rayon thread pool; same inputs, same
     /// outputs.
-    pub fn garble_batch_par(
+    pub fn garble_batch_par<O: OutputWire>(
         &self,
         gb_zero: &[Block],
         ev_zero: &[Block],
         first_instance: u64,
         tables: &mut [S::Elem],
-        out_lsb: &mut [bool],
+        out: &mut [O],
     ) -> Result<(), GcError> {
-        self.garble_on(true, gb_zero, ev_zero, first_instance, tables, out_lsb)
+        self.garble_on(true, gb_zero, ev_zero, first_instance, tables, out)
     }
 
     /// [`BatchGarbler::garble_batch`] on the calling thread or (`par`) over the rayon pool.
-    fn garble_on(
+    fn garble_on<O: OutputWire>(
         &self,
         par: bool,
         gb_zero: &[Block],
         ev_zero: &[Block],
         first_instance: u64,
         tables: &mut [S::Elem],
-        out_lsb: &mut [bool],
+        out: &mut [O],
     ) -> Result<(), GcError> {
         let s = shape::<S>(
             self.circuit,
@@ -440,21 +467,21 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
             ev_zero.len(),
             Some(tables.len()),
             first_instance,
-            out_lsb.len(),
+            out.len(),
         )?;
         let job =
-            |ws: &mut Workspace, (i0, m, tab, lsb): (usize, usize, &mut [S::Elem], &mut [bool])| {
+            |ws: &mut Workspace, (i0, m, tab, lsb): (usize, usize, &mut [S::Elem], &mut [O])| {
                 let sub = Shape { n: m, ..s };
                 let gb = &gb_zero[i0 * s.gi..(i0 + m) * s.gi];
                 let ev = &ev_zero[i0 * s.ei..(i0 + m) * s.ei];
                 self.garble_range(ws, sub, gb, ev, first_instance + i0 as u64, tab, lsb);
             };
         if par {
-            jobs(s, tables, out_lsb)
+            jobs(s, tables, out)
                 .into_par_iter()
                 .for_each_init(|| Workspace::new(self.circuit), job);
         } else {
-            job(&mut Workspace::new(self.circuit), (0, s.n, tables, out_lsb));
+            job(&mut Workspace::new(self.circuit), (0, s.n, tables, out));
         }
         Ok(())
     }
@@ -467,13 +494,13 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
     /// ([`EvaluatorLabels`]), whose expansion may send blocks ahead of each chunk's tables.
     /// Returns the table bytes sent (the scheme's
     /// `table_bytes(circuit, n)`).
-    pub fn garble_stream<C: Channel + ?Sized>(
+    pub fn garble_stream<C: Channel + ?Sized, O: OutputWire>(
         &self,
         chan: &mut C,
         mut gb: GarblerLabels<'_>,
         mut ev: EvaluatorLabels<'_>,
         first_instance: u64,
-        out_lsb: &mut [bool],
+        out: &mut [O],
         chunk: usize,
     ) -> Result<u64, GcError> {
         let (gi, ei) = (
@@ -482,7 +509,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         );
         // Exactly what the outputs ask for where labels are drawn or expanded; a bad output
         // length is reported by `shape`.
-        let n = out_lsb.len() / self.circuit.outputs().len().max(1);
+        let n = out.len() / self.circuit.outputs().len().max(1);
         let gb_len = match &gb {
             GarblerLabels::Held(g) => g.len(),
             GarblerLabels::Drawn(_) => n * gi,
@@ -497,7 +524,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
             ev_len,
             None,
             first_instance,
-            out_lsb.len(),
+            out.len(),
         )?;
         let unit = std::mem::size_of::<S::Elem>() * s.tb;
         // Reused chunk after chunk; zeroed by the allocator, first touched when filled.
@@ -535,7 +562,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
                 ev_chunk,
                 first_instance + i0 as u64,
                 &mut S::elems_mut(buf)[..m * s.tb],
-                &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
+                &mut out[i0 * s.no..(i0 + m) * s.no],
             )
         });
         // Zero-labels: with the evaluator's labels they would give Δ.
@@ -547,7 +574,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
 
     /// Garbles `s.n` instances, group by group. Lengths are already checked.
     #[allow(clippy::too_many_arguments)]
-    fn garble_range(
+    fn garble_range<O: OutputWire>(
         &self,
         ws: &mut Workspace,
         s: Shape,
@@ -555,7 +582,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         ev_zero: &[Block],
         first: u64,
         tables: &mut [S::Elem],
-        out_lsb: &mut [bool],
+        out: &mut [O],
     ) {
         let c = self.circuit;
         let d = self.delta.block();
@@ -592,7 +619,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
                 labels,
                 g,
                 c.outputs(),
-                &mut out_lsb[i0 * s.no..(i0 + g) * s.no],
+                &mut out[i0 * s.no..(i0 + g) * s.no],
             );
             i0 += g;
         }
@@ -635,43 +662,44 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
         self.circuit
     }
 
-    /// Evaluates `n = out_lsb.len() / outputs` instances on the calling thread, from the
+    /// Evaluates `n = out.len() / outputs` instances on the calling thread, from the
     /// garbler's input labels `gb_labels[i·gi..]`, the evaluator's `ev_labels[i·ei..]` and the
-    /// tables `tables[i·W..]`; writes the colour of each output label to `out_lsb[i·no..]`
-    /// (what the garbler needs to decode). `first_instance` must be the garbler's.
-    pub fn eval_batch(
+    /// tables `tables[i·W..]`; writes each output label, or its colour (what the garbler
+    /// needs to decode), to `out[i·no..]` ([`OutputWire`]). `first_instance` must be the
+    /// garbler's.
+    pub fn eval_batch<O: OutputWire>(
         &self,
         gb_labels: &[Block],
         ev_labels: &[Block],
         tables: &[S::Elem],
         first_instance: u64,
-        out_lsb: &mut [bool],
+        out: &mut [O],
     ) -> Result<(), GcError> {
-        self.eval_on(false, gb_labels, ev_labels, tables, first_instance, out_lsb)
+        self.eval_on(false, gb_labels, ev_labels, tables, first_instance, out)
     }
 
     /// [`BatchEvaluator::eval_batch`] spread over the rayon thread pool; same inputs, same
     /// outputs.
-    pub fn eval_batch_par(
+    pub fn eval_batch_par<O: OutputWire>(
         &self,
         gb_labels: &[Block],
         ev_labels: &[Block],
         tables: &[S::Elem],
         first_instance: u64,
-        out_lsb: &mut [bool],
+        out: &mut [O],
     ) -> Result<(), GcError> {
-        self.eval_on(true, gb_labels, ev_labels, tables, first_instance, out_lsb)
+        self.eval_on(true, gb_labels, ev_labels, tables, first_instance, out)
     }
 
     /// [`BatchEvaluator::eval_batch`] on the calling thread or (`par`) over the rayon pool.
-    fn eval_on(
+    fn eval_on<O: OutputWire>(
         &self,
         par: bool,
         gb_labels: &[Block],
         ev_labels: &[Block],
         tables: &[S::Elem],
         first_instance: u64,
-        out_lsb: &mut [bool],
+        out: &mut [O],
     ) -> Result<(), GcError> {
         let s = shape::<S>(
             self.circuit,
@@ -679,9 +707,9 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
             ev_labels.len(),
             Some(tables.len()),
             first_instance,
-            out_lsb.len(),
+            out.len(),
         )?;
-        let job = |ws: &mut Workspace, (i0, m, lsb): (usize, usize, &mut [bool])| {
+        let job = |ws: &mut Workspace, (i0, m, lsb): (usize, usize, &mut [O])| {
             let sub = Shape { n: m, ..s };
             let gb = &gb_labels[i0 * s.gi..(i0 + m) * s.gi];
             let ev = &ev_labels[i0 * s.ei..(i0 + m) * s.ei];
@@ -690,15 +718,15 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
         };
         if par {
             let mut empty: [S::Elem; 0] = [];
-            // Only the output colours are split mutably; tables are read through the job's range.
-            jobs(Shape { tb: 0, ..s }, &mut empty[..], out_lsb)
+            // Only the outputs are split mutably; tables are read through the job's range.
+            jobs(Shape { tb: 0, ..s }, &mut empty[..], out)
                 .into_par_iter()
                 .for_each_init(
                     || Workspace::new(self.circuit),
                     |ws, (i0, m, _, lsb)| job(ws, (i0, m, lsb)),
                 );
         } else {
-            job(&mut Workspace::new(self.circuit), (0, s.n, out_lsb));
+            job(&mut Workspace::new(self.circuit), (0, s.n, out));
         }
         Ok(())
     }
@@ -722,13 +750,13 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
     /// `i + 1` while chunk `i` is evaluated, so
     /// memory stays bounded by two chunks. Arguments as for [`BatchEvaluator::eval_batch`],
     /// without the tables. Returns the bytes received.
-    pub fn eval_stream<C: Channel + ?Sized>(
+    pub fn eval_stream<C: Channel + ?Sized, O: OutputWire>(
         &self,
         chan: &mut C,
         gb_labels: &[Block],
         ev_labels: &[Block],
         first_instance: u64,
-        out_lsb: &mut [bool],
+        out: &mut [O],
         chunk: usize,
     ) -> Result<u64, GcError> {
         let s = shape::<S>(
@@ -737,7 +765,7 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
             ev_labels.len(),
             None,
             first_instance,
-            out_lsb.len(),
+            out.len(),
         )?;
         let unit = std::mem::size_of::<S::Elem>() * s.tb;
         recv_chunks(chan, s.n, unit, chunk, |i0, m, buf| {
@@ -746,14 +774,14 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
                 &ev_labels[i0 * s.ei..(i0 + m) * s.ei],
                 &S::elems(buf)[..m * s.tb],
                 first_instance + i0 as u64,
-                &mut out_lsb[i0 * s.no..(i0 + m) * s.no],
+                &mut out[i0 * s.no..(i0 + m) * s.no],
             )
         })
     }
 
     /// Evaluates `s.n` instances, group by group; mirrors [`BatchGarbler::garble_range`].
     #[allow(clippy::too_many_arguments)]
-    fn eval_range(
+    fn eval_range<O: OutputWire>(
         &self,
         ws: &mut Workspace,
         s: Shape,
@@ -761,7 +789,7 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
         ev: &[Block],
         tables: &[S::Elem],
         first: u64,
-        out_lsb: &mut [bool],
+        out: &mut [O],
     ) {
         let c = self.circuit;
         let mut i0 = 0;
@@ -793,7 +821,7 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
                 labels,
                 g,
                 c.outputs(),
-                &mut out_lsb[i0 * s.no..(i0 + g) * s.no],
+                &mut out[i0 * s.no..(i0 + g) * s.no],
             );
             i0 += g;
         }
@@ -807,7 +835,7 @@ fn shape<S: TableScheme>(
     ev_len: usize,
     tables_len: Option<usize>,
     first_instance: u64,
-    out_lsb_len: usize,
+    out_len: usize,
 ) -> Result<Shape, GcError> {
     let tb = S::instance_elems(circuit);
     let s = shape_with(
@@ -816,7 +844,7 @@ fn shape<S: TableScheme>(
         ev_len,
         tables_len,
         first_instance,
-        out_lsb_len,
+        out_len,
         tb,
     )?;
     S::check_instances(first_instance, s.n, circuit.and_count())?;
@@ -1249,13 +1277,13 @@ mod tests {
                 GarblerLabels::Held(&[]),
                 EvaluatorLabels::Held(&[]),
                 0,
-                &mut [],
+                &mut [] as &mut [bool],
                 16
             )
             .unwrap(),
             0
         );
-        assert_eq!(e.eval_stream(&mut ce, &[], &[], 0, &mut [], 16).unwrap(), 0);
+        assert_eq!(e.eval_stream(&mut ce, &[], &[], 0, &mut [] as &mut [bool], 16).unwrap(), 0);
     }
 
     proptest::proptest! {

@@ -86,10 +86,11 @@ const _: () = assert!(
 );
 
 /// Refuses instance numbers `first..first + n` that reach [`INSTANCE_LIMIT`], and circuits
-/// whose AND gates would spill into the instance bits of the tweak.
+/// of 2^61 AND gates or more: their tweaks would reach bit 63 of the low word, where the
+/// output tweaks of [`gc::arith`](super::arith) live (and, beyond, the instance bits).
 pub(crate) fn check_instances(first: u64, n: usize, and_count: usize) -> Result<(), GcError> {
     let end = first.checked_add(n as u64);
-    if n > 0 && end.is_none_or(|e| e > INSTANCE_LIMIT) || and_count as u64 > u64::MAX >> 1 {
+    if n > 0 && end.is_none_or(|e| e > INSTANCE_LIMIT) || and_count as u64 >= 1 << 61 {
         return Err(GcError::InstanceOverflow { first, n });
     }
     Ok(())
@@ -304,6 +305,8 @@ mod tests {
         ));
         assert!(check_instances(u64::MAX, 1, 177).is_err());
         assert!(check_instances(u64::MAX, 0, 177).is_ok());
+        assert!(check_instances(0, 1, (1 << 61) - 1).is_ok());
+        assert!(check_instances(0, 1, 1 << 61).is_err());
         // And the garbler itself applies it.
         let circ = one_and();
         let mut rng = ChaCha12Rng::seed_from_u64(3);

@@ -20,7 +20,7 @@
 //! instance `i` owns words `[i·W, (i+1)·W)` with `W =`
 //! [`instance_words`](super::threehalves::instance_words)`(and_count)`, laid out as documented
 //! on [`threehalves`](super::threehalves). On the wire each word is its 8 little-endian bytes.
-//! Instance numbers, label arrays and output colours are exactly those of the half-gates
+//! Instance numbers, label arrays and outputs are exactly those of the half-gates
 //! engine (see [`batch`](super::batch)).
 
 use super::batch::{instances, BatchEvaluator, BatchGarbler, TableScheme};
