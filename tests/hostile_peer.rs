@@ -278,12 +278,13 @@ fn site_client_against_a_server_that_stops(sent: usize) -> ProtocolError {
     let engine = ReluEngine::new(Ring::default(), 12, Scheme::ThreeHalves).unwrap();
     let n = 1000;
     let (mut a, mut b) = mem_pair(Duration::from_secs(20));
-    let pattern = engine.choice_pattern();
+    let engine_wires = engine.client_wires();
+    let pattern = pibench::crypto::ot::ChoicePattern::ALL_CHOSEN;
     let server = std::thread::spawn(move || {
         let mut rng = Prg::from_entropy();
         let delta = Delta::random(&mut rng);
         let mut cot = OtSender::setup(&mut b, OtKind::Silent, delta.block(), &mut rng).unwrap();
-        let call = cot.send_deferred(&mut b, pattern, n * 2 * 64).unwrap();
+        let call = cot.send_deferred(&mut b, pattern, n * engine_wires).unwrap();
         drop(call);
         b.send(&vec![0x5a; sent]).unwrap();
         b.flush().unwrap();

@@ -53,11 +53,11 @@ pub struct ReluBenchResult {
     pub offline_bytes_per_relu: f64,
     /// Offline bytes per ReLU, client to server (the OT extension matrix).
     pub offline_bytes_per_relu_client_to_server: f64,
-    /// Offline bytes per ReLU, server to client (garbled tables).
+    /// Offline bytes per ReLU, server to client (garbled tables and output ciphertexts).
     pub offline_bytes_per_relu_server_to_client: f64,
     /// Online bytes per ReLU, both directions.
     pub online_bytes_per_relu: f64,
-    /// Online bytes per ReLU, client to server (output colour bits).
+    /// Online bytes per ReLU, client to server (the client's masked share).
     pub online_bytes_per_relu_client_to_server: f64,
     /// Online bytes per ReLU, server to client (the server's input labels).
     pub online_bytes_per_relu_server_to_client: f64,
@@ -137,13 +137,14 @@ fn client<C: Channel>(
 }
 
 /// Bytes both parties of [`relu_bench`] hold at their peak for `n` ReLUs of `ell` bits with
-/// `table_bytes` bytes of garbled tables each: the client's input labels (2ℓ blocks), tables and
-/// packed choice bits (2ℓ bits); the server's OT zero-labels (2ℓ: held whole with IKNP, a chunk
-/// at a time with SoftSpoken and silent OT, so a bound), the choice corrections (at most 2ℓ
-/// bits), its own zero-labels (ℓ) and output colours (ℓ bools); the shares and decoding words.
+/// `table_bytes` bytes of garbled tables and `output_bytes` of output ciphertexts each: the
+/// client's input labels (ℓ blocks), tables, ciphertexts and packed choice bits (ℓ bits); the
+/// server's OT zero-labels (ℓ: held whole with IKNP, a chunk at a time with SoftSpoken and
+/// silent OT, so a bound), the choice corrections (at most ℓ bits), its own zero-labels (ℓ),
+/// its output zero-labels (at most ℓ) and ciphertexts; the shares and masks.
 /// Computed in u128: a huge `n` cannot overflow it.
-pub fn relu_bench_bytes(n: usize, ell: usize, table_bytes: usize) -> u128 {
-    let per = (2 * ell * 16) * 2 + ell * 16 + table_bytes + 2 * (2 * ell).div_ceil(8) + ell + 5 * 8;
+pub fn relu_bench_bytes(n: usize, ell: usize, table_bytes: usize, output_bytes: usize) -> u128 {
+    let per = ell * 16 * 4 + table_bytes + 2 * output_bytes + 2 * ell.div_ceil(8) + 6 * 8;
     n as u128 * per as u128
 }
 
@@ -178,7 +179,7 @@ pub fn relu_bench(
     // refuse what cannot fit before allocating (an allocation failure aborts the process).
     let engine = ReluEngine::new(ring, ring.frac, gc.garbling).map_err(BenchError::Server)?;
     let table_bytes = engine.table_bytes();
-    let needed = relu_bench_bytes(n, ring.ell as usize, table_bytes);
+    let needed = relu_bench_bytes(n, ring.ell as usize, table_bytes, engine.output_bytes());
     if let Some(available) = available_memory_bytes() {
         if needed > u128::from(available) {
             return Err(BenchError::TooLarge {
@@ -215,7 +216,7 @@ pub fn relu_bench(
         garbling: gc.garbling,
         ot: gc.ot,
         table_bytes_per_relu: table_bytes as u64,
-        client_storage_bytes_per_relu: (table_bytes + 16 * 2 * ring.ell as usize) as u64,
+        client_storage_bytes_per_relu: engine.client_storage_bytes() as u64,
         us_per_relu: (timed.setup + timed.offline + timed.online) * 1e6 / nf,
         us_per_relu_offline: timed.offline * 1e6 / nf,
         us_per_relu_online: timed.online * 1e6 / nf,
@@ -236,6 +237,7 @@ pub fn relu_bench(
 mod tests {
     use super::*;
     use crate::crypto::ot::silent::{chunk_bytes, depth_for};
+    use crate::gc::arith::ArithOutputs;
 
     #[test]
     fn a_few_relus_decode_correctly_and_cost_what_the_protocol_says() {
@@ -245,16 +247,18 @@ mod tests {
             let r = relu_bench(n, ring, half_gates, Duration::from_secs(30)).unwrap();
             assert!(r.correct, "{ring:?}");
             let ell = ring.ell as f64;
-            // Online: ℓ labels to the client, ⌈ℓ/8⌉ bytes of colours back, per ReLU.
+            // Online: ℓ labels to the client, ⌈ℓ/8⌉ bytes of masked share back, per ReLU.
             assert_eq!(r.online_bytes_per_relu_server_to_client, ell * 16.0);
             assert_eq!(
                 r.online_bytes_per_relu_client_to_server,
                 f64::from(ring.ell.div_ceil(8))
             );
-            // Offline, server to client: the garbled tables (two blocks per AND gate).
+            // Offline, server to client: the garbled tables (two blocks per AND gate), then a
+            // ciphertext of ℓ − o bits per output wire o.
+            let outputs = ArithOutputs::new(ring.ell as usize, (ring.ell - ring.frac - 1) as usize);
             assert_eq!(
                 r.offline_bytes_per_relu_server_to_client,
-                (r.and_gates_per_relu * 32) as f64
+                (r.and_gates_per_relu * 32 + outputs.unwrap().instance_bytes()) as f64
             );
         }
         assert!(relu_bench(0, Ring::default(), half_gates, Duration::from_secs(1)).is_err());
@@ -270,7 +274,7 @@ mod tests {
                 let r = relu_bench(n, ring, gc, Duration::from_secs(30)).unwrap();
                 assert!(r.correct, "{gc}");
                 assert_eq!((r.garbling, r.ot), (garbling, ot));
-                // Online is the same whatever the scheme: 64 labels, 8 bytes of colours back.
+                // Online is the same whatever the scheme: 64 labels, 8 bytes of share back.
                 assert_eq!(r.online_bytes_per_relu, 64.0 * 16.0 + 8.0, "{gc}");
                 // Tables: 32 B per AND for half gates, 3 words per AND plus 5 control bits
                 // (rounded up to words) for three-halves.
@@ -281,16 +285,17 @@ mod tests {
                     }
                 };
                 assert_eq!(r.table_bytes_per_relu, tables as u64, "{gc}");
-                // Silent OT: 64,000 OTs take one chunk of 2^16, whose tree messages travel
-                // with the tables; the client sends the chunk's base OTs, the call's count, one
-                // bit per share bit and the one-byte ready signal.
+                // Silent OT: 32,000 OTs take one chunk, whose tree messages travel with the
+                // tables; the client sends the chunk's base OTs, the call's count, one bit per
+                // share bit and the one-byte ready signal. The 51 output ciphertexts of 64 − o
+                // bits follow the tables: 249 bytes.
                 let (up, down) = match ot {
-                    OtKind::Silent => chunk_bytes(depth_for(128 * n)),
+                    OtKind::Silent => chunk_bytes(depth_for(64 * n)),
                     _ => (0, 0),
                 };
                 assert_eq!(
                     r.offline_bytes_per_relu_server_to_client,
-                    (tables * n + down as usize) as f64 / n as f64,
+                    ((tables + 249) * n + down as usize) as f64 / n as f64,
                     "{gc}"
                 );
                 if ot == OtKind::Silent {
@@ -316,9 +321,9 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, BenchError::TooLarge { .. }), "{e}");
         assert!(e.to_string().contains("--relus 1000000000000"), "{e}");
-        // About 11 KB per ReLU at ℓ = 64: the figure the message is built from.
-        let per = relu_bench_bytes(1, 64, 354 * 16);
-        assert!((10_000..12_000).contains(&per), "{per}");
-        assert!(relu_bench_bytes(usize::MAX, 64, 354 * 16) > u128::from(u64::MAX));
+        // About 8 KB per ReLU at ℓ = 64 with half gates: the figure the message is built from.
+        let per = relu_bench_bytes(1, 64, 228 * 16, 249);
+        assert!((7_500..9_000).contains(&per), "{per}");
+        assert!(relu_bench_bytes(usize::MAX, 64, 228 * 16, 249) > u128::from(u64::MAX));
     }
 }

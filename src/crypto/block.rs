@@ -80,7 +80,7 @@ pub(crate) struct SecretBlocks(pub(crate) Vec<Block>);
 impl SecretBlocks {
     /// `n` zero blocks.
     pub(crate) fn zeros(n: usize) -> Self {
-        SecretBlocks(vec![Block::ZERO; n])
+        SecretBlocks(zeroed_blocks(n))
     }
 }
 

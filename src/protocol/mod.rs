@@ -8,8 +8,9 @@
 //!
 //! - linear step: the server computes `M·S + s + b` on its share; the client's share `M·c − s`
 //!   came from the preprocessing backend ([`prepro`]);
-//! - ReLU site: kept elements go through the garbled ReLU (exact truncation inside), whose output
-//!   `relu(y) − r'` the server decodes from the colour bits the client returns; linearized
+//! - ReLU site: kept elements go through the garbled ReLU (exact truncation inside), whose value
+//!   the two parties end up sharing as `relu(y) − r'` (the server, adding the masked share the
+//!   client returns to its own) and `r'` (the client's mask, drawn offline); linearized
 //!   elements are truncated locally by each party (SecureML) and cost nothing;
 //! - add, sum pool, flatten: local on both shares.
 //!
@@ -75,8 +76,11 @@ impl std::fmt::Display for GcOptions {
 /// take random-choice OT. Version 5: silent OT's base OTs and small-count fallback run
 /// SoftSpoken with k = 4 (31 columns per 128 OTs instead of k = 8's 15). Version 6: a ReLU
 /// site's silent OT is a deferred call: the client's choice corrections come first, and each
-/// chunk's tree message goes just ahead of the tables garbled with its OTs.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// chunk's tree message goes just ahead of the tables garbled with its OTs. Version 7: a ReLU
+/// garbles only its value (`gc::relu::relu_value_circuit`), whose output wires become additive
+/// shares through ciphertexts sent after the tables (`gc::arith`); the client's mask is no
+/// longer a circuit input, and it returns its masked share instead of output colours.
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Errors of a private inference.
 #[derive(Debug, thiserror::Error)]
@@ -263,9 +267,10 @@ pub fn sites_of(net: &FixedNetwork) -> Vec<SitePlan> {
     out
 }
 
-/// The correlated OTs of a whole session's sites: the client's `2ℓ` input wires per kept ReLU.
+/// The correlated OTs of a whole session's sites: the client's `ℓ` input wires per kept ReLU
+/// (its share; see [`site`]).
 pub fn session_ots(plans: &[SitePlan], ell: usize) -> usize {
-    plans.iter().map(|p| p.kept.len() * 2 * ell).sum()
+    plans.iter().map(|p| p.kept.len() * ell).sum()
 }
 
 /// Time spent by one party on one step in one phase.

@@ -6,31 +6,32 @@
 //! and evaluate calls and inside the OT objects.
 //!
 //! Wire order of one ReLU instance (see `gc::relu`): garbler input `a` (ℓ bits, the server's
-//! share); evaluator inputs `c` (ℓ bits, the client's share) then `r` (ℓ bits, the client's
-//! fresh output mask); output `relu(trunc(a + c)) − r` (ℓ bits). The ℓ output bits of one
-//! instance are carried as one `u64` word (bit i = output wire i), so decoding is one XOR per
-//! instance, and travel back as ⌈ℓ/8⌉ bytes.
-//!
-//! The client's output mask needs no chosen bits: where the OT makes random choices cheaper
-//! (SoftSpoken: one bit per OT less), its `ℓ` mask wires take the OT's random choice bits and
-//! the mask is whatever they are; with IKNP, where they cost the same, the mask is drawn from
-//! the client's offline rng (one `u64` per kept element, as a seeded replay expects).
+//! share); evaluator input `c` (ℓ bits, the client's share); outputs the low `ℓ − f − 1` bits
+//! of `v = relu(trunc(a + c))` ([`relu_value_circuit`]). The server turns them into additive
+//! shares with one short ciphertext per output wire ([`ArithOutputs`]), sent after the site's
+//! tables: online the client evaluates, derives its share `u` of `v`, and returns
+//! `u − r` (⌈ℓ/8⌉ bytes), `r` being its fresh mask drawn offline from its rng (one `u64` per
+//! kept element); the server's new share is what it received plus its own share `w`, so the
+//! pair (server, client) shares `v` as (`v − r`, `r`), and the client knows its part offline.
+//! Against a circuit that subtracts `r` itself ([`relu_circuit`](crate::gc::relu_circuit)),
+//! that saves ℓ − 1 AND gates and the mask's ℓ OTs for `Σ_o (ℓ − o)` bits of ciphertexts.
 
 use rand_core::{CryptoRng, RngCore};
 
 use super::ProtocolError;
-use crate::crypto::block::{blocks_as_words, blocks_as_words_mut, zeroed_blocks};
+use crate::crypto::block::{blocks_as_words, blocks_as_words_mut, zeroed_blocks, SecretBlocks};
 use crate::crypto::buffer::{prefault, BlockBuf};
 use crate::crypto::ot::{ChoiceBits, ChoicePattern, OtReceiver, OtSender};
 use crate::crypto::prg::Prg;
 use crate::crypto::{Block, BlockChannel};
 use crate::gc::batch::{recv_chunks, DEFAULT_STREAM_CHUNK as CHUNK};
-use crate::gc::circuit::bits_to_words;
+use crate::gc::arith::ArithOutputs;
 use crate::gc::halfgates::encode_words;
+use crate::gc::relu::relu_value_bits;
 use crate::gc::threehalves::instance_words;
 use crate::gc::{
-    relu_circuit, Circuit, Delta, Evaluator, EvaluatorLabels, Garbler, GarblerLabels, GcError,
-    Scheme, ThEvaluator, ThGarbler,
+    relu_value_circuit, Circuit, Delta, Evaluator, EvaluatorLabels, Garbler, GarblerLabels,
+    GcError, Scheme, ThEvaluator, ThGarbler,
 };
 use crate::net::Channel;
 use crate::ring::Ring;
@@ -50,6 +51,7 @@ const SLICE: usize = 512;
 /// padding, never sent nor counted).
 pub struct ReluEngine {
     circuit: Circuit,
+    arith: ArithOutputs,
     ring: Ring,
     scheme: Scheme,
 }
@@ -57,9 +59,12 @@ pub struct ReluEngine {
 impl ReluEngine {
     /// The engine for ReLUs on `ring` truncating by `trunc` bits, garbled with `scheme`.
     pub fn new(ring: Ring, trunc: u32, scheme: Scheme) -> Result<Self, ProtocolError> {
-        let circuit = relu_circuit(ring.ell as usize, trunc as usize)?;
+        let (ell, trunc) = (ring.ell as usize, trunc as usize);
+        let circuit = relu_value_circuit(ell, trunc)?;
+        let arith = ArithOutputs::new(ell, relu_value_bits(ell, trunc))?;
         Ok(ReluEngine {
             circuit,
+            arith,
             ring,
             scheme,
         })
@@ -85,6 +90,23 @@ impl ReluEngine {
         self.scheme.table_bytes(&self.circuit, 1) as usize
     }
 
+    /// Bytes of the output ciphertexts per ReLU ([`ArithOutputs::instance_bytes`]), sent after
+    /// the tables and stored with them.
+    pub fn output_bytes(&self) -> usize {
+        self.arith.instance_bytes()
+    }
+
+    /// The client's input wires per ReLU, each a correlated OT: its share's ℓ bits.
+    pub fn client_wires(&self) -> usize {
+        self.circuit.evaluator_inputs()
+    }
+
+    /// Bytes the client stores per ReLU between the phases: tables, output ciphertexts, its
+    /// input labels and its mask.
+    pub fn client_storage_bytes(&self) -> usize {
+        self.table_bytes() + self.output_bytes() + 16 * self.client_wires() + 8
+    }
+
     /// Table elements per ReLU: blocks for half gates, words for three-halves.
     fn table_units(&self) -> usize {
         match self.scheme {
@@ -93,20 +115,11 @@ impl ReluEngine {
         }
     }
 
-    /// Which of the client's `2ℓ` input wires per ReLU take chosen OT bits when random ones are
-    /// cheaper: its share's `ℓ` (then come the mask's `ℓ`, whose bits the OT picks at random).
-    pub fn choice_pattern(&self) -> ChoicePattern {
-        ChoicePattern {
-            period: 2 * self.ell(),
-            chosen: self.ell(),
-        }
-    }
-
-    /// Garbles `n = lsb.len() / ℓ` instances numbered from `instance_base`, the server's
-    /// zero-labels drawn from `gb_labels` and the client's from `ev` chunk by chunk, and
-    /// streams their tables to `ch` in chunks, one chunk while the next is garbled;
-    /// `control_seed` keys the three-halves control randomness (secret, fresh; unused by half
-    /// gates).
+    /// Garbles `n = out.len() / outputs` instances numbered from `instance_base`, the server's
+    /// zero-labels drawn from `gb_labels` and the client's from `ev` chunk by chunk, streams
+    /// their tables to `ch` in chunks, one chunk while the next is garbled, and writes their
+    /// output zero-labels to `out`; `control_seed` keys the three-halves control randomness
+    /// (secret, fresh; unused by half gates).
     #[allow(clippy::too_many_arguments)]
     fn garble_stream<C: Channel + ?Sized>(
         &self,
@@ -116,16 +129,16 @@ impl ReluEngine {
         gb_labels: &mut Prg,
         ev: EvaluatorLabels<'_>,
         instance_base: u64,
-        lsb: &mut [bool],
+        out: &mut [Block],
     ) -> Result<(), ProtocolError> {
         let (c, base) = (&self.circuit, instance_base);
         let drawn = GarblerLabels::Drawn(gb_labels);
         match self.scheme {
             Scheme::HalfGates => {
-                Garbler::new(c, delta).garble_stream(ch, drawn, ev, base, lsb, CHUNK)?
+                Garbler::new(c, delta).garble_stream(ch, drawn, ev, base, out, CHUNK)?
             }
             Scheme::ThreeHalves => ThGarbler::new(c, delta, control_seed)
-                .garble_stream(ch, drawn, ev, base, lsb, CHUNK)?,
+                .garble_stream(ch, drawn, ev, base, out, CHUNK)?,
         };
         Ok(())
     }
@@ -181,8 +194,8 @@ impl ReluEngine {
         }
     }
 
-    /// Evaluates instances `first..first + m` (`m = lsb.len() / ℓ`) of the stored `tables` on
-    /// the server's labels `gb` and the client's `ev`.
+    /// Evaluates instances `first..first + m` (`m = out.len() / outputs`) of the stored
+    /// `tables` on the server's labels `gb` and the client's `ev`, writing the output labels.
     fn evaluate(
         &self,
         gb: &[Block],
@@ -190,23 +203,23 @@ impl ReluEngine {
         tables: &[Block],
         first: usize,
         instance: u64,
-        lsb: &mut [bool],
+        out: &mut [Block],
     ) -> Result<(), GcError> {
-        let (u, m) = (self.table_units(), lsb.len() / self.ell());
+        let (u, m) = (self.table_units(), out.len() / self.arith.outputs());
         match self.scheme {
             Scheme::HalfGates => Evaluator::new(&self.circuit).eval_batch_par(
                 gb,
                 ev,
                 &tables[first * u..(first + m) * u],
                 instance,
-                lsb,
+                out,
             )?,
             Scheme::ThreeHalves => ThEvaluator::new(&self.circuit).eval_batch_par(
                 gb,
                 ev,
                 &blocks_as_words(tables)[first * u..(first + m) * u],
                 instance,
-                lsb,
+                out,
             )?,
         };
         Ok(())
@@ -217,8 +230,8 @@ impl ReluEngine {
 pub struct ServerSite {
     /// Seed of the server's input zero-labels, regenerated online instead of stored.
     label_seed: Block,
-    /// Per instance, the colour bits of the output zero-labels.
-    decode: Vec<u64>,
+    /// Per instance, the server's share `w` of the ReLU's value ([`ArithOutputs::garble`]).
+    shares: Vec<u64>,
     /// The ring of the shares.
     ring: Ring,
 }
@@ -232,9 +245,9 @@ impl Drop for ServerSite {
 
 impl ServerSite {
     /// Offline: send the client's input labels of `n` instances by correlated OT (zero-labels
-    /// here, `K ⊕ bΔ` at the client; its mask bits random where [`OtSender::random_is_cheaper`]),
-    /// then garble the instances (numbered from `instance_base`) and stream their tables to the
-    /// client, one chunk while the next is garbled.
+    /// here, `K ⊕ bΔ` at the client), garble the instances (numbered from `instance_base`) and
+    /// stream their tables to the client, one chunk while the next is garbled, then send the
+    /// output ciphertexts.
     #[allow(clippy::too_many_arguments)]
     pub fn offline<C: Channel + ?Sized, R: RngCore + CryptoRng>(
         ch: &mut C,
@@ -245,30 +258,25 @@ impl ServerSite {
         delta: &Delta,
         rng: &mut R,
     ) -> Result<Self, ProtocolError> {
-        let ell = engine.ell();
-        let pattern = if cot.random_is_cheaper() {
-            engine.choice_pattern()
-        } else {
-            ChoicePattern::ALL_CHOSEN
-        };
+        let (wires, pattern) = (engine.client_wires(), ChoicePattern::ALL_CHOSEN);
         // SoftSpoken's and silent OT's outputs are computed chunk by chunk as they are
         // garbled, from the receiver's message held until then (SoftSpoken: a quarter of
         // their size; silent OT: its choice corrections, the chunks' messages going out with
         // the tables); IKNP hands them all out at once.
         let defer = n > 0 && cot.defers();
-        let mut ev_zero = BlockBuf::with_len(if defer { 0 } else { n * 2 * ell });
+        let mut ev_zero = BlockBuf::with_len(if defer { 0 } else { n * wires });
         let mut deferred = None;
         if defer {
-            deferred = Some(cot.send_deferred(ch, pattern, n * 2 * ell)?);
+            deferred = Some(cot.send_deferred(ch, pattern, n * wires)?);
         } else if n > 0 {
             cot.send(ch, pattern, &mut ev_zero)?;
         }
         let label_seed = Block::random(rng);
-        let mut decode = Vec::new();
+        let mut shares = vec![0u64; n];
         if n > 0 {
             // The server's zero-labels, drawn as each chunk is garbled (as online, from the seed).
             let mut gb_labels = Prg::from_seed(label_seed);
-            let mut lsb = vec![false; n * ell];
+            let mut out_zero = SecretBlocks::zeros(n * engine.arith.outputs());
             let mut control_seed = Block::random(rng);
             let mut expand = deferred.as_mut().map(|d| {
                 move |out: &mut [Block], msg: &mut Vec<Block>| {
@@ -287,7 +295,7 @@ impl ServerSite {
                 &mut gb_labels,
                 ev,
                 instance_base,
-                &mut lsb,
+                &mut out_zero,
             );
             zeroize::Zeroize::zeroize(&mut control_seed.0);
             garbled?;
@@ -296,45 +304,49 @@ impl ServerSite {
                     "the site was garbled before its OTs ran out".into(),
                 ));
             }
-            decode = bits_to_words(&lsb, ell)?;
+            let mut cts = vec![0u8; n * engine.output_bytes()];
+            engine
+                .arith
+                .garble(delta, instance_base, &out_zero, &mut cts, &mut shares)?;
+            ch.send(&cts)?;
         }
         ch.flush()?;
         Ok(ServerSite {
             label_seed,
-            decode,
+            shares,
             ring: engine.ring,
         })
     }
 
     /// Instances of the site.
     pub fn len(&self) -> usize {
-        self.decode.len()
+        self.shares.len()
     }
 
     /// Whether the site has no instance.
     pub fn is_empty(&self) -> bool {
-        self.decode.is_empty()
+        self.shares.is_empty()
     }
 
     /// Bytes stored between the phases.
     pub fn storage_bytes(&self) -> u64 {
-        (self.decode.len() * 8 + 16) as u64
+        (self.shares.len() * 8 + 16) as u64
     }
 
     /// Online: send the labels of the server's share `values` (one per instance, in order),
-    /// receive the client's output colour words and decode them. Returns `relu(y) − r` per
-    /// instance.
+    /// receive the client's masked shares and add its own. Returns `relu(y) − r` per instance,
+    /// `r` being the client's mask.
     pub fn online<C: Channel + ?Sized>(
         &self,
         ch: &mut C,
         delta: &Delta,
         values: &[u64],
     ) -> Result<Vec<u64>, ProtocolError> {
-        if values.len() != self.decode.len() {
+        if values.len() != self.shares.len() {
             return Err(ProtocolError::Internal(format!(
                 "{} share values for a site of {} ReLUs",
                 values.len(),
-                self.decode.len()
+                self.shares.len()
             )));
         }
         let ell = self.ring.ell as usize;
@@ -351,14 +363,13 @@ impl ServerSite {
         let bytes_per = ell.div_ceil(8);
         let mut buf = vec![0u8; values.len() * bytes_per];
         ch.recv(&mut buf)?;
-        let mask = self.ring.mask();
         Ok(buf
             .chunks_exact(bytes_per)
-            .zip(&self.decode)
-            .map(|(b, d)| {
-                let mut w = [0u8; 8];
-                w[..bytes_per].copy_from_slice(b);
-                (u64::from_le_bytes(w) ^ d) & mask
+            .zip(&self.shares)
+            .map(|(b, w)| {
+                let mut d = [0u8; 8];
+                d[..bytes_per].copy_from_slice(b);
+                self.ring.reduce(u64::from_le_bytes(d).wrapping_add(*w))
             })
             .collect())
     }
@@ -370,20 +381,22 @@ pub struct ClientSite {
     tables: BlockBuf,
     /// Bytes of garbled tables (the buffer may end in padding).
     table_bytes: usize,
-    /// The client's input labels (`2ℓ` per instance).
+    /// The output ciphertexts of the instances, in order.
+    cts: Vec<u8>,
+    /// The client's input labels (ℓ per instance).
     labels: BlockBuf,
+    /// The client's mask per instance: its share of the ReLU's value after the site.
+    masks: Vec<u64>,
     /// The first instance's number.
     instance_base: u64,
-    /// Instances.
-    n: usize,
 }
 
 impl ClientSite {
-    /// Offline: obtain by correlated OT the labels of the client's inputs to each instance (its
-    /// share `c[j]` and a fresh output mask), then receive and store the garbled tables.
-    /// Returns the site and the output masks `relu_out_mask[j]` (ℓ bits each): the OT's random
-    /// choice bits where [`OtReceiver::random_is_cheaper`], else drawn from `rng`, one `u64`
-    /// per instance. `choices` is scratch space, reused across sites (and wiped as it is).
+    /// Offline: obtain by correlated OT the labels of the client's share `c[j]` of each
+    /// instance, then receive and store the garbled tables and the output ciphertexts.
+    /// Returns the site and the output masks `relu_out_mask[j]` (the client's shares after the
+    /// site), drawn from `rng`, one `u64` per instance. `choices` is scratch space, reused
+    /// across sites (and wiped as it is).
     #[allow(clippy::too_many_arguments)]
     pub fn offline<C: Channel + ?Sized, R: RngCore + CryptoRng>(
         ch: &mut C,
@@ -394,29 +407,17 @@ impl ClientSite {
         rng: &mut R,
         choices: &mut ChoiceBits,
     ) -> Result<(Self, Vec<u64>), ProtocolError> {
-        let (ell, n) = (engine.ell(), c.len());
-        let random = cot.random_is_cheaper();
-        let mut relu_out_mask: Vec<u64> = if random {
-            vec![0; n]
-        } else {
-            (0..n).map(|_| engine.ring.reduce(rng.next_u64())).collect()
-        };
-        let mut labels = BlockBuf::with_len(n * 2 * ell);
+        let (ell, n, w) = (engine.ell(), c.len(), engine.client_wires());
+        let masks: Vec<u64> = (0..n).map(|_| engine.ring.reduce(rng.next_u64())).collect();
+        let mut labels = BlockBuf::with_len(n * w);
         let mut tables = None;
         if n > 0 {
-            let pattern = if random {
-                engine.choice_pattern()
-            } else {
-                ChoicePattern::ALL_CHOSEN
-            };
+            let pattern = ChoicePattern::ALL_CHOSEN;
             cot.reserve(ch, labels.len())?;
-            // Packed, the bits of instance j are its share then its mask, ℓ bits each: at
-            // ℓ = 64 the words themselves.
             choices.clear();
-            choices.reserve(2 * ell * n);
-            for (&ci, &ri) in c.iter().zip(&relu_out_mask) {
+            choices.reserve(w * n);
+            for &ci in c {
                 choices.push_word(ci, ell);
-                choices.push_word(ri, ell);
             }
             if cot.defers() {
                 // Silent OT: the choice bits are settled now. The messages of a chunk of
@@ -424,7 +425,6 @@ impl ClientSite {
                 // expanded slice by slice as the tables are read, so the garbler's stream never
                 // waits long for the client to drain it.
                 let mut call = cot.receive_deferred(ch, pattern, choices)?;
-                let w = 2 * ell;
                 tables = Some(engine.recv_tables(ch, n, |ch, end, slice| {
                     call.read_messages(ch, end * w)?;
                     Ok(call.fill_read(&mut labels[slice.start * w..slice.end * w])?)
@@ -437,69 +437,73 @@ impl ClientSite {
             } else {
                 cot.receive(ch, pattern, choices, &mut labels)?;
             }
-            if random {
-                for (j, r) in relu_out_mask.iter_mut().enumerate() {
-                    *r = choices.word_at(2 * ell * j + ell, ell);
-                }
-            }
         }
         let tables = match tables {
             Some(t) => t,
             None => engine.recv_tables(ch, n, |_, _, _| Ok(()))?,
         };
+        let mut cts = vec![0u8; n * engine.output_bytes()];
+        ch.recv(&mut cts)?;
         let site = ClientSite {
             tables,
             table_bytes: n * engine.table_bytes(),
+            cts,
             labels,
+            masks: masks.clone(),
             instance_base,
-            n,
         };
-        Ok((site, relu_out_mask))
+        Ok((site, masks))
     }
 
     /// Instances of the site.
     pub fn len(&self) -> usize {
-        self.n
+        self.masks.len()
     }
 
     /// Whether the site has no instance.
     pub fn is_empty(&self) -> bool {
-        self.n == 0
+        self.masks.is_empty()
     }
 
     /// Bytes stored between the phases.
     pub fn storage_bytes(&self) -> u64 {
-        (self.table_bytes + self.labels.len() * 16) as u64
+        (self.table_bytes + self.cts.len() + self.labels.len() * 16 + self.masks.len() * 8) as u64
     }
 
     /// Online: receive the server's labels chunk by chunk, evaluate each chunk from the stored
-    /// labels and tables while a helper thread receives the next, and send back the output
-    /// colour words (⌈ℓ/8⌉ bytes each).
+    /// labels and tables while a helper thread receives the next, derive the client's share of
+    /// each value from the output ciphertexts, and send back each share minus the mask
+    /// (⌈ℓ/8⌉ bytes each).
     pub fn online<C: Channel + ?Sized>(
         &self,
         ch: &mut C,
         engine: &ReluEngine,
     ) -> Result<(), ProtocolError> {
-        let (ell, n) = (engine.ell(), self.n);
-        let mut words = Vec::with_capacity(n);
-        let mut lsb = vec![false; CHUNK * ell];
+        let (ell, n, w) = (engine.ell(), self.len(), engine.client_wires());
+        let (no, nb) = (engine.arith.outputs(), engine.output_bytes());
+        let bytes_per = ell.div_ceil(8);
+        let mut buf = vec![0u8; n * bytes_per];
+        let mut out = zeroed_blocks(CHUNK * no);
+        let mut u = vec![0u64; CHUNK];
         recv_chunks(ch, n, 16 * ell, CHUNK, |first, m, gb| {
+            let instance = self.instance_base + first as u64;
             engine.evaluate(
                 gb,
-                &self.labels[first * 2 * ell..(first + m) * 2 * ell],
+                &self.labels[first * w..(first + m) * w],
                 &self.tables,
                 first,
-                self.instance_base + first as u64,
-                &mut lsb[..m * ell],
+                instance,
+                &mut out[..m * no],
             )?;
-            words.extend(bits_to_words(&lsb[..m * ell], ell)?);
+            let cts = &self.cts[first * nb..(first + m) * nb];
+            engine.arith.eval(instance, &out[..m * no], cts, &mut u[..m])?;
+            let sent = buf[first * bytes_per..(first + m) * bytes_per].chunks_exact_mut(bytes_per);
+            for ((b, &u), &r) in sent.zip(&u[..m]).zip(&self.masks[first..first + m]) {
+                let d = engine.ring.reduce(u.wrapping_sub(r));
+                b.copy_from_slice(&d.to_le_bytes()[..bytes_per]);
+            }
             Ok(())
         })?;
-        let bytes_per = ell.div_ceil(8);
-        let buf: Vec<u8> = words
-            .iter()
-            .flat_map(|w| w.to_le_bytes().into_iter().take(bytes_per))
-            .collect();
         ch.send(&buf)?;
         ch.flush()?;
         Ok(())
@@ -514,7 +518,7 @@ mod drop_tests {
     fn a_sites_label_seed_is_wiped_when_dropped() {
         let site = ServerSite {
             label_seed: Block::random(&mut rand_core::OsRng),
-            decode: vec![7, 8],
+            shares: vec![7, 8],
             ring: Ring::default(),
         };
         assert_ne!(site.label_seed, Block::ZERO);

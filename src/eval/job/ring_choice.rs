@@ -30,9 +30,9 @@ pub struct RingCost {
     pub and_gates: u64,
     /// Offline bytes per ReLU, client to server (the OT extension for the client's labels).
     pub offline_bytes_c2s: f64,
-    /// Offline bytes per ReLU, server to client (the garbled tables).
+    /// Offline bytes per ReLU, server to client (the garbled tables and output ciphertexts).
     pub offline_bytes_s2c: f64,
-    /// Online bytes per ReLU, client to server (output colour bits).
+    /// Online bytes per ReLU, client to server (the client's masked share).
     pub online_bytes_c2s: f64,
     /// Online bytes per ReLU, server to client (the server's input labels).
     pub online_bytes_s2c: f64,
