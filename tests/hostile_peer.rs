@@ -284,7 +284,9 @@ fn site_client_against_a_server_that_stops(sent: usize) -> ProtocolError {
         let mut rng = Prg::from_entropy();
         let delta = Delta::random(&mut rng);
         let mut cot = OtSender::setup(&mut b, OtKind::Silent, delta.block(), &mut rng).unwrap();
-        let call = cot.send_deferred(&mut b, pattern, n * engine_wires).unwrap();
+        let call = cot
+            .send_deferred(&mut b, pattern, n * engine_wires)
+            .unwrap();
         drop(call);
         b.send(&vec![0x5a; sent]).unwrap();
         b.flush().unwrap();

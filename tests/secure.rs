@@ -159,10 +159,14 @@ fn every_garbling_scheme_and_ot_over_tcp() {
                 Scheme::HalfGates => 114 * 32,
                 Scheme::ThreeHalves => 8 * (3 * 114 + (5 * 114usize).div_ceil(64) as u64),
             } + 249;
-            // Per kept ReLU: 64 OTs, the client's 64 share bits chosen.
-            let ot_bytes = match ot {
-                OtKind::Iknp => 64 * 16,
-                OtKind::SoftSpoken(k) => 8 * (128 / k as u64),
+            // Per kept ReLU: 64 OTs, the client's 64 share bits chosen. IKNP and SoftSpoken
+            // extend whole blocks of 128 OTs (a column per 128 at IKNP, 128/k − 1 at
+            // SoftSpoken) and then send one correction bit per chosen OT.
+            let ot_bytes = |kept: u64| match ot {
+                OtKind::Iknp => (64 * kept).div_ceil(128) * 128 * 16,
+                OtKind::SoftSpoken(k) => {
+                    (64 * kept).div_ceil(128) * 16 * (128 / k as u64 - 1) + 8 * kept
+                }
                 // What a site costs depends on the OTs left ready by earlier sites: checked
                 // below, and exactly in the silent module's tests.
                 OtKind::Silent => 0,
@@ -194,7 +198,7 @@ fn every_garbling_scheme_and_ot_over_tcp() {
                 // Plus the 8-byte count of the OT call.
                 assert_eq!(
                     l.offline.bytes_client_to_server,
-                    l.relus_kept * ot_bytes + 8,
+                    ot_bytes(l.relus_kept) + 8,
                     "{garbling} {ot} {}",
                     l.name
                 );

@@ -267,7 +267,8 @@ mod tests {
     #[test]
     fn every_scheme_and_ot_decodes_correctly_with_its_exact_bytes() {
         let ring = Ring::default();
-        let n = 500;
+        // 38,400 OTs: enough for silent OT to run a chunk (below 2^15 it runs SoftSpoken).
+        let n = 600;
         for garbling in Scheme::ALL {
             for ot in OtKind::COMMON {
                 let gc = GcOptions { garbling, ot };
@@ -285,7 +286,7 @@ mod tests {
                     }
                 };
                 assert_eq!(r.table_bytes_per_relu, tables as u64, "{gc}");
-                // Silent OT: 32,000 OTs take one chunk, whose tree messages travel with the
+                // Silent OT: the 38,400 OTs take one chunk, whose tree messages travel with the
                 // tables; the client sends the chunk's base OTs, the call's count, one bit per
                 // share bit and the one-byte ready signal. The 51 output ciphertexts of 64 − o
                 // bits follow the tables: 249 bytes.

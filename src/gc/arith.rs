@@ -148,10 +148,7 @@ impl ArithOutputs {
                         let c0 = h0 ^ ((h0 ^ h1) & p.wrapping_neg());
                         let c1 = h0 ^ h1 ^ c0;
                         let s = c0.wrapping_sub(p);
-                        rows.push(
-                            s.wrapping_add(1 - p).wrapping_sub(c1),
-                            self.ell - o,
-                        );
+                        rows.push(s.wrapping_add(1 - p).wrapping_sub(c1), self.ell - o);
                         share = share.wrapping_sub(s << o);
                     }
                     rows.finish();
@@ -306,7 +303,9 @@ mod tests {
             .collect();
         let mut cts = vec![0u8; n * shape.instance_bytes()];
         let (mut w, mut u) = (vec![0u64; n], vec![0u64; n]);
-        shape.garble(&delta, first, &zero, &mut cts, &mut w).unwrap();
+        shape
+            .garble(&delta, first, &zero, &mut cts, &mut w)
+            .unwrap();
         shape.eval(first, &labels, &cts, &mut u).unwrap();
         let values = bits
             .chunks(no)
@@ -379,20 +378,28 @@ mod tests {
         let zero: Vec<Block> = (0..n * 51).map(|_| Block::random(&mut rng)).collect();
         let mut cts = vec![0u8; n * shape.instance_bytes()];
         let mut w = vec![0u64; n];
-        shape.garble(&delta, first, &zero, &mut cts, &mut w).unwrap();
+        shape
+            .garble(&delta, first, &zero, &mut cts, &mut w)
+            .unwrap();
         for j in 0..n {
             let mut rd = RowReader::new(&cts[j * 249..(j + 1) * 249]);
             let mut share = 0u64;
             for o in 0..51 {
                 let z = zero[j * 51 + o];
-                let h = |l: Block| {
-                    FIXED_KEY_AES.tccr(output_tweak(first + j as u64, o), l).0 as u64
+                let h =
+                    |l: Block| FIXED_KEY_AES.tccr(output_tweak(first + j as u64, o), l).0 as u64;
+                let (colour0, colour1) = if z.lsb() {
+                    (z ^ delta.block(), z)
+                } else {
+                    (z, z ^ delta.block())
                 };
-                let (colour0, colour1) = if z.lsb() { (z ^ delta.block(), z) } else { (z, z ^ delta.block()) };
                 let p = u64::from(z.lsb());
                 let s = h(colour0).wrapping_sub(p);
                 let mask = u64::MAX >> o;
-                assert_eq!(rd.next(64 - o), s.wrapping_add(1 - p).wrapping_sub(h(colour1)) & mask);
+                assert_eq!(
+                    rd.next(64 - o),
+                    s.wrapping_add(1 - p).wrapping_sub(h(colour1)) & mask
+                );
                 share = share.wrapping_sub(s << o);
             }
             assert_eq!(w[j], share);
@@ -415,8 +422,10 @@ mod tests {
             let mut w = [0u64];
             shape.garble(&delta, seed, &zero, &mut cts, &mut w).unwrap();
             for (k, bit) in [false, true].into_iter().enumerate() {
-                let labels: Vec<Block> =
-                    zero.iter().map(|&z| if bit { z ^ delta.block() } else { z }).collect();
+                let labels: Vec<Block> = zero
+                    .iter()
+                    .map(|&z| if bit { z ^ delta.block() } else { z })
+                    .collect();
                 let mut u = [0u64];
                 shape.eval(seed, &labels, &cts, &mut u).unwrap();
                 counts[k][(u[0] & 7) as usize] += 1;
@@ -446,9 +455,15 @@ mod tests {
         let delta = Delta::random(&mut rand_core::OsRng);
         let zero = vec![Block::ZERO; 51 * 2];
         let mut w = vec![0u64; 2];
-        assert!(shape.garble(&delta, 0, &zero[..50], &mut [0u8; 249], &mut w[..1]).is_err());
-        assert!(shape.garble(&delta, 0, &zero, &mut [0u8; 249], &mut w).is_err());
-        assert!(shape.garble(&delta, 0, &zero, &mut [0u8; 498], &mut w[..1]).is_err());
+        assert!(shape
+            .garble(&delta, 0, &zero[..50], &mut [0u8; 249], &mut w[..1])
+            .is_err());
+        assert!(shape
+            .garble(&delta, 0, &zero, &mut [0u8; 249], &mut w)
+            .is_err());
+        assert!(shape
+            .garble(&delta, 0, &zero, &mut [0u8; 498], &mut w[..1])
+            .is_err());
         assert!(shape.eval(u64::MAX, &zero, &[0u8; 498], &mut w).is_err());
     }
 }

@@ -469,13 +469,13 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
             first_instance,
             out.len(),
         )?;
-        let job =
-            |ws: &mut Workspace, (i0, m, tab, lsb): (usize, usize, &mut [S::Elem], &mut [O])| {
-                let sub = Shape { n: m, ..s };
-                let gb = &gb_zero[i0 * s.gi..(i0 + m) * s.gi];
-                let ev = &ev_zero[i0 * s.ei..(i0 + m) * s.ei];
-                self.garble_range(ws, sub, gb, ev, first_instance + i0 as u64, tab, lsb);
-            };
+        let job = |ws: &mut Workspace,
+                   (i0, m, tab, lsb): (usize, usize, &mut [S::Elem], &mut [O])| {
+            let sub = Shape { n: m, ..s };
+            let gb = &gb_zero[i0 * s.gi..(i0 + m) * s.gi];
+            let ev = &ev_zero[i0 * s.ei..(i0 + m) * s.ei];
+            self.garble_range(ws, sub, gb, ev, first_instance + i0 as u64, tab, lsb);
+        };
         if par {
             jobs(s, tables, out)
                 .into_par_iter()
@@ -615,12 +615,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
                 first.wrapping_add(i0 as u64),
                 &mut tables[i0 * s.tb..(i0 + g) * s.tb],
             );
-            store_outputs(
-                labels,
-                g,
-                c.outputs(),
-                &mut out[i0 * s.no..(i0 + g) * s.no],
-            );
+            store_outputs(labels, g, c.outputs(), &mut out[i0 * s.no..(i0 + g) * s.no]);
             i0 += g;
         }
     }
@@ -817,12 +812,7 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
                 first.wrapping_add(i0 as u64),
                 &tables[i0 * s.tb..(i0 + g) * s.tb],
             );
-            store_outputs(
-                labels,
-                g,
-                c.outputs(),
-                &mut out[i0 * s.no..(i0 + g) * s.no],
-            );
+            store_outputs(labels, g, c.outputs(), &mut out[i0 * s.no..(i0 + g) * s.no]);
             i0 += g;
         }
     }
@@ -1283,7 +1273,11 @@ mod tests {
             .unwrap(),
             0
         );
-        assert_eq!(e.eval_stream(&mut ce, &[], &[], 0, &mut [] as &mut [bool], 16).unwrap(), 0);
+        assert_eq!(
+            e.eval_stream(&mut ce, &[], &[], 0, &mut [] as &mut [bool], 16)
+                .unwrap(),
+            0
+        );
     }
 
     proptest::proptest! {

@@ -228,9 +228,21 @@ mod tests {
 
     #[test]
     fn value_circuit_and_count_is_the_construction() {
-        for (ell, frac) in [(64, 12), (64, 0), (64, 62), (41, 8), (16, 4), (3, 1), (2, 0)] {
+        for (ell, frac) in [
+            (64, 12),
+            (64, 0),
+            (64, 62),
+            (41, 8),
+            (16, 4),
+            (3, 1),
+            (2, 0),
+        ] {
             let c = relu_value_circuit(ell, frac).unwrap();
-            assert_eq!(c.and_count(), (ell - 1) + (ell - frac - 1), "ℓ = {ell}, f = {frac}");
+            assert_eq!(
+                c.and_count(),
+                (ell - 1) + (ell - frac - 1),
+                "ℓ = {ell}, f = {frac}"
+            );
             assert_eq!(c.garbler_inputs(), ell);
             assert_eq!(c.evaluator_inputs(), ell);
             assert_eq!(c.outputs().len(), ell - frac - 1);

@@ -24,8 +24,8 @@ use crate::crypto::buffer::{prefault, BlockBuf};
 use crate::crypto::ot::{ChoiceBits, ChoicePattern, OtReceiver, OtSender};
 use crate::crypto::prg::Prg;
 use crate::crypto::{Block, BlockChannel};
-use crate::gc::batch::{recv_chunks, DEFAULT_STREAM_CHUNK as CHUNK};
 use crate::gc::arith::ArithOutputs;
+use crate::gc::batch::{recv_chunks, DEFAULT_STREAM_CHUNK as CHUNK};
 use crate::gc::halfgates::encode_words;
 use crate::gc::relu::relu_value_bits;
 use crate::gc::threehalves::instance_words;
@@ -496,7 +496,9 @@ impl ClientSite {
                 &mut out[..m * no],
             )?;
             let cts = &self.cts[first * nb..(first + m) * nb];
-            engine.arith.eval(instance, &out[..m * no], cts, &mut u[..m])?;
+            engine
+                .arith
+                .eval(instance, &out[..m * no], cts, &mut u[..m])?;
             let sent = buf[first * bytes_per..(first + m) * bytes_per].chunks_exact_mut(bytes_per);
             for ((b, &u), &r) in sent.zip(&u[..m]).zip(&self.masks[first..first + m]) {
                 let d = engine.ring.reduce(u.wrapping_sub(r));
