@@ -1045,8 +1045,11 @@ fn summarize(rc: &RingCounts, attacked: bool) -> RingSummary {
     RingSummary {
         ell: rc.ring.ell,
         frac: rc.ring.frac,
-        and_gates_per_relu: crate::gc::relu_circuit(rc.ring.ell as usize, rc.ring.frac as usize)
-            .map_or(0, |c| c.and_count()),
+        and_gates_per_relu: crate::gc::relu_value_circuit(
+            rc.ring.ell as usize,
+            rc.ring.frac as usize,
+        )
+        .map_or(0, |c| c.and_count()),
         clean: c.clean.into(),
         npa,
         adversarial: attacked.then(|| c.adversarial.into()),

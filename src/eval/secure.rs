@@ -23,9 +23,9 @@ use crate::protocol::prepro::Dealer;
 use crate::protocol::{client, server, GcOptions, PartyTimings, ProtocolError};
 use crate::ring::Ring;
 
-/// The ReLU cryptography of these runs: IKNP, under which the client draws its ReLU output masks
-/// from its offline rng (with SoftSpoken they are the OT's random choice bits, which no seed
-/// fixes), so that a seeded run is replayable.
+/// The ReLU cryptography of these runs: IKNP, whose outputs follow from the seeds alone (silent
+/// OT's base OTs and chunking add work a replay does not need); the client draws its ReLU
+/// output masks from its offline rng, so that a seeded run is replayable.
 const GC: GcOptions = GcOptions {
     garbling: GcOptions::RECOMMENDED.garbling,
     ot: OtKind::Iknp,

@@ -153,8 +153,10 @@ impl ArithOutputs {
                     }
                     rows.finish();
                     *w = share & self.mask();
-                    // The permute bits and both labels' hashes would reveal the bits.
+                    // The permute bits and both labels' hashes would reveal the bits; the AES
+                    // states left in `scratch` invert (fixed key, known tweak) to Z and Z ⊕ Δ.
                     crate::crypto::block::wipe(&mut hashes);
+                    crate::crypto::block::wipe(&mut scratch);
                 }
             });
         Ok(())

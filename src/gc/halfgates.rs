@@ -78,8 +78,9 @@ impl core::fmt::Debug for Delta {
 /// by [`check_instances`] wherever instances are garbled or evaluated, not assumed.
 pub const INSTANCE_LIMIT: u64 = 1 << 63;
 
-// The largest garbler-half tweak (last instance, AND index 2^63 − 1) lies below the OT tweaks,
-// and so does its evaluator half, which only sets bit 0.
+// The largest garbler-half tweak (last instance, AND index 2^63 − 1, far beyond the 2^61 that
+// `check_instances` allows) lies below the OT tweaks, and so does its evaluator half, which only
+// sets bit 0.
 const _: () = assert!(
     (((INSTANCE_LIMIT - 1) as u128) << 64 | ((u64::MAX >> 1) as u128) << 1)
         < crate::crypto::ot::iknp::OT_TWEAK_BIT

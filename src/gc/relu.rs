@@ -107,7 +107,7 @@ pub fn relu_gadget<F: BinaryGates>(
 /// the truncation is below `2^(ℓ−frac−1)`), and one constant-zero bit when `frac = ℓ − 1`, so
 /// that the circuit always has an output.
 pub fn relu_value_bits(ell: usize, frac: usize) -> usize {
-    (ell - frac - 1).max(1)
+    ell.saturating_sub(frac + 1).max(1)
 }
 
 /// The value part of the ReLU gadget: the low [`relu_value_bits`] bits of

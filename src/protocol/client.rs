@@ -48,9 +48,9 @@ pub fn setup<C: Channel + ?Sized, R: RngCore + CryptoRng>(
 }
 
 /// Offline: follow the client's share of every value through the network; get `M·c − s` per
-/// linear step from the backend; per ReLU site, receive the input labels by correlated OT (the
-/// fresh output masks are its random choice bits, or drawn from `rng` where those cost the
-/// same: see [`ClientSite::offline`]) and store the tables garbled with `garbling`.
+/// linear step from the backend; per ReLU site, receive the input labels of its share by
+/// correlated OT, store the tables garbled with `garbling` and the output ciphertexts, and draw
+/// the fresh output masks from `rng` (see [`ClientSite::offline`]).
 #[allow(clippy::too_many_arguments)]
 pub fn offline<C: Channel, R: RngCore + CryptoRng>(
     ch: &mut C,
@@ -114,8 +114,8 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                         rng,
                         &mut choices,
                     )?;
-                    // The kept elements' next share: the fresh mask r', the circuit outputs
-                    // relu(y) − r' to the server.
+                    // The kept elements' next share: the fresh mask r'; online the server ends
+                    // up with relu(y) − r'.
                     for (&j, &r) in plan.kept.iter().zip(&relu_out_mask) {
                         out[j as usize] = r;
                     }

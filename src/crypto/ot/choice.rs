@@ -2,11 +2,11 @@
 //! derandomization of chosen OTs from random ones ([`choice_corrections`] at the receiver,
 //! [`apply_choice_corrections`] at the sender), computed a word of 64 OTs at a time.
 //!
-//! A ReLU site asks for `2ℓ` choice bits per instance, 12.8 M for 100,000 ReLUs at ℓ = 64:
-//! held one `bool` each and walked bit by bit on both sides of the OT, they cost the session
-//! tens of milliseconds of serial work between the OT extension and garbling. Packed, the
-//! client's shares and masks are the words themselves (ℓ = 64), and the corrections of a word
-//! of chosen OTs are one XOR.
+//! A ReLU site asks for `ℓ` choice bits per instance (its share's; `2ℓ` before protocol
+//! version 7, with the mask's), 6.4 M for 100,000 ReLUs at ℓ = 64: held one `bool` each and
+//! walked bit by bit on both sides of the OT, they cost the session milliseconds of serial work
+//! between the OT extension and garbling. Packed, the client's shares are the words themselves
+//! (ℓ = 64), and the corrections of a word of chosen OTs are one XOR.
 
 use rayon::prelude::*;
 

@@ -26,7 +26,7 @@
 //! expander reads its parity half at random, which at `2^18` OTs per chunk cost three times
 //! as much per OT, missing the cache on most reads. Smaller chunks cost bytes, as each carries
 //! its trees' level sums and base OTs: 5.9 bits per OT at `2^16` against 1.7 at `2^18`
-//! ([`chunk_bytes`]), 94 B instead of 28 B per ReLU's 128 OTs. When fewer than
+//! ([`chunk_bytes`]), 47 B instead of 14 B per ReLU's 64 OTs. When fewer than
 //! [`SILENT_MIN_OTS`] remain, it runs SoftSpoken (k = [`FALLBACK_K`]) for them instead: a
 //! chunk's fixed cost (`TREES · (2d + 1)` blocks and an extra round trip) only pays at large
 //! counts. Both parties decide the same way from the count and what is ready.
