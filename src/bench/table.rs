@@ -247,7 +247,7 @@ pub fn relu_table(r: &ReluBenchResult) -> String {
     );
     let _ = writeln!(
         s,
-        "       tables  {} B/ReLU; client storage {} B/ReLU (tables + input labels)",
+        "       tables  {} B/ReLU; client storage {} B/ReLU (tables, output ciphertexts, input labels, mask)",
         r.table_bytes_per_relu, r.client_storage_bytes_per_relu
     );
     let _ = writeln!(
