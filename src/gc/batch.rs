@@ -321,6 +321,8 @@ fn prefetch_inputs(gb: &[Block], ev: &[Block]) {
 pub trait OutputWire: Copy + Send + Sync + 'static {
     /// What is kept of an output label.
     fn of_label(label: Block) -> Self;
+    /// Overwrites `out` where it may hold secrets (zero-labels).
+    fn wipe(out: &mut [Self]);
 }
 
 impl OutputWire for bool {
@@ -328,12 +330,17 @@ impl OutputWire for bool {
     fn of_label(label: Block) -> bool {
         label.lsb()
     }
+    // A colour alone reveals nothing once the labels are gone.
+    fn wipe(_: &mut [bool]) {}
 }
 
 impl OutputWire for Block {
     #[inline(always)]
     fn of_label(label: Block) -> Block {
         label
+    }
+    fn wipe(out: &mut [Block]) {
+        crate::crypto::block::wipe(out);
     }
 }
 
@@ -497,19 +504,45 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
     pub fn garble_stream<C: Channel + ?Sized, O: OutputWire>(
         &self,
         chan: &mut C,
-        mut gb: GarblerLabels<'_>,
-        mut ev: EvaluatorLabels<'_>,
+        gb: GarblerLabels<'_>,
+        ev: EvaluatorLabels<'_>,
         first_instance: u64,
         out: &mut [O],
         chunk: usize,
+    ) -> Result<u64, GcError> {
+        let no = self.circuit.outputs().len().max(1);
+        let n = out.len() / no;
+        if out.len() != n * no {
+            // `shape` words the error.
+            shape::<S>(self.circuit, 0, 0, None, first_instance, out.len())?;
+        }
+        self.garble_stream_with(chan, gb, ev, first_instance, n, chunk, |i0, o| {
+            out[i0 * no..i0 * no + o.len()].copy_from_slice(o);
+            Ok(())
+        })
+    }
+
+    /// [`BatchGarbler::garble_stream`] for `n` instances, handing each chunk's outputs to
+    /// `outputs(first instance of the chunk within the call, its outputs)` as soon as the
+    /// chunk is garbled, while its tables are on their way, instead of keeping all of them:
+    /// what is derived from a chunk's outputs is computed beside the stream, and only it is
+    /// kept. The chunk's outputs are wiped afterwards (zero-labels are secret).
+    #[allow(clippy::too_many_arguments)]
+    pub fn garble_stream_with<C: Channel + ?Sized, O: OutputWire>(
+        &self,
+        chan: &mut C,
+        mut gb: GarblerLabels<'_>,
+        mut ev: EvaluatorLabels<'_>,
+        first_instance: u64,
+        n: usize,
+        chunk: usize,
+        mut outputs: impl FnMut(usize, &[O]) -> Result<(), GcError>,
     ) -> Result<u64, GcError> {
         let (gi, ei) = (
             self.circuit.garbler_inputs(),
             self.circuit.evaluator_inputs(),
         );
-        // Exactly what the outputs ask for where labels are drawn or expanded; a bad output
-        // length is reported by `shape`.
-        let n = out.len() / self.circuit.outputs().len().max(1);
+        let no = self.circuit.outputs().len();
         let gb_len = match &gb {
             GarblerLabels::Held(g) => g.len(),
             GarblerLabels::Drawn(_) => n * gi,
@@ -518,17 +551,13 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
             EvaluatorLabels::Held(e) => e.len(),
             EvaluatorLabels::Expanded(_) => n * ei,
         };
-        let s = shape::<S>(
-            self.circuit,
-            gb_len,
-            ev_len,
-            None,
-            first_instance,
-            out.len(),
-        )?;
+        let s = shape::<S>(self.circuit, gb_len, ev_len, None, first_instance, n * no)?;
         let unit = std::mem::size_of::<S::Elem>() * s.tb;
         // Reused chunk after chunk; zeroed by the allocator, first touched when filled.
         let m_max = chunk.max(1).min(s.n);
+        let mut out: Vec<O> = (0..m_max * s.no)
+            .map(|_| O::of_label(Block::ZERO))
+            .collect();
         let mut gb_drawn = match gb {
             GarblerLabels::Drawn(_) => zeroed_blocks(m_max * s.gi),
             GarblerLabels::Held(_) => Vec::new(),
@@ -556,19 +585,22 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
                     e
                 }
             };
+            let o = &mut out[..m * s.no];
             self.garble_on(
                 true,
                 gb_chunk,
                 ev_chunk,
                 first_instance + i0 as u64,
                 &mut S::elems_mut(buf)[..m * s.tb],
-                &mut out[i0 * s.no..(i0 + m) * s.no],
-            )
+                o,
+            )?;
+            outputs(i0, o)
         });
         // Zero-labels: with the evaluator's labels they would give Δ.
         for b in gb_drawn.iter_mut().chain(&mut ev_drawn) {
             zeroize::Zeroize::zeroize(&mut b.0);
         }
+        O::wipe(&mut out);
         sent
     }
 
@@ -1133,6 +1165,42 @@ mod tests {
     #[test]
     fn streaming_and_stored_tables_over_a_channel() {
         streaming_and_stored_tables::<HalfGates>(1000);
+    }
+
+    /// The per-chunk outputs of `garble_stream_with` are the zero-labels `garble_batch`
+    /// computes, handed over in order, chunk by chunk, whatever the chunk size.
+    #[test]
+    fn streamed_output_labels_come_chunk_by_chunk() {
+        let c = Case::new(12, 64, 12, 333);
+        let (n, no) = (c.n(), c.circ.outputs().len());
+        let b = &c.b;
+        let g = Garbler::new(&c.circ, &c.delta);
+        let mut tables = vec![Block::ZERO; table_blocks(&c.circ, n)];
+        let mut want = vec![Block::ZERO; n * no];
+        g.garble_batch(&b.gb_zero, &b.ev_zero, 3, &mut tables, &mut want)
+            .unwrap();
+        for chunk in [1, 7, 100, n] {
+            let (mut cg, _ce) = mem_pair(std::time::Duration::from_secs(30));
+            let mut got = Vec::new();
+            let mut firsts = Vec::new();
+            g.garble_stream_with(
+                &mut cg,
+                GarblerLabels::Held(&b.gb_zero),
+                EvaluatorLabels::Held(&b.ev_zero),
+                3,
+                n,
+                chunk,
+                |i0, o: &[Block]| {
+                    firsts.push(i0);
+                    got.extend_from_slice(o);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert_eq!(got, want, "chunk {chunk}");
+            let expect: Vec<usize> = (0..n).step_by(chunk).collect();
+            assert_eq!(firsts, expect, "chunk {chunk}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@
 use rand_core::{CryptoRng, RngCore};
 
 use super::ProtocolError;
-use crate::crypto::block::{blocks_as_words, blocks_as_words_mut, zeroed_blocks, SecretBlocks};
+use crate::crypto::block::{blocks_as_words, blocks_as_words_mut, zeroed_blocks};
 use crate::crypto::buffer::{prefault, BlockBuf};
 use crate::crypto::ot::{ChoiceBits, ChoicePattern, OtReceiver, OtSender};
 use crate::crypto::prg::Prg;
@@ -115,11 +115,13 @@ impl ReluEngine {
         }
     }
 
-    /// Garbles `n = out.len() / outputs` instances numbered from `instance_base`, the server's
-    /// zero-labels drawn from `gb_labels` and the client's from `ev` chunk by chunk, streams
-    /// their tables to `ch` in chunks, one chunk while the next is garbled, and writes their
-    /// output zero-labels to `out`; `control_seed` keys the three-halves control randomness
-    /// (secret, fresh; unused by half gates).
+    /// Garbles `n = shares.len()` instances numbered from `instance_base`, the server's
+    /// zero-labels drawn from `gb_labels` and the client's from `ev` chunk by chunk, and
+    /// streams their tables to `ch` in chunks, one chunk while the next is garbled; as each
+    /// chunk is garbled, turns its output zero-labels into its output ciphertexts `cts` and
+    /// the server's shares `shares` ([`ArithOutputs::garble`]), so only those are kept.
+    /// `control_seed` keys the three-halves control randomness (secret, fresh; unused by
+    /// half gates).
     #[allow(clippy::too_many_arguments)]
     fn garble_stream<C: Channel + ?Sized>(
         &self,
@@ -129,16 +131,28 @@ impl ReluEngine {
         gb_labels: &mut Prg,
         ev: EvaluatorLabels<'_>,
         instance_base: u64,
-        out: &mut [Block],
+        cts: &mut [u8],
+        shares: &mut [u64],
     ) -> Result<(), ProtocolError> {
-        let (c, base) = (&self.circuit, instance_base);
+        let (c, base, n) = (&self.circuit, instance_base, shares.len());
+        let (no, nb) = (self.arith.outputs(), self.output_bytes());
         let drawn = GarblerLabels::Drawn(gb_labels);
+        let outputs = |i0: usize, zero: &[Block]| {
+            let m = zero.len() / no;
+            self.arith.garble(
+                delta,
+                base + i0 as u64,
+                zero,
+                &mut cts[i0 * nb..(i0 + m) * nb],
+                &mut shares[i0..i0 + m],
+            )
+        };
         match self.scheme {
             Scheme::HalfGates => {
-                Garbler::new(c, delta).garble_stream(ch, drawn, ev, base, out, CHUNK)?
+                Garbler::new(c, delta).garble_stream_with(ch, drawn, ev, base, n, CHUNK, outputs)?
             }
             Scheme::ThreeHalves => ThGarbler::new(c, delta, control_seed)
-                .garble_stream(ch, drawn, ev, base, out, CHUNK)?,
+                .garble_stream_with(ch, drawn, ev, base, n, CHUNK, outputs)?,
         };
         Ok(())
     }
@@ -276,7 +290,7 @@ impl ServerSite {
         if n > 0 {
             // The server's zero-labels, drawn as each chunk is garbled (as online, from the seed).
             let mut gb_labels = Prg::from_seed(label_seed);
-            let mut out_zero = SecretBlocks::zeros(n * engine.arith.outputs());
+            let mut cts = vec![0u8; n * engine.output_bytes()];
             let mut control_seed = Block::random(rng);
             let mut expand = deferred.as_mut().map(|d| {
                 move |out: &mut [Block], msg: &mut Vec<Block>| {
@@ -295,7 +309,8 @@ impl ServerSite {
                 &mut gb_labels,
                 ev,
                 instance_base,
-                &mut out_zero,
+                &mut cts,
+                &mut shares,
             );
             zeroize::Zeroize::zeroize(&mut control_seed.0);
             garbled?;
@@ -304,10 +319,6 @@ impl ServerSite {
                     "the site was garbled before its OTs ran out".into(),
                 ));
             }
-            let mut cts = vec![0u8; n * engine.output_bytes()];
-            engine
-                .arith
-                .garble(delta, instance_base, &out_zero, &mut cts, &mut shares)?;
             ch.send(&cts)?;
         }
         ch.flush()?;
