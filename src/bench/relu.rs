@@ -120,7 +120,7 @@ fn client<C: Channel>(
     ch.set_scope(Phase::Offline, Some("relu"));
     let engine = ReluEngine::new(ring, ring.frac, gc.garbling)?;
     let c: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
-    let (site, r) = ClientSite::offline(
+    let site = ClientSite::offline(
         ch,
         &engine,
         &c,
@@ -133,7 +133,7 @@ fn client<C: Channel>(
 
     ch.set_scope(Phase::Online, Some("relu"));
     site.online(ch, &engine)?;
-    Ok((c, r))
+    Ok((c, site.masks().to_vec()))
 }
 
 /// Bytes both parties of [`relu_bench`] hold at their peak for `n` ReLUs of `ell` bits with

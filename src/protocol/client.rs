@@ -105,7 +105,7 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                     if let Some(n) = session_ots.take() {
                         cot.reserve(ch, n)?;
                     }
-                    let (site, relu_out_mask) = ClientSite::offline(
+                    let site = ClientSite::offline(
                         ch,
                         &engine,
                         &kept_c,
@@ -116,7 +116,7 @@ pub fn offline<C: Channel, R: RngCore + CryptoRng>(
                     )?;
                     // The kept elements' next share: the fresh mask r'; online the server ends
                     // up with relu(y) − r'.
-                    for (&j, &r) in plan.kept.iter().zip(&relu_out_mask) {
+                    for (&j, &r) in plan.kept.iter().zip(site.masks()) {
                         out[j as usize] = r;
                     }
                     sites.push((plan, site));

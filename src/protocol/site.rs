@@ -404,10 +404,9 @@ pub struct ClientSite {
 
 impl ClientSite {
     /// Offline: obtain by correlated OT the labels of the client's share `c[j]` of each
-    /// instance, then receive and store the garbled tables and the output ciphertexts.
-    /// Returns the site and the output masks `relu_out_mask[j]` (the client's shares after the
-    /// site), drawn from `rng`, one `u64` per instance. `choices` is scratch space, reused
-    /// across sites (and wiped as it is).
+    /// instance, then receive and store the garbled tables and the output ciphertexts, and
+    /// draw the output masks ([`ClientSite::masks`]) from `rng`, one `u64` per instance.
+    /// `choices` is scratch space, reused across sites (and wiped as it is).
     #[allow(clippy::too_many_arguments)]
     pub fn offline<C: Channel + ?Sized, R: RngCore + CryptoRng>(
         ch: &mut C,
@@ -417,7 +416,7 @@ impl ClientSite {
         cot: &mut OtReceiver,
         rng: &mut R,
         choices: &mut ChoiceBits,
-    ) -> Result<(Self, Vec<u64>), ProtocolError> {
+    ) -> Result<Self, ProtocolError> {
         let (ell, n, w) = (engine.ell(), c.len(), engine.client_wires());
         let masks: Vec<u64> = (0..n).map(|_| engine.ring.reduce(rng.next_u64())).collect();
         let mut labels = BlockBuf::with_len(n * w);
@@ -455,15 +454,20 @@ impl ClientSite {
         };
         let mut cts = vec![0u8; n * engine.output_bytes()];
         ch.recv(&mut cts)?;
-        let site = ClientSite {
+        Ok(ClientSite {
             tables,
             table_bytes: n * engine.table_bytes(),
             cts,
             labels,
-            masks: masks.clone(),
+            masks,
             instance_base,
-        };
-        Ok((site, masks))
+        })
+    }
+
+    /// The output masks `r[j]`: the client's shares of the instances' values after the site
+    /// (the server's are `relu(y) − r`).
+    pub fn masks(&self) -> &[u64] {
+        &self.masks
     }
 
     /// Instances of the site.
