@@ -401,7 +401,7 @@ mod tests {
     #[test]
     fn measured_bytes_are_the_protocols() {
         let c = ring_cost(crate::ring::Ring::new(40, 10).unwrap()).unwrap();
-        let gates = crate::gc::relu_value_circuit(40, 10).unwrap().and_count() as u64;
+        let gates = crate::gc::relu_select_circuit(40, 10).unwrap().and_count() as u64;
         assert_eq!(c.and_gates, gates);
         // Online: one label per bit of the server's share, the masked share back.
         assert_eq!(c.online_bytes_s2c, 40.0 * 16.0);

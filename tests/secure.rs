@@ -153,12 +153,13 @@ fn every_garbling_scheme_and_ot_over_tcp() {
             let r = run_network(&net, &input, &o).unwrap();
             assert!(r.correct, "{garbling} {ot}");
             assert_eq!(r.gc, o.gc);
-            // Per kept ReLU: the value circuit's 114 AND gates, then 51 output ciphertexts of
-            // 64 − o bits (249 bytes).
+            // Per kept ReLU: the select circuit's 63 AND gates (the adder), then two output
+            // ciphertexts of 64 − o bits per value bit o < 51 and one of 64 bits for the
+            // selector (506 bytes).
             let table = match garbling {
-                Scheme::HalfGates => 114 * 32,
-                Scheme::ThreeHalves => 8 * (3 * 114 + (5 * 114usize).div_ceil(64) as u64),
-            } + 249;
+                Scheme::HalfGates => 63 * 32,
+                Scheme::ThreeHalves => 8 * (3 * 63 + (5 * 63usize).div_ceil(64) as u64),
+            } + 506;
             // Per kept ReLU: 64 OTs, the client's 64 share bits chosen. IKNP and SoftSpoken
             // extend whole blocks of 128 OTs (a column per 128 at IKNP, 128/k − 1 at
             // SoftSpoken) and then send one correction bit per chosen OT.

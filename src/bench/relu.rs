@@ -253,8 +253,8 @@ mod tests {
                 r.online_bytes_per_relu_client_to_server,
                 f64::from(ring.ell.div_ceil(8))
             );
-            // Offline, server to client: the garbled tables (two blocks per AND gate), then a
-            // ciphertext of ℓ − o bits per output wire o.
+            // Offline, server to client: the garbled tables (two blocks per AND gate), then two
+            // ciphertexts of ℓ − o bits per bit o of the value and one of ℓ for the selector.
             let outputs = ArithOutputs::new(ring.ell as usize, (ring.ell - ring.frac - 1) as usize);
             assert_eq!(
                 r.offline_bytes_per_relu_server_to_client,
@@ -288,15 +288,16 @@ mod tests {
                 assert_eq!(r.table_bytes_per_relu, tables as u64, "{gc}");
                 // Silent OT: the 38,400 OTs take one chunk, whose tree messages travel with the
                 // tables; the client sends the chunk's base OTs, the call's count, one bit per
-                // share bit and the one-byte ready signal. The 51 output ciphertexts of 64 − o
-                // bits follow the tables: 249 bytes.
+                // share bit and the one-byte ready signal. The output ciphertexts follow the
+                // tables: two of 64 − o bits per value bit o < 51 and 64 bits for the selector,
+                // 506 bytes.
                 let (up, down) = match ot {
                     OtKind::Silent => chunk_bytes(depth_for(64 * n)),
                     _ => (0, 0),
                 };
                 assert_eq!(
                     r.offline_bytes_per_relu_server_to_client,
-                    ((tables + 249) * n + down as usize) as f64 / n as f64,
+                    ((tables + 506) * n + down as usize) as f64 / n as f64,
                     "{gc}"
                 );
                 if ot == OtKind::Silent {
@@ -322,9 +323,9 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, BenchError::TooLarge { .. }), "{e}");
         assert!(e.to_string().contains("--relus 1000000000000"), "{e}");
-        // About 8 KB per ReLU at ℓ = 64 with half gates: the figure the message is built from.
-        let per = relu_bench_bytes(1, 64, 228 * 16, 249);
-        assert!((7_500..9_000).contains(&per), "{per}");
-        assert!(relu_bench_bytes(usize::MAX, 64, 228 * 16, 249) > u128::from(u64::MAX));
+        // About 7 KB per ReLU at ℓ = 64 with half gates: the figure the message is built from.
+        let per = relu_bench_bytes(1, 64, 126 * 16, 506);
+        assert!((6_500..8_000).contains(&per), "{per}");
+        assert!(relu_bench_bytes(usize::MAX, 64, 126 * 16, 506) > u128::from(u64::MAX));
     }
 }

@@ -1,8 +1,10 @@
 //! Fixed-key AES-128 and the correlation-robust hashes of Guo, Katz, Wang and Yu (2020,
 //! eprint 2019/074) built on it.
 //!
-//! The `aes` crate detects AES-NI at run time and pipelines eight blocks at a time; every batch
-//! entry point here hands it whole slices so that pipeline stays full.
+//! The `aes` crate detects AES-NI at run time and pipelines eight blocks at a time; where the
+//! CPU has VAES and AVX-512, the batch entry points run [`vaes`](super::vaes) instead, four
+//! blocks per instruction. Every batch entry point hands whole slices on so the pipelines stay
+//! full.
 
 use std::sync::LazyLock;
 
@@ -15,6 +17,8 @@ use super::Block;
 #[derive(Clone)]
 pub struct FixedKeyAes {
     cipher: Aes128,
+    /// The same key for the VAES passes, where the CPU has them.
+    wide: Option<super::vaes::RoundKeys>,
 }
 
 /// The fixed key: the first 16 bytes of the SHA-256 of "pibench fixed-key AES" (a nothing-up-
@@ -42,6 +46,7 @@ impl FixedKeyAes {
         let key_bytes = key.to_bytes();
         FixedKeyAes {
             cipher: Aes128::new(GenericArray::from_slice(&key_bytes)),
+            wide: super::vaes::RoundKeys::for_key(key),
         }
     }
 
@@ -53,12 +58,16 @@ impl FixedKeyAes {
         b[0]
     }
 
-    /// π applied in place to every block; the AES pipeline processes eight at a time.
+    /// π applied in place to every block; the AES pipeline processes eight at a time (32 on
+    /// VAES).
     #[inline]
     pub fn encrypt_blocks(&self, blocks: &mut [Block]) {
         #[cfg(target_endian = "big")]
         compile_error!("pibench assumes a little-endian target");
-        self.cipher.encrypt_blocks(as_generic_blocks(blocks));
+        match &self.wide {
+            Some(k) if blocks.len() > 1 => k.encrypt_blocks(blocks),
+            _ => self.cipher.encrypt_blocks(as_generic_blocks(blocks)),
+        }
     }
 
     /// The correlation-robust hash `π(x) ⊕ x` (GKWY20 §7.2).
@@ -82,13 +91,19 @@ impl FixedKeyAes {
         y ^ self.encrypt(y ^ tweak)
     }
 
-    /// `xs[k] ← tccr(tweaks[k], xs[k])` for every k, in two pipelined AES passes.
+    /// `xs[k] ← tccr(tweaks[k], xs[k])` for every k, in two pipelined AES passes (one fused
+    /// pass on VAES, the middle values kept in registers).
     ///
-    /// `scratch` must be as long as `xs`; it is overwritten. Panics if the lengths differ, which
-    /// is a programming error, never a consequence of input.
+    /// `scratch` must be as long as `xs`; it may be overwritten, and holds AES states a caller
+    /// hashing secrets wipes. Panics if the lengths differ, which is a programming error, never
+    /// a consequence of input.
     #[inline]
     pub fn tccr_batch(&self, tweaks: &[Block], xs: &mut [Block], scratch: &mut [Block]) {
         assert!(tweaks.len() == xs.len() && scratch.len() == xs.len());
+        if let Some(k) = &self.wide {
+            k.tccr_blocks(tweaks, xs);
+            return;
+        }
         self.encrypt_blocks(xs);
         for ((s, x), t) in scratch.iter_mut().zip(xs.iter()).zip(tweaks) {
             *s = *x ^ *t;

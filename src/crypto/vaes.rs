@@ -1,6 +1,8 @@
 //! AES-128 on VAES (x86-64 with AVX-512): the expanded round keys every VAES kernel starts from
-//! (the garbling kernels of `gc::kernel::vaes` under the fixed key) and counter mode for the
-//! [`Prg`](super::Prg), four blocks per instruction instead of the `aes` crate's one.
+//! (the garbling kernels of `gc::kernel::vaes` under the fixed key), counter mode for the
+//! [`Prg`](super::Prg), and the batched fixed-key passes of
+//! [`FixedKeyAes`](super::FixedKeyAes), four blocks per instruction instead of the `aes`
+//! crate's one.
 //!
 //! Used only when the CPU reports AES, VAES, AVX-512F and AVX-512VL at run time
 //! ([`RoundKeys::detect`], [`RoundKeys::for_key`]); elsewhere the `aes` crate runs.
@@ -54,6 +56,81 @@ impl RoundKeys {
         }
         // SAFETY: holding round keys proves the CPU has every feature `ctr512` enables.
         unsafe { ctr512(self, counter, out) }
+    }
+
+    /// `xs[k] ← AES(xs[k])` for every k.
+    pub(crate) fn encrypt_blocks(&self, xs: &mut [Block]) {
+        // SAFETY: holding round keys proves the CPU has every feature `map512` enables.
+        unsafe { map512(self, xs, None) }
+    }
+
+    /// `xs[k] ← AES(AES(xs[k]) ⊕ tweaks[k]) ⊕ AES(xs[k])` for every k: the tweakable hash
+    /// [`FixedKeyAes::tccr`](super::FixedKeyAes::tccr) in one pass, its middle value kept in
+    /// registers. Panics unless the lengths agree (a programming error).
+    pub(crate) fn tccr_blocks(&self, tweaks: &[Block], xs: &mut [Block]) {
+        assert_eq!(tweaks.len(), xs.len(), "one tweak per block");
+        // SAFETY: as above; the lengths agree.
+        unsafe { map512(self, xs, Some(tweaks)) }
+    }
+}
+
+/// Loads blocks `4i..` of `src` (at most four, the rest of the register zero).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn load4(src: &[Block]) -> __m512i {
+    let n = src.len().min(4);
+    let mask: __mmask8 = ((1u16 << (2 * n)) - 1) as u8;
+    // SAFETY: the mask selects the first 16·n bytes, which `src` holds; the load is unaligned
+    // and masked-off lanes are not read.
+    unsafe { _mm512_maskz_loadu_epi64(mask, src.as_ptr().cast()) }
+}
+
+/// Stores the first `dst.len()` (at most four) blocks of `v` to `dst`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn store4(dst: &mut [Block], v: __m512i) {
+    let n = dst.len().min(4);
+    let mask: __mmask8 = ((1u16 << (2 * n)) - 1) as u8;
+    // SAFETY: the mask selects the first 16·n bytes, which `dst` holds; the store is unaligned
+    // and masked-off lanes are not touched.
+    unsafe { _mm512_mask_storeu_epi64(dst.as_mut_ptr().cast(), mask, v) }
+}
+
+/// [`RoundKeys::encrypt_blocks`] (`tweaks` `None`) or [`RoundKeys::tccr_blocks`] (`Some`, as
+/// long as `xs`), [`CTR_LANES`] registers per pass.
+#[target_feature(enable = "avx512f,vaes")]
+fn map512(keys: &RoundKeys, xs: &mut [Block], tweaks: Option<&[Block]>) {
+    let rk: [__m512i; 11] = core::array::from_fn(|i| _mm512_broadcast_i32x4(keys.0[i]));
+    #[target_feature(enable = "avx512f,vaes")]
+    #[inline]
+    fn pass<const N: usize>(rk: &[__m512i; 11], xs: &mut [Block], tweaks: Option<&[Block]>) {
+        let mut s: [__m512i; N] = core::array::from_fn(|i| load4(xs.get(4 * i..).unwrap_or(&[])));
+        aes512(rk, &mut s);
+        if let Some(t) = tweaks {
+            let mut u: [__m512i; N] = core::array::from_fn(|i| {
+                _mm512_xor_si512(s[i], load4(t.get(4 * i..).unwrap_or(&[])))
+            });
+            aes512(rk, &mut u);
+            for (v, u) in s.iter_mut().zip(u) {
+                *v = _mm512_xor_si512(*v, u);
+            }
+        }
+        for (i, v) in s.into_iter().enumerate() {
+            if let Some(dst) = xs.get_mut(4 * i..) {
+                store4(dst, v);
+            }
+        }
+    }
+    let step = 4 * CTR_LANES;
+    let mut at = 0;
+    while at + step <= xs.len() {
+        pass::<CTR_LANES>(&rk, &mut xs[at..at + step], tweaks.map(|t| &t[at..at + step]));
+        at += step;
+    }
+    while at < xs.len() {
+        let end = (at + 4).min(xs.len());
+        pass::<1>(&rk, &mut xs[at..end], tweaks.map(|t| &t[at..end]));
+        at = end;
     }
 }
 
@@ -173,6 +250,31 @@ mod tests {
                 );
             }
             assert_eq!(out[n], Block::ONES, "nothing written past the slice");
+        }
+    }
+
+    #[test]
+    fn batched_passes_equal_aes_block_by_block() {
+        let key = Block(0x1f1e_1d1c_1b1a_1918_1716_1514_1312_1110);
+        let Some(keys) = RoundKeys::for_key(key) else {
+            return; // No VAES: the `aes` crate path runs.
+        };
+        let aes = FixedKeyAes::new(key);
+        for n in [0usize, 1, 3, 4, 5, 31, 32, 33, 70] {
+            let xs: Vec<Block> = (0..n as u128).map(|i| Block(i * 0x9e37_79b9 + 7)).collect();
+            let tw: Vec<Block> = (0..n as u128).map(|i| Block(i << 64 | 3)).collect();
+            let mut out = xs.clone();
+            out.push(Block::ONES);
+            keys.encrypt_blocks(&mut out[..n]);
+            let mut hashed = xs.clone();
+            hashed.push(Block::ONES);
+            keys.tccr_blocks(&tw, &mut hashed[..n]);
+            for i in 0..n {
+                let y = aes.encrypt(xs[i]);
+                assert_eq!(out[i], y, "{n} {i}");
+                assert_eq!(hashed[i], y ^ aes.encrypt(y ^ tw[i]), "{n} {i}");
+            }
+            assert_eq!((out[n], hashed[n]), (Block::ONES, Block::ONES), "nothing written past");
         }
     }
 }

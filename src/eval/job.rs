@@ -1045,7 +1045,7 @@ fn summarize(rc: &RingCounts, attacked: bool) -> RingSummary {
     RingSummary {
         ell: rc.ring.ell,
         frac: rc.ring.frac,
-        and_gates_per_relu: crate::gc::relu_value_circuit(
+        and_gates_per_relu: crate::gc::relu_select_circuit(
             rc.ring.ell as usize,
             rc.ring.frac as usize,
         )

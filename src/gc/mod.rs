@@ -7,8 +7,9 @@
 //!   hash): [`Delta`], the tweak schedule, label encoding and output decoding, and a slow
 //!   one-instance reference garbler/evaluator that the fast engine is checked against.
 //! - [`relu`]: the ReLU gadget on ℓ-bit additive shares and its plaintext reference.
-//! - [`arith`]: garbled outputs turned into additive shares, one short ciphertext per output
-//!   wire (how the protocol's ReLU returns its value).
+//! - [`arith`]: garbled outputs turned into additive shares of a selected value, the selection
+//!   included: two short ciphertexts per bit and one for the selector (how the protocol's ReLU
+//!   returns its value).
 //! - [`batch`]: the fast engine: many instances of one circuit interleaved gate by gate, spread
 //!   over cores, streamed over a [`Channel`](crate::net::channel::Channel) in bounded memory;
 //!   its AND-gate kernels (`kernel::{portable, vaes}`, one picked per CPU) hash a whole group of
@@ -36,7 +37,7 @@ pub mod threehalves;
 pub use self::batch::{Evaluator, EvaluatorLabels, Garbler, GarblerLabels, OutputWire};
 pub use self::circuit::{BinaryGates, Circuit, CircuitBuilder, Gate, PlainGates, WireId};
 pub use self::halfgates::Delta;
-pub use self::relu::{relu_circuit, relu_plain, relu_value_circuit};
+pub use self::relu::{relu_circuit, relu_plain, relu_select_circuit};
 pub use self::thbatch::{ThEvaluator, ThGarbler};
 
 use crate::net::channel::NetError;

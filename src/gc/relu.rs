@@ -4,9 +4,10 @@
 //! The value is `v = relu((a + c) >>arith f)`, where `a + c` is read as a signed two's-complement
 //! ℓ-bit value and `>>arith` is floor division by 2^f. Two circuits compute it:
 //!
-//! - [`relu_value_circuit`], the protocol's: outputs the low `ℓ − f − 1` bits of `v` (the
-//!   others are 0), which `gc::arith` turns into additive shares with one short ciphertext per
-//!   output wire instead of a subtractor in the circuit.
+//! - [`relu_select_circuit`], the protocol's: outputs the low `ℓ − f − 1` bits of the
+//!   truncated sum and the selector `¬sign`, whose product is `v`; `gc::arith` turns them into
+//!   additive shares of that product, the selection included, with two short ciphertexts per
+//!   bit, instead of AND gates for the selection and a subtractor for a mask.
 //! - [`relu_circuit`], self-contained: the evaluator also inputs a fresh mask `r` and the
 //!   circuit outputs `z = v − r (mod 2^ℓ)`, the garbler's new share (`r` stays the
 //!   evaluator's). The engine's benchmarks and the comparisons with other garbling libraries
@@ -17,14 +18,15 @@
 //! selection `v_i = t_i ∧ ¬sign` takes ℓ−f−1 AND gates (bit ℓ−f−1 of the truncated value is the
 //! sign itself and the bits above copy it, so in a non-negative result they are constant 0);
 //! the re-masking subtractor `v − r` of [`relu_circuit`] takes ℓ−1. Totals at ℓ = 64, f = 12:
-//! 114 for the value circuit, 177 with the subtractor. When `f = ℓ−1` the truncated value is 0
+//! 63 for the select circuit (the adder alone), 177 for [`relu_circuit`]. When `f = ℓ−1` the truncated value is 0
 //! or −1, so the ReLU is constant zero: [`relu_circuit`]'s output `−r` does not depend on the
 //! shares, the adder is dead, and the subtractor's first borrow is free, leaving `ℓ−2` AND
-//! gates; the value circuit keeps one output bit, `sign ∧ ¬sign`.
+//! gates; the select circuit keeps one value bit, the sign, selected by `¬sign`.
 //!
 //! Wire order: garbler inputs `a₀..a_{ℓ−1}`; evaluator inputs `c₀..c_{ℓ−1}` (then
-//! `r₀..r_{ℓ−1}` for [`relu_circuit`]); outputs `v₀..` or `z₀..z_{ℓ−1}` (bit 0 least
-//! significant everywhere).
+//! `r₀..r_{ℓ−1}` for [`relu_circuit`]); outputs `t₀..` then `¬sign` for
+//! [`relu_select_circuit`], `z₀..z_{ℓ−1}` for [`relu_circuit`] (bit 0 least significant
+//! everywhere).
 
 use super::circuit::{BinaryGates, Circuit, CircuitBuilder};
 use super::GcError;
@@ -103,33 +105,48 @@ pub fn relu_gadget<F: BinaryGates>(
     Ok(ripple_sub(f, &v, r))
 }
 
-/// Bits of the value [`relu_value_gadget`] outputs: `ℓ − frac − 1` (a non-negative result of
-/// the truncation is below `2^(ℓ−frac−1)`), and one constant-zero bit when `frac = ℓ − 1`, so
-/// that the circuit always has an output.
+/// Bits of the value [`relu_value_gadget`] outputs, and of the truncated sum
+/// [`relu_select_gadget`] outputs: `ℓ − frac − 1` (a non-negative result of the truncation is
+/// below `2^(ℓ−frac−1)`), and one bit when `frac = ℓ − 1`, so that the circuit always has an
+/// output.
 pub fn relu_value_bits(ell: usize, frac: usize) -> usize {
     ell.saturating_sub(frac + 1).max(1)
 }
 
+/// The ReLU before its selection: the low [`relu_value_bits`] bits `t` of
+/// `(a + c) >>arith frac` and the selector `¬sign`, so that `relu = ¬sign · t`. `ℓ − 1` AND
+/// gates (the adder's).
+pub fn relu_select_gadget<F: BinaryGates>(
+    f: &mut F,
+    a: &[F::Bit],
+    c: &[F::Bit],
+    frac: usize,
+) -> Result<(Vec<F::Bit>, F::Bit), GcError> {
+    let ell = a.len();
+    check_params(ell, frac)?;
+    super::circuit::check_len("ReLU share c bits", ell, c.len())?;
+    let y = ripple_add(f, a, c);
+    let positive = f.not(&y[ell - 1]);
+    // Truncated bits t_i = y_{i+frac}; bit ℓ−frac−1 is the sign, and the extension above it
+    // copies the sign: in the selected (non-negative) value all of those are 0.
+    let t = (0..relu_value_bits(ell, frac))
+        .map(|i| y[(i + frac).min(ell - 1)].clone())
+        .collect();
+    Ok((t, positive))
+}
+
 /// The value part of the ReLU gadget: the low [`relu_value_bits`] bits of
-/// `relu((a + c) >>arith frac)`, whose higher bits are always 0. `(ℓ−1) + (ℓ−f−1)` AND gates
-/// (one when `frac = ℓ − 1`: the single output is then `sign ∧ ¬sign`).
+/// `relu((a + c) >>arith frac)`, whose higher bits are always 0: [`relu_select_gadget`] and an
+/// AND per bit, `(ℓ−1) + (ℓ−f−1)` AND gates (one select when `frac = ℓ − 1`: the single
+/// output is then `sign ∧ ¬sign`).
 pub fn relu_value_gadget<F: BinaryGates>(
     f: &mut F,
     a: &[F::Bit],
     c: &[F::Bit],
     frac: usize,
 ) -> Result<Vec<F::Bit>, GcError> {
-    let ell = a.len();
-    check_params(ell, frac)?;
-    super::circuit::check_len("ReLU share c bits", ell, c.len())?;
-    let y = ripple_add(f, a, c);
-    let sign = y[ell - 1].clone();
-    let positive = f.not(&sign);
-    // Truncated bits t_i = y_{i+frac}; bit ℓ−frac−1 is the sign, and the extension above it
-    // copies the sign: in the selected (non-negative) value all of those are 0.
-    Ok((0..relu_value_bits(ell, frac))
-        .map(|i| f.and(&y[(i + frac).min(ell - 1)], &positive))
-        .collect())
+    let (t, positive) = relu_select_gadget(f, a, c, frac)?;
+    Ok(t.iter().map(|t| f.and(t, &positive)).collect())
 }
 
 /// The ReLU circuit for ℓ-bit shares with `frac` fractional bits (see the module docs for wire
@@ -147,18 +164,21 @@ pub fn relu_circuit(ell: usize, frac: usize) -> Result<Circuit, GcError> {
     Ok(b.finish())
 }
 
-/// The value circuit of the protocol's ReLU: garbler input `a`, evaluator input `c` (ℓ bits
-/// each), outputs the [`relu_value_bits`] low bits of `relu((a + c) >>arith frac)`, least
-/// significant first, which `gc::arith` turns into additive shares. `(ℓ−1) + (ℓ−f−1)` AND gates:
-/// 114 at ℓ = 64, f = 12, against 177 for [`relu_circuit`], which masks in the circuit.
-pub fn relu_value_circuit(ell: usize, frac: usize) -> Result<Circuit, GcError> {
+/// The protocol's ReLU circuit: garbler input `a`, evaluator input `c` (ℓ bits each); outputs
+/// the [`relu_value_bits`] low bits of `(a + c) >>arith frac`, least significant first, then
+/// the selector `¬sign` ([`relu_select_gadget`]), which `gc::arith` turns into additive shares
+/// of their product, the ReLU. `ℓ − 1` AND gates: 63 at ℓ = 64, against 114 with the selection
+/// in the circuit and 177 for [`relu_circuit`], which also masks in the circuit.
+pub fn relu_select_circuit(ell: usize, frac: usize) -> Result<Circuit, GcError> {
     check_params(ell, frac)?;
     let mut b = CircuitBuilder::new();
     let a = b.garbler_inputs(ell)?;
     let c = b.evaluator_inputs(ell)?;
-    for bit in &relu_value_gadget(&mut b, &a, &c, frac)? {
+    let (t, positive) = relu_select_gadget(&mut b, &a, &c, frac)?;
+    for bit in &t {
         b.output(bit);
     }
+    b.output(&positive);
     Ok(b.finish())
 }
 
@@ -227,32 +247,25 @@ mod tests {
     }
 
     #[test]
-    fn value_circuit_and_count_is_the_construction() {
+    fn select_circuit_and_count_is_the_adder() {
         for (ell, frac) in [
             (64, 12),
             (64, 0),
             (64, 62),
+            (64, 63),
             (41, 8),
             (16, 4),
             (3, 1),
             (2, 0),
+            (1, 0),
         ] {
-            let c = relu_value_circuit(ell, frac).unwrap();
-            assert_eq!(
-                c.and_count(),
-                (ell - 1) + (ell - frac - 1),
-                "ℓ = {ell}, f = {frac}"
-            );
+            let c = relu_select_circuit(ell, frac).unwrap();
+            assert_eq!(c.and_count(), ell - 1, "ℓ = {ell}, f = {frac}");
             assert_eq!(c.garbler_inputs(), ell);
             assert_eq!(c.evaluator_inputs(), ell);
-            assert_eq!(c.outputs().len(), ell - frac - 1);
+            assert_eq!(c.outputs().len(), relu_value_bits(ell, frac) + 1);
         }
-        // f = ℓ − 1: the adder's carries and one select for the single constant-zero output.
-        for ell in [1usize, 2, 5, 64] {
-            let c = relu_value_circuit(ell, ell - 1).unwrap();
-            assert_eq!((c.and_count(), c.outputs().len()), (ell, 1), "ℓ = {ell}");
-        }
-        assert_eq!(relu_value_circuit(64, 12).unwrap().and_count(), 114);
+        assert_eq!(relu_select_circuit(64, 12).unwrap().and_count(), 63);
     }
 
     #[test]
@@ -351,16 +364,21 @@ mod tests {
         }
 
         #[test]
-        fn value_circuit_matches_reference((ell, frac, a, c, _r) in case()) {
+        fn select_circuit_matches_reference((ell, frac, a, c, _r) in case()) {
             let want = relu_plain(a, c, 0, ell, frac);
-            let circ = relu_value_circuit(ell, frac).unwrap();
+            let circ = relu_select_circuit(ell, frac).unwrap();
             let out = circ
                 .eval_plain(&words_to_bits(&[a], ell), &words_to_bits(&[c], ell))
                 .unwrap();
-            prop_assert_eq!(out.len(), relu_value_bits(ell, frac));
-            // The bits above the outputs are zero in the reference (at most 63 outputs).
-            prop_assert_eq!(want >> out.len(), 0);
-            prop_assert_eq!(bits_to_words(&out, out.len()).unwrap(), vec![want]);
+            let bits = relu_value_bits(ell, frac);
+            prop_assert_eq!(out.len(), bits + 1);
+            // The bits above the value's are zero in the reference (at most 63 of them).
+            prop_assert_eq!(want >> bits, 0);
+            let t = bits_to_words(&out[..bits], bits).unwrap()[0];
+            prop_assert_eq!(if out[bits] { t } else { 0 }, want);
+            let v = relu_value_gadget(&mut PlainGates, &words_to_bits(&[a], ell),
+                &words_to_bits(&[c], ell), frac).unwrap();
+            prop_assert_eq!(bits_to_words(&v, bits).unwrap(), vec![want]);
         }
 
         /// Against i64 arithmetic written independently of `relu_plain`, for ℓ = 64.

@@ -77,10 +77,12 @@ impl std::fmt::Display for GcOptions {
 /// SoftSpoken with k = 4 (31 columns per 128 OTs instead of k = 8's 15). Version 6: a ReLU
 /// site's silent OT is a deferred call: the client's choice corrections come first, and each
 /// chunk's tree message goes just ahead of the tables garbled with its OTs. Version 7: a ReLU
-/// garbles only its value (`gc::relu::relu_value_circuit`), whose output wires become additive
-/// shares through ciphertexts sent after the tables (`gc::arith`); the client's mask is no
-/// longer a circuit input, and it returns its masked share instead of output colours.
-pub const PROTOCOL_VERSION: u32 = 7;
+/// garbles only its value, whose output wires become additive shares through ciphertexts sent
+/// after the tables (`gc::arith`); the client's mask is no longer a circuit input, and it
+/// returns its masked share instead of output colours. Version 8: the ReLU's selection leaves
+/// the circuit too (`gc::relu::relu_select_circuit`, the adder alone): the ciphertexts give
+/// shares of the selected value directly, two per bit and one for the selector.
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Errors of a private inference.
 #[derive(Debug, thiserror::Error)]

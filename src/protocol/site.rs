@@ -7,14 +7,16 @@
 //!
 //! Wire order of one ReLU instance (see `gc::relu`): garbler input `a` (ℓ bits, the server's
 //! share); evaluator input `c` (ℓ bits, the client's share); outputs the low `ℓ − f − 1` bits
-//! of `v = relu(trunc(a + c))` ([`relu_value_circuit`]). The server turns them into additive
-//! shares with one short ciphertext per output wire ([`ArithOutputs`]), sent after the site's
+//! of `trunc(a + c)` and the selector `¬sign` ([`relu_select_circuit`]). The server turns them
+//! into additive shares of `v = relu(trunc(a + c))`, the selector times the bits, with two
+//! short ciphertexts per bit and one for the selector ([`ArithOutputs`]), sent after the site's
 //! tables: online the client evaluates, derives its share `u` of `v`, and returns
 //! `u − r` (⌈ℓ/8⌉ bytes), `r` being its fresh mask drawn offline from its rng (one `u64` per
 //! kept element); the server's new share is what it received plus its own share `w`, so the
 //! pair (server, client) shares `v` as (`v − r`, `r`), and the client knows its part offline.
-//! Against a circuit that subtracts `r` itself ([`relu_circuit`](crate::gc::relu_circuit)),
-//! that saves ℓ − 1 AND gates and the mask's ℓ OTs for `Σ_o (ℓ − o)` bits of ciphertexts.
+//! Against a circuit that selects and subtracts `r` itself
+//! ([`relu_circuit`](crate::gc::relu_circuit)), that saves `(ℓ − f − 1) + (ℓ − 1)` AND gates
+//! and the mask's ℓ OTs for `2·Σ_o (ℓ − o) + ℓ` bits of ciphertexts.
 
 use rand_core::{CryptoRng, RngCore};
 
@@ -30,7 +32,7 @@ use crate::gc::halfgates::encode_words;
 use crate::gc::relu::relu_value_bits;
 use crate::gc::threehalves::instance_words;
 use crate::gc::{
-    relu_value_circuit, Circuit, Delta, Evaluator, EvaluatorLabels, Garbler, GarblerLabels,
+    relu_select_circuit, Circuit, Delta, Evaluator, EvaluatorLabels, Garbler, GarblerLabels,
     GcError, Scheme, ThEvaluator, ThGarbler,
 };
 use crate::net::Channel;
@@ -60,7 +62,7 @@ impl ReluEngine {
     /// The engine for ReLUs on `ring` truncating by `trunc` bits, garbled with `scheme`.
     pub fn new(ring: Ring, trunc: u32, scheme: Scheme) -> Result<Self, ProtocolError> {
         let (ell, trunc) = (ring.ell as usize, trunc as usize);
-        let circuit = relu_value_circuit(ell, trunc)?;
+        let circuit = relu_select_circuit(ell, trunc)?;
         let arith = ArithOutputs::new(ell, relu_value_bits(ell, trunc))?;
         Ok(ReluEngine {
             circuit,
@@ -135,7 +137,7 @@ impl ReluEngine {
         shares: &mut [u64],
     ) -> Result<(), ProtocolError> {
         let (c, base, n) = (&self.circuit, instance_base, shares.len());
-        let (no, nb) = (self.arith.outputs(), self.output_bytes());
+        let (no, nb) = (self.arith.wires(), self.output_bytes());
         let drawn = GarblerLabels::Drawn(gb_labels);
         let outputs = |i0: usize, zero: &[Block]| {
             let m = zero.len() / no;
@@ -208,7 +210,7 @@ impl ReluEngine {
         }
     }
 
-    /// Evaluates instances `first..first + m` (`m = out.len() / outputs`) of the stored
+    /// Evaluates instances `first..first + m` (`m = out.len() / wires`) of the stored
     /// `tables` on the server's labels `gb` and the client's `ev`, writing the output labels.
     fn evaluate(
         &self,
@@ -219,7 +221,7 @@ impl ReluEngine {
         instance: u64,
         out: &mut [Block],
     ) -> Result<(), GcError> {
-        let (u, m) = (self.table_units(), out.len() / self.arith.outputs());
+        let (u, m) = (self.table_units(), out.len() / self.arith.wires());
         match self.scheme {
             Scheme::HalfGates => Evaluator::new(&self.circuit).eval_batch_par(
                 gb,
@@ -495,7 +497,7 @@ impl ClientSite {
         engine: &ReluEngine,
     ) -> Result<(), ProtocolError> {
         let (ell, n, w) = (engine.ell(), self.len(), engine.client_wires());
-        let (no, nb) = (engine.arith.outputs(), engine.output_bytes());
+        let (no, nb) = (engine.arith.wires(), engine.output_bytes());
         let bytes_per = ell.div_ceil(8);
         let mut buf = vec![0u8; n * bytes_per];
         let mut out = zeroed_blocks(CHUNK * no);

@@ -305,7 +305,7 @@ mod tests {
         RingSummary {
             ell,
             frac,
-            and_gates_per_relu: crate::gc::relu_value_circuit(ell as usize, frac as usize)
+            and_gates_per_relu: crate::gc::relu_select_circuit(ell as usize, frac as usize)
                 .unwrap()
                 .and_count(),
             clean: triple(96.0, clean_pi),
@@ -329,7 +329,7 @@ mod tests {
     }
 
     fn cost(ell: u32, frac: u32) -> RingCost {
-        let gates = crate::gc::relu_value_circuit(ell as usize, frac as usize)
+        let gates = crate::gc::relu_select_circuit(ell as usize, frac as usize)
             .unwrap()
             .and_count() as u64;
         RingCost {
