@@ -255,7 +255,8 @@ mod tests {
             );
             // Offline, server to client: the garbled tables (two blocks per AND gate), then two
             // ciphertexts of ℓ − o bits per bit o of the value and one of ℓ for the selector.
-            let outputs = ArithOutputs::new(ring.ell as usize, (ring.ell - ring.frac - 1) as usize);
+            let bits = crate::gc::relu::relu_value_bits(ring.ell as usize, ring.frac as usize);
+            let outputs = ArithOutputs::new(ring.ell as usize, bits);
             assert_eq!(
                 r.offline_bytes_per_relu_server_to_client,
                 (r.and_gates_per_relu * 32 + outputs.unwrap().instance_bytes()) as f64

@@ -17,8 +17,21 @@ use super::Block;
 #[derive(Clone)]
 pub struct FixedKeyAes {
     cipher: Aes128,
-    /// The same key for the VAES passes, where the CPU has them.
+    /// The same key for the VAES passes, where the CPU has them (wiped on drop: a
+    /// [`Prg`](super::Prg) or control PRF keys this type with a secret).
+    #[cfg(target_arch = "x86_64")]
     wide: Option<super::vaes::RoundKeys>,
+}
+
+impl Drop for FixedKeyAes {
+    // The `aes` crate wipes its own key schedule (its `zeroize` feature); the VAES copy is
+    // wiped here.
+    fn drop(&mut self) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(keys) = &mut self.wide {
+            keys.wipe();
+        }
+    }
 }
 
 /// The fixed key: the first 16 bytes of the SHA-256 of "pibench fixed-key AES" (a nothing-up-
@@ -46,8 +59,15 @@ impl FixedKeyAes {
         let key_bytes = key.to_bytes();
         FixedKeyAes {
             cipher: Aes128::new(GenericArray::from_slice(&key_bytes)),
+            #[cfg(target_arch = "x86_64")]
             wide: super::vaes::RoundKeys::for_key(key),
         }
+    }
+
+    /// The VAES round keys of this key, where the CPU has VAES and AVX-512.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn wide(&self) -> Option<&super::vaes::RoundKeys> {
+        self.wide.as_ref()
     }
 
     /// π(x) for one block.
@@ -64,10 +84,12 @@ impl FixedKeyAes {
     pub fn encrypt_blocks(&self, blocks: &mut [Block]) {
         #[cfg(target_endian = "big")]
         compile_error!("pibench assumes a little-endian target");
-        match &self.wide {
-            Some(k) if blocks.len() > 1 => k.encrypt_blocks(blocks),
-            _ => self.cipher.encrypt_blocks(as_generic_blocks(blocks)),
+        #[cfg(target_arch = "x86_64")]
+        if let Some(k) = self.wide.as_ref().filter(|_| blocks.len() > 1) {
+            k.encrypt_blocks(blocks);
+            return;
         }
+        self.cipher.encrypt_blocks(as_generic_blocks(blocks));
     }
 
     /// The correlation-robust hash `π(x) ⊕ x` (GKWY20 §7.2).
@@ -100,6 +122,7 @@ impl FixedKeyAes {
     #[inline]
     pub fn tccr_batch(&self, tweaks: &[Block], xs: &mut [Block], scratch: &mut [Block]) {
         assert!(tweaks.len() == xs.len() && scratch.len() == xs.len());
+        #[cfg(target_arch = "x86_64")]
         if let Some(k) = &self.wide {
             k.tccr_blocks(tweaks, xs);
             return;

@@ -21,11 +21,9 @@ const BUF_BLOCKS: usize = 8;
 /// [`RngCore`] methods serve byte-level consumers such as scalar sampling and share one stream
 /// with it without overlap.
 pub struct Prg {
+    /// The key, with its VAES round keys where the CPU has them (the fast path of
+    /// [`Prg::fill_blocks`]; the `aes` crate does one block per instruction). Wiped on drop.
     aes: FixedKeyAes,
-    /// The same key's round keys for VAES counter mode, where the CPU has it (the fast path of
-    /// [`Prg::fill_blocks`]; the `aes` crate does one block per instruction).
-    #[cfg(target_arch = "x86_64")]
-    vaes: Option<super::vaes::RoundKeys>,
     /// The next unused counter value.
     counter: u128,
     /// Encrypted counters not yet handed out byte-wise; `buf[pos..]` is unused.
@@ -44,8 +42,6 @@ impl Prg {
     pub fn from_seed(seed: Block) -> Self {
         Prg {
             aes: FixedKeyAes::new(seed),
-            #[cfg(target_arch = "x86_64")]
-            vaes: super::vaes::RoundKeys::for_key(seed),
             counter: 0,
             buf: [0; 16 * BUF_BLOCKS],
             pos: 16 * BUF_BLOCKS,
@@ -65,7 +61,7 @@ impl Prg {
     pub fn fill_blocks(&mut self, out: &mut [Block]) {
         let start = self.counter;
         #[cfg(target_arch = "x86_64")]
-        if let Some(keys) = &self.vaes {
+        if let Some(keys) = self.aes.wide() {
             keys.ctr(start, out);
             self.counter = start.wrapping_add(out.len() as u128);
             return;
@@ -85,8 +81,6 @@ impl Prg {
     pub(crate) fn ahead(&self, blocks: u128) -> Prg {
         Prg {
             aes: self.aes.clone(),
-            #[cfg(target_arch = "x86_64")]
-            vaes: self.vaes,
             counter: self.counter.wrapping_add(blocks),
             buf: [0; 16 * BUF_BLOCKS],
             pos: 16 * BUF_BLOCKS,
@@ -108,20 +102,6 @@ impl Prg {
             chunk.copy_from_slice(&b.to_bytes());
         }
         self.pos = 0;
-    }
-}
-
-impl Drop for Prg {
-    // The `aes` crate wipes its own key schedule; the VAES copy is wiped here.
-    fn drop(&mut self) {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(keys) = &mut self.vaes {
-            for k in keys.0.iter_mut() {
-                // SAFETY: `k` is a valid, aligned, writable `__m128i`; the volatile write keeps
-                // the compiler from dropping a store to memory about to be freed.
-                unsafe { core::ptr::write_volatile(k, core::arch::x86_64::_mm_setzero_si128()) };
-            }
-        }
     }
 }
 

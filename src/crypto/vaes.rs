@@ -58,6 +58,16 @@ impl RoundKeys {
         unsafe { ctr512(self, counter, out) }
     }
 
+    /// Overwrites the round keys with zeros, in a way the compiler keeps (for keys that are
+    /// secret, before they are freed).
+    pub(crate) fn wipe(&mut self) {
+        for k in self.0.iter_mut() {
+            // SAFETY: `k` is a valid, aligned, writable `__m128i`; the volatile write keeps the
+            // compiler from dropping a store to memory about to be freed.
+            unsafe { core::ptr::write_volatile(k, _mm_setzero_si128()) };
+        }
+    }
+
     /// `xs[k] ← AES(xs[k])` for every k.
     pub(crate) fn encrypt_blocks(&self, xs: &mut [Block]) {
         // SAFETY: holding round keys proves the CPU has every feature `map512` enables.
@@ -124,7 +134,11 @@ fn map512(keys: &RoundKeys, xs: &mut [Block], tweaks: Option<&[Block]>) {
     let step = 4 * CTR_LANES;
     let mut at = 0;
     while at + step <= xs.len() {
-        pass::<CTR_LANES>(&rk, &mut xs[at..at + step], tweaks.map(|t| &t[at..at + step]));
+        pass::<CTR_LANES>(
+            &rk,
+            &mut xs[at..at + step],
+            tweaks.map(|t| &t[at..at + step]),
+        );
         at += step;
     }
     while at < xs.len() {
@@ -274,7 +288,11 @@ mod tests {
                 assert_eq!(out[i], y, "{n} {i}");
                 assert_eq!(hashed[i], y ^ aes.encrypt(y ^ tw[i]), "{n} {i}");
             }
-            assert_eq!((out[n], hashed[n]), (Block::ONES, Block::ONES), "nothing written past");
+            assert_eq!(
+                (out[n], hashed[n]),
+                (Block::ONES, Block::ONES),
+                "nothing written past"
+            );
         }
     }
 }

@@ -32,9 +32,9 @@
 //! are additive shares of `g · Y` mod 2^ℓ. Only the low `ℓ − o` bits of `t^j_o` reach the sums,
 //! so `ct^j_o` is sent truncated to `ℓ − o` bits: at ℓ = 64 with 51 bits, 506 bytes per
 //! instance ([`ArithOutputs::instance_bytes`]), where the 51 AND gates of the selection and a
-//! ciphertext per output wire cost 1,256 + 249 bytes with three-halves garbling, and the
-//! garbler hashes as many labels as the conversion of those outputs alone did (the evaluator,
-//! one per wire).
+//! ciphertext per output wire cost 1,256 + 249 bytes with three-halves garbling; the garbler
+//! hashes two labels per wire (104, two more than the conversion of the 51 outputs alone did,
+//! and none for the selection's gates), the evaluator one.
 //!
 //! # Security (semi-honest)
 //! The evaluator holds one label per wire. The hash of the other label of a wire is pseudorandom
@@ -141,7 +141,12 @@ impl ArithOutputs {
     ) -> Result<(), GcError> {
         let n = self.instances(zero.len(), cts.len(), shares.len())?;
         check_instances(first_instance, n, 0)?;
-        let (no, nw, nb, d) = (self.outputs, self.wires(), self.instance_bytes(), delta.block());
+        let (no, nw, nb, d) = (
+            self.outputs,
+            self.wires(),
+            self.instance_bytes(),
+            delta.block(),
+        );
         zero.par_chunks(PAR * nw)
             .zip(cts.par_chunks_mut(PAR * nb))
             .zip(shares.par_chunks_mut(PAR))
@@ -181,10 +186,7 @@ impl ArithOutputs {
                         let s1 = (c0 as u64).wrapping_sub(q & p);
                         let s2 = ((c0 >> 64) as u64).wrapping_sub(k & pm);
                         let width = self.ell - o;
-                        rows.push(
-                            s1.wrapping_add(q & (1 - p)).wrapping_sub(c1 as u64),
-                            width,
-                        );
+                        rows.push(s1.wrapping_add(q & (1 - p)).wrapping_sub(c1 as u64), width);
                         rows.push(
                             s2.wrapping_add(k & np).wrapping_sub((c1 >> 64) as u64),
                             width,
@@ -407,7 +409,11 @@ mod tests {
             let shape = ArithOutputs::new(64, outputs).unwrap();
             let (values, w, u) = run(shape, 300, 5, outputs as u64);
             for j in 0..300 {
-                assert_eq!(u[j].wrapping_add(w[j]), values[j], "{outputs} outputs, #{j}");
+                assert_eq!(
+                    u[j].wrapping_add(w[j]),
+                    values[j],
+                    "{outputs} outputs, #{j}"
+                );
             }
         }
     }
@@ -458,7 +464,8 @@ mod tests {
             .unwrap();
         for j in 0..n {
             let mut rd = RowReader::new(&cts[j * 506..(j + 1) * 506]);
-            let hash = |o: usize, l: Block| FIXED_KEY_AES.tccr(output_tweak(first + j as u64, o), l);
+            let hash =
+                |o: usize, l: Block| FIXED_KEY_AES.tccr(output_tweak(first + j as u64, o), l);
             // (colour-0 label, colour-1 label, colour-0 bit) of wire o.
             let wire = |o: usize| {
                 let z = zero[j * 52 + o];
@@ -484,9 +491,7 @@ mod tests {
                 );
                 assert_eq!(
                     rd.next(64 - o),
-                    s2.wrapping_add(k.wrapping_mul(1 - p))
-                        .wrapping_sub(hi(h1))
-                        & mask
+                    s2.wrapping_add(k.wrapping_mul(1 - p)).wrapping_sub(hi(h1)) & mask
                 );
                 s1_sum = s1_sum.wrapping_add(s1 << o);
                 s2_sum = s2_sum.wrapping_add(s2 << o);
@@ -513,7 +518,10 @@ mod tests {
             let mut cts = vec![0u8; shape.instance_bytes()];
             let mut w = [0u64];
             shape.garble(&delta, seed, &zero, &mut cts, &mut w).unwrap();
-            for (k, bits) in [[0, 0, 0, 1], [1, 1, 1, 1], [1, 1, 1, 0]].iter().enumerate() {
+            for (k, bits) in [[0, 0, 0, 1], [1, 1, 1, 1], [1, 1, 1, 0]]
+                .iter()
+                .enumerate()
+            {
                 let labels: Vec<Block> = zero
                     .iter()
                     .zip(bits)

@@ -83,7 +83,8 @@ pub struct RingChoice {
     /// Every ring evaluated, in the evaluation's order.
     pub rings: Vec<RingVerdict>,
     /// The recommended ring: the smallest ℓ that keeps accuracy and, among its f, the cheapest
-    /// ReLU (the fewest AND gates, so the largest f that passes). `None` when no ring passed.
+    /// ReLU (the fewest offline bytes measured, then the largest f: the adder's AND gates do not
+    /// depend on f, the output ciphertexts shrink with it). `None` when no ring passed.
     pub recommended: Option<Ring>,
     /// The ReLU at the default ring (ℓ = 64, f = 12), which the recommendation saves against.
     pub default_cost: Option<RingCost>,
@@ -138,12 +139,10 @@ pub fn choose(report: &EvalReport, tolerance: f64, costs: &[RingCost]) -> RingCh
         .iter()
         .filter(|v| v.keeps_accuracy)
         .min_by_key(|v| {
-            (
-                v.ell,
-                v.cost
-                    .map_or(rs_and_gates(report, v.ell, v.frac), |c| c.and_gates),
-                v.frac,
-            )
+            let bytes = v
+                .cost
+                .map_or(u64::MAX, |c| c.offline_bytes().round() as u64);
+            (v.ell, bytes, std::cmp::Reverse(v.frac))
         })
         .and_then(|v| Ring::new(v.ell, v.frac).ok());
     let d = Ring::default();
@@ -153,14 +152,6 @@ pub fn choose(report: &EvalReport, tolerance: f64, costs: &[RingCost]) -> RingCh
         recommended,
         default_cost: cost_of(d.ell, d.frac),
     }
-}
-
-fn rs_and_gates(report: &EvalReport, ell: u32, frac: u32) -> u64 {
-    report
-        .rings
-        .iter()
-        .find(|r| (r.ell, r.frac) == (ell, frac))
-        .map_or(u64::MAX, |r| r.and_gates_per_relu as u64)
 }
 
 /// Price every ring of `report` and the default ring with `measure` (reusing prices the report
@@ -337,7 +328,13 @@ mod tests {
             frac,
             and_gates: gates,
             offline_bytes_c2s: 32.0 * f64::from(ell),
-            offline_bytes_s2c: 32.0 * gates as f64,
+            offline_bytes_s2c: (32 * gates) as f64
+                + crate::gc::arith::ArithOutputs::new(
+                    ell as usize,
+                    crate::gc::relu::relu_value_bits(ell as usize, frac as usize),
+                )
+                .unwrap()
+                .instance_bytes() as f64,
             online_bytes_c2s: f64::from(ell.div_ceil(8)),
             online_bytes_s2c: 16.0 * f64::from(ell),
         }
@@ -359,7 +356,7 @@ mod tests {
             .map(|&(l, f)| cost(l, f))
             .collect();
         let c = choose(&r, DEFAULT_TOLERANCE, &costs);
-        // ℓ = 40 with f = 12 is cheaper than f = 10 (a shorter truncation circuit).
+        // ℓ = 40 with f = 12 is cheaper than f = 10 (fewer value bits, fewer ciphertexts).
         assert_eq!(c.recommended, Some(Ring::new(40, 12).unwrap()));
         let v = &c.rings[4];
         assert!(!v.keeps_accuracy);
