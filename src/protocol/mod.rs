@@ -54,14 +54,15 @@ pub struct GcOptions {
 
 impl GcOptions {
     /// What a run uses unless told otherwise: the combination fastest on the LAN preset in
-    /// this machine's measurements (README, *Garbling scheme and OT*). Three-halves with silent
-    /// OT sends 28 % fewer offline bytes than half gates with SoftSpoken k = 4 and, since the
-    /// fused three-halves kernel and the L2-sized silent chunks, wins the LAN preset end to end
-    /// although it still computes more per ReLU (`--garbling half-gates --ot softspoken-k4` is
-    /// the faster choice when nothing but compute counts).
+    /// this machine's measurements (README, *Garbling scheme and OT*). Since the ReLU circuit
+    /// lost its selection (protocol version 8, 63 AND gates), three-halves with SoftSpoken
+    /// k = 4 wins it: its OT costs less compute than silent OT's trees and code, which on a
+    /// LAN outweighs silent OT's 201 fewer bytes per ReLU. `--ot silent` sends the fewest bytes
+    /// (2,113 per ReLU against 2,314) and is the choice on slower links; half gates compute
+    /// less per AND but send a third more tables.
     pub const RECOMMENDED: GcOptions = GcOptions {
         garbling: crate::gc::Scheme::ThreeHalves,
-        ot: crate::crypto::ot::OtKind::Silent,
+        ot: crate::crypto::ot::OtKind::SoftSpoken(4),
     };
 }
 
