@@ -262,7 +262,8 @@ impl ArithOutputs {
 struct RowWriter<'a> {
     out: &'a mut [u8],
     at: usize,
-    acc: u128,
+    /// The bits not written yet, `bits` (< 64) of them.
+    acc: u64,
     bits: usize,
 }
 
@@ -276,16 +277,22 @@ impl<'a> RowWriter<'a> {
         }
     }
 
-    /// Appends the low `width` (≤ 64) bits of `row`, writing eight bytes at a time (the row
-    /// widths are public, so the branches are too).
+    /// Appends the low `width` (1 ≤ width ≤ 64) bits of `row`, writing eight bytes at a time
+    /// (the row widths are public, so the branches are too).
     #[inline(always)]
     fn push(&mut self, row: u64, width: usize) {
-        let row = u128::from(row) & ((1u128 << width) - 1);
+        let row = row & (u64::MAX >> (64 - width));
         self.acc |= row << self.bits;
-        self.bits += width;
-        if self.bits >= 64 {
-            self.out[self.at..self.at + 8].copy_from_slice(&(self.acc as u64).to_le_bytes());
-            (self.at, self.acc, self.bits) = (self.at + 8, self.acc >> 64, self.bits - 64);
+        let total = self.bits + width;
+        if total >= 64 {
+            self.out[self.at..self.at + 8].copy_from_slice(&self.acc.to_le_bytes());
+            self.at += 8;
+            // The bits of `row` that did not fit: `row >> (64 − bits)`, written as two
+            // shifts so that `bits = 0` gives 0 instead of an overlong shift.
+            self.acc = (row >> 1) >> (63 - self.bits);
+            self.bits = total - 64;
+        } else {
+            self.bits = total;
         }
     }
 
@@ -300,7 +307,8 @@ impl<'a> RowWriter<'a> {
 struct RowReader<'a> {
     input: &'a [u8],
     at: usize,
-    acc: u128,
+    /// Bits read ahead and not handed out yet, `bits` (≤ 64) of them.
+    acc: u64,
     bits: usize,
 }
 
@@ -314,24 +322,38 @@ impl<'a> RowReader<'a> {
         }
     }
 
-    /// The next row of `width` (≤ 64) bits, reading eight bytes at a time where they are left.
+    /// The next row of `width` (1 ≤ width ≤ 64) bits, reading eight bytes at a time where they
+    /// are left.
     #[inline(always)]
     fn next(&mut self, width: usize) -> u64 {
-        if self.bits < width {
-            if let Some(w) = self.input.get(self.at..self.at + 8) {
-                let w = u64::from_le_bytes(w.try_into().expect("eight bytes"));
-                self.acc |= u128::from(w) << self.bits;
-                (self.at, self.bits) = (self.at + 8, self.bits + 64);
-            } else {
-                while self.bits < width {
-                    self.acc |= u128::from(self.input[self.at]) << self.bits;
-                    (self.at, self.bits) = (self.at + 1, self.bits + 8);
-                }
-            }
+        let mask = u64::MAX >> (64 - width);
+        if self.bits >= width {
+            let row = self.acc & mask;
+            // `width` may be 64 only when `bits` is 64 too: two shifts keep it in range.
+            self.acc = (self.acc >> 1) >> (width - 1);
+            self.bits -= width;
+            return row;
         }
-        let row = self.acc & ((1u128 << width) - 1);
-        (self.acc, self.bits) = (self.acc >> width, self.bits - width);
-        row as u64
+        let word = match self.input.get(self.at..self.at + 8) {
+            Some(w) => {
+                self.at += 8;
+                u64::from_le_bytes(w.try_into().expect("eight bytes"))
+            }
+            None => {
+                // The instance's last bytes, fewer than eight.
+                let mut w = [0u8; 8];
+                let rest = &self.input[self.at..];
+                w[..rest.len()].copy_from_slice(rest);
+                self.at = self.input.len();
+                u64::from_le_bytes(w)
+            }
+        };
+        // `bits < width ≤ 64`: the row is the held bits, then the word's low bits.
+        let row = (self.acc | (word << self.bits)) & mask;
+        let used = width - self.bits;
+        self.acc = (word >> 1) >> (used - 1);
+        self.bits = 64 - used;
+        row
     }
 }
 
