@@ -198,11 +198,12 @@ impl ArithOutputs {
                     rows.push(g0.wrapping_sub(g1).wrapping_sub(s2_sum), self.ell);
                     rows.finish();
                     *w = 0u64.wrapping_sub(s1_sum).wrapping_sub(g0) & self.mask();
-                    // The permute bits and both labels' hashes would reveal the bits; the AES
-                    // states left in `scratch` invert (fixed key, known tweak) to Z and Z ⊕ Δ.
-                    crate::crypto::block::wipe(&mut hashes);
-                    crate::crypto::block::wipe(&mut scratch);
                 }
+                // Both labels' hashes would reveal the bits; the AES states `scratch` may hold
+                // invert (fixed key, known tweak) to Z and Z ⊕ Δ. Every instance overwrites all
+                // of both, so what the task leaves is the last instance's: wiped once here.
+                crate::crypto::block::wipe(&mut hashes);
+                crate::crypto::block::wipe(&mut scratch);
             });
         Ok(())
     }
