@@ -1,6 +1,6 @@
 //! The [`Channel`] trait every protocol in pibench talks through, and its two transports.
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -213,6 +213,9 @@ impl<C: Channel + ?Sized> Channel for Box<C> {
 /// The default time-out of a receive.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Receives of at least this many bytes beyond what is buffered bypass the read buffer.
+const DIRECT_READ: usize = 64 << 10;
+
 /// A TCP connection with buffered writes and read and write time-outs.
 pub struct TcpChannel {
     reader: BufReader<TcpStream>,
@@ -287,7 +290,19 @@ impl Channel for TcpChannel {
         if !self.writer.buffer().is_empty() {
             self.flush()?;
         }
-        self.reader.read_exact(buf).map_err(|e| self.map_err(e))
+        // A large receive takes what is buffered, then reads the rest straight into `buf`:
+        // going through the buffer would copy every byte of tables a second time.
+        let buffered = self.reader.buffer().len();
+        if buf.len() - buffered.min(buf.len()) < DIRECT_READ {
+            return self.reader.read_exact(buf).map_err(|e| self.map_err(e));
+        }
+        let (head, rest) = buf.split_at_mut(buffered);
+        head.copy_from_slice(self.reader.buffer());
+        self.reader.consume(buffered);
+        self.reader
+            .get_mut()
+            .read_exact(rest)
+            .map_err(|e| self.map_err(e))
     }
     fn flush(&mut self) -> Result<(), NetError> {
         self.writer.flush().map_err(|e| self.map_err(e))

@@ -315,6 +315,44 @@ mod tests {
         (connect(addr, io_timeout).unwrap(), t)
     }
 
+    /// Receives of every size, from a byte to several read buffers, some served partly from
+    /// what is buffered and some read straight into the caller's buffer, deliver the stream
+    /// in order.
+    #[test]
+    fn receives_of_every_size_deliver_the_stream_in_order() {
+        let sizes = [
+            1usize,
+            7,
+            70_000,
+            3,
+            65_536,
+            65_535,
+            2_500_000,
+            1,
+            1 << 20,
+            65_537,
+            9,
+        ];
+        let total: usize = sizes.iter().sum();
+        let stream: Vec<u8> = (0..total).map(|i| (i * 31 + i / 251) as u8).collect();
+        let sent = stream.clone();
+        let (mut ch, t) = tcp_pair(Duration::from_secs(10), move |mut p| {
+            // Writes cut differently from the reads, so reads find partial buffers.
+            for piece in sent.chunks(40_000) {
+                p.send(piece).unwrap();
+                p.flush().unwrap();
+            }
+        });
+        let mut got = Vec::with_capacity(total);
+        for &n in &sizes {
+            let mut buf = vec![0u8; n];
+            ch.recv(&mut buf).unwrap();
+            got.extend_from_slice(&buf);
+        }
+        t.join().unwrap();
+        assert!(got == stream, "the received stream differs");
+    }
+
     #[test]
     fn peer_closing_mid_message_is_disconnected_with_scope() {
         let (mut ch, t) = tcp_pair(Duration::from_secs(10), |mut p| {
