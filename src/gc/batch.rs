@@ -44,7 +44,7 @@ use std::sync::mpsc;
 
 use rayon::prelude::*;
 
-use crate::crypto::block::zeroed_blocks;
+use crate::crypto::block::{blocks_as_bytes_mut, zeroed_blocks};
 use crate::crypto::buffer::BlockBuf;
 
 use super::circuit::{check_len, Circuit};
@@ -516,17 +516,20 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
             // `shape` words the error.
             shape::<S>(self.circuit, 0, 0, None, first_instance, out.len())?;
         }
-        self.garble_stream_with(chan, gb, ev, first_instance, n, chunk, |i0, o| {
+        self.garble_stream_with(chan, gb, ev, first_instance, n, chunk, 0, |i0, o, _| {
             out[i0 * no..i0 * no + o.len()].copy_from_slice(o);
             Ok(())
         })
     }
 
     /// [`BatchGarbler::garble_stream`] for `n` instances, handing each chunk's outputs to
-    /// `outputs(first instance of the chunk within the call, its outputs)` as soon as the
-    /// chunk is garbled, while its tables are on their way, instead of keeping all of them:
-    /// what is derived from a chunk's outputs is computed beside the stream, and only it is
-    /// kept. The chunk's outputs are wiped afterwards (zero-labels are secret).
+    /// `outputs(first instance of the chunk within the call, its outputs, trailer)` as soon as
+    /// the chunk is garbled, instead of keeping all of them: what is derived from a chunk's
+    /// outputs is computed beside the stream, and only it is kept. `trailer` is
+    /// `trailer_bytes` per instance of the chunk, sent right after the chunk's tables (the
+    /// output ciphertexts of [`ArithOutputs`](super::arith::ArithOutputs), so that they travel
+    /// with their chunk instead of in one tail after the last). The chunk's outputs are wiped
+    /// afterwards (zero-labels are secret). Returns the table bytes sent, trailers not counted.
     #[allow(clippy::too_many_arguments)]
     pub fn garble_stream_with<C: Channel + ?Sized, O: OutputWire>(
         &self,
@@ -536,7 +539,8 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         first_instance: u64,
         n: usize,
         chunk: usize,
-        mut outputs: impl FnMut(usize, &[O]) -> Result<(), GcError>,
+        trailer_bytes: usize,
+        mut outputs: impl FnMut(usize, &[O], &mut [u8]) -> Result<(), GcError>,
     ) -> Result<u64, GcError> {
         let (gi, ei) = (
             self.circuit.garbler_inputs(),
@@ -566,42 +570,49 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
             EvaluatorLabels::Expanded(_) => zeroed_blocks(m_max * s.ei),
             EvaluatorLabels::Held(_) => Vec::new(),
         };
-        let sent = send_chunks(chan, s.n, unit, chunk, |i0, m, buf, ahead| {
-            let gb_chunk: &[Block] = match &mut gb {
-                GarblerLabels::Held(g) => &g[i0 * s.gi..(i0 + m) * s.gi],
-                GarblerLabels::Drawn(prg) => {
-                    let g = &mut gb_drawn[..m * s.gi];
-                    prg.fill_blocks(g);
-                    g
-                }
-            };
-            let ev_chunk: &[Block] = match &mut ev {
-                EvaluatorLabels::Held(e) => &e[i0 * s.ei..(i0 + m) * s.ei],
-                EvaluatorLabels::Expanded(fill) => {
-                    let e = &mut ev_drawn[..m * s.ei];
-                    let mut msg = Vec::new();
-                    fill(e, &mut msg)?;
-                    ahead(msg)?;
-                    e
-                }
-            };
-            let o = &mut out[..m * s.no];
-            self.garble_on(
-                true,
-                gb_chunk,
-                ev_chunk,
-                first_instance + i0 as u64,
-                &mut S::elems_mut(buf)[..m * s.tb],
-                o,
-            )?;
-            outputs(i0, o)
-        });
+        let sent = send_chunks(
+            chan,
+            s.n,
+            unit + trailer_bytes,
+            chunk,
+            |i0, m, buf, ahead| {
+                let gb_chunk: &[Block] = match &mut gb {
+                    GarblerLabels::Held(g) => &g[i0 * s.gi..(i0 + m) * s.gi],
+                    GarblerLabels::Drawn(prg) => {
+                        let g = &mut gb_drawn[..m * s.gi];
+                        prg.fill_blocks(g);
+                        g
+                    }
+                };
+                let ev_chunk: &[Block] = match &mut ev {
+                    EvaluatorLabels::Held(e) => &e[i0 * s.ei..(i0 + m) * s.ei],
+                    EvaluatorLabels::Expanded(fill) => {
+                        let e = &mut ev_drawn[..m * s.ei];
+                        let mut msg = Vec::new();
+                        fill(e, &mut msg)?;
+                        ahead(msg)?;
+                        e
+                    }
+                };
+                let o = &mut out[..m * s.no];
+                self.garble_on(
+                    true,
+                    gb_chunk,
+                    ev_chunk,
+                    first_instance + i0 as u64,
+                    &mut S::elems_mut(buf)[..m * s.tb],
+                    o,
+                )?;
+                let trailer = &mut blocks_as_bytes_mut(buf)[m * unit..m * (unit + trailer_bytes)];
+                outputs(i0, o, trailer)
+            },
+        );
         // Zero-labels: with the evaluator's labels they would give Δ.
         for b in gb_drawn.iter_mut().chain(&mut ev_drawn) {
             zeroize::Zeroize::zeroize(&mut b.0);
         }
         O::wipe(&mut out);
-        sent
+        sent.map(|b| b - (s.n * trailer_bytes) as u64)
     }
 
     /// Garbles `s.n` instances, group by group. Lengths are already checked.
@@ -1168,9 +1179,12 @@ mod tests {
     }
 
     /// The per-chunk outputs of `garble_stream_with` are the zero-labels `garble_batch`
-    /// computes, handed over in order, chunk by chunk, whatever the chunk size.
+    /// computes, handed over in order, chunk by chunk, whatever the chunk size; each chunk's
+    /// trailer goes on the wire right after that chunk's tables, and the count returned is
+    /// the tables' alone.
     #[test]
     fn streamed_output_labels_come_chunk_by_chunk() {
+        const TRAILER: usize = 3;
         let c = Case::new(12, 64, 12, 333);
         let (n, no) = (c.n(), c.circ.outputs().len());
         let b = &c.b;
@@ -1179,27 +1193,52 @@ mod tests {
         let mut want = vec![Block::ZERO; n * no];
         g.garble_batch(&b.gb_zero, &b.ev_zero, 3, &mut tables, &mut want)
             .unwrap();
+        let table_bytes = crate::crypto::block::blocks_as_bytes(&tables).to_vec();
+        let per = table_bytes.len() / n;
+        let trailer_of = |i: usize| [i as u8, (i >> 8) as u8, 0xa5];
         for chunk in [1, 7, 100, n] {
-            let (mut cg, _ce) = mem_pair(std::time::Duration::from_secs(30));
+            let (mut cg, mut ce) = mem_pair(std::time::Duration::from_secs(30));
+            let expect_wire: Vec<u8> = (0..n)
+                .step_by(chunk)
+                .flat_map(|i0| {
+                    let m = chunk.min(n - i0);
+                    let mut v = table_bytes[i0 * per..(i0 + m) * per].to_vec();
+                    (i0..i0 + m).for_each(|i| v.extend(trailer_of(i)));
+                    v
+                })
+                .collect();
+            let reader = std::thread::spawn(move || {
+                let mut wire = vec![0u8; n * (per + TRAILER)];
+                ce.recv(&mut wire).unwrap();
+                wire
+            });
             let mut got = Vec::new();
             let mut firsts = Vec::new();
-            g.garble_stream_with(
-                &mut cg,
-                GarblerLabels::Held(&b.gb_zero),
-                EvaluatorLabels::Held(&b.ev_zero),
-                3,
-                n,
-                chunk,
-                |i0, o: &[Block]| {
-                    firsts.push(i0);
-                    got.extend_from_slice(o);
-                    Ok(())
-                },
-            )
-            .unwrap();
+            let sent = g
+                .garble_stream_with(
+                    &mut cg,
+                    GarblerLabels::Held(&b.gb_zero),
+                    EvaluatorLabels::Held(&b.ev_zero),
+                    3,
+                    n,
+                    chunk,
+                    TRAILER,
+                    |i0, o: &[Block], trailer: &mut [u8]| {
+                        firsts.push(i0);
+                        got.extend_from_slice(o);
+                        assert_eq!(trailer.len(), o.len() / no * TRAILER);
+                        for (j, t) in trailer.chunks_exact_mut(TRAILER).enumerate() {
+                            t.copy_from_slice(&trailer_of(i0 + j));
+                        }
+                        Ok(())
+                    },
+                )
+                .unwrap();
+            assert_eq!(sent, table_bytes.len() as u64, "chunk {chunk}");
             assert_eq!(got, want, "chunk {chunk}");
             let expect: Vec<usize> = (0..n).step_by(chunk).collect();
             assert_eq!(firsts, expect, "chunk {chunk}");
+            assert!(reader.join().unwrap() == expect_wire, "chunk {chunk}");
         }
     }
 

@@ -82,8 +82,10 @@ impl std::fmt::Display for GcOptions {
 /// after the tables (`gc::arith`); the client's mask is no longer a circuit input, and it
 /// returns its masked share instead of output colours. Version 8: the ReLU's selection leaves
 /// the circuit too (`gc::relu::relu_select_circuit`, the adder alone): the ciphertexts give
-/// shares of the selected value directly, two per bit and one for the selector.
-pub const PROTOCOL_VERSION: u32 = 8;
+/// shares of the selected value directly, two per bit and one for the selector. Version 9:
+/// each chunk's output ciphertexts follow that chunk's tables instead of all of them following
+/// the site's last table.
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Errors of a private inference.
 #[derive(Debug, thiserror::Error)]

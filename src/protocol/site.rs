@@ -9,8 +9,8 @@
 //! share); evaluator input `c` (ℓ bits, the client's share); outputs the low `ℓ − f − 1` bits
 //! of `trunc(a + c)` and the selector `¬sign` ([`relu_select_circuit`]). The server turns them
 //! into additive shares of `v = relu(trunc(a + c))`, the selector times the bits, with two
-//! short ciphertexts per bit and one for the selector ([`ArithOutputs`]), sent after the site's
-//! tables: online the client evaluates, derives its share `u` of `v`, and returns
+//! short ciphertexts per bit and one for the selector ([`ArithOutputs`]), each chunk's sent
+//! right after its tables: online the client evaluates, derives its share `u` of `v`, and returns
 //! `u − r` (⌈ℓ/8⌉ bytes), `r` being its fresh mask drawn offline from its rng (one `u64` per
 //! kept element); the server's new share is what it received plus its own share `w`, so the
 //! pair (server, client) shares `v` as (`v − r`, `r`), and the client knows its part offline.
@@ -93,7 +93,7 @@ impl ReluEngine {
     }
 
     /// Bytes of the output ciphertexts per ReLU ([`ArithOutputs::instance_bytes`]), sent after
-    /// the tables and stored with them.
+    /// their chunk's tables and stored with them.
     pub fn output_bytes(&self) -> usize {
         self.arith.instance_bytes()
     }
@@ -119,12 +119,11 @@ impl ReluEngine {
 
     /// Garbles `n = shares.len()` instances numbered from `instance_base`, the server's
     /// zero-labels drawn from `gb_labels` and the client's from `ev` chunk by chunk, and
-    /// streams their tables to `ch` in chunks, one chunk while the next is garbled; as each
-    /// chunk is garbled, turns its output zero-labels into its output ciphertexts `cts` and
-    /// the server's shares `shares` ([`ArithOutputs::garble`]), so only those are kept.
-    /// `control_seed` keys the three-halves control randomness (secret, fresh; unused by
-    /// half gates).
-    #[allow(clippy::too_many_arguments)]
+    /// streams them to `ch` in chunks, one chunk while the next is garbled: each chunk's
+    /// tables, then its output ciphertexts. As each chunk is garbled its output zero-labels
+    /// become those ciphertexts and the server's shares `shares` ([`ArithOutputs::garble`]),
+    /// so only the shares are kept. `control_seed` keys the three-halves control randomness
+    /// (secret, fresh; unused by half gates).
     fn garble_stream<C: Channel + ?Sized>(
         &self,
         ch: &mut C,
@@ -133,51 +132,47 @@ impl ReluEngine {
         gb_labels: &mut Prg,
         ev: EvaluatorLabels<'_>,
         instance_base: u64,
-        cts: &mut [u8],
         shares: &mut [u64],
     ) -> Result<(), ProtocolError> {
         let (c, base, n) = (&self.circuit, instance_base, shares.len());
         let (no, nb) = (self.arith.wires(), self.output_bytes());
         let drawn = GarblerLabels::Drawn(gb_labels);
-        let outputs = |i0: usize, zero: &[Block]| {
+        let outputs = |i0: usize, zero: &[Block], cts: &mut [u8]| {
             let m = zero.len() / no;
-            self.arith.garble(
-                delta,
-                base + i0 as u64,
-                zero,
-                &mut cts[i0 * nb..(i0 + m) * nb],
-                &mut shares[i0..i0 + m],
-            )
+            self.arith
+                .garble(delta, base + i0 as u64, zero, cts, &mut shares[i0..i0 + m])
         };
         match self.scheme {
-            Scheme::HalfGates => {
-                Garbler::new(c, delta).garble_stream_with(ch, drawn, ev, base, n, CHUNK, outputs)?
-            }
+            Scheme::HalfGates => Garbler::new(c, delta)
+                .garble_stream_with(ch, drawn, ev, base, n, CHUNK, nb, outputs)?,
             Scheme::ThreeHalves => ThGarbler::new(c, delta, control_seed)
-                .garble_stream_with(ch, drawn, ev, base, n, CHUNK, outputs)?,
+                .garble_stream_with(ch, drawn, ev, base, n, CHUNK, nb, outputs)?,
         };
         Ok(())
     }
 
-    /// Receives the tables of `n` ReLUs into a fresh buffer, in the chunks
-    /// [`ReluEngine::garble_stream`] sends and each in slices of [`SLICE`] instances, calling
-    /// `before(ch, end, slice)` before the tables of the instances in `slice`, where `end` is
-    /// the end of their chunk: what the garbler sent ahead of a chunk's tables is read there,
-    /// and work on the chunk can be spread over its slices.
-    fn recv_tables<C: Channel + ?Sized>(
+    /// Receives the tables and output ciphertexts of `n` ReLUs into fresh buffers, in the
+    /// chunks [`ReluEngine::garble_stream`] sends, each chunk's tables in slices of [`SLICE`]
+    /// instances, calling `before(ch, end, slice)` before the tables of the instances in
+    /// `slice`, where `end` is the end of their chunk: what the garbler sent ahead of a
+    /// chunk's tables is read there, and work on the chunk can be spread over its slices.
+    fn recv_offline<C: Channel + ?Sized>(
         &self,
         ch: &mut C,
         n: usize,
         mut before: impl FnMut(&mut C, usize, Range<usize>) -> Result<(), ProtocolError>,
-    ) -> Result<BlockBuf, ProtocolError> {
-        fn slices<C: Channel + ?Sized, T>(
+    ) -> Result<(BlockBuf, Vec<u8>), ProtocolError> {
+        fn chunks<C: Channel + ?Sized, T>(
             ch: &mut C,
             tables: &mut [T],
             u: usize,
+            cts: &mut [u8],
+            nb: usize,
             before: &mut impl FnMut(&mut C, usize, Range<usize>) -> Result<(), ProtocolError>,
             mut recv: impl FnMut(&mut C, &mut [T]) -> Result<u64, GcError>,
         ) -> Result<(), ProtocolError> {
-            for (i, chunk) in tables.chunks_mut(CHUNK * u).enumerate() {
+            let chunk_cts = cts.chunks_mut(CHUNK * nb);
+            for (i, (chunk, cts)) in tables.chunks_mut(CHUNK * u).zip(chunk_cts).enumerate() {
                 let end = i * CHUNK + chunk.len() / u;
                 for (k, slice) in chunk.chunks_mut(SLICE * u).enumerate() {
                     let i0 = i * CHUNK + k * SLICE;
@@ -185,29 +180,33 @@ impl ReluEngine {
                     prefault(slice);
                     recv(ch, slice)?;
                 }
+                prefault(cts);
+                ch.recv(cts)?;
             }
             Ok(())
         }
-        let u = self.table_units();
-        match self.scheme {
+        let (u, nb) = (self.table_units(), self.output_bytes());
+        let mut cts = vec![0u8; n * nb];
+        let tables = match self.scheme {
             Scheme::HalfGates => {
                 let mut tables = BlockBuf::with_len(n * u);
                 let evaluator = Evaluator::new(&self.circuit);
-                slices(ch, &mut tables, u, &mut before, |ch, t| {
+                chunks(ch, &mut tables, u, &mut cts, nb, &mut before, |ch, t| {
                     evaluator.recv_tables(ch, t)
                 })?;
-                Ok(tables)
+                tables
             }
             Scheme::ThreeHalves => {
                 let mut tables = BlockBuf::with_len((n * u).div_ceil(2));
                 let evaluator = ThEvaluator::new(&self.circuit);
                 let words = &mut blocks_as_words_mut(&mut tables)[..n * u];
-                slices(ch, words, u, &mut before, |ch, t| {
+                chunks(ch, words, u, &mut cts, nb, &mut before, |ch, t| {
                     evaluator.recv_tables(ch, t)
                 })?;
-                Ok(tables)
+                tables
             }
-        }
+        };
+        Ok((tables, cts))
     }
 
     /// Evaluates instances `first..first + m` (`m = out.len() / wires`) of the stored
@@ -262,8 +261,8 @@ impl Drop for ServerSite {
 impl ServerSite {
     /// Offline: send the client's input labels of `n` instances by correlated OT (zero-labels
     /// here, `K ⊕ bΔ` at the client), garble the instances (numbered from `instance_base`) and
-    /// stream their tables to the client, one chunk while the next is garbled, then send the
-    /// output ciphertexts.
+    /// stream their tables and output ciphertexts to the client, one chunk while the next is
+    /// garbled.
     #[allow(clippy::too_many_arguments)]
     pub fn offline<C: Channel + ?Sized, R: RngCore + CryptoRng>(
         ch: &mut C,
@@ -292,7 +291,6 @@ impl ServerSite {
         if n > 0 {
             // The server's zero-labels, drawn as each chunk is garbled (as online, from the seed).
             let mut gb_labels = Prg::from_seed(label_seed);
-            let mut cts = vec![0u8; n * engine.output_bytes()];
             let mut control_seed = Block::random(rng);
             let mut expand = deferred.as_mut().map(|d| {
                 move |out: &mut [Block], msg: &mut Vec<Block>| {
@@ -311,7 +309,6 @@ impl ServerSite {
                 &mut gb_labels,
                 ev,
                 instance_base,
-                &mut cts,
                 &mut shares,
             );
             zeroize::Zeroize::zeroize(&mut control_seed.0);
@@ -321,7 +318,6 @@ impl ServerSite {
                     "the site was garbled before its OTs ran out".into(),
                 ));
             }
-            ch.send(&cts)?;
         }
         ch.flush()?;
         Ok(ServerSite {
@@ -422,7 +418,7 @@ impl ClientSite {
         let (ell, n, w) = (engine.ell(), c.len(), engine.client_wires());
         let masks: Vec<u64> = (0..n).map(|_| engine.ring.reduce(rng.next_u64())).collect();
         let mut labels = BlockBuf::with_len(n * w);
-        let mut tables = None;
+        let mut received = None;
         if n > 0 {
             let pattern = ChoicePattern::ALL_CHOSEN;
             cot.reserve(ch, labels.len())?;
@@ -437,7 +433,7 @@ impl ClientSite {
                 // expanded slice by slice as the tables are read, so the garbler's stream never
                 // waits long for the client to drain it.
                 let mut call = cot.receive_deferred(ch, pattern, choices)?;
-                tables = Some(engine.recv_tables(ch, n, |ch, end, slice| {
+                received = Some(engine.recv_offline(ch, n, |ch, end, slice| {
                     call.read_messages(ch, end * w)?;
                     Ok(call.fill_read(&mut labels[slice.start * w..slice.end * w])?)
                 })?);
@@ -450,12 +446,10 @@ impl ClientSite {
                 cot.receive(ch, pattern, choices, &mut labels)?;
             }
         }
-        let tables = match tables {
-            Some(t) => t,
-            None => engine.recv_tables(ch, n, |_, _, _| Ok(()))?,
+        let (tables, cts) = match received {
+            Some(r) => r,
+            None => engine.recv_offline(ch, n, |_, _, _| Ok(()))?,
         };
-        let mut cts = vec![0u8; n * engine.output_bytes()];
-        ch.recv(&mut cts)?;
         Ok(ClientSite {
             tables,
             table_bytes: n * engine.table_bytes(),
