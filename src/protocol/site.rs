@@ -124,6 +124,7 @@ impl ReluEngine {
     /// become those ciphertexts and the server's shares `shares` ([`ArithOutputs::garble`]),
     /// so only the shares are kept. `control_seed` keys the three-halves control randomness
     /// (secret, fresh; unused by half gates).
+    #[allow(clippy::too_many_arguments)]
     fn garble_stream<C: Channel + ?Sized>(
         &self,
         ch: &mut C,
