@@ -287,28 +287,37 @@ fn load_inputs(labels: &mut [Lanes], g: usize, gb: &[Block], gi: usize, ev: &[Bl
     }
 }
 
-/// Asks the caches for the input labels of the group after the one about to run (`gb` and
-/// `ev` are its labels): a group reads 16 instances' labels scattered over tens of KB that the
-/// hardware prefetcher does not anticipate, and its gate loop is long enough to hide their
-/// fetch. Into L2, so the running group's working set keeps L1. A hint only: no effect on
-/// results.
+/// Asks the caches for what the group after the one about to run reads: its input labels
+/// (`gb`, `ev`) and, when evaluating, its tables (the evaluator's come from storage written
+/// long before, so from memory). A group reads 16 instances' labels and tables scattered over
+/// tens of KB that the hardware prefetcher does not anticipate, and its gate loop is long
+/// enough to hide their fetch. Into L2, so the running group's working set keeps L1. A hint
+/// only: no effect on results.
 #[inline(always)]
-fn prefetch_inputs(gb: &[Block], ev: &[Block]) {
+fn prefetch_group<T>(gb: &[Block], ev: &[Block], tables: &[T]) {
+    prefetch(gb);
+    prefetch(ev);
+    prefetch(tables);
+}
+
+/// [`prefetch_group`]'s hint for every 64-byte line of `data`.
+#[inline(always)]
+fn prefetch<T>(data: &[T]) {
     #[cfg(target_arch = "x86_64")]
-    for part in [gb, ev] {
+    {
         use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        // Four blocks per 64-byte line.
-        for b in part.iter().step_by(4) {
+        let p = data.as_ptr().cast::<i8>();
+        for offset in (0..std::mem::size_of_val(data)).step_by(64) {
             // SAFETY: prefetching never faults and reads nothing the program sees; the address
-            // is that of a live block. SSE is part of the x86-64 baseline.
+            // lies inside `data`. SSE is part of the x86-64 baseline.
             #[allow(unused_unsafe)]
             unsafe {
-                _mm_prefetch::<_MM_HINT_T1>((b as *const Block).cast())
+                _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(offset))
             };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (gb, ev);
+    let _ = data;
 }
 
 /// What a batch call writes for each output wire of each instance.
@@ -633,9 +642,10 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         while i0 < s.n {
             let g = GROUP.min(s.n - i0);
             let next = (i0 + g..(i0 + 2 * g).min(s.n)).len();
-            prefetch_inputs(
+            prefetch_group::<S::Elem>(
                 &gb_zero[(i0 + g) * s.gi..(i0 + g + next) * s.gi],
                 &ev_zero[(i0 + g) * s.ei..(i0 + g + next) * s.ei],
+                &[],
             );
             // One group of `g ≤ GROUP` instances, interleaved gate by gate.
             let labels = &mut ws.labels[..];
@@ -834,9 +844,10 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
         while i0 < s.n {
             let g = GROUP.min(s.n - i0);
             let next = (i0 + g..(i0 + 2 * g).min(s.n)).len();
-            prefetch_inputs(
+            prefetch_group(
                 &gb[(i0 + g) * s.gi..(i0 + g + next) * s.gi],
                 &ev[(i0 + g) * s.ei..(i0 + g + next) * s.ei],
+                &tables[(i0 + g) * s.tb..(i0 + g + next) * s.tb],
             );
             let labels = &mut ws.labels[..];
             load_inputs(
