@@ -84,7 +84,8 @@ impl std::fmt::Display for GcOptions {
 /// the circuit too (`gc::relu::relu_select_circuit`, the adder alone): the ciphertexts give
 /// shares of the selected value directly, two per bit and one for the selector. Version 9:
 /// each chunk's output ciphertexts follow that chunk's tables instead of all of them following
-/// the site's last table.
+/// the site's last table, and a chunk is 2048 ReLUs instead of 4096
+/// (`gc::batch::DEFAULT_STREAM_CHUNK`).
 pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Errors of a private inference.
