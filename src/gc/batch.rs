@@ -290,20 +290,12 @@ fn load_inputs(labels: &mut [Lanes], g: usize, gb: &[Block], gi: usize, ev: &[Bl
     }
 }
 
-/// Asks the caches for what the group after the one about to run reads: its input labels
-/// (`gb`, `ev`) and, when evaluating, its tables (the evaluator's come from storage written
-/// long before, so from memory). A group reads 16 instances' labels and tables scattered over
-/// tens of KB that the hardware prefetcher does not anticipate, and its gate loop is long
-/// enough to hide their fetch. Into L2, so the running group's working set keeps L1. A hint
-/// only: no effect on results.
-#[inline(always)]
-fn prefetch_group<T>(gb: &[Block], ev: &[Block], tables: &[T]) {
-    prefetch(gb);
-    prefetch(ev);
-    prefetch(tables);
-}
-
-/// [`prefetch_group`]'s hint for every 64-byte line of `data`.
+/// Asks the caches for `data`, one hint per 64-byte line: what the group after the one about
+/// to run reads, its input labels and, when evaluating, its tables (the evaluator's come from
+/// storage written long before, so from memory). A group reads 16 instances' labels and
+/// tables scattered over tens of KB that the hardware prefetcher does not anticipate, and its
+/// gate loop is long enough to hide their fetch. Into L2, so the running group's working set
+/// keeps L1. A hint only: no effect on results.
 #[inline(always)]
 fn prefetch<T>(data: &[T]) {
     #[cfg(target_arch = "x86_64")]
@@ -645,11 +637,8 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         while i0 < s.n {
             let g = GROUP.min(s.n - i0);
             let next = (i0 + g..(i0 + 2 * g).min(s.n)).len();
-            prefetch_group::<S::Elem>(
-                &gb_zero[(i0 + g) * s.gi..(i0 + g + next) * s.gi],
-                &ev_zero[(i0 + g) * s.ei..(i0 + g + next) * s.ei],
-                &[],
-            );
+            prefetch(&gb_zero[(i0 + g) * s.gi..(i0 + g + next) * s.gi]);
+            prefetch(&ev_zero[(i0 + g) * s.ei..(i0 + g + next) * s.ei]);
             // One group of `g ≤ GROUP` instances, interleaved gate by gate.
             let labels = &mut ws.labels[..];
             load_inputs(
@@ -847,11 +836,9 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
         while i0 < s.n {
             let g = GROUP.min(s.n - i0);
             let next = (i0 + g..(i0 + 2 * g).min(s.n)).len();
-            prefetch_group(
-                &gb[(i0 + g) * s.gi..(i0 + g + next) * s.gi],
-                &ev[(i0 + g) * s.ei..(i0 + g + next) * s.ei],
-                &tables[(i0 + g) * s.tb..(i0 + g + next) * s.tb],
-            );
+            prefetch(&gb[(i0 + g) * s.gi..(i0 + g + next) * s.gi]);
+            prefetch(&ev[(i0 + g) * s.ei..(i0 + g + next) * s.ei]);
+            prefetch(&tables[(i0 + g) * s.tb..(i0 + g + next) * s.tb]);
             let labels = &mut ws.labels[..];
             load_inputs(
                 labels,

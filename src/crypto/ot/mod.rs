@@ -216,13 +216,6 @@ impl OtSender {
         })
     }
 
-    /// Whether random choice bits cost fewer bytes than chosen ones (SoftSpoken and silent OT:
-    /// one bit per OT less; IKNP: the same), so a caller that needs no particular bits should
-    /// ask for random ones. Both parties compute it from the public [`OtKind`].
-    pub fn random_is_cheaper(&self) -> bool {
-        !matches!(self, OtSender::Iknp(_))
-    }
-
     /// Announces that the next calls will take `n` OTs in all, so that an extension with
     /// per-chunk interaction can run it for all of them now (silent OT: every chunk's base OTs
     /// in one flight, [`SilentSender::reserve`]); nothing for the others. The receiver calls
@@ -340,12 +333,6 @@ impl OtReceiver {
             }
             OtKind::Silent => OtReceiver::Silent(Box::new(SilentReceiver::setup(ch, rng)?)),
         })
-    }
-
-    /// Whether random choice bits cost fewer bytes than chosen ones (see
-    /// [`OtSender::random_is_cheaper`]).
-    pub fn random_is_cheaper(&self) -> bool {
-        !matches!(self, OtReceiver::Iknp(..))
     }
 
     /// The receiver's side of [`OtSender::reserve`].
