@@ -140,11 +140,12 @@ fn client<C: Channel>(
 /// `table_bytes` bytes of garbled tables and `output_bytes` of output ciphertexts each: the
 /// client's input labels (ℓ blocks), tables, ciphertexts and packed choice bits (ℓ bits); the
 /// server's OT zero-labels (ℓ: held whole with IKNP, a chunk at a time with SoftSpoken and
-/// silent OT, so a bound), the choice corrections (at most ℓ bits), its own zero-labels (ℓ),
-/// its output zero-labels (at most ℓ) and ciphertexts; the shares and masks.
+/// silent OT, so a bound), the choice corrections (at most ℓ bits), its own zero-labels (ℓ)
+/// and its output zero-labels (at most ℓ; both a chunk at a time, so bounds too); the shares
+/// and masks. The server keeps no ciphertexts: each chunk's go out with its tables.
 /// Computed in u128: a huge `n` cannot overflow it.
 pub fn relu_bench_bytes(n: usize, ell: usize, table_bytes: usize, output_bytes: usize) -> u128 {
-    let per = ell * 16 * 4 + table_bytes + 2 * output_bytes + 2 * ell.div_ceil(8) + 6 * 8;
+    let per = ell * 16 * 4 + table_bytes + output_bytes + 2 * ell.div_ceil(8) + 6 * 8;
     n as u128 * per as u128
 }
 
