@@ -363,12 +363,19 @@ impl ServerSite {
         let mut prg = Prg::from_seed(self.label_seed);
         let mut zero = zeroed_blocks(CHUNK * ell);
         let mut labels = zeroed_blocks(CHUNK * ell);
-        for chunk in values.chunks(CHUNK) {
-            let m = chunk.len() * ell;
-            prg.fill_blocks(&mut zero[..m]);
-            encode_words(&zero[..m], chunk, ell, delta, &mut labels[..m])?;
-            ch.send_blocks(&labels[..m])?;
-        }
+        let mut send = || -> Result<(), ProtocolError> {
+            for chunk in values.chunks(CHUNK) {
+                let m = chunk.len() * ell;
+                prg.fill_blocks(&mut zero[..m]);
+                encode_words(&zero[..m], chunk, ell, delta, &mut labels[..m])?;
+                ch.send_blocks(&labels[..m])?;
+            }
+            Ok(())
+        };
+        let sent = send();
+        // Zero-labels: with the client's labels they would give Δ.
+        crate::crypto::block::wipe(&mut zero);
+        sent?;
         ch.flush()?;
         let bytes_per = ell.div_ceil(8);
         let mut buf = vec![0u8; values.len() * bytes_per];
