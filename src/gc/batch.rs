@@ -966,17 +966,19 @@ fn table_ring<T>(
 enum Outgoing {
     /// Blocks that go ahead of a chunk's tables, sent as soon as they are handed over.
     Ahead(Vec<Block>),
-    /// A chunk's tables: the buffer and the bytes of it to send.
+    /// A chunk's tables (and per-instance trailers): the buffer and the bytes of it to send.
     Tables(BlockBuf, usize),
 }
 
 /// The streaming garbler of every scheme: `fill(i0, m, buf, ahead)` garbles instances
 /// `i0..i0 + m` into the first `m · unit_bytes` bytes of `buf` (a block buffer, viewed as the
-/// scheme's table elements), in chunks of `chunk` instances, and may first pass to `ahead`
+/// scheme's table elements; `unit_bytes` counts an instance's tables and whatever the caller
+/// sends after the chunk's tables per instance, such as output ciphertexts), in chunks of
+/// `chunk` instances, and may first pass to `ahead`
 /// blocks that go on the wire before those tables (silent OT's chunk messages): they are sent
 /// at once, so the evaluator can work on them while the chunk is garbled. A helper thread sends
 /// chunk `i` while chunk `i + 1` is garbled, so memory stays bounded by two chunks whatever `n`
-/// is. Flushes at the end and returns the table bytes sent, `n · unit_bytes`.
+/// is. Flushes at the end and returns the bytes of chunks sent, `n · unit_bytes`.
 fn send_chunks<C, F>(
     chan: &mut C,
     n: usize,
