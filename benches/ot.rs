@@ -12,6 +12,7 @@ use pibench::crypto::ot::silent::code::ExConvCode;
 use pibench::crypto::ot::transpose::{transpose_128xn, transpose_portable};
 use pibench::crypto::ot::{
     base, ChoiceBits, ChoicePattern, CotReceiver, CotSender, SilentReceiver, SilentSender,
+    SoftSpokenReceiver, SoftSpokenSender,
 };
 use pibench::crypto::{Block, Prg};
 use pibench::net::{mem_pair, Channel, MemChannel, NetError};
@@ -212,6 +213,42 @@ fn bench_extension_one_core(c: &mut Criterion) {
     g.finish();
 }
 
+/// Both parties of SoftSpoken (k = 2, 4, 8) on one thread, the receiver's message first: the CPU
+/// cost of a correlated OT summed over the two parties. Three chunks of OTs, below the count at
+/// which either party splits a call over two threads.
+fn bench_softspoken_one_core(c: &mut Criterion) {
+    let mut g = c.benchmark_group("softspoken_one_core");
+    g.measurement_time(Duration::from_secs(3)).sample_size(10);
+    let n = 3 * pibench::crypto::ot::iknp::CHUNK_OTS;
+    for k in [2usize, 4, 8] {
+        let (mut a, mut b) = mem_pair(TIMEOUT);
+        let t = thread::spawn(move || {
+            let mut rng = Prg::from_entropy();
+            let delta = Block::random(&mut rng).with_lsb(true);
+            SoftSpokenSender::setup(&mut a, k, delta, &mut rng).unwrap()
+        });
+        let mut r = SoftSpokenReceiver::setup(&mut b, k, &mut Prg::from_entropy()).unwrap();
+        let mut s = t.join().unwrap();
+        let mut ch = Loopback::default();
+        let mut choices = ChoiceBits::zeros(n);
+        let mut t_out = vec![Block::ZERO; n];
+        let mut q_out = vec![Block::ZERO; n];
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(
+            BenchmarkId::new("cot_both_parties", format!("k{k}")),
+            |bch| {
+                bch.iter(|| {
+                    r.receive_packed(&mut ch, ChoicePattern::ALL_RANDOM, &mut choices, &mut t_out)
+                        .unwrap();
+                    s.send(&mut ch, ChoicePattern::ALL_RANDOM, &mut q_out)
+                        .unwrap();
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
 /// Silent OT's per-chunk compute: the expand-convolute code on one chunk (what each party runs
 /// per chunk besides its trees), and both parties of a reserved session of `2^20` random OTs
 /// in two threads over `mem_pair` (OTs per second of wall time, the two parties concurrently).
@@ -265,6 +302,6 @@ criterion_group! {
     // Plots off: the plotting backend needs system fonts this machine does not have.
     config = Criterion::default().without_plots();
     targets = bench_prg, bench_transpose, bench_base_ot, bench_extension_one_core, bench_extension,
-        bench_silent
+        bench_softspoken_one_core, bench_silent
 }
 criterion_main!(benches);

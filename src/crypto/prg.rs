@@ -73,6 +73,43 @@ impl Prg {
         self.aes.encrypt_blocks(out);
     }
 
+    /// SoftSpoken's sums of the next `w = u.len()` blocks of each of `streams` (`2^k` of
+    /// them): `u[j] = ⊕_x r_x[j]` and `v[b·w + j] = ⊕_{x : x_b = 1} r_x[j]`, `r_x` being the
+    /// next blocks of `streams[x]`, which all advance by `w`. Computed in registers by the VAES
+    /// kernel ([`ctr_fold`](super::vaes::ctr_fold)) where it applies (`k` ∈ {2, 4}, the
+    /// streams at one counter, VAES present); otherwise `false`, with nothing drawn.
+    pub(crate) fn fold_streams(streams: &mut [Prg], u: &mut [Block], v: &mut [Block]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let Some(first) = streams.first() else {
+                return false;
+            };
+            let counter = first.counter;
+            let (Some(k0), true) = (first.aes.wide(), streams.len() <= 16) else {
+                return false;
+            };
+            let mut keys = [k0; 16];
+            for (slot, p) in keys.iter_mut().zip(streams.iter()) {
+                match p.aes.wide() {
+                    Some(k) if p.counter == counter => *slot = k,
+                    _ => return false,
+                }
+            }
+            if super::vaes::ctr_fold(&keys[..streams.len()], counter, u, v).is_none() {
+                return false;
+            }
+            for p in streams.iter_mut() {
+                p.counter = counter.wrapping_add(u.len() as u128);
+            }
+            true
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (streams, u, v);
+            false
+        }
+    }
+
     /// A second cursor on this stream, `blocks` blocks ahead of this one (with no byte-wise
     /// buffer): to split the stream's next blocks between two threads, this one drawing the
     /// first `blocks` and the returned one those after. A block is then drawn twice only if

@@ -148,6 +148,160 @@ fn map512(keys: &RoundKeys, xs: &mut [Block], tweaks: Option<&[Block]>) {
     }
 }
 
+/// The sums SoftSpoken's small-field VOLE takes of `2^k` counter-mode streams, `k` ∈ {2, 4}:
+/// for `j < u.len() = w`, `u[j] = ⊕_x AES_x(counter + j)` and `v[b·w + j] = ⊕_{x : x_b = 1}
+/// AES_x(counter + j)`, `keys[x]` keying stream `x`. Each register holds one block position of
+/// four streams (a key per 128-bit lane), so the sums are taken in registers and only the
+/// `k + 1` results reach memory, instead of every stream's blocks being written and folded in
+/// passes over memory. `None`, touching nothing, where this kernel does not apply (another
+/// `k`, or the counter's low word carrying within the call).
+pub(crate) fn ctr_fold(
+    keys: &[&RoundKeys],
+    counter: u128,
+    u: &mut [Block],
+    v: &mut [Block],
+) -> Option<()> {
+    let w = u.len();
+    let k = keys.len().trailing_zeros() as usize;
+    if !matches!(keys.len(), 4 | 16) || v.len() != k * w {
+        return None;
+    }
+    // Lanes add 64-bit counters; positions past `w` in the last register are computed too.
+    (counter as u64).checked_add(w.next_multiple_of(4) as u64)?;
+    // SAFETY: holding round keys proves the CPU has every feature the kernel enables; the
+    // lengths were checked above.
+    unsafe {
+        if k == 2 {
+            let mut lk = [lane_keys(keys)];
+            ctr_fold512::<1>(&lk, counter, u, v);
+            wipe_lane_keys(&mut lk);
+        } else {
+            let mut lk: [[__m512i; 11]; 4] = core::array::from_fn(|g| lane_keys(&keys[4 * g..]));
+            ctr_fold512::<4>(&lk, counter, u, v);
+            wipe_lane_keys(&mut lk);
+        }
+    }
+    Some(())
+}
+
+/// The round keys of `keys[0..4]`, key `l` in lane `l` of each round's register.
+#[target_feature(enable = "avx512f")]
+fn lane_keys(keys: &[&RoundKeys]) -> [__m512i; 11] {
+    core::array::from_fn(|r| {
+        let lo = _mm256_set_m128i(keys[1].0[r], keys[0].0[r]);
+        let hi = _mm256_set_m128i(keys[3].0[r], keys[2].0[r]);
+        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+    })
+}
+
+/// Overwrites lane keys with zeros in a way the compiler keeps: they are the streams' secret
+/// keys.
+fn wipe_lane_keys<const G: usize>(lk: &mut [[__m512i; 11]; G]) {
+    for k in lk.iter_mut().flatten() {
+        // SAFETY: `k` is a valid, aligned, writable register-sized value on our stack.
+        unsafe { core::ptr::write_volatile(k, core::mem::zeroed()) };
+    }
+}
+
+/// `[Σ_l a_l, Σ_l b_l, Σ_l c_l, Σ_l d_l]`: the XOR of the four lanes of each of four registers,
+/// as the four lanes of one.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn lane_sums(a: __m512i, b: __m512i, c: __m512i, d: __m512i) -> __m512i {
+    // [a0⊕a2, a1⊕a3, b0⊕b2, b1⊕b3] and the same of c, d; then pair the halves.
+    let ab = _mm512_xor_si512(
+        _mm512_shuffle_i64x2::<0x44>(a, b),
+        _mm512_shuffle_i64x2::<0xEE>(a, b),
+    );
+    let cd = _mm512_xor_si512(
+        _mm512_shuffle_i64x2::<0x44>(c, d),
+        _mm512_shuffle_i64x2::<0xEE>(c, d),
+    );
+    _mm512_xor_si512(
+        _mm512_shuffle_i64x2::<0x88>(ab, cd),
+        _mm512_shuffle_i64x2::<0xDD>(ab, cd),
+    )
+}
+
+/// [`ctr_fold`] for `4·G` streams (`G` ∈ {1, 4}), four block positions per step: register
+/// `z[g][p]` holds position `j + p` of streams `4g..4g + 4`, so stream `x` sits in group `x >>
+/// 2`, lane `x & 3`.
+#[target_feature(enable = "avx512f,vaes")]
+fn ctr_fold512<const G: usize>(
+    lk: &[[__m512i; 11]; G],
+    counter: u128,
+    u: &mut [Block],
+    v: &mut [Block],
+) {
+    let w = u.len();
+    let (lo, hi) = (counter as u64 as i64, (counter >> 64) as i64);
+    let one = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
+    let mut ctr = _mm512_set_epi64(hi, lo, hi, lo, hi, lo, hi, lo);
+    let mut j = 0;
+    while j < w {
+        let mut z = [[_mm512_setzero_si512(); 4]; G];
+        for p in 0..4 {
+            for (zg, kg) in z.iter_mut().zip(lk) {
+                zg[p] = _mm512_xor_si512(ctr, kg[0]);
+            }
+            ctr = _mm512_add_epi64(ctr, one);
+        }
+        for r in 1..10 {
+            for (zg, kg) in z.iter_mut().zip(lk) {
+                for zp in zg.iter_mut() {
+                    *zp = _mm512_aesenc_epi128(*zp, kg[r]);
+                }
+            }
+        }
+        for (zg, kg) in z.iter_mut().zip(lk) {
+            for zp in zg.iter_mut() {
+                *zp = _mm512_aesenclast_epi128(*zp, kg[10]);
+            }
+        }
+        // Per position: s over all groups (lane l: the streams with low bits l); for k = 4
+        // also the groups with bit 0 (streams with bit 2) and bit 1 (bit 3) of the group set.
+        let s: [__m512i; 4] = core::array::from_fn(|p| {
+            let mut acc = z[0][p];
+            for zg in &z[1..] {
+                acc = _mm512_xor_si512(acc, zg[p]);
+            }
+            acc
+        });
+        // Transpose the four positions' lanes: t[l] holds lane l of positions 0..4.
+        let t01 = [
+            _mm512_shuffle_i64x2::<0x44>(s[0], s[1]),
+            _mm512_shuffle_i64x2::<0xEE>(s[0], s[1]),
+        ];
+        let t23 = [
+            _mm512_shuffle_i64x2::<0x44>(s[2], s[3]),
+            _mm512_shuffle_i64x2::<0xEE>(s[2], s[3]),
+        ];
+        let t = [
+            _mm512_shuffle_i64x2::<0x88>(t01[0], t23[0]),
+            _mm512_shuffle_i64x2::<0xDD>(t01[0], t23[0]),
+            _mm512_shuffle_i64x2::<0x88>(t01[1], t23[1]),
+            _mm512_shuffle_i64x2::<0xDD>(t01[1], t23[1]),
+        ];
+        let t13 = _mm512_xor_si512(t[1], t[3]);
+        let uu = _mm512_xor_si512(_mm512_xor_si512(t[0], t[2]), t13);
+        let v0 = t13;
+        let v1 = _mm512_xor_si512(t[2], t[3]);
+        let end = (j + 4).min(w);
+        store4(&mut u[j..end], uu);
+        store4(&mut v[j..end], v0);
+        store4(&mut v[w + j..w + end], v1);
+        if G == 4 {
+            let g13: [__m512i; 4] = core::array::from_fn(|p| _mm512_xor_si512(z[1][p], z[3][p]));
+            let g23: [__m512i; 4] = core::array::from_fn(|p| _mm512_xor_si512(z[2][p], z[3][p]));
+            let v2 = lane_sums(g13[0], g13[1], g13[2], g13[3]);
+            let v3 = lane_sums(g23[0], g23[1], g23[2], g23[3]);
+            store4(&mut v[2 * w + j..2 * w + end], v2);
+            store4(&mut v[3 * w + j..3 * w + end], v3);
+        }
+        j += 4;
+    }
+}
+
 /// AES-128 key expansion (FIPS-197 §5.2) with AESKEYGENASSIST.
 #[target_feature(enable = "aes,sse2")]
 unsafe fn expand(key: [u8; 16]) -> RoundKeys {
@@ -293,6 +447,51 @@ mod tests {
                 (Block::ONES, Block::ONES),
                 "nothing written past"
             );
+        }
+    }
+
+    #[test]
+    fn folded_streams_equal_the_sums_of_each_stream() {
+        for leaves in [4usize, 16] {
+            let k = leaves.trailing_zeros() as usize;
+            let Some(keys) = (0..leaves)
+                .map(|x| RoundKeys::for_key(Block(0x5a5a_0000 ^ (x as u128 * 0x1234_5678_9abc))))
+                .collect::<Option<Vec<_>>>()
+            else {
+                return; // No VAES: the portable fold runs, tested with SoftSpoken.
+            };
+            let refs: Vec<&RoundKeys> = keys.iter().collect();
+            // Widths around the four positions per step; a counter whose high word is set.
+            for (counter, w) in [(0u128, 1usize), (3, 4), (1 << 70 | 9, 7), (100, 128)] {
+                let streams: Vec<Vec<Block>> = keys
+                    .iter()
+                    .map(|kx| {
+                        let mut r = vec![Block::ZERO; w];
+                        kx.ctr(counter, &mut r);
+                        r
+                    })
+                    .collect();
+                let mut u = vec![Block::ONES; w + 1];
+                let mut v = vec![Block::ONES; k * w + 1];
+                ctr_fold(&refs, counter, &mut u[..w], &mut v[..k * w]).unwrap();
+                for j in 0..w {
+                    let all = streams.iter().fold(Block::ZERO, |a, r| a ^ r[j]);
+                    assert_eq!(u[j], all, "k {k} w {w} j {j}");
+                    for b in 0..k {
+                        let want = (0..leaves)
+                            .filter(|x| (x >> b) & 1 == 1)
+                            .fold(Block::ZERO, |a, x| a ^ streams[x][j]);
+                        assert_eq!(v[b * w + j], want, "k {k} w {w} j {j} b {b}");
+                    }
+                }
+                assert_eq!((u[w], v[k * w]), (Block::ONES, Block::ONES), "nothing past");
+            }
+            // Other stream counts, and a counter about to carry into the high word: not taken.
+            assert!(
+                ctr_fold(&refs[..2], 0, &mut [Block::ZERO; 4], &mut [Block::ZERO; 4]).is_none()
+            );
+            let (mut u, mut v) = (vec![Block::ZERO; 8], vec![Block::ZERO; 8 * k]);
+            assert!(ctr_fold(&refs, u64::MAX as u128 - 3, &mut u, &mut v).is_none());
         }
     }
 }

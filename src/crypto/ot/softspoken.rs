@@ -160,6 +160,9 @@ fn expand_fold(
     u: &mut [Block],
     v: &mut [Block],
 ) {
+    if Prg::fold_streams(prgs, u, v) {
+        return;
+    }
     let (leaves, w) = (1usize << k, u.len());
     let p = scratch.len() / leaves;
     debug_assert!(prgs.len() == leaves && v.len() == k * w && p > 0);
