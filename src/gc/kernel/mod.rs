@@ -176,6 +176,37 @@ pub(crate) trait GarbleAnd<T> {
     );
 }
 
+/// Gates ahead of the one being evaluated whose tables the evaluator asks L1 for
+/// ([`prefetch_lanes`]).
+pub(crate) const AHEAD: usize = 4;
+
+/// Asks L1 for element `at` of each of lanes `0..g`'s tables (lane `j`'s at
+/// `tables[j·stride]`), if the lane has it: the three-halves evaluator's hint, [`AHEAD`] gates
+/// on, for the material it will load there. The gates of a group run one after another (in an
+/// adder each one's inputs are the last one's outputs) and one gate's hashes, quad by quad,
+/// outlast the reorder window, so a table load that misses L1 stalls the whole chain; the
+/// group's tables were only hinted into L2 before it started (`gc::batch`). (The half-gates
+/// evaluator hashes the whole group before it loads any table and measured no gain from it.)
+/// A hint: no effect on results.
+#[inline(always)]
+pub(crate) fn prefetch_lanes<T>(tables: &[T], stride: usize, g: usize, at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if at < stride {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        for j in 0..g {
+            let p = tables.as_ptr().wrapping_add(j * stride + at);
+            // SAFETY: prefetching never faults and reads nothing the program sees. SSE is part
+            // of the x86-64 baseline.
+            #[allow(unused_unsafe)]
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(p.cast())
+            };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (tables, stride, g, at);
+}
+
 /// Evaluates AND gate `k` of lanes `0..g` on wires `[a, b, out]` of `labels`, lane `j`'s
 /// tables starting at `tables[j·stride]`.
 pub(crate) trait EvalAnd<T> {

@@ -23,7 +23,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{eval_gates, garble_gates, EvalAnd, GarbleAnd, Lanes, GROUP};
+use super::{eval_gates, garble_gates, prefetch_lanes, EvalAnd, GarbleAnd, Lanes, AHEAD, GROUP};
 use crate::crypto::vaes::RoundKeys;
 use crate::crypto::Block;
 use crate::gc::circuit::Circuit;
@@ -544,6 +544,9 @@ impl Eval {
         let sh = [count(p % 64), count(64 - p % 64)];
         let tw = gate_tweaks(k, self.rk[0]);
         let [a, b, o] = wires;
+        if k + AHEAD < self.ands {
+            prefetch_lanes(tables, stride, g, 3 * (k + AHEAD));
+        }
         // One register at a time, as for the garbler.
         for q in 0..g.div_ceil(4) {
             let (la, lb) = (load(&labels[a], q), load(&labels[b], q));
