@@ -124,6 +124,16 @@ impl Prg {
         }
     }
 
+    /// Moves this cursor to `blocks` blocks ahead of `lead`, a cursor on the same stream (this
+    /// one or `lead` made from the other by [`Prg::ahead`], possibly through other such
+    /// cursors): what [`Prg::ahead`] returns, without copying the key. The same rule holds: a
+    /// block is drawn twice only if `lead` draws more than `blocks` before this cursor or
+    /// `lead` is dropped or replaced.
+    pub(crate) fn reseat(&mut self, lead: &Prg, blocks: u128) {
+        self.counter = lead.counter.wrapping_add(blocks);
+        self.pos = 16 * BUF_BLOCKS;
+    }
+
     /// The next block of the stream.
     #[inline]
     pub fn next_block(&mut self) -> Block {

@@ -434,6 +434,18 @@ impl SoftSpokenSender {
         }
     }
 
+    /// Makes `helper`, a sender returned by [`SoftSpokenSender::ahead`] on this one's streams
+    /// (its streams swapped with this one's since, as [`DeferredSend::fill`] does), what
+    /// `self.ahead(ots)` would return, keeping its buffers and keys: one request after another
+    /// without allocating, copying 512 keys, and wiping the buffers again.
+    fn reseat_ahead(&self, helper: &mut SoftSpokenSender, ots: usize) {
+        let blocks = (ots / 128) as u128;
+        for (h, p) in helper.prgs.iter_mut().zip(&self.prgs) {
+            h.reseat(p, blocks);
+        }
+        helper.count = self.count;
+    }
+
     /// The outputs of consecutive chunks into `out` (chunk by chunk from its start), the first
     /// at OT `start.0` with its corrections at `corr[start.1..]` and `d[start.2..]`.
     fn expand_range(
@@ -514,6 +526,7 @@ impl SoftSpokenSender {
             d_at: 0,
             spill: Vec::new(),
             spill_at: 0,
+            helper: None,
         })
     }
 }
@@ -540,6 +553,9 @@ pub struct DeferredSend<'s> {
     /// `spill_at`.
     spill: Vec<Block>,
     spill_at: usize,
+    /// The sender of the second half of each request ([`halves`]), kept from one request to
+    /// the next.
+    helper: Option<Box<SoftSpokenSender>>,
 }
 
 impl Drop for DeferredSend<'_> {
@@ -606,7 +622,13 @@ impl DeferredSend<'_> {
             }
             let first = (self.expanded, self.corr_at, self.d_at);
             let sender = &mut *self.sender;
-            let mut helper = sender.ahead(split);
+            let helper = match &mut self.helper {
+                Some(h) => {
+                    sender.reseat_ahead(h, split);
+                    h
+                }
+                None => self.helper.insert(Box::new(sender.ahead(split))),
+            };
             let (corr, d) = (&self.corr[..], &self.d[..]);
             let (out_a, out_b) = out[o..o + fit].split_at_mut(split);
             rayon::join(
@@ -981,9 +1003,10 @@ mod tests {
         for k in [4u8, 8] {
             let ((mut s, mut chs, d), mut r, mut chr) = pair(k);
             // Calls of at least `PAR_MIN_CHUNKS` chunks and requests covering as many run in
-            // two halves at once; the calls after them continue the streams.
+            // two halves at once (the first call's last two requests, the second of them on the
+            // first's helper moved ahead); the calls after them continue the streams.
             let sizes = [
-                9 * CHUNK_OTS + 333,
+                17 * CHUNK_OTS + 333,
                 0,
                 1000,
                 2 * CHUNK_OTS + 333,
@@ -998,7 +1021,15 @@ mod tests {
                     } else {
                         let mut deferred = s.send_deferred(&mut chs, pattern, n).unwrap();
                         let mut at = 0;
-                        for piece in [1, 5000, CHUNK_OTS + 7, 4 * CHUNK_OTS + 5, usize::MAX] {
+                        let pieces = [
+                            1,
+                            5000,
+                            CHUNK_OTS + 7,
+                            4 * CHUNK_OTS + 5,
+                            6 * CHUNK_OTS,
+                            usize::MAX,
+                        ];
+                        for piece in pieces {
                             let m = piece.min(deferred.remaining());
                             let mut msg = Vec::new();
                             deferred.fill(&mut q[at..at + m], &mut msg).unwrap();
