@@ -149,7 +149,9 @@ fn xor_into(dst: &mut [Block], a: &[Block], b: &[Block]) {
 /// and folds them into `u = ⊕_x r_x` and the `k` columns `v[b·w..(b+1)·w] = ⊕_{x : x_b = 1}
 /// r_x` (`w = u.len()`): the computation both parties share, on public indices only.
 ///
-/// It works piece by piece ([`piece_blocks`]) so the leaves' pieces stay in cache, and folds
+/// Where the VAES kernel applies (`k` = 2 or 4, the default) the leaves' blocks never reach
+/// memory: [`Prg::fold_streams`] sums them in registers. Elsewhere this works piece by piece
+/// ([`piece_blocks`]) so the leaves' pieces stay in cache, and folds
 /// them as a binary tree: at level `b` the partial sums are over the leaves with equal bits
 /// above `b`, `v_b` is the XOR of the odd ones and neighbours merge. That is `2^k` piece XORs in
 /// all instead of `k · 2^(k−1)` for one pass per column and leaf.
