@@ -752,6 +752,8 @@ impl SoftSpokenReceiver {
                 })
                 .sum();
             let mut later = Vec::with_capacity(later_len);
+            // Megabytes written once, from one thread: fault them in at once.
+            crate::crypto::buffer::prefault(later.spare_capacity_mut());
             let (a, b) = rayon::join(
                 || {
                     let mut send = |bytes: &[u8]| ch.send(bytes).map_err(OtError::from);
