@@ -49,7 +49,7 @@ use crate::crypto::buffer::BlockBuf;
 
 use super::circuit::{check_len, Circuit};
 use super::halfgates::Delta;
-use super::kernel::{Kernel, Lanes, GROUP};
+use super::kernel::{load_lanes, Kernel, Lanes, GROUP};
 use super::GcError;
 use crate::crypto::{Block, Prg};
 use crate::net::channel::Channel;
@@ -280,14 +280,9 @@ fn jobs<'t, 'l, T, O>(
 /// Loads the labels of `g` instances into the wire-major workspace.
 #[inline(always)]
 fn load_inputs(labels: &mut [Lanes], g: usize, gb: &[Block], gi: usize, ev: &[Block], ei: usize) {
-    for j in 0..g {
-        for (w, &l) in gb[j * gi..(j + 1) * gi].iter().enumerate() {
-            labels[w].set_lane(j, l);
-        }
-        for (w, &l) in ev[j * ei..(j + 1) * ei].iter().enumerate() {
-            labels[gi + w].set_lane(j, l);
-        }
-    }
+    let (gb_lanes, ev_lanes) = labels.split_at_mut(gi);
+    load_lanes(gb_lanes, g, gb, gi);
+    load_lanes(ev_lanes, g, ev, ei);
 }
 
 /// Asks the caches for `data`, one hint per 64-byte line: what the group after the one about

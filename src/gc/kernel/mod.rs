@@ -70,6 +70,66 @@ impl Lanes {
     }
 }
 
+/// Loads `per` labels of each of `g ≤ GROUP` instances, instance `j`'s at `src[j·per..]`, into
+/// lane `j` of `labels[0..per]` (one wire's labels per [`Lanes`]): the transposition from the
+/// instance-major layout labels arrive in to the wire-major one the gate loops run on. With
+/// AVX-512 and a full group, four labels of four instances at a time (a 4 × 4 transpose of
+/// 128-bit lanes between 64-byte loads and stores) instead of one 16-byte move per label.
+#[inline]
+pub(crate) fn load_lanes(labels: &mut [Lanes], g: usize, src: &[Block], per: usize) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if g == GROUP && per >= 4 && std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F was just detected.
+        unsafe { load_lanes_avx512(labels, src, per) };
+        done = per / 4 * 4;
+    }
+    for j in 0..g {
+        for (w, &l) in src[j * per + done..(j + 1) * per].iter().enumerate() {
+            labels[done + w].set_lane(j, l);
+        }
+    }
+}
+
+/// [`load_lanes`] of a full group, wires `0..per / 4 · 4`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn load_lanes_avx512(labels: &mut [Lanes], src: &[Block], per: usize) {
+    use core::arch::x86_64::*;
+    assert!(labels.len() >= per && src.len() >= GROUP * per);
+    for jq in 0..GROUP / 4 {
+        for wq in 0..per / 4 {
+            // a[i]: wires 4wq..4wq + 4 of instance 4jq + i.
+            let a: [__m512i; 4] = core::array::from_fn(|i| {
+                let at = (4 * jq + i) * per + 4 * wq;
+                // SAFETY: blocks `at..at + 4` lie in `src` (checked above); unaligned load.
+                unsafe { _mm512_loadu_si512(src[at..at + 4].as_ptr().cast()) }
+            });
+            let lo = [
+                _mm512_shuffle_i64x2::<0x44>(a[0], a[1]),
+                _mm512_shuffle_i64x2::<0xEE>(a[0], a[1]),
+            ];
+            let hi = [
+                _mm512_shuffle_i64x2::<0x44>(a[2], a[3]),
+                _mm512_shuffle_i64x2::<0xEE>(a[2], a[3]),
+            ];
+            // t[l]: wire 4wq + l of instances 4jq..4jq + 4.
+            let t = [
+                _mm512_shuffle_i64x2::<0x88>(lo[0], hi[0]),
+                _mm512_shuffle_i64x2::<0xDD>(lo[0], hi[0]),
+                _mm512_shuffle_i64x2::<0x88>(lo[1], hi[1]),
+                _mm512_shuffle_i64x2::<0xDD>(lo[1], hi[1]),
+            ];
+            for (l, v) in t.into_iter().enumerate() {
+                let dst = &mut labels[4 * wq + l].0[8 * jq..8 * jq + 8];
+                // SAFETY: eight words, 64-byte aligned (`Lanes` is, and `8 · jq` words are
+                // 64 · jq bytes into it).
+                unsafe { _mm512_store_si512(dst.as_mut_ptr().cast(), v) };
+            }
+        }
+    }
+}
+
 /// The AND-gate kernel, chosen once per `Garbler` / `Evaluator` from the CPU's features.
 #[derive(Clone, Copy, Debug)]
 pub enum Kernel {
@@ -287,6 +347,32 @@ pub(crate) fn eval_gates<T, K: EvalAnd<T>>(
                     stride,
                 );
                 k += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loaded_lanes_hold_each_instances_labels() {
+        // Full and partial groups; wire counts below, at and around multiples of four.
+        for g in [1usize, 5, GROUP] {
+            for per in [1usize, 3, 4, 7, 64, 66] {
+                let src: Vec<Block> = (0..g * per)
+                    .map(|i| Block((i as u128 + 1) * 0x0123_4567_89ab_cdef_0011_2233_4455_6677))
+                    .collect();
+                let mut labels = vec![Lanes::splat(Block::ONES); per + 1];
+                load_lanes(&mut labels, g, &src, per);
+                for w in 0..per {
+                    for j in 0..GROUP {
+                        let want = if j < g { src[j * per + w] } else { Block::ONES };
+                        assert_eq!(labels[w].lane(j), want, "g {g} per {per} wire {w} lane {j}");
+                    }
+                }
+                assert_eq!(labels[per].lane(0), Block::ONES, "nothing past the wires");
             }
         }
     }
