@@ -81,6 +81,8 @@ struct Workspace {
     labels: Vec<Lanes>,
     /// The scheme's per-group scratch (three-halves: the group's control randomness).
     scratch: Vec<Block>,
+    /// A group's garbler zero-labels when they are drawn group by group ([`GroupLabels`]).
+    drawn: Vec<Block>,
 }
 
 impl Workspace {
@@ -88,8 +90,38 @@ impl Workspace {
         Workspace {
             labels: vec![Lanes::ZERO; circuit.wires()],
             scratch: Vec::new(),
+            drawn: Vec::new(),
         }
     }
+}
+
+impl Drop for Workspace {
+    // A garbler's workspace ends holding its last group's zero-labels (with the evaluator's
+    // labels they would give Δ) and control randomness.
+    fn drop(&mut self) {
+        for l in &mut self.labels {
+            zeroize::Zeroize::zeroize(&mut l.0);
+        }
+        crate::crypto::block::wipe(&mut self.scratch);
+        crate::crypto::block::wipe(&mut self.drawn);
+    }
+}
+
+/// The garbler's zero-labels of a batch: held by the caller, or drawn from a stream whose next
+/// blocks are the batch's, `gi` per instance in order ([`GarblerLabels::Drawn`]).
+#[derive(Clone, Copy)]
+enum BatchLabels<'a> {
+    Held(&'a [Block]),
+    Drawn(&'a Prg),
+}
+
+/// The garbler's zero-labels of a range of instances, handed out group by group: a slice of
+/// held ones, or drawn from a cursor on the stream at the range's first label, into the
+/// workspace just before the group is loaded, so that they come from L1 instead of a
+/// chunk-sized buffer filled beforehand.
+enum GroupLabels<'a> {
+    Held(&'a [Block]),
+    Drawn(Box<Prg>),
 }
 
 /// The checked shape of a batch call.
@@ -441,7 +473,14 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         tables: &mut [S::Elem],
         out: &mut [O],
     ) -> Result<(), GcError> {
-        self.garble_on(false, gb_zero, ev_zero, first_instance, tables, out)
+        self.garble_on(
+            false,
+            BatchLabels::Held(gb_zero),
+            ev_zero,
+            first_instance,
+            tables,
+            out,
+        )
     }
 
     /// [`BatchGarbler::garble_batch`] spread over the rayon thread pool; same inputs, same
@@ -454,22 +493,36 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         tables: &mut [S::Elem],
         out: &mut [O],
     ) -> Result<(), GcError> {
-        self.garble_on(true, gb_zero, ev_zero, first_instance, tables, out)
+        self.garble_on(
+            true,
+            BatchLabels::Held(gb_zero),
+            ev_zero,
+            first_instance,
+            tables,
+            out,
+        )
     }
 
     /// [`BatchGarbler::garble_batch`] on the calling thread or (`par`) over the rayon pool.
     fn garble_on<O: OutputWire>(
         &self,
         par: bool,
-        gb_zero: &[Block],
+        gb_zero: BatchLabels<'_>,
         ev_zero: &[Block],
         first_instance: u64,
         tables: &mut [S::Elem],
         out: &mut [O],
     ) -> Result<(), GcError> {
+        let gb_len = match gb_zero {
+            BatchLabels::Held(g) => g.len(),
+            // As many as the outputs ask for (`shape` checks those).
+            BatchLabels::Drawn(_) => {
+                out.len() / self.circuit.outputs().len().max(1) * self.circuit.garbler_inputs()
+            }
+        };
         let s = shape::<S>(
             self.circuit,
-            gb_zero.len(),
+            gb_len,
             ev_zero.len(),
             Some(tables.len()),
             first_instance,
@@ -478,7 +531,12 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         let job = |ws: &mut Workspace,
                    (i0, m, tab, lsb): (usize, usize, &mut [S::Elem], &mut [O])| {
             let sub = Shape { n: m, ..s };
-            let gb = &gb_zero[i0 * s.gi..(i0 + m) * s.gi];
+            let gb = match gb_zero {
+                BatchLabels::Held(g) => GroupLabels::Held(&g[i0 * s.gi..(i0 + m) * s.gi]),
+                BatchLabels::Drawn(prg) => {
+                    GroupLabels::Drawn(Box::new(prg.ahead((i0 * s.gi) as u128)))
+                }
+            };
             let ev = &ev_zero[i0 * s.ei..(i0 + m) * s.ei];
             self.garble_range(ws, sub, gb, ev, first_instance + i0 as u64, tab, lsb);
         };
@@ -561,10 +619,6 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         let mut out: Vec<O> = (0..m_max * s.no)
             .map(|_| O::of_label(Block::ZERO))
             .collect();
-        let mut gb_drawn = match gb {
-            GarblerLabels::Drawn(_) => zeroed_blocks(m_max * s.gi),
-            GarblerLabels::Held(_) => Vec::new(),
-        };
         let mut ev_drawn = match ev {
             EvaluatorLabels::Expanded(_) => zeroed_blocks(m_max * s.ei),
             EvaluatorLabels::Held(_) => Vec::new(),
@@ -575,13 +629,9 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
             unit + trailer_bytes,
             chunk,
             |i0, m, buf, ahead| {
-                let gb_chunk: &[Block] = match &mut gb {
-                    GarblerLabels::Held(g) => &g[i0 * s.gi..(i0 + m) * s.gi],
-                    GarblerLabels::Drawn(prg) => {
-                        let g = &mut gb_drawn[..m * s.gi];
-                        prg.fill_blocks(g);
-                        g
-                    }
+                let gb_chunk = match &gb {
+                    GarblerLabels::Held(g) => BatchLabels::Held(&g[i0 * s.gi..(i0 + m) * s.gi]),
+                    GarblerLabels::Drawn(prg) => BatchLabels::Drawn(prg),
                 };
                 let ev_chunk: &[Block] = match &mut ev {
                     EvaluatorLabels::Held(e) => &e[i0 * s.ei..(i0 + m) * s.ei],
@@ -602,12 +652,16 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
                     &mut S::elems_mut(buf)[..m * s.tb],
                     o,
                 )?;
+                if let GarblerLabels::Drawn(prg) = &mut gb {
+                    // The chunk's tasks drew from cursors ahead of this one; it moves past them.
+                    **prg = prg.ahead((m * s.gi) as u128);
+                }
                 let trailer = &mut blocks_as_bytes_mut(buf)[m * unit..m * (unit + trailer_bytes)];
                 outputs(i0, o, trailer)
             },
         );
         // Zero-labels: with the evaluator's labels they would give Δ.
-        for b in gb_drawn.iter_mut().chain(&mut ev_drawn) {
+        for b in ev_drawn.iter_mut() {
             zeroize::Zeroize::zeroize(&mut b.0);
         }
         O::wipe(&mut out);
@@ -620,7 +674,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         &self,
         ws: &mut Workspace,
         s: Shape,
-        gb_zero: &[Block],
+        mut gb_zero: GroupLabels<'_>,
         ev_zero: &[Block],
         first: u64,
         tables: &mut [S::Elem],
@@ -632,14 +686,25 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
         while i0 < s.n {
             let g = GROUP.min(s.n - i0);
             let next = (i0 + g..(i0 + 2 * g).min(s.n)).len();
-            prefetch(&gb_zero[(i0 + g) * s.gi..(i0 + g + next) * s.gi]);
+            if let GroupLabels::Held(gb) = gb_zero {
+                prefetch(&gb[(i0 + g) * s.gi..(i0 + g + next) * s.gi]);
+            }
             prefetch(&ev_zero[(i0 + g) * s.ei..(i0 + g + next) * s.ei]);
+            let gb: &[Block] = match &mut gb_zero {
+                GroupLabels::Held(gb) => &gb[i0 * s.gi..(i0 + g) * s.gi],
+                GroupLabels::Drawn(prg) => {
+                    ws.drawn.resize(GROUP * s.gi, Block::ZERO);
+                    let drawn = &mut ws.drawn[..g * s.gi];
+                    prg.fill_blocks(drawn);
+                    drawn
+                }
+            };
             // One group of `g ≤ GROUP` instances, interleaved gate by gate.
             let labels = &mut ws.labels[..];
             load_inputs(
                 labels,
                 g,
-                &gb_zero[i0 * s.gi..(i0 + g) * s.gi],
+                gb,
                 c.garbler_inputs(),
                 &ev_zero[i0 * s.ei..(i0 + g) * s.ei],
                 c.evaluator_inputs(),
