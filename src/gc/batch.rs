@@ -390,7 +390,7 @@ fn store_outputs<O: OutputWire>(labels: &[Lanes], g: usize, outputs: &[u32], out
 pub enum GarblerLabels<'g> {
     /// All `n · garbler_inputs` of them, held by the caller.
     Held(&'g [Block]),
-    /// Drawn from this stream chunk by chunk as they are garbled: the same tables as
+    /// Drawn from this stream group by group as they are garbled: the same tables as
     /// [`GarblerLabels::Held`] given the stream's next `n · garbler_inputs` blocks, without ever
     /// holding them all (for 100,000 64-bit ReLUs, 102 MB the process need not fault in).
     Drawn(&'g mut Prg),
