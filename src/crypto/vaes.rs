@@ -203,6 +203,29 @@ fn wipe_lane_keys<const G: usize>(lk: &mut [[__m512i; 11]; G]) {
     }
 }
 
+/// The 4 × 4 transpose of 128-bit lanes: lane `i` of register `l` of the result is lane `l` of
+/// register `i` of `a` (for SoftSpoken's fold here, and for loading labels into the garbling
+/// engine's lanes in `gc::kernel`).
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn transpose_lanes(a: [__m512i; 4]) -> [__m512i; 4] {
+    // [a0₀, a0₁, a1₀, a1₁], [a0₂, a0₃, a1₂, a1₃] and the same of a2, a3; then pair them up.
+    let lo = [
+        _mm512_shuffle_i64x2::<0x44>(a[0], a[1]),
+        _mm512_shuffle_i64x2::<0xEE>(a[0], a[1]),
+    ];
+    let hi = [
+        _mm512_shuffle_i64x2::<0x44>(a[2], a[3]),
+        _mm512_shuffle_i64x2::<0xEE>(a[2], a[3]),
+    ];
+    [
+        _mm512_shuffle_i64x2::<0x88>(lo[0], hi[0]),
+        _mm512_shuffle_i64x2::<0xDD>(lo[0], hi[0]),
+        _mm512_shuffle_i64x2::<0x88>(lo[1], hi[1]),
+        _mm512_shuffle_i64x2::<0xDD>(lo[1], hi[1]),
+    ]
+}
+
 /// `[Σ_l a_l, Σ_l b_l, Σ_l c_l, Σ_l d_l]`: the XOR of the four lanes of each of four registers,
 /// as the four lanes of one.
 #[target_feature(enable = "avx512f")]
@@ -267,21 +290,8 @@ fn ctr_fold512<const G: usize>(
             }
             acc
         });
-        // Transpose the four positions' lanes: t[l] holds lane l of positions 0..4.
-        let t01 = [
-            _mm512_shuffle_i64x2::<0x44>(s[0], s[1]),
-            _mm512_shuffle_i64x2::<0xEE>(s[0], s[1]),
-        ];
-        let t23 = [
-            _mm512_shuffle_i64x2::<0x44>(s[2], s[3]),
-            _mm512_shuffle_i64x2::<0xEE>(s[2], s[3]),
-        ];
-        let t = [
-            _mm512_shuffle_i64x2::<0x88>(t01[0], t23[0]),
-            _mm512_shuffle_i64x2::<0xDD>(t01[0], t23[0]),
-            _mm512_shuffle_i64x2::<0x88>(t01[1], t23[1]),
-            _mm512_shuffle_i64x2::<0xDD>(t01[1], t23[1]),
-        ];
+        // t[l] holds lane l of positions 0..4.
+        let t = transpose_lanes(s);
         let t13 = _mm512_xor_si512(t[1], t[3]);
         let uu = _mm512_xor_si512(_mm512_xor_si512(t[0], t[2]), t13);
         let v0 = t13;

@@ -105,21 +105,8 @@ fn load_lanes_avx512(labels: &mut [Lanes], src: &[Block], per: usize) {
                 // SAFETY: blocks `at..at + 4` lie in `src` (checked above); unaligned load.
                 unsafe { _mm512_loadu_si512(src[at..at + 4].as_ptr().cast()) }
             });
-            let lo = [
-                _mm512_shuffle_i64x2::<0x44>(a[0], a[1]),
-                _mm512_shuffle_i64x2::<0xEE>(a[0], a[1]),
-            ];
-            let hi = [
-                _mm512_shuffle_i64x2::<0x44>(a[2], a[3]),
-                _mm512_shuffle_i64x2::<0xEE>(a[2], a[3]),
-            ];
             // t[l]: wire 4wq + l of instances 4jq..4jq + 4.
-            let t = [
-                _mm512_shuffle_i64x2::<0x88>(lo[0], hi[0]),
-                _mm512_shuffle_i64x2::<0xDD>(lo[0], hi[0]),
-                _mm512_shuffle_i64x2::<0x88>(lo[1], hi[1]),
-                _mm512_shuffle_i64x2::<0xDD>(lo[1], hi[1]),
-            ];
+            let t = crate::crypto::vaes::transpose_lanes(a);
             for (l, v) in t.into_iter().enumerate() {
                 let dst = &mut labels[4 * wq + l].0[8 * jq..8 * jq + 8];
                 // SAFETY: eight words, 64-byte aligned (`Lanes` is, and `8 · jq` words are
