@@ -230,20 +230,9 @@ pub(crate) fn transpose_lanes(a: [__m512i; 4]) -> [__m512i; 4] {
 /// as the four lanes of one.
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn lane_sums(a: __m512i, b: __m512i, c: __m512i, d: __m512i) -> __m512i {
-    // [a0⊕a2, a1⊕a3, b0⊕b2, b1⊕b3] and the same of c, d; then pair the halves.
-    let ab = _mm512_xor_si512(
-        _mm512_shuffle_i64x2::<0x44>(a, b),
-        _mm512_shuffle_i64x2::<0xEE>(a, b),
-    );
-    let cd = _mm512_xor_si512(
-        _mm512_shuffle_i64x2::<0x44>(c, d),
-        _mm512_shuffle_i64x2::<0xEE>(c, d),
-    );
-    _mm512_xor_si512(
-        _mm512_shuffle_i64x2::<0x88>(ab, cd),
-        _mm512_shuffle_i64x2::<0xDD>(ab, cd),
-    )
+fn lane_sums(a: [__m512i; 4]) -> __m512i {
+    let t = transpose_lanes(a);
+    _mm512_ternarylogic_epi64::<0x96>(t[0], t[1], _mm512_xor_si512(t[2], t[3]))
 }
 
 /// [`ctr_fold`] for `4·G` streams (`G` ∈ {1, 4}), four block positions per step: register
@@ -303,8 +292,7 @@ fn ctr_fold512<const G: usize>(
         if G == 4 {
             let g13: [__m512i; 4] = core::array::from_fn(|p| _mm512_xor_si512(z[1][p], z[3][p]));
             let g23: [__m512i; 4] = core::array::from_fn(|p| _mm512_xor_si512(z[2][p], z[3][p]));
-            let v2 = lane_sums(g13[0], g13[1], g13[2], g13[3]);
-            let v3 = lane_sums(g23[0], g23[1], g23[2], g23[3]);
+            let (v2, v3) = (lane_sums(g13), lane_sums(g23));
             store4(&mut v[2 * w + j..2 * w + end], v2);
             store4(&mut v[3 * w + j..3 * w + end], v3);
         }
