@@ -49,7 +49,7 @@ use crate::crypto::buffer::BlockBuf;
 
 use super::circuit::{check_len, Circuit};
 use super::halfgates::Delta;
-use super::kernel::{load_lanes, Kernel, Lanes, GROUP};
+use super::kernel::{Kernel, Lanes, GROUP};
 use super::GcError;
 use crate::crypto::{Block, Prg};
 use crate::net::channel::Channel;
@@ -311,10 +311,19 @@ fn jobs<'t, 'l, T, O>(
 
 /// Loads the labels of `g` instances into the wire-major workspace.
 #[inline(always)]
-fn load_inputs(labels: &mut [Lanes], g: usize, gb: &[Block], gi: usize, ev: &[Block], ei: usize) {
+#[allow(clippy::too_many_arguments)]
+fn load_inputs(
+    kernel: &Kernel,
+    labels: &mut [Lanes],
+    g: usize,
+    gb: &[Block],
+    gi: usize,
+    ev: &[Block],
+    ei: usize,
+) {
     let (gb_lanes, ev_lanes) = labels.split_at_mut(gi);
-    load_lanes(gb_lanes, g, gb, gi);
-    load_lanes(ev_lanes, g, ev, ei);
+    kernel.load_lanes(gb_lanes, g, gb, gi);
+    kernel.load_lanes(ev_lanes, g, ev, ei);
 }
 
 /// Asks the caches for `data`, one hint per 64-byte line: what the group after the one about
@@ -702,6 +711,7 @@ impl<'a, S: TableScheme> BatchGarbler<'a, S> {
             // One group of `g ≤ GROUP` instances, interleaved gate by gate.
             let labels = &mut ws.labels[..];
             load_inputs(
+                &self.kernel,
                 labels,
                 g,
                 gb,
@@ -901,6 +911,7 @@ impl<'a, S: TableScheme> BatchEvaluator<'a, S> {
             prefetch(&tables[(i0 + g) * s.tb..(i0 + g + next) * s.tb]);
             let labels = &mut ws.labels[..];
             load_inputs(
+                &self.kernel,
                 labels,
                 g,
                 &gb[i0 * s.gi..(i0 + g) * s.gi],

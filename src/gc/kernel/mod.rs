@@ -70,28 +70,7 @@ impl Lanes {
     }
 }
 
-/// Loads `per` labels of each of `g ≤ GROUP` instances, instance `j`'s at `src[j·per..]`, into
-/// lane `j` of `labels[0..per]` (one wire's labels per [`Lanes`]): the transposition from the
-/// instance-major layout labels arrive in to the wire-major one the gate loops run on. With
-/// AVX-512 and a full group, four labels of four instances at a time (a 4 × 4 transpose of
-/// 128-bit lanes between 64-byte loads and stores) instead of one 16-byte move per label.
-#[inline]
-pub(crate) fn load_lanes(labels: &mut [Lanes], g: usize, src: &[Block], per: usize) {
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if g == GROUP && per >= 4 && std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F was just detected.
-        unsafe { load_lanes_avx512(labels, src, per) };
-        done = per / 4 * 4;
-    }
-    for j in 0..g {
-        for (w, &l) in src[j * per + done..(j + 1) * per].iter().enumerate() {
-            labels[done + w].set_lane(j, l);
-        }
-    }
-}
-
-/// [`load_lanes`] of a full group, wires `0..per / 4 · 4`.
+/// [`Kernel::load_lanes`] of a full group, wires `0..per / 4 · 4`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn load_lanes_avx512(labels: &mut [Lanes], src: &[Block], per: usize) {
@@ -136,6 +115,28 @@ impl Kernel {
             return Kernel::Vaes(keys);
         }
         Kernel::Portable
+    }
+
+    /// Loads `per` labels of each of `g ≤ GROUP` instances, instance `j`'s at `src[j·per..]`,
+    /// into lane `j` of `labels[0..per]` (one wire's labels per [`Lanes`]): the transposition
+    /// from the instance-major layout labels arrive in to the wire-major one the gate loops run
+    /// on. On the VAES kernel (AVX-512) and a full group, four labels of four instances at a
+    /// time (a 4 × 4 transpose of 128-bit lanes between 64-byte loads and stores) instead of
+    /// one 16-byte move per label.
+    #[inline]
+    pub(crate) fn load_lanes(&self, labels: &mut [Lanes], g: usize, src: &[Block], per: usize) {
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if let (Kernel::Vaes(_), true) = (self, g == GROUP && per >= 4) {
+            // SAFETY: holding VAES round keys proves the CPU has AVX-512F.
+            unsafe { load_lanes_avx512(labels, src, per) };
+            done = per / 4 * 4;
+        }
+        for j in 0..g {
+            for (w, &l) in src[j * per + done..(j + 1) * per].iter().enumerate() {
+                labels[done + w].set_lane(j, l);
+            }
+        }
     }
 
     /// `"vaes"` or `"portable"`.
@@ -351,15 +352,22 @@ mod tests {
                 let src: Vec<Block> = (0..g * per)
                     .map(|i| Block((i as u128 + 1) * 0x0123_4567_89ab_cdef_0011_2233_4455_6677))
                     .collect();
-                let mut labels = vec![Lanes::splat(Block::ONES); per + 1];
-                load_lanes(&mut labels, g, &src, per);
-                for w in 0..per {
-                    for j in 0..GROUP {
-                        let want = if j < g { src[j * per + w] } else { Block::ONES };
-                        assert_eq!(labels[w].lane(j), want, "g {g} per {per} wire {w} lane {j}");
+                // Both routes: the portable one and, where the CPU has it, AVX-512's.
+                for kernel in [Kernel::Portable, Kernel::detect()] {
+                    let mut labels = vec![Lanes::splat(Block::ONES); per + 1];
+                    kernel.load_lanes(&mut labels, g, &src, per);
+                    for w in 0..per {
+                        for j in 0..GROUP {
+                            let want = if j < g { src[j * per + w] } else { Block::ONES };
+                            assert_eq!(
+                                labels[w].lane(j),
+                                want,
+                                "{kernel:?} g {g} per {per} wire {w} lane {j}"
+                            );
+                        }
                     }
+                    assert_eq!(labels[per].lane(0), Block::ONES, "nothing past the wires");
                 }
-                assert_eq!(labels[per].lane(0), Block::ONES, "nothing past the wires");
             }
         }
     }
