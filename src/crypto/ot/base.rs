@@ -15,11 +15,14 @@
 //! `B` and picks the encoding with a mask. Both sides compress their points in batches through
 //! `double_and_compress_batch` (one field inversion for the lot), which is why the scalars
 //! here are halved first: compressing `2·(x/2)P` gives the encoding of `xP`.
+//! The point products are independent and spread over the cores (rayon), and the receiver
+//! computes its shared points `bA` after sending its `B`s, while the sender computes its own.
 
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoBasepointTable};
 use curve25519_dalek::{RistrettoPoint, Scalar};
 use rand_core::{CryptoRng, RngCore};
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::OtError;
@@ -87,15 +90,19 @@ pub fn send<C: Channel + ?Sized, R: RngCore + CryptoRng>(
     let a_half = a * half();
     let a_half_a = a_point * a_half;
     // halves[2i] = (a/2)·B_i, halves[2i+1] = (a/2)·(B_i − A): doubled and compressed together.
-    let mut halves = Vec::with_capacity(2 * n);
-    for (i, chunk) in b_bytes.chunks_exact(32).enumerate() {
-        let b_point = decompress(chunk.try_into().expect("32 bytes"), || {
-            format!("point B of OT {i}")
-        })?;
-        let u = b_point * a_half;
-        halves.push(u);
-        halves.push(u - a_half_a);
-    }
+    // The decompressions and products are independent: spread over the cores.
+    let pairs = b_bytes
+        .par_chunks_exact(32)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let b_point = decompress(chunk.try_into().expect("32 bytes"), || {
+                format!("point B of OT {i}")
+            })?;
+            let u = b_point * a_half;
+            Ok([u, u - a_half_a])
+        })
+        .collect::<Result<Vec<[RistrettoPoint; 2]>, OtError>>()?;
+    let halves: Vec<RistrettoPoint> = pairs.into_iter().flatten().collect();
     let shared = RistrettoPoint::double_and_compress_batch(&halves);
 
     let mut out = Vec::with_capacity(2 * n);
@@ -133,19 +140,15 @@ pub fn receive<C: Channel + ?Sized, R: RngCore + CryptoRng>(
     // B_i = 2·X_i + c_i·A with X_i = b_i·G: compress 2X_i and 2(X_i + A/2) in one batch and
     // keep one of the two encodings by mask. The receiver's secret scalar is 2b_i.
     let a_half = a_point * half();
-    let a_table = RistrettoBasepointTable::create(&a_point);
-    let mut candidates = Vec::with_capacity(2 * n);
-    let mut b_times_a = Vec::with_capacity(n);
-    for _ in 0..n {
-        let b = Scalar::random(rng);
-        let x = &b * RISTRETTO_BASEPOINT_TABLE;
-        candidates.push(x);
-        candidates.push(x + a_half);
-        b_times_a.push(&b * &a_table);
-    }
+    let mut scalars: Vec<Scalar> = (0..n).map(|_| Scalar::random(rng)).collect();
+    let candidates: Vec<RistrettoPoint> = scalars
+        .par_iter()
+        .flat_map_iter(|b| {
+            let x = b * RISTRETTO_BASEPOINT_TABLE;
+            [x, x + a_half]
+        })
+        .collect();
     let encodings = RistrettoPoint::double_and_compress_batch(&candidates);
-    // compress(2·(b_i·A)) = compress((2b_i)·A): the receiver's shared point.
-    let shared = RistrettoPoint::double_and_compress_batch(&b_times_a);
 
     let mut b_bytes = vec![0u8; 32 * n];
     for (i, (dst, &c)) in b_bytes.chunks_exact_mut(32).zip(choices).enumerate() {
@@ -158,6 +161,13 @@ pub fn receive<C: Channel + ?Sized, R: RngCore + CryptoRng>(
     ch.send_u64(n as u64)?;
     ch.send(&b_bytes)?;
     ch.flush()?;
+
+    // The shared points, while the sender computes its own.
+    let a_table = RistrettoBasepointTable::create(&a_point);
+    let b_times_a: Vec<RistrettoPoint> = scalars.par_iter().map(|b| b * &a_table).collect();
+    zeroize::Zeroize::zeroize(&mut scalars);
+    // compress(2·(b_i·A)) = compress((2b_i)·A): the receiver's shared point.
+    let shared = RistrettoPoint::double_and_compress_batch(&b_times_a);
 
     let mut masked = vec![Block::ZERO; 2 * n];
     ch.recv_blocks(&mut masked)?;
