@@ -87,9 +87,15 @@ impl Link {
         Link::new("mobile", 865_000_000, 135_000_000, Duration::ZERO)
     }
 
-    /// All presets, in the order lan, wan, mobile.
+    /// All presets, in the order lan, wan, mobile: the order reports list them in.
     pub fn presets() -> Vec<Link> {
         vec![Link::lan(), Link::wan(), Link::mobile()]
+    }
+
+    /// The place of the preset named `name` (exactly, lower case) in [`Link::presets`], or
+    /// `None` for any other link.
+    pub fn preset_rank(name: &str) -> Option<usize> {
+        Link::presets().iter().position(|p| p.name == name)
     }
 
     /// The bandwidth of `dir`, bits per second.
@@ -174,11 +180,9 @@ impl Link {
             reason: reason.to_owned(),
         };
         let t = s.trim();
-        match t.to_ascii_lowercase().as_str() {
-            "lan" => return Ok(Link::lan()),
-            "wan" => return Ok(Link::wan()),
-            "mobile" => return Ok(Link::mobile()),
-            _ => {}
+        let lower = t.to_ascii_lowercase();
+        if let Some(preset) = Link::presets().into_iter().find(|p| p.name == lower) {
+            return Ok(preset);
         }
         let (bw, rtt) = t
             .split_once(',')
@@ -328,10 +332,13 @@ mod tests {
             (m.up_bits_per_sec, m.down_bits_per_sec),
             (865_000_000, 135_000_000)
         );
-        for p in Link::presets() {
+        for (i, p) in Link::presets().into_iter().enumerate() {
             assert_eq!(Link::parse(&p.name).unwrap(), p);
             assert_eq!(Link::parse(&p.name.to_uppercase()).unwrap(), p);
+            assert_eq!(Link::preset_rank(&p.name), Some(i));
         }
+        assert_eq!(Link::preset_rank("1gbit,10ms"), None);
+        assert_eq!(Link::preset_rank("LAN"), None);
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use plotters::style::RGBColor;
 
+use crate::net::link::Link;
+
 use super::chart::*;
 use super::sweep::{ModelGroup, Sweep};
 use super::{ReportError, ReportOptions};
@@ -63,12 +65,12 @@ pub struct PlotSet {
 }
 
 fn link_color(link: &str, i: usize) -> RGBColor {
-    match link {
-        "compute" => RGBColor(90, 90, 90),
-        "lan" => PALETTE[0],
-        "wan" => PALETTE[1],
-        "mobile" => PALETTE[2],
-        _ => PALETTE[(3 + i) % PALETTE.len()],
+    // The presets keep their colours whatever else is plotted; other links follow them.
+    let presets = Link::presets().len();
+    match (link, Link::preset_rank(link)) {
+        ("compute", _) => RGBColor(90, 90, 90),
+        (_, Some(rank)) => PALETTE[rank],
+        (_, None) => PALETTE[(presets + i) % PALETTE.len()],
     }
 }
 

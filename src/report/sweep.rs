@@ -233,12 +233,7 @@ pub struct Sweep {
 
 /// Sort key of link names: presets first in a fixed order, then the rest by name.
 pub(crate) fn link_order(name: &str) -> (usize, String) {
-    let rank = match name {
-        "lan" => 0,
-        "wan" => 1,
-        "mobile" => 2,
-        _ => 3,
-    };
+    let rank = Link::preset_rank(name).unwrap_or(usize::MAX);
     (rank, name.to_string())
 }
 
