@@ -280,7 +280,7 @@ pub const DEFAULT_NPA_IMAGES: usize = 20;
 const RING_COST_RELUS: usize = 256;
 
 /// The price of one garbled ReLU at `ring` with the recommended garbling scheme and OT,
-/// measured by running [`RING_COST_RELUS`] of the protocol's ReLU steps between two threads.
+/// measured by running `RING_COST_RELUS` of the protocol's ReLU steps between two threads.
 pub fn ring_cost(ring: crate::ring::Ring) -> Result<RingCost, crate::bench::run::BenchError> {
     let r = crate::bench::relu::relu_bench(
         RING_COST_RELUS,

@@ -4,7 +4,7 @@
 //! Block `k` of the stream is `AES_seed(k)` with `k` the little-endian 128-bit counter, starting
 //! at zero. A [`Prg`] never rewinds and cannot be cloned, so a stream is never reused: OT
 //! extension relies on that when one setup serves many `extend` calls. The one way to get a
-//! second cursor on a stream is [`Prg::ahead`], for two threads splitting its next blocks.
+//! second cursor on a stream is `Prg::ahead`, for two threads splitting its next blocks.
 
 use core::fmt;
 

@@ -5,14 +5,14 @@
 //! crate's one.
 //!
 //! Used only when the CPU reports AES, VAES, AVX-512F and AVX-512VL at run time
-//! ([`RoundKeys::detect`], [`RoundKeys::for_key`]); elsewhere the `aes` crate runs.
+//! (`RoundKeys::detect`, `RoundKeys::for_key`); elsewhere the `aes` crate runs.
 
 use core::arch::x86_64::*;
 
 use super::Block;
 
 /// Expanded AES-128 round keys. Holding one proves the CPU has the features the VAES kernels
-/// need: it is only made by [`RoundKeys::detect`] and [`RoundKeys::for_key`].
+/// need: it is only made by `RoundKeys::detect` and `RoundKeys::for_key`.
 #[derive(Clone, Copy)]
 pub struct RoundKeys(pub(crate) [__m128i; 11]);
 

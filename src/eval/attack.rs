@@ -1,9 +1,9 @@
-//! White-box L∞ attacks in [0,1] pixel space, crafted against the f32 network: PGD (Madry et
+//! White-box L∞ attacks in \[0,1\] pixel space, crafted against the f32 network: PGD (Madry et
 //! al.) with a random start, and FGSM.
 //!
 //! PGD follows the usual recipe (RLNet's `helper/attack.py`, torchattacks): start at
 //! `clip₀₁(x + U[−ε, ε])`, then `steps` times move by `step · sign(∇ₓ loss)` and project back
-//! onto the ε-ball around `x` and onto [0,1]. The loss is each image's cross-entropy against its
+//! onto the ε-ball around `x` and onto \[0,1\]. The loss is each image's cross-entropy against its
 //! label (`sign(0) = 0`, as `torch.sign`). The random start of image `i` of the dataset is drawn
 //! from ChaCha8 seeded with the attack's seed on stream `i`, so it does not depend on the batch
 //! or the shard the image falls in; the gradients of one image do not depend on the others
@@ -24,7 +24,7 @@ use super::EvalError;
 /// L∞ projected gradient descent.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pgd {
-    /// Radius of the L∞ ball (pixels in [0,1]); default 8/255.
+    /// Radius of the L∞ ball (pixels in \[0,1\]); default 8/255.
     pub eps: f32,
     /// Step size; default 2/255.
     pub step: f32,
@@ -81,7 +81,7 @@ pub enum Attack {
 }
 
 impl Attack {
-    /// The attacked batch: `pixels` `[N, C, H, W]` in [0,1], `labels` one per image, `first_index`
+    /// The attacked batch: `pixels` `[N, C, H, W]` in \[0,1\], `labels` one per image, `first_index`
     /// the dataset index of the batch's first image (PGD's random start is drawn per index).
     pub fn perturb(
         &self,
@@ -101,7 +101,7 @@ impl Attack {
     }
 }
 
-/// Checks a batch an attack starts from: whole images in [0,1] and one valid label each.
+/// Checks a batch an attack starts from: whole images in \[0,1\] and one valid label each.
 fn check_batch(net: &FloatNet<'_, f32>, pixels: &[f32], labels: &[usize]) -> Result<(), EvalError> {
     let images = net.images(pixels.len())?;
     check_labels(labels, images, net.classes())?;

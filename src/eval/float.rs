@@ -480,7 +480,7 @@ impl<'a, T: Real> FloatNet<'a, T> {
         &self.pre
     }
 
-    /// The network input of a batch of [0,1] `pixels`: the preprocessing applied to a copy.
+    /// The network input of a batch of \[0,1\] `pixels`: the preprocessing applied to a copy.
     pub fn network_input(&self, pixels: &[T]) -> Result<Vec<T>, EvalError> {
         let (channels, plane) = layout(self.net.input_shape);
         let mut x = pixels.to_vec();
@@ -512,7 +512,7 @@ impl<'a, T: Real> FloatNet<'a, T> {
         Ok(len / self.in_len)
     }
 
-    /// The logits `[N, classes]` of a batch of `N` images of [0,1] pixels (before
+    /// The logits `[N, classes]` of a batch of `N` images of \[0,1\] pixels (before
     /// preprocessing), `[N, C, H, W]` flat.
     pub fn logits(&self, pixels: &[T]) -> Result<Vec<T>, EvalError> {
         self.run(pixels, None)

@@ -132,7 +132,7 @@ impl std::str::FromStr for AttackKind {
 pub struct AttackSpec {
     /// Which attack.
     pub kind: AttackKind,
-    /// L∞ radius in [0,1] pixels.
+    /// L∞ radius in \[0,1\] pixels.
     pub eps: f32,
     /// PGD step size.
     pub step: f32,
@@ -431,7 +431,7 @@ pub struct EvalReport {
     pub bn_clean: BnPath,
     /// The BN path of the attack and the adversarial images.
     pub bn_adversarial: BnPath,
-    /// The input preprocessing applied to [0,1] pixels.
+    /// The input preprocessing applied to \[0,1\] pixels.
     pub preprocessing: Preprocessing,
     /// The test set as read.
     pub data: String,
@@ -564,7 +564,7 @@ impl<'a> PathNets<'a> {
         Ok(PathNets { float, rings })
     }
 
-    /// Classify a batch of [0,1] pixels under every arithmetic and count it into `pick(counts)`.
+    /// Classify a batch of \[0,1\] pixels under every arithmetic and count it into `pick(counts)`.
     fn judge(
         &self,
         pixels: &[f32],

@@ -11,7 +11,7 @@
 //!   the logits) with respect to the input pixels. It computes what PyTorch computes, in `f32`
 //!   (and in `f64`, which the finite-difference tests use);
 //! - **attacks** ([`attack`]): white-box L∞ PGD (random start, seeded per image index so that
-//!   sharded runs reproduce) and FGSM in [0,1] pixel space, crafted against the f32 network —
+//!   sharded runs reproduce) and FGSM in \[0,1\] pixel space, crafted against the f32 network —
 //!   for a dual-BN model, the network loaded on the `BN_a` path, as RLNet measures AdvA;
 //! - **fixed point and PI** (`pi`, written separately): the ring oracle and the exact PI
 //!   arithmetic (linear layers on the ring, kept ReLUs as the garbled circuit computes them,

@@ -48,7 +48,7 @@
 //! `τ(i, o) = i·2^64 + 2^63 + 4·o + 3` for `o ≤ outputs` (the selector last): three-halves
 //! tweaks end in `0`, `1` or `2` below their bit 63
 //! ([`threehalves::and_tweaks`](super::threehalves::and_tweaks)), half-gates tweaks have bit
-//! 63 clear ([`halfgates::check_instances`](super::halfgates::check_instances) keeps the AND
+//! 63 clear (`halfgates::check_instances` keeps the AND
 //! index below 2^61), and bit 127 is clear as for every garbling tweak, away from the OT
 //! tweaks. Each wire of each instance number is hashed under its own tweak once per Δ.
 

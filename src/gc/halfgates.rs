@@ -75,7 +75,7 @@ impl core::fmt::Debug for Delta {
 /// Instance numbers stay below 2^63 within one Δ: every garbling tweak then has bit 127 clear,
 /// while the chosen-message OT tweaks used with the same Δ have it set
 /// ([`OT_TWEAK_BIT`](crate::crypto::ot::iknp::OT_TWEAK_BIT)), so the two never meet. Enforced
-/// by [`check_instances`] wherever instances are garbled or evaluated, not assumed.
+/// by `check_instances` wherever instances are garbled or evaluated, not assumed.
 pub const INSTANCE_LIMIT: u64 = 1 << 63;
 
 // The largest garbler-half tweak (last instance, AND index 2^63 − 1, far beyond the 2^61 that

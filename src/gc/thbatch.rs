@@ -1,12 +1,12 @@
 //! The fast three-halves engine: [`ThGarbler`] and [`ThEvaluator`] garble and evaluate many
 //! instances of one circuit under the scheme of [`threehalves`](super::threehalves), with the
 //! machinery of the half-gates engine ([`batch`](super::batch)): groups of
-//! [`GROUP`](super::batch::GROUP) instances interleaved gate by gate on wire-major labels,
+//! `GROUP` (16) instances interleaved gate by gate on wire-major labels,
 //! rayon over groups, bounded-memory streaming over a channel.
 //!
 //! Two routes run a group's AND gates, giving identical tables (tested):
 //!
-//! - fused ([`kernel::thvaes`](super::kernel::thvaes)), where the CPU has VAES, AVX-512 (F, VL,
+//! - fused (`kernel::thvaes`), where the CPU has VAES, AVX-512 (F, VL,
 //!   BW) and GFNI: hashing and the per-lane arithmetic on 512-bit registers, four lanes each;
 //! - portable, everywhere else: per AND gate and group the garbler hashes `6g` blocks and the
 //!   evaluator `3g` in one call to the `aes` crate's pipelined AES-NI (or software) rounds,
@@ -18,7 +18,7 @@
 //!
 //! Tables of `n` instances are `n · instance_words(A)` little-endian `u64` words, instance-major:
 //! instance `i` owns words `[i·W, (i+1)·W)` with `W =`
-//! [`instance_words`](super::threehalves::instance_words)`(and_count)`, laid out as documented
+//! [`instance_words`]`(and_count)`, laid out as documented
 //! on [`threehalves`](super::threehalves). On the wire each word is its 8 little-endian bytes.
 //! Instance numbers, label arrays and outputs are exactly those of the half-gates
 //! engine (see [`batch`](super::batch)).

@@ -101,7 +101,7 @@ pub(crate) fn check_instances(first: u64, n: usize, ands: usize) -> Result<(), G
 }
 
 /// The three hash tweaks `[t₀, t₁, t₂]` of AND gate `and_index` of instance `instance`; kept
-/// apart from the OT tweaks by [`check_instances`].
+/// apart from the OT tweaks by `check_instances`.
 #[inline(always)]
 pub fn and_tweaks(instance: u64, and_index: usize) -> [Block; 3] {
     let t = ((instance as u128) << 64) | (1u128 << 63) | ((and_index as u128) << 2);

@@ -1,4 +1,4 @@
-//! The chart layer of the report: plain chart data ([`XyChart`], [`BarChart`]) drawn with
+//! The chart layer of the report: plain chart data (`XyChart`, `BarChart`) drawn with
 //! plotters as SVG and PNG, one generic routine per chart kind and once per backend, so the two
 //! files cannot differ. Axes are computed here rather than by plotters (nice 1-2-5 ticks, log
 //! scales as log10 of the value with decade labels) so that tick labels are always readable

@@ -1,8 +1,8 @@
-//! An RLWE engine: ring arithmetic in R_q = Z_q[X]/(X^8192 + 1) with q a product of four
+//! An RLWE engine: ring arithmetic in R_q = Z_q\[X\]/(X^8192 + 1) with q a product of four
 //! 54-bit NTT primes in RNS form, plaintext modulus t = 2^ℓ. It depends on nothing else in
 //! pibench; the `he` preprocessing backend (`protocol::he`) is built on it.
 //!
-//! - [`ntt`]: the negacyclic NTT over one prime and its modular arithmetic;
+//! - [`ntt`](mod@ntt): the negacyclic NTT over one prime and its modular arithmetic;
 //! - [`rns`]: the RNS basis and everything derived from q and t ([`Context`]), polynomials as
 //!   residue vectors ([`Poly`]);
 //! - [`sample`]: uniform, ternary and centered-binomial polynomials, and flooding noise.

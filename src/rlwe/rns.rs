@@ -1,4 +1,4 @@
-//! Arithmetic in R_q = Z_q[X]/(X^N + 1) in RNS form: the basis of NTT-friendly primes and what
+//! Arithmetic in R_q = Z_q\[X\]/(X^N + 1) in RNS form: the basis of NTT-friendly primes and what
 //! derives from q and t = 2^ℓ ([`Context`]: the exact big-integer decoding of `round(t·x/q)`,
 //! modulus switching, upload compression), and polynomials as residue vectors.
 //!

@@ -1,6 +1,6 @@
 //! The receiver's choice bits, packed 64 to a `u64` word ([`ChoiceBits`]), and the one-bit
-//! derandomization of chosen OTs from random ones ([`choice_corrections`] at the receiver,
-//! [`apply_choice_corrections`] at the sender), computed a word of 64 OTs at a time.
+//! derandomization of chosen OTs from random ones (`choice_corrections` at the receiver,
+//! `apply_choice_corrections` at the sender), computed a word of 64 OTs at a time.
 //!
 //! A ReLU site asks for `ℓ` choice bits per instance (its share's; `2ℓ` before protocol
 //! version 7, with the mask's), 6.4 M for 100,000 ReLUs at ℓ = 64: held one `bool` each and

@@ -13,7 +13,7 @@
 //! 128` base OTs, exactly as many as IKNP's, with the same roles. Each leaf seed keys an
 //! AES-CTR [`Prg`].
 //!
-//! Extension of `n` OTs (in chunks of [`CHUNK_OTS`](super::iknp::CHUNK_OTS), padded to a multiple of 128): every leaf
+//! Extension of `n` OTs (in chunks of [`CHUNK_OTS`], padded to a multiple of 128): every leaf
 //! `x` of chunk `i` expands to an `n`-bit string `r_{i,x}`. The receiver computes
 //! `u_i = ⊕_x r_{i,x}` and the `k` columns `v_{i,b} = ⊕_{x : x_b = 1} r_{i,x}`; the sender, who
 //! lacks only `r_{i,Δ_i}`, computes `w_{i,b} = ⊕_{x : (x ⊕ Δ_i)_b = 1} r_{i,x} = v_{i,b} ⊕

@@ -2,7 +2,7 @@
 //! `M·c − s mod 2^ℓ` under RLWE homomorphic encryption, without learning M and without the
 //! server learning `c`.
 //!
-//! Scheme: BFV-style symmetric RLWE over R_q = Z_q[X]/(X^8192 + 1), q a 215-bit product of four
+//! Scheme: BFV-style symmetric RLWE over R_q = Z_q\[X\]/(X^8192 + 1), q a 215-bit product of four
 //! 54-bit NTT primes (128-bit classical security per the homomorphicencryption.org standard:
 //! log q ≤ 218 for N = 8192, ternary secret, σ ≈ 3.2), plaintext modulus t = 2^ℓ with
 //! coefficient encoding (Cheetah, Huang et al. 2022): a convolution is one polynomial product

@@ -13,7 +13,7 @@
 //! 2^32, and the chunk's true sum lies in `i32`.)
 //!
 //! Backends follow one leaf module per CPU feature set, picked once at run time:
-//! [`vnni`] (AVX-512F/BW/VNNI, the only place with `unsafe`) and [`portable`] (plain `i64`
+//! `vnni` (AVX-512F/BW/VNNI, the only place with `unsafe`) and `portable` (plain `i64`
 //! arithmetic, anywhere). Both compute the same microkernel on the same packed layouts, so the
 //! packing and blocking are tested on every machine.
 //!

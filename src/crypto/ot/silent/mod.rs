@@ -44,13 +44,13 @@
 //! the number of chunks; without a reservation every chunk costs a round trip.
 //!
 //! Chosen choice bits are derandomized exactly as for SoftSpoken
-//! ([`choice_corrections`](super::choice_corrections)): one bit each, after the random OTs.
+//! (`choice_corrections`): one bit each, after the random OTs.
 //!
 //! # Deferred calls: corrections first
 //!
 //! The evaluator's random choice bits `x = H·e` depend only on its puncture points, which its
 //! base OTs' random choices fix at the reservation, and on the public code: it can work them
-//! out before any chunk exists ([`noise_choice_bits`], all of a call's chunks of one depth at
+//! out before any chunk exists (`noise_choice_bits`, all of a call's chunks of one depth at
 //! once, bit-sliced). A *deferred* call ([`SilentReceiver::receive_deferred`],
 //! [`SilentSender::send_deferred`]) uses this to turn the order around: the evaluator sends the
 //! count and the corrections first; the garbler then generates each chunk only when its OTs
@@ -440,7 +440,7 @@ impl SilentSender {
     /// the SoftSpoken tail (if any) and reads the receiver's count and choice corrections now;
     /// the chunks are generated later, as [`SilentDeferredSend::fill`] hands the OTs out, and
     /// their messages go with what the caller sends then. The receiver knows its random choice
-    /// bits before any chunk exists (see [`noise_choice_bits`]), so the corrections come
+    /// bits before any chunk exists (see `noise_choice_bits`), so the corrections come
     /// first and no output is ever held for them: a garbler garbles each piece of OTs while it
     /// is in cache, and a call's chunks cost no flight of their own.
     pub fn send_deferred<C: Channel + ?Sized>(
@@ -798,7 +798,7 @@ impl SilentReceiver {
     /// The deferred form of [`SilentReceiver::receive`], the counterpart of
     /// [`SilentSender::send_deferred`]: reserves the call's `choices.len()` OTs, runs the
     /// SoftSpoken tail (if any), works out every random choice bit of the call before any of
-    /// its chunks exists ([`noise_choice_bits`]), and sends the count and choice corrections
+    /// its chunks exists (`noise_choice_bits`), and sends the count and choice corrections
     /// now. As for `receive`, the random positions of `choices` are overwritten with the bits
     /// the OTs deliver. The labels follow through [`SilentDeferredReceive::fill`], which reads
     /// each chunk's message when it needs it.
