@@ -6,8 +6,8 @@
 //! linearized elements for free) and every phase, layer, byte and round is measured.
 //!
 //! Data flows one way: a bundle on disk → [`model::Network`] → [`protocol`] (server and client
-//! over a [`net`] channel) → measurements ([`bench`](mod@bench)) in the [`results`] schema → [`report`];
-//! [`job`] runs a sweep and then its report. The engines ([`ring`], [`crypto`], [`gc`],
+//! over a [`net`] channel) → measurements ([`bench`](mod@bench)) in the [`results`] schema →
+//! [`report`]; [`job`] runs a sweep and then its report. The engines ([`ring`], [`crypto`], [`gc`],
 //! [`net`]) know nothing about networks; [`protocol`] knows nothing about files or plots.
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

@@ -53,7 +53,8 @@ pub struct SweepOptions {
     /// `eval/` beside `runs/` and the report shows accuracy beside latency.
     pub eval: Option<SweepEval>,
     /// The job that runs this sweep among others (`cargo run --release`, the default job), named
-    /// before the sweep's own command line in what every run records ([`SweepOptions::command_line`]).
+    /// before the sweep's own command line in what every run records
+    /// ([`SweepOptions::command_line`]).
     pub job: Option<String>,
 }
 

@@ -81,8 +81,9 @@ pub enum Attack {
 }
 
 impl Attack {
-    /// The attacked batch: `pixels` `[N, C, H, W]` in \[0,1\], `labels` one per image, `first_index`
-    /// the dataset index of the batch's first image (PGD's random start is drawn per index).
+    /// The attacked batch: `pixels` `[N, C, H, W]` in \[0,1\], `labels` one per image,
+    /// `first_index` the dataset index of the batch's first image (PGD's random start is drawn
+    /// per index).
     pub fn perturb(
         &self,
         net: &FloatNet<'_, f32>,

@@ -1,7 +1,7 @@
 //! The fast three-halves engine: [`ThGarbler`] and [`ThEvaluator`] garble and evaluate many
 //! instances of one circuit under the scheme of [`threehalves`](super::threehalves), with the
 //! machinery of the half-gates engine ([`batch`](super::batch)): groups of
-//! `GROUP` (16) instances interleaved gate by gate on wire-major labels,
+//! `GROUP` instances (`kernel::GROUP`) interleaved gate by gate on wire-major labels,
 //! rayon over groups, bounded-memory streaming over a channel.
 //!
 //! Two routes run a group's AND gates, giving identical tables (tested):

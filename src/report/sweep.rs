@@ -291,8 +291,8 @@ impl Sweep {
     /// Group `runs` by model and put them in report order, the one order of `results.csv`
     /// and of every table: by model in the order of [`Sweep::groups`], and within a model its
     /// measured runs by sweep (appended ones after), input and repeat, then its emulated runs in
-    /// link order (`run_order`). Runs that do not record their place in a sweep (older files, `pibench
-    /// run`) keep the order given among equals. Fails on an empty set.
+    /// link order (`run_order`). Runs that do not record their place in a sweep (older files,
+    /// `pibench run`) keep the order given among equals. Fails on an empty set.
     pub fn from_results(runs: Vec<RunResult>) -> Result<Sweep, ReportError> {
         if runs.is_empty() {
             return Err(ReportError::NoResults);

@@ -140,7 +140,9 @@ pub fn receive<C: Channel + ?Sized, R: RngCore + CryptoRng>(
     // B_i = 2·X_i + c_i·A with X_i = b_i·G: compress 2X_i and 2(X_i + A/2) in one batch and
     // keep one of the two encodings by mask. The receiver's secret scalar is 2b_i.
     let a_half = a_point * half();
-    let mut scalars: Vec<Scalar> = (0..n).map(|_| Scalar::random(rng)).collect();
+    // The receiver's secrets: wiped on drop, on every return.
+    let scalars: zeroize::Zeroizing<Vec<Scalar>> =
+        zeroize::Zeroizing::new((0..n).map(|_| Scalar::random(rng)).collect());
     let candidates: Vec<RistrettoPoint> = scalars
         .par_iter()
         .flat_map_iter(|b| {
@@ -165,7 +167,7 @@ pub fn receive<C: Channel + ?Sized, R: RngCore + CryptoRng>(
     // The shared points, while the sender computes its own.
     let a_table = RistrettoBasepointTable::create(&a_point);
     let b_times_a: Vec<RistrettoPoint> = scalars.par_iter().map(|b| b * &a_table).collect();
-    zeroize::Zeroize::zeroize(&mut scalars);
+    drop(scalars);
     // compress(2·(b_i·A)) = compress((2b_i)·A): the receiver's shared point.
     let shared = RistrettoPoint::double_and_compress_batch(&b_times_a);
 
