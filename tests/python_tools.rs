@@ -1,7 +1,8 @@
 //! The Python tools' own tests, run by `cargo test --release` so that CI runs them:
-//! `tools/test_export.py` (the checkpoint exporter) and `tools/rlnet/test_rlnet.py` (the RLNet /
+//! `tools/test_export.py` (the checkpoint exporter), `tools/rlnet/test_rlnet.py` (the RLNet /
 //! SeNet training pipeline, whose end-to-end test loads the bundles it exports with this crate's
-//! `pibench` binary, passed as `PIBENCH_BIN`).
+//! `pibench` binary, passed as `PIBENCH_BIN`) and `tools/test_relu_rounds.py` (the alternated
+//! `relu-bench` comparison, which runs that binary too).
 //!
 //! They need Python 3 with the packages of `tools/requirements.txt` (`.ci/run` installs them).
 //! When Python or a package is missing these tests fail with the exact pip command to run; they
@@ -72,4 +73,9 @@ fn exporter_python_tests_pass() {
 #[test]
 fn rlnet_pipeline_python_tests_pass() {
     run_python_tests("tools/rlnet/test_rlnet.py");
+}
+
+#[test]
+fn relu_rounds_python_tests_pass() {
+    run_python_tests("tools/test_relu_rounds.py");
 }

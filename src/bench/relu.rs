@@ -17,6 +17,7 @@ use crate::protocol::{self, session, GcOptions, ProtocolError};
 use crate::ring::Ring;
 
 use super::run::BenchError;
+use super::usage::{ProcessUsage, Snapshot};
 
 /// The measured cost of N ReLUs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -65,12 +66,28 @@ pub struct ReluBenchResult {
     pub threads: usize,
     /// Every decoded output equals the plain ReLU of the shares.
     pub correct: bool,
+    /// What the process (both parties) used from the connection to the end of the online
+    /// phase, setup included; absent where it cannot be measured and in results from before
+    /// it was recorded.
+    #[serde(default)]
+    pub process: Option<ProcessUsage>,
+    /// The same over the offline phase alone.
+    #[serde(default)]
+    pub process_offline: Option<ProcessUsage>,
+    /// The same over the online phase alone.
+    #[serde(default)]
+    pub process_online: Option<ProcessUsage>,
 }
 
 struct Timed {
     setup: f64,
     offline: f64,
     online: f64,
+    /// What the process (both parties) used during each phase, the server's clock giving the
+    /// bounds: the phases end together for both parties (the client's ready signal, its
+    /// shares).
+    offline_usage: Option<ProcessUsage>,
+    online_usage: Option<ProcessUsage>,
 }
 
 fn server<C: Channel>(
@@ -85,11 +102,13 @@ fn server<C: Channel>(
     let setup = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
+    let s0 = Snapshot::now();
     ch.set_scope(Phase::Offline, Some("relu"));
     let engine = ReluEngine::new(ring, ring.frac, gc.garbling)?;
     let site = ServerSite::offline(ch, &engine, n, 0, &mut cot, &delta, &mut rng)?;
     session::await_ready(ch)?;
     let offline = t.elapsed().as_secs_f64();
+    let s1 = Snapshot::now();
 
     // The server's shares: uniformly random ring elements.
     let a: Vec<u64> = (0..n).map(|_| ring.reduce(rng.next_u64())).collect();
@@ -97,11 +116,16 @@ fn server<C: Channel>(
     ch.set_scope(Phase::Online, Some("relu"));
     let z = site.online(ch, &delta, &a)?;
     let online = t.elapsed().as_secs_f64();
+    let s2 = Snapshot::now();
+    let usage =
+        |a: Option<Snapshot>, b: Option<Snapshot>, wall| a.zip(b).map(|(a, b)| a.until(&b, wall));
     Ok((
         Timed {
             setup,
             offline,
             online,
+            offline_usage: usage(s0, s1, offline),
+            online_usage: usage(s1, s2, online),
         },
         a,
         z,
@@ -198,10 +222,13 @@ pub fn relu_bench(
         .join()
         .map_err(|_| BenchError::Panic("accept".into()))??;
     let (mut s, mut c) = (Metered::new(s), Metered::new(c));
+    let (before, t) = (Snapshot::now(), Instant::now());
     let hs = std::thread::spawn(move || server(&mut s, n, ring, gc).map(|r| (r, s.stats())));
     let hc = std::thread::spawn(move || client(&mut c, n, ring, gc));
     let rs = hs.join().map_err(|_| BenchError::Panic("server".into()))?;
     let rc = hc.join().map_err(|_| BenchError::Panic("client".into()))?;
+    let wall = t.elapsed().as_secs_f64();
+    let process = before.zip(Snapshot::now()).map(|(a, b)| a.until(&b, wall));
     let ((timed, a, z), stats) = rs.map_err(BenchError::Server)?;
     let (cs, rs_) = rc.map_err(BenchError::Client)?;
     let correct = (0..n)
@@ -231,6 +258,9 @@ pub fn relu_bench(
         online_bytes_per_relu_server_to_client: on.bytes_sent as f64 / nf,
         threads: rayon::current_num_threads(),
         correct,
+        process,
+        process_offline: timed.offline_usage,
+        process_online: timed.online_usage,
     })
 }
 
@@ -247,6 +277,19 @@ mod tests {
             let n = 1000;
             let r = relu_bench(n, ring, half_gates, Duration::from_secs(30)).unwrap();
             assert!(r.correct, "{ring:?}");
+            // The process's usage covers the run: some CPU, within the wall time on every core.
+            assert!(
+                r.process.is_some() || !cfg!(unix),
+                "getrusage exists on every unix"
+            );
+            if let Some(p) = r.process {
+                assert!(p.cpu_seconds() > 0.0 && p.wall_seconds > 0.0, "{p:?}");
+                assert!(
+                    p.wall_seconds >= r.us_per_relu_online * n as f64 * 1e-6,
+                    "{p:?}"
+                );
+                assert!(p.peak_rss_bytes > 0, "{p:?}");
+            }
             let ell = ring.ell as f64;
             // Online: ℓ labels to the client, ⌈ℓ/8⌉ bytes of masked share back, per ReLU.
             assert_eq!(r.online_bytes_per_relu_server_to_client, ell * 16.0);

@@ -250,6 +250,27 @@ pub fn relu_table(r: &ReluBenchResult) -> String {
         "       tables  {} B/ReLU; client storage {} B/ReLU (tables, output ciphertexts, input labels, mask)",
         r.table_bytes_per_relu, r.client_storage_bytes_per_relu
     );
+    if let Some(p) = &r.process {
+        let _ = writeln!(
+            s,
+            "cpu    {:.2} s = {:.2} user + {:.2} kernel over {:.2} s: {:.2} of {} cores busy{}; peak memory {}",
+            p.cpu_seconds(),
+            p.cpu_user_seconds,
+            p.cpu_system_seconds,
+            p.wall_seconds,
+            p.cores_busy(),
+            std::thread::available_parallelism().map_or(r.threads, usize::from),
+            match (&r.process_offline, &r.process_online) {
+                (Some(off), Some(on)) => format!(
+                    " (offline {:.2}, online {:.2})",
+                    off.cores_busy(),
+                    on.cores_busy()
+                ),
+                _ => String::new(),
+            },
+            human_bytes(p.peak_rss_bytes)
+        );
+    }
     let _ = writeln!(
         s,
         "check  {}",
