@@ -90,7 +90,9 @@ def summary(runs: list[Runs]) -> str:
     won = wins(runs)
     rounds = min(len(r.results) for r in runs)
     for r, w in zip(runs, won):
-        lines.append(f"{r.binary}: fastest in {w} of {rounds} rounds")
+        # Alone, a binary wins every round: say only how many it ran.
+        verdict = f"fastest in {w} of {rounds} rounds" if len(runs) > 1 else f"{rounds} rounds"
+        lines.append(f"{r.binary}: {verdict}")
         for key, name in [
             ("us_per_relu", "µs/ReLU total  "),
             ("us_per_relu_offline", "        offline"),

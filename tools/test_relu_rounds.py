@@ -81,6 +81,7 @@ def test_wins_and_summary_figures():
     old = R.Runs("old", [_result(5.0, 4.0)])
     assert old.figure("cpu") == []
     assert "process CPU" not in R.summary([old])
+    assert "old: 1 rounds" in R.summary([old]) and "fastest" not in R.summary([old])
 
 
 def test_a_comparison_alternates_and_keeps_every_result():
