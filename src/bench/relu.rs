@@ -277,11 +277,14 @@ mod tests {
             let n = 1000;
             let r = relu_bench(n, ring, half_gates, Duration::from_secs(30)).unwrap();
             assert!(r.correct, "{ring:?}");
-            // The process's usage covers the run: some CPU, within the wall time on every core.
+            // The process's usage covers the run (some CPU, a wall time at least the online
+            // phase's) and each phase.
             assert!(
                 r.process.is_some() || !cfg!(unix),
                 "getrusage exists on every unix"
             );
+            assert_eq!(r.process_offline.is_some(), r.process.is_some());
+            assert_eq!(r.process_online.is_some(), r.process.is_some());
             if let Some(p) = r.process {
                 assert!(p.cpu_seconds() > 0.0 && p.wall_seconds > 0.0, "{p:?}");
                 assert!(
