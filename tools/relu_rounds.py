@@ -5,7 +5,9 @@ This project's development VM changes speed by a third within an hour, so two bu
 one after the other compare the hours, not the builds. This runs ``BIN relu-bench --relus N
 --json`` for every binary in each round, each run a fresh process (what a user runs), the
 binaries' order rotating from round to round so that each goes first equally often, and prints
-every run, each binary's mean, median and range, and in how many rounds each was fastest::
+every run, each binary's mean, median and range (with the process's CPU and the share of the
+machine the hypervisor stole, when the build reports them), and in how many rounds each was
+fastest::
 
     python3 tools/relu_rounds.py --rounds 10 target/release/pibench /tmp/pibench-old
     python3 tools/relu_rounds.py --rounds 5 BIN -- --garbling half-gates --ot iknp
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -33,16 +36,23 @@ class Runs:
     results: list[dict] = field(default_factory=list)
 
     def figure(self, key: str) -> list[float]:
-        """One number of every run: a key of the result, or ``cpu`` / ``busy`` (the process's
-        CPU seconds and cores busy over the run, when the build records them)."""
+        """One number of every run: a key of the result, or ``cpu`` / ``busy`` / ``steal``
+        (the process's CPU seconds and cores busy over the run, and the percentage of the
+        machine's CPU time the hypervisor took meanwhile, when the build records them)."""
         out = []
         for r in self.results:
-            if key in ("cpu", "busy"):
+            if key in ("cpu", "busy", "steal"):
                 p = r.get("process")
-                if not p:
+                if not p or (key == "steal" and p.get("machine_steal_seconds") is None):
                     continue
                 cpu = p["cpu_user_seconds"] + p["cpu_system_seconds"]
-                out.append(cpu if key == "cpu" else cpu / p["wall_seconds"])
+                if key == "cpu":
+                    out.append(cpu)
+                elif key == "busy":
+                    out.append(cpu / p["wall_seconds"])
+                else:
+                    cpus = os.cpu_count() or 1
+                    out.append(100 * p["machine_steal_seconds"] / (p["wall_seconds"] * cpus))
             else:
                 out.append(float(r[key]))
         return out
@@ -99,6 +109,7 @@ def summary(runs: list[Runs]) -> str:
             ("us_per_relu_online", "        online "),
             ("cpu", "process CPU, s "),
             ("busy", "cores busy     "),
+            ("steal", "stolen, %      "),
         ]:
             v = r.figure(key)
             if not v:

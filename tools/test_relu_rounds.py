@@ -33,6 +33,7 @@ def _result(total: float, offline: float, cpu: float | None = None) -> dict:
             "cpu_system_seconds": cpu / 2,
             "wall_seconds": 0.5,
             "peak_rss_bytes": 1,
+            "machine_steal_seconds": 0.05 * (os.cpu_count() or 1),
         }
     return r
 
@@ -73,6 +74,8 @@ def test_wins_and_summary_figures():
     assert R.wins([a, b], "us_per_relu_offline") == [2, 2]
     assert a.figure("cpu") == [1.0, 1.2, 0.8]
     assert a.figure("busy") == [2.0, 2.4, 1.6]
+    # 0.05 s stolen per CPU over 0.5 s: 10 % of the machine.
+    assert [round(x, 9) for x in a.figure("steal")] == [10.0, 10.0, 10.0]
     s = R.summary([a, b])
     assert "a: fastest in 2 of 3 rounds" in s, s
     # a's totals 5, 6, 4: mean 5, median 5, range 4–6.
@@ -123,6 +126,8 @@ def test_a_real_comparison_of_pibench_with_itself():
                 assert r["us_per_relu"] > 0
                 # The build records what the process used, so the CPU lines have figures.
                 assert r["process"]["cpu_user_seconds"] + r["process"]["cpu_system_seconds"] > 0
+                if sys.platform.startswith("linux"):
+                    assert r["process"]["machine_steal_seconds"] >= 0
 
 
 if __name__ == "__main__":

@@ -251,6 +251,7 @@ pub fn relu_table(r: &ReluBenchResult) -> String {
         r.table_bytes_per_relu, r.client_storage_bytes_per_relu
     );
     if let Some(p) = &r.process {
+        let cpus = std::thread::available_parallelism().map_or(r.threads, usize::from);
         let _ = writeln!(
             s,
             "cpu    {:.2} s = {:.2} user + {:.2} kernel over {:.2} s: {:.2} of {} cores busy{}; peak memory {}",
@@ -259,7 +260,7 @@ pub fn relu_table(r: &ReluBenchResult) -> String {
             p.cpu_system_seconds,
             p.wall_seconds,
             p.cores_busy(),
-            std::thread::available_parallelism().map_or(r.threads, usize::from),
+            cpus,
             match (&r.process_offline, &r.process_online) {
                 (Some(off), Some(on)) => format!(
                     " (offline {:.2}, online {:.2})",
@@ -270,6 +271,14 @@ pub fn relu_table(r: &ReluBenchResult) -> String {
             },
             human_bytes(p.peak_rss_bytes)
         );
+        if let (Some(idle), Some(steal)) = (p.idle_share(cpus), p.steal_share(cpus)) {
+            let _ = writeln!(
+                s,
+                "       the machine meanwhile: {:.0} % idle, {:.0} % stolen by the hypervisor",
+                idle * 100.0,
+                steal * 100.0
+            );
+        }
     }
     let _ = writeln!(
         s,

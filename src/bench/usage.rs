@@ -2,15 +2,60 @@
 //! kernel, and the peak of its resident memory, from `getrusage`. A latency says how long the
 //! user waited; these say how much of the machine it took and where (kernel time is page
 //! faults and socket copies), which is what tells two runs on a machine of changing speed apart.
+//! On Linux it also reads the machine's idle and stolen time (`/proc/stat`): on a virtual
+//! machine, *steal* is time the hypervisor gave this machine's CPUs to someone else, the plainest
+//! sign that a slow run was the host's doing.
 
 use serde::{Deserialize, Serialize};
 
-/// The process's CPU time so far and its peak resident memory (one `getrusage(RUSAGE_SELF)`).
+/// The process's CPU time so far and its peak resident memory (one `getrusage(RUSAGE_SELF)`),
+/// and where readable the whole machine's idle and stolen CPU time.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Snapshot {
     user: f64,
     system: f64,
     peak_rss_bytes: u64,
+    machine: Option<MachineTimes>,
+}
+
+/// Seconds every CPU of the machine spent idle and stolen, summed over CPUs, since boot.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct MachineTimes {
+    idle: f64,
+    steal: f64,
+}
+
+impl MachineTimes {
+    /// The aggregate `cpu` line of `/proc/stat` (ticks of `USER_HZ`): its idle (with iowait)
+    /// and steal columns in seconds. `None` for anything else.
+    fn parse(stat: &str, ticks_per_second: f64) -> Option<Self> {
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        // user nice system idle iowait irq softirq steal ...: steal needs 8 columns.
+        if ticks.len() < 8 || ticks_per_second <= 0.0 {
+            return None;
+        }
+        Some(MachineTimes {
+            idle: (ticks[3] + ticks[4]) as f64 / ticks_per_second,
+            steal: ticks[7] as f64 / ticks_per_second,
+        })
+    }
+
+    fn now() -> Option<Self> {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: sysconf only reads a configuration value.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+            Self::parse(&std::fs::read_to_string("/proc/stat").ok()?, hz as f64)
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
 }
 
 /// What the process used between two [`Snapshot`]s, over `wall` seconds.
@@ -24,6 +69,14 @@ pub struct ProcessUsage {
     pub wall_seconds: f64,
     /// The process's peak resident memory, from its start to the second snapshot.
     pub peak_rss_bytes: u64,
+    /// CPU seconds the whole machine spent idle meanwhile, summed over its CPUs (Linux; at the
+    /// 10 ms resolution of `/proc/stat`).
+    #[serde(default)]
+    pub machine_idle_seconds: Option<f64>,
+    /// CPU seconds the hypervisor took from the machine meanwhile (steal), summed over its CPUs:
+    /// zero on bare metal, and on a virtual machine the share of a slow run that was the host's.
+    #[serde(default)]
+    pub machine_steal_seconds: Option<f64>,
 }
 
 impl Snapshot {
@@ -44,6 +97,7 @@ impl Snapshot {
                 user: secs(ru.ru_utime),
                 system: secs(ru.ru_stime),
                 peak_rss_bytes: (ru.ru_maxrss.max(0) as u64).saturating_mul(unit),
+                machine: MachineTimes::now(),
             })
         }
         #[cfg(not(unix))]
@@ -57,6 +111,14 @@ impl Snapshot {
             cpu_system_seconds: (later.system - self.system).max(0.0),
             wall_seconds: wall,
             peak_rss_bytes: later.peak_rss_bytes,
+            machine_idle_seconds: self
+                .machine
+                .zip(later.machine)
+                .map(|(a, b)| (b.idle - a.idle).max(0.0)),
+            machine_steal_seconds: self
+                .machine
+                .zip(later.machine)
+                .map(|(a, b)| (b.steal - a.steal).max(0.0)),
         }
     }
 }
@@ -69,8 +131,25 @@ impl ProcessUsage {
 
     /// Cores kept busy on average: CPU seconds per wall-clock second (0 for no wall time).
     pub fn cores_busy(&self) -> f64 {
+        self.per_wall_second(self.cpu_seconds())
+    }
+
+    /// The machine's stolen CPU time as a share of the CPU time its `cpus` CPUs had over the
+    /// interval (0 to 1), where known.
+    pub fn steal_share(&self, cpus: usize) -> Option<f64> {
+        let s = self.machine_steal_seconds?;
+        Some((self.per_wall_second(s) / cpus.max(1) as f64).min(1.0))
+    }
+
+    /// The machine's idle CPU time as a share of the CPU time its `cpus` CPUs had, where known.
+    pub fn idle_share(&self, cpus: usize) -> Option<f64> {
+        let s = self.machine_idle_seconds?;
+        Some((self.per_wall_second(s) / cpus.max(1) as f64).min(1.0))
+    }
+
+    fn per_wall_second(&self, seconds: f64) -> f64 {
         if self.wall_seconds > 0.0 {
-            self.cpu_seconds() / self.wall_seconds
+            seconds / self.wall_seconds
         } else {
             0.0
         }
@@ -112,11 +191,19 @@ mod tests {
             user: 1.0,
             system: 0.5,
             peak_rss_bytes: 10,
+            machine: Some(MachineTimes {
+                idle: 100.0,
+                steal: 3.0,
+            }),
         };
         let b = Snapshot {
             user: 1.75,
             system: 1.0,
             peak_rss_bytes: 30,
+            machine: Some(MachineTimes {
+                idle: 100.25,
+                steal: 3.1,
+            }),
         };
         let u = a.until(&b, 0.5);
         assert_eq!(u.cpu_user_seconds, 0.75);
@@ -125,5 +212,29 @@ mod tests {
         assert_eq!(u.cores_busy(), 2.5);
         assert_eq!(u.peak_rss_bytes, 30);
         assert_eq!(a.until(&b, 0.0).cores_busy(), 0.0);
+        // 0.25 s idle and 0.1 s stolen over 0.5 s of two CPUs: a quarter and a tenth.
+        assert!((u.idle_share(2).unwrap() - 0.25).abs() < 1e-9, "{u:?}");
+        assert!((u.steal_share(2).unwrap() - 0.1).abs() < 1e-9, "{u:?}");
+        let unknown = Snapshot { machine: None, ..a };
+        assert_eq!(unknown.until(&b, 0.5).steal_share(2), None);
+    }
+
+    #[test]
+    fn proc_stat_gives_idle_with_iowait_and_steal() {
+        let stat = "cpu  2338698 0 202674 8456335 7688 0 5419 6196 0 0\n\
+                    cpu0 1169349 0 101337 4228167 3844 0 2709 3098 0 0\nintr 1 2 3\n";
+        let t = MachineTimes::parse(stat, 100.0).unwrap();
+        assert!(
+            (t.idle - (8456335.0 + 7688.0) / 100.0).abs() < 1e-6,
+            "{t:?}"
+        );
+        assert!((t.steal - 61.96).abs() < 1e-9, "{t:?}");
+        // Old kernels without the steal column, garbage, and a nonsense tick rate: nothing.
+        assert_eq!(MachineTimes::parse("cpu  1 2 3 4 5 6 7\n", 100.0), None);
+        assert_eq!(MachineTimes::parse("cpu  a b c d e f g h\n", 100.0), None);
+        assert_eq!(MachineTimes::parse("intr 1\n", 100.0), None);
+        assert_eq!(MachineTimes::parse(stat, 0.0), None);
+        // On Linux the live file parses.
+        assert_eq!(MachineTimes::now().is_some(), cfg!(target_os = "linux"));
     }
 }
