@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -51,7 +50,7 @@ class Runs:
                 elif key == "busy":
                     out.append(cpu / p["wall_seconds"])
                 else:
-                    cpus = os.cpu_count() or 1
+                    cpus = p.get("machine_cpus") or 1
                     out.append(100 * p["machine_steal_seconds"] / (p["wall_seconds"] * cpus))
             else:
                 out.append(float(r[key]))

@@ -33,7 +33,8 @@ def _result(total: float, offline: float, cpu: float | None = None) -> dict:
             "cpu_system_seconds": cpu / 2,
             "wall_seconds": 0.5,
             "peak_rss_bytes": 1,
-            "machine_steal_seconds": 0.05 * (os.cpu_count() or 1),
+            "machine_steal_seconds": 0.1,
+            "machine_cpus": 2,
         }
     return r
 
@@ -74,7 +75,7 @@ def test_wins_and_summary_figures():
     assert R.wins([a, b], "us_per_relu_offline") == [2, 2]
     assert a.figure("cpu") == [1.0, 1.2, 0.8]
     assert a.figure("busy") == [2.0, 2.4, 1.6]
-    # 0.05 s stolen per CPU over 0.5 s: 10 % of the machine.
+    # 0.1 s stolen over 0.5 s of two CPUs: 10 % of the machine.
     assert [round(x, 9) for x in a.figure("steal")] == [10.0, 10.0, 10.0]
     s = R.summary([a, b])
     assert "a: fastest in 2 of 3 rounds" in s, s

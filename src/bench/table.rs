@@ -271,7 +271,7 @@ pub fn relu_table(r: &ReluBenchResult) -> String {
             },
             human_bytes(p.peak_rss_bytes)
         );
-        if let (Some(idle), Some(steal)) = (p.idle_share(cpus), p.steal_share(cpus)) {
+        if let (Some(idle), Some(steal)) = (p.idle_share(), p.steal_share()) {
             let _ = writeln!(
                 s,
                 "       the machine meanwhile: {:.0} % idle, {:.0} % stolen by the hypervisor",

@@ -18,16 +18,19 @@ pub struct Snapshot {
     machine: Option<MachineTimes>,
 }
 
-/// Seconds every CPU of the machine spent idle and stolen, summed over CPUs, since boot.
+/// Seconds every CPU of the machine spent idle and stolen, summed over CPUs, since boot, and
+/// how many CPUs it has.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct MachineTimes {
     idle: f64,
     steal: f64,
+    cpus: usize,
 }
 
 impl MachineTimes {
     /// The aggregate `cpu` line of `/proc/stat` (ticks of `USER_HZ`): its idle (with iowait)
-    /// and steal columns in seconds. `None` for anything else.
+    /// and steal columns in seconds, and the number of per-CPU `cpuN` lines. `None` for
+    /// anything else.
     fn parse(stat: &str, ticks_per_second: f64) -> Option<Self> {
         let line = stat.lines().find(|l| l.starts_with("cpu "))?;
         let ticks: Vec<u64> = line
@@ -40,9 +43,14 @@ impl MachineTimes {
         if ticks.len() < 8 || ticks_per_second <= 0.0 {
             return None;
         }
+        let cpus = stat
+            .lines()
+            .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+            .count();
         Some(MachineTimes {
             idle: (ticks[3] + ticks[4]) as f64 / ticks_per_second,
             steal: ticks[7] as f64 / ticks_per_second,
+            cpus: cpus.max(1),
         })
     }
 
@@ -77,6 +85,9 @@ pub struct ProcessUsage {
     /// zero on bare metal, and on a virtual machine the share of a slow run that was the host's.
     #[serde(default)]
     pub machine_steal_seconds: Option<f64>,
+    /// The machine's CPUs, which the two figures above are summed over.
+    #[serde(default)]
+    pub machine_cpus: Option<usize>,
 }
 
 impl Snapshot {
@@ -106,19 +117,15 @@ impl Snapshot {
 
     /// What was used from `self` to `later`, `wall` seconds apart.
     pub fn until(&self, later: &Snapshot, wall: f64) -> ProcessUsage {
+        let machine = self.machine.zip(later.machine);
         ProcessUsage {
             cpu_user_seconds: (later.user - self.user).max(0.0),
             cpu_system_seconds: (later.system - self.system).max(0.0),
             wall_seconds: wall,
             peak_rss_bytes: later.peak_rss_bytes,
-            machine_idle_seconds: self
-                .machine
-                .zip(later.machine)
-                .map(|(a, b)| (b.idle - a.idle).max(0.0)),
-            machine_steal_seconds: self
-                .machine
-                .zip(later.machine)
-                .map(|(a, b)| (b.steal - a.steal).max(0.0)),
+            machine_idle_seconds: machine.map(|(a, b)| (b.idle - a.idle).max(0.0)),
+            machine_steal_seconds: machine.map(|(a, b)| (b.steal - a.steal).max(0.0)),
+            machine_cpus: machine.map(|(_, b)| b.cpus),
         }
     }
 }
@@ -134,17 +141,20 @@ impl ProcessUsage {
         self.per_wall_second(self.cpu_seconds())
     }
 
-    /// The machine's stolen CPU time as a share of the CPU time its `cpus` CPUs had over the
-    /// interval (0 to 1), where known.
-    pub fn steal_share(&self, cpus: usize) -> Option<f64> {
-        let s = self.machine_steal_seconds?;
-        Some((self.per_wall_second(s) / cpus.max(1) as f64).min(1.0))
+    /// The machine's stolen CPU time as a share of the CPU time its CPUs had over the interval
+    /// (0 to 1), where known.
+    pub fn steal_share(&self) -> Option<f64> {
+        self.machine_share(self.machine_steal_seconds?)
     }
 
-    /// The machine's idle CPU time as a share of the CPU time its `cpus` CPUs had, where known.
-    pub fn idle_share(&self, cpus: usize) -> Option<f64> {
-        let s = self.machine_idle_seconds?;
-        Some((self.per_wall_second(s) / cpus.max(1) as f64).min(1.0))
+    /// The machine's idle CPU time as a share of the CPU time its CPUs had, where known.
+    pub fn idle_share(&self) -> Option<f64> {
+        self.machine_share(self.machine_idle_seconds?)
+    }
+
+    fn machine_share(&self, seconds: f64) -> Option<f64> {
+        let cpus = self.machine_cpus?.max(1) as f64;
+        Some((self.per_wall_second(seconds) / cpus).min(1.0))
     }
 
     fn per_wall_second(&self, seconds: f64) -> f64 {
@@ -194,6 +204,7 @@ mod tests {
             machine: Some(MachineTimes {
                 idle: 100.0,
                 steal: 3.0,
+                cpus: 2,
             }),
         };
         let b = Snapshot {
@@ -203,6 +214,7 @@ mod tests {
             machine: Some(MachineTimes {
                 idle: 100.25,
                 steal: 3.1,
+                cpus: 2,
             }),
         };
         let u = a.until(&b, 0.5);
@@ -213,10 +225,11 @@ mod tests {
         assert_eq!(u.peak_rss_bytes, 30);
         assert_eq!(a.until(&b, 0.0).cores_busy(), 0.0);
         // 0.25 s idle and 0.1 s stolen over 0.5 s of two CPUs: a quarter and a tenth.
-        assert!((u.idle_share(2).unwrap() - 0.25).abs() < 1e-9, "{u:?}");
-        assert!((u.steal_share(2).unwrap() - 0.1).abs() < 1e-9, "{u:?}");
+        assert_eq!(u.machine_cpus, Some(2));
+        assert!((u.idle_share().unwrap() - 0.25).abs() < 1e-9, "{u:?}");
+        assert!((u.steal_share().unwrap() - 0.1).abs() < 1e-9, "{u:?}");
         let unknown = Snapshot { machine: None, ..a };
-        assert_eq!(unknown.until(&b, 0.5).steal_share(2), None);
+        assert_eq!(unknown.until(&b, 0.5).steal_share(), None);
     }
 
     #[test]
@@ -229,6 +242,8 @@ mod tests {
             "{t:?}"
         );
         assert!((t.steal - 61.96).abs() < 1e-9, "{t:?}");
+        // One per-CPU line in the fixture ("cpu " itself is the aggregate).
+        assert_eq!(t.cpus, 1);
         // Old kernels without the steal column, garbage, and a nonsense tick rate: nothing.
         assert_eq!(MachineTimes::parse("cpu  1 2 3 4 5 6 7\n", 100.0), None);
         assert_eq!(MachineTimes::parse("cpu  a b c d e f g h\n", 100.0), None);
