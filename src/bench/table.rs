@@ -251,7 +251,8 @@ pub fn relu_table(r: &ReluBenchResult) -> String {
         r.table_bytes_per_relu, r.client_storage_bytes_per_relu
     );
     if let Some(p) = &r.process {
-        let cpus = std::thread::available_parallelism().map_or(r.threads, usize::from);
+        // The count recorded with the run, so a result printed elsewhere names its machine's.
+        let cpus = p.machine_cpus.unwrap_or(r.threads);
         let _ = writeln!(
             s,
             "cpu    {:.2} s = {:.2} user + {:.2} kernel over {:.2} s: {:.2} of {} cores busy{}; peak memory {}",
