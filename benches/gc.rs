@@ -1,6 +1,7 @@
 //! Criterion benches of the garbling engine: AND gates garbled and evaluated per second on one
-//! core, and 64-bit ReLUs (f = 12) garbled and evaluated per second, single-threaded and with
-//! rayon. Throughputs are in elements (AND gates or ReLUs) per second.
+//! core, 64-bit ReLUs (f = 12) garbled and evaluated per second, single-threaded and with
+//! rayon, and the protocol ReLU's arithmetic outputs (ℓ = 64, 51 bits: ciphertexts made and
+//! opened) per second. Throughputs are in elements (AND gates, ReLUs or instances) per second.
 //!
 //! Every single-threaded bench runs twice: under wall-clock time (criterion's default) and, on
 //! Linux, under the calling thread's CPU time (`*_cpu` groups). The machine is shared, and when
@@ -10,10 +11,11 @@
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use pibench::crypto::Block;
+use pibench::gc::arith::ArithOutputs;
 use pibench::gc::batch::table_blocks;
 use pibench::gc::thbatch::{table_words, ThEvaluator, ThGarbler};
 use pibench::gc::{relu_circuit, Circuit, Delta, Evaluator, Garbler};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use std::time::Duration;
 
@@ -168,8 +170,46 @@ fn run<M: Measurement>(c: &mut Criterion<M>, suffix: &str, with_rayon: bool) {
     grp.finish();
 }
 
+/// The arithmetic output conversion of the protocol's ReLU (ℓ = 64, 51 output bits) for
+/// [`N`] instances; rayon runs it, so under wall-clock time only (`RAYON_NUM_THREADS=1` for one
+/// core).
+fn arith(c: &mut Criterion) {
+    let shape = ArithOutputs::new(64, 51).expect("valid shape");
+    let mut rng = ChaCha12Rng::seed_from_u64(2);
+    let delta = Delta::random(&mut rng);
+    let zero: Vec<Block> = (0..N * shape.wires())
+        .map(|_| Block::random(&mut rng))
+        .collect();
+    let labels: Vec<Block> = zero
+        .iter()
+        .map(|&z| if rng.gen() { z ^ delta.block() } else { z })
+        .collect();
+    let mut cts = vec![0u8; N * shape.instance_bytes()];
+    let mut shares = vec![0u64; N];
+    let mut grp = c.benchmark_group("gc_arith_outputs_64_51");
+    grp.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(N as u64));
+    grp.bench_function("garble", |b| {
+        b.iter(|| {
+            shape
+                .garble(&delta, 0, &zero, &mut cts, &mut shares)
+                .expect("shapes match")
+        })
+    });
+    grp.bench_function("evaluate", |b| {
+        b.iter(|| {
+            shape
+                .eval(0, &labels, &cts, &mut shares)
+                .expect("shapes match")
+        })
+    });
+    grp.finish();
+}
+
 fn bench_wall(c: &mut Criterion) {
     run(c, "", true);
+    arith(c);
 }
 
 /// CPU time of the calling thread, from `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`.

@@ -77,6 +77,11 @@ pub struct ReluBenchResult {
     /// The same over the online phase alone.
     #[serde(default)]
     pub process_online: Option<ProcessUsage>,
+    /// The machine's transparent-huge-page policy during the run
+    /// ([`huge_page_policy`](super::usage::huge_page_policy)): first touch of the client's
+    /// storage is a fifth of the CPU, and its cost depends on the folio size.
+    #[serde(default)]
+    pub machine_huge_pages: Option<String>,
 }
 
 struct Timed {
@@ -261,6 +266,7 @@ pub fn relu_bench(
         process,
         process_offline: timed.offline_usage,
         process_online: timed.online_usage,
+        machine_huge_pages: super::usage::huge_page_policy(),
     })
 }
 

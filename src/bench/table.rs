@@ -281,6 +281,9 @@ pub fn relu_table(r: &ReluBenchResult) -> String {
             );
         }
     }
+    if let Some(thp) = &r.machine_huge_pages {
+        let _ = writeln!(s, "       transparent huge pages: {thp}");
+    }
     let _ = writeln!(
         s,
         "check  {}",
