@@ -6,7 +6,7 @@
 //! machine, *steal* is time the hypervisor gave this machine's CPUs to someone else, the plainest
 //! sign that a slow run was the host's doing. And it reads the machine's transparent-huge-page
 //! policy ([`huge_page_policy`]): on the development VM, 64 KiB folios for anonymous memory cut
-//! the time of a fresh `relu-bench` by an eighth, so a figure needs it beside it.
+//! the time of a fresh `relu-bench` by ~15 %, so a figure needs it beside it.
 
 use serde::{Deserialize, Serialize};
 
