@@ -78,8 +78,8 @@ pub struct ReluBenchResult {
     #[serde(default)]
     pub process_online: Option<ProcessUsage>,
     /// The machine's transparent-huge-page policy during the run
-    /// ([`huge_page_policy`](super::usage::huge_page_policy)): first touch of the client's
-    /// storage is a fifth of the CPU, and its cost depends on the folio size.
+    /// ([`huge_page_policy`](super::usage::huge_page_policy)): first touch of the memory a run
+    /// holds is ~23 % of its CPU on the development VM, and its cost depends on the folio size.
     #[serde(default)]
     pub machine_huge_pages: Option<String>,
 }

@@ -306,6 +306,7 @@ mod tests {
         // On Linux the live file parses.
         assert_eq!(MachineTimes::now().is_some(), cfg!(target_os = "linux"));
     }
+
     #[test]
     fn the_huge_page_policy_names_the_selected_modes() {
         let sizes = |v: &[(u64, &str)]| -> Vec<(u64, String)> {
@@ -321,20 +322,11 @@ mod tests {
             describe_huge_pages("always [madvise] never\n", &default).as_deref(),
             Some("madvise; 2048 kB inherit")
         );
+        // 64 KiB folios for all anonymous memory, 2 MiB ones off.
         let tuned = sizes(&[
-            (64, "always inherit madvise [never]"),
+            (64, "[always] inherit madvise never"),
             (2048, "always inherit madvise [never]"),
         ]);
-        let tuned: Vec<_> = tuned
-            .into_iter()
-            .map(|(kb, s)| {
-                if kb == 64 {
-                    (kb, "[always] inherit madvise never".into())
-                } else {
-                    (kb, s)
-                }
-            })
-            .collect();
         assert_eq!(
             describe_huge_pages("always [madvise] never", &tuned).as_deref(),
             Some("madvise; 64 kB always")
