@@ -635,6 +635,7 @@ fn links(specs: &[String]) -> Result<Vec<Link>> {
 }
 
 fn main() -> ExitCode {
+    pibench::bench::name_pool_threads();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output has gone (`| head`): everything asked for was written

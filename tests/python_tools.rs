@@ -1,8 +1,9 @@
 //! The Python tools' own tests, run by `cargo test --release` so that CI runs them:
 //! `tools/test_export.py` (the checkpoint exporter), `tools/rlnet/test_rlnet.py` (the RLNet /
 //! SeNet training pipeline, whose end-to-end test loads the bundles it exports with this crate's
-//! `pibench` binary, passed as `PIBENCH_BIN`) and `tools/test_relu_rounds.py` (the alternated
-//! `relu-bench` comparison, which runs that binary too).
+//! `pibench` binary, passed as `PIBENCH_BIN`), `tools/test_relu_rounds.py` (the alternated
+//! `relu-bench` comparison, which runs that binary too) and `tools/test_sched_timeline.py` (the
+//! scheduler-trace reader, which reads a result of that binary).
 //!
 //! They need Python 3 with the packages of `tools/requirements.txt` (`.ci/run` installs them).
 //! When Python or a package is missing these tests fail with the exact pip command to run; they
@@ -78,4 +79,9 @@ fn rlnet_pipeline_python_tests_pass() {
 #[test]
 fn relu_rounds_python_tests_pass() {
     run_python_tests("tools/test_relu_rounds.py");
+}
+
+#[test]
+fn sched_timeline_python_tests_pass() {
+    run_python_tests("tools/test_sched_timeline.py");
 }

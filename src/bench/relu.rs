@@ -221,15 +221,17 @@ pub fn relu_bench(
     }
     let listener = crate::net::tcp::Listener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let accept = std::thread::spawn(move || listener.accept(timeout, timeout));
+    let accept = super::spawn_named("pibench-accept", move || listener.accept(timeout, timeout));
     let c = crate::net::tcp::connect(addr, timeout)?;
     let s = accept
         .join()
         .map_err(|_| BenchError::Panic("accept".into()))??;
     let (mut s, mut c) = (Metered::new(s), Metered::new(c));
     let (before, t) = (Snapshot::now(), Instant::now());
-    let hs = std::thread::spawn(move || server(&mut s, n, ring, gc).map(|r| (r, s.stats())));
-    let hc = std::thread::spawn(move || client(&mut c, n, ring, gc));
+    let hs = super::spawn_named("pibench-server", move || {
+        server(&mut s, n, ring, gc).map(|r| (r, s.stats()))
+    });
+    let hc = super::spawn_named("pibench-client", move || client(&mut c, n, ring, gc));
     let rs = hs.join().map_err(|_| BenchError::Panic("server".into()))?;
     let rc = hc.join().map_err(|_| BenchError::Panic("client".into()))?;
     let wall = t.elapsed().as_secs_f64();

@@ -336,7 +336,8 @@ pub fn run_network(
             let listener = crate::net::tcp::Listener::bind("127.0.0.1:0")?;
             let addr = listener.local_addr()?;
             let timeout = opts.timeout;
-            let accept = std::thread::spawn(move || listener.accept(timeout, timeout));
+            let accept =
+                super::spawn_named("pibench-accept", move || listener.accept(timeout, timeout));
             let c = crate::net::tcp::connect(addr, timeout)?;
             let s = join(accept)??;
             (Box::new(s), Box::new(c), "tcp-loopback")
@@ -382,8 +383,12 @@ fn run_pair<C: Channel + 'static>(
     let (fs, fc) = (fixed.clone(), fixed.clone());
     let (mut ds, mut dc) = halves;
     let input = input.to_vec();
-    let hs = std::thread::spawn(move || server_session(&mut s, &fs, ds.as_mut(), gc, pb_s));
-    let hc = std::thread::spawn(move || client_session(&mut c, &fc, dc.as_mut(), gc, &input, pb_c));
+    let hs = super::spawn_named("pibench-server", move || {
+        server_session(&mut s, &fs, ds.as_mut(), gc, pb_s)
+    });
+    let hc = super::spawn_named("pibench-client", move || {
+        client_session(&mut c, &fc, dc.as_mut(), gc, &input, pb_c)
+    });
     let rs = join(hs)?;
     let rc = join(hc)?;
     // Report the root cause: when one side fails the other usually sees a disconnect.

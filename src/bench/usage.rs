@@ -18,6 +18,7 @@ pub struct Snapshot {
     system: f64,
     peak_rss_bytes: u64,
     machine: Option<MachineTimes>,
+    monotonic: Option<f64>,
 }
 
 /// Seconds every CPU of the machine spent idle and stolen, summed over CPUs, since boot, and
@@ -90,6 +91,11 @@ pub struct ProcessUsage {
     /// The machine's CPUs, which the two figures above are summed over.
     #[serde(default)]
     pub machine_cpus: Option<usize>,
+    /// The time of the first snapshot on the system's monotonic clock (Linux
+    /// `CLOCK_MONOTONIC`, seconds since boot), which `perf record -k CLOCK_MONOTONIC` also
+    /// stamps its samples with: it lines a trace of the run up with the phases measured here.
+    #[serde(default)]
+    pub start_monotonic_seconds: Option<f64>,
 }
 
 impl Snapshot {
@@ -111,6 +117,7 @@ impl Snapshot {
                 system: secs(ru.ru_stime),
                 peak_rss_bytes: (ru.ru_maxrss.max(0) as u64).saturating_mul(unit),
                 machine: MachineTimes::now(),
+                monotonic: monotonic_seconds(),
             })
         }
         #[cfg(not(unix))]
@@ -128,8 +135,29 @@ impl Snapshot {
             machine_idle_seconds: machine.map(|(a, b)| (b.idle - a.idle).max(0.0)),
             machine_steal_seconds: machine.map(|(a, b)| (b.steal - a.steal).max(0.0)),
             machine_cpus: machine.map(|(_, b)| b.cpus),
+            start_monotonic_seconds: self.monotonic,
         }
     }
+}
+
+/// Seconds on Linux's `CLOCK_MONOTONIC` (since boot, not counting suspend), the clock `perf`
+/// stamps samples with when recorded with `-k CLOCK_MONOTONIC`; `None` elsewhere.
+fn monotonic_seconds() -> Option<f64> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `clock_gettime` only writes the `timespec` it is given, which lives until
+        // the call returns.
+        if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+            return None;
+        }
+        Some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
 }
 
 impl ProcessUsage {
@@ -247,6 +275,14 @@ mod tests {
         assert!(u.cpu_seconds() >= u.cpu_user_seconds);
         // One thread spun for the whole interval: about one core busy.
         assert!(u.cores_busy() > 0.2, "{u:?}");
+        // On Linux the interval has a start on the monotonic clock, before a later reading.
+        assert_eq!(
+            u.start_monotonic_seconds.is_some(),
+            cfg!(target_os = "linux")
+        );
+        if let (Some(start), Some(now)) = (u.start_monotonic_seconds, monotonic_seconds()) {
+            assert!(start > 0.0 && now - start >= 0.2, "{start} {now}");
+        }
     }
 
     #[test]
@@ -260,6 +296,7 @@ mod tests {
                 steal: 3.0,
                 cpus: 2,
             }),
+            monotonic: Some(5000.25),
         };
         let b = Snapshot {
             user: 1.75,
@@ -270,6 +307,7 @@ mod tests {
                 steal: 3.1,
                 cpus: 2,
             }),
+            monotonic: Some(5000.75),
         };
         let u = a.until(&b, 0.5);
         assert_eq!(u.cpu_user_seconds, 0.75);
@@ -277,6 +315,8 @@ mod tests {
         assert_eq!(u.cpu_seconds(), 1.25);
         assert_eq!(u.cores_busy(), 2.5);
         assert_eq!(u.peak_rss_bytes, 30);
+        // The interval starts where the first snapshot was taken.
+        assert_eq!(u.start_monotonic_seconds, Some(5000.25));
         assert_eq!(a.until(&b, 0.0).cores_busy(), 0.0);
         // 0.25 s idle and 0.1 s stolen over 0.5 s of two CPUs: a quarter and a tenth.
         assert_eq!(u.machine_cpus, Some(2));

@@ -1069,7 +1069,7 @@ where
     let chunk = chunk.max(1);
     let (full_tx, full_rx, free_tx, free_rx) = table_ring::<Outgoing>(n, unit_bytes, chunk);
     std::thread::scope(|scope| {
-        let sender = scope.spawn(move || -> Result<u64, GcError> {
+        let sending = move || -> Result<u64, GcError> {
             let mut sent = 0u64;
             for out in full_rx {
                 match out {
@@ -1088,7 +1088,11 @@ where
             }
             chan.flush()?;
             Ok(sent)
-        });
+        };
+        let sender = std::thread::Builder::new()
+            .name("pibench-send".into())
+            .spawn_scoped(scope, sending)
+            .expect("failed to spawn thread");
         let mut garbled = Ok(());
         let mut i0 = 0;
         while i0 < n {
@@ -1133,7 +1137,7 @@ where
     let (full_tx, full_rx, free_tx, free_rx) =
         table_ring::<(BlockBuf, usize)>(n, unit_bytes, chunk);
     std::thread::scope(|scope| {
-        let receiver = scope.spawn(move || -> Result<u64, GcError> {
+        let receiving = move || -> Result<u64, GcError> {
             let mut received = 0u64;
             let mut i0 = 0;
             while i0 < n {
@@ -1149,7 +1153,11 @@ where
                 i0 += m;
             }
             Ok(received)
-        });
+        };
+        let receiver = std::thread::Builder::new()
+            .name("pibench-recv".into())
+            .spawn_scoped(scope, receiving)
+            .expect("failed to spawn thread");
         let mut evaluated = Ok(());
         let mut i0 = 0;
         // A closed queue before the end means the receiver failed: its error is reported below.
